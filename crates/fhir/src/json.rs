@@ -1,0 +1,939 @@
+//! Lossless JSON: a parsed view over received bytes that keeps every value as
+//! it was written.
+//!
+//! * numbers stay as their source text (`1.50` is not `1.5`, `1e2` is not `100`),
+//! * object members keep their source order,
+//! * every value knows its byte span in the source, so a finding can point at
+//!   a line and column,
+//! * nothing is dropped: unknown elements are just members.
+//!
+//! The parser enforces RFC 8259 strictly (no comments, no trailing commas, no
+//! unquoted keys, no trailing content) and, on top of it, the FHIR JSON
+//! representation rules (<http://hl7.org/fhir/R4/json.html>):
+//!
+//! * duplicate member names are an error at any depth (serde_json's `Value`
+//!   silently keeps the last one);
+//! * objects, arrays and strings are never empty;
+//! * `null` appears only inside arrays of a primitive element and its `_x`
+//!   sibling, as a filler aligned with a non-null value in the partner array;
+//! * a `\u` escape may not leave a lone UTF-16 surrogate.
+//!
+//! Nesting deeper than [`MAX_DEPTH`] is refused, so a hostile document cannot
+//! exhaust the stack.
+//!
+//! A leading UTF-8 byte-order mark is accepted and skipped for parsing (RFC 8259
+//! §8.1 lets parsers ignore it, and the HL7 Java validator accepts such
+//! documents); the received bytes, BOM included, stay the source of truth.
+
+use std::fmt;
+
+/// Deepest nesting of arrays and objects accepted. FHIR resources in the wild
+/// (Questionnaire items, nested extensions, contained resources in Bundles)
+/// stay well under 40; 100 leaves head-room and keeps recursion bounded.
+pub const MAX_DEPTH: usize = 100;
+
+/// The UTF-8 byte-order mark.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Byte range of a value in the received document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    /// Offset of the first byte.
+    pub start: u32,
+    /// Offset one past the last byte.
+    pub end: u32,
+}
+
+/// One JSON value with where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The value.
+    pub value: Json,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// A JSON value, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    /// `null` (only ever an aligned filler in a primitive array).
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number, kept as its source text.
+    Number(Box<str>),
+    /// A string, unescaped.
+    String(Box<str>),
+    /// An array.
+    Array(Vec<Node>),
+    /// An object, members in source order.
+    Object(Vec<Member>),
+}
+
+/// One member of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The member name, unescaped.
+    pub key: Box<str>,
+    /// Where the name was written.
+    pub key_span: Span,
+    /// The member value.
+    pub node: Node,
+}
+
+impl Node {
+    /// The member `key` if this is an object that has it.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Json::Object(members) => members
+                .iter()
+                .find(|m| &*m.key == key)
+                .map(|m| &m.node),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Json::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The items, if this is an array.
+    pub fn as_array(&self) -> Option<&[Node]> {
+        match &self.value {
+            Json::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The members, if this is an object.
+    pub fn as_object(&self) -> Option<&[Member]> {
+        match &self.value {
+            Json::Object(members) => Some(members),
+            _ => None,
+        }
+    }
+
+    /// The source text of a number.
+    pub fn as_number_text(&self) -> Option<&str> {
+        match &self.value {
+            Json::Number(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The items of an array, or the value itself for anything else: FHIR
+    /// repeating elements read the same way whether written once or many times.
+    pub fn items(&self) -> &[Node] {
+        match &self.value {
+            Json::Array(items) => items,
+            _ => std::slice::from_ref(self),
+        }
+    }
+}
+
+/// One step of a path into the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    /// An object member.
+    Key(Box<str>),
+    /// An array item.
+    Index(usize),
+}
+
+/// Renders a path as a FHIRPath-style expression rooted at `root` (the
+/// resource type), e.g. `Bundle.entry[3].resource.code`.
+pub fn render_path(root: &str, path: &[PathSegment]) -> String {
+    let mut out = String::from(root);
+    for segment in path {
+        match segment {
+            PathSegment::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            PathSegment::Index(index) => {
+                out.push('[');
+                out.push_str(&index.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// Why received bytes are not acceptable FHIR JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// The bytes are not UTF-8.
+    InvalidUtf8,
+    /// A `\u` escape leaves a UTF-16 surrogate unpaired.
+    LoneSurrogate,
+    /// A member name appears twice in one object.
+    DuplicateKey(Box<str>),
+    /// Arrays and objects nest deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// Something follows the top-level value.
+    TrailingContent,
+    /// The document ends inside a value.
+    UnexpectedEnd,
+    /// A character that JSON does not allow here.
+    UnexpectedCharacter(char),
+    /// A number that is not JSON (leading zeros, `+`, `.5`, `NaN`, …).
+    InvalidNumber,
+    /// A backslash escape that JSON does not define.
+    InvalidEscape,
+    /// A raw control character inside a string.
+    ControlCharacterInString,
+    /// An object member name that is not a double-quoted string.
+    UnquotedKey,
+    /// `null` where FHIR does not allow it.
+    MisplacedNull,
+    /// `null` in an array whose `_x`/`x` partner does not carry a value at
+    /// that position, or partner arrays of different lengths.
+    UnalignedNull,
+    /// `{}`.
+    EmptyObject,
+    /// `[]`.
+    EmptyArray,
+    /// `""`.
+    EmptyString,
+    /// The top-level value is not an object with a `resourceType` string.
+    NotAResource,
+    /// The document is larger than this parser addresses (4 GiB).
+    TooLarge,
+}
+
+impl fmt::Display for RejectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUtf8 => f.write_str("the document is not valid UTF-8"),
+            Self::LoneSurrogate => f.write_str(
+                "a \\u escape encodes an unpaired UTF-16 surrogate, which is not a character",
+            ),
+            Self::DuplicateKey(key) => write!(
+                f,
+                "the property \"{key}\" appears more than once in the same object (FHIR JSON forbids duplicate properties)"
+            ),
+            Self::TooDeep => write!(
+                f,
+                "arrays and objects nest deeper than the gateway's limit of {MAX_DEPTH}"
+            ),
+            Self::TrailingContent => f.write_str("unexpected content after the end of the JSON value"),
+            Self::UnexpectedEnd => f.write_str("the document ends before the JSON value is complete"),
+            Self::UnexpectedCharacter(c) => write!(f, "unexpected character {c:?}"),
+            Self::InvalidNumber => f.write_str("malformed JSON number"),
+            Self::InvalidEscape => f.write_str("invalid escape sequence in a string"),
+            Self::ControlCharacterInString => {
+                f.write_str("unescaped control character inside a string")
+            }
+            Self::UnquotedKey => f.write_str("property names must be double-quoted strings"),
+            Self::MisplacedNull => f.write_str(
+                "null is not allowed here (FHIR JSON allows null only as a filler in aligned primitive arrays)",
+            ),
+            Self::UnalignedNull => f.write_str(
+                "a primitive array and its '_' extension array must have the same length, with null only where the other has a value",
+            ),
+            Self::EmptyObject => f.write_str("empty objects are not allowed in FHIR JSON"),
+            Self::EmptyArray => f.write_str("empty arrays are not allowed in FHIR JSON"),
+            Self::EmptyString => f.write_str("empty strings are not allowed in FHIR JSON"),
+            Self::NotAResource => {
+                f.write_str("the document is not a FHIR resource (an object with a resourceType string)")
+            }
+            Self::TooLarge => f.write_str("the document is too large to parse"),
+        }
+    }
+}
+
+/// Received bytes refused as FHIR JSON: what is wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonRejection {
+    /// What is wrong.
+    pub kind: RejectionKind,
+    /// Byte offset of the problem.
+    pub offset: usize,
+    /// 1-based line of the problem.
+    pub line: usize,
+    /// 1-based column (in characters) of the problem.
+    pub column: usize,
+    /// Path to the value that holds the problem.
+    pub path: Vec<PathSegment>,
+    /// The resource type at the root, when it had been read before the problem.
+    pub resource_type: Option<Box<str>>,
+}
+
+impl JsonRejection {
+    /// FHIRPath-style location, e.g. `Bundle.entry[2].resource.name`.
+    pub fn expression(&self) -> String {
+        render_path(self.resource_type.as_deref().unwrap_or(""), &self.path)
+    }
+
+    /// `line N, column M` as the Java validator reports positions.
+    pub fn position(&self) -> String {
+        format!("line {}, column {}", self.line, self.column)
+    }
+}
+
+impl fmt::Display for JsonRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.kind, self.position())
+    }
+}
+
+impl std::error::Error for JsonRejection {}
+
+/// Parses `bytes` as one FHIR JSON value.
+pub fn parse(bytes: &[u8]) -> Result<Node, JsonRejection> {
+    let body_start = if bytes.starts_with(UTF8_BOM) {
+        UTF8_BOM.len()
+    } else {
+        0
+    };
+    if u32::try_from(bytes.len()).is_err() {
+        return Err(reject(bytes, RejectionKind::TooLarge, 0));
+    }
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(reject(bytes, RejectionKind::InvalidUtf8, e.valid_up_to()));
+    }
+    let mut parser = Parser {
+        src: bytes,
+        pos: body_start,
+        root_type: None,
+    };
+    let result = parser.document();
+    result.map_err(|mut raw| {
+        raw.path.reverse();
+        let mut rejection = reject(bytes, raw.kind, raw.offset);
+        rejection.path = raw.path;
+        rejection.resource_type = parser.root_type;
+        rejection
+    })
+}
+
+fn reject(src: &[u8], kind: RejectionKind, offset: usize) -> JsonRejection {
+    let before = src.get(..offset).unwrap_or(src);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let column = before
+        .get(line_start..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|&&b| (b & 0xC0) != 0x80)
+        .count()
+        + 1;
+    JsonRejection {
+        kind,
+        offset,
+        line,
+        column,
+        path: Vec::new(),
+        resource_type: None,
+    }
+}
+
+/// A rejection while unwinding: the path is collected innermost first.
+struct Raw {
+    kind: RejectionKind,
+    offset: usize,
+    path: Vec<PathSegment>,
+}
+
+impl Raw {
+    fn at(kind: RejectionKind, offset: usize) -> Self {
+        Self {
+            kind,
+            offset,
+            path: Vec::new(),
+        }
+    }
+
+    fn within(mut self, segment: PathSegment) -> Self {
+        self.path.push(segment);
+        self
+    }
+}
+
+struct Parser<'a> {
+    src: &'a [u8],
+    pos: usize,
+    root_type: Option<Box<str>>,
+}
+
+/// What kind of value a position may hold, for the `null` rule.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The top-level value or an object member: never null.
+    Plain,
+    /// An item of an array that is an object member: null allowed, checked
+    /// for alignment with the partner array afterwards.
+    ArrayItem,
+}
+
+fn span(start: usize, end: usize) -> Span {
+    // `parse` refuses documents whose length does not fit in u32.
+    Span {
+        start: u32::try_from(start).unwrap_or(u32::MAX),
+        end: u32::try_from(end).unwrap_or(u32::MAX),
+    }
+}
+
+impl Parser<'_> {
+    fn document(&mut self) -> Result<Node, Raw> {
+        self.skip_ws();
+        let root = self.value(0, Slot::Plain)?;
+        self.skip_ws();
+        if self.pos < self.src.len() {
+            return Err(Raw::at(RejectionKind::TrailingContent, self.pos));
+        }
+        if root.get("resourceType").and_then(Node::as_str).is_none() {
+            return Err(Raw::at(RejectionKind::NotAResource, root.span.start as usize));
+        }
+        Ok(root)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn unexpected(&self) -> Raw {
+        match self.src.get(self.pos..).and_then(|rest| {
+            std::str::from_utf8(rest)
+                .ok()
+                .and_then(|s| s.chars().next())
+        }) {
+            Some(c) => Raw::at(RejectionKind::UnexpectedCharacter(c), self.pos),
+            None => Raw::at(RejectionKind::UnexpectedEnd, self.pos),
+        }
+    }
+
+    fn expect_byte(&mut self, byte: u8) -> Result<(), Raw> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.unexpected())
+        }
+    }
+
+    fn value(&mut self, depth: usize, slot: Slot) -> Result<Node, Raw> {
+        let start = self.pos;
+        let value = match self.peek() {
+            Some(b'{') => self.object(depth + 1)?,
+            // Items of a member's array may be aligned `null` fillers; items
+            // of a nested array (never FHIR) may not.
+            Some(b'[') => self.array(
+                depth + 1,
+                match slot {
+                    Slot::Plain => Slot::ArrayItem,
+                    Slot::ArrayItem => Slot::Plain,
+                },
+            )?,
+            Some(b'"') => {
+                let s = self.string()?;
+                if s.is_empty() {
+                    return Err(Raw::at(RejectionKind::EmptyString, start));
+                }
+                Json::String(s)
+            }
+            Some(b't') => self.literal(b"true", Json::Bool(true))?,
+            Some(b'f') => self.literal(b"false", Json::Bool(false))?,
+            Some(b'n') => {
+                let value = self.literal(b"null", Json::Null)?;
+                if slot == Slot::Plain {
+                    return Err(Raw::at(RejectionKind::MisplacedNull, start));
+                }
+                value
+            }
+            Some(b'-' | b'0'..=b'9') => self.number()?,
+            _ => return Err(self.unexpected()),
+        };
+        Ok(Node {
+            value,
+            span: span(start, self.pos),
+        })
+    }
+
+    fn literal(&mut self, word: &[u8], value: Json) -> Result<Json, Raw> {
+        let end = self.pos + word.len();
+        if self.src.get(self.pos..end) == Some(word) {
+            self.pos = end;
+            Ok(value)
+        } else {
+            // Point at the first byte that differs.
+            let matched = self
+                .src
+                .get(self.pos..)
+                .unwrap_or_default()
+                .iter()
+                .zip(word)
+                .take_while(|(a, b)| a == b)
+                .count();
+            self.pos += matched;
+            Err(self.unexpected())
+        }
+    }
+
+    fn number(&mut self) -> Result<Json, Raw> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                if matches!(self.peek(), Some(b'0'..=b'9')) {
+                    return Err(Raw::at(RejectionKind::InvalidNumber, start));
+                }
+            }
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(Raw::at(RejectionKind::InvalidNumber, start)),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(Raw::at(RejectionKind::InvalidNumber, start));
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(Raw::at(RejectionKind::InvalidNumber, start));
+            }
+            self.digits();
+        }
+        let text = self
+            .src
+            .get(start..self.pos)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .ok_or_else(|| Raw::at(RejectionKind::InvalidNumber, start))?;
+        Ok(Json::Number(text.into()))
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Reads a string starting at the opening quote; returns it unescaped.
+    fn string(&mut self) -> Result<Box<str>, Raw> {
+        self.expect_byte(b'"')?;
+        let start = self.pos;
+        // Fast path: no escapes.
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    let text: Box<str> = self.text(start, self.pos)?.into();
+                    self.pos += 1;
+                    return Ok(text);
+                }
+                Some(b'\\') => break,
+                Some(0x00..=0x1F) => {
+                    return Err(Raw::at(RejectionKind::ControlCharacterInString, self.pos));
+                }
+                Some(_) => self.pos += 1,
+                None => return Err(Raw::at(RejectionKind::UnexpectedEnd, self.pos)),
+            }
+        }
+        let mut out = String::from(self.text(start, self.pos)?);
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out.into());
+                }
+                Some(b'\\') => {
+                    let escape_at = self.pos;
+                    self.pos += 1;
+                    let escaped = match self.peek() {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => {
+                            self.pos += 1;
+                            out.push(self.unicode_escape(escape_at)?);
+                            continue;
+                        }
+                        None => return Err(Raw::at(RejectionKind::UnexpectedEnd, self.pos)),
+                        Some(_) => return Err(Raw::at(RejectionKind::InvalidEscape, escape_at)),
+                    };
+                    self.pos += 1;
+                    out.push(escaped);
+                }
+                Some(0x00..=0x1F) => {
+                    return Err(Raw::at(RejectionKind::ControlCharacterInString, self.pos));
+                }
+                Some(_) => {
+                    let run_start = self.pos;
+                    while let Some(b) = self.peek() {
+                        if b == b'"' || b == b'\\' || b < 0x20 {
+                            break;
+                        }
+                        self.pos += 1;
+                    }
+                    out.push_str(self.text(run_start, self.pos)?);
+                }
+                None => return Err(Raw::at(RejectionKind::UnexpectedEnd, self.pos)),
+            }
+        }
+    }
+
+    /// The source between two offsets that lie on character boundaries.
+    fn text(&self, start: usize, end: usize) -> Result<&str, Raw> {
+        self.src
+            .get(start..end)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .ok_or_else(|| Raw::at(RejectionKind::InvalidUtf8, start))
+    }
+
+    fn hex4(&mut self, escape_at: usize) -> Result<u32, Raw> {
+        let digits = self
+            .src
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| Raw::at(RejectionKind::InvalidEscape, escape_at))?;
+        let mut value = 0u32;
+        for &d in digits {
+            let nibble = char::from(d)
+                .to_digit(16)
+                .ok_or_else(|| Raw::at(RejectionKind::InvalidEscape, escape_at))?;
+            value = value * 16 + nibble;
+        }
+        self.pos += 4;
+        Ok(value)
+    }
+
+    /// After `\u`: one escape, or a surrogate pair of two escapes.
+    fn unicode_escape(&mut self, escape_at: usize) -> Result<char, Raw> {
+        let first = self.hex4(escape_at)?;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                if self.src.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                    return Err(Raw::at(RejectionKind::LoneSurrogate, escape_at));
+                }
+                self.pos += 2;
+                let second = self.hex4(escape_at)?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(Raw::at(RejectionKind::LoneSurrogate, escape_at));
+                }
+                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(Raw::at(RejectionKind::LoneSurrogate, escape_at)),
+            other => other,
+        };
+        char::from_u32(code).ok_or_else(|| Raw::at(RejectionKind::LoneSurrogate, escape_at))
+    }
+
+    fn array(&mut self, depth: usize, item_slot: Slot) -> Result<Json, Raw> {
+        if depth > MAX_DEPTH {
+            return Err(Raw::at(RejectionKind::TooDeep, self.pos));
+        }
+        let open = self.pos;
+        self.expect_byte(b'[')?;
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            return Err(Raw::at(RejectionKind::EmptyArray, open));
+        }
+        let mut items = Vec::new();
+        loop {
+            self.skip_ws();
+            let index = items.len();
+            let item = self
+                .value(depth, item_slot)
+                .map_err(|e| e.within(PathSegment::Index(index)))?;
+            items.push(item);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Json::Array(items));
+                }
+                _ => return Err(self.unexpected()),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Json, Raw> {
+        if depth > MAX_DEPTH {
+            return Err(Raw::at(RejectionKind::TooDeep, self.pos));
+        }
+        let open = self.pos;
+        self.expect_byte(b'{')?;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            return Err(Raw::at(RejectionKind::EmptyObject, open));
+        }
+        let mut members: Vec<Member> = Vec::new();
+        loop {
+            self.skip_ws();
+            let key_start = self.pos;
+            if self.peek() != Some(b'"') {
+                return Err(match self.peek() {
+                    None => Raw::at(RejectionKind::UnexpectedEnd, self.pos),
+                    Some(b'}') => self.unexpected(),
+                    Some(_) => Raw::at(RejectionKind::UnquotedKey, self.pos),
+                });
+            }
+            let key = self.string()?;
+            let key_span = span(key_start, self.pos);
+            if members.iter().any(|m| m.key == key) {
+                return Err(Raw::at(RejectionKind::DuplicateKey(key.clone()), key_start)
+                    .within(PathSegment::Key(key)));
+            }
+            self.skip_ws();
+            self.expect_byte(b':')?;
+            self.skip_ws();
+            let node = match self.value(depth, Slot::Plain) {
+                Ok(node) => node,
+                Err(e) => return Err(e.within(PathSegment::Key(key))),
+            };
+            if depth == 1 && &*key == "resourceType" {
+                self.root_type = node.as_str().map(Box::from);
+            }
+            members.push(Member {
+                key,
+                key_span,
+                node,
+            });
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    check_nulls_aligned(&members)?;
+                    return Ok(Json::Object(members));
+                }
+                _ => return Err(self.unexpected()),
+            }
+        }
+    }
+}
+
+/// FHIR JSON §2.6.2: a primitive array and its `_` partner carry `null` only
+/// as a filler where the other has a value, and have the same length.
+fn check_nulls_aligned(members: &[Member]) -> Result<(), Raw> {
+    for member in members {
+        let Json::Array(items) = &member.node.value else {
+            continue;
+        };
+        let partner_key = match member.key.strip_prefix('_') {
+            Some(base) => base.to_owned(),
+            None => format!("_{}", member.key),
+        };
+        let partner = members
+            .iter()
+            .find(|m| *m.key == *partner_key)
+            .and_then(|m| m.node.as_array());
+        let has_null = items.iter().any(|n| n.value == Json::Null);
+        match partner {
+            None if has_null => {
+                let (index, node) = items
+                    .iter()
+                    .enumerate()
+                    .find(|(_, n)| n.value == Json::Null)
+                    .unwrap_or((0, &member.node));
+                return Err(Raw::at(RejectionKind::MisplacedNull, node.span.start as usize)
+                    .within(PathSegment::Index(index))
+                    .within(PathSegment::Key(member.key.clone())));
+            }
+            None => {}
+            Some(other) => {
+                if other.len() != items.len() {
+                    return Err(Raw::at(
+                        RejectionKind::UnalignedNull,
+                        member.node.span.start as usize,
+                    )
+                    .within(PathSegment::Key(member.key.clone())));
+                }
+                let mut pairs = items.iter().zip(other).enumerate();
+                if let Some((index, (node, _))) =
+                    pairs.find(|(_, (a, b))| a.value == Json::Null && b.value == Json::Null)
+                {
+                    return Err(
+                        Raw::at(RejectionKind::UnalignedNull, node.span.start as usize)
+                            .within(PathSegment::Index(index))
+                            .within(PathSegment::Key(member.key.clone())),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(src: &str) -> RejectionKind {
+        parse(src.as_bytes()).unwrap_err().kind
+    }
+
+    #[test]
+    fn keeps_numbers_as_written_and_member_order() {
+        let node =
+            parse(br#"{"resourceType":"Observation","z":1.50,"a":1e2,"m":-0.0}"#).unwrap();
+        let keys: Vec<&str> = node.as_object().unwrap().iter().map(|m| &*m.key).collect();
+        assert_eq!(keys, ["resourceType", "z", "a", "m"]);
+        assert_eq!(node.get("z").unwrap().as_number_text(), Some("1.50"));
+        assert_eq!(node.get("a").unwrap().as_number_text(), Some("1e2"));
+        assert_eq!(node.get("m").unwrap().as_number_text(), Some("-0.0"));
+    }
+
+    #[test]
+    fn unescapes_strings_and_pairs() {
+        let node = parse(br#"{"resourceType":"P","s":"a\u00e9\n\ud83d\ude00\/"}"#).unwrap();
+        assert_eq!(node.get("s").unwrap().as_str(), Some("a\u{e9}\n\u{1F600}/"));
+    }
+
+    #[test]
+    fn duplicate_keys_at_any_depth() {
+        let err = parse(br#"{"resourceType":"Patient","name":[{"family":"a","family":"b"}]}"#)
+            .unwrap_err();
+        assert_eq!(err.kind, RejectionKind::DuplicateKey("family".into()));
+        assert_eq!(err.expression(), "Patient.name[0].family");
+        assert_eq!(err.column, 49);
+    }
+
+    #[test]
+    fn lone_surrogates() {
+        assert_eq!(kind(r#"{"resourceType":"P","s":"\ud800"}"#), RejectionKind::LoneSurrogate);
+        assert_eq!(kind(r#"{"resourceType":"P","s":"\udc00x"}"#), RejectionKind::LoneSurrogate);
+        assert_eq!(
+            kind(r#"{"resourceType":"P","s":"\ud800\u0041"}"#),
+            RejectionKind::LoneSurrogate
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_has_an_offset() {
+        let err = parse(b"{\"resourceType\":\"P\",\n\"s\":\"\xff\"}").unwrap_err();
+        assert_eq!(err.kind, RejectionKind::InvalidUtf8);
+        assert_eq!((err.line, err.column), (2, 6));
+    }
+
+    #[test]
+    fn depth_limit() {
+        let deep = format!(
+            "{{\"resourceType\":\"P\",\"x\":{}1{}}}",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        assert_eq!(kind(&deep), RejectionKind::TooDeep);
+        let ok = format!(
+            "{{\"resourceType\":\"P\",\"x\":{}1{}}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(parse(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn hostile_nesting_does_not_overflow_the_stack() {
+        let deep = "[".repeat(1_000_000);
+        assert_eq!(kind(&deep), RejectionKind::TooDeep);
+    }
+
+    #[test]
+    fn trailing_content() {
+        assert_eq!(
+            kind(r#"{"resourceType":"P"} x"#),
+            RejectionKind::TrailingContent
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P"}{}"#),
+            RejectionKind::TrailingContent
+        );
+        assert!(parse(b"{\"resourceType\":\"P\"}\n\r\t ").is_ok());
+    }
+
+    #[test]
+    fn fhir_representation_rules() {
+        assert_eq!(kind(r#"{"resourceType":"P","a":{}}"#), RejectionKind::EmptyObject);
+        assert_eq!(kind(r#"{"resourceType":"P","a":[]}"#), RejectionKind::EmptyArray);
+        assert_eq!(kind(r#"{"resourceType":"P","a":""}"#), RejectionKind::EmptyString);
+        assert_eq!(kind(r#"{"resourceType":"P","a":null}"#), RejectionKind::MisplacedNull);
+        assert_eq!(kind(r#"{"resourceType":"P","a":[1,null]}"#), RejectionKind::MisplacedNull);
+        assert_eq!(kind(r#"{"resourceType":"P","a":[[null]]}"#), RejectionKind::MisplacedNull);
+        assert_eq!(kind("null"), RejectionKind::MisplacedNull);
+        assert_eq!(kind("[1]"), RejectionKind::NotAResource);
+        assert_eq!(kind(r#"{"id":"x"}"#), RejectionKind::NotAResource);
+        // Aligned fillers are fine.
+        assert!(
+            parse(br#"{"resourceType":"P","given":["a",null],"_given":[null,{"id":"x"}]}"#)
+                .is_ok()
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","given":["a",null],"_given":[null,null]}"#),
+            RejectionKind::UnalignedNull
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","given":["a","b"],"_given":[{"id":"x"}]}"#),
+            RejectionKind::UnalignedNull
+        );
+    }
+
+    #[test]
+    fn json_grammar() {
+        assert_eq!(kind(r#"{"resourceType":"P","a":01}"#), RejectionKind::InvalidNumber);
+        assert_eq!(kind(r#"{"resourceType":"P","a":1.}"#), RejectionKind::InvalidNumber);
+        assert_eq!(kind(r#"{"resourceType":"P","a":.5}"#), RejectionKind::UnexpectedCharacter('.'));
+        assert_eq!(kind(r#"{"resourceType":"P","a":+1}"#), RejectionKind::UnexpectedCharacter('+'));
+        assert_eq!(kind(r#"{"resourceType":"P","a":1,}"#), RejectionKind::UnexpectedCharacter('}'));
+        assert_eq!(kind(r#"{resourceType:"P"}"#), RejectionKind::UnquotedKey);
+        assert_eq!(kind(r#"{"resourceType":"P" // c"#), RejectionKind::UnexpectedCharacter('/'));
+        assert_eq!(kind(r#"{"resourceType":"P","a":"\x"}"#), RejectionKind::InvalidEscape);
+        assert_eq!(kind("{\"resourceType\":\"P\",\"a\":\"\t\"}"), RejectionKind::ControlCharacterInString);
+        assert_eq!(kind(r#"{"resourceType":"P","a":tru}"#), RejectionKind::UnexpectedCharacter('}'));
+        assert_eq!(kind(r#"{"resourceType":"P""#), RejectionKind::UnexpectedEnd);
+        assert_eq!(kind(""), RejectionKind::UnexpectedEnd);
+    }
+
+    #[test]
+    fn bom_is_skipped_for_parsing() {
+        let mut doc = UTF8_BOM.to_vec();
+        doc.extend_from_slice(br#"{"resourceType":"Patient"}"#);
+        let node = parse(&doc).unwrap();
+        assert_eq!(node.span.start, 3);
+        // A BOM anywhere else is content JSON does not allow.
+        let mut late = br#"{"resourceType":"Patient"}"#.to_vec();
+        late.extend_from_slice(UTF8_BOM);
+        assert_eq!(
+            parse(&late).unwrap_err().kind,
+            RejectionKind::TrailingContent
+        );
+    }
+
+    #[test]
+    fn spans_point_at_the_source() {
+        let src = br#"{"resourceType":"P","v":{"value":12.30}}"#;
+        let node = parse(src).unwrap();
+        let v = node.get("v").unwrap().get("value").unwrap();
+        assert_eq!(
+            &src[v.span.start as usize..v.span.end as usize],
+            b"12.30"
+        );
+    }
+}

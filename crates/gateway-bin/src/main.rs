@@ -1,0 +1,118 @@
+//! `ehds-gateway`: the EHDS national contact point gateway.
+//!
+//! A thin binary: it reads the command line and the environment (`RUST_LOG`),
+//! loads and checks the configuration, and hands it to the gateway crate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ehds_gateway::{Gateway, GatewayConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "ehds-gateway", version, about = "EHDS national contact point gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the national FHIR API. Without --config: SQLite under ./data/,
+    /// listening on 127.0.0.1:8080.
+    Serve {
+        /// TOML configuration file (see deploy/config/).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override `server.listen` (e.g. 127.0.0.1:0 for a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Check a configuration file and exit.
+    CheckConfig {
+        /// TOML configuration file.
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ehds-gateway: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ehds-gateway: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
+    match command {
+        Command::Serve { config, listen } => {
+            let mut raw = match &config {
+                Some(path) => GatewayConfig::from_file(path)?,
+                None => GatewayConfig::default(),
+            };
+            if let Some(listen) = listen {
+                raw.server.listen = listen;
+            }
+            let checked = raw.check()?;
+            let gateway = Gateway::bind(&checked).await?;
+            let addr = gateway.local_addr()?;
+            println!(
+                "ehds-gateway listening on http://{addr} (store: {})",
+                checked.store_location()
+            );
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            gateway.run(shutdown_signal()).await
+        }
+        Command::CheckConfig { config } => {
+            let checked = GatewayConfig::from_file(&config)?.check()?;
+            println!(
+                "{}: ok (listen {}, store {})",
+                config.display(),
+                checked.listen,
+                checked.store_location()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish in-flight requests, exit.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,250 @@
+//! The gateway's configuration: one TOML file, every field known
+//! (`deny_unknown_fields`), fully checked before a port is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ehds_store::StoreConfig;
+use serde::Deserialize;
+
+use crate::GatewayError;
+
+/// Default national API address when no config is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default SQLite store when no config is given.
+pub const DEFAULT_STORE_URL: &str = "sqlite://data/gateway.db";
+/// Default largest request body: 20 MiB, well above a large IPS (a few MB
+/// with embedded PDFs) and far below what would strain memory.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+/// Default time a client has to send a request body.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+
+/// The configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// This gateway's national contact point.
+    #[serde(default)]
+    pub ncp: Option<NcpSection>,
+    /// The national API listener.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Where documents are stored.
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[ncp]`: who this gateway is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NcpSection {
+    /// ISO 3166-1 alpha-2 code of the country this NCP serves (`BE`, `LU`, …).
+    pub country: String,
+    /// Human-readable name, for logs and the CapabilityStatement.
+    pub name: Option<String>,
+}
+
+/// `[server]`: the national API listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `host:port`; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest request body accepted; larger ones get 413 before they are read.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Seconds a client has to send its request body (408 after that).
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body_bytes(),
+            body_timeout_secs: default_body_timeout_secs(),
+        }
+    }
+}
+
+/// `[store]`: the database.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://PATH` (relative paths are relative to the working directory)
+    /// or `postgres://user@host:port/database`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// PostgreSQL only: schema for the gateway's tables (created if missing).
+    pub schema: Option<String>,
+    /// PostgreSQL only: connection pool size.
+    pub max_connections: Option<u32>,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+            schema: None,
+            max_connections: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_owned()
+}
+fn default_store_url() -> String {
+    DEFAULT_STORE_URL.to_owned()
+}
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_body_timeout_secs() -> u64 {
+    DEFAULT_BODY_TIMEOUT_SECS
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            ncp: None,
+            server: ServerSection::default(),
+            store: StoreSection::default(),
+        }
+    }
+}
+
+/// A configuration that passed every check.
+#[derive(Debug, Clone)]
+pub struct CheckedConfig {
+    /// The file as written.
+    pub raw: GatewayConfig,
+    /// The national API address.
+    pub listen: SocketAddr,
+    /// The store.
+    pub store: StoreConfig,
+}
+
+impl GatewayConfig {
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, GatewayError> {
+        toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, GatewayError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            GatewayError::Config(format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_toml(&text)
+            .map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Checks every value; nothing is bound or opened.
+    pub fn check(self) -> Result<CheckedConfig, GatewayError> {
+        if let Some(ncp) = &self.ncp {
+            let valid = ncp.country.len() == 2 && ncp.country.chars().all(|c| c.is_ascii_uppercase());
+            if !valid {
+                return Err(GatewayError::Config(format!(
+                    "ncp.country {:?} must be an ISO 3166-1 alpha-2 code in upper case",
+                    ncp.country
+                )));
+            }
+        }
+        let listen: SocketAddr = self.server.listen.parse().map_err(|e| {
+            GatewayError::Config(format!(
+                "server.listen {:?} is not host:port: {e}",
+                self.server.listen
+            ))
+        })?;
+        if self.server.max_body_bytes == 0 {
+            return Err(GatewayError::Config(
+                "server.max_body_bytes must be greater than 0".into(),
+            ));
+        }
+        if self.server.body_timeout_secs == 0 {
+            return Err(GatewayError::Config(
+                "server.body_timeout_secs must be greater than 0".into(),
+            ));
+        }
+        let mut store = StoreConfig::from_url(&self.store.url, self.store.schema.clone())
+            .map_err(|e| GatewayError::Config(format!("store.url: {e}")))?;
+        match (&mut store, self.store.max_connections) {
+            (StoreConfig::Postgres { max_connections, .. }, Some(n)) if n > 0 => {
+                *max_connections = n;
+            }
+            (_, None) => {}
+            (StoreConfig::Postgres { .. }, Some(_)) => {
+                return Err(GatewayError::Config(
+                    "store.max_connections must be greater than 0".into(),
+                ));
+            }
+            (StoreConfig::Sqlite { .. }, Some(_)) => {
+                return Err(GatewayError::Config(
+                    "store.max_connections applies to PostgreSQL only".into(),
+                ));
+            }
+        }
+        Ok(CheckedConfig {
+            raw: self,
+            listen,
+            store,
+        })
+    }
+}
+
+impl CheckedConfig {
+    /// Where an SQLite store lives, for the start-up message.
+    pub fn store_location(&self) -> String {
+        match &self.store {
+            StoreConfig::Sqlite { path } => format!("sqlite {}", PathBuf::from(path).display()),
+            StoreConfig::Postgres { schema, .. } => match schema {
+                Some(schema) => format!("postgres (schema {schema})"),
+                None => "postgres".to_owned(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        let checked = GatewayConfig::from_toml("").unwrap().check().unwrap();
+        assert_eq!(checked.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            checked.store,
+            StoreConfig::Sqlite {
+                path: "data/gateway.db".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = GatewayConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert!(GatewayConfig::from_toml("[nope]\n").is_err());
+    }
+
+    #[test]
+    fn values_are_checked() {
+        for bad in [
+            "[server]\nlisten = \"localhost\"",
+            "[server]\nmax_body_bytes = 0",
+            "[server]\nbody_timeout_secs = 0",
+            "[store]\nurl = \"mysql://x\"",
+            "[store]\nurl = \"sqlite://x.db\"\nmax_connections = 3",
+            "[store]\nurl = \"postgres://h/db\"\nschema = \"DROP TABLE\"",
+            "[ncp]\ncountry = \"be\"",
+        ] {
+            let result = GatewayConfig::from_toml(bad).and_then(GatewayConfig::check);
+            assert!(result.is_err(), "accepted: {bad}");
+        }
+    }
+}

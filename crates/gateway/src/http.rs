@@ -1,0 +1,355 @@
+//! The national FHIR API (axum): routes, handlers and the per-request
+//! middleware (request id, tracing span, metrics).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use ehds_fhir::ReceivedResource;
+use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, Store, StoredDocument};
+use http_body_util::{BodyExt, Limited};
+use tracing::Instrument;
+
+use crate::GatewayError;
+use crate::metrics::Metrics;
+
+/// The FHIR JSON media type every FHIR response carries.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// The CapabilityStatement served at `/fhir/metadata`, kept in `conformance/`.
+pub const CAPABILITY_STATEMENT: &str =
+    include_str!("../../../conformance/CapabilityStatement-ehds-gateway-national.json");
+
+/// Who pushed a document. Until national client certificates arrive (the
+/// federation issue), every caller of the national API is unauthenticated.
+const UNAUTHENTICATED_SENDER: &str = "national-api:unauthenticated";
+
+/// RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (times are UTC).
+const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body, in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed to receive the body.
+    pub body_timeout: Duration,
+}
+
+/// Shared state of the national API.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled, if called while handling one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The national API router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/fhir/Bundle", post(push_bundle))
+        .route("/fhir/Bundle/{id}", get(read_bundle))
+        .route("/fhir/metadata", get(capability_statement))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// One span per request with a fresh request id, echoed in `X-Request-Id`;
+/// counts the request by route and status. Logs carry the route template,
+/// never the path or query (which may hold patient identifiers).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %request_id, %method, route = %route);
+    let started = Instant::now();
+    let mut response = REQUEST_ID
+        .scope(request_id.clone(), next.run(request))
+        .instrument(span.clone())
+        .await;
+    let status = response.status();
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request completed"
+        );
+    });
+    state.metrics.count_request(method.as_str(), &route, status.as_u16());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// `POST /fhir/Bundle`: push a FHIR document.
+async fn push_bundle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    check_fhir_json_content_type(&headers)?;
+    let bytes = read_body(&headers, body, state.limits).await?;
+    let resource = ReceivedResource::parse(bytes)?;
+    if resource.resource_type() != "Bundle" {
+        return Err(GatewayError::WrongResourceType {
+            expected: "Bundle",
+            found: resource.resource_type().to_owned(),
+        });
+    }
+    let report = ehds_validation::validate_pushed_document(&resource);
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    let header = ehds_validation::document::document_header(&resource).ok_or_else(|| {
+        // validate_pushed_document refuses documents without a header.
+        GatewayError::Invalid(report.clone())
+    })?;
+    let outcome = state
+        .store
+        .put_document(NewDocument {
+            identifier: DocumentIdentifier {
+                system: header.identifier_system.to_owned(),
+                value: header.identifier_value.to_owned(),
+            },
+            bundle_type: header.bundle_type,
+            patient_identifier: header.patient_identifier.as_deref(),
+            sender: UNAUTHENTICATED_SENDER,
+            content: resource.bytes(),
+        })
+        .await?;
+    match outcome {
+        PutOutcome::Created(doc) => {
+            state.metrics.count_document_stored();
+            tracing::info!(document_id = %doc.id, "document stored");
+            Ok(document_response(StatusCode::CREATED, doc))
+        }
+        PutOutcome::AlreadyStored(doc) => {
+            tracing::info!(document_id = %doc.id, "identical document already stored");
+            Ok(document_response(StatusCode::OK, doc))
+        }
+        PutOutcome::Conflict { existing_id } => {
+            Err(GatewayError::IdentifierConflict { existing_id })
+        }
+    }
+}
+
+/// `GET /fhir/Bundle/{id}`: the exact bytes stored.
+async fn read_bundle(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, GatewayError> {
+    if !is_fhir_id(&id) {
+        return Err(GatewayError::ResourceNotFound("this Bundle".into()));
+    }
+    match state.store.document(&id).await? {
+        Some(doc) => Ok(document_response(StatusCode::OK, doc)),
+        None => Err(GatewayError::ResourceNotFound(format!("Bundle/{id}"))),
+    }
+}
+
+/// FHIR `id` datatype: `[A-Za-z0-9\-\.]{1,64}`.
+fn is_fhir_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn document_response(status: StatusCode, doc: StoredDocument) -> Response {
+    let location = format!("/fhir/Bundle/{}", doc.id);
+    let mut response = (status, doc.content).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    // Documents are never updated: every stored document is version 1.
+    headers.insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value.clone());
+        headers.insert(header::CONTENT_LOCATION, value);
+    }
+    if let Ok(when) = doc.received_at.format(HTTP_DATE)
+        && let Ok(value) = HeaderValue::from_str(&when)
+    {
+        headers.insert(header::LAST_MODIFIED, value);
+    }
+    response
+}
+
+/// Accepts `application/fhir+json` (the FHIR media type) and
+/// `application/json`, with an optional UTF-8 charset and R4 `fhirVersion`.
+fn check_fhir_json_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let mut parts = raw.split(';').map(str::trim);
+    let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let params_ok = parts.all(|param| match param.split_once('=') {
+        Some((name, value)) => {
+            let value = value.trim().trim_matches('"').to_ascii_lowercase();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "charset" => value == "utf-8",
+                "fhirversion" => value == "4.0",
+                _ => false,
+            }
+        }
+        None => param.is_empty(),
+    });
+    if matches!(media_type.as_str(), "application/fhir+json" | "application/json") && params_ok {
+        Ok(())
+    } else {
+        Err(GatewayError::UnsupportedMediaType(raw))
+    }
+}
+
+/// Reads the body, refusing one over the limit before reading it when
+/// `Content-Length` says so, and as soon as it passes the limit otherwise.
+async fn read_body(headers: &HeaderMap, body: Body, limits: Limits) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
+        return Err(GatewayError::PayloadTooLarge {
+            limit: limits.max_body_bytes,
+        });
+    }
+    let limited = Limited::new(body, limits.max_body_bytes);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Err(_) => Err(GatewayError::BodyTimeout(limits.body_timeout.as_secs())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) => {
+            if error.is::<http_body_util::LengthLimitError>() {
+                Err(GatewayError::PayloadTooLarge {
+                    limit: limits.max_body_bytes,
+                })
+            } else {
+                Err(GatewayError::BodyRead(error.to_string()))
+            }
+        }
+    }
+}
+
+/// `GET /fhir/metadata`.
+async fn capability_statement() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
+        CAPABILITY_STATEMENT,
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: 200 when the store answers.
+async fn health(State(state): State<AppState>) -> Result<Response, GatewayError> {
+    state.store.ping().await?;
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        format!(
+            "{{\"status\":\"ok\",\"store\":\"{}\"}}",
+            state.store.backend_name()
+        ),
+    )
+        .into_response())
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Result<Response, GatewayError> {
+    let stored = state.store.document_count().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(stored),
+    )
+        .into_response())
+}
+
+async fn unknown_route(uri: Uri) -> GatewayError {
+    GatewayError::UnknownRoute(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: Method) -> GatewayError {
+    GatewayError::MethodNotAllowed(method.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_type(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn content_types() {
+        for ok in [
+            "application/fhir+json",
+            "application/fhir+json; charset=utf-8",
+            "Application/FHIR+JSON;charset=UTF-8",
+            "application/json",
+            "application/fhir+json; fhirVersion=4.0",
+        ] {
+            assert!(check_fhir_json_content_type(&with_type(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "application/fhir+xml",
+            "text/plain",
+            "application/fhir+json; charset=latin1",
+            "application/fhir+json; fhirVersion=5.0",
+            "",
+        ] {
+            assert!(check_fhir_json_content_type(&with_type(bad)).is_err(), "{bad}");
+        }
+        assert!(check_fhir_json_content_type(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn fhir_ids() {
+        assert!(is_fhir_id("a-b.C9"));
+        assert!(!is_fhir_id(""));
+        assert!(!is_fhir_id("a/b"));
+        assert!(!is_fhir_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn capability_statement_is_fhir_r4() {
+        let resource =
+            ReceivedResource::parse(Bytes::from_static(CAPABILITY_STATEMENT.as_bytes())).unwrap();
+        assert_eq!(resource.resource_type(), "CapabilityStatement");
+        assert_eq!(
+            resource.root().get("fhirVersion").and_then(ehds_fhir::Node::as_str),
+            Some("4.0.1")
+        );
+    }
+}

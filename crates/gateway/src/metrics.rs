@@ -1,0 +1,87 @@
+//! Counters for `GET /metrics`, in the Prometheus text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Request and document counters of this gateway process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    documents_stored: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one request by method, route template and status.
+    pub fn count_request(&self, method: &str, route: &str, status: u16) {
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests
+                .entry((method.to_owned(), route.to_owned(), status))
+                .or_default() += 1;
+        }
+    }
+
+    /// Counts one document newly stored by this process.
+    pub fn count_document_stored(&self) {
+        self.documents_stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `stored_total` is the count in the store (shared
+    /// by all replicas).
+    pub fn render(&self, stored_total: u64) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP ehds_http_requests_total HTTP requests handled, by method, route and status.\n");
+        out.push_str("# TYPE ehds_http_requests_total counter\n");
+        if let Ok(requests) = self.requests.lock() {
+            for ((method, route, status), count) in requests.iter() {
+                let _ = writeln!(
+                    out,
+                    "ehds_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                    escape_label(route)
+                );
+            }
+        }
+        out.push_str("# HELP ehds_documents_stored_total Documents newly stored by this gateway process.\n");
+        out.push_str("# TYPE ehds_documents_stored_total counter\n");
+        let _ = writeln!(
+            out,
+            "ehds_documents_stored_total {}",
+            self.documents_stored.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ehds_documents_stored Documents held in the store.\n");
+        out.push_str("# TYPE ehds_documents_stored gauge\n");
+        let _ = writeln!(out, "ehds_documents_stored {stored_total}");
+        out
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::default();
+        metrics.count_request("POST", "/fhir/Bundle", 201);
+        metrics.count_request("POST", "/fhir/Bundle", 201);
+        metrics.count_request("GET", "unmatched", 404);
+        metrics.count_document_stored();
+        let text = metrics.render(7);
+        assert!(text.contains(
+            "ehds_http_requests_total{method=\"POST\",route=\"/fhir/Bundle\",status=\"201\"} 2\n"
+        ));
+        assert!(text.contains(
+            "ehds_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1\n"
+        ));
+        assert!(text.contains("ehds_documents_stored_total 1\n"));
+        assert!(text.contains("ehds_documents_stored 7\n"));
+    }
+}

@@ -1,0 +1,438 @@
+//! Storage for the gateway: SQLite embedded by default, PostgreSQL for
+//! production and for several stateless gateway replicas sharing one database.
+//!
+//! Owns: the schema and its migrations (applied at start), and the one store
+//! interface, [`Store`], over both backends. Received documents are kept as
+//! the exact bytes received plus the metadata the gateway indexes them by
+//! (Bundle.identifier, patient identifier, type, received time, sender, SHA-256).
+//! Later issues add prescriptions, dispensations, consents and the audit trail.
+//!
+//! Must not know about: FHIR parsing or validation (callers hand it bytes and
+//! already-extracted metadata), HTTP, or transport. It does not read the
+//! environment: configuration comes in as a [`StoreConfig`].
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row};
+use time::OffsetDateTime;
+
+/// The database driver's error, named so callers can classify it (e.g. pool
+/// time-outs as "unavailable") without depending on sqlx themselves.
+pub use sqlx::Error as SqlxError;
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// An SQLite file, created (with its folder) on first use.
+    Sqlite {
+        /// Path of the database file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// `postgres://user@host:port/database`.
+        url: String,
+        /// Schema to keep the tables in (created if missing); `None` uses the
+        /// server's default search path.
+        schema: Option<String>,
+        /// Pool size.
+        max_connections: u32,
+    },
+}
+
+impl StoreConfig {
+    /// Reads a store URL: `sqlite://PATH` (or `sqlite:PATH`) or
+    /// `postgres://…`/`postgresql://…`.
+    pub fn from_url(url: &str, schema: Option<String>) -> Result<Self, StoreError> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(StoreError::Config("sqlite URL has no file path".into()));
+            }
+            if schema.is_some() {
+                return Err(StoreError::Config(
+                    "a schema applies to PostgreSQL only".into(),
+                ));
+            }
+            return Ok(Self::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+            if let Some(schema) = &schema {
+                check_schema_name(schema)?;
+            }
+            return Ok(Self::Postgres {
+                url: url.to_owned(),
+                schema,
+                max_connections: 10,
+            });
+        }
+        Err(StoreError::Config(
+            "store URL must start with sqlite:// or postgres://".into(),
+        ))
+    }
+}
+
+fn check_schema_name(schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 63;
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Config(format!(
+            "schema name {schema:?} must match [a-z_][a-z0-9_]* (at most 63 characters)"
+        )))
+    }
+}
+
+/// What went wrong in the store. Never caused by document content: invalid
+/// documents are refused before they reach the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store configuration is unusable.
+    #[error("store configuration: {0}")]
+    Config(String),
+    /// The database could not be reached or answered with an error.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database folder could not be created.
+    #[error("creating the database folder: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored row does not have the shape the schema promises.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// `Bundle.identifier` of a document (bdl-9: both present).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DocumentIdentifier {
+    /// `identifier.system`.
+    pub system: String,
+    /// `identifier.value`.
+    pub value: String,
+}
+
+/// A document to store.
+#[derive(Debug, Clone)]
+pub struct NewDocument<'a> {
+    /// `Bundle.identifier`.
+    pub identifier: DocumentIdentifier,
+    /// `Bundle.type`.
+    pub bundle_type: &'a str,
+    /// The subject's identifier as `system|value`, if the document names one.
+    pub patient_identifier: Option<&'a str>,
+    /// Who sent it (the authenticated client).
+    pub sender: &'a str,
+    /// The exact bytes received.
+    pub content: &'a [u8],
+}
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDocument {
+    /// The gateway's id for it (`Bundle/{id}`).
+    pub id: String,
+    /// `Bundle.identifier`.
+    pub identifier: DocumentIdentifier,
+    /// `Bundle.type`.
+    pub bundle_type: String,
+    /// The subject's identifier as `system|value`.
+    pub patient_identifier: Option<String>,
+    /// When the gateway stored it.
+    pub received_at: OffsetDateTime,
+    /// Who sent it.
+    pub sender: String,
+    /// SHA-256 of the content.
+    pub sha256: [u8; 32],
+    /// The exact bytes received.
+    pub content: Vec<u8>,
+}
+
+/// What storing a document did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// A new document was stored.
+    Created(StoredDocument),
+    /// The same identifier with identical bytes was stored before: nothing
+    /// new was written; this is the original.
+    AlreadyStored(StoredDocument),
+    /// The identifier is taken by a document with different bytes.
+    Conflict {
+        /// The id of the document already holding the identifier.
+        existing_id: String,
+    },
+}
+
+/// The gateway's store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same sqlx code against whichever pool the store has. The SQL is
+/// written once, in the dialect both backends accept (`$n` placeholders).
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+const DOCUMENT_COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
+     patient_identifier, received_at_us, sender, sha256, content";
+
+impl Store {
+    /// Opens the store, creating the SQLite file or PostgreSQL schema if
+    /// needed, and applies pending migrations.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let backend = match config {
+            StoreConfig::Sqlite { path } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // Health data: a committed document survives power loss.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options)
+                    .await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                Backend::Sqlite(pool)
+            }
+            StoreConfig::Postgres {
+                url,
+                schema,
+                max_connections,
+            } => {
+                let mut options = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+                if let Some(schema) = schema {
+                    check_schema_name(schema)?;
+                    let mut conn = options.connect().await?;
+                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                        .execute(&mut conn)
+                        .await?;
+                    conn.close().await?;
+                    options = options.options([("search_path", schema.as_str())]);
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(*max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                Backend::Postgres(pool)
+            }
+        };
+        Ok(Self { backend })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Stores a document unless its identifier is already taken.
+    ///
+    /// Idempotent: the same identifier with identical bytes returns the
+    /// original ([`PutOutcome::AlreadyStored`]); with different bytes,
+    /// [`PutOutcome::Conflict`]. Concurrent pushes of one identifier store it
+    /// once (the unique constraint decides).
+    pub async fn put_document(&self, doc: NewDocument<'_>) -> Result<PutOutcome, StoreError> {
+        let sha256: [u8; 32] = Sha256::digest(doc.content).into();
+        let id = uuid::Uuid::new_v4().to_string();
+        let received_at = OffsetDateTime::now_utc();
+        let received_at_us = i64::try_from(received_at.unix_timestamp_nanos() / 1_000)
+            .map_err(|_| StoreError::Corrupt("clock out of range".into()))?;
+        let inserted = on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO documents (id, identifier_system, identifier_value, bundle_type, \
+                 patient_identifier, received_at_us, sender, sha256, content) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (identifier_system, identifier_value) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(&doc.identifier.system)
+            .bind(&doc.identifier.value)
+            .bind(doc.bundle_type)
+            .bind(doc.patient_identifier)
+            .bind(received_at_us)
+            .bind(doc.sender)
+            .bind(&sha256[..])
+            .bind(doc.content)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        if inserted == 1 {
+            return Ok(PutOutcome::Created(StoredDocument {
+                id,
+                identifier: doc.identifier,
+                bundle_type: doc.bundle_type.to_owned(),
+                patient_identifier: doc.patient_identifier.map(str::to_owned),
+                received_at: from_micros(received_at_us)?,
+                sender: doc.sender.to_owned(),
+                sha256,
+                content: doc.content.to_vec(),
+            }));
+        }
+        let existing = self
+            .document_by_identifier(&doc.identifier)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt("identifier conflict without a stored document".into())
+            })?;
+        if existing.sha256 == sha256 && existing.content == doc.content {
+            Ok(PutOutcome::AlreadyStored(existing))
+        } else {
+            Ok(PutOutcome::Conflict {
+                existing_id: existing.id,
+            })
+        }
+    }
+
+    /// The document with the gateway id `id`.
+    pub async fn document(&self, id: &str) -> Result<Option<StoredDocument>, StoreError> {
+        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = $1");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| read_document(&row))
+                .transpose()
+        })
+    }
+
+    /// The document holding `identifier`.
+    pub async fn document_by_identifier(
+        &self,
+        identifier: &DocumentIdentifier,
+    ) -> Result<Option<StoredDocument>, StoreError> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents \
+             WHERE identifier_system = $1 AND identifier_value = $2"
+        );
+        on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(&identifier.system)
+                .bind(&identifier.value)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| read_document(&row))
+                .transpose()
+        })
+    }
+
+    /// How many documents are stored.
+    pub async fn document_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM documents")
+                .fetch_one(pool)
+                .await
+        })?;
+        u64::try_from(count).map_err(|_| StoreError::Corrupt("negative count".into()))
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+fn from_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .map_err(|e| StoreError::Corrupt(format!("received_at: {e}")))
+}
+
+fn read_document<R>(row: &R) -> Result<StoredDocument, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let sha: Vec<u8> = row.try_get("sha256")?;
+    Ok(StoredDocument {
+        id: row.try_get("id")?,
+        identifier: DocumentIdentifier {
+            system: row.try_get("identifier_system")?,
+            value: row.try_get("identifier_value")?,
+        },
+        bundle_type: row.try_get("bundle_type")?,
+        patient_identifier: row.try_get("patient_identifier")?,
+        received_at: from_micros(row.try_get("received_at_us")?)?,
+        sender: row.try_get("sender")?,
+        sha256: sha
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("sha256 is not 32 bytes".into()))?,
+        content: row.try_get("content")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(
+            StoreConfig::from_url("sqlite://data/gw.db", None).unwrap(),
+            StoreConfig::Sqlite {
+                path: "data/gw.db".into()
+            }
+        );
+        assert!(StoreConfig::from_url("postgres://u@h:5432/db", Some("ncp_a".into())).is_ok());
+        assert!(StoreConfig::from_url("postgres://u@h/db", Some("Bad-Name".into())).is_err());
+        assert!(StoreConfig::from_url("sqlite://x.db", Some("s".into())).is_err());
+        assert!(StoreConfig::from_url("mysql://h/db", None).is_err());
+        assert!(StoreConfig::from_url("sqlite://", None).is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! The store's cases, run against both backends: SQLite (a fresh file) and
+//! PostgreSQL (a fresh schema on the server named by `EHDS_TEST_POSTGRES_URL`;
+//! under CI a missing URL fails the test instead of skipping it).
+
+use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, Store, StoreConfig};
+use ehds_test_support::{conformance_dir, files_with_extension, postgres_url, unique_schema};
+
+/// A fresh store of each backend; the temp dir keeps the SQLite file alive.
+struct Fresh {
+    store: Store,
+    _dir: Option<TempDir>,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn sqlite() -> Option<Fresh> {
+    let dir = std::env::temp_dir().join(unique_schema("store"));
+    let config = StoreConfig::Sqlite {
+        path: dir.join("nested/folder/gateway.db"),
+    };
+    let store = Store::open(&config).await.unwrap();
+    Some(Fresh {
+        store,
+        _dir: Some(TempDir(dir)),
+    })
+}
+
+async fn postgres() -> Option<Fresh> {
+    let url = postgres_url()?;
+    let config = StoreConfig::Postgres {
+        url,
+        schema: Some(unique_schema("store")),
+        max_connections: 8,
+    };
+    Some(Fresh {
+        store: Store::open(&config).await.unwrap(),
+        _dir: None,
+    })
+}
+
+/// Declares one test per backend for each case.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(fresh) = super::sqlite().await {
+                    super::$case(&fresh.store).await;
+                }
+            })*
+        }
+        mod postgres_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(fresh) = super::postgres().await {
+                    super::$case(&fresh.store).await;
+                }
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    stores_and_reads_back_exact_bytes,
+    same_identifier_same_bytes_is_idempotent,
+    same_identifier_other_bytes_conflicts,
+    concurrent_pushes_of_one_identifier_store_it_once,
+    every_example_round_trips_byte_identical,
+    unknown_ids_are_none,
+);
+
+fn doc<'a>(value: &str, content: &'a [u8]) -> NewDocument<'a> {
+    NewDocument {
+        identifier: DocumentIdentifier {
+            system: "urn:ietf:rfc:3986".into(),
+            value: value.into(),
+        },
+        bundle_type: "document",
+        patient_identifier: Some("urn:oid:2.16.17.710.850.1000.990.1|123"),
+        sender: "test",
+        content,
+    }
+}
+
+async fn stores_and_reads_back_exact_bytes(store: &Store) {
+    let content = b"{\"resourceType\":\"Bundle\", \"x\": 1.50 }\n";
+    let PutOutcome::Created(created) = store.put_document(doc("urn:uuid:a", content)).await.unwrap()
+    else {
+        panic!("not created");
+    };
+    let read = store.document(&created.id).await.unwrap().unwrap();
+    assert_eq!(read.content, content);
+    assert_eq!(read, created);
+    assert_eq!(
+        read.patient_identifier.as_deref(),
+        Some("urn:oid:2.16.17.710.850.1000.990.1|123")
+    );
+    assert_eq!(store.document_count().await.unwrap(), 1);
+    store.ping().await.unwrap();
+}
+
+async fn same_identifier_same_bytes_is_idempotent(store: &Store) {
+    let content = b"{\"resourceType\":\"Bundle\"}";
+    let PutOutcome::Created(first) = store.put_document(doc("urn:uuid:b", content)).await.unwrap()
+    else {
+        panic!("not created");
+    };
+    let again = store.put_document(doc("urn:uuid:b", content)).await.unwrap();
+    assert_eq!(again, PutOutcome::AlreadyStored(first));
+    assert_eq!(store.document_count().await.unwrap(), 1);
+}
+
+async fn same_identifier_other_bytes_conflicts(store: &Store) {
+    let PutOutcome::Created(first) = store
+        .put_document(doc("urn:uuid:c", b"{\"resourceType\":\"Bundle\"}"))
+        .await
+        .unwrap()
+    else {
+        panic!("not created");
+    };
+    // Same JSON value, different bytes: still a conflict (bytes are the truth).
+    let other = store
+        .put_document(doc("urn:uuid:c", b"{ \"resourceType\":\"Bundle\"}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other,
+        PutOutcome::Conflict {
+            existing_id: first.id.clone()
+        }
+    );
+    let kept = store.document(&first.id).await.unwrap().unwrap();
+    assert_eq!(kept.content, b"{\"resourceType\":\"Bundle\"}");
+    assert_eq!(store.document_count().await.unwrap(), 1);
+}
+
+async fn concurrent_pushes_of_one_identifier_store_it_once(store: &Store) {
+    let content = b"{\"resourceType\":\"Bundle\",\"id\":\"race\"}";
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_document(doc("urn:uuid:race", content)).await })
+        })
+        .collect();
+    let mut created = 0;
+    let mut already = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            PutOutcome::Created(_) => created += 1,
+            PutOutcome::AlreadyStored(_) => already += 1,
+            PutOutcome::Conflict { .. } => panic!("identical bytes must not conflict"),
+        }
+    }
+    assert_eq!((created, already), (1, 7));
+    assert_eq!(store.document_count().await.unwrap(), 1);
+}
+
+async fn every_example_round_trips_byte_identical(store: &Store) {
+    let files = files_with_extension(&conformance_dir().join("examples"), "json");
+    assert!(files.len() >= 740, "examples missing: {}", files.len());
+    let mut ids = Vec::with_capacity(files.len());
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        match store.put_document(doc(&name, &bytes)).await.unwrap() {
+            PutOutcome::Created(stored) => ids.push((stored.id, bytes)),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    for (id, bytes) in ids {
+        assert_eq!(store.document(&id).await.unwrap().unwrap().content, bytes);
+    }
+}
+
+async fn unknown_ids_are_none(store: &Store) {
+    assert!(store.document("nope").await.unwrap().is_none());
+    assert_eq!(store.document_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sqlite_file_persists_across_reopen() {
+    let dir = TempDir(std::env::temp_dir().join(unique_schema("reopen")));
+    let config = StoreConfig::Sqlite {
+        path: dir.0.join("gw.db"),
+    };
+    let store = Store::open(&config).await.unwrap();
+    let PutOutcome::Created(created) = store.put_document(doc("urn:uuid:p", b"{}")).await.unwrap()
+    else {
+        panic!("not created");
+    };
+    store.close().await;
+    let reopened = Store::open(&config).await.unwrap();
+    assert_eq!(
+        reopened.document(&created.id).await.unwrap().unwrap().content,
+        b"{}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_an_error_not_a_hang() {
+    let config = StoreConfig::Postgres {
+        url: "postgres://nobody@127.0.0.1:1/none".into(),
+        schema: None,
+        max_connections: 1,
+    };
+    let started = std::time::Instant::now();
+    assert!(Store::open(&config).await.is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

@@ -1,0 +1,294 @@
+//! FHIR document Bundle rules (<http://hl7.org/fhir/R4/documents.html>,
+//! Bundle invariants in <http://hl7.org/fhir/R4/bundle.html#invs>).
+//!
+//! | rule | source |
+//! | --- | --- |
+//! | `resourceType` is `Bundle`, `type` is `document` | R4 documents.html §3.3.1 |
+//! | `identifier.system` and `identifier.value` present | bdl-9 |
+//! | `timestamp` present | bdl-10 |
+//! | first entry's resource is a Composition | bdl-11 |
+//! | every entry has a resource | bdl-5 |
+//! | `fullUrl` unique in the Bundle | bdl-7 |
+//! | `fullUrl` not version specific | bdl-8 |
+//! | every `urn:uuid`/`urn:oid`/relative reference resolves in the Bundle | R4 bundle.html §2.36.4 (resolving references in Bundles), documents.html §3.3.1 |
+
+use ehds_fhir::bundle::{self, BundleIndex, Resolution};
+use ehds_fhir::json::{PathSegment, render_path};
+use ehds_fhir::outcome::{Issue, IssueType};
+use ehds_fhir::{Node, ReceivedResource};
+
+use crate::ValidationReport;
+
+/// What the gateway indexes a document by, read from a document Bundle that
+/// passed [`check_document_bundle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentHeader<'a> {
+    /// `Bundle.identifier.system`.
+    pub identifier_system: &'a str,
+    /// `Bundle.identifier.value`.
+    pub identifier_value: &'a str,
+    /// `Bundle.type`.
+    pub bundle_type: &'a str,
+    /// The first identifier of the Composition's subject, as `system|value`.
+    pub patient_identifier: Option<String>,
+}
+
+/// Checks the rules every pushed FHIR document must meet.
+pub fn check_document_bundle(resource: &ReceivedResource) -> ValidationReport {
+    let mut report = ValidationReport::default();
+    let root = resource.root();
+    if resource.resource_type() != "Bundle" {
+        report.push(
+            Issue::error(
+                IssueType::Invalid,
+                format!(
+                    "expected a Bundle, found a {}",
+                    resource.resource_type()
+                ),
+            )
+            .at(resource.resource_type()),
+        );
+        return report;
+    }
+    if root.get("type").and_then(Node::as_str) != Some("document") {
+        report.push(
+            Issue::error(
+                IssueType::Invalid,
+                "Bundle.type must be 'document' (FHIR documents, R4 documents.html)",
+            )
+            .at("Bundle.type"),
+        );
+    }
+    let identifier = root.get("identifier");
+    for element in ["system", "value"] {
+        if identifier.and_then(|i| i.get(element)).and_then(Node::as_str).is_none() {
+            report.push(
+                Issue::error(
+                    IssueType::Invariant,
+                    format!("bdl-9: a document must have an identifier with a system and a value (Bundle.identifier.{element} is missing)"),
+                )
+                .at(format!("Bundle.identifier.{element}")),
+            );
+        }
+    }
+    if root.get("timestamp").and_then(Node::as_str).is_none() {
+        report.push(
+            Issue::error(
+                IssueType::Invariant,
+                "bdl-10: a document must have a date (Bundle.timestamp is missing)",
+            )
+            .at("Bundle.timestamp"),
+        );
+    }
+    let index = BundleIndex::new(root);
+    match index.entries().first() {
+        Some(first) if first.resource_type() == Some("Composition") => {}
+        _ => report.push(
+            Issue::error(
+                IssueType::Invariant,
+                "bdl-11: a document must have a Composition as the first resource",
+            )
+            .at("Bundle.entry[0].resource"),
+        ),
+    }
+    for entry in index.entries() {
+        if entry.resource.is_none() {
+            report.push(
+                Issue::error(
+                    IssueType::Invariant,
+                    "bdl-5: each entry of a document must be a resource",
+                )
+                .at(format!("Bundle.entry[{}].resource", entry.index)),
+            );
+        }
+        if entry.full_url.is_some_and(|u| u.contains("/_history/")) {
+            report.push(
+                Issue::error(
+                    IssueType::Invariant,
+                    "bdl-8: fullUrl cannot be a version specific reference",
+                )
+                .at(format!("Bundle.entry[{}].fullUrl", entry.index)),
+            );
+        }
+    }
+    for (duplicate, first) in index.duplicate_full_urls() {
+        report.push(
+            Issue::error(
+                IssueType::Invariant,
+                format!("bdl-7: fullUrl must be unique in a bundle; it repeats the fullUrl of entry {first}"),
+            )
+            .at(format!("Bundle.entry[{duplicate}].fullUrl")),
+        );
+    }
+    check_references(&index, &mut report);
+    report
+}
+
+/// Every reference written inside an entry resolves to an entry of the
+/// Bundle, or points outside it by an absolute URL.
+fn check_references(index: &BundleIndex<'_>, report: &mut ValidationReport) {
+    for entry in index.entries() {
+        let Some(resource) = entry.resource else {
+            continue;
+        };
+        let resource_type = entry.resource_type().unwrap_or("Resource");
+        for found in bundle::references(resource) {
+            match index.resolve(entry.index, found.reference) {
+                Resolution::Unresolved => {
+                    let mut path = vec![
+                        PathSegment::Key("entry".into()),
+                        PathSegment::Index(entry.index),
+                        PathSegment::Key("resource".into()),
+                    ];
+                    path.extend(found.path.iter().cloned());
+                    report.push(
+                        Issue::error(
+                            IssueType::NotFound,
+                            format!(
+                                "the reference '{}' in a {resource_type} does not resolve to an entry of this document Bundle",
+                                found.reference
+                            ),
+                        )
+                        .at(render_path("Bundle", &path)),
+                    );
+                }
+                Resolution::Contained => {
+                    if !contained_resolves(resource, found.reference) {
+                        report.push(
+                            Issue::error(
+                                IssueType::NotFound,
+                                format!(
+                                    "ref-1: the local reference '{}' has no contained resource with that id",
+                                    found.reference
+                                ),
+                            )
+                            .at(render_path(
+                                "Bundle",
+                                &[
+                                    vec![
+                                        PathSegment::Key("entry".into()),
+                                        PathSegment::Index(entry.index),
+                                        PathSegment::Key("resource".into()),
+                                    ],
+                                    found.path.clone(),
+                                ]
+                                .concat(),
+                            )),
+                        );
+                    }
+                }
+                Resolution::Entry(_) | Resolution::External => {}
+            }
+        }
+    }
+}
+
+/// `#` refers to the container; `#id` to a contained resource with that id.
+fn contained_resolves(resource: &Node, reference: &str) -> bool {
+    let id = reference.trim_start_matches('#');
+    id.is_empty()
+        || resource
+            .get("contained")
+            .map(Node::items)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.get("id").and_then(Node::as_str) == Some(id))
+}
+
+/// Reads the header of a document Bundle; `None` when the identifier or type
+/// is missing (which [`check_document_bundle`] reports).
+pub fn document_header(resource: &ReceivedResource) -> Option<DocumentHeader<'_>> {
+    let root = resource.root();
+    let identifier = root.get("identifier")?;
+    let index = BundleIndex::new(root);
+    let patient_identifier = index
+        .entries()
+        .first()
+        .and_then(|c| {
+            let subject = c.resource?.get("subject")?.get("reference")?.as_str()?;
+            match index.resolve(c.index, subject) {
+                Resolution::Entry(i) => index.entry(i)?.resource,
+                _ => None,
+            }
+        })
+        .and_then(|patient| patient.get("identifier"))
+        .and_then(|ids| ids.items().first())
+        .and_then(|id| {
+            Some(format!(
+                "{}|{}",
+                id.get("system")?.as_str()?,
+                id.get("value")?.as_str()?
+            ))
+        });
+    Some(DocumentHeader {
+        identifier_system: identifier.get("system")?.as_str()?,
+        identifier_value: identifier.get("value")?.as_str()?,
+        bundle_type: root.get("type")?.as_str()?,
+        patient_identifier,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str) -> ValidationReport {
+        check_document_bundle(&ReceivedResource::parse(json.as_bytes().to_vec().into()).unwrap())
+    }
+
+    const GOOD: &str = r##"{"resourceType":"Bundle","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:1"},
+      "type":"document","timestamp":"2024-01-01T00:00:00Z","entry":[
+      {"fullUrl":"urn:uuid:c","resource":{"resourceType":"Composition","subject":{"reference":"urn:uuid:p"},
+        "section":[{"entry":[{"reference":"#m"}]}],"contained":[{"resourceType":"Medication","id":"m"}]}},
+      {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2","value":"42"}]}}]}"##;
+
+    fn expressions(report: &ValidationReport) -> Vec<&str> {
+        report
+            .issues
+            .iter()
+            .filter_map(|i| i.expression.as_deref())
+            .collect()
+    }
+
+    #[test]
+    fn a_well_formed_document_passes_and_has_a_header() {
+        let report = check(GOOD);
+        assert!(report.issues.is_empty(), "{report:?}");
+        let resource = ReceivedResource::parse(GOOD.as_bytes().to_vec().into()).unwrap();
+        let header = document_header(&resource).unwrap();
+        assert_eq!(header.identifier_value, "urn:uuid:1");
+        assert_eq!(header.patient_identifier.as_deref(), Some("urn:oid:1.2|42"));
+    }
+
+    #[test]
+    fn each_rule_reports_its_location() {
+        let report = check(
+            r##"{"resourceType":"Bundle","type":"collection","entry":[
+              {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","link":[{"other":{"reference":"urn:uuid:gone"}}]}},
+              {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","generalPractitioner":[{"reference":"#x"}]}},
+              {"fullUrl":"http://x.example/Patient/1/_history/2","request":{"method":"GET","url":"Patient/1"}}]}"##,
+        );
+        assert_eq!(
+            expressions(&report),
+            [
+                "Bundle.type",
+                "Bundle.identifier.system",
+                "Bundle.identifier.value",
+                "Bundle.timestamp",
+                "Bundle.entry[0].resource",
+                "Bundle.entry[2].resource",
+                "Bundle.entry[2].fullUrl",
+                "Bundle.entry[1].fullUrl",
+                "Bundle.entry[0].resource.link[0].other.reference",
+                "Bundle.entry[1].resource.generalPractitioner[0].reference",
+            ]
+        );
+        assert_eq!(report.error_count(), 10);
+    }
+
+    #[test]
+    fn not_a_bundle() {
+        let report = check(r#"{"resourceType":"Patient"}"#);
+        assert_eq!(expressions(&report), ["Patient"]);
+    }
+}
