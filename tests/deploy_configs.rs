@@ -1,1 +1,34 @@
-//! x
+//! Every configuration shipped under `deploy/` parses and passes the same
+//! checks the gateway runs before binding a port.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use ehds_gateway::GatewayConfig;
+use ehds_test_support::{files_with_extension, repo_root};
+
+#[test]
+fn every_deploy_config_is_valid() {
+    let files = files_with_extension(&repo_root().join("deploy"), "toml");
+    assert!(
+        files.len() >= 2,
+        "configs for two countries expected, found {files:?}"
+    );
+    let mut countries = std::collections::BTreeSet::new();
+    for path in files {
+        let config = GatewayConfig::from_file(&path)
+            .and_then(GatewayConfig::check)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if let Some(ncp) = &config.raw.ncp {
+            countries.insert(ncp.country.clone());
+        }
+    }
+    assert!(
+        countries.len() >= 2,
+        "two countries expected: {countries:?}"
+    );
+}

@@ -1,1 +1,352 @@
-//! x
+//! End-to-end: the real `ehds-gateway` binary, started on port 0 with a fresh
+//! SQLite store, driven over HTTP like an EHR system would.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ehds_test_support::{conformance_dir, files_with_extension, unique_schema};
+use serde_json::Value;
+
+const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// A running gateway process, killed on drop.
+struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Gateway {
+    /// Starts the binary in a fresh working directory with `args`.
+    fn start(args: &[&str], config: Option<&str>) -> Self {
+        let dir = std::env::temp_dir().join(unique_schema("e2e"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ehds-gateway"));
+        command.arg("serve").args(args).current_dir(&dir);
+        if let Some(config) = config {
+            std::fs::write(dir.join("gateway.toml"), config).unwrap();
+            command.args(["--config", "gateway.toml"]);
+        }
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .parse()
+            .unwrap();
+        Self { child, addr, dir }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the process and returns what it logged.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let mut log = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut log);
+        }
+        log
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(conformance_dir().join(path)).unwrap()
+}
+
+async fn push(gateway: &Gateway, body: Vec<u8>) -> reqwest::Response {
+    client()
+        .post(gateway.url("/fhir/Bundle"))
+        .header("content-type", FHIR_JSON)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts an OperationOutcome response and returns its first issue.
+async fn outcome(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(FHIR_JSON)
+    );
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert_eq!(body["issue"][0]["severity"], "error");
+    body["issue"][0].clone()
+}
+
+#[tokio::test]
+async fn pushes_the_ips_example_and_reads_it_back_byte_identical() {
+    let gateway = Gateway::start(&["--listen", "127.0.0.1:0"], None);
+    let bytes = fixture(IPS);
+
+    let created = push(&gateway, bytes.clone()).await;
+    assert_eq!(created.status().as_u16(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/fhir/Bundle/"), "{location}");
+    assert!(
+        created.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(FHIR_JSON)
+    );
+    assert_eq!(created.bytes().await.unwrap(), bytes);
+
+    let read = client().get(gateway.url(&location)).send().await.unwrap();
+    assert_eq!(read.status().as_u16(), 200);
+    assert_eq!(read.bytes().await.unwrap(), bytes);
+
+    // The same document again: the original, no second copy.
+    let again = push(&gateway, bytes.clone()).await;
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(again.headers()["location"].to_str().unwrap(), location);
+    assert_eq!(again.bytes().await.unwrap(), bytes);
+
+    // The same identifier with other bytes (a trailing newline): 409, and the
+    // stored document is untouched.
+    let mut changed = bytes.clone();
+    changed.push(b'\n');
+    let issue = outcome(push(&gateway, changed).await, 409).await;
+    assert_eq!(issue["code"], "duplicate");
+    let read = client().get(gateway.url(&location)).send().await.unwrap();
+    assert_eq!(read.bytes().await.unwrap(), bytes);
+
+    let metrics = client()
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ehds_documents_stored 1\n"), "{metrics}");
+    assert!(metrics.contains(
+        "ehds_http_requests_total{method=\"POST\",route=\"/fhir/Bundle\",status=\"201\"} 1\n"
+    ));
+    assert!(metrics.contains(
+        "ehds_http_requests_total{method=\"POST\",route=\"/fhir/Bundle\",status=\"409\"} 1\n"
+    ));
+
+    // The embedded default keeps its SQLite file under ./data/.
+    assert!(gateway.dir.join("data/gateway.db").exists());
+
+    // Logs never carry document content or patient identifiers.
+    let dir = gateway.dir.clone();
+    let log = gateway.stop();
+    assert!(log.contains("request completed"), "{log}");
+    for secret in [
+        "175bd032-8b00-4728-b2dc-748bb1501aed",
+        "574687583",
+        "Martha",
+        "DeLarosa",
+    ] {
+        assert!(!log.contains(secret), "log leaks {secret}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn refuses_bad_input_with_operation_outcomes() {
+    let config = "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 200000\n\n[store]\nurl = \"sqlite://store/gw.db\"\n";
+    let gateway = Gateway::start(&[], Some(config));
+
+    // 400: every deliberately malformed JSON file, with a location.
+    for path in files_with_extension(&conformance_dir().join("malformed-json"), "json") {
+        let issue = outcome(push(&gateway, std::fs::read(&path).unwrap()).await, 400).await;
+        assert_eq!(issue["code"], "structure", "{}", path.display());
+        assert!(issue["location"][0].as_str().unwrap().starts_with("line "));
+    }
+    // 400: duplicate key deep inside, located by expression.
+    let issue = outcome(
+        push(
+            &gateway,
+            br#"{"resourceType":"Bundle","entry":[{"fullUrl":"a","fullUrl":"b"}]}"#.to_vec(),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(issue["expression"][0], "Bundle.entry[0].fullUrl");
+    // 400: a resource that is not a Bundle.
+    let issue = outcome(
+        push(&gateway, br#"{"resourceType":"Patient"}"#.to_vec()).await,
+        400,
+    )
+    .await;
+    assert_eq!(issue["code"], "invalid");
+
+    // 422: a Bundle that breaks the document rules.
+    let issue = outcome(
+        push(
+            &gateway,
+            br#"{"resourceType":"Bundle","type":"document","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:9"},"timestamp":"2024-01-01T00:00:00Z","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient"}}]}"#.to_vec(),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(issue["expression"][0], "Bundle.entry[0].resource");
+
+    // 415: not FHIR JSON.
+    let response = client()
+        .post(gateway.url("/fhir/Bundle"))
+        .header("content-type", "application/fhir+xml")
+        .body(fixture(IPS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outcome(response, 415).await["code"], "not-supported");
+
+    // 413: over the limit by Content-Length, refused before the body is read.
+    let big = vec![b' '; 300_000];
+    assert_eq!(
+        outcome(push(&gateway, big).await, 413).await["code"],
+        "too-long"
+    );
+    // 413: chunked, no Content-Length: refused once the limit is passed.
+    assert_eq!(chunked_post(gateway.addr, 300_000), 413);
+
+    // 404 and 405, as OperationOutcomes.
+    let response = client()
+        .get(gateway.url("/fhir/Bundle/unknown"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outcome(response, 404).await["code"], "not-found");
+    let response = client()
+        .get(gateway.url("/nothing/here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outcome(response, 404).await["code"], "not-supported");
+    let response = client()
+        .delete(gateway.url("/fhir/Bundle"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outcome(response, 405).await["code"], "not-supported");
+
+    // Nothing was stored by any of it, and the gateway still answers.
+    let metadata: Value = client()
+        .get(gateway.url("/fhir/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["resourceType"], "CapabilityStatement");
+    assert_eq!(metadata["fhirVersion"], "4.0.1");
+    let health = client().get(gateway.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let metrics = client()
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ehds_documents_stored 0\n"), "{metrics}");
+    assert!(gateway.dir.join("store/gw.db").exists());
+}
+
+/// Sends a chunked POST of `len` bytes and returns the status code.
+fn chunked_post(addr: SocketAddr, len: usize) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /fhir/Bundle HTTP/1.1\r\nHost: x\r\nContent-Type: {FHIR_JSON}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b' '; 8192];
+    let mut sent = 0;
+    while sent < len {
+        // The server may answer and close before everything is sent.
+        if write!(stream, "{:x}\r\n", chunk.len()).is_err()
+            || stream.write_all(&chunk).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut response = String::new();
+    let _ = BufReader::new(stream).read_line(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn refuses_an_invalid_config_before_binding() {
+    let dir = std::env::temp_dir().join(unique_schema("badcfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\nport = 1\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
+        .args(["serve", "--config", "bad.toml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown field"), "{stderr}");
+    assert!(
+        !Path::new(&dir.join("data")).exists(),
+        "nothing is created for a bad config"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -261,13 +261,19 @@ mod tests {
         assert_eq!(index.resolve(0, "urn:uuid:p1"), Resolution::Entry(1));
         assert_eq!(index.resolve(0, "urn:uuid:missing"), Resolution::Unresolved);
         assert_eq!(index.resolve(0, "Practitioner/pr1"), Resolution::Entry(2));
-        assert_eq!(index.resolve(0, "Practitioner/none"), Resolution::Unresolved);
+        assert_eq!(
+            index.resolve(0, "Practitioner/none"),
+            Resolution::Unresolved
+        );
         assert_eq!(
             index.resolve(0, "http://elsewhere.example/Practitioner/9"),
             Resolution::External
         );
         assert_eq!(index.resolve(0, "#c"), Resolution::Contained);
-        assert_eq!(index.resolve(2, "Patient/p1/_history/2"), Resolution::Entry(1));
+        assert_eq!(
+            index.resolve(2, "Patient/p1/_history/2"),
+            Resolution::Entry(1)
+        );
         // Relative to the RESTful base of the referring entry.
         assert_eq!(index.resolve(3, "Organization/o2"), Resolution::Entry(4));
         assert_eq!(
@@ -290,7 +296,10 @@ mod tests {
             found,
             vec![
                 ("Composition.subject.reference".to_owned(), "urn:uuid:p1"),
-                ("Composition.author[0].reference".to_owned(), "Practitioner/pr1"),
+                (
+                    "Composition.author[0].reference".to_owned(),
+                    "Practitioner/pr1"
+                ),
                 (
                     "Composition.author[1].reference".to_owned(),
                     "http://elsewhere.example/Practitioner/9"

@@ -85,10 +85,7 @@ impl Node {
     /// The member `key` if this is an object that has it.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Json::Object(members) => members
-                .iter()
-                .find(|m| &*m.key == key)
-                .map(|m| &m.node),
+            Json::Object(members) => members.iter().find(|m| &*m.key == key).map(|m| &m.node),
             _ => None,
         }
     }
@@ -393,7 +390,10 @@ impl Parser<'_> {
             return Err(Raw::at(RejectionKind::TrailingContent, self.pos));
         }
         if root.get("resourceType").and_then(Node::as_str).is_none() {
-            return Err(Raw::at(RejectionKind::NotAResource, root.span.start as usize));
+            return Err(Raw::at(
+                RejectionKind::NotAResource,
+                root.span.start as usize,
+            ));
         }
         Ok(root)
     }
@@ -738,14 +738,15 @@ fn check_nulls_aligned(members: &[Member]) -> Result<(), Raw> {
         let Json::Array(items) = &member.node.value else {
             continue;
         };
-        let partner_key = match member.key.strip_prefix('_') {
-            Some(base) => base.to_owned(),
-            None => format!("_{}", member.key),
-        };
-        let partner = members
-            .iter()
-            .find(|m| *m.key == *partner_key)
-            .and_then(|m| m.node.as_array());
+        // The partner of `given` is `_given` and the other way round; found
+        // without allocating, since this runs for every array in a document.
+        let partner = match member.key.strip_prefix('_') {
+            Some(base) => members.iter().find(|m| &*m.key == base),
+            None => members
+                .iter()
+                .find(|m| m.key.strip_prefix('_') == Some(&*member.key)),
+        }
+        .and_then(|m| m.node.as_array());
         let has_null = items.iter().any(|n| n.value == Json::Null);
         match partner {
             None if has_null => {
@@ -754,9 +755,11 @@ fn check_nulls_aligned(members: &[Member]) -> Result<(), Raw> {
                     .enumerate()
                     .find(|(_, n)| n.value == Json::Null)
                     .unwrap_or((0, &member.node));
-                return Err(Raw::at(RejectionKind::MisplacedNull, node.span.start as usize)
-                    .within(PathSegment::Index(index))
-                    .within(PathSegment::Key(member.key.clone())));
+                return Err(
+                    Raw::at(RejectionKind::MisplacedNull, node.span.start as usize)
+                        .within(PathSegment::Index(index))
+                        .within(PathSegment::Key(member.key.clone())),
+                );
             }
             None => {}
             Some(other) => {
@@ -793,8 +796,7 @@ mod tests {
 
     #[test]
     fn keeps_numbers_as_written_and_member_order() {
-        let node =
-            parse(br#"{"resourceType":"Observation","z":1.50,"a":1e2,"m":-0.0}"#).unwrap();
+        let node = parse(br#"{"resourceType":"Observation","z":1.50,"a":1e2,"m":-0.0}"#).unwrap();
         let keys: Vec<&str> = node.as_object().unwrap().iter().map(|m| &*m.key).collect();
         assert_eq!(keys, ["resourceType", "z", "a", "m"]);
         assert_eq!(node.get("z").unwrap().as_number_text(), Some("1.50"));
@@ -819,8 +821,14 @@ mod tests {
 
     #[test]
     fn lone_surrogates() {
-        assert_eq!(kind(r#"{"resourceType":"P","s":"\ud800"}"#), RejectionKind::LoneSurrogate);
-        assert_eq!(kind(r#"{"resourceType":"P","s":"\udc00x"}"#), RejectionKind::LoneSurrogate);
+        assert_eq!(
+            kind(r#"{"resourceType":"P","s":"\ud800"}"#),
+            RejectionKind::LoneSurrogate
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","s":"\udc00x"}"#),
+            RejectionKind::LoneSurrogate
+        );
         assert_eq!(
             kind(r#"{"resourceType":"P","s":"\ud800\u0041"}"#),
             RejectionKind::LoneSurrogate
@@ -871,19 +879,36 @@ mod tests {
 
     #[test]
     fn fhir_representation_rules() {
-        assert_eq!(kind(r#"{"resourceType":"P","a":{}}"#), RejectionKind::EmptyObject);
-        assert_eq!(kind(r#"{"resourceType":"P","a":[]}"#), RejectionKind::EmptyArray);
-        assert_eq!(kind(r#"{"resourceType":"P","a":""}"#), RejectionKind::EmptyString);
-        assert_eq!(kind(r#"{"resourceType":"P","a":null}"#), RejectionKind::MisplacedNull);
-        assert_eq!(kind(r#"{"resourceType":"P","a":[1,null]}"#), RejectionKind::MisplacedNull);
-        assert_eq!(kind(r#"{"resourceType":"P","a":[[null]]}"#), RejectionKind::MisplacedNull);
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":{}}"#),
+            RejectionKind::EmptyObject
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":[]}"#),
+            RejectionKind::EmptyArray
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":""}"#),
+            RejectionKind::EmptyString
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":null}"#),
+            RejectionKind::MisplacedNull
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":[1,null]}"#),
+            RejectionKind::MisplacedNull
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":[[null]]}"#),
+            RejectionKind::MisplacedNull
+        );
         assert_eq!(kind("null"), RejectionKind::MisplacedNull);
         assert_eq!(kind("[1]"), RejectionKind::NotAResource);
         assert_eq!(kind(r#"{"id":"x"}"#), RejectionKind::NotAResource);
         // Aligned fillers are fine.
         assert!(
-            parse(br#"{"resourceType":"P","given":["a",null],"_given":[null,{"id":"x"}]}"#)
-                .is_ok()
+            parse(br#"{"resourceType":"P","given":["a",null],"_given":[null,{"id":"x"}]}"#).is_ok()
         );
         assert_eq!(
             kind(r#"{"resourceType":"P","given":["a",null],"_given":[null,null]}"#),
@@ -897,16 +922,43 @@ mod tests {
 
     #[test]
     fn json_grammar() {
-        assert_eq!(kind(r#"{"resourceType":"P","a":01}"#), RejectionKind::InvalidNumber);
-        assert_eq!(kind(r#"{"resourceType":"P","a":1.}"#), RejectionKind::InvalidNumber);
-        assert_eq!(kind(r#"{"resourceType":"P","a":.5}"#), RejectionKind::UnexpectedCharacter('.'));
-        assert_eq!(kind(r#"{"resourceType":"P","a":+1}"#), RejectionKind::UnexpectedCharacter('+'));
-        assert_eq!(kind(r#"{"resourceType":"P","a":1,}"#), RejectionKind::UnexpectedCharacter('}'));
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":01}"#),
+            RejectionKind::InvalidNumber
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":1.}"#),
+            RejectionKind::InvalidNumber
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":.5}"#),
+            RejectionKind::UnexpectedCharacter('.')
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":+1}"#),
+            RejectionKind::UnexpectedCharacter('+')
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":1,}"#),
+            RejectionKind::UnexpectedCharacter('}')
+        );
         assert_eq!(kind(r#"{resourceType:"P"}"#), RejectionKind::UnquotedKey);
-        assert_eq!(kind(r#"{"resourceType":"P" // c"#), RejectionKind::UnexpectedCharacter('/'));
-        assert_eq!(kind(r#"{"resourceType":"P","a":"\x"}"#), RejectionKind::InvalidEscape);
-        assert_eq!(kind("{\"resourceType\":\"P\",\"a\":\"\t\"}"), RejectionKind::ControlCharacterInString);
-        assert_eq!(kind(r#"{"resourceType":"P","a":tru}"#), RejectionKind::UnexpectedCharacter('}'));
+        assert_eq!(
+            kind(r#"{"resourceType":"P" // c"#),
+            RejectionKind::UnexpectedCharacter('/')
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":"\x"}"#),
+            RejectionKind::InvalidEscape
+        );
+        assert_eq!(
+            kind("{\"resourceType\":\"P\",\"a\":\"\t\"}"),
+            RejectionKind::ControlCharacterInString
+        );
+        assert_eq!(
+            kind(r#"{"resourceType":"P","a":tru}"#),
+            RejectionKind::UnexpectedCharacter('}')
+        );
         assert_eq!(kind(r#"{"resourceType":"P""#), RejectionKind::UnexpectedEnd);
         assert_eq!(kind(""), RejectionKind::UnexpectedEnd);
     }
@@ -931,9 +983,6 @@ mod tests {
         let src = br#"{"resourceType":"P","v":{"value":12.30}}"#;
         let node = parse(src).unwrap();
         let v = node.get("v").unwrap().get("value").unwrap();
-        assert_eq!(
-            &src[v.span.start as usize..v.span.end as usize],
-            b"12.30"
-        );
+        assert_eq!(&src[v.span.start as usize..v.span.end as usize], b"12.30");
     }
 }

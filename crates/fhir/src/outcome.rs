@@ -144,8 +144,8 @@ impl Issue {
 impl From<&crate::JsonRejection> for Issue {
     fn from(rejection: &crate::JsonRejection) -> Self {
         let expression = rejection.expression();
-        let issue = Issue::error(IssueType::Structure, rejection.to_string())
-            .located(rejection.position());
+        let issue =
+            Issue::error(IssueType::Structure, rejection.to_string()).located(rejection.position());
         if expression.is_empty() {
             issue
         } else {
@@ -197,7 +197,11 @@ pub fn render(issues: &[Issue]) -> Result<Vec<u8>, OutcomeRenderError> {
         IssueType::Informational,
         "no issues",
     )];
-    let issues = if issues.is_empty() { &fallback[..] } else { issues };
+    let issues = if issues.is_empty() {
+        &fallback[..]
+    } else {
+        issues
+    };
     let typed: Vec<Option<OperationOutcomeIssue>> = issues
         .iter()
         .map(|issue| {

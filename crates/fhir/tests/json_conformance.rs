@@ -6,15 +6,26 @@
 //!   parses, and the parsed view keeps what was written: numbers as their
 //!   source text, members in source order, spans that point at the source.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use ehds_fhir::ReceivedResource;
 use ehds_fhir::json::{Json, Node};
 use ehds_fhir::outcome::{Issue, IssueType};
-use ehds_fhir::ReceivedResource;
 use ehds_test_support::{conformance_dir, files_with_extension};
 
 #[test]
 fn malformed_json_from_fhir_test_cases_is_refused_with_a_location() {
     let files = files_with_extension(&conformance_dir().join("malformed-json"), "json");
-    assert_eq!(files.len(), 9, "bad-json-close-1..3, json-no-quotes-1..2, json-comma-bad-1..2, json-comments-1..2");
+    assert_eq!(
+        files.len(),
+        9,
+        "bad-json-close-1..3, json-no-quotes-1..2, json-comma-bad-1..2, json-comments-1..2"
+    );
     for path in files {
         let bytes = std::fs::read(&path).unwrap();
         let rejection = ReceivedResource::parse(bytes.into())
@@ -22,7 +33,12 @@ fn malformed_json_from_fhir_test_cases_is_refused_with_a_location() {
             .unwrap_or_else(|| panic!("{} was accepted", path.display()));
         let issue = Issue::from(&rejection);
         assert_eq!(issue.code, IssueType::Structure);
-        assert!(issue.location.as_deref().is_some_and(|l| l.starts_with("line ")));
+        assert!(
+            issue
+                .location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("line "))
+        );
     }
 }
 
@@ -53,7 +69,11 @@ fn check_view(node: &Node, src: &[u8], numbers: &mut usize, path: &std::path::Pa
             assert!(text.starts_with(b"{") && text.ends_with(b"}"));
             let mut last = node.span.start;
             for member in members {
-                assert!(member.key_span.start > last, "member order lost in {}", path.display());
+                assert!(
+                    member.key_span.start > last,
+                    "member order lost in {}",
+                    path.display()
+                );
                 last = member.node.span.start;
                 check_view(&member.node, src, numbers, path);
             }
@@ -74,7 +94,9 @@ fn agrees_with_serde_json_on_every_string_and_shape() {
     for path in files_with_extension(&conformance_dir().join("examples"), "json") {
         let bytes = std::fs::read(&path).unwrap();
         let ours = ehds_fhir::json::parse(&bytes).unwrap();
-        let body = bytes.strip_prefix(ehds_fhir::json::UTF8_BOM).unwrap_or(&bytes);
+        let body = bytes
+            .strip_prefix(ehds_fhir::json::UTF8_BOM)
+            .unwrap_or(&bytes);
         let theirs: serde_json::Value = serde_json::from_slice(body).unwrap();
         same(&ours, &theirs, &path);
     }
@@ -82,7 +104,9 @@ fn agrees_with_serde_json_on_every_string_and_shape() {
 
 fn same(ours: &Node, theirs: &serde_json::Value, path: &std::path::Path) {
     match (&ours.value, theirs) {
-        (Json::String(a), serde_json::Value::String(b)) => assert_eq!(&**a, b, "{}", path.display()),
+        (Json::String(a), serde_json::Value::String(b)) => {
+            assert_eq!(&**a, b, "{}", path.display())
+        }
         (Json::Number(a), serde_json::Value::Number(b)) => {
             assert_eq!(a.parse::<f64>().ok(), b.as_f64(), "{}", path.display());
         }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use ehds_gateway::{Gateway, GatewayConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "ehds-gateway", version, about = "EHDS national contact point gateway")]
+#[command(
+    name = "ehds-gateway",
+    version,
+    about = "EHDS national contact point gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,8 +47,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("ehds-gateway: cannot start the async runtime: {error}");

@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 
 /// The configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// This gateway's national contact point.
@@ -106,16 +106,6 @@ fn default_body_timeout_secs() -> u64 {
     DEFAULT_BODY_TIMEOUT_SECS
 }
 
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        Self {
-            ncp: None,
-            server: ServerSection::default(),
-            store: StoreSection::default(),
-        }
-    }
-}
-
 /// A configuration that passed every check.
 #[derive(Debug, Clone)]
 pub struct CheckedConfig {
@@ -135,17 +125,16 @@ impl GatewayConfig {
 
     /// Reads and parses a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, GatewayError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            GatewayError::Config(format!("cannot read {}: {e}", path.display()))
-        })?;
-        Self::from_toml(&text)
-            .map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))
     }
 
     /// Checks every value; nothing is bound or opened.
     pub fn check(self) -> Result<CheckedConfig, GatewayError> {
         if let Some(ncp) = &self.ncp {
-            let valid = ncp.country.len() == 2 && ncp.country.chars().all(|c| c.is_ascii_uppercase());
+            let valid =
+                ncp.country.len() == 2 && ncp.country.chars().all(|c| c.is_ascii_uppercase());
             if !valid {
                 return Err(GatewayError::Config(format!(
                     "ncp.country {:?} must be an ISO 3166-1 alpha-2 code in upper case",
@@ -172,7 +161,12 @@ impl GatewayConfig {
         let mut store = StoreConfig::from_url(&self.store.url, self.store.schema.clone())
             .map_err(|e| GatewayError::Config(format!("store.url: {e}")))?;
         match (&mut store, self.store.max_connections) {
-            (StoreConfig::Postgres { max_connections, .. }, Some(n)) if n > 0 => {
+            (
+                StoreConfig::Postgres {
+                    max_connections, ..
+                },
+                Some(n),
+            ) if n > 0 => {
                 *max_connections = n;
             }
             (_, None) => {}
@@ -226,8 +220,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = GatewayConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n")
-            .unwrap_err();
+        let err =
+            GatewayConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n").unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
         assert!(GatewayConfig::from_toml("[nope]\n").is_err());
     }

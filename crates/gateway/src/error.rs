@@ -104,9 +104,7 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
         E::UnsupportedMediaType(found) => one(
             S::UNSUPPORTED_MEDIA_TYPE,
             IssueType::NotSupported,
-            format!(
-                "Content-Type {found:?} is not supported: send application/fhir+json (UTF-8)"
-            ),
+            format!("Content-Type {found:?} is not supported: send application/fhir+json (UTF-8)"),
         ),
         E::PayloadTooLarge { limit } => one(
             S::PAYLOAD_TOO_LARGE,
@@ -152,11 +150,7 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 "the gateway's store is unavailable; try again later",
             )],
         ),
-        E::Config(_)
-        | E::Bind { .. }
-        | E::Serve(_)
-        | E::Store(_)
-        | E::Render(_) => (
+        E::Config(_) | E::Bind { .. } | E::Serve(_) | E::Store(_) | E::Render(_) => (
             S::INTERNAL_SERVER_ERROR,
             vec![internal_issue(IssueType::Exception, "internal error")],
         ),
@@ -220,8 +214,8 @@ mod tests {
     /// The mapping table, row by row: error → status, issue code.
     #[test]
     fn every_error_maps_to_a_status_and_an_issue_code() {
-        let rejection = ReceivedResource::parse(b"{\"resourceType\":\"P\",".to_vec().into())
-            .unwrap_err();
+        let rejection =
+            ReceivedResource::parse(b"{\"resourceType\":\"P\",".to_vec().into()).unwrap_err();
         let mut report = ValidationReport::default();
         report.push(Issue::error(IssueType::Invariant, "bdl-10").at("Bundle.timestamp"));
         let rows: Vec<(GatewayError, u16, &str)> = vec![
@@ -250,9 +244,21 @@ mod tests {
                 409,
                 "duplicate",
             ),
-            (GatewayError::ResourceNotFound("Bundle/x".into()), 404, "not-found"),
-            (GatewayError::UnknownRoute("/x".into()), 404, "not-supported"),
-            (GatewayError::MethodNotAllowed("PUT".into()), 405, "not-supported"),
+            (
+                GatewayError::ResourceNotFound("Bundle/x".into()),
+                404,
+                "not-found",
+            ),
+            (
+                GatewayError::UnknownRoute("/x".into()),
+                404,
+                "not-supported",
+            ),
+            (
+                GatewayError::MethodNotAllowed("PUT".into()),
+                405,
+                "not-supported",
+            ),
             (
                 GatewayError::Store(StoreError::Database(ehds_store::SqlxError::PoolTimedOut)),
                 503,
@@ -291,7 +297,9 @@ mod tests {
     #[test]
     fn malformed_json_has_a_location() {
         let rejection = ReceivedResource::parse(
-            br#"{"resourceType":"Bundle","entry":[{"a":1,"a":2}]}"#.to_vec().into(),
+            br#"{"resourceType":"Bundle","entry":[{"a":1,"a":2}]}"#
+                .to_vec()
+                .into(),
         )
         .unwrap_err();
         let (_, issues) = classify(&GatewayError::MalformedJson(rejection));

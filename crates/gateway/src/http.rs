@@ -103,7 +103,9 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             "request completed"
         );
     });
-    state.metrics.count_request(method.as_str(), &route, status.as_u16());
+    state
+        .metrics
+        .count_request(method.as_str(), &route, status.as_u16());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -223,7 +225,11 @@ fn check_fhir_json_content_type(headers: &HeaderMap) -> Result<(), GatewayError>
         }
         None => param.is_empty(),
     });
-    if matches!(media_type.as_str(), "application/fhir+json" | "application/json") && params_ok {
+    if matches!(
+        media_type.as_str(),
+        "application/fhir+json" | "application/json"
+    ) && params_ok
+    {
         Ok(())
     } else {
         Err(GatewayError::UnsupportedMediaType(raw))
@@ -271,7 +277,10 @@ async fn capability_statement() -> Response {
 async fn health(State(state): State<AppState>) -> Result<Response, GatewayError> {
     state.store.ping().await?;
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         format!(
             "{{\"status\":\"ok\",\"store\":\"{}\"}}",
             state.store.backend_name()
@@ -329,7 +338,10 @@ mod tests {
             "application/fhir+json; fhirVersion=5.0",
             "",
         ] {
-            assert!(check_fhir_json_content_type(&with_type(bad)).is_err(), "{bad}");
+            assert!(
+                check_fhir_json_content_type(&with_type(bad)).is_err(),
+                "{bad}"
+            );
         }
         assert!(check_fhir_json_content_type(&HeaderMap::new()).is_err());
     }
@@ -348,7 +360,10 @@ mod tests {
             ReceivedResource::parse(Bytes::from_static(CAPABILITY_STATEMENT.as_bytes())).unwrap();
         assert_eq!(resource.resource_type(), "CapabilityStatement");
         assert_eq!(
-            resource.root().get("fhirVersion").and_then(ehds_fhir::Node::as_str),
+            resource
+                .root()
+                .get("fhirVersion")
+                .and_then(ehds_fhir::Node::as_str),
             Some("4.0.1")
         );
     }

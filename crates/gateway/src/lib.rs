@@ -44,12 +44,13 @@ impl Gateway {
         config: &CheckedConfig,
         store: Store,
     ) -> Result<Self, GatewayError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| GatewayError::Bind {
-                addr: config.listen.to_string(),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.listen.to_string(),
+                    source,
+                })?;
         let state = http::AppState {
             store,
             metrics: Arc::new(metrics::Metrics::default()),
@@ -67,7 +68,10 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
         let store = self.state.store.clone();
         let app = http::router(self.state);
         let result = axum::serve(self.listener, app)

@@ -31,7 +31,9 @@ impl Metrics {
     /// by all replicas).
     pub fn render(&self, stored_total: u64) -> String {
         let mut out = String::new();
-        out.push_str("# HELP ehds_http_requests_total HTTP requests handled, by method, route and status.\n");
+        out.push_str(
+            "# HELP ehds_http_requests_total HTTP requests handled, by method, route and status.\n",
+        );
         out.push_str("# TYPE ehds_http_requests_total counter\n");
         if let Ok(requests) = self.requests.lock() {
             for ((method, route, status), count) in requests.iter() {
@@ -42,7 +44,9 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP ehds_documents_stored_total Documents newly stored by this gateway process.\n");
+        out.push_str(
+            "# HELP ehds_documents_stored_total Documents newly stored by this gateway process.\n",
+        );
         out.push_str("# TYPE ehds_documents_stored_total counter\n");
         let _ = writeln!(
             out,

@@ -2,6 +2,13 @@
 //! PostgreSQL (a fresh schema on the server named by `EHDS_TEST_POSTGRES_URL`;
 //! under CI a missing URL fails the test instead of skipping it).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, Store, StoreConfig};
 use ehds_test_support::{conformance_dir, files_with_extension, postgres_url, unique_schema};
 
@@ -89,7 +96,10 @@ fn doc<'a>(value: &str, content: &'a [u8]) -> NewDocument<'a> {
 
 async fn stores_and_reads_back_exact_bytes(store: &Store) {
     let content = b"{\"resourceType\":\"Bundle\", \"x\": 1.50 }\n";
-    let PutOutcome::Created(created) = store.put_document(doc("urn:uuid:a", content)).await.unwrap()
+    let PutOutcome::Created(created) = store
+        .put_document(doc("urn:uuid:a", content))
+        .await
+        .unwrap()
     else {
         panic!("not created");
     };
@@ -106,11 +116,17 @@ async fn stores_and_reads_back_exact_bytes(store: &Store) {
 
 async fn same_identifier_same_bytes_is_idempotent(store: &Store) {
     let content = b"{\"resourceType\":\"Bundle\"}";
-    let PutOutcome::Created(first) = store.put_document(doc("urn:uuid:b", content)).await.unwrap()
+    let PutOutcome::Created(first) = store
+        .put_document(doc("urn:uuid:b", content))
+        .await
+        .unwrap()
     else {
         panic!("not created");
     };
-    let again = store.put_document(doc("urn:uuid:b", content)).await.unwrap();
+    let again = store
+        .put_document(doc("urn:uuid:b", content))
+        .await
+        .unwrap();
     assert_eq!(again, PutOutcome::AlreadyStored(first));
     assert_eq!(store.document_count().await.unwrap(), 1);
 }
@@ -196,7 +212,12 @@ async fn sqlite_file_persists_across_reopen() {
     store.close().await;
     let reopened = Store::open(&config).await.unwrap();
     assert_eq!(
-        reopened.document(&created.id).await.unwrap().unwrap().content,
+        reopened
+            .document(&created.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .content,
         b"{}"
     );
 }

@@ -41,10 +41,7 @@ pub fn check_document_bundle(resource: &ReceivedResource) -> ValidationReport {
         report.push(
             Issue::error(
                 IssueType::Invalid,
-                format!(
-                    "expected a Bundle, found a {}",
-                    resource.resource_type()
-                ),
+                format!("expected a Bundle, found a {}", resource.resource_type()),
             )
             .at(resource.resource_type()),
         );
@@ -61,7 +58,11 @@ pub fn check_document_bundle(resource: &ReceivedResource) -> ValidationReport {
     }
     let identifier = root.get("identifier");
     for element in ["system", "value"] {
-        if identifier.and_then(|i| i.get(element)).and_then(Node::as_str).is_none() {
+        if identifier
+            .and_then(|i| i.get(element))
+            .and_then(Node::as_str)
+            .is_none()
+        {
             report.push(
                 Issue::error(
                     IssueType::Invariant,

@@ -34,10 +34,7 @@ impl ValidationReport {
 
     /// How many issues are errors or fatal.
     pub fn error_count(&self) -> usize {
-        self.issues
-            .iter()
-            .filter(|i| i.severity.is_error())
-            .count()
+        self.issues.iter().filter(|i| i.severity.is_error()).count()
     }
 }
 

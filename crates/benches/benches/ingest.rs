@@ -1,0 +1,79 @@
+//! Ingest of a ~50 KB IPS document: parse + document checks + store on
+//! SQLite, beside `serde_json::from_slice::<Value>` on the same bytes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ehds_benches::{IPS_50KB, conformance_file};
+use ehds_fhir::ReceivedResource;
+use ehds_store::{DocumentIdentifier, NewDocument, Store, StoreConfig};
+use ehds_validation::document::document_header;
+use ehds_validation::validate_pushed_document;
+
+fn ingest(c: &mut Criterion) {
+    let bytes = Bytes::from(conformance_file(IPS_50KB).unwrap());
+    let mut group = c.benchmark_group("ingest_ips_50kb");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+
+    group.bench_function("peer_serde_json_value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&bytes)).unwrap())
+    });
+    group.bench_function("parse_lossless", |b| {
+        b.iter(|| ReceivedResource::parse(black_box(bytes.clone())).unwrap())
+    });
+    group.bench_function("parse_and_check", |b| {
+        b.iter(|| {
+            let resource = ReceivedResource::parse(black_box(bytes.clone())).unwrap();
+            let report = validate_pushed_document(&resource);
+            assert!(report.is_acceptable());
+            document_header(&resource).map(|h| h.patient_identifier)
+        })
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(ehds_test_support::unique_schema("bench"));
+    let store = runtime
+        .block_on(Store::open(&StoreConfig::Sqlite {
+            path: dir.join("bench.db"),
+        }))
+        .unwrap();
+    let counter = AtomicU64::new(0);
+    group.bench_function("parse_check_store_sqlite", |b| {
+        b.iter(|| {
+            let resource = ReceivedResource::parse(black_box(bytes.clone())).unwrap();
+            assert!(validate_pushed_document(&resource).is_acceptable());
+            let header = document_header(&resource).unwrap();
+            // A fresh identifier per iteration, so every push is a real insert.
+            let value = format!(
+                "{}-{}",
+                header.identifier_value,
+                counter.fetch_add(1, Ordering::Relaxed)
+            );
+            runtime
+                .block_on(store.put_document(NewDocument {
+                    identifier: DocumentIdentifier {
+                        system: header.identifier_system.to_owned(),
+                        value,
+                    },
+                    bundle_type: header.bundle_type,
+                    patient_identifier: header.patient_identifier.as_deref(),
+                    sender: "bench",
+                    content: resource.bytes(),
+                }))
+                .unwrap()
+        })
+    });
+    group.finish();
+    runtime.block_on(store.close());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);

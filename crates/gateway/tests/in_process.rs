@@ -1,0 +1,163 @@
+//! The national API in-process (router + real SQLite store): a store that
+//! fails mid-flight, a body that never arrives, a byte-order mark.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ehds_gateway::http::{AppState, Limits, router};
+use ehds_gateway::metrics::Metrics;
+use ehds_store::{Store, StoreConfig};
+use ehds_test_support::{conformance_dir, unique_schema};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
+
+fn state(
+    dir: &std::path::Path,
+    body_timeout: Duration,
+) -> impl std::future::Future<Output = AppState> {
+    let path = dir.join("gw.db");
+    async move {
+        AppState {
+            store: Store::open(&StoreConfig::Sqlite { path }).await.unwrap(),
+            metrics: Arc::new(Metrics::default()),
+            limits: Limits {
+                max_body_bytes: 1 << 20,
+                body_timeout,
+            },
+        }
+    }
+}
+
+async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, request_id, body)
+}
+
+fn push(bytes: Vec<u8>) -> Request<Body> {
+    Request::post("/fhir/Bundle")
+        .header("content-type", "application/fhir+json")
+        .body(Body::from(bytes))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn store_failure_is_a_500_with_the_request_id_and_no_internals() {
+    let dir = std::env::temp_dir().join(unique_schema("fail"));
+    let path = dir.join("gw.db");
+    let state = state(&dir, Duration::from_secs(5)).await;
+    let ips = std::fs::read(conformance_dir().join(IPS)).unwrap();
+    let (status, _, _) = call(&state, push(ips.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Break the store behind the gateway's back: the table disappears.
+    let saboteur = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE documents RENAME TO documents_gone")
+        .execute(&saboteur)
+        .await
+        .unwrap();
+
+    let mut other = ips.clone();
+    other.push(b'\n');
+    let (status, request_id, body) = call(&state, push(other)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "exception");
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains(&request_id), "{diagnostics}");
+    for internal in ["documents", "sqlite", "table", "SQL"] {
+        assert!(
+            !diagnostics.contains(internal),
+            "{diagnostics} reveals {internal}"
+        );
+    }
+
+    // Repaired, the first document is there, byte-identical.
+    sqlx::query("ALTER TABLE documents_gone RENAME TO documents")
+        .execute(&saboteur)
+        .await
+        .unwrap();
+    assert_eq!(state.store.document_count().await.unwrap(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_times_out_with_408() {
+    let dir = std::env::temp_dir().join(unique_schema("slow"));
+    let state = state(&dir, Duration::from_millis(200)).await;
+    // A body stream that sends one chunk and then stalls forever.
+    let stalled = futures_stall();
+    let request = Request::post("/fhir/Bundle")
+        .header("content-type", "application/fhir+json")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let (status, _, body) = call(&state, request).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(outcome["issue"][0]["code"], "timeout");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn futures_stall() -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
+    struct Stall(bool);
+    impl futures_core::Stream for Stall {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            if self.0 {
+                std::task::Poll::Pending
+            } else {
+                self.0 = true;
+                std::task::Poll::Ready(Some(Ok(b"{\"resourceType\":".to_vec())))
+            }
+        }
+    }
+    Stall(false)
+}
+
+/// A UTF-8 byte-order mark before the JSON is accepted (RFC 8259 §8.1; the
+/// HL7 Java validator accepts it) and kept: the bytes served back are the
+/// bytes received, BOM included.
+#[tokio::test]
+async fn a_leading_byte_order_mark_is_accepted_and_kept() {
+    let dir = std::env::temp_dir().join(unique_schema("bom"));
+    let state = state(&dir, Duration::from_secs(5)).await;
+    let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+    with_bom.extend(std::fs::read(conformance_dir().join(IPS)).unwrap());
+    let (status, _, body) = call(&state, push(with_bom.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body, with_bom);
+    // A BOM after the value is trailing content.
+    let mut trailing = std::fs::read(conformance_dir().join(IPS)).unwrap();
+    trailing.extend_from_slice(b"\xEF\xBB\xBF");
+    let (status, _, _) = call(&state, push(trailing)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let _ = std::fs::remove_dir_all(dir);
+}
