@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ehds_test_support::{conformance_dir, files_with_extension, unique_schema};
+use ehds_test_support::{conformance_dir, files_with_extension, repo_root, unique_schema};
 use serde_json::Value;
 
 const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
@@ -32,6 +32,8 @@ impl Gateway {
     fn start(args: &[&str], config: Option<&str>) -> Self {
         let dir = std::env::temp_dir().join(unique_schema("e2e"));
         std::fs::create_dir_all(&dir).unwrap();
+        // The default configuration reads the FHIR packages from ./profiles.
+        std::os::unix::fs::symlink(repo_root().join("profiles"), dir.join("profiles")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ehds-gateway"));
         command.arg("serve").args(args).current_dir(&dir);
         if let Some(config) = config {

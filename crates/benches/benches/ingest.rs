@@ -10,12 +10,17 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ehds_benches::{IPS_50KB, conformance_file};
 use ehds_fhir::ReceivedResource;
+use ehds_profiles::Registry;
 use ehds_store::{DocumentIdentifier, NewDocument, Store, StoreConfig};
+use ehds_validation::Validator;
 use ehds_validation::document::document_header;
-use ehds_validation::validate_pushed_document;
+
+const IPS_BUNDLE: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips";
 
 fn ingest(c: &mut Criterion) {
     let bytes = Bytes::from(conformance_file(IPS_50KB).unwrap());
+    let registry = Registry::load_root(&ehds_test_support::repo_root().join("profiles")).unwrap();
+    let validator = Validator::new(&registry);
     let mut group = c.benchmark_group("ingest_ips_50kb");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
 
@@ -25,10 +30,10 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("parse_lossless", |b| {
         b.iter(|| ReceivedResource::parse(black_box(bytes.clone())).unwrap())
     });
-    group.bench_function("parse_and_check", |b| {
+    group.bench_function("parse_and_validate", |b| {
         b.iter(|| {
             let resource = ReceivedResource::parse(black_box(bytes.clone())).unwrap();
-            let report = validate_pushed_document(&resource);
+            let report = validator.validate_pushed_document(&resource, &[IPS_BUNDLE]);
             assert!(report.is_acceptable());
             document_header(&resource).map(|h| h.patient_identifier)
         })
@@ -45,10 +50,14 @@ fn ingest(c: &mut Criterion) {
         }))
         .unwrap();
     let counter = AtomicU64::new(0);
-    group.bench_function("parse_check_store_sqlite", |b| {
+    group.bench_function("parse_validate_store_sqlite", |b| {
         b.iter(|| {
             let resource = ReceivedResource::parse(black_box(bytes.clone())).unwrap();
-            assert!(validate_pushed_document(&resource).is_acceptable());
+            assert!(
+                validator
+                    .validate_pushed_document(&resource, &[IPS_BUNDLE])
+                    .is_acceptable()
+            );
             let header = document_header(&resource).unwrap();
             // A fresh identifier per iteration, so every push is a real insert.
             let value = format!(
@@ -75,5 +84,42 @@ fn ingest(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-criterion_group!(benches, ingest);
+/// Start-up: loading every package under `profiles/` and compiling every
+/// StructureDefinition, beside reading the same files with serde_json.
+fn startup(c: &mut Criterion) {
+    let root = ehds_test_support::repo_root().join("profiles");
+    let mut group = c.benchmark_group("startup_profiles");
+    group.sample_size(10);
+    group.bench_function("peer_serde_json_read_all", |b| {
+        b.iter(|| {
+            let mut count = 0usize;
+            for package in std::fs::read_dir(&root).unwrap().flatten() {
+                for file in std::fs::read_dir(package.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let path = file.path();
+                    if path.extension().is_some_and(|e| e == "json") {
+                        let bytes = std::fs::read(&path).unwrap();
+                        let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+                        if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+                            count += 1;
+                        }
+                    }
+                }
+            }
+            count
+        })
+    });
+    group.bench_function("load_registry_and_compile", |b| {
+        b.iter(|| {
+            let registry = Registry::load_root(&root).unwrap();
+            Validator::new(&registry).load_problems().len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest, startup);
 criterion_main!(benches);

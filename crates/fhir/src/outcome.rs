@@ -49,6 +49,8 @@ pub enum IssueType {
     NotFound,
     /// Not supported (content type, operation).
     NotSupported,
+    /// An extension that is not acceptable or not recognised.
+    Extension,
     /// Business rule violation.
     BusinessRule,
     /// Edit conflict.
@@ -82,6 +84,7 @@ impl IssueType {
             Self::Invalid => "invalid",
             Self::NotFound => "not-found",
             Self::NotSupported => "not-supported",
+            Self::Extension => "extension",
             Self::BusinessRule => "business-rule",
             Self::Conflict => "conflict",
             Self::Duplicate => "duplicate",
@@ -178,6 +181,7 @@ pub fn render(issues: &[Issue]) -> Result<Vec<u8>, OutcomeRenderError> {
             IssueType::Invalid => codes::IssueType::Invalid,
             IssueType::NotFound => codes::IssueType::NotFound,
             IssueType::NotSupported => codes::IssueType::NotSupported,
+            IssueType::Extension => codes::IssueType::Extension,
             IssueType::BusinessRule => codes::IssueType::BusinessRule,
             IssueType::Conflict => codes::IssueType::Conflict,
             IssueType::Duplicate => codes::IssueType::Duplicate,

@@ -32,6 +32,19 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Validate FHIR JSON files against R4 core, the profiles they claim and
+    /// --profile; prints an OperationOutcome per file, exits 1 on any error.
+    Validate {
+        /// Files to validate.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A profile every file must also meet (repeatable).
+        #[arg(long)]
+        profile: Vec<String>,
+        /// Configuration naming the FHIR packages (default: ./profiles).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Check a configuration file and exit.
     CheckConfig {
         /// TOML configuration file.
@@ -88,6 +101,29 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
             use std::io::Write;
             let _ = std::io::stdout().flush();
             gateway.run(shutdown_signal()).await
+        }
+        Command::Validate {
+            files,
+            profile,
+            config,
+        } => {
+            let raw = match &config {
+                Some(path) => GatewayConfig::from_file(path)?,
+                None => GatewayConfig::default(),
+            };
+            let validator = ehds_gateway::load_validator(&raw.check()?)?;
+            let profiles: Vec<&str> = profile.iter().map(String::as_str).collect();
+            let mut failed = false;
+            for file in &files {
+                let (errors, outcome) = ehds_gateway::validate_file(&validator, file, &profiles)?;
+                println!("{}", String::from_utf8_lossy(&outcome));
+                eprintln!("{}: {errors} error(s)", file.display());
+                failed |= errors > 0;
+            }
+            if failed {
+                return Err(ehds_gateway::GatewayError::ValidationFailed);
+            }
+            Ok(())
         }
         Command::CheckConfig { config } => {
             let checked = GatewayConfig::from_file(&config)?.check()?;

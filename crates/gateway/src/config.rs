@@ -32,6 +32,47 @@ pub struct GatewayConfig {
     /// Where documents are stored.
     #[serde(default)]
     pub store: StoreSection,
+    /// What documents are validated against.
+    #[serde(default)]
+    pub validation: ValidationSection,
+}
+
+/// The profile an IPS patient summary pushed to `POST /fhir/Bundle` must meet.
+pub const IPS_BUNDLE_PROFILE: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips";
+
+/// `[validation]`: the FHIR packages and the profiles endpoints require.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationSection {
+    /// Folder holding one sub-folder per FHIR package (the repository's
+    /// `profiles/`); relative paths are relative to the working directory.
+    #[serde(default = "default_packages_dir")]
+    pub packages_dir: PathBuf,
+    /// Further package folders added by the operator (another country's
+    /// profiles), each with a package.json; loaded after `packages_dir`.
+    #[serde(default)]
+    pub extra_package_dirs: Vec<PathBuf>,
+    /// Profiles every document pushed to `POST /fhir/Bundle` must meet,
+    /// whatever it claims.
+    #[serde(default = "default_document_profiles")]
+    pub document_profiles: Vec<String>,
+}
+
+impl Default for ValidationSection {
+    fn default() -> Self {
+        Self {
+            packages_dir: default_packages_dir(),
+            extra_package_dirs: Vec::new(),
+            document_profiles: default_document_profiles(),
+        }
+    }
+}
+
+fn default_packages_dir() -> PathBuf {
+    PathBuf::from("profiles")
+}
+fn default_document_profiles() -> Vec<String> {
+    vec![IPS_BUNDLE_PROFILE.to_owned()]
 }
 
 /// `[ncp]`: who this gateway is.
@@ -156,6 +197,16 @@ impl GatewayConfig {
         if self.server.body_timeout_secs == 0 {
             return Err(GatewayError::Config(
                 "server.body_timeout_secs must be greater than 0".into(),
+            ));
+        }
+        if self
+            .validation
+            .document_profiles
+            .iter()
+            .any(String::is_empty)
+        {
+            return Err(GatewayError::Config(
+                "validation.document_profiles has an empty URL".into(),
             ));
         }
         let mut store = StoreConfig::from_url(&self.store.url, self.store.schema.clone())

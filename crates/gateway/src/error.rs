@@ -28,6 +28,9 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
+    /// `ehds-gateway validate` found errors (command line only).
+    #[error("validation found errors")]
+    ValidationFailed,
     /// The server stopped with an I/O error.
     #[error("server: {0}")]
     Serve(std::io::Error),
@@ -150,7 +153,12 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 "the gateway's store is unavailable; try again later",
             )],
         ),
-        E::Config(_) | E::Bind { .. } | E::Serve(_) | E::Store(_) | E::Render(_) => (
+        E::Config(_)
+        | E::ValidationFailed
+        | E::Bind { .. }
+        | E::Serve(_)
+        | E::Store(_)
+        | E::Render(_) => (
             S::INTERNAL_SERVER_ERROR,
             vec![internal_issue(IssueType::Exception, "internal error")],
         ),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +50,10 @@ pub struct Limits {
 pub struct AppState {
     /// The store.
     pub store: Store,
+    /// The validator, shared.
+    pub validator: Arc<ehds_validation::Validator>,
+    /// Profiles every pushed document must meet.
+    pub document_profiles: Arc<[String]>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Request limits.
@@ -71,6 +75,9 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/Bundle", post(push_bundle))
         .route("/fhir/Bundle/{id}", get(read_bundle))
         .route("/fhir/metadata", get(capability_statement))
+        .route("/fhir/$validate", post(validate_operation))
+        .route("/fhir/Bundle/$validate", post(validate_bundle_operation))
+        .route("/fhir/{type}/$validate", post(validate_typed_operation))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .fallback(unknown_route)
@@ -127,7 +134,10 @@ async fn push_bundle(
             found: resource.resource_type().to_owned(),
         });
     }
-    let report = ehds_validation::validate_pushed_document(&resource);
+    let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
+    let report = state
+        .validator
+        .validate_pushed_document(&resource, &profiles);
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }
@@ -162,6 +172,80 @@ async fn push_bundle(
             Err(GatewayError::IdentifierConflict { existing_id })
         }
     }
+}
+
+/// `profile` query parameter of `$validate`.
+#[derive(Debug, serde::Deserialize)]
+struct ValidateQuery {
+    profile: Option<String>,
+}
+
+/// `POST /fhir/$validate`.
+async fn validate_operation(
+    State(state): State<AppState>,
+    Query(query): Query<ValidateQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    validate(state, None, query, headers, body).await
+}
+
+/// `POST /fhir/Bundle/$validate` (a static route: `/fhir/Bundle/{id}` would
+/// otherwise take `$validate` as an id).
+async fn validate_bundle_operation(
+    State(state): State<AppState>,
+    Query(query): Query<ValidateQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    validate(state, Some("Bundle".to_owned()), query, headers, body).await
+}
+
+/// `POST /fhir/{type}/$validate`.
+async fn validate_typed_operation(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    Query(query): Query<ValidateQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    validate(state, Some(resource_type), query, headers, body).await
+}
+
+/// The `$validate` operation (<http://hl7.org/fhir/R4/resource-operation-validate.html>):
+/// the resource in the body (or a Parameters with a `resource` parameter),
+/// validated against R4 core, its claimed profiles and `profile`; 200 with
+/// an OperationOutcome of every issue, whatever they are.
+async fn validate(
+    state: AppState,
+    resource_type: Option<String>,
+    query: ValidateQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    check_fhir_json_content_type(&headers)?;
+    let bytes = read_body(&headers, body, state.limits).await?;
+    let resource = ReceivedResource::parse(bytes)?;
+    if let Some(expected) = &resource_type
+        && resource.resource_type() != expected
+    {
+        return Err(GatewayError::WrongResourceType {
+            expected: "resource of the type named in the URL",
+            found: resource.resource_type().to_owned(),
+        });
+    }
+    let profiles: Vec<&str> = query.profile.iter().map(String::as_str).collect();
+    let report = state.validator.validate(&resource, &profiles);
+    let issues = if report.issues.is_empty() {
+        vec![ehds_fhir::outcome::Issue::new(
+            ehds_fhir::outcome::Severity::Information,
+            ehds_fhir::outcome::IssueType::Informational,
+            "validation found no issues",
+        )]
+    } else {
+        report.issues
+    };
+    Ok(crate::error::outcome_response(StatusCode::OK, &issues))
 }
 
 /// `GET /fhir/Bundle/{id}`: the exact bytes stored.

@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ehds_profiles::Registry;
 use ehds_store::Store;
+use ehds_validation::Validator;
 use tokio::net::TcpListener;
 
 pub use config::{CheckedConfig, GatewayConfig};
@@ -33,16 +35,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Opens the store (migrating it) and binds the national API listener.
+    /// Loads the FHIR packages, opens the store (migrating it) and binds the
+    /// national API listener, in that order: a broken package folder or
+    /// store never leaves a port bound.
     pub async fn bind(config: &CheckedConfig) -> Result<Self, GatewayError> {
+        let validator = Arc::new(load_validator(config)?);
         let store = Store::open(&config.store).await?;
-        Self::bind_with_store(config, store).await
+        Self::bind_with(config, store, validator).await
     }
 
-    /// Binds the listener over an already opened store.
-    pub async fn bind_with_store(
+    /// Binds the listener over an already opened store and loaded validator.
+    pub async fn bind_with(
         config: &CheckedConfig,
         store: Store,
+        validator: Arc<Validator>,
     ) -> Result<Self, GatewayError> {
         let listener =
             TcpListener::bind(config.listen)
@@ -53,6 +59,8 @@ impl Gateway {
                 })?;
         let state = http::AppState {
             store,
+            validator,
+            document_profiles: config.raw.validation.document_profiles.clone().into(),
             metrics: Arc::new(metrics::Metrics::default()),
             limits: http::Limits {
                 max_body_bytes: config.raw.server.max_body_bytes,
@@ -81,4 +89,64 @@ impl Gateway {
         store.close().await;
         result
     }
+}
+
+/// Loads the configured FHIR packages and compiles them; every profile the
+/// configuration requires must be among them.
+pub fn load_validator(config: &CheckedConfig) -> Result<Validator, GatewayError> {
+    let validation = &config.raw.validation;
+    let mut dirs = Vec::new();
+    let root = &validation.packages_dir;
+    let entries = std::fs::read_dir(root).map_err(|e| {
+        GatewayError::Config(format!(
+            "validation.packages_dir {}: {e} (run from the repository root, or set it in the config)",
+            root.display()
+        ))
+    })?;
+    let mut packages: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("package.json").is_file() || p.join("package/package.json").is_file())
+        .collect();
+    packages.sort();
+    dirs.extend(packages);
+    dirs.extend(validation.extra_package_dirs.iter().cloned());
+    let started = std::time::Instant::now();
+    let registry = Registry::load(&dirs)
+        .map_err(|e| GatewayError::Config(format!("loading FHIR packages: {e}")))?;
+    let validator = Validator::new(&registry);
+    for problem in validator.load_problems() {
+        tracing::warn!(url = %problem.url, problem = %problem.problem, "definition not usable");
+    }
+    for profile in &validation.document_profiles {
+        if !validator.knows_profile(profile) {
+            return Err(GatewayError::Config(format!(
+                "validation.document_profiles: {profile} is not in the loaded packages"
+            )));
+        }
+    }
+    tracing::info!(
+        packages = registry.packages().len(),
+        resources = registry.len(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "FHIR packages loaded"
+    );
+    Ok(validator)
+}
+
+/// Validates one file for the `validate` command: the error count and the
+/// OperationOutcome to print.
+pub fn validate_file(
+    validator: &Validator,
+    path: &std::path::Path,
+    profiles: &[&str],
+) -> Result<(usize, Vec<u8>), GatewayError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| GatewayError::Config(format!("cannot read {}: {e}", path.display())))?;
+    let issues = match ehds_fhir::ReceivedResource::parse(bytes.into()) {
+        Ok(resource) => validator.validate(&resource, profiles).issues,
+        Err(rejection) => vec![ehds_fhir::outcome::Issue::from(&rejection)],
+    };
+    let errors = issues.iter().filter(|i| i.severity.is_error()).count();
+    Ok((errors, ehds_fhir::outcome::render(&issues)?))
 }

@@ -22,6 +22,18 @@ use tower::ServiceExt;
 
 const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
 
+/// The validator over the repository's profiles, loaded once per test binary.
+fn validator() -> Arc<ehds_validation::Validator> {
+    static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
+        std::sync::OnceLock::new();
+    Arc::clone(VALIDATOR.get_or_init(|| {
+        let registry =
+            ehds_profiles::Registry::load_root(&ehds_test_support::repo_root().join("profiles"))
+                .unwrap();
+        Arc::new(ehds_validation::Validator::new(&registry))
+    }))
+}
+
 fn state(
     dir: &std::path::Path,
     body_timeout: Duration,
@@ -30,6 +42,8 @@ fn state(
     async move {
         AppState {
             store: Store::open(&StoreConfig::Sqlite { path }).await.unwrap(),
+            validator: validator(),
+            document_profiles: vec![ehds_gateway::config::IPS_BUNDLE_PROFILE.to_owned()].into(),
             metrics: Arc::new(Metrics::default()),
             limits: Limits {
                 max_body_bytes: 1 << 20,

@@ -49,12 +49,19 @@ pub fn unique_schema(prefix: &str) -> String {
     format!("t_{prefix}_{:016x}", hasher.finish())
 }
 
-/// The repository root.
+/// The repository root: the nearest folder holding `Cargo.lock` and
+/// `ARCHITECTURE.md` above the crate under test. Found at run time from the
+/// `CARGO_MANIFEST_DIR` cargo sets for tests and benches, because the
+/// compile-time value is shared by every clone that reuses a target dir.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file() && dir.join("ARCHITECTURE.md").is_file())
+        .map(PathBuf::from)
+        .unwrap_or(start)
 }
 
 /// `conformance/` in the repository.

@@ -2,15 +2,18 @@
 //!
 //! Owns: deciding whether a received resource is acceptable, as a
 //! [`ValidationReport`] of OperationOutcome issues (invalid input is a value,
-//! not an error). Today: the FHIR document Bundle rules the national push API
-//! needs ([`document`]). The validator issue adds profile-driven checking
-//! (structure from snapshots, bindings, slicing) through [`ValidationReport`]
-//! and the profile registry; FHIRPath invariants plug in after it.
+//! not an error): the FHIR document Bundle rules ([`document`]), structural
+//! validation against the StructureDefinition snapshots of R4 core and the
+//! profiles in the registry ([`structure`]), and the narrative XHTML rules
+//! ([`narrative`]). Bindings, slicing and FHIRPath invariants plug into
+//! [`Validator::validate`] next.
 //!
 //! Must not know about: storage, HTTP, routing or transport. It reads the
 //! lossless JSON view and never alters the received bytes.
 
 pub mod document;
+pub mod narrative;
+pub mod structure;
 
 use ehds_fhir::outcome::Issue;
 
@@ -38,10 +41,72 @@ impl ValidationReport {
     }
 }
 
-/// Validates a document pushed through the national API: the one call site
-/// every pushed document goes through. Today it checks the document Bundle
-/// rules ([`document::check_document_bundle`]); the profile-driven validator
-/// (IPS Bundle profile, bindings, slicing, invariants) plugs in here.
-pub fn validate_pushed_document(resource: &ehds_fhir::ReceivedResource) -> ValidationReport {
-    document::check_document_bundle(resource)
+/// The validator: compiled definitions from a profile registry, immutable
+/// and shared by every request.
+#[derive(Debug)]
+pub struct Validator {
+    structures: structure::StructureValidator,
+    load_problems: Vec<structure::LoadProblem>,
+}
+
+impl Validator {
+    /// Compiles every definition in `registry`. Definitions that cannot be
+    /// used are kept in [`Validator::load_problems`] for the operator.
+    pub fn new(registry: &ehds_profiles::Registry) -> Self {
+        let (structures, load_problems) = structure::StructureValidator::new(registry);
+        Self {
+            structures,
+            load_problems,
+        }
+    }
+
+    /// Definitions in the registry that could not be compiled.
+    pub fn load_problems(&self) -> &[structure::LoadProblem] {
+        &self.load_problems
+    }
+
+    /// Whether a profile is known (canonical URLs are case-sensitive).
+    pub fn knows_profile(&self, canonical: &str) -> bool {
+        self.structures.structure(canonical).is_some()
+    }
+
+    /// Validates a resource against R4 core, the profiles it claims and
+    /// `profiles`; a document Bundle also against the document rules.
+    pub fn validate(
+        &self,
+        resource: &ehds_fhir::ReceivedResource,
+        profiles: &[&str],
+    ) -> ValidationReport {
+        let is_document = resource.resource_type() == "Bundle"
+            && resource
+                .root()
+                .get("type")
+                .and_then(ehds_fhir::Node::as_str)
+                == Some("document");
+        let mut report = if is_document {
+            document::check_document_bundle(resource)
+        } else {
+            ValidationReport::default()
+        };
+        self.structures
+            .validate(resource.root(), profiles, &mut report.issues);
+        report
+    }
+
+    /// Validates a document pushed through the national API: the one call
+    /// site every pushed document goes through. The document Bundle rules,
+    /// then the resource against R4 core, its claimed profiles and
+    /// `document_profiles` (the IPS Bundle profile for patient summaries).
+    pub fn validate_pushed_document(
+        &self,
+        resource: &ehds_fhir::ReceivedResource,
+        document_profiles: &[&str],
+    ) -> ValidationReport {
+        let mut report = document::check_document_bundle(resource);
+        if resource.resource_type() == "Bundle" {
+            self.structures
+                .validate(resource.root(), document_profiles, &mut report.issues);
+        }
+        report
+    }
 }

@@ -11,8 +11,8 @@
 
 use ehds_fhir::ReceivedResource;
 use ehds_test_support::{conformance_dir, files_with_extension};
+use ehds_validation::document::check_document_bundle;
 use ehds_validation::document::document_header;
-use ehds_validation::validate_pushed_document;
 
 #[test]
 fn every_example_document_passes_the_document_rules() {
@@ -29,7 +29,7 @@ fn every_example_document_passes_the_document_rules() {
             continue;
         }
         documents += 1;
-        let report = validate_pushed_document(&resource);
+        let report = check_document_bundle(&resource);
         assert!(
             report.is_acceptable(),
             "{}: {:#?}",

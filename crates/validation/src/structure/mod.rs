@@ -1,0 +1,601 @@
+//! Structural validation from StructureDefinition snapshots.
+//!
+//! Walks the lossless JSON view of a resource against the compiled snapshot
+//! of its core StructureDefinition and of every profile it claims or the
+//! endpoint requires. Every rule comes from the definitions in `profiles/`:
+//!
+//! | check | source |
+//! | --- | --- |
+//! | `resourceType` present and a known, concrete resource | R4 json.html §2.6.1; the core StructureDefinitions |
+//! | no element the definition does not define (unknown or prohibited, `max = 0`) | ElementDefinition.path / max |
+//! | cardinality `min`..`max` of every element | ElementDefinition.min/max |
+//! | repeating elements are arrays, single ones are not | R4 json.html §2.6.2 |
+//! | choice elements `[x]`: the suffix names an allowed type; only one choice present | ElementDefinition.type, R4 formats.html#choice |
+//! | primitive values: JSON kind, the type's regex, ranges and calendar days | [`primitive`] |
+//! | `_x` primitive extensions: only `id` and `extension` | R4 json.html §2.6.2 |
+//! | contained and Bundle entry resources validated as resources | ElementDefinition.type `Resource` |
+//! | `modifierExtension` the gateway holds no definition for is an error | R4 extensibility.html#modifierExtension (safety checklist) |
+//! | an extension the gateway holds no definition for is reported as not checked | R4 extensibility.html |
+//! | claimed profiles (`meta.profile`) unknown to the gateway are reported | R4 profiling.html |
+//!
+//! Slicing, bindings, fixed/pattern values and FHIRPath invariants are
+//! checked by their own passes (next steps of the validator).
+
+pub mod compile;
+pub mod primitive;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ehds_fhir::Node;
+use ehds_fhir::json::Json;
+use ehds_fhir::outcome::{Issue, IssueType, Severity};
+use ehds_profiles::Registry;
+
+use compile::{Kind, Structure, TypeRef};
+
+/// Compiled StructureDefinitions and primitive regexes, ready to validate.
+#[derive(Debug)]
+pub struct StructureValidator {
+    /// Every StructureDefinition by canonical URL.
+    by_url: HashMap<String, Arc<Structure>>,
+    /// Core (base) definitions by type name: `Patient`, `string`, `CodeableConcept`.
+    core: HashMap<String, Arc<Structure>>,
+    /// Compiled value regexes of primitive types, by type name. Byte regexes
+    /// without Unicode classes: the regexes are written for Java, where `\s`
+    /// and `\S` are ASCII classes (a no-break space is not whitespace).
+    regexes: HashMap<String, regex::bytes::Regex>,
+}
+
+/// A definition in the registry the validator could not use (reported once,
+/// at load time, never silently).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadProblem {
+    /// The canonical URL.
+    pub url: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+const CORE_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
+
+impl StructureValidator {
+    /// Compiles every StructureDefinition in `registry`.
+    pub fn new(registry: &Registry) -> (Self, Vec<LoadProblem>) {
+        let mut problems = Vec::new();
+        let mut by_url = HashMap::new();
+        let mut core = HashMap::new();
+        let mut regexes = HashMap::new();
+        for loaded in registry.of_type("StructureDefinition") {
+            match compile::compile(loaded.resource.root()) {
+                Ok(structure) => {
+                    let structure = Arc::new(structure);
+                    if let Some(type_name) = structure.url.strip_prefix(CORE_PREFIX)
+                        && type_name == structure.type_name
+                        && !structure.is_profile
+                    {
+                        if let Some(re) = &structure.value_regex {
+                            match regex::bytes::RegexBuilder::new(&format!("^(?:{re})$"))
+                                .unicode(false)
+                                .build()
+                            {
+                                Ok(compiled) => {
+                                    regexes.insert(structure.type_name.clone(), compiled);
+                                }
+                                Err(e) => problems.push(LoadProblem {
+                                    url: structure.url.clone(),
+                                    problem: format!("value regex does not compile: {e}"),
+                                }),
+                            }
+                        }
+                        core.entry(structure.type_name.clone())
+                            .or_insert_with(|| Arc::clone(&structure));
+                    }
+                    by_url.entry(structure.url.clone()).or_insert(structure);
+                }
+                Err(e) => problems.push(LoadProblem {
+                    url: loaded.url.clone(),
+                    problem: e.to_string(),
+                }),
+            }
+        }
+        (
+            Self {
+                by_url,
+                core,
+                regexes,
+            },
+            problems,
+        )
+    }
+
+    /// The compiled StructureDefinition with canonical `url` (`|version`
+    /// ignored).
+    pub fn structure(&self, url: &str) -> Option<&Arc<Structure>> {
+        let url = url.split('|').next().unwrap_or(url);
+        self.by_url.get(url)
+    }
+
+    /// Validates one resource against its core definition, the profiles it
+    /// claims in `meta.profile`, and `required_profiles`; appends issues.
+    pub fn validate(&self, resource: &Node, required_profiles: &[&str], issues: &mut Vec<Issue>) {
+        let mut walker = Walker {
+            validator: self,
+            issues: Vec::new(),
+        };
+        walker.resource(resource, "", required_profiles);
+        dedupe_into(walker.issues, issues);
+    }
+}
+
+/// Appends `found` to `issues`, dropping exact repeats (the same finding from
+/// the core definition and from a profile).
+fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
+    let mut seen = std::collections::HashSet::with_capacity(found.len());
+    for issue in found {
+        let key = (
+            issue.severity,
+            issue.code,
+            issue.expression.clone(),
+            issue.diagnostics.clone(),
+        );
+        if seen.insert(key) {
+            issues.push(issue);
+        }
+    }
+}
+
+struct Walker<'v> {
+    validator: &'v StructureValidator,
+    issues: Vec<Issue>,
+}
+
+/// Where the children of an element are defined.
+#[derive(Clone)]
+struct Context {
+    structure: Arc<Structure>,
+    element: usize,
+}
+
+impl Walker<'_> {
+    fn issue(&mut self, severity: Severity, code: IssueType, path: &str, message: String) {
+        self.issues
+            .push(Issue::new(severity, code, message).at(path.to_owned()));
+    }
+
+    fn error(&mut self, code: IssueType, path: &str, message: String) {
+        self.issue(Severity::Error, code, path, message);
+    }
+
+    /// A resource at `path` (`""` for the root), against its core definition
+    /// and its profiles.
+    fn resource(&mut self, node: &Node, path: &str, extra_profiles: &[&str]) {
+        let Some(resource_type) = node.get("resourceType").and_then(Node::as_str) else {
+            let at = if path.is_empty() { "Resource" } else { path };
+            self.error(
+                IssueType::Structure,
+                at,
+                "a resource must have a resourceType".into(),
+            );
+            return;
+        };
+        let path = if path.is_empty() {
+            resource_type.to_owned()
+        } else {
+            path.to_owned()
+        };
+        let core = match self.validator.core.get(resource_type) {
+            Some(s) if s.kind == Kind::Resource && !s.is_abstract => Arc::clone(s),
+            _ => {
+                self.error(
+                    IssueType::Structure,
+                    &path,
+                    format!("'{resource_type}' is not a known FHIR R4 resource type"),
+                );
+                return;
+            }
+        };
+        self.object(
+            node,
+            &Context {
+                structure: core,
+                element: 0,
+            },
+            &path,
+            true,
+        );
+        let claimed: Vec<&str> = node
+            .get("meta")
+            .and_then(|m| m.get("profile"))
+            .map(Node::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Node::as_str)
+            .collect();
+        for profile in claimed.iter().chain(extra_profiles) {
+            match self.validator.structure(profile) {
+                Some(s) if s.type_name == resource_type => {
+                    let context = Context {
+                        structure: Arc::clone(s),
+                        element: 0,
+                    };
+                    self.object(node, &context, &path, true);
+                }
+                Some(s) => {
+                    let message = format!(
+                        "the profile {profile} constrains {}, not {resource_type}",
+                        s.type_name
+                    );
+                    self.error(IssueType::Invalid, &path, message);
+                }
+                None => self.issue(
+                    Severity::Warning,
+                    IssueType::NotFound,
+                    &path,
+                    format!(
+                        "the profile {profile} is not known to this gateway; the resource was not checked against it"
+                    ),
+                ),
+            }
+        }
+    }
+
+    /// The child element definitions of `context`'s element: those of its
+    /// content reference; else its own children in the snapshot, completed
+    /// by its datatype's definition for elements the snapshot does not list
+    /// (a profile's snapshot may list only `id` and `extension` under a
+    /// choice); else its datatype's (`type_ref`: the type chosen for a
+    /// choice element; a type profile first).
+    fn child_definitions(&self, context: &Context, type_ref: Option<&TypeRef>) -> Vec<Context> {
+        let Some(element) = context.structure.elements.get(context.element) else {
+            return Vec::new();
+        };
+        let own = |structure: &Arc<Structure>, element: usize| -> Vec<Context> {
+            structure
+                .elements
+                .get(element)
+                .map(|e| e.children.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|&child| Context {
+                    structure: Arc::clone(structure),
+                    element: child,
+                })
+                .collect()
+        };
+        if let Some(target) = element.content_reference {
+            return own(&context.structure, target);
+        }
+        let mut children = own(&context.structure, context.element);
+        if context.element == 0 {
+            return children;
+        }
+        let Some(type_ref) = type_ref.or_else(|| element.types.first()) else {
+            return children;
+        };
+        if matches!(type_ref.code.as_str(), "BackboneElement" | "Element") {
+            return children;
+        }
+        let Some(structure) = type_ref
+            .profiles
+            .iter()
+            .find_map(|p| self.validator.structure(p))
+            .or_else(|| self.validator.core.get(&type_ref.code))
+            .cloned()
+        else {
+            return children;
+        };
+        for inherited in own(&structure, 0) {
+            let name = inherited
+                .structure
+                .elements
+                .get(inherited.element)
+                .map(|e| e.name.as_str());
+            let listed = children
+                .iter()
+                .any(|c| c.structure.elements.get(c.element).map(|e| e.name.as_str()) == name);
+            if !listed {
+                children.push(inherited);
+            }
+        }
+        children
+    }
+
+    fn object(&mut self, node: &Node, context: &Context, path: &str, resource_root: bool) {
+        self.object_as(node, context, None, path, resource_root);
+    }
+
+    /// An object for the element of `context`, of type `type_ref`.
+    fn object_as(
+        &mut self,
+        node: &Node,
+        context: &Context,
+        type_ref: Option<&TypeRef>,
+        path: &str,
+        resource_root: bool,
+    ) {
+        let Some(members) = node.as_object() else {
+            self.error(
+                IssueType::Structure,
+                path,
+                "expected a JSON object here".into(),
+            );
+            return;
+        };
+        let children = self.child_definitions(context, type_ref);
+        let mut counts = vec![0usize; children.len()];
+        let mut choice_keys: HashMap<usize, &str> = HashMap::new();
+        for member in members {
+            let key = &*member.key;
+            if resource_root && key == "resourceType" {
+                continue;
+            }
+            let (name, is_primitive_extension) = match key.strip_prefix('_') {
+                Some(base) => (base, true),
+                None => (key, false),
+            };
+            let found = children.iter().enumerate().find_map(|(slot, child)| {
+                let def = child.structure.elements.get(child.element)?;
+                def.matches(name)
+                    .map(|choice| (slot, child, choice.cloned()))
+            });
+            let member_path = format!("{path}.{key}");
+            let Some((slot, child, choice_type)) = found else {
+                self.error(
+                    IssueType::Structure,
+                    &member_path,
+                    format!("unrecognized element '{key}': it is not defined here (or the profile prohibits it)"),
+                );
+                continue;
+            };
+            let Some(def) = child.structure.elements.get(child.element) else {
+                continue;
+            };
+            if def.is_choice {
+                match choice_keys.get(&slot) {
+                    Some(first) if *first != name => {
+                        let message = format!(
+                            "only one of the choices of {}[x] may be present ('{first}' and '{name}' found)",
+                            def.name
+                        );
+                        self.error(IssueType::Structure, &member_path, message);
+                    }
+                    _ => {
+                        choice_keys.insert(slot, name);
+                    }
+                }
+            }
+            let items = member.node.items();
+            let present = items.iter().filter(|n| n.value != Json::Null).count();
+            if is_primitive_extension {
+                // `_x` alone still makes the element present.
+                if !members.iter().any(|m| &*m.key == name)
+                    && let Some(count) = counts.get_mut(slot)
+                {
+                    *count += present;
+                }
+            } else if let Some(count) = counts.get_mut(slot) {
+                *count += present;
+            }
+            let is_array = matches!(member.node.value, Json::Array(_));
+            if def.base_max.repeats() && !is_array {
+                self.error(
+                    IssueType::Structure,
+                    &member_path,
+                    format!("'{key}' repeats, so it must be a JSON array"),
+                );
+            } else if !def.base_max.repeats() && is_array {
+                self.error(
+                    IssueType::Structure,
+                    &member_path,
+                    format!("'{key}' does not repeat, so it must not be a JSON array"),
+                );
+            }
+            let type_ref = choice_type.or_else(|| def.types.first().cloned());
+            let child_context = child.clone();
+            for (index, item) in items.iter().enumerate() {
+                if item.value == Json::Null {
+                    continue;
+                }
+                let item_path = if is_array {
+                    format!("{member_path}[{index}]")
+                } else {
+                    member_path.clone()
+                };
+                if is_primitive_extension {
+                    self.primitive_extension(item, type_ref.as_ref(), &item_path);
+                } else if let Some(type_ref) = &type_ref {
+                    self.value(item, &child_context, type_ref, &item_path);
+                } else if def.content_reference.is_some() || !def.children.is_empty() {
+                    self.object(item, &child_context, &item_path, false);
+                }
+            }
+        }
+        for (slot, child) in children.iter().enumerate() {
+            let (Some(def), Some(&count)) = (
+                child.structure.elements.get(child.element),
+                counts.get(slot),
+            ) else {
+                continue;
+            };
+            if (count as u64) < u64::from(def.min) {
+                let name = if def.is_choice {
+                    format!("{}[x]", def.name)
+                } else {
+                    def.name.clone()
+                };
+                let message = format!(
+                    "{}: minimum required = {}, but only found {count}",
+                    def.path, def.min
+                );
+                self.error(IssueType::Required, &format!("{path}.{name}"), message);
+            } else if def.max.exceeded_by(count) {
+                let message = format!(
+                    "{}: maximum allowed = {}, but found {count}",
+                    def.path,
+                    match def.max {
+                        compile::Max::N(n) => n.to_string(),
+                        compile::Max::Unbounded => "*".into(),
+                    }
+                );
+                self.error(
+                    IssueType::Structure,
+                    &format!("{path}.{}", def.name),
+                    message,
+                );
+            }
+        }
+    }
+
+    /// One value of an element of type `type_ref`.
+    fn value(&mut self, item: &Node, context: &Context, type_ref: &TypeRef, path: &str) {
+        let code = type_ref.code.as_str();
+        let base = self.validator.core.get(code).cloned();
+        match base.as_ref().map(|s| s.kind) {
+            Some(Kind::PrimitiveType) => self.primitive(item, code, path),
+            Some(Kind::Resource) => {
+                let profiles: Vec<&str> = type_ref.profiles.iter().map(String::as_str).collect();
+                self.resource(item, path, &profiles);
+            }
+            _ => {
+                if code == "Extension" {
+                    self.extension(item, context, path);
+                }
+                self.object_as(item, context, Some(type_ref), path, false);
+            }
+        }
+    }
+
+    fn primitive(&mut self, item: &Node, fhir_type: &str, path: &str) {
+        let text = match primitive::lexical(fhir_type, &item.value) {
+            Ok(text) => text,
+            Err(message) => {
+                self.error(IssueType::Structure, path, message);
+                return;
+            }
+        };
+        if let Some(re) = self.validator.regexes.get(fhir_type)
+            && !re.is_match(text.as_bytes())
+        {
+            self.error(
+                IssueType::Value,
+                path,
+                format!("'{}' is not a valid {fhir_type}", shorten(text)),
+            );
+            return;
+        }
+        if let Err(message) = primitive::semantic_check(fhir_type, text) {
+            self.error(IssueType::Value, path, message);
+        }
+        if fhir_type == "xhtml" {
+            for finding in crate::narrative::check_div(text) {
+                let code = if finding.rule == "xhtml" {
+                    IssueType::Structure
+                } else {
+                    IssueType::Invariant
+                };
+                let message = format!("{}: {}", finding.rule, finding.message);
+                self.issue(finding.severity, code, path, message);
+            }
+        }
+    }
+
+    /// `_x`: an object with `id` and `extension` only.
+    fn primitive_extension(&mut self, item: &Node, type_ref: Option<&TypeRef>, path: &str) {
+        let Some(structure) = type_ref
+            .and_then(|t| self.validator.core.get(&t.code))
+            .cloned()
+        else {
+            return;
+        };
+        if structure.kind != Kind::PrimitiveType {
+            self.error(
+                IssueType::Structure,
+                path,
+                "a '_' property is only allowed for primitive elements".into(),
+            );
+            return;
+        }
+        if let Some(members) = item.as_object()
+            && let Some(value) = members.iter().find(|m| &*m.key == "value")
+        {
+            let at = format!("{path}.{}", value.key);
+            self.error(
+                IssueType::Structure,
+                &at,
+                "a '_' property carries only id and extension, not a value".into(),
+            );
+        }
+        self.object(
+            item,
+            &Context {
+                structure,
+                element: 0,
+            },
+            path,
+            false,
+        );
+    }
+
+    /// An extension: checked against its definition when the gateway holds
+    /// it; otherwise reported as not checked (an error for modifiers).
+    fn extension(&mut self, item: &Node, context: &Context, path: &str) {
+        let Some(url) = item.get("url").and_then(Node::as_str) else {
+            return; // Extension.url 1..1 is reported by the structural walk.
+        };
+        let is_modifier = context
+            .structure
+            .elements
+            .get(context.element)
+            .is_some_and(|e| e.name == "modifierExtension");
+        match self.validator.structure(url).cloned() {
+            Some(definition) if definition.type_name == "Extension" => {
+                self.object(
+                    item,
+                    &Context {
+                        structure: definition,
+                        element: 0,
+                    },
+                    path,
+                    false,
+                );
+            }
+            _ if is_modifier => self.error(
+                IssueType::Extension,
+                path,
+                format!(
+                    "the modifier extension {url} is not known to this gateway; content it modifies cannot be processed safely"
+                ),
+            ),
+            _ if url.starts_with("http://hl7.org/fhir/StructureDefinition/")
+                || !url.contains("://") =>
+            {
+                // Core extensions live in the extensions pack, which the
+                // gateway does not hold; relative URLs are nested extensions.
+                if url.contains("://") {
+                    self.issue(
+                        Severity::Information,
+                        IssueType::Informational,
+                        path,
+                        format!("the extension {url} is not known to this gateway; its content was not checked"),
+                    );
+                }
+            }
+            _ => self.issue(
+                Severity::Information,
+                IssueType::Informational,
+                path,
+                format!("the extension {url} is not known to this gateway; its content was not checked"),
+            ),
+        }
+    }
+}
+
+/// At most 40 characters of a value in a message (values may be long; the
+/// OperationOutcome goes back to the sender only).
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", text.get(..at).unwrap_or(text)),
+        None => text.to_owned(),
+    }
+}
