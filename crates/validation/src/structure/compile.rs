@@ -175,6 +175,8 @@ pub struct Structure {
     pub is_abstract: bool,
     /// Snapshot elements; index 0 is the root.
     pub elements: Vec<ElementDef>,
+    /// Element index by element id.
+    pub by_id: HashMap<String, usize>,
     /// The regex a primitive type's value must match (from
     /// `<type>.value`'s `http://hl7.org/fhir/StructureDefinition/regex`).
     pub value_regex: Option<String>,
@@ -389,6 +391,7 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
             Some(ehds_fhir::json::Json::Bool(true))
         ),
         elements,
+        by_id,
         value_regex,
     })
 }

@@ -23,6 +23,7 @@
 
 pub mod compile;
 pub mod primitive;
+pub mod slicing;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,6 +145,10 @@ fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
         }
     }
 }
+
+/// The items of one sliced element: its path, whether it is an array, and
+/// each non-null item with its index.
+type SlicedItems<'a> = (String, bool, Vec<(usize, &'a Node)>);
 
 struct Walker<'v> {
     validator: &'v StructureValidator,
@@ -324,6 +329,8 @@ impl Walker<'_> {
         };
         let children = self.child_definitions(context, type_ref);
         let mut counts = vec![0usize; children.len()];
+        // Items per child, for slicing: (member path, is array, items).
+        let mut sliced_items: Vec<Option<SlicedItems<'_>>> = vec![None; children.len()];
         let mut choice_keys: HashMap<usize, &str> = HashMap::new();
         for member in members {
             let key = &*member.key;
@@ -402,6 +409,9 @@ impl Walker<'_> {
                 } else {
                     member_path.clone()
                 };
+                if !is_primitive_extension {
+                    self.fixed_and_pattern(item, def, &item_path);
+                }
                 if is_primitive_extension {
                     self.primitive_extension(item, type_ref.as_ref(), &item_path);
                 } else if let Some(type_ref) = &type_ref {
@@ -410,6 +420,29 @@ impl Walker<'_> {
                     self.object(item, &child_context, &item_path, false);
                 }
             }
+            if !is_primitive_extension && def.slicing.is_some() && !def.slices.is_empty() {
+                let collected = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.value != Json::Null)
+                    .collect();
+                if let Some(slot_items) = sliced_items.get_mut(slot) {
+                    *slot_items = Some((member_path.clone(), is_array, collected));
+                }
+            }
+        }
+        for (slot, child) in children.iter().enumerate() {
+            let Some(def) = child.structure.elements.get(child.element) else {
+                continue;
+            };
+            if def.slicing.is_none() || def.slices.is_empty() {
+                continue;
+            }
+            let (member_path, is_array, items) = sliced_items
+                .get_mut(slot)
+                .and_then(Option::take)
+                .unwrap_or_else(|| (format!("{path}.{}", def.name), true, Vec::new()));
+            self.slices(child, &member_path, is_array, &items);
         }
         for (slot, child) in children.iter().enumerate() {
             let (Some(def), Some(&count)) = (
@@ -443,6 +476,132 @@ impl Walker<'_> {
                     &format!("{path}.{}", def.name),
                     message,
                 );
+            }
+        }
+    }
+
+    /// `fixed[x]` and `pattern[x]` of the element an item belongs to.
+    fn fixed_and_pattern(&mut self, item: &Node, def: &compile::ElementDef, path: &str) {
+        if let Some(fixed) = &def.fixed
+            && !slicing::equals_fixed(item, fixed)
+        {
+            let message = format!(
+                "{}: the value must be exactly the fixed value of the profile",
+                def.path
+            );
+            self.error(IssueType::Value, path, message);
+        }
+        if let Some(pattern) = &def.pattern
+            && !slicing::matches_pattern(item, pattern)
+        {
+            let message = format!(
+                "{}: the value does not match the pattern the profile requires",
+                def.path
+            );
+            self.error(IssueType::Value, path, message);
+        }
+    }
+
+    /// The items of a sliced element: each assigned to the slice whose
+    /// discriminators it meets and checked against it; slice cardinality;
+    /// closed slicing.
+    fn slices(&mut self, sliced: &Context, path: &str, is_array: bool, items: &[(usize, &Node)]) {
+        let structure = Arc::clone(&sliced.structure);
+        let Some(def) = structure.elements.get(sliced.element) else {
+            return;
+        };
+        let Some(slicing) = &def.slicing else {
+            return;
+        };
+        let slices: Vec<usize> = def.slices.clone();
+        let mut counts = vec![0usize; slices.len()];
+        let mut evaluable = true;
+        let validator = self.validator;
+        let profile_type = |url: &str| validator.structure(url).map(|s| s.type_name.clone());
+        for &(index, item) in items {
+            let item_path = if is_array {
+                format!("{path}[{index}]")
+            } else {
+                path.to_owned()
+            };
+            let mut matched = None;
+            let mut item_evaluable = true;
+            for (k, &slice_index) in slices.iter().enumerate() {
+                let Some(slice) = structure.elements.get(slice_index) else {
+                    continue;
+                };
+                match slicing::item_matches(item, &structure, def, slice, &profile_type) {
+                    slicing::SliceMatch::Yes => {
+                        matched = Some((k, slice_index));
+                        break;
+                    }
+                    slicing::SliceMatch::Unknown => item_evaluable = false,
+                    slicing::SliceMatch::No => {}
+                }
+            }
+            evaluable &= item_evaluable || matched.is_some();
+            match matched {
+                Some((k, slice_index)) => {
+                    if let Some(count) = counts.get_mut(k) {
+                        *count += 1;
+                    }
+                    let slice_context = Context {
+                        structure: Arc::clone(&structure),
+                        element: slice_index,
+                    };
+                    let slice_type = structure
+                        .elements
+                        .get(slice_index)
+                        .and_then(|s| s.types.first().cloned());
+                    if let Some(slice_def) = structure.elements.get(slice_index) {
+                        self.fixed_and_pattern(item, slice_def, &item_path);
+                    }
+                    match slice_type {
+                        Some(type_ref) => self.value(item, &slice_context, &type_ref, &item_path),
+                        None => self.object(item, &slice_context, &item_path, false),
+                    }
+                }
+                None if slicing.rules == "closed" && item_evaluable => {
+                    let message = format!(
+                        "{}: this item matches none of the slices, and the slicing is closed",
+                        def.path
+                    );
+                    self.error(IssueType::Structure, &item_path, message);
+                }
+                None => {}
+            }
+        }
+        for (k, &slice_index) in slices.iter().enumerate() {
+            let (Some(slice), Some(&count)) = (structure.elements.get(slice_index), counts.get(k))
+            else {
+                continue;
+            };
+            let name = slice.slice_name.as_deref().unwrap_or("?");
+            if (count as u64) < u64::from(slice.min) {
+                let message = format!(
+                    "{}: slice '{name}' requires at least {}, but found {count}",
+                    def.path, slice.min
+                );
+                if evaluable {
+                    self.error(IssueType::Required, path, message);
+                } else {
+                    self.issue(
+                        Severity::Information,
+                        IssueType::Informational,
+                        path,
+                        format!("{message} (some items could not be assigned to slices offline; not checked)"),
+                    );
+                }
+            } else if slice.max.exceeded_by(count) && evaluable {
+                let message = format!(
+                    "{}: slice '{name}' allows at most {}, but found {count}",
+                    def.path,
+                    match slice.max {
+                        compile::Max::N(n) => n.to_string(),
+                        compile::Max::Unbounded => "*".into(),
+                    }
+                );
+                self.error(IssueType::Structure, path, message);
             }
         }
     }

@@ -1,0 +1,305 @@
+//! Slicing (<http://hl7.org/fhir/R4/profiling.html#slicing>) and fixed /
+//! pattern values (<http://hl7.org/fhir/R4/elementdefinition-definitions.html#ElementDefinition.fixed_x__>).
+//!
+//! | check | source |
+//! | --- | --- |
+//! | an item belongs to the slice whose discriminators it meets: `value`/`pattern` (fixed or pattern value at the discriminator path), `type`, `profile` (by the profile's type), `exists` | ElementDefinition.slicing.discriminator, R4 profiling.html §5.1.0.6 |
+//! | each slice's `min`/`max` | ElementDefinition.min/max of the slice |
+//! | `rules = closed`: every item belongs to a slice | ElementDefinition.slicing.rules |
+//! | items of a slice meet the slice's constraints | the slice's element subtree |
+//! | `fixed[x]`: the value is exactly the fixed value | ElementDefinition.fixed[x] |
+//! | `pattern[x]`: the value contains the pattern | ElementDefinition.pattern[x] |
+//!
+//! A discriminator the gateway cannot evaluate offline (`resolve()` paths,
+//! FHIRPath functions) makes the slicing "not evaluated": slice cardinality
+//! and closed rules are then reported as information, never as false errors.
+
+use ehds_fhir::Node;
+use ehds_fhir::json::Json;
+
+use super::compile::{ElementDef, Structure};
+
+/// Whether `value` equals `fixed` exactly (members in any order).
+pub fn equals_fixed(value: &Node, fixed: &Node) -> bool {
+    match (&value.value, &fixed.value) {
+        (Json::Object(a), Json::Object(b)) => {
+            a.len() == b.len()
+                && b.iter().all(|fm| {
+                    a.iter()
+                        .find(|vm| vm.key == fm.key)
+                        .is_some_and(|vm| equals_fixed(&vm.node, &fm.node))
+                })
+        }
+        (Json::Array(a), Json::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equals_fixed(x, y))
+        }
+        (a, b) => primitive_equal(a, b),
+    }
+}
+
+/// Whether `value` contains `pattern`: every member of the pattern is in the
+/// value with a matching value, every pattern array item matches some item.
+pub fn matches_pattern(value: &Node, pattern: &Node) -> bool {
+    match (&value.value, &pattern.value) {
+        (Json::Object(a), Json::Object(b)) => b.iter().all(|pm| {
+            a.iter()
+                .find(|vm| vm.key == pm.key)
+                .is_some_and(|vm| matches_pattern(&vm.node, &pm.node))
+        }),
+        (Json::Array(a), Json::Array(b)) => {
+            b.iter().all(|p| a.iter().any(|v| matches_pattern(v, p)))
+        }
+        // A single pattern value against a repeating instance element.
+        (Json::Array(a), _) => a.iter().any(|v| matches_pattern(v, pattern)),
+        (a, b) => primitive_equal(a, b),
+    }
+}
+
+fn primitive_equal(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => {
+            x == y || matches!((x.parse::<f64>(), y.parse::<f64>()), (Ok(p), Ok(q)) if p == q)
+        }
+        _ => a == b,
+    }
+}
+
+/// The outcome of matching one item against one slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SliceMatch {
+    /// The item belongs to the slice.
+    Yes,
+    /// It does not.
+    No,
+    /// A discriminator cannot be evaluated offline.
+    Unknown,
+}
+
+/// The nodes at a dotted discriminator `path` below `item` (`$this` is the
+/// item); `None` for paths with FHIRPath functions.
+fn nodes_at<'a>(item: &'a Node, path: &str) -> Option<Vec<&'a Node>> {
+    if path == "$this" {
+        return Some(vec![item]);
+    }
+    if path.contains('(') || path.contains('[') {
+        return None;
+    }
+    let mut current = vec![item];
+    for segment in path.split('.') {
+        let mut next = Vec::new();
+        for node in current {
+            if let Some(child) = node.get(segment) {
+                next.extend(child.items().iter().filter(|n| n.value != Json::Null));
+            }
+        }
+        current = next;
+    }
+    Some(current)
+}
+
+/// The element of `structure` at `path` below the slice element `slice`
+/// (found by id: `<slice id>.<path>`).
+fn element_below<'s>(
+    structure: &'s Structure,
+    slice: &ElementDef,
+    path: &str,
+) -> Option<&'s ElementDef> {
+    let index = if path == "$this" {
+        structure.by_id.get(&slice.id)
+    } else {
+        structure.by_id.get(&format!("{}.{path}", slice.id))
+    };
+    index.and_then(|&i| structure.elements.get(i))
+}
+
+/// Decides whether `item` belongs to `slice` by the slicing's discriminators.
+/// `profile_type` names the resource or datatype a profile constrains.
+pub fn item_matches(
+    item: &Node,
+    structure: &Structure,
+    sliced: &ElementDef,
+    slice: &ElementDef,
+    profile_type: &dyn Fn(&str) -> Option<String>,
+) -> SliceMatch {
+    let Some(slicing) = &sliced.slicing else {
+        return SliceMatch::Unknown;
+    };
+    if slicing.discriminators.is_empty() {
+        return SliceMatch::Unknown;
+    }
+    let mut result = SliceMatch::Yes;
+    for discriminator in &slicing.discriminators {
+        let outcome = match discriminator.kind.as_str() {
+            "value" | "pattern" => value_discriminator(item, structure, slice, &discriminator.path),
+            "type" => type_discriminator(item, structure, slice, &discriminator.path),
+            "profile" => {
+                profile_discriminator(item, structure, slice, &discriminator.path, profile_type)
+            }
+            "exists" => exists_discriminator(item, structure, slice, &discriminator.path),
+            _ => SliceMatch::Unknown,
+        };
+        match outcome {
+            SliceMatch::No => return SliceMatch::No,
+            SliceMatch::Unknown => result = SliceMatch::Unknown,
+            SliceMatch::Yes => {}
+        }
+    }
+    result
+}
+
+fn value_discriminator(
+    item: &Node,
+    structure: &Structure,
+    slice: &ElementDef,
+    path: &str,
+) -> SliceMatch {
+    let Some(found) = nodes_at(item, path) else {
+        return SliceMatch::Unknown;
+    };
+    let definition = element_below(structure, slice, path);
+    if let Some(def) = definition {
+        if let Some(fixed) = &def.fixed {
+            return verdict(found.iter().any(|n| equals_fixed(n, fixed)));
+        }
+        if let Some(pattern) = &def.pattern {
+            return verdict(found.iter().any(|n| matches_pattern(n, pattern)));
+        }
+    }
+    // Extension slices by url: the url is the extension definition's
+    // canonical, named by the slice's type profile.
+    if path == "url"
+        && let Some(url) = slice.types.first().and_then(|t| t.profiles.first())
+    {
+        return verdict(found.iter().any(|n| n.as_str() == Some(url.as_str())));
+    }
+    SliceMatch::Unknown
+}
+
+fn type_discriminator(
+    item: &Node,
+    structure: &Structure,
+    slice: &ElementDef,
+    path: &str,
+) -> SliceMatch {
+    let Some(found) = nodes_at(item, path) else {
+        return SliceMatch::Unknown;
+    };
+    let Some(def) = element_below(structure, slice, path) else {
+        return SliceMatch::Unknown;
+    };
+    let Some(expected) = def.types.first().map(|t| t.code.as_str()) else {
+        return SliceMatch::Unknown;
+    };
+    match found.first() {
+        // A resource names its type; a datatype is known by the element's
+        // declared type only when it has one.
+        Some(node) => match node.get("resourceType").and_then(Node::as_str) {
+            Some(resource_type) => verdict(resource_type == expected),
+            None => SliceMatch::Unknown,
+        },
+        None => SliceMatch::No,
+    }
+}
+
+fn profile_discriminator(
+    item: &Node,
+    structure: &Structure,
+    slice: &ElementDef,
+    path: &str,
+    profile_type: &dyn Fn(&str) -> Option<String>,
+) -> SliceMatch {
+    let Some(found) = nodes_at(item, path) else {
+        return SliceMatch::Unknown;
+    };
+    let Some(def) = element_below(structure, slice, path) else {
+        return SliceMatch::Unknown;
+    };
+    let Some(node) = found.first() else {
+        return SliceMatch::No;
+    };
+    let Some(resource_type) = node.get("resourceType").and_then(Node::as_str) else {
+        return SliceMatch::Unknown;
+    };
+    let profiles = def.types.iter().flat_map(|t| t.profiles.iter());
+    let mut any = false;
+    for profile in profiles {
+        any = true;
+        match profile_type(profile) {
+            Some(t) if t == resource_type => {
+                // The same type: conformance to the profile itself decides,
+                // which the slice walk then checks.
+                return SliceMatch::Yes;
+            }
+            Some(_) => {}
+            None => return SliceMatch::Unknown,
+        }
+    }
+    if any {
+        SliceMatch::No
+    } else {
+        SliceMatch::Unknown
+    }
+}
+
+fn exists_discriminator(
+    item: &Node,
+    structure: &Structure,
+    slice: &ElementDef,
+    path: &str,
+) -> SliceMatch {
+    let Some(found) = nodes_at(item, path) else {
+        return SliceMatch::Unknown;
+    };
+    let Some(def) = element_below(structure, slice, path) else {
+        return SliceMatch::Unknown;
+    };
+    let must_exist = def.min > 0;
+    let must_not_exist = matches!(def.max, super::compile::Max::N(0));
+    match (must_exist, must_not_exist) {
+        (true, _) => verdict(!found.is_empty()),
+        (_, true) => verdict(found.is_empty()),
+        _ => SliceMatch::Unknown,
+    }
+}
+
+fn verdict(yes: bool) -> SliceMatch {
+    if yes { SliceMatch::Yes } else { SliceMatch::No }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(json: &str) -> Node {
+        let wrapped = format!("{{\"resourceType\":\"X\",\"v\":{json}}}");
+        ehds_fhir::json::parse(wrapped.as_bytes())
+            .unwrap()
+            .get("v")
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn patterns_and_fixed_values() {
+        let value = node(
+            r#"{"coding":[{"system":"http://loinc.org","code":"11450-4","display":"x"}],"text":"t"}"#,
+        );
+        let pattern = node(r#"{"coding":[{"system":"http://loinc.org","code":"11450-4"}]}"#);
+        let other = node(r#"{"coding":[{"system":"http://loinc.org","code":"10160-0"}]}"#);
+        assert!(matches_pattern(&value, &pattern));
+        assert!(!matches_pattern(&value, &other));
+        assert!(!equals_fixed(&value, &pattern));
+        assert!(equals_fixed(&node(r#""a""#), &node(r#""a""#)));
+        assert!(equals_fixed(&node("1.0"), &node("1.00")));
+        assert!(!equals_fixed(&node(r#""a""#), &node(r#""b""#)));
+    }
+
+    #[test]
+    fn discriminator_paths() {
+        let item = node(r#"{"code":{"coding":[{"code":"a"},{"code":"b"}]}}"#);
+        assert_eq!(nodes_at(&item, "code.coding.code").unwrap().len(), 2);
+        assert_eq!(nodes_at(&item, "$this").unwrap().len(), 1);
+        assert!(nodes_at(&item, "resolve()").is_none());
+        assert!(nodes_at(&item, "missing").unwrap().is_empty());
+    }
+}
