@@ -137,7 +137,13 @@ fn negative_cases_find_the_broken_rule() {
         );
         let resource =
             ReceivedResource::parse(std::fs::read(dir.join(file)).unwrap().into()).unwrap();
-        let report = validator.validate_pushed_document(&resource, &[IPS_BUNDLE]);
+        // Documents go through the push path (IPS Bundle required); other
+        // resources through $validate.
+        let report = if resource.resource_type() == "Bundle" {
+            validator.validate_pushed_document(&resource, &[IPS_BUNDLE])
+        } else {
+            validator.validate(&resource, &[])
+        };
         let all_found = case["expect"].as_array().unwrap().iter().all(|expected| {
             report.issues.iter().any(|issue| {
                 issue.severity.code() == expected["severity"].as_str().unwrap()

@@ -138,7 +138,7 @@ impl ElementDef {
 }
 
 /// `Quantity` for `valueQuantity`, `dateTime` for `valueDateTime`.
-fn type_suffix_matches(code: &str, suffix: &str) -> bool {
+pub(crate) fn type_suffix_matches(code: &str, suffix: &str) -> bool {
     let mut code_chars = code.chars();
     let mut suffix_chars = suffix.chars();
     match (code_chars.next(), suffix_chars.next()) {

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ehds_fhir::Node;
+use ehds_fhir::bundle::{BundleIndex, Resolution};
 use ehds_fhir::json::Json;
 use ehds_fhir::outcome::{Issue, IssueType, Severity};
 use ehds_profiles::Registry;
@@ -123,6 +124,9 @@ impl StructureValidator {
         let mut walker = Walker {
             validator: self,
             issues: Vec::new(),
+            bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
+                .then(|| BundleIndex::new(resource)),
+            entry: None,
         };
         walker.resource(resource, "", required_profiles);
         dedupe_into(walker.issues, issues);
@@ -148,11 +152,15 @@ fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
 
 /// The items of one sliced element: its path, whether it is an array, and
 /// each non-null item with its index.
-type SlicedItems<'a> = (String, bool, Vec<(usize, &'a Node)>);
+type SlicedItems<'a> = (String, bool, Vec<(usize, &'a Node)>, Option<String>);
 
-struct Walker<'v> {
+struct Walker<'v, 'd> {
     validator: &'v StructureValidator,
     issues: Vec<Issue>,
+    /// The root Bundle's entries, for reference targets.
+    bundle: Option<BundleIndex<'d>>,
+    /// The root Bundle entry being walked.
+    entry: Option<usize>,
 }
 
 /// Where the children of an element are defined.
@@ -162,7 +170,7 @@ struct Context {
     element: usize,
 }
 
-impl Walker<'_> {
+impl<'d> Walker<'_, 'd> {
     fn issue(&mut self, severity: Severity, code: IssueType, path: &str, message: String) {
         self.issues
             .push(Issue::new(severity, code, message).at(path.to_owned()));
@@ -174,7 +182,7 @@ impl Walker<'_> {
 
     /// A resource at `path` (`""` for the root), against its core definition
     /// and its profiles.
-    fn resource(&mut self, node: &Node, path: &str, extra_profiles: &[&str]) {
+    fn resource(&mut self, node: &'d Node, path: &str, extra_profiles: &[&str]) {
         let Some(resource_type) = node.get("resourceType").and_then(Node::as_str) else {
             let at = if path.is_empty() { "Resource" } else { path };
             self.error(
@@ -306,14 +314,14 @@ impl Walker<'_> {
         children
     }
 
-    fn object(&mut self, node: &Node, context: &Context, path: &str, resource_root: bool) {
+    fn object(&mut self, node: &'d Node, context: &Context, path: &str, resource_root: bool) {
         self.object_as(node, context, None, path, resource_root);
     }
 
     /// An object for the element of `context`, of type `type_ref`.
     fn object_as(
         &mut self,
-        node: &Node,
+        node: &'d Node,
         context: &Context,
         type_ref: Option<&TypeRef>,
         path: &str,
@@ -412,12 +420,20 @@ impl Walker<'_> {
                 if !is_primitive_extension {
                     self.fixed_and_pattern(item, def, &item_path);
                 }
+                // Entries of the root Bundle: references inside resolve from here.
+                let root_entry = resource_root && path == "Bundle" && key == "entry";
+                if root_entry {
+                    self.entry = Some(index);
+                }
                 if is_primitive_extension {
                     self.primitive_extension(item, type_ref.as_ref(), &item_path);
                 } else if let Some(type_ref) = &type_ref {
                     self.value(item, &child_context, type_ref, &item_path);
                 } else if def.content_reference.is_some() || !def.children.is_empty() {
                     self.object(item, &child_context, &item_path, false);
+                }
+                if root_entry {
+                    self.entry = None;
                 }
             }
             if !is_primitive_extension && def.slicing.is_some() && !def.slices.is_empty() {
@@ -426,8 +442,12 @@ impl Walker<'_> {
                     .enumerate()
                     .filter(|(_, n)| n.value != Json::Null)
                     .collect();
+                let chosen_type = def
+                    .is_choice
+                    .then(|| type_ref.as_ref().map(|t| t.code.clone()))
+                    .flatten();
                 if let Some(slot_items) = sliced_items.get_mut(slot) {
-                    *slot_items = Some((member_path.clone(), is_array, collected));
+                    *slot_items = Some((member_path.clone(), is_array, collected, chosen_type));
                 }
             }
         }
@@ -438,11 +458,17 @@ impl Walker<'_> {
             if def.slicing.is_none() || def.slices.is_empty() {
                 continue;
             }
-            let (member_path, is_array, items) = sliced_items
+            let (member_path, is_array, items, chosen_type) = sliced_items
                 .get_mut(slot)
                 .and_then(Option::take)
-                .unwrap_or_else(|| (format!("{path}.{}", def.name), true, Vec::new()));
-            self.slices(child, &member_path, is_array, &items);
+                .unwrap_or_else(|| (format!("{path}.{}", def.name), true, Vec::new(), None));
+            self.slices(
+                child,
+                &member_path,
+                is_array,
+                &items,
+                chosen_type.as_deref(),
+            );
         }
         for (slot, child) in children.iter().enumerate() {
             let (Some(def), Some(&count)) = (
@@ -480,8 +506,42 @@ impl Walker<'_> {
         }
     }
 
+    /// A reference that resolves inside the root Bundle points at a
+    /// resource of a type its element's `targetProfile`s allow
+    /// (ElementDefinition.type.targetProfile).
+    fn reference_target(&mut self, item: &'d Node, type_ref: &TypeRef, path: &str) {
+        let (Some(bundle), Some(entry)) = (&self.bundle, self.entry) else {
+            return;
+        };
+        let Some(reference) = item.get("reference").and_then(Node::as_str) else {
+            return;
+        };
+        let Resolution::Entry(target) = bundle.resolve(entry, reference) else {
+            return;
+        };
+        let Some(target_type) = bundle.entry(target).and_then(|e| e.resource_type()) else {
+            return;
+        };
+        let allowed: Vec<String> = type_ref
+            .target_profiles
+            .iter()
+            .filter_map(|p| self.validator.structure(p).map(|s| s.type_name.clone()))
+            .collect();
+        // Unknown target profiles, or `Resource`: nothing to check against.
+        if allowed.len() < type_ref.target_profiles.len()
+            || allowed.iter().any(|t| t == "Resource" || t == target_type)
+        {
+            return;
+        }
+        let message = format!(
+            "the reference points at a {target_type}, but this element allows only {}",
+            allowed.join(", ")
+        );
+        self.error(IssueType::Structure, &format!("{path}.reference"), message);
+    }
+
     /// `fixed[x]` and `pattern[x]` of the element an item belongs to.
-    fn fixed_and_pattern(&mut self, item: &Node, def: &compile::ElementDef, path: &str) {
+    fn fixed_and_pattern(&mut self, item: &'d Node, def: &compile::ElementDef, path: &str) {
         if let Some(fixed) = &def.fixed
             && !slicing::equals_fixed(item, fixed)
         {
@@ -505,7 +565,14 @@ impl Walker<'_> {
     /// The items of a sliced element: each assigned to the slice whose
     /// discriminators it meets and checked against it; slice cardinality;
     /// closed slicing.
-    fn slices(&mut self, sliced: &Context, path: &str, is_array: bool, items: &[(usize, &Node)]) {
+    fn slices(
+        &mut self,
+        sliced: &Context,
+        path: &str,
+        is_array: bool,
+        items: &[(usize, &'d Node)],
+        chosen_type: Option<&str>,
+    ) {
         let structure = Arc::clone(&sliced.structure);
         let Some(def) = structure.elements.get(sliced.element) else {
             return;
@@ -524,13 +591,24 @@ impl Walker<'_> {
             } else {
                 path.to_owned()
             };
+            // Entries of the root Bundle: references inside resolve from here.
+            if path == "Bundle.entry" && self.bundle.is_some() {
+                self.entry = Some(index);
+            }
             let mut matched = None;
             let mut item_evaluable = true;
             for (k, &slice_index) in slices.iter().enumerate() {
                 let Some(slice) = structure.elements.get(slice_index) else {
                     continue;
                 };
-                match slicing::item_matches(item, &structure, def, slice, &profile_type) {
+                match slicing::item_matches(
+                    item,
+                    chosen_type,
+                    &structure,
+                    def,
+                    slice,
+                    &profile_type,
+                ) {
                     slicing::SliceMatch::Yes => {
                         matched = Some((k, slice_index));
                         break;
@@ -571,6 +649,7 @@ impl Walker<'_> {
                 None => {}
             }
         }
+        self.entry = None;
         for (k, &slice_index) in slices.iter().enumerate() {
             let (Some(slice), Some(&count)) = (structure.elements.get(slice_index), counts.get(k))
             else {
@@ -607,7 +686,7 @@ impl Walker<'_> {
     }
 
     /// One value of an element of type `type_ref`.
-    fn value(&mut self, item: &Node, context: &Context, type_ref: &TypeRef, path: &str) {
+    fn value(&mut self, item: &'d Node, context: &Context, type_ref: &TypeRef, path: &str) {
         let code = type_ref.code.as_str();
         let base = self.validator.core.get(code).cloned();
         match base.as_ref().map(|s| s.kind) {
@@ -620,12 +699,15 @@ impl Walker<'_> {
                 if code == "Extension" {
                     self.extension(item, context, path);
                 }
+                if code == "Reference" && !type_ref.target_profiles.is_empty() {
+                    self.reference_target(item, type_ref, path);
+                }
                 self.object_as(item, context, Some(type_ref), path, false);
             }
         }
     }
 
-    fn primitive(&mut self, item: &Node, fhir_type: &str, path: &str) {
+    fn primitive(&mut self, item: &'d Node, fhir_type: &str, path: &str) {
         let text = match primitive::lexical(fhir_type, &item.value) {
             Ok(text) => text,
             Err(message) => {
@@ -660,7 +742,7 @@ impl Walker<'_> {
     }
 
     /// `_x`: an object with `id` and `extension` only.
-    fn primitive_extension(&mut self, item: &Node, type_ref: Option<&TypeRef>, path: &str) {
+    fn primitive_extension(&mut self, item: &'d Node, type_ref: Option<&TypeRef>, path: &str) {
         let Some(structure) = type_ref
             .and_then(|t| self.validator.core.get(&t.code))
             .cloned()
@@ -698,7 +780,7 @@ impl Walker<'_> {
 
     /// An extension: checked against its definition when the gateway holds
     /// it; otherwise reported as not checked (an error for modifiers).
-    fn extension(&mut self, item: &Node, context: &Context, path: &str) {
+    fn extension(&mut self, item: &'d Node, context: &Context, path: &str) {
         let Some(url) = item.get("url").and_then(Node::as_str) else {
             return; // Extension.url 1..1 is reported by the structural walk.
         };

@@ -107,7 +107,10 @@ fn element_below<'s>(
     let index = if path == "$this" {
         structure.by_id.get(&slice.id)
     } else {
-        structure.by_id.get(&format!("{}.{path}", slice.id))
+        structure
+            .by_id
+            .get(&format!("{}.{path}", slice.id))
+            .or_else(|| structure.by_id.get(&format!("{}.{path}[x]", slice.id)))
     };
     index.and_then(|&i| structure.elements.get(i))
 }
@@ -116,6 +119,7 @@ fn element_below<'s>(
 /// `profile_type` names the resource or datatype a profile constrains.
 pub fn item_matches(
     item: &Node,
+    chosen_type: Option<&str>,
     structure: &Structure,
     sliced: &ElementDef,
     slice: &ElementDef,
@@ -131,7 +135,7 @@ pub fn item_matches(
     for discriminator in &slicing.discriminators {
         let outcome = match discriminator.kind.as_str() {
             "value" | "pattern" => value_discriminator(item, structure, slice, &discriminator.path),
-            "type" => type_discriminator(item, structure, slice, &discriminator.path),
+            "type" => type_discriminator(item, chosen_type, structure, slice, &discriminator.path),
             "profile" => {
                 profile_discriminator(item, structure, slice, &discriminator.path, profile_type)
             }
@@ -177,14 +181,42 @@ fn value_discriminator(
 
 fn type_discriminator(
     item: &Node,
+    chosen_type: Option<&str>,
     structure: &Structure,
     slice: &ElementDef,
     path: &str,
 ) -> SliceMatch {
-    let Some(found) = nodes_at(item, path) else {
+    // A choice element's type is named by its JSON key (`medicationReference`).
+    if path == "$this"
+        && let Some(chosen) = chosen_type
+        && item.get("resourceType").is_none()
+    {
+        return match slice.types.first() {
+            Some(t) => verdict(t.code == chosen),
+            None => SliceMatch::Unknown,
+        };
+    }
+    let Some(def) = element_below(structure, slice, path) else {
         return SliceMatch::Unknown;
     };
-    let Some(def) = element_below(structure, slice, path) else {
+    // A choice element below the item (`value` → `valueQuantity`): its type
+    // is named by the JSON key.
+    if !path.contains('.')
+        && path != "$this"
+        && let Some(members) = item.as_object()
+        && let Some(suffix) = members.iter().find_map(|m| {
+            m.key
+                .strip_prefix(path)
+                .filter(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+        })
+    {
+        return verdict(
+            def.types
+                .iter()
+                .any(|t| super::compile::type_suffix_matches(&t.code, suffix)),
+        );
+    }
+    let Some(found) = nodes_at(item, path) else {
         return SliceMatch::Unknown;
     };
     let Some(expected) = def.types.first().map(|t| t.code.as_str()) else {
