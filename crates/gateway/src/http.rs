@@ -158,15 +158,26 @@ async fn push_bundle(
             content: resource.bytes(),
         })
         .await?;
+    let preference = ReturnPreference::from_headers(&headers);
     match outcome {
         PutOutcome::Created(doc) => {
             state.metrics.count_document_stored();
             tracing::info!(document_id = %doc.id, "document stored");
-            Ok(document_response(StatusCode::CREATED, doc))
+            Ok(document_response(
+                StatusCode::CREATED,
+                doc,
+                preference,
+                Some(&report),
+            ))
         }
         PutOutcome::AlreadyStored(doc) => {
             tracing::info!(document_id = %doc.id, "identical document already stored");
-            Ok(document_response(StatusCode::OK, doc))
+            Ok(document_response(
+                StatusCode::OK,
+                doc,
+                preference,
+                Some(&report),
+            ))
         }
         PutOutcome::Conflict { existing_id } => {
             Err(GatewayError::IdentifierConflict { existing_id })
@@ -257,7 +268,12 @@ async fn read_bundle(
         return Err(GatewayError::ResourceNotFound("this Bundle".into()));
     }
     match state.store.document(&id).await? {
-        Some(doc) => Ok(document_response(StatusCode::OK, doc)),
+        Some(doc) => Ok(document_response(
+            StatusCode::OK,
+            doc,
+            ReturnPreference::Representation,
+            None,
+        )),
         None => Err(GatewayError::ResourceNotFound(format!("Bundle/{id}"))),
     }
 }
@@ -270,11 +286,73 @@ fn is_fhir_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-fn document_response(status: StatusCode, doc: StoredDocument) -> Response {
+/// The `Prefer: return=` header of a create
+/// (<http://hl7.org/fhir/R4/http.html#ops>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReturnPreference {
+    /// The stored resource (the default).
+    Representation,
+    /// No body.
+    Minimal,
+    /// An OperationOutcome of the validation warnings and information.
+    OperationOutcome,
+}
+
+impl ReturnPreference {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let preference = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .find_map(|p| p.trim().strip_prefix("return="));
+        match preference {
+            Some("minimal") => Self::Minimal,
+            Some("OperationOutcome") => Self::OperationOutcome,
+            _ => Self::Representation,
+        }
+    }
+}
+
+/// Header carrying how many warnings and information issues validation
+/// raised on an accepted document (the issues themselves come back with
+/// `Prefer: return=OperationOutcome`, or from `$validate`).
+const VALIDATION_ISSUES_HEADER: &str = "x-validation-issues";
+
+fn document_response(
+    status: StatusCode,
+    doc: StoredDocument,
+    preference: ReturnPreference,
+    report: Option<&ehds_validation::ValidationReport>,
+) -> Response {
     let location = format!("/fhir/Bundle/{}", doc.id);
-    let mut response = (status, doc.content).into_response();
+    let mut response = match preference {
+        ReturnPreference::Representation => {
+            let mut r = (status, doc.content).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+            r
+        }
+        ReturnPreference::Minimal => status.into_response(),
+        ReturnPreference::OperationOutcome => {
+            let issues = match report {
+                Some(report) if !report.issues.is_empty() => report.issues.clone(),
+                _ => vec![ehds_fhir::outcome::Issue::new(
+                    ehds_fhir::outcome::Severity::Information,
+                    ehds_fhir::outcome::IssueType::Informational,
+                    "document stored; validation found no issues",
+                )],
+            };
+            crate::error::outcome_response(status, &issues)
+        }
+    };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    if let Some(report) = report
+        && let Ok(value) = HeaderValue::from_str(&report.issues.len().to_string())
+    {
+        headers.insert(VALIDATION_ISSUES_HEADER, value);
+    }
+
     // Documents are never updated: every stored document is version 1.
     headers.insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
     if let Ok(value) = HeaderValue::from_str(&location) {
