@@ -8,79 +8,21 @@
     clippy::panic
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use ehds_test_support::{conformance_dir, files_with_extension, repo_root, unique_schema};
+use ehds_test_support::{GatewayProcess, conformance_dir, files_with_extension, unique_schema};
 use serde_json::Value;
 
 const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
 const FHIR_JSON: &str = "application/fhir+json";
 
-/// A running gateway process, killed on drop.
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Gateway {
-    /// Starts the binary in a fresh working directory with `args`.
-    fn start(args: &[&str], config: Option<&str>) -> Self {
-        let dir = std::env::temp_dir().join(unique_schema("e2e"));
-        std::fs::create_dir_all(&dir).unwrap();
-        // The default configuration reads the FHIR packages from ./profiles.
-        std::os::unix::fs::symlink(repo_root().join("profiles"), dir.join("profiles")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ehds-gateway"));
-        command.arg("serve").args(args).current_dir(&dir);
-        if let Some(config) = config {
-            std::fs::write(dir.join("gateway.toml"), config).unwrap();
-            command.args(["--config", "gateway.toml"]);
-        }
-        let mut child = command
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .unwrap();
-        Self { child, addr, dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Stops the process and returns what it logged.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let mut log = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut log);
-        }
-        log
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Starts the real binary.
+fn start(args: &[&str], config: Option<&str>) -> GatewayProcess {
+    GatewayProcess::start(env!("CARGO_BIN_EXE_ehds-gateway"), args, config).unwrap()
 }
 
 fn client() -> reqwest::Client {
@@ -94,7 +36,7 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(conformance_dir().join(path)).unwrap()
 }
 
-async fn push(gateway: &Gateway, body: Vec<u8>) -> reqwest::Response {
+async fn push(gateway: &GatewayProcess, body: Vec<u8>) -> reqwest::Response {
     client()
         .post(gateway.url("/fhir/Bundle"))
         .header("content-type", FHIR_JSON)
@@ -122,7 +64,7 @@ async fn outcome(response: reqwest::Response, status: u16) -> Value {
 
 #[tokio::test]
 async fn pushes_the_ips_example_and_reads_it_back_byte_identical() {
-    let gateway = Gateway::start(&["--listen", "127.0.0.1:0"], None);
+    let gateway = start(&["--listen", "127.0.0.1:0"], None);
     let bytes = fixture(IPS);
 
     let created = push(&gateway, bytes.clone()).await;
@@ -173,10 +115,10 @@ async fn pushes_the_ips_example_and_reads_it_back_byte_identical() {
     ));
 
     // The embedded default keeps its SQLite file under ./data/.
-    assert!(gateway.dir.join("data/gateway.db").exists());
+    assert!(gateway.dir().join("data/gateway.db").exists());
 
     // Logs never carry document content or patient identifiers.
-    let dir = gateway.dir.clone();
+    let dir = gateway.dir().to_path_buf();
     let log = gateway.stop();
     assert!(log.contains("request completed"), "{log}");
     for secret in [
@@ -193,7 +135,7 @@ async fn pushes_the_ips_example_and_reads_it_back_byte_identical() {
 #[tokio::test]
 async fn refuses_bad_input_with_operation_outcomes() {
     let config = "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 200000\n\n[store]\nurl = \"sqlite://store/gw.db\"\n";
-    let gateway = Gateway::start(&[], Some(config));
+    let gateway = start(&[], Some(config));
 
     // 400: every deliberately malformed JSON file, with a location.
     for path in files_with_extension(&conformance_dir().join("malformed-json"), "json") {
@@ -249,7 +191,7 @@ async fn refuses_bad_input_with_operation_outcomes() {
         "too-long"
     );
     // 413: chunked, no Content-Length: refused once the limit is passed.
-    assert_eq!(chunked_post(gateway.addr, 300_000), 413);
+    assert_eq!(chunked_post(gateway.addr(), 300_000), 413);
 
     // 404 and 405, as OperationOutcomes.
     let response = client()
@@ -293,7 +235,7 @@ async fn refuses_bad_input_with_operation_outcomes() {
         .await
         .unwrap();
     assert!(metrics.contains("ehds_documents_stored 0\n"), "{metrics}");
-    assert!(gateway.dir.join("store/gw.db").exists());
+    assert!(gateway.dir().join("store/gw.db").exists());
 }
 
 /// Sends a chunked POST of `len` bytes and returns the status code.

@@ -9,60 +9,17 @@
     clippy::panic
 )]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use ehds_test_support::{conformance_dir, repo_root, unique_schema};
+use ehds_test_support::{GatewayProcess, conformance_dir, repo_root, unique_schema};
 use serde_json::Value;
 
 const FHIR_JSON: &str = "application/fhir+json";
 
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Gateway {
-    fn start(config: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique_schema("e2e_validation"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("gateway.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
-            .args(["serve", "--config", "gateway.toml"])
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .unwrap();
-        Self { child, addr, dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn start(config: &str) -> GatewayProcess {
+    GatewayProcess::start(env!("CARGO_BIN_EXE_ehds-gateway"), &[], Some(config)).unwrap()
 }
 
 fn config(extra: &str) -> String {
@@ -73,7 +30,7 @@ fn config(extra: &str) -> String {
 }
 
 async fn post(
-    gateway: &Gateway,
+    gateway: &GatewayProcess,
     path: &str,
     body: Vec<u8>,
     prefer: Option<&str>,
@@ -103,7 +60,7 @@ fn errors_at(outcome: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn validate_operation_and_push_report_profile_errors() {
-    let gateway = Gateway::start(&config(""));
+    let gateway = start(&config(""));
 
     // $validate: 200 with the issues, whatever they are.
     let patient = br#"{"resourceType":"Patient","birthDate":"1972-13-01","gender":"female"}"#;
@@ -216,7 +173,7 @@ async fn operator_packages_are_loaded_from_config() {
     )
     .unwrap();
 
-    let gateway = Gateway::start(&config(&format!(
+    let gateway = start(&config(&format!(
         "extra_package_dirs = [{:?}]\n",
         package.display().to_string()
     )));

@@ -125,9 +125,7 @@ async fn push_bundle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    check_fhir_json_content_type(&headers)?;
-    let bytes = read_body(&headers, body, state.limits).await?;
-    let resource = ReceivedResource::parse(bytes)?;
+    let resource = receive_resource(&headers, body, state.limits).await?;
     if resource.resource_type() != "Bundle" {
         return Err(GatewayError::WrongResourceType {
             expected: "Bundle",
@@ -234,9 +232,7 @@ async fn validate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    check_fhir_json_content_type(&headers)?;
-    let bytes = read_body(&headers, body, state.limits).await?;
-    let resource = ReceivedResource::parse(bytes)?;
+    let resource = receive_resource(&headers, body, state.limits).await?;
     if let Some(expected) = &resource_type
         && resource.resource_type() != expected
     {
@@ -396,6 +392,18 @@ fn check_fhir_json_content_type(headers: &HeaderMap) -> Result<(), GatewayError>
     } else {
         Err(GatewayError::UnsupportedMediaType(raw))
     }
+}
+
+/// A FHIR JSON request body, received: media type checked (415), body read
+/// within limits (413, 408), parsed losslessly (400).
+async fn receive_resource(
+    headers: &HeaderMap,
+    body: Body,
+    limits: Limits,
+) -> Result<ReceivedResource, GatewayError> {
+    check_fhir_json_content_type(headers)?;
+    let bytes = read_body(headers, body, limits).await?;
+    Ok(ReceivedResource::parse(bytes)?)
 }
 
 /// Reads the body, refusing one over the limit before reading it when

@@ -89,3 +89,96 @@ pub fn files_with_extension(dir: &std::path::Path, ext: &str) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A gateway binary running in a fresh working directory (with `profiles/`
+/// linked in, where the default configuration looks), killed on drop.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    dir: PathBuf,
+}
+
+/// Why a gateway process could not be started.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl GatewayProcess {
+    /// Runs `binary serve ARGS` (plus `--config gateway.toml` with `config`
+    /// written there) and waits for the line that says where it listens.
+    pub fn start(binary: &str, args: &[&str], config: Option<&str>) -> Result<Self, StartError> {
+        use std::io::BufRead;
+        let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
+        let dir = std::env::temp_dir().join(unique_schema("gateway"));
+        std::fs::create_dir_all(&dir).map_err(|e| fail("temp dir", &e))?;
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(repo_root().join("profiles"), dir.join("profiles"))
+            .map_err(|e| fail("linking profiles", &e))?;
+        let mut command = std::process::Command::new(binary);
+        command.arg("serve").args(args).current_dir(&dir);
+        if let Some(config) = config {
+            std::fs::write(dir.join("gateway.toml"), config).map_err(|e| fail("config", &e))?;
+            command.args(["--config", "gateway.toml"]);
+        }
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| fail("spawning the gateway", &e))?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map_err(|e| fail("reading its output", &e))?;
+        }
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        match addr {
+            Some(addr) => Ok(Self { child, addr, dir }),
+            None => {
+                let _ = child.kill();
+                Err(StartError(format!(
+                    "the gateway did not say where it listens: {line:?}"
+                )))
+            }
+        }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// The working directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Stops the process and returns what it logged on stderr.
+    pub fn stop(mut self) -> String {
+        use std::io::Read;
+        let _ = self.child.kill();
+        let mut log = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut log);
+        }
+        log
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
