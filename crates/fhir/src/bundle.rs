@@ -30,6 +30,11 @@ impl<'a> Entry<'a> {
     pub fn resource_id(&self) -> Option<&'a str> {
         self.resource?.get("id")?.as_str()
     }
+
+    /// `resource.meta.versionId`.
+    pub fn version_id(&self) -> Option<&'a str> {
+        self.resource?.get("meta")?.get("versionId")?.as_str()
+    }
 }
 
 /// What a reference points at.
@@ -98,16 +103,25 @@ impl<'a> BundleIndex<'a> {
         self.entries.get(index)
     }
 
-    /// Entries whose `fullUrl` is shared with an earlier entry, with the
-    /// earlier entry's index.
+    /// Entries whose `fullUrl` and `resource.meta.versionId` are both shared
+    /// with an earlier entry, with the earlier entry's index (bdl-7:
+    /// `select(fullUrl&resource.meta.versionId).isDistinct()`: versions of one
+    /// resource may share a fullUrl).
     pub fn duplicate_full_urls(&self) -> Vec<(usize, usize)> {
-        self.entries
-            .iter()
-            .filter_map(|e| {
-                let first = *self.by_full_url.get(e.full_url?)?;
-                (first != e.index).then_some((e.index, first))
-            })
-            .collect()
+        let mut seen: HashMap<(&str, Option<&str>), usize> = HashMap::new();
+        let mut duplicates = Vec::new();
+        for entry in &self.entries {
+            let Some(url) = entry.full_url else {
+                continue;
+            };
+            match seen.get(&(url, entry.version_id())) {
+                Some(&first) => duplicates.push((entry.index, first)),
+                None => {
+                    seen.insert((url, entry.version_id()), entry.index);
+                }
+            }
+        }
+        duplicates
     }
 
     /// Resolves `reference`, written in the resource of entry `from`.

@@ -8,7 +8,8 @@
 //! | `timestamp` present | bdl-10 |
 //! | first entry's resource is a Composition | bdl-11 |
 //! | every entry has a resource | bdl-5 |
-//! | `fullUrl` unique in the Bundle | bdl-7 |
+//! | `fullUrl` unique in the Bundle (with `meta.versionId`) | bdl-7 |
+//! | `fullUrl` is an absolute URI | Bundle.entry.fullUrl definition ("The Absolute URL for the resource"), R4 bundle.html |
 //! | `fullUrl` not version specific | bdl-8 |
 //! | every `urn:uuid`/`urn:oid`/relative reference resolves in the Bundle | R4 bundle.html §2.36.4 (resolving references in Bundles), documents.html §3.3.1 |
 
@@ -102,6 +103,17 @@ pub fn check_document_bundle(resource: &ReceivedResource) -> ValidationReport {
                 .at(format!("Bundle.entry[{}].resource", entry.index)),
             );
         }
+        if let Some(url) = entry.full_url
+            && !is_absolute_uri(url)
+        {
+            report.push(
+                Issue::error(
+                    IssueType::Invalid,
+                    "Bundle.entry.fullUrl must be an absolute URL or a urn:uuid/urn:oid, not a relative reference",
+                )
+                .at(format!("Bundle.entry[{}].fullUrl", entry.index)),
+            );
+        }
         if entry.full_url.is_some_and(|u| u.contains("/_history/")) {
             report.push(
                 Issue::error(
@@ -123,6 +135,17 @@ pub fn check_document_bundle(resource: &ReceivedResource) -> ValidationReport {
     }
     check_references(&index, &mut report);
     report
+}
+
+/// `scheme:…` with an RFC 3986 scheme.
+fn is_absolute_uri(url: &str) -> bool {
+    url.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 /// Every reference written inside an entry resolves to an entry of the

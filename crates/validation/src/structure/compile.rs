@@ -294,6 +294,11 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
             Some(base) => (base.to_owned(), true),
             None => (last.to_owned(), false),
         };
+        // Resource.id is typed System.String in R4's snapshots, but it is an
+        // `id` (R4 resource.html#id: [A-Za-z0-9\-\.]{1,64}), as the Java
+        // validator checks it.
+        let is_resource_id =
+            kind == Kind::Resource && path.split('.').count() == 2 && path.ends_with(".id");
         let types: Vec<TypeRef> = element
             .get("type")
             .map(Node::items)
@@ -301,7 +306,11 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
             .iter()
             .filter_map(|t| {
                 Some(TypeRef {
-                    code: type_code(t)?,
+                    code: if is_resource_id {
+                        "id".to_owned()
+                    } else {
+                        type_code(t)?
+                    },
                     profiles: texts(t, "profile"),
                     target_profiles: texts(t, "targetProfile"),
                 })

@@ -356,6 +356,28 @@ impl<'d> Walker<'_, 'd> {
             });
             let member_path = format!("{path}.{key}");
             let Some((slot, child, choice_type)) = found else {
+                // A choice element written with a type it does not allow
+                // (`valueUri` where only `url` is allowed): one finding, and
+                // the element counts as present.
+                let choice = children.iter().enumerate().find_map(|(slot, child)| {
+                    let def = child.structure.elements.get(child.element)?;
+                    let suffix = name.strip_prefix(def.name.as_str())?;
+                    (def.is_choice && suffix.starts_with(|c: char| c.is_ascii_uppercase()))
+                        .then_some((slot, def))
+                });
+                if let Some((slot, def)) = choice {
+                    if let Some(count) = counts.get_mut(slot) {
+                        *count += 1;
+                    }
+                    let allowed: Vec<&str> = def.types.iter().map(|t| t.code.as_str()).collect();
+                    let message = format!(
+                        "{}[x] does not allow the type named by '{key}' (allowed: {})",
+                        def.name,
+                        allowed.join(", ")
+                    );
+                    self.error(IssueType::Structure, &member_path, message);
+                    continue;
+                }
                 self.error(
                     IssueType::Structure,
                     &member_path,
