@@ -127,6 +127,7 @@ impl StructureValidator {
             bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
                 .then(|| BundleIndex::new(resource)),
             entry: None,
+            resources: Vec::new(),
         };
         walker.resource(resource, "", required_profiles);
         dedupe_into(walker.issues, issues);
@@ -161,6 +162,8 @@ struct Walker<'v, 'd> {
     bundle: Option<BundleIndex<'d>>,
     /// The root Bundle entry being walked.
     entry: Option<usize>,
+    /// The resources being walked, outermost first (for `#id` references).
+    resources: Vec<&'d Node>,
 }
 
 /// Where the children of an element are defined.
@@ -208,6 +211,7 @@ impl<'d> Walker<'_, 'd> {
                 return;
             }
         };
+        self.resources.push(node);
         self.object(
             node,
             &Context {
@@ -251,6 +255,7 @@ impl<'d> Walker<'_, 'd> {
                 ),
             }
         }
+        self.resources.pop();
     }
 
     /// The child element definitions of `context`'s element: those of its
@@ -528,6 +533,33 @@ impl<'d> Walker<'_, 'd> {
         }
     }
 
+    /// ref-1: a local reference `#id` names a resource contained in this
+    /// resource or one that contains it (`#` alone is the container).
+    fn local_reference(&mut self, item: &'d Node, path: &str) {
+        let Some(id) = item
+            .get("reference")
+            .and_then(Node::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+        else {
+            return;
+        };
+        if id.is_empty() {
+            return;
+        }
+        let found = self.resources.iter().rev().any(|resource| {
+            resource
+                .get("contained")
+                .map(Node::items)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.get("id").and_then(Node::as_str) == Some(id))
+        });
+        if !found {
+            let message = format!("ref-1: the local reference '#{id}' names no contained resource");
+            self.error(IssueType::Invariant, &format!("{path}.reference"), message);
+        }
+    }
+
     /// A reference that resolves inside the root Bundle points at a
     /// resource of a type its element's `targetProfile`s allow
     /// (ElementDefinition.type.targetProfile).
@@ -721,8 +753,11 @@ impl<'d> Walker<'_, 'd> {
                 if code == "Extension" {
                     self.extension(item, context, path);
                 }
-                if code == "Reference" && !type_ref.target_profiles.is_empty() {
-                    self.reference_target(item, type_ref, path);
+                if code == "Reference" {
+                    self.local_reference(item, path);
+                    if !type_ref.target_profiles.is_empty() {
+                        self.reference_target(item, type_ref, path);
+                    }
                 }
                 self.object_as(item, context, Some(type_ref), path, false);
             }
