@@ -128,6 +128,8 @@ impl StructureValidator {
                 .then(|| BundleIndex::new(resource)),
             entry: None,
             resources: Vec::new(),
+            walked: std::collections::HashSet::new(),
+            checked_primitives: std::collections::HashSet::new(),
         };
         walker.resource(resource, "", required_profiles);
         dedupe_into(walker.issues, issues);
@@ -164,6 +166,14 @@ struct Walker<'v, 'd> {
     entry: Option<usize>,
     /// The resources being walked, outermost first (for `#id` references).
     resources: Vec<&'d Node>,
+    /// (resource position, structure) pairs already walked: a resource that
+    /// claims a profile and also fills a slice of that profile is walked
+    /// against it once.
+    walked: std::collections::HashSet<(u32, *const Structure)>,
+    /// Primitive values whose format was already checked, by position (the
+    /// core and profile walks meet the same values; formats depend on the
+    /// type only).
+    checked_primitives: std::collections::HashSet<u32>,
 }
 
 /// Where the children of an element are defined.
@@ -212,15 +222,17 @@ impl<'d> Walker<'_, 'd> {
             }
         };
         self.resources.push(node);
-        self.object(
-            node,
-            &Context {
-                structure: core,
-                element: 0,
-            },
-            &path,
-            true,
-        );
+        if self.walked.insert((node.span.start, Arc::as_ptr(&core))) {
+            self.object(
+                node,
+                &Context {
+                    structure: core,
+                    element: 0,
+                },
+                &path,
+                true,
+            );
+        }
         let claimed: Vec<&str> = node
             .get("meta")
             .and_then(|m| m.get("profile"))
@@ -232,11 +244,13 @@ impl<'d> Walker<'_, 'd> {
         for profile in claimed.iter().chain(extra_profiles) {
             match self.validator.structure(profile) {
                 Some(s) if s.type_name == resource_type => {
-                    let context = Context {
-                        structure: Arc::clone(s),
-                        element: 0,
-                    };
-                    self.object(node, &context, &path, true);
+                    if self.walked.insert((node.span.start, Arc::as_ptr(s))) {
+                        let context = Context {
+                            structure: Arc::clone(s),
+                            element: 0,
+                        };
+                        self.object(node, &context, &path, true);
+                    }
                 }
                 Some(s) => {
                     let message = format!(
@@ -765,6 +779,9 @@ impl<'d> Walker<'_, 'd> {
     }
 
     fn primitive(&mut self, item: &'d Node, fhir_type: &str, path: &str) {
+        if !self.checked_primitives.insert(item.span.start) {
+            return;
+        }
         let text = match primitive::lexical(fhir_type, &item.value) {
             Ok(text) => text,
             Err(message) => {
