@@ -25,7 +25,7 @@ pub mod compile;
 pub mod primitive;
 pub mod slicing;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ehds_fhir::Node;
@@ -128,8 +128,8 @@ impl StructureValidator {
                 .then(|| BundleIndex::new(resource)),
             entry: None,
             resources: Vec::new(),
-            walked: std::collections::HashSet::new(),
-            checked_primitives: std::collections::HashSet::new(),
+            walked: HashSet::new(),
+            checked_primitives: HashSet::new(),
         };
         walker.resource(resource, "", required_profiles);
         dedupe_into(walker.issues, issues);
@@ -139,6 +139,7 @@ impl StructureValidator {
 /// Appends `found` to `issues`, dropping exact repeats (the same finding from
 /// the core definition and from a profile).
 fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
+    // std SipHash here: the keys carry sender-controlled text.
     let mut seen = std::collections::HashSet::with_capacity(found.len());
     for issue in found {
         let key = (
@@ -169,21 +170,21 @@ struct Walker<'v, 'd> {
     /// (resource position, structure) pairs already walked: a resource that
     /// claims a profile and also fills a slice of that profile is walked
     /// against it once.
-    walked: std::collections::HashSet<(u32, *const Structure)>,
+    walked: HashSet<(u32, *const Structure)>,
     /// Primitive values whose format was already checked, by position (the
     /// core and profile walks meet the same values; formats depend on the
     /// type only).
-    checked_primitives: std::collections::HashSet<u32>,
+    checked_primitives: HashSet<u32>,
 }
 
 /// Where the children of an element are defined.
-#[derive(Clone)]
-struct Context {
-    structure: Arc<Structure>,
+#[derive(Clone, Copy)]
+struct Context<'v> {
+    structure: &'v Structure,
     element: usize,
 }
 
-impl<'d> Walker<'_, 'd> {
+impl<'v, 'd> Walker<'v, 'd> {
     fn issue(&mut self, severity: Severity, code: IssueType, path: &str, message: String) {
         self.issues
             .push(Issue::new(severity, code, message).at(path.to_owned()));
@@ -210,8 +211,9 @@ impl<'d> Walker<'_, 'd> {
         } else {
             path.to_owned()
         };
-        let core = match self.validator.core.get(resource_type) {
-            Some(s) if s.kind == Kind::Resource && !s.is_abstract => Arc::clone(s),
+        let validator: &'v StructureValidator = self.validator;
+        let core: &'v Structure = match validator.core.get(resource_type) {
+            Some(s) if s.kind == Kind::Resource && !s.is_abstract => s.as_ref(),
             _ => {
                 self.error(
                     IssueType::Structure,
@@ -222,7 +224,10 @@ impl<'d> Walker<'_, 'd> {
             }
         };
         self.resources.push(node);
-        if self.walked.insert((node.span.start, Arc::as_ptr(&core))) {
+        if self
+            .walked
+            .insert((node.span.start, std::ptr::from_ref(core)))
+        {
             self.object(
                 node,
                 &Context {
@@ -242,11 +247,11 @@ impl<'d> Walker<'_, 'd> {
             .filter_map(Node::as_str)
             .collect();
         for profile in claimed.iter().chain(extra_profiles) {
-            match self.validator.structure(profile) {
+            match validator.structure(profile) {
                 Some(s) if s.type_name == resource_type => {
                     if self.walked.insert((node.span.start, Arc::as_ptr(s))) {
                         let context = Context {
-                            structure: Arc::clone(s),
+                            structure: s.as_ref(),
                             element: 0,
                         };
                         self.object(node, &context, &path, true);
@@ -278,11 +283,15 @@ impl<'d> Walker<'_, 'd> {
     /// (a profile's snapshot may list only `id` and `extension` under a
     /// choice); else its datatype's (`type_ref`: the type chosen for a
     /// choice element; a type profile first).
-    fn child_definitions(&self, context: &Context, type_ref: Option<&TypeRef>) -> Vec<Context> {
+    fn child_definitions(
+        &self,
+        context: &Context<'v>,
+        type_ref: Option<&TypeRef>,
+    ) -> Vec<Context<'v>> {
         let Some(element) = context.structure.elements.get(context.element) else {
             return Vec::new();
         };
-        let own = |structure: &Arc<Structure>, element: usize| -> Vec<Context> {
+        let own = |structure: &'v Structure, element: usize| -> Vec<Context<'v>> {
             structure
                 .elements
                 .get(element)
@@ -290,15 +299,15 @@ impl<'d> Walker<'_, 'd> {
                 .unwrap_or_default()
                 .iter()
                 .map(|&child| Context {
-                    structure: Arc::clone(structure),
+                    structure,
                     element: child,
                 })
                 .collect()
         };
         if let Some(target) = element.content_reference {
-            return own(&context.structure, target);
+            return own(context.structure, target);
         }
-        let mut children = own(&context.structure, context.element);
+        let mut children = own(context.structure, context.element);
         if context.element == 0 {
             return children;
         }
@@ -308,16 +317,16 @@ impl<'d> Walker<'_, 'd> {
         if matches!(type_ref.code.as_str(), "BackboneElement" | "Element") {
             return children;
         }
+        let validator: &'v StructureValidator = self.validator;
         let Some(structure) = type_ref
             .profiles
             .iter()
-            .find_map(|p| self.validator.structure(p))
-            .or_else(|| self.validator.core.get(&type_ref.code))
-            .cloned()
+            .find_map(|p| validator.structure(p))
+            .or_else(|| validator.core.get(&type_ref.code))
         else {
             return children;
         };
-        for inherited in own(&structure, 0) {
+        for inherited in own(structure, 0) {
             let name = inherited
                 .structure
                 .elements
@@ -333,7 +342,7 @@ impl<'d> Walker<'_, 'd> {
         children
     }
 
-    fn object(&mut self, node: &'d Node, context: &Context, path: &str, resource_root: bool) {
+    fn object(&mut self, node: &'d Node, context: &Context<'v>, path: &str, resource_root: bool) {
         self.object_as(node, context, None, path, resource_root);
     }
 
@@ -341,7 +350,7 @@ impl<'d> Walker<'_, 'd> {
     fn object_as(
         &mut self,
         node: &'d Node,
-        context: &Context,
+        context: &Context<'v>,
         type_ref: Option<&TypeRef>,
         path: &str,
         resource_root: bool,
@@ -448,7 +457,7 @@ impl<'d> Walker<'_, 'd> {
                 );
             }
             let type_ref = choice_type.or_else(|| def.types.first().cloned());
-            let child_context = child.clone();
+            let child_context = *child;
             for (index, item) in items.iter().enumerate() {
                 if item.value == Json::Null {
                     continue;
@@ -635,13 +644,13 @@ impl<'d> Walker<'_, 'd> {
     /// closed slicing.
     fn slices(
         &mut self,
-        sliced: &Context,
+        sliced: &Context<'v>,
         path: &str,
         is_array: bool,
         items: &[(usize, &'d Node)],
         chosen_type: Option<&str>,
     ) {
-        let structure = Arc::clone(&sliced.structure);
+        let structure: &'v Structure = sliced.structure;
         let Some(def) = structure.elements.get(sliced.element) else {
             return;
         };
@@ -669,14 +678,8 @@ impl<'d> Walker<'_, 'd> {
                 let Some(slice) = structure.elements.get(slice_index) else {
                     continue;
                 };
-                match slicing::item_matches(
-                    item,
-                    chosen_type,
-                    &structure,
-                    def,
-                    slice,
-                    &profile_type,
-                ) {
+                match slicing::item_matches(item, chosen_type, structure, def, slice, &profile_type)
+                {
                     slicing::SliceMatch::Yes => {
                         matched = Some((k, slice_index));
                         break;
@@ -692,7 +695,7 @@ impl<'d> Walker<'_, 'd> {
                         *count += 1;
                     }
                     let slice_context = Context {
-                        structure: Arc::clone(&structure),
+                        structure,
                         element: slice_index,
                     };
                     let slice_type = structure
@@ -754,7 +757,7 @@ impl<'d> Walker<'_, 'd> {
     }
 
     /// One value of an element of type `type_ref`.
-    fn value(&mut self, item: &'d Node, context: &Context, type_ref: &TypeRef, path: &str) {
+    fn value(&mut self, item: &'d Node, context: &Context<'v>, type_ref: &TypeRef, path: &str) {
         let code = type_ref.code.as_str();
         let base = self.validator.core.get(code).cloned();
         match base.as_ref().map(|s| s.kind) {
@@ -817,10 +820,8 @@ impl<'d> Walker<'_, 'd> {
 
     /// `_x`: an object with `id` and `extension` only.
     fn primitive_extension(&mut self, item: &'d Node, type_ref: Option<&TypeRef>, path: &str) {
-        let Some(structure) = type_ref
-            .and_then(|t| self.validator.core.get(&t.code))
-            .cloned()
-        else {
+        let validator: &'v StructureValidator = self.validator;
+        let Some(structure) = type_ref.and_then(|t| validator.core.get(&t.code)) else {
             return;
         };
         if structure.kind != Kind::PrimitiveType {
@@ -854,7 +855,7 @@ impl<'d> Walker<'_, 'd> {
 
     /// An extension: checked against its definition when the gateway holds
     /// it; otherwise reported as not checked (an error for modifiers).
-    fn extension(&mut self, item: &'d Node, context: &Context, path: &str) {
+    fn extension(&mut self, item: &'d Node, context: &Context<'v>, path: &str) {
         let Some(url) = item.get("url").and_then(Node::as_str) else {
             return; // Extension.url 1..1 is reported by the structural walk.
         };
@@ -863,7 +864,8 @@ impl<'d> Walker<'_, 'd> {
             .elements
             .get(context.element)
             .is_some_and(|e| e.name == "modifierExtension");
-        match self.validator.structure(url).cloned() {
+        let validator: &'v StructureValidator = self.validator;
+        match validator.structure(url) {
             Some(definition) if definition.type_name == "Extension" => {
                 self.object(
                     item,
