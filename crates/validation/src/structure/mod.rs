@@ -131,7 +131,7 @@ impl StructureValidator {
             walked: HashSet::new(),
             checked_primitives: HashSet::new(),
         };
-        walker.resource(resource, "", required_profiles);
+        walker.resource(resource, None, required_profiles);
         dedupe_into(walker.issues, issues);
     }
 }
@@ -154,9 +154,71 @@ fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
     }
 }
 
+/// Where the walk is, built only when a finding needs it: a chain of
+/// segments on the stack, rendered as `Bundle.entry[3].resource.code`.
+#[derive(Clone, Copy)]
+struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    segment: Segment<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Segment<'a> {
+    Root(&'a str),
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Path<'a> {
+    fn root(resource_type: &'a str) -> Self {
+        Self {
+            parent: None,
+            segment: Segment::Root(resource_type),
+        }
+    }
+
+    fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            segment: Segment::Key(key),
+        }
+    }
+
+    fn index(&'a self, index: usize) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            segment: Segment::Index(index),
+        }
+    }
+
+    /// The root resource of this type itself.
+    fn is_root(&self, resource_type: &str) -> bool {
+        matches!((self.parent, self.segment), (None, Segment::Root(t)) if t == resource_type)
+    }
+
+    /// `Bundle.entry` of the root Bundle.
+    fn is_root_bundle_entry(&self) -> bool {
+        matches!(self.segment, Segment::Key("entry"))
+            && self.parent.is_some_and(|p| p.is_root("Bundle"))
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(parent) = self.parent {
+            parent.fmt(f)?;
+        }
+        match self.segment {
+            Segment::Root(name) => f.write_str(name),
+            Segment::Key(key) => write!(f, ".{key}"),
+            Segment::Index(index) => write!(f, "[{index}]"),
+        }
+    }
+}
+
 /// The items of one sliced element: its path, whether it is an array, and
 /// each non-null item with its index.
-type SlicedItems<'a> = (String, bool, Vec<(usize, &'a Node)>, Option<String>);
+type SlicedItems<'a> = (&'a str, bool, Vec<(usize, &'a Node)>, Option<String>);
 
 struct Walker<'v, 'd> {
     validator: &'v StructureValidator,
@@ -185,39 +247,36 @@ struct Context<'v> {
 }
 
 impl<'v, 'd> Walker<'v, 'd> {
-    fn issue(&mut self, severity: Severity, code: IssueType, path: &str, message: String) {
+    fn issue(&mut self, severity: Severity, code: IssueType, path: &Path<'_>, message: String) {
         self.issues
-            .push(Issue::new(severity, code, message).at(path.to_owned()));
+            .push(Issue::new(severity, code, message).at(path.to_string()));
     }
 
-    fn error(&mut self, code: IssueType, path: &str, message: String) {
+    fn error(&mut self, code: IssueType, path: &Path<'_>, message: String) {
         self.issue(Severity::Error, code, path, message);
     }
 
-    /// A resource at `path` (`""` for the root), against its core definition
-    /// and its profiles.
-    fn resource(&mut self, node: &'d Node, path: &str, extra_profiles: &[&str]) {
+    /// A resource at `path` (`None` for the root), against its core
+    /// definition and its profiles.
+    fn resource(&mut self, node: &'d Node, path: Option<&Path<'_>>, extra_profiles: &[&str]) {
         let Some(resource_type) = node.get("resourceType").and_then(Node::as_str) else {
-            let at = if path.is_empty() { "Resource" } else { path };
+            let unnamed = Path::root("Resource");
             self.error(
                 IssueType::Structure,
-                at,
+                path.unwrap_or(&unnamed),
                 "a resource must have a resourceType".into(),
             );
             return;
         };
-        let path = if path.is_empty() {
-            resource_type.to_owned()
-        } else {
-            path.to_owned()
-        };
+        let root = Path::root(resource_type);
+        let path = path.unwrap_or(&root);
         let validator: &'v StructureValidator = self.validator;
         let core: &'v Structure = match validator.core.get(resource_type) {
             Some(s) if s.kind == Kind::Resource && !s.is_abstract => s.as_ref(),
             _ => {
                 self.error(
                     IssueType::Structure,
-                    &path,
+                    path,
                     format!("'{resource_type}' is not a known FHIR R4 resource type"),
                 );
                 return;
@@ -234,7 +293,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     structure: core,
                     element: 0,
                 },
-                &path,
+                path,
                 true,
             );
         }
@@ -254,7 +313,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                             structure: s.as_ref(),
                             element: 0,
                         };
-                        self.object(node, &context, &path, true);
+                        self.object(node, &context, path, true);
                     }
                 }
                 Some(s) => {
@@ -262,12 +321,12 @@ impl<'v, 'd> Walker<'v, 'd> {
                         "the profile {profile} constrains {}, not {resource_type}",
                         s.type_name
                     );
-                    self.error(IssueType::Invalid, &path, message);
+                    self.error(IssueType::Invalid, path, message);
                 }
                 None => self.issue(
                     Severity::Warning,
                     IssueType::NotFound,
-                    &path,
+                    path,
                     format!(
                         "the profile {profile} is not known to this gateway; the resource was not checked against it"
                     ),
@@ -342,7 +401,13 @@ impl<'v, 'd> Walker<'v, 'd> {
         children
     }
 
-    fn object(&mut self, node: &'d Node, context: &Context<'v>, path: &str, resource_root: bool) {
+    fn object(
+        &mut self,
+        node: &'d Node,
+        context: &Context<'v>,
+        path: &Path<'_>,
+        resource_root: bool,
+    ) {
         self.object_as(node, context, None, path, resource_root);
     }
 
@@ -352,7 +417,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         node: &'d Node,
         context: &Context<'v>,
         type_ref: Option<&TypeRef>,
-        path: &str,
+        path: &Path<'_>,
         resource_root: bool,
     ) {
         let Some(members) = node.as_object() else {
@@ -382,7 +447,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 def.matches(name)
                     .map(|choice| (slot, child, choice.cloned()))
             });
-            let member_path = format!("{path}.{key}");
+            let member_path = path.key(key);
             let Some((slot, child, choice_type)) = found else {
                 // A choice element written with a type it does not allow
                 // (`valueUri` where only `url` is allowed): one finding, and
@@ -462,16 +527,13 @@ impl<'v, 'd> Walker<'v, 'd> {
                 if item.value == Json::Null {
                     continue;
                 }
-                let item_path = if is_array {
-                    format!("{member_path}[{index}]")
-                } else {
-                    member_path.clone()
-                };
+                let indexed = member_path.index(index);
+                let item_path = if is_array { indexed } else { member_path };
                 if !is_primitive_extension {
                     self.fixed_and_pattern(item, def, &item_path);
                 }
                 // Entries of the root Bundle: references inside resolve from here.
-                let root_entry = resource_root && path == "Bundle" && key == "entry";
+                let root_entry = resource_root && path.is_root("Bundle") && key == "entry";
                 if root_entry {
                     self.entry = Some(index);
                 }
@@ -497,7 +559,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     .then(|| type_ref.as_ref().map(|t| t.code.clone()))
                     .flatten();
                 if let Some(slot_items) = sliced_items.get_mut(slot) {
-                    *slot_items = Some((member_path.clone(), is_array, collected, chosen_type));
+                    *slot_items = Some((key, is_array, collected, chosen_type));
                 }
             }
         }
@@ -508,10 +570,11 @@ impl<'v, 'd> Walker<'v, 'd> {
             if def.slicing.is_none() || def.slices.is_empty() {
                 continue;
             }
-            let (member_path, is_array, items, chosen_type) = sliced_items
+            let (key, is_array, items, chosen_type) = sliced_items
                 .get_mut(slot)
                 .and_then(Option::take)
-                .unwrap_or_else(|| (format!("{path}.{}", def.name), true, Vec::new(), None));
+                .unwrap_or((def.name.as_str(), true, Vec::new(), None));
+            let member_path = path.key(key);
             self.slices(
                 child,
                 &member_path,
@@ -537,7 +600,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     "{}: minimum required = {}, but only found {count}",
                     def.path, def.min
                 );
-                self.error(IssueType::Required, &format!("{path}.{name}"), message);
+                self.error(IssueType::Required, &path.key(&name), message);
             } else if def.max.exceeded_by(count) {
                 let message = format!(
                     "{}: maximum allowed = {}, but found {count}",
@@ -547,18 +610,14 @@ impl<'v, 'd> Walker<'v, 'd> {
                         compile::Max::Unbounded => "*".into(),
                     }
                 );
-                self.error(
-                    IssueType::Structure,
-                    &format!("{path}.{}", def.name),
-                    message,
-                );
+                self.error(IssueType::Structure, &path.key(&def.name), message);
             }
         }
     }
 
     /// ref-1: a local reference `#id` names a resource contained in this
     /// resource or one that contains it (`#` alone is the container).
-    fn local_reference(&mut self, item: &'d Node, path: &str) {
+    fn local_reference(&mut self, item: &'d Node, path: &Path<'_>) {
         let Some(id) = item
             .get("reference")
             .and_then(Node::as_str)
@@ -579,14 +638,14 @@ impl<'v, 'd> Walker<'v, 'd> {
         });
         if !found {
             let message = format!("ref-1: the local reference '#{id}' names no contained resource");
-            self.error(IssueType::Invariant, &format!("{path}.reference"), message);
+            self.error(IssueType::Invariant, &path.key("reference"), message);
         }
     }
 
     /// A reference that resolves inside the root Bundle points at a
     /// resource of a type its element's `targetProfile`s allow
     /// (ElementDefinition.type.targetProfile).
-    fn reference_target(&mut self, item: &'d Node, type_ref: &TypeRef, path: &str) {
+    fn reference_target(&mut self, item: &'d Node, type_ref: &TypeRef, path: &Path<'_>) {
         let (Some(bundle), Some(entry)) = (&self.bundle, self.entry) else {
             return;
         };
@@ -614,11 +673,11 @@ impl<'v, 'd> Walker<'v, 'd> {
             "the reference points at a {target_type}, but this element allows only {}",
             allowed.join(", ")
         );
-        self.error(IssueType::Structure, &format!("{path}.reference"), message);
+        self.error(IssueType::Structure, &path.key("reference"), message);
     }
 
     /// `fixed[x]` and `pattern[x]` of the element an item belongs to.
-    fn fixed_and_pattern(&mut self, item: &'d Node, def: &compile::ElementDef, path: &str) {
+    fn fixed_and_pattern(&mut self, item: &'d Node, def: &compile::ElementDef, path: &Path<'_>) {
         if let Some(fixed) = &def.fixed
             && !slicing::equals_fixed(item, fixed)
         {
@@ -645,7 +704,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     fn slices(
         &mut self,
         sliced: &Context<'v>,
-        path: &str,
+        path: &Path<'_>,
         is_array: bool,
         items: &[(usize, &'d Node)],
         chosen_type: Option<&str>,
@@ -663,13 +722,10 @@ impl<'v, 'd> Walker<'v, 'd> {
         let validator = self.validator;
         let profile_type = |url: &str| validator.structure(url).map(|s| s.type_name.clone());
         for &(index, item) in items {
-            let item_path = if is_array {
-                format!("{path}[{index}]")
-            } else {
-                path.to_owned()
-            };
+            let indexed = path.index(index);
+            let item_path = if is_array { indexed } else { *path };
             // Entries of the root Bundle: references inside resolve from here.
-            if path == "Bundle.entry" && self.bundle.is_some() {
+            if path.is_root_bundle_entry() && self.bundle.is_some() {
                 self.entry = Some(index);
             }
             let mut matched = None;
@@ -757,14 +813,20 @@ impl<'v, 'd> Walker<'v, 'd> {
     }
 
     /// One value of an element of type `type_ref`.
-    fn value(&mut self, item: &'d Node, context: &Context<'v>, type_ref: &TypeRef, path: &str) {
+    fn value(
+        &mut self,
+        item: &'d Node,
+        context: &Context<'v>,
+        type_ref: &TypeRef,
+        path: &Path<'_>,
+    ) {
         let code = type_ref.code.as_str();
         let base = self.validator.core.get(code).cloned();
         match base.as_ref().map(|s| s.kind) {
             Some(Kind::PrimitiveType) => self.primitive(item, code, path),
             Some(Kind::Resource) => {
                 let profiles: Vec<&str> = type_ref.profiles.iter().map(String::as_str).collect();
-                self.resource(item, path, &profiles);
+                self.resource(item, Some(path), &profiles);
             }
             _ => {
                 if code == "Extension" {
@@ -781,7 +843,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
     }
 
-    fn primitive(&mut self, item: &'d Node, fhir_type: &str, path: &str) {
+    fn primitive(&mut self, item: &'d Node, fhir_type: &str, path: &Path<'_>) {
         if !self.checked_primitives.insert(item.span.start) {
             return;
         }
@@ -819,7 +881,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     }
 
     /// `_x`: an object with `id` and `extension` only.
-    fn primitive_extension(&mut self, item: &'d Node, type_ref: Option<&TypeRef>, path: &str) {
+    fn primitive_extension(&mut self, item: &'d Node, type_ref: Option<&TypeRef>, path: &Path<'_>) {
         let validator: &'v StructureValidator = self.validator;
         let Some(structure) = type_ref.and_then(|t| validator.core.get(&t.code)) else {
             return;
@@ -835,7 +897,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         if let Some(members) = item.as_object()
             && let Some(value) = members.iter().find(|m| &*m.key == "value")
         {
-            let at = format!("{path}.{}", value.key);
+            let at = path.key(&value.key);
             self.error(
                 IssueType::Structure,
                 &at,
@@ -855,7 +917,7 @@ impl<'v, 'd> Walker<'v, 'd> {
 
     /// An extension: checked against its definition when the gateway holds
     /// it; otherwise reported as not checked (an error for modifiers).
-    fn extension(&mut self, item: &'d Node, context: &Context<'v>, path: &str) {
+    fn extension(&mut self, item: &'d Node, context: &Context<'v>, path: &Path<'_>) {
         let Some(url) = item.get("url").and_then(Node::as_str) else {
             return; // Extension.url 1..1 is reported by the structural walk.
         };
