@@ -45,6 +45,8 @@ pub enum IssueType {
     Invariant,
     /// Content invalid against the specification or a profile.
     Invalid,
+    /// A code not in the value set it is bound to, or not understood.
+    CodeInvalid,
     /// The reference could not be resolved or is of the wrong kind.
     NotFound,
     /// Not supported (content type, operation).
@@ -82,6 +84,7 @@ impl IssueType {
             Self::Value => "value",
             Self::Invariant => "invariant",
             Self::Invalid => "invalid",
+            Self::CodeInvalid => "code-invalid",
             Self::NotFound => "not-found",
             Self::NotSupported => "not-supported",
             Self::Extension => "extension",
@@ -179,6 +182,7 @@ pub fn render(issues: &[Issue]) -> Result<Vec<u8>, OutcomeRenderError> {
             IssueType::Value => codes::IssueType::Value,
             IssueType::Invariant => codes::IssueType::Invariant,
             IssueType::Invalid => codes::IssueType::Invalid,
+            IssueType::CodeInvalid => codes::IssueType::CodeInvalid,
             IssueType::NotFound => codes::IssueType::NotFound,
             IssueType::NotSupported => codes::IssueType::NotSupported,
             IssueType::Extension => codes::IssueType::Extension,

@@ -4,9 +4,12 @@
 //! [`ValidationReport`] of OperationOutcome issues (invalid input is a value,
 //! not an error): the FHIR document Bundle rules ([`document`]), structural
 //! validation against the StructureDefinition snapshots of R4 core and the
-//! profiles in the registry ([`structure`]), and the narrative XHTML rules
-//! ([`narrative`]). Bindings, slicing and FHIRPath invariants plug into
-//! [`Validator::validate`] next.
+//! profiles in the registry ([`structure`]: cardinality, types, formats,
+//! slicing, fixed/pattern values, reference targets), required and
+//! extensible bindings checked offline against the packages' ValueSets and
+//! CodeSystems ([`terminology`]), and the narrative XHTML rules
+//! ([`narrative`]). FHIRPath invariants plug into [`Validator::validate`]
+//! next.
 //!
 //! Must not know about: storage, HTTP, routing or transport. It reads the
 //! lossless JSON view and never alters the received bytes.
@@ -14,6 +17,7 @@
 pub mod document;
 pub mod narrative;
 pub mod structure;
+pub mod terminology;
 
 use ehds_fhir::outcome::Issue;
 
@@ -46,6 +50,7 @@ impl ValidationReport {
 #[derive(Debug)]
 pub struct Validator {
     structures: structure::StructureValidator,
+    terminology: terminology::Terminology,
     load_problems: Vec<structure::LoadProblem>,
 }
 
@@ -56,6 +61,7 @@ impl Validator {
         let (structures, load_problems) = structure::StructureValidator::new(registry);
         Self {
             structures,
+            terminology: terminology::Terminology::new(registry),
             load_problems,
         }
     }
@@ -88,8 +94,12 @@ impl Validator {
         } else {
             ValidationReport::default()
         };
-        self.structures
-            .validate(resource.root(), profiles, &mut report.issues);
+        self.structures.validate(
+            resource.root(),
+            profiles,
+            &self.terminology,
+            &mut report.issues,
+        );
         report
     }
 
@@ -104,8 +114,12 @@ impl Validator {
     ) -> ValidationReport {
         let mut report = document::check_document_bundle(resource);
         if resource.resource_type() == "Bundle" {
-            self.structures
-                .validate(resource.root(), document_profiles, &mut report.issues);
+            self.structures.validate(
+                resource.root(),
+                document_profiles,
+                &self.terminology,
+                &mut report.issues,
+            );
         }
         report
     }

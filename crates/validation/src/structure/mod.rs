@@ -120,9 +120,16 @@ impl StructureValidator {
 
     /// Validates one resource against its core definition, the profiles it
     /// claims in `meta.profile`, and `required_profiles`; appends issues.
-    pub fn validate(&self, resource: &Node, required_profiles: &[&str], issues: &mut Vec<Issue>) {
+    pub fn validate(
+        &self,
+        resource: &Node,
+        required_profiles: &[&str],
+        terminology: &crate::terminology::Terminology,
+        issues: &mut Vec<Issue>,
+    ) {
         let mut walker = Walker {
             validator: self,
+            terminology,
             issues: Vec::new(),
             bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
                 .then(|| BundleIndex::new(resource)),
@@ -222,6 +229,7 @@ type SlicedItems<'a> = (&'a str, bool, Vec<(usize, &'a Node)>, Option<String>);
 
 struct Walker<'v, 'd> {
     validator: &'v StructureValidator,
+    terminology: &'v crate::terminology::Terminology,
     issues: Vec<Issue>,
     /// The root Bundle's entries, for reference targets.
     bundle: Option<BundleIndex<'d>>,
@@ -676,6 +684,97 @@ impl<'v, 'd> Walker<'v, 'd> {
         self.error(IssueType::Structure, &path.key("reference"), message);
     }
 
+    /// A coded value against its element's required or extensible binding
+    /// (ElementDefinition.binding; R4 terminologies.html#strength): a code
+    /// outside a required value set is an error, outside an extensible one a
+    /// warning; a code the gateway cannot decide offline (SNOMED CT, LOINC, an
+    /// unknown value set) is reported as not checked.
+    fn binding(
+        &mut self,
+        item: &'d Node,
+        context: &Context<'v>,
+        type_ref: &TypeRef,
+        path: &Path<'_>,
+    ) {
+        use crate::terminology::Membership;
+        let Some(binding) = context
+            .structure
+            .elements
+            .get(context.element)
+            .and_then(|e| e.binding.as_ref())
+        else {
+            return;
+        };
+        let required = match binding.strength.as_str() {
+            "required" => true,
+            "extensible" => false,
+            _ => return,
+        };
+        let Some(value_set) = binding.value_set.as_deref() else {
+            return;
+        };
+        let terminology = self.terminology;
+        let coding = |coding: &Node| -> Option<Membership> {
+            let code = coding.get("code").and_then(Node::as_str)?;
+            let system = coding.get("system").and_then(Node::as_str);
+            Some(terminology.check_code(value_set, system, code))
+        };
+        let membership = match type_ref.code.as_str() {
+            "code" => item
+                .as_str()
+                .map(|code| terminology.check_bare_code(value_set, code)),
+            "Coding" => coding(item),
+            "CodeableConcept" => {
+                let results: Vec<Membership> = item
+                    .get("coding")
+                    .map(Node::items)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(coding)
+                    .collect();
+                if results.is_empty() {
+                    Some(Membership::NotMember(
+                        "no code is given, only text".to_owned(),
+                    ))
+                } else if results.contains(&Membership::Member) {
+                    Some(Membership::Member)
+                } else {
+                    results
+                        .iter()
+                        .find(|m| matches!(m, Membership::NotChecked(_)))
+                        .or(results.first())
+                        .cloned()
+                }
+            }
+            _ => None,
+        };
+        let strength = if required { "required" } else { "extensible" };
+        match membership {
+            None | Some(Membership::Member) => {}
+            Some(Membership::NotMember(why)) => {
+                let message = format!(
+                    "the code is not in the value set {value_set} ({strength} binding): {why}"
+                );
+                let severity = if required {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                self.issue(severity, IssueType::CodeInvalid, path, message);
+            }
+            Some(Membership::NotChecked(why)) => {
+                let message =
+                    format!("the {strength} binding to {value_set} was not checked: {why}");
+                self.issue(
+                    Severity::Information,
+                    IssueType::Informational,
+                    path,
+                    message,
+                );
+            }
+        }
+    }
+
     /// `fixed[x]` and `pattern[x]` of the element an item belongs to.
     fn fixed_and_pattern(&mut self, item: &'d Node, def: &compile::ElementDef, path: &Path<'_>) {
         if let Some(fixed) = &def.fixed
@@ -730,6 +829,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
             let mut matched = None;
             let mut item_evaluable = true;
+            let mut candidates = Vec::new();
             for (k, &slice_index) in slices.iter().enumerate() {
                 let Some(slice) = structure.elements.get(slice_index) else {
                     continue;
@@ -740,8 +840,16 @@ impl<'v, 'd> Walker<'v, 'd> {
                         matched = Some((k, slice_index));
                         break;
                     }
+                    slicing::SliceMatch::TypeOnly => candidates.push((k, slice_index)),
                     slicing::SliceMatch::Unknown => item_evaluable = false,
                     slicing::SliceMatch::No => {}
+                }
+            }
+            if matched.is_none() {
+                match candidates.as_slice() {
+                    [only] => matched = Some(*only),
+                    [] => {}
+                    _ => item_evaluable = false,
                 }
             }
             evaluable &= item_evaluable || matched.is_some();
@@ -820,6 +928,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         type_ref: &TypeRef,
         path: &Path<'_>,
     ) {
+        self.binding(item, context, type_ref, path);
         let code = type_ref.code.as_str();
         let base = self.validator.core.get(code).cloned();
         match base.as_ref().map(|s| s.kind) {

@@ -73,6 +73,9 @@ pub enum SliceMatch {
     No,
     /// A discriminator cannot be evaluated offline.
     Unknown,
+    /// The item has the type of the slice's profile but does not claim the
+    /// profile: the slice is a candidate, decided only if it is the sole one.
+    TypeOnly,
 }
 
 /// The nodes at a dotted discriminator `path` below `item` (`$this` is the
@@ -145,7 +148,8 @@ pub fn item_matches(
         match outcome {
             SliceMatch::No => return SliceMatch::No,
             SliceMatch::Unknown => result = SliceMatch::Unknown,
-            SliceMatch::Yes => {}
+            SliceMatch::TypeOnly if result == SliceMatch::Yes => result = SliceMatch::TypeOnly,
+            SliceMatch::TypeOnly | SliceMatch::Yes => {}
         }
     }
     result
@@ -258,9 +262,26 @@ fn profile_discriminator(
         any = true;
         match profile_type(profile) {
             Some(t) if t == resource_type => {
-                // The same type: conformance to the profile itself decides,
-                // which the slice walk then checks.
-                return SliceMatch::Yes;
+                // The same type: only conformance to the profile decides.
+                // A resource that claims the profile belongs to the slice;
+                // otherwise it is a candidate: the only slice of its type
+                // takes it, but several slices of one type (IPS Observation
+                // profiles) cannot be told apart without validating against
+                // each, so the match is left undecided rather than guessed.
+                let claims = node
+                    .get("meta")
+                    .and_then(|m| m.get("profile"))
+                    .map(Node::items)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|p| {
+                        p.as_str().map(|c| c.split('|').next()) == Some(profile.split('|').next())
+                    });
+                return if claims {
+                    SliceMatch::Yes
+                } else {
+                    SliceMatch::TypeOnly
+                };
             }
             Some(_) => {}
             None => return SliceMatch::Unknown,
