@@ -10,30 +10,25 @@
 )]
 
 use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, Store, StoreConfig};
-use ehds_test_support::{conformance_dir, files_with_extension, postgres_url, unique_schema};
+use ehds_test_support::{
+    ScratchDir, conformance_dir, files_with_extension, postgres_url, unique_schema,
+};
 
 /// A fresh store of each backend; the temp dir keeps the SQLite file alive.
 struct Fresh {
     store: Store,
-    _dir: Option<TempDir>,
-}
-
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: Option<ScratchDir>,
 }
 
 async fn sqlite() -> Option<Fresh> {
-    let dir = std::env::temp_dir().join(unique_schema("store"));
+    let dir = ScratchDir::new("store");
     let config = StoreConfig::Sqlite {
-        path: dir.join("nested/folder/gateway.db"),
+        path: dir.path().join("nested/folder/gateway.db"),
     };
     let store = Store::open(&config).await.unwrap();
     Some(Fresh {
         store,
-        _dir: Some(TempDir(dir)),
+        _dir: Some(dir),
     })
 }
 
@@ -200,9 +195,9 @@ async fn unknown_ids_are_none(store: &Store) {
 
 #[tokio::test]
 async fn sqlite_file_persists_across_reopen() {
-    let dir = TempDir(std::env::temp_dir().join(unique_schema("reopen")));
+    let dir = ScratchDir::new("reopen");
     let config = StoreConfig::Sqlite {
-        path: dir.0.join("gw.db"),
+        path: dir.path().join("gw.db"),
     };
     let store = Store::open(&config).await.unwrap();
     let PutOutcome::Created(created) = store.put_document(doc("urn:uuid:p", b"{}")).await.unwrap()

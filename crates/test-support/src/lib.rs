@@ -182,3 +182,34 @@ impl Drop for GatewayProcess {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A fresh folder under the system temp dir, removed when dropped.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates an empty folder named after `label` and a unique suffix.
+    ///
+    /// # Panics
+    /// When the folder cannot be created (a test cannot run without it).
+    #[allow(clippy::panic)]
+    pub fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(unique_schema(label));
+        let _ = std::fs::remove_dir_all(&path);
+        if let Err(e) = std::fs::create_dir_all(&path) {
+            panic!("cannot create {}: {e}", path.display());
+        }
+        Self(path)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

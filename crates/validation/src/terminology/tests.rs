@@ -1,9 +1,7 @@
 //! Membership against the packages in `profiles/` and against small
 //! synthetic packages written by the tests.
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ehds_fhir::Node;
@@ -453,32 +451,7 @@ fn unknown_value_set_is_not_checked() {
 
 // --- synthetic packages ----------------------------------------------------
 
-/// A scratch folder removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "ehds-terminology-test-{}-{label}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use ehds_test_support::ScratchDir as Scratch;
 
 /// A terminology from one package holding `resources` (JSON texts).
 fn synthetic(label: &str, resources: &[&str]) -> Terminology {
