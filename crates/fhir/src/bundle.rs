@@ -216,34 +216,74 @@ pub struct FoundReference<'a> {
 /// R4 element named `reference` is a primitive.
 pub fn references(resource: &Node) -> Vec<FoundReference<'_>> {
     let mut found = Vec::new();
-    let mut path = Vec::new();
-    walk(resource, &mut path, &mut found);
+    visit_references(resource, &mut |reference, path| {
+        found.push(FoundReference {
+            reference,
+            path: owned_path(path),
+        });
+    });
     found
 }
 
-fn walk<'a>(node: &'a Node, path: &mut Vec<PathSegment>, found: &mut Vec<FoundReference<'a>>) {
+/// Calls `f` with every `reference` string [`references`] finds and the path
+/// to it as borrowed steps, allocating nothing per reference: callers build
+/// an owned path ([`owned_path`]) only for the references they report.
+pub fn visit_references<'a>(resource: &'a Node, f: &mut dyn FnMut(&'a str, &[PathStep<'a>])) {
+    let mut path = Vec::new();
+    walk(resource, &mut path, f);
+}
+
+/// One step of a path borrowed from the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathStep<'a> {
+    /// A member name.
+    Key(&'a str),
+    /// An array index.
+    Index(usize),
+}
+
+/// The owned form of borrowed path steps.
+pub fn owned_path(steps: &[PathStep<'_>]) -> Vec<PathSegment> {
+    steps
+        .iter()
+        .map(|step| match *step {
+            PathStep::Key(k) => PathSegment::Key(k.into()),
+            PathStep::Index(i) => PathSegment::Index(i),
+        })
+        .collect()
+}
+
+fn walk<'a>(
+    node: &'a Node,
+    path: &mut Vec<PathStep<'a>>,
+    f: &mut dyn FnMut(&'a str, &[PathStep<'a>]),
+) {
     match &node.value {
         Json::Object(members) => {
             for member in members {
-                path.push(PathSegment::Key(member.key.clone()));
-                if &*member.key == "reference" {
+                let key: &'a str = &member.key;
+                if key == "reference" {
                     if let Some(reference) = member.node.as_str() {
-                        found.push(FoundReference {
-                            reference,
-                            path: path.clone(),
-                        });
+                        path.push(PathStep::Key(key));
+                        f(reference, path);
+                        path.pop();
                     }
-                } else if &*member.key != "div" {
-                    walk(&member.node, path, found);
+                } else if key != "div"
+                    && matches!(member.node.value, Json::Object(_) | Json::Array(_))
+                {
+                    path.push(PathStep::Key(key));
+                    walk(&member.node, path, f);
+                    path.pop();
                 }
-                path.pop();
             }
         }
         Json::Array(items) => {
             for (index, item) in items.iter().enumerate() {
-                path.push(PathSegment::Index(index));
-                walk(item, path, found);
-                path.pop();
+                if matches!(item.value, Json::Object(_) | Json::Array(_)) {
+                    path.push(PathStep::Index(index));
+                    walk(item, path, f);
+                    path.pop();
+                }
             }
         }
         _ => {}

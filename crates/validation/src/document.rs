@@ -156,21 +156,20 @@ fn check_references(index: &BundleIndex<'_>, report: &mut ValidationReport) {
             continue;
         };
         let resource_type = entry.resource_type().unwrap_or("Resource");
-        for found in bundle::references(resource) {
-            match index.resolve(entry.index, found.reference) {
+        bundle::visit_references(resource, &mut |reference, steps| {
+            match index.resolve(entry.index, reference) {
                 Resolution::Unresolved => {
                     let mut path = vec![
                         PathSegment::Key("entry".into()),
                         PathSegment::Index(entry.index),
                         PathSegment::Key("resource".into()),
                     ];
-                    path.extend(found.path.iter().cloned());
+                    path.extend(bundle::owned_path(steps));
                     report.push(
                         Issue::error(
                             IssueType::NotFound,
                             format!(
-                                "the reference '{}' in a {resource_type} does not resolve to an entry of this document Bundle",
-                                found.reference
+                                "the reference '{reference}' in a {resource_type} does not resolve to an entry of this document Bundle"
                             ),
                         )
                         .at(render_path("Bundle", &path)),
@@ -180,7 +179,7 @@ fn check_references(index: &BundleIndex<'_>, report: &mut ValidationReport) {
                 // walk for every resource, in or out of a Bundle.
                 Resolution::Contained | Resolution::Entry(_) | Resolution::External => {}
             }
-        }
+        });
     }
 }
 

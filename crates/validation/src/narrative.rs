@@ -69,128 +69,129 @@ pub const RULE_TXT1: &str = "txt-1";
 /// Rule key: some non-whitespace content.
 pub const RULE_TXT2: &str = "txt-2";
 
-/// Elements permitted in a narrative: Java `XhtmlValidator.HTML_ELEMENTS`
-/// (a superset of the R4 txt-1 XPath list: it adds `address`, `bdo`, `kbd`,
+/// Elements permitted in a narrative: Java `XhtmlValidator.HTML_ELEMENTS`,
+/// sorted for binary search (a superset of the R4 txt-1 XPath list: it adds `address`, `bdo`, `kbd`,
 /// `map` and `area`).
 pub const PERMITTED_ELEMENTS: &[&str] = &[
-    "p",
+    "a",
+    "abbr",
+    "acronym",
+    "address",
+    "area",
+    "b",
+    "bdo",
+    "big",
+    "blockquote",
     "br",
+    "caption",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "dd",
+    "dfn",
     "div",
+    "dl",
+    "dt",
+    "em",
     "h1",
     "h2",
     "h3",
     "h4",
     "h5",
     "h6",
-    "a",
-    "span",
-    "b",
-    "em",
-    "i",
-    "strong",
-    "small",
-    "big",
-    "tt",
-    "dfn",
-    "q",
-    "var",
-    "abbr",
-    "acronym",
-    "cite",
-    "blockquote",
     "hr",
-    "address",
-    "bdo",
+    "i",
+    "img",
     "kbd",
+    "li",
+    "map",
+    "ol",
+    "p",
+    "pre",
+    "q",
+    "samp",
+    "small",
+    "span",
+    "strong",
     "sub",
     "sup",
-    "ul",
-    "ol",
-    "li",
-    "dl",
-    "dt",
-    "dd",
-    "pre",
     "table",
-    "caption",
-    "colgroup",
-    "col",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
     "thead",
     "tr",
-    "tfoot",
-    "tbody",
-    "th",
-    "td",
-    "code",
-    "samp",
-    "img",
-    "map",
-    "area",
+    "tt",
+    "ul",
+    "var",
 ];
 
 /// Attributes permitted on every element: Java
-/// `XhtmlValidator.HTML_ATTRIBUTES` (names as written, so `xml:lang`).
+/// `XhtmlValidator.HTML_ATTRIBUTES` (names as written, so `xml:lang`),
+/// sorted for binary search.
 pub const PERMITTED_ATTRIBUTES: &[&str] = &[
-    "title",
-    "style",
-    "class",
-    "id",
-    "lang",
-    "xml:lang",
-    "dir",
+    "abbr",
     "accesskey",
-    "tabindex",
-    "span",
-    "width",
     "align",
-    "valign",
+    "axis",
     "char",
     "charoff",
-    "abbr",
-    "axis",
-    "headers",
-    "scope",
-    "rowspan",
+    "class",
     "colspan",
+    "dir",
+    "headers",
+    "id",
+    "lang",
+    "rowspan",
+    "scope",
+    "span",
+    "style",
+    "tabindex",
+    "title",
+    "valign",
+    "width",
+    "xml:lang",
 ];
 
 /// Attributes permitted on one element only, as (element, attribute): Java
-/// `XhtmlValidator.HTML_COMBO_LIST`.
+/// `XhtmlValidator.HTML_COMBO_LIST`, sorted for binary search.
 pub const PERMITTED_ELEMENT_ATTRIBUTES: &[(&str, &str)] = &[
-    ("a", "href"),
-    ("a", "name"),
     ("a", "charset"),
-    ("a", "type"),
+    ("a", "coords"),
+    ("a", "href"),
     ("a", "hreflang"),
+    ("a", "name"),
     ("a", "rel"),
     ("a", "rev"),
     ("a", "shape"),
-    ("a", "coords"),
-    ("img", "src"),
-    ("img", "border"),
-    ("img", "alt"),
-    ("img", "longdesc"),
-    ("img", "height"),
-    ("img", "width"),
-    ("img", "usemap"),
-    ("img", "ismap"),
-    ("div", "xmlns"),
-    ("blockquote", "cite"),
-    ("q", "cite"),
-    ("map", "name"),
-    ("area", "shape"),
+    ("a", "type"),
+    ("area", "alt"),
     ("area", "coords"),
     ("area", "href"),
     ("area", "nohref"),
-    ("area", "alt"),
-    ("table", "summary"),
-    ("table", "width"),
+    ("area", "shape"),
+    ("blockquote", "cite"),
+    ("div", "xmlns"),
+    ("img", "alt"),
+    ("img", "border"),
+    ("img", "height"),
+    ("img", "ismap"),
+    ("img", "longdesc"),
+    ("img", "src"),
+    ("img", "usemap"),
+    ("img", "width"),
+    ("map", "name"),
+    ("pre", "space"),
+    ("q", "cite"),
     ("table", "border"),
+    ("table", "cellpadding"),
+    ("table", "cellspacing"),
     ("table", "frame"),
     ("table", "rules"),
-    ("table", "cellspacing"),
-    ("table", "cellpadding"),
-    ("pre", "space"),
+    ("table", "summary"),
+    ("table", "width"),
     ("td", "nowrap"),
 ];
 
@@ -257,8 +258,8 @@ enum Flow {
 /// One open element.
 #[derive(Debug)]
 struct Open {
-    /// The name as shown in messages.
-    shown: String,
+    /// Where the element's name is in the div (shown only in messages).
+    name: std::ops::Range<usize>,
     /// Whether it is a `p` (for the block-in-paragraph rule).
     is_p: bool,
     /// Whether unprefixed descendants are in the XHTML namespace.
@@ -375,7 +376,7 @@ impl Checker {
     /// Reads the whole div; true when it was read to the end (so txt-2 can be
     /// judged), false when a well-formedness error stopped it.
     fn run(&mut self, div: &str) -> bool {
-        if let Some((offset, ch)) = div.char_indices().find(|(_, c)| !is_xml_char(*c)) {
+        if let Some((offset, ch)) = first_non_xml_char(div) {
             self.xhtml(
                 format!("character U+{:04X} is not allowed in XML", u32::from(ch)),
                 offset as u64,
@@ -434,7 +435,7 @@ impl Checker {
                     self.xhtml("a DOCTYPE is not allowed in a narrative".to_owned(), at);
                     Flow::Continue
                 }
-                Event::Eof => return self.eof(at),
+                Event::Eof => return self.eof(div, at),
             };
             if flow == Flow::Stop {
                 return false;
@@ -442,7 +443,7 @@ impl Checker {
         }
     }
 
-    fn eof(&mut self, at: u64) -> bool {
+    fn eof(&mut self, div: &str, at: u64) -> bool {
         match self.phase {
             Phase::Before => {
                 self.xhtml("the div has no root element".to_owned(), at);
@@ -452,7 +453,8 @@ impl Checker {
                 let name = self
                     .stack
                     .last()
-                    .map_or_else(|| "div".to_owned(), |open| open.shown.clone());
+                    .and_then(|open| div.get(open.name.clone()))
+                    .map_or_else(|| "div".to_owned(), show);
                 self.xhtml(
                     format!("element <{name}> is not closed before the end of the div"),
                     at,
@@ -488,12 +490,11 @@ impl Checker {
             self.xhtml("malformed element name".to_owned(), at);
             return Flow::Stop;
         }
-        let shown = show(raw_name);
+        let shown = Shown(raw_name);
 
         // Attributes: syntax, uniqueness, references. A value whose
         // references are bad is `None` and skips the value checks.
-        let mut attributes: Vec<(&str, Option<String>)> = Vec::new();
-        let mut keys: HashSet<&str> = HashSet::new();
+        let mut attributes: Vec<(&str, Option<Cow<'_, str>>)> = Vec::new();
         let mut iter = start.attributes();
         iter.with_checks(false);
         for attribute in iter {
@@ -507,7 +508,7 @@ impl Checker {
                 self.xhtml(format!("malformed attribute name in <{shown}>"), at);
                 return Flow::Stop;
             }
-            if !keys.insert(key) {
+            if attributes.iter().any(|(seen, _)| *seen == key) {
                 self.xhtml(
                     format!("attribute '{}' appears twice on <{shown}>", show(key)),
                     at,
@@ -524,8 +525,13 @@ impl Checker {
                 );
                 return Flow::Stop;
             }
-            let value = match decode_references(raw_value) {
-                Ok(value) => Some(value.into_owned()),
+            let decoded = match &attribute.value {
+                // Borrowed from the div: decoding can borrow it too.
+                Cow::Borrowed(raw) => decode_references(raw),
+                Cow::Owned(raw) => decode_references(raw).map(|v| Cow::Owned(v.into_owned())),
+            };
+            let value = match decoded {
+                Ok(value) => Some(value),
                 Err(problem) => {
                     self.xhtml(
                         format!(
@@ -618,7 +624,7 @@ impl Checker {
         }
 
         // txt-1: elements.
-        if !PERMITTED_ELEMENTS.contains(&local) {
+        if PERMITTED_ELEMENTS.binary_search(&local).is_err() {
             self.txt1(
                 Severity::Error,
                 format!("element <{shown}> is not permitted in a narrative"),
@@ -635,7 +641,7 @@ impl Checker {
 
         // txt-1: attributes.
         for (key, value) in &attributes {
-            self.attribute(local, &shown, key, value.as_deref(), at);
+            self.attribute(local, shown, key, value.as_deref(), at);
         }
 
         // txt-2: an image counts as content.
@@ -646,8 +652,9 @@ impl Checker {
         if is_root {
             self.phase = Phase::Inside;
         }
+        let name_start = usize::try_from(at).unwrap_or(usize::MAX).saturating_add(1);
         let open = Open {
-            shown,
+            name: name_start..name_start.saturating_add(raw_name.len()),
             is_p: local == "p",
             default_xhtml,
             declared,
@@ -663,12 +670,21 @@ impl Checker {
         Flow::Continue
     }
 
-    fn attribute(&mut self, element: &str, shown: &str, key: &str, value: Option<&str>, at: u64) {
-        let shown_key = show(key);
+    fn attribute(
+        &mut self,
+        element: &str,
+        shown: Shown<'_>,
+        key: &str,
+        value: Option<&str>,
+        at: u64,
+    ) {
+        let shown_key = Shown(key);
         let permitted = key == "xmlns"
             || key.starts_with("xmlns:")
-            || PERMITTED_ATTRIBUTES.contains(&key)
-            || PERMITTED_ELEMENT_ATTRIBUTES.contains(&(element, key));
+            || PERMITTED_ATTRIBUTES.binary_search(&key).is_ok()
+            || PERMITTED_ELEMENT_ATTRIBUTES
+                .binary_search(&(element, key))
+                .is_ok();
         if !permitted {
             if key == "xml:space" {
                 self.txt1(
@@ -703,7 +719,7 @@ impl Checker {
         }
     }
 
-    fn url(&mut self, element: &str, shown: &str, key: &str, value: &str, at: u64) {
+    fn url(&mut self, element: &str, shown: Shown<'_>, key: &str, value: &str, at: u64) {
         let scheme = url_scheme(value);
         let is_data = scheme.as_deref() == Some("data");
         let img_src = element == "img" && key == "src";
@@ -755,7 +771,7 @@ impl Checker {
         }
     }
 
-    fn style(&mut self, shown: &str, value: &str, at: u64) {
+    fn style(&mut self, shown: Shown<'_>, value: &str, at: u64) {
         const ACTIVE: &[&str] = &[
             "expression(",
             "javascript:",
@@ -866,6 +882,23 @@ impl Checker {
     }
 }
 
+/// The first character that is not an XML 1.0 §2.2 `Char`, by byte scans:
+/// in a Rust string (no surrogates) only the C0 controls other than tab,
+/// line feed and carriage return, and U+FFFE / U+FFFF, are excluded.
+fn first_non_xml_char(div: &str) -> Option<(usize, char)> {
+    let control = div
+        .bytes()
+        .position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
+    let non_characters = [div.find('\u{FFFE}'), div.find('\u{FFFF}')];
+    let offset = std::iter::once(control)
+        .chain(non_characters)
+        .flatten()
+        .min()?;
+    let found = div.get(offset..)?.chars().next()?;
+    debug_assert!(!is_xml_char(found));
+    Some((offset, found))
+}
+
 /// XML 1.0 §2.2 `Char`.
 fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
@@ -879,6 +912,20 @@ fn is_name(name: &str) -> bool {
     };
     let start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
     start(first) && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
+/// A name as messages show it: at most [`MAX_SHOWN_CHARS`] characters,
+/// formatted only when a message is written.
+#[derive(Debug, Clone, Copy)]
+struct Shown<'a>(&'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(MAX_SHOWN_CHARS) {
+            Some((cut, _)) => write!(f, "{}…", self.0.get(..cut).unwrap_or_default()),
+            None => f.write_str(self.0),
+        }
+    }
 }
 
 /// A name for a message: at most [`MAX_SHOWN_CHARS`] characters.
@@ -1127,6 +1174,30 @@ mod tests {
 
     fn div(inner: &str) -> String {
         format!("{OPEN}{inner}</div>")
+    }
+
+    #[test]
+    fn byte_scan_finds_the_same_non_xml_character_as_a_char_scan() {
+        for text in [
+            "plain",
+            "tab\tok\r\n",
+            "a\u{1}b",
+            "é\u{FFFE}x\u{1}",
+            "\u{FFFF}",
+            "x\u{7}\u{FFFE}",
+            "\u{10000}\u{0}",
+            "\u{D7FF}\u{E000}\u{FFFD}",
+        ] {
+            let slow = text.char_indices().find(|(_, c)| !is_xml_char(*c));
+            assert_eq!(first_non_xml_char(text), slow, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn permitted_lists_are_sorted_for_binary_search() {
+        assert!(PERMITTED_ELEMENTS.windows(2).all(|w| w[0] < w[1]));
+        assert!(PERMITTED_ATTRIBUTES.windows(2).all(|w| w[0] < w[1]));
+        assert!(PERMITTED_ELEMENT_ATTRIBUTES.windows(2).all(|w| w[0] < w[1]));
     }
 
     fn rules(findings: &[NarrativeFinding]) -> Vec<&'static str> {

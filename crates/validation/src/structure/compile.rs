@@ -120,6 +120,11 @@ pub struct ElementDef {
     pub slices: Vec<usize>,
     /// `contentReference` resolved to an element of the same structure.
     pub content_reference: Option<usize>,
+    /// On a slice: for each discriminator of the sliced element, in order,
+    /// the element at the discriminator's path below this slice
+    /// (`<slice id>.<path>`, `$this` being the slice itself), resolved once
+    /// here rather than per item.
+    pub discriminator_elements: Vec<Option<usize>>,
 }
 
 impl ElementDef {
@@ -163,6 +168,9 @@ pub enum Kind {
 /// A compiled StructureDefinition.
 #[derive(Debug, Clone)]
 pub struct Structure {
+    /// Position in the validator's table of structures (set when the
+    /// validator takes it in; 0 until then).
+    pub id: u32,
     /// Canonical URL.
     pub url: String,
     /// `type`: the resource or datatype it defines or constrains.
@@ -378,6 +386,7 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
             children: Vec::new(),
             slices: Vec::new(),
             content_reference: None,
+            discriminator_elements: Vec::new(),
         });
         if let Some(reference) = text(element, "contentReference") {
             // Resolved by `link`, once every id is known.
@@ -391,6 +400,7 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
         return Err(malformed("empty snapshot"));
     }
     Ok(Structure {
+        id: 0,
         url,
         type_name,
         kind,
@@ -459,6 +469,36 @@ fn link(elements: &mut [ElementDef], by_id: &HashMap<String, usize>) {
         if let Some(e) = elements.get_mut(index) {
             e.content_reference = Some(target);
             e.types.clear();
+        }
+    }
+    let mut below: Vec<(usize, Vec<Option<usize>>)> = Vec::new();
+    for element in elements.iter() {
+        let Some(slicing) = &element.slicing else {
+            continue;
+        };
+        for &slice in &element.slices {
+            let Some(slice_id) = elements.get(slice).map(|e| e.id.as_str()) else {
+                continue;
+            };
+            let targets = slicing
+                .discriminators
+                .iter()
+                .map(|d| {
+                    if d.path == "$this" {
+                        return Some(slice);
+                    }
+                    by_id
+                        .get(&format!("{slice_id}.{}", d.path))
+                        .or_else(|| by_id.get(&format!("{slice_id}.{}[x]", d.path)))
+                        .copied()
+                })
+                .collect();
+            below.push((slice, targets));
+        }
+    }
+    for (slice, targets) in below {
+        if let Some(e) = elements.get_mut(slice) {
+            e.discriminator_elements = targets;
         }
     }
 }

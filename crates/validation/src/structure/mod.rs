@@ -25,8 +25,8 @@ pub mod compile;
 pub mod primitive;
 pub mod slicing;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::sync::{Arc, RwLock};
 
 use ehds_fhir::Node;
 use ehds_fhir::bundle::{BundleIndex, Resolution};
@@ -47,7 +47,22 @@ pub struct StructureValidator {
     /// without Unicode classes: the regexes are written for Java, where `\s`
     /// and `\S` are ASCII classes (a no-break space is not whitespace).
     regexes: HashMap<String, regex::bytes::Regex>,
+    /// Every compiled structure, by [`Structure::id`].
+    all: Vec<Arc<Structure>>,
+    /// The children of (structure id, element, chosen type) as
+    /// [`Walker::child_definitions`] merges them, as (structure id, element)
+    /// pairs: the same datatypes recur all over every document, so each
+    /// merge is done once per process, not once per object.
+    children: RwLock<HashMap<ChildKey, ChildPairs>>,
 }
+
+/// Identity of a `child_definitions` question: the structure id, the element
+/// and the chosen type (by address inside the validator's own structures,
+/// which never move; 0 for the element's own first type).
+type ChildKey = (u32, usize, usize);
+
+/// Merged children as (structure id, element) pairs.
+type ChildPairs = Arc<[(u32, u32)]>;
 
 /// A definition in the registry the validator could not use (reported once,
 /// at load time, never silently).
@@ -65,13 +80,16 @@ impl StructureValidator {
     /// Compiles every StructureDefinition in `registry`.
     pub fn new(registry: &Registry) -> (Self, Vec<LoadProblem>) {
         let mut problems = Vec::new();
-        let mut by_url = HashMap::new();
-        let mut core = HashMap::new();
-        let mut regexes = HashMap::new();
+        let mut by_url = HashMap::default();
+        let mut core = HashMap::default();
+        let mut regexes = HashMap::default();
+        let mut all = Vec::new();
         for loaded in registry.of_type("StructureDefinition") {
             match compile::compile(loaded.resource.root()) {
-                Ok(structure) => {
+                Ok(mut structure) => {
+                    structure.id = u32::try_from(all.len()).unwrap_or(u32::MAX);
                     let structure = Arc::new(structure);
+                    all.push(Arc::clone(&structure));
                     if let Some(type_name) = structure.url.strip_prefix(CORE_PREFIX)
                         && type_name == structure.type_name
                         && !structure.is_profile
@@ -106,9 +124,16 @@ impl StructureValidator {
                 by_url,
                 core,
                 regexes,
+                all,
+                children: RwLock::new(HashMap::default()),
             },
             problems,
         )
+    }
+
+    /// The compiled structure with [`Structure::id`] `id`.
+    fn by_id(&self, id: u32) -> Option<&Structure> {
+        self.all.get(usize::try_from(id).ok()?).map(|s| &**s)
     }
 
     /// The compiled StructureDefinition with canonical `url` (`|version`
@@ -135,8 +160,10 @@ impl StructureValidator {
                 .then(|| BundleIndex::new(resource)),
             entry: None,
             resources: Vec::new(),
-            walked: HashSet::new(),
-            checked_primitives: HashSet::new(),
+            walked: HashSet::default(),
+            checked_primitives: HashSet::default(),
+            count_buffers: Vec::new(),
+            context_buffers: Vec::new(),
         };
         walker.resource(resource, None, required_profiles);
         dedupe_into(walker.issues, issues);
@@ -225,7 +252,7 @@ impl std::fmt::Display for Path<'_> {
 
 /// The items of one sliced element: its path, whether it is an array, and
 /// each non-null item with its index.
-type SlicedItems<'a> = (&'a str, bool, Vec<(usize, &'a Node)>, Option<String>);
+type SlicedItems<'a, 't> = (&'a str, bool, Vec<(usize, &'a Node)>, Option<&'t str>);
 
 struct Walker<'v, 'd> {
     validator: &'v StructureValidator,
@@ -245,6 +272,10 @@ struct Walker<'v, 'd> {
     /// core and profile walks meet the same values; formats depend on the
     /// type only).
     checked_primitives: HashSet<u32>,
+    /// Spare child-definition lists (objects nest, so a stack).
+    context_buffers: Vec<Vec<Context<'v>>>,
+    /// Spare per-object occurrence counters (objects nest, so a stack).
+    count_buffers: Vec<Vec<usize>>,
 }
 
 /// Where the children of an element are defined.
@@ -350,7 +381,61 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// (a profile's snapshot may list only `id` and `extension` under a
     /// choice); else its datatype's (`type_ref`: the type chosen for a
     /// choice element; a type profile first).
+    ///
+    /// Merged once per process and kept in the validator; the returned list
+    /// comes from a pool: hand it back with `self.context_buffers.push`.
     fn child_definitions(
+        &mut self,
+        context: &Context<'v>,
+        type_ref: Option<&'v TypeRef>,
+    ) -> Vec<Context<'v>> {
+        let validator: &'v StructureValidator = self.validator;
+        let key: ChildKey = (
+            context.structure.id,
+            context.element,
+            type_ref.map_or(0, |t| std::ptr::from_ref(t).addr()),
+        );
+        let cached = validator
+            .children
+            .read()
+            .ok()
+            .and_then(|map| map.get(&key).cloned());
+        let pairs = match cached {
+            Some(pairs) => pairs,
+            None => {
+                let merged = self.merge_child_definitions(context, type_ref);
+                let pairs: Arc<[(u32, u32)]> = merged
+                    .iter()
+                    .map(|c| (c.structure.id, u32::try_from(c.element).unwrap_or(u32::MAX)))
+                    .collect();
+                // Only when every structure is the validator's own (ids are
+                // positions in `all`), which they always are.
+                if merged.iter().all(|c| {
+                    validator
+                        .by_id(c.structure.id)
+                        .is_some_and(|s| std::ptr::eq(s, c.structure))
+                }) && let Ok(mut map) = validator.children.write()
+                {
+                    map.insert(key, Arc::clone(&pairs));
+                }
+                let mut out = self.context_buffers.pop().unwrap_or_default();
+                out.clear();
+                out.extend(merged);
+                return out;
+            }
+        };
+        let mut out = self.context_buffers.pop().unwrap_or_default();
+        out.clear();
+        out.extend(pairs.iter().filter_map(|&(id, element)| {
+            Some(Context {
+                structure: validator.by_id(id)?,
+                element: usize::try_from(element).ok()?,
+            })
+        }));
+        out
+    }
+
+    fn merge_child_definitions(
         &self,
         context: &Context<'v>,
         type_ref: Option<&TypeRef>,
@@ -424,7 +509,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         &mut self,
         node: &'d Node,
         context: &Context<'v>,
-        type_ref: Option<&TypeRef>,
+        type_ref: Option<&'v TypeRef>,
         path: &Path<'_>,
         resource_root: bool,
     ) {
@@ -437,10 +522,14 @@ impl<'v, 'd> Walker<'v, 'd> {
             return;
         };
         let children = self.child_definitions(context, type_ref);
-        let mut counts = vec![0usize; children.len()];
-        // Items per child, for slicing: (member path, is array, items).
-        let mut sliced_items: Vec<Option<SlicedItems<'_>>> = vec![None; children.len()];
-        let mut choice_keys: HashMap<usize, &str> = HashMap::new();
+        // Occurrences per child; buffers are reused across objects.
+        let mut counts = self.count_buffers.pop().unwrap_or_default();
+        counts.clear();
+        counts.resize(children.len(), 0);
+        // Items per sliced child, for slicing: (slot, (member path, is
+        // array, items, chosen type)).
+        let mut sliced_items: Vec<(usize, SlicedItems<'_, 'v>)> = Vec::new();
+        let mut choice_keys: HashMap<usize, &str> = HashMap::default();
         for member in members {
             let key = &*member.key;
             if resource_root && key == "resourceType" {
@@ -452,8 +541,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             };
             let found = children.iter().enumerate().find_map(|(slot, child)| {
                 let def = child.structure.elements.get(child.element)?;
-                def.matches(name)
-                    .map(|choice| (slot, child, choice.cloned()))
+                def.matches(name).map(|choice| (slot, child, choice))
             });
             let member_path = path.key(key);
             let Some((slot, child, choice_type)) = found else {
@@ -529,7 +617,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     format!("'{key}' does not repeat, so it must not be a JSON array"),
                 );
             }
-            let type_ref = choice_type.or_else(|| def.types.first().cloned());
+            let type_ref: Option<&'v TypeRef> = choice_type.or_else(|| def.types.first());
             let child_context = *child;
             for (index, item) in items.iter().enumerate() {
                 if item.value == Json::Null {
@@ -546,7 +634,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     self.entry = Some(index);
                 }
                 if is_primitive_extension {
-                    self.primitive_extension(item, type_ref.as_ref(), &item_path);
+                    self.primitive_extension(item, type_ref, &item_path);
                 } else if let Some(type_ref) = &type_ref {
                     self.value(item, &child_context, type_ref, &item_path);
                 } else if def.content_reference.is_some() || !def.children.is_empty() {
@@ -564,11 +652,9 @@ impl<'v, 'd> Walker<'v, 'd> {
                     .collect();
                 let chosen_type = def
                     .is_choice
-                    .then(|| type_ref.as_ref().map(|t| t.code.clone()))
+                    .then(|| type_ref.map(|t| t.code.as_str()))
                     .flatten();
-                if let Some(slot_items) = sliced_items.get_mut(slot) {
-                    *slot_items = Some((key, is_array, collected, chosen_type));
-                }
+                sliced_items.push((slot, (key, is_array, collected, chosen_type)));
             }
         }
         for (slot, child) in children.iter().enumerate() {
@@ -579,17 +665,12 @@ impl<'v, 'd> Walker<'v, 'd> {
                 continue;
             }
             let (key, is_array, items, chosen_type) = sliced_items
-                .get_mut(slot)
-                .and_then(Option::take)
+                .iter()
+                .position(|(s, _)| *s == slot)
+                .map(|at| sliced_items.swap_remove(at).1)
                 .unwrap_or((def.name.as_str(), true, Vec::new(), None));
             let member_path = path.key(key);
-            self.slices(
-                child,
-                &member_path,
-                is_array,
-                &items,
-                chosen_type.as_deref(),
-            );
+            self.slices(child, &member_path, is_array, &items, chosen_type);
         }
         for (slot, child) in children.iter().enumerate() {
             let (Some(def), Some(&count)) = (
@@ -621,6 +702,8 @@ impl<'v, 'd> Walker<'v, 'd> {
                 self.error(IssueType::Structure, &path.key(&def.name), message);
             }
         }
+        self.count_buffers.push(counts);
+        self.context_buffers.push(children);
     }
 
     /// ref-1: a local reference `#id` names a resource contained in this
@@ -666,17 +749,22 @@ impl<'v, 'd> Walker<'v, 'd> {
         let Some(target_type) = bundle.entry(target).and_then(|e| e.resource_type()) else {
             return;
         };
-        let allowed: Vec<String> = type_ref
+        let validator: &'v StructureValidator = self.validator;
+        let allowed_type = |p: &String| validator.structure(p).map(|s| s.type_name.as_str());
+        // Unknown target profiles, or `Resource`: nothing to check against.
+        // (Decided without collecting: most references pass.)
+        if type_ref
             .target_profiles
             .iter()
-            .filter_map(|p| self.validator.structure(p).map(|s| s.type_name.clone()))
-            .collect();
-        // Unknown target profiles, or `Resource`: nothing to check against.
-        if allowed.len() < type_ref.target_profiles.len()
-            || allowed.iter().any(|t| t == "Resource" || t == target_type)
+            .any(|p| allowed_type(p).is_none_or(|t| t == "Resource" || t == target_type))
         {
             return;
         }
+        let allowed: Vec<&str> = type_ref
+            .target_profiles
+            .iter()
+            .filter_map(allowed_type)
+            .collect();
         let message = format!(
             "the reference points at a {target_type}, but this element allows only {}",
             allowed.join(", ")
@@ -819,7 +907,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         let mut counts = vec![0usize; slices.len()];
         let mut evaluable = true;
         let validator = self.validator;
-        let profile_type = |url: &str| validator.structure(url).map(|s| s.type_name.clone());
+        let profile_type = |url: &str| validator.structure(url).map(|s| s.type_name.as_str());
         for &(index, item) in items {
             let indexed = path.index(index);
             let item_path = if is_array { indexed } else { *path };
@@ -865,12 +953,12 @@ impl<'v, 'd> Walker<'v, 'd> {
                     let slice_type = structure
                         .elements
                         .get(slice_index)
-                        .and_then(|s| s.types.first().cloned());
+                        .and_then(|s| s.types.first());
                     if let Some(slice_def) = structure.elements.get(slice_index) {
                         self.fixed_and_pattern(item, slice_def, &item_path);
                     }
                     match slice_type {
-                        Some(type_ref) => self.value(item, &slice_context, &type_ref, &item_path),
+                        Some(type_ref) => self.value(item, &slice_context, type_ref, &item_path),
                         None => self.object(item, &slice_context, &item_path, false),
                     }
                 }
@@ -925,13 +1013,13 @@ impl<'v, 'd> Walker<'v, 'd> {
         &mut self,
         item: &'d Node,
         context: &Context<'v>,
-        type_ref: &TypeRef,
+        type_ref: &'v TypeRef,
         path: &Path<'_>,
     ) {
         self.binding(item, context, type_ref, path);
         let code = type_ref.code.as_str();
-        let base = self.validator.core.get(code).cloned();
-        match base.as_ref().map(|s| s.kind) {
+        let validator: &'v StructureValidator = self.validator;
+        match validator.core.get(code).map(|s| s.kind) {
             Some(Kind::PrimitiveType) => self.primitive(item, code, path),
             Some(Kind::Resource) => {
                 let profiles: Vec<&str> = type_ref.profiles.iter().map(String::as_str).collect();

@@ -78,55 +78,68 @@ pub enum SliceMatch {
     TypeOnly,
 }
 
-/// The nodes at a dotted discriminator `path` below `item` (`$this` is the
-/// item); `None` for paths with FHIRPath functions.
-fn nodes_at<'a>(item: &'a Node, path: &str) -> Option<Vec<&'a Node>> {
+/// Whether any node at the dotted discriminator `path` below `item` (`$this`
+/// is the item) satisfies `f`, without collecting them; `None` for paths with
+/// FHIRPath functions, which are not evaluated offline.
+fn any_at<'a>(item: &'a Node, path: &str, f: &mut dyn FnMut(&'a Node) -> bool) -> Option<bool> {
     if path == "$this" {
-        return Some(vec![item]);
+        return Some(f(item));
     }
     if path.contains('(') || path.contains('[') {
         return None;
     }
-    let mut current = vec![item];
-    for segment in path.split('.') {
-        let mut next = Vec::new();
-        for node in current {
-            if let Some(child) = node.get(segment) {
-                next.extend(child.items().iter().filter(|n| n.value != Json::Null));
-            }
-        }
-        current = next;
-    }
-    Some(current)
+    Some(any_below(item, path, f))
 }
 
-/// The element of `structure` at `path` below the slice element `slice`
-/// (found by id: `<slice id>.<path>`).
+fn any_below<'a>(node: &'a Node, rest: &str, f: &mut dyn FnMut(&'a Node) -> bool) -> bool {
+    let (segment, tail) = match rest.split_once('.') {
+        Some((segment, tail)) => (segment, Some(tail)),
+        None => (rest, None),
+    };
+    let Some(child) = node.get(segment) else {
+        return false;
+    };
+    child
+        .items()
+        .iter()
+        .filter(|n| n.value != Json::Null)
+        .any(|n| match tail {
+            Some(tail) => any_below(n, tail, f),
+            None => f(n),
+        })
+}
+
+/// The first node at `path` below `item` (see [`any_at`]).
+fn first_at<'a>(item: &'a Node, path: &str) -> Option<Option<&'a Node>> {
+    let mut first = None;
+    any_at(item, path, &mut |n| {
+        first = Some(n);
+        true
+    })
+    .map(|_| first)
+}
+
+/// The element of `structure` at the path of the slicing's discriminator
+/// number `discriminator`, below the slice element `slice` (resolved when the
+/// structure was compiled).
 fn element_below<'s>(
     structure: &'s Structure,
     slice: &ElementDef,
-    path: &str,
+    discriminator: usize,
 ) -> Option<&'s ElementDef> {
-    let index = if path == "$this" {
-        structure.by_id.get(&slice.id)
-    } else {
-        structure
-            .by_id
-            .get(&format!("{}.{path}", slice.id))
-            .or_else(|| structure.by_id.get(&format!("{}.{path}[x]", slice.id)))
-    };
-    index.and_then(|&i| structure.elements.get(i))
+    let index = slice.discriminator_elements.get(discriminator).copied()??;
+    structure.elements.get(index)
 }
 
 /// Decides whether `item` belongs to `slice` by the slicing's discriminators.
 /// `profile_type` names the resource or datatype a profile constrains.
-pub fn item_matches(
+pub fn item_matches<'p>(
     item: &Node,
     chosen_type: Option<&str>,
     structure: &Structure,
     sliced: &ElementDef,
     slice: &ElementDef,
-    profile_type: &dyn Fn(&str) -> Option<String>,
+    profile_type: &dyn Fn(&str) -> Option<&'p str>,
 ) -> SliceMatch {
     let Some(slicing) = &sliced.slicing else {
         return SliceMatch::Unknown;
@@ -135,14 +148,14 @@ pub fn item_matches(
         return SliceMatch::Unknown;
     }
     let mut result = SliceMatch::Yes;
-    for discriminator in &slicing.discriminators {
+    for (number, discriminator) in slicing.discriminators.iter().enumerate() {
+        let below = element_below(structure, slice, number);
+        let path = discriminator.path.as_str();
         let outcome = match discriminator.kind.as_str() {
-            "value" | "pattern" => value_discriminator(item, structure, slice, &discriminator.path),
-            "type" => type_discriminator(item, chosen_type, structure, slice, &discriminator.path),
-            "profile" => {
-                profile_discriminator(item, structure, slice, &discriminator.path, profile_type)
-            }
-            "exists" => exists_discriminator(item, structure, slice, &discriminator.path),
+            "value" | "pattern" => value_discriminator(item, below, slice, path),
+            "type" => type_discriminator(item, chosen_type, below, slice, path),
+            "profile" => profile_discriminator(item, below, path, profile_type),
+            "exists" => exists_discriminator(item, below, path),
             _ => SliceMatch::Unknown,
         };
         match outcome {
@@ -157,20 +170,18 @@ pub fn item_matches(
 
 fn value_discriminator(
     item: &Node,
-    structure: &Structure,
+    below: Option<&ElementDef>,
     slice: &ElementDef,
     path: &str,
 ) -> SliceMatch {
-    let Some(found) = nodes_at(item, path) else {
-        return SliceMatch::Unknown;
-    };
-    let definition = element_below(structure, slice, path);
-    if let Some(def) = definition {
+    if let Some(def) = below {
         if let Some(fixed) = &def.fixed {
-            return verdict(found.iter().any(|n| equals_fixed(n, fixed)));
+            return any_at(item, path, &mut |n| equals_fixed(n, fixed))
+                .map_or(SliceMatch::Unknown, verdict);
         }
         if let Some(pattern) = &def.pattern {
-            return verdict(found.iter().any(|n| matches_pattern(n, pattern)));
+            return any_at(item, path, &mut |n| matches_pattern(n, pattern))
+                .map_or(SliceMatch::Unknown, verdict);
         }
     }
     // Extension slices by url: the url is the extension definition's
@@ -178,7 +189,8 @@ fn value_discriminator(
     if path == "url"
         && let Some(url) = slice.types.first().and_then(|t| t.profiles.first())
     {
-        return verdict(found.iter().any(|n| n.as_str() == Some(url.as_str())));
+        return any_at(item, path, &mut |n| n.as_str() == Some(url.as_str()))
+            .map_or(SliceMatch::Unknown, verdict);
     }
     SliceMatch::Unknown
 }
@@ -186,7 +198,7 @@ fn value_discriminator(
 fn type_discriminator(
     item: &Node,
     chosen_type: Option<&str>,
-    structure: &Structure,
+    below: Option<&ElementDef>,
     slice: &ElementDef,
     path: &str,
 ) -> SliceMatch {
@@ -200,7 +212,7 @@ fn type_discriminator(
             None => SliceMatch::Unknown,
         };
     }
-    let Some(def) = element_below(structure, slice, path) else {
+    let Some(def) = below else {
         return SliceMatch::Unknown;
     };
     // A choice element below the item (`value` → `valueQuantity`): its type
@@ -220,13 +232,13 @@ fn type_discriminator(
                 .any(|t| super::compile::type_suffix_matches(&t.code, suffix)),
         );
     }
-    let Some(found) = nodes_at(item, path) else {
+    let Some(found) = first_at(item, path) else {
         return SliceMatch::Unknown;
     };
     let Some(expected) = def.types.first().map(|t| t.code.as_str()) else {
         return SliceMatch::Unknown;
     };
-    match found.first() {
+    match found {
         // A resource names its type; a datatype is known by the element's
         // declared type only when it has one.
         Some(node) => match node.get("resourceType").and_then(Node::as_str) {
@@ -237,20 +249,19 @@ fn type_discriminator(
     }
 }
 
-fn profile_discriminator(
+fn profile_discriminator<'p>(
     item: &Node,
-    structure: &Structure,
-    slice: &ElementDef,
+    below: Option<&ElementDef>,
     path: &str,
-    profile_type: &dyn Fn(&str) -> Option<String>,
+    profile_type: &dyn Fn(&str) -> Option<&'p str>,
 ) -> SliceMatch {
-    let Some(found) = nodes_at(item, path) else {
+    let Some(found) = first_at(item, path) else {
         return SliceMatch::Unknown;
     };
-    let Some(def) = element_below(structure, slice, path) else {
+    let Some(def) = below else {
         return SliceMatch::Unknown;
     };
-    let Some(node) = found.first() else {
+    let Some(node) = found else {
         return SliceMatch::No;
     };
     let Some(resource_type) = node.get("resourceType").and_then(Node::as_str) else {
@@ -294,23 +305,18 @@ fn profile_discriminator(
     }
 }
 
-fn exists_discriminator(
-    item: &Node,
-    structure: &Structure,
-    slice: &ElementDef,
-    path: &str,
-) -> SliceMatch {
-    let Some(found) = nodes_at(item, path) else {
+fn exists_discriminator(item: &Node, below: Option<&ElementDef>, path: &str) -> SliceMatch {
+    let Some(found) = any_at(item, path, &mut |_| true) else {
         return SliceMatch::Unknown;
     };
-    let Some(def) = element_below(structure, slice, path) else {
+    let Some(def) = below else {
         return SliceMatch::Unknown;
     };
     let must_exist = def.min > 0;
     let must_not_exist = matches!(def.max, super::compile::Max::N(0));
     match (must_exist, must_not_exist) {
-        (true, _) => verdict(!found.is_empty()),
-        (_, true) => verdict(found.is_empty()),
+        (true, _) => verdict(found),
+        (_, true) => verdict(!found),
         _ => SliceMatch::Unknown,
     }
 }
@@ -350,9 +356,24 @@ mod tests {
     #[test]
     fn discriminator_paths() {
         let item = node(r#"{"code":{"coding":[{"code":"a"},{"code":"b"}]}}"#);
-        assert_eq!(nodes_at(&item, "code.coding.code").unwrap().len(), 2);
-        assert_eq!(nodes_at(&item, "$this").unwrap().len(), 1);
-        assert!(nodes_at(&item, "resolve()").is_none());
-        assert!(nodes_at(&item, "missing").unwrap().is_empty());
+        let count = |path: &str| {
+            let mut n = 0;
+            any_at(&item, path, &mut |_| {
+                n += 1;
+                false
+            })
+            .map(|_| n)
+        };
+        assert_eq!(count("code.coding.code"), Some(2));
+        assert_eq!(count("$this"), Some(1));
+        assert_eq!(count("resolve()"), None);
+        assert_eq!(count("missing"), Some(0));
+        assert_eq!(
+            first_at(&item, "code.coding.code")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            Some("a")
+        );
     }
 }

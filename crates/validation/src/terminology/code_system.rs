@@ -2,8 +2,8 @@
 //! displays, the concept hierarchy and properties, and filters evaluated
 //! into bit sets over the concepts.
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 
 use ehds_fhir::Node;
 use ehds_fhir::json::Json;
@@ -150,7 +150,7 @@ impl CodeSystemIndex {
             hierarchy_meaning: text(root, "hierarchyMeaning").map(str::to_owned),
             value_set: text(root, "valueSet").map(str::to_owned),
             concepts: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             declared_properties,
             declared_filters,
         };
@@ -263,8 +263,8 @@ impl CodeSystemIndex {
             concept.parents = Vec::new();
             concept.children = Vec::new();
         }
-        self.declared_properties = HashMap::new();
-        self.declared_filters = HashSet::new();
+        self.declared_properties = HashMap::default();
+        self.declared_filters = HashSet::default();
     }
 
     /// The concept with `code`, by the system's case rule.

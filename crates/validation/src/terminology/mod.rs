@@ -49,8 +49,8 @@ mod value_set;
 #[cfg(test)]
 mod tests;
 
+use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 
 use ehds_profiles::Registry;
@@ -223,7 +223,7 @@ impl Terminology {
     pub fn new(registry: &Registry) -> Terminology {
         let systems = Systems::build(registry);
 
-        let mut by_canonical: HashMap<String, usize> = HashMap::new();
+        let mut by_canonical: HashMap<String, usize> = HashMap::default();
         let loaded: Vec<_> = registry.of_type("ValueSet").collect();
         for (id, vs) in loaded.iter().enumerate() {
             by_canonical.insert(vs.canonical(), id);
@@ -587,7 +587,7 @@ fn member_systems(value_sets: &[ValueSetDef], id: usize) -> Vec<Box<str>> {
             systems.push(system.into());
         }
     };
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = rustc_hash::FxHashSet::default();
     let mut stack = vec![id];
     while let Some(vs) = stack.pop() {
         if !seen.insert(vs) {

@@ -3,7 +3,7 @@
 //! are precomputed (code sets, whole held CodeSystems, filter bit sets) and
 //! whose imports point at other compiled ValueSets.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use ehds_fhir::Node;
 
