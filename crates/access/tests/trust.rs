@@ -228,3 +228,66 @@ fn issued_jtis_are_unique() {
     let jtis: std::collections::BTreeSet<String> = (0..1000).map(|_| claims(&lu).jti).collect();
     assert_eq!(jtis.len(), 1000);
 }
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn keys_made_by_openssl_sign_and_verify() {
+    for (country, iss, kid, alg, private, public) in [
+        (
+            "LU",
+            ISS_LU,
+            "lu-ossl",
+            KeyAlgorithm::Es256,
+            "openssl-p256.key.pem",
+            "openssl-p256.pub.pem",
+        ),
+        (
+            "FR",
+            ISS_FR,
+            "fr-ossl",
+            KeyAlgorithm::EdDsa,
+            "openssl-ed25519.key.pem",
+            "openssl-ed25519.pub.pem",
+        ),
+    ] {
+        let issuer =
+            AssertionIssuer::from_pkcs8_pem(iss, country, kid, alg, &fixture(private)).unwrap();
+        assert_eq!(issuer.public_key_pem().trim(), fixture(public).trim());
+        let mut list = TrustList::new();
+        list.add_key(country, iss, kid, alg, &fixture(public))
+            .unwrap();
+        let verifier = Verifier::new(list, VerifierSettings::default());
+        let patient = patient();
+        let token = issuer.sign(&claims(&issuer)).unwrap();
+        assert!(
+            verifier
+                .check(&token, &expect_from(country, &patient))
+                .is_ok(),
+            "{alg}"
+        );
+    }
+}
+
+#[test]
+fn p384_and_rsa_keys_are_refused_for_both_algorithms() {
+    // ES256 is P-256 only (RFC 7518 §3.4): a P-384 key must not load as one.
+    for file in ["openssl-p384.pub.pem", "openssl-rsa.pub.pem"] {
+        for alg in [KeyAlgorithm::Es256, KeyAlgorithm::EdDsa] {
+            let err = TrustList::new()
+                .add_key("LU", ISS_LU, "k", alg, &fixture(file))
+                .unwrap_err();
+            assert!(
+                matches!(err, AccessError::InvalidKey { .. }),
+                "{file} {alg}: {err}"
+            );
+        }
+    }
+}
