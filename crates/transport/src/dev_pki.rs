@@ -119,11 +119,14 @@ pub enum Negative {
     NationalClientRevoked,
     /// National EHR-system certificate whose notAfter has passed.
     NationalClientExpired,
+    /// National client certificate (valid, from the national CA) without an
+    /// OU: no client kind, so the national listener closes the connection.
+    NationalClientNoKind,
 }
 
 impl Negative {
     /// Every case.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::NcpClientRevoked,
         Self::NcpClientExpired,
         Self::NcpClientWrongCa,
@@ -132,6 +135,7 @@ impl Negative {
         Self::NcpServerRevoked,
         Self::NationalClientRevoked,
         Self::NationalClientExpired,
+        Self::NationalClientNoKind,
     ];
 
     /// The file stem.
@@ -145,6 +149,7 @@ impl Negative {
             Self::NcpServerRevoked => "ncp-server-revoked",
             Self::NationalClientRevoked => "national-client-revoked",
             Self::NationalClientExpired => "national-client-expired",
+            Self::NationalClientNoKind => "national-client-no-kind",
         }
     }
 
@@ -164,6 +169,9 @@ impl Negative {
                 "national EHR-system certificate listed in the national CRL"
             }
             Self::NationalClientExpired => "national EHR-system certificate, notAfter in the past",
+            Self::NationalClientNoKind => {
+                "national client certificate without OU (no client kind: refused after the handshake)"
+            }
         }
     }
 }
@@ -493,6 +501,19 @@ pub fn generate(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiLayout, Transport
                     ),
                     &mut national,
                     true,
+                ),
+                Negative::NationalClientNoKind => (
+                    Leaf {
+                        dn: dn(
+                            Some(cc),
+                            &format!("EHDS Dev {cc} unknown"),
+                            None,
+                            &format!("no-kind.{}", cc.to_ascii_lowercase()),
+                        ),
+                        ..national_leaf(cc, NationalClientKind::EhrSystem, "", false)
+                    },
+                    &mut national,
+                    false,
                 ),
                 Negative::NationalClientExpired => (
                     national_leaf(

@@ -29,8 +29,8 @@ fn every_file_is_listed_in_the_readme_and_exists() {
     assert!(readme.contains(dev_pki::REGENERATE_COMMAND));
     let files = files_with_extension(dir.path(), "pem");
     // federation 4 + unrelated 2; per country: NCP 4, national CA + CRLs 4,
-    // national server 2, clients 8, ES256 2, negatives 16.
-    assert_eq!(files.len(), 6 + 2 * 36, "{files:?}");
+    // national server 2, clients 8, ES256 2, negatives 18.
+    assert_eq!(files.len(), 6 + 2 * 38, "{files:?}");
     for file in &files {
         let rel = file.strip_prefix(dir.path()).unwrap().display().to_string();
         assert!(

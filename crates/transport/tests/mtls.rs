@@ -402,6 +402,47 @@ async fn bad_certificates_are_refused_on_the_national_listener() {
 }
 
 #[tokio::test]
+async fn a_verified_certificate_without_the_required_identity_is_closed() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let server = Server::start(national_listener(layout, "BE"), ListenerKind::National).await;
+    let no_kind = layout.negative("BE", Negative::NationalClientNoKind);
+    let outcome = whoami(&connector(layout, &no_kind, &national("BE")), server.addr).await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    let counts = server.metrics.counts();
+    assert_eq!(
+        (counts.handshakes_ok, counts.identities_refused),
+        (0, 1),
+        "{counts:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
+    let pki = pki();
+    let options = ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
+    let server = Server::start_with(
+        federation_listener(&pki.layout, "BE"),
+        ListenerKind::Federation,
+        options,
+    )
+    .await;
+    let started = Instant::now();
+    let mut stream = connect(&connector_for(&pki.layout, "LU"), server.addr)
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the idle connection was not closed");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_stale_crl_fails_closed() {
     let pki = pki();
     let layout = &pki.layout;
