@@ -11,6 +11,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use time::OffsetDateTime;
+use x509_parser::oid_registry::OID_X509_EXT_ISSUER_DISTRIBUTION_POINT;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
@@ -28,6 +29,12 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// certificate is encrypted, and there is no renegotiation; both sides are
 /// gateways or national systems we configure, so no legacy client needs 1.2.
 static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+struct Anchor<'a> {
+    cert: X509Certificate<'a>,
+    summary: AnchorSummary,
+    has_crl: bool,
+}
 
 /// Where a trust store's files are: CA certificates (PEM, one or more per
 /// file) and their CRLs (PEM or DER, RFC 5280 §5).
@@ -53,9 +60,12 @@ pub struct AnchorSummary {
 /// (or the outbound client) trusts.
 ///
 /// Loading refuses a store in which a CA has no CRL (fail closed: rustls
-/// would otherwise skip revocation checking entirely). An expired CRL is
-/// accepted at load (with a warning) but every handshake that needs it fails
-/// (`enforce_revocation_expiration`).
+/// would otherwise skip revocation checking entirely), a CRL whose issuer is
+/// not one of the CAs, and a CRL whose signature does not verify with its
+/// CA's key. Of several full CRLs of one CA only the newest (latest
+/// thisUpdate) is kept. An expired CRL is accepted at load (with a warning,
+/// and visible in [`TrustStore::anchors`]) but every handshake that needs it
+/// fails (`enforce_revocation_expiration`).
 #[derive(Debug, Clone)]
 pub struct TrustStore {
     roots: Arc<RootCertStore>,
@@ -86,8 +96,7 @@ impl TrustStore {
         if certs.is_empty() {
             return Err(TransportError::NoTrustAnchors);
         }
-        // (raw subject, summary)
-        let mut anchors: Vec<(Vec<u8>, AnchorSummary, bool)> = Vec::new();
+        let mut anchors: Vec<Anchor<'_>> = Vec::new();
         let mut roots = RootCertStore::empty();
         for (path, der) in &certs {
             let (_, cert) = X509Certificate::from_der(der).map_err(|e| bad(path, e))?;
@@ -100,53 +109,99 @@ impl TrustStore {
                     ),
                 });
             }
-            anchors.push((
-                cert.subject().as_raw().to_vec(),
-                AnchorSummary {
+            roots.add(der.clone()).map_err(|e| bad(path, e))?;
+            anchors.push(Anchor {
+                summary: AnchorSummary {
                     subject: cert.subject().to_string(),
                     crl_next_update: None,
                 },
-                false,
-            ));
-            roots.add(der.clone()).map_err(|e| bad(path, e))?;
+                cert,
+                has_crl: false,
+            });
         }
         let now = OffsetDateTime::now_utc();
-        for (path, der) in &crls {
+        // (issuer, partitioned, thisUpdate, index) of every CRL.
+        let mut kept: Vec<(Vec<u8>, bool, OffsetDateTime, usize)> = Vec::new();
+        for (index, (path, der)) in crls.iter().enumerate() {
             let (_, crl) = CertificateRevocationList::from_der(der).map_err(|e| bad(path, e))?;
             let issuer = crl.issuer().as_raw();
-            let Some((_, summary, has_crl)) = anchors.iter_mut().find(|(raw, _, _)| raw == issuer)
+            let Some(anchor) = anchors
+                .iter_mut()
+                .find(|a| a.cert.subject().as_raw() == issuer)
             else {
                 return Err(TransportError::CrlWithoutCa {
                     path: path.clone(),
                     issuer: crl.issuer().to_string(),
                 });
             };
-            *has_crl = true;
-            let next = crl.next_update().map(|t| t.to_datetime());
-            if let Some(next) = next {
+            // Checked here too (webpki checks at each handshake) so that a
+            // forged or corrupted CRL fails the load or reload instead of
+            // every later handshake.
+            crl.verify_signature(anchor.cert.public_key())
+                .map_err(|e| {
+                    bad(
+                        path,
+                        format!("CRL signature does not verify with its CA's key: {e}"),
+                    )
+                })?;
+            anchor.has_crl = true;
+            if let Some(next) = crl.next_update().map(|t| t.to_datetime()) {
                 if next < now {
                     tracing::warn!(
                         crl = %path.display(),
-                        ca = %summary.subject,
+                        ca = %anchor.summary.subject,
                         next_update = %next,
                         "CRL is past its nextUpdate: handshakes with certificates of this CA will fail until it is replaced"
                     );
                 }
-                summary.crl_next_update = Some(match summary.crl_next_update {
+                anchor.summary.crl_next_update = Some(match anchor.summary.crl_next_update {
                     Some(prev) if prev < next => prev,
                     _ => next,
                 });
             }
+            let partitioned = crl
+                .extensions()
+                .iter()
+                .any(|e| e.oid == OID_X509_EXT_ISSUER_DISTRIBUTION_POINT);
+            kept.push((
+                issuer.to_vec(),
+                partitioned,
+                crl.last_update().to_datetime(),
+                index,
+            ));
         }
-        if let Some((_, summary, _)) = anchors.iter().find(|(_, _, has_crl)| !has_crl) {
+        if let Some(anchor) = anchors.iter().find(|a| !a.has_crl) {
             return Err(TransportError::MissingCrl {
-                subject: summary.subject.clone(),
+                subject: anchor.summary.subject.clone(),
             });
         }
+        // webpki uses the first CRL of an issuer it finds: of several full
+        // CRLs of one CA keep only the newest, so an old file left next to a
+        // new one cannot hide a revocation.
+        let superseded =
+            |(issuer, partitioned, this_update, index): &(Vec<u8>, bool, OffsetDateTime, usize)| {
+                !partitioned
+                    && kept.iter().any(|(other, p, t, i)| {
+                        other == issuer
+                            && !p
+                            && (t > this_update || (t == this_update && i > index))
+                    })
+            };
+        let keep: Vec<usize> = kept
+            .iter()
+            .filter(|entry| !superseded(entry))
+            .map(|(_, _, _, index)| *index)
+            .collect();
+        let anchors = anchors.into_iter().map(|a| a.summary).collect();
         Ok(Self {
             roots: Arc::new(roots),
-            crls: crls.into_iter().map(|(_, c)| c).collect(),
-            anchors: anchors.into_iter().map(|(_, s, _)| s).collect(),
+            crls: crls
+                .into_iter()
+                .enumerate()
+                .filter(|(index, _)| keep.contains(index))
+                .map(|(_, (_, crl))| crl)
+                .collect(),
+            anchors,
         })
     }
 

@@ -527,6 +527,74 @@ fn a_trust_store_without_a_crl_for_each_ca_is_refused() {
 }
 
 #[tokio::test]
+async fn of_several_crls_of_a_ca_the_newest_counts_whatever_the_order() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let old = layout.dir().join("old.crl.pem");
+    std::fs::copy(layout.crl(&federation()), &old).unwrap();
+    let client = layout.ncp_client("LU");
+    dev_pki::revoke(
+        layout,
+        &federation(),
+        &client.cert_chain,
+        time::Duration::days(30),
+    )
+    .unwrap();
+    for crls in [
+        vec![old.clone(), layout.crl(&federation())],
+        vec![layout.crl(&federation()), old.clone()],
+    ] {
+        let files = ServerTlsFiles {
+            identity: layout.ncp_server("BE"),
+            trust: TrustFiles {
+                ca_certs: vec![layout.ca_cert(&federation())],
+                crls,
+            },
+        };
+        let server = Server::start(files, ListenerKind::Federation).await;
+        let connector = connector(layout, &client, &federation());
+        assert_refused(
+            &server,
+            &connector,
+            "revoked in the newer CRL",
+            HandshakeRefusal::Revoked,
+        )
+        .await;
+        server.stop().await;
+    }
+}
+
+#[test]
+fn a_crl_not_signed_by_its_ca_is_refused_at_load() {
+    let pki = pki();
+    let layout = &pki.layout;
+    // Same issuer name as the federation CA, another key.
+    let ca_pem = std::fs::read_to_string(layout.ca_cert(&federation())).unwrap();
+    let forger =
+        rcgen::Issuer::from_ca_cert_pem(&ca_pem, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let forged = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + time::Duration::days(1),
+        crl_number: rcgen::SerialNumber::from(99u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&forger)
+    .unwrap();
+    let path = layout.dir().join("forged.crl.pem");
+    std::fs::write(&path, forged.pem().unwrap()).unwrap();
+    let error = TrustStore::load(&TrustFiles {
+        ca_certs: vec![layout.ca_cert(&federation())],
+        crls: vec![path],
+    })
+    .unwrap_err();
+    assert!(matches!(error, TransportError::BadFile { .. }), "{error}");
+    assert!(error.to_string().contains("signature"), "{error}");
+}
+
+#[tokio::test]
 async fn a_reload_keeps_live_connections_and_refuses_a_newly_revoked_certificate() {
     let pki = pki();
     let layout = &pki.layout;
