@@ -73,6 +73,10 @@ pub struct DevPkiSpec {
     pub crl_validity: Duration,
     /// The generation time (expired and stale negatives lie before it).
     pub now: OffsetDateTime,
+    /// When set, every end-entity certificate of the federation CA names
+    /// this OCSP responder in its Authority Information Access extension,
+    /// and `federation/ocsp-index.txt` is written for `openssl ocsp -index`.
+    pub ocsp_url: Option<String>,
 }
 
 impl DevPkiSpec {
@@ -84,6 +88,7 @@ impl DevPkiSpec {
             leaf_validity: Duration::days(365),
             crl_validity: Duration::days(30),
             now: OffsetDateTime::now_utc(),
+            ocsp_url: None,
         }
     }
 
@@ -238,6 +243,17 @@ impl DevPkiLayout {
         }
     }
 
+    /// The federation CA's `openssl ca` index (written when
+    /// [`DevPkiSpec::ocsp_url`] is set).
+    pub fn ocsp_index(&self) -> PathBuf {
+        self.dir.join("federation/ocsp-index.txt")
+    }
+
+    /// The unrelated CA's private key.
+    pub fn unrelated_ca_key(&self) -> PathBuf {
+        self.dir.join("unrelated/ca.key.pem")
+    }
+
     /// The unrelated CA's certificate (trusted by nobody).
     pub fn unrelated_ca_cert(&self) -> PathBuf {
         self.dir.join("unrelated/ca.pem")
@@ -301,6 +317,10 @@ pub const REGENERATE_COMMAND: &str =
 struct Ca {
     issuer: Issuer<'static, KeyPair>,
     revoked: Vec<SerialNumber>,
+    /// The responder named in the certificates this CA issues.
+    ocsp_url: Option<String>,
+    /// `openssl ca` index lines of the certificates it issued.
+    index: Vec<String>,
 }
 
 struct Writer<'a> {
@@ -335,9 +355,10 @@ pub fn generate(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiLayout, Transport
         ca_to,
         "federation root CA",
     )?;
+    federation.ocsp_url = spec.ocsp_url.clone();
     let mut unrelated = w.ca(
         &w.layout.unrelated_ca_cert(),
-        &w.layout.dir.join("unrelated/ca.key.pem"),
+        &w.layout.unrelated_ca_key(),
         dn(None, "EHDS Dev Unrelated", None, "Unrelated Dev CA"),
         ca_from,
         ca_to,
@@ -533,6 +554,21 @@ pub fn generate(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiLayout, Transport
 
     w.section("CRLs");
     w.crls(&Authority::Federation, &federation)?;
+    if federation.ocsp_url.is_some() {
+        let mut index = federation.index.join("\n");
+        index.push('\n');
+        w.write(
+            &w.layout.ocsp_index(),
+            &index,
+            "`openssl ca` index of the federation CA's end-entity certificates, for `openssl ocsp -index`",
+        )?;
+        let attr = w.layout.dir.join("federation/ocsp-index.txt.attr");
+        w.write(
+            &attr,
+            "unique_subject = no\n",
+            "its attributes (NCP server and client certificates share a subject)",
+        )?;
+    }
     for (authority, ca) in &nationals {
         w.crls(authority, ca)?;
     }
@@ -616,6 +652,8 @@ impl Writer<'_> {
         Ok(Ca {
             issuer: Issuer::new(params, key),
             revoked: Vec::new(),
+            ocsp_url: None,
+            index: Vec::new(),
         })
     }
 
@@ -650,7 +688,26 @@ impl Writer<'_> {
             params.not_before = now - Duration::days(1);
             params.not_after = now + self.spec.leaf_validity;
         }
+        if let Some(url) = &ca.ocsp_url {
+            params.custom_extensions.push(aia_ocsp(url));
+        }
         let cert = params.signed_by(&key, &ca.issuer)?;
+        let serial_hex: String = serial.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+        let subject = X509Certificate::from_der(cert.der())
+            .map(|(_, c)| format!("/{}", c.subject().to_string().replace(", ", "/")))
+            .unwrap_or_default();
+        ca.index.push(if revoke {
+            format!(
+                "R\t{}\t{},keyCompromise\t{serial_hex}\tunknown\t{subject}",
+                index_time(params.not_after),
+                index_time(now - Duration::hours(1)),
+            )
+        } else {
+            format!(
+                "V\t{}\t\t{serial_hex}\tunknown\t{subject}",
+                index_time(params.not_after)
+            )
+        });
         if revoke {
             ca.revoked.push(serial);
         }
@@ -802,6 +859,48 @@ fn dn(country: Option<&str>, org: &str, ou: Option<&str>, cn: &str) -> Distingui
     }
     dn.push(DnType::CommonName, cn);
     dn
+}
+
+/// The Authority Information Access extension (RFC 5280 §4.2.2.1) naming
+/// one OCSP responder: SEQUENCE { SEQUENCE { id-ad-ocsp, [6] URI } }.
+fn aia_ocsp(url: &str) -> rcgen::CustomExtension {
+    const ID_AD_OCSP: [u8; 10] = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
+    let uri = der_tlv(0x86, url.as_bytes());
+    let description = der_tlv(0x30, &[ID_AD_OCSP.as_slice(), &uri].concat());
+    let aia = der_tlv(0x30, &description);
+    rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], aia)
+}
+
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// `YYMMDDHHMMSSZ`, the time format of an `openssl ca` index.
+fn index_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year().rem_euclid(100),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn rcgen_dns(name: &str) -> Result<rcgen::string::Ia5String, TransportError> {

@@ -65,6 +65,10 @@ pub enum TransportError {
     /// The development PKI could not be generated.
     #[error("generating the development PKI: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The OCSP status of a certificate could not be established (responder
+    /// unreachable, error status, bad signature, stale, unknown): refused.
+    #[error("OCSP: {0}")]
+    Ocsp(String),
     /// A verified certificate does not carry the identity the listener
     /// requires (see the identity convention in the crate documentation).
     #[error("peer identity: {0}")]

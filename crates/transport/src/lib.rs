@@ -35,6 +35,12 @@
 //!   entirely); an unknown status is refused, and a CRL past its
 //!   `nextUpdate` (RFC 5280 §5.1.2.5) makes every handshake it covers fail
 //!   until a fresh CRL is loaded ([`ReloadableServerTls::reload`]).
+//! * **OCSP** (RFC 6960) on top, for certificates that name a responder in
+//!   their Authority Information Access extension: after the handshake, the
+//!   listener asks the responder (or its cache, valid until the response's
+//!   nextUpdate) and admits the peer only on a verified, current `good`;
+//!   revoked, unknown, unreachable, badly signed or stale all refuse. See
+//!   [`ocsp`]. (The outbound client relies on CRLs only.)
 //! * **No session resumption**: every connection makes a full handshake, so
 //!   a certificate revoked by a reloaded CRL cannot come back through a
 //!   resumed session.
@@ -63,6 +69,7 @@ mod client;
 pub mod dev_pki;
 mod error;
 mod identity;
+pub mod ocsp;
 mod reload;
 mod serve;
 mod trust;

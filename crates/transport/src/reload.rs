@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 
-use crate::{ServerTls, ServerTlsFiles, TransportError};
+use crate::{ServerTls, ServerTlsFiles, TransportError, TrustStore};
 
 /// The current [`ServerConfig`] of a listener and the files it came from.
 ///
@@ -20,21 +20,28 @@ pub struct ReloadableServerTls {
     inner: Arc<Inner>,
 }
 
+/// A configuration and the trust store it was built from, swapped together.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) trust: TrustStore,
+}
+
 #[derive(Debug)]
 struct Inner {
     files: ServerTlsFiles,
-    current: ArcSwap<ServerConfig>,
+    current: ArcSwap<Loaded>,
     reloads: AtomicU64,
 }
 
 impl ReloadableServerTls {
     /// Loads the configuration from `files` (see [`ServerTls::load`]).
     pub fn load(files: ServerTlsFiles) -> Result<Self, TransportError> {
-        let config = ServerTls::load(&files)?;
+        let (config, trust) = ServerTls::load_with_trust(&files)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 files,
-                current: ArcSwap::new(config),
+                current: ArcSwap::from_pointee(Loaded { config, trust }),
                 reloads: AtomicU64::new(0),
             }),
         })
@@ -44,9 +51,9 @@ impl ReloadableServerTls {
     /// error the configuration in force stays (nothing half-loaded is ever
     /// used) and the error is returned.
     pub fn reload(&self) -> Result<(), TransportError> {
-        match ServerTls::load(&self.inner.files) {
-            Ok(config) => {
-                self.inner.current.store(config);
+        match ServerTls::load_with_trust(&self.inner.files) {
+            Ok((config, trust)) => {
+                self.inner.current.store(Arc::new(Loaded { config, trust }));
                 self.inner.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("TLS configuration reloaded");
                 Ok(())
@@ -60,6 +67,11 @@ impl ReloadableServerTls {
 
     /// The configuration new handshakes use.
     pub fn current(&self) -> Arc<ServerConfig> {
+        self.inner.current.load().config.clone()
+    }
+
+    /// The configuration and its trust store, as one consistent snapshot.
+    pub(crate) fn snapshot(&self) -> Arc<Loaded> {
         self.inner.current.load_full()
     }
 

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
+use crate::ocsp::OcspChecker;
 use crate::{ListenerKind, PeerIdentity, ReloadableServerTls, VerifiedPeer};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -122,6 +123,7 @@ pub struct ListenerMetrics {
     handshakes_failed: AtomicU64,
     handshakes_timed_out: AtomicU64,
     identities_refused: AtomicU64,
+    ocsp_refused: AtomicU64,
     refused: [AtomicU64; HandshakeRefusal::ALL.len()],
 }
 
@@ -137,6 +139,9 @@ pub struct ListenerCounts {
     pub handshakes_timed_out: u64,
     /// Verified certificates without the identity the listener requires.
     pub identities_refused: u64,
+    /// Verified certificates refused by OCSP (revoked, or status not
+    /// established: fail closed).
+    pub ocsp_refused: u64,
     refused: [u64; HandshakeRefusal::ALL.len()],
 }
 
@@ -155,6 +160,7 @@ impl ListenerMetrics {
             handshakes_failed: self.handshakes_failed.load(Ordering::Relaxed),
             handshakes_timed_out: self.handshakes_timed_out.load(Ordering::Relaxed),
             identities_refused: self.identities_refused.load(Ordering::Relaxed),
+            ocsp_refused: self.ocsp_refused.load(Ordering::Relaxed),
             refused: std::array::from_fn(|i| {
                 self.refused
                     .get(i)
@@ -181,6 +187,9 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// The counters this listener updates.
     pub metrics: Arc<ListenerMetrics>,
+    /// Checks peers whose certificate names an OCSP responder (see
+    /// [`crate::ocsp`]); share one between listeners to share its cache.
+    pub ocsp: OcspChecker,
 }
 
 impl Default for ServeOptions {
@@ -191,6 +200,7 @@ impl Default for ServeOptions {
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(30),
             metrics: Arc::default(),
+            ocsp: OcspChecker::default(),
         }
     }
 }
@@ -270,7 +280,8 @@ pub async fn serve_with_options<S, B>(
             },
             () = &mut shutdown => break,
         };
-        let acceptor = TlsAcceptor::from(tls.current());
+        let loaded = tls.snapshot();
+        let acceptor = TlsAcceptor::from(loaded.config.clone());
         let service = service.clone();
         let options = options.clone();
         let watcher = graceful.watcher();
@@ -296,11 +307,8 @@ pub async fn serve_with_options<S, B>(
                     return;
                 }
             };
-            let leaf = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first());
+            let chain = stream.get_ref().1.peer_certificates();
+            let leaf = chain.and_then(|chain| chain.first());
             let peer = match leaf.map(|der| VerifiedPeer::from_certificate(kind, der)) {
                 Some(Ok(peer)) => peer,
                 Some(Err(e)) => {
@@ -315,6 +323,30 @@ pub async fn serve_with_options<S, B>(
                     return;
                 }
             };
+            if let Some(leaf) = leaf {
+                // The issuer: the next certificate the peer sent, else the CA
+                // of the trust store that issued it.
+                let issuer = chain
+                    .and_then(|chain| chain.get(1))
+                    .or_else(|| loaded.trust.issuer_of(leaf));
+                let verdict = match issuer {
+                    Some(issuer) => options.ocsp.check(leaf, issuer).await,
+                    None => Err(crate::TransportError::Ocsp("issuer not found".into())),
+                };
+                match verdict {
+                    Ok(v) if v.is_acceptable() => {}
+                    Ok(_) => {
+                        metrics.ocsp_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(listener = kind.as_str(), %remote, "peer certificate revoked (OCSP)");
+                        return;
+                    }
+                    Err(e) => {
+                        metrics.ocsp_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(listener = kind.as_str(), %remote, reason = %e, "peer certificate refused: OCSP status not established");
+                        return;
+                    }
+                }
+            }
             metrics.handshakes_ok.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(listener = kind.as_str(), %remote, peer = ?peer.identity, fingerprint = %peer.fingerprint, "peer authenticated");
             let identity: PeerIdentity = peer.identity.clone();

@@ -69,6 +69,7 @@ pub struct AnchorSummary {
 #[derive(Debug, Clone)]
 pub struct TrustStore {
     roots: Arc<RootCertStore>,
+    cas: Vec<CertificateDer<'static>>,
     crls: Vec<CertificateRevocationListDer<'static>>,
     anchors: Vec<AnchorSummary>,
 }
@@ -195,6 +196,7 @@ impl TrustStore {
         let anchors = anchors.into_iter().map(|a| a.summary).collect();
         Ok(Self {
             roots: Arc::new(roots),
+            cas: certs.iter().map(|(_, der)| der.clone()).collect(),
             crls: crls
                 .into_iter()
                 .enumerate()
@@ -202,6 +204,17 @@ impl TrustStore {
                 .map(|(_, (_, crl))| crl)
                 .collect(),
             anchors,
+        })
+    }
+
+    /// The CA of this store that issued `cert_der` (by issuer name), if any.
+    pub fn issuer_of(&self, cert_der: &[u8]) -> Option<&CertificateDer<'static>> {
+        let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+        let issuer = cert.issuer().as_raw();
+        self.cas.iter().find(|ca| {
+            X509Certificate::from_der(ca)
+                .map(|(_, ca)| ca.subject().as_raw() == issuer)
+                .unwrap_or(false)
         })
     }
 
@@ -302,9 +315,16 @@ pub struct ServerTls;
 impl ServerTls {
     /// Reads the files and builds the configuration.
     pub fn load(files: &ServerTlsFiles) -> Result<Arc<ServerConfig>, TransportError> {
+        Self::load_with_trust(files).map(|(config, _)| config)
+    }
+
+    /// [`ServerTls::load`], also returning the trust store it used.
+    pub fn load_with_trust(
+        files: &ServerTlsFiles,
+    ) -> Result<(Arc<ServerConfig>, TrustStore), TransportError> {
         let identity = TlsIdentity::load(&files.identity)?;
         let trust = TrustStore::load(&files.trust)?;
-        Self::build(&identity, &trust)
+        Ok((Self::build(&identity, &trust)?, trust))
     }
 
     /// The configuration of a mutual-TLS listener: TLS 1.3 only, a client
