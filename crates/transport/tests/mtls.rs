@@ -70,16 +70,24 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let metrics = options.metrics.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = axum::Router::new().route(
-            "/whoami",
-            get(
-                |Extension(peer): Extension<VerifiedPeer>,
-                 Extension(identity): Extension<PeerIdentity>| async move {
-                    assert_eq!(peer.identity, identity);
-                    format!("{:?} {}", peer.identity, peer.fingerprint)
-                },
-            ),
-        );
+        let router = axum::Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "slow"
+                }),
+            )
+            .route(
+                "/whoami",
+                get(
+                    |Extension(peer): Extension<VerifiedPeer>,
+                     Extension(identity): Extension<PeerIdentity>| async move {
+                        assert_eq!(peer.identity, identity);
+                        format!("{:?} {}", peer.identity, peer.fingerprint)
+                    },
+                ),
+            );
         let task = tokio::spawn(serve_with_options(
             listener,
             tls.clone(),
@@ -690,6 +698,39 @@ async fn a_handshake_that_stalls_is_dropped_by_the_server() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(server.metrics.counts().handshakes_timed_out, 1);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_and_closes_idle_connections() {
+    let pki = pki();
+    let server = Server::start(
+        federation_listener(&pki.layout, "BE"),
+        ListenerKind::Federation,
+    )
+    .await;
+    let connector = connector_for(&pki.layout, "LU");
+    let mut idle = BufReader::new(connect(&connector, server.addr).await.unwrap());
+    assert!(get_whoami(&mut idle).await.is_ok());
+    let mut busy = connect(&connector, server.addr).await.unwrap();
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let addr = server.addr;
+    server.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), busy.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("slow"),
+        "{response}"
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
 
 // ---- outbound client -------------------------------------------------------
