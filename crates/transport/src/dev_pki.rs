@@ -950,6 +950,11 @@ Regenerate (new keys, all files replaced):
 {command}
 ```
 
+With `--ocsp-url URL` the federation CA's end-entity certificates also name that OCSP
+responder (Authority Information Access) and `federation/ocsp-index.txt` is written, to
+serve with `openssl ocsp -index federation/ocsp-index.txt -port N -rsigner
+federation/ca.pem -rkey federation/ca.key.pem -CA federation/ca.pem -ndays 1`.
+
 Validity: CAs {ca} days, end entities {leaf} days, CRL nextUpdate {crl} days after
 generation. The expired certificates and the stale CRLs are expired by construction.
 All keys are ECDSA P-256; certificates and CRLs are signed with ecdsa-with-SHA256.
