@@ -1,8 +1,87 @@
-//! Mutual-TLS transport between national contact points.
+//! Mutual-TLS transport of the NCP gateway: trust stores and revocation, the
+//! listeners' and the outbound client's TLS configurations, their reload, the
+//! accept loop, and the peer identity read from a verified certificate; plus
+//! a development PKI generator for tests and local runs.
 //!
-//! Will own (federation issue): rustls server and client configurations built
-//! from the federation and national trust stores, CRL and OCSP revocation
-//! checking, certificate reload, and the peer identity (country, NCP id) read
-//! from a verified certificate.
+//! Must not know about: FHIR content, validation, storage or routing rules
+//! (the NCP directory, which peer may ask what).
 //!
-//! Must not know about: FHIR content, validation, storage or routing rules.
+//! # Two trust domains
+//!
+//! * The **federation** listener and the outbound client trust only the
+//!   federation CA: peers are other countries' NCPs.
+//! * The **national** listener trusts only the country's national CA: hospital
+//!   EHRs, pharmacies, doctors' systems, the patient portal.
+//!
+//! A certificate from one domain is therefore refused at the handshake on the
+//! other's listener (unknown issuer).
+//!
+//! # Verification policy (there is no option to weaken any of it)
+//!
+//! * **TLS 1.3 only** (RFC 8446). Every 1.3 suite is AEAD with ephemeral
+//!   (EC)DHE, certificates travel encrypted, and renegotiation is gone; all
+//!   peers are systems the federation or the country configures, so no
+//!   legacy client needs TLS 1.2. Crypto: rustls with the *ring* provider.
+//! * **Client certificate required** on every listener and verified by
+//!   webpki ([`TrustStore::client_verifier`]): chain to a trust anchor,
+//!   validity period, EKU `id-kp-clientAuth` (RFC 5280 §4.2.1.12), and an
+//!   end entity must not be a CA (basicConstraints cA=TRUE is refused,
+//!   RFC 5280 §4.2.1.9). The outbound client does the same for servers with
+//!   EKU `id-kp-serverAuth` and checks the URL's host against the
+//!   certificate's SAN (RFC 6125).
+//! * **Revocation fails closed** (RFC 5280 §6.3): every certificate of the
+//!   chain must be covered by a CRL of its issuer; a CA with no CRL makes
+//!   [`TrustStore::load`] fail (rustls would otherwise skip revocation
+//!   entirely); an unknown status is refused, and a CRL past its
+//!   `nextUpdate` (RFC 5280 §5.1.2.5) makes every handshake it covers fail
+//!   until a fresh CRL is loaded ([`ReloadableServerTls::reload`]).
+//! * **OCSP** (RFC 6960) on top, for certificates that name a responder in
+//!   their Authority Information Access extension: after the handshake, the
+//!   listener asks the responder (or its cache, valid until the response's
+//!   nextUpdate) and admits the peer only on a verified, current `good`;
+//!   revoked, unknown, unreachable, badly signed or stale all refuse. See
+//!   [`ocsp`]. (The outbound client relies on CRLs only.)
+//! * **No session resumption**: every connection makes a full handshake, so
+//!   a certificate revoked by a reloaded CRL cannot come back through a
+//!   resumed session.
+//! * **Bounded handshakes**: a handshake not finished within
+//!   [`ServeOptions::handshake_timeout`] is dropped; the outbound client's
+//!   connect timeout covers TCP and TLS.
+//!
+//! # Identity convention
+//!
+//! * Federation NCP certificates (federation CA): subject `C=<ISO 3166-1
+//!   alpha-2>` and `CN=<NCP id>` (plus an `O`), SAN DNS = the NCP's host
+//!   name as listed in the NCP directory. Server certificates carry EKU
+//!   serverAuth, client certificates EKU clientAuth. Read as
+//!   [`PeerIdentity::FederationNcp`].
+//! * National client certificates (national CA): subject `C`,
+//!   `O=<organisation>`, `OU=<client kind>` (one of
+//!   [`NationalClientKind`]: `ehr-system`, `pharmacy`, `doctor-system`,
+//!   `patient-portal`), `CN=<client id>`; EKU clientAuth. Read as
+//!   [`PeerIdentity::NationalClient`].
+//!
+//! Each attribute must occur exactly once; a verified certificate without
+//! them is refused (the connection is closed). Comparing the identity with
+//! the NCP directory or the gateway's own country is the caller's job.
+
+mod client;
+pub mod dev_pki;
+mod error;
+mod identity;
+pub mod ocsp;
+mod reload;
+mod serve;
+mod trust;
+
+pub use client::{ClientTimeouts, federation_client};
+pub use error::TransportError;
+pub use identity::{CertFingerprint, ListenerKind, NationalClientKind, PeerIdentity, VerifiedPeer};
+pub use reload::ReloadableServerTls;
+pub use serve::{
+    HandshakeRefusal, ListenerCounts, ListenerMetrics, ServeOptions, serve, serve_with_options,
+};
+pub use trust::{
+    ALPN_HTTP11, AnchorSummary, IdentityFiles, ServerTls, ServerTlsFiles, TlsIdentity, TrustFiles,
+    TrustStore, client_config, crypto_provider,
+};

@@ -1,0 +1,52 @@
+//! The outbound HTTP client to other countries' NCPs.
+
+use std::time::Duration;
+
+use crate::{TlsIdentity, TransportError, TrustStore, client_config};
+
+/// Time limits of the outbound client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// TCP connect plus TLS handshake (default 5 s): a peer that accepts TCP
+    /// but never completes the handshake fails after this.
+    pub connect: Duration,
+    /// The whole request, from connect to the end of the response body
+    /// (default 30 s).
+    pub request: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A `reqwest::Client` for calling other NCPs: mutual TLS with the gateway's
+/// federation client certificate (`identity`), servers verified against
+/// `trust` (the federation CA and its CRLs, see [`client_config`]) with the
+/// URL's host checked against the server certificate's SAN (RFC 6125),
+/// HTTPS only, no redirects followed, no proxy (and no proxy taken from the
+/// environment), TLS 1.3 only.
+///
+/// The caller takes the URL from the NCP directory; the host in it is the
+/// name the server certificate must carry.
+pub fn federation_client(
+    identity: &TlsIdentity,
+    trust: &TrustStore,
+    timeouts: ClientTimeouts,
+) -> Result<reqwest::Client, TransportError> {
+    let config = client_config(identity, trust)?;
+    let config = std::sync::Arc::unwrap_or_clone(config);
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .http1_only()
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .build()?)
+}
