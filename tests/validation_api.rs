@@ -11,10 +11,11 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use ehds_test_support::{GatewayProcess, conformance_dir, repo_root, unique_schema};
 use serde_json::Value;
+
+mod common;
 
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -35,10 +36,7 @@ async fn post(
     body: Vec<u8>,
     prefer: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    let mut request = common::ehr_client()
         .post(gateway.url(path))
         .header("content-type", FHIR_JSON)
         .body(body);

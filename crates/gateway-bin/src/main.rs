@@ -95,7 +95,7 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
             let gateway = Gateway::bind(&checked).await?;
             let addr = gateway.local_addr()?;
             println!(
-                "ehds-gateway listening on http://{addr} (store: {})",
+                "ehds-gateway listening on https://{addr} (store: {})",
                 checked.store_location()
             );
             use std::io::Write;

@@ -35,6 +35,106 @@ pub struct GatewayConfig {
     /// What documents are validated against.
     #[serde(default)]
     pub validation: ValidationSection,
+    /// The federation listener and outbound client (other countries' NCPs);
+    /// without it the gateway serves its national API only.
+    #[serde(default)]
+    pub federation: Option<FederationSection>,
+    /// Health-professional assertions: whose identity providers are trusted
+    /// and which roles may do what. Required with `[federation]`.
+    #[serde(default)]
+    pub assertions: Option<AssertionsSection>,
+}
+
+/// Development PKI of the repository (`deploy/dev-pki`, BE), used by the
+/// embedded default configuration so that a fresh clone serves mutual TLS
+/// at once. Never for production: its private keys are public.
+pub const DEV_PKI_DIR: &str = "deploy/dev-pki";
+
+/// `[server.tls]`: mutual TLS of the national API. Every caller (EHR,
+/// pharmacy, doctor's system, patient portal) presents a client certificate
+/// of the country's national CA; there is no plaintext national API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NationalTlsSection {
+    /// The listener's certificate chain (PEM).
+    pub certificate: PathBuf,
+    /// Its private key (PEM).
+    pub private_key: PathBuf,
+    /// The national CA certificate(s) whose clients are accepted.
+    pub client_cas: Vec<PathBuf>,
+    /// A current CRL for every CA above (revocation fails closed).
+    pub client_crls: Vec<PathBuf>,
+}
+
+impl Default for NationalTlsSection {
+    fn default() -> Self {
+        let dev = PathBuf::from(DEV_PKI_DIR).join("be");
+        Self {
+            certificate: dev.join("national-server.pem"),
+            private_key: dev.join("national-server.key.pem"),
+            client_cas: vec![dev.join("national-ca.pem")],
+            client_crls: vec![dev.join("national-ca.crl.pem")],
+        }
+    }
+}
+
+/// `[federation]`: this NCP towards the other countries' NCPs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSection {
+    /// Federation listener `host:port`.
+    pub listen: String,
+    /// This NCP's id in the directory (the CN of its federation certificates).
+    pub ncp_id: String,
+    /// Federation server certificate chain (PEM).
+    pub certificate: PathBuf,
+    /// Its private key.
+    pub private_key: PathBuf,
+    /// Federation client certificate chain, presented when calling peers.
+    pub client_certificate: PathBuf,
+    /// Its private key.
+    pub client_private_key: PathBuf,
+    /// Federation CA certificate(s).
+    pub cas: Vec<PathBuf>,
+    /// A current CRL for every federation CA.
+    pub crls: Vec<PathBuf>,
+    /// The NCP directory (TOML): countries, federation URLs, identifier rules.
+    pub directory: PathBuf,
+    /// Seconds to connect (TCP + TLS) to a peer.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Seconds a whole call to a peer may take.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+/// `[assertions]`: health-professional assertions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionsSection {
+    /// The federation trust list of identity-provider keys (TOML).
+    pub trust_list: PathBuf,
+    /// The role/permission matrix (TOML).
+    pub policy: PathBuf,
+    /// Accepted clock difference with the issuer, in seconds.
+    #[serde(default = "default_clock_skew_secs")]
+    pub clock_skew_secs: u64,
+    /// Longest accepted assertion lifetime, in seconds.
+    #[serde(default = "default_max_lifetime_secs")]
+    pub max_lifetime_secs: u64,
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    5
+}
+fn default_request_timeout_secs() -> u64 {
+    30
+}
+fn default_clock_skew_secs() -> u64 {
+    60
+}
+fn default_max_lifetime_secs() -> u64 {
+    3600
 }
 
 /// The profile an IPS patient summary pushed to `POST /fhir/Bundle` must meet.
@@ -98,6 +198,9 @@ pub struct ServerSection {
     /// Seconds a client has to send its request body (408 after that).
     #[serde(default = "default_body_timeout_secs")]
     pub body_timeout_secs: u64,
+    /// Mutual TLS of the national API (defaults to the development PKI).
+    #[serde(default)]
+    pub tls: NationalTlsSection,
 }
 
 impl Default for ServerSection {
@@ -106,6 +209,7 @@ impl Default for ServerSection {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
             body_timeout_secs: default_body_timeout_secs(),
+            tls: NationalTlsSection::default(),
         }
     }
 }
@@ -156,6 +260,8 @@ pub struct CheckedConfig {
     pub listen: SocketAddr,
     /// The store.
     pub store: StoreConfig,
+    /// The federation listener address, when `[federation]` is configured.
+    pub federation_listen: Option<SocketAddr>,
 }
 
 impl GatewayConfig {
@@ -232,10 +338,47 @@ impl GatewayConfig {
                 ));
             }
         }
+        if self.server.tls.client_cas.is_empty() {
+            return Err(GatewayError::Config(
+                "server.tls.client_cas must name the national CA".into(),
+            ));
+        }
+        let federation_listen = match &self.federation {
+            None => None,
+            Some(federation) => {
+                if self.ncp.is_none() {
+                    return Err(GatewayError::Config(
+                        "[federation] needs [ncp] (this gateway's country)".into(),
+                    ));
+                }
+                if self.assertions.is_none() {
+                    return Err(GatewayError::Config(
+                        "[federation] needs [assertions] (who may ask for what)".into(),
+                    ));
+                }
+                if federation.cas.is_empty() || federation.ncp_id.is_empty() {
+                    return Err(GatewayError::Config(
+                        "federation.cas and federation.ncp_id must be set".into(),
+                    ));
+                }
+                if federation.connect_timeout_secs == 0 || federation.request_timeout_secs == 0 {
+                    return Err(GatewayError::Config(
+                        "federation timeouts must be greater than 0".into(),
+                    ));
+                }
+                Some(federation.listen.parse().map_err(|e| {
+                    GatewayError::Config(format!(
+                        "federation.listen {:?} is not host:port: {e}",
+                        federation.listen
+                    ))
+                })?)
+            }
+        };
         Ok(CheckedConfig {
             raw: self,
             listen,
             store,
+            federation_listen,
         })
     }
 }

@@ -84,6 +84,15 @@ pub enum GatewayError {
     /// An OperationOutcome could not be rendered.
     #[error(transparent)]
     Render(#[from] outcome::OutcomeRenderError),
+    /// TLS material could not be loaded (start-up or reload).
+    #[error(transparent)]
+    Transport(#[from] ehds_transport::TransportError),
+    /// The caller is not authenticated (no verified client certificate).
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller is authenticated but may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 /// Status and issues for an error: the one mapping table.
@@ -146,6 +155,8 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
             IssueType::NotSupported,
             format!("{method} is not supported on this endpoint (see GET /fhir/metadata)"),
         ),
+        E::Unauthenticated(why) => one(S::UNAUTHORIZED, IssueType::Login, why.clone()),
+        E::Forbidden(why) => one(S::FORBIDDEN, IssueType::Forbidden, why.clone()),
         E::Store(StoreError::Database(sqlx_error)) if is_unavailable(sqlx_error) => (
             S::SERVICE_UNAVAILABLE,
             vec![internal_issue(
@@ -158,6 +169,7 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
         | E::Bind { .. }
         | E::Serve(_)
         | E::Store(_)
+        | E::Transport(_)
         | E::Render(_) => (
             S::INTERNAL_SERVER_ERROR,
             vec![internal_issue(IssueType::Exception, "internal error")],
@@ -278,6 +290,12 @@ mod tests {
                 "exception",
             ),
             (GatewayError::Config("x".into()), 500, "exception"),
+            (
+                GatewayError::Unauthenticated("no certificate".into()),
+                401,
+                "login",
+            ),
+            (GatewayError::Forbidden("role".into()), 403, "forbidden"),
             (
                 GatewayError::Serve(std::io::Error::other("x")),
                 500,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use ehds_fhir::ReceivedResource;
 use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, Store, StoredDocument};
+use ehds_transport::{NationalClientKind, PeerIdentity, VerifiedPeer};
 use http_body_util::{BodyExt, Limited};
 use tracing::Instrument;
 
@@ -26,10 +28,6 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 /// The CapabilityStatement served at `/fhir/metadata`, kept in `conformance/`.
 pub const CAPABILITY_STATEMENT: &str =
     include_str!("../../../conformance/CapabilityStatement-ehds-gateway-national.json");
-
-/// Who pushed a document. Until national client certificates arrive (the
-/// federation issue), every caller of the national API is unauthenticated.
-const UNAUTHENTICATED_SENDER: &str = "national-api:unauthenticated";
 
 /// RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (times are UTC).
 const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
@@ -58,6 +56,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Request limits.
     pub limits: Limits,
+    /// This gateway's country (`[ncp] country`): national clients must be
+    /// of it.
+    pub country: Option<Arc<str>>,
 }
 
 tokio::task_local! {
@@ -119,12 +120,78 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// `POST /fhir/Bundle`: push a FHIR document.
+/// The national system calling, from its verified client certificate (the
+/// transport puts it on every request of a mutual-TLS connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NationalCaller {
+    /// The organisation (certificate O).
+    pub organisation: String,
+    /// What kind of system it is (certificate OU).
+    pub kind: NationalClientKind,
+    /// The client id (certificate CN).
+    pub client_id: String,
+}
+
+impl NationalCaller {
+    /// The caller of `extensions`' connection, if it is a national client
+    /// of this gateway's country (`country`: `None` accepts any, for a
+    /// gateway configured without `[ncp]`).
+    pub fn of(peer: Option<&VerifiedPeer>, country: Option<&str>) -> Result<Self, GatewayError> {
+        let Some(peer) = peer else {
+            return Err(GatewayError::Unauthenticated(
+                "the national API requires a client certificate of this country's national CA"
+                    .into(),
+            ));
+        };
+        match &peer.identity {
+            PeerIdentity::NationalClient {
+                country: peer_country,
+                organisation,
+                kind,
+                client_id,
+            } if country.is_none_or(|c| c == peer_country) => Ok(Self {
+                organisation: organisation.clone(),
+                kind: *kind,
+                client_id: client_id.clone(),
+            }),
+            _ => Err(GatewayError::Forbidden(
+                "this certificate does not identify a national system of this country".into(),
+            )),
+        }
+    }
+
+    /// Refuses callers whose kind is not among `allowed`.
+    pub fn require(&self, allowed: &[NationalClientKind], what: &str) -> Result<(), GatewayError> {
+        if allowed.contains(&self.kind) {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden(format!(
+                "a {} system may not {what}",
+                self.kind.as_str()
+            )))
+        }
+    }
+
+    /// How the store records the sender: `kind:organisation/client`.
+    pub fn sender(&self) -> String {
+        format!(
+            "{}:{}/{}",
+            self.kind.as_str(),
+            self.organisation,
+            self.client_id
+        )
+    }
+}
+
+/// `POST /fhir/Bundle`: push a FHIR document (hospital EHR systems).
 async fn push_bundle(
     State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
+    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    caller.require(&[NationalClientKind::EhrSystem], "push documents")?;
     let resource = receive_resource(&headers, body, state.limits).await?;
     if resource.resource_type() != "Bundle" {
         return Err(GatewayError::WrongResourceType {
@@ -152,7 +219,7 @@ async fn push_bundle(
             },
             bundle_type: header.bundle_type,
             patient_identifier: header.patient_identifier.as_deref(),
-            sender: UNAUTHENTICATED_SENDER,
+            sender: &caller.sender(),
             content: resource.bytes(),
         })
         .await?;
@@ -255,11 +322,13 @@ async fn validate(
     Ok(crate::error::outcome_response(StatusCode::OK, &issues))
 }
 
-/// `GET /fhir/Bundle/{id}`: the exact bytes stored.
+/// `GET /fhir/Bundle/{id}`: the exact bytes stored (any national system).
 async fn read_bundle(
     State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
     Path(id): Path<String>,
 ) -> Result<Response, GatewayError> {
+    NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
     if !is_fhir_id(&id) {
         return Err(GatewayError::ResourceNotFound("this Bundle".into()));
     }

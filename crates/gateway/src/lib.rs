@@ -21,6 +21,9 @@ use std::time::Duration;
 
 use ehds_profiles::Registry;
 use ehds_store::Store;
+use ehds_transport::{
+    IdentityFiles, ListenerKind, ReloadableServerTls, ServerTlsFiles, TrustFiles,
+};
 use ehds_validation::Validator;
 use tokio::net::TcpListener;
 
@@ -31,6 +34,7 @@ pub use error::GatewayError;
 #[derive(Debug)]
 pub struct Gateway {
     listener: TcpListener,
+    national_tls: ReloadableServerTls,
     state: http::AppState,
 }
 
@@ -50,6 +54,17 @@ impl Gateway {
         store: Store,
         validator: Arc<Validator>,
     ) -> Result<Self, GatewayError> {
+        let tls = &config.raw.server.tls;
+        let national_tls = ReloadableServerTls::load(ServerTlsFiles {
+            identity: IdentityFiles {
+                cert_chain: tls.certificate.clone(),
+                private_key: tls.private_key.clone(),
+            },
+            trust: TrustFiles {
+                ca_certs: tls.client_cas.clone(),
+                crls: tls.client_crls.clone(),
+            },
+        })?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -66,8 +81,13 @@ impl Gateway {
                 max_body_bytes: config.raw.server.max_body_bytes,
                 body_timeout: Duration::from_secs(config.raw.server.body_timeout_secs),
             },
+            country: config.raw.ncp.as_ref().map(|n| n.country.as_str().into()),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            national_tls,
+            state,
+        })
     }
 
     /// The address the national API listens on.
@@ -82,12 +102,16 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let store = self.state.store.clone();
         let app = http::router(self.state);
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(GatewayError::Serve);
+        ehds_transport::serve(
+            self.listener,
+            self.national_tls,
+            ListenerKind::National,
+            app,
+            shutdown,
+        )
+        .await;
         store.close().await;
-        result
+        Ok(())
     }
 }
 

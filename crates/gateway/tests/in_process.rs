@@ -17,6 +17,7 @@ use ehds_gateway::http::{AppState, Limits, router};
 use ehds_gateway::metrics::Metrics;
 use ehds_store::{Store, StoreConfig};
 use ehds_test_support::{conformance_dir, unique_schema};
+use ehds_transport::{CertFingerprint, NationalClientKind, PeerIdentity, VerifiedPeer};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -49,11 +50,31 @@ fn state(
                 max_body_bytes: 1 << 20,
                 body_timeout,
             },
+            country: Some("BE".into()),
         }
     }
 }
 
-async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+/// What the mutual-TLS listener attaches to every request of a BE hospital
+/// EHR system's connection.
+fn ehr_peer() -> VerifiedPeer {
+    VerifiedPeer {
+        identity: PeerIdentity::NationalClient {
+            country: "BE".into(),
+            organisation: "Hospital".into(),
+            kind: NationalClientKind::EhrSystem,
+            client_id: "ehr-1".into(),
+        },
+        fingerprint: CertFingerprint([0; 32]),
+        serial_hex: "01".into(),
+        not_after: time::OffsetDateTime::now_utc(),
+    }
+}
+
+async fn call(state: &AppState, mut request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+    if request.extensions().get::<VerifiedPeer>().is_none() {
+        request.extensions_mut().insert(ehr_peer());
+    }
     let response = router(state.clone()).oneshot(request).await.unwrap();
     let status = response.status();
     let request_id = response.headers()["x-request-id"]
@@ -135,6 +156,75 @@ async fn a_body_that_never_arrives_times_out_with_408() {
     let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(outcome["issue"][0]["code"], "timeout");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A chunked body (no Content-Length) is refused with 413 as soon as it
+/// passes the limit, without reading the rest.
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused_with_413() {
+    let dir = std::env::temp_dir().join(unique_schema("chunked"));
+    let state = state(&dir, Duration::from_secs(5)).await;
+    let chunks = (0..200).map(|_| Ok::<_, std::io::Error>(vec![b' '; 8192]));
+    let request = Request::post("/fhir/Bundle")
+        .header("content-type", "application/fhir+json")
+        .body(Body::from_stream(Chunks(chunks.collect())))
+        .unwrap();
+    let (status, _, body) = call(&state, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(outcome["issue"][0]["code"], "too-long");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Without a verified client certificate nothing is served: 401; a
+/// certificate of another kind of national system may not push: 403.
+#[tokio::test]
+async fn callers_without_a_national_certificate_or_the_right_kind_are_refused() {
+    let dir = std::env::temp_dir().join(unique_schema("authn"));
+    let state = state(&dir, Duration::from_secs(5)).await;
+    let bytes = std::fs::read(conformance_dir().join(IPS)).unwrap();
+    let response = router(state.clone())
+        .oneshot(push(bytes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let mut pharmacy = ehr_peer();
+    pharmacy.identity = PeerIdentity::NationalClient {
+        country: "BE".into(),
+        organisation: "Pharmacy".into(),
+        kind: NationalClientKind::Pharmacy,
+        client_id: "ph-1".into(),
+    };
+    let mut request = push(bytes.clone());
+    request.extensions_mut().insert(pharmacy);
+    let (status, _, _) = call(&state, request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut foreign = ehr_peer();
+    foreign.identity = PeerIdentity::NationalClient {
+        country: "LU".into(),
+        organisation: "Hospital".into(),
+        kind: NationalClientKind::EhrSystem,
+        client_id: "ehr-lu".into(),
+    };
+    let mut request = push(bytes);
+    request.extensions_mut().insert(foreign);
+    let (status, _, _) = call(&state, request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(state.store.document_count().await.unwrap(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A finite stream of chunks.
+struct Chunks(std::collections::VecDeque<Result<Vec<u8>, std::io::Error>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Vec<u8>, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.0.pop_front())
+    }
 }
 
 fn futures_stall() -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {

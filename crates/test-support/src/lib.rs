@@ -91,7 +91,8 @@ pub fn files_with_extension(dir: &std::path::Path, ext: &str) -> Vec<PathBuf> {
 }
 
 /// A gateway binary running in a fresh working directory (with `profiles/`
-/// linked in, where the default configuration looks), killed on drop.
+/// and `deploy/` linked in, where the default configuration looks for the
+/// FHIR packages and the development PKI), killed on drop.
 #[derive(Debug)]
 pub struct GatewayProcess {
     child: std::process::Child,
@@ -112,8 +113,10 @@ impl GatewayProcess {
         let dir = std::env::temp_dir().join(unique_schema("gateway"));
         std::fs::create_dir_all(&dir).map_err(|e| fail("temp dir", &e))?;
         #[cfg(unix)]
-        std::os::unix::fs::symlink(repo_root().join("profiles"), dir.join("profiles"))
-            .map_err(|e| fail("linking profiles", &e))?;
+        for linked in ["profiles", "deploy"] {
+            std::os::unix::fs::symlink(repo_root().join(linked), dir.join(linked))
+                .map_err(|e| fail("linking the repository's folders", &e))?;
+        }
         let mut command = std::process::Command::new(binary);
         command.arg("serve").args(args).current_dir(&dir);
         if let Some(config) = config {
@@ -133,7 +136,7 @@ impl GatewayProcess {
                 .map_err(|e| fail("reading its output", &e))?;
         }
         let addr = line
-            .split("http://")
+            .split("https://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|a| a.parse().ok());
@@ -148,9 +151,9 @@ impl GatewayProcess {
         }
     }
 
-    /// `http://ADDR{path}`.
+    /// `https://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("https://{}{path}", self.addr)
     }
 
     /// The listening address.
