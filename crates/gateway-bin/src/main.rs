@@ -50,6 +50,17 @@ enum Command {
         /// TOML configuration file.
         config: PathBuf,
     },
+    /// Write a fresh development PKI (federation CA, national CAs, NCP and
+    /// client certificates, CRLs, assertion signing keys, and the revoked,
+    /// expired and wrong-CA negatives). Development and tests only.
+    DevPki {
+        /// Folder to write (deploy/dev-pki in the repository).
+        #[arg(long, default_value = "deploy/dev-pki")]
+        out: PathBuf,
+        /// Countries (ISO 3166-1 alpha-2).
+        #[arg(default_values_t = ["BE".to_owned(), "LU".to_owned()])]
+        countries: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -100,6 +111,8 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
             );
             use std::io::Write;
             let _ = std::io::stdout().flush();
+            #[cfg(unix)]
+            reload_on_sighup(gateway.tls_configs());
             gateway.run(shutdown_signal()).await
         }
         Command::Validate {
@@ -125,6 +138,12 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
             }
             Ok(())
         }
+        Command::DevPki { out, countries } => {
+            let countries: Vec<&str> = countries.iter().map(String::as_str).collect();
+            ehds_gateway::generate_dev_pki(&out, &countries)?;
+            println!("development PKI written to {}", out.display());
+            Ok(())
+        }
         Command::CheckConfig { config } => {
             let checked = GatewayConfig::from_file(&config)?.check()?;
             println!(
@@ -136,6 +155,20 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
             Ok(())
         }
     }
+}
+
+/// SIGHUP: re-read certificates, keys and CRLs (live connections stay).
+#[cfg(unix)]
+fn reload_on_sighup(configs: Vec<ehds_gateway::ReloadableServerTls>) {
+    tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            ehds_gateway::reload_tls(&configs);
+        }
+    });
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, finish in-flight requests, exit.

@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use ehds_profiles::Registry;
 use ehds_store::Store;
-use ehds_transport::{
-    IdentityFiles, ListenerKind, ReloadableServerTls, ServerTlsFiles, TrustFiles,
-};
+use ehds_transport::{IdentityFiles, ListenerKind, ServerTlsFiles, TrustFiles};
 use ehds_validation::Validator;
 use tokio::net::TcpListener;
 
 pub use config::{CheckedConfig, GatewayConfig};
+/// The reloadable listener TLS configuration (re-exported for the binary).
+pub use ehds_transport::ReloadableServerTls;
 pub use error::GatewayError;
 
 /// A gateway whose store is open and whose listener is bound.
@@ -90,6 +90,13 @@ impl Gateway {
         })
     }
 
+    /// The listeners' TLS configurations, to reload on demand (the binary
+    /// does on SIGHUP); [`Gateway::run`] also reloads them periodically so a
+    /// CRL replaced on disk takes effect without a restart.
+    pub fn tls_configs(&self) -> Vec<ReloadableServerTls> {
+        vec![self.national_tls.clone()]
+    }
+
     /// The address the national API listens on.
     pub fn local_addr(&self) -> Result<SocketAddr, GatewayError> {
         self.listener.local_addr().map_err(GatewayError::Serve)
@@ -101,6 +108,10 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         let store = self.state.store.clone();
+        let reloader = tokio::spawn(reload_periodically(
+            vec![self.national_tls.clone()],
+            TLS_RELOAD_PERIOD,
+        ));
         let app = http::router(self.state);
         ehds_transport::serve(
             self.listener,
@@ -110,9 +121,51 @@ impl Gateway {
             shutdown,
         )
         .await;
+        reloader.abort();
         store.close().await;
         Ok(())
     }
+}
+
+/// How often certificates, keys and CRLs are re-read from disk: a CRL
+/// published by the CA and copied in place is in force within this time
+/// (and at once on SIGHUP). A failed reload keeps the previous, working
+/// configuration and is logged.
+pub const TLS_RELOAD_PERIOD: Duration = Duration::from_secs(300);
+
+/// Reloads every TLS configuration now; returns how many failed (each logged).
+pub fn reload_tls(configs: &[ReloadableServerTls]) -> usize {
+    let mut failed = 0;
+    for config in configs {
+        match config.reload() {
+            Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
+            Err(error) => {
+                failed += 1;
+                tracing::error!(%error, "TLS reload failed; the previous configuration stays in force");
+            }
+        }
+    }
+    failed
+}
+
+async fn reload_periodically(configs: Vec<ReloadableServerTls>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        reload_tls(&configs);
+    }
+}
+
+/// Writes a fresh development PKI (for `countries`, e.g. `["BE", "LU"]`)
+/// into `dir`: the `ehds-gateway dev-pki` command. Development and tests
+/// only: every private key is written in the clear.
+pub fn generate_dev_pki(dir: &std::path::Path, countries: &[&str]) -> Result<(), GatewayError> {
+    ehds_transport::dev_pki::generate(
+        dir,
+        &ehds_transport::dev_pki::DevPkiSpec::long_lived(countries),
+    )?;
+    Ok(())
 }
 
 /// Loads the configured FHIR packages and compiles them; every profile the
