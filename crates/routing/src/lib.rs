@@ -1,9 +1,31 @@
 //! Cross-border routing between national contact points (NCPs).
 //!
-//! Will own (federation issue): the NCP directory (country code → federation
-//! endpoint and expected certificate identity), per-country patient
-//! identifier rules, and the decision of which NCP a request for a patient
-//! identifier goes to.
+//! Owns: the NCP directory ([`NcpDirectory`], `deploy/config/directory.toml`):
+//! every country of the federation (the gateway's own included), its NCP's
+//! federation base URL and expected certificate identity, and the patient
+//! identifier systems the country issues with the form of their values; the
+//! decision of which NCP answers for a patient identifier
+//! ([`NcpDirectory::check_patient_identifier`]); the search parameters of
+//! the cross-border NCPeH FHIR API parsed into typed requests, and the
+//! canonical relative URL relayed to the patient's NCP ([`search`]).
 //!
-//! Must not know about: TLS details (the transport crate), storage, or HTTP
-//! framework types.
+//! Must not know about: TLS details (the transport crate hands over the
+//! verified peer subject as strings), storage, or HTTP framework types (it
+//! takes raw query strings and returns relative URLs).
+//!
+//! Invalid input is a value: a refused identifier is an
+//! [`IdentifierRefusal`], a refused search a list of
+//! [`search::SearchRefusal`]s; [`RoutingError`] is only for a directory that
+//! cannot be loaded.
+
+mod country;
+mod directory;
+mod error;
+pub mod search;
+
+pub use country::CountryCode;
+pub use directory::{
+    CertificateIdentity, Country, IdentifierRefusal, IdentifierRule, MAX_IDENTIFIER_VALUE_BYTES,
+    Ncp, NcpDirectory, RoutedPatient,
+};
+pub use error::RoutingError;
