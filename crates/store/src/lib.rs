@@ -5,7 +5,10 @@
 //! interface, [`Store`], over both backends. Received documents are kept as
 //! the exact bytes received plus the metadata the gateway indexes them by
 //! (Bundle.identifier, patient identifier, type, received time, sender, SHA-256).
-//! Later issues add prescriptions, dispensations, consents and the audit trail.
+//! The audit trail ([`Store::append_audit`], module [`audit`]) is append-only
+//! and hash-chained; the replay ledger of health-professional assertions
+//! ([`Store::first_use_of_assertion`]) is shared by every replica on one
+//! database. Later issues add prescriptions, dispensations and consents.
 //!
 //! Must not know about: FHIR parsing or validation (callers hand it bytes and
 //! already-extracted metadata), HTTP, or transport. It does not read the
@@ -13,6 +16,8 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -182,10 +187,30 @@ pub enum PutOutcome {
     },
 }
 
-/// The gateway's store.
+/// A stored document without its content: what a patient's document list
+/// shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentSummary {
+    /// The gateway's id for it (`Bundle/{id}`).
+    pub id: String,
+    /// `Bundle.identifier`.
+    pub identifier: DocumentIdentifier,
+    /// `Bundle.type`.
+    pub bundle_type: String,
+    /// When the gateway stored it.
+    pub received_at: OffsetDateTime,
+    /// SHA-256 of the content.
+    pub sha256: [u8; 32],
+    /// Size of the content in bytes.
+    pub size: u64,
+}
+
+/// The gateway's store. Clones share one connection pool.
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Calls of [`Store::first_use_of_assertion`], to purge now and then.
+    assertion_calls: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +229,11 @@ macro_rules! on_pool {
         }
     };
 }
+
+mod assertions;
+pub mod audit;
+
+pub use audit::{AUDIT_GENESIS_HASH, AuditRecord, BreakKind, ChainReport, NewAuditRecord};
 
 const DOCUMENT_COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
      patient_identifier, received_at_us, sender, sha256, content";
@@ -257,7 +287,10 @@ impl Store {
                 Backend::Postgres(pool)
             }
         };
-        Ok(Self { backend })
+        Ok(Self {
+            backend,
+            assertion_calls: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// `sqlite` or `postgres`.
@@ -286,9 +319,7 @@ impl Store {
     pub async fn put_document(&self, doc: NewDocument<'_>) -> Result<PutOutcome, StoreError> {
         let sha256: [u8; 32] = Sha256::digest(doc.content).into();
         let id = uuid::Uuid::new_v4().to_string();
-        let received_at = OffsetDateTime::now_utc();
-        let received_at_us = i64::try_from(received_at.unix_timestamp_nanos() / 1_000)
-            .map_err(|_| StoreError::Corrupt("clock out of range".into()))?;
+        let received_at_us = to_micros(OffsetDateTime::now_utc())?;
         let inserted = on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO documents (id, identifier_system, identifier_value, bundle_type, \
@@ -379,15 +410,80 @@ impl Store {
         u64::try_from(count).map_err(|_| StoreError::Corrupt("negative count".into()))
     }
 
+    /// The documents whose subject is `patient_identifier` (`system|value`),
+    /// newest first, optionally only those of one `Bundle.type`; metadata
+    /// only, no content.
+    pub async fn documents_for_patient(
+        &self,
+        patient_identifier: &str,
+        bundle_type: Option<&str>,
+    ) -> Result<Vec<DocumentSummary>, StoreError> {
+        const COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
+             received_at_us, sha256, CAST(length(content) AS BIGINT) AS size";
+        const ORDER: &str = "ORDER BY received_at_us DESC, id DESC";
+        let sql = match bundle_type {
+            None => {
+                format!("SELECT {COLUMNS} FROM documents WHERE patient_identifier = $1 {ORDER}")
+            }
+            Some(_) => format!(
+                "SELECT {COLUMNS} FROM documents \
+                 WHERE patient_identifier = $1 AND bundle_type = $2 {ORDER}"
+            ),
+        };
+        on_pool!(self, |pool| {
+            let mut query = sqlx::query(&sql).bind(patient_identifier);
+            if let Some(bundle_type) = bundle_type {
+                query = query.bind(bundle_type);
+            }
+            query
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(read_summary)
+                .collect()
+        })
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
     }
 }
 
+/// Microseconds since the Unix epoch (rounded down): how times are stored.
+fn to_micros(t: OffsetDateTime) -> Result<i64, StoreError> {
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000))
+        .map_err(|_| StoreError::Corrupt("time out of range".into()))
+}
+
 fn from_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
-        .map_err(|e| StoreError::Corrupt(format!("received_at: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("stored time: {e}")))
+}
+
+fn read_summary<R>(row: &R) -> Result<DocumentSummary, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let sha: Vec<u8> = row.try_get("sha256")?;
+    let size: i64 = row.try_get("size")?;
+    Ok(DocumentSummary {
+        id: row.try_get("id")?,
+        identifier: DocumentIdentifier {
+            system: row.try_get("identifier_system")?,
+            value: row.try_get("identifier_value")?,
+        },
+        bundle_type: row.try_get("bundle_type")?,
+        received_at: from_micros(row.try_get("received_at_us")?)?,
+        sha256: sha
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("sha256 is not 32 bytes".into()))?,
+        size: u64::try_from(size).map_err(|_| StoreError::Corrupt("negative size".into()))?,
+    })
 }
 
 fn read_document<R>(row: &R) -> Result<StoredDocument, StoreError>

@@ -1,6 +1,8 @@
 //! The store's cases, run against both backends: SQLite (a fresh file) and
 //! PostgreSQL (a fresh schema on the server named by `EHDS_TEST_POSTGRES_URL`;
-//! under CI a missing URL fails the test instead of skipping it).
+//! under CI a missing URL fails the test instead of skipping it). The harness
+//! (`common`) removes the SQLite folder and drops the PostgreSQL schema after
+//! each case, passed or failed.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,63 +11,11 @@
     clippy::panic
 )]
 
+#[macro_use]
+mod common;
+
 use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, Store, StoreConfig};
-use ehds_test_support::{
-    ScratchDir, conformance_dir, files_with_extension, postgres_url, unique_schema,
-};
-
-/// A fresh store of each backend; the temp dir keeps the SQLite file alive.
-struct Fresh {
-    store: Store,
-    _dir: Option<ScratchDir>,
-}
-
-async fn sqlite() -> Option<Fresh> {
-    let dir = ScratchDir::new("store");
-    let config = StoreConfig::Sqlite {
-        path: dir.path().join("nested/folder/gateway.db"),
-    };
-    let store = Store::open(&config).await.unwrap();
-    Some(Fresh {
-        store,
-        _dir: Some(dir),
-    })
-}
-
-async fn postgres() -> Option<Fresh> {
-    let url = postgres_url()?;
-    let config = StoreConfig::Postgres {
-        url,
-        schema: Some(unique_schema("store")),
-        max_connections: 8,
-    };
-    Some(Fresh {
-        store: Store::open(&config).await.unwrap(),
-        _dir: None,
-    })
-}
-
-/// Declares one test per backend for each case.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                if let Some(fresh) = super::sqlite().await {
-                    super::$case(&fresh.store).await;
-                }
-            })*
-        }
-        mod postgres_backend {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                if let Some(fresh) = super::postgres().await {
-                    super::$case(&fresh.store).await;
-                }
-            })*
-        }
-    };
-}
+use ehds_test_support::{ScratchDir, conformance_dir, files_with_extension};
 
 on_both_backends!(
     stores_and_reads_back_exact_bytes,
@@ -74,7 +24,10 @@ on_both_backends!(
     concurrent_pushes_of_one_identifier_store_it_once,
     every_example_round_trips_byte_identical,
     unknown_ids_are_none,
+    documents_for_patient_newest_first,
 );
+
+const PATIENT: &str = "urn:oid:2.16.17.710.850.1000.990.1|123";
 
 fn doc<'a>(value: &str, content: &'a [u8]) -> NewDocument<'a> {
     NewDocument {
@@ -83,7 +36,7 @@ fn doc<'a>(value: &str, content: &'a [u8]) -> NewDocument<'a> {
             value: value.into(),
         },
         bundle_type: "document",
-        patient_identifier: Some("urn:oid:2.16.17.710.850.1000.990.1|123"),
+        patient_identifier: Some(PATIENT),
         sender: "test",
         content,
     }
@@ -191,6 +144,97 @@ async fn every_example_round_trips_byte_identical(store: &Store) {
 async fn unknown_ids_are_none(store: &Store) {
     assert!(store.document("nope").await.unwrap().is_none());
     assert_eq!(store.document_count().await.unwrap(), 0);
+}
+
+async fn documents_for_patient_newest_first(store: &Store) {
+    async fn put(
+        store: &Store,
+        value: &str,
+        bundle_type: &str,
+        patient: Option<&str>,
+        content: &[u8],
+    ) -> String {
+        let new = NewDocument {
+            bundle_type,
+            patient_identifier: patient,
+            ..doc(value, content)
+        };
+        let PutOutcome::Created(created) = store.put_document(new).await.unwrap() else {
+            panic!("not created");
+        };
+        // Distinct received times (stored to the microsecond).
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        created.id
+    }
+    let other = "urn:oid:2.16.17.710.850.1000.990.1|456";
+    let first = put(
+        store,
+        "urn:uuid:p1",
+        "document",
+        Some(PATIENT),
+        b"{\"n\":1}",
+    )
+    .await;
+    put(store, "urn:uuid:q1", "document", Some(other), b"{}").await;
+    let second = put(
+        store,
+        "urn:uuid:p2",
+        "collection",
+        Some(PATIENT),
+        b"{\"n\":22}",
+    )
+    .await;
+    put(store, "urn:uuid:none", "document", None, b"{}").await;
+    let third = put(
+        store,
+        "urn:uuid:p3",
+        "document",
+        Some(PATIENT),
+        b"{\"n\":333}",
+    )
+    .await;
+
+    let all = store.documents_for_patient(PATIENT, None).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, [third.as_str(), second.as_str(), first.as_str()]);
+    assert!(all.windows(2).all(|w| w[0].received_at > w[1].received_at));
+    let newest = &all[0];
+    let stored = store.document(&third).await.unwrap().unwrap();
+    assert_eq!(newest.identifier, stored.identifier);
+    assert_eq!(newest.bundle_type, "document");
+    assert_eq!(newest.received_at, stored.received_at);
+    assert_eq!(newest.sha256, stored.sha256);
+    assert_eq!(newest.size, 9);
+    assert_eq!(all[1].size, 8);
+
+    let documents = store
+        .documents_for_patient(PATIENT, Some("document"))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, [third.as_str(), first.as_str()]);
+    assert!(
+        store
+            .documents_for_patient(PATIENT, Some("message"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .documents_for_patient("urn:oid:1.2.3|nobody", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .documents_for_patient(other, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
