@@ -6,7 +6,8 @@
 //! Bundle reference index ([`bundle::BundleIndex`]) that resolves `urn:uuid`,
 //! absolute and relative references, and the OperationOutcome issue model
 //! ([`outcome`]) with, behind the `typed` feature, its rendering through
-//! fhir-sdk's typed R4B models.
+//! fhir-sdk's typed R4B models, and the AuditEvent records of cross-border
+//! access ([`audit_event`], IHE BALP patterns).
 //!
 //! Must not know about: profiles or validation rules (the validation crate),
 //! storage, HTTP, routing between countries, or transport.
@@ -15,6 +16,7 @@
 //! elements and turn decimals into `f64`, so they are used only to build
 //! resources the gateway itself emits, never to store or relay received ones.
 
+pub mod audit_event;
 pub mod bundle;
 pub mod json;
 pub mod outcome;
