@@ -93,6 +93,39 @@ pub enum GatewayError {
     /// The caller is authenticated but may not do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The health-professional assertion was refused.
+    #[error("assertion refused: {0}")]
+    Assertion(ehds_access::AssertionRefusal),
+    /// The replay ledger could not answer: refused (fail closed).
+    #[error("replay ledger: {0}")]
+    Ledger(String),
+    /// Search parameters that cannot be served.
+    #[error("{} search parameter(s) refused", .0.len())]
+    Search(Vec<ehds_routing::search::SearchRefusal>),
+    /// A patient identifier that cannot be routed.
+    #[error("patient identifier refused")]
+    Identifier(ehds_routing::IdentifierRefusal),
+    /// The peer NCP could not be reached or answered unusably.
+    #[error("peer: {0}")]
+    PeerUnavailable(String),
+    /// The peer NCP did not answer in time.
+    #[error("peer timed out")]
+    PeerTimeout,
+    /// The peer NCP refused (its status, and its OperationOutcome if it
+    /// sent one).
+    #[error("peer answered {status}")]
+    PeerAnswer {
+        /// The peer's HTTP status.
+        status: u16,
+        /// The peer's OperationOutcome.
+        outcome: Option<bytes::Bytes>,
+    },
+    /// The peer's answer failed validation.
+    #[error("the peer's answer failed validation")]
+    PeerInvalid(ValidationReport),
+    /// An AuditEvent could not be written (a bug, never the client's).
+    #[error(transparent)]
+    AuditEvent(#[from] ehds_fhir::audit_event::AuditEventError),
 }
 
 /// Status and issues for an error: the one mapping table.
@@ -156,6 +189,57 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
             format!("{method} is not supported on this endpoint (see GET /fhir/metadata)"),
         ),
         E::Unauthenticated(why) => one(S::UNAUTHORIZED, IssueType::Login, why.clone()),
+        E::Assertion(refusal) => {
+            let status = S::from_u16(refusal.http_status()).unwrap_or(S::FORBIDDEN);
+            let code = if status == S::UNAUTHORIZED {
+                IssueType::Login
+            } else {
+                IssueType::Forbidden
+            };
+            one(
+                status,
+                code,
+                format!("the health-professional assertion is refused: {refusal}"),
+            )
+        }
+        E::Ledger(_) => (
+            S::SERVICE_UNAVAILABLE,
+            vec![internal_issue(
+                IssueType::Transient,
+                "the assertion replay check is unavailable; try again later",
+            )],
+        ),
+        E::Search(refusals) => (S::BAD_REQUEST, crate::federation::search_issues(refusals)),
+        E::Identifier(refusal) => (
+            S::BAD_REQUEST,
+            vec![Issue::error(IssueType::Value, refusal.message()).at("identifier")],
+        ),
+        E::PeerUnavailable(why) => one(
+            S::BAD_GATEWAY,
+            IssueType::Transient,
+            format!("the other country's NCP did not answer usably: {why}"),
+        ),
+        E::PeerTimeout => one(
+            S::GATEWAY_TIMEOUT,
+            IssueType::Timeout,
+            "the other country's NCP did not answer in time".into(),
+        ),
+        E::PeerAnswer { status, .. } => one(
+            S::from_u16(*status)
+                .ok()
+                .filter(|s| s.is_client_error())
+                .unwrap_or(S::BAD_GATEWAY),
+            IssueType::Exception,
+            format!("the other country's NCP refused the request ({status})"),
+        ),
+        E::PeerInvalid(report) => {
+            let mut issues = vec![Issue::error(
+                IssueType::Exception,
+                "the other country's NCP answered with content that fails validation; it is not passed on",
+            )];
+            issues.extend(report.issues.iter().filter(|i| i.severity.is_error()).cloned());
+            (S::BAD_GATEWAY, issues)
+        }
         E::Forbidden(why) => one(S::FORBIDDEN, IssueType::Forbidden, why.clone()),
         E::Store(StoreError::Database(sqlx_error)) if is_unavailable(sqlx_error) => (
             S::SERVICE_UNAVAILABLE,
@@ -170,6 +254,7 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
         | E::Serve(_)
         | E::Store(_)
         | E::Transport(_)
+        | E::AuditEvent(_)
         | E::Render(_) => (
             S::INTERNAL_SERVER_ERROR,
             vec![internal_issue(IssueType::Exception, "internal error")],
@@ -215,6 +300,27 @@ pub fn outcome_response(status: StatusCode, issues: &[Issue]) -> Response {
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let (status, issues) = classify(&self);
+        // A peer's own OperationOutcome of a refusal reaches the caller as
+        // the peer wrote it (it was parsed as FHIR JSON first).
+        if let Self::PeerAnswer {
+            outcome: Some(body),
+            ..
+        } = &self
+        {
+            let mut response = (status, body.clone()).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+            return response;
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            let mut response = outcome_response(status, &issues);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ehds-ncp\""),
+            );
+            return response;
+        }
         if status.is_server_error() {
             // The detail goes to the operator's log, never to the client. Store
             // and render errors carry no document content.

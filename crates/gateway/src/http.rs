@@ -59,6 +59,8 @@ pub struct AppState {
     /// This gateway's country (`[ncp] country`): national clients must be
     /// of it.
     pub country: Option<Arc<str>>,
+    /// Cross-border exchange, when `[federation]` is configured.
+    pub federation: Option<Arc<crate::federation::Federation>>,
 }
 
 tokio::task_local! {
@@ -75,6 +77,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/fhir/Bundle", post(push_bundle))
         .route("/fhir/Bundle/{id}", get(read_bundle))
+        .route("/fhir/Patient", get(crate::federation::national_patient_search))
+        .route(
+            "/fhir/DocumentReference",
+            get(crate::federation::national_document_search),
+        )
         .route("/fhir/metadata", get(capability_statement))
         .route("/fhir/$validate", post(validate_operation))
         .route("/fhir/Bundle/$validate", post(validate_bundle_operation))
@@ -90,7 +97,7 @@ pub fn router(state: AppState) -> Router {
 /// One span per request with a fresh request id, echoed in `X-Request-Id`;
 /// counts the request by route and status. Logs carry the route template,
 /// never the path or query (which may hold patient identifiers).
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let route = request
         .extensions()
@@ -327,8 +334,21 @@ async fn read_bundle(
     State(state): State<AppState>,
     peer: Option<Extension<VerifiedPeer>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
     NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    if let Some((country, remote_id)) = crate::federation::cross_border_bundle_id(&id)
+        && state.country.as_deref() != Some(country)
+    {
+        return crate::federation::national_bundle_read(
+            &state,
+            peer.as_deref(),
+            &headers,
+            country,
+            remote_id,
+        )
+        .await;
+    }
     if !is_fhir_id(&id) {
         return Err(GatewayError::ResourceNotFound("this Bundle".into()));
     }
@@ -541,7 +561,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, GatewayError
         .into_response())
 }
 
-async fn unknown_route(uri: Uri) -> GatewayError {
+pub(crate) async fn unknown_route(uri: Uri) -> GatewayError {
     GatewayError::UnknownRoute(uri.path().to_owned())
 }
 

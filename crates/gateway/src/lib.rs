@@ -9,8 +9,10 @@
 //! rows are written: it calls the FHIR, validation and store crates for that.
 //! It does not read the environment: the binary hands it a configuration.
 
+pub mod audit;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod http;
 pub mod metrics;
 
@@ -35,6 +37,8 @@ pub use error::GatewayError;
 pub struct Gateway {
     listener: TcpListener,
     national_tls: ReloadableServerTls,
+    /// The federation listener and its TLS, with `[federation]`.
+    federation: Option<(TcpListener, ReloadableServerTls)>,
     state: http::AppState,
 }
 
@@ -65,6 +69,23 @@ impl Gateway {
                 crls: tls.client_crls.clone(),
             },
         })?;
+        let loaded = federation::Federation::load(config)?;
+        let (federation, federation_tls) = match loaded {
+            Some(loaded) => (Some(Arc::new(loaded.federation)), Some(loaded.listener_tls)),
+            None => (None, None),
+        };
+        let federation_listener = match (config.federation_listen, federation_tls) {
+            (Some(addr), Some(tls)) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| GatewayError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?,
+                tls,
+            )),
+            _ => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -82,10 +103,12 @@ impl Gateway {
                 body_timeout: Duration::from_secs(config.raw.server.body_timeout_secs),
             },
             country: config.raw.ncp.as_ref().map(|n| n.country.as_str().into()),
+            federation,
         };
         Ok(Self {
             listener,
             national_tls,
+            federation: federation_listener,
             state,
         })
     }
@@ -94,7 +117,18 @@ impl Gateway {
     /// does on SIGHUP); [`Gateway::run`] also reloads them periodically so a
     /// CRL replaced on disk takes effect without a restart.
     pub fn tls_configs(&self) -> Vec<ReloadableServerTls> {
-        vec![self.national_tls.clone()]
+        let mut configs = vec![self.national_tls.clone()];
+        if let Some((_, tls)) = &self.federation {
+            configs.push(tls.clone());
+        }
+        configs
+    }
+
+    /// The address the federation listener listens on, with `[federation]`.
+    pub fn federation_addr(&self) -> Option<SocketAddr> {
+        self.federation
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The address the national API listens on.
@@ -108,19 +142,39 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         let store = self.state.store.clone();
-        let reloader = tokio::spawn(reload_periodically(
-            vec![self.national_tls.clone()],
-            TLS_RELOAD_PERIOD,
-        ));
+        let reloader = tokio::spawn(reload_periodically(self.tls_configs(), TLS_RELOAD_PERIOD));
+        // One shutdown signal for both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let federation = self.federation.map(|(listener, tls)| {
+            let app = federation::federation_router(self.state.clone());
+            tokio::spawn(ehds_transport::serve(
+                listener,
+                tls,
+                ListenerKind::Federation,
+                app,
+                wait(stopped.clone()),
+            ))
+        });
         let app = http::router(self.state);
-        ehds_transport::serve(
+        let national = ehds_transport::serve(
             self.listener,
             self.national_tls,
             ListenerKind::National,
             app,
-            shutdown,
-        )
-        .await;
+            wait(stopped),
+        );
+        tokio::pin!(national);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        tokio::join!(national, shutdown);
+        if let Some(task) = federation {
+            let _ = task.await;
+        }
         reloader.abort();
         store.close().await;
         Ok(())

@@ -1,0 +1,1064 @@
+//! Cross-border exchange between national contact points, modelled on the
+//! MyHealth@EU NCPeH FHIR API (PatientMinimal search, DocumentReference list,
+//! Bundle retrieve; see `conformance/ncpeh-api-coverage.md`).
+//!
+//! Two roles, one gateway:
+//!
+//! * **Country of treatment (NCP-B)**, on the national API: a doctor's or
+//!   pharmacy's system asks about a visiting patient. The identifier's system
+//!   names the patient's country; the identifier is checked against that
+//!   country's rules before anything crosses the border; the health
+//!   professional's assertion is verified here too; the request is relayed
+//!   to that country's NCP over mutual TLS and its answer is checked (a peer
+//!   is untrusted input) before it is passed on byte for byte.
+//! * **Country of affiliation (NCP-A)**, on the federation listener: the
+//!   peer NCP is identified by its verified certificate and must be the NCP
+//!   the directory lists for its country; the assertion (signed by the
+//!   peer's country's identity provider, bound to this patient, not replayed)
+//!   and the access policy decide; the answer comes from the store.
+//!
+//! Both ends write an AuditEvent for every access and every refusal
+//! ([`crate::audit`]); data is released only after its record is written.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use ehds_access::{
+    AccessPolicy, Decision, Expectations, Operation, PatientRef, TrustList, VerifiedAssertion,
+    Verifier, VerifierSettings,
+};
+use ehds_fhir::audit_event::{
+    AccessRecord, AuditAction, AuditOutcome, AuditedEntity, EntityTarget, NcpParty,
+    PatientIdentifier, PeerNcp, PeerRole, Professional, RestInteraction,
+};
+use ehds_fhir::{Node, ReceivedResource};
+use ehds_routing::NcpDirectory;
+use ehds_routing::search::{
+    BundleRead, DocumentReferenceSearch, PatientSearch, SearchRefusal, TokenParam,
+};
+use ehds_store::Store;
+use ehds_transport::{
+    ClientTimeouts, IdentityFiles, NationalClientKind, PeerIdentity, ReloadableServerTls,
+    ServerTlsFiles, TlsIdentity, TrustFiles, TrustStore, VerifiedPeer,
+};
+use time::OffsetDateTime;
+
+use crate::audit;
+use crate::config::CheckedConfig;
+use crate::error::GatewayError;
+use crate::http::{AppState, FHIR_JSON, NationalCaller};
+
+/// LOINC 60591-5 Patient summary Document: the document type of the IPS.
+pub const PATIENT_SUMMARY_TYPE: (&str, &str) = ("http://loinc.org", "60591-5");
+
+/// Largest answer accepted from a peer (a patient summary with embedded
+/// attachments stays far below).
+const MAX_PEER_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// The `aud` an assertion for the NCP of `country` carries.
+pub fn audience(country: &str) -> String {
+    format!("urn:ehds:ncp:{country}")
+}
+
+/// Everything the gateway needs to take part in the federation.
+#[derive(Debug)]
+pub struct Federation {
+    /// This NCP's country (ISO 3166-1 alpha-2).
+    pub country: String,
+    /// This NCP's id.
+    pub ncp_id: String,
+    /// Countries, their NCPs and identifier rules.
+    pub directory: NcpDirectory,
+    /// The mutual-TLS client for calling peers.
+    pub client: reqwest::Client,
+    /// Verifies health-professional assertions.
+    pub verifier: Verifier,
+    /// Who may do what.
+    pub policy: AccessPolicy,
+}
+
+/// The federation listener's TLS configuration with [`Federation`].
+pub struct LoadedFederation {
+    /// The federation.
+    pub federation: Federation,
+    /// The federation listener's TLS configuration.
+    pub listener_tls: ReloadableServerTls,
+}
+
+impl Federation {
+    /// Loads the directory, the trust list, the policy and the TLS material
+    /// named by `[federation]` and `[assertions]`; `None` without them.
+    pub fn load(config: &CheckedConfig) -> Result<Option<LoadedFederation>, GatewayError> {
+        let (Some(section), Some(assertions), Some(ncp)) = (
+            &config.raw.federation,
+            &config.raw.assertions,
+            &config.raw.ncp,
+        ) else {
+            return Ok(None);
+        };
+        let directory = NcpDirectory::load(&section.directory)
+            .map_err(|e| GatewayError::Config(format!("federation.directory: {e}")))?;
+        let own = directory.ncp_for_country(&ncp.country).ok_or_else(|| {
+            GatewayError::Config(format!(
+                "the directory does not list this gateway's country {}",
+                ncp.country
+            ))
+        })?;
+        if own.id() != section.ncp_id {
+            return Err(GatewayError::Config(format!(
+                "federation.ncp_id {:?} is not the directory's NCP for {} ({:?})",
+                section.ncp_id,
+                ncp.country,
+                own.id()
+            )));
+        }
+        let trust = TrustFiles {
+            ca_certs: section.cas.clone(),
+            crls: section.crls.clone(),
+        };
+        let listener_tls = ReloadableServerTls::load(ServerTlsFiles {
+            identity: IdentityFiles {
+                cert_chain: section.certificate.clone(),
+                private_key: section.private_key.clone(),
+            },
+            trust: trust.clone(),
+        })?;
+        let client_identity = TlsIdentity::load(&IdentityFiles {
+            cert_chain: section.client_certificate.clone(),
+            private_key: section.client_private_key.clone(),
+        })?;
+        let client = ehds_transport::federation_client(
+            &client_identity,
+            &TrustStore::load(&trust)?,
+            ClientTimeouts {
+                connect: Duration::from_secs(section.connect_timeout_secs),
+                request: Duration::from_secs(section.request_timeout_secs),
+            },
+        )?;
+        let access = |what: &str, e: ehds_access::AccessError| {
+            GatewayError::Config(format!("assertions.{what}: {e}"))
+        };
+        let trust_list =
+            TrustList::load(&assertions.trust_list).map_err(|e| access("trust_list", e))?;
+        let policy = AccessPolicy::load(&assertions.policy).map_err(|e| access("policy", e))?;
+        let settings = VerifierSettings {
+            clock_skew_secs: u32::try_from(assertions.clock_skew_secs).unwrap_or(u32::MAX),
+            max_lifetime_secs: u32::try_from(assertions.max_lifetime_secs).unwrap_or(u32::MAX),
+            ..VerifierSettings::default()
+        };
+        Ok(Some(LoadedFederation {
+            federation: Self {
+                country: ncp.country.clone(),
+                ncp_id: section.ncp_id.clone(),
+                directory,
+                client,
+                verifier: Verifier::new(trust_list, settings),
+                policy,
+            },
+            listener_tls,
+        }))
+    }
+
+    fn own_party(&self) -> NcpParty {
+        NcpParty {
+            country: self.country.clone(),
+            ncp_id: self.ncp_id.clone(),
+        }
+    }
+}
+
+/// The replay ledger over the store: shared by every replica of a gateway
+/// on one PostgreSQL database.
+struct StoreLedger<'a>(&'a Store);
+
+impl ehds_access::ReplayLedger for StoreLedger<'_> {
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        remember_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, ehds_access::AccessError> {
+        self.0
+            .first_use_of_assertion(issuer, jti, remember_until, now)
+            .await
+            .map_err(|e| ehds_access::AccessError::Ledger(e.to_string()))
+    }
+}
+
+/// What an audit record says about one request, filled in as it proceeds.
+struct Trail {
+    record: AccessRecord,
+}
+
+impl Trail {
+    fn new(
+        federation: &Federation,
+        action: AuditAction,
+        subtype: RestInteraction,
+        resource_type: &str,
+        target: EntityTarget,
+    ) -> Self {
+        Self {
+            record: AccessRecord {
+                action,
+                subtype,
+                recorded: audit::now(),
+                outcome: AuditOutcome::Success,
+                outcome_description: None,
+                requesting_professional: None,
+                purpose_of_use: None,
+                source_ncp: federation.own_party(),
+                peer_ncp: None,
+                patient: None,
+                entity: Some(AuditedEntity {
+                    resource_type: resource_type.to_owned(),
+                    target,
+                }),
+                request_id: crate::http::current_request_id().unwrap_or_default(),
+            },
+        }
+    }
+
+    fn patient(&mut self, token: &TokenParam) {
+        self.record.patient = Some(PatientIdentifier {
+            system: token.system.clone(),
+            value: token.value.clone(),
+        });
+    }
+
+    fn peer(&mut self, country: &str, ncp_id: &str, fingerprint: String, role: PeerRole) {
+        self.record.peer_ncp = Some(PeerNcp {
+            country: country.to_owned(),
+            ncp_id: ncp_id.to_owned(),
+            cert_fingerprint: fingerprint,
+            role,
+        });
+    }
+
+    fn professional(&mut self, assertion: &VerifiedAssertion) {
+        let claims = assertion.claims();
+        self.record.requesting_professional = Some(Professional {
+            id: claims.sub.clone(),
+            name: claims.name.clone(),
+            role_isco: claims.role.clone(),
+            organisation: Some(ehds_fhir::audit_event::Organisation {
+                id: claims.organisation.id.clone(),
+                name: claims.organisation.name.clone(),
+            }),
+            country: claims.country.clone(),
+        });
+        self.record.purpose_of_use = Some(match assertion.purpose() {
+            ehds_access::PurposeOfUse::Treatment => {
+                ehds_fhir::audit_event::PurposeOfUse::Treatment
+            }
+            ehds_access::PurposeOfUse::Emergency => {
+                ehds_fhir::audit_event::PurposeOfUse::EmergencyTreatment
+            }
+        });
+    }
+
+    /// Records a refusal (best effort) and returns the error.
+    async fn refuse(mut self, state: &AppState, error: GatewayError) -> GatewayError {
+        let (status, _) = crate::error::classify(&error);
+        self.record.outcome = if status.is_server_error() {
+            AuditOutcome::SeriousFailure
+        } else {
+            AuditOutcome::MinorFailure
+        };
+        self.record.outcome_description = Some(refusal_summary(&error));
+        self.record.recorded = audit::now();
+        audit::record_refusal(state, &self.record).await;
+        error
+    }
+
+    /// Records the success; an error means the data must not be released.
+    async fn succeed(mut self, state: &AppState) -> Result<(), GatewayError> {
+        self.record.recorded = audit::now();
+        audit::record_access(state, &self.record).await
+    }
+}
+
+/// A short reason for the audit record, without patient data.
+fn refusal_summary(error: &GatewayError) -> String {
+    match error {
+        GatewayError::Assertion(refusal) => format!("assertion refused: {}", refusal.code()),
+        GatewayError::Forbidden(_) => "forbidden".to_owned(),
+        GatewayError::Unauthenticated(_) => "not authenticated".to_owned(),
+        GatewayError::Search(_) | GatewayError::Identifier(_) => "malformed request".to_owned(),
+        GatewayError::ResourceNotFound(_) => "not found".to_owned(),
+        GatewayError::PeerUnavailable(_) => "peer unavailable".to_owned(),
+        GatewayError::PeerTimeout => "peer timed out".to_owned(),
+        GatewayError::PeerAnswer { status, .. } => format!("peer answered {status}"),
+        GatewayError::PeerInvalid(_) => "peer answer failed validation".to_owned(),
+        _ => "failed".to_owned(),
+    }
+}
+
+/// The bearer token of `Authorization`.
+fn bearer(headers: &HeaderMap) -> Result<&str, GatewayError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            GatewayError::Unauthenticated(
+                "a health-professional assertion is required (Authorization: Bearer <assertion>)"
+                    .into(),
+            )
+        })
+}
+
+/// Verifies the assertion of `token` for `patient`, as the NCP of
+/// `audience_country`, coming from `peer_country`, and consumes its id.
+async fn verify_assertion(
+    state: &AppState,
+    federation: &Federation,
+    token: &str,
+    audience_country: &str,
+    peer_country: &str,
+    patient: &PatientRef,
+) -> Result<VerifiedAssertion, GatewayError> {
+    let audience = audience(audience_country);
+    let expected = Expectations {
+        audience: &audience,
+        peer_country,
+        patient,
+        now: OffsetDateTime::now_utc(),
+    };
+    match federation
+        .verifier
+        .verify(token, &expected, &StoreLedger(&state.store))
+        .await
+    {
+        Ok(Ok(verified)) => Ok(verified),
+        Ok(Err(refusal)) => Err(GatewayError::Assertion(refusal)),
+        Err(error) => Err(GatewayError::Ledger(error.to_string())),
+    }
+}
+
+fn authorise(
+    federation: &Federation,
+    assertion: &VerifiedAssertion,
+    operation: Operation,
+) -> Result<(), GatewayError> {
+    match federation.policy.authorise(assertion, operation) {
+        Decision::Permit => Ok(()),
+        Decision::Deny(reason) => Err(GatewayError::Forbidden(format!(
+            "the access policy does not let this role {} ({})",
+            operation.as_str(),
+            reason.code()
+        ))),
+    }
+}
+
+fn patient_ref(token: &TokenParam) -> PatientRef {
+    PatientRef::new(token.system.clone(), token.value.clone())
+}
+
+fn federation_of(state: &AppState) -> Result<&Arc<Federation>, GatewayError> {
+    state.federation.as_ref().ok_or_else(|| {
+        GatewayError::UnknownRoute("cross-border requests (this gateway has no [federation])".into())
+    })
+}
+
+fn fhir_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut response = (status, body.into()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    response
+}
+
+// ---------------------------------------------------------------------------
+// Country of treatment (NCP-B): national API endpoints relayed to a peer.
+// ---------------------------------------------------------------------------
+
+/// The kinds of national system that ask for a visiting patient's data.
+const ASKING_SYSTEMS: &[NationalClientKind] =
+    &[NationalClientKind::DoctorSystem, NationalClientKind::Pharmacy];
+
+/// `GET /fhir/Patient?identifier=system|value[&name&birthdate&gender]`.
+pub async fn national_patient_search(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let search = PatientSearch::parse(query.as_deref().unwrap_or_default())
+        .map_err(GatewayError::Search)?;
+    relay_for_patient(
+        &state,
+        peer.as_deref(),
+        &headers,
+        &search.identifier,
+        search.relay_path(),
+        ("Patient", RestInteraction::SearchType, AuditAction::Search),
+        ExpectedAnswer::SearchSet,
+    )
+    .await
+}
+
+/// `GET /fhir/DocumentReference?patient.identifier=system|value[&type=…]`.
+pub async fn national_document_search(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let search = DocumentReferenceSearch::parse(query.as_deref().unwrap_or_default())
+        .map_err(GatewayError::Search)?;
+    relay_for_patient(
+        &state,
+        peer.as_deref(),
+        &headers,
+        &search.patient_identifier,
+        search.relay_path(),
+        (
+            "DocumentReference",
+            RestInteraction::SearchType,
+            AuditAction::Search,
+        ),
+        ExpectedAnswer::SearchSet,
+    )
+    .await
+}
+
+/// A Bundle id naming a document held by another country:
+/// `<country>.<id at that country>` (the form the DocumentReference list
+/// gives in `content.attachment.url`).
+pub fn cross_border_bundle_id(id: &str) -> Option<(&str, &str)> {
+    let (country, rest) = id.split_once('.')?;
+    (country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()) && !rest.is_empty())
+        .then_some((country, rest))
+}
+
+/// `GET /fhir/Bundle/<country>.<id>`: a document held by another country.
+pub async fn national_bundle_read(
+    state: &AppState,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    country: &str,
+    remote_id: &str,
+) -> Result<Response, GatewayError> {
+    let read = BundleRead::parse(remote_id, "").map_err(GatewayError::Search)?;
+    // The assertion names the patient; its signature is checked below
+    // against that patient, so reading the claim first trusts nothing.
+    let token = bearer(headers)?;
+    let patient = unverified_patient(token).ok_or_else(|| {
+        GatewayError::Assertion(ehds_access::AssertionRefusal::Malformed("payload"))
+    })?;
+    let federation = federation_of(state)?;
+    let ncp = federation.directory.ncp_for_country(country).ok_or_else(|| {
+        GatewayError::ResourceNotFound(format!("Bundle/{country}.{remote_id}"))
+    })?;
+    let token_param = TokenParam {
+        system: patient.system.clone(),
+        value: patient.value.clone(),
+    };
+    relay(
+        state,
+        peer,
+        headers,
+        &token_param,
+        ncp,
+        read.relay_path(),
+        ("Bundle", RestInteraction::Read, AuditAction::Read),
+        ExpectedAnswer::Document,
+    )
+    .await
+}
+
+/// The patient an assertion names, read without checking its signature:
+/// only to know which patient to verify it for (verification follows).
+fn unverified_patient(token: &str) -> Option<PatientRef> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let patient = claims.get("treatment_relationship")?.get("patient")?;
+    Some(PatientRef::new(
+        patient.get("system")?.as_str()?,
+        patient.get("value")?.as_str()?,
+    ))
+}
+
+/// What a peer's answer must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExpectedAnswer {
+    /// A `searchset` Bundle.
+    SearchSet,
+    /// A document Bundle meeting the configured document profiles.
+    Document,
+}
+
+async fn relay_for_patient(
+    state: &AppState,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    identifier: &TokenParam,
+    relay_path: String,
+    what: (&str, RestInteraction, AuditAction),
+    expected: ExpectedAnswer,
+) -> Result<Response, GatewayError> {
+    let federation = federation_of(state)?;
+    let routed = federation
+        .directory
+        .check_patient_identifier(&identifier.system, &identifier.value)
+        .map_err(GatewayError::Identifier)?;
+    let ncp = routed.ncp;
+    relay(
+        state, peer, headers, identifier, ncp, relay_path, what, expected,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    state: &AppState,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    identifier: &TokenParam,
+    ncp: &ehds_routing::Ncp,
+    relay_path: String,
+    (resource_type, subtype, action): (&str, RestInteraction, AuditAction),
+    expected: ExpectedAnswer,
+) -> Result<Response, GatewayError> {
+    let caller = NationalCaller::of(peer, state.country.as_deref())?;
+    caller.require(ASKING_SYSTEMS, "ask for a visiting patient's data")?;
+    let federation = federation_of(state)?;
+    let target = ncp.country().as_str().to_owned();
+    let mut trail = Trail::new(
+        federation,
+        action,
+        subtype,
+        resource_type,
+        EntityTarget::Query(relay_path.clone()),
+    );
+    trail.patient(identifier);
+    trail.peer(&target, ncp.id(), String::new(), PeerRole::Responder);
+    if target == federation.country {
+        let error = GatewayError::Forbidden(
+            "this patient is of this gateway's own country: ask the national infrastructure, not the federation"
+                .into(),
+        );
+        return Err(trail.refuse(state, error).await);
+    }
+    let token = match bearer(headers) {
+        Ok(token) => token.to_owned(),
+        Err(error) => return Err(trail.refuse(state, error).await),
+    };
+    // The assertion is checked here too: a forged, expired or replayed one
+    // never leaves the country.
+    let assertion = match verify_assertion(
+        state,
+        federation,
+        &token,
+        &target,
+        &federation.country,
+        &patient_ref(identifier),
+    )
+    .await
+    {
+        Ok(assertion) => assertion,
+        Err(error) => return Err(trail.refuse(state, error).await),
+    };
+    trail.professional(&assertion);
+    let url = ncp.federation_url_for(&relay_path);
+    let answer = federation
+        .client
+        .get(&url)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::ACCEPT, FHIR_JSON)
+        .send()
+        .await;
+    let response = match answer {
+        Ok(response) => response,
+        Err(error) => {
+            let error = if error.is_timeout() {
+                GatewayError::PeerTimeout
+            } else {
+                GatewayError::PeerUnavailable(format!("the NCP of {target} could not be reached"))
+            };
+            return Err(trail.refuse(state, error).await);
+        }
+    };
+    let status = response.status().as_u16();
+    let body = match read_limited(response).await {
+        Ok(body) => body,
+        Err(error) => return Err(trail.refuse(state, error).await),
+    };
+    if status != 200 {
+        let error = GatewayError::PeerAnswer {
+            status,
+            outcome: peer_outcome(&body),
+        };
+        return Err(trail.refuse(state, error).await);
+    }
+    if let Err(error) = check_answer(state, &body, expected) {
+        return Err(trail.refuse(state, error).await);
+    }
+    trail.succeed(state).await?;
+    Ok(fhir_response(StatusCode::OK, body))
+}
+
+async fn read_limited(response: reqwest::Response) -> Result<Bytes, GatewayError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_PEER_ANSWER_BYTES as u64)
+    {
+        return Err(GatewayError::PeerUnavailable(
+            "the peer's answer is larger than this gateway accepts".into(),
+        ));
+    }
+    let mut response = response;
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_PEER_ANSWER_BYTES {
+                    return Err(GatewayError::PeerUnavailable(
+                        "the peer's answer is larger than this gateway accepts".into(),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Bytes::from(body)),
+            Err(error) if error.is_timeout() => return Err(GatewayError::PeerTimeout),
+            Err(_) => {
+                return Err(GatewayError::PeerUnavailable(
+                    "the peer's answer broke off".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// The peer's OperationOutcome, if its error answer is one.
+fn peer_outcome(body: &Bytes) -> Option<Bytes> {
+    let resource = ReceivedResource::parse(body.clone()).ok()?;
+    (resource.resource_type() == "OperationOutcome").then(|| body.clone())
+}
+
+/// A peer is untrusted input: its answer is checked before it is passed on.
+fn check_answer(state: &AppState, body: &Bytes, expected: ExpectedAnswer) -> Result<(), GatewayError> {
+    let resource = ReceivedResource::parse(body.clone()).map_err(|_| {
+        GatewayError::PeerUnavailable("the peer's answer is not FHIR JSON".into())
+    })?;
+    match expected {
+        ExpectedAnswer::SearchSet => {
+            let is_searchset = resource.resource_type() == "Bundle"
+                && resource.root().get("type").and_then(Node::as_str) == Some("searchset");
+            if !is_searchset {
+                return Err(GatewayError::PeerUnavailable(
+                    "the peer's answer is not a searchset Bundle".into(),
+                ));
+            }
+            let report = state.validator.validate(&resource, &[]);
+            if !report.is_acceptable() {
+                return Err(GatewayError::PeerInvalid(report));
+            }
+        }
+        ExpectedAnswer::Document => {
+            let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
+            let report = state.validator.validate_pushed_document(&resource, &profiles);
+            if !report.is_acceptable() {
+                return Err(GatewayError::PeerInvalid(report));
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Country of affiliation (NCP-A): the federation listener's API.
+// ---------------------------------------------------------------------------
+
+/// The federation listener's router.
+pub fn federation_router(state: AppState) -> Router {
+    Router::new()
+        .route("/fhir/Patient", get(peer_patient_search))
+        .route("/fhir/DocumentReference", get(peer_document_search))
+        .route("/fhir/Bundle/{id}", get(peer_bundle_read))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(crate::http::unknown_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::observe,
+        ))
+        .with_state(state)
+}
+
+/// The calling NCP: its verified certificate must identify the NCP the
+/// directory lists for its country, and that must not be this NCP.
+fn calling_ncp<'f>(
+    federation: &'f Federation,
+    peer: Option<&VerifiedPeer>,
+) -> Result<(&'f ehds_routing::Ncp, String), GatewayError> {
+    let Some(peer) = peer else {
+        return Err(GatewayError::Unauthenticated(
+            "the federation API requires a federation client certificate".into(),
+        ));
+    };
+    let PeerIdentity::FederationNcp { country, ncp_id } = &peer.identity else {
+        return Err(GatewayError::Forbidden(
+            "this certificate does not identify a national contact point".into(),
+        ));
+    };
+    let ncp = federation
+        .directory
+        .peer_by_identity(country, ncp_id)
+        .filter(|ncp| ncp.country().as_str() != federation.country)
+        .ok_or_else(|| {
+            GatewayError::Forbidden(
+                "this certificate's NCP is not the directory's NCP for its country".into(),
+            )
+        })?;
+    Ok((ncp, peer.fingerprint.to_hex()))
+}
+
+/// The steps every federation request takes before it is answered: the
+/// calling NCP, the identifier (of this country), the assertion, the policy.
+async fn admit(
+    state: &AppState,
+    federation: &Federation,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    patient: &TokenParam,
+    operation: Operation,
+    trail: &mut Trail,
+) -> Result<(), GatewayError> {
+    trail.patient(patient);
+    let (ncp, fingerprint) = calling_ncp(federation, peer)?;
+    let peer_country = ncp.country().as_str().to_owned();
+    trail.peer(&peer_country, ncp.id(), fingerprint, PeerRole::Requester);
+    let routed = federation
+        .directory
+        .check_patient_identifier(&patient.system, &patient.value)
+        .map_err(GatewayError::Identifier)?;
+    if routed.country.code().as_str() != federation.country {
+        return Err(GatewayError::ResourceNotFound(
+            "a patient of another country".into(),
+        ));
+    }
+    let token = bearer(headers)?;
+    let assertion = verify_assertion(
+        state,
+        federation,
+        token,
+        &federation.country,
+        &peer_country,
+        &patient_ref(patient),
+    )
+    .await?;
+    trail.professional(&assertion);
+    authorise(federation, &assertion, operation)
+}
+
+async fn peer_patient_search(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let federation = Arc::clone(federation_of(&state)?);
+    let query = query.unwrap_or_default();
+    let mut trail = Trail::new(
+        &federation,
+        AuditAction::Search,
+        RestInteraction::SearchType,
+        "Patient",
+        EntityTarget::Query(format!("Patient?{query}")),
+    );
+    let search = match PatientSearch::parse(&query) {
+        Ok(search) => search,
+        Err(refusals) => return Err(trail.refuse(&state, GatewayError::Search(refusals)).await),
+    };
+    if let Err(error) = admit(
+        &state,
+        &federation,
+        peer.as_deref(),
+        &headers,
+        &search.identifier,
+        Operation::ReadPatientSummary,
+        &mut trail,
+    )
+    .await
+    {
+        return Err(trail.refuse(&state, error).await);
+    }
+    let body = match patient_search_set(&state, &search).await {
+        Ok(body) => body,
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    };
+    trail.succeed(&state).await?;
+    Ok(fhir_response(StatusCode::OK, body))
+}
+
+/// The searchset of a Patient search: the Patient resource of the newest
+/// stored document of this patient, exactly as its sender wrote it, when it
+/// matches the optional demographics.
+async fn patient_search_set(state: &AppState, search: &PatientSearch) -> Result<Vec<u8>, GatewayError> {
+    let key = format!("{}|{}", search.identifier.system, search.identifier.value);
+    let documents = state.store.documents_for_patient(&key, Some("document")).await?;
+    let mut found: Option<(String, Vec<u8>)> = None;
+    if let Some(newest) = documents.first()
+        && let Some(doc) = state.store.document(&newest.id).await?
+        && let Ok(resource) = ReceivedResource::parse(Bytes::from(doc.content))
+    {
+        found = patient_entry(&resource, search);
+    }
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset","total":"#);
+    match found {
+        Some((full_url, patient)) => {
+            out.extend_from_slice(br#"1,"entry":[{"fullUrl":"#);
+            out.extend_from_slice(json_string(&full_url).as_bytes());
+            out.extend_from_slice(br#","resource":"#);
+            out.extend_from_slice(&patient);
+            out.extend_from_slice(br#","search":{"mode":"match"}}]}"#);
+        }
+        None => out.extend_from_slice(b"0}"),
+    }
+    Ok(out)
+}
+
+/// The document's Patient entry with this identifier (fullUrl, exact bytes),
+/// if its demographics match the search.
+fn patient_entry(resource: &ReceivedResource, search: &PatientSearch) -> Option<(String, Vec<u8>)> {
+    let entries = resource.root().get("entry")?.as_array()?;
+    entries.iter().find_map(|entry| {
+        let patient = entry.get("resource")?;
+        if patient.get("resourceType")?.as_str()? != "Patient" {
+            return None;
+        }
+        let has_identifier = patient.get("identifier")?.items().iter().any(|i| {
+            i.get("system").and_then(Node::as_str) == Some(search.identifier.system.as_str())
+                && i.get("value").and_then(Node::as_str) == Some(search.identifier.value.as_str())
+        });
+        if !has_identifier || !demographics_match(patient, search) {
+            return None;
+        }
+        let full_url = entry.get("fullUrl")?.as_str()?.to_owned();
+        let bytes = resource
+            .bytes()
+            .get(patient.span.start as usize..patient.span.end as usize)?
+            .to_vec();
+        Some((full_url, bytes))
+    })
+}
+
+fn demographics_match(patient: &Node, search: &PatientSearch) -> bool {
+    if let Some(gender) = search.gender
+        && patient.get("gender").and_then(Node::as_str) != Some(gender.code())
+    {
+        return false;
+    }
+    if let Some(birthdate) = &search.birthdate {
+        let wanted = birthdate.to_string();
+        match patient.get("birthDate").and_then(Node::as_str) {
+            Some(born) if born.starts_with(&wanted) || wanted.starts_with(born) => {}
+            _ => return false,
+        }
+    }
+    if let Some(name) = &search.name {
+        let wanted = name.to_lowercase();
+        let names = patient.get("name").map(Node::items).unwrap_or_default();
+        let any = names.iter().any(|n| {
+            let family = n.get("family").and_then(Node::as_str).into_iter();
+            let given = n.get("given").map(Node::items).unwrap_or_default();
+            family
+                .chain(given.iter().filter_map(Node::as_str))
+                .any(|part| part.to_lowercase().starts_with(&wanted))
+        });
+        if !any {
+            return false;
+        }
+    }
+    true
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+async fn peer_document_search(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let federation = Arc::clone(federation_of(&state)?);
+    let query = query.unwrap_or_default();
+    let mut trail = Trail::new(
+        &federation,
+        AuditAction::Search,
+        RestInteraction::SearchType,
+        "DocumentReference",
+        EntityTarget::Query(format!("DocumentReference?{query}")),
+    );
+    let search = match DocumentReferenceSearch::parse(&query) {
+        Ok(search) => search,
+        Err(refusals) => return Err(trail.refuse(&state, GatewayError::Search(refusals)).await),
+    };
+    if let Err(error) = admit(
+        &state,
+        &federation,
+        peer.as_deref(),
+        &headers,
+        &search.patient_identifier,
+        Operation::ReadPatientSummary,
+        &mut trail,
+    )
+    .await
+    {
+        return Err(trail.refuse(&state, error).await);
+    }
+    let wants_summary = search.type_.as_ref().is_none_or(|t| {
+        t.system == PATIENT_SUMMARY_TYPE.0 && t.value == PATIENT_SUMMARY_TYPE.1
+    });
+    let key = format!(
+        "{}|{}",
+        search.patient_identifier.system, search.patient_identifier.value
+    );
+    let documents = if wants_summary {
+        match state.store.documents_for_patient(&key, Some("document")).await {
+            Ok(documents) => documents,
+            Err(error) => return Err(trail.refuse(&state, error.into()).await),
+        }
+    } else {
+        Vec::new()
+    };
+    let entries: Vec<serde_json::Value> = documents
+        .iter()
+        .map(|doc| {
+            serde_json::json!({
+                "fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+                "resource": {
+                    "resourceType": "DocumentReference",
+                    "id": doc.id,
+                    "masterIdentifier": {
+                        "system": doc.identifier.system,
+                        "value": doc.identifier.value,
+                    },
+                    "status": "current",
+                    "type": {"coding": [{
+                        "system": PATIENT_SUMMARY_TYPE.0,
+                        "code": PATIENT_SUMMARY_TYPE.1,
+                        "display": "Patient summary Document",
+                    }]},
+                    "subject": {"identifier": {
+                        "system": search.patient_identifier.system,
+                        "value": search.patient_identifier.value,
+                    }},
+                    "date": doc.received_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    "content": [{"attachment": {
+                        "contentType": FHIR_JSON,
+                        "url": format!("Bundle/{}.{}", federation.country, doc.id),
+                        "size": doc.size,
+                    }}],
+                },
+                "search": {"mode": "match"},
+            })
+        })
+        .collect();
+    let mut bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": entries.len(),
+    });
+    if !entries.is_empty() {
+        bundle["entry"] = serde_json::Value::Array(entries);
+    }
+    let body = serde_json::to_vec(&bundle).unwrap_or_default();
+    trail.succeed(&state).await?;
+    Ok(fhir_response(StatusCode::OK, body))
+}
+
+async fn peer_bundle_read(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let federation = Arc::clone(federation_of(&state)?);
+    let mut trail = Trail::new(
+        &federation,
+        AuditAction::Read,
+        RestInteraction::Read,
+        "Bundle",
+        EntityTarget::Id(id.clone()),
+    );
+    if let Err(refusals) = BundleRead::parse(&id, "") {
+        return Err(trail.refuse(&state, GatewayError::Search(refusals)).await);
+    }
+    // Found before the assertion is checked (the assertion must name the
+    // document's patient), released only after.
+    let document = match state.store.document(&id).await {
+        Ok(Some(doc)) => doc,
+        Ok(None) => {
+            let error = GatewayError::ResourceNotFound(format!("Bundle/{id}"));
+            return Err(trail.refuse(&state, error).await);
+        }
+        Err(error) => return Err(trail.refuse(&state, error.into()).await),
+    };
+    let Some(patient) = document
+        .patient_identifier
+        .as_deref()
+        .and_then(|p| p.split_once('|'))
+        .map(|(system, value)| TokenParam {
+            system: system.to_owned(),
+            value: value.to_owned(),
+        })
+    else {
+        let error = GatewayError::ResourceNotFound(format!("Bundle/{id}"));
+        return Err(trail.refuse(&state, error).await);
+    };
+    if let Err(error) = admit(
+        &state,
+        &federation,
+        peer.as_deref(),
+        &headers,
+        &patient,
+        Operation::ReadPatientSummary,
+        &mut trail,
+    )
+    .await
+    {
+        // A document of another patient is "not found" to this caller.
+        let error = match error {
+            GatewayError::Assertion(ehds_access::AssertionRefusal::PatientMismatch) => {
+                GatewayError::ResourceNotFound(format!("Bundle/{id}"))
+            }
+            other => other,
+        };
+        return Err(trail.refuse(&state, error).await);
+    }
+    trail.succeed(&state).await?;
+    Ok(fhir_response(StatusCode::OK, document.content))
+}
+
+/// Refusals of a search as OperationOutcome issues located at the parameter.
+pub fn search_issues(refusals: &[SearchRefusal]) -> Vec<ehds_fhir::outcome::Issue> {
+    refusals
+        .iter()
+        .map(|r| {
+            ehds_fhir::outcome::Issue::error(ehds_fhir::outcome::IssueType::Invalid, r.message())
+                .at(r.location())
+        })
+        .collect()
+}
