@@ -50,6 +50,11 @@ enum Command {
         /// TOML configuration file.
         config: PathBuf,
     },
+    /// Audit trail commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Write a fresh development PKI (federation CA, national CAs, NCP and
     /// client certificates, CRLs, assertion signing keys, and the revoked,
     /// expired and wrong-CA negatives). Development and tests only.
@@ -60,6 +65,17 @@ enum Command {
         /// Countries (ISO 3166-1 alpha-2).
         #[arg(default_values_t = ["BE".to_owned(), "LU".to_owned()])]
         countries: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit trail's hash chain from the first record to the head:
+    /// exits 1 and names the first broken record if it was tampered with.
+    Verify {
+        /// TOML configuration file (names the store).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -137,6 +153,38 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
                 return Err(ehds_gateway::GatewayError::ValidationFailed);
             }
             Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let raw = match &config {
+                Some(path) => GatewayConfig::from_file(path)?,
+                None => GatewayConfig::default(),
+            };
+            let report = ehds_gateway::verify_audit(&raw.check()?).await?;
+            let head: String = report
+                .head_hash
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            match report.first_broken {
+                None => {
+                    println!(
+                        "audit chain intact: {} records, head {head}",
+                        report.records
+                    );
+                    Ok(())
+                }
+                Some((seq, kind)) => {
+                    eprintln!(
+                        "audit chain BROKEN at record {seq} ({kind:?}); {} records",
+                        report.records
+                    );
+                    Err(ehds_gateway::GatewayError::Config(
+                        "the audit trail was tampered with".into(),
+                    ))
+                }
+            }
         }
         Command::DevPki { out, countries } => {
             let countries: Vec<&str> = countries.iter().map(String::as_str).collect();

@@ -237,7 +237,13 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 IssueType::Exception,
                 "the other country's NCP answered with content that fails validation; it is not passed on",
             )];
-            issues.extend(report.issues.iter().filter(|i| i.severity.is_error()).cloned());
+            issues.extend(
+                report
+                    .issues
+                    .iter()
+                    .filter(|i| i.severity.is_error())
+                    .cloned(),
+            );
             (S::BAD_GATEWAY, issues)
         }
         E::Forbidden(why) => one(S::FORBIDDEN, IssueType::Forbidden, why.clone()),

@@ -257,9 +257,7 @@ impl Trail {
             country: claims.country.clone(),
         });
         self.record.purpose_of_use = Some(match assertion.purpose() {
-            ehds_access::PurposeOfUse::Treatment => {
-                ehds_fhir::audit_event::PurposeOfUse::Treatment
-            }
+            ehds_access::PurposeOfUse::Treatment => ehds_fhir::audit_event::PurposeOfUse::Treatment,
             ehds_access::PurposeOfUse::Emergency => {
                 ehds_fhir::audit_event::PurposeOfUse::EmergencyTreatment
             }
@@ -368,7 +366,9 @@ fn patient_ref(token: &TokenParam) -> PatientRef {
 
 fn federation_of(state: &AppState) -> Result<&Arc<Federation>, GatewayError> {
     state.federation.as_ref().ok_or_else(|| {
-        GatewayError::UnknownRoute("cross-border requests (this gateway has no [federation])".into())
+        GatewayError::UnknownRoute(
+            "cross-border requests (this gateway has no [federation])".into(),
+        )
     })
 }
 
@@ -385,8 +385,10 @@ fn fhir_response(status: StatusCode, body: impl Into<Body>) -> Response {
 // ---------------------------------------------------------------------------
 
 /// The kinds of national system that ask for a visiting patient's data.
-const ASKING_SYSTEMS: &[NationalClientKind] =
-    &[NationalClientKind::DoctorSystem, NationalClientKind::Pharmacy];
+const ASKING_SYSTEMS: &[NationalClientKind] = &[
+    NationalClientKind::DoctorSystem,
+    NationalClientKind::Pharmacy,
+];
 
 /// `GET /fhir/Patient?identifier=system|value[&name&birthdate&gender]`.
 pub async fn national_patient_search(
@@ -395,8 +397,12 @@ pub async fn national_patient_search(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
-    let search = PatientSearch::parse(query.as_deref().unwrap_or_default())
-        .map_err(GatewayError::Search)?;
+    let search = match PatientSearch::parse(query.as_deref().unwrap_or_default()) {
+        Ok(search) => search,
+        Err(refusals) => {
+            return Err(refuse_early(&state, "Patient", GatewayError::Search(refusals)).await);
+        }
+    };
     relay_for_patient(
         &state,
         peer.as_deref(),
@@ -416,8 +422,13 @@ pub async fn national_document_search(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
-    let search = DocumentReferenceSearch::parse(query.as_deref().unwrap_or_default())
-        .map_err(GatewayError::Search)?;
+    let search = match DocumentReferenceSearch::parse(query.as_deref().unwrap_or_default()) {
+        Ok(search) => search,
+        Err(refusals) => {
+            let error = GatewayError::Search(refusals);
+            return Err(refuse_early(&state, "DocumentReference", error).await);
+        }
+    };
     relay_for_patient(
         &state,
         peer.as_deref(),
@@ -459,9 +470,10 @@ pub async fn national_bundle_read(
         GatewayError::Assertion(ehds_access::AssertionRefusal::Malformed("payload"))
     })?;
     let federation = federation_of(state)?;
-    let ncp = federation.directory.ncp_for_country(country).ok_or_else(|| {
-        GatewayError::ResourceNotFound(format!("Bundle/{country}.{remote_id}"))
-    })?;
+    let ncp = federation
+        .directory
+        .ncp_for_country(country)
+        .ok_or_else(|| GatewayError::ResourceNotFound(format!("Bundle/{country}.{remote_id}")))?;
     let token_param = TokenParam {
         system: patient.system.clone(),
         value: patient.value.clone(),
@@ -495,6 +507,26 @@ fn unverified_patient(token: &str) -> Option<PatientRef> {
     ))
 }
 
+/// Audits a request refused before it could be routed (malformed search,
+/// identifier failing its country's rules): nothing crossed the border, but
+/// the refusal is on record. Not an audit of who asked: the caller was not
+/// yet checked, so the record names no one.
+async fn refuse_early(state: &AppState, resource_type: &str, error: GatewayError) -> GatewayError {
+    match federation_of(state) {
+        Ok(federation) => {
+            let trail = Trail::new(
+                federation,
+                AuditAction::Search,
+                RestInteraction::SearchType,
+                resource_type,
+                EntityTarget::Query(resource_type.to_owned()),
+            );
+            trail.refuse(state, error).await
+        }
+        Err(_) => error,
+    }
+}
+
 /// What a peer's answer must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ExpectedAnswer {
@@ -514,10 +546,16 @@ async fn relay_for_patient(
     expected: ExpectedAnswer,
 ) -> Result<Response, GatewayError> {
     let federation = federation_of(state)?;
-    let routed = federation
+    let routed = match federation
         .directory
         .check_patient_identifier(&identifier.system, &identifier.value)
-        .map_err(GatewayError::Identifier)?;
+    {
+        Ok(routed) => routed,
+        Err(refusal) => {
+            let error = GatewayError::Identifier(refusal);
+            return Err(refuse_early(state, what.0, error).await);
+        }
+    };
     let ncp = routed.ncp;
     relay(
         state, peer, headers, identifier, ncp, relay_path, what, expected,
@@ -653,10 +691,13 @@ fn peer_outcome(body: &Bytes) -> Option<Bytes> {
 }
 
 /// A peer is untrusted input: its answer is checked before it is passed on.
-fn check_answer(state: &AppState, body: &Bytes, expected: ExpectedAnswer) -> Result<(), GatewayError> {
-    let resource = ReceivedResource::parse(body.clone()).map_err(|_| {
-        GatewayError::PeerUnavailable("the peer's answer is not FHIR JSON".into())
-    })?;
+fn check_answer(
+    state: &AppState,
+    body: &Bytes,
+    expected: ExpectedAnswer,
+) -> Result<(), GatewayError> {
+    let resource = ReceivedResource::parse(body.clone())
+        .map_err(|_| GatewayError::PeerUnavailable("the peer's answer is not FHIR JSON".into()))?;
     match expected {
         ExpectedAnswer::SearchSet => {
             let is_searchset = resource.resource_type() == "Bundle"
@@ -673,7 +714,9 @@ fn check_answer(state: &AppState, body: &Bytes, expected: ExpectedAnswer) -> Res
         }
         ExpectedAnswer::Document => {
             let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
-            let report = state.validator.validate_pushed_document(&resource, &profiles);
+            let report = state
+                .validator
+                .validate_pushed_document(&resource, &profiles);
             if !report.is_acceptable() {
                 return Err(GatewayError::PeerInvalid(report));
             }
@@ -810,9 +853,15 @@ async fn peer_patient_search(
 /// The searchset of a Patient search: the Patient resource of the newest
 /// stored document of this patient, exactly as its sender wrote it, when it
 /// matches the optional demographics.
-async fn patient_search_set(state: &AppState, search: &PatientSearch) -> Result<Vec<u8>, GatewayError> {
+async fn patient_search_set(
+    state: &AppState,
+    search: &PatientSearch,
+) -> Result<Vec<u8>, GatewayError> {
     let key = format!("{}|{}", search.identifier.system, search.identifier.value);
-    let documents = state.store.documents_for_patient(&key, Some("document")).await?;
+    let documents = state
+        .store
+        .documents_for_patient(&key, Some("document"))
+        .await?;
     let mut found: Option<(String, Vec<u8>)> = None;
     if let Some(newest) = documents.first()
         && let Some(doc) = state.store.document(&newest.id).await?
@@ -926,15 +975,20 @@ async fn peer_document_search(
     {
         return Err(trail.refuse(&state, error).await);
     }
-    let wants_summary = search.type_.as_ref().is_none_or(|t| {
-        t.system == PATIENT_SUMMARY_TYPE.0 && t.value == PATIENT_SUMMARY_TYPE.1
-    });
+    let wants_summary = search
+        .type_
+        .as_ref()
+        .is_none_or(|t| t.system == PATIENT_SUMMARY_TYPE.0 && t.value == PATIENT_SUMMARY_TYPE.1);
     let key = format!(
         "{}|{}",
         search.patient_identifier.system, search.patient_identifier.value
     );
     let documents = if wants_summary {
-        match state.store.documents_for_patient(&key, Some("document")).await {
+        match state
+            .store
+            .documents_for_patient(&key, Some("document"))
+            .await
+        {
             Ok(documents) => documents,
             Err(error) => return Err(trail.refuse(&state, error.into()).await),
         }
@@ -981,8 +1035,10 @@ async fn peer_document_search(
         "type": "searchset",
         "total": entries.len(),
     });
-    if !entries.is_empty() {
-        bundle["entry"] = serde_json::Value::Array(entries);
+    if !entries.is_empty()
+        && let Some(object) = bundle.as_object_mut()
+    {
+        object.insert("entry".to_owned(), serde_json::Value::Array(entries));
     }
     let body = serde_json::to_vec(&bundle).unwrap_or_default();
     trail.succeed(&state).await?;

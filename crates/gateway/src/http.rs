@@ -77,7 +77,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/fhir/Bundle", post(push_bundle))
         .route("/fhir/Bundle/{id}", get(read_bundle))
-        .route("/fhir/Patient", get(crate::federation::national_patient_search))
+        .route(
+            "/fhir/Patient",
+            get(crate::federation::national_patient_search),
+        )
         .route(
             "/fhir/DocumentReference",
             get(crate::federation::national_document_search),
@@ -97,7 +100,11 @@ pub fn router(state: AppState) -> Router {
 /// One span per request with a fresh request id, echoed in `X-Request-Id`;
 /// counts the request by route and status. Logs carry the route template,
 /// never the path or query (which may hold patient identifiers).
-pub(crate) async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn observe(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let route = request
         .extensions()

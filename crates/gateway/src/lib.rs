@@ -52,6 +52,16 @@ impl Gateway {
         Self::bind_with(config, store, validator).await
     }
 
+    /// Opens the store and binds the listeners with an already loaded
+    /// validator (several gateways in one process share one).
+    pub async fn bind_with_validator(
+        config: &CheckedConfig,
+        validator: Arc<Validator>,
+    ) -> Result<Self, GatewayError> {
+        let store = Store::open(&config.store).await?;
+        Self::bind_with(config, store, validator).await
+    }
+
     /// Binds the listener over an already opened store and loaded validator.
     pub async fn bind_with(
         config: &CheckedConfig,
@@ -210,6 +220,18 @@ async fn reload_periodically(configs: Vec<ReloadableServerTls>, period: Duration
         reload_tls(&configs);
     }
 }
+
+/// Checks the store's audit chain end to end: the `ehds-gateway audit
+/// verify` command.
+pub async fn verify_audit(config: &CheckedConfig) -> Result<AuditChainReport, GatewayError> {
+    let store = Store::open(&config.store).await?;
+    let report = store.verify_audit_chain().await;
+    store.close().await;
+    Ok(report?)
+}
+
+/// What [`verify_audit`] found.
+pub use ehds_store::{BreakKind, ChainReport as AuditChainReport};
 
 /// Writes a fresh development PKI (for `countries`, e.g. `["BE", "LU"]`)
 /// into `dir`: the `ehds-gateway dev-pki` command. Development and tests

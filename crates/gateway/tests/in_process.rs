@@ -51,6 +51,7 @@ fn state(
                 body_timeout,
             },
             country: Some("BE".into()),
+            federation: None,
         }
     }
 }

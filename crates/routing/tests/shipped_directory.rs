@@ -26,8 +26,8 @@ fn lists_be_and_lu_with_the_dev_pki_identities() {
     let codes: Vec<&str> = d.countries().map(|c| c.code().as_str()).collect();
     assert_eq!(codes, ["BE", "LU"]);
     for (code, id, url) in [
-        ("BE", "ncp-be", "https://ncp.be.ehds.test:8443/"),
-        ("LU", "ncp-lu", "https://ncp.lu.ehds.test:9443/"),
+        ("BE", "ncp-be", "https://ncp.be.ehds.test:8443/fhir"),
+        ("LU", "ncp-lu", "https://ncp.lu.ehds.test:9443/fhir"),
     ] {
         let ncp = d.ncp_for_country(code).unwrap();
         assert_eq!(ncp.id(), id);

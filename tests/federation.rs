@@ -1,0 +1,729 @@
+//! Two real gateways (BE and LU) in one process, over real mutual TLS on
+//! 127.0.0.1, with a fresh development PKI: a Belgian doctor treats a visitor
+//! from Luxembourg. LU's hospital pushed the patient summary; BE identifies
+//! the patient at LU, lists the documents and retrieves the summary, which
+//! arrives byte for byte; both gateways audit every step. Then each refusal
+//! the federation must make.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ehds_access::{
+    AssertionIssuer, KeyAlgorithm, Organisation, PatientRef, Professional, PurposeOfUse,
+};
+use ehds_gateway::{Gateway, GatewayConfig};
+use ehds_test_support::{ScratchDir, conformance_dir, repo_root};
+use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec, Negative};
+use ehds_transport::{IdentityFiles, NationalClientKind};
+use rustls_pki_types::pem::PemObject;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+mod common;
+
+const LU_SYSTEM: &str = "urn:oid:1.3.182.4.4";
+const LU_PATIENT: &str = "1998041799999";
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// The IPS example with its patient given a Luxembourg national identifier.
+fn lu_patient_summary() -> Vec<u8> {
+    let original = std::fs::read_to_string(
+        conformance_dir().join("examples/ips/Bundle-IPS-examples-Bundle-01.json"),
+    )
+    .unwrap();
+    let from = r#""system":"urn:oid:2.16.840.1.113883.2.4.6.3","value":"574687583""#;
+    let to = format!(r#""system":"{LU_SYSTEM}","value":"{LU_PATIENT}""#);
+    assert!(
+        original.contains(from),
+        "the example's patient identifier moved"
+    );
+    original.replace(from, &to).into_bytes()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running {
+    national: SocketAddr,
+    federation: SocketAddr,
+    config: ehds_gateway::CheckedConfig,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.national)
+    }
+    fn federation_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.federation)
+    }
+    async fn audit(&self) -> ehds_gateway::AuditChainReport {
+        ehds_gateway::verify_audit(&self.config).await.unwrap()
+    }
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Federation {
+    dir: ScratchDir,
+    pki: DevPkiLayout,
+    be: Running,
+    lu: Running,
+    be_idp: AssertionIssuer,
+    lu_idp: AssertionIssuer,
+}
+
+fn validator() -> Arc<ehds_validation::Validator> {
+    static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
+        std::sync::OnceLock::new();
+    Arc::clone(VALIDATOR.get_or_init(|| {
+        let registry = ehds_profiles::Registry::load_root(&repo_root().join("profiles")).unwrap();
+        Arc::new(ehds_validation::Validator::new(&registry))
+    }))
+}
+
+fn slash(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The shipped directory with the federation URLs of this run.
+fn write_directory(dir: &Path, be_port: u16, lu_port: u16) -> PathBuf {
+    let shipped =
+        std::fs::read_to_string(repo_root().join("deploy/config/directory.toml")).unwrap();
+    let text = shipped
+        .replace(
+            "https://ncp.be.ehds.test:8443/fhir",
+            &format!("https://127.0.0.1:{be_port}/fhir"),
+        )
+        .replace(
+            "https://ncp.lu.ehds.test:9443/fhir",
+            &format!("https://127.0.0.1:{lu_port}/fhir"),
+        );
+    let path = dir.join("directory.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn write_trust_list(dir: &Path, pki: &DevPkiLayout) -> PathBuf {
+    let mut text = String::new();
+    for cc in ["BE", "LU"] {
+        text.push_str(&format!(
+            "[[issuer]]\ncountry = \"{cc}\"\nid = \"https://idp.{lc}.ehds.test\"\n\n[[issuer.key]]\nkid = \"{lc}-hp-1\"\nalg = \"ES256\"\npem_file = \"{pem}\"\n\n",
+            lc = cc.to_ascii_lowercase(),
+            pem = slash(&pki.hp_assertion_public_key(cc)),
+        ));
+    }
+    let path = dir.join("trust-list.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn idp(pki: &DevPkiLayout, cc: &str) -> AssertionIssuer {
+    let pem = std::fs::read_to_string(pki.hp_assertion_private_key(cc)).unwrap();
+    let lc = cc.to_ascii_lowercase();
+    AssertionIssuer::from_pkcs8_pem(
+        &format!("https://idp.{lc}.ehds.test"),
+        cc,
+        &format!("{lc}-hp-1"),
+        KeyAlgorithm::Es256,
+        &pem,
+    )
+    .unwrap()
+}
+
+struct Ports {
+    national: u16,
+    federation: u16,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn config_text(
+    cc: &str,
+    dir: &Path,
+    pki: &DevPkiLayout,
+    ports: &Ports,
+    directory: &Path,
+    trust_list: &Path,
+    federation_crl: &Path,
+) -> String {
+    let lc = cc.to_ascii_lowercase();
+    let national = Authority::National(cc.to_owned());
+    let server = pki.national_server(cc);
+    let ncp_server = pki.ncp_server(cc);
+    let ncp_client = pki.ncp_client(cc);
+    format!(
+        r#"
+[ncp]
+country = "{cc}"
+
+[server]
+listen = "127.0.0.1:{national_port}"
+
+[server.tls]
+certificate = "{server_cert}"
+private_key = "{server_key}"
+client_cas = ["{national_ca}"]
+client_crls = ["{national_crl}"]
+
+[store]
+url = "sqlite://{store}"
+
+[validation]
+packages_dir = "{profiles}"
+
+[federation]
+listen = "127.0.0.1:{federation_port}"
+ncp_id = "ncp-{lc}"
+certificate = "{ncp_server_cert}"
+private_key = "{ncp_server_key}"
+client_certificate = "{ncp_client_cert}"
+client_private_key = "{ncp_client_key}"
+cas = ["{federation_ca}"]
+crls = ["{federation_crl}"]
+directory = "{directory}"
+connect_timeout_secs = 2
+request_timeout_secs = 3
+
+[assertions]
+trust_list = "{trust_list}"
+policy = "{policy}"
+"#,
+        national_port = ports.national,
+        federation_port = ports.federation,
+        server_cert = slash(&server.cert_chain),
+        server_key = slash(&server.private_key),
+        national_ca = slash(&pki.ca_cert(&national)),
+        national_crl = slash(&pki.crl(&national)),
+        store = slash(&dir.join(format!("{lc}.db"))),
+        profiles = slash(&repo_root().join("profiles")),
+        ncp_server_cert = slash(&ncp_server.cert_chain),
+        ncp_server_key = slash(&ncp_server.private_key),
+        ncp_client_cert = slash(&ncp_client.cert_chain),
+        ncp_client_key = slash(&ncp_client.private_key),
+        federation_ca = slash(&pki.ca_cert(&Authority::Federation)),
+        federation_crl = slash(federation_crl),
+        directory = slash(directory),
+        trust_list = slash(trust_list),
+        policy = slash(&repo_root().join("deploy/config/access-policy.toml")),
+    )
+}
+
+async fn start(text: &str) -> Running {
+    let config = GatewayConfig::from_toml(text).unwrap().check().unwrap();
+    let gateway = Gateway::bind_with_validator(&config, validator())
+        .await
+        .unwrap();
+    let national = gateway.local_addr().unwrap();
+    let federation = gateway.federation_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        gateway
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running {
+        national,
+        federation,
+        config,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+async fn federation() -> Federation {
+    let dir = ScratchDir::new("federation");
+    let pki_dir = dir.path().join("pki");
+    let pki = dev_pki::generate(&pki_dir, &DevPkiSpec::for_tests(&["BE", "LU"])).unwrap();
+    let be_ports = Ports {
+        national: free_port(),
+        federation: free_port(),
+    };
+    let lu_ports = Ports {
+        national: free_port(),
+        federation: free_port(),
+    };
+    let directory = write_directory(dir.path(), be_ports.federation, lu_ports.federation);
+    let trust_list = write_trust_list(dir.path(), &pki);
+    let crl = pki.crl(&Authority::Federation);
+    let be = start(&config_text(
+        "BE",
+        dir.path(),
+        &pki,
+        &be_ports,
+        &directory,
+        &trust_list,
+        &crl,
+    ))
+    .await;
+    let lu = start(&config_text(
+        "LU",
+        dir.path(),
+        &pki,
+        &lu_ports,
+        &directory,
+        &trust_list,
+        &crl,
+    ))
+    .await;
+    Federation {
+        be_idp: idp(&pki, "BE"),
+        lu_idp: idp(&pki, "LU"),
+        dir,
+        pki,
+        be,
+        lu,
+    }
+}
+
+fn doctor() -> Professional {
+    Professional {
+        id: "BE-HP-0042".into(),
+        name: "Dr Anne Peeters".into(),
+        role: "2211".into(),
+        organisation: Organisation {
+            id: "BE-ORG-17".into(),
+            name: "UZ Leuven".into(),
+        },
+        point_of_care: "Emergency department".into(),
+    }
+}
+
+fn lu_patient() -> PatientRef {
+    PatientRef::new(LU_SYSTEM, LU_PATIENT)
+}
+
+/// A fresh assertion of the BE doctor for the LU patient, for LU's NCP.
+fn assertion(idp: &AssertionIssuer, professional: &Professional, patient: &PatientRef) -> String {
+    idp.issue(
+        professional,
+        "urn:ehds:ncp:LU",
+        patient,
+        PurposeOfUse::Treatment,
+        time::OffsetDateTime::now_utc(),
+        time::Duration::minutes(5),
+    )
+    .unwrap()
+}
+
+fn national_client(pki: &DevPkiLayout, cc: &str, kind: NationalClientKind) -> reqwest::Client {
+    common::client_with(
+        pki.national_client(cc, kind),
+        pki.trust(&Authority::National(cc.to_owned())),
+    )
+}
+
+/// A client presenting `identity` to a federation listener.
+fn federation_client(pki: &DevPkiLayout, identity: IdentityFiles) -> reqwest::Client {
+    common::client_with(identity, pki.trust(&Authority::Federation))
+}
+
+async fn push_lu_summary(f: &Federation) -> (String, Vec<u8>) {
+    let bytes = lu_patient_summary();
+    let response = national_client(&f.pki, "LU", NationalClientKind::EhrSystem)
+        .post(f.lu.url("/fhir/Bundle"))
+        .header("content-type", FHIR_JSON)
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        201,
+        "{}",
+        response.text().await.unwrap()
+    );
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    (id, bytes)
+}
+
+async fn json(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(got, status, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_sides_audit() {
+    let f = federation().await;
+    let (lu_id, pushed) = push_lu_summary(&f).await;
+    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let patient = lu_patient();
+
+    // 1. Identify the patient at LU through BE.
+    let found = json(
+        doctor_system
+            .get(f.be.url(&format!(
+                "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+            )))
+            .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(found["type"], "searchset");
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["entry"][0]["resource"]["resourceType"], "Patient");
+    assert_eq!(
+        found["entry"][0]["resource"]["identifier"][0]["value"],
+        LU_PATIENT
+    );
+
+    // 2. List the patient's summaries.
+    let listed = json(
+        doctor_system
+            .get(f.be.url(&format!(
+                "/fhir/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&type=http://loinc.org|60591-5"
+            )))
+            .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(listed["total"], 1);
+    let url = listed["entry"][0]["resource"]["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(url, format!("Bundle/LU.{lu_id}"));
+
+    // 3. Retrieve it: the bytes LU's hospital pushed.
+    let response = doctor_system
+        .get(f.be.url(&format!("/fhir/{url}")))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let received = response.bytes().await.unwrap();
+    assert_eq!(
+        Sha256::digest(&received),
+        Sha256::digest(&pushed),
+        "the summary must arrive byte for byte"
+    );
+
+    // Both sides recorded the three accesses in intact chains.
+    let be_audit = f.be.audit().await;
+    let lu_audit = f.lu.audit().await;
+    assert!(be_audit.first_broken.is_none() && lu_audit.first_broken.is_none());
+    assert_eq!(be_audit.records, 3);
+    assert_eq!(lu_audit.records, 3);
+    f.be.stop().await;
+    f.lu.stop().await;
+    drop(f.dir);
+}
+
+#[tokio::test]
+async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_refused() {
+    let f = federation().await;
+    let (lu_id, _) = push_lu_summary(&f).await;
+    let patient = lu_patient();
+    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let search = f.be.url(&format!(
+        "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+    ));
+
+    // Replayed at BE.
+    let token = assertion(&f.be_idp, &doctor(), &patient);
+    let first = doctor_system
+        .get(&search)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let again = doctor_system
+        .get(&search)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 401);
+    assert!(again.headers().contains_key("www-authenticate"));
+
+    // Replayed at LU by a peer that skips its own check: LU's ledger refuses.
+    let be_ncp = federation_client(&f.pki, f.pki.ncp_client("BE"));
+    let direct = f.lu.federation_url(&format!(
+        "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+    ));
+    let fresh = assertion(&f.be_idp, &doctor(), &patient);
+    let ok = be_ncp
+        .get(&direct)
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let replay = be_ncp
+        .get(&direct)
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status().as_u16(), 401);
+
+    // Expired.
+    let expired = f
+        .be_idp
+        .issue(
+            &doctor(),
+            "urn:ehds:ncp:LU",
+            &patient,
+            PurposeOfUse::Treatment,
+            time::OffsetDateTime::now_utc() - time::Duration::hours(2),
+            time::Duration::minutes(5),
+        )
+        .unwrap();
+    let response = doctor_system
+        .get(&search)
+        .bearer_auth(expired)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+
+    // Forged: signed by a key nobody trusts under BE's issuer and kid.
+    let forger_dir = f.dir.path().join("forger");
+    let forger_pki = dev_pki::generate(&forger_dir, &DevPkiSpec::for_tests(&["BE"])).unwrap();
+    let forged = idp(&forger_pki, "BE");
+    let response = doctor_system
+        .get(&search)
+        .bearer_auth(assertion(&forged, &doctor(), &patient))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+
+    // No assertion at all.
+    let response = doctor_system.get(&search).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+
+    // An assertion for another patient does not open this patient's Bundle:
+    // to the caller it does not exist.
+    let other = PatientRef::new(LU_SYSTEM, "1990010112345");
+    let response = doctor_system
+        .get(f.be.url(&format!("/fhir/Bundle/LU.{lu_id}")))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &other))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+
+    // A LU assertion sent by the BE NCP: the issuer's country is not the
+    // calling NCP's country.
+    let lu_doctor_token = f
+        .lu_idp
+        .issue(
+            &doctor(),
+            "urn:ehds:ncp:LU",
+            &patient,
+            PurposeOfUse::Treatment,
+            time::OffsetDateTime::now_utc(),
+            time::Duration::minutes(5),
+        )
+        .unwrap();
+    let response = be_ncp
+        .get(&direct)
+        .bearer_auth(lu_doctor_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+
+    // A pharmacist may not read the patient summary (the shipped policy).
+    let mut pharmacist = doctor();
+    pharmacist.role = "2262".into();
+    let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
+    let response = pharmacy
+        .get(&search)
+        .bearer_auth(assertion(&f.be_idp, &pharmacist, &patient))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+
+    // Every refusal is in LU's audit trail too, and the chain holds.
+    let lu_audit = f.lu.audit().await;
+    assert!(lu_audit.first_broken.is_none());
+    assert!(lu_audit.records >= 5, "{}", lu_audit.records);
+    f.be.stop().await;
+    f.lu.stop().await;
+}
+
+#[tokio::test]
+async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_the_api() {
+    let f = federation().await;
+    let direct = f.lu.federation_url(&format!(
+        "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+    ));
+    for negative in [
+        Negative::NcpClientRevoked,
+        Negative::NcpClientExpired,
+        Negative::NcpClientWrongCa,
+        Negative::NcpClientWrongEku,
+        Negative::NcpClientCaFlagged,
+    ] {
+        let client = federation_client(&f.pki, f.pki.negative("BE", negative));
+        let result = client.get(&direct).send().await;
+        assert!(result.is_err(), "{negative:?} got through: {result:?}");
+    }
+    // A national client certificate on the federation listener.
+    let national = common::client_with(
+        f.pki
+            .national_client("BE", NationalClientKind::DoctorSystem),
+        f.pki.trust(&Authority::Federation),
+    );
+    assert!(national.get(&direct).send().await.is_err());
+    // No client certificate at all (the server is verified, the client
+    // shows nothing).
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls_pki_types::CertificateDer::pem_file_iter(f.pki.ca_cert(&Authority::Federation))
+            .unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let anonymous_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let anonymous = reqwest::Client::builder()
+        .use_preconfigured_tls(anonymous_tls)
+        .build()
+        .unwrap();
+    assert!(anonymous.get(&direct).send().await.is_err());
+    // A federation listener whose CRL is stale refuses everyone (fail closed).
+    let stale_ports = Ports {
+        national: free_port(),
+        federation: free_port(),
+    };
+    let stale_dir = f.dir.path().join("stale");
+    std::fs::create_dir_all(&stale_dir).unwrap();
+    let directory = write_directory(&stale_dir, free_port(), stale_ports.federation);
+    let trust_list = write_trust_list(&stale_dir, &f.pki);
+    let stale = start(&config_text(
+        "LU",
+        &stale_dir,
+        &f.pki,
+        &stale_ports,
+        &directory,
+        &trust_list,
+        &f.pki.stale_crl(&Authority::Federation),
+    ))
+    .await;
+    let good_ncp = federation_client(&f.pki, f.pki.ncp_client("BE"));
+    assert!(
+        good_ncp
+            .get(stale.federation_url("/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    stale.stop().await;
+    // And nothing reached LU's API: no audit record.
+    assert_eq!(f.lu.audit().await.records, 0);
+    f.be.stop().await;
+    f.lu.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers_answer_promptly() {
+    let f = federation().await;
+    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let patient = lu_patient();
+    // 12 digits where LU's rule wants 13: refused at BE.
+    let response = doctor_system
+        .get(f.be.url(&format!(
+            "/fhir/Patient?identifier={LU_SYSTEM}|123456789012"
+        )))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .send()
+        .await
+        .unwrap();
+    let outcome = json(response, 400).await;
+    assert_eq!(outcome["issue"][0]["expression"][0], "identifier");
+    // An identifier without its system.
+    let response = doctor_system
+        .get(f.be.url(&format!("/fhir/Patient?identifier={LU_PATIENT}")))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(f.lu.audit().await.records, 0, "nothing crossed the border");
+
+    // LU goes down: BE answers 502 at once.
+    let lu_federation = f.lu.federation;
+    f.lu.stop().await;
+    let started = Instant::now();
+    let response = doctor_system
+        .get(f.be.url(&format!(
+            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+        )))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 502);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Something at LU's address accepts connections and never answers: 504
+    // within BE's timeouts (connect 2 s, request 3 s).
+    let stall = tokio::net::TcpListener::bind(lu_federation).await.unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = stall.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = Instant::now();
+    let response = doctor_system
+        .get(f.be.url(&format!(
+            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+        )))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    assert!(status == 504 || status == 502, "{status}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    holder.abort();
+    // BE audited each failed relay, chain intact.
+    let be_audit = f.be.audit().await;
+    assert!(be_audit.first_broken.is_none());
+    assert!(be_audit.records >= 4);
+    f.be.stop().await;
+}
