@@ -73,6 +73,7 @@ pub struct EvalContext<'a, 'h> {
     variables: Vec<(Box<str>, Collection<'a>)>,
     now: Option<Temporal>,
     strict: bool,
+    r4_compat: bool,
 }
 
 impl<'a, 'h> EvalContext<'a, 'h> {
@@ -89,6 +90,7 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             variables: Vec::new(),
             now: None,
             strict: false,
+            r4_compat: true,
         }
     }
 
@@ -111,6 +113,7 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             variables: Vec::new(),
             now: None,
             strict: false,
+            r4_compat: true,
         }
     }
 
@@ -126,6 +129,7 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             variables: Vec::new(),
             now: None,
             strict: false,
+            r4_compat: true,
         }
     }
 
@@ -152,6 +156,17 @@ impl<'a, 'h> EvalContext<'a, 'h> {
     /// have is an error rather than empty (FHIRPath's semantic checking).
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
+        self
+    }
+
+    /// R4 compatibility (on by default): the behaviour the R4 core
+    /// invariants were written for, which FHIRPath 2.0 (and the official
+    /// suite) later made errors or false. With it, `as` over several items
+    /// filters like `ofType` (dom-3: `descendants().as(canonical)`), and an
+    /// unqualified system type name in `is`/`as`/`ofType` also matches FHIR
+    /// primitives of that kind (que-7: `answer is Boolean` on `answerBoolean`).
+    pub fn r4_compat(mut self, on: bool) -> Self {
+        self.r4_compat = on;
         self
     }
 
@@ -770,7 +785,12 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                     self.model.derives_from(ty, t)
                 }
             })),
-            (Item::Node(_), None) => Ok(false),
+            (Item::Node(n), None) => Ok(self.ctx.r4_compat
+                && ns.is_none()
+                && n.value.is_some()
+                && item
+                    .to_system(self.model)
+                    .is_some_and(|v| v.type_name(self.model).1 == name)),
             (_, Some(_)) => Ok(false),
             (_, None) => Ok(item.type_name(self.model).1 == name),
         }
@@ -782,6 +802,15 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 None => Ok(Collection::new()),
                 Some(x) => Ok(boolean(self.is_type(x, spec, false)?)),
             },
+            Func::As if self.ctx.r4_compat && input.len() > 1 => {
+                let mut out = Collection::new();
+                for x in input {
+                    if self.is_type(x, spec, true)? {
+                        out.push(x.clone());
+                    }
+                }
+                Ok(out)
+            }
             Func::As => match single(input, "as")? {
                 None => Ok(Collection::new()),
                 Some(x) => Ok(if self.is_type(x, spec, true)? {

@@ -210,6 +210,9 @@ fn run(case: &Case) -> Result<(), String> {
         None => EvalContext::without_resource(model()),
     }
     .with_hooks(&hooks)
+    // The suite tests FHIRPath 2.0 semantics, not the R4-era behaviour the
+    // core invariants rely on.
+    .r4_compat(false)
     .strict(case.strict);
     let result = match expression.evaluate(&ctx) {
         Ok(r) => r,
