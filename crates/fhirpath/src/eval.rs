@@ -98,18 +98,19 @@ impl<'a, 'h> EvalContext<'a, 'h> {
     /// (with its type), `resource` the resource that holds it (`%resource`)
     /// and `root_resource` the outermost one (`%rootResource`, e.g. the
     /// Bundle).
+    /// Build the resource items once per resource with [`Item::resource`].
     pub fn for_element(
         model: &'h Model,
         context: Item<'a>,
-        resource: &'a Node,
-        root_resource: &'a Node,
+        resource: Item<'a>,
+        root_resource: Item<'a>,
     ) -> EvalContext<'a, 'h> {
         EvalContext {
             model,
             hooks: &NoHooks,
             context: Some(context),
-            resource: Some(Item::resource(resource, model)),
-            root_resource: Some(Item::resource(root_resource, model)),
+            resource: Some(resource),
+            root_resource: Some(root_resource),
             variables: Vec::new(),
             now: None,
             strict: false,
@@ -344,6 +345,24 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                     None => f.this.iter().cloned().collect(),
                 };
                 self.type_call(*func, &input, ty)
+            }
+            // `children().count()` (ele-1 on every element): count without
+            // typing each child.
+            Expr::Call {
+                target: Some(inner),
+                func: Func::Count,
+                ..
+            } if matches!(
+                &**inner,
+                Expr::Call {
+                    target: None,
+                    func: Func::Children,
+                    ..
+                }
+            ) =>
+            {
+                let n: usize = f.this.iter().map(count_children).sum();
+                Ok(one(Item::Integer(i64::try_from(n).unwrap_or(i64::MAX))))
             }
             Expr::Call { target, func, args } => {
                 if self.ctx.strict
@@ -1642,6 +1661,78 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
         }
         Ok(keyed.into_iter().map(|(_, item)| item).collect())
     }
+}
+
+/// How many items `children()` yields for `item`, without typing them.
+fn count_children(item: &Item<'_>) -> usize {
+    let Item::Node(n) = item else { return 0 };
+    let object = match n.value {
+        Some(
+            v @ Node {
+                value: Json::Object(_),
+                ..
+            },
+        ) => v,
+        _ => match n.ext {
+            Some(e) => e,
+            None => return 0,
+        },
+    };
+    let Some(members) = object.as_object() else {
+        return 0;
+    };
+    if !members.iter().any(|m| m.key.starts_with('_')) {
+        // No primitive extensions: one item per non-null value.
+        return members
+            .iter()
+            .filter(|m| &*m.key != "resourceType")
+            .map(|m| {
+                m.node
+                    .items()
+                    .iter()
+                    .filter(|v| v.value != Json::Null)
+                    .count()
+            })
+            .sum();
+    }
+    let mut count = 0;
+    for m in members {
+        let key: &str = &m.key;
+        if key == "resourceType" {
+            continue;
+        }
+        let (base, partner) = match key.strip_prefix('_') {
+            Some(base) => {
+                if object.get(base).is_some() {
+                    continue;
+                }
+                (base, None)
+            }
+            None => (
+                key,
+                object.as_object().and_then(|ms| {
+                    ms.iter()
+                        .find(|p| p.key.strip_prefix('_') == Some(key))
+                        .map(|p| &p.node)
+                }),
+            ),
+        };
+        let _ = base;
+        let values = m.node.items();
+        count += match partner {
+            None => values.iter().filter(|v| v.value != Json::Null).count(),
+            Some(p) => {
+                let exts = p.items();
+                (0..values.len().max(exts.len()))
+                    .filter(|&i| {
+                        values.get(i).is_some_and(|v| v.value != Json::Null)
+                            || exts.get(i).is_some_and(|e| e.value != Json::Null)
+                    })
+                    .count()
+            }
+        };
+    }
+    count
 }
 
 /// Pushes the items of member `key` (and its `_key` partner) of `object`.

@@ -8,9 +8,39 @@
 //! (FHIRPath in FHIR: <https://hl7.org/fhir/R4/fhirpath.html#types>).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ehds_fhir::Node;
 use ehds_profiles::{CORE_STRUCTURE_PREFIX, Registry};
+
+/// A fast, non-cryptographic hasher (the Fx algorithm of rustc) for the
+/// model's short, trusted keys: element and type names from the loaded
+/// definitions, looked up on every navigation step.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            for (w, b) in word.iter_mut().zip(chunk) {
+                *w = *b;
+            }
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Index of a type in a [`Model`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,14 +96,14 @@ pub struct TypeDef {
     pub base: Option<TypeId>,
     /// Primitive, complex, resource or backbone.
     pub kind: TypeKind,
-    children: HashMap<Box<str>, Child>,
+    children: FastMap<Box<str>, Child>,
 }
 
 /// The types FHIRPath navigates with. Immutable once built; share it.
 #[derive(Debug, Default)]
 pub struct Model {
     types: Vec<TypeDef>,
-    by_name: HashMap<Box<str>, TypeId>,
+    by_name: FastMap<Box<str>, TypeId>,
 }
 
 const FHIR_TYPE_EXTENSION: &str =
@@ -195,7 +225,7 @@ impl Model {
             name: name.into(),
             base: None,
             kind,
-            children: HashMap::new(),
+            children: FastMap::default(),
         });
         if kind != TypeKind::Backbone {
             self.by_name.insert(name.into(), id);

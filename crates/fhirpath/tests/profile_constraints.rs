@@ -50,7 +50,11 @@ fn every_profile_constraint_parses() {
                 .map(Node::items)
                 .unwrap_or_default();
             for element in elements {
-                for constraint in element.get("constraint").map(Node::items).unwrap_or_default() {
+                for constraint in element
+                    .get("constraint")
+                    .map(Node::items)
+                    .unwrap_or_default()
+                {
                     let Some(expression) = constraint.get("expression").and_then(Node::as_str)
                     else {
                         continue;
