@@ -318,3 +318,122 @@ fn ips_example_invariants_timing() {
         jobs.len(),
     );
 }
+
+/// The resources of a document: the root, Bundle entries, contained ones.
+fn resources(root: &Node) -> Vec<&Node> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while let Some(r) = out.get(i).copied() {
+        i += 1;
+        for entry in r.get("entry").map(Node::items).unwrap_or_default() {
+            if let Some(res) = entry.get("resource") {
+                out.push(res);
+            }
+        }
+        out.extend(r.get("contained").map(Node::items).unwrap_or_default());
+    }
+    out
+}
+
+/// Every error-severity invariant of every profile a resource of an example
+/// claims in `meta.profile` (outside slices) holds on the elements its path
+/// selects, the path evaluated as FHIRPath from the resource.
+#[test]
+fn claimed_profile_invariants_hold_on_the_examples() {
+    let registry = Registry::load_root(&repo_root().join("profiles")).unwrap();
+    let model = Model::from_registry(&registry);
+    let mut compiled: HashMap<String, Vec<(String, Expression, Expression)>> = HashMap::new();
+    let mut evaluations = 0;
+    let mut failures = Vec::new();
+    let known = listed();
+    for path in files_with_extension(&conformance_dir().join("examples"), "json") {
+        let case = path
+            .strip_prefix(conformance_dir())
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if known.contains_key(&case) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let root = ehds_fhir::json::parse(&bytes).unwrap();
+        let hooks = BundleHooks::new(&root);
+        let root_item = Item::resource(&root, &model);
+        for resource in resources(&root) {
+            let claimed = resource
+                .get("meta")
+                .and_then(|m| m.get("profile"))
+                .map(Node::items)
+                .unwrap_or_default();
+            for profile in claimed.iter().filter_map(Node::as_str) {
+                let Some(sd) = registry.resolve_typed("StructureDefinition", profile) else {
+                    continue;
+                };
+                let invariants = compiled.entry(sd.canonical()).or_insert_with(|| {
+                    let mut list = Vec::new();
+                    let elements = sd
+                        .resource
+                        .root()
+                        .get("snapshot")
+                        .and_then(|s| s.get("element"))
+                        .map(Node::items)
+                        .unwrap_or_default();
+                    for element in elements {
+                        let text =
+                            |n: &Node, k: &str| n.get(k).and_then(Node::as_str).map(str::to_owned);
+                        let (Some(id), Some(path)) = (text(element, "id"), text(element, "path"))
+                        else {
+                            continue;
+                        };
+                        if id.contains(':') {
+                            continue;
+                        }
+                        let selector = Expression::parse(&path.replace("[x]", "")).unwrap();
+                        for c in element
+                            .get("constraint")
+                            .map(Node::items)
+                            .unwrap_or_default()
+                        {
+                            if text(c, "severity").as_deref() != Some("error") {
+                                continue;
+                            }
+                            let (Some(key), Some(expr)) = (text(c, "key"), text(c, "expression"))
+                            else {
+                                continue;
+                            };
+                            list.push((key, selector.clone(), Expression::parse(&expr).unwrap()));
+                        }
+                    }
+                    list
+                });
+                let resource_item = Item::resource(resource, &model);
+                for (key, selector, invariant) in invariants.iter() {
+                    let ctx = EvalContext::for_element(
+                        &model,
+                        resource_item.clone(),
+                        resource_item.clone(),
+                        root_item.clone(),
+                    );
+                    for element in selector.evaluate(&ctx).unwrap() {
+                        evaluations += 1;
+                        let ctx = EvalContext::for_element(
+                            &model,
+                            element,
+                            resource_item.clone(),
+                            root_item.clone(),
+                        )
+                        .with_hooks(&hooks);
+                        match invariant.evaluate_constraint(&ctx) {
+                            Ok(true) => {}
+                            Ok(false) => failures.push(format!("{case}: {profile} {key} failed")),
+                            Err(e) => failures.push(format!("{case}: {profile} {key} error: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("claimed profile invariants: {evaluations} evaluations");
+    assert!(evaluations > 0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
