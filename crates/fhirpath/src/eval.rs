@@ -300,6 +300,23 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 Ok(out)
             }
             Expr::Member(target, name) => {
+                // Strict mode checks what it can statically: after `as T` /
+                // `ofType(T)` the type is known even when nothing matched.
+                if self.ctx.strict
+                    && let Expr::TypeCall {
+                        func: Func::As | Func::OfType,
+                        ty,
+                        ..
+                    } = &**target
+                    && ty.namespace.as_deref() != Some("System")
+                    && let Some(t) = self.model.type_named(&ty.name)
+                    && self.model.child(t, name).is_none()
+                {
+                    return Err(EvalError::Invalid(format!(
+                        "{} has no element {name}",
+                        ty.name
+                    )));
+                }
                 let input = self.eval(target, f)?;
                 let mut out = Collection::new();
                 for item in &input {

@@ -426,6 +426,7 @@ struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     end: usize,
+    nesting: usize,
 }
 
 fn binop(tok: &Tok) -> Option<(BinOp, u8)> {
@@ -499,7 +500,16 @@ impl Parser {
 
     fn expression(&mut self, min_prec: u8) -> Result<Expr, ParseError> {
         let mut left = self.unary()?;
+        let mut operators = 0;
         while let Some(tok) = self.peek() {
+            // Each operator nests the tree built so far one level deeper.
+            operators += 1;
+            if self.nesting + operators > MAX_DEPTH {
+                return Err(err(
+                    format!("the expression nests deeper than {MAX_DEPTH} levels"),
+                    self.position(),
+                ));
+            }
             if let Tok::Ident(word) = tok
                 && (&**word == "is" || &**word == "as")
                 && TYPE_PREC >= min_prec
@@ -547,6 +557,20 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
+        // Parsing recurses through here for every nested operand.
+        self.nesting += 1;
+        if self.nesting > MAX_DEPTH {
+            return Err(err(
+                format!("the expression nests deeper than {MAX_DEPTH} levels"),
+                self.position(),
+            ));
+        }
+        let result = self.unary_inner();
+        self.nesting -= 1;
+        result
+    }
+
+    fn unary_inner(&mut self) -> Result<Expr, ParseError> {
         if self.eat_sym("-") {
             let inner = self.unary()?;
             return Ok(match inner {
@@ -567,7 +591,15 @@ impl Parser {
 
     fn postfix(&mut self) -> Result<Expr, ParseError> {
         let mut expr = self.term()?;
+        let mut steps = 0;
         loop {
+            steps += 1;
+            if self.nesting + steps > MAX_DEPTH {
+                return Err(err(
+                    format!("the expression nests deeper than {MAX_DEPTH} levels"),
+                    self.position(),
+                ));
+            }
             if self.eat_sym(".") {
                 let name = match self.bump() {
                     Some(Tok::Ident(s) | Tok::Quoted(s)) => s,
@@ -731,6 +763,7 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
         toks,
         pos: 0,
         end: src.len(),
+        nesting: 0,
     };
     let expr = parser.expression(0)?;
     if parser.pos < parser.toks.len() {
@@ -739,5 +772,78 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
             parser.position(),
         ));
     }
+    if depth(&expr) > MAX_DEPTH {
+        return Err(err(
+            format!("the expression nests deeper than {MAX_DEPTH} levels"),
+            0,
+        ));
+    }
     Ok(expr)
+}
+
+/// Deepest syntax tree accepted: evaluation recurses along it, so a hostile
+/// expression (`((((...))))`, `a.a.a.a...`) cannot exhaust the stack. R4 and
+/// IG invariants stay under 30.
+pub const MAX_DEPTH: usize = 200;
+
+/// The depth of a tree, computed without recursion.
+fn depth(root: &Expr) -> usize {
+    let mut stack = vec![(root, 1usize)];
+    let mut deepest = 0;
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        if d > MAX_DEPTH {
+            break;
+        }
+        match e {
+            Expr::Member(t, _) | Expr::Negate(t) => stack.push((t, d + 1)),
+            Expr::Indexer(a, b) | Expr::Binary(_, a, b) => {
+                stack.push((a, d + 1));
+                stack.push((b, d + 1));
+            }
+            Expr::Call { target, args, .. } => {
+                stack.extend(target.iter().map(|t| (&**t, d + 1)));
+                stack.extend(args.iter().map(|a| (a, d + 1)));
+            }
+            Expr::TypeCall { target, .. } => stack.extend(target.iter().map(|t| (&**t, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_and_literals() {
+        let e = parse("1 + 2 * 3 = 7 and true").unwrap();
+        assert!(matches!(e, Expr::Binary(BinOp::And, _, _)));
+        assert!(matches!(
+            parse("-1.convertsToInteger()").unwrap(),
+            Expr::Negate(_)
+        ));
+        assert!(matches!(
+            parse("4 days").unwrap(),
+            Expr::Literal(Literal::Quantity(_))
+        ));
+        assert!(matches!(
+            parse("@2015-02-04T14:34:28Z.is(DateTime)").unwrap(),
+            Expr::TypeCall { .. }
+        ));
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_not_overflowed() {
+        let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse(&deep).is_err());
+        let chain = format!("a{}", ".a".repeat(1_000_000));
+        assert!(parse(&chain).is_err());
+        let sum = format!("1{}", "+1".repeat(1_000_000));
+        assert!(parse(&sum).is_err());
+        let minus = format!("{}1", "-".repeat(10_000));
+        assert!(parse(&minus).is_err());
+        assert!(parse("((((((((((1))))))))))").is_ok());
+    }
 }
