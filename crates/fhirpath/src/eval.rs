@@ -594,8 +594,9 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
         match op {
             BinOp::Union => {
                 let mut out = Collection::new();
+                let mut seen = Seen::default();
                 for x in a.into_iter().chain(b) {
-                    if !self.contains(&out, &x) {
+                    if seen.insert(self, &x) {
                         out.push(x);
                     }
                 }
@@ -1009,27 +1010,25 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 } else {
                     (&other, &input)
                 };
-                Ok(boolean(small.iter().all(|x| self.contains(big, x))))
+                let big = Seen::of(self, big);
+                Ok(boolean(small.iter().all(|x| big.contains(self, x))))
             }
             Count => Ok(one(Item::Integer(
                 i64::try_from(input.len()).unwrap_or(i64::MAX),
             ))),
             Distinct => {
                 let mut out = Collection::new();
+                let mut seen = Seen::default();
                 for x in input {
-                    if !self.contains(&out, &x) {
+                    if seen.insert(self, &x) {
                         out.push(x);
                     }
                 }
                 Ok(out)
             }
             IsDistinct => {
-                for (i, x) in input.iter().enumerate() {
-                    if self.contains(input.get(i + 1..).unwrap_or_default(), x) {
-                        return Ok(boolean(false));
-                    }
-                }
-                Ok(boolean(true))
+                let mut seen = Seen::default();
+                Ok(boolean(input.iter().all(|x| seen.insert(self, x))))
             }
             Where => match args.first() {
                 Some(c) => self.filter(&input, c, f),
@@ -1055,9 +1054,10 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                     return Ok(input);
                 };
                 let mut out = Collection::new();
-                let mut queue: Vec<Item<'a>> = input.into_iter().collect();
+                let mut seen = Seen::default();
+                let mut queue: std::collections::VecDeque<Item<'a>> = input.into_iter().collect();
                 let mut steps = 0usize;
-                while let Some(item) = (!queue.is_empty()).then(|| queue.remove(0)) {
+                while let Some(item) = queue.pop_front() {
                     steps += 1;
                     if steps > 100_000 {
                         return Err(EvalError::Invalid("repeat() does not terminate".into()));
@@ -1068,9 +1068,9 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                         total: f.total,
                     };
                     for next in self.eval(p, frame)? {
-                        if func == RepeatAll || !self.contains(&out, &next) {
+                        if func == RepeatAll || seen.insert(self, &next) {
                             out.push(next.clone());
-                            queue.push(next);
+                            queue.push_back(next);
                         }
                     }
                 }
@@ -1094,9 +1094,11 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
             }
             Intersect => {
                 let other = self.arg(args, 0, f)?;
+                let other = Seen::of(self, &other);
                 let mut out = Collection::new();
+                let mut seen = Seen::default();
                 for x in input {
-                    if self.contains(&other, &x) && !self.contains(&out, &x) {
+                    if other.contains(self, &x) && seen.insert(self, &x) {
                         out.push(x);
                     }
                 }
@@ -1104,9 +1106,10 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
             }
             Exclude => {
                 let other = self.arg(args, 0, f)?;
+                let other = Seen::of(self, &other);
                 Ok(input
                     .into_iter()
-                    .filter(|x| !self.contains(&other, x))
+                    .filter(|x| !other.contains(self, x))
                     .collect())
             }
             Union => {
@@ -1677,6 +1680,67 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
             return Err(e);
         }
         Ok(keyed.into_iter().map(|(_, item)| item).collect())
+    }
+}
+
+/// A hashable identity for items whose FHIRPath equality is plain value
+/// equality (strings, booleans, numbers: `1 = 1.0`).
+#[derive(PartialEq, Eq, Hash)]
+enum HashKey<'a> {
+    Str(Cow<'a, str>),
+    Num(String),
+    Bool(bool),
+}
+
+/// A set of items under FHIRPath equality: hashed for strings, booleans and
+/// numbers, so `distinct()`, `isDistinct()`, `|`, `intersect()` and
+/// `exclude()` stay linear on large documents (bdl-7 over every entry);
+/// other items (complex nodes, dates, quantities) are compared pairwise.
+#[derive(Default)]
+struct Seen<'a> {
+    keyed: std::collections::HashSet<HashKey<'a>>,
+    other: Vec<Item<'a>>,
+}
+
+impl<'a> Seen<'a> {
+    fn of(ev: &Eval<'_, 'a, '_>, items: &[Item<'a>]) -> Seen<'a> {
+        let mut seen = Seen::default();
+        for x in items {
+            seen.insert(ev, x);
+        }
+        seen
+    }
+
+    fn key(ev: &Eval<'_, 'a, '_>, item: &Item<'a>) -> Option<HashKey<'a>> {
+        match item.to_system(ev.model)? {
+            Item::String(s) => Some(HashKey::Str(s)),
+            Item::Boolean(b) => Some(HashKey::Bool(b)),
+            Item::Integer(i) => Some(HashKey::Num(i.to_string())),
+            Item::Decimal(d) => Some(HashKey::Num(d.trimmed(0).to_string())),
+            _ => None,
+        }
+    }
+
+    fn contains(&self, ev: &Eval<'_, 'a, '_>, item: &Item<'a>) -> bool {
+        match Seen::key(ev, item) {
+            Some(k) => self.keyed.contains(&k),
+            None => ev.contains(&self.other, item),
+        }
+    }
+
+    /// Adds `item`; false when an equal item is already there.
+    fn insert(&mut self, ev: &Eval<'_, 'a, '_>, item: &Item<'a>) -> bool {
+        match Seen::key(ev, item) {
+            Some(k) => self.keyed.insert(k),
+            None => {
+                if ev.contains(&self.other, item) {
+                    false
+                } else {
+                    self.other.push(item.clone());
+                    true
+                }
+            }
+        }
     }
 }
 
