@@ -506,46 +506,6 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
         Ok(())
     }
 
-    /// Every child element of a node, in document order (`children()`).
-    fn children(&self, item: &Item<'a>, out: &mut Collection<'a>) {
-        let Item::Node(n) = item else { return };
-        let object = match n.value {
-            Some(
-                v @ Node {
-                    value: Json::Object(_),
-                    ..
-                },
-            ) => v,
-            _ => match n.ext {
-                Some(e) => e,
-                None => return,
-            },
-        };
-        let Some(members) = object.as_object() else {
-            return;
-        };
-        for m in members {
-            let key: &str = &m.key;
-            if key == "resourceType" {
-                continue;
-            }
-            let (key, partner_only) = match key.strip_prefix('_') {
-                Some(base) => {
-                    if object.get(base).is_some() {
-                        continue;
-                    }
-                    (base, true)
-                }
-                None => (key, false),
-            };
-            let _ = partner_only;
-            let ty =
-                n.ty.and_then(|t| self.model.child_by_key(t, key))
-                    .map(|(ty, _)| ty);
-            push_member(self.model, object, key, ty, out);
-        }
-    }
-
     // ----- operators --------------------------------------------------
 
     fn binary(&self, op: BinOp, l: &Expr, r: &Expr, f: Frame<'_, 'a>) -> R<Collection<'a>> {
@@ -621,7 +581,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 let s = |c: &Collection<'a>| -> R<String> {
                     match single(c, "&")? {
                         None => Ok(String::new()),
-                        Some(x) => Ok(self.sys(x)?.map(|v| v.to_string()).unwrap_or_default()),
+                        Some(x) => Ok(self.string_of(x).unwrap_or_default()),
                     }
                 };
                 Ok(one(Item::String(Cow::Owned(s(&a)? + &s(&b)?))))
@@ -921,6 +881,22 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
         }
     }
 
+    /// `toString()`: a primitive node's JSON text as written (a `dateTime`
+    /// keeps its offset form and fraction digits), else the system value's
+    /// FHIRPath rendering; `None` for complex nodes and type infos.
+    fn string_of(&self, item: &Item<'a>) -> Option<String> {
+        match item {
+            Item::Node(NodeRef { value: Some(v), .. }) => match &v.value {
+                Json::String(s) => Some(s.to_string()),
+                Json::Number(n) => Some(n.to_string()),
+                Json::Bool(b) => Some(b.to_string()),
+                _ => None,
+            },
+            Item::Node(_) | Item::Type(_) => None,
+            other => Some(other.to_string()),
+        }
+    }
+
     fn regex(&self, pattern: &str, full: bool) -> R<Regex> {
         let key = (Box::<str>::from(pattern), full);
         if let Ok(cache) = self.regexes.0.lock()
@@ -1189,13 +1165,12 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 )
             }
             ToStringFn | ConvertsToString => {
-                let v = self.input_value(&input, func.name())?;
+                let Some(x) = single(&input, func.name())? else {
+                    return Ok(Collection::new());
+                };
                 convert(
                     func == ConvertsToString,
-                    v.map(|v| match v {
-                        Item::Node(_) | Item::Type(_) => None,
-                        other => Some(Item::String(Cow::Owned(other.to_string()))),
-                    }),
+                    Some(self.string_of(x).map(|s| Item::String(Cow::Owned(s)))),
                 )
             }
             ToDate | ConvertsToDate => {
@@ -1405,7 +1380,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
             Children => {
                 let mut out = Collection::new();
                 for x in &input {
-                    self.children(x, &mut out);
+                    push_children(self.model, x, &mut out);
                 }
                 Ok(out)
             }
@@ -1413,12 +1388,12 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 let mut out = Collection::new();
                 let mut level: Collection<'a> = Collection::new();
                 for x in &input {
-                    self.children(x, &mut level);
+                    push_children(self.model, x, &mut level);
                 }
                 while !level.is_empty() {
                     let mut next = Collection::new();
                     for x in &level {
-                        self.children(x, &mut next);
+                        push_children(self.model, x, &mut next);
                     }
                     out.extend(level);
                     level = next;
@@ -1741,6 +1716,44 @@ impl<'a> Seen<'a> {
                 }
             }
         }
+    }
+}
+
+/// Every child element of a node, in document order, typed by the model
+/// (FHIRPath `children()`): primitives merge their `_x` partner, choice
+/// members (`valueQuantity`) take their type from the suffix, and a member
+/// holding a resource is typed by its `resourceType`.
+pub fn push_children<'a>(model: &Model, item: &Item<'a>, out: &mut Collection<'a>) {
+    let Item::Node(n) = item else { return };
+    let object = match n.value {
+        Some(
+            v @ Node {
+                value: Json::Object(_),
+                ..
+            },
+        ) => v,
+        _ => match n.ext {
+            Some(e) => e,
+            None => return,
+        },
+    };
+    let Some(members) = object.as_object() else {
+        return;
+    };
+    for m in members {
+        let key: &str = &m.key;
+        if key == "resourceType" {
+            continue;
+        }
+        let key = match key.strip_prefix('_') {
+            Some(base) if object.get(base).is_some() => continue,
+            Some(base) => base,
+            None => key,
+        };
+        let ty =
+            n.ty.and_then(|t| model.child_by_key(t, key))
+                .map(|(ty, _)| ty);
+        push_member(model, object, key, ty, out);
     }
 }
 

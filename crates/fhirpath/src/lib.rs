@@ -15,6 +15,34 @@
 //! Must not know about: validation reports, storage, HTTP, routing or
 //! transport.
 //!
+//! ## How a validator uses it
+//!
+//! * At start-up: `Model::from_registry(&registry)` once, and
+//!   [`Expression::parse`] once per invariant (`ElementDefinition.constraint.expression`);
+//!   every expression in `profiles/` parses (tests/profile_constraints.rs).
+//! * Per element: [`EvalContext::for_element`] with the element as an
+//!   [`Item`] (a node and its [`TypeId`]; for a primitive, its value and its
+//!   `_x` partner), `%resource` and `%rootResource` built once per resource
+//!   with [`Item::resource`], the caller's [`Hooks`] (resolve inside the
+//!   Bundle, terminology for `memberOf`), then
+//!   [`Expression::evaluate_constraint`]: empty or `true` passes, `false`
+//!   fails, an [`EvalError`] is the expression's fault, not the document's.
+//! * R4 compatibility is on by default ([`EvalContext::r4_compat`]): the
+//!   R4 core invariants rely on `as()` over collections (dom-3) and on
+//!   `is Boolean` matching a FHIR `boolean` (que-7), which FHIRPath 2.0 made
+//!   an error and false; the official suite runs with it off.
+//!
+//! ## Conformance and limits
+//!
+//! The official R4 suite passes except the tests listed in
+//! `conformance/fhirpath/known-failures.txt` (disputed expectations).
+//! Decimals are exact (base 10, up to 38 digits); quantities compare and
+//! convert through a subset of UCUM (metric prefixes on m, g, s, L, mol; min,
+//! h, d, wk, mo, a; `[in_i]`, `[ft_i]`, `[lb_av]`, `[oz_av]`; products, quotients,
+//! powers) and units outside it compare only when written identically.
+//! `subsumes()`/`subsumedBy()` return empty (no code system hierarchy).
+//! Expressions nest at most [`MAX_DEPTH`] levels.
+//!
 //! ```
 //! use ehds_fhirpath::{EvalContext, Expression, Model};
 //! let doc = ehds_fhir::json::parse(br#"{"resourceType":"Patient","active":true}"#).unwrap();
@@ -35,8 +63,17 @@ use ehds_fhir::Node;
 
 pub use decimal::Decimal;
 pub use eval::{EvalContext, Hooks, NoHooks};
+
+/// The child elements of an item, in document order and typed: what
+/// `children()` returns, for callers that walk a document (a validator
+/// applying each element's invariants).
+pub fn children<'a>(model: &Model, item: &Item<'a>) -> Collection<'a> {
+    let mut out = Collection::new();
+    eval::push_children(model, item, &mut out);
+    out
+}
 pub use model::{Child, Model, SystemKind, TypeDef, TypeId, TypeKind};
-pub use parser::{BinOp, Expr, Func, Literal, TypeSpec};
+pub use parser::{BinOp, Expr, Func, Literal, MAX_DEPTH, TypeSpec};
 pub use quantity::Quantity;
 pub use temporal::{Precision, Temporal, TemporalKind};
 pub use value::{Collection, Item, NodeRef};

@@ -31,7 +31,6 @@ struct Invariant {
 struct Checker {
     model: Model,
     by_type: HashMap<TypeId, Vec<Invariant>>,
-    children: Expression,
     evaluations: std::cell::Cell<usize>,
 }
 
@@ -85,7 +84,6 @@ impl Checker {
         Checker {
             model,
             by_type,
-            children: Expression::parse("children()").unwrap(),
             evaluations: std::cell::Cell::new(0),
         }
     }
@@ -146,9 +144,7 @@ impl Checker {
             }
             ty = self.model.def(t).and_then(|d| d.base);
         }
-        let ctx =
-            EvalContext::for_element(&self.model, item.clone(), resource.clone(), root.clone());
-        for child in self.children.evaluate(&ctx).unwrap() {
+        for child in ehds_fhirpath::children(&self.model, &item) {
             let name = match &child {
                 Item::Node(c) => c.ty.map(|t| self.model.type_name(t)).unwrap_or("?"),
                 _ => "?",
