@@ -74,6 +74,13 @@ impl Decimal {
                 .checked_add(i128::from(b - b'0'))?;
         }
         let mut scale = i64::try_from(frac.len()).ok()? - i64::from(exponent);
+        if mantissa == 0 {
+            // `0e999999999` is zero: no need to scale it (nor to loop).
+            scale = scale.clamp(0, 38);
+        }
+        if scale < -38 {
+            return None;
+        }
         while scale < 0 {
             mantissa = mantissa.checked_mul(10)?;
             scale += 1;
@@ -177,8 +184,8 @@ impl Decimal {
         };
         let q = self.mantissa / factor;
         let r = self.mantissa % factor;
-        let q = if r.abs() * 2 >= factor {
-            q + self.mantissa.signum()
+        let q = if r.unsigned_abs() >= factor.unsigned_abs().div_ceil(2) {
+            q.saturating_add(self.mantissa.signum())
         } else {
             q
         };

@@ -346,7 +346,10 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                     return Ok(Collection::new());
                 };
                 Ok(one(match self.sys(x)? {
-                    Some(Item::Integer(i)) => Item::Integer(-i),
+                    Some(Item::Integer(i)) => match i.checked_neg() {
+                        Some(n) => Item::Integer(n),
+                        None => return Ok(Collection::new()),
+                    },
                     Some(Item::Decimal(d)) => Item::Decimal(d.neg()),
                     Some(Item::Quantity(mut q)) => {
                         q.value = q.value.neg();
@@ -2028,9 +2031,9 @@ fn arithmetic<'a>(op: BinOp, x: &Item<'a>, y: &Item<'a>) -> R<Option<Item<'a>>> 
             if *b == 0 {
                 None
             } else if op == BinOp::IntDiv {
-                Some(Item::Integer(a / b))
+                a.checked_div(*b).map(Item::Integer)
             } else {
-                Some(Item::Integer(a % b))
+                a.checked_rem(*b).map(Item::Integer)
             }
         }
         (_, Item::Integer(_) | Item::Decimal(_), Item::Integer(_) | Item::Decimal(_)) => {

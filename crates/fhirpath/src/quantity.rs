@@ -122,12 +122,15 @@ fn prefix(p: &str) -> Option<i32> {
     })
 }
 
-fn power_of_ten(n: i32) -> Decimal {
-    if n >= 0 {
-        Decimal::new(10i128.pow(n.unsigned_abs()), 0)
+fn power_of_ten(n: i32) -> Option<Decimal> {
+    if !(-38..=38).contains(&n) {
+        return None;
+    }
+    Some(if n >= 0 {
+        Decimal::new(10i128.checked_pow(n.unsigned_abs())?, 0)
     } else {
         Decimal::new(1, n.unsigned_abs())
-    }
+    })
 }
 
 fn symbol(s: &str) -> Option<Canonical> {
@@ -140,7 +143,7 @@ fn symbol(s: &str) -> Option<Canonical> {
         };
         if let (Some(exp), Some((factor, dims, true))) = (prefix(p), atom(rest)) {
             return Some(Canonical {
-                factor: factor.mul(&power_of_ten(exp))?,
+                factor: factor.mul(&power_of_ten(exp)?)?,
                 dims,
             });
         }
@@ -234,7 +237,7 @@ impl UnitParser<'_> {
                     self.pos += 1;
                     let exp = self.exponent()?;
                     return Some(Canonical {
-                        factor: power_of_ten(i32::from(exp)),
+                        factor: power_of_ten(i32::from(exp))?,
                         dims: [0; DIMS],
                     });
                 }

@@ -401,6 +401,11 @@ impl Temporal {
 
     /// Adds `n` units; `None` when the result leaves the representable range.
     pub fn add(&self, n: i64, unit: TimeUnit) -> Option<Temporal> {
+        // Beyond ±4·10¹⁴ of any unit the result leaves years 0–9999 anyway;
+        // refusing early keeps every step below free of overflow.
+        if n.unsigned_abs() > 400_000_000_000_000 {
+            return None;
+        }
         let mut t = *self;
         match unit {
             TimeUnit::Year => {
@@ -442,11 +447,11 @@ impl Temporal {
                     return self.add(delta / MS_PER_DAY, TimeUnit::Day);
                 }
                 let total = if t.kind == TemporalKind::Time {
-                    (t.ms_of_day() + delta).rem_euclid(MS_PER_DAY)
+                    t.ms_of_day().checked_add(delta)?.rem_euclid(MS_PER_DAY)
                 } else {
-                    let total = days_from_civil(t.year, t.month, t.day) * MS_PER_DAY
-                        + t.ms_of_day()
-                        + delta;
+                    let total = (days_from_civil(t.year, t.month, t.day) * MS_PER_DAY
+                        + t.ms_of_day())
+                    .checked_add(delta)?;
                     let (y, m, d) = civil_from_days(total.div_euclid(MS_PER_DAY));
                     t.year = y;
                     t.month = m;

@@ -294,3 +294,33 @@ fn distinctness_is_linear_on_large_bundles() {
     ));
     assert!(start.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn extreme_numbers_are_empty_or_errors_never_panics() {
+    let model = model();
+    let node = doc(
+        r#"{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":0e2147483647},"component":[{"code":{"text":"y"},"valueInteger":-9223372036854775808}]}"#,
+    );
+    let ctx = EvalContext::new(model, &node);
+    for expr in [
+        "-(-9223372036854775807 - 1)",
+        "(-9223372036854775807 - 1) div -1",
+        "(-9223372036854775807 - 1) mod -1",
+        "9223372036854775807 + 1",
+        "@2020-01-01 + 9223372036854775807 days",
+        "@2020-01-01T00:00:00Z + 9223372036854775807 'ms'",
+        "@2020-01-01T00:00:00Z - 400000000000000 hours",
+        "@T10:00 + 9223372036854775807 minutes",
+        "1 '10*127' = 1 '10*126'",
+        "value.value = 0",
+        "component.value.abs()",
+        "1e400.toString()",
+        "99999999999999999999999999999999999999.0 * 99999999999999999999999999999999999999.0",
+        "(1.0 / 3).round(100)",
+    ] {
+        // Empty, a value or an error: anything but a panic.
+        if let Ok(e) = Expression::parse(expr) {
+            let _ = e.evaluate(&ctx);
+        }
+    }
+}
