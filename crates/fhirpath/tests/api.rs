@@ -324,3 +324,10 @@ fn extreme_numbers_are_empty_or_errors_never_panics() {
         }
     }
 }
+
+#[test]
+fn parsed_expressions_and_the_model_are_shareable_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Expression>();
+    shareable::<Model>();
+}
