@@ -1,0 +1,2294 @@
+//! Evaluation of a parsed expression over the lossless JSON view
+//! (<https://hl7.org/fhirpath/N1/#functions>, <https://hl7.org/fhirpath/N1/#operations>).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ehds_fhir::Node;
+use ehds_fhir::json::Json;
+use regex::Regex;
+use smallvec::smallvec;
+
+use crate::decimal::Decimal;
+use crate::model::{Child, Model, TypeId, TypeKind};
+use crate::parser::{BinOp, Expr, Func, Literal, TypeSpec};
+use crate::quantity::Quantity;
+use crate::temporal::{Temporal, TemporalKind};
+use crate::value::{Collection, Item, NodeRef};
+use crate::{EvalError, Expression};
+
+/// Compiled regular expressions of one [`Expression`], by pattern.
+#[derive(Debug, Default)]
+pub struct RegexCache(Mutex<HashMap<(Box<str>, bool), Regex>>);
+
+/// What the engine asks of its caller. Every method has a default, so a
+/// caller implements only what it can answer.
+pub trait Hooks<'a> {
+    /// The resource a reference (`Reference.reference` or a URL string)
+    /// points to, e.g. inside the Bundle being validated. Contained
+    /// references (`#id`) are resolved by the engine itself.
+    fn resolve(&self, _reference: &str) -> Option<&'a Node> {
+        None
+    }
+
+    /// Whether a code, Coding or CodeableConcept (`item`, of FHIR type
+    /// `type_name`) is in the value set `value_set`; `None` when unknown
+    /// (the result is then empty).
+    fn member_of(&self, _item: &Item<'a>, _type_name: &str, _value_set: &str) -> Option<bool> {
+        None
+    }
+
+    /// Whether a resource conforms to the profile `url`; `None` when the
+    /// profile is unknown (an evaluation error, as FHIRPath requires).
+    fn conforms_to(&self, _resource: &Item<'a>, _url: &str) -> Option<bool> {
+        None
+    }
+
+    /// FHIR's `htmlChecks()` on a narrative `div`: the engine answers true
+    /// unless the caller checks narrative XHTML itself.
+    fn html_checks(&self, _div: &Item<'a>) -> bool {
+        true
+    }
+
+    /// `trace(name)`: the items passing by (debugging; ignored by default).
+    fn trace(&self, _name: &str, _items: &[Item<'a>]) {}
+}
+
+/// Hooks that know nothing: `resolve()` finds only contained resources,
+/// `memberOf()` is empty, `conformsTo()` fails, `htmlChecks()` is true.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl Hooks<'_> for NoHooks {}
+
+/// Everything an evaluation reads besides the expression.
+pub struct EvalContext<'a, 'h> {
+    model: &'h Model,
+    hooks: &'h dyn Hooks<'a>,
+    context: Option<Item<'a>>,
+    resource: Option<Item<'a>>,
+    root_resource: Option<Item<'a>>,
+    variables: Vec<(Box<str>, Collection<'a>)>,
+    now: Option<Temporal>,
+    strict: bool,
+    r4_compat: bool,
+}
+
+impl<'a, 'h> EvalContext<'a, 'h> {
+    /// Evaluation over a resource: `%context`, `%resource` and
+    /// `%rootResource` are all `resource`, typed by its `resourceType`.
+    pub fn new(model: &'h Model, resource: &'a Node) -> EvalContext<'a, 'h> {
+        let item = Item::resource(resource, model);
+        EvalContext {
+            model,
+            hooks: &NoHooks,
+            context: Some(item.clone()),
+            resource: Some(item.clone()),
+            root_resource: Some(item),
+            variables: Vec::new(),
+            now: None,
+            strict: false,
+            r4_compat: true,
+        }
+    }
+
+    /// Evaluation of an invariant on an element: `context` is the element
+    /// (with its type), `resource` the resource that holds it (`%resource`)
+    /// and `root_resource` the outermost one (`%rootResource`, e.g. the
+    /// Bundle).
+    /// Build the resource items once per resource with [`Item::resource`].
+    pub fn for_element(
+        model: &'h Model,
+        context: Item<'a>,
+        resource: Item<'a>,
+        root_resource: Item<'a>,
+    ) -> EvalContext<'a, 'h> {
+        EvalContext {
+            model,
+            hooks: &NoHooks,
+            context: Some(context),
+            resource: Some(resource),
+            root_resource: Some(root_resource),
+            variables: Vec::new(),
+            now: None,
+            strict: false,
+            r4_compat: true,
+        }
+    }
+
+    /// Evaluation with no input at all (`%context` and `%resource` empty),
+    /// for expressions over literals only.
+    pub fn without_resource(model: &'h Model) -> EvalContext<'a, 'h> {
+        EvalContext {
+            model,
+            hooks: &NoHooks,
+            context: None,
+            resource: None,
+            root_resource: None,
+            variables: Vec::new(),
+            now: None,
+            strict: false,
+            r4_compat: true,
+        }
+    }
+
+    /// Uses `hooks` for resolve(), memberOf(), conformsTo(), htmlChecks().
+    pub fn with_hooks(mut self, hooks: &'h dyn Hooks<'a>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Defines `%name` (without the `%`).
+    pub fn with_variable(mut self, name: &str, value: Collection<'a>) -> Self {
+        self.variables.push((name.into(), value));
+        self
+    }
+
+    /// Fixes the instant `now()`, `today()` and `timeOfDay()` return (a
+    /// DateTime); otherwise the system clock is read once per call.
+    pub fn with_now(mut self, now: Temporal) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// Strict mode: navigating to a child the model says a type does not
+    /// have is an error rather than empty (FHIRPath's semantic checking).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// R4 compatibility (on by default): the behaviour the R4 core
+    /// invariants were written for, which FHIRPath 2.0 (and the official
+    /// suite) later made errors or false. With it, `as` over several items
+    /// filters like `ofType` (dom-3: `descendants().as(canonical)`), and an
+    /// unqualified system type name in `is`/`as`/`ofType` also matches FHIR
+    /// primitives of that kind (que-7: `answer is Boolean` on `answerBoolean`).
+    pub fn r4_compat(mut self, on: bool) -> Self {
+        self.r4_compat = on;
+        self
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> &'h Model {
+        self.model
+    }
+
+    /// The `%context` item, if any.
+    pub fn context(&self) -> Option<&Item<'a>> {
+        self.context.as_ref()
+    }
+}
+
+type R<T> = Result<T, EvalError>;
+
+fn type_err(msg: impl Into<String>) -> EvalError {
+    EvalError::Type(msg.into())
+}
+
+/// The frame `$this`, `$index`, `$total` refer to.
+#[derive(Clone, Copy)]
+struct Frame<'f, 'a> {
+    this: &'f [Item<'a>],
+    index: Option<usize>,
+    total: Option<&'f [Item<'a>]>,
+}
+
+struct Eval<'e, 'a, 'h> {
+    ctx: &'e EvalContext<'a, 'h>,
+    model: &'h Model,
+    regexes: &'e RegexCache,
+}
+
+pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &EvalContext<'a, '_>) -> R<Collection<'a>> {
+    let ev = Eval {
+        ctx,
+        model: ctx.model,
+        regexes: &expr.regexes,
+    };
+    let this = ctx.context.as_slice();
+    ev.eval(
+        &expr.root,
+        Frame {
+            this,
+            index: None,
+            total: None,
+        },
+    )
+}
+
+fn one<'a>(item: Item<'a>) -> Collection<'a> {
+    smallvec![item]
+}
+
+fn boolean<'a>(b: bool) -> Collection<'a> {
+    smallvec![Item::Boolean(b)]
+}
+
+fn opt_bool<'a>(b: Option<bool>) -> Collection<'a> {
+    b.map(boolean).unwrap_or_default()
+}
+
+fn single<'c, 'a>(c: &'c [Item<'a>], what: &'static str) -> R<Option<&'c Item<'a>>> {
+    match c {
+        [] => Ok(None),
+        [x] => Ok(Some(x)),
+        _ => Err(EvalError::NotSingleton(what)),
+    }
+}
+
+fn system_type(name: &str) -> bool {
+    matches!(
+        name,
+        "Boolean" | "String" | "Integer" | "Decimal" | "Date" | "DateTime" | "Time" | "Quantity"
+    )
+}
+
+impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
+    fn eval(&self, expr: &Expr, f: Frame<'_, 'a>) -> R<Collection<'a>> {
+        match expr {
+            Expr::Empty => Ok(Collection::new()),
+            Expr::Literal(l) => Ok(one(literal(l))),
+            Expr::This => Ok(f.this.iter().cloned().collect()),
+            Expr::Index => Ok(f
+                .index
+                .map(|i| one(Item::Integer(i64::try_from(i).unwrap_or(i64::MAX))))
+                .unwrap_or_default()),
+            Expr::Total => Ok(f
+                .total
+                .map(|t| t.iter().cloned().collect())
+                .unwrap_or_default()),
+            Expr::Variable(name) => self.variable(name),
+            Expr::Identifier(name) => {
+                // A type name at the start of a path selects the context
+                // when it is of that type (`Patient.name`).
+                if name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    if let Some(ty) = self.model.type_named(name) {
+                        let matching: Collection<'a> = f
+                            .this
+                            .iter()
+                            .filter(|i| matches!(i, Item::Node(n) if n.ty.is_some_and(|t| self.model.derives_from(t, ty))))
+                            .cloned()
+                            .collect();
+                        if !matching.is_empty() || self.ctx.strict {
+                            if matching.is_empty() {
+                                return Err(type_err(format!("the context is not a {name}")));
+                            }
+                            return Ok(matching);
+                        }
+                    } else if self.model.is_empty() {
+                        let matching: Collection<'a> = f
+                            .this
+                            .iter()
+                            .filter(|i| {
+                                matches!(i, Item::Node(NodeRef { value: Some(v), .. })
+                                    if v.get("resourceType").and_then(Node::as_str) == Some(name))
+                            })
+                            .cloned()
+                            .collect();
+                        if !matching.is_empty() {
+                            return Ok(matching);
+                        }
+                    }
+                }
+                let mut out = Collection::new();
+                for item in f.this {
+                    self.member(item, name, &mut out)?;
+                }
+                Ok(out)
+            }
+            Expr::Member(target, name) => {
+                // Strict mode checks what it can statically: after `as T` /
+                // `ofType(T)` the type is known even when nothing matched.
+                if self.ctx.strict
+                    && let Expr::TypeCall {
+                        func: Func::As | Func::OfType,
+                        ty,
+                        ..
+                    } = &**target
+                    && ty.namespace.as_deref() != Some("System")
+                    && let Some(t) = self.model.type_named(&ty.name)
+                    && self.model.child(t, name).is_none()
+                {
+                    return Err(EvalError::Invalid(format!(
+                        "{} has no element {name}",
+                        ty.name
+                    )));
+                }
+                let input = self.eval(target, f)?;
+                let mut out = Collection::new();
+                for item in &input {
+                    self.member(item, name, &mut out)?;
+                }
+                Ok(out)
+            }
+            Expr::Indexer(target, index) => {
+                let input = self.eval(target, f)?;
+                let idx = self.eval(index, f)?;
+                let Some(i) = single(&idx, "indexer")? else {
+                    return Ok(Collection::new());
+                };
+                let Item::Integer(i) = i else {
+                    return Err(type_err("an index must be an integer"));
+                };
+                Ok(usize::try_from(*i)
+                    .ok()
+                    .and_then(|i| input.get(i))
+                    .cloned()
+                    .map(one)
+                    .unwrap_or_default())
+            }
+            Expr::Negate(inner) => {
+                let v = self.eval(inner, f)?;
+                let Some(x) = single(&v, "unary minus")? else {
+                    return Ok(Collection::new());
+                };
+                Ok(one(match self.sys(x)? {
+                    Some(Item::Integer(i)) => match i.checked_neg() {
+                        Some(n) => Item::Integer(n),
+                        None => return Ok(Collection::new()),
+                    },
+                    Some(Item::Decimal(d)) => Item::Decimal(d.neg()),
+                    Some(Item::Quantity(mut q)) => {
+                        q.value = q.value.neg();
+                        Item::Quantity(q)
+                    }
+                    _ => return Err(type_err("unary minus needs a number or quantity")),
+                }))
+            }
+            Expr::Binary(op, l, r) => self.binary(*op, l, r, f),
+            Expr::TypeCall { target, func, ty } => {
+                let input = match target {
+                    Some(t) => self.eval(t, f)?,
+                    None => f.this.iter().cloned().collect(),
+                };
+                self.type_call(*func, &input, ty)
+            }
+            // `children().count()` (ele-1 on every element): count without
+            // typing each child.
+            Expr::Call {
+                target: Some(inner),
+                func: Func::Count,
+                ..
+            } if matches!(
+                &**inner,
+                Expr::Call {
+                    target: None,
+                    func: Func::Children,
+                    ..
+                }
+            ) =>
+            {
+                let n: usize = f.this.iter().map(count_children).sum();
+                Ok(one(Item::Integer(i64::try_from(n).unwrap_or(i64::MAX))))
+            }
+            Expr::Call { target, func, args } => {
+                if self.ctx.strict
+                    && matches!(
+                        func,
+                        Func::Skip | Func::Take | Func::First | Func::Last | Func::Tail
+                    )
+                    && matches!(
+                        target.as_deref(),
+                        Some(Expr::Call {
+                            func: Func::Children | Func::Descendants,
+                            ..
+                        })
+                    )
+                {
+                    return Err(EvalError::Invalid(format!(
+                        "{}() on the unordered result of children()/descendants()",
+                        func.name()
+                    )));
+                }
+                let input = match target {
+                    Some(t) => self.eval(t, f)?,
+                    None => f.this.iter().cloned().collect(),
+                };
+                self.call(*func, input, args, f)
+            }
+        }
+    }
+
+    fn variable(&self, name: &str) -> R<Collection<'a>> {
+        let ctx = self.ctx;
+        let string = |s: String| Ok(one(Item::String(Cow::Owned(s))));
+        match name {
+            "context" => Ok(ctx.context.clone().into_iter().collect()),
+            "resource" => Ok(ctx.resource.clone().into_iter().collect()),
+            "rootResource" => Ok(ctx.root_resource.clone().into_iter().collect()),
+            "ucum" => string("http://unitsofmeasure.org".into()),
+            "sct" => string("http://snomed.info/sct".into()),
+            "loinc" => string("http://loinc.org".into()),
+            _ => {
+                if let Some((_, v)) = ctx.variables.iter().rev().find(|(n, _)| &**n == name) {
+                    return Ok(v.clone());
+                }
+                if let Some(vs) = name.strip_prefix("vs-") {
+                    return string(format!("http://hl7.org/fhir/ValueSet/{vs}"));
+                }
+                if let Some(ext) = name.strip_prefix("ext-") {
+                    return string(format!("http://hl7.org/fhir/StructureDefinition/{ext}"));
+                }
+                Err(EvalError::UndefinedVariable(name.to_owned()))
+            }
+        }
+    }
+
+    /// The system value of an item (primitive nodes convert; complex nodes
+    /// stay nodes; a primitive without a value is `None`).
+    fn sys(&self, item: &Item<'a>) -> R<Option<Item<'a>>> {
+        Ok(item.to_system(self.model))
+    }
+
+    // ----- navigation -------------------------------------------------
+
+    fn member(&self, item: &Item<'a>, name: &str, out: &mut Collection<'a>) -> R<()> {
+        let n = match item {
+            Item::Node(n) => n,
+            Item::Type(t) => {
+                match name {
+                    "namespace" => out.push(Item::String(Cow::Owned(t.0.to_owned()))),
+                    "name" => out.push(Item::String(Cow::Owned(t.1.clone()))),
+                    _ => {}
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        // Primitives keep id and extension in their `_x` partner.
+        let object = match n.value {
+            Some(
+                v @ Node {
+                    value: Json::Object(_),
+                    ..
+                },
+            ) => v,
+            _ => match n.ext {
+                Some(e) => e,
+                None => return Ok(()),
+            },
+        };
+        let model = self.model;
+        match n.ty.and_then(|t| model.child(t, name)) {
+            Some(Child::Single(ty)) => push_member(model, object, name, Some(*ty), out),
+            Some(Child::Choice(choices)) => {
+                let Some(members) = object.as_object() else {
+                    return Ok(());
+                };
+                for m in members {
+                    let Some(suffix) = m.key.strip_prefix(name) else {
+                        continue;
+                    };
+                    if let Some((_, ty)) = choices.iter().find(|(s, _)| &**s == suffix) {
+                        push_member(model, object, &m.key, Some(*ty), out);
+                    }
+                }
+            }
+            None => {
+                // `valueQuantity` is JSON, not FHIRPath: R4 FHIRPath names the
+                // choice element `value` (fhirpath.html#polymorphism).
+                if let Some(ty) = n.ty
+                    && model.child_by_key(ty, name).is_some()
+                {
+                    return Err(EvalError::Invalid(format!(
+                        "{name} is a choice type variant: use the element name and ofType()"
+                    )));
+                }
+                if self.ctx.strict && n.ty.is_some() && !model.is_empty() {
+                    return Err(EvalError::Invalid(format!(
+                        "{} has no element {name}",
+                        n.ty.map(|t| model.type_name(t)).unwrap_or("")
+                    )));
+                }
+                push_member(model, object, name, None, out);
+            }
+        }
+        Ok(())
+    }
+
+    // ----- operators --------------------------------------------------
+
+    fn binary(&self, op: BinOp, l: &Expr, r: &Expr, f: Frame<'_, 'a>) -> R<Collection<'a>> {
+        match op {
+            BinOp::And | BinOp::Or | BinOp::Xor | BinOp::Implies => {
+                let a = self.truth(&self.eval(l, f)?, "logical operator")?;
+                // Short-circuit where the result no longer depends on b.
+                match (op, a) {
+                    (BinOp::And, Some(false)) => return Ok(boolean(false)),
+                    (BinOp::Or, Some(true)) => return Ok(boolean(true)),
+                    (BinOp::Implies, Some(false)) => return Ok(boolean(true)),
+                    _ => {}
+                }
+                let b = self.truth(&self.eval(r, f)?, "logical operator")?;
+                Ok(opt_bool(match op {
+                    BinOp::And => match (a, b) {
+                        (_, Some(false)) => Some(false),
+                        (Some(true), Some(true)) => Some(true),
+                        _ => None,
+                    },
+                    BinOp::Or => match (a, b) {
+                        (_, Some(true)) => Some(true),
+                        (Some(false), Some(false)) => Some(false),
+                        _ => None,
+                    },
+                    BinOp::Xor => match (a, b) {
+                        (Some(x), Some(y)) => Some(x != y),
+                        _ => None,
+                    },
+                    _ => match (a, b) {
+                        (_, Some(true)) => Some(true),
+                        (Some(true), Some(false)) => Some(false),
+                        _ => None,
+                    },
+                }))
+            }
+            _ => {
+                let a = self.eval(l, f)?;
+                let b = self.eval(r, f)?;
+                self.binary_values(op, a, b)
+            }
+        }
+    }
+
+    fn binary_values(&self, op: BinOp, a: Collection<'a>, b: Collection<'a>) -> R<Collection<'a>> {
+        match op {
+            BinOp::Union => {
+                let mut out = Collection::new();
+                let mut seen = Seen::default();
+                for x in a.into_iter().chain(b) {
+                    if seen.insert(self, &x) {
+                        out.push(x);
+                    }
+                }
+                Ok(out)
+            }
+            BinOp::Eq | BinOp::Ne => {
+                let eq = self.collections_equal(&a, &b)?;
+                Ok(opt_bool(if op == BinOp::Ne { eq.map(|e| !e) } else { eq }))
+            }
+            BinOp::Equiv | BinOp::NotEquiv => {
+                let eq = self.collections_equivalent(&a, &b)?;
+                Ok(boolean(if op == BinOp::NotEquiv { !eq } else { eq }))
+            }
+            BinOp::In | BinOp::Contains => {
+                let (needle, hay) = if op == BinOp::In { (&a, &b) } else { (&b, &a) };
+                let Some(x) = single(needle, "membership")? else {
+                    return Ok(Collection::new());
+                };
+                Ok(boolean(self.contains(hay, x)))
+            }
+            BinOp::Concat => {
+                let s = |c: &Collection<'a>| -> R<String> {
+                    match single(c, "&")? {
+                        None => Ok(String::new()),
+                        Some(x) => Ok(self.string_of(x).unwrap_or_default()),
+                    }
+                };
+                Ok(one(Item::String(Cow::Owned(s(&a)? + &s(&b)?))))
+            }
+            BinOp::Lt | BinOp::Gt | BinOp::Le | BinOp::Ge => {
+                let (Some(x), Some(y)) = (single(&a, "comparison")?, single(&b, "comparison")?)
+                else {
+                    return Ok(Collection::new());
+                };
+                let (Some(x), Some(y)) = (self.sys(x)?, self.sys(y)?) else {
+                    return Ok(Collection::new());
+                };
+                let Some(ord) = self.compare(&x, &y)? else {
+                    return Ok(Collection::new());
+                };
+                Ok(boolean(match op {
+                    BinOp::Lt => ord == Ordering::Less,
+                    BinOp::Gt => ord == Ordering::Greater,
+                    BinOp::Le => ord != Ordering::Greater,
+                    _ => ord != Ordering::Less,
+                }))
+            }
+            _ => {
+                let (Some(x), Some(y)) = (single(&a, "arithmetic")?, single(&b, "arithmetic")?)
+                else {
+                    return Ok(Collection::new());
+                };
+                let (Some(x), Some(y)) = (self.sys(x)?, self.sys(y)?) else {
+                    return Ok(Collection::new());
+                };
+                Ok(arithmetic(op, &x, &y)?.map(one).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Boolean of a collection in a logical operator: empty is unknown, a
+    /// boolean is itself, any other single item is true.
+    fn truth(&self, c: &[Item<'a>], what: &'static str) -> R<Option<bool>> {
+        match single(c, what)? {
+            None => Ok(None),
+            Some(x) => match self.sys(x)? {
+                Some(Item::Boolean(b)) => Ok(Some(b)),
+                _ => Ok(Some(true)),
+            },
+        }
+    }
+
+    fn compare(&self, x: &Item<'a>, y: &Item<'a>) -> R<Option<Ordering>> {
+        Ok(match (x, y) {
+            (Item::Integer(a), Item::Integer(b)) => Some(a.cmp(b)),
+            (Item::Integer(_) | Item::Decimal(_), Item::Integer(_) | Item::Decimal(_)) => {
+                Some(to_decimal(x).cmp_value(&to_decimal(y)))
+            }
+            (Item::String(a), Item::String(b)) => Some(a.cmp(b)),
+            (Item::Date(a) | Item::DateTime(a), Item::Date(b) | Item::DateTime(b))
+            | (Item::Time(a), Item::Time(b)) => a.compare(b),
+            (Item::Quantity(a), Item::Quantity(b)) => a.compare(b),
+            (Item::Quantity(a), Item::Integer(_) | Item::Decimal(_)) if a.unit.as_ref() == "1" => {
+                Some(a.value.cmp_value(&to_decimal(y)))
+            }
+            _ => {
+                return Err(type_err(format!(
+                    "cannot compare {} with {}",
+                    x.type_name(self.model).1,
+                    y.type_name(self.model).1
+                )));
+            }
+        })
+    }
+
+    /// `=` on two items: `None` when the result is empty (dates of
+    /// different precision, primitives without a value).
+    fn equal(&self, x: &Item<'a>, y: &Item<'a>) -> Option<bool> {
+        if let (Item::Node(a), Item::Node(b)) = (x, y) {
+            let primitive =
+                |n: &NodeRef<'a>| !matches!(n.value.map(|v| &v.value), Some(Json::Object(_)));
+            if !primitive(a) || !primitive(b) {
+                return Some(node_eq(a, b));
+            }
+        }
+        let (x, y) = (x.to_system(self.model)?, y.to_system(self.model)?);
+        match (&x, &y) {
+            (Item::Node(a), Item::Node(b)) => Some(node_eq(a, b)),
+            (Item::Boolean(a), Item::Boolean(b)) => Some(a == b),
+            (Item::String(a), Item::String(b)) => Some(a == b),
+            (Item::Integer(a), Item::Integer(b)) => Some(a == b),
+            (Item::Integer(_) | Item::Decimal(_), Item::Integer(_) | Item::Decimal(_)) => {
+                Some(to_decimal(&x) == to_decimal(&y))
+            }
+            (Item::Date(a) | Item::DateTime(a), Item::Date(b) | Item::DateTime(b))
+            | (Item::Time(a), Item::Time(b)) => a.compare(b).map(|o| o == Ordering::Equal),
+            (Item::Quantity(a), Item::Quantity(b)) => a.compare(b).map(|o| o == Ordering::Equal),
+            (Item::Type(a), Item::Type(b)) => Some(a == b),
+            _ => Some(false),
+        }
+    }
+
+    fn equivalent(&self, x: &Item<'a>, y: &Item<'a>) -> bool {
+        let (Some(x), Some(y)) = (x.to_system(self.model), y.to_system(self.model)) else {
+            return false;
+        };
+        match (&x, &y) {
+            (Item::Node(a), Item::Node(b)) => node_eq(a, b),
+            (Item::String(a), Item::String(b)) => normalise(a) == normalise(b),
+            (Item::Integer(_) | Item::Decimal(_), Item::Integer(_) | Item::Decimal(_)) => {
+                let (a, b) = (to_decimal(&x), to_decimal(&y));
+                let places = a.scale().min(b.scale());
+                a.round(places) == b.round(places)
+            }
+            (Item::Date(a) | Item::DateTime(a), Item::Date(b) | Item::DateTime(b))
+            | (Item::Time(a), Item::Time(b)) => a.equivalent(b),
+            (Item::Quantity(a), Item::Quantity(b)) => a.equivalent(b),
+            _ => self.equal(&x, &y) == Some(true),
+        }
+    }
+
+    fn collections_equal(&self, a: &[Item<'a>], b: &[Item<'a>]) -> R<Option<bool>> {
+        if a.is_empty() || b.is_empty() {
+            return Ok(None);
+        }
+        if a.len() != b.len() {
+            return Ok(Some(false));
+        }
+        let mut unknown = false;
+        for (x, y) in a.iter().zip(b) {
+            match self.equal(x, y) {
+                Some(false) => return Ok(Some(false)),
+                None => unknown = true,
+                Some(true) => {}
+            }
+        }
+        Ok(if unknown { None } else { Some(true) })
+    }
+
+    fn collections_equivalent(&self, a: &[Item<'a>], b: &[Item<'a>]) -> R<bool> {
+        if a.len() != b.len() {
+            return Ok(false);
+        }
+        let mut used = vec![false; b.len()];
+        for x in a {
+            let found = b
+                .iter()
+                .enumerate()
+                .find(|(i, y)| !used.get(*i).copied().unwrap_or(true) && self.equivalent(x, y));
+            match found {
+                Some((i, _)) => {
+                    if let Some(u) = used.get_mut(i) {
+                        *u = true;
+                    }
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether `hay` holds an item equal to `x` (union, distinct, in).
+    fn contains(&self, hay: &[Item<'a>], x: &Item<'a>) -> bool {
+        hay.iter().any(|y| self.same(x, y))
+    }
+
+    fn same(&self, x: &Item<'a>, y: &Item<'a>) -> bool {
+        if let (Item::Node(a), Item::Node(b)) = (x, y) {
+            return node_eq(a, b);
+        }
+        self.equal(x, y) == Some(true)
+    }
+
+    // ----- types ------------------------------------------------------
+
+    /// Whether an item is of type `spec` (`exact`: not a subtype).
+    fn is_type(&self, item: &Item<'a>, spec: &TypeSpec, exact: bool) -> R<bool> {
+        let ns = spec.namespace.as_deref();
+        let name: &str = &spec.name;
+        let fhir = match ns {
+            Some("System") => None,
+            Some("FHIR") => match self.model.type_named(name) {
+                Some(t) => Some(t),
+                None if self.model.is_empty() => return Ok(false),
+                None => return Err(type_err(format!("unknown type FHIR.{name}"))),
+            },
+            Some(other) => return Err(type_err(format!("unknown namespace {other}"))),
+            None => match self.model.type_named(name) {
+                Some(t) => Some(t),
+                None if system_type(name) || self.model.is_empty() => None,
+                None => return Err(type_err(format!("unknown type {name}"))),
+            },
+        };
+        match (item, fhir) {
+            (Item::Node(n), Some(t)) => Ok(n.ty.is_some_and(|ty| {
+                let primitive = matches!(
+                    self.model.def(t).map(|d| d.kind),
+                    Some(TypeKind::Primitive(_))
+                );
+                if exact && primitive {
+                    ty == t
+                } else {
+                    self.model.derives_from(ty, t)
+                }
+            })),
+            (Item::Node(n), None) => Ok(self.ctx.r4_compat
+                && ns.is_none()
+                && n.value.is_some()
+                && item
+                    .to_system(self.model)
+                    .is_some_and(|v| v.type_name(self.model).1 == name)),
+            (_, Some(_)) => Ok(false),
+            (_, None) => Ok(item.type_name(self.model).1 == name),
+        }
+    }
+
+    fn type_call(&self, func: Func, input: &[Item<'a>], spec: &TypeSpec) -> R<Collection<'a>> {
+        match func {
+            Func::Is => match single(input, "is")? {
+                None => Ok(Collection::new()),
+                Some(x) => Ok(boolean(self.is_type(x, spec, false)?)),
+            },
+            Func::As if self.ctx.r4_compat && input.len() > 1 => {
+                let mut out = Collection::new();
+                for x in input {
+                    if self.is_type(x, spec, true)? {
+                        out.push(x.clone());
+                    }
+                }
+                Ok(out)
+            }
+            Func::As => match single(input, "as")? {
+                None => Ok(Collection::new()),
+                Some(x) => Ok(if self.is_type(x, spec, true)? {
+                    one(x.clone())
+                } else {
+                    Collection::new()
+                }),
+            },
+            _ => {
+                let mut out = Collection::new();
+                for x in input {
+                    if self.is_type(x, spec, true)? {
+                        out.push(x.clone());
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    // ----- functions --------------------------------------------------
+
+    fn arg(&self, args: &[Expr], i: usize, f: Frame<'_, 'a>) -> R<Collection<'a>> {
+        match args.get(i) {
+            Some(e) => self.eval(e, f),
+            None => Ok(Collection::new()),
+        }
+    }
+
+    /// A single-item argument as a system value.
+    fn arg_value(&self, args: &[Expr], i: usize, f: Frame<'_, 'a>) -> R<Option<Item<'a>>> {
+        let c = self.arg(args, i, f)?;
+        match single(&c, "argument")? {
+            None => Ok(None),
+            Some(x) => self.sys(x),
+        }
+    }
+
+    fn arg_string(&self, args: &[Expr], i: usize, f: Frame<'_, 'a>) -> R<Option<String>> {
+        match self.arg_value(args, i, f)? {
+            None => Ok(None),
+            Some(Item::String(s)) => Ok(Some(s.into_owned())),
+            Some(_) => Err(type_err("expected a string argument")),
+        }
+    }
+
+    fn arg_integer(&self, args: &[Expr], i: usize, f: Frame<'_, 'a>) -> R<Option<i64>> {
+        match self.arg_value(args, i, f)? {
+            None => Ok(None),
+            Some(Item::Integer(n)) => Ok(Some(n)),
+            Some(_) => Err(type_err("expected an integer argument")),
+        }
+    }
+
+    /// The input as one string (empty → `None`; non-string → error).
+    fn input_string(&self, input: &[Item<'a>], what: &'static str) -> R<Option<Cow<'a, str>>> {
+        match single(input, what)? {
+            None => Ok(None),
+            Some(x) => match self.sys(x)? {
+                Some(Item::String(s)) => Ok(Some(s)),
+                None => Ok(None),
+                Some(_) => Err(type_err(format!("{what}() needs a string"))),
+            },
+        }
+    }
+
+    fn input_value(&self, input: &[Item<'a>], what: &'static str) -> R<Option<Item<'a>>> {
+        match single(input, what)? {
+            None => Ok(None),
+            Some(x) => self.sys(x),
+        }
+    }
+
+    /// `toString()`: a primitive node's JSON text as written (a `dateTime`
+    /// keeps its offset form and fraction digits), else the system value's
+    /// FHIRPath rendering; `None` for complex nodes and type infos.
+    fn string_of(&self, item: &Item<'a>) -> Option<String> {
+        match item {
+            Item::Node(NodeRef { value: Some(v), .. }) => match &v.value {
+                Json::String(s) => Some(s.to_string()),
+                Json::Number(n) => Some(n.to_string()),
+                Json::Bool(b) => Some(b.to_string()),
+                _ => None,
+            },
+            Item::Node(_) | Item::Type(_) => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    fn regex(&self, pattern: &str, full: bool) -> R<Regex> {
+        let key = (Box::<str>::from(pattern), full);
+        if let Ok(cache) = self.regexes.0.lock()
+            && let Some(r) = cache.get(&key)
+        {
+            return Ok(r.clone());
+        }
+        let source = if full {
+            format!("(?s)^(?:{pattern})$")
+        } else {
+            format!("(?s){pattern}")
+        };
+        let re = Regex::new(&source)
+            .map_err(|e| EvalError::Invalid(format!("invalid regular expression: {e}")))?;
+        if let Ok(mut cache) = self.regexes.0.lock() {
+            cache.insert(key, re.clone());
+        }
+        Ok(re)
+    }
+
+    fn filter(&self, input: &[Item<'a>], criteria: &Expr, f: Frame<'_, 'a>) -> R<Collection<'a>> {
+        let mut out = Collection::new();
+        for (i, item) in input.iter().enumerate() {
+            let frame = Frame {
+                this: std::slice::from_ref(item),
+                index: Some(i),
+                total: f.total,
+            };
+            if self.truth(&self.eval(criteria, frame)?, "where")? == Some(true) {
+                out.push(item.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn call(
+        &self,
+        func: Func,
+        input: Collection<'a>,
+        args: &[Expr],
+        f: Frame<'_, 'a>,
+    ) -> R<Collection<'a>> {
+        use Func::*;
+        let string = |s: String| Ok(one(Item::String(Cow::Owned(s))));
+        match func {
+            Empty => Ok(boolean(input.is_empty())),
+            Exists => match args.first() {
+                None => Ok(boolean(!input.is_empty())),
+                Some(c) => Ok(boolean(!self.filter(&input, c, f)?.is_empty())),
+            },
+            All => {
+                let Some(c) = args.first() else {
+                    return Ok(boolean(true));
+                };
+                for (i, item) in input.iter().enumerate() {
+                    let frame = Frame {
+                        this: std::slice::from_ref(item),
+                        index: Some(i),
+                        total: f.total,
+                    };
+                    if self.truth(&self.eval(c, frame)?, "all")? != Some(true) {
+                        return Ok(boolean(false));
+                    }
+                }
+                Ok(boolean(true))
+            }
+            AllTrue | AnyTrue | AllFalse | AnyFalse => {
+                let mut bools = Vec::with_capacity(input.len());
+                for x in &input {
+                    match self.sys(x)? {
+                        Some(Item::Boolean(b)) => bools.push(b),
+                        _ => return Err(type_err(format!("{}() needs booleans", func.name()))),
+                    }
+                }
+                Ok(boolean(match func {
+                    AllTrue => bools.iter().all(|b| *b),
+                    AnyTrue => bools.iter().any(|b| *b),
+                    AllFalse => bools.iter().all(|b| !*b),
+                    _ => bools.iter().any(|b| !*b),
+                }))
+            }
+            SubsetOf | SupersetOf => {
+                let other = self.arg(args, 0, f)?;
+                let (small, big) = if func == SubsetOf {
+                    (&input, &other)
+                } else {
+                    (&other, &input)
+                };
+                let big = Seen::of(self, big);
+                Ok(boolean(small.iter().all(|x| big.contains(self, x))))
+            }
+            Count => Ok(one(Item::Integer(
+                i64::try_from(input.len()).unwrap_or(i64::MAX),
+            ))),
+            Distinct => {
+                let mut out = Collection::new();
+                let mut seen = Seen::default();
+                for x in input {
+                    if seen.insert(self, &x) {
+                        out.push(x);
+                    }
+                }
+                Ok(out)
+            }
+            IsDistinct => {
+                let mut seen = Seen::default();
+                Ok(boolean(input.iter().all(|x| seen.insert(self, x))))
+            }
+            Where => match args.first() {
+                Some(c) => self.filter(&input, c, f),
+                None => Ok(input),
+            },
+            Select => {
+                let Some(p) = args.first() else {
+                    return Ok(input);
+                };
+                let mut out = Collection::new();
+                for (i, item) in input.iter().enumerate() {
+                    let frame = Frame {
+                        this: std::slice::from_ref(item),
+                        index: Some(i),
+                        total: f.total,
+                    };
+                    out.extend(self.eval(p, frame)?);
+                }
+                Ok(out)
+            }
+            Repeat | RepeatAll => {
+                let Some(p) = args.first() else {
+                    return Ok(input);
+                };
+                let mut out = Collection::new();
+                let mut seen = Seen::default();
+                let mut queue: std::collections::VecDeque<Item<'a>> = input.into_iter().collect();
+                let mut steps = 0usize;
+                while let Some(item) = queue.pop_front() {
+                    steps += 1;
+                    if steps > 100_000 {
+                        return Err(EvalError::Invalid("repeat() does not terminate".into()));
+                    }
+                    let frame = Frame {
+                        this: std::slice::from_ref(&item),
+                        index: None,
+                        total: f.total,
+                    };
+                    for next in self.eval(p, frame)? {
+                        if func == RepeatAll || seen.insert(self, &next) {
+                            out.push(next.clone());
+                            queue.push_back(next);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Single => match input.len() {
+                0 | 1 => Ok(input),
+                _ => Err(EvalError::NotSingleton("single")),
+            },
+            First => Ok(input.into_iter().take(1).collect()),
+            Last => Ok(input.into_iter().next_back().into_iter().collect()),
+            Tail => Ok(input.into_iter().skip(1).collect()),
+            Skip | Take => {
+                let n = self.arg_integer(args, 0, f)?.unwrap_or(0);
+                let n = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+                Ok(if func == Skip {
+                    input.into_iter().skip(n).collect()
+                } else {
+                    input.into_iter().take(n).collect()
+                })
+            }
+            Intersect => {
+                let other = self.arg(args, 0, f)?;
+                let other = Seen::of(self, &other);
+                let mut out = Collection::new();
+                let mut seen = Seen::default();
+                for x in input {
+                    if other.contains(self, &x) && seen.insert(self, &x) {
+                        out.push(x);
+                    }
+                }
+                Ok(out)
+            }
+            Exclude => {
+                let other = self.arg(args, 0, f)?;
+                let other = Seen::of(self, &other);
+                Ok(input
+                    .into_iter()
+                    .filter(|x| !other.contains(self, x))
+                    .collect())
+            }
+            Union => {
+                let other = self.arg(args, 0, f)?;
+                self.binary_values(BinOp::Union, input, other)
+            }
+            Combine => {
+                let mut out = input;
+                out.extend(self.arg(args, 0, f)?);
+                Ok(out)
+            }
+            Iif => {
+                if input.len() > 1 {
+                    return Err(EvalError::NotSingleton("iif"));
+                }
+                let frame = match args.first() {
+                    Some(_) if !input.is_empty() => Frame {
+                        this: &input,
+                        index: f.index,
+                        total: f.total,
+                    },
+                    _ => f,
+                };
+                let cond = self.arg(args, 0, frame)?;
+                let truth = match single(&cond, "iif")? {
+                    None => false,
+                    Some(x) => match self.sys(x)? {
+                        Some(Item::Boolean(b)) => b,
+                        _ => return Err(type_err("iif() criterion must be a boolean")),
+                    },
+                };
+                if truth {
+                    self.arg(args, 1, frame)
+                } else {
+                    self.arg(args, 2, frame)
+                }
+            }
+            ToBoolean | ConvertsToBoolean => {
+                let v = self.input_value(&input, func.name())?;
+                convert(func == ConvertsToBoolean, v.map(|v| to_boolean(&v)))
+            }
+            ToInteger | ConvertsToInteger => {
+                let v = self.input_value(&input, func.name())?;
+                convert(
+                    func == ConvertsToInteger,
+                    v.map(|v| match v {
+                        Item::Integer(i) => Some(Item::Integer(i)),
+                        Item::Boolean(b) => Some(Item::Integer(i64::from(b))),
+                        Item::String(s) => {
+                            let t = s.strip_prefix('+').unwrap_or(&s);
+                            let digits = t.strip_prefix('-').unwrap_or(t);
+                            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                                t.parse().ok().map(Item::Integer)
+                            } else {
+                                None
+                            }
+                        }
+                        _ => None,
+                    }),
+                )
+            }
+            ToDecimal | ConvertsToDecimal => {
+                let v = self.input_value(&input, func.name())?;
+                convert(
+                    func == ConvertsToDecimal,
+                    v.map(|v| match v {
+                        Item::Integer(i) => Some(Item::Decimal(Decimal::from_i64(i))),
+                        Item::Decimal(d) => Some(Item::Decimal(d)),
+                        Item::Boolean(b) => {
+                            Some(Item::Decimal(Decimal::new(i128::from(b) * 10, 1)))
+                        }
+                        Item::String(s) if !s.contains(['e', 'E']) => {
+                            Decimal::parse(&s).map(Item::Decimal)
+                        }
+                        _ => None,
+                    }),
+                )
+            }
+            ToStringFn | ConvertsToString => {
+                let Some(x) = single(&input, func.name())? else {
+                    return Ok(Collection::new());
+                };
+                convert(
+                    func == ConvertsToString,
+                    Some(self.string_of(x).map(|s| Item::String(Cow::Owned(s)))),
+                )
+            }
+            ToDate | ConvertsToDate => {
+                let v = self.input_value(&input, func.name())?;
+                convert(
+                    func == ConvertsToDate,
+                    v.map(|v| match v {
+                        Item::Date(t) => Some(Item::Date(t)),
+                        Item::DateTime(t) => Some(Item::Date(t.to_date())),
+                        Item::String(s) => Temporal::parse_date(&s)
+                            .or_else(|| Temporal::parse_datetime(&s).map(|t| t.to_date()))
+                            .map(Item::Date),
+                        _ => None,
+                    }),
+                )
+            }
+            ToDateTime | ConvertsToDateTime => {
+                let v = self.input_value(&input, func.name())?;
+                convert(
+                    func == ConvertsToDateTime,
+                    v.map(|v| match v {
+                        Item::Date(t) | Item::DateTime(t) => Some(Item::DateTime(t.to_datetime())),
+                        Item::String(s) => Temporal::parse_datetime(&s).map(Item::DateTime),
+                        _ => None,
+                    }),
+                )
+            }
+            ToTime | ConvertsToTime => {
+                let v = self.input_value(&input, func.name())?;
+                convert(
+                    func == ConvertsToTime,
+                    v.map(|v| match v {
+                        Item::Time(t) => Some(Item::Time(t)),
+                        Item::String(s) => Temporal::parse_time(&s).map(Item::Time),
+                        _ => None,
+                    }),
+                )
+            }
+            ToQuantity | ConvertsToQuantity => {
+                let v = self.input_value(&input, func.name())?;
+                let unit = self.arg_string(args, 0, f)?;
+                convert(
+                    func == ConvertsToQuantity,
+                    v.map(|v| {
+                        let q = to_quantity(&v)?;
+                        match &unit {
+                            None => Some(Item::Quantity(Box::new(q))),
+                            Some(u) => {
+                                let target = Quantity::ucum(Decimal::from_i64(1), u);
+                                let value = target.convert_other(&q)?;
+                                Some(Item::Quantity(Box::new(Quantity::ucum(value, u))))
+                            }
+                        }
+                    }),
+                )
+            }
+            IndexOf | LastIndexOf => {
+                let (Some(s), Some(sub)) = (
+                    self.input_string(&input, func.name())?,
+                    self.arg_string(args, 0, f)?,
+                ) else {
+                    return Ok(Collection::new());
+                };
+                let found = if func == IndexOf {
+                    s.find(&sub)
+                } else {
+                    s.rfind(&sub)
+                };
+                let index = found.map_or(-1, |b| char_count(s.get(..b).unwrap_or("")));
+                Ok(one(Item::Integer(index)))
+            }
+            Substring => {
+                let Some(s) = self.input_string(&input, "substring")? else {
+                    return Ok(Collection::new());
+                };
+                let Some(start) = self.arg_integer(args, 0, f)? else {
+                    return Ok(Collection::new());
+                };
+                let len = if args.len() > 1 {
+                    match self.arg_integer(args, 1, f)? {
+                        Some(l) => Some(l),
+                        None => return Ok(Collection::new()),
+                    }
+                } else {
+                    None
+                };
+                let chars = char_count(&s);
+                if start < 0 || start >= chars {
+                    return Ok(Collection::new());
+                }
+                let take = len.unwrap_or(chars).max(0);
+                string(
+                    s.chars()
+                        .skip(usize::try_from(start).unwrap_or(0))
+                        .take(usize::try_from(take).unwrap_or(0))
+                        .collect(),
+                )
+            }
+            StartsWith | EndsWith | ContainsFn => {
+                let (Some(s), Some(p)) = (
+                    self.input_string(&input, func.name())?,
+                    self.arg_string(args, 0, f)?,
+                ) else {
+                    return Ok(Collection::new());
+                };
+                Ok(boolean(match func {
+                    StartsWith => s.starts_with(&p),
+                    EndsWith => s.ends_with(&p),
+                    _ => s.contains(&p),
+                }))
+            }
+            Upper | Lower | Trim | Length | ToChars => {
+                let Some(s) = self.input_string(&input, func.name())? else {
+                    return Ok(Collection::new());
+                };
+                match func {
+                    Upper => string(s.to_uppercase()),
+                    Lower => string(s.to_lowercase()),
+                    Trim => string(s.trim().to_owned()),
+                    Length => Ok(one(Item::Integer(char_count(&s)))),
+                    _ => Ok(s
+                        .chars()
+                        .map(|c| Item::String(Cow::Owned(c.to_string())))
+                        .collect()),
+                }
+            }
+            Replace => {
+                let (Some(s), Some(p), Some(r)) = (
+                    self.input_string(&input, "replace")?,
+                    self.arg_string(args, 0, f)?,
+                    self.arg_string(args, 1, f)?,
+                ) else {
+                    return Ok(Collection::new());
+                };
+                string(s.replace(&p, &r))
+            }
+            Matches | MatchesFull => {
+                let (Some(s), Some(p)) = (
+                    self.input_string(&input, func.name())?,
+                    self.arg_string(args, 0, f)?,
+                ) else {
+                    return Ok(Collection::new());
+                };
+                Ok(boolean(self.regex(&p, func == MatchesFull)?.is_match(&s)))
+            }
+            ReplaceMatches => {
+                let (Some(s), Some(p), Some(r)) = (
+                    self.input_string(&input, "replaceMatches")?,
+                    self.arg_string(args, 0, f)?,
+                    self.arg_string(args, 1, f)?,
+                ) else {
+                    return Ok(Collection::new());
+                };
+                if p.is_empty() {
+                    return string(s.into_owned());
+                }
+                let re = self.regex(&p, false)?;
+                string(re.replace_all(&s, r.as_str()).into_owned())
+            }
+            Split => {
+                let (Some(s), Some(sep)) = (
+                    self.input_string(&input, "split")?,
+                    self.arg_string(args, 0, f)?,
+                ) else {
+                    return Ok(Collection::new());
+                };
+                Ok(s.split(sep.as_str())
+                    .map(|p| Item::String(Cow::Owned(p.to_owned())))
+                    .collect())
+            }
+            Join => {
+                let sep = self.arg_string(args, 0, f)?.unwrap_or_default();
+                let mut parts = Vec::with_capacity(input.len());
+                for x in &input {
+                    match self.sys(x)? {
+                        Some(Item::String(s)) => parts.push(s.into_owned()),
+                        Some(_) => return Err(type_err("join() needs strings")),
+                        None => {}
+                    }
+                }
+                string(parts.join(&sep))
+            }
+            Encode | Decode | Escape | Unescape => {
+                let (Some(s), Some(format)) = (
+                    self.input_string(&input, func.name())?,
+                    self.arg_string(args, 0, f)?,
+                ) else {
+                    return Ok(Collection::new());
+                };
+                Ok(codec(func, &s, &format)
+                    .map(|r| one(Item::String(Cow::Owned(r))))
+                    .unwrap_or_default())
+            }
+            Abs | Ceiling | Floor | Truncate | Exp | Ln | Sqrt | Round | Log | Power => {
+                let Some(v) = self.input_value(&input, func.name())? else {
+                    return Ok(Collection::new());
+                };
+                let arg = match func {
+                    Round | Log | Power => self.arg_value(args, 0, f)?,
+                    _ => None,
+                };
+                if matches!(func, Log | Power) && arg.is_none() {
+                    return Ok(Collection::new());
+                }
+                Ok(math(func, &v, arg.as_ref())?.map(one).unwrap_or_default())
+            }
+            Children => {
+                let mut out = Collection::new();
+                for x in &input {
+                    push_children(self.model, x, &mut out);
+                }
+                Ok(out)
+            }
+            Descendants => {
+                let mut out = Collection::new();
+                let mut level: Collection<'a> = Collection::new();
+                for x in &input {
+                    push_children(self.model, x, &mut level);
+                }
+                while !level.is_empty() {
+                    let mut next = Collection::new();
+                    for x in &level {
+                        push_children(self.model, x, &mut next);
+                    }
+                    out.extend(level);
+                    level = next;
+                }
+                Ok(out)
+            }
+            Trace => {
+                let name = self.arg_string(args, 0, f)?.unwrap_or_default();
+                if let Some(p) = args.get(1) {
+                    let mut projected = Collection::new();
+                    for (i, item) in input.iter().enumerate() {
+                        let frame = Frame {
+                            this: std::slice::from_ref(item),
+                            index: Some(i),
+                            total: f.total,
+                        };
+                        projected.extend(self.eval(p, frame)?);
+                    }
+                    self.ctx.hooks.trace(&name, &projected);
+                } else {
+                    self.ctx.hooks.trace(&name, &input);
+                }
+                Ok(input)
+            }
+            Now | Today | TimeOfDay => {
+                let now = self.ctx.now.unwrap_or_else(|| {
+                    let ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
+                        .unwrap_or(0);
+                    Temporal::from_unix_millis(ms)
+                });
+                Ok(one(match func {
+                    Now => Item::DateTime(now),
+                    Today => Item::Date(now.to_date()),
+                    _ => match now.to_time() {
+                        Some(t) => Item::Time(t),
+                        None => return Ok(Collection::new()),
+                    },
+                }))
+            }
+            Sort => self.sort(input, args, f),
+            Aggregate => {
+                let mut total: Collection<'a> = self.arg(args, 1, f)?;
+                let Some(agg) = args.first() else {
+                    return Ok(total);
+                };
+                for (i, item) in input.iter().enumerate() {
+                    let frame = Frame {
+                        this: std::slice::from_ref(item),
+                        index: Some(i),
+                        total: Some(&total),
+                    };
+                    total = self.eval(agg, frame)?;
+                }
+                Ok(total)
+            }
+            Not => Ok(opt_bool(self.truth(&input, "not")?.map(|b| !b))),
+            Type => {
+                let mut out = Collection::new();
+                for x in &input {
+                    let (ns, name) = x.type_name(self.model);
+                    out.push(Item::Type(Box::new((ns, name.into_owned()))));
+                }
+                Ok(out)
+            }
+            Is | As | OfType => Err(EvalError::Invalid(format!(
+                "{}() needs a type name",
+                func.name()
+            ))),
+            Extension => {
+                let Some(url) = self.arg_string(args, 0, f)? else {
+                    return Ok(Collection::new());
+                };
+                let mut exts = Collection::new();
+                for x in &input {
+                    self.member(x, "extension", &mut exts)?;
+                }
+                Ok(exts
+                    .into_iter()
+                    .filter(|e| {
+                        matches!(e, Item::Node(NodeRef { value: Some(v), .. })
+                            if v.get("url").and_then(Node::as_str) == Some(url.as_str()))
+                    })
+                    .collect())
+            }
+            HasValue => Ok(boolean(match input.as_slice() {
+                [Item::Node(n)] => n
+                    .value
+                    .is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_))),
+                [Item::Type(_)] => false,
+                [_] => true,
+                _ => false,
+            })),
+            GetValue => match single(&input, "getValue")? {
+                Some(x @ Item::Node(NodeRef { value: Some(v), .. }))
+                    if !matches!(v.value, Json::Object(_)) =>
+                {
+                    Ok(self.sys(x)?.into_iter().collect())
+                }
+                _ => Ok(Collection::new()),
+            },
+            Resolve => {
+                let mut out = Collection::new();
+                for x in &input {
+                    let reference = match x {
+                        Item::Node(NodeRef { value: Some(v), .. }) => match &v.value {
+                            Json::Object(_) => v.get("reference").and_then(Node::as_str),
+                            Json::String(s) => Some(&**s),
+                            _ => None,
+                        },
+                        Item::String(s) => Some(&**s),
+                        _ => None,
+                    };
+                    if let Some(target) = reference.and_then(|r| self.resolve(r)) {
+                        out.push(target);
+                    }
+                }
+                Ok(out)
+            }
+            MemberOf => {
+                let Some(vs) = self.arg_string(args, 0, f)? else {
+                    return Ok(Collection::new());
+                };
+                let Some(x) = single(&input, "memberOf")? else {
+                    return Ok(Collection::new());
+                };
+                let (_, type_name) = x.type_name(self.model);
+                Ok(opt_bool(self.ctx.hooks.member_of(x, &type_name, &vs)))
+            }
+            ConformsTo => {
+                let Some(url) = self.arg_string(args, 0, f)? else {
+                    return Ok(Collection::new());
+                };
+                let Some(x) = single(&input, "conformsTo")? else {
+                    return Ok(Collection::new());
+                };
+                match self.ctx.hooks.conforms_to(x, &url) {
+                    Some(b) => Ok(boolean(b)),
+                    None => Err(EvalError::Hook(format!(
+                        "conformsTo(): unknown profile {url}"
+                    ))),
+                }
+            }
+            HtmlChecks => Ok(boolean(input.iter().all(|x| self.ctx.hooks.html_checks(x)))),
+            LowBoundary | HighBoundary => {
+                let Some(v) = self.input_value(&input, func.name())? else {
+                    return Ok(Collection::new());
+                };
+                let digits = self.arg_integer(args, 0, f)?;
+                Ok(boundary(&v, digits, func == HighBoundary)
+                    .map(one)
+                    .unwrap_or_default())
+            }
+            Precision => {
+                let Some(v) = self.input_value(&input, "precision")? else {
+                    return Ok(Collection::new());
+                };
+                Ok(match v {
+                    Item::Decimal(d) => one(Item::Integer(i64::from(d.scale()))),
+                    Item::Integer(_) => one(Item::Integer(0)),
+                    Item::Date(t) | Item::DateTime(t) | Item::Time(t) => {
+                        one(Item::Integer(t.precision_digits()))
+                    }
+                    _ => Collection::new(),
+                })
+            }
+            Comparable => {
+                let (Some(Item::Quantity(a)), Some(Item::Quantity(b))) = (
+                    self.input_value(&input, "comparable")?,
+                    self.arg_value(args, 0, f)?,
+                ) else {
+                    return Ok(Collection::new());
+                };
+                Ok(boolean(a.comparable(&b)))
+            }
+            Subsumes | SubsumedBy => Ok(Collection::new()),
+        }
+    }
+
+    fn resolve(&self, reference: &str) -> Option<Item<'a>> {
+        if let Some(id) = reference.strip_prefix('#') {
+            let resource = match &self.ctx.resource {
+                Some(Item::Node(NodeRef { value: Some(r), .. })) => *r,
+                _ => return None,
+            };
+            if id.is_empty() {
+                return Some(Item::resource(resource, self.model));
+            }
+            return resource
+                .get("contained")
+                .map(Node::items)
+                .unwrap_or_default()
+                .iter()
+                .find(|c| c.get("id").and_then(Node::as_str) == Some(id))
+                .map(|c| Item::resource(c, self.model));
+        }
+        self.ctx
+            .hooks
+            .resolve(reference)
+            .map(|n| Item::resource(n, self.model))
+    }
+
+    fn sort(&self, input: Collection<'a>, args: &[Expr], f: Frame<'_, 'a>) -> R<Collection<'a>> {
+        // Each item with its sort keys; `-key` sorts descending.
+        let mut keyed: Vec<(Vec<Option<Item<'a>>>, Item<'a>)> = Vec::with_capacity(input.len());
+        for (i, item) in input.into_iter().enumerate() {
+            let mut keys = Vec::new();
+            if args.is_empty() {
+                keys.push(self.sys(&item)?);
+            }
+            for a in args {
+                let e = match a {
+                    Expr::Negate(inner) => &**inner,
+                    other => other,
+                };
+                let frame = Frame {
+                    this: std::slice::from_ref(&item),
+                    index: Some(i),
+                    total: f.total,
+                };
+                let v = self.eval(e, frame)?;
+                keys.push(match single(&v, "sort key")? {
+                    Some(x) => self.sys(x)?,
+                    None => None,
+                });
+            }
+            keyed.push((keys, item));
+        }
+        let descending: Vec<bool> = if args.is_empty() {
+            vec![false]
+        } else {
+            args.iter().map(|a| matches!(a, Expr::Negate(_))).collect()
+        };
+        let mut failed = None;
+        keyed.sort_by(|(ka, _), (kb, _)| {
+            for ((a, b), desc) in ka.iter().zip(kb).zip(&descending) {
+                let ord = match (a, b) {
+                    (None, None) => Ordering::Equal,
+                    // Items without a key sort after those with one.
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some(_), None) => Ordering::Less,
+                    (Some(x), Some(y)) => match self.compare(x, y) {
+                        Ok(o) => o.unwrap_or(Ordering::Equal),
+                        Err(e) => {
+                            failed = Some(e);
+                            Ordering::Equal
+                        }
+                    },
+                };
+                let ord = if *desc { ord.reverse() } else { ord };
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+            }
+            Ordering::Equal
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(keyed.into_iter().map(|(_, item)| item).collect())
+    }
+}
+
+/// A hashable identity for items whose FHIRPath equality is plain value
+/// equality (strings, booleans, numbers: `1 = 1.0`).
+#[derive(PartialEq, Eq, Hash)]
+enum HashKey<'a> {
+    Str(Cow<'a, str>),
+    Num(String),
+    Bool(bool),
+}
+
+/// A set of items under FHIRPath equality: hashed for strings, booleans and
+/// numbers, so `distinct()`, `isDistinct()`, `|`, `intersect()` and
+/// `exclude()` stay linear on large documents (bdl-7 over every entry);
+/// other items (complex nodes, dates, quantities) are compared pairwise.
+#[derive(Default)]
+struct Seen<'a> {
+    keyed: std::collections::HashSet<HashKey<'a>>,
+    other: Vec<Item<'a>>,
+}
+
+impl<'a> Seen<'a> {
+    fn of(ev: &Eval<'_, 'a, '_>, items: &[Item<'a>]) -> Seen<'a> {
+        let mut seen = Seen::default();
+        for x in items {
+            seen.insert(ev, x);
+        }
+        seen
+    }
+
+    fn key(ev: &Eval<'_, 'a, '_>, item: &Item<'a>) -> Option<HashKey<'a>> {
+        match item.to_system(ev.model)? {
+            Item::String(s) => Some(HashKey::Str(s)),
+            Item::Boolean(b) => Some(HashKey::Bool(b)),
+            Item::Integer(i) => Some(HashKey::Num(i.to_string())),
+            Item::Decimal(d) => Some(HashKey::Num(d.trimmed(0).to_string())),
+            _ => None,
+        }
+    }
+
+    fn contains(&self, ev: &Eval<'_, 'a, '_>, item: &Item<'a>) -> bool {
+        match Seen::key(ev, item) {
+            Some(k) => self.keyed.contains(&k),
+            None => ev.contains(&self.other, item),
+        }
+    }
+
+    /// Adds `item`; false when an equal item is already there.
+    fn insert(&mut self, ev: &Eval<'_, 'a, '_>, item: &Item<'a>) -> bool {
+        match Seen::key(ev, item) {
+            Some(k) => self.keyed.insert(k),
+            None => {
+                if ev.contains(&self.other, item) {
+                    false
+                } else {
+                    self.other.push(item.clone());
+                    true
+                }
+            }
+        }
+    }
+}
+
+/// Every child element of a node, in document order, typed by the model
+/// (FHIRPath `children()`): primitives merge their `_x` partner, choice
+/// members (`valueQuantity`) take their type from the suffix, and a member
+/// holding a resource is typed by its `resourceType`.
+pub fn push_children<'a>(model: &Model, item: &Item<'a>, out: &mut Collection<'a>) {
+    let Item::Node(n) = item else { return };
+    let object = match n.value {
+        Some(
+            v @ Node {
+                value: Json::Object(_),
+                ..
+            },
+        ) => v,
+        _ => match n.ext {
+            Some(e) => e,
+            None => return,
+        },
+    };
+    let Some(members) = object.as_object() else {
+        return;
+    };
+    for m in members {
+        let key: &str = &m.key;
+        if key == "resourceType" {
+            continue;
+        }
+        let key = match key.strip_prefix('_') {
+            Some(base) if object.get(base).is_some() => continue,
+            Some(base) => base,
+            None => key,
+        };
+        let ty =
+            n.ty.and_then(|t| model.child_by_key(t, key))
+                .map(|(ty, _)| ty);
+        push_member(model, object, key, ty, out);
+    }
+}
+
+/// How many items `children()` yields for `item`, without typing them.
+fn count_children(item: &Item<'_>) -> usize {
+    let Item::Node(n) = item else { return 0 };
+    let object = match n.value {
+        Some(
+            v @ Node {
+                value: Json::Object(_),
+                ..
+            },
+        ) => v,
+        _ => match n.ext {
+            Some(e) => e,
+            None => return 0,
+        },
+    };
+    let Some(members) = object.as_object() else {
+        return 0;
+    };
+    if !members.iter().any(|m| m.key.starts_with('_')) {
+        // No primitive extensions: one item per non-null value.
+        return members
+            .iter()
+            .filter(|m| &*m.key != "resourceType")
+            .map(|m| {
+                m.node
+                    .items()
+                    .iter()
+                    .filter(|v| v.value != Json::Null)
+                    .count()
+            })
+            .sum();
+    }
+    let mut count = 0;
+    for m in members {
+        let key: &str = &m.key;
+        if key == "resourceType" {
+            continue;
+        }
+        let (base, partner) = match key.strip_prefix('_') {
+            Some(base) => {
+                if object.get(base).is_some() {
+                    continue;
+                }
+                (base, None)
+            }
+            None => (
+                key,
+                object.as_object().and_then(|ms| {
+                    ms.iter()
+                        .find(|p| p.key.strip_prefix('_') == Some(key))
+                        .map(|p| &p.node)
+                }),
+            ),
+        };
+        let _ = base;
+        let values = m.node.items();
+        count += match partner {
+            None => values.iter().filter(|v| v.value != Json::Null).count(),
+            Some(p) => {
+                let exts = p.items();
+                (0..values.len().max(exts.len()))
+                    .filter(|&i| {
+                        values.get(i).is_some_and(|v| v.value != Json::Null)
+                            || exts.get(i).is_some_and(|e| e.value != Json::Null)
+                    })
+                    .count()
+            }
+        };
+    }
+    count
+}
+
+/// Pushes the items of member `key` (and its `_key` partner) of `object`.
+fn push_member<'a>(
+    model: &Model,
+    object: &'a Node,
+    key: &str,
+    ty: Option<TypeId>,
+    out: &mut Collection<'a>,
+) {
+    let Some(members) = object.as_object() else {
+        return;
+    };
+    let mut value = None;
+    let mut ext = None;
+    for m in members {
+        let k: &str = &m.key;
+        if k == key {
+            value = Some(&m.node);
+        } else if k.strip_prefix('_') == Some(key) {
+            ext = Some(&m.node);
+        }
+    }
+    let type_of = |n: Option<&'a Node>| -> Option<TypeId> {
+        match n.and_then(|n| n.get("resourceType")).and_then(Node::as_str) {
+            Some(rt) if model.type_named(rt).is_some() => model.type_named(rt),
+            _ => ty,
+        }
+    };
+    let present = |n: &'a Node| (n.value != Json::Null).then_some(n);
+    match (value, ext) {
+        (None, None) => {}
+        (Some(v), None) => {
+            for item in v.items() {
+                if item.value != Json::Null {
+                    out.push(Item::primitive(Some(item), None, type_of(Some(item))));
+                }
+            }
+        }
+        (v, Some(e)) => {
+            let values = v.map(Node::items).unwrap_or_default();
+            let exts = e.items();
+            for i in 0..values.len().max(exts.len()) {
+                let v = values.get(i).and_then(present);
+                let e = exts.get(i).and_then(present);
+                if v.is_some() || e.is_some() {
+                    out.push(Item::primitive(v, e, type_of(v)));
+                }
+            }
+        }
+    }
+}
+
+fn literal<'a>(l: &Literal) -> Item<'a> {
+    match l {
+        Literal::Boolean(b) => Item::Boolean(*b),
+        Literal::String(s) => Item::String(Cow::Owned(s.to_string())),
+        Literal::Integer(i) => Item::Integer(*i),
+        Literal::Decimal(d) => Item::Decimal(*d),
+        Literal::Date(t) => Item::Date(*t),
+        Literal::DateTime(t) => Item::DateTime(*t),
+        Literal::Time(t) => Item::Time(*t),
+        Literal::Quantity(q) => Item::Quantity(Box::new(q.clone())),
+    }
+}
+
+fn to_decimal(x: &Item<'_>) -> Decimal {
+    match x {
+        Item::Integer(i) => Decimal::from_i64(*i),
+        Item::Decimal(d) => *d,
+        _ => Decimal::ZERO,
+    }
+}
+
+fn char_count(s: &str) -> i64 {
+    i64::try_from(s.chars().count()).unwrap_or(i64::MAX)
+}
+
+fn normalise(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Deep equality of two nodes (same node, or same JSON content with members
+/// in any order).
+fn node_eq(a: &NodeRef<'_>, b: &NodeRef<'_>) -> bool {
+    opt_json_eq(a.value, b.value) && opt_json_eq(a.ext, b.ext)
+}
+
+fn opt_json_eq(a: Option<&Node>, b: Option<&Node>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => std::ptr::eq(x, y) || json_eq(x, y),
+        _ => false,
+    }
+}
+
+fn json_eq(a: &Node, b: &Node) -> bool {
+    match (&a.value, &b.value) {
+        (Json::Number(x), Json::Number(y)) => match (Decimal::parse(x), Decimal::parse(y)) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|m| {
+                    y.iter()
+                        .find(|n| n.key == m.key)
+                        .is_some_and(|n| json_eq(&m.node, &n.node))
+                })
+        }
+        (x, y) => x == y,
+    }
+}
+
+/// `toX()` (`converts` false: the value or empty) or `convertsToX()`.
+fn convert<'a>(converts: bool, v: Option<Option<Item<'a>>>) -> R<Collection<'a>> {
+    match v {
+        None => Ok(Collection::new()),
+        Some(r) if converts => Ok(boolean(r.is_some())),
+        Some(r) => Ok(r.into_iter().collect()),
+    }
+}
+
+fn to_boolean<'a>(v: &Item<'a>) -> Option<Item<'a>> {
+    match v {
+        Item::Boolean(b) => Some(Item::Boolean(*b)),
+        Item::Integer(0) => Some(Item::Boolean(false)),
+        Item::Integer(1) => Some(Item::Boolean(true)),
+        Item::Decimal(d) if *d == Decimal::ZERO => Some(Item::Boolean(false)),
+        Item::Decimal(d) if *d == Decimal::from_i64(1) => Some(Item::Boolean(true)),
+        Item::String(s) => match s.to_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "1" | "1.0" => Some(Item::Boolean(true)),
+            "false" | "f" | "no" | "n" | "0" | "0.0" => Some(Item::Boolean(false)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `toQuantity()` of a system value; strings follow the FHIRPath quantity
+/// literal syntax (`'1 day'`, `'4.5 \'mg\''`).
+fn to_quantity(v: &Item<'_>) -> Option<Quantity> {
+    match v {
+        Item::Integer(_) | Item::Decimal(_) => Some(Quantity::ucum(to_decimal(v), "1")),
+        Item::Boolean(b) => Some(Quantity::ucum(Decimal::new(i128::from(*b) * 10, 1), "1")),
+        Item::Quantity(q) => Some((**q).clone()),
+        Item::String(s) => {
+            let s = s.trim();
+            let (number, unit) = match s.find(' ') {
+                Some(i) => (s.get(..i)?, s.get(i + 1..)?.trim()),
+                None => (s, ""),
+            };
+            let value = Decimal::parse(number)?;
+            if number.contains(['e', 'E']) {
+                return None;
+            }
+            if unit.is_empty() {
+                return Some(Quantity::ucum(value, "1"));
+            }
+            if let Some(u) = unit.strip_prefix('\'').and_then(|u| u.strip_suffix('\'')) {
+                return Some(Quantity::ucum(value, u));
+            }
+            crate::quantity::calendar_keyword(unit)?;
+            Some(Quantity {
+                value,
+                unit: unit.into(),
+                calendar: true,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn arithmetic<'a>(op: BinOp, x: &Item<'a>, y: &Item<'a>) -> R<Option<Item<'a>>> {
+    let mismatch = || {
+        Err(type_err(format!(
+            "operator {op:?} is not defined for {} and {}",
+            x.type_name(&Model::empty()).1,
+            y.type_name(&Model::empty()).1
+        )))
+    };
+    Ok(match (op, x, y) {
+        (BinOp::Add, Item::String(a), Item::String(b)) => {
+            Some(Item::String(Cow::Owned(format!("{a}{b}"))))
+        }
+        (BinOp::Add | BinOp::Sub | BinOp::Mul, Item::Integer(a), Item::Integer(b)) => match op {
+            BinOp::Add => a.checked_add(*b),
+            BinOp::Sub => a.checked_sub(*b),
+            _ => a.checked_mul(*b),
+        }
+        .map(Item::Integer),
+        (BinOp::IntDiv | BinOp::Mod, Item::Integer(a), Item::Integer(b)) => {
+            if *b == 0 {
+                None
+            } else if op == BinOp::IntDiv {
+                a.checked_div(*b).map(Item::Integer)
+            } else {
+                a.checked_rem(*b).map(Item::Integer)
+            }
+        }
+        (_, Item::Integer(_) | Item::Decimal(_), Item::Integer(_) | Item::Decimal(_)) => {
+            let (a, b) = (to_decimal(x), to_decimal(y));
+            match op {
+                BinOp::Add => a.add(&b).map(Item::Decimal),
+                BinOp::Sub => a.sub(&b).map(Item::Decimal),
+                BinOp::Mul => a.mul(&b).map(Item::Decimal),
+                BinOp::Div => a.div(&b).map(Item::Decimal),
+                BinOp::IntDiv => a
+                    .div(&b)
+                    .and_then(|q| q.truncate().to_i64())
+                    .map(Item::Integer),
+                BinOp::Mod => {
+                    if b.is_zero() {
+                        None
+                    } else {
+                        a.div(&b)
+                            .map(|q| q.truncate())
+                            .and_then(|q| q.mul(&b))
+                            .and_then(|p| a.sub(&p))
+                            .map(Item::Decimal)
+                    }
+                }
+                _ => return mismatch(),
+            }
+        }
+        (
+            BinOp::Add | BinOp::Sub,
+            Item::Date(t) | Item::DateTime(t) | Item::Time(t),
+            Item::Quantity(q),
+        ) => {
+            let Some(unit) = q.time_unit() else {
+                return Err(type_err(format!(
+                    "cannot add a quantity in '{}' to a date or time",
+                    q.unit
+                )));
+            };
+            let n = q.value.truncate().to_i64().unwrap_or(0);
+            let n = if op == BinOp::Sub { -n } else { n };
+            t.add(n, unit).map(|r| match x {
+                Item::Date(_) => Item::Date(r),
+                Item::DateTime(_) => Item::DateTime(r),
+                _ => Item::Time(r),
+            })
+        }
+        (BinOp::Add | BinOp::Sub, Item::Quantity(a), Item::Quantity(b)) => a
+            .add(b, if op == BinOp::Add { 1 } else { -1 })
+            .map(|q| Item::Quantity(Box::new(q))),
+        (BinOp::Mul | BinOp::Div, Item::Quantity(a), Item::Quantity(b)) => a
+            .mul(b, op == BinOp::Div)
+            .map(|q| Item::Quantity(Box::new(q))),
+        (BinOp::Mul | BinOp::Div, Item::Quantity(a), Item::Integer(_) | Item::Decimal(_)) => {
+            let n = to_decimal(y);
+            let value = if op == BinOp::Mul {
+                a.value.mul(&n)
+            } else {
+                a.value.div(&n)
+            };
+            value.map(|value| {
+                Item::Quantity(Box::new(Quantity {
+                    value,
+                    unit: a.unit.clone(),
+                    calendar: a.calendar,
+                }))
+            })
+        }
+        (BinOp::Mul, Item::Integer(_) | Item::Decimal(_), Item::Quantity(_)) => {
+            return arithmetic(op, y, x);
+        }
+        _ => return mismatch(),
+    })
+}
+
+fn math<'a>(func: Func, v: &Item<'a>, arg: Option<&Item<'a>>) -> R<Option<Item<'a>>> {
+    let d = match v {
+        Item::Integer(_) | Item::Decimal(_) => to_decimal(v),
+        Item::Quantity(q) if func == Func::Abs => {
+            return Ok(Some(Item::Quantity(Box::new(Quantity {
+                value: q.value.abs(),
+                unit: q.unit.clone(),
+                calendar: q.calendar,
+            }))));
+        }
+        _ => return Err(type_err(format!("{}() needs a number", func.name()))),
+    };
+    let int = |d: Decimal| d.to_i64().map(Item::Integer);
+    let float = |x: f64| Decimal::from_f64(x).map(Item::Decimal);
+    Ok(match func {
+        Func::Abs => match v {
+            Item::Integer(i) => i.checked_abs().map(Item::Integer),
+            _ => Some(Item::Decimal(d.abs())),
+        },
+        Func::Ceiling => int(d.ceiling()),
+        Func::Floor => int(d.floor()),
+        Func::Truncate => int(d.truncate()),
+        Func::Round => {
+            let places = match arg {
+                None => 0,
+                Some(Item::Integer(p)) if *p >= 0 => u32::try_from(*p).unwrap_or(0),
+                _ => return Err(type_err("round() needs a non-negative integer precision")),
+            };
+            Some(Item::Decimal(d.round(places)))
+        }
+        Func::Exp => float(d.to_f64().exp()),
+        Func::Ln => {
+            if d.is_negative() || d.is_zero() {
+                None
+            } else {
+                float(d.to_f64().ln())
+            }
+        }
+        Func::Sqrt => {
+            if d.is_negative() {
+                None
+            } else {
+                float(d.to_f64().sqrt())
+            }
+        }
+        Func::Log => {
+            let base = match arg {
+                Some(b @ (Item::Integer(_) | Item::Decimal(_))) => to_decimal(b).to_f64(),
+                _ => return Err(type_err("log() needs a numeric base")),
+            };
+            if d.is_negative() || d.is_zero() {
+                None
+            } else {
+                float(d.to_f64().ln() / base.ln())
+            }
+        }
+        Func::Power => match (v, arg) {
+            (Item::Integer(a), Some(Item::Integer(b))) if *b >= 0 => u32::try_from(*b)
+                .ok()
+                .and_then(|b| a.checked_pow(b))
+                .map(Item::Integer),
+            (_, Some(e @ (Item::Integer(_) | Item::Decimal(_)))) => {
+                let r = d.to_f64().powf(to_decimal(e).to_f64());
+                if r.is_nan() { None } else { float(r) }
+            }
+            _ => return Err(type_err("power() needs a numeric exponent")),
+        },
+        _ => None,
+    })
+}
+
+fn boundary<'a>(v: &Item<'a>, digits: Option<i64>, high: bool) -> Option<Item<'a>> {
+    match v {
+        Item::Integer(_) | Item::Decimal(_) => {
+            decimal_boundary(to_decimal(v), digits, high).map(Item::Decimal)
+        }
+        Item::Quantity(q) => {
+            let value = decimal_boundary(q.value, digits, high)?;
+            Some(Item::Quantity(Box::new(Quantity {
+                value,
+                unit: q.unit.clone(),
+                calendar: q.calendar,
+            })))
+        }
+        Item::Date(t) | Item::DateTime(t) | Item::Time(t) => {
+            let r = t.boundary(digits, high)?;
+            Some(match r.kind {
+                TemporalKind::Date => Item::Date(r),
+                TemporalKind::DateTime => Item::DateTime(r),
+                TemporalKind::Time => Item::Time(r),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// FHIRPath 2.1 `lowBoundary`/`highBoundary` of a decimal: half a unit of
+/// the last written place either side, at `digits` places (default 8).
+fn decimal_boundary(d: Decimal, digits: Option<i64>, high: bool) -> Option<Decimal> {
+    let digits = u32::try_from(digits.unwrap_or(8)).ok()?;
+    if digits > 28 {
+        return None;
+    }
+    let half = Decimal::new(5, d.scale() + 1);
+    let edge = if high { d.add(&half)? } else { d.sub(&half)? };
+    let scaled = edge.with_scale(d.scale() + 1)?;
+    if digits >= scaled.scale() {
+        return scaled.with_scale(digits);
+    }
+    let factor = Decimal::new(1, digits);
+    let units = scaled.div(&factor)?;
+    let units = if high { units.ceiling() } else { units.floor() };
+    units.mul(&factor)?.with_scale(digits)
+}
+
+fn codec(func: Func, s: &str, format: &str) -> Option<String> {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    match (func, format) {
+        (Func::Encode, "base64" | "urlbase64") => {
+            let table = if format == "base64" { B64 } else { B64URL };
+            let bytes = s.as_bytes();
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let b = [
+                    chunk.first().copied().unwrap_or(0),
+                    chunk.get(1).copied().unwrap_or(0),
+                    chunk.get(2).copied().unwrap_or(0),
+                ];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..4 {
+                    if i <= chunk.len() {
+                        let idx = (n >> (18 - 6 * i)) & 63;
+                        out.push(char::from(*table.get(idx as usize)?));
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            Some(out)
+        }
+        (Func::Decode, "base64" | "urlbase64") => {
+            let table = if format == "base64" { B64 } else { B64URL };
+            let mut bits = 0u32;
+            let mut n = 0;
+            let mut out = Vec::new();
+            for c in s.bytes().filter(|&c| c != b'=') {
+                let v = table.iter().position(|&t| t == c)?;
+                bits = (bits << 6) | u32::try_from(v).ok()?;
+                n += 6;
+                if n >= 8 {
+                    n -= 8;
+                    out.push(u8::try_from((bits >> n) & 0xFF).ok()?);
+                }
+            }
+            String::from_utf8(out).ok()
+        }
+        (Func::Encode, "hex") => Some(s.bytes().map(|b| format!("{b:02x}")).collect()),
+        (Func::Decode, "hex") => {
+            let bytes: Option<Vec<u8>> = (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+                .collect();
+            String::from_utf8(bytes?).ok()
+        }
+        (Func::Escape, "html") => Some(
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;"),
+        ),
+        (Func::Unescape, "html") => Some(
+            s.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&amp;", "&"),
+        ),
+        (Func::Escape, "json") => Some(s.replace('\\', "\\\\").replace('"', "\\\"")),
+        (Func::Unescape, "json") => Some(s.replace("\\\"", "\"").replace("\\\\", "\\")),
+        _ => None,
+    }
+}
