@@ -15,7 +15,12 @@ use ehds_test_support::{files_with_extension, repo_root};
 fn every_deploy_config_is_valid() {
     // Data files the gateway configs point at, parsed by their own crates'
     // tests (ehds-access: the policy; ehds-routing: the directory; ...).
-    const DATA_FILES: &[&str] = &["access-policy.toml", "directory.toml", "trust-list.toml"];
+    const DATA_FILES: &[&str] = &[
+        "access-policy.toml",
+        "directory.toml",
+        "directory-local.toml",
+        "trust-list.toml",
+    ];
     let files: Vec<_> = files_with_extension(&repo_root().join("deploy"), "toml")
         .into_iter()
         .filter(|p| {
@@ -41,4 +46,20 @@ fn every_deploy_config_is_valid() {
         countries.len() >= 2,
         "two countries expected: {countries:?}"
     );
+}
+
+/// The one-machine configurations load everything they name (the
+/// development PKI, the directory, the trust list and the policy), as
+/// `serve` does before binding.
+#[test]
+fn local_configs_load_their_federation_material() {
+    std::env::set_current_dir(repo_root()).unwrap();
+    for name in ["be-local.toml", "lu-local.toml"] {
+        let checked = GatewayConfig::from_file(&repo_root().join("deploy/config").join(name))
+            .and_then(GatewayConfig::check)
+            .unwrap();
+        let loaded = ehds_gateway::federation::Federation::load(&checked)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(loaded.is_some(), "{name} has no federation");
+    }
 }

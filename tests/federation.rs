@@ -727,3 +727,35 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
     assert!(be_audit.records >= 4);
     f.be.stop().await;
 }
+
+/// `ehds-gateway demo` tells the whole journey from the repository root.
+#[test]
+fn the_demo_shows_the_journey_the_refusals_and_intact_audit_trails() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
+        .arg("demo")
+        .current_dir(repo_root())
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let story = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{story}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "POST /fhir/Bundle -> 201 Created",
+        "1 match(es): Martha DeLarosa",
+        "SHA-256 identical to what the hospital pushed",
+        "the same assertion a second time -> 401",
+        "-> 403 Forbidden",
+        "-> 400 Bad Request (never left Belgium)",
+        "NCP Luxembourg: 4 records, chain intact",
+        "NCP Belgium: 6 records, chain intact",
+    ] {
+        assert!(
+            story.contains(expected),
+            "missing {expected:?} in:\n{story}"
+        );
+    }
+}

@@ -50,6 +50,11 @@ enum Command {
         /// TOML configuration file.
         config: PathBuf,
     },
+    /// The cross-border journey on this machine: a Luxembourg and a Belgian
+    /// gateway on loopback (development PKI, temporary SQLite stores); a
+    /// hospital pushes a patient summary, a doctor abroad retrieves it, the
+    /// refusals, both audit trails. Run from the repository root.
+    Demo,
     /// Audit trail commands.
     Audit {
         #[command(subcommand)]
@@ -153,6 +158,10 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
                 return Err(ehds_gateway::GatewayError::ValidationFailed);
             }
             Ok(())
+        }
+        Command::Demo => {
+            let mut out = std::io::stdout();
+            ehds_gateway::demo::run(&mut out).await
         }
         Command::Audit {
             command: AuditCommand::Verify { config },

@@ -519,7 +519,7 @@ async fn refuse_early(state: &AppState, resource_type: &str, error: GatewayError
                 AuditAction::Search,
                 RestInteraction::SearchType,
                 resource_type,
-                EntityTarget::Query(resource_type.to_owned()),
+                EntityTarget::Query(String::new()),
             );
             trail.refuse(state, error).await
         }
@@ -583,7 +583,10 @@ async fn relay(
         action,
         subtype,
         resource_type,
-        EntityTarget::Query(relay_path.clone()),
+        match relay_path.split_once('?') {
+            Some((_, query)) => EntityTarget::Query(query.to_owned()),
+            None => EntityTarget::Id(relay_path.rsplit('/').next().unwrap_or_default().to_owned()),
+        },
     );
     trail.patient(identifier);
     trail.peer(&target, ncp.id(), String::new(), PeerRole::Responder);
@@ -823,7 +826,7 @@ async fn peer_patient_search(
         AuditAction::Search,
         RestInteraction::SearchType,
         "Patient",
-        EntityTarget::Query(format!("Patient?{query}")),
+        EntityTarget::Query(query.clone()),
     );
     let search = match PatientSearch::parse(&query) {
         Ok(search) => search,
@@ -956,7 +959,7 @@ async fn peer_document_search(
         AuditAction::Search,
         RestInteraction::SearchType,
         "DocumentReference",
-        EntityTarget::Query(format!("DocumentReference?{query}")),
+        EntityTarget::Query(query.clone()),
     );
     let search = match DocumentReferenceSearch::parse(&query) {
         Ok(search) => search,

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod federation;
 pub mod http;
