@@ -159,6 +159,24 @@ async fn a_body_that_never_arrives_times_out_with_408() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A Content-Length over the limit is refused with 413 before the body is
+/// read.
+#[tokio::test]
+async fn a_content_length_over_the_limit_is_refused_with_413() {
+    let dir = std::env::temp_dir().join(unique_schema("length"));
+    let state = state(&dir, Duration::from_secs(5)).await;
+    let request = Request::post("/fhir/Bundle")
+        .header("content-type", "application/fhir+json")
+        .header("content-length", (2u64 << 20).to_string())
+        .body(Body::from_stream(futures_stall()))
+        .unwrap();
+    let (status, _, body) = call(&state, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(outcome["issue"][0]["code"], "too-long");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A chunked body (no Content-Length) is refused with 413 as soon as it
 /// passes the limit, without reading the rest.
 #[tokio::test]
