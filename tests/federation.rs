@@ -652,8 +652,28 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
             .is_err()
     );
     stale.stop().await;
-    // And nothing reached LU's API: no audit record.
+    // And nothing reached LU's API: no audit record; the refusals are
+    // counted by reason on LU's /metrics.
     assert_eq!(f.lu.audit().await.records, 0);
+    let metrics = national_client(&f.pki, "LU", NationalClientKind::EhrSystem)
+        .get(f.lu.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in ["revoked", "expired", "unknown_issuer", "no_certificate"] {
+        let line = format!(
+            "ehds_tls_handshakes_total{{listener=\"federation\",result=\"refused\",reason=\"{reason}\"}} "
+        );
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(count >= 1, "no {reason} refusal counted:\n{metrics}");
+    }
     f.be.stop().await;
     f.lu.stop().await;
 }

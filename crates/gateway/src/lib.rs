@@ -161,20 +161,29 @@ impl Gateway {
         };
         let federation = self.federation.map(|(listener, tls)| {
             let app = federation::federation_router(self.state.clone());
-            tokio::spawn(ehds_transport::serve(
+            tokio::spawn(ehds_transport::serve_with_options(
                 listener,
                 tls,
                 ListenerKind::Federation,
                 app,
+                ehds_transport::ServeOptions {
+                    metrics: Arc::clone(&self.state.metrics.federation_tls),
+                    ..ehds_transport::ServeOptions::default()
+                },
                 wait(stopped.clone()),
             ))
         });
+        let national_metrics = Arc::clone(&self.state.metrics.national_tls);
         let app = http::router(self.state);
-        let national = ehds_transport::serve(
+        let national = ehds_transport::serve_with_options(
             self.listener,
             self.national_tls,
             ListenerKind::National,
             app,
+            ehds_transport::ServeOptions {
+                metrics: national_metrics,
+                ..ehds_transport::ServeOptions::default()
+            },
             wait(stopped),
         );
         tokio::pin!(national);

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use ehds_transport::{HandshakeRefusal, ListenerMetrics};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Request and document counters of this gateway process.
@@ -10,6 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     documents_stored: AtomicU64,
+    /// TLS counters of the national listener.
+    pub national_tls: Arc<ListenerMetrics>,
+    /// TLS counters of the federation listener.
+    pub federation_tls: Arc<ListenerMetrics>,
 }
 
 impl Metrics {
@@ -56,6 +62,44 @@ impl Metrics {
         out.push_str("# HELP ehds_documents_stored Documents held in the store.\n");
         out.push_str("# TYPE ehds_documents_stored gauge\n");
         let _ = writeln!(out, "ehds_documents_stored {stored_total}");
+        out.push_str(
+            "# HELP ehds_tls_handshakes_total TLS handshakes by listener and result (refused: by reason).\n",
+        );
+        out.push_str("# TYPE ehds_tls_handshakes_total counter\n");
+        for (listener, metrics) in [
+            ("national", &self.national_tls),
+            ("federation", &self.federation_tls),
+        ] {
+            let counts = metrics.counts();
+            let _ = writeln!(
+                out,
+                "ehds_tls_handshakes_total{{listener=\"{listener}\",result=\"ok\"}} {}",
+                counts.handshakes_ok
+            );
+            let _ = writeln!(
+                out,
+                "ehds_tls_handshakes_total{{listener=\"{listener}\",result=\"timed-out\"}} {}",
+                counts.handshakes_timed_out
+            );
+            let _ = writeln!(
+                out,
+                "ehds_tls_handshakes_total{{listener=\"{listener}\",result=\"identity-refused\"}} {}",
+                counts.identities_refused
+            );
+            let _ = writeln!(
+                out,
+                "ehds_tls_handshakes_total{{listener=\"{listener}\",result=\"ocsp-refused\"}} {}",
+                counts.ocsp_refused
+            );
+            for reason in HandshakeRefusal::ALL {
+                let _ = writeln!(
+                    out,
+                    "ehds_tls_handshakes_total{{listener=\"{listener}\",result=\"refused\",reason=\"{}\"}} {}",
+                    reason.as_str(),
+                    counts.refused(reason)
+                );
+            }
+        }
         out
     }
 }
@@ -87,5 +131,8 @@ mod tests {
         ));
         assert!(text.contains("ehds_documents_stored_total 1\n"));
         assert!(text.contains("ehds_documents_stored 7\n"));
+        assert!(
+            text.contains("ehds_tls_handshakes_total{listener=\"national\",result=\"ok\"} 0\n")
+        );
     }
 }
