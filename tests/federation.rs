@@ -719,6 +719,42 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
     assert_eq!(response.status().as_u16(), 502);
     assert!(started.elapsed() < Duration::from_secs(5));
 
+    // Another NCP with a valid federation certificate (BE's) answers at
+    // LU's address: its certificate is not the directory's NCP for LU, so
+    // nothing it says is passed on.
+    let impostor_dir = f.dir.path().join("impostor");
+    std::fs::create_dir_all(&impostor_dir).unwrap();
+    let impostor = start(&config_text(
+        "BE",
+        &impostor_dir,
+        &f.pki,
+        &Ports {
+            national: free_port(),
+            federation: lu_federation.port(),
+        },
+        &write_directory(&impostor_dir, free_port(), lu_federation.port()),
+        &write_trust_list(&impostor_dir, &f.pki),
+        &f.pki.crl(&Authority::Federation),
+    ))
+    .await;
+    let response = doctor_system
+        .get(f.be.url(&format!(
+            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+        )))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .send()
+        .await
+        .unwrap();
+    let outcome = json(response, 502).await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("not the directory's NCP"),
+        "{outcome}"
+    );
+    impostor.stop().await;
+
     // Something at LU's address accepts connections and never answers: 504
     // within BE's timeouts (connect 2 s, request 3 s).
     let stall = tokio::net::TcpListener::bind(lu_federation).await.unwrap();
@@ -744,7 +780,7 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
     // BE audited each failed relay, chain intact.
     let be_audit = f.be.audit().await;
     assert!(be_audit.first_broken.is_none());
-    assert!(be_audit.records >= 4);
+    assert!(be_audit.records >= 5);
     f.be.stop().await;
 }
 

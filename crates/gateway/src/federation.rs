@@ -636,6 +636,12 @@ async fn relay(
             return Err(trail.refuse(state, error).await);
         }
     };
+    // The answering server must be the NCP the directory names for the
+    // country (subject C and CN), not merely any federation certificate
+    // valid for the host name.
+    if let Err(error) = check_server_identity(&response, ncp) {
+        return Err(trail.refuse(state, error).await);
+    }
     let status = response.status().as_u16();
     let body = match read_limited(response).await {
         Ok(body) => body,
@@ -653,6 +659,34 @@ async fn relay(
     }
     trail.succeed(state).await?;
     Ok(fhir_response(StatusCode::OK, body))
+}
+
+fn check_server_identity(
+    response: &reqwest::Response,
+    ncp: &ehds_routing::Ncp,
+) -> Result<(), GatewayError> {
+    let leaf = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::peer_certificate);
+    let identity = leaf.and_then(|der| {
+        ehds_transport::PeerIdentity::from_certificate(
+            ehds_transport::ListenerKind::Federation,
+            der,
+        )
+        .ok()
+    });
+    let expected = ncp.certificate();
+    match identity {
+        Some(PeerIdentity::FederationNcp { country, ncp_id })
+            if country == expected.country.as_str() && ncp_id == expected.common_name =>
+        {
+            Ok(())
+        }
+        _ => Err(GatewayError::PeerUnavailable(
+            "the answering server's certificate is not the directory's NCP for that country".into(),
+        )),
+    }
 }
 
 async fn read_limited(response: reqwest::Response) -> Result<Bytes, GatewayError> {

@@ -46,6 +46,10 @@ pub fn federation_client(
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .http1_only()
+        // The caller reads the server's certificate from each response
+        // (`reqwest::tls::TlsInfo`) to check its subject against the NCP
+        // directory, beyond the host-name check.
+        .tls_info(true)
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
         .build()?)
