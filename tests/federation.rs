@@ -815,3 +815,35 @@ fn the_demo_shows_the_journey_the_refusals_and_intact_audit_trails() {
         );
     }
 }
+
+/// Fail closed: when LU cannot write the audit record of an access, the
+/// summary is not released (the doctor gets a 502 from BE, no bytes).
+#[tokio::test]
+async fn no_audit_record_no_data() {
+    let f = federation().await;
+    let (lu_id, _) = push_lu_summary(&f).await;
+    // Break LU's audit trail behind the gateway's back.
+    let db = f.dir.path().join("lu.db");
+    let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("DROP TABLE audit_events")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let response = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem)
+        .get(f.be.url(&format!("/fhir/Bundle/LU.{lu_id}")))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &lu_patient()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 502);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("OperationOutcome"), "{body}");
+    assert!(!body.contains("DeLarosa"), "the summary leaked");
+    f.be.stop().await;
+    f.lu.stop().await;
+}
