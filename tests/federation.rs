@@ -847,3 +847,159 @@ async fn no_audit_record_no_data() {
     f.be.stop().await;
     f.lu.stop().await;
 }
+
+/// An OCSP responder for the federation CA (`openssl ocsp`), killed on drop.
+struct OcspResponder(std::process::Child);
+
+impl OcspResponder {
+    fn start(pki: &DevPkiLayout, port: u16) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("openssl")
+            .arg("ocsp")
+            .arg("-index")
+            .arg(pki.ocsp_index())
+            .args(["-port", &port.to_string()])
+            .arg("-rsigner")
+            .arg(pki.ca_cert(&Authority::Federation))
+            .arg("-rkey")
+            .arg(pki.ca_key(&Authority::Federation))
+            .arg("-CA")
+            .arg(pki.ca_cert(&Authority::Federation))
+            .args(["-ndays", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the openssl command is needed");
+        let (ready, started) = std::sync::mpsc::channel();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let ready = ready.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if line.contains("waiting for OCSP client connections") {
+                        let _ = ready.send(());
+                    }
+                }
+            });
+        }
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the OCSP responder did not start");
+        Self(child)
+    }
+}
+
+impl Drop for OcspResponder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Marks the certificate in `cert` revoked at the OCSP responder only (the
+/// CRL still lists it as good).
+fn revoke_at_responder(pki: &DevPkiLayout, cert: &Path) {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    let serial = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase();
+    let index = std::fs::read_to_string(pki.ocsp_index()).unwrap();
+    let mut found = false;
+    let lines: Vec<String> = index
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            if fields[3].eq_ignore_ascii_case(&serial) {
+                found = true;
+                format!(
+                    "R\t{}\t261101000000Z,keyCompromise\t{}\tunknown\t{}",
+                    fields[1], fields[3], fields[5]
+                )
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    assert!(found, "serial {serial} not in the OCSP index");
+    std::fs::write(pki.ocsp_index(), lines.join("\n") + "\n").unwrap();
+}
+
+/// Certificates that name an OCSP responder are checked there too: with
+/// LU's server certificate revoked at the responder (not in the CRL), BE
+/// passes nothing on; LU checks BE's client certificate the same way.
+#[tokio::test]
+async fn a_peer_revoked_by_ocsp_only_is_refused() {
+    let dir = ScratchDir::new("federation-ocsp");
+    let ocsp_port = free_port();
+    let mut spec = DevPkiSpec::for_tests(&["BE", "LU"]);
+    spec.ocsp_url = Some(format!("http://127.0.0.1:{ocsp_port}/"));
+    let pki = dev_pki::generate(&dir.path().join("pki"), &spec).unwrap();
+    let be_ports = Ports {
+        national: free_port(),
+        federation: free_port(),
+    };
+    let lu_ports = Ports {
+        national: free_port(),
+        federation: free_port(),
+    };
+    let directory = write_directory(dir.path(), be_ports.federation, lu_ports.federation);
+    let trust_list = write_trust_list(dir.path(), &pki);
+    let crl = pki.crl(&Authority::Federation);
+    revoke_at_responder(&pki, &pki.ncp_server("LU").cert_chain);
+    let _responder = OcspResponder::start(&pki, ocsp_port);
+    let be = start(&config_text(
+        "BE",
+        dir.path(),
+        &pki,
+        &be_ports,
+        &directory,
+        &trust_list,
+        &crl,
+    ))
+    .await;
+    let lu = start(&config_text(
+        "LU",
+        dir.path(),
+        &pki,
+        &lu_ports,
+        &directory,
+        &trust_list,
+        &crl,
+    ))
+    .await;
+    let response = national_client(&pki, "BE", NationalClientKind::DoctorSystem)
+        .get(be.url(&format!(
+            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+        )))
+        .bearer_auth(assertion(&idp(&pki, "BE"), &doctor(), &lu_patient()))
+        .send()
+        .await
+        .unwrap();
+    let outcome = json(response, 502).await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("revoked (OCSP)"),
+        "{outcome}"
+    );
+    be.stop().await;
+    lu.stop().await;
+}

@@ -83,6 +83,11 @@ pub struct Federation {
     pub verifier: Verifier,
     /// Who may do what.
     pub policy: AccessPolicy,
+    /// The federation CAs, to find the issuer of a peer's server certificate.
+    pub trust: TrustStore,
+    /// OCSP for peer server certificates that name a responder (cached
+    /// until the response's nextUpdate).
+    pub ocsp: ehds_transport::ocsp::OcspChecker,
 }
 
 /// The federation listener's TLS configuration with [`Federation`].
@@ -135,9 +140,10 @@ impl Federation {
             cert_chain: section.client_certificate.clone(),
             private_key: section.client_private_key.clone(),
         })?;
+        let trust_store = TrustStore::load(&trust)?;
         let client = ehds_transport::federation_client(
             &client_identity,
-            &TrustStore::load(&trust)?,
+            &trust_store,
             ClientTimeouts {
                 connect: Duration::from_secs(section.connect_timeout_secs),
                 request: Duration::from_secs(section.request_timeout_secs),
@@ -162,6 +168,10 @@ impl Federation {
                 client,
                 verifier: Verifier::new(trust_list, settings),
                 policy,
+                trust: trust_store,
+                ocsp: ehds_transport::ocsp::OcspChecker::new(
+                    ehds_transport::ocsp::OcspOptions::default(),
+                ),
             },
             listener_tls,
         }))
@@ -642,6 +652,9 @@ async fn relay(
     if let Err(error) = check_server_identity(&response, ncp) {
         return Err(trail.refuse(state, error).await);
     }
+    if let Err(error) = check_server_ocsp(federation, &response).await {
+        return Err(trail.refuse(state, error).await);
+    }
     let status = response.status().as_u16();
     let body = match read_limited(response).await {
         Ok(body) => body,
@@ -659,6 +672,48 @@ async fn relay(
     }
     trail.succeed(state).await?;
     Ok(fhir_response(StatusCode::OK, body))
+}
+
+/// OCSP on top of the CRLs for a peer server certificate that names a
+/// responder: revoked, or a status that cannot be established, and the
+/// answer is not passed on (fail closed). Checked on the response (the
+/// client has no hook before the request is sent); verdicts are cached
+/// until the responder's nextUpdate.
+async fn check_server_ocsp(
+    federation: &Federation,
+    response: &reqwest::Response,
+) -> Result<(), GatewayError> {
+    let Some(leaf) = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::peer_certificate)
+    else {
+        return Err(GatewayError::PeerUnavailable(
+            "the peer's certificate could not be read".into(),
+        ));
+    };
+    if ehds_transport::ocsp::OcspChecker::responder_url(leaf)
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        return Ok(());
+    }
+    let Some(issuer) = federation.trust.issuer_of(leaf) else {
+        return Err(GatewayError::PeerUnavailable(
+            "the peer's certificate issuer is not a federation CA".into(),
+        ));
+    };
+    match federation.ocsp.check(leaf, issuer).await {
+        Ok(verdict) if verdict.is_acceptable() => Ok(()),
+        Ok(_) => Err(GatewayError::PeerUnavailable(
+            "the peer's certificate is revoked (OCSP)".into(),
+        )),
+        Err(_) => Err(GatewayError::PeerUnavailable(
+            "the revocation status of the peer's certificate could not be established (OCSP)"
+                .into(),
+        )),
+    }
 }
 
 fn check_server_identity(
