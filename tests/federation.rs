@@ -1003,3 +1003,91 @@ async fn a_peer_revoked_by_ocsp_only_is_refused() {
     be.stop().await;
     lu.stop().await;
 }
+
+async fn set_opt_out(f: &Federation, country: Option<&str>, opt_out: bool) -> Value {
+    let mut parameters = serde_json::json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+            {"name": "service", "valueCode": "patient-summary"},
+            {"name": "optOut", "valueBoolean": opt_out},
+        ]
+    });
+    if let Some(country) = country {
+        parameters["parameter"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "country", "valueCode": country}));
+    }
+    json(
+        national_client(&f.pki, "LU", NationalClientKind::PatientPortal)
+            .post(f.lu.url("/fhir/$cross-border-opt-out"))
+            .header("content-type", FHIR_JSON)
+            .body(serde_json::to_vec(&parameters).unwrap())
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await
+}
+
+/// The patient's opt-out (set by their national portal) refuses at once,
+/// saying only that there is no consent; one towards another country does
+/// not; withdrawing it restores access. Only the portal may set it.
+#[tokio::test]
+async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
+    let f = federation().await;
+    push_lu_summary(&f).await;
+    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let search = f.be.url(&format!(
+        "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+    ));
+    let ask = || async {
+        doctor_system
+            .get(&search)
+            .bearer_auth(assertion(&f.be_idp, &doctor(), &lu_patient()))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(ask().await.status().as_u16(), 200);
+
+    set_opt_out(&f, Some("FR"), true).await;
+    assert_eq!(
+        ask().await.status().as_u16(),
+        200,
+        "an opt-out towards France only"
+    );
+
+    set_opt_out(&f, Some("BE"), true).await;
+    let refused = json(ask().await, 403).await;
+    let text = refused.to_string();
+    assert!(text.contains("no consent"), "{text}");
+    assert!(
+        !text.contains("opt"),
+        "the refusal says no more than 'no consent': {text}"
+    );
+
+    set_opt_out(&f, Some("BE"), false).await;
+    assert_eq!(ask().await.status().as_u16(), 200, "withdrawn");
+
+    set_opt_out(&f, None, true).await;
+    assert_eq!(ask().await.status().as_u16(), 403, "every country");
+    set_opt_out(&f, None, false).await;
+    assert_eq!(ask().await.status().as_u16(), 200);
+
+    // Only the patient portal may change it.
+    let response = national_client(&f.pki, "LU", NationalClientKind::EhrSystem)
+        .post(f.lu.url("/fhir/$cross-border-opt-out"))
+        .header("content-type", FHIR_JSON)
+        .body(r#"{"resourceType":"Parameters"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let lu_audit = f.lu.audit().await;
+    assert!(lu_audit.first_broken.is_none());
+    f.be.stop().await;
+    f.lu.stop().await;
+}

@@ -899,7 +899,21 @@ async fn admit(
     )
     .await?;
     trail.professional(&assertion);
-    authorise(federation, &assertion, operation)
+    authorise(federation, &assertion, operation)?;
+    // The patient's own word last: an opt-out of this service towards the
+    // asking country refuses, saying no more than that there is no consent.
+    let service = crate::patient_rights::service_of(operation);
+    let key = format!("{}|{}", patient.system, patient.value);
+    if state
+        .store
+        .is_opted_out(&key, service, &peer_country)
+        .await?
+    {
+        return Err(GatewayError::Forbidden(
+            "no consent for cross-border access".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn peer_patient_search(

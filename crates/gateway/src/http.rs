@@ -87,6 +87,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/fhir/metadata", get(capability_statement))
         .route("/fhir/$validate", post(validate_operation))
+        .route(
+            "/fhir/$cross-border-opt-out",
+            post(crate::patient_rights::opt_out),
+        )
         .route("/fhir/Bundle/$validate", post(validate_bundle_operation))
         .route("/fhir/{type}/$validate", post(validate_typed_operation))
         .route("/healthz", get(health))
@@ -492,7 +496,7 @@ fn check_fhir_json_content_type(headers: &HeaderMap) -> Result<(), GatewayError>
 
 /// A FHIR JSON request body, received: media type checked (415), body read
 /// within limits (413, 408), parsed losslessly (400).
-async fn receive_resource(
+pub(crate) async fn receive_resource(
     headers: &HeaderMap,
     body: Body,
     limits: Limits,

@@ -16,6 +16,7 @@ pub mod error;
 pub mod federation;
 pub mod http;
 pub mod metrics;
+pub mod patient_rights;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -232,6 +232,9 @@ macro_rules! on_pool {
 
 mod assertions;
 pub mod audit;
+mod opt_outs;
+
+pub use opt_outs::ANY_COUNTRY;
 
 pub use audit::{AUDIT_GENESIS_HASH, AuditRecord, BreakKind, ChainReport, NewAuditRecord};
 
