@@ -1086,6 +1086,57 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
+    // The patient's access log, for the portal: every access and refusal,
+    // newest first, paged.
+    let portal = national_client(&f.pki, "LU", NationalClientKind::PatientPortal);
+    let page = json(
+        portal
+            .get(f.lu.url(&format!(
+                "/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&_count=4"
+            )))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let entries = page["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries[0]["resource"]["resourceType"], "AuditEvent");
+    let recorded = |e: &Value| e["resource"]["recorded"].as_str().unwrap().to_owned();
+    assert!(
+        recorded(&entries[0]) >= recorded(&entries[1]),
+        "newest first"
+    );
+    let outcomes: Vec<&str> = entries
+        .iter()
+        .map(|e| e["resource"]["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        outcomes.contains(&"0") && outcomes.contains(&"4"),
+        "{outcomes:?}"
+    );
+    let next = page["link"][0]["url"].as_str().unwrap();
+    let rest = json(
+        portal
+            .get(f.lu.url(&format!("/fhir/{next}")))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(rest["entry"].as_array().unwrap().len(), 2);
+    assert!(rest.get("link").is_none());
+    // Nobody but the portal reads it.
+    let response = doctor_system
+        .get(f.be.url(&format!(
+            "/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
     let lu_audit = f.lu.audit().await;
     assert!(lu_audit.first_broken.is_none());
     f.be.stop().await;

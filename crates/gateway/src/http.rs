@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             "/fhir/$cross-border-opt-out",
             post(crate::patient_rights::opt_out),
         )
+        .route("/fhir/AuditEvent", get(crate::patient_rights::access_log))
         .route("/fhir/Bundle/$validate", post(validate_bundle_operation))
         .route("/fhir/{type}/$validate", post(validate_typed_operation))
         .route("/healthz", get(health))

@@ -13,6 +13,13 @@
 //! | `service` | code | `patient-summary` or `eprescription` |
 //! | `country` | code | optional: the requesting country the opt-out is towards (ISO 3166-1 alpha-2); absent: every country |
 //! | `optOut` | boolean | `true` to opt out, `false` to withdraw the opt-out |
+//!
+//! `GET /fhir/AuditEvent?patient.identifier=system|value[&_count=n][&_before=seq]`
+//! (patient portal only): the patient's access log, newest first: every
+//! cross-border access and refusal concerning the patient recorded at this
+//! gateway, as the AuditEvents stored in the hash chain (exact bytes), with a
+//! `next` link for paging. Authenticating the patient is the portal's job:
+//! the gateway answers the national portal, for patients of this country.
 
 use axum::Extension;
 use axum::body::Body;
@@ -158,4 +165,139 @@ pub async fn opt_out(
             message,
         )],
     ))
+}
+
+/// Most AuditEvents per page of the access log.
+const MAX_PAGE: u32 = 100;
+
+/// `GET /fhir/AuditEvent?patient.identifier=…`: the patient's access log.
+pub async fn access_log(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, GatewayError> {
+    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    caller.require(
+        &[NationalClientKind::PatientPortal],
+        "read a patient's access log",
+    )?;
+    let query = query.unwrap_or_default();
+    let mut patient: Option<(String, String)> = None;
+    let mut count: u32 = 20;
+    let mut before: Option<u64> = None;
+    let bad = |name: &str, why: &str| {
+        let mut report = ehds_validation::ValidationReport::default();
+        report.push(Issue::error(IssueType::Invalid, why).at(format!("http.{name}")));
+        GatewayError::Invalid(report)
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value =
+            percent_decode(value).ok_or_else(|| bad(name, "not valid percent-encoded UTF-8"))?;
+        match name {
+            "patient.identifier" => {
+                let (system, id) = value
+                    .split_once('|')
+                    .filter(|(s, v)| !s.is_empty() && !v.is_empty())
+                    .ok_or_else(|| bad(name, "patient.identifier must be system|value"))?;
+                patient = Some((system.to_owned(), id.to_owned()));
+            }
+            "_count" => {
+                count = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| bad(name, "_count must be 1 to 100"))?;
+            }
+            "_before" => {
+                before = Some(
+                    value
+                        .parse()
+                        .map_err(|_| bad(name, "_before must be a record number"))?,
+                );
+            }
+            _ => return Err(bad(name, "unknown search parameter (strict handling)")),
+        }
+    }
+    let (system, value) =
+        patient.ok_or_else(|| bad("patient.identifier", "patient.identifier is required"))?;
+    if let Some(federation) = &state.federation {
+        match federation
+            .directory
+            .check_patient_identifier(&system, &value)
+        {
+            Ok(routed) if routed.country.code().as_str() == federation.country => {}
+            Ok(_) => return Err(bad("patient.identifier", "a patient of another country")),
+            Err(refusal) => return Err(GatewayError::Identifier(refusal)),
+        }
+    }
+    let key = format!("{system}|{value}");
+    let records = state.store.audit_for_patient(&key, count, before).await?;
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset""#);
+    if records.len() == count as usize
+        && let Some(last) = records.last()
+    {
+        let next = format!(
+            "AuditEvent?patient.identifier={}%7C{}&_count={count}&_before={}",
+            percent_encode(&system),
+            percent_encode(&value),
+            last.seq
+        );
+        out.extend_from_slice(br#","link":[{"relation":"next","url":"#);
+        out.extend_from_slice(serde_json::Value::String(next).to_string().as_bytes());
+        out.extend_from_slice(b"}]");
+    }
+    if !records.is_empty() {
+        out.extend_from_slice(br#","entry":["#);
+        for (i, record) in records.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"fullUrl":"urn:uuid:"#);
+            out.extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
+            out.extend_from_slice(br#"","resource":"#);
+            out.extend_from_slice(&record.content);
+            out.extend_from_slice(br#","search":{"mode":"match"}}"#);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    let mut response = axum::response::IntoResponse::into_response((StatusCode::OK, out));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(crate::http::FHIR_JSON),
+    );
+    Ok(response)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .ok()
+        .filter(|s| !s.chars().any(char::is_control))
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
