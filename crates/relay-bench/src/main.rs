@@ -530,7 +530,9 @@ fn report(args: &Args, rows: &[Row], context: &Context) -> String {
     let mut out = String::new();
     let date = context
         .started_at
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
         .unwrap_or_default();
     let _ = writeln!(
         out,
