@@ -1,0 +1,612 @@
+//! `ehds-relay-bench`: the cross-border relay (issue 6) measured beside
+//! nginx in the same run.
+//!
+//! Owns: the benchmark of BE → LU patient-summary retrieval over mutual TLS
+//! on loopback. It generates a development PKI, starts the LU and BE
+//! gateways (each in a child process of this binary, `serve <config>`, so
+//! its CPU time is its own), pushes the LU patient summary, then drives
+//! `GET /fhir/Bundle/LU.<id>` through BE's national API, and the same load
+//! through nginx (Debian's package) configured as a plain mTLS relay with
+//! the same certificates, with keep-alive and with a new connection (full
+//! mTLS handshake) per request, and prints requests/s, p50/p99 and CPU per
+//! request of each relay, with their ratios.
+//!
+//! Must not know about: the gateway's internals (it uses the
+//! `ehds-gateway` library as the `ehds-gateway` binary does, and speaks
+//! HTTPS to it); never run by `cargo test` (a `[[bin]]` with `test = false`).
+
+mod cpu;
+mod load;
+mod nginx;
+mod setup;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use ehds_gateway::{Gateway, GatewayConfig};
+use ehds_test_support::{ScratchDir, repo_root};
+use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec};
+use ehds_transport::{NationalClientKind, TlsIdentity, TrustStore};
+use sha2::{Digest, Sha256};
+
+use load::{Mode, Outcome, Pool};
+use setup::{GatewayProcess, Ports, Shared};
+
+/// What a gateway child process prints once it is listening.
+pub const READY: &str = "ready";
+
+/// Everything that can stop the bench.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Reading or writing a file, starting a process.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS material.
+    #[error(transparent)]
+    Transport(#[from] ehds_transport::TransportError),
+    /// Signing assertions.
+    #[error(transparent)]
+    Access(#[from] ehds_access::AccessError),
+    /// Starting or running a gateway.
+    #[error(transparent)]
+    Gateway(#[from] ehds_gateway::GatewayError),
+    /// An HTTPS client.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The run could not be set up as it must be.
+    #[error("{0}")]
+    Setup(String),
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ehds-relay-bench",
+    about = "BE -> LU patient-summary retrieval through the gateway and through nginx, same run"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Concurrent callers (each with its own connection in keep-alive mode).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Measured seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Unmeasured warm-up seconds before each phase (also sizes the
+    /// assertion pool of the phase).
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// At most this many assertions signed for one phase.
+    #[arg(long, default_value_t = 60_000)]
+    max_pool: usize,
+    /// The nginx executable.
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx: PathBuf,
+    /// nginx worker processes (default: the number of cores, like the
+    /// gateway's runtime threads).
+    #[arg(long)]
+    nginx_workers: Option<usize>,
+    /// Measure the gateway only.
+    #[arg(long)]
+    no_nginx: bool,
+    /// Also write the Markdown table to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// (internal) Serve one gateway with this configuration until standard
+    /// input closes; prints `ready` once listening.
+    #[command(hide = true)]
+    Serve {
+        /// The gateway configuration (TOML).
+        config: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let result = match &args.command {
+        Some(Command::Serve { config }) => serve(config),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(BenchError::from)
+            .and_then(|rt| rt.block_on(bench(&args))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ehds-relay-bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The child: one gateway, as `ehds-gateway serve` runs it (its own runtime
+/// with a thread per core, packages loaded, store opened), until the parent
+/// closes our standard input.
+fn serve(config: &Path) -> Result<(), BenchError> {
+    let text = std::fs::read_to_string(config)?;
+    let config = GatewayConfig::from_toml(&text)?.check()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let gateway = Gateway::bind(&config).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            let _ = stop.send(());
+        });
+        println!("{READY}");
+        gateway
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+/// One measured phase.
+struct Row {
+    relay: &'static str,
+    what: &'static str,
+    mode: Mode,
+    outcome: Outcome,
+    relay_cpu: Duration,
+    lu_cpu: Duration,
+    load_cpu: Duration,
+}
+
+impl Row {
+    fn ok(&self) -> usize {
+        self.outcome.latencies_us.len()
+    }
+    fn per_request_us(&self, cpu: Duration) -> f64 {
+        if self.ok() == 0 {
+            return f64::NAN;
+        }
+        cpu.as_secs_f64() * 1e6 / self.ok() as f64
+    }
+    /// Requests per second one fully busy core of the relay would serve.
+    fn per_core(&self) -> f64 {
+        1e6 / self.per_request_us(self.relay_cpu)
+    }
+    fn cores(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() / self.outcome.elapsed.as_secs_f64()
+    }
+}
+
+/// A relay under test.
+struct Relay<'a> {
+    name: &'static str,
+    base: String,
+    cpu: &'a dyn Fn() -> Duration,
+}
+
+struct Bench<'a> {
+    args: &'a Args,
+    pki: &'a DevPkiLayout,
+    idp: &'a ehds_access::AssertionIssuer,
+    lu_pid: u32,
+    bundle_len: usize,
+}
+
+impl Bench<'_> {
+    fn clients(&self, mode: Mode) -> Result<Vec<reqwest::Client>, BenchError> {
+        let identity = TlsIdentity::load(
+            &self
+                .pki
+                .national_client("BE", NationalClientKind::DoctorSystem),
+        )?;
+        let trust = TrustStore::load(&self.pki.trust(&Authority::National("BE".into())))?;
+        (0..self.args.clients)
+            .map(|_| load::client(&identity, &trust, mode))
+            .collect()
+    }
+
+    fn pool(&self, count: usize) -> Result<Arc<Pool>, BenchError> {
+        let started = Instant::now();
+        let tokens = setup::assertions(self.idp, count)?;
+        eprintln!(
+            "  signed {count} assertions in {:.1} s (not timed)",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Pool::new(tokens))
+    }
+
+    /// Warm-up, then the measured phase, with CPU times around it.
+    async fn phase(
+        &self,
+        relay: &Relay<'_>,
+        what: &'static str,
+        path: &str,
+        mode: Mode,
+    ) -> Result<Row, BenchError> {
+        let with_assertions = what == RETRIEVAL;
+        let expect_len = with_assertions.then_some(self.bundle_len);
+        eprintln!("{} — {what} — {}", relay.name, mode.label());
+        let clients = self.clients(mode)?;
+        let url = format!("{}{path}", relay.base);
+        let duration = Duration::from_secs(self.args.duration_secs);
+        let warmup = Duration::from_secs(self.args.warmup_secs);
+        let warm_pool = if with_assertions {
+            // Enough for the warm-up at the rates seen on the project's
+            // machine; a spent pool ends the warm-up early, which is fine.
+            let size =
+                usize::try_from(self.args.warmup_secs.saturating_mul(800)).unwrap_or(usize::MAX);
+            self.pool(self.args.max_pool.min(size))?
+        } else {
+            Pool::new(Vec::new())
+        };
+        let warm = load::run(&clients, &url, warm_pool, mode, warmup, expect_len).await;
+        if warm.failures > 0 && warm.latencies_us.is_empty() {
+            return Err(BenchError::Setup(format!(
+                "{} {what}: every warm-up request failed: {}",
+                relay.name,
+                warm.first_failure.unwrap_or_default()
+            )));
+        }
+        let pool = if with_assertions {
+            let expected = warm.rate() * duration.as_secs_f64() * 1.5;
+            let size = (expected as usize + 200).min(self.args.max_pool);
+            self.pool(size)?
+        } else {
+            Pool::new(Vec::new())
+        };
+        let before = (
+            (relay.cpu)(),
+            cpu::process(self.lu_pid),
+            cpu::process(std::process::id()),
+        );
+        let outcome = load::run(&clients, &url, pool, mode, duration, expect_len).await;
+        let after = (
+            (relay.cpu)(),
+            cpu::process(self.lu_pid),
+            cpu::process(std::process::id()),
+        );
+        if outcome.pool_exhausted {
+            eprintln!(
+                "  (the assertion pool ran out before the time was up; rate over the time used)"
+            );
+        }
+        if let Some(failure) = &outcome.first_failure {
+            eprintln!("  {} failures; first: {failure}", outcome.failures);
+        }
+        let row = Row {
+            relay: relay.name,
+            what,
+            mode,
+            outcome,
+            relay_cpu: after.0.saturating_sub(before.0),
+            lu_cpu: after.1.saturating_sub(before.1),
+            load_cpu: after.2.saturating_sub(before.2),
+        };
+        eprintln!(
+            "  {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, relay CPU {:.0} µs/req",
+            row.outcome.rate(),
+            row.outcome.quantile_ms(0.5),
+            row.outcome.quantile_ms(0.99),
+            row.per_request_us(row.relay_cpu)
+        );
+        Ok(row)
+    }
+}
+
+const RETRIEVAL: &str = "Bundle retrieval";
+const HANDSHAKE: &str = "handshake + GET /healthz";
+
+async fn bench(args: &Args) -> Result<(), BenchError> {
+    let started_at = time::OffsetDateTime::now_utc();
+    let load_before = cpu::load_average();
+    let dir = ScratchDir::new("relay-bench");
+    let pki = dev_pki::generate(
+        &dir.path().join("pki"),
+        &DevPkiSpec::for_tests(&["BE", "LU"]),
+    )?;
+    let be_ports = Ports {
+        national: setup::free_port()?,
+        federation: setup::free_port()?,
+    };
+    let lu_ports = Ports {
+        national: setup::free_port()?,
+        federation: setup::free_port()?,
+    };
+    let directory = setup::write_directory(dir.path(), be_ports.federation, lu_ports.federation)?;
+    let trust_list = setup::write_trust_list(dir.path(), &pki)?;
+    let shared = Shared {
+        dir: dir.path(),
+        pki: &pki,
+        directory: &directory,
+        trust_list: &trust_list,
+    };
+    let mut gateways = Vec::new();
+    for (cc, ports) in [("LU", lu_ports), ("BE", be_ports)] {
+        let path = dir.path().join(format!("{}.toml", cc.to_ascii_lowercase()));
+        std::fs::write(&path, setup::config_text(cc, &shared, ports))?;
+        gateways.push(GatewayProcess::start(&path, ports.national).await?);
+    }
+    let (Some(be), Some(lu)) = (gateways.pop(), gateways.pop()) else {
+        return Err(BenchError::Setup("the gateways did not start".into()));
+    };
+    eprintln!("LU gateway pid {}, BE gateway pid {}", lu.pid, be.pid);
+
+    // LU's hospital pushes the patient summary.
+    let pushed = setup::lu_patient_summary()?;
+    let ehr = load::client(
+        &TlsIdentity::load(&pki.national_client("LU", NationalClientKind::EhrSystem))?,
+        &TrustStore::load(&pki.trust(&Authority::National("LU".into())))?,
+        Mode::KeepAlive,
+    )?;
+    let response = ehr
+        .post(lu.url("/fhir/Bundle"))
+        .header("content-type", "application/fhir+json")
+        .body(pushed.clone())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.text().await?;
+    let id = match (status, location) {
+        (201, Some(location)) => location.rsplit('/').next().unwrap_or_default().to_owned(),
+        _ => {
+            return Err(BenchError::Setup(format!(
+                "pushing the LU summary: HTTP {status}: {body}"
+            )));
+        }
+    };
+    let path = format!("/fhir/Bundle/LU.{id}");
+
+    let idp = setup::idp(&pki, "BE")?;
+    let nginx_dir = dir.path().join("nginx");
+    let workers = args.nginx_workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+    });
+    let nginx_setup = nginx::NginxSetup {
+        binary: &args.nginx,
+        dir: &nginx_dir,
+        pki: &pki,
+        port: setup::free_port()?,
+        lu_federation_port: lu_ports.federation,
+        workers,
+    };
+    let nginx = if args.no_nginx {
+        None
+    } else {
+        match nginx::Nginx::start(&nginx_setup).await {
+            Ok(nginx) => Some(nginx),
+            Err(error) => {
+                eprintln!("nginx could not be started, measuring the gateway alone: {error}");
+                None
+            }
+        }
+    };
+
+    // Both relays hand over the bytes LU's hospital pushed.
+    let runner = Bench {
+        args,
+        pki: &pki,
+        idp: &idp,
+        lu_pid: lu.pid,
+        bundle_len: pushed.len(),
+    };
+    let check_clients = runner.clients(Mode::KeepAlive)?;
+    let check_client = check_clients
+        .first()
+        .ok_or_else(|| BenchError::Setup("--clients must be at least 1".into()))?;
+    let mut bases = vec![("ehds-gateway (BE)", be.url(""))];
+    if let Some(nginx) = &nginx {
+        bases.push(("nginx", nginx.url("")));
+    }
+    let check_tokens = setup::assertions(&idp, bases.len())?;
+    for ((name, base), token) in bases.iter().zip(&check_tokens) {
+        let response = check_client
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let got = response.bytes().await?;
+        if status != 200 || Sha256::digest(&got) != Sha256::digest(&pushed) {
+            return Err(BenchError::Setup(format!(
+                "{name}: HTTP {status}, {} bytes: not the pushed summary byte for byte: {}",
+                got.len(),
+                String::from_utf8_lossy(got.get(..400).unwrap_or(&got))
+            )));
+        }
+    }
+    eprintln!(
+        "{} return the pushed summary byte for byte ({} bytes)",
+        bases
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(" and "),
+        pushed.len()
+    );
+
+    let be_cpu = || cpu::process(be.pid);
+    let nginx_pid = nginx.as_ref().map(|n| n.pid);
+    let nginx_cpu = move || nginx_pid.map(cpu::process_and_children).unwrap_or_default();
+    let mut relays = vec![Relay {
+        name: "ehds-gateway (BE)",
+        base: be.url(""),
+        cpu: &be_cpu,
+    }];
+    if let Some(nginx) = &nginx {
+        relays.push(Relay {
+            name: "nginx",
+            base: nginx.url(""),
+            cpu: &nginx_cpu,
+        });
+    }
+    let mut rows = Vec::new();
+    for (what, path, mode) in [
+        (RETRIEVAL, path.as_str(), Mode::KeepAlive),
+        (RETRIEVAL, path.as_str(), Mode::NewConnection),
+        (HANDSHAKE, "/healthz", Mode::NewConnection),
+    ] {
+        for relay in &relays {
+            rows.push(runner.phase(relay, what, path, mode).await?);
+        }
+    }
+    let load_after = cpu::load_average();
+
+    let report = report(
+        args,
+        &rows,
+        &Context {
+            started_at,
+            load: format!("{load_before} at the start, {load_after} at the end"),
+            nginx_version: nginx.as_ref().map(|n| n.version.clone()),
+            nginx_workers: workers,
+            bundle_len: pushed.len(),
+        },
+    );
+    println!("{report}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &report)?;
+    }
+    if let Some(nginx) = nginx {
+        nginx.stop(&nginx_setup).await;
+    }
+    be.stop().await;
+    lu.stop().await;
+    drop(dir);
+    Ok(())
+}
+
+struct Context {
+    started_at: time::OffsetDateTime,
+    load: String,
+    nginx_version: Option<String>,
+    nginx_workers: usize,
+    bundle_len: usize,
+}
+
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let hash = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{hash} (with uncommitted changes)")
+    } else {
+        hash
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() && b.is_finite() {
+        format!("{:.2}", a / b)
+    } else {
+        "–".into()
+    }
+}
+
+/// The Markdown report: one row per phase, then the ratios.
+fn report(args: &Args, rows: &[Row], context: &Context) -> String {
+    let mut out = String::new();
+    let date = context
+        .started_at
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "Run of {date} at commit {} (load average {}); {} callers, {} s per phase after {} s warm-up; \
+         document {} bytes; {}; nginx worker processes: {}.\n",
+        commit(),
+        context.load,
+        args.clients,
+        args.duration_secs,
+        args.warmup_secs,
+        context.bundle_len,
+        context
+            .nginx_version
+            .as_deref()
+            .unwrap_or("nginx not measured"),
+        context.nginx_workers,
+    );
+    let _ = writeln!(
+        out,
+        "| relay | request | connections | requests/s | p50 ms | p99 ms | failures | relay CPU µs/req | relay cores busy | req/s per relay core | LU CPU µs/req | load generator CPU µs/req |"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            row.relay,
+            row.what,
+            row.mode.label(),
+            row.outcome.rate(),
+            row.outcome.quantile_ms(0.5),
+            row.outcome.quantile_ms(0.99),
+            row.outcome.failures,
+            row.per_request_us(row.relay_cpu),
+            row.cores(row.relay_cpu),
+            row.per_core(),
+            row.per_request_us(row.lu_cpu),
+            row.per_request_us(row.load_cpu),
+        );
+    }
+    let pairs: Vec<(&Row, &Row)> = rows
+        .iter()
+        .filter(|r| r.relay != "nginx")
+        .filter_map(|g| {
+            rows.iter()
+                .find(|n| n.relay == "nginx" && n.what == g.what && n.mode == g.mode)
+                .map(|n| (g, n))
+        })
+        .collect();
+    if !pairs.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nRatios, ehds-gateway ÷ nginx (above 1: the gateway is slower, or uses more CPU):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| request | connections | throughput (nginx req/s ÷ gateway req/s) | p50 | p99 | relay CPU per request |"
+        );
+        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: |");
+        for (g, n) in pairs {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                g.what,
+                g.mode.label(),
+                ratio(n.outcome.rate(), g.outcome.rate()),
+                ratio(g.outcome.quantile_ms(0.5), n.outcome.quantile_ms(0.5)),
+                ratio(g.outcome.quantile_ms(0.99), n.outcome.quantile_ms(0.99)),
+                ratio(g.per_request_us(g.relay_cpu), n.per_request_us(n.relay_cpu)),
+            );
+        }
+    }
+    out
+}
