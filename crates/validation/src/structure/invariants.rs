@@ -131,8 +131,12 @@ pub(super) struct Compiler<'m> {
     /// Parsed expressions by the text evaluated (`None`: does not parse).
     expressions: HashMap<Box<str>, Option<Arc<Expression>>>,
     /// Compiled constraints by (key, severity, human, published text).
-    constraints: HashMap<(Box<str>, u8, Box<str>, Box<str>), Arc<Constraint>>,
+    constraints: HashMap<ConstraintId, Arc<Constraint>>,
 }
+
+/// (key, severity, human, published text): what makes two constraints the
+/// same.
+type ConstraintId = (Box<str>, u8, Box<str>, Box<str>);
 
 impl<'m> Compiler<'m> {
     pub(super) fn new(model: &'m Model, corrections: Corrections) -> Self {

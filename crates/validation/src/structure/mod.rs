@@ -198,7 +198,7 @@ impl StructureValidator {
             context_buffers: Vec::new(),
             depth,
             resource_items: Vec::new(),
-            evaluated: HashSet::default(),
+            evaluated: HashSet::with_capacity_and_hasher(4096, Default::default()),
             invariant_issues: Vec::new(),
         };
         walker.resource(resource, None, required_profiles);
