@@ -138,3 +138,27 @@ fn exp_1_on_a_measure_population_criteria() {
         Some("Measure.group[0].population[0].criteria")
     );
 }
+
+/// `Validator::invariant_jobs` lists what validation evaluates: on the IPS
+/// bench example, every job's element is typed and the Bundle invariants are
+/// evaluated on the root.
+#[test]
+fn invariant_jobs_list_the_evaluations() {
+    let path =
+        conformance_dir().join("examples/ips/Bundle-IPS-examples-Bundle-with-immunization.json");
+    let resource = ReceivedResource::parse(std::fs::read(path).unwrap().into()).unwrap();
+    let jobs = validator().invariant_jobs(
+        &resource,
+        &["http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips"],
+    );
+    assert!(jobs.len() > 500, "{}", jobs.len());
+    assert!(
+        jobs.iter()
+            .any(|j| j.key == "bdl-7" && j.pointer.is_empty())
+    );
+    assert!(jobs.iter().any(|j| j.key == "bdl-ips-1"));
+    assert!(
+        jobs.iter().all(|j| j.element_type.is_some()),
+        "untyped jobs"
+    );
+}

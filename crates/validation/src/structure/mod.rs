@@ -200,6 +200,7 @@ impl StructureValidator {
             resource_items: Vec::new(),
             evaluated: HashSet::with_capacity_and_hasher(4096, Default::default()),
             invariant_issues: Vec::new(),
+            jobs: None,
         };
         walker.resource(resource, None, required_profiles);
         let invariant_issues = std::mem::take(&mut walker.invariant_issues);
@@ -234,6 +235,58 @@ fn checked_by_dedicated_code(issue: &Issue, dedicated: &[Issue]) -> bool {
     })
 }
 
+/// One invariant evaluation of a walk, for benchmarks that time another
+/// FHIRPath engine on exactly what the validator evaluates.
+#[derive(Debug, Clone)]
+pub struct InvariantJob {
+    /// JSON pointer of the element (`/entry/3/resource/code`).
+    pub pointer: String,
+    /// The element's type in the FHIRPath model.
+    pub element_type: Option<ehds_fhirpath::TypeId>,
+    /// Its type name (`CodeableConcept`, `Bundle.entry` for a backbone).
+    pub type_name: String,
+    /// JSON pointer of `%resource`.
+    pub resource_pointer: String,
+    /// JSON pointer of `%rootResource`.
+    pub root_pointer: String,
+    /// The constraint key.
+    pub key: String,
+    /// The expression evaluated (after corrections).
+    pub expression: Arc<ehds_fhirpath::Expression>,
+}
+
+impl StructureValidator {
+    /// The invariant evaluations validating `resource` against
+    /// `required_profiles` performs, in order.
+    pub fn invariant_jobs(
+        &self,
+        resource: &Node,
+        required_profiles: &[&str],
+        terminology: &crate::terminology::Terminology,
+    ) -> Vec<InvariantJob> {
+        let mut walker = Walker {
+            validator: self,
+            terminology,
+            issues: Vec::new(),
+            bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
+                .then(|| BundleIndex::new(resource)),
+            entry: None,
+            resources: Vec::new(),
+            walked: HashSet::default(),
+            checked_primitives: HashSet::default(),
+            count_buffers: Vec::new(),
+            context_buffers: Vec::new(),
+            depth: 0,
+            resource_items: Vec::new(),
+            evaluated: HashSet::default(),
+            invariant_issues: Vec::new(),
+            jobs: Some((Vec::new(), Vec::new())),
+        };
+        walker.resource(resource, None, required_profiles);
+        walker.jobs.map(|(jobs, _)| jobs).unwrap_or_default()
+    }
+}
+
 /// Appends `found` to `issues`, dropping exact repeats (the same finding from
 /// the core definition and from a profile).
 fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
@@ -251,6 +304,10 @@ fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
         }
     }
 }
+
+/// Recorded jobs, and per resource being walked the JSON pointers of
+/// `%resource` and `%rootResource`.
+type JobRecorder = (Vec<InvariantJob>, Vec<(String, String)>);
 
 /// Where the walk is, built only when a finding needs it: a chain of
 /// segments on the stack, rendered as `Bundle.entry[3].resource.code`.
@@ -292,6 +349,23 @@ impl<'a> Path<'a> {
     /// The root resource of this type itself.
     fn is_root(&self, resource_type: &str) -> bool {
         matches!((self.parent, self.segment), (None, Segment::Root(t)) if t == resource_type)
+    }
+
+    /// The JSON pointer of this place (`/entry/3/resource`).
+    fn pointer(&self) -> String {
+        let mut out = self.parent.map(Path::pointer).unwrap_or_default();
+        match self.segment {
+            Segment::Root(_) => {}
+            Segment::Key(key) => {
+                out.push('/');
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Index(index) => {
+                out.push('/');
+                out.push_str(&index.to_string());
+            }
+        }
+        out
     }
 
     /// A contained resource: `….contained[n]` (or `….contained`).
@@ -360,6 +434,9 @@ struct Walker<'v, 'd> {
     evaluated: HashSet<(u32, usize)>,
     /// Failed invariants, kept apart until the dedicated checks are known.
     invariant_issues: Vec<Issue>,
+    /// When recording ([`StructureValidator::invariant_jobs`]): the jobs,
+    /// and the JSON pointers of `%resource` and `%rootResource` per resource.
+    jobs: Option<JobRecorder>,
 }
 
 /// Where the children of an element are defined.
@@ -411,6 +488,14 @@ impl<'v, 'd> Walker<'v, 'd> {
             Some((_, container_root)) if path.is_contained() => container_root.clone(),
             _ => item.clone(),
         };
+        if let Some((_, pointers)) = &mut self.jobs {
+            let own = path.pointer();
+            let root = match pointers.last() {
+                Some((_, container_root)) if path.is_contained() => container_root.clone(),
+                _ => own.clone(),
+            };
+            pointers.push((own, root));
+        }
         self.resource_items.push((item.clone(), root));
         if self
             .walked
@@ -468,6 +553,9 @@ impl<'v, 'd> Walker<'v, 'd> {
                 ),
             }
         }
+        if let Some((_, pointers)) = &mut self.jobs {
+            pointers.pop();
+        }
         self.resource_items.pop();
         self.resources.pop();
     }
@@ -503,6 +591,25 @@ impl<'v, 'd> Walker<'v, 'd> {
                 .insert((node.span.start, Arc::as_ptr(constraint).addr()))
             {
                 continue;
+            }
+            if let Some((jobs, pointers)) = &mut self.jobs
+                && let Some((resource_pointer, root_pointer)) = pointers.last()
+            {
+                let element_type = match item {
+                    Item::Node(n) => n.ty,
+                    _ => None,
+                };
+                jobs.push(InvariantJob {
+                    pointer: path.pointer(),
+                    element_type,
+                    type_name: element_type
+                        .map(|t| validator.model.type_name(t).to_owned())
+                        .unwrap_or_default(),
+                    resource_pointer: resource_pointer.clone(),
+                    root_pointer: root_pointer.clone(),
+                    key: constraint.key.to_string(),
+                    expression: Arc::clone(expression),
+                });
             }
             let context = EvalContext::for_element(
                 &validator.model,
