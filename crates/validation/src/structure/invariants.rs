@@ -14,7 +14,8 @@
 //!   from the same core StructureDefinitions), so choice elements, `is`,
 //!   `as` and `ofType` work.
 //!
-//! Variables (<https://hl7.org/fhir/R4/fhirpath.html#variables>):
+//! Variables (<https://hl7.org/fhir/R4/fhirpath.html#variables>; `%rootResource` is
+//! the 4.0.1 technical correction, <https://hl7.org/fhir/R4B/history.html#v4.0.1>):
 //! `%context` is the element, `%resource` the resource that holds it (a
 //! Bundle entry's resource, or a contained resource), `%rootResource` the
 //! container of a contained resource and otherwise `%resource` itself (a
