@@ -281,6 +281,99 @@ fn bench_fhirpath(c: &mut Criterion) {
         });
     });
     group.finish();
+    bench_validator_jobs(c, &registry, &model, &bytes);
+}
+
+/// A node by JSON pointer (`/entry/3/resource`).
+fn at_pointer<'a>(root: &'a Node, pointer: &str) -> &'a Node {
+    let mut node = root;
+    for part in pointer.split('/').skip(1) {
+        node = match part.parse::<usize>() {
+            Ok(i) if matches!(node.value, Json::Array(_)) => &node.items()[i],
+            _ => node
+                .get(&part.replace("~1", "/").replace("~0", "~"))
+                .unwrap(),
+        };
+    }
+    node
+}
+
+/// Exactly the invariant evaluations the validator performs when a pushed
+/// IPS is validated (every constraint of R4 core, the IPS Bundle profile and
+/// every claimed profile, on every element instance incl. primitives, all
+/// severities, after the corrections table), timed with `ehds-fhirpath`
+/// alone and written to `generated/validator-invariant-jobs.json` for
+/// fhirpath.js (`run-fhirpath.sh --jobs generated/validator-invariant-jobs.json`).
+fn bench_validator_jobs(c: &mut Criterion, registry: &Registry, model: &Model, bytes: &[u8]) {
+    const IPS_BUNDLE: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips";
+    let validator = ehds_validation::Validator::new(registry);
+    let received = ehds_fhir::ReceivedResource::parse(bytes.to_vec().into()).unwrap();
+    let jobs = validator.invariant_jobs(&received, &[IPS_BUNDLE]);
+    let root = received.root();
+    let mut expressions: Vec<String> = Vec::new();
+    let mut out = String::from("{\n  \"document\": ");
+    out.push_str(&json_string(&format!("../../../conformance/{IPS_50KB}")));
+    let mut lines = Vec::new();
+    let resolved: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            let index = match expressions
+                .iter()
+                .position(|e| e == job.expression.source())
+            {
+                Some(i) => i,
+                None => {
+                    expressions.push(job.expression.source().to_owned());
+                    expressions.len() - 1
+                }
+            };
+            lines.push(format!(
+                "[{}, {}, {}, {index}, {}]",
+                json_string(&job.pointer),
+                json_string(&job.type_name),
+                json_string(&job.resource_pointer),
+                json_string(&job.root_pointer)
+            ));
+            (
+                Item::node(at_pointer(root, &job.pointer), job.element_type),
+                Item::resource(at_pointer(root, &job.resource_pointer), model),
+                Item::resource(at_pointer(root, &job.root_pointer), model),
+                &job.expression,
+            )
+        })
+        .collect();
+    out.push_str(",\n  \"expressions\": [\n");
+    let listed: Vec<String> = expressions
+        .iter()
+        .map(|e| format!("    {}", json_string(e)))
+        .collect();
+    out.push_str(&listed.join(",\n"));
+    out.push_str("\n  ],\n  \"jobs\": [\n    ");
+    out.push_str(&lines.join(",\n    "));
+    out.push_str("\n  ]\n}\n");
+    let dir = ehds_test_support::repo_root().join("crates/benches/peer/generated");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("validator-invariant-jobs.json"), out).unwrap();
+    let run = || {
+        let mut passed = 0usize;
+        for (element, resource, root, expression) in &resolved {
+            let ctx =
+                EvalContext::for_element(model, element.clone(), resource.clone(), root.clone());
+            if expression.evaluate_constraint(&ctx).unwrap_or(false) {
+                passed += 1;
+            }
+        }
+        passed
+    };
+    println!(
+        "validator invariants: {} evaluations ({} distinct expressions), {} passed",
+        resolved.len(),
+        expressions.len(),
+        run()
+    );
+    let mut group = c.benchmark_group("fhirpath_validator_invariants");
+    group.bench_function("ips_example_51kb", |b| b.iter(|| black_box(run())));
+    group.finish();
 }
 
 criterion_group!(benches, bench_fhirpath);

@@ -7,7 +7,9 @@
 // %rootResource set. Prints the median and p90 per iteration in µs and how
 // many jobs passed (empty or true), to compare with the Rust engine's count.
 //
-// Usage: node fhirpath.mjs [--iterations N]
+// Usage: node fhirpath.mjs [--iterations N] [--jobs generated/validator-invariant-jobs.json]
+// (the second job file, written by the same bench, holds exactly the evaluations the
+// validator performs on a pushed IPS; its jobs also give the %rootResource pointer).
 
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -20,7 +22,9 @@ const at = args.indexOf('--iterations');
 const iterations = at >= 0 ? Number(args[at + 1]) : 2000;
 const installed = JSON.parse(readFileSync(new URL('node_modules/fhirpath/package.json', here), 'utf8')).version;
 
-const manifest = JSON.parse(readFileSync(new URL('generated/fhirpath-jobs.json', here), 'utf8'));
+const jobsAt = args.indexOf('--jobs');
+const jobsFile = jobsAt >= 0 ? args[jobsAt + 1] : 'generated/fhirpath-jobs.json';
+const manifest = JSON.parse(readFileSync(new URL(jobsFile, here), 'utf8'));
 const root = JSON.parse(readFileSync(new URL(manifest.document, here), 'utf8'));
 
 /** Follows a JSON pointer (`/entry/0/resource`). */
@@ -33,7 +37,7 @@ function at_pointer(pointer) {
 }
 
 const compiled = new Map();
-const jobs = manifest.jobs.map(([pointer, base, resourcePointer, expression]) => {
+const jobs = manifest.jobs.map(([pointer, base, resourcePointer, expression, rootPointer]) => {
   const source = manifest.expressions[expression];
   const key = `${base}\u0000${source}`;
   if (!compiled.has(key)) {
@@ -43,7 +47,10 @@ const jobs = manifest.jobs.map(([pointer, base, resourcePointer, expression]) =>
   return {
     fn: compiled.get(key),
     node: at_pointer(pointer),
-    vars: { resource: at_pointer(resourcePointer), rootResource: root },
+    vars: {
+      resource: at_pointer(resourcePointer),
+      rootResource: rootPointer === undefined ? root : at_pointer(rootPointer),
+    },
   };
 });
 

@@ -8,8 +8,9 @@
 //! slicing, fixed/pattern values, reference targets), required and
 //! extensible bindings checked offline against the packages' ValueSets and
 //! CodeSystems ([`terminology`]), and the narrative XHTML rules
-//! ([`narrative`]). FHIRPath invariants plug into [`Validator::validate`]
-//! next.
+//! ([`narrative`]), and every FHIRPath invariant of those definitions
+//! (`ElementDefinition.constraint`, [`structure::invariants`]), evaluated with
+//! `ehds-fhirpath` on every element instance during the same walk.
 //!
 //! Must not know about: storage, HTTP, routing or transport. It reads the
 //! lossless JSON view and never alters the received bytes.
@@ -64,6 +65,18 @@ impl Validator {
             terminology: terminology::Terminology::new(registry),
             load_problems,
         }
+    }
+
+    /// Every FHIRPath invariant evaluation [`Validator::validate_pushed_document`]
+    /// performs on `resource` (element, type, `%resource`, expression), in
+    /// order: for benchmarks timing another engine on the same work.
+    pub fn invariant_jobs(
+        &self,
+        resource: &ehds_fhir::ReceivedResource,
+        document_profiles: &[&str],
+    ) -> Vec<structure::InvariantJob> {
+        self.structures
+            .invariant_jobs(resource.root(), document_profiles, &self.terminology)
     }
 
     /// Definitions in the registry that could not be compiled.

@@ -7,8 +7,11 @@
 //! walker applies comes from these definitions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ehds_fhir::Node;
+use ehds_fhir::outcome::Severity;
+use ehds_fhirpath::{Expression, TypeId};
 
 /// Upper bound of a cardinality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +54,27 @@ pub struct TypeRef {
     pub profiles: Vec<String>,
     /// `type.targetProfile`.
     pub target_profiles: Vec<String>,
+    /// The FHIRPath model's type for `code` (set when the validator takes
+    /// the structure in), typing the element for its invariants.
+    pub fhirpath_type: Option<TypeId>,
+}
+
+/// `ElementDefinition.constraint` that has an `expression`: a FHIRPath
+/// invariant every instance of the element must meet.
+#[derive(Debug)]
+pub struct Constraint {
+    /// `key` (`ele-1`, `dom-3`, `ips-1`).
+    pub key: Box<str>,
+    /// `severity`: `error` → Error, `warning` → Warning.
+    pub severity: Severity,
+    /// `human`.
+    pub human: Box<str>,
+    /// `expression` as published.
+    pub source: Box<str>,
+    /// The parsed expression (after the table of corrections), shared by
+    /// every constraint with the same text; `None` until the validator
+    /// compiles it, and when it does not parse or a correction skips it.
+    pub expression: Option<Arc<Expression>>,
 }
 
 /// `ElementDefinition.binding`.
@@ -106,6 +130,12 @@ pub struct ElementDef {
     pub types: Vec<TypeRef>,
     /// `binding`.
     pub binding: Option<Binding>,
+    /// `constraint`s with an expression (FHIRPath invariants), shared.
+    pub constraints: Vec<Arc<Constraint>>,
+    /// The FHIRPath model's type of the element's instances when it is one
+    /// type (a backbone element, a single-typed element, the root); set when
+    /// the validator takes the structure in.
+    pub fhirpath_type: Option<TypeId>,
     /// `isModifier`.
     pub is_modifier: bool,
     /// `slicing`, on the element that is sliced.
@@ -267,6 +297,30 @@ fn type_code(type_node: &Node) -> Option<String> {
     )
 }
 
+/// The constraints of an element that carry an expression (those without
+/// one cannot be evaluated and are left out), not yet parsed.
+fn constraints(element: &Node) -> Vec<Arc<Constraint>> {
+    element
+        .get("constraint")
+        .map(Node::items)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            let source = text(c, "expression")?;
+            Some(Arc::new(Constraint {
+                key: text(c, "key").unwrap_or("?").into(),
+                severity: match text(c, "severity") {
+                    Some("error") => Severity::Error,
+                    _ => Severity::Warning,
+                },
+                human: text(c, "human").unwrap_or_default().into(),
+                source: source.into(),
+                expression: None,
+            }))
+        })
+        .collect()
+}
+
 /// Compiles one StructureDefinition resource.
 pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
     let url = text(sd, "url").unwrap_or_default().to_owned();
@@ -321,6 +375,7 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
                     },
                     profiles: texts(t, "profile"),
                     target_profiles: texts(t, "targetProfile"),
+                    fhirpath_type: None,
                 })
             })
             .collect();
@@ -358,6 +413,8 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
             ),
             types,
             binding,
+            constraints: constraints(element),
+            fhirpath_type: None,
             is_modifier: matches!(
                 element.get("isModifier").map(|n| &n.value),
                 Some(ehds_fhir::json::Json::Bool(true))
@@ -423,6 +480,7 @@ fn pending_reference(elements: &mut [ElementDef], index: usize, target: String) 
             code: format!("#{target}"),
             profiles: Vec::new(),
             target_profiles: Vec::new(),
+            fhirpath_type: None,
         }];
     }
 }

@@ -18,10 +18,13 @@
 //! | an extension the gateway holds no definition for is reported as not checked | R4 extensibility.html |
 //! | claimed profiles (`meta.profile`) unknown to the gateway are reported | R4 profiling.html |
 //!
-//! Slicing, bindings, fixed/pattern values and FHIRPath invariants are
-//! checked by their own passes (next steps of the validator).
+//! | FHIRPath invariants (`ElementDefinition.constraint`) of every element instance, the root element of each resource and of each datatype | ElementDefinition.constraint, corrected by `profiles/invariant-corrections.toml` ([`invariants`]) |
+//!
+//! Slicing ([`slicing`]), bindings ([`crate::terminology`]) and fixed/pattern
+//! values are checked on the same walk.
 
 pub mod compile;
+pub mod invariants;
 pub mod primitive;
 pub mod slicing;
 
@@ -32,9 +35,10 @@ use ehds_fhir::Node;
 use ehds_fhir::bundle::{BundleIndex, Resolution};
 use ehds_fhir::json::Json;
 use ehds_fhir::outcome::{Issue, IssueType, Severity};
+use ehds_fhirpath::{EvalContext, Item, Model};
 use ehds_profiles::Registry;
 
-use compile::{Kind, Structure, TypeRef};
+use compile::{Constraint, Kind, Structure, TypeRef};
 
 /// Compiled StructureDefinitions and primitive regexes, ready to validate.
 #[derive(Debug)]
@@ -54,6 +58,9 @@ pub struct StructureValidator {
     /// pairs: the same datatypes recur all over every document, so each
     /// merge is done once per process, not once per object.
     children: RwLock<HashMap<ChildKey, ChildPairs>>,
+    /// The FHIRPath model (types from the core StructureDefinitions) the
+    /// invariants are evaluated with.
+    model: Model,
 }
 
 /// Identity of a `child_definitions` question: the structure id, the element
@@ -84,10 +91,20 @@ impl StructureValidator {
         let mut core = HashMap::default();
         let mut regexes = HashMap::default();
         let mut all = Vec::new();
+        let model = Model::from_registry(registry);
+        let corrections = invariants::Corrections::shipped().unwrap_or_else(|e| {
+            problems.push(LoadProblem {
+                url: "profiles/invariant-corrections.toml".into(),
+                problem: format!("the table of invariant corrections does not load: {e}"),
+            });
+            invariants::Corrections::default()
+        });
+        let mut constraints = invariants::Compiler::new(&model, corrections);
         for loaded in registry.of_type("StructureDefinition") {
             match compile::compile(loaded.resource.root()) {
                 Ok(mut structure) => {
                     structure.id = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                    constraints.prepare(&mut structure, &mut problems);
                     let structure = Arc::new(structure);
                     all.push(Arc::clone(&structure));
                     if let Some(type_name) = structure.url.strip_prefix(CORE_PREFIX)
@@ -119,6 +136,7 @@ impl StructureValidator {
                 }),
             }
         }
+        drop(constraints);
         (
             Self {
                 by_url,
@@ -126,6 +144,7 @@ impl StructureValidator {
                 regexes,
                 all,
                 children: RwLock::new(HashMap::default()),
+                model,
             },
             problems,
         )
@@ -152,6 +171,19 @@ impl StructureValidator {
         terminology: &crate::terminology::Terminology,
         issues: &mut Vec<Issue>,
     ) {
+        self.validate_nested(resource, required_profiles, terminology, issues, 0);
+    }
+
+    /// [`Self::validate`] from inside an invariant (`conformsTo()`), `depth`
+    /// levels down.
+    fn validate_nested(
+        &self,
+        resource: &Node,
+        required_profiles: &[&str],
+        terminology: &crate::terminology::Terminology,
+        issues: &mut Vec<Issue>,
+        depth: u8,
+    ) {
         let mut walker = Walker {
             validator: self,
             terminology,
@@ -164,9 +196,94 @@ impl StructureValidator {
             checked_primitives: HashSet::default(),
             count_buffers: Vec::new(),
             context_buffers: Vec::new(),
+            depth,
+            resource_items: Vec::new(),
+            evaluated: HashSet::with_capacity_and_hasher(4096, Default::default()),
+            invariant_issues: Vec::new(),
+            jobs: None,
         };
         walker.resource(resource, None, required_profiles);
+        let invariant_issues = std::mem::take(&mut walker.invariant_issues);
         dedupe_into(walker.issues, issues);
+        let dedicated = issues.len();
+        for issue in invariant_issues {
+            if !checked_by_dedicated_code(&issue, issues.get(..dedicated).unwrap_or_default()) {
+                issues.push(issue);
+            }
+        }
+    }
+}
+
+/// Whether a failed invariant was already reported by the validator's own
+/// code for the same rule (the document Bundle rules, ref-1, the narrative
+/// checker's txt-1/txt-2: messages `"<key>: …"`) at the same element or
+/// below it, where that code says more precisely what is wrong.
+fn checked_by_dedicated_code(issue: &Issue, dedicated: &[Issue]) -> bool {
+    let Some((key, _)) = issue.diagnostics.split_once(": ") else {
+        return false;
+    };
+    let at = issue.expression.as_deref().unwrap_or_default();
+    dedicated.iter().any(|d| {
+        d.severity == issue.severity
+            && d.diagnostics
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+            && d.expression.as_deref().is_some_and(|e| {
+                e.strip_prefix(at)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            })
+    })
+}
+
+/// One invariant evaluation of a walk, for benchmarks that time another
+/// FHIRPath engine on exactly what the validator evaluates.
+#[derive(Debug, Clone)]
+pub struct InvariantJob {
+    /// JSON pointer of the element (`/entry/3/resource/code`).
+    pub pointer: String,
+    /// The element's type in the FHIRPath model.
+    pub element_type: Option<ehds_fhirpath::TypeId>,
+    /// Its type name (`CodeableConcept`, `Bundle.entry` for a backbone).
+    pub type_name: String,
+    /// JSON pointer of `%resource`.
+    pub resource_pointer: String,
+    /// JSON pointer of `%rootResource`.
+    pub root_pointer: String,
+    /// The constraint key.
+    pub key: String,
+    /// The expression evaluated (after corrections).
+    pub expression: Arc<ehds_fhirpath::Expression>,
+}
+
+impl StructureValidator {
+    /// The invariant evaluations validating `resource` against
+    /// `required_profiles` performs, in order.
+    pub fn invariant_jobs(
+        &self,
+        resource: &Node,
+        required_profiles: &[&str],
+        terminology: &crate::terminology::Terminology,
+    ) -> Vec<InvariantJob> {
+        let mut walker = Walker {
+            validator: self,
+            terminology,
+            issues: Vec::new(),
+            bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
+                .then(|| BundleIndex::new(resource)),
+            entry: None,
+            resources: Vec::new(),
+            walked: HashSet::default(),
+            checked_primitives: HashSet::default(),
+            count_buffers: Vec::new(),
+            context_buffers: Vec::new(),
+            depth: 0,
+            resource_items: Vec::new(),
+            evaluated: HashSet::default(),
+            invariant_issues: Vec::new(),
+            jobs: Some((Vec::new(), Vec::new())),
+        };
+        walker.resource(resource, None, required_profiles);
+        walker.jobs.map(|(jobs, _)| jobs).unwrap_or_default()
     }
 }
 
@@ -187,6 +304,10 @@ fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
         }
     }
 }
+
+/// Recorded jobs, and per resource being walked the JSON pointers of
+/// `%resource` and `%rootResource`.
+type JobRecorder = (Vec<InvariantJob>, Vec<(String, String)>);
 
 /// Where the walk is, built only when a finding needs it: a chain of
 /// segments on the stack, rendered as `Bundle.entry[3].resource.code`.
@@ -228,6 +349,34 @@ impl<'a> Path<'a> {
     /// The root resource of this type itself.
     fn is_root(&self, resource_type: &str) -> bool {
         matches!((self.parent, self.segment), (None, Segment::Root(t)) if t == resource_type)
+    }
+
+    /// The JSON pointer of this place (`/entry/3/resource`).
+    fn pointer(&self) -> String {
+        let mut out = self.parent.map(Path::pointer).unwrap_or_default();
+        match self.segment {
+            Segment::Root(_) => {}
+            Segment::Key(key) => {
+                out.push('/');
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Index(index) => {
+                out.push('/');
+                out.push_str(&index.to_string());
+            }
+        }
+        out
+    }
+
+    /// A contained resource: `….contained[n]` (or `….contained`).
+    fn is_contained(&self) -> bool {
+        match self.segment {
+            Segment::Key(key) => key == "contained",
+            Segment::Index(_) => self
+                .parent
+                .is_some_and(|p| matches!(p.segment, Segment::Key("contained"))),
+            Segment::Root(_) => false,
+        }
     }
 
     /// `Bundle.entry` of the root Bundle.
@@ -276,6 +425,18 @@ struct Walker<'v, 'd> {
     context_buffers: Vec<Vec<Context<'v>>>,
     /// Spare per-object occurrence counters (objects nest, so a stack).
     count_buffers: Vec<Vec<usize>>,
+    /// How many `conformsTo()` checks this walk is nested in.
+    depth: u8,
+    /// `%resource` and `%rootResource` of the resources being walked.
+    resource_items: Vec<(Item<'d>, Item<'d>)>,
+    /// (node position, constraint) pairs already evaluated: the core and
+    /// profile walks meet the same nodes with the same shared constraints.
+    evaluated: HashSet<(u32, usize)>,
+    /// Failed invariants, kept apart until the dedicated checks are known.
+    invariant_issues: Vec<Issue>,
+    /// When recording ([`StructureValidator::invariant_jobs`]): the jobs,
+    /// and the JSON pointers of `%resource` and `%rootResource` per resource.
+    jobs: Option<JobRecorder>,
 }
 
 /// Where the children of an element are defined.
@@ -322,6 +483,20 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
         };
         self.resources.push(node);
+        let item = Item::resource(node, &validator.model);
+        let root = match self.resource_items.last() {
+            Some((_, container_root)) if path.is_contained() => container_root.clone(),
+            _ => item.clone(),
+        };
+        if let Some((_, pointers)) = &mut self.jobs {
+            let own = path.pointer();
+            let root = match pointers.last() {
+                Some((_, container_root)) if path.is_contained() => container_root.clone(),
+                _ => own.clone(),
+            };
+            pointers.push((own, root));
+        }
+        self.resource_items.push((item.clone(), root));
         if self
             .walked
             .insert((node.span.start, std::ptr::from_ref(core)))
@@ -335,6 +510,9 @@ impl<'v, 'd> Walker<'v, 'd> {
                 path,
                 true,
             );
+            if let Some(root) = core.elements.first() {
+                self.invariants(node, &item, &root.constraints, path);
+            }
         }
         let claimed: Vec<&str> = node
             .get("meta")
@@ -353,6 +531,9 @@ impl<'v, 'd> Walker<'v, 'd> {
                             element: 0,
                         };
                         self.object(node, &context, path, true);
+                        if let Some(root) = s.elements.first() {
+                            self.invariants(node, &item, &root.constraints, path);
+                        }
                     }
                 }
                 Some(s) => {
@@ -372,7 +553,91 @@ impl<'v, 'd> Walker<'v, 'd> {
                 ),
             }
         }
+        if let Some((_, pointers)) = &mut self.jobs {
+            pointers.pop();
+        }
+        self.resource_items.pop();
         self.resources.pop();
+    }
+
+    /// Evaluates `constraints` on the element instance `item` (whose node is
+    /// `node`) at `path`, each (node, constraint) pair once per walk.
+    fn invariants(
+        &mut self,
+        node: &'d Node,
+        item: &Item<'d>,
+        constraints: &'v [Arc<Constraint>],
+        path: &Path<'_>,
+    ) {
+        if constraints.is_empty() {
+            return;
+        }
+        let Some((resource, root)) = self.resource_items.last() else {
+            return;
+        };
+        let validator: &'v StructureValidator = self.validator;
+        let hooks = invariants::WalkHooks {
+            bundle: self.bundle.as_ref(),
+            entry: self.entry,
+            terminology: self.terminology,
+            conformance: Some((validator, self.depth)),
+        };
+        for constraint in constraints {
+            let Some(expression) = &constraint.expression else {
+                continue;
+            };
+            if !self
+                .evaluated
+                .insert((node.span.start, Arc::as_ptr(constraint).addr()))
+            {
+                continue;
+            }
+            if let Some((jobs, pointers)) = &mut self.jobs
+                && let Some((resource_pointer, root_pointer)) = pointers.last()
+            {
+                let element_type = match item {
+                    Item::Node(n) => n.ty,
+                    _ => None,
+                };
+                jobs.push(InvariantJob {
+                    pointer: path.pointer(),
+                    element_type,
+                    type_name: element_type
+                        .map(|t| validator.model.type_name(t).to_owned())
+                        .unwrap_or_default(),
+                    resource_pointer: resource_pointer.clone(),
+                    root_pointer: root_pointer.clone(),
+                    key: constraint.key.to_string(),
+                    expression: Arc::clone(expression),
+                });
+            }
+            let context = EvalContext::for_element(
+                &validator.model,
+                item.clone(),
+                resource.clone(),
+                root.clone(),
+            )
+            .with_hooks(&hooks);
+            match expression.evaluate_constraint(&context) {
+                Ok(true) => {}
+                Ok(false) => self.invariant_issues.push(
+                    Issue::new(
+                        constraint.severity,
+                        IssueType::Invariant,
+                        format!("{}: {}", constraint.key, constraint.human),
+                    )
+                    .at(path.to_string()),
+                ),
+                Err(e) => self.invariant_issues.push(
+                    Issue::new(
+                        Severity::Information,
+                        IssueType::Informational,
+                        format!("invariant {} not evaluated: {e}", constraint.key),
+                    )
+                    .at(path.to_string()),
+                ),
+            }
+        }
     }
 
     /// The child element definitions of `context`'s element: those of its
@@ -639,6 +904,8 @@ impl<'v, 'd> Walker<'v, 'd> {
                     self.value(item, &child_context, type_ref, &item_path);
                 } else if def.content_reference.is_some() || !def.children.is_empty() {
                     self.object(item, &child_context, &item_path, false);
+                    let typed = Item::node(item, def.fhirpath_type);
+                    self.invariants(item, &typed, &def.constraints, &item_path);
                 }
                 if root_entry {
                     self.entry = None;
@@ -959,7 +1226,13 @@ impl<'v, 'd> Walker<'v, 'd> {
                     }
                     match slice_type {
                         Some(type_ref) => self.value(item, &slice_context, type_ref, &item_path),
-                        None => self.object(item, &slice_context, &item_path, false),
+                        None => {
+                            self.object(item, &slice_context, &item_path, false);
+                            if let Some(slice_def) = structure.elements.get(slice_index) {
+                                let typed = Item::node(item, slice_def.fhirpath_type);
+                                self.invariants(item, &typed, &slice_def.constraints, &item_path);
+                            }
+                        }
                     }
                 }
                 None if slicing.rules == "closed" && item_evaluable => {
@@ -1019,11 +1292,29 @@ impl<'v, 'd> Walker<'v, 'd> {
         self.binding(item, context, type_ref, path);
         let code = type_ref.code.as_str();
         let validator: &'v StructureValidator = self.validator;
-        match validator.core.get(code).map(|s| s.kind) {
-            Some(Kind::PrimitiveType) => self.primitive(item, code, path),
+        let core = validator.core.get(code);
+        let own: &'v [Arc<Constraint>] = context
+            .structure
+            .elements
+            .get(context.element)
+            .map(|e| e.constraints.as_slice())
+            .unwrap_or_default();
+        match core.map(|s| s.kind) {
+            Some(Kind::PrimitiveType) => {
+                self.primitive(item, code, path);
+                // The `_x` partner is not looked up: hasValue() (ele-1) is
+                // true for any primitive walked here.
+                let typed = Item::primitive(Some(item), None, type_ref.fhirpath_type);
+                self.invariants(item, &typed, own, path);
+                if let Some(root) = core.and_then(|s| s.elements.first()) {
+                    self.invariants(item, &typed, &root.constraints, path);
+                }
+            }
             Some(Kind::Resource) => {
                 let profiles: Vec<&str> = type_ref.profiles.iter().map(String::as_str).collect();
                 self.resource(item, Some(path), &profiles);
+                let typed = Item::resource(item, &validator.model);
+                self.invariants(item, &typed, own, path);
             }
             _ => {
                 if code == "Extension" {
@@ -1036,6 +1327,28 @@ impl<'v, 'd> Walker<'v, 'd> {
                     }
                 }
                 self.object_as(item, context, Some(type_ref), path, false);
+                let typed = Item::node(
+                    item,
+                    match code {
+                        "BackboneElement" | "Element" => context
+                            .structure
+                            .elements
+                            .get(context.element)
+                            .and_then(|e| e.fhirpath_type),
+                        _ => type_ref.fhirpath_type,
+                    },
+                );
+                self.invariants(item, &typed, own, path);
+                // The datatype's own invariants (per-1 on Period, …), from
+                // its profile when the element names one the gateway holds.
+                let datatype = type_ref
+                    .profiles
+                    .iter()
+                    .find_map(|p| validator.structure(p).map(|s| &**s))
+                    .or(core.map(|s| &**s));
+                if let Some(root) = datatype.and_then(|s| s.elements.first()) {
+                    self.invariants(item, &typed, &root.constraints, path);
+                }
             }
         }
     }
@@ -1135,6 +1448,10 @@ impl<'v, 'd> Walker<'v, 'd> {
                     path,
                     false,
                 );
+                if let Some(root) = definition.elements.first() {
+                    let typed = Item::node(item, root.fhirpath_type);
+                    self.invariants(item, &typed, &root.constraints, path);
+                }
             }
             _ if is_modifier => self.error(
                 IssueType::Extension,

@@ -1,0 +1,443 @@
+//! FHIRPath invariants (`ElementDefinition.constraint`): compiled once when
+//! the validator takes the structures in, evaluated by the walker on every
+//! element instance.
+//!
+//! * Every constraint with an expression is parsed once; the same text
+//!   (ele-1, dom-3, … repeat thousands of times across snapshots) shares one
+//!   [`Expression`], and equal constraints share one [`Constraint`], so the
+//!   walker can tell a constraint it already evaluated on a node (core and
+//!   profile walks meet the same nodes) by its address.
+//! * Expressions broken as published in R4 are replaced first, from the
+//!   table in `profiles/invariant-corrections.toml` ([`Corrections`]); the
+//!   table names its source for each.
+//! * Elements are typed for the engine from the FHIRPath [`Model`] (built
+//!   from the same core StructureDefinitions), so choice elements, `is`,
+//!   `as` and `ofType` work.
+//!
+//! Variables (<https://hl7.org/fhir/R4/fhirpath.html#variables>; `%rootResource` is
+//! the 4.0.1 technical correction, <https://hl7.org/fhir/R4B/history.html#v4.0.1>):
+//! `%context` is the element, `%resource` the resource that holds it (a
+//! Bundle entry's resource, or a contained resource), `%rootResource` the
+//! container of a contained resource and otherwise `%resource` itself (a
+//! Bundle entry is not contained: its root is itself, as in the Java
+//! validator).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ehds_fhir::Node;
+use ehds_fhir::bundle::{BundleIndex, Resolution};
+use ehds_fhirpath::{Expression, Hooks, Item, Model, TypeId};
+use serde::Deserialize;
+
+use super::LoadProblem;
+use super::compile::{Constraint, ElementDef, Structure};
+use crate::terminology::{Membership, Terminology};
+
+/// The table of corrections, compiled in.
+const CORRECTIONS: &str = include_str!("../../../../profiles/invariant-corrections.toml");
+
+/// One row of `profiles/invariant-corrections.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Correction {
+    /// The constraint key, or `*` for any key with that expression.
+    pub key: String,
+    /// Where R4 declares it (documentation).
+    pub element: String,
+    /// The expression as published.
+    pub original: String,
+    /// The expression evaluated instead.
+    pub corrected: Option<String>,
+    /// Why the constraint is not evaluated at all (instead of `corrected`).
+    pub skip: Option<String>,
+    /// Why the published expression is wrong.
+    pub reason: String,
+    /// Where the correction comes from.
+    pub source: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    correction: Vec<Correction>,
+}
+
+/// The table of corrections, by published expression.
+#[derive(Debug, Clone, Default)]
+pub struct Corrections {
+    rows: Vec<Correction>,
+}
+
+/// What a correction says to do with a constraint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corrected<'c> {
+    /// Evaluate this text (the published one when no row matches).
+    Evaluate(&'c str),
+    /// Do not evaluate, for this reason.
+    Skip(&'c str),
+}
+
+impl Corrections {
+    /// The table shipped in `profiles/invariant-corrections.toml`.
+    pub fn shipped() -> Result<Corrections, String> {
+        Self::parse(CORRECTIONS)
+    }
+
+    /// Parses a table (TOML, `[[correction]]` rows).
+    pub fn parse(text: &str) -> Result<Corrections, String> {
+        let table: Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        for row in &table.correction {
+            if row.corrected.is_some() == row.skip.is_some() {
+                return Err(format!(
+                    "{}: give either 'corrected' or 'skip'",
+                    row.original
+                ));
+            }
+        }
+        Ok(Corrections {
+            rows: table.correction,
+        })
+    }
+
+    /// The rows.
+    pub fn rows(&self) -> &[Correction] {
+        &self.rows
+    }
+
+    /// What to evaluate for constraint `key` published as `expression`.
+    pub fn apply<'c>(&'c self, key: &str, expression: &'c str) -> Corrected<'c> {
+        match self
+            .rows
+            .iter()
+            .find(|r| r.original == expression && (r.key == "*" || r.key == key))
+        {
+            Some(Correction {
+                corrected: Some(text),
+                ..
+            }) => Corrected::Evaluate(text),
+            Some(Correction {
+                skip: Some(reason), ..
+            }) => Corrected::Skip(reason),
+            _ => Corrected::Evaluate(expression),
+        }
+    }
+}
+
+/// Parses every constraint of the structures once and types their elements
+/// for the engine.
+pub(super) struct Compiler<'m> {
+    model: &'m Model,
+    corrections: Corrections,
+    /// Parsed expressions by the text evaluated (`None`: does not parse).
+    expressions: HashMap<Box<str>, Option<Arc<Expression>>>,
+    /// Compiled constraints by (key, severity, human, published text).
+    constraints: HashMap<ConstraintId, Arc<Constraint>>,
+}
+
+/// (key, severity, human, published text): what makes two constraints the
+/// same.
+type ConstraintId = (Box<str>, u8, Box<str>, Box<str>);
+
+impl<'m> Compiler<'m> {
+    pub(super) fn new(model: &'m Model, corrections: Corrections) -> Self {
+        Self {
+            model,
+            corrections,
+            expressions: HashMap::new(),
+            constraints: HashMap::new(),
+        }
+    }
+
+    /// Parses the constraints of `structure` (sharing equal ones) and sets
+    /// the FHIRPath types of its elements and type references.
+    pub(super) fn prepare(&mut self, structure: &mut Structure, problems: &mut Vec<LoadProblem>) {
+        let root_type = self.model.type_named(&structure.type_name);
+        let paths: Vec<String> = structure.elements.iter().map(|e| e.path.clone()).collect();
+        let references: Vec<Option<usize>> = structure
+            .elements
+            .iter()
+            .map(|e| e.content_reference)
+            .collect();
+        for (index, element) in structure.elements.iter_mut().enumerate() {
+            for type_ref in &mut element.types {
+                type_ref.fhirpath_type = self.model.type_named(&type_ref.code);
+            }
+            let typed_path = references
+                .get(index)
+                .copied()
+                .flatten()
+                .and_then(|target| paths.get(target))
+                .unwrap_or(&element.path);
+            element.fhirpath_type = if index == 0 {
+                root_type
+            } else {
+                element_type(self.model, element, typed_path)
+            };
+            let url = structure.url.as_str();
+            for constraint in &mut element.constraints {
+                *constraint = self.compile(constraint, url, problems);
+            }
+        }
+    }
+
+    fn compile(
+        &mut self,
+        raw: &Constraint,
+        url: &str,
+        problems: &mut Vec<LoadProblem>,
+    ) -> Arc<Constraint> {
+        let severity = u8::from(raw.severity == ehds_fhir::outcome::Severity::Error);
+        let id = (
+            raw.key.clone(),
+            severity,
+            raw.human.clone(),
+            raw.source.clone(),
+        );
+        if let Some(shared) = self.constraints.get(&id) {
+            return Arc::clone(shared);
+        }
+        let expression = match self.corrections.apply(&raw.key, &raw.source) {
+            Corrected::Skip(_) => None,
+            Corrected::Evaluate(text) => {
+                let parsed = self
+                    .expressions
+                    .entry(text.into())
+                    .or_insert_with(|| Expression::parse(text).ok().map(Arc::new))
+                    .clone();
+                if parsed.is_none() {
+                    let error = Expression::parse(text).err().map(|e| e.to_string());
+                    problems.push(LoadProblem {
+                        url: url.to_owned(),
+                        problem: format!(
+                            "invariant {} does not parse ({}): {text}",
+                            raw.key,
+                            error.unwrap_or_default()
+                        ),
+                    });
+                }
+                parsed
+            }
+        };
+        let compiled = Arc::new(Constraint {
+            key: raw.key.clone(),
+            severity: raw.severity,
+            human: raw.human.clone(),
+            source: raw.source.clone(),
+            expression,
+        });
+        self.constraints.insert(id, Arc::clone(&compiled));
+        compiled
+    }
+}
+
+/// The model type of an element's instances: its single type, or for a
+/// backbone element (or a content reference) the type found by walking its
+/// path from the root type.
+fn element_type(model: &Model, element: &ElementDef, path: &str) -> Option<TypeId> {
+    match element.types.as_slice() {
+        [only] if !matches!(only.code.as_str(), "BackboneElement" | "Element") => {
+            model.type_named(&only.code)
+        }
+        [] | [_] => {
+            let mut parts = path.split('.');
+            let mut ty = model.type_named(parts.next()?)?;
+            for part in parts {
+                ty = match model.child(ty, part.trim_end_matches("[x]"))? {
+                    ehds_fhirpath::Child::Single(t) => *t,
+                    ehds_fhirpath::Child::Choice(_) => return None,
+                };
+            }
+            Some(ty)
+        }
+        _ => None,
+    }
+}
+
+/// What the engine asks of the validator while it walks one document.
+pub(super) struct WalkHooks<'h, 'd> {
+    /// The root Bundle's entries.
+    pub bundle: Option<&'h BundleIndex<'d>>,
+    /// The entry being walked.
+    pub entry: Option<usize>,
+    /// ValueSets and CodeSystems for `memberOf()`.
+    pub terminology: &'h Terminology,
+    /// Profiles for `conformsTo()`, and how deep conformance checks nest.
+    pub conformance: Option<(&'h super::StructureValidator, u8)>,
+}
+
+impl<'d> Hooks<'d> for WalkHooks<'_, 'd> {
+    /// Inside the Bundle being validated only (by fullUrl, or `Type/id`
+    /// relative to the referring entry), as R4 bundle.html#references
+    /// resolves them; nothing outside it is fetched.
+    fn resolve(&self, reference: &str) -> Option<&'d Node> {
+        let bundle = self.bundle?;
+        let from = match self.entry {
+            Some(entry) => entry,
+            // From the Bundle itself: only absolute references.
+            None if reference.contains(':') => 0,
+            None => return None,
+        };
+        match bundle.resolve(from, reference) {
+            Resolution::Entry(index) => bundle.entry(index)?.resource,
+            _ => None,
+        }
+    }
+
+    /// Membership decided offline by the validator's terminology; `None`
+    /// (empty) when it cannot be decided.
+    fn member_of(&self, item: &Item<'d>, type_name: &str, value_set: &str) -> Option<bool> {
+        let terminology = self.terminology;
+        let Item::Node(node) = item else {
+            return item
+                .as_str()
+                .and_then(|code| decided(terminology.check_bare_code(value_set, code)));
+        };
+        let node = node.value?;
+        let coding = |coding: &Node| -> Option<bool> {
+            let code = coding.get("code").and_then(Node::as_str)?;
+            let system = coding.get("system").and_then(Node::as_str);
+            decided(terminology.check_code(value_set, system, code))
+        };
+        match type_name {
+            "Coding" => coding(node),
+            "CodeableConcept" => {
+                let results: Vec<Option<bool>> = node
+                    .get("coding")
+                    .map(Node::items)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(coding)
+                    .collect();
+                if results.contains(&Some(true)) {
+                    Some(true)
+                } else if !results.is_empty() && results.iter().all(|r| *r == Some(false)) {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+            _ => node
+                .as_str()
+                .and_then(|code| decided(terminology.check_bare_code(value_set, code))),
+        }
+    }
+
+    /// Validates the resource against the profile (structure, slicing,
+    /// bindings, invariants) with the same validator; `None` when the
+    /// profile is unknown or checks nest too deep.
+    fn conforms_to(&self, resource: &Item<'d>, url: &str) -> Option<bool> {
+        let (validator, depth) = self.conformance?;
+        let Item::Node(node) = resource else {
+            return Some(false);
+        };
+        let node = node.value?;
+        let structure = validator.structure(url)?;
+        if depth >= 2 {
+            return None;
+        }
+        if node.get("resourceType").and_then(Node::as_str) != Some(structure.type_name.as_str()) {
+            return Some(false);
+        }
+        let mut issues = Vec::new();
+        validator.validate_nested(node, &[url], self.terminology, &mut issues, depth + 1);
+        Some(!issues.iter().any(|i| i.severity.is_error()))
+    }
+
+    /// The narrative checker ([`crate::narrative`]) reports txt-1 and txt-2
+    /// itself, with the rule broken and where; answering true here keeps
+    /// the same finding from being reported twice.
+    fn html_checks(&self, _div: &Item<'d>) -> bool {
+        true
+    }
+}
+
+fn decided(membership: Membership) -> Option<bool> {
+    match membership {
+        Membership::Member => Some(true),
+        Membership::NotMember(_) => Some(false),
+        Membership::NotChecked(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ehds_profiles::Registry;
+    use ehds_test_support::repo_root;
+
+    #[test]
+    fn every_correction_applies_to_a_constraint_in_the_profiles() {
+        let corrections = Corrections::shipped().unwrap();
+        assert!(!corrections.rows().is_empty());
+        let registry = Registry::load_root(&repo_root().join("profiles")).unwrap();
+        let mut published = std::collections::HashSet::new();
+        for sd in registry.of_type("StructureDefinition") {
+            for element in sd
+                .resource
+                .root()
+                .get("snapshot")
+                .and_then(|s| s.get("element"))
+                .map(Node::items)
+                .unwrap_or_default()
+            {
+                for c in element
+                    .get("constraint")
+                    .map(Node::items)
+                    .unwrap_or_default()
+                {
+                    let text = |k: &str| c.get(k).and_then(Node::as_str).unwrap_or_default();
+                    published.insert((text("key").to_owned(), text("expression").to_owned()));
+                }
+            }
+        }
+        for row in corrections.rows() {
+            assert!(
+                published
+                    .iter()
+                    .any(|(k, e)| *e == row.original && (row.key == "*" || *k == row.key)),
+                "correction {} matches no published constraint: {}",
+                row.key,
+                row.original
+            );
+            assert!(!row.source.is_empty() && !row.reason.is_empty());
+            if let Some(corrected) = &row.corrected {
+                Expression::parse(corrected)
+                    .unwrap_or_else(|e| panic!("{}: corrected text does not parse: {e}", row.key));
+            }
+        }
+    }
+
+    #[test]
+    fn corrections_apply_by_text_and_key() {
+        let corrections = Corrections::parse(
+            r#"
+[[correction]]
+key = "x-1"
+element = "X"
+original = "a.b"
+corrected = "a.c"
+reason = "r"
+source = "s"
+
+[[correction]]
+key = "*"
+element = "X"
+original = "skip.me"
+skip = "no"
+reason = "r"
+source = "s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(corrections.apply("x-1", "a.b"), Corrected::Evaluate("a.c"));
+        assert_eq!(corrections.apply("x-2", "a.b"), Corrected::Evaluate("a.b"));
+        assert_eq!(corrections.apply("y-9", "skip.me"), Corrected::Skip("no"));
+        assert!(
+            Corrections::parse(
+                "[[correction]]\nkey='k'\nelement='e'\noriginal='o'\nreason='r'\nsource='s'\n"
+            )
+            .is_err()
+        );
+    }
+}
