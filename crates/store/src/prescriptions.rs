@@ -733,24 +733,30 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some((current, remaining, prescribed)) = row else {
+                tx.rollback().await?;
                 return Ok(O::Refused(StatusChangeRefusal::UnknownPrescription));
             };
             let current = S::read(&current)?;
-            let (to, new_reason) = match (current, status) {
-                (S::Completed | S::Cancelled, _) if current == status => {
-                    return Ok(O::Unchanged(current));
-                }
+            let change = match (current, status) {
+                (S::Completed | S::Cancelled, _) if current == status => Err(O::Unchanged(current)),
                 (S::Completed | S::Cancelled, _) => {
-                    return Ok(O::Refused(StatusChangeRefusal::Final(current)));
+                    Err(O::Refused(StatusChangeRefusal::Final(current)))
                 }
                 (S::NotAvailableAbroad, S::Active | S::PartiallyDispensed) => {
-                    (S::from_quantities(remaining, prescribed), None)
+                    Ok((S::from_quantities(remaining, prescribed), None))
                 }
                 (S::Active | S::PartiallyDispensed, S::Active | S::PartiallyDispensed) => {
-                    return Ok(O::Unchanged(current));
+                    Err(O::Unchanged(current))
                 }
-                _ if current == status => return Ok(O::Unchanged(current)),
-                _ => (status, reason),
+                _ if current == status => Err(O::Unchanged(current)),
+                _ => Ok((status, reason)),
+            };
+            let (to, new_reason) = match change {
+                Ok(change) => change,
+                Err(outcome) => {
+                    tx.rollback().await?;
+                    return Ok(outcome);
+                }
             };
             sqlx::query("UPDATE prescriptions SET status = $1, status_reason = $2 WHERE id = $3")
                 .bind(to.as_str())
@@ -857,6 +863,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some((status, remaining, prescribed, retrieved)) = row else {
+                tx.rollback().await?;
                 return Ok(DispenseStep::Refused(DispenseRefusal::UnknownPrescription));
             };
             let status = PrescriptionStatus::read(&status)?;
@@ -873,6 +880,7 @@ impl Store {
                 None
             };
             if let Some(refusal) = refusal {
+                tx.rollback().await?;
                 return Ok(DispenseStep::Refused(refusal));
             }
             let (remaining_after, status_after) = if completed {
@@ -901,6 +909,7 @@ impl Store {
                 .await?
                 .rows_affected();
             if inserted == 0 {
+                tx.rollback().await?;
                 return Ok(DispenseStep::IdentifierTaken);
             }
             if completed {
@@ -1002,6 +1011,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some((dispense_id, prescription_id, kind, quantity)) = row else {
+                tx.rollback().await?;
                 return Ok(CancelOutcome::Unknown);
             };
             let (status, remaining, prescribed): (String, i64, i64) = sqlx::query_as(&lock)
@@ -1020,6 +1030,7 @@ impl Store {
             .await?
             .rows_affected();
             if marked == 0 {
+                tx.rollback().await?;
                 return Ok(CancelOutcome::AlreadyCancelled);
             }
             let (remaining_after, status_after) = match DispenseKind::read(&kind)? {
@@ -1092,14 +1103,14 @@ impl Store {
     }
 
     /// The dispenses (completed, declined, cancelled ones included) of the
-    /// prescription `prescription_id`, oldest first.
+    /// prescription `prescription_id`, in the order they were applied.
     pub async fn dispenses_for_prescription(
         &self,
         prescription_id: &str,
     ) -> Result<Vec<StoredDispense>, StoreError> {
         let sql = format!(
             "SELECT {DISPENSE_COLUMNS} FROM dispenses WHERE prescription_id = $1 \
-             ORDER BY received_at_us, id"
+             ORDER BY seq"
         );
         on_pool!(self, |pool| {
             sqlx::query(&sql)

@@ -51,8 +51,11 @@ CREATE TABLE prescription_retrievals (
 -- Dispenses (and refused dispenses), with the prescription's state right
 -- after each was applied, so that a retry gets the first answer back.
 -- Never deleted: a cancelled dispense keeps its row and gets cancelled_at_us.
+-- seq: the order dispenses were applied in (each under the prescription's
+-- row lock, so per prescription it is the order of application).
 CREATE TABLE dispenses (
-    id                    TEXT   PRIMARY KEY,
+    seq                   BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                    TEXT   NOT NULL UNIQUE,
     identifier_system     TEXT   NOT NULL,
     identifier_value      TEXT   NOT NULL,
     prescription_id       TEXT   NOT NULL REFERENCES prescriptions (id),
@@ -68,4 +71,4 @@ CREATE TABLE dispenses (
     UNIQUE (identifier_system, identifier_value),
     CHECK (kind = 'declined' OR quantity_milli > 0)
 );
-CREATE INDEX dispenses_prescription ON dispenses (prescription_id, received_at_us);
+CREATE INDEX dispenses_prescription ON dispenses (prescription_id, seq);
