@@ -824,9 +824,11 @@ impl Store {
     /// [`DispenseOutcome::AlreadyApplied`] with the first result, otherwise
     /// [`DispenseRefusal::IdentifierConflict`].
     ///
-    /// Cost: on the path that applies, four statements (lock and check, insert, update,
-    /// commit) on primary-key or unique indexes; the identifier is looked up
-    /// only when the checks or the insert refuse.
+    /// Cost: on the path that applies, `BEGIN`, three statements on primary
+    /// keys or unique indexes (lock and check, insert, update) and `COMMIT`;
+    /// the identifier is looked up (outside the transaction) only when the
+    /// checks or the insert refuse. The lock is held for those three
+    /// statements only.
     pub async fn apply_dispense(
         &self,
         new: NewDispense<'_>,
