@@ -8,7 +8,9 @@
 //! The audit trail ([`Store::append_audit`], module [`audit`]) is append-only
 //! and hash-chained; the replay ledger of health-professional assertions
 //! ([`Store::first_use_of_assertion`]) is shared by every replica on one
-//! database. Later issues add prescriptions, dispensations and consents.
+//! database. Prescriptions, the pharmacies that retrieved them and their
+//! dispenses (module [`prescriptions`]) are tracked with their quantities,
+//! each dispense applied in one transaction. Later issues add consents.
 //!
 //! Must not know about: FHIR parsing or validation (callers hand it bytes and
 //! already-extracted metadata), HTTP, or transport. It does not read the
@@ -127,14 +129,21 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// `Bundle.identifier` of a document (bdl-9: both present).
+/// A FHIR business identifier's `system` and `value`, both present: a
+/// document's `Bundle.identifier` (bdl-9), a prescription's
+/// `MedicationRequest.identifier` (or group identifier), a dispense's
+/// `MedicationDispense.identifier`
+/// (<https://hl7.org/fhir/R4/datatypes.html#Identifier>).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DocumentIdentifier {
+pub struct Identifier {
     /// `identifier.system`.
     pub system: String,
     /// `identifier.value`.
     pub value: String,
 }
+
+/// `Bundle.identifier` of a document (bdl-9: both present).
+pub type DocumentIdentifier = Identifier;
 
 /// A document to store.
 #[derive(Debug, Clone)]
@@ -235,8 +244,14 @@ pub mod audit;
 mod opt_outs;
 
 pub use opt_outs::ANY_COUNTRY;
+pub mod prescriptions;
 
 pub use audit::{AUDIT_GENESIS_HASH, AuditRecord, BreakKind, ChainReport, NewAuditRecord};
+pub use prescriptions::{
+    CancelOutcome, DispenseKind, DispenseOutcome, DispenseRefusal, InvalidPrescription,
+    MILLI_PER_UNIT, NewDispense, NewPrescription, PrescriptionStatus, PutPrescriptionOutcome,
+    RetrievalOutcome, StatusChangeOutcome, StatusChangeRefusal, StoredDispense, StoredPrescription,
+};
 
 const DOCUMENT_COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
      patient_identifier, received_at_us, sender, sha256, content";
