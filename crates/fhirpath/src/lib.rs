@@ -182,6 +182,25 @@ impl Expression {
         eval::evaluate(self, ctx)
     }
 
+    /// Whether the expression is `hasValue() or …` on its context: then it
+    /// is true for any element with a primitive value whatever the rest
+    /// says (FHIRPath `or` is true when either side is true, `empty` or
+    /// not), so a caller may skip evaluating it there. `ele-1` is of this
+    /// form and is checked on every primitive of a document.
+    pub fn is_true_when_context_has_value(&self) -> bool {
+        match &self.root {
+            Expr::Binary(BinOp::Or, left, _) => matches!(
+                left.as_ref(),
+                Expr::Call {
+                    target: None,
+                    func: Func::HasValue,
+                    args,
+                } if args.is_empty()
+            ),
+            _ => false,
+        }
+    }
+
     /// Evaluates an invariant: FHIR treats a constraint as satisfied when the
     /// result is empty or `true` (boolean of a singleton collection,
     /// <https://hl7.org/fhirpath/N1/#singleton-evaluation-of-collections>);

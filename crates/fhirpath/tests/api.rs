@@ -331,3 +331,20 @@ fn parsed_expressions_and_the_model_are_shareable_across_threads() {
     shareable::<Expression>();
     shareable::<Model>();
 }
+
+/// `hasValue() or …` is recognised (the form of ele-1), and only that form.
+#[test]
+fn expressions_true_whenever_the_context_has_a_value() {
+    let ele1 = ehds_fhirpath::Expression::parse("hasValue() or (children().count() > id.count())")
+        .unwrap();
+    assert!(ele1.is_true_when_context_has_value());
+    for other in [
+        "hasValue() and (children().count() > id.count())",
+        "(children().count() > id.count()) or hasValue()",
+        "value.hasValue() or id.exists()",
+        "hasValue()",
+    ] {
+        let expression = ehds_fhirpath::Expression::parse(other).unwrap();
+        assert!(!expression.is_true_when_context_has_value(), "{other}");
+    }
+}

@@ -582,10 +582,20 @@ impl<'v, 'd> Walker<'v, 'd> {
             terminology: self.terminology,
             conformance: Some((validator, self.depth)),
         };
+        // An element with a primitive value meets every `hasValue() or …`
+        // constraint (ele-1) without evaluating it (see
+        // `Expression::is_true_when_context_has_value`).
+        let has_value = matches!(
+            item,
+            Item::Node(n) if n.value.is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_)))
+        );
         for constraint in constraints {
             let Some(expression) = &constraint.expression else {
                 continue;
             };
+            if has_value && expression.is_true_when_context_has_value() {
+                continue;
+            }
             if !self
                 .evaluated
                 .insert((node.span.start, Arc::as_ptr(constraint).addr()))
