@@ -806,8 +806,12 @@ fn the_demo_shows_the_journey_the_refusals_and_intact_audit_trails() {
         "the same assertion a second time -> 401",
         "-> 403 Forbidden",
         "-> 400 Bad Request (never left Belgium)",
-        "NCP Luxembourg: 4 records, chain intact",
-        "NCP Belgium: 6 records, chain intact",
+        "the patient opts out of sharing the summary with Belgium -> 200",
+        "Dr Peeters asks again -> 403",
+        "the patient withdraws the opt-out -> 200 OK; Dr Peeters asks again -> 200 OK",
+        "access log at Luxembourg",
+        "NCP Luxembourg: 6 records, chain intact",
+        "NCP Belgium: 8 records, chain intact",
     ] {
         assert!(
             story.contains(expected),

@@ -360,6 +360,88 @@ async fn steps(
         "   an identifier that breaks Luxembourg's rules (5 digits, not 13) -> {} (never left Belgium)",
         malformed.status()
     ));
+
+    say(String::new());
+    say("== 4. The patient's rights, through Luxembourg's patient portal".into());
+    let portal = client(
+        pki.national_client("LU", NationalClientKind::PatientPortal),
+        &Authority::National("LU".into()),
+        &pki,
+    )?;
+    let choice = |opt_out: bool| {
+        serde_json::json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+                {"name": "service", "valueCode": "patient-summary"},
+                {"name": "country", "valueCode": "BE"},
+                {"name": "optOut", "valueBoolean": opt_out},
+            ]
+        })
+        .to_string()
+    };
+    let opt_out_url = format!(
+        "https://127.0.0.1:{}/fhir/$cross-border-opt-out",
+        lu.national
+    );
+    let set = portal
+        .post(&opt_out_url)
+        .header("content-type", crate::http::FHIR_JSON)
+        .body(choice(true))
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the patient opts out of sharing the summary with Belgium -> {}",
+        set.status()
+    ));
+    doctor.role = "2211".into();
+    doctor.name = "Dr Anne Peeters".into();
+    let refused = doctor_system
+        .get(&identify)
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   Dr Peeters asks again -> {} (\"no consent\", nothing more)",
+        refused.status()
+    ));
+    let withdrawn = portal
+        .post(&opt_out_url)
+        .header("content-type", crate::http::FHIR_JSON)
+        .body(choice(false))
+        .send()
+        .await
+        .map_err(demo_error)?;
+    let again = doctor_system
+        .get(&identify)
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the patient withdraws the opt-out -> {}; Dr Peeters asks again -> {}",
+        withdrawn.status(),
+        again.status()
+    ));
+    let log: serde_json::Value = portal
+        .get(format!(
+            "https://127.0.0.1:{}/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&_count=100",
+            lu.national
+        ))
+        .send()
+        .await
+        .map_err(demo_error)?
+        .json()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the patient's access log at Luxembourg (GET AuditEvent?patient.identifier=…): {} entries",
+        log.get("entry")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len)
+    ));
     Ok(())
 }
 
@@ -369,7 +451,10 @@ async fn audit_trails(
     say: &mut impl FnMut(String),
 ) -> Result<(), GatewayError> {
     say(String::new());
-    say("== 4. The audit trails (FHIR AuditEvents in hash chains), as the patient's access log shows them".into());
+    say(
+        "== 5. The audit trails (FHIR AuditEvents in hash chains) of both NCPs for this patient"
+            .into(),
+    );
     for (config, name) in [(lu, "Luxembourg"), (be, "Belgium")] {
         let store = ehds_store::Store::open(&config.store).await?;
         let records = store
