@@ -267,3 +267,78 @@ fn refuses_an_invalid_config_before_binding() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The EU MPD example prescription, given what a cross-border prescription
+/// needs (an identifier system and the patient's identifier).
+fn mpd_prescription(value: &str) -> Vec<u8> {
+    let text = std::fs::read_to_string(
+        conformance_dir()
+            .join("examples/eu-mpd/MedicationRequest-400C-prescription-cefuroxime-singleline.json"),
+    )
+    .unwrap();
+    let mut json: Value = serde_json::from_str(&text).unwrap();
+    json["identifier"][0]["system"] = "urn:oid:1.3.182.4.4.99".into();
+    json["identifier"][0]["value"] = value.into();
+    json["subject"]["identifier"] =
+        serde_json::json!({"system": "urn:oid:1.3.182.4.4", "value": "1998041799999"});
+    serde_json::to_vec_pretty(&json).unwrap()
+}
+
+#[tokio::test]
+async fn pushes_a_prescription_and_tracks_its_quantity() {
+    let gateway = start(&[], None);
+    let push = |body: Vec<u8>| {
+        client()
+            .post(gateway.url("/fhir/MedicationRequest"))
+            .header("content-type", FHIR_JSON)
+            .body(body)
+            .send()
+    };
+    let bytes = mpd_prescription("10-123EP");
+    let created = push(bytes.clone()).await.unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    // 21 vials (the IHE MPD prescribedQuantity extension), nothing dispensed.
+    assert_eq!(
+        created.headers()["x-prescription-state"],
+        "active; remaining=21000"
+    );
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let read = client().get(gateway.url(&location)).send().await.unwrap();
+    assert_eq!(read.bytes().await.unwrap(), bytes, "stored byte for byte");
+    // The same again: 200; the identifier with other bytes: 409.
+    assert_eq!(push(bytes.clone()).await.unwrap().status().as_u16(), 200);
+    let mut other: Value = serde_json::from_slice(&bytes).unwrap();
+    other["authoredOn"] = "2024-12-07".into();
+    assert_eq!(
+        push(serde_json::to_vec(&other).unwrap())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        409
+    );
+    // Without the patient's identifier it could not be found abroad: 422.
+    let mut anonymous: Value = serde_json::from_slice(&mpd_prescription("10-124EP")).unwrap();
+    anonymous["subject"]
+        .as_object_mut()
+        .unwrap()
+        .remove("identifier");
+    let issue = outcome(
+        push(serde_json::to_vec(&anonymous).unwrap()).await.unwrap(),
+        422,
+    )
+    .await;
+    assert_eq!(
+        issue["expression"][0],
+        "MedicationRequest.subject.identifier"
+    );
+    // A pharmacy does not prescribe.
+    let response = common::national_client("be", "pharmacy")
+        .post(gateway.url("/fhir/MedicationRequest"))
+        .header("content-type", FHIR_JSON)
+        .body(mpd_prescription("10-125EP"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+}

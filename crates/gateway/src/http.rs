@@ -92,6 +92,14 @@ pub fn router(state: AppState) -> Router {
             post(crate::patient_rights::opt_out),
         )
         .route("/fhir/AuditEvent", get(crate::patient_rights::access_log))
+        .route(
+            "/fhir/MedicationRequest",
+            post(crate::prescriptions::push_prescription),
+        )
+        .route(
+            "/fhir/MedicationRequest/{id}",
+            get(crate::prescriptions::read_prescription),
+        )
         .route("/fhir/Bundle/$validate", post(validate_bundle_operation))
         .route("/fhir/{type}/$validate", post(validate_typed_operation))
         .route("/healthz", get(health))

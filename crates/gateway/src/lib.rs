@@ -17,6 +17,7 @@ pub mod federation;
 pub mod http;
 pub mod metrics;
 pub mod patient_rights;
+pub mod prescriptions;
 
 use std::future::Future;
 use std::net::SocketAddr;
