@@ -1146,3 +1146,90 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     f.be.stop().await;
     f.lu.stop().await;
 }
+
+/// The EU MPD example prescription for the LU patient.
+fn lu_prescription() -> Vec<u8> {
+    let text = std::fs::read_to_string(
+        conformance_dir()
+            .join("examples/eu-mpd/MedicationRequest-400C-prescription-cefuroxime-singleline.json"),
+    )
+    .unwrap();
+    let mut json: Value = serde_json::from_str(&text).unwrap();
+    json["identifier"][0]["system"] = "urn:oid:1.3.182.4.4.99".into();
+    json["subject"]["identifier"] = serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+    serde_json::to_vec(&json).unwrap()
+}
+
+/// A pharmacy in Belgium lists the visitor's prescriptions held in
+/// Luxembourg: each as the prescriber wrote it, with whether it is
+/// dispensable abroad and what remains; a nurse may not list them.
+#[tokio::test]
+async fn a_pharmacy_abroad_lists_the_patients_prescriptions_with_what_remains() {
+    let f = federation().await;
+    let pushed = lu_prescription();
+    let response = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+        .post(f.lu.url("/fhir/MedicationRequest"))
+        .header("content-type", FHIR_JSON)
+        .body(pushed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        201,
+        "{}",
+        response.text().await.unwrap()
+    );
+    let mut pharmacist = doctor();
+    pharmacist.role = "2262".into();
+    pharmacist.organisation = Organisation {
+        id: "BE-PHARM-9".into(),
+        name: "Apotheek onder de Toren".into(),
+    };
+    let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
+    let list = f.be.url(&format!(
+        "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
+    ));
+    let found = json(
+        pharmacy
+            .get(&list)
+            .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(found["total"], 1);
+    let entry = &found["entry"][0];
+    let sent: Value = serde_json::from_slice(&pushed).unwrap();
+    assert_eq!(
+        entry["resource"], sent,
+        "the prescription as the prescriber wrote it"
+    );
+    let metadata = &entry["search"]["extension"][0]["extension"];
+    let field = |name: &str| {
+        metadata
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(field("dispensable")["valueBoolean"], true);
+    assert_eq!(field("remaining")["valueQuantity"]["value"], 21);
+    assert_eq!(field("substitutionAllowed")["valueBoolean"], true);
+    // ISCO-08 222 (nursing professionals) may not list prescriptions.
+    let mut nurse = doctor();
+    nurse.role = "2221".into();
+    let response = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem)
+        .get(&list)
+        .bearer_auth(assertion(&f.be_idp, &nurse, &lu_patient()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    f.be.stop().await;
+    f.lu.stop().await;
+}

@@ -42,7 +42,8 @@ use ehds_fhir::audit_event::{
 use ehds_fhir::{Node, ReceivedResource};
 use ehds_routing::NcpDirectory;
 use ehds_routing::search::{
-    BundleRead, DocumentReferenceSearch, PatientSearch, SearchRefusal, TokenParam,
+    BundleRead, DocumentReferenceSearch, MedicationRequestSearch, PatientSearch, SearchRefusal,
+    TokenParam,
 };
 use ehds_store::Store;
 use ehds_transport::{
@@ -455,6 +456,37 @@ pub async fn national_document_search(
     .await
 }
 
+/// `GET /fhir/MedicationRequest?patient.identifier=system|value[&status=…]`:
+/// a visiting patient's prescriptions at their country's NCP.
+pub async fn national_prescription_search(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let search = match MedicationRequestSearch::parse(query.as_deref().unwrap_or_default()) {
+        Ok(search) => search,
+        Err(refusals) => {
+            let error = GatewayError::Search(refusals);
+            return Err(refuse_early(&state, "MedicationRequest", error).await);
+        }
+    };
+    relay_for_patient(
+        &state,
+        peer.as_deref(),
+        &headers,
+        &search.patient_identifier,
+        search.relay_path(),
+        (
+            "MedicationRequest",
+            RestInteraction::SearchType,
+            AuditAction::Search,
+        ),
+        ExpectedAnswer::SearchSet,
+    )
+    .await
+}
+
 /// A Bundle id naming a document held by another country:
 /// `<country>.<id at that country>` (the form the DocumentReference list
 /// gives in `content.attachment.url`).
@@ -827,6 +859,7 @@ pub fn federation_router(state: AppState) -> Router {
         .route("/fhir/Patient", get(peer_patient_search))
         .route("/fhir/DocumentReference", get(peer_document_search))
         .route("/fhir/Bundle/{id}", get(peer_bundle_read))
+        .route("/fhir/MedicationRequest", get(peer_prescription_search))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(crate::http::unknown_route)
         .layer(axum::middleware::from_fn_with_state(
@@ -1147,6 +1180,93 @@ async fn peer_document_search(
         object.insert("entry".to_owned(), serde_json::Value::Array(entries));
     }
     let body = serde_json::to_vec(&bundle).unwrap_or_default();
+    trail.succeed(&state).await?;
+    Ok(fhir_response(StatusCode::OK, body))
+}
+
+/// The patient's prescriptions for a pharmacy or doctor abroad, each with
+/// the list metadata; listing records the asking organisation's retrieval
+/// (a dispense needs one).
+async fn peer_prescription_search(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let federation = Arc::clone(federation_of(&state)?);
+    let query = query.unwrap_or_default();
+    let mut trail = Trail::new(
+        &federation,
+        AuditAction::Search,
+        RestInteraction::SearchType,
+        "MedicationRequest",
+        EntityTarget::Query(query.clone()),
+    );
+    let search = match MedicationRequestSearch::parse(&query) {
+        Ok(search) => search,
+        Err(refusals) => return Err(trail.refuse(&state, GatewayError::Search(refusals)).await),
+    };
+    if let Err(error) = admit(
+        &state,
+        &federation,
+        peer.as_deref(),
+        &headers,
+        &search.patient_identifier,
+        Operation::ListPrescriptions,
+        &mut trail,
+    )
+    .await
+    {
+        return Err(trail.refuse(&state, error).await);
+    }
+    let key = format!(
+        "{}|{}",
+        search.patient_identifier.system, search.patient_identifier.value
+    );
+    let statuses = crate::prescriptions::store_statuses(&search.status);
+    let prescriptions = if statuses.is_empty() {
+        Vec::new()
+    } else {
+        match state.store.prescriptions_for_patient(&key, &statuses).await {
+            Ok(found) => found,
+            Err(error) => return Err(trail.refuse(&state, error.into()).await),
+        }
+    };
+    // Who retrieved them: the asking organisation, in its country.
+    let pharmacy = trail
+        .record
+        .requesting_professional
+        .as_ref()
+        .and_then(|p| {
+            p.organisation
+                .as_ref()
+                .map(|o| format!("{}/{}", p.country, o.id))
+        })
+        .unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    for prescription in &prescriptions {
+        if let Err(error) = state
+            .store
+            .record_retrieval(&prescription.id, &pharmacy, now)
+            .await
+        {
+            return Err(trail.refuse(&state, error.into()).await);
+        }
+    }
+    let mut body = Vec::with_capacity(4096);
+    body.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset","total":"#);
+    body.extend_from_slice(prescriptions.len().to_string().as_bytes());
+    if !prescriptions.is_empty() {
+        body.extend_from_slice(br#","entry":["#);
+        for (i, prescription) in prescriptions.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&crate::prescriptions::list_entry(prescription));
+        }
+        body.push(b']');
+    }
+    body.push(b'}');
     trail.succeed(&state).await?;
     Ok(fhir_response(StatusCode::OK, body))
 }

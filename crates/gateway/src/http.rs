@@ -94,7 +94,8 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/AuditEvent", get(crate::patient_rights::access_log))
         .route(
             "/fhir/MedicationRequest",
-            post(crate::prescriptions::push_prescription),
+            post(crate::prescriptions::push_prescription)
+                .get(crate::federation::national_prescription_search),
         )
         .route(
             "/fhir/MedicationRequest/{id}",

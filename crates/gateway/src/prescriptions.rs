@@ -15,7 +15,14 @@
 //! | substitution | `substitution.allowedBoolean` | absent: not allowed |
 //! | ATC | `medicationCodeableConcept.coding` of `http://www.whocc.no/atc` | optional list metadata |
 //!
-//! Cross-border listing and dispensing are the next steps of the issue.
+//! Across borders, a pharmacy's or doctor's system abroad lists the patient's
+//! prescriptions (`GET MedicationRequest?patient.identifier=…[&status=…]`,
+//! relayed like the patient summary): each entry carries the prescription as
+//! the prescriber wrote it and, in `entry.search`, the gateway's list metadata
+//! (the eHDSI list idea): whether it is dispensable abroad and why,
+//! what remains, substitution, ATC ([`DISPENSING_EXTENSION`]). Listing records
+//! the retrieval by the asking pharmacy (a dispense needs one). Dispensing
+//! across borders is the next step.
 
 use axum::Extension;
 use axum::body::Body;
@@ -240,6 +247,94 @@ pub async fn read_prescription(
     }
 }
 
+/// Extension on `Bundle.entry.search` of a cross-border prescription list:
+/// sub-extensions `dispensable` (boolean), `reason` (string), `remaining`
+/// (Quantity), `substitutionAllowed` (boolean), `atc` (code).
+pub const DISPENSING_EXTENSION: &str =
+    "urn:ehds-gateway:StructureDefinition:cross-border-dispensing";
+
+/// Thousandths as a FHIR decimal (`2500` → `2.5`).
+pub fn milli_to_decimal(milli: i64) -> String {
+    let whole = milli / 1000;
+    let fraction = (milli % 1000).abs();
+    if fraction == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{fraction:03}")
+            .trim_end_matches('0')
+            .to_owned()
+    }
+}
+
+/// The store statuses a FHIR `status` search parameter asks for (none: the
+/// ones a pharmacy abroad may act on, and those withdrawn from cross-border
+/// dispensing, so it sees why).
+pub fn store_statuses(
+    asked: &[ehds_routing::search::MedicationRequestStatus],
+) -> Vec<ehds_store::PrescriptionStatus> {
+    use ehds_routing::search::MedicationRequestStatus as Fhir;
+    use ehds_store::PrescriptionStatus as Store;
+    if asked.is_empty() {
+        return vec![
+            Store::Active,
+            Store::PartiallyDispensed,
+            Store::NotAvailableAbroad,
+        ];
+    }
+    let mut out = Vec::new();
+    for status in asked {
+        match status {
+            Fhir::Active => out.extend([
+                Store::Active,
+                Store::PartiallyDispensed,
+                Store::NotAvailableAbroad,
+            ]),
+            Fhir::Completed => out.push(Store::Completed),
+            Fhir::Cancelled | Fhir::Stopped => out.push(Store::Cancelled),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One searchset entry: the stored bytes, and the list metadata.
+pub fn list_entry(prescription: &ehds_store::StoredPrescription) -> Vec<u8> {
+    let dispensable = prescription.status.is_dispensable();
+    let reason = match prescription.status_reason.as_deref() {
+        Some(reason) => reason.to_owned(),
+        None if dispensable => format!(
+            "{} {} remaining",
+            milli_to_decimal(prescription.quantity_remaining_milli),
+            prescription.unit
+        ),
+        None => format!("the prescription is {}", prescription.status.as_str()),
+    };
+    let string = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+    let mut extensions = format!(
+        r#"{{"url":"dispensable","valueBoolean":{dispensable}}},{{"url":"reason","valueString":{}}},{{"url":"remaining","valueQuantity":{{"value":{},"unit":{}}}}},{{"url":"substitutionAllowed","valueBoolean":{}}}"#,
+        string(&reason),
+        milli_to_decimal(prescription.quantity_remaining_milli),
+        string(&prescription.unit),
+        prescription.substitution_allowed,
+    );
+    if let Some(atc) = &prescription.atc_code {
+        extensions.push_str(&format!(r#",{{"url":"atc","valueCode":{}}}"#, string(atc)));
+    }
+    let search = format!(
+        r#"{{"mode":"match","extension":[{{"url":{},"extension":[{extensions}]}}]}}"#,
+        string(DISPENSING_EXTENSION)
+    );
+    let mut out = Vec::with_capacity(prescription.content.len() + 512);
+    out.extend_from_slice(br#"{"fullUrl":"urn:uuid:"#);
+    out.extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
+    out.extend_from_slice(br#"","resource":"#);
+    out.extend_from_slice(&prescription.content);
+    out.extend_from_slice(br#","search":"#);
+    out.extend_from_slice(search.as_bytes());
+    out.push(b'}');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +345,15 @@ mod tests {
         assert_eq!(decimal_to_milli("2.5"), Some(2_500));
         assert_eq!(decimal_to_milli("0.125"), Some(125));
         assert_eq!(decimal_to_milli("1.050"), Some(1_050));
+        for (milli, text) in [
+            (21_000, "21"),
+            (2_500, "2.5"),
+            (125, "0.125"),
+            (1_050, "1.05"),
+        ] {
+            assert_eq!(milli_to_decimal(milli), text);
+            assert_eq!(decimal_to_milli(text), Some(milli));
+        }
         for bad in [
             "",
             "-1",
