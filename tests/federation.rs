@@ -1164,7 +1164,7 @@ fn lu_prescription() -> Vec<u8> {
 /// Luxembourg: each as the prescriber wrote it, with whether it is
 /// dispensable abroad and what remains; a nurse may not list them.
 #[tokio::test]
-async fn a_pharmacy_abroad_lists_the_patients_prescriptions_with_what_remains() {
+async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly_once() {
     let f = federation().await;
     let pushed = lu_prescription();
     let response = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
@@ -1220,6 +1220,60 @@ async fn a_pharmacy_abroad_lists_the_patients_prescriptions_with_what_remains() 
     assert_eq!(field("dispensable")["valueBoolean"], true);
     assert_eq!(field("remaining")["valueQuantity"]["value"], 21);
     assert_eq!(field("substitutionAllowed")["valueBoolean"], true);
+    // The pharmacy dispenses 5 of the 21 vials; the prescription at home
+    // is updated once, whatever the retries.
+    let dispense = |identifier: &str, vials: u32| {
+        let text = std::fs::read_to_string(
+            conformance_dir().join("examples/eu-mpd/MedicationDispense-400D-dispense-1.json"),
+        )
+        .unwrap();
+        let mut json: Value = serde_json::from_str(&text).unwrap();
+        json["identifier"] =
+            serde_json::json!([{"system": "urn:oid:2.999.1", "value": identifier}]);
+        json["authorizingPrescription"] = serde_json::json!([{"identifier": {
+            "system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]);
+        json["subject"]["identifier"] =
+            serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+        json["quantity"] = serde_json::json!({"value": vials, "unit": "Vial",
+            "system": "http://standardterms.edqm.eu", "code": "15060000"});
+        serde_json::to_vec(&json).unwrap()
+    };
+    let send = |pharmacist: &Professional, body: Vec<u8>| {
+        pharmacy
+            .post(f.be.url("/fhir/MedicationDispense"))
+            .header("content-type", FHIR_JSON)
+            .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
+            .body(body)
+            .send()
+    };
+    let first = send(&pharmacist, dispense("D-1", 5)).await.unwrap();
+    assert_eq!(first.status().as_u16(), 201, "{:?}", first.headers());
+    assert_eq!(
+        first.headers()["x-prescription-state"],
+        "partially-dispensed; remaining=16000"
+    );
+    let retried = send(&pharmacist, dispense("D-1", 5)).await.unwrap();
+    assert_eq!(retried.status().as_u16(), 200);
+    assert_eq!(
+        retried.headers()["x-prescription-state"],
+        "partially-dispensed; remaining=16000"
+    );
+    let over = json(send(&pharmacist, dispense("D-2", 20)).await.unwrap(), 409).await;
+    assert!(over.to_string().contains("only 16"), "{over}");
+    // Another pharmacy that never listed the prescription.
+    let mut stranger = pharmacist.clone();
+    stranger.organisation.id = "BE-PHARM-10".into();
+    let response = send(&stranger, dispense("D-3", 1)).await.unwrap();
+    assert_eq!(response.status().as_u16(), 409);
+    let last = send(&pharmacist, dispense("D-4", 16)).await.unwrap();
+    assert_eq!(last.status().as_u16(), 201);
+    assert_eq!(
+        last.headers()["x-prescription-state"],
+        "completed; remaining=0"
+    );
+    let after = json(send(&pharmacist, dispense("D-5", 1)).await.unwrap(), 409).await;
+    assert!(after.to_string().contains("completed"), "{after}");
+
     // ISCO-08 222 (nursing professionals) may not list prescriptions.
     let mut nurse = doctor();
     nurse.role = "2221".into();

@@ -123,6 +123,15 @@ pub enum GatewayError {
     /// The peer's answer failed validation.
     #[error("the peer's answer failed validation")]
     PeerInvalid(ValidationReport),
+    /// A dispense the prescription's state does not allow (409) or that is
+    /// malformed for it (422), with the reason.
+    #[error("dispense refused: {message}")]
+    DispenseRefused {
+        /// 409 or 422 (404 for an unknown prescription).
+        status: u16,
+        /// Why, without patient data.
+        message: String,
+    },
     /// An AuditEvent could not be written (a bug, never the client's).
     #[error(transparent)]
     AuditEvent(#[from] ehds_fhir::audit_event::AuditEventError),
@@ -202,6 +211,15 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 format!("the health-professional assertion is refused: {refusal}"),
             )
         }
+        E::DispenseRefused { status, message } => one(
+            S::from_u16(*status).unwrap_or(S::CONFLICT),
+            if *status == 404 {
+                IssueType::NotFound
+            } else {
+                IssueType::BusinessRule
+            },
+            message.clone(),
+        ),
         E::Ledger(_) => (
             S::SERVICE_UNAVAILABLE,
             vec![internal_issue(
@@ -408,6 +426,14 @@ mod tests {
                 "login",
             ),
             (GatewayError::Forbidden("role".into()), 403, "forbidden"),
+            (
+                GatewayError::DispenseRefused {
+                    status: 409,
+                    message: "only 2 remain".into(),
+                },
+                409,
+                "business-rule",
+            ),
             (
                 GatewayError::Serve(std::io::Error::other("x")),
                 500,

@@ -487,6 +487,66 @@ pub async fn national_prescription_search(
     .await
 }
 
+/// `POST /fhir/MedicationDispense`: a pharmacy hands over (or refuses) a
+/// visiting patient's prescription; relayed to the patient's country, which
+/// applies it to the prescription exactly once.
+pub async fn national_dispense(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    caller.require(&[NationalClientKind::Pharmacy], "dispense")?;
+    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
+    if resource.resource_type() != "MedicationDispense" {
+        return Err(GatewayError::WrongResourceType {
+            expected: "MedicationDispense",
+            found: resource.resource_type().to_owned(),
+        });
+    }
+    let report = state.validator.validate(&resource, &[]);
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    let facts = match crate::prescriptions::read_dispense(resource.root()) {
+        Ok(facts) => facts,
+        Err(error) => return Err(refuse_early(&state, "MedicationDispense", error).await),
+    };
+    let patient = TokenParam {
+        system: facts.patient.0.clone(),
+        value: facts.patient.1.clone(),
+    };
+    let federation = federation_of(&state)?;
+    let routed = match federation
+        .directory
+        .check_patient_identifier(&patient.system, &patient.value)
+    {
+        Ok(routed) => routed,
+        Err(refusal) => {
+            let error = GatewayError::Identifier(refusal);
+            return Err(refuse_early(&state, "MedicationDispense", error).await);
+        }
+    };
+    let ncp = routed.ncp;
+    relay_with_body(
+        &state,
+        peer.as_deref(),
+        &headers,
+        &patient,
+        ncp,
+        "MedicationDispense".to_owned(),
+        (
+            "MedicationDispense",
+            RestInteraction::Create,
+            AuditAction::Create,
+        ),
+        ExpectedAnswer::Dispense,
+        Some(resource.bytes().clone()),
+    )
+    .await
+}
+
 /// A Bundle id naming a document held by another country:
 /// `<country>.<id at that country>` (the form the DocumentReference list
 /// gives in `content.attachment.url`).
@@ -576,6 +636,8 @@ enum ExpectedAnswer {
     SearchSet,
     /// A document Bundle meeting the configured document profiles.
     Document,
+    /// A valid MedicationDispense (the one the pharmacy sent, as stored).
+    Dispense,
 }
 
 async fn relay_for_patient(
@@ -615,6 +677,32 @@ async fn relay(
     relay_path: String,
     (resource_type, subtype, action): (&str, RestInteraction, AuditAction),
     expected: ExpectedAnswer,
+) -> Result<Response, GatewayError> {
+    relay_with_body(
+        state,
+        peer,
+        headers,
+        identifier,
+        ncp,
+        relay_path,
+        (resource_type, subtype, action),
+        expected,
+        None,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_with_body(
+    state: &AppState,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    identifier: &TokenParam,
+    ncp: &ehds_routing::Ncp,
+    relay_path: String,
+    (resource_type, subtype, action): (&str, RestInteraction, AuditAction),
+    expected: ExpectedAnswer,
+    body: Option<Bytes>,
 ) -> Result<Response, GatewayError> {
     let caller = NationalCaller::of(peer, state.country.as_deref())?;
     caller.require(ASKING_SYSTEMS, "ask for a visiting patient's data")?;
@@ -660,9 +748,15 @@ async fn relay(
     };
     trail.professional(&assertion);
     let url = ncp.federation_url_for(&relay_path);
-    let answer = federation
-        .client
-        .get(&url)
+    let request = match &body {
+        Some(body) => federation
+            .client
+            .post(&url)
+            .header(header::CONTENT_TYPE, FHIR_JSON)
+            .body(body.clone()),
+        None => federation.client.get(&url),
+    };
+    let answer = request
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::ACCEPT, FHIR_JSON)
         .send()
@@ -688,22 +782,31 @@ async fn relay(
         return Err(trail.refuse(state, error).await);
     }
     let status = response.status().as_u16();
-    let body = match read_limited(response).await {
+    let prescription_state = response.headers().get("x-prescription-state").cloned();
+    let answer_body = match read_limited(response).await {
         Ok(body) => body,
         Err(error) => return Err(trail.refuse(state, error).await),
     };
-    if status != 200 {
+    let accepted = status == 200 || (body.is_some() && status == 201);
+    if !accepted {
         let error = GatewayError::PeerAnswer {
             status,
-            outcome: peer_outcome(&body),
+            outcome: peer_outcome(&answer_body),
         };
         return Err(trail.refuse(state, error).await);
     }
-    if let Err(error) = check_answer(state, &body, expected) {
+    if let Err(error) = check_answer(state, &answer_body, expected) {
         return Err(trail.refuse(state, error).await);
     }
     trail.succeed(state).await?;
-    Ok(fhir_response(StatusCode::OK, body))
+    let mut response = fhir_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        answer_body,
+    );
+    if let Some(value) = prescription_state {
+        response.headers_mut().insert("x-prescription-state", value);
+    }
+    Ok(response)
 }
 
 /// OCSP on top of the CRLs for a peer server certificate that names a
@@ -836,6 +939,17 @@ fn check_answer(
                 return Err(GatewayError::PeerInvalid(report));
             }
         }
+        ExpectedAnswer::Dispense => {
+            if resource.resource_type() != "MedicationDispense" {
+                return Err(GatewayError::PeerUnavailable(
+                    "the peer's answer is not a MedicationDispense".into(),
+                ));
+            }
+            let report = state.validator.validate(&resource, &[]);
+            if !report.is_acceptable() {
+                return Err(GatewayError::PeerInvalid(report));
+            }
+        }
         ExpectedAnswer::Document => {
             let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
             let report = state
@@ -860,6 +974,10 @@ pub fn federation_router(state: AppState) -> Router {
         .route("/fhir/DocumentReference", get(peer_document_search))
         .route("/fhir/Bundle/{id}", get(peer_bundle_read))
         .route("/fhir/MedicationRequest", get(peer_prescription_search))
+        .route(
+            "/fhir/MedicationDispense",
+            axum::routing::post(peer_dispense),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(crate::http::unknown_route)
         .layer(axum::middleware::from_fn_with_state(
@@ -1269,6 +1387,175 @@ async fn peer_prescription_search(
     body.push(b'}');
     trail.succeed(&state).await?;
     Ok(fhir_response(StatusCode::OK, body))
+}
+
+/// A dispense from a pharmacy abroad, applied to the prescription in one
+/// transaction (the store's row lock): exactly once, whatever the retries
+/// and races.
+async fn peer_dispense(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let federation = Arc::clone(federation_of(&state)?);
+    let mut trail = Trail::new(
+        &federation,
+        AuditAction::Create,
+        RestInteraction::Create,
+        "MedicationDispense",
+        EntityTarget::Id(String::new()),
+    );
+    let resource = match crate::http::receive_resource(&headers, body, state.limits).await {
+        Ok(resource) if resource.resource_type() == "MedicationDispense" => resource,
+        Ok(resource) => {
+            let error = GatewayError::WrongResourceType {
+                expected: "MedicationDispense",
+                found: resource.resource_type().to_owned(),
+            };
+            return Err(trail.refuse(&state, error).await);
+        }
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    };
+    const MPD_DISPENSE: &str =
+        "http://hl7.eu/fhir/mpd/StructureDefinition/MedicationDispense-eu-mpd";
+    let profiles: &[&str] = if state.validator.knows_profile(MPD_DISPENSE) {
+        &[MPD_DISPENSE]
+    } else {
+        &[]
+    };
+    let report = state.validator.validate(&resource, profiles);
+    if !report.is_acceptable() {
+        return Err(trail.refuse(&state, GatewayError::Invalid(report)).await);
+    }
+    let facts = match crate::prescriptions::read_dispense(resource.root()) {
+        Ok(facts) => facts,
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    };
+    trail.record.entity = Some(AuditedEntity {
+        resource_type: "MedicationDispense".to_owned(),
+        target: EntityTarget::Id(facts.identifier.1.clone()),
+    });
+    let patient = TokenParam {
+        system: facts.patient.0.clone(),
+        value: facts.patient.1.clone(),
+    };
+    if let Err(error) = admit(
+        &state,
+        &federation,
+        peer.as_deref(),
+        &headers,
+        &patient,
+        Operation::Dispense,
+        &mut trail,
+    )
+    .await
+    {
+        return Err(trail.refuse(&state, error).await);
+    }
+    let not_found = || GatewayError::DispenseRefused {
+        status: 404,
+        message: "no such prescription for this patient".into(),
+    };
+    let prescription = match state
+        .store
+        .prescription_by_identifier(&ehds_store::DocumentIdentifier {
+            system: facts.prescription.0.clone(),
+            value: facts.prescription.1.clone(),
+        })
+        .await
+    {
+        Ok(Some(p)) if p.patient_identifier == format!("{}|{}", patient.system, patient.value) => p,
+        Ok(_) => return Err(trail.refuse(&state, not_found()).await),
+        Err(error) => return Err(trail.refuse(&state, error.into()).await),
+    };
+    if let Some(unit) = &facts.unit
+        && facts.kind == ehds_store::DispenseKind::Completed
+        && *unit != prescription.unit
+    {
+        let error = GatewayError::DispenseRefused {
+            status: 422,
+            message: format!(
+                "the dispensed quantity is in '{unit}' but the prescription counts '{}'",
+                prescription.unit
+            ),
+        };
+        return Err(trail.refuse(&state, error).await);
+    }
+    let pharmacy = trail
+        .record
+        .requesting_professional
+        .as_ref()
+        .and_then(|p| {
+            p.organisation
+                .as_ref()
+                .map(|o| format!("{}/{}", p.country, o.id))
+        })
+        .unwrap_or_default();
+    let outcome = state
+        .store
+        .apply_dispense(ehds_store::NewDispense {
+            identifier: ehds_store::DocumentIdentifier {
+                system: facts.identifier.0.clone(),
+                value: facts.identifier.1.clone(),
+            },
+            prescription_id: &prescription.id,
+            pharmacy: &pharmacy,
+            quantity_milli: facts.quantity_milli,
+            kind: facts.kind,
+            content: resource.bytes(),
+            received_at: OffsetDateTime::now_utc(),
+        })
+        .await;
+    let (status, dispense, remaining, prescription_status) = match outcome {
+        Ok(ehds_store::DispenseOutcome::Applied {
+            dispense,
+            remaining_milli,
+            status,
+        }) => (StatusCode::CREATED, dispense, remaining_milli, status),
+        Ok(ehds_store::DispenseOutcome::AlreadyApplied {
+            dispense,
+            remaining_milli,
+            status,
+        }) => (StatusCode::OK, dispense, remaining_milli, status),
+        Ok(ehds_store::DispenseOutcome::Refused(refusal)) => {
+            use ehds_store::DispenseRefusal as R;
+            let (status, message) = match refusal {
+                R::InvalidQuantity => (422, "the quantity must be positive".to_owned()),
+                R::UnknownPrescription => (404, "no such prescription for this patient".to_owned()),
+                R::NotRetrieved => (
+                    409,
+                    "this pharmacy has not retrieved the prescription (list it first)".to_owned(),
+                ),
+                R::NotDispensable(s) => (409, format!("the prescription is {}", s.as_str())),
+                R::OverRemaining { remaining_milli } => (
+                    409,
+                    format!(
+                        "only {} {} remain on the prescription",
+                        crate::prescriptions::milli_to_decimal(remaining_milli),
+                        prescription.unit
+                    ),
+                ),
+                R::IdentifierConflict { .. } => (
+                    409,
+                    "a different dispense with this identifier was already applied".to_owned(),
+                ),
+            };
+            let error = GatewayError::DispenseRefused { status, message };
+            return Err(trail.refuse(&state, error).await);
+        }
+        Err(error) => return Err(trail.refuse(&state, error.into()).await),
+    };
+    trail.succeed(&state).await?;
+    let mut response = fhir_response(status, dispense.content);
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "{}; remaining={}",
+        prescription_status.as_str(),
+        remaining
+    )) {
+        response.headers_mut().insert("x-prescription-state", value);
+    }
+    Ok(response)
 }
 
 async fn peer_bundle_read(

@@ -98,6 +98,10 @@ pub fn router(state: AppState) -> Router {
                 .get(crate::federation::national_prescription_search),
         )
         .route(
+            "/fhir/MedicationDispense",
+            post(crate::federation::national_dispense),
+        )
+        .route(
             "/fhir/MedicationRequest/{id}",
             get(crate::prescriptions::read_prescription),
         )

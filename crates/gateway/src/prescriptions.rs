@@ -335,6 +335,104 @@ pub fn list_entry(prescription: &ehds_store::StoredPrescription) -> Vec<u8> {
     out
 }
 
+/// What the gateway reads from a MedicationDispense sent across borders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispenseFacts {
+    /// `identifier[0]` (system, value).
+    pub identifier: (String, String),
+    /// `authorizingPrescription[0].identifier` (system, value): the
+    /// prescription as the list named it.
+    pub prescription: (String, String),
+    /// `subject.identifier` (system, value).
+    pub patient: (String, String),
+    /// `quantity.value` in thousandths (0 for a refused dispense without one).
+    pub quantity_milli: i64,
+    /// `quantity.code`, else `quantity.unit`.
+    pub unit: Option<String>,
+    /// Handed over, or refused (`declined`).
+    pub kind: ehds_store::DispenseKind,
+}
+
+fn pair(node: Option<&Node>) -> Option<(String, String)> {
+    let node = node?;
+    Some((
+        text(node, "system")?.to_owned(),
+        text(node, "value")?.to_owned(),
+    ))
+}
+
+/// Reads [`DispenseFacts`]; a dispense that lacks one is refused (422) at
+/// the element. One prescription per dispense across borders: a dispense
+/// covering several is sent once per prescription.
+pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
+    let identifier = pair(root.get("identifier").and_then(|i| i.items().first())).ok_or_else(|| {
+        refuse(
+            "identifier[0] with a system and a value is required (it makes a retried dispense recognisable)",
+            "MedicationDispense.identifier",
+        )
+    })?;
+    let authorizing = root
+        .get("authorizingPrescription")
+        .map(Node::items)
+        .unwrap_or_default();
+    let prescription = match authorizing {
+        [one] => pair(one.get("identifier")),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        refuse(
+            "exactly one authorizingPrescription with an identifier (system and value, as the list gave it) is required",
+            "MedicationDispense.authorizingPrescription",
+        )
+    })?;
+    let patient = pair(root.get("subject").and_then(|s| s.get("identifier"))).ok_or_else(|| {
+        refuse(
+            "subject.identifier (system and value) is required",
+            "MedicationDispense.subject.identifier",
+        )
+    })?;
+    let kind = match text(root, "status") {
+        Some("completed") => ehds_store::DispenseKind::Completed,
+        Some("declined") => ehds_store::DispenseKind::Declined,
+        _ => {
+            return Err(refuse(
+                "status must be completed (handed over) or declined (refused)",
+                "MedicationDispense.status",
+            ));
+        }
+    };
+    let quantity = root.get("quantity");
+    let quantity_milli = match quantity
+        .and_then(|q| q.get("value"))
+        .and_then(Node::as_number_text)
+    {
+        Some(value) => decimal_to_milli(value).ok_or_else(|| {
+            refuse(
+                "the quantity must be a non-negative number with at most three decimals",
+                "MedicationDispense.quantity.value",
+            )
+        })?,
+        None if kind == ehds_store::DispenseKind::Declined => 0,
+        None => {
+            return Err(refuse(
+                "the dispensed quantity is required",
+                "MedicationDispense.quantity",
+            ));
+        }
+    };
+    let unit = quantity
+        .and_then(|q| text(q, "code").or_else(|| text(q, "unit")))
+        .map(str::to_owned);
+    Ok(DispenseFacts {
+        identifier,
+        prescription,
+        patient,
+        quantity_milli,
+        unit,
+        kind,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
