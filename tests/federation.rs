@@ -810,8 +810,11 @@ fn the_demo_shows_the_journey_the_refusals_and_intact_audit_trails() {
         "Dr Peeters asks again -> 403",
         "the patient withdraws the opt-out -> 200 OK; Dr Peeters asks again -> 200 OK",
         "access log at Luxembourg",
-        "NCP Luxembourg: 6 records, chain intact",
-        "NCP Belgium: 8 records, chain intact",
+        "a Luxembourg doctor prescribes cefuroxime, 21 vials -> 201 Created (active; remaining=21000)",
+        "the pharmacy dispenses 7 vials -> 201 Created (prescription at home: partially-dispensed; remaining=14000)",
+        "a retry) -> 200 OK (prescription at home: partially-dispensed; remaining=14000)",
+        "NCP Luxembourg: 9 records, chain intact",
+        "NCP Belgium: 11 records, chain intact",
     ] {
         assert!(
             story.contains(expected),

@@ -362,7 +362,130 @@ async fn steps(
     ));
 
     say(String::new());
-    say("== 4. The patient's rights, through Luxembourg's patient portal".into());
+    say("== 4. An ePrescription from Luxembourg, dispensed in Belgium".into());
+    let prescription_text = std::fs::read_to_string(
+        "conformance/examples/eu-mpd/MedicationRequest-400C-prescription-cefuroxime-singleline.json",
+    )
+    .map_err(demo_error)?;
+    let mut prescription: serde_json::Value =
+        serde_json::from_str(&prescription_text).map_err(demo_error)?;
+    if let Some(identifier) = prescription.pointer_mut("/identifier/0")
+        && let Some(object) = identifier.as_object_mut()
+    {
+        object.insert("system".into(), "urn:oid:1.3.182.4.4.99".into());
+    }
+    if let Some(subject) = prescription
+        .get_mut("subject")
+        .and_then(|s| s.as_object_mut())
+    {
+        subject.insert(
+            "identifier".into(),
+            serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT}),
+        );
+    }
+    let prescriber = client(
+        pki.national_client("LU", NationalClientKind::DoctorSystem),
+        &Authority::National("LU".into()),
+        &pki,
+    )?;
+    let pushed = prescriber
+        .post(format!(
+            "https://127.0.0.1:{}/fhir/MedicationRequest",
+            lu.national
+        ))
+        .header("content-type", crate::http::FHIR_JSON)
+        .body(prescription.to_string())
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   a Luxembourg doctor prescribes cefuroxime, 21 vials -> {} ({})",
+        pushed.status(),
+        pushed
+            .headers()
+            .get("x-prescription-state")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    ));
+    doctor.role = "2262".into();
+    doctor.name = "Pharmacist Jan Claes".into();
+    doctor.organisation = Organisation {
+        id: "BE-PHARM-9".into(),
+        name: "Apotheek onder de Toren".into(),
+    };
+    let listed: serde_json::Value = pharmacy
+        .get(format!(
+            "{base}/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
+        ))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?
+        .json()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   a Belgian pharmacy lists the visitor's prescriptions -> {} dispensable: {}",
+        listed
+            .get("total")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        listed
+            .pointer("/entry/0/search/extension/0/extension/1/valueString")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+    ));
+    let dispense_text = std::fs::read_to_string(
+        "conformance/examples/eu-mpd/MedicationDispense-400D-dispense-1.json",
+    )
+    .map_err(demo_error)?;
+    let mut dispense: serde_json::Value =
+        serde_json::from_str(&dispense_text).map_err(demo_error)?;
+    if let Some(object) = dispense.as_object_mut() {
+        object.insert(
+            "identifier".into(),
+            serde_json::json!([{"system": "urn:oid:2.999.1", "value": "BE-D-0001"}]),
+        );
+        object.insert(
+            "authorizingPrescription".into(),
+            serde_json::json!([{"identifier": {"system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]),
+        );
+        object.insert(
+            "quantity".into(),
+            serde_json::json!({"value": 7, "unit": "Vial", "system": "http://standardterms.edqm.eu", "code": "15060000"}),
+        );
+    }
+    if let Some(subject) = dispense.get_mut("subject").and_then(|s| s.as_object_mut()) {
+        subject.insert(
+            "identifier".into(),
+            serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT}),
+        );
+    }
+    for attempt in [
+        "dispenses 7 vials",
+        "sends the same dispense again (a retry)",
+    ] {
+        let answer = pharmacy
+            .post(format!("{base}/MedicationDispense"))
+            .header("content-type", crate::http::FHIR_JSON)
+            .bearer_auth(assertion(&doctor)?)
+            .body(dispense.to_string())
+            .send()
+            .await
+            .map_err(demo_error)?;
+        say(format!(
+            "   the pharmacy {attempt} -> {} (prescription at home: {})",
+            answer.status(),
+            answer
+                .headers()
+                .get("x-prescription-state")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        ));
+    }
+
+    say(String::new());
+    say("== 5. The patient's rights, through Luxembourg's patient portal".into());
     let portal = client(
         pki.national_client("LU", NationalClientKind::PatientPortal),
         &Authority::National("LU".into()),
@@ -397,6 +520,10 @@ async fn steps(
     ));
     doctor.role = "2211".into();
     doctor.name = "Dr Anne Peeters".into();
+    doctor.organisation = Organisation {
+        id: "BE-ORG-17".into(),
+        name: "UZ Leuven".into(),
+    };
     let refused = doctor_system
         .get(&identify)
         .bearer_auth(assertion(&doctor)?)

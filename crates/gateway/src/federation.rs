@@ -715,6 +715,7 @@ async fn relay_with_body(
         resource_type,
         match relay_path.split_once('?') {
             Some((_, query)) => EntityTarget::Query(query.to_owned()),
+            None if body.is_some() => EntityTarget::Query(String::new()),
             None => EntityTarget::Id(relay_path.rsplit('/').next().unwrap_or_default().to_owned()),
         },
     );
