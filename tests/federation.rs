@@ -1261,6 +1261,18 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
         retried.headers()["x-prescription-state"],
         "partially-dispensed; remaining=16000"
     );
+    // A refused dispense (the patient declined it) is recorded without
+    // touching the quantity.
+    let mut declined: Value = serde_json::from_slice(&dispense("D-R", 0)).unwrap();
+    declined["status"] = "declined".into();
+    let response = send(&pharmacist, serde_json::to_vec(&declined).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response.headers()["x-prescription-state"],
+        "partially-dispensed; remaining=16000"
+    );
     let over = json(send(&pharmacist, dispense("D-2", 20)).await.unwrap(), 409).await;
     assert!(over.to_string().contains("only 16"), "{over}");
     // Another pharmacy that never listed the prescription.
