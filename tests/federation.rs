@@ -1280,6 +1280,28 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
     stranger.organisation.id = "BE-PHARM-10".into();
     let response = send(&stranger, dispense("D-3", 1)).await.unwrap();
     assert_eq!(response.status().as_u16(), 409);
+    // The pharmacy cancels its first dispense (sent again as
+    // entered-in-error): the 5 vials come back, once; another pharmacy
+    // cannot cancel it.
+    let mut cancel: Value = serde_json::from_slice(&dispense("D-1", 5)).unwrap();
+    cancel["status"] = "entered-in-error".into();
+    let cancel = serde_json::to_vec(&cancel).unwrap();
+    let response = send(&stranger, cancel.clone()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let response = send(&pharmacist, cancel.clone()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["x-prescription-state"],
+        "active; remaining=21000"
+    );
+    let response = send(&pharmacist, cancel).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["x-prescription-state"],
+        "active; remaining=21000"
+    );
+    let again = send(&pharmacist, dispense("D-6", 5)).await.unwrap();
+    assert_eq!(again.status().as_u16(), 201);
     let last = send(&pharmacist, dispense("D-4", 16)).await.unwrap();
     assert_eq!(last.status().as_u16(), 201);
     assert_eq!(

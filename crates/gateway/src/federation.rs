@@ -941,9 +941,13 @@ fn check_answer(
             }
         }
         ExpectedAnswer::Dispense => {
-            if resource.resource_type() != "MedicationDispense" {
+            // The stored dispense, or (for a cancellation) an OperationOutcome.
+            if !matches!(
+                resource.resource_type(),
+                "MedicationDispense" | "OperationOutcome"
+            ) {
                 return Err(GatewayError::PeerUnavailable(
-                    "the peer's answer is not a MedicationDispense".into(),
+                    "the peer's answer is not a MedicationDispense or an OperationOutcome".into(),
                 ));
             }
             let report = state.validator.validate(&resource, &[]);
@@ -1470,8 +1474,14 @@ async fn peer_dispense(
         Ok(_) => return Err(trail.refuse(&state, not_found()).await),
         Err(error) => return Err(trail.refuse(&state, error.into()).await),
     };
+    let kind = match facts.action {
+        crate::prescriptions::DispenseAction::Apply(kind) => kind,
+        crate::prescriptions::DispenseAction::Cancel => {
+            return cancel_dispense(&state, trail, &facts, &prescription).await;
+        }
+    };
     if let Some(unit) = &facts.unit
-        && facts.kind == ehds_store::DispenseKind::Completed
+        && kind == ehds_store::DispenseKind::Completed
         && *unit != prescription.unit
     {
         let error = GatewayError::DispenseRefused {
@@ -1503,7 +1513,7 @@ async fn peer_dispense(
             prescription_id: &prescription.id,
             pharmacy: &pharmacy,
             quantity_milli: facts.quantity_milli,
-            kind: facts.kind,
+            kind,
             content: resource.bytes(),
             received_at: OffsetDateTime::now_utc(),
         })
@@ -1554,6 +1564,72 @@ async fn peer_dispense(
         prescription_status.as_str(),
         remaining
     )) {
+        response.headers_mut().insert("x-prescription-state", value);
+    }
+    Ok(response)
+}
+
+/// The pharmacy that dispensed cancels its dispense (sent again with status
+/// `entered-in-error`): the quantity comes back once.
+async fn cancel_dispense(
+    state: &AppState,
+    trail: Trail,
+    facts: &crate::prescriptions::DispenseFacts,
+    prescription: &ehds_store::StoredPrescription,
+) -> Result<Response, GatewayError> {
+    let identifier = ehds_store::DocumentIdentifier {
+        system: facts.identifier.0.clone(),
+        value: facts.identifier.1.clone(),
+    };
+    let pharmacy = trail
+        .record
+        .requesting_professional
+        .as_ref()
+        .and_then(|p| {
+            p.organisation
+                .as_ref()
+                .map(|o| format!("{}/{}", p.country, o.id))
+        })
+        .unwrap_or_default();
+    let unknown = || GatewayError::DispenseRefused {
+        status: 404,
+        message: "no such dispense of this pharmacy for this prescription".into(),
+    };
+    match state.store.dispense_by_identifier(&identifier).await {
+        Ok(Some(d)) if d.pharmacy == pharmacy && d.prescription_id == prescription.id => {}
+        Ok(_) => return Err(trail.refuse(state, unknown()).await),
+        Err(error) => return Err(trail.refuse(state, error.into()).await),
+    }
+    let (remaining, status) = match state
+        .store
+        .cancel_dispense(&identifier, OffsetDateTime::now_utc())
+        .await
+    {
+        Ok(ehds_store::CancelOutcome::Restored {
+            remaining_milli,
+            status,
+        }) => (remaining_milli, status),
+        Ok(ehds_store::CancelOutcome::AlreadyCancelled) => {
+            match state.store.prescription(&prescription.id).await {
+                Ok(Some(p)) => (p.quantity_remaining_milli, p.status),
+                Ok(None) => return Err(trail.refuse(state, unknown()).await),
+                Err(error) => return Err(trail.refuse(state, error.into()).await),
+            }
+        }
+        Ok(ehds_store::CancelOutcome::Unknown) => return Err(trail.refuse(state, unknown()).await),
+        Err(error) => return Err(trail.refuse(state, error.into()).await),
+    };
+    trail.succeed(state).await?;
+    let mut response = crate::error::outcome_response(
+        StatusCode::OK,
+        &[ehds_fhir::outcome::Issue::new(
+            ehds_fhir::outcome::Severity::Information,
+            ehds_fhir::outcome::IssueType::Informational,
+            "the dispense is cancelled; its quantity is back on the prescription",
+        )],
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("{}; remaining={remaining}", status.as_str()))
+    {
         response.headers_mut().insert("x-prescription-state", value);
     }
     Ok(response)

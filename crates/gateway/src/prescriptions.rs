@@ -349,8 +349,19 @@ pub struct DispenseFacts {
     pub quantity_milli: i64,
     /// `quantity.code`, else `quantity.unit`.
     pub unit: Option<String>,
-    /// Handed over, or refused (`declined`).
-    pub kind: ehds_store::DispenseKind,
+    /// Handed over (`completed`), refused (`declined`), or withdrawn
+    /// (`entered-in-error`: the same dispense sent again to cancel it).
+    pub action: DispenseAction,
+}
+
+/// What a MedicationDispense asks of the prescription at home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispenseAction {
+    /// Apply it (handed over, or declined without changing the quantity).
+    Apply(ehds_store::DispenseKind),
+    /// Cancel an earlier dispense with this identifier: its quantity comes
+    /// back, once.
+    Cancel,
 }
 
 fn pair(node: Option<&Node>) -> Option<(String, String)> {
@@ -391,15 +402,20 @@ pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
             "MedicationDispense.subject.identifier",
         )
     })?;
-    let kind = match text(root, "status") {
-        Some("completed") => ehds_store::DispenseKind::Completed,
-        Some("declined") => ehds_store::DispenseKind::Declined,
+    let action = match text(root, "status") {
+        Some("completed") => DispenseAction::Apply(ehds_store::DispenseKind::Completed),
+        Some("declined") => DispenseAction::Apply(ehds_store::DispenseKind::Declined),
+        Some("entered-in-error") => DispenseAction::Cancel,
         _ => {
             return Err(refuse(
-                "status must be completed (handed over) or declined (refused)",
+                "status must be completed (handed over), declined (refused) or entered-in-error (cancel an earlier dispense)",
                 "MedicationDispense.status",
             ));
         }
+    };
+    let kind = match action {
+        DispenseAction::Apply(kind) => kind,
+        DispenseAction::Cancel => ehds_store::DispenseKind::Declined,
     };
     let quantity = root.get("quantity");
     let quantity_milli = match quantity
@@ -429,7 +445,7 @@ pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
         patient,
         quantity_milli,
         unit,
-        kind,
+        action,
     })
 }
 
