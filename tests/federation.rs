@@ -1324,3 +1324,138 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
     f.be.stop().await;
     f.lu.stop().await;
 }
+
+/// Two replicas of Luxembourg's gateway on one PostgreSQL database (two
+/// stateless gateways behind one federation name): eight pharmacies'
+/// dispenses of the whole remaining quantity, sent to both at once, are
+/// applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
+    let Some(pg) = ehds_test_support::postgres_url() else {
+        return;
+    };
+    let schema = ehds_test_support::unique_schema("replicas");
+    let dir = ScratchDir::new("federation-replicas");
+    let pki = dev_pki::generate(
+        &dir.path().join("pki"),
+        &DevPkiSpec::for_tests(&["BE", "LU"]),
+    )
+    .unwrap();
+    let ports = [(); 3].map(|_| Ports {
+        national: free_port(),
+        federation: free_port(),
+    });
+    let directory = write_directory(dir.path(), ports[2].federation, ports[0].federation);
+    let trust_list = write_trust_list(dir.path(), &pki);
+    let crl = pki.crl(&Authority::Federation);
+    let on_postgres = |text: String| {
+        let start = text.find("[store]\nurl = \"").unwrap();
+        let end = start + text[start..].find("\"\n").unwrap() + 2;
+        format!(
+            "{}[store]\nurl = \"{pg}\"\nschema = \"{schema}\"\n{}",
+            &text[..start],
+            &text[end..]
+        )
+    };
+    let lu1 = start(&on_postgres(config_text(
+        "LU",
+        dir.path(),
+        &pki,
+        &ports[0],
+        &directory,
+        &trust_list,
+        &crl,
+    )))
+    .await;
+    let lu2 = start(&on_postgres(config_text(
+        "LU",
+        dir.path(),
+        &pki,
+        &ports[1],
+        &directory,
+        &trust_list,
+        &crl,
+    )))
+    .await;
+    let be = start(&config_text(
+        "BE",
+        dir.path(),
+        &pki,
+        &ports[2],
+        &directory,
+        &trust_list,
+        &crl,
+    ))
+    .await;
+    let be_idp = idp(&pki, "BE");
+
+    // Prescribed at one replica, listed by the pharmacy through BE.
+    let response = national_client(&pki, "LU", NationalClientKind::DoctorSystem)
+        .post(lu2.url("/fhir/MedicationRequest"))
+        .header("content-type", FHIR_JSON)
+        .body(lu_prescription())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let mut pharmacist = doctor();
+    pharmacist.role = "2262".into();
+    let listed = national_client(&pki, "BE", NationalClientKind::Pharmacy)
+        .get(be.url(&format!(
+            "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
+        )))
+        .bearer_auth(assertion(&be_idp, &pharmacist, &lu_patient()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+
+    // Eight dispenses of all 21 vials at once, to both replicas.
+    let be_ncp = federation_client(&pki, pki.ncp_client("BE"));
+    let text = std::fs::read_to_string(
+        conformance_dir().join("examples/eu-mpd/MedicationDispense-400D-dispense-1.json"),
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut json: Value = serde_json::from_str(&text).unwrap();
+        json["identifier"] =
+            serde_json::json!([{"system": "urn:oid:2.999.1", "value": format!("R-{i}")}]);
+        json["authorizingPrescription"] = serde_json::json!([{"identifier": {
+            "system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]);
+        json["subject"]["identifier"] =
+            serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+        json["quantity"] = serde_json::json!({"value": 21, "unit": "Vial",
+            "system": "http://standardterms.edqm.eu", "code": "15060000"});
+        let url = if i % 2 == 0 { &lu1 } else { &lu2 }.federation_url("/fhir/MedicationDispense");
+        let request = be_ncp
+            .post(url)
+            .header("content-type", FHIR_JSON)
+            .bearer_auth(assertion(&be_idp, &pharmacist, &lu_patient()))
+            .body(serde_json::to_vec(&json).unwrap());
+        tasks.push(tokio::spawn(async move {
+            request.send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [201, 409, 409, 409, 409, 409, 409, 409],
+        "{statuses:?}"
+    );
+    assert!(lu1.audit().await.first_broken.is_none());
+    be.stop().await;
+    lu1.stop().await;
+    lu2.stop().await;
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&pg)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+}
