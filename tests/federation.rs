@@ -1177,12 +1177,8 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        response.status().as_u16(),
-        201,
-        "{}",
-        response.text().await.unwrap()
-    );
+    assert_eq!(response.status().as_u16(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
     let mut pharmacist = doctor();
     pharmacist.role = "2262".into();
     pharmacist.organisation = Organisation {
@@ -1223,6 +1219,48 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
     assert_eq!(field("dispensable")["valueBoolean"], true);
     assert_eq!(field("remaining")["valueQuantity"]["value"], 21);
     assert_eq!(field("substitutionAllowed")["valueBoolean"], true);
+    // The prescriber withdraws it from dispensing abroad: listed with the
+    // reason, not dispensable; then makes it available again.
+    let prescriber = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem);
+    let set_status = |status: &str, reason: Option<&str>| {
+        let mut parameters = serde_json::json!({"resourceType": "Parameters",
+            "parameter": [{"name": "status", "valueCode": status}]});
+        if let Some(reason) = reason {
+            parameters["parameter"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"name": "reason", "valueString": reason}));
+        }
+        prescriber
+            .post(f.lu.url(&format!("{location}/$cross-border-status")))
+            .header("content-type", FHIR_JSON)
+            .body(serde_json::to_vec(&parameters).unwrap())
+            .send()
+    };
+    let withdrawn = set_status(
+        "not-available-abroad",
+        Some("to be dispensed in Luxembourg only"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(withdrawn.status().as_u16(), 200);
+    let relisted = json(
+        pharmacy
+            .get(&list)
+            .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let metadata = relisted["entry"][0]["search"]["extension"][0]["extension"].to_string();
+    assert!(metadata.contains(r#""valueBoolean":false"#), "{metadata}");
+    assert!(metadata.contains("Luxembourg only"), "{metadata}");
+    assert_eq!(
+        set_status("active", None).await.unwrap().status().as_u16(),
+        200
+    );
     // The pharmacy dispenses 5 of the 21 vials; the prescription at home
     // is updated once, whatever the retries.
     let dispense = |identifier: &str, vials: u32| {

@@ -105,6 +105,10 @@ pub fn router(state: AppState) -> Router {
             "/fhir/MedicationRequest/{id}",
             get(crate::prescriptions::read_prescription),
         )
+        .route(
+            "/fhir/MedicationRequest/{id}/$cross-border-status",
+            post(crate::prescriptions::set_cross_border_status),
+        )
         .route("/fhir/Bundle/$validate", post(validate_bundle_operation))
         .route("/fhir/{type}/$validate", post(validate_typed_operation))
         .route("/healthz", get(health))

@@ -449,6 +449,113 @@ pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
     })
 }
 
+/// `POST /fhir/MedicationRequest/{id}/$cross-border-status` (prescriber
+/// systems): cancel a prescription, withdraw it from dispensing abroad, or
+/// make it available again. `Parameters`: `status` (code: `cancelled`,
+/// `not-available-abroad`, `active`) and `reason` (string, required for the
+/// first two). Answers 200 with the state in `X-Prescription-State`; 409
+/// when the prescription's state does not allow it (completed or cancelled
+/// are final).
+pub async fn set_cross_border_status(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    caller.require(
+        &[
+            NationalClientKind::EhrSystem,
+            NationalClientKind::DoctorSystem,
+        ],
+        "change a prescription's state",
+    )?;
+    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
+    if resource.resource_type() != "Parameters" {
+        return Err(GatewayError::WrongResourceType {
+            expected: "Parameters",
+            found: resource.resource_type().to_owned(),
+        });
+    }
+    let parameter = |name: &str| {
+        resource
+            .root()
+            .get("parameter")
+            .map(Node::items)
+            .unwrap_or_default()
+            .iter()
+            .find(|p| text(p, "name") == Some(name))
+    };
+    let status = parameter("status")
+        .and_then(|p| text(p, "valueCode"))
+        .and_then(ehds_store::PrescriptionStatus::from_code)
+        .filter(|s| {
+            matches!(
+                s,
+                ehds_store::PrescriptionStatus::Cancelled
+                    | ehds_store::PrescriptionStatus::NotAvailableAbroad
+                    | ehds_store::PrescriptionStatus::Active
+            )
+        })
+        .ok_or_else(|| {
+            refuse(
+                "status (valueCode) must be cancelled, not-available-abroad or active",
+                "Parameters.parameter",
+            )
+        })?;
+    let reason = parameter("reason").and_then(|p| text(p, "valueString"));
+    let conflict = |message: String| GatewayError::DispenseRefused {
+        status: 409,
+        message,
+    };
+    match state
+        .store
+        .set_prescription_status(&id, status, reason)
+        .await?
+    {
+        ehds_store::StatusChangeOutcome::Changed { .. }
+        | ehds_store::StatusChangeOutcome::Unchanged(_) => {}
+        ehds_store::StatusChangeOutcome::Refused(refusal) => {
+            use ehds_store::StatusChangeRefusal as R;
+            return Err(match refusal {
+                R::UnknownPrescription => {
+                    GatewayError::ResourceNotFound(format!("MedicationRequest/{id}"))
+                }
+                R::ReasonRequired => refuse(
+                    "reason (valueString) is required to cancel or withdraw a prescription",
+                    "Parameters.parameter",
+                ),
+                R::SetByDispenses => {
+                    conflict("completed is reached by dispensing, not set by hand".to_owned())
+                }
+                R::Final(s) => conflict(format!("the prescription is {} (final)", s.as_str())),
+            });
+        }
+    }
+    let prescription = state
+        .store
+        .prescription(&id)
+        .await?
+        .ok_or_else(|| GatewayError::ResourceNotFound(format!("MedicationRequest/{id}")))?;
+    let mut response = crate::error::outcome_response(
+        StatusCode::OK,
+        &[ehds_fhir::outcome::Issue::new(
+            ehds_fhir::outcome::Severity::Information,
+            IssueType::Informational,
+            format!("the prescription is {}", prescription.status.as_str()),
+        )],
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "{}; remaining={}",
+        prescription.status.as_str(),
+        prescription.quantity_remaining_milli
+    )) {
+        response.headers_mut().insert("x-prescription-state", value);
+    }
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
