@@ -275,6 +275,20 @@ impl Trail {
         });
     }
 
+    /// The asking organisation as `country/organisation id` (the pharmacy a
+    /// retrieval or dispense is recorded for), once the assertion is read.
+    fn requesting_organisation(&self) -> String {
+        self.record
+            .requesting_professional
+            .as_ref()
+            .and_then(|p| {
+                p.organisation
+                    .as_ref()
+                    .map(|o| format!("{}/{}", p.country, o.id))
+            })
+            .unwrap_or_default()
+    }
+
     /// Records a refusal (best effort) and returns the error.
     async fn refuse(mut self, state: &AppState, error: GatewayError) -> GatewayError {
         let (status, _) = crate::error::classify(&error);
@@ -815,26 +829,26 @@ async fn relay_with_body(
 /// answer is not passed on (fail closed). Checked on the response (the
 /// client has no hook before the request is sent); verdicts are cached
 /// until the responder's nextUpdate.
+/// The answering server's end-entity certificate (DER), as the TLS
+/// handshake verified it (the federation client keeps `TlsInfo`).
+fn peer_leaf(response: &reqwest::Response) -> Option<&[u8]> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::peer_certificate)
+}
+
 async fn check_server_ocsp(
     federation: &Federation,
     response: &reqwest::Response,
 ) -> Result<(), GatewayError> {
-    let Some(leaf) = response
-        .extensions()
-        .get::<reqwest::tls::TlsInfo>()
-        .and_then(reqwest::tls::TlsInfo::peer_certificate)
-    else {
+    let Some(leaf) = peer_leaf(response) else {
         return Err(GatewayError::PeerUnavailable(
             "the peer's certificate could not be read".into(),
         ));
     };
-    if ehds_transport::ocsp::OcspChecker::responder_url(leaf)
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        return Ok(());
-    }
+    // A certificate that names no responder is `NotApplicable` (CRLs alone
+    // decide, at the handshake).
     let Some(issuer) = federation.trust.issuer_of(leaf) else {
         return Err(GatewayError::PeerUnavailable(
             "the peer's certificate issuer is not a federation CA".into(),
@@ -856,11 +870,7 @@ fn check_server_identity(
     response: &reqwest::Response,
     ncp: &ehds_routing::Ncp,
 ) -> Result<(), GatewayError> {
-    let leaf = response
-        .extensions()
-        .get::<reqwest::tls::TlsInfo>()
-        .and_then(reqwest::tls::TlsInfo::peer_certificate);
-    let identity = leaf.and_then(|der| {
+    let identity = peer_leaf(response).and_then(|der| {
         ehds_transport::PeerIdentity::from_certificate(
             ehds_transport::ListenerKind::Federation,
             der,
@@ -1356,16 +1366,7 @@ async fn peer_prescription_search(
         }
     };
     // Who retrieved them: the asking organisation, in its country.
-    let pharmacy = trail
-        .record
-        .requesting_professional
-        .as_ref()
-        .and_then(|p| {
-            p.organisation
-                .as_ref()
-                .map(|o| format!("{}/{}", p.country, o.id))
-        })
-        .unwrap_or_default();
+    let pharmacy = trail.requesting_organisation();
     let now = OffsetDateTime::now_utc();
     for prescription in &prescriptions {
         if let Err(error) = state
@@ -1493,16 +1494,7 @@ async fn peer_dispense(
         };
         return Err(trail.refuse(&state, error).await);
     }
-    let pharmacy = trail
-        .record
-        .requesting_professional
-        .as_ref()
-        .and_then(|p| {
-            p.organisation
-                .as_ref()
-                .map(|o| format!("{}/{}", p.country, o.id))
-        })
-        .unwrap_or_default();
+    let pharmacy = trail.requesting_organisation();
     let outcome = state
         .store
         .apply_dispense(ehds_store::NewDispense {
@@ -1581,16 +1573,7 @@ async fn cancel_dispense(
         system: facts.identifier.0.clone(),
         value: facts.identifier.1.clone(),
     };
-    let pharmacy = trail
-        .record
-        .requesting_professional
-        .as_ref()
-        .and_then(|p| {
-            p.organisation
-                .as_ref()
-                .map(|o| format!("{}/{}", p.country, o.id))
-        })
-        .unwrap_or_default();
+    let pharmacy = trail.requesting_organisation();
     let unknown = || GatewayError::DispenseRefused {
         status: 404,
         message: "no such dispense of this pharmacy for this prescription".into(),

@@ -192,8 +192,8 @@ pub async fn access_log(
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value =
-            percent_decode(value).ok_or_else(|| bad(name, "not valid percent-encoded UTF-8"))?;
+        let value = ehds_routing::search::percent_decode(value)
+            .ok_or_else(|| bad(name, "not valid percent-encoded UTF-8"))?;
         match name {
             "patient.identifier" => {
                 let (system, id) = value
@@ -240,8 +240,8 @@ pub async fn access_log(
     {
         let next = format!(
             "AuditEvent?patient.identifier={}%7C{}&_count={count}&_before={}",
-            percent_encode(&system),
-            percent_encode(&value),
+            ehds_routing::search::percent_encode(&system),
+            ehds_routing::search::percent_encode(&value),
             last.seq
         );
         out.extend_from_slice(br#","link":[{"relation":"next","url":"#);
@@ -269,35 +269,4 @@ pub async fn access_log(
         axum::http::HeaderValue::from_static(crate::http::FHIR_JSON),
     );
     Ok(response)
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .ok()
-        .filter(|s| !s.chars().any(char::is_control))
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

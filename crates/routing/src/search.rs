@@ -628,6 +628,21 @@ fn collect(
     (params, refusals)
 }
 
+/// Percent-decodes one query value (RFC 3986 §2.1) into UTF-8 without
+/// control characters, as the NCPeH searches do: for other searches of the
+/// gateway (the patient's access log). `None` when it cannot be decoded.
+pub fn percent_decode(raw: &str) -> Option<String> {
+    decode(raw, raw.len()).ok()
+}
+
+/// Percent-encodes a query value as the canonical relay paths do (RFC 3986
+/// unreserved characters and `:`, `/`, `@` kept as they are).
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    percent_encode_into(value, &mut out);
+    out
+}
+
 /// Percent-decodes (RFC 3986 §2.1) into UTF-8 without control characters,
 /// at most `max` bytes.
 fn decode(raw: &str, max: usize) -> Result<String, RefusalKind> {
