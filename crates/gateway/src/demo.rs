@@ -579,7 +579,7 @@ async fn audit_trails(
 ) -> Result<(), GatewayError> {
     say(String::new());
     say(
-        "== 5. The audit trails (FHIR AuditEvents in hash chains) of both NCPs for this patient"
+        "== 6. The audit trails (FHIR AuditEvents in hash chains) of both NCPs for this patient"
             .into(),
     );
     for (config, name) in [(lu, "Luxembourg"), (be, "Belgium")] {
