@@ -20,6 +20,7 @@ pub mod audit_event;
 pub mod bundle;
 pub mod json;
 pub mod outcome;
+pub mod restriction;
 
 use bytes::Bytes;
 
