@@ -10,7 +10,9 @@
 //! ([`Store::first_use_of_assertion`]) is shared by every replica on one
 //! database. Prescriptions, the pharmacies that retrieved them and their
 //! dispenses (module [`prescriptions`]) are tracked with their quantities,
-//! each dispense applied in one transaction. Later issues add consents.
+//! each dispense applied in one transaction. Patients' opt-outs and
+//! restrictions of parts of their data, and the variants of documents
+//! released without the restricted parts, are kept too.
 //!
 //! Must not know about: FHIR parsing or validation (callers hand it bytes and
 //! already-extracted metadata), HTTP, or transport. It does not read the
@@ -245,6 +247,11 @@ mod opt_outs;
 
 pub use opt_outs::ANY_COUNTRY;
 pub mod prescriptions;
+mod restrictions;
+
+pub use restrictions::{
+    NewReleasedDocument, ReleasedDocument, Restriction, RestrictionKind, restrictions_fingerprint,
+};
 
 pub use audit::{AUDIT_GENESIS_HASH, AuditRecord, BreakKind, ChainReport, NewAuditRecord};
 pub use prescriptions::{
