@@ -208,7 +208,15 @@ request_timeout_secs = 3
 [assertions]
 trust_list = "{trust_list}"
 policy = "{policy}"
+{patient_rights}
 "#,
+        // Luxembourg's law (in these tests) lets an emergency lift a
+        // patient's restrictions of the summary, not of prescriptions.
+        patient_rights = if cc == "LU" {
+            "[patient_rights]\nemergency_lifts_restrictions = [\"patient-summary\"]"
+        } else {
+            ""
+        },
         national_port = ports.national,
         federation_port = ports.federation,
         server_cert = slash(&server.cert_chain),
@@ -1144,6 +1152,292 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
+    let lu_audit = f.lu.audit().await;
+    assert!(lu_audit.first_broken.is_none());
+    f.be.stop().await;
+    f.lu.stop().await;
+}
+
+async fn set_restriction(f: &Federation, part: Value, restrict: bool) -> Value {
+    let parameters = serde_json::json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+            part,
+            {"name": "restrict", "valueBoolean": restrict},
+        ]
+    });
+    json(
+        national_client(&f.pki, "LU", NationalClientKind::PatientPortal)
+            .post(f.lu.url("/fhir/$cross-border-restriction"))
+            .header("content-type", FHIR_JSON)
+            .body(serde_json::to_vec(&parameters).unwrap())
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await
+}
+
+/// A patient restricts one condition and the results section of their
+/// summary, and one prescription. Abroad, the summary arrives as a new,
+/// valid IPS document with its own id and identifier, without the condition,
+/// the results and their observations, its narrative not naming them; the
+/// same variant on every read; the original at home byte-exact. An
+/// emergency lifts the summary restrictions where the country says so
+/// (Luxembourg here), audited as such, but not the prescription one.
+/// Lifting the restrictions restores the original.
+#[tokio::test]
+async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emergency_lifts_it() {
+    let f = federation().await;
+    let (lu_id, pushed) = push_lu_summary(&f).await;
+    const CONDITION: &str = "urn:uuid:c64139e7-f02d-409c-bf34-75e8bf23bc80";
+    let original: Value = serde_json::from_slice(&pushed).unwrap();
+    let condition_display = original["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["fullUrl"] == CONDITION)
+        .unwrap()["resource"]["code"]["coding"][0]["display"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    set_restriction(
+        &f,
+        serde_json::json!({"name": "entry", "valueReference": {"reference": CONDITION}}),
+        true,
+    )
+    .await;
+    set_restriction(
+        &f,
+        serde_json::json!({"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "30954-2"}}),
+        true,
+    )
+    .await;
+    // The portal reads them back; nobody else may set or read them.
+    let portal = national_client(&f.pki, "LU", NationalClientKind::PatientPortal);
+    let listed = json(
+        portal
+            .get(f.lu.url(&format!(
+                "/fhir/$cross-border-restriction?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
+            )))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(listed["parameter"].as_array().unwrap().len(), 2, "{listed}");
+    let ehr = national_client(&f.pki, "LU", NationalClientKind::EhrSystem);
+    let refused = ehr
+        .post(f.lu.url("/fhir/$cross-border-restriction"))
+        .header("content-type", FHIR_JSON)
+        .body(r#"{"resourceType":"Parameters"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    // Two targets at once are refused with the reason.
+    let both = national_client(&f.pki, "LU", NationalClientKind::PatientPortal)
+        .post(f.lu.url("/fhir/$cross-border-restriction"))
+        .header("content-type", FHIR_JSON)
+        .body(
+            serde_json::to_vec(&serde_json::json!({"resourceType": "Parameters", "parameter": [
+                {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+                {"name": "entry", "valueReference": {"reference": CONDITION}},
+                {"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "11450-4"}},
+                {"name": "restrict", "valueBoolean": true},
+            ]}))
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let outcome = json(both, 422).await;
+    assert!(outcome.to_string().contains("exactly one of"), "{outcome}");
+
+    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let treatment = || assertion(&f.be_idp, &doctor(), &lu_patient());
+    let emergency = || {
+        f.be_idp
+            .issue(
+                &doctor(),
+                "urn:ehds:ncp:LU",
+                &lu_patient(),
+                PurposeOfUse::Emergency,
+                time::OffsetDateTime::now_utc(),
+                time::Duration::minutes(5),
+            )
+            .unwrap()
+    };
+    let list = |token: String| {
+        let request = doctor_system
+            .get(f.be.url(&format!(
+                "/fhir/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
+            )))
+            .bearer_auth(token);
+        async move { json(request.send().await.unwrap(), 200).await }
+    };
+    let read = |url: String, token: String| {
+        let request = doctor_system
+            .get(f.be.url(&format!("/fhir/{url}")))
+            .bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.bytes().await.unwrap().to_vec()
+        }
+    };
+    let listed = list(treatment()).await;
+    assert_eq!(listed["total"], 1);
+    let reference = &listed["entry"][0]["resource"];
+    let url = reference["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(url, format!("Bundle/LU.{lu_id}"), "listed as the variant");
+    let variant_bytes = read(url.clone(), treatment()).await;
+    assert_eq!(
+        reference["content"][0]["attachment"]["size"],
+        variant_bytes.len()
+    );
+    let variant: Value = serde_json::from_slice(&variant_bytes).unwrap();
+    assert_eq!(
+        format!("Bundle/LU.{}", variant["id"].as_str().unwrap()),
+        url
+    );
+    assert_eq!(
+        reference["masterIdentifier"]["value"],
+        variant["identifier"]["value"]
+    );
+    assert_ne!(variant["identifier"], original["identifier"]);
+    let text = String::from_utf8(variant_bytes.clone()).unwrap();
+    assert!(!text.contains("c64139e7"), "the condition is withheld");
+    assert!(
+        !text.contains(&condition_display),
+        "the narrative does not name it"
+    );
+    assert_eq!(
+        variant["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resource"]["resourceType"] == "Observation")
+            .count(),
+        0,
+        "the results section's observations are withheld"
+    );
+    // A valid IPS document: BE validates what LU answers against the IPS
+    // Bundle profile before passing it on (a 502 otherwise).
+    // Reading it again, or by the original's id, releases the same variant.
+    assert_eq!(read(url.clone(), treatment()).await, variant_bytes);
+    assert_eq!(
+        read(format!("Bundle/LU.{lu_id}"), treatment()).await,
+        variant_bytes
+    );
+    // The original at home is untouched.
+    let at_home = ehr
+        .get(f.lu.url(&format!("/fhir/Bundle/{lu_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_home.status().as_u16(), 200);
+    assert_eq!(
+        Sha256::digest(at_home.bytes().await.unwrap()),
+        Sha256::digest(&pushed)
+    );
+
+    // An emergency lifts the summary restrictions in Luxembourg: the
+    // original, and the lifting on the patient's access log.
+    assert_eq!(read(url.clone(), emergency()).await, pushed);
+    let log = json(
+        portal
+            .get(f.lu.url(&format!(
+                "/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&_count=1"
+            )))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let newest = &log["entry"][0]["resource"];
+    assert_eq!(newest["outcome"], "0");
+    assert!(
+        newest["outcomeDesc"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restrictions lifted"),
+        "{newest}"
+    );
+
+    // A restricted prescription is not listed abroad, even in an emergency
+    // (Luxembourg lifts summary restrictions only).
+    let response = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+        .post(f.lu.url("/fhir/MedicationRequest"))
+        .header("content-type", FHIR_JSON)
+        .body(lu_prescription())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let prescription = serde_json::json!({"name": "prescription", "valueIdentifier": {"system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}});
+    set_restriction(&f, prescription.clone(), true).await;
+    let mut pharmacist = doctor();
+    pharmacist.role = "2262".into();
+    let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
+    let prescriptions = |client: &reqwest::Client, professional: &Professional, purpose| {
+        let token = f
+            .be_idp
+            .issue(
+                professional,
+                "urn:ehds:ncp:LU",
+                &lu_patient(),
+                purpose,
+                time::OffsetDateTime::now_utc(),
+                time::Duration::minutes(5),
+            )
+            .unwrap();
+        let request = client
+            .get(f.be.url(&format!(
+                "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
+            )))
+            .bearer_auth(token);
+        async move { json(request.send().await.unwrap(), 200).await }
+    };
+    let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
+    assert_eq!(listed["total"], 0);
+    // A doctor in an emergency (the policy lets doctors list prescriptions
+    // then) does not see it either.
+    let listed = prescriptions(&doctor_system, &doctor(), PurposeOfUse::Emergency).await;
+    assert_eq!(listed["total"], 0);
+    set_restriction(&f, prescription, false).await;
+    let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
+    assert_eq!(listed["total"], 1);
+
+    // Lifting the summary restrictions releases the original again.
+    set_restriction(
+        &f,
+        serde_json::json!({"name": "entry", "valueReference": {"reference": CONDITION}}),
+        false,
+    )
+    .await;
+    set_restriction(
+        &f,
+        serde_json::json!({"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "30954-2"}}),
+        false,
+    )
+    .await;
+    let listed = list(treatment()).await;
+    assert_eq!(
+        listed["entry"][0]["resource"]["content"][0]["attachment"]["url"],
+        format!("Bundle/LU.{lu_id}")
+    );
+    assert_eq!(
+        read(format!("Bundle/LU.{lu_id}"), treatment()).await,
+        pushed
+    );
     let lu_audit = f.lu.audit().await;
     assert!(lu_audit.first_broken.is_none());
     f.be.stop().await;

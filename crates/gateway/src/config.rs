@@ -43,6 +43,23 @@ pub struct GatewayConfig {
     /// and which roles may do what. Required with `[federation]`.
     #[serde(default)]
     pub assertions: Option<AssertionsSection>,
+    /// Patients' rights this country grants beyond the defaults.
+    #[serde(default)]
+    pub patient_rights: PatientRightsSection,
+}
+
+/// `[patient_rights]`: what this country's law says about patients'
+/// restrictions of parts of their data (EHDS leaves the emergency exception
+/// to each Member State).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientRightsSection {
+    /// The services (`patient-summary`, `eprescription`) for which an
+    /// emergency purpose of use lifts the patient's restrictions; empty (the
+    /// default): restrictions hold in an emergency too. Every lifting is
+    /// audited as such. Opt-outs are never lifted.
+    #[serde(default)]
+    pub emergency_lifts_restrictions: Vec<String>,
 }
 
 /// Development PKI of the repository (`deploy/dev-pki`, BE), used by the
@@ -295,6 +312,17 @@ impl GatewayConfig {
                 self.server.listen
             ))
         })?;
+        if let Some(unknown) = self
+            .patient_rights
+            .emergency_lifts_restrictions
+            .iter()
+            .find(|s| !matches!(s.as_str(), "patient-summary" | "eprescription"))
+        {
+            return Err(GatewayError::Config(format!(
+                "patient_rights.emergency_lifts_restrictions: {unknown:?} is not a service \
+                 (patient-summary, eprescription)"
+            )));
+        }
         if self.server.max_body_bytes == 0 {
             return Err(GatewayError::Config(
                 "server.max_body_bytes must be greater than 0".into(),

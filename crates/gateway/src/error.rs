@@ -132,6 +132,10 @@ pub enum GatewayError {
         /// Why, without patient data.
         message: String,
     },
+    /// The variant of a summary its patient restricted could not be built
+    /// as a valid document: nothing is released (fail closed).
+    #[error("restricted summary not releasable: {0}")]
+    ReleaseFailed(String),
     /// An AuditEvent could not be written (a bug, never the client's).
     #[error(transparent)]
     AuditEvent(#[from] ehds_fhir::audit_event::AuditEventError),
@@ -219,6 +223,13 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 IssueType::BusinessRule
             },
             message.clone(),
+        ),
+        E::ReleaseFailed(_) => (
+            S::INTERNAL_SERVER_ERROR,
+            vec![internal_issue(
+                IssueType::Exception,
+                "the patient summary could not be prepared for release",
+            )],
         ),
         E::Ledger(_) => (
             S::SERVICE_UNAVAILABLE,
@@ -436,6 +447,11 @@ mod tests {
             ),
             (
                 GatewayError::Serve(std::io::Error::other("x")),
+                500,
+                "exception",
+            ),
+            (
+                GatewayError::ReleaseFailed("the variant has 1 validation errors".into()),
                 500,
                 "exception",
             ),

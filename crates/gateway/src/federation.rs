@@ -89,6 +89,9 @@ pub struct Federation {
     /// OCSP for peer server certificates that name a responder (cached
     /// until the response's nextUpdate).
     pub ocsp: ehds_transport::ocsp::OcspChecker,
+    /// Services for which an emergency purpose of use lifts the patient's
+    /// restrictions (`[patient_rights]`).
+    pub emergency_lifts_restrictions: Vec<String>,
 }
 
 /// The federation listener's TLS configuration with [`Federation`].
@@ -173,6 +176,11 @@ impl Federation {
                 ocsp: ehds_transport::ocsp::OcspChecker::new(
                     ehds_transport::ocsp::OcspOptions::default(),
                 ),
+                emergency_lifts_restrictions: config
+                    .raw
+                    .patient_rights
+                    .emergency_lifts_restrictions
+                    .clone(),
             },
             listener_tls,
         }))
@@ -1040,7 +1048,7 @@ async fn admit(
     patient: &TokenParam,
     operation: Operation,
     trail: &mut Trail,
-) -> Result<(), GatewayError> {
+) -> Result<ehds_access::PurposeOfUse, GatewayError> {
     trail.patient(patient);
     let (ncp, fingerprint) = calling_ncp(federation, peer)?;
     let peer_country = ncp.country().as_str().to_owned();
@@ -1079,7 +1087,7 @@ async fn admit(
             "no consent for cross-border access".into(),
         ));
     }
-    Ok(())
+    Ok(assertion.purpose())
 }
 
 async fn peer_patient_search(
@@ -1234,7 +1242,7 @@ async fn peer_document_search(
         Ok(search) => search,
         Err(refusals) => return Err(trail.refuse(&state, GatewayError::Search(refusals)).await),
     };
-    if let Err(error) = admit(
+    let purpose = match admit(
         &state,
         &federation,
         peer.as_deref(),
@@ -1245,8 +1253,9 @@ async fn peer_document_search(
     )
     .await
     {
-        return Err(trail.refuse(&state, error).await);
-    }
+        Ok(purpose) => purpose,
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    };
     let wants_summary = search
         .type_
         .as_ref()
@@ -1266,6 +1275,18 @@ async fn peer_document_search(
         }
     } else {
         Vec::new()
+    };
+    // Listed as they may be released: a summary the patient restricted is
+    // listed as its variant (its own id, identifier and size).
+    let documents = match listed_as_released(&state, &federation, &key, documents, purpose).await {
+        Ok((documents, lifted)) => {
+            if lifted {
+                trail.record.outcome_description =
+                    Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
+            }
+            documents
+        }
+        Err(error) => return Err(trail.refuse(&state, error).await),
     };
     let entries: Vec<serde_json::Value> = documents
         .iter()
@@ -1317,6 +1338,44 @@ async fn peer_document_search(
     Ok(fhir_response(StatusCode::OK, body))
 }
 
+/// `documents` of the patient `key` as they may be released for `purpose`,
+/// and whether an emergency lifted the patient's restrictions.
+async fn listed_as_released(
+    state: &AppState,
+    federation: &Federation,
+    key: &str,
+    documents: Vec<ehds_store::DocumentSummary>,
+    purpose: ehds_access::PurposeOfUse,
+) -> Result<(Vec<ehds_store::DocumentSummary>, bool), GatewayError> {
+    let restricted = state
+        .store
+        .restrictions_for_patient(key)
+        .await?
+        .iter()
+        .any(|r| r.kind.is_summary_part());
+    if !restricted {
+        return Ok((documents, false));
+    }
+    let mut listed = Vec::with_capacity(documents.len());
+    let mut lifted = false;
+    for summary in documents {
+        let Some(original) = state.store.document(&summary.id).await? else {
+            continue;
+        };
+        let released =
+            crate::release::summary_for_release(state, federation, original, purpose).await?;
+        lifted |= released.lifted;
+        listed.push(ehds_store::DocumentSummary {
+            size: u64::try_from(released.content.len()).unwrap_or(u64::MAX),
+            sha256: <sha2::Sha256 as sha2::Digest>::digest(&released.content).into(),
+            id: released.id,
+            identifier: released.identifier,
+            ..summary
+        });
+    }
+    Ok((listed, lifted))
+}
+
 /// The patient's prescriptions for a pharmacy or doctor abroad, each with
 /// the list metadata; listing records the asking organisation's retrieval
 /// (a dispense needs one).
@@ -1339,7 +1398,7 @@ async fn peer_prescription_search(
         Ok(search) => search,
         Err(refusals) => return Err(trail.refuse(&state, GatewayError::Search(refusals)).await),
     };
-    if let Err(error) = admit(
+    let purpose = match admit(
         &state,
         &federation,
         peer.as_deref(),
@@ -1350,14 +1409,15 @@ async fn peer_prescription_search(
     )
     .await
     {
-        return Err(trail.refuse(&state, error).await);
-    }
+        Ok(purpose) => purpose,
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    };
     let key = format!(
         "{}|{}",
         search.patient_identifier.system, search.patient_identifier.value
     );
     let statuses = crate::prescriptions::store_statuses(&search.status);
-    let prescriptions = if statuses.is_empty() {
+    let mut prescriptions = if statuses.is_empty() {
         Vec::new()
     } else {
         match state.store.prescriptions_for_patient(&key, &statuses).await {
@@ -1365,6 +1425,19 @@ async fn peer_prescription_search(
             Err(error) => return Err(trail.refuse(&state, error.into()).await),
         }
     };
+    // Prescriptions the patient restricted are left out, as if absent.
+    match crate::release::withheld_prescriptions(&state, &federation, &key, purpose).await {
+        Ok((withheld, lifted)) => {
+            prescriptions.retain(|p| {
+                !withheld.contains(&format!("{}|{}", p.identifier.system, p.identifier.value))
+            });
+            if lifted {
+                trail.record.outcome_description =
+                    Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
+            }
+        }
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    }
     // Who retrieved them: the asking organisation, in its country.
     let pharmacy = trail.requesting_organisation();
     let now = OffsetDateTime::now_utc();
@@ -1446,7 +1519,7 @@ async fn peer_dispense(
         system: facts.patient.0.clone(),
         value: facts.patient.1.clone(),
     };
-    if let Err(error) = admit(
+    let purpose = match admit(
         &state,
         &federation,
         peer.as_deref(),
@@ -1457,8 +1530,9 @@ async fn peer_dispense(
     )
     .await
     {
-        return Err(trail.refuse(&state, error).await);
-    }
+        Ok(purpose) => purpose,
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    };
     let not_found = || GatewayError::DispenseRefused {
         status: 404,
         message: "no such prescription for this patient".into(),
@@ -1475,6 +1549,24 @@ async fn peer_dispense(
         Ok(_) => return Err(trail.refuse(&state, not_found()).await),
         Err(error) => return Err(trail.refuse(&state, error.into()).await),
     };
+    // A prescription the patient restricted does not exist abroad.
+    match crate::release::prescription_withheld(
+        &state,
+        &federation,
+        &prescription.patient_identifier,
+        &prescription.identifier,
+        purpose,
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(true)) => return Err(trail.refuse(&state, not_found()).await),
+        Ok(Some(false)) => {
+            trail.record.outcome_description =
+                Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
+        }
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    }
     let kind = match facts.action {
         crate::prescriptions::DispenseAction::Apply(kind) => kind,
         crate::prescriptions::DispenseAction::Cancel => {
@@ -1636,14 +1728,16 @@ async fn peer_bundle_read(
         return Err(trail.refuse(&state, GatewayError::Search(refusals)).await);
     }
     // Found before the assertion is checked (the assertion must name the
-    // document's patient), released only after.
-    let document = match state.store.document(&id).await {
+    // document's patient), released only after. The id may be a released
+    // variant's: what is released is decided from its original, against
+    // the restrictions in force now.
+    let document = match original_document(&state, &id).await {
         Ok(Some(doc)) => doc,
         Ok(None) => {
             let error = GatewayError::ResourceNotFound(format!("Bundle/{id}"));
             return Err(trail.refuse(&state, error).await);
         }
-        Err(error) => return Err(trail.refuse(&state, error.into()).await),
+        Err(error) => return Err(trail.refuse(&state, error).await),
     };
     let Some(patient) = document
         .patient_identifier
@@ -1657,7 +1751,7 @@ async fn peer_bundle_read(
         let error = GatewayError::ResourceNotFound(format!("Bundle/{id}"));
         return Err(trail.refuse(&state, error).await);
     };
-    if let Err(error) = admit(
+    let purpose = match admit(
         &state,
         &federation,
         peer.as_deref(),
@@ -1668,17 +1762,42 @@ async fn peer_bundle_read(
     )
     .await
     {
-        // A document of another patient is "not found" to this caller.
-        let error = match error {
-            GatewayError::Assertion(ehds_access::AssertionRefusal::PatientMismatch) => {
-                GatewayError::ResourceNotFound(format!("Bundle/{id}"))
-            }
-            other => other,
+        Ok(purpose) => purpose,
+        Err(error) => {
+            // A document of another patient is "not found" to this caller.
+            let error = match error {
+                GatewayError::Assertion(ehds_access::AssertionRefusal::PatientMismatch) => {
+                    GatewayError::ResourceNotFound(format!("Bundle/{id}"))
+                }
+                other => other,
+            };
+            return Err(trail.refuse(&state, error).await);
+        }
+    };
+    let released =
+        match crate::release::summary_for_release(&state, &federation, document, purpose).await {
+            Ok(released) => released,
+            Err(error) => return Err(trail.refuse(&state, error).await),
         };
-        return Err(trail.refuse(&state, error).await);
+    if released.lifted {
+        trail.record.outcome_description = Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
     }
     trail.succeed(&state).await?;
-    Ok(fhir_response(StatusCode::OK, document.content))
+    Ok(fhir_response(StatusCode::OK, released.content))
+}
+
+/// The stored document `id`, or the original of the released variant `id`.
+async fn original_document(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<ehds_store::StoredDocument>, GatewayError> {
+    if let Some(document) = state.store.document(id).await? {
+        return Ok(Some(document));
+    }
+    match state.store.released_document(id).await? {
+        Some(variant) => Ok(state.store.document(&variant.original_id).await?),
+        None => Ok(None),
+    }
 }
 
 /// Refusals of a search as OperationOutcome issues located at the parameter.

@@ -91,6 +91,10 @@ pub fn router(state: AppState) -> Router {
             "/fhir/$cross-border-opt-out",
             post(crate::patient_rights::opt_out),
         )
+        .route(
+            "/fhir/$cross-border-restriction",
+            post(crate::patient_rights::restriction).get(crate::patient_rights::restrictions),
+        )
         .route("/fhir/AuditEvent", get(crate::patient_rights::access_log))
         .route(
             "/fhir/MedicationRequest",

@@ -2,7 +2,9 @@
 //! opting out of cross-border exchange, per service and optionally per
 //! requesting country, set by the patient's national portal and checked at
 //! every cross-border identification, list and retrieval
-//! ([`crate::federation`]).
+//! ([`crate::federation`]); restricting parts of their data
+//! (`$cross-border-restriction`, applied by [`crate::release`]); and
+//! reading who accessed it.
 //!
 //! `POST /fhir/$cross-border-opt-out` (patient portal only) takes a FHIR
 //! `Parameters` resource:
@@ -264,6 +266,229 @@ pub async fn access_log(
     }
     out.push(b'}');
     let mut response = axum::response::IntoResponse::into_response((StatusCode::OK, out));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(crate::http::FHIR_JSON),
+    );
+    Ok(response)
+}
+
+/// Checks that `system|value` is a patient identifier of this country.
+fn own_patient(state: &AppState, system: &str, value: &str, at: &str) -> Result<(), GatewayError> {
+    if let Some(federation) = &state.federation {
+        match federation.directory.check_patient_identifier(system, value) {
+            Ok(routed) if routed.country.code().as_str() == federation.country => {}
+            Ok(_) => {
+                return Err(invalid(
+                    "this patient identifier is issued by another country",
+                    at,
+                ));
+            }
+            Err(refusal) => return Err(GatewayError::Identifier(refusal)),
+        }
+    }
+    Ok(())
+}
+
+/// `system` and `value` of an Identifier-shaped node, both present.
+fn identifier_of(node: &Node) -> Option<(&str, &str)> {
+    let system = node.get("system").and_then(Node::as_str)?;
+    let value = node.get("value").and_then(Node::as_str)?;
+    (!system.is_empty() && !value.is_empty()).then_some((system, value))
+}
+
+/// `POST /fhir/$cross-border-restriction` (patient portal only): restricts
+/// a part of the patient's data from cross-border exchange, or lifts the
+/// restriction. A `Parameters` resource:
+///
+/// | parameter | type | |
+/// | --- | --- | --- |
+/// | `patient` | Identifier | the patient's national identifier |
+/// | `section` | Coding | a section of the patient summary, by its code (e.g. LOINC 11450-4, problems) |
+/// | `entry` | Reference | an entry of the patient summary: `reference` is its `fullUrl` or `Type/id` |
+/// | `entryIdentifier` | Identifier | an entry of the patient summary, by its business identifier |
+/// | `prescription` | Identifier | a prescription, by its identifier |
+/// | `restrict` | boolean | `true` to restrict, `false` to lift the restriction |
+///
+/// Exactly one of `section`, `entry`, `entryIdentifier` and `prescription`.
+/// Effective at once: the next cross-border read releases the summary
+/// without the part, and lists no restricted prescription.
+pub async fn restriction(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    const AT: &str = "Parameters.parameter";
+    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    caller.require(
+        &[NationalClientKind::PatientPortal],
+        "change a patient's cross-border restrictions",
+    )?;
+    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
+    if resource.resource_type() != "Parameters" {
+        return Err(GatewayError::WrongResourceType {
+            expected: "Parameters",
+            found: resource.resource_type().to_owned(),
+        });
+    }
+    let report = state.validator.validate(&resource, &[]);
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    let root = resource.root();
+    let (system, value) = parameter(root, "patient")
+        .and_then(|p| p.get("valueIdentifier"))
+        .and_then(identifier_of)
+        .ok_or_else(|| {
+            invalid(
+                "patient (valueIdentifier with system and value) is required",
+                AT,
+            )
+        })?;
+    own_patient(&state, system, value, AT)?;
+    let mut targets = Vec::new();
+    if let Some(p) = parameter(root, "section") {
+        let coding = p
+            .get("valueCoding")
+            .ok_or_else(|| invalid("section must be a valueCoding", AT))?;
+        let (Some(s), Some(c)) = (
+            coding.get("system").and_then(Node::as_str),
+            coding.get("code").and_then(Node::as_str),
+        ) else {
+            return Err(invalid("section needs a system and a code", AT));
+        };
+        targets.push((ehds_store::RestrictionKind::Section, format!("{s}|{c}")));
+    }
+    if let Some(p) = parameter(root, "entry") {
+        let reference = p
+            .get("valueReference")
+            .and_then(|r| r.get("reference"))
+            .and_then(Node::as_str)
+            .ok_or_else(|| invalid("entry must be a valueReference with a reference", AT))?;
+        targets.push((ehds_store::RestrictionKind::Entry, reference.to_owned()));
+    }
+    if let Some(p) = parameter(root, "entryIdentifier") {
+        let (s, v) = p
+            .get("valueIdentifier")
+            .and_then(identifier_of)
+            .ok_or_else(|| {
+                invalid(
+                    "entryIdentifier must be a valueIdentifier with system and value",
+                    AT,
+                )
+            })?;
+        targets.push((ehds_store::RestrictionKind::Identifier, format!("{s}|{v}")));
+    }
+    if let Some(p) = parameter(root, "prescription") {
+        let (s, v) = p
+            .get("valueIdentifier")
+            .and_then(identifier_of)
+            .ok_or_else(|| {
+                invalid(
+                    "prescription must be a valueIdentifier with system and value",
+                    AT,
+                )
+            })?;
+        targets.push((
+            ehds_store::RestrictionKind::Prescription,
+            format!("{s}|{v}"),
+        ));
+    }
+    let [(kind, target)] = <[_; 1]>::try_from(targets).map_err(|_| {
+        invalid(
+            "exactly one of section, entry, entryIdentifier and prescription is required",
+            AT,
+        )
+    })?;
+    let restrict =
+        match parameter(root, "restrict").map(|p| p.get("valueBoolean").map(|v| &v.value)) {
+            Some(Some(ehds_fhir::json::Json::Bool(b))) => *b,
+            _ => return Err(invalid("restrict (valueBoolean) is required", AT)),
+        };
+    let key = format!("{system}|{value}");
+    let message = if restrict {
+        state
+            .store
+            .set_restriction(&key, kind, &target, time::OffsetDateTime::now_utc())
+            .await?;
+        "the restriction is in force from now on"
+    } else if state.store.lift_restriction(&key, kind, &target).await? {
+        "the restriction is lifted"
+    } else {
+        "there was no such restriction"
+    };
+    Ok(crate::error::outcome_response(
+        StatusCode::OK,
+        &[Issue::new(
+            Severity::Information,
+            IssueType::Informational,
+            message,
+        )],
+    ))
+}
+
+/// `GET /fhir/$cross-border-restriction?patient.identifier=system|value`
+/// (patient portal only): the restrictions in force, as a `Parameters`
+/// resource with one `restriction` parameter per restriction (parts `kind`
+/// and `target`, as set).
+pub async fn restrictions(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, GatewayError> {
+    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    caller.require(
+        &[NationalClientKind::PatientPortal],
+        "read a patient's cross-border restrictions",
+    )?;
+    let query = query.unwrap_or_default();
+    let token = query
+        .strip_prefix("patient.identifier=")
+        .filter(|rest| !rest.contains('&'))
+        .and_then(ehds_routing::search::percent_decode)
+        .ok_or_else(|| {
+            invalid(
+                "patient.identifier=system|value is the one parameter",
+                "http.patient.identifier",
+            )
+        })?;
+    let (system, value) = token
+        .split_once('|')
+        .filter(|(s, v)| !s.is_empty() && !v.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "patient.identifier must be system|value",
+                "http.patient.identifier",
+            )
+        })?;
+    own_patient(&state, system, value, "http.patient.identifier")?;
+    let found = state
+        .store
+        .restrictions_for_patient(&format!("{system}|{value}"))
+        .await?;
+    let parameters: Vec<serde_json::Value> = found
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": "restriction",
+                "part": [
+                    {"name": "kind", "valueCode": r.kind.as_str()},
+                    {"name": "target", "valueString": r.target},
+                ]
+            })
+        })
+        .collect();
+    let mut body = serde_json::json!({"resourceType": "Parameters"});
+    if !parameters.is_empty()
+        && let Some(object) = body.as_object_mut()
+    {
+        object.insert("parameter".into(), serde_json::Value::Array(parameters));
+    }
+    let mut response = axum::response::IntoResponse::into_response((
+        StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    ));
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static(crate::http::FHIR_JSON),

@@ -1,0 +1,279 @@
+//! What of a patient's data may cross the border once the patient's
+//! restrictions are applied (EHDS: the right to restrict access to parts of
+//! one's electronic health data), at the country that holds the data.
+//!
+//! - A patient summary with restricted parts is released as a variant built
+//!   by [`ehds_fhir::restriction`]: a new document with its own id and
+//!   `Bundle.identifier`, validated against the document profiles like any
+//!   document (a variant that fails is not released: fail closed), kept in
+//!   the store with a Provenance linking it to the original, which stays
+//!   byte-exact and untouched. One variant is kept per original and set of
+//!   restrictions in force, so repeated reads release the same document.
+//! - A restricted prescription is left out of lists and cannot be dispensed
+//!   abroad, as if it did not exist.
+//! - An emergency purpose of use lifts restrictions only for the services
+//!   `[patient_rights] emergency_lifts_restrictions` names; the caller
+//!   audits each lifting as such.
+
+use ehds_access::PurposeOfUse;
+use ehds_fhir::ReceivedResource;
+use ehds_fhir::restriction::{
+    Restricted, RestrictedPart, URI_IDENTIFIER_SYSTEM, VariantIdentity, restrict_document,
+};
+use ehds_store::{
+    DocumentIdentifier, NewReleasedDocument, Restriction, RestrictionKind, StoredDocument,
+    restrictions_fingerprint,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::GatewayError;
+use crate::federation::Federation;
+use crate::http::AppState;
+
+/// What the audit record of a release notes when restrictions were lifted.
+pub const LIFTED_FOR_EMERGENCY: &str = "patient's restrictions lifted: emergency purpose of use, as this country's configuration allows";
+
+/// A patient summary as it may be released.
+#[derive(Debug, Clone)]
+pub struct ReleasableSummary {
+    /// The id to read it by (`Bundle/{id}`).
+    pub id: String,
+    /// Its `Bundle.identifier`.
+    pub identifier: DocumentIdentifier,
+    /// Its bytes.
+    pub content: Vec<u8>,
+    /// Whether the patient's restrictions were lifted for an emergency.
+    pub lifted: bool,
+}
+
+/// Whether an emergency lifts the patient's restrictions on `service` here.
+fn lifts(federation: &Federation, purpose: PurposeOfUse, service: &str) -> bool {
+    purpose == PurposeOfUse::Emergency
+        && federation
+            .emergency_lifts_restrictions
+            .iter()
+            .any(|s| s == service)
+}
+
+/// The patient summary `original` as it may cross the border for this
+/// `purpose`: the original when no restriction of its patient touches it
+/// (or an emergency lifts them), else its restricted variant.
+pub async fn summary_for_release(
+    state: &AppState,
+    federation: &Federation,
+    original: StoredDocument,
+    purpose: PurposeOfUse,
+) -> Result<ReleasableSummary, GatewayError> {
+    let unchanged = |original: StoredDocument, lifted: bool| ReleasableSummary {
+        id: original.id,
+        identifier: original.identifier,
+        content: original.content,
+        lifted,
+    };
+    let Some(patient) = original.patient_identifier.as_deref() else {
+        return Ok(unchanged(original, false));
+    };
+    let restrictions: Vec<Restriction> = state
+        .store
+        .restrictions_for_patient(patient)
+        .await?
+        .into_iter()
+        .filter(|r| r.kind.is_summary_part())
+        .collect();
+    if restrictions.is_empty() {
+        return Ok(unchanged(original, false));
+    }
+    if lifts(federation, purpose, "patient-summary") {
+        return Ok(unchanged(original, true));
+    }
+    let fingerprint = restrictions_fingerprint(&restrictions);
+    if let Some(kept) = state
+        .store
+        .released_variant(&original.id, &fingerprint)
+        .await?
+    {
+        return Ok(ReleasableSummary {
+            id: kept.id,
+            identifier: kept.identifier,
+            content: kept.content,
+            lifted: false,
+        });
+    }
+    let parts: Vec<RestrictedPart> = restrictions.iter().filter_map(restricted_part).collect();
+    let resource = ReceivedResource::parse(original.content.clone().into())
+        .map_err(|e| GatewayError::ReleaseFailed(format!("stored document unreadable: {e}")))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let identifier = DocumentIdentifier {
+        system: URI_IDENTIFIER_SYSTEM.to_owned(),
+        value: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+    };
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::now_utc());
+    let timestamp = now
+        .format(&Rfc3339)
+        .map_err(|e| GatewayError::ReleaseFailed(format!("timestamp: {e}")))?;
+    let identity = VariantIdentity {
+        id: &id,
+        identifier_system: &identifier.system,
+        identifier_value: &identifier.value,
+        timestamp: &timestamp,
+    };
+    let content = match restrict_document(resource.root(), resource.bytes(), &parts, identity) {
+        Restricted::Unchanged => return Ok(unchanged(original, false)),
+        Restricted::NotADocument => {
+            return Err(GatewayError::ReleaseFailed(
+                "the stored summary is not a document Bundle".into(),
+            ));
+        }
+        Restricted::Variant { content, .. } => content,
+    };
+    // The variant is a document this gateway wrote: it must meet what every
+    // pushed document meets before anyone abroad sees it.
+    let variant = ReceivedResource::parse(content.into())
+        .map_err(|e| GatewayError::ReleaseFailed(format!("variant unreadable: {e}")))?;
+    let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
+    let report = state.validator.validate(&variant, &profiles);
+    if !report.is_acceptable() {
+        tracing::error!(
+            errors = report.error_count(),
+            "a restricted summary variant failed validation; nothing released"
+        );
+        return Err(GatewayError::ReleaseFailed(format!(
+            "the variant has {} validation errors",
+            report.error_count()
+        )));
+    }
+    let provenance = provenance(&id, &original, federation, &timestamp)?;
+    let kept = state
+        .store
+        .put_released_document(NewReleasedDocument {
+            id: &id,
+            original_id: &original.id,
+            restrictions_sha256: fingerprint,
+            identifier: &identifier,
+            released_at: now,
+            content: variant.bytes(),
+            provenance: &provenance,
+        })
+        .await?;
+    Ok(ReleasableSummary {
+        id: kept.id,
+        identifier: kept.identifier,
+        content: kept.content,
+        lifted: false,
+    })
+}
+
+/// The part of the summary a stored restriction names.
+fn restricted_part(restriction: &Restriction) -> Option<RestrictedPart> {
+    let pair = || restriction.target.split_once('|');
+    match restriction.kind {
+        RestrictionKind::Section => pair().map(|(system, code)| RestrictedPart::Section {
+            system: system.to_owned(),
+            code: code.to_owned(),
+        }),
+        RestrictionKind::Entry => Some(RestrictedPart::Entry(restriction.target.clone())),
+        RestrictionKind::Identifier => pair().map(|(system, value)| RestrictedPart::Identifier {
+            system: system.to_owned(),
+            value: value.to_owned(),
+        }),
+        RestrictionKind::Prescription => None,
+    }
+}
+
+/// The Provenance of a variant (R4 Provenance): the variant derives from
+/// the original (entity role `derivation`), assembled by this NCP at the
+/// patient's request (reason `PATRQT`), kept beside the variant at home.
+fn provenance(
+    variant_id: &str,
+    original: &StoredDocument,
+    federation: &Federation,
+    recorded: &str,
+) -> Result<Vec<u8>, GatewayError> {
+    let value = serde_json::json!({
+        "resourceType": "Provenance",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "target": [{"reference": format!("Bundle/{variant_id}")}],
+        "recorded": recorded,
+        "reason": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+            "code": "PATRQT",
+            "display": "patient requested"
+        }]}],
+        "activity": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+            "code": "DERIVE",
+            "display": "derive"
+        }]},
+        "agent": [{
+            "type": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                "code": "assembler",
+                "display": "Assembler"
+            }]},
+            "who": {
+                "identifier": {"system": "urn:ehds:ncp", "value": federation.ncp_id},
+                "display": format!("National contact point {}", federation.country)
+            }
+        }],
+        "entity": [{
+            "role": "derivation",
+            "what": {
+                "reference": format!("Bundle/{}", original.id),
+                "identifier": {
+                    "system": original.identifier.system,
+                    "value": original.identifier.value
+                }
+            }
+        }]
+    });
+    serde_json::to_vec(&value).map_err(|e| GatewayError::ReleaseFailed(format!("provenance: {e}")))
+}
+
+/// Whether the prescription `identifier` of `patient` (`system|value`) is
+/// withheld from this request: restricted by the patient and not lifted.
+/// `Ok(Some(true))` withheld, `Ok(Some(false))` restricted but lifted for an
+/// emergency (the caller audits it), `Ok(None)` not restricted.
+pub async fn prescription_withheld(
+    state: &AppState,
+    federation: &Federation,
+    patient: &str,
+    identifier: &DocumentIdentifier,
+    purpose: PurposeOfUse,
+) -> Result<Option<bool>, GatewayError> {
+    let target = format!("{}|{}", identifier.system, identifier.value);
+    let restricted = state
+        .store
+        .restrictions_for_patient(patient)
+        .await?
+        .iter()
+        .any(|r| r.kind == RestrictionKind::Prescription && r.target == target);
+    Ok(restricted.then(|| !lifts(federation, purpose, "eprescription")))
+}
+
+/// The prescription identifiers (`system|value`) of `patient` withheld from
+/// this request, and whether an emergency lifted any.
+pub async fn withheld_prescriptions(
+    state: &AppState,
+    federation: &Federation,
+    patient: &str,
+    purpose: PurposeOfUse,
+) -> Result<(Vec<String>, bool), GatewayError> {
+    let restricted: Vec<String> = state
+        .store
+        .restrictions_for_patient(patient)
+        .await?
+        .into_iter()
+        .filter(|r| r.kind == RestrictionKind::Prescription)
+        .map(|r| r.target)
+        .collect();
+    if restricted.is_empty() {
+        return Ok((restricted, false));
+    }
+    if lifts(federation, purpose, "eprescription") {
+        return Ok((Vec::new(), true));
+    }
+    Ok((restricted, false))
+}
