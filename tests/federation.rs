@@ -1383,7 +1383,6 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
     let prescription = serde_json::json!({"name": "prescription", "valueIdentifier": {"system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}});
-    set_restriction(&f, prescription.clone(), true).await;
     let mut pharmacist = doctor();
     pharmacist.role = "2262".into();
     let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
@@ -1406,8 +1405,40 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
             .bearer_auth(token);
         async move { json(request.send().await.unwrap(), 200).await }
     };
+    // Retrieved once before the patient restricts it; then neither listed
+    // nor dispensable: to the pharmacy it does not exist.
+    let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
+    assert_eq!(listed["total"], 1);
+    set_restriction(&f, prescription.clone(), true).await;
     let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
     assert_eq!(listed["total"], 0);
+    let mut dispense: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            conformance_dir().join("examples/eu-mpd/MedicationDispense-400D-dispense-1.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    dispense["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": "D-R1"}]);
+    dispense["authorizingPrescription"] = serde_json::json!([{"identifier": {
+        "system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]);
+    dispense["subject"]["identifier"] =
+        serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+    dispense["quantity"] = serde_json::json!({"value": 1, "unit": "Vial",
+        "system": "http://standardterms.edqm.eu", "code": "15060000"});
+    let refused = pharmacy
+        .post(f.be.url("/fhir/MedicationDispense"))
+        .header("content-type", FHIR_JSON)
+        .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
+        .body(serde_json::to_vec(&dispense).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let outcome = json(refused, 404).await;
+    assert!(
+        outcome.to_string().contains("no such prescription"),
+        "{outcome}"
+    );
     // A doctor in an emergency (the policy lets doctors list prescriptions
     // then) does not see it either.
     let listed = prescriptions(&doctor_system, &doctor(), PurposeOfUse::Emergency).await;

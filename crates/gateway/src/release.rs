@@ -145,7 +145,12 @@ pub async fn summary_for_release(
             report.error_count()
         )));
     }
-    let provenance = provenance(&id, &original, federation, &timestamp)?;
+    let provenance = provenance(
+        &id,
+        &original,
+        (&federation.ncp_id, &federation.country),
+        &timestamp,
+    )?;
     let kept = state
         .store
         .put_released_document(NewReleasedDocument {
@@ -189,7 +194,7 @@ fn restricted_part(restriction: &Restriction) -> Option<RestrictedPart> {
 fn provenance(
     variant_id: &str,
     original: &StoredDocument,
-    federation: &Federation,
+    (ncp_id, country): (&str, &str),
     recorded: &str,
 ) -> Result<Vec<u8>, GatewayError> {
     let value = serde_json::json!({
@@ -214,8 +219,8 @@ fn provenance(
                 "display": "Assembler"
             }]},
             "who": {
-                "identifier": {"system": "urn:ehds:ncp", "value": federation.ncp_id},
-                "display": format!("National contact point {}", federation.country)
+                "identifier": {"system": "urn:ehds:ncp", "value": ncp_id},
+                "display": format!("National contact point {country}")
             }
         }],
         "entity": [{
@@ -276,4 +281,46 @@ pub async fn withheld_prescriptions(
         return Ok((Vec::new(), true));
     }
     Ok((restricted, false))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The Provenance kept beside a variant is a valid R4 Provenance
+    /// (provenance.html: target, recorded, agent.who 1..1; entity role from
+    /// the required provenance-entity-role value set).
+    #[test]
+    fn the_provenance_of_a_variant_is_valid_r4() {
+        let original = StoredDocument {
+            id: "original-1".into(),
+            identifier: DocumentIdentifier {
+                system: "urn:ietf:rfc:3986".into(),
+                value: "urn:uuid:0c5e2a57-6f1d-4a8e-9d0b-1a2b3c4d5e6f".into(),
+            },
+            bundle_type: "document".into(),
+            patient_identifier: Some("urn:oid:1.3.182.4.4|1998041799999".into()),
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            sender: "ehr".into(),
+            sha256: [0; 32],
+            content: Vec::new(),
+        };
+        let bytes = provenance(
+            "variant-1",
+            &original,
+            ("ncp-lu", "LU"),
+            "2026-11-24T12:00:00Z",
+        )
+        .unwrap();
+        let registry =
+            ehds_profiles::Registry::load_root(&ehds_test_support::repo_root().join("profiles"))
+                .unwrap();
+        let validator = ehds_validation::Validator::new(&registry);
+        let resource = ReceivedResource::parse(bytes.into()).unwrap();
+        let report = validator.validate(&resource, &[]);
+        assert!(report.is_acceptable(), "{:#?}", report.issues);
+        let text = String::from_utf8(resource.bytes().to_vec()).unwrap();
+        assert!(text.contains("Bundle/variant-1") && text.contains("Bundle/original-1"));
+    }
 }
