@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod patient_rights;
 pub mod prescriptions;
+pub mod units;
 
 use std::future::Future;
 use std::net::SocketAddr;
