@@ -1497,3 +1497,354 @@ async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
         .await
         .unwrap();
 }
+
+/// A pharmacist of `organisation` in Belgium.
+fn pharmacist_of(organisation: &str) -> Professional {
+    let mut pharmacist = doctor();
+    pharmacist.role = "2262".into();
+    pharmacist.organisation = Organisation {
+        id: organisation.into(),
+        name: format!("Pharmacy {organisation}"),
+    };
+    pharmacist
+}
+
+/// Sends `body` as a MedicationDispense to BE's national API as
+/// `pharmacist`, for the LU patient.
+async fn send_dispense(
+    f: &Federation,
+    pharmacist: &Professional,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    national_client(&f.pki, "BE", NationalClientKind::Pharmacy)
+        .post(f.be.url("/fhir/MedicationDispense"))
+        .header("content-type", FHIR_JSON)
+        .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Lists the LU patient's prescriptions at BE as `pharmacist` (which
+/// records the retrievals at LU).
+async fn list_prescriptions(f: &Federation, pharmacist: &Professional) -> Value {
+    json(
+        national_client(&f.pki, "BE", NationalClientKind::Pharmacy)
+            .get(f.be.url(&format!(
+                "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
+            )))
+            .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await
+}
+
+/// Pushes a MedicationRequest at LU as a prescriber system; its Location.
+async fn push_prescription(f: &Federation, body: Vec<u8>, expect: u16) -> String {
+    let response = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+        .post(f.lu.url("/fhir/MedicationRequest"))
+        .header("content-type", FHIR_JSON)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(status, expect, "{}", response.text().await.unwrap());
+    location
+}
+
+/// `conformance/dispense/manifest.json`: every hand-made case, in order,
+/// gets the status, OperationOutcome issue (code and expression) and
+/// prescription state the manifest gives.
+#[tokio::test]
+async fn dispense_conformance_cases_get_the_manifests_answers() {
+    let dir = conformance_dir().join("dispense");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["patient"]["system"], LU_SYSTEM);
+    assert_eq!(manifest["patient"]["value"], LU_PATIENT);
+    let f = federation().await;
+    let listing = pharmacist_of("BE-PHARM-LISTING");
+    let other = pharmacist_of("BE-PHARM-OTHER");
+    let mut locations = Vec::new();
+    for prescription in manifest["prescriptions"].as_array().unwrap() {
+        let body = std::fs::read(dir.join(prescription["file"].as_str().unwrap())).unwrap();
+        locations.push((
+            push_prescription(&f, body, 201).await,
+            prescription["state"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let listed = list_prescriptions(&f, &listing).await;
+    assert_eq!(listed["total"], locations.len());
+    let prescriber = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem);
+    for (location, state) in &locations {
+        if state == "listed" {
+            continue;
+        }
+        let parameters = serde_json::json!({"resourceType": "Parameters", "parameter": [
+            {"name": "status", "valueCode": state},
+            {"name": "reason", "valueString": "set by the conformance manifest"}]});
+        let response = prescriber
+            .post(f.lu.url(&format!("{location}/$cross-border-status")))
+            .header("content-type", FHIR_JSON)
+            .body(serde_json::to_vec(&parameters).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{state}");
+    }
+    let cases = manifest["cases"].as_array().unwrap();
+    assert!(cases.len() >= 15);
+    for case in cases {
+        let file = case["file"].as_str().unwrap();
+        assert!(
+            case["source"].as_str().is_some_and(|s| !s.is_empty()),
+            "{file}: no source"
+        );
+        let pharmacist = match case["pharmacy"].as_str() {
+            Some("other") => &other,
+            _ => &listing,
+        };
+        let body = std::fs::read(dir.join(file)).unwrap();
+        let response = send_dispense(&f, pharmacist, body).await;
+        let status = response.status().as_u16();
+        let state = response
+            .headers()
+            .get("x-prescription-state")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        let rule = case["rule"].as_str().unwrap();
+        assert_eq!(status, case["status"], "{file} ({rule}): {text}");
+        if let Some(expected) = case["state"].as_str() {
+            assert_eq!(state.as_deref(), Some(expected), "{file} ({rule})");
+        }
+        if let Some(issue) = case.get("issue") {
+            let outcome: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(outcome["resourceType"], "OperationOutcome", "{file}");
+            let found =
+                outcome["issue"].as_array().unwrap().iter().any(|i| {
+                    i["code"] == issue["code"] && i["expression"][0] == issue["expression"]
+                });
+            assert!(found, "{file} ({rule}): expected {issue}, got {text}");
+        }
+    }
+    // The refused cases changed nothing: what the list shows at the end.
+    let remaining: Vec<Value> = list_prescriptions(&f, &listing).await["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let extension = &e["search"]["extension"][0]["extension"];
+            let remaining = extension
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["url"] == "remaining")
+                .unwrap();
+            serde_json::json!([
+                e["resource"]["identifier"][0]["value"],
+                remaining["valueQuantity"]["value"]
+            ])
+        })
+        .collect();
+    assert!(
+        remaining.contains(&serde_json::json!(["CF-OPEN", 21])),
+        "{remaining:?}"
+    );
+    assert!(
+        remaining.contains(&serde_json::json!(["CF-PAIR-1", 1])),
+        "{remaining:?}"
+    );
+    // Completed: no longer in the default list.
+    assert!(
+        !remaining.iter().any(|r| r[0] == "CF-PAIR-2"),
+        "{remaining:?}"
+    );
+    assert!(f.lu.audit().await.first_broken.is_none());
+    assert!(f.be.audit().await.first_broken.is_none());
+    f.be.stop().await;
+    f.lu.stop().await;
+}
+
+/// An MPD or IHE MPD example file under `conformance/examples/`, parsed.
+fn example(path: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(conformance_dir().join("examples").join(path)).unwrap())
+        .unwrap()
+}
+
+/// What cross-border exchange needs and the examples leave out, added and
+/// nothing else changed: a system for the prescription's identifier (the
+/// examples give values only) and the patient's national identifier
+/// (`subject.identifier`; the examples reference `Patient/patient1`).
+fn example_prescription(path: &str, system: &str) -> Vec<u8> {
+    let mut json = example(path);
+    json["identifier"][0]["system"] = system.into();
+    json["subject"]["identifier"] = serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+    serde_json::to_vec(&json).unwrap()
+}
+
+/// The same for a dispense: an identifier (the examples have none; a
+/// retry is recognised by it), the patient's identifier, and each
+/// `authorizingPrescription` as the list gives it — the identifier of the
+/// pushed example it references (`MedicationRequest/<id>` in 400D-1/2 and
+/// 400E), or the example's own identifier value with the system it was
+/// pushed under (300D). Status and quantity are left as published.
+fn example_dispense(path: &str, system: &str, ids: &[(&str, &str)]) -> Vec<u8> {
+    let mut json = example(path);
+    let id = json["id"].as_str().unwrap().to_owned();
+    json["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": id}]);
+    json["subject"]["identifier"] = serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+    for item in json["authorizingPrescription"].as_array_mut().unwrap() {
+        let value = match item["reference"].as_str() {
+            Some(reference) => {
+                let target = reference.trim_start_matches("MedicationRequest/");
+                ids.iter()
+                    .find(|(id, _)| *id == target)
+                    .unwrap()
+                    .1
+                    .to_owned()
+            }
+            None => item["identifier"]["value"].as_str().unwrap().to_owned(),
+        };
+        *item = serde_json::json!({"identifier": {"system": system, "value": value}});
+    }
+    serde_json::to_vec(&json).unwrap()
+}
+
+/// The HL7 Europe MPD and IHE MPD examples drive a dispense journey: their
+/// prescriptions are pushed at LU and listed by a pharmacy in BE, and their
+/// dispenses are applied as published — the two dispenses of 400C in UCUM
+/// "1" (packages of another product) are refused with both units named,
+/// the declined 400E is recorded without touching the quantity, and 300D,
+/// one dispense for two requests counting pessaries and grams, is refused
+/// as a whole (nothing changes on either). Then 400D-1 with its quantity
+/// expressed in the prescription's unit (its package holds 10 vials,
+/// Medication 01C `amount`) is applied.
+#[tokio::test]
+async fn the_mpd_and_ihe_examples_drive_the_dispense_journey() {
+    const EU: &str = "urn:oid:1.3.182.4.4.99.1";
+    const IHE: &str = "urn:oid:1.3.182.4.4.99.2";
+    let f = federation().await;
+    let eu = [
+        "eu-mpd/MedicationRequest-400C-prescription-cefuroxime-singleline.json",
+        "eu-mpd/MedicationRequest-300C-2-medication-prescription-request1.json",
+        "eu-mpd/MedicationRequest-300C-2-medication-prescription-request2.json",
+    ];
+    for path in eu {
+        push_prescription(&f, example_prescription(path, EU), 201).await;
+    }
+    let ihe = [
+        "ihe-mpd/MedicationRequest-10-prescription-cefuroxime-singleline.json",
+        "ihe-mpd/MedicationRequest-100-3-medication-prescription-request1.json",
+    ];
+    for path in ihe {
+        push_prescription(&f, example_prescription(path, IHE), 201).await;
+    }
+    let pharmacist = pharmacist_of("BE-PHARM-EXAMPLES");
+    let listed = list_prescriptions(&f, &pharmacist).await;
+    assert_eq!(listed["total"], 5);
+    let ids = [
+        ("400C-prescription-cefuroxime-singleline", "10-123EP"),
+        ("10-prescription-cefuroxime-singleline", "10-123EP"),
+    ];
+    let state_of = |listed: &Value, system: &str, value: &str| -> Value {
+        listed["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| {
+                e["resource"]["identifier"][0]["system"] == system
+                    && e["resource"]["identifier"][0]["value"] == value
+            })
+            .map(|e| {
+                e["search"]["extension"][0]["extension"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["url"] == "remaining")
+                    .unwrap()["valueQuantity"]
+                    .clone()
+            })
+            .unwrap()
+    };
+    // 400D-1 and 400D-2 (and IHE 10-dispense-1): "1" of a package, not a vial.
+    for (path, system) in [
+        ("eu-mpd/MedicationDispense-400D-dispense-1.json", EU),
+        ("eu-mpd/MedicationDispense-400D-dispense-2.json", EU),
+        ("ihe-mpd/MedicationDispense-10-dispense-1.json", IHE),
+    ] {
+        let response = send_dispense(&f, &pharmacist, example_dispense(path, system, &ids)).await;
+        let outcome = json(response, 422).await;
+        let issue = &outcome["issue"][0];
+        assert_eq!(issue["code"], "business-rule", "{path}");
+        assert_eq!(issue["expression"][0], "MedicationDispense.quantity.code");
+        let text = issue["diagnostics"].to_string() + &issue["details"].to_string();
+        assert!(
+            text.contains("'1'") && text.contains("'15060000'"),
+            "{path}: {outcome}"
+        );
+    }
+    // 400E: declined, recorded, quantity untouched.
+    let response = send_dispense(
+        &f,
+        &pharmacist,
+        example_dispense(
+            "eu-mpd/MedicationDispense-400E-refused-dispense.json",
+            EU,
+            &ids,
+        ),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response.headers()["x-prescription-state"],
+        "active; remaining=21000"
+    );
+    // 300D (and its IHE twin): one dispense, two requests in pessaries
+    // and grams: refused as a whole.
+    for path in [
+        "eu-mpd/MedicationDispense-300D-dispense-for-2-requests.json",
+        "ihe-mpd/MedicationDispense-300-dispense-for-2-requests.json",
+    ] {
+        let response = send_dispense(&f, &pharmacist, example_dispense(path, EU, &ids)).await;
+        let outcome = json(response, 422).await;
+        assert_eq!(
+            outcome["issue"][0]["expression"][0],
+            "MedicationDispense.quantity.code"
+        );
+        assert!(
+            outcome.to_string().contains("authorizingPrescription[0]"),
+            "{outcome}"
+        );
+    }
+    let listed = list_prescriptions(&f, &pharmacist).await;
+    assert_eq!(state_of(&listed, EU, "300-1/2")["value"], 6);
+    assert_eq!(state_of(&listed, EU, "300-2/2")["value"], 20);
+    assert_eq!(state_of(&listed, EU, "10-123EP")["value"], 21);
+    // 400D-1 in the prescription's unit: its package holds 10 vials.
+    let mut in_vials: Value = serde_json::from_slice(&example_dispense(
+        "eu-mpd/MedicationDispense-400D-dispense-1.json",
+        EU,
+        &ids,
+    ))
+    .unwrap();
+    in_vials["quantity"] = serde_json::json!({"value": 10, "unit": "Vial",
+        "system": "http://standardterms.edqm.eu", "code": "15060000"});
+    let response = send_dispense(&f, &pharmacist, serde_json::to_vec(&in_vials).unwrap()).await;
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response.headers()["x-prescription-state"],
+        "partially-dispensed; remaining=11000"
+    );
+    f.be.stop().await;
+    f.lu.stop().await;
+}
