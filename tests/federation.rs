@@ -1688,12 +1688,74 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
     f.lu.stop().await;
 }
 
-/// Two replicas of Luxembourg's gateway on one PostgreSQL database (two
-/// stateless gateways behind one federation name): eight pharmacies'
-/// dispenses of the whole remaining quantity, sent to both at once, are
-/// applied exactly once.
+/// A gateway process (`ehds-gateway serve --config FILE`), killed when
+/// dropped (also when the test fails).
+struct GatewayProcess {
+    child: std::process::Child,
+}
+
+/// `ehds-gateway audit verify --config FILE`: the store's audit hash chain
+/// is intact.
+fn verify_audit(config: &Path) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
+        .args(["audit", "verify", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl GatewayProcess {
+    /// Starts the binary on `config_text` (written to `dir/name.toml`) and
+    /// waits until it accepts connections on `federation_port` (bound only
+    /// once configuration, packages and store are ready).
+    fn start(dir: &Path, name: &str, config_text: &str, federation_port: u16) -> Self {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, config_text).unwrap();
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut process = GatewayProcess { child };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", federation_port)).is_ok() {
+                return process;
+            }
+            if let Some(status) = process.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap();
+                panic!("{name} exited with {status}: {log}");
+            }
+            assert!(Instant::now() < deadline, "{name} did not start in 120 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two replicas of Luxembourg's gateway as two OS processes of the
+/// `ehds-gateway` binary, on one PostgreSQL schema (two stateless gateways
+/// behind one federation name): eight pharmacies' dispenses of the whole
+/// remaining quantity, sent to both at once, are applied exactly once.
+/// Under CI a missing `EHDS_TEST_POSTGRES_URL` fails the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
+async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once() {
     let Some(pg) = ehds_test_support::postgres_url() else {
         return;
     };
@@ -1720,26 +1782,30 @@ async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
             &text[end..]
         )
     };
-    let lu1 = start(&on_postgres(config_text(
-        "LU",
+    let lu_config = |ports: &Ports| {
+        on_postgres(config_text(
+            "LU",
+            dir.path(),
+            &pki,
+            ports,
+            &directory,
+            &trust_list,
+            &crl,
+        ))
+    };
+    // One after the other: the first creates and migrates the schema.
+    let lu1 = GatewayProcess::start(
         dir.path(),
-        &pki,
-        &ports[0],
-        &directory,
-        &trust_list,
-        &crl,
-    )))
-    .await;
-    let lu2 = start(&on_postgres(config_text(
-        "LU",
+        "lu1",
+        &lu_config(&ports[0]),
+        ports[0].federation,
+    );
+    let lu2 = GatewayProcess::start(
         dir.path(),
-        &pki,
-        &ports[1],
-        &directory,
-        &trust_list,
-        &crl,
-    )))
-    .await;
+        "lu2",
+        &lu_config(&ports[1]),
+        ports[1].federation,
+    );
     let be = start(&config_text(
         "BE",
         dir.path(),
@@ -1752,17 +1818,20 @@ async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
     .await;
     let be_idp = idp(&pki, "BE");
 
-    // Prescribed at one replica, listed by the pharmacy through BE.
+    // Prescribed at the second process, listed by the pharmacy through BE
+    // (whose directory names the first).
     let response = national_client(&pki, "LU", NationalClientKind::DoctorSystem)
-        .post(lu2.url("/fhir/MedicationRequest"))
+        .post(format!(
+            "https://127.0.0.1:{}/fhir/MedicationRequest",
+            ports[1].national
+        ))
         .header("content-type", FHIR_JSON)
         .body(lu_prescription())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
-    let mut pharmacist = doctor();
-    pharmacist.role = "2262".into();
+    let pharmacist = pharmacist_of("BE-PHARM-9");
     let listed = national_client(&pki, "BE", NationalClientKind::Pharmacy)
         .get(be.url(&format!(
             "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
@@ -1773,12 +1842,13 @@ async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
         .unwrap();
     assert_eq!(listed.status().as_u16(), 200);
 
-    // Eight dispenses of all 21 vials at once, to both replicas.
+    // Eight dispenses of all 21 vials at once, to both processes.
     let be_ncp = federation_client(&pki, pki.ncp_client("BE"));
     let text = std::fs::read_to_string(
         conformance_dir().join("examples/eu-mpd/MedicationDispense-400D-dispense-1.json"),
     )
     .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
     let mut tasks = Vec::new();
     for i in 0..8 {
         let mut json: Value = serde_json::from_str(&text).unwrap();
@@ -1790,13 +1860,15 @@ async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
             serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
         json["quantity"] = serde_json::json!({"value": 21, "unit": "Vial",
             "system": "http://standardterms.edqm.eu", "code": "15060000"});
-        let url = if i % 2 == 0 { &lu1 } else { &lu2 }.federation_url("/fhir/MedicationDispense");
+        let port = ports[i % 2].federation;
         let request = be_ncp
-            .post(url)
+            .post(format!("https://127.0.0.1:{port}/fhir/MedicationDispense"))
             .header("content-type", FHIR_JSON)
             .bearer_auth(assertion(&be_idp, &pharmacist, &lu_patient()))
             .body(serde_json::to_vec(&json).unwrap());
+        let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
             request.send().await.unwrap().status().as_u16()
         }));
     }
@@ -1810,10 +1882,11 @@ async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
         [201, 409, 409, 409, 409, 409, 409, 409],
         "{statuses:?}"
     );
-    assert!(lu1.audit().await.first_broken.is_none());
     be.stop().await;
-    lu1.stop().await;
-    lu2.stop().await;
+    drop(lu1);
+    drop(lu2);
+    // Both processes wrote to one hash chain; it is intact.
+    verify_audit(&dir.path().join("lu1.toml"));
     let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&pg)
         .await
         .unwrap();
@@ -1821,4 +1894,355 @@ async fn two_replicas_on_one_postgresql_dispense_the_last_package_once() {
         .execute(&mut connection)
         .await
         .unwrap();
+}
+
+/// A pharmacist of `organisation` in Belgium.
+fn pharmacist_of(organisation: &str) -> Professional {
+    let mut pharmacist = doctor();
+    pharmacist.role = "2262".into();
+    pharmacist.organisation = Organisation {
+        id: organisation.into(),
+        name: format!("Pharmacy {organisation}"),
+    };
+    pharmacist
+}
+
+/// Sends `body` as a MedicationDispense to BE's national API as
+/// `pharmacist`, for the LU patient.
+async fn send_dispense(
+    f: &Federation,
+    pharmacist: &Professional,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    national_client(&f.pki, "BE", NationalClientKind::Pharmacy)
+        .post(f.be.url("/fhir/MedicationDispense"))
+        .header("content-type", FHIR_JSON)
+        .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Lists the LU patient's prescriptions at BE as `pharmacist` (which
+/// records the retrievals at LU).
+async fn list_prescriptions(f: &Federation, pharmacist: &Professional) -> Value {
+    json(
+        national_client(&f.pki, "BE", NationalClientKind::Pharmacy)
+            .get(f.be.url(&format!(
+                "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
+            )))
+            .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await
+}
+
+/// Pushes a MedicationRequest at LU as a prescriber system; its Location.
+async fn push_prescription(f: &Federation, body: Vec<u8>, expect: u16) -> String {
+    let response = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+        .post(f.lu.url("/fhir/MedicationRequest"))
+        .header("content-type", FHIR_JSON)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(status, expect, "{}", response.text().await.unwrap());
+    location
+}
+
+/// `conformance/dispense/manifest.json`: every hand-made case, in order,
+/// gets the status, OperationOutcome issue (code and expression) and
+/// prescription state the manifest gives.
+#[tokio::test]
+async fn dispense_conformance_cases_get_the_manifests_answers() {
+    let dir = conformance_dir().join("dispense");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["patient"]["system"], LU_SYSTEM);
+    assert_eq!(manifest["patient"]["value"], LU_PATIENT);
+    let f = federation().await;
+    let listing = pharmacist_of("BE-PHARM-LISTING");
+    let other = pharmacist_of("BE-PHARM-OTHER");
+    let mut locations = Vec::new();
+    for prescription in manifest["prescriptions"].as_array().unwrap() {
+        let body = std::fs::read(dir.join(prescription["file"].as_str().unwrap())).unwrap();
+        locations.push((
+            push_prescription(&f, body, 201).await,
+            prescription["state"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let listed = list_prescriptions(&f, &listing).await;
+    assert_eq!(listed["total"], locations.len());
+    let prescriber = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem);
+    for (location, state) in &locations {
+        if state == "listed" {
+            continue;
+        }
+        let parameters = serde_json::json!({"resourceType": "Parameters", "parameter": [
+            {"name": "status", "valueCode": state},
+            {"name": "reason", "valueString": "set by the conformance manifest"}]});
+        let response = prescriber
+            .post(f.lu.url(&format!("{location}/$cross-border-status")))
+            .header("content-type", FHIR_JSON)
+            .body(serde_json::to_vec(&parameters).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{state}");
+    }
+    let cases = manifest["cases"].as_array().unwrap();
+    assert!(cases.len() >= 15);
+    for case in cases {
+        let file = case["file"].as_str().unwrap();
+        assert!(
+            case["source"].as_str().is_some_and(|s| !s.is_empty()),
+            "{file}: no source"
+        );
+        let pharmacist = match case["pharmacy"].as_str() {
+            Some("other") => &other,
+            _ => &listing,
+        };
+        let body = std::fs::read(dir.join(file)).unwrap();
+        let response = send_dispense(&f, pharmacist, body).await;
+        let status = response.status().as_u16();
+        let state = response
+            .headers()
+            .get("x-prescription-state")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        let rule = case["rule"].as_str().unwrap();
+        assert_eq!(status, case["status"], "{file} ({rule}): {text}");
+        if let Some(expected) = case["state"].as_str() {
+            assert_eq!(state.as_deref(), Some(expected), "{file} ({rule})");
+        }
+        if let Some(issue) = case.get("issue") {
+            let outcome: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(outcome["resourceType"], "OperationOutcome", "{file}");
+            let found =
+                outcome["issue"].as_array().unwrap().iter().any(|i| {
+                    i["code"] == issue["code"] && i["expression"][0] == issue["expression"]
+                });
+            assert!(found, "{file} ({rule}): expected {issue}, got {text}");
+        }
+    }
+    // The refused cases changed nothing: what the list shows at the end.
+    let remaining: Vec<Value> = list_prescriptions(&f, &listing).await["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let extension = &e["search"]["extension"][0]["extension"];
+            let remaining = extension
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["url"] == "remaining")
+                .unwrap();
+            serde_json::json!([
+                e["resource"]["identifier"][0]["value"],
+                remaining["valueQuantity"]["value"]
+            ])
+        })
+        .collect();
+    assert!(
+        remaining.contains(&serde_json::json!(["CF-OPEN", 21])),
+        "{remaining:?}"
+    );
+    assert!(
+        remaining.contains(&serde_json::json!(["CF-PAIR-1", 1])),
+        "{remaining:?}"
+    );
+    // Completed: no longer in the default list.
+    assert!(
+        !remaining.iter().any(|r| r[0] == "CF-PAIR-2"),
+        "{remaining:?}"
+    );
+    assert!(f.lu.audit().await.first_broken.is_none());
+    assert!(f.be.audit().await.first_broken.is_none());
+    f.be.stop().await;
+    f.lu.stop().await;
+}
+
+/// An MPD or IHE MPD example file under `conformance/examples/`, parsed.
+fn example(path: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(conformance_dir().join("examples").join(path)).unwrap())
+        .unwrap()
+}
+
+/// What cross-border exchange needs and the examples leave out, added and
+/// nothing else changed: a system for the prescription's identifier (the
+/// examples give values only) and the patient's national identifier
+/// (`subject.identifier`; the examples reference `Patient/patient1`).
+fn example_prescription(path: &str, system: &str) -> Vec<u8> {
+    let mut json = example(path);
+    json["identifier"][0]["system"] = system.into();
+    json["subject"]["identifier"] = serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+    serde_json::to_vec(&json).unwrap()
+}
+
+/// The same for a dispense: an identifier (the examples have none; a
+/// retry is recognised by it), the patient's identifier, and each
+/// `authorizingPrescription` as the list gives it — the identifier of the
+/// pushed example it references (`MedicationRequest/<id>` in 400D-1/2 and
+/// 400E), or the example's own identifier value with the system it was
+/// pushed under (300D). Status and quantity are left as published.
+fn example_dispense(path: &str, system: &str, ids: &[(&str, &str)]) -> Vec<u8> {
+    let mut json = example(path);
+    let id = json["id"].as_str().unwrap().to_owned();
+    json["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": id}]);
+    json["subject"]["identifier"] = serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+    for item in json["authorizingPrescription"].as_array_mut().unwrap() {
+        let value = match item["reference"].as_str() {
+            Some(reference) => {
+                let target = reference.trim_start_matches("MedicationRequest/");
+                ids.iter()
+                    .find(|(id, _)| *id == target)
+                    .unwrap()
+                    .1
+                    .to_owned()
+            }
+            None => item["identifier"]["value"].as_str().unwrap().to_owned(),
+        };
+        *item = serde_json::json!({"identifier": {"system": system, "value": value}});
+    }
+    serde_json::to_vec(&json).unwrap()
+}
+
+/// The HL7 Europe MPD and IHE MPD examples drive a dispense journey: their
+/// prescriptions are pushed at LU and listed by a pharmacy in BE, and their
+/// dispenses are applied as published — the two dispenses of 400C in UCUM
+/// "1" (packages of another product) are refused with both units named,
+/// the declined 400E is recorded without touching the quantity, and 300D,
+/// one dispense for two requests counting pessaries and grams, is refused
+/// as a whole (nothing changes on either). Then 400D-1 with its quantity
+/// expressed in the prescription's unit (its package holds 10 vials,
+/// Medication 01C `amount`) is applied.
+#[tokio::test]
+async fn the_mpd_and_ihe_examples_drive_the_dispense_journey() {
+    const EU: &str = "urn:oid:1.3.182.4.4.99.1";
+    const IHE: &str = "urn:oid:1.3.182.4.4.99.2";
+    let f = federation().await;
+    let eu = [
+        "eu-mpd/MedicationRequest-400C-prescription-cefuroxime-singleline.json",
+        "eu-mpd/MedicationRequest-300C-2-medication-prescription-request1.json",
+        "eu-mpd/MedicationRequest-300C-2-medication-prescription-request2.json",
+    ];
+    for path in eu {
+        push_prescription(&f, example_prescription(path, EU), 201).await;
+    }
+    let ihe = [
+        "ihe-mpd/MedicationRequest-10-prescription-cefuroxime-singleline.json",
+        "ihe-mpd/MedicationRequest-100-3-medication-prescription-request1.json",
+    ];
+    for path in ihe {
+        push_prescription(&f, example_prescription(path, IHE), 201).await;
+    }
+    let pharmacist = pharmacist_of("BE-PHARM-EXAMPLES");
+    let listed = list_prescriptions(&f, &pharmacist).await;
+    assert_eq!(listed["total"], 5);
+    let ids = [
+        ("400C-prescription-cefuroxime-singleline", "10-123EP"),
+        ("10-prescription-cefuroxime-singleline", "10-123EP"),
+    ];
+    let state_of = |listed: &Value, system: &str, value: &str| -> Value {
+        listed["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| {
+                e["resource"]["identifier"][0]["system"] == system
+                    && e["resource"]["identifier"][0]["value"] == value
+            })
+            .map(|e| {
+                e["search"]["extension"][0]["extension"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["url"] == "remaining")
+                    .unwrap()["valueQuantity"]
+                    .clone()
+            })
+            .unwrap()
+    };
+    // 400D-1 and 400D-2 (and IHE 10-dispense-1): "1" of a package, not a vial.
+    for (path, system) in [
+        ("eu-mpd/MedicationDispense-400D-dispense-1.json", EU),
+        ("eu-mpd/MedicationDispense-400D-dispense-2.json", EU),
+        ("ihe-mpd/MedicationDispense-10-dispense-1.json", IHE),
+    ] {
+        let response = send_dispense(&f, &pharmacist, example_dispense(path, system, &ids)).await;
+        let outcome = json(response, 422).await;
+        let issue = &outcome["issue"][0];
+        assert_eq!(issue["code"], "business-rule", "{path}");
+        assert_eq!(issue["expression"][0], "MedicationDispense.quantity.code");
+        let text = issue["diagnostics"].to_string() + &issue["details"].to_string();
+        assert!(
+            text.contains("'1'") && text.contains("'15060000'"),
+            "{path}: {outcome}"
+        );
+    }
+    // 400E: declined, recorded, quantity untouched.
+    let response = send_dispense(
+        &f,
+        &pharmacist,
+        example_dispense(
+            "eu-mpd/MedicationDispense-400E-refused-dispense.json",
+            EU,
+            &ids,
+        ),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response.headers()["x-prescription-state"],
+        "active; remaining=21000"
+    );
+    // 300D (and its IHE twin): one dispense, two requests in pessaries
+    // and grams: refused as a whole.
+    for path in [
+        "eu-mpd/MedicationDispense-300D-dispense-for-2-requests.json",
+        "ihe-mpd/MedicationDispense-300-dispense-for-2-requests.json",
+    ] {
+        let response = send_dispense(&f, &pharmacist, example_dispense(path, EU, &ids)).await;
+        let outcome = json(response, 422).await;
+        assert_eq!(
+            outcome["issue"][0]["expression"][0],
+            "MedicationDispense.quantity.code"
+        );
+        assert!(
+            outcome.to_string().contains("authorizingPrescription[0]"),
+            "{outcome}"
+        );
+    }
+    let listed = list_prescriptions(&f, &pharmacist).await;
+    assert_eq!(state_of(&listed, EU, "300-1/2")["value"], 6);
+    assert_eq!(state_of(&listed, EU, "300-2/2")["value"], 20);
+    assert_eq!(state_of(&listed, EU, "10-123EP")["value"], 21);
+    // 400D-1 in the prescription's unit: its package holds 10 vials.
+    let mut in_vials: Value = serde_json::from_slice(&example_dispense(
+        "eu-mpd/MedicationDispense-400D-dispense-1.json",
+        EU,
+        &ids,
+    ))
+    .unwrap();
+    in_vials["quantity"] = serde_json::json!({"value": 10, "unit": "Vial",
+        "system": "http://standardterms.edqm.eu", "code": "15060000"});
+    let response = send_dispense(&f, &pharmacist, serde_json::to_vec(&in_vials).unwrap()).await;
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response.headers()["x-prescription-state"],
+        "partially-dispensed; remaining=11000"
+    );
+    f.be.stop().await;
+    f.lu.stop().await;
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ehds_store::{
-    DispenseKind, DispenseOutcome, DocumentIdentifier, NewDispense, NewPrescription,
+    DispenseKind, DispenseLine, DispenseOutcome, DocumentIdentifier, NewDispense, NewPrescription,
     PutPrescriptionOutcome, Store, StoreConfig,
 };
 use time::OffsetDateTime;
@@ -32,6 +32,7 @@ fn prepare(runtime: &tokio::runtime::Runtime, store: &Store) -> String {
             sender: "bench",
             quantity_prescribed_milli: 1_000_000_000_000,
             unit: "1",
+            unit_system: Some("http://unitsofmeasure.org"),
             substitution_allowed: false,
             atc_code: None,
             dose_form: None,
@@ -73,9 +74,11 @@ fn bench_store(c: &mut Criterion, name: &str, config: StoreConfig, peer_url: &st
                         system: "urn:bench:dispense".into(),
                         value: format!("{prescription}-{n}"),
                     },
-                    prescription_id: &prescription,
+                    lines: vec![DispenseLine {
+                        prescription_id: &prescription,
+                        quantity_milli: 1_000,
+                    }],
                     pharmacy: "BE/pharmacy",
-                    quantity_milli: 1_000,
                     kind: DispenseKind::Completed,
                     content: DISPENSE,
                     received_at: OffsetDateTime::now_utc(),

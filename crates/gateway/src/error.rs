@@ -131,6 +131,8 @@ pub enum GatewayError {
         status: u16,
         /// Why, without patient data.
         message: String,
+        /// The element it is about (FHIRPath-style), if one.
+        at: Option<String>,
     },
     /// The variant of a summary its patient restricted could not be built
     /// as a valid document: nothing is released (fail closed).
@@ -215,15 +217,25 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 format!("the health-professional assertion is refused: {refusal}"),
             )
         }
-        E::DispenseRefused { status, message } => one(
-            S::from_u16(*status).unwrap_or(S::CONFLICT),
-            if *status == 404 {
+        E::DispenseRefused {
+            status,
+            message,
+            at,
+        } => {
+            let code = if *status == 404 {
                 IssueType::NotFound
             } else {
                 IssueType::BusinessRule
-            },
-            message.clone(),
-        ),
+            };
+            let issue = Issue::error(code, message.clone());
+            (
+                S::from_u16(*status).unwrap_or(S::CONFLICT),
+                vec![match at {
+                    Some(at) => issue.at(at.clone()),
+                    None => issue,
+                }],
+            )
+        }
         E::ReleaseFailed(_) => (
             S::INTERNAL_SERVER_ERROR,
             vec![internal_issue(
@@ -441,6 +453,7 @@ mod tests {
                 GatewayError::DispenseRefused {
                     status: 409,
                     message: "only 2 remain".into(),
+                    at: Some("MedicationDispense.quantity".into()),
                 },
                 409,
                 "business-rule",

@@ -1533,181 +1533,44 @@ async fn peer_dispense(
         Ok(purpose) => purpose,
         Err(error) => return Err(trail.refuse(&state, error).await),
     };
-    let not_found = || GatewayError::DispenseRefused {
-        status: 404,
-        message: "no such prescription for this patient".into(),
-    };
-    let prescription = match state
-        .store
-        .prescription_by_identifier(&ehds_store::DocumentIdentifier {
-            system: facts.prescription.0.clone(),
-            value: facts.prescription.1.clone(),
-        })
-        .await
-    {
-        Ok(Some(p)) if p.patient_identifier == format!("{}|{}", patient.system, patient.value) => p,
-        Ok(_) => return Err(trail.refuse(&state, not_found()).await),
-        Err(error) => return Err(trail.refuse(&state, error.into()).await),
-    };
+    let key = format!("{}|{}", patient.system, patient.value);
     // A prescription the patient restricted does not exist abroad.
-    match crate::release::prescription_withheld(
-        &state,
-        &federation,
-        &prescription.patient_identifier,
-        &prescription.identifier,
-        purpose,
-    )
-    .await
-    {
-        Ok(None) => {}
-        Ok(Some(true)) => return Err(trail.refuse(&state, not_found()).await),
-        Ok(Some(false)) => {
-            trail.record.outcome_description =
-                Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
-        }
-        Err(error) => return Err(trail.refuse(&state, error).await),
-    }
-    let kind = match facts.action {
-        crate::prescriptions::DispenseAction::Apply(kind) => kind,
-        crate::prescriptions::DispenseAction::Cancel => {
-            return cancel_dispense(&state, trail, &facts, &prescription).await;
-        }
-    };
-    if let Some(unit) = &facts.unit
-        && kind == ehds_store::DispenseKind::Completed
-        && *unit != prescription.unit
-    {
-        let error = GatewayError::DispenseRefused {
-            status: 422,
-            message: format!(
-                "the dispensed quantity is in '{unit}' but the prescription counts '{}'",
-                prescription.unit
-            ),
+    for (line, (system, value)) in facts.prescriptions.iter().enumerate() {
+        let identifier = ehds_store::DocumentIdentifier {
+            system: system.clone(),
+            value: value.clone(),
         };
-        return Err(trail.refuse(&state, error).await);
-    }
-    let pharmacy = trail.requesting_organisation();
-    let outcome = state
-        .store
-        .apply_dispense(ehds_store::NewDispense {
-            identifier: ehds_store::DocumentIdentifier {
-                system: facts.identifier.0.clone(),
-                value: facts.identifier.1.clone(),
-            },
-            prescription_id: &prescription.id,
-            pharmacy: &pharmacy,
-            quantity_milli: facts.quantity_milli,
-            kind,
-            content: resource.bytes(),
-            received_at: OffsetDateTime::now_utc(),
-        })
-        .await;
-    let (status, dispense, remaining, prescription_status) = match outcome {
-        Ok(ehds_store::DispenseOutcome::Applied {
-            dispense,
-            remaining_milli,
-            status,
-        }) => (StatusCode::CREATED, dispense, remaining_milli, status),
-        Ok(ehds_store::DispenseOutcome::AlreadyApplied {
-            dispense,
-            remaining_milli,
-            status,
-        }) => (StatusCode::OK, dispense, remaining_milli, status),
-        Ok(ehds_store::DispenseOutcome::Refused(refusal)) => {
-            use ehds_store::DispenseRefusal as R;
-            let (status, message) = match refusal {
-                R::InvalidQuantity => (422, "the quantity must be positive".to_owned()),
-                R::UnknownPrescription => (404, "no such prescription for this patient".to_owned()),
-                R::NotRetrieved => (
-                    409,
-                    "this pharmacy has not retrieved the prescription (list it first)".to_owned(),
-                ),
-                R::NotDispensable(s) => (409, format!("the prescription is {}", s.as_str())),
-                R::OverRemaining { remaining_milli } => (
-                    409,
-                    format!(
-                        "only {} {} remain on the prescription",
-                        crate::prescriptions::milli_to_decimal(remaining_milli),
-                        prescription.unit
-                    ),
-                ),
-                R::IdentifierConflict { .. } => (
-                    409,
-                    "a different dispense with this identifier was already applied".to_owned(),
-                ),
-            };
-            let error = GatewayError::DispenseRefused { status, message };
-            return Err(trail.refuse(&state, error).await);
+        match crate::release::prescription_withheld(&state, &federation, &key, &identifier, purpose)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(true)) => {
+                let error = GatewayError::DispenseRefused {
+                    status: 404,
+                    message: "no such prescription for this patient".into(),
+                    at: Some(format!(
+                        "MedicationDispense.authorizingPrescription[{line}]"
+                    )),
+                };
+                return Err(trail.refuse(&state, error).await);
+            }
+            Ok(Some(false)) => {
+                trail.record.outcome_description =
+                    Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
+            }
+            Err(error) => return Err(trail.refuse(&state, error).await),
         }
-        Err(error) => return Err(trail.refuse(&state, error.into()).await),
-    };
-    trail.succeed(&state).await?;
-    let mut response = fhir_response(status, dispense.content);
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "{}; remaining={}",
-        prescription_status.as_str(),
-        remaining
-    )) {
-        response.headers_mut().insert("x-prescription-state", value);
     }
-    Ok(response)
-}
-
-/// The pharmacy that dispensed cancels its dispense (sent again with status
-/// `entered-in-error`): the quantity comes back once.
-async fn cancel_dispense(
-    state: &AppState,
-    trail: Trail,
-    facts: &crate::prescriptions::DispenseFacts,
-    prescription: &ehds_store::StoredPrescription,
-) -> Result<Response, GatewayError> {
-    let identifier = ehds_store::DocumentIdentifier {
-        system: facts.identifier.0.clone(),
-        value: facts.identifier.1.clone(),
-    };
     let pharmacy = trail.requesting_organisation();
-    let unknown = || GatewayError::DispenseRefused {
-        status: 404,
-        message: "no such dispense of this pharmacy for this prescription".into(),
-    };
-    match state.store.dispense_by_identifier(&identifier).await {
-        Ok(Some(d)) if d.pharmacy == pharmacy && d.prescription_id == prescription.id => {}
-        Ok(_) => return Err(trail.refuse(state, unknown()).await),
-        Err(error) => return Err(trail.refuse(state, error.into()).await),
-    }
-    let (remaining, status) = match state
-        .store
-        .cancel_dispense(&identifier, OffsetDateTime::now_utc())
+    match crate::prescriptions::dispense_at_home(&state, &facts, resource.bytes(), &pharmacy, &key)
         .await
     {
-        Ok(ehds_store::CancelOutcome::Restored {
-            remaining_milli,
-            status,
-        }) => (remaining_milli, status),
-        Ok(ehds_store::CancelOutcome::AlreadyCancelled) => {
-            match state.store.prescription(&prescription.id).await {
-                Ok(Some(p)) => (p.quantity_remaining_milli, p.status),
-                Ok(None) => return Err(trail.refuse(state, unknown()).await),
-                Err(error) => return Err(trail.refuse(state, error.into()).await),
-            }
+        Ok(response) => {
+            trail.succeed(&state).await?;
+            Ok(response)
         }
-        Ok(ehds_store::CancelOutcome::Unknown) => return Err(trail.refuse(state, unknown()).await),
-        Err(error) => return Err(trail.refuse(state, error.into()).await),
-    };
-    trail.succeed(state).await?;
-    let mut response = crate::error::outcome_response(
-        StatusCode::OK,
-        &[ehds_fhir::outcome::Issue::new(
-            ehds_fhir::outcome::Severity::Information,
-            ehds_fhir::outcome::IssueType::Informational,
-            "the dispense is cancelled; its quantity is back on the prescription",
-        )],
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!("{}; remaining={remaining}", status.as_str()))
-    {
-        response.headers_mut().insert("x-prescription-state", value);
+        Err(error) => Err(trail.refuse(&state, error).await),
     }
-    Ok(response)
 }
 
 async fn peer_bundle_read(

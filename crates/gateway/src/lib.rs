@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod patient_rights;
 pub mod prescriptions;
 pub mod release;
+pub mod units;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -11,7 +11,7 @@
 //! | --- | --- | --- |
 //! | identifier | `identifier[0]` (system and value) | the prescription's business identifier, unique |
 //! | patient | `subject.identifier` (system and value) | how a country of treatment finds it; a bare `subject.reference` is not enough across borders |
-//! | quantity | `dispenseRequest.quantity`, else the IHE MPD `prescribedQuantity` extension on `dispenseRequest` | value (at most 3 decimals) and unit (`code`, else `unit`) |
+//! | quantity | `dispenseRequest.quantity`, else the IHE MPD `prescribedQuantity` extension on `dispenseRequest` | value (at most 3 decimals) and coded unit (`system` and `code`; the unit policy of [`crate::units`] compares dispenses with it) |
 //! | substitution | `substitution.allowedBoolean` | absent: not allowed |
 //! | ATC | `medicationCodeableConcept.coding` of `http://www.whocc.no/atc` | optional list metadata |
 //!
@@ -21,8 +21,16 @@
 //! the prescriber wrote it and, in `entry.search`, the gateway's list metadata
 //! (the eHDSI list idea): whether it is dispensable abroad and why,
 //! what remains, substitution, ATC ([`DISPENSING_EXTENSION`]). Listing records
-//! the retrieval by the asking pharmacy (a dispense needs one). Dispensing
-//! across borders is the next step.
+//! the retrieval by the asking pharmacy (a dispense needs one).
+//!
+//! A pharmacy abroad then dispenses ([`dispense_at_home`], called by the
+//! federation listener once the caller is admitted): the MedicationDispense
+//! names the prescriptions it fills in `authorizingPrescription` (by the
+//! identifiers the list gave; one or more — a combination pack may fill
+//! several, HL7 Europe MPD example 300D), its one `quantity` is taken from
+//! each of them, in each prescription's unit, after the unit policy
+//! ([`crate::units`]) has found the units comparable; all of them are
+//! changed in one store transaction, or none.
 
 use axum::Extension;
 use axum::body::Body;
@@ -160,9 +168,16 @@ pub async fn push_prescription(
                 "MedicationRequest.dispenseRequest.quantity.value",
             )
         })?;
-    let unit = text(quantity, "code")
-        .or_else(|| text(quantity, "unit"))
-        .unwrap_or("1");
+    // A dispense abroad is compared with this unit by system and code
+    // (crate::units): an uncoded unit could never be compared.
+    let (unit_system, unit) = text(quantity, "system")
+        .zip(text(quantity, "code"))
+        .ok_or_else(|| {
+            refuse(
+                "the prescribed quantity needs a coded unit (system and code, e.g. UCUM or an EDQM unit of presentation): a dispense abroad is compared with it by code",
+                "MedicationRequest.dispenseRequest.quantity.code",
+            )
+        })?;
     let substitution_allowed = matches!(
         root.get("substitution")
             .and_then(|s| s.get("allowedBoolean"))
@@ -189,6 +204,7 @@ pub async fn push_prescription(
             sender: &caller.sender(),
             quantity_prescribed_milli: milli,
             unit,
+            unit_system: Some(unit_system),
             substitution_allowed,
             atc_code: atc,
             dose_form: None,
@@ -340,15 +356,15 @@ pub fn list_entry(prescription: &ehds_store::StoredPrescription) -> Vec<u8> {
 pub struct DispenseFacts {
     /// `identifier[0]` (system, value).
     pub identifier: (String, String),
-    /// `authorizingPrescription[0].identifier` (system, value): the
-    /// prescription as the list named it.
-    pub prescription: (String, String),
+    /// `authorizingPrescription[*].identifier` (system, value), in order:
+    /// the prescriptions as the list named them (at least one).
+    pub prescriptions: Vec<(String, String)>,
     /// `subject.identifier` (system, value).
     pub patient: (String, String),
     /// `quantity.value` in thousandths (0 for a refused dispense without one).
     pub quantity_milli: i64,
-    /// `quantity.code`, else `quantity.unit`.
-    pub unit: Option<String>,
+    /// `quantity.system` and `quantity.code`, when both are given.
+    pub unit: Option<crate::units::CodedUnit>,
     /// Handed over (`completed`), refused (`declined`), or withdrawn
     /// (`entered-in-error`: the same dispense sent again to cancel it).
     pub action: DispenseAction,
@@ -373,8 +389,7 @@ fn pair(node: Option<&Node>) -> Option<(String, String)> {
 }
 
 /// Reads [`DispenseFacts`]; a dispense that lacks one is refused (422) at
-/// the element. One prescription per dispense across borders: a dispense
-/// covering several is sent once per prescription.
+/// the element.
 pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
     let identifier = pair(root.get("identifier").and_then(|i| i.items().first())).ok_or_else(|| {
         refuse(
@@ -386,16 +401,28 @@ pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
         .get("authorizingPrescription")
         .map(Node::items)
         .unwrap_or_default();
-    let prescription = match authorizing {
-        [one] => pair(one.get("identifier")),
-        _ => None,
-    }
-    .ok_or_else(|| {
-        refuse(
-            "exactly one authorizingPrescription with an identifier (system and value, as the list gave it) is required",
+    if authorizing.is_empty() {
+        return Err(refuse(
+            "authorizingPrescription with an identifier (system and value, as the list gave it) is required",
             "MedicationDispense.authorizingPrescription",
-        )
-    })?;
+        ));
+    }
+    let mut prescriptions = Vec::with_capacity(authorizing.len());
+    for (i, item) in authorizing.iter().enumerate() {
+        let found = pair(item.get("identifier")).ok_or_else(|| {
+            refuse(
+                "each authorizingPrescription needs an identifier (system and value, as the list gave it): across borders a reference to another server's id cannot be resolved",
+                &format!("MedicationDispense.authorizingPrescription[{i}].identifier"),
+            )
+        })?;
+        if prescriptions.contains(&found) {
+            return Err(refuse(
+                "a prescription is named twice in authorizingPrescription",
+                &format!("MedicationDispense.authorizingPrescription[{i}]"),
+            ));
+        }
+        prescriptions.push(found);
+    }
     let patient = pair(root.get("subject").and_then(|s| s.get("identifier"))).ok_or_else(|| {
         refuse(
             "subject.identifier (system and value) is required",
@@ -437,16 +464,276 @@ pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
         }
     };
     let unit = quantity
-        .and_then(|q| text(q, "code").or_else(|| text(q, "unit")))
-        .map(str::to_owned);
+        .and_then(|q| Some((text(q, "system")?, text(q, "code")?)))
+        .map(|(system, code)| crate::units::CodedUnit {
+            system: system.to_owned(),
+            code: code.to_owned(),
+        });
     Ok(DispenseFacts {
         identifier,
-        prescription,
+        prescriptions,
         patient,
         quantity_milli,
         unit,
         action,
     })
+}
+
+fn dispense_refused(
+    status: u16,
+    message: impl Into<String>,
+    at: impl Into<String>,
+) -> GatewayError {
+    GatewayError::DispenseRefused {
+        status,
+        message: message.into(),
+        at: Some(at.into()),
+    }
+}
+
+fn line_at(line: usize) -> String {
+    format!("MedicationDispense.authorizingPrescription[{line}]")
+}
+
+/// `X-Prescription-State`: `status; remaining=milli` per prescription, in
+/// `authorizingPrescription` order, separated by `, `.
+fn state_header(
+    states: impl Iterator<Item = (ehds_store::PrescriptionStatus, i64)>,
+) -> Option<HeaderValue> {
+    let text: Vec<String> = states
+        .map(|(status, remaining)| format!("{}; remaining={remaining}", status.as_str()))
+        .collect();
+    HeaderValue::from_str(&text.join(", ")).ok()
+}
+
+/// Applies (or cancels) a dispense from a pharmacy abroad to the
+/// prescriptions of `patient` (`system|value`) it names, at home; `pharmacy`
+/// is the asking organisation as its retrievals were recorded. The caller
+/// (the federation listener) has admitted the request and audits the
+/// outcome.
+///
+/// Answers 201 with the dispense's bytes (200 when it was applied before)
+/// and `X-Prescription-State`; refusals name the element: 404 for a
+/// prescription that is not this patient's, 422 for units the policy cannot
+/// compare ([`crate::units`]) or a malformed quantity, 409 for what the
+/// prescriptions' state refuses (not retrieved by this pharmacy, not
+/// dispensable, more than remains, the identifier taken by another
+/// dispense). A dispense sent again as `entered-in-error` by the pharmacy
+/// that dispensed it is cancelled: its quantity comes back to every
+/// prescription, once.
+pub async fn dispense_at_home(
+    state: &AppState,
+    facts: &DispenseFacts,
+    content: &[u8],
+    pharmacy: &str,
+    patient: &str,
+) -> Result<Response, GatewayError> {
+    let mut prescriptions = Vec::with_capacity(facts.prescriptions.len());
+    for (line, (system, value)) in facts.prescriptions.iter().enumerate() {
+        let found = state
+            .store
+            .prescription_by_identifier(&Identifier {
+                system: system.clone(),
+                value: value.clone(),
+            })
+            .await?;
+        match found {
+            Some(p) if p.patient_identifier == patient => prescriptions.push(p),
+            _ => {
+                return Err(dispense_refused(
+                    404,
+                    "no such prescription for this patient",
+                    line_at(line),
+                ));
+            }
+        }
+    }
+    let identifier = Identifier {
+        system: facts.identifier.0.clone(),
+        value: facts.identifier.1.clone(),
+    };
+    let kind = match facts.action {
+        DispenseAction::Apply(kind) => kind,
+        DispenseAction::Cancel => {
+            return cancel_at_home(state, &identifier, &prescriptions, pharmacy).await;
+        }
+    };
+    if kind == ehds_store::DispenseKind::Completed {
+        let table = crate::units::UnitTable::shipped();
+        for (line, prescription) in prescriptions.iter().enumerate() {
+            let Some(system) = prescription.unit_system.clone() else {
+                return Err(dispense_refused(
+                    422,
+                    "the prescription's quantity has no coded unit, so no dispensed quantity can be compared with it",
+                    line_at(line),
+                ));
+            };
+            let prescribed = crate::units::CodedUnit {
+                system,
+                code: prescription.unit.clone(),
+            };
+            match table.compare(&prescribed, facts.unit.as_ref()) {
+                Ok(()) => {}
+                Err(crate::units::UnitMismatch::Uncoded) => {
+                    return Err(dispense_refused(
+                        422,
+                        "the dispensed quantity needs a coded unit (quantity.system and quantity.code): units are compared by code",
+                        "MedicationDispense.quantity",
+                    ));
+                }
+                Err(crate::units::UnitMismatch::NotComparable { message }) => {
+                    let message = if prescriptions.len() > 1 {
+                        format!("authorizingPrescription[{line}]: {message}")
+                    } else {
+                        message
+                    };
+                    return Err(dispense_refused(
+                        422,
+                        message,
+                        "MedicationDispense.quantity.code",
+                    ));
+                }
+            }
+        }
+    }
+    let outcome = state
+        .store
+        .apply_dispense(ehds_store::NewDispense {
+            identifier,
+            lines: prescriptions
+                .iter()
+                .map(|p| ehds_store::DispenseLine {
+                    prescription_id: &p.id,
+                    quantity_milli: facts.quantity_milli,
+                })
+                .collect(),
+            pharmacy,
+            kind,
+            content,
+            received_at: time::OffsetDateTime::now_utc(),
+        })
+        .await?;
+    use ehds_store::DispenseRefusal as R;
+    let (status, dispense) = match outcome {
+        ehds_store::DispenseOutcome::Applied { dispense } => (StatusCode::CREATED, dispense),
+        ehds_store::DispenseOutcome::AlreadyApplied { dispense } => (StatusCode::OK, dispense),
+        ehds_store::DispenseOutcome::Refused(refusal) => {
+            return Err(match refusal {
+                R::InvalidLines => dispense_refused(
+                    422,
+                    "the prescriptions named cannot be dispensed together",
+                    "MedicationDispense.authorizingPrescription",
+                ),
+                R::InvalidQuantity { .. } => dispense_refused(
+                    422,
+                    "the quantity must be positive",
+                    "MedicationDispense.quantity.value",
+                ),
+                R::UnknownPrescription { line } => {
+                    dispense_refused(404, "no such prescription for this patient", line_at(line))
+                }
+                R::NotRetrieved { line } => dispense_refused(
+                    409,
+                    "this pharmacy has not retrieved the prescription (list it first)",
+                    line_at(line),
+                ),
+                R::NotDispensable { line, status } => dispense_refused(
+                    409,
+                    format!("the prescription is {}", status.as_str()),
+                    line_at(line),
+                ),
+                R::OverRemaining {
+                    line,
+                    remaining_milli,
+                } => {
+                    let unit = prescriptions
+                        .get(line)
+                        .map(|p| p.unit.as_str())
+                        .unwrap_or_default();
+                    dispense_refused(
+                        409,
+                        format!(
+                            "only {} {unit} remain on the prescription at authorizingPrescription[{line}]",
+                            milli_to_decimal(remaining_milli)
+                        ),
+                        "MedicationDispense.quantity.value",
+                    )
+                }
+                R::IdentifierConflict { .. } => dispense_refused(
+                    409,
+                    "a different dispense with this identifier was already applied",
+                    "MedicationDispense.identifier",
+                ),
+            });
+        }
+    };
+    let mut response = (status, dispense.content).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    if let Some(value) = state_header(
+        dispense
+            .lines
+            .iter()
+            .map(|l| (l.status_after, l.remaining_after_milli)),
+    ) {
+        headers.insert("x-prescription-state", value);
+    }
+    Ok(response)
+}
+
+/// The pharmacy that dispensed cancels its dispense (sent again with status
+/// `entered-in-error`, naming the same prescriptions): the quantity comes
+/// back to each, once. Another pharmacy's dispense, or one naming other
+/// prescriptions, is "not found".
+async fn cancel_at_home(
+    state: &AppState,
+    identifier: &Identifier,
+    prescriptions: &[ehds_store::StoredPrescription],
+    pharmacy: &str,
+) -> Result<Response, GatewayError> {
+    let unknown = || {
+        dispense_refused(
+            404,
+            "no such dispense of this pharmacy for these prescriptions",
+            "MedicationDispense.identifier",
+        )
+    };
+    let ids: Vec<&str> = prescriptions.iter().map(|p| p.id.as_str()).collect();
+    match state.store.dispense_by_identifier(identifier).await? {
+        Some(d) if d.pharmacy == pharmacy && d.covers(&ids) => {}
+        _ => return Err(unknown()),
+    }
+    let states: Vec<(ehds_store::PrescriptionStatus, i64)> = match state
+        .store
+        .cancel_dispense(identifier, time::OffsetDateTime::now_utc())
+        .await?
+    {
+        ehds_store::CancelOutcome::Restored { prescriptions } => prescriptions
+            .iter()
+            .map(|p| (p.status, p.remaining_milli))
+            .collect(),
+        ehds_store::CancelOutcome::AlreadyCancelled => {
+            let mut now = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let p = state.store.prescription(id).await?.ok_or_else(unknown)?;
+                now.push((p.status, p.quantity_remaining_milli));
+            }
+            now
+        }
+        ehds_store::CancelOutcome::Unknown => return Err(unknown()),
+    };
+    let mut response = crate::error::outcome_response(
+        StatusCode::OK,
+        &[ehds_fhir::outcome::Issue::new(
+            ehds_fhir::outcome::Severity::Information,
+            IssueType::Informational,
+            "the dispense is cancelled; its quantity is back on the prescription",
+        )],
+    );
+    if let Some(value) = state_header(states.into_iter()) {
+        response.headers_mut().insert("x-prescription-state", value);
+    }
+    Ok(response)
 }
 
 /// `POST /fhir/MedicationRequest/{id}/$cross-border-status` (prescriber
@@ -508,6 +795,7 @@ pub async fn set_cross_border_status(
     let conflict = |message: String| GatewayError::DispenseRefused {
         status: 409,
         message,
+        at: None,
     };
     match state
         .store

@@ -255,9 +255,10 @@ pub use restrictions::{
 
 pub use audit::{AUDIT_GENESIS_HASH, AuditRecord, BreakKind, ChainReport, NewAuditRecord};
 pub use prescriptions::{
-    CancelOutcome, DispenseKind, DispenseOutcome, DispenseRefusal, InvalidPrescription,
-    MILLI_PER_UNIT, NewDispense, NewPrescription, PrescriptionStatus, PutPrescriptionOutcome,
-    RetrievalOutcome, StatusChangeOutcome, StatusChangeRefusal, StoredDispense, StoredPrescription,
+    CancelOutcome, DispenseKind, DispenseLine, DispenseOutcome, DispenseRefusal,
+    InvalidPrescription, MILLI_PER_UNIT, NewDispense, NewPrescription, PrescriptionState,
+    PrescriptionStatus, PutPrescriptionOutcome, RetrievalOutcome, StatusChangeOutcome,
+    StatusChangeRefusal, StoredDispense, StoredDispenseLine, StoredPrescription,
 };
 
 const DOCUMENT_COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \

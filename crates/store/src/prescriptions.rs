@@ -38,6 +38,19 @@
 //! success. A dispense's identifier is unique: a retry of the same dispense
 //! (same identifier, same bytes) gets the first answer back and changes
 //! nothing.
+//!
+//! # A dispense covering several prescriptions
+//!
+//! `MedicationDispense.authorizingPrescription` is 0..* (FHIR R4), and the
+//! HL7 Europe MPD example 300D is "one dispense fulfilling two requests" (a
+//! combination pack filling a cream item and a pessary item). Such a
+//! dispense has one line per prescription ([`DispenseLine`], in
+//! `authorizingPrescription` order), each with its own quantity in that
+//! prescription's unit. [`Store::apply_dispense`] locks every covered
+//! prescription (in the order of their ids, so that two such dispenses never
+//! wait for each other in a circle), checks each line by the rules of a
+//! single dispense, and applies all lines or none; a retry, a conflict and
+//! [`Store::cancel_dispense`] treat the dispense as one.
 
 use std::fmt;
 
@@ -148,8 +161,11 @@ pub struct NewPrescription<'a> {
     /// The quantity prescribed, in milli-units (module documentation);
     /// must be positive.
     pub quantity_prescribed_milli: i64,
-    /// The unit of the quantities (e.g. a UCUM code or `package`).
+    /// The unit of the quantities: the code of `Quantity.code` (or its
+    /// text when it has no code).
     pub unit: &'a str,
+    /// The code system of `unit` (`Quantity.system`), when it is coded.
+    pub unit_system: Option<&'a str>,
     /// Whether the dispenser may substitute another product.
     pub substitution_allowed: bool,
     /// The medication's ATC code, if given (list metadata).
@@ -202,8 +218,10 @@ pub struct StoredPrescription {
     pub quantity_prescribed_milli: i64,
     /// The quantity not yet dispensed, in milli-units.
     pub quantity_remaining_milli: i64,
-    /// The unit of the quantities.
+    /// The unit of the quantities (a code, or text when uncoded).
     pub unit: String,
+    /// The code system of `unit`, when it is coded.
+    pub unit_system: Option<String>,
     /// Whether the dispenser may substitute another product.
     pub substitution_allowed: bool,
     /// The medication's ATC code, if given.
@@ -324,6 +342,17 @@ impl DispenseKind {
     }
 }
 
+/// One prescription a dispense covers, and the quantity taken from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispenseLine<'a> {
+    /// The gateway id of the prescription.
+    pub prescription_id: &'a str,
+    /// The quantity, in milli-units of that prescription's unit: positive
+    /// for a [`DispenseKind::Completed`] dispense, zero or more for a
+    /// declined one.
+    pub quantity_milli: i64,
+}
+
 /// A dispense to apply.
 ///
 /// `Debug` leaves out the content.
@@ -332,15 +361,15 @@ pub struct NewDispense<'a> {
     /// `MedicationDispense.identifier`; unique among dispenses, the key of
     /// retries.
     pub identifier: Identifier,
-    /// The gateway id of the prescription it dispenses.
-    pub prescription_id: &'a str,
+    /// The prescriptions it covers, in the order of
+    /// `MedicationDispense.authorizingPrescription`: at least one, none
+    /// twice. A dispense covering several (one combination pack filling two
+    /// items, HL7 Europe MPD example 300D) is applied to all of them or to
+    /// none.
+    pub lines: Vec<DispenseLine<'a>>,
     /// The dispensing pharmacy, as the gateway names it; the same string the
-    /// pharmacy's retrieval was recorded under ([`Store::record_retrieval`]).
+    /// pharmacy's retrievals were recorded under ([`Store::record_retrieval`]).
     pub pharmacy: &'a str,
-    /// The quantity, in milli-units of the prescription's unit: positive for
-    /// a [`DispenseKind::Completed`] dispense, zero or more for a declined
-    /// one.
-    pub quantity_milli: i64,
     /// Dispensed or declined.
     pub kind: DispenseKind,
     /// The exact bytes received.
@@ -353,14 +382,27 @@ impl fmt::Debug for NewDispense<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewDispense")
             .field("identifier", &self.identifier)
-            .field("prescription_id", &self.prescription_id)
+            .field("lines", &self.lines)
             .field("pharmacy", &self.pharmacy)
-            .field("quantity_milli", &self.quantity_milli)
             .field("kind", &self.kind)
             .field("content_len", &self.content.len())
             .field("received_at", &self.received_at)
             .finish()
     }
+}
+
+/// A prescription a stored dispense covers, with the prescription's state
+/// right after the dispense was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDispenseLine {
+    /// The gateway id of the prescription.
+    pub prescription_id: String,
+    /// The quantity taken from it, in milli-units.
+    pub quantity_milli: i64,
+    /// Its remaining quantity right after the dispense, in milli-units.
+    pub remaining_after_milli: i64,
+    /// Its status right after the dispense.
+    pub status_after: PrescriptionStatus,
 }
 
 /// A stored dispense.
@@ -372,14 +414,12 @@ pub struct StoredDispense {
     pub id: String,
     /// `MedicationDispense.identifier`.
     pub identifier: Identifier,
-    /// The gateway id of the prescription.
-    pub prescription_id: String,
+    /// The prescriptions it covers, in `authorizingPrescription` order.
+    pub lines: Vec<StoredDispenseLine>,
     /// The dispensing pharmacy.
     pub pharmacy: String,
     /// Dispensed or declined.
     pub kind: DispenseKind,
-    /// The quantity, in milli-units.
-    pub quantity_milli: i64,
     /// When the gateway received it (microsecond precision).
     pub received_at: OffsetDateTime,
     /// When it was cancelled ([`Store::cancel_dispense`]), if it was.
@@ -390,15 +430,26 @@ pub struct StoredDispense {
     pub content: Vec<u8>,
 }
 
+impl StoredDispense {
+    /// Whether it covers exactly these prescriptions, in this order.
+    pub fn covers(&self, prescription_ids: &[&str]) -> bool {
+        self.lines.len() == prescription_ids.len()
+            && self
+                .lines
+                .iter()
+                .zip(prescription_ids)
+                .all(|(line, id)| line.prescription_id == *id)
+    }
+}
+
 impl fmt::Debug for StoredDispense {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredDispense")
             .field("id", &self.id)
             .field("identifier", &self.identifier)
-            .field("prescription_id", &self.prescription_id)
+            .field("lines", &self.lines)
             .field("pharmacy", &self.pharmacy)
             .field("kind", &self.kind)
-            .field("quantity_milli", &self.quantity_milli)
             .field("received_at", &self.received_at)
             .field("cancelled_at", &self.cancelled_at)
             .field("content_len", &self.content.len())
@@ -410,67 +461,89 @@ impl fmt::Debug for StoredDispense {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DispenseOutcome {
     /// Recorded (and, for a completed dispense, taken from the remaining
-    /// quantity).
+    /// quantity of every prescription it covers); each line of `dispense`
+    /// carries its prescription's state right after.
     Applied {
         /// The stored dispense.
         dispense: StoredDispense,
-        /// The prescription's remaining quantity after it, in milli-units.
-        remaining_milli: i64,
-        /// The prescription's status after it.
-        status: PrescriptionStatus,
     },
-    /// The same dispense (identifier, prescription and bytes) was applied
-    /// before: nothing changed; this is the first answer (its `dispense`
-    /// shows a later cancellation, if any).
+    /// The same dispense (identifier, prescriptions and bytes) was applied
+    /// before: nothing changed; this is the first answer (the lines carry
+    /// the states right after the first application; `cancelled_at` shows a
+    /// later cancellation, if any).
     AlreadyApplied {
         /// The dispense as first stored.
         dispense: StoredDispense,
-        /// The prescription's remaining quantity right after the first
-        /// application.
-        remaining_milli: i64,
-        /// The prescription's status right after the first application.
-        status: PrescriptionStatus,
     },
-    /// Not applied; nothing changed.
+    /// Not applied; nothing changed, on any prescription.
     Refused(DispenseRefusal),
 }
 
-/// Why a dispense was refused.
+/// Why a dispense was refused. `line` is the position of the prescription
+/// in [`NewDispense::lines`] (in `authorizingPrescription`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DispenseRefusal {
+    /// No prescription, or one prescription twice.
+    InvalidLines,
     /// The quantity is zero or negative for a completed dispense, or
     /// negative for a declined one.
-    InvalidQuantity,
+    InvalidQuantity {
+        /// Which line.
+        line: usize,
+    },
     /// No prescription has that id.
-    UnknownPrescription,
+    UnknownPrescription {
+        /// Which line.
+        line: usize,
+    },
     /// The pharmacy never retrieved the prescription.
-    NotRetrieved,
+    NotRetrieved {
+        /// Which line.
+        line: usize,
+    },
     /// The prescription is not `active` or `partially-dispensed` (checked
     /// for completed dispenses only).
-    NotDispensable(PrescriptionStatus),
+    NotDispensable {
+        /// Which line.
+        line: usize,
+        /// Its status.
+        status: PrescriptionStatus,
+    },
     /// The quantity exceeds what remains.
     OverRemaining {
+        /// Which line.
+        line: usize,
         /// What remains, in milli-units.
         remaining_milli: i64,
     },
-    /// The identifier is taken by a dispense with other bytes or of another
-    /// prescription.
+    /// The identifier is taken by a dispense with other bytes or of other
+    /// prescriptions.
     IdentifierConflict {
         /// The id of the dispense holding the identifier.
         existing_id: String,
     },
 }
 
+/// A prescription's quantity and status at some moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrescriptionState {
+    /// The gateway id of the prescription.
+    pub prescription_id: String,
+    /// Its remaining quantity, in milli-units.
+    pub remaining_milli: i64,
+    /// Its status.
+    pub status: PrescriptionStatus,
+}
+
 /// What cancelling a dispense did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
-    /// The dispense is now cancelled and its quantity is back in the
-    /// prescription (nothing to give back for a declined dispense).
+    /// The dispense is now cancelled and its quantity is back on every
+    /// prescription it covered (nothing to give back for a declined
+    /// dispense): their states now, in line order.
     Restored {
-        /// The prescription's remaining quantity now, in milli-units.
-        remaining_milli: i64,
-        /// The prescription's status now.
-        status: PrescriptionStatus,
+        /// The prescriptions, in line order.
+        prescriptions: Vec<PrescriptionState>,
     },
     /// It was cancelled before: nothing changed.
     AlreadyCancelled,
@@ -492,17 +565,18 @@ pub enum RetrievalOutcome {
 
 const PRESCRIPTION_COLUMNS: &str = "id, identifier_system, identifier_value, patient_identifier, \
      prescriber, sender, status, status_reason, quantity_prescribed_milli, \
-     quantity_remaining_milli, unit, substitution_allowed, atc_code, dose_form, received_at_us, \
-     sha256, content";
+     quantity_remaining_milli, unit, unit_system, substitution_allowed, atc_code, dose_form, \
+     received_at_us, sha256, content";
 
-const DISPENSE_COLUMNS: &str = "id, identifier_system, identifier_value, prescription_id, \
-     pharmacy, kind, quantity_milli, remaining_after_milli, status_after, received_at_us, \
-     cancelled_at_us, sha256, content";
+const DISPENSE_COLUMNS: &str = "id, identifier_system, identifier_value, pharmacy, kind, \
+     received_at_us, cancelled_at_us, sha256, content";
 
-/// Opens a transaction that may lock a prescription row, and the statement
-/// locking it: `BEGIN IMMEDIATE` on SQLite (the write lock from the start,
+/// Opens a transaction that may lock prescription rows, and the statement
+/// locking one: `BEGIN IMMEDIATE` on SQLite (the write lock from the start,
 /// so no two writers interleave), READ COMMITTED with `FOR UPDATE` on
-/// PostgreSQL (a waiter reads the row as the holder committed it).
+/// PostgreSQL (a waiter reads the row as the holder committed it). Several
+/// rows are locked in the order of their ids, so two dispenses sharing
+/// prescriptions never wait for each other in a circle.
 fn lock_sql(backend: &Backend, select: &str) -> (&'static str, String) {
     match backend {
         Backend::Sqlite(_) => ("BEGIN IMMEDIATE", select.to_owned()),
@@ -519,10 +593,7 @@ fn is_blank(reason: Option<&str>) -> bool {
 
 /// What the transaction of [`Store::apply_dispense`] ended with.
 enum DispenseStep {
-    Applied {
-        remaining_milli: i64,
-        status: PrescriptionStatus,
-    },
+    Applied(Vec<StoredDispenseLine>),
     /// Refused by the checks; a retry of an applied dispense may be behind
     /// it, so the identifier is looked up before answering.
     Refused(DispenseRefusal),
@@ -563,7 +634,7 @@ impl Store {
         let received_at_us = to_micros(new.received_at)?;
         let sql = format!(
             "INSERT INTO prescriptions ({PRESCRIPTION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (identifier_system, identifier_value) DO NOTHING"
         );
         let inserted = on_pool!(self, |pool| {
@@ -578,6 +649,7 @@ impl Store {
                 .bind(new.not_available_abroad)
                 .bind(new.quantity_prescribed_milli)
                 .bind(new.unit)
+                .bind(new.unit_system)
                 .bind(new.substitution_allowed)
                 .bind(new.atc_code)
                 .bind(new.dose_form)
@@ -600,6 +672,7 @@ impl Store {
                 quantity_prescribed_milli: new.quantity_prescribed_milli,
                 quantity_remaining_milli: new.quantity_prescribed_milli,
                 unit: new.unit.to_owned(),
+                unit_system: new.unit_system.map(str::to_owned),
                 substitution_allowed: new.substitution_allowed,
                 atc_code: new.atc_code.map(str::to_owned),
                 dose_form: new.dose_form.map(str::to_owned),
@@ -807,38 +880,47 @@ impl Store {
         }
     }
 
-    /// Applies a dispense to its prescription, in one transaction holding
-    /// the prescription's row (module documentation).
+    /// Applies a dispense to the prescriptions it covers, in one
+    /// transaction holding their rows (module documentation): to all of
+    /// them, or to none.
     ///
     /// Checked in this order, each failure a [`DispenseOutcome::Refused`]
-    /// that changes nothing: the quantity ([`DispenseRefusal::InvalidQuantity`]),
-    /// the prescription exists, the pharmacy retrieved it, and — for a
-    /// completed dispense — the prescription is dispensable and the quantity
-    /// is at most what remains. A completed dispense then takes its quantity
-    /// from the remaining quantity (status `partially-dispensed`, or
-    /// `completed` at zero); a declined one is recorded without touching the
-    /// prescription. Either is stored byte-exact.
+    /// that changes nothing: the lines ([`DispenseRefusal::InvalidLines`]),
+    /// each line's quantity; then, line by line, the prescription exists,
+    /// the pharmacy retrieved it, and — for a completed dispense — it is
+    /// dispensable and the line's quantity is at most what remains. A
+    /// completed dispense then takes each line's quantity from its
+    /// prescription (status `partially-dispensed`, or `completed` at zero);
+    /// a declined one is recorded without touching the prescriptions. Either
+    /// is stored byte-exact.
     ///
     /// A dispense whose identifier is already stored is not applied again:
-    /// with the same prescription and identical bytes the answer is
-    /// [`DispenseOutcome::AlreadyApplied`] with the first result, otherwise
-    /// [`DispenseRefusal::IdentifierConflict`].
+    /// with the same prescriptions (same order) and identical bytes the
+    /// answer is [`DispenseOutcome::AlreadyApplied`] with the first result,
+    /// otherwise [`DispenseRefusal::IdentifierConflict`].
     ///
-    /// Cost: on the path that applies, `BEGIN`, three statements on primary
-    /// keys or unique indexes (lock and check, insert, update) and `COMMIT`;
-    /// the identifier is looked up (outside the transaction) only when the
-    /// checks or the insert refuse. The lock is held for those three
-    /// statements only.
+    /// Cost: on the path that applies, `BEGIN`, per line one locking
+    /// statement, one insert and one update on primary keys or unique
+    /// indexes, one insert of the dispense, and `COMMIT`; the identifier is
+    /// looked up (outside the transaction) only when the checks or the
+    /// insert refuse.
     pub async fn apply_dispense(
         &self,
         new: NewDispense<'_>,
     ) -> Result<DispenseOutcome, StoreError> {
-        let valid = match new.kind {
-            DispenseKind::Completed => new.quantity_milli > 0,
-            DispenseKind::Declined => new.quantity_milli >= 0,
-        };
-        if !valid {
-            return Ok(DispenseOutcome::Refused(DispenseRefusal::InvalidQuantity));
+        let mut ids: Vec<&str> = new.lines.iter().map(|l| l.prescription_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() || ids.len() != new.lines.len() {
+            return Ok(DispenseOutcome::Refused(DispenseRefusal::InvalidLines));
+        }
+        if let Some(line) = new.lines.iter().position(|l| match new.kind {
+            DispenseKind::Completed => l.quantity_milli <= 0,
+            DispenseKind::Declined => l.quantity_milli < 0,
+        }) {
+            return Ok(DispenseOutcome::Refused(DispenseRefusal::InvalidQuantity {
+                line,
+            }));
         }
         let sha256: [u8; 32] = Sha256::digest(new.content).into();
         let received_at_us = to_micros(new.received_at)?;
@@ -854,56 +936,75 @@ impl Store {
         );
         let insert = format!(
             "INSERT INTO dispenses ({DISPENSE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8) \
              ON CONFLICT (identifier_system, identifier_value) DO NOTHING"
         );
+        // Locked in the order of the prescriptions' ids (see lock_sql).
+        let mut lock_order: Vec<(usize, DispenseLine<'_>)> =
+            new.lines.iter().copied().enumerate().collect();
+        lock_order.sort_by(|a, b| a.1.prescription_id.cmp(b.1.prescription_id));
+        let completed = new.kind == DispenseKind::Completed;
         let step = on_pool!(self, |pool| async {
             let mut tx = pool.begin_with(begin).await?;
-            let row: Option<(String, i64, i64, i64)> = sqlx::query_as(&lock)
-                .bind(new.prescription_id)
-                .bind(new.pharmacy)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some((status, remaining, prescribed, retrieved)) = row else {
-                tx.rollback().await?;
-                return Ok(DispenseStep::Refused(DispenseRefusal::UnknownPrescription));
-            };
-            let status = PrescriptionStatus::read(&status)?;
-            let completed = new.kind == DispenseKind::Completed;
-            let refusal = if retrieved == 0 {
-                Some(DispenseRefusal::NotRetrieved)
-            } else if completed && !status.is_dispensable() {
-                Some(DispenseRefusal::NotDispensable(status))
-            } else if completed && new.quantity_milli > remaining {
-                Some(DispenseRefusal::OverRemaining {
-                    remaining_milli: remaining,
-                })
-            } else {
-                None
-            };
+            let mut locked = Vec::with_capacity(lock_order.len());
+            for (line, dispensed) in &lock_order {
+                let row: Option<(String, i64, i64, i64)> = sqlx::query_as(&lock)
+                    .bind(dispensed.prescription_id)
+                    .bind(new.pharmacy)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                locked.push((*line, *dispensed, row));
+            }
+            locked.sort_by_key(|(line, _, _)| *line);
+            let mut lines = Vec::with_capacity(locked.len());
+            let mut refusal = None;
+            for (line, dispensed, row) in locked {
+                let Some((status, remaining, prescribed, retrieved)) = row else {
+                    refusal = Some(DispenseRefusal::UnknownPrescription { line });
+                    break;
+                };
+                let status = PrescriptionStatus::read(&status)?;
+                refusal = if retrieved == 0 {
+                    Some(DispenseRefusal::NotRetrieved { line })
+                } else if completed && !status.is_dispensable() {
+                    Some(DispenseRefusal::NotDispensable { line, status })
+                } else if completed && dispensed.quantity_milli > remaining {
+                    Some(DispenseRefusal::OverRemaining {
+                        line,
+                        remaining_milli: remaining,
+                    })
+                } else {
+                    None
+                };
+                if refusal.is_some() {
+                    break;
+                }
+                let (remaining_after, status_after) = if completed {
+                    let after = remaining - dispensed.quantity_milli;
+                    (
+                        after,
+                        PrescriptionStatus::from_quantities(after, prescribed),
+                    )
+                } else {
+                    (remaining, status)
+                };
+                lines.push(StoredDispenseLine {
+                    prescription_id: dispensed.prescription_id.to_owned(),
+                    quantity_milli: dispensed.quantity_milli,
+                    remaining_after_milli: remaining_after,
+                    status_after,
+                });
+            }
             if let Some(refusal) = refusal {
                 tx.rollback().await?;
                 return Ok(DispenseStep::Refused(refusal));
             }
-            let (remaining_after, status_after) = if completed {
-                let after = remaining - new.quantity_milli;
-                (
-                    after,
-                    PrescriptionStatus::from_quantities(after, prescribed),
-                )
-            } else {
-                (remaining, status)
-            };
             let inserted = sqlx::query(&insert)
                 .bind(&id)
                 .bind(&new.identifier.system)
                 .bind(&new.identifier.value)
-                .bind(new.prescription_id)
                 .bind(new.pharmacy)
                 .bind(new.kind.as_str())
-                .bind(new.quantity_milli)
-                .bind(remaining_after)
-                .bind(status_after.as_str())
                 .bind(received_at_us)
                 .bind(&sha256[..])
                 .bind(new.content)
@@ -914,44 +1015,52 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(DispenseStep::IdentifierTaken);
             }
-            if completed {
+            for (line, stored) in lines.iter().enumerate() {
                 sqlx::query(
-                    "UPDATE prescriptions SET quantity_remaining_milli = $1, status = $2 \
-                     WHERE id = $3",
+                    "INSERT INTO dispense_lines (dispense_id, line, prescription_id, \
+                     quantity_milli, remaining_after_milli, status_after) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
-                .bind(remaining_after)
-                .bind(status_after.as_str())
-                .bind(new.prescription_id)
+                .bind(&id)
+                .bind(i32::try_from(line).map_err(|_| {
+                    StoreError::Corrupt("a dispense covers too many prescriptions".into())
+                })?)
+                .bind(&stored.prescription_id)
+                .bind(stored.quantity_milli)
+                .bind(stored.remaining_after_milli)
+                .bind(stored.status_after.as_str())
                 .execute(&mut *tx)
                 .await?;
+                if completed {
+                    sqlx::query(
+                        "UPDATE prescriptions SET quantity_remaining_milli = $1, status = $2 \
+                         WHERE id = $3",
+                    )
+                    .bind(stored.remaining_after_milli)
+                    .bind(stored.status_after.as_str())
+                    .bind(&stored.prescription_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             tx.commit().await?;
-            Ok::<_, StoreError>(DispenseStep::Applied {
-                remaining_milli: remaining_after,
-                status: status_after,
-            })
+            Ok::<_, StoreError>(DispenseStep::Applied(lines))
         }
         .await)?;
         let refusal = match step {
-            DispenseStep::Applied {
-                remaining_milli,
-                status,
-            } => {
+            DispenseStep::Applied(lines) => {
                 return Ok(DispenseOutcome::Applied {
                     dispense: StoredDispense {
                         id,
                         identifier: new.identifier,
-                        prescription_id: new.prescription_id.to_owned(),
+                        lines,
                         pharmacy: new.pharmacy.to_owned(),
                         kind: new.kind,
-                        quantity_milli: new.quantity_milli,
                         received_at: from_micros(received_at_us)?,
                         cancelled_at: None,
                         sha256,
                         content: new.content.to_vec(),
                     },
-                    remaining_milli,
-                    status,
                 });
             }
             DispenseStep::Refused(refusal) => Some(refusal),
@@ -959,19 +1068,16 @@ impl Store {
         };
         // The transaction is over (rolled back if it did not commit); a
         // stored dispense is never deleted, so what is read now stands.
-        match self.dispense_with_state(&new.identifier).await? {
-            Some((existing, remaining_milli, status))
-                if existing.prescription_id == new.prescription_id
+        let prescription_ids: Vec<&str> = new.lines.iter().map(|l| l.prescription_id).collect();
+        match self.dispense_by_identifier(&new.identifier).await? {
+            Some(existing)
+                if existing.covers(&prescription_ids)
                     && existing.sha256 == sha256
                     && existing.content == new.content =>
             {
-                Ok(DispenseOutcome::AlreadyApplied {
-                    dispense: existing,
-                    remaining_milli,
-                    status,
-                })
+                Ok(DispenseOutcome::AlreadyApplied { dispense: existing })
             }
-            Some((existing, _, _)) => Ok(DispenseOutcome::Refused(
+            Some(existing) => Ok(DispenseOutcome::Refused(
                 DispenseRefusal::IdentifierConflict {
                     existing_id: existing.id,
                 },
@@ -987,10 +1093,10 @@ impl Store {
 
     /// Cancels a dispense (e.g. a discarded MedicationDispense): marks it
     /// cancelled at `at` (the row is kept) and gives its quantity back to
-    /// the prescription, once. The prescription's status then follows from
-    /// its quantities again, unless it is `cancelled` or
-    /// `not-available-abroad`, which it stays. Runs under the prescription's
-    /// row lock (module documentation).
+    /// every prescription it covered, once. Each prescription's status then
+    /// follows from its quantities again, unless it is `cancelled` or
+    /// `not-available-abroad`, which it stays. Runs under the prescriptions'
+    /// row locks (module documentation).
     pub async fn cancel_dispense(
         &self,
         identifier: &Identifier,
@@ -1004,24 +1110,41 @@ impl Store {
         );
         on_pool!(self, |pool| async {
             let mut tx = pool.begin_with(begin).await?;
-            let row: Option<(String, String, String, i64)> = sqlx::query_as(
-                "SELECT id, prescription_id, kind, quantity_milli FROM dispenses \
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT id, kind FROM dispenses \
                  WHERE identifier_system = $1 AND identifier_value = $2",
             )
             .bind(&identifier.system)
             .bind(&identifier.value)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((dispense_id, prescription_id, kind, quantity)) = row else {
+            let Some((dispense_id, kind)) = row else {
                 tx.rollback().await?;
                 return Ok(CancelOutcome::Unknown);
             };
-            let (status, remaining, prescribed): (String, i64, i64) = sqlx::query_as(&lock)
-                .bind(&prescription_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let status = PrescriptionStatus::read(&status)?;
-            // Decided under the lock: a concurrent cancel has committed by now.
+            let lines: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT prescription_id, quantity_milli FROM dispense_lines \
+                 WHERE dispense_id = $1 ORDER BY line",
+            )
+            .bind(&dispense_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut lock_order: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
+            lock_order.sort_unstable();
+            let mut states = Vec::with_capacity(lines.len());
+            for prescription_id in lock_order {
+                let (status, remaining, prescribed): (String, i64, i64) = sqlx::query_as(&lock)
+                    .bind(prescription_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                states.push((
+                    prescription_id,
+                    PrescriptionStatus::read(&status)?,
+                    remaining,
+                    prescribed,
+                ));
+            }
+            // Decided under the locks: a concurrent cancel has committed by now.
             let marked = sqlx::query(
                 "UPDATE dispenses SET cancelled_at_us = $1 \
                  WHERE id = $2 AND cancelled_at_us IS NULL",
@@ -1035,65 +1158,67 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(CancelOutcome::AlreadyCancelled);
             }
-            let (remaining_after, status_after) = match DispenseKind::read(&kind)? {
-                DispenseKind::Declined => (remaining, status),
-                DispenseKind::Completed => {
-                    let after = remaining
-                        .checked_add(quantity)
-                        .filter(|after| *after <= prescribed)
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(
-                                "restoring a dispense exceeds the prescribed quantity".into(),
-                            )
-                        })?;
-                    let status_after = if status.is_set_by_hand() {
-                        status
-                    } else {
-                        PrescriptionStatus::from_quantities(after, prescribed)
-                    };
-                    sqlx::query(
-                        "UPDATE prescriptions SET quantity_remaining_milli = $1, status = $2 \
-                         WHERE id = $3",
-                    )
-                    .bind(after)
-                    .bind(status_after.as_str())
-                    .bind(&prescription_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    (after, status_after)
-                }
-            };
+            let kind = DispenseKind::read(&kind)?;
+            let mut restored = Vec::with_capacity(lines.len());
+            for (prescription_id, quantity) in &lines {
+                let (_, status, remaining, prescribed) = states
+                    .iter()
+                    .find(|(id, _, _, _)| id == prescription_id)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt("dispense line not locked".into()))?;
+                let (remaining_after, status_after) = match kind {
+                    DispenseKind::Declined => (remaining, status),
+                    DispenseKind::Completed => {
+                        let after = remaining
+                            .checked_add(*quantity)
+                            .filter(|after| *after <= prescribed)
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(
+                                    "restoring a dispense exceeds the prescribed quantity".into(),
+                                )
+                            })?;
+                        let status_after = if status.is_set_by_hand() {
+                            status
+                        } else {
+                            PrescriptionStatus::from_quantities(after, prescribed)
+                        };
+                        sqlx::query(
+                            "UPDATE prescriptions SET quantity_remaining_milli = $1, status = $2 \
+                             WHERE id = $3",
+                        )
+                        .bind(after)
+                        .bind(status_after.as_str())
+                        .bind(prescription_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        (after, status_after)
+                    }
+                };
+                restored.push(PrescriptionState {
+                    prescription_id: prescription_id.clone(),
+                    remaining_milli: remaining_after,
+                    status: status_after,
+                });
+            }
             tx.commit().await?;
             Ok::<_, StoreError>(CancelOutcome::Restored {
-                remaining_milli: remaining_after,
-                status: status_after,
+                prescriptions: restored,
             })
         }
         .await)
     }
 
-    /// The dispense holding `identifier`.
+    /// The dispense holding `identifier`, with its lines (each with its
+    /// prescription's state right after the dispense was applied).
     pub async fn dispense_by_identifier(
         &self,
         identifier: &Identifier,
     ) -> Result<Option<StoredDispense>, StoreError> {
-        Ok(self
-            .dispense_with_state(identifier)
-            .await?
-            .map(|(dispense, _, _)| dispense))
-    }
-
-    /// The dispense holding `identifier`, with the prescription's remaining
-    /// quantity and status right after it was applied.
-    async fn dispense_with_state(
-        &self,
-        identifier: &Identifier,
-    ) -> Result<Option<(StoredDispense, i64, PrescriptionStatus)>, StoreError> {
         let sql = format!(
             "SELECT {DISPENSE_COLUMNS} FROM dispenses \
              WHERE identifier_system = $1 AND identifier_value = $2"
         );
-        on_pool!(self, |pool| {
+        let found = on_pool!(self, |pool| {
             sqlx::query(&sql)
                 .bind(&identifier.system)
                 .bind(&identifier.value)
@@ -1101,28 +1226,72 @@ impl Store {
                 .await?
                 .map(|row| read_dispense(&row))
                 .transpose()
-        })
+        })?;
+        match found {
+            Some(dispense) => Ok(Some(self.with_lines(dispense).await?)),
+            None => Ok(None),
+        }
     }
 
-    /// The dispenses (completed, declined, cancelled ones included) of the
-    /// prescription `prescription_id`, in the order they were applied.
+    /// The dispenses (completed, declined, cancelled ones included) covering
+    /// the prescription `prescription_id`, in the order they were applied.
     pub async fn dispenses_for_prescription(
         &self,
         prescription_id: &str,
     ) -> Result<Vec<StoredDispense>, StoreError> {
         let sql = format!(
-            "SELECT {DISPENSE_COLUMNS} FROM dispenses WHERE prescription_id = $1 \
-             ORDER BY seq"
+            "SELECT {} FROM dispenses d WHERE EXISTS (SELECT 1 FROM dispense_lines l \
+             WHERE l.dispense_id = d.id AND l.prescription_id = $1) ORDER BY d.seq",
+            DISPENSE_COLUMNS
+                .split(", ")
+                .map(|c| format!("d.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        on_pool!(self, |pool| {
+        let dispenses = on_pool!(self, |pool| {
             sqlx::query(&sql)
                 .bind(prescription_id)
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|row| read_dispense(row).map(|(dispense, _, _)| dispense))
-                .collect()
-        })
+                .map(read_dispense)
+                .collect::<Result<Vec<_>, StoreError>>()
+        })?;
+        let mut out = Vec::with_capacity(dispenses.len());
+        for dispense in dispenses {
+            out.push(self.with_lines(dispense).await?);
+        }
+        Ok(out)
+    }
+
+    /// `dispense` with its lines read from the store.
+    async fn with_lines(&self, mut dispense: StoredDispense) -> Result<StoredDispense, StoreError> {
+        let rows: Vec<(String, i64, i64, String)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT prescription_id, quantity_milli, remaining_after_milli, status_after \
+                 FROM dispense_lines WHERE dispense_id = $1 ORDER BY line",
+            )
+            .bind(&dispense.id)
+            .fetch_all(pool)
+            .await
+        })?;
+        dispense.lines = rows
+            .into_iter()
+            .map(
+                |(prescription_id, quantity_milli, remaining_after_milli, status)| {
+                    Ok(StoredDispenseLine {
+                        prescription_id,
+                        quantity_milli,
+                        remaining_after_milli,
+                        status_after: PrescriptionStatus::read(&status)?,
+                    })
+                },
+            )
+            .collect::<Result<_, StoreError>>()?;
+        if dispense.lines.is_empty() {
+            return Err(StoreError::Corrupt("a dispense without lines".into()));
+        }
+        Ok(dispense)
     }
 }
 
@@ -1157,6 +1326,7 @@ where
         quantity_prescribed_milli: row.try_get("quantity_prescribed_milli")?,
         quantity_remaining_milli: row.try_get("quantity_remaining_milli")?,
         unit: row.try_get("unit")?,
+        unit_system: row.try_get("unit_system")?,
         substitution_allowed: row.try_get("substitution_allowed")?,
         atc_code: row.try_get("atc_code")?,
         dose_form: row.try_get("dose_form")?,
@@ -1166,7 +1336,8 @@ where
     })
 }
 
-fn read_dispense<R>(row: &R) -> Result<(StoredDispense, i64, PrescriptionStatus), StoreError>
+/// A dispense row, its lines not yet read ([`Store::with_lines`]).
+fn read_dispense<R>(row: &R) -> Result<StoredDispense, StoreError>
 where
     R: sqlx::Row,
     for<'r> &'r str: sqlx::ColumnIndex<R>,
@@ -1176,28 +1347,21 @@ where
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let kind: String = row.try_get("kind")?;
-    let status_after: String = row.try_get("status_after")?;
     let cancelled_at: Option<i64> = row.try_get("cancelled_at_us")?;
-    let dispense = StoredDispense {
+    Ok(StoredDispense {
         id: row.try_get("id")?,
         identifier: Identifier {
             system: row.try_get("identifier_system")?,
             value: row.try_get("identifier_value")?,
         },
-        prescription_id: row.try_get("prescription_id")?,
+        lines: Vec::new(),
         pharmacy: row.try_get("pharmacy")?,
         kind: DispenseKind::read(&kind)?,
-        quantity_milli: row.try_get("quantity_milli")?,
         received_at: from_micros(row.try_get("received_at_us")?)?,
         cancelled_at: cancelled_at.map(from_micros).transpose()?,
         sha256: to_sha256(row.try_get("sha256")?)?,
         content: row.try_get("content")?,
-    };
-    Ok((
-        dispense,
-        row.try_get("remaining_after_milli")?,
-        PrescriptionStatus::read(&status_after)?,
-    ))
+    })
 }
 
 #[cfg(test)]

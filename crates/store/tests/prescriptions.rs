@@ -20,9 +20,10 @@ use std::sync::Arc;
 
 use common::Fresh;
 use ehds_store::{
-    CancelOutcome, DispenseKind, DispenseOutcome, DispenseRefusal, Identifier, InvalidPrescription,
-    NewDispense, NewPrescription, PrescriptionStatus, PutPrescriptionOutcome, RetrievalOutcome,
-    StatusChangeOutcome, StatusChangeRefusal, Store, StoredDispense, StoredPrescription,
+    CancelOutcome, DispenseKind, DispenseLine, DispenseOutcome, DispenseRefusal, Identifier,
+    InvalidPrescription, NewDispense, NewPrescription, PrescriptionState, PrescriptionStatus,
+    PutPrescriptionOutcome, RetrievalOutcome, StatusChangeOutcome, StatusChangeRefusal, Store,
+    StoredDispense, StoredPrescription,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Barrier;
@@ -49,6 +50,8 @@ on_both_backends!(
     last_package_across_two_pools_dispensed_once,
     twenty_unit_dispenses_against_ten_units,
     concurrent_retries_apply_once,
+    dispense_covering_two_prescriptions_is_all_or_nothing,
+    last_packages_of_two_prescriptions_across_two_pools_dispensed_once,
 );
 
 const PATIENT: &str = "urn:oid:1.3.6.1.4.1.48336.1|PAT-0001";
@@ -75,6 +78,7 @@ fn rx<'a>(value: &str, units: i64, content: &'a [u8]) -> NewPrescription<'a> {
         sender: "LU|prescriber-system",
         quantity_prescribed_milli: units * 1_000,
         unit: "package",
+        unit_system: Some("urn:example:units"),
         substitution_allowed: true,
         atc_code: Some("C09AA05"),
         dose_form: Some("10219000"),
@@ -121,9 +125,11 @@ fn dispense<'a>(
 ) -> NewDispense<'a> {
     NewDispense {
         identifier: identifier(value),
-        prescription_id,
+        lines: vec![DispenseLine {
+            prescription_id,
+            quantity_milli,
+        }],
         pharmacy: PHARMACY,
-        quantity_milli,
         kind: DispenseKind::Completed,
         content,
         received_at: t0() + Duration::minutes(5),
@@ -135,14 +141,29 @@ async fn state(store: &Store, id: &str) -> (i64, PrescriptionStatus) {
     (p.quantity_remaining_milli, p.status)
 }
 
+/// The dispense and its (only) prescription's state right after it.
 fn applied(outcome: DispenseOutcome) -> (StoredDispense, i64, PrescriptionStatus) {
     match outcome {
-        DispenseOutcome::Applied {
-            dispense,
+        DispenseOutcome::Applied { dispense } => {
+            let line = dispense.lines[0].clone();
+            (dispense, line.remaining_after_milli, line.status_after)
+        }
+        other => panic!("not applied: {other:?}"),
+    }
+}
+
+/// A cancellation's state of its (only) prescription.
+fn restored(
+    remaining_milli: i64,
+    status: PrescriptionStatus,
+    prescription_id: &str,
+) -> CancelOutcome {
+    CancelOutcome::Restored {
+        prescriptions: vec![PrescriptionState {
+            prescription_id: prescription_id.to_owned(),
             remaining_milli,
             status,
-        } => (dispense, remaining_milli, status),
-        other => panic!("not applied: {other:?}"),
+        }],
     }
 }
 
@@ -462,7 +483,7 @@ async fn unknown_prescription_is_refused(store: &Store) {
             .apply_dispense(dispense("md-u", "no-such-id", 1_000, b"{}"))
             .await
             .unwrap(),
-        DispenseOutcome::Refused(DispenseRefusal::UnknownPrescription)
+        DispenseOutcome::Refused(DispenseRefusal::UnknownPrescription { line: 0 })
     );
 }
 
@@ -482,13 +503,13 @@ async fn dispense_without_retrieval_is_refused(store: &Store) {
             .apply_dispense(dispense("md-nr", &p.id, 1_000, b"{}"))
             .await
             .unwrap(),
-        DispenseOutcome::Refused(DispenseRefusal::NotRetrieved)
+        DispenseOutcome::Refused(DispenseRefusal::NotRetrieved { line: 0 })
     );
     let mut declined = dispense("md-nr-d", &p.id, 0, b"{}");
     declined.kind = DispenseKind::Declined;
     assert_eq!(
         store.apply_dispense(declined).await.unwrap(),
-        DispenseOutcome::Refused(DispenseRefusal::NotRetrieved)
+        DispenseOutcome::Refused(DispenseRefusal::NotRetrieved { line: 0 })
     );
     assert_eq!(
         state(store, &p.id).await,
@@ -511,17 +532,17 @@ async fn invalid_quantities_are_refused(store: &Store) {
                 .apply_dispense(dispense("md-q", &p.id, quantity, b"{}"))
                 .await
                 .unwrap(),
-            DispenseOutcome::Refused(DispenseRefusal::InvalidQuantity)
+            DispenseOutcome::Refused(DispenseRefusal::InvalidQuantity { line: 0 })
         );
     }
     let mut declined = dispense("md-q-d", &p.id, -1, b"{}");
     declined.kind = DispenseKind::Declined;
     assert_eq!(
         store.apply_dispense(declined.clone()).await.unwrap(),
-        DispenseOutcome::Refused(DispenseRefusal::InvalidQuantity)
+        DispenseOutcome::Refused(DispenseRefusal::InvalidQuantity { line: 0 })
     );
     // A declined dispense may name no quantity at all.
-    declined.quantity_milli = 0;
+    declined.lines[0].quantity_milli = 0;
     let (_, remaining, status) = applied(store.apply_dispense(declined).await.unwrap());
     assert_eq!((remaining, status), (2_000, PrescriptionStatus::Active));
 }
@@ -568,9 +589,10 @@ async fn partial_then_complete(store: &Store) {
             .apply_dispense(dispense("md-p4", &p.id, 1_000, b"{\"n\":4}"))
             .await
             .unwrap(),
-        DispenseOutcome::Refused(DispenseRefusal::NotDispensable(
-            PrescriptionStatus::Completed
-        ))
+        DispenseOutcome::Refused(DispenseRefusal::NotDispensable {
+            line: 0,
+            status: PrescriptionStatus::Completed
+        })
     );
     let history = store.dispenses_for_prescription(&p.id).await.unwrap();
     assert_eq!(history.len(), 3);
@@ -598,6 +620,7 @@ async fn over_remaining_is_refused_and_changes_nothing(store: &Store) {
             .await
             .unwrap(),
         DispenseOutcome::Refused(DispenseRefusal::OverRemaining {
+            line: 0,
             remaining_milli: 500
         })
     );
@@ -631,7 +654,10 @@ async fn not_dispensable_when_cancelled_or_withdrawn(store: &Store) {
             .apply_dispense(dispense("md-c1", &p.id, 1_000, b"{}"))
             .await
             .unwrap(),
-        DispenseOutcome::Refused(DispenseRefusal::NotDispensable(S::NotAvailableAbroad))
+        DispenseOutcome::Refused(DispenseRefusal::NotDispensable {
+            line: 0,
+            status: S::NotAvailableAbroad
+        })
     );
     store
         .set_prescription_status(&p.id, S::Cancelled, Some("cancelled"))
@@ -642,7 +668,10 @@ async fn not_dispensable_when_cancelled_or_withdrawn(store: &Store) {
             .apply_dispense(dispense("md-c1", &p.id, 1_000, b"{}"))
             .await
             .unwrap(),
-        DispenseOutcome::Refused(DispenseRefusal::NotDispensable(S::Cancelled))
+        DispenseOutcome::Refused(DispenseRefusal::NotDispensable {
+            line: 0,
+            status: S::Cancelled
+        })
     );
     assert_eq!(state(store, &p.id).await, (2_000, S::Cancelled));
 }
@@ -670,8 +699,6 @@ async fn retried_dispense_returns_the_first_result(store: &Store) {
         store.apply_dispense(retry.clone()).await.unwrap(),
         DispenseOutcome::AlreadyApplied {
             dispense: first.clone(),
-            remaining_milli: remaining,
-            status,
         }
     );
     assert_eq!(
@@ -752,7 +779,7 @@ async fn declined_dispense_keeps_the_quantity(store: &Store) {
     let (stored, remaining, status) =
         applied(store.apply_dispense(declined.clone()).await.unwrap());
     assert_eq!(stored.kind, DispenseKind::Declined);
-    assert_eq!(stored.quantity_milli, 2_000);
+    assert_eq!(stored.lines[0].quantity_milli, 2_000);
     assert_eq!((remaining, status), (2_000, PrescriptionStatus::Active));
     assert_eq!(
         state(store, &p.id).await,
@@ -779,10 +806,7 @@ async fn declined_dispense_keeps_the_quantity(store: &Store) {
             .cancel_dispense(&identifier("md-d"), t0() + Duration::hours(1))
             .await
             .unwrap(),
-        CancelOutcome::Restored {
-            remaining_milli: 0,
-            status: PrescriptionStatus::Completed
-        }
+        restored(0, PrescriptionStatus::Completed, &p.id)
     );
     assert_eq!(
         store.dispenses_for_prescription(&p.id).await.unwrap().len(),
@@ -815,10 +839,7 @@ async fn cancel_restores_the_quantity_once(store: &Store) {
             .cancel_dispense(&identifier("md-k2"), at)
             .await
             .unwrap(),
-        CancelOutcome::Restored {
-            remaining_milli: 1_000,
-            status: PrescriptionStatus::PartiallyDispensed
-        }
+        restored(1_000, PrescriptionStatus::PartiallyDispensed, &p.id)
     );
     assert_eq!(
         store
@@ -832,10 +853,7 @@ async fn cancel_restores_the_quantity_once(store: &Store) {
             .cancel_dispense(&identifier("md-k1"), at)
             .await
             .unwrap(),
-        CancelOutcome::Restored {
-            remaining_milli: 2_000,
-            status: PrescriptionStatus::Active
-        }
+        restored(2_000, PrescriptionStatus::Active, &p.id)
     );
     assert_eq!(
         store
@@ -885,10 +903,7 @@ async fn cancel_keeps_a_status_set_by_hand(store: &Store) {
             .cancel_dispense(&identifier("md-h"), t0())
             .await
             .unwrap(),
-        CancelOutcome::Restored {
-            remaining_milli: 2_000,
-            status: S::Cancelled
-        }
+        restored(2_000, S::Cancelled, &p.id)
     );
     let stored = store.prescription(&p.id).await.unwrap().unwrap();
     assert_eq!(stored.status_reason.as_deref(), Some("stopped"));
@@ -946,20 +961,20 @@ async fn last_package_across_two_pools_dispensed_once(fresh: &Fresh) {
     let mut refused = 0;
     for task in tasks {
         match task.await.unwrap() {
-            DispenseOutcome::Applied {
-                remaining_milli,
-                status,
-                ..
-            } => {
+            DispenseOutcome::Applied { dispense } => {
+                let line = &dispense.lines[0];
                 assert_eq!(
-                    (remaining_milli, status),
+                    (line.remaining_after_milli, line.status_after),
                     (0, PrescriptionStatus::Completed)
                 );
                 applied_count += 1;
             }
             DispenseOutcome::Refused(
                 DispenseRefusal::OverRemaining { .. }
-                | DispenseRefusal::NotDispensable(PrescriptionStatus::Completed),
+                | DispenseRefusal::NotDispensable {
+                    status: PrescriptionStatus::Completed,
+                    ..
+                },
             ) => refused += 1,
             other => panic!("unexpected outcome {other:?}"),
         }
@@ -1004,12 +1019,15 @@ async fn twenty_unit_dispenses_against_ten_units(fresh: &Fresh) {
     let mut refused = 0;
     for task in tasks {
         match task.await.unwrap() {
-            DispenseOutcome::Applied {
-                remaining_milli, ..
-            } => remainders.push(remaining_milli),
+            DispenseOutcome::Applied { dispense } => {
+                remainders.push(dispense.lines[0].remaining_after_milli)
+            }
             DispenseOutcome::Refused(
                 DispenseRefusal::OverRemaining { .. }
-                | DispenseRefusal::NotDispensable(PrescriptionStatus::Completed),
+                | DispenseRefusal::NotDispensable {
+                    status: PrescriptionStatus::Completed,
+                    ..
+                },
             ) => refused += 1,
             other => panic!("unexpected outcome {other:?}"),
         }
@@ -1057,19 +1075,11 @@ async fn concurrent_retries_apply_once(fresh: &Fresh) {
     let mut again = Vec::new();
     for task in tasks {
         match task.await.unwrap() {
-            DispenseOutcome::Applied {
-                dispense,
-                remaining_milli,
-                status,
-            } => {
+            DispenseOutcome::Applied { dispense } => {
                 assert!(first.is_none(), "applied twice");
-                first = Some((dispense, remaining_milli, status));
+                first = Some(dispense);
             }
-            DispenseOutcome::AlreadyApplied {
-                dispense,
-                remaining_milli,
-                status,
-            } => again.push((dispense, remaining_milli, status)),
+            DispenseOutcome::AlreadyApplied { dispense } => again.push(dispense),
             other => panic!("unexpected outcome {other:?}"),
         }
     }
@@ -1079,6 +1089,247 @@ async fn concurrent_retries_apply_once(fresh: &Fresh) {
     assert_eq!(
         state(fresh, &p.id).await,
         (3_000, PrescriptionStatus::PartiallyDispensed)
+    );
+    second.close().await;
+}
+
+/// A dispense naming `ids` (one line each, `quantity` of each's unit).
+fn dispense_of<'a>(
+    value: &str,
+    ids: &[&'a str],
+    quantity_milli: i64,
+    content: &'a [u8],
+) -> NewDispense<'a> {
+    let mut new = dispense(value, "", quantity_milli, content);
+    new.lines = ids
+        .iter()
+        .map(|prescription_id| DispenseLine {
+            prescription_id,
+            quantity_milli,
+        })
+        .collect();
+    new
+}
+
+/// HL7 Europe MPD example 300D: one dispense fulfilling two requests. Each
+/// line is checked by the rules of a single dispense, and either every line
+/// is applied or none; a retry returns the first answer; a cancel restores
+/// both prescriptions once.
+async fn dispense_covering_two_prescriptions_is_all_or_nothing(store: &Store) {
+    let cream = dispensable(store, "rx-300-2", 2).await;
+    let pessaries = dispensable(store, "rx-300-1", 1).await;
+    let both = [cream.id.as_str(), pessaries.id.as_str()];
+    // One prescription twice, or none, is not a dispense.
+    assert_eq!(
+        store
+            .apply_dispense(dispense_of(
+                "md-dup",
+                &[cream.id.as_str(), cream.id.as_str()],
+                1_000,
+                b"{}"
+            ))
+            .await
+            .unwrap(),
+        DispenseOutcome::Refused(DispenseRefusal::InvalidLines)
+    );
+    assert_eq!(
+        store
+            .apply_dispense(dispense_of("md-none", &[], 1_000, b"{}"))
+            .await
+            .unwrap(),
+        DispenseOutcome::Refused(DispenseRefusal::InvalidLines)
+    );
+    // Two over what the second line's prescription has left: refused at
+    // line 1, and line 0 is not applied either.
+    assert_eq!(
+        store
+            .apply_dispense(dispense_of("md-over", &both, 2_000, b"{\"n\":1}"))
+            .await
+            .unwrap(),
+        DispenseOutcome::Refused(DispenseRefusal::OverRemaining {
+            line: 1,
+            remaining_milli: 1_000
+        })
+    );
+    assert_eq!(
+        state(store, &cream.id).await,
+        (2_000, PrescriptionStatus::Active)
+    );
+    // A prescription another pharmacy retrieved: refused at its line.
+    let content = content_of("rx-300-3");
+    let PutPrescriptionOutcome::Created(other) = store
+        .put_prescription(rx("rx-300-3", 5, &content))
+        .await
+        .unwrap()
+    else {
+        panic!("not created");
+    };
+    retrieve(store, &other.id, "BE|pharmacy-2").await;
+    assert_eq!(
+        store
+            .apply_dispense(dispense_of(
+                "md-nr2",
+                &[cream.id.as_str(), other.id.as_str()],
+                1_000,
+                b"{}"
+            ))
+            .await
+            .unwrap(),
+        DispenseOutcome::Refused(DispenseRefusal::NotRetrieved { line: 1 })
+    );
+    assert_eq!(
+        state(store, &cream.id).await,
+        (2_000, PrescriptionStatus::Active)
+    );
+    // One of each: both taken, in one dispense.
+    let content = b"{\"resourceType\":\"MedicationDispense\",\"id\":\"300D\"}";
+    let DispenseOutcome::Applied { dispense: first } = store
+        .apply_dispense(dispense_of("md-300D", &both, 1_000, content))
+        .await
+        .unwrap()
+    else {
+        panic!("not applied");
+    };
+    assert!(first.covers(&both));
+    assert_eq!(
+        first
+            .lines
+            .iter()
+            .map(|l| (l.remaining_after_milli, l.status_after))
+            .collect::<Vec<_>>(),
+        [
+            (1_000, PrescriptionStatus::PartiallyDispensed),
+            (0, PrescriptionStatus::Completed)
+        ]
+    );
+    assert_eq!(
+        state(store, &cream.id).await,
+        (1_000, PrescriptionStatus::PartiallyDispensed)
+    );
+    assert_eq!(
+        state(store, &pessaries.id).await,
+        (0, PrescriptionStatus::Completed)
+    );
+    // Retried: the first answer, nothing applied again.
+    assert_eq!(
+        store
+            .apply_dispense(dispense_of("md-300D", &both, 1_000, content))
+            .await
+            .unwrap(),
+        DispenseOutcome::AlreadyApplied {
+            dispense: first.clone()
+        }
+    );
+    // The same identifier naming only one of them is another dispense.
+    assert!(matches!(
+        store
+            .apply_dispense(dispense_of("md-300D", &both[..1], 1_000, content))
+            .await
+            .unwrap(),
+        DispenseOutcome::Refused(DispenseRefusal::IdentifierConflict { .. })
+    ));
+    assert_eq!(
+        state(store, &cream.id).await,
+        (1_000, PrescriptionStatus::PartiallyDispensed)
+    );
+    // Each prescription's history shows it.
+    for id in both {
+        let history = store.dispenses_for_prescription(id).await.unwrap();
+        assert_eq!(history, std::slice::from_ref(&first));
+    }
+    // Cancelled: both come back, once.
+    let expected = CancelOutcome::Restored {
+        prescriptions: vec![
+            PrescriptionState {
+                prescription_id: cream.id.clone(),
+                remaining_milli: 2_000,
+                status: PrescriptionStatus::Active,
+            },
+            PrescriptionState {
+                prescription_id: pessaries.id.clone(),
+                remaining_milli: 1_000,
+                status: PrescriptionStatus::Active,
+            },
+        ],
+    };
+    assert_eq!(
+        store
+            .cancel_dispense(&identifier("md-300D"), t0())
+            .await
+            .unwrap(),
+        expected
+    );
+    assert_eq!(
+        store
+            .cancel_dispense(&identifier("md-300D"), t0())
+            .await
+            .unwrap(),
+        CancelOutcome::AlreadyCancelled
+    );
+    assert_eq!(
+        state(store, &cream.id).await,
+        (2_000, PrescriptionStatus::Active)
+    );
+    assert_eq!(
+        state(store, &pessaries.id).await,
+        (1_000, PrescriptionStatus::Active)
+    );
+}
+
+/// Two prescriptions with one package left each; eight pharmacies'
+/// dispenses, half naming them in one order and half in the other, sent
+/// at once through two pools: exactly one applies (locks taken in id
+/// order, so no deadlock either).
+async fn last_packages_of_two_prescriptions_across_two_pools_dispensed_once(fresh: &Fresh) {
+    let second = fresh.reopen().await;
+    let a = dispensable(fresh, "rx-pair-a", 1).await;
+    let b = dispensable(fresh, "rx-pair-b", 1).await;
+    let barrier = Arc::new(Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                fresh.store.clone()
+            } else {
+                second.clone()
+            };
+            let (first, then) = if i % 4 < 2 {
+                (a.id.clone(), b.id.clone())
+            } else {
+                (b.id.clone(), a.id.clone())
+            };
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let content = format!("{{\"n\":{i}}}");
+                let new = dispense_of(
+                    &format!("md-pair-{i}"),
+                    &[first.as_str(), then.as_str()],
+                    1_000,
+                    content.as_bytes(),
+                );
+                barrier.wait().await;
+                store.apply_dispense(new).await.unwrap()
+            })
+        })
+        .collect();
+    let mut applied_count = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            DispenseOutcome::Applied { .. } => applied_count += 1,
+            DispenseOutcome::Refused(DispenseRefusal::NotDispensable {
+                status: PrescriptionStatus::Completed,
+                ..
+            }) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(applied_count, 1);
+    assert_eq!(
+        state(fresh, &a.id).await,
+        (0, PrescriptionStatus::Completed)
+    );
+    assert_eq!(
+        state(fresh, &b.id).await,
+        (0, PrescriptionStatus::Completed)
     );
     second.close().await;
 }

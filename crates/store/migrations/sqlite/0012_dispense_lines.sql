@@ -1,0 +1,58 @@
+-- A dispense may cover several prescriptions (issue 7): FHIR R4
+-- MedicationDispense.authorizingPrescription is 0..*, and the HL7 Europe MPD
+-- example 300D ("one dispense fulfilling two requests", a combination pack
+-- filling a cream and a pessary item) names two. One line per covered
+-- prescription, all applied in one transaction (all or nothing).
+--
+-- The prescription-specific columns move from dispenses to dispense_lines;
+-- every dispense stored before this migration becomes line 0 of itself.
+-- Prescriptions also keep the code system of their unit (unit_system), so
+-- that a dispensed quantity is compared by system and code (the gateway's
+-- unit policy, profiles/dispense-units.toml).
+
+ALTER TABLE prescriptions ADD COLUMN unit_system TEXT;
+
+CREATE TABLE dispenses_0012 (
+    seq               INTEGER PRIMARY KEY,
+    id                TEXT   NOT NULL UNIQUE,
+    identifier_system TEXT   NOT NULL,
+    identifier_value  TEXT   NOT NULL,
+    pharmacy          TEXT   NOT NULL,
+    kind              TEXT   NOT NULL CHECK (kind IN ('completed', 'declined')),
+    received_at_us    INTEGER NOT NULL,
+    cancelled_at_us   INTEGER,
+    sha256            BLOB   NOT NULL CHECK (length(sha256) = 32),
+    content           BLOB   NOT NULL,
+    UNIQUE (identifier_system, identifier_value)
+);
+
+-- line: the position of the prescription in authorizingPrescription.
+-- remaining_after_milli / status_after: the prescription right after the
+-- dispense was applied (a retry gets them back).
+CREATE TABLE dispense_lines (
+    dispense_id           TEXT    NOT NULL REFERENCES dispenses_0012 (id),
+    line                  INTEGER NOT NULL CHECK (line >= 0),
+    prescription_id       TEXT    NOT NULL REFERENCES prescriptions (id),
+    quantity_milli        INTEGER NOT NULL CHECK (quantity_milli >= 0),
+    remaining_after_milli INTEGER NOT NULL CHECK (remaining_after_milli >= 0),
+    status_after          TEXT    NOT NULL,
+    PRIMARY KEY (dispense_id, line),
+    UNIQUE (dispense_id, prescription_id)
+);
+
+INSERT INTO dispenses_0012 (seq, id, identifier_system, identifier_value, pharmacy, kind,
+                            received_at_us, cancelled_at_us, sha256, content)
+    SELECT seq, id, identifier_system, identifier_value, pharmacy, kind,
+           received_at_us, cancelled_at_us, sha256, content
+    FROM dispenses;
+INSERT INTO dispense_lines (dispense_id, line, prescription_id, quantity_milli,
+                            remaining_after_milli, status_after)
+    SELECT id, 0, prescription_id, quantity_milli, remaining_after_milli, status_after
+    FROM dispenses;
+
+DROP INDEX dispenses_prescription;
+DROP TABLE dispenses;
+ALTER TABLE dispenses_0012 RENAME TO dispenses;
+
+-- A prescription's dispenses, in the order they were applied.
+CREATE INDEX dispense_lines_prescription ON dispense_lines (prescription_id);
