@@ -243,7 +243,7 @@ mod assertions;
 pub mod audit;
 mod opt_outs;
 
-pub use opt_outs::ANY_COUNTRY;
+pub use opt_outs::{ANY_COUNTRY, OptOut};
 pub mod prescriptions;
 
 pub use audit::{AUDIT_GENESIS_HASH, AuditRecord, BreakKind, ChainReport, NewAuditRecord};
