@@ -19,6 +19,7 @@
 )]
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -391,7 +392,10 @@ impl Chromedriver {
             .local_addr()
             .unwrap()
             .port();
+        // Its own process group, so that the browser it starts goes with it
+        // even when the test fails before closing the session.
         let child = std::process::Command::new(program)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -411,6 +415,10 @@ impl Chromedriver {
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
+        // The whole group this test started: chromedriver and the browser.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
