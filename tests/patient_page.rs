@@ -642,6 +642,61 @@ async fn the_patient_page_shows_the_access_log_and_its_switch_refuses_lu_at_once
         "{last:#?}"
     );
 
+    // Towards one country only: a switch of its own, withdrawn by a click.
+    client
+        .find(Locator::Id("country-service"))
+        .await
+        .unwrap()
+        .select_by_value("eprescription")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("country-code"))
+        .await
+        .unwrap()
+        .send_keys("lu")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#country-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let towards_lu = "opt-out-eprescription-LU";
+    until(&client, "the opt-out towards LU", |s| {
+        s.status == "Opted out of sharing your ePrescriptions towards LU, from now on."
+    })
+    .await;
+    let switch = client.find(Locator::Id(towards_lu)).await.unwrap();
+    assert!(switch.is_selected().await.unwrap());
+    let stored = json(
+        f.national_client("BE", NationalClientKind::PatientPortal)
+            .get(f.be.url(&format!(
+                "/fhir/$cross-border-opt-out?patient.identifier={}",
+                encode(&be_patient())
+            )))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(
+        stored["parameter"][0]["part"][0]["valueCode"],
+        "eprescription"
+    );
+    assert_eq!(stored["parameter"][0]["part"][1]["valueCode"], "LU");
+    switch.click().await.unwrap();
+    let withdrawn = until(&client, "the opt-out towards LU withdrawn", |s| {
+        s.status
+            .starts_with("Sharing again your ePrescriptions towards LU")
+    })
+    .await;
+    assert!(!withdrawn.prescriptions_opted_out && !withdrawn.summary_opted_out);
+    assert!(client.find(Locator::Id(towards_lu)).await.is_err());
+
     client.close().await.unwrap();
     drop(driver);
     let be_audit = f.be.audit().await;
