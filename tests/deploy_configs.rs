@@ -61,5 +61,25 @@ fn local_configs_load_their_federation_material() {
         let loaded = ehds_gateway::federation::Federation::load(&checked)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(loaded.is_some(), "{name} has no federation");
+        // The demonstration patient page's portal certificate and national CA.
+        if let Some(page) = &checked.raw.patient_page {
+            ehds_transport::TlsIdentity::load(&ehds_transport::IdentityFiles {
+                cert_chain: page.client_certificate.clone(),
+                private_key: page.client_private_key.clone(),
+            })
+            .unwrap_or_else(|e| panic!("{name}: patient page certificate: {e}"));
+            ehds_transport::TrustStore::load(&ehds_transport::TrustFiles {
+                ca_certs: page.national_cas.clone(),
+                crls: page.national_crls.clone(),
+            })
+            .unwrap_or_else(|e| panic!("{name}: patient page national CA: {e}"));
+        }
     }
+    let be = GatewayConfig::from_file(&repo_root().join("deploy/config/be-local.toml"))
+        .and_then(GatewayConfig::check)
+        .unwrap();
+    assert!(
+        be.patient_page_listen.is_some_and(|a| a.ip().is_loopback()),
+        "the local Belgian gateway serves the demonstration patient page on loopback"
+    );
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod two_countries;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

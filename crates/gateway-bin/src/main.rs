@@ -22,8 +22,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the national FHIR API. Without --config: SQLite under ./data/,
-    /// listening on 127.0.0.1:8080.
+    /// Serve the national FHIR API (and the federation listener and the
+    /// demonstration patient page when configured). Without --config: SQLite
+    /// under ./data/, listening on 127.0.0.1:8080.
     Serve {
         /// TOML configuration file (see deploy/config/).
         #[arg(long)]
@@ -130,6 +131,12 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
                 "ehds-gateway listening on https://{addr} (store: {})",
                 checked.store_location()
             );
+            if let Some(page) = gateway.patient_page_addr() {
+                println!(
+                    "patient page (demonstration, no patient authentication) on \
+                     http://{page}/?patient=SYSTEM|VALUE"
+                );
+            }
             use std::io::Write;
             let _ = std::io::stdout().flush();
             #[cfg(unix)]

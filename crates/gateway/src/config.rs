@@ -46,6 +46,11 @@ pub struct GatewayConfig {
     /// Patients' rights this country grants beyond the defaults.
     #[serde(default)]
     pub patient_rights: PatientRightsSection,
+    /// The demonstration patient page ([`crate::patient_page`]): plain HTTP
+    /// on loopback only, calling this gateway's national API as the patient
+    /// portal. Absent: no page.
+    #[serde(default)]
+    pub patient_page: Option<PatientPageSection>,
 }
 
 /// `[patient_rights]`: what this country's law says about patients'
@@ -60,6 +65,27 @@ pub struct PatientRightsSection {
     /// audited as such. Opt-outs are never lifted.
     #[serde(default)]
     pub emergency_lifts_restrictions: Vec<String>,
+}
+
+/// `[patient_page]`: a demonstration page showing one patient's access log
+/// and opt-out switches ([`crate::patient_page`]). It authenticates nobody,
+/// so it listens on a loopback address only; it reaches the national API
+/// over mutual TLS with the patient portal's national client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientPageSection {
+    /// `host:port` on loopback (`127.0.0.1:8480`, `[::1]:8480`); port 0
+    /// picks a free port.
+    pub listen: String,
+    /// The patient portal's national client certificate chain (PEM).
+    pub client_certificate: PathBuf,
+    /// Its private key (PEM).
+    pub client_private_key: PathBuf,
+    /// The national CA certificate(s) the national API's server
+    /// certificate must chain to.
+    pub national_cas: Vec<PathBuf>,
+    /// A current CRL for every CA above (revocation fails closed).
+    pub national_crls: Vec<PathBuf>,
 }
 
 /// Development PKI of the repository (`deploy/dev-pki`, BE), used by the
@@ -279,6 +305,9 @@ pub struct CheckedConfig {
     pub store: StoreConfig,
     /// The federation listener address, when `[federation]` is configured.
     pub federation_listen: Option<SocketAddr>,
+    /// The patient page's loopback address, when `[patient_page]` is
+    /// configured.
+    pub patient_page_listen: Option<SocketAddr>,
 }
 
 impl GatewayConfig {
@@ -402,11 +431,36 @@ impl GatewayConfig {
                 })?)
             }
         };
+        let patient_page_listen = match &self.patient_page {
+            None => None,
+            Some(page) => {
+                let addr: SocketAddr = page.listen.parse().map_err(|e| {
+                    GatewayError::Config(format!(
+                        "patient_page.listen {:?} is not host:port: {e}",
+                        page.listen
+                    ))
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(GatewayError::Config(format!(
+                        "patient_page.listen {addr} is not a loopback address: the patient page \
+                         is a demonstration that authenticates nobody and serves plain HTTP, so \
+                         it listens on 127.0.0.1 or [::1] only"
+                    )));
+                }
+                if page.national_cas.is_empty() {
+                    return Err(GatewayError::Config(
+                        "patient_page.national_cas must name the national CA".into(),
+                    ));
+                }
+                Some(addr)
+            }
+        };
         Ok(CheckedConfig {
             raw: self,
             listen,
             store,
             federation_listen,
+            patient_page_listen,
         })
     }
 }
@@ -462,5 +516,48 @@ mod tests {
             let result = GatewayConfig::from_toml(bad).and_then(GatewayConfig::check);
             assert!(result.is_err(), "accepted: {bad}");
         }
+    }
+
+    fn patient_page(listen: &str) -> String {
+        format!(
+            "[patient_page]\nlisten = \"{listen}\"\nclient_certificate = \"c.pem\"\n\
+             client_private_key = \"k.pem\"\nnational_cas = [\"ca.pem\"]\n\
+             national_crls = [\"ca.crl.pem\"]\n"
+        )
+    }
+
+    #[test]
+    fn the_patient_page_listens_on_loopback_only() {
+        for good in ["127.0.0.1:8480", "127.0.0.1:0", "[::1]:8480"] {
+            let checked = GatewayConfig::from_toml(&patient_page(good))
+                .and_then(GatewayConfig::check)
+                .unwrap();
+            assert_eq!(checked.patient_page_listen, good.parse().ok());
+        }
+        for bad in [
+            "0.0.0.0:8480",
+            "[::]:8480",
+            "192.0.2.7:8480",
+            "localhost:8480",
+        ] {
+            let err = GatewayConfig::from_toml(&patient_page(bad))
+                .and_then(GatewayConfig::check)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("patient_page.listen"), "{bad}: {err}");
+        }
+        let err = GatewayConfig::from_toml(&patient_page("0.0.0.0:8480"))
+            .and_then(GatewayConfig::check)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loopback"), "{err}");
+        let no_ca = patient_page("127.0.0.1:8480").replace("[\"ca.pem\"]", "[]");
+        assert!(
+            GatewayConfig::from_toml(&no_ca)
+                .and_then(GatewayConfig::check)
+                .is_err()
+        );
+        let checked = GatewayConfig::from_toml("").unwrap().check().unwrap();
+        assert_eq!(checked.patient_page_listen, None);
     }
 }

@@ -141,6 +141,10 @@ pub enum GatewayError {
     /// An AuditEvent could not be written (a bug, never the client's).
     #[error(transparent)]
     AuditEvent(#[from] ehds_fhir::audit_event::AuditEventError),
+    /// The patient page could not reach this gateway's national API (the
+    /// detail, without URL, goes to the log).
+    #[error("the national API did not answer the patient page: {0}")]
+    NationalApiUnavailable(String),
 }
 
 /// Status and issues for an error: the one mapping table.
@@ -259,6 +263,13 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
             S::BAD_GATEWAY,
             IssueType::Transient,
             format!("the other country's NCP did not answer usably: {why}"),
+        ),
+        E::NationalApiUnavailable(_) => (
+            S::BAD_GATEWAY,
+            vec![internal_issue(
+                IssueType::Transient,
+                "the patient page could not reach this gateway's national API",
+            )],
         ),
         E::PeerTimeout => one(
             S::GATEWAY_TIMEOUT,
@@ -449,6 +460,11 @@ mod tests {
                 "login",
             ),
             (GatewayError::Forbidden("role".into()), 403, "forbidden"),
+            (
+                GatewayError::NationalApiUnavailable("connection refused".into()),
+                502,
+                "transient",
+            ),
             (
                 GatewayError::DispenseRefused {
                     status: 409,

@@ -89,7 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/$validate", post(validate_operation))
         .route(
             "/fhir/$cross-border-opt-out",
-            post(crate::patient_rights::opt_out),
+            post(crate::patient_rights::opt_out).get(crate::patient_rights::current_opt_outs),
         )
         .route(
             "/fhir/$cross-border-restriction",

@@ -2,8 +2,9 @@
 //!
 //! Owns: the HTTP APIs (axum) and their OperationOutcome error mapping (one
 //! table, [`error::classify`]), the configuration file ([`config`]), metrics,
-//! and start-up: configuration checked, store opened and migrated, listener
-//! bound, then serving until shut down.
+//! the demonstration patient page ([`patient_page`]), and start-up:
+//! configuration checked, store opened and migrated, listeners bound, then
+//! serving until shut down.
 //!
 //! Must not know about: how JSON is parsed, how documents are validated, how
 //! rows are written: it calls the FHIR, validation and store crates for that.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod federation;
 pub mod http;
 pub mod metrics;
+pub mod patient_page;
 pub mod patient_rights;
 pub mod prescriptions;
 pub mod release;
@@ -44,6 +46,8 @@ pub struct Gateway {
     national_tls: ReloadableServerTls,
     /// The federation listener and its TLS, with `[federation]`.
     federation: Option<(TcpListener, ReloadableServerTls)>,
+    /// The demonstration patient page, with `[patient_page]`.
+    patient_page: Option<patient_page::PatientPage>,
     state: http::AppState,
 }
 
@@ -108,6 +112,17 @@ impl Gateway {
                     addr: config.listen.to_string(),
                     source,
                 })?;
+        let patient_page = match (&config.raw.patient_page, config.patient_page_listen) {
+            (Some(section), Some(addr)) => Some(
+                patient_page::PatientPage::bind(
+                    section,
+                    addr,
+                    listener.local_addr().map_err(GatewayError::Serve)?,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let state = http::AppState {
             store,
             validator,
@@ -124,6 +139,7 @@ impl Gateway {
             listener,
             national_tls,
             federation: federation_listener,
+            patient_page,
             state,
         })
     }
@@ -144,6 +160,14 @@ impl Gateway {
         self.federation
             .as_ref()
             .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// The address the demonstration patient page is served on, with
+    /// `[patient_page]`.
+    pub fn patient_page_addr(&self) -> Option<SocketAddr> {
+        self.patient_page
+            .as_ref()
+            .and_then(|page| page.local_addr().ok())
     }
 
     /// The address the national API listens on.
@@ -177,6 +201,15 @@ impl Gateway {
                 wait(stopped.clone()),
             ))
         });
+        let patient_page = self.patient_page.map(|page| {
+            let stopped = wait(stopped.clone());
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                if let Err(error) = page.run(state, stopped).await {
+                    tracing::error!(%error, "the patient page stopped");
+                }
+            })
+        });
         let national_metrics = Arc::clone(&self.state.metrics.national_tls);
         let app = http::router(self.state);
         let national = ehds_transport::serve_with_options(
@@ -197,6 +230,9 @@ impl Gateway {
         };
         tokio::join!(national, shutdown);
         if let Some(task) = federation {
+            let _ = task.await;
+        }
+        if let Some(task) = patient_page {
             let _ = task.await;
         }
         reloader.abort();

@@ -16,6 +16,12 @@
 //! | `country` | code | optional: the requesting country the opt-out is towards (ISO 3166-1 alpha-2); absent: every country |
 //! | `optOut` | boolean | `true` to opt out, `false` to withdraw the opt-out |
 //!
+//! `GET /fhir/$cross-border-opt-out?patient.identifier=system|value` (patient
+//! portal only): the opt-outs in force, as a `Parameters` resource with one
+//! `optOut` parameter each, whose parts are `service` (code), `country`
+//! (code, absent for every country) and `since` (instant); no parameter at
+//! all when there is none.
+//!
 //! `GET /fhir/AuditEvent?patient.identifier=system|value[&_count=n][&_before=seq]`
 //! (patient portal only): the patient's access log, newest first: every
 //! cross-border access and refusal concerning the patient recorded at this
@@ -223,16 +229,9 @@ pub async fn access_log(
     }
     let (system, value) =
         patient.ok_or_else(|| bad("patient.identifier", "patient.identifier is required"))?;
-    if let Some(federation) = &state.federation {
-        match federation
-            .directory
-            .check_patient_identifier(&system, &value)
-        {
-            Ok(routed) if routed.country.code().as_str() == federation.country => {}
-            Ok(_) => return Err(bad("patient.identifier", "a patient of another country")),
-            Err(refusal) => return Err(GatewayError::Identifier(refusal)),
-        }
-    }
+    own_patient(&state, &system, &value).map_err(|e| {
+        e.unwrap_or_else(|| bad("patient.identifier", "a patient of another country"))
+    })?;
     let key = format!("{system}|{value}");
     let records = state.store.audit_for_patient(&key, count, before).await?;
     let mut out = Vec::with_capacity(1024);
@@ -273,21 +272,106 @@ pub async fn access_log(
     Ok(response)
 }
 
-/// Checks that `system|value` is a patient identifier of this country.
-fn own_patient(state: &AppState, system: &str, value: &str, at: &str) -> Result<(), GatewayError> {
-    if let Some(federation) = &state.federation {
-        match federation.directory.check_patient_identifier(system, value) {
-            Ok(routed) if routed.country.code().as_str() == federation.country => {}
-            Ok(_) => {
-                return Err(invalid(
-                    "this patient identifier is issued by another country",
-                    at,
-                ));
-            }
-            Err(refusal) => return Err(GatewayError::Identifier(refusal)),
-        }
+/// Checks that `system|value` is a patient identifier this country issues
+/// (with `[federation]`, by the NCP directory): `Err(None)` for another
+/// country's, `Err(Some(refusal))` for one the directory refuses.
+fn own_patient(state: &AppState, system: &str, value: &str) -> Result<(), Option<GatewayError>> {
+    let Some(federation) = &state.federation else {
+        return Ok(());
+    };
+    match federation.directory.check_patient_identifier(system, value) {
+        Ok(routed) if routed.country.code().as_str() == federation.country => Ok(()),
+        Ok(_) => Err(None),
+        Err(refusal) => Err(Some(GatewayError::Identifier(refusal))),
     }
-    Ok(())
+}
+
+/// `GET /fhir/$cross-border-opt-out?patient.identifier=system|value`: the
+/// patient's opt-outs in force, for the patient portal.
+pub async fn current_opt_outs(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, GatewayError> {
+    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    caller.require(
+        &[NationalClientKind::PatientPortal],
+        "read a patient's cross-border choices",
+    )?;
+    let bad = |name: &str, why: &str| {
+        let mut report = ehds_validation::ValidationReport::default();
+        report.push(Issue::error(IssueType::Invalid, why).at(format!("http.{name}")));
+        GatewayError::Invalid(report)
+    };
+    let query = query.unwrap_or_default();
+    let mut patient: Option<(String, String)> = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "patient.identifier" {
+            return Err(bad(name, "unknown search parameter (strict handling)"));
+        }
+        if patient.is_some() {
+            return Err(bad(name, "patient.identifier given more than once"));
+        }
+        let value = ehds_routing::search::percent_decode(value)
+            .ok_or_else(|| bad(name, "not valid percent-encoded UTF-8"))?;
+        let (system, id) = value
+            .split_once('|')
+            .filter(|(s, v)| !s.is_empty() && !v.is_empty())
+            .ok_or_else(|| bad(name, "patient.identifier must be system|value"))?;
+        patient = Some((system.to_owned(), id.to_owned()));
+    }
+    let (system, value) =
+        patient.ok_or_else(|| bad("patient.identifier", "patient.identifier is required"))?;
+    own_patient(&state, &system, &value).map_err(|e| {
+        e.unwrap_or_else(|| bad("patient.identifier", "a patient of another country"))
+    })?;
+    let opt_outs = state
+        .store
+        .opt_outs_of(&format!("{system}|{value}"))
+        .await?;
+    let mut parameters = Vec::with_capacity(opt_outs.len());
+    for opt_out in opt_outs {
+        let since = opt_out
+            .since
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                GatewayError::Store(ehds_store::StoreError::Corrupt(format!(
+                    "opt-out time: {e}"
+                )))
+            })?;
+        let mut parts = vec![serde_json::json!({"name": "service", "valueCode": opt_out.service})];
+        if let Some(country) = opt_out.country {
+            parts.push(serde_json::json!({"name": "country", "valueCode": country}));
+        }
+        parts.push(serde_json::json!({"name": "since", "valueInstant": since}));
+        parameters.push(serde_json::json!({"name": "optOut", "part": parts}));
+    }
+    let resource = if parameters.is_empty() {
+        serde_json::json!({"resourceType": "Parameters"})
+    } else {
+        serde_json::json!({"resourceType": "Parameters", "parameter": parameters})
+    };
+    let mut response =
+        axum::response::IntoResponse::into_response((StatusCode::OK, resource.to_string()));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(crate::http::FHIR_JSON),
+    );
+    Ok(response)
+}
+
+/// Checks that `system|value` is a patient identifier of this country,
+/// locating a refusal at `at`.
+fn own_patient_at(
+    state: &AppState,
+    system: &str,
+    value: &str,
+    at: &str,
+) -> Result<(), GatewayError> {
+    own_patient(state, system, value).map_err(|e| {
+        e.unwrap_or_else(|| invalid("this patient identifier is issued by another country", at))
+    })
 }
 
 /// `system` and `value` of an Identifier-shaped node, both present.
@@ -346,7 +430,7 @@ pub async fn restriction(
                 AT,
             )
         })?;
-    own_patient(&state, system, value, AT)?;
+    own_patient_at(&state, system, value, AT)?;
     let mut targets = Vec::new();
     if let Some(p) = parameter(root, "section") {
         let coding = p
@@ -462,7 +546,7 @@ pub async fn restrictions(
                 "http.patient.identifier",
             )
         })?;
-    own_patient(&state, system, value, "http.patient.identifier")?;
+    own_patient_at(&state, system, value, "http.patient.identifier")?;
     let found = state
         .store
         .restrictions_for_patient(&format!("{system}|{value}"))

@@ -245,7 +245,7 @@ mod assertions;
 pub mod audit;
 mod opt_outs;
 
-pub use opt_outs::ANY_COUNTRY;
+pub use opt_outs::{ANY_COUNTRY, OptOut};
 pub mod prescriptions;
 mod restrictions;
 

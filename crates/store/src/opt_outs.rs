@@ -5,10 +5,21 @@
 
 use time::OffsetDateTime;
 
-use crate::{Backend, Store, StoreError, to_micros};
+use crate::{Backend, Store, StoreError, from_micros, to_micros};
 
 /// Every requesting country.
 pub const ANY_COUNTRY: &str = "*";
+
+/// One opt-out in force, as the patient's portal shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOut {
+    /// The service opted out of (`patient-summary`, `eprescription`).
+    pub service: String,
+    /// The requesting country it is towards; `None`: every country.
+    pub country: Option<String>,
+    /// Since when (the first time it was set).
+    pub since: OffsetDateTime,
+}
 
 impl Store {
     /// Records that `patient_identifier` (`system|value`) opts out of
@@ -83,5 +94,28 @@ impl Store {
             .await
         })?;
         Ok(found.is_some())
+    }
+
+    /// Every opt-out of `patient_identifier` in force, by service, the
+    /// opt-out for every country before those towards one country.
+    pub async fn opt_outs_of(&self, patient_identifier: &str) -> Result<Vec<OptOut>, StoreError> {
+        let rows: Vec<(String, String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT service, country, opted_out_at_us FROM cross_border_opt_outs \
+                 WHERE patient_identifier = $1 ORDER BY service, country <> '*', country",
+            )
+            .bind(patient_identifier)
+            .fetch_all(pool)
+            .await
+        })?;
+        rows.into_iter()
+            .map(|(service, country, at_us)| {
+                Ok(OptOut {
+                    service,
+                    country: (country != ANY_COUNTRY).then_some(country),
+                    since: from_micros(at_us)?,
+                })
+            })
+            .collect()
     }
 }

@@ -1,8 +1,9 @@
 //! Shared helpers for the gateway's tests.
 //!
-//! Owns: where test fixtures live in the repository, and which PostgreSQL
-//! server tests use. It is the one library allowed to read the environment,
-//! because it exists only for tests.
+//! Owns: where test fixtures live in the repository, which PostgreSQL
+//! server tests use, and which browser the patient page's test drives. It
+//! is the one library allowed to read the environment, because it exists
+//! only for tests.
 //!
 //! Must not know about: any gateway crate (it sits below them all, so every
 //! crate can take it as a dev-dependency without a cycle).
@@ -28,6 +29,50 @@ pub fn postgres_url() -> Option<String> {
         ),
         _ => {
             eprintln!("skipping PostgreSQL test: {POSTGRES_URL_VAR} is not set");
+            None
+        }
+    }
+}
+
+/// Headless Chromium and its WebDriver server, for browser tests: Debian's
+/// `chromium` and `chromium-driver` packages (`.ci/run` installs them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Browser {
+    /// The browser (`chromium`).
+    pub chromium: PathBuf,
+    /// Its WebDriver server (`chromedriver`).
+    pub chromedriver: PathBuf,
+}
+
+/// The browser on `PATH`, or `None` to skip a browser test on a developer
+/// machine without one.
+///
+/// # Panics
+/// When `CI` is set and either program is missing: under CI a browser test
+/// fails rather than skips.
+#[allow(clippy::panic)]
+pub fn browser() -> Option<Browser> {
+    let find = |name: &str| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|path| path.is_file())
+        })
+    };
+    match (find("chromium"), find("chromedriver")) {
+        (Some(chromium), Some(chromedriver)) => Some(Browser {
+            chromium,
+            chromedriver,
+        }),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "chromium or chromedriver is not on PATH but CI is set: browser tests must run \
+             under CI, not skip (apt-get install chromium chromium-driver; .ci/run does)"
+        ),
+        _ => {
+            eprintln!(
+                "skipping browser test: chromium and chromedriver are not on PATH \
+                 (Debian: apt-get install chromium chromium-driver)"
+            );
             None
         }
     }
