@@ -817,12 +817,15 @@ fn the_demo_shows_the_journey_the_refusals_and_intact_audit_trails() {
         "the patient opts out of sharing the summary with Belgium -> 200",
         "Dr Peeters asks again -> 403",
         "the patient withdraws the opt-out -> 200 OK; Dr Peeters asks again -> 200 OK",
+        "the patient hides the problem list from abroad -> 200 OK; Dr Peeters retrieves the summary -> 200 OK: a new document",
+        "its problem section empty (unavailable), still a valid IPS",
+        "the patient lifts the restriction -> 200 OK",
         "access log at Luxembourg",
         "a Luxembourg doctor prescribes cefuroxime, 21 vials -> 201 Created (active; remaining=21000)",
         "the pharmacy dispenses 7 vials -> 201 Created (prescription at home: partially-dispensed; remaining=14000)",
         "a retry) -> 200 OK (prescription at home: partially-dispensed; remaining=14000)",
-        "NCP Luxembourg: 9 records, chain intact",
-        "NCP Belgium: 11 records, chain intact",
+        "NCP Luxembourg: 10 records, chain intact",
+        "NCP Belgium: 12 records, chain intact",
     ] {
         assert!(
             story.contains(expected),
@@ -1130,6 +1133,15 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     assert!(
         outcomes.contains(&"0") && outcomes.contains(&"4"),
         "{outcomes:?}"
+    );
+    // The patient reads why: their own opt-out (the doctor was told only
+    // "no consent").
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["resource"]["outcome"] == "4")
+            .all(|e| e["resource"]["outcomeDesc"] == "no consent: the patient's opt-out"),
+        "{entries:?}"
     );
     let next = page["link"][0]["url"].as_str().unwrap();
     let rest = json(
@@ -1444,6 +1456,62 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
     let listed = prescriptions(&doctor_system, &doctor(), PurposeOfUse::Emergency).await;
     assert_eq!(listed["total"], 0);
     set_restriction(&f, prescription, false).await;
+    let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
+    assert_eq!(listed["total"], 1);
+    // An opt-out of ePrescription towards Belgium refuses the list and the
+    // dispense ("no consent"), not the summary; withdrawn, both work again.
+    let e_opt_out =
+        |opt_out: bool| {
+            serde_json::to_vec(&serde_json::json!({"resourceType": "Parameters", "parameter": [
+            {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+            {"name": "service", "valueCode": "eprescription"},
+            {"name": "country", "valueCode": "BE"},
+            {"name": "optOut", "valueBoolean": opt_out},
+        ]}))
+        .unwrap()
+        };
+    let opted = portal
+        .post(f.lu.url("/fhir/$cross-border-opt-out"))
+        .header("content-type", FHIR_JSON)
+        .body(e_opt_out(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opted.status().as_u16(), 200);
+    let token = assertion(&f.be_idp, &pharmacist, &lu_patient());
+    let refused = pharmacy
+        .get(f.be.url(&format!(
+            "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
+        )))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let outcome = json(refused, 403).await;
+    assert!(outcome.to_string().contains("no consent"), "{outcome}");
+    dispense["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": "D-R2"}]);
+    let refused = pharmacy
+        .post(f.be.url("/fhir/MedicationDispense"))
+        .header("content-type", FHIR_JSON)
+        .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
+        .body(serde_json::to_vec(&dispense).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(
+        list(treatment()).await["total"],
+        1,
+        "the summary is another service"
+    );
+    let withdrawn = portal
+        .post(f.lu.url("/fhir/$cross-border-opt-out"))
+        .header("content-type", FHIR_JSON)
+        .body(e_opt_out(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status().as_u16(), 200);
     let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
     assert_eq!(listed["total"], 1);
 

@@ -552,6 +552,69 @@ async fn steps(
         withdrawn.status(),
         again.status()
     ));
+    // Restricting a part of the summary: the problem list (LOINC 11450-4).
+    let restriction = |restrict: bool| {
+        serde_json::json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+                {"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "11450-4"}},
+                {"name": "restrict", "valueBoolean": restrict},
+            ]
+        })
+        .to_string()
+    };
+    let restriction_url = format!(
+        "https://127.0.0.1:{}/fhir/$cross-border-restriction",
+        lu.national
+    );
+    let restricted = portal
+        .post(&restriction_url)
+        .header("content-type", crate::http::FHIR_JSON)
+        .body(restriction(true))
+        .send()
+        .await
+        .map_err(demo_error)?;
+    let variant = doctor_system
+        .get(format!("{base}/{url}"))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    let variant_status = variant.status();
+    let variant: serde_json::Value = variant.json().await.map_err(demo_error)?;
+    let problems = variant
+        .pointer("/entry/0/resource/section")
+        .and_then(serde_json::Value::as_array)
+        .and_then(|sections| {
+            sections.iter().find(|s| {
+                s.pointer("/code/coding/0/code")
+                    .and_then(serde_json::Value::as_str)
+                    == Some("11450-4")
+            })
+        })
+        .and_then(|s| s.pointer("/emptyReason/coding/0/code"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?");
+    say(format!(
+        "   the patient hides the problem list from abroad -> {}; Dr Peeters retrieves the summary -> {variant_status}: a new document (Bundle.id {}), its problem section empty ({problems}), still a valid IPS",
+        restricted.status(),
+        variant
+            .get("id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?"),
+    ));
+    let lifted = portal
+        .post(&restriction_url)
+        .header("content-type", crate::http::FHIR_JSON)
+        .body(restriction(false))
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the patient lifts the restriction -> {}",
+        lifted.status()
+    ));
     let log: serde_json::Value = portal
         .get(format!(
             "https://127.0.0.1:{}/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&_count=100",

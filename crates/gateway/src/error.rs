@@ -134,6 +134,10 @@ pub enum GatewayError {
         /// The element it is about (FHIRPath-style), if one.
         at: Option<String>,
     },
+    /// The patient opted out of this service towards the asking country:
+    /// the caller learns no more than that there is no consent.
+    #[error("no consent for cross-border access")]
+    NoConsent,
     /// The variant of a summary its patient restricted could not be built
     /// as a valid document: nothing is released (fail closed).
     #[error("restricted summary not releasable: {0}")]
@@ -240,6 +244,11 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 }],
             )
         }
+        E::NoConsent => one(
+            S::FORBIDDEN,
+            IssueType::Forbidden,
+            "no consent for cross-border access".to_owned(),
+        ),
         E::ReleaseFailed(_) => (
             S::INTERNAL_SERVER_ERROR,
             vec![internal_issue(
@@ -460,6 +469,7 @@ mod tests {
                 "login",
             ),
             (GatewayError::Forbidden("role".into()), 403, "forbidden"),
+            (GatewayError::NoConsent, 403, "forbidden"),
             (
                 GatewayError::NationalApiUnavailable("connection refused".into()),
                 502,

@@ -322,7 +322,9 @@ impl Trail {
 fn refusal_summary(error: &GatewayError) -> String {
     match error {
         GatewayError::Assertion(refusal) => format!("assertion refused: {}", refusal.code()),
-        GatewayError::Forbidden(_) => "forbidden".to_owned(),
+        // For the patient's access log: why, in words, never patient data.
+        GatewayError::NoConsent => "no consent: the patient's opt-out".to_owned(),
+        GatewayError::Forbidden(why) => format!("forbidden: {why}"),
         GatewayError::Unauthenticated(_) => "not authenticated".to_owned(),
         GatewayError::Search(_) | GatewayError::Identifier(_) => "malformed request".to_owned(),
         GatewayError::ResourceNotFound(_) => "not found".to_owned(),
@@ -1083,9 +1085,7 @@ async fn admit(
         .is_opted_out(&key, service, &peer_country)
         .await?
     {
-        return Err(GatewayError::Forbidden(
-            "no consent for cross-border access".into(),
-        ));
+        return Err(GatewayError::NoConsent);
     }
     Ok(assertion.purpose())
 }
