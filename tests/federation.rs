@@ -2314,3 +2314,118 @@ async fn the_mpd_and_ihe_examples_drive_the_dispense_journey() {
     f.be.stop().await;
     f.lu.stop().await;
 }
+
+/// A prescriber pushes the HL7 Europe MPD multi-item prescription Bundle
+/// (example 100A: three MedicationRequests with a RequestGroup) to
+/// `POST /fhir/Bundle`: each item becomes its own prescription, its bytes
+/// exactly the item's bytes in the Bundle, the patient taken from the
+/// Bundle's Patient entry; the answer is a batch-response; pushing it again
+/// stores nothing new; a Bundle with an item whose identifier is taken by
+/// other content stores none of its items.
+#[tokio::test]
+async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
+    const SYSTEM: &str = "urn:oid:1.3.182.4.4.99.3";
+    let f = federation().await;
+    let mut bundle = example("eu-mpd/Bundle-100A-multiitem-prescription-with-orchestration.json");
+    for entry in bundle["entry"].as_array_mut().unwrap() {
+        let resource = &mut entry["resource"];
+        match resource["resourceType"].as_str().unwrap() {
+            "MedicationRequest" => resource["identifier"][0]["system"] = SYSTEM.into(),
+            "Patient" => {
+                resource["identifier"] =
+                    serde_json::json!([{"system": LU_SYSTEM, "value": LU_PATIENT}]);
+            }
+            _ => {}
+        }
+    }
+    let body = serde_json::to_vec(&bundle).unwrap();
+    let push = |body: Vec<u8>| {
+        national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+            .post(f.lu.url("/fhir/Bundle"))
+            .header("content-type", FHIR_JSON)
+            .body(body)
+            .send()
+    };
+    let answer = json(push(body.clone()).await.unwrap(), 201).await;
+    assert_eq!(answer["type"], "batch-response");
+    let entries = answer["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert!(entries.iter().all(|e| {
+        e["response"]["status"] == "201 Created"
+            && e["response"]["location"]
+                .as_str()
+                .unwrap()
+                .starts_with("MedicationRequest/")
+    }));
+    // Each item as the prescriber wrote it, byte for byte.
+    let prescriber = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem);
+    let text = String::from_utf8(body.clone()).unwrap();
+    for entry in entries {
+        let location = entry["response"]["location"].as_str().unwrap();
+        let stored = prescriber
+            .get(f.lu.url(&format!("/fhir/{location}")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains(&stored), "an item was not stored as sent");
+    }
+    let again = json(push(body.clone()).await.unwrap(), 200).await;
+    assert!(
+        again["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["response"]["status"] == "200 OK")
+    );
+    let pharmacist = pharmacist_of("BE-PHARM-BUNDLE");
+    assert_eq!(list_prescriptions(&f, &pharmacist).await["total"], 3);
+
+    // Another Bundle reusing the first item's identifier with other content:
+    // refused whole, its other items not stored.
+    let mut clash = example("eu-mpd/Bundle-300A-multiitem-prescription-with-orchestration.json");
+    for entry in clash["entry"].as_array_mut().unwrap() {
+        let resource = &mut entry["resource"];
+        match resource["resourceType"].as_str().unwrap() {
+            "MedicationRequest" => resource["identifier"][0]["system"] = SYSTEM.into(),
+            "Patient" => {
+                resource["identifier"] =
+                    serde_json::json!([{"system": LU_SYSTEM, "value": LU_PATIENT}]);
+            }
+            _ => {}
+        }
+    }
+    clash["entry"][2]["resource"]["identifier"][0]["value"] = "100-1/3".into();
+    let refused = push(serde_json::to_vec(&clash).unwrap()).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    assert_eq!(list_prescriptions(&f, &pharmacist).await["total"], 3);
+
+    // An item whose patient has no identifier system cannot be found abroad.
+    let mut anonymous = bundle.clone();
+    for entry in anonymous["entry"].as_array_mut().unwrap() {
+        if entry["resource"]["resourceType"] == "Patient" {
+            entry["resource"]["identifier"] = serde_json::json!([{"value": "12345"}]);
+        }
+        if entry["resource"]["resourceType"] == "MedicationRequest" {
+            let value = entry["resource"]["identifier"][0]["value"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            entry["resource"]["identifier"][0]["value"] = format!("{value}-b").into();
+        }
+    }
+    let outcome = json(
+        push(serde_json::to_vec(&anonymous).unwrap()).await.unwrap(),
+        422,
+    )
+    .await;
+    assert_eq!(
+        outcome["issue"][0]["expression"][0],
+        "Bundle.entry[1].resource.subject"
+    );
+    assert_eq!(list_prescriptions(&f, &pharmacist).await["total"], 3);
+    f.be.stop().await;
+    f.lu.stop().await;
+}

@@ -231,7 +231,13 @@ async fn push_bundle(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
-    caller.require(&[NationalClientKind::EhrSystem], "push documents")?;
+    caller.require(
+        &[
+            NationalClientKind::EhrSystem,
+            NationalClientKind::DoctorSystem,
+        ],
+        "push documents or prescriptions",
+    )?;
     let resource = receive_resource(&headers, body, state.limits).await?;
     if resource.resource_type() != "Bundle" {
         return Err(GatewayError::WrongResourceType {
@@ -239,6 +245,11 @@ async fn push_bundle(
             found: resource.resource_type().to_owned(),
         });
     }
+    // A prescription Bundle (several items) goes to the prescriptions.
+    if crate::prescriptions::is_prescription_bundle(resource.root()) {
+        return crate::prescriptions::push_prescription_bundle(&state, &caller, &resource).await;
+    }
+    caller.require(&[NationalClientKind::EhrSystem], "push documents")?;
     let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
     let report = state
         .validator

@@ -15,6 +15,13 @@
 //! | substitution | `substitution.allowedBoolean` | absent: not allowed |
 //! | ATC | `medicationCodeableConcept.coding` of `http://www.whocc.no/atc` | optional list metadata |
 //!
+//! A prescription of several items (HL7 Europe MPD multi-item prescription,
+//! examples 100A/200A/300A: a `collection` Bundle of MedicationRequests,
+//! often with a RequestGroup) is pushed to `POST /fhir/Bundle`
+//! ([`push_prescription_bundle`]): each item is tracked as its own
+//! prescription, its stored bytes the item's bytes within the Bundle, its
+//! patient the Bundle's Patient entry its `subject` resolves to.
+//!
 //! Across borders, a pharmacy's or doctor's system abroad lists the patient's
 //! prescriptions (`GET MedicationRequest?patient.identifier=…[&status=…]`,
 //! relayed like the patient summary): each entry carries the prescription as
@@ -87,38 +94,27 @@ fn text<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.get(key).and_then(Node::as_str)
 }
 
-/// `POST /fhir/MedicationRequest`: a prescriber system pushes a prescription.
-pub async fn push_prescription(
-    State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, GatewayError> {
-    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
-    caller.require(
-        &[
-            NationalClientKind::EhrSystem,
-            NationalClientKind::DoctorSystem,
-        ],
-        "push prescriptions",
-    )?;
-    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
-    if resource.resource_type() != "MedicationRequest" {
-        return Err(GatewayError::WrongResourceType {
-            expected: "MedicationRequest",
-            found: resource.resource_type().to_owned(),
-        });
-    }
-    let profiles: &[&str] = if state.validator.knows_profile(MPD_MEDICATION_REQUEST) {
-        &[MPD_MEDICATION_REQUEST]
-    } else {
-        &[]
-    };
-    let report = state.validator.validate(&resource, profiles);
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
-    }
-    let root = resource.root();
+/// What the gateway tracks of one pushed MedicationRequest (see the module
+/// documentation for the elements).
+struct PrescriptionFacts<'a> {
+    identifier: (&'a str, &'a str),
+    patient: String,
+    quantity_milli: i64,
+    unit_system: &'a str,
+    unit: &'a str,
+    substitution_allowed: bool,
+    atc: Option<&'a str>,
+}
+
+/// Reads the tracked facts of the MedicationRequest `root`; `at` is its
+/// location (`MedicationRequest` or `Bundle.entry[i].resource`); `patient`
+/// is the patient's identifier when the caller resolved it (a Bundle's
+/// Patient entry), else `subject.identifier` is required.
+fn prescription_facts<'a>(
+    root: &'a Node,
+    at: &str,
+    patient: Option<String>,
+) -> Result<PrescriptionFacts<'a>, GatewayError> {
     let identifier = root
         .get("identifier")
         .and_then(|i| i.items().first())
@@ -126,19 +122,22 @@ pub async fn push_prescription(
         .ok_or_else(|| {
             refuse(
                 "a prescription crossing borders needs identifier[0] with a system and a value",
-                "MedicationRequest.identifier",
+                &format!("{at}.identifier"),
             )
         })?;
-    let patient = root
-        .get("subject")
-        .and_then(|s| s.get("identifier"))
-        .and_then(|i| Some(format!("{}|{}", text(i, "system")?, text(i, "value")?)))
-        .ok_or_else(|| {
-            refuse(
-                "subject.identifier (system and value) is required: a country of treatment finds prescriptions by the patient's identifier",
-                "MedicationRequest.subject.identifier",
-            )
-        })?;
+    let patient = match patient {
+        Some(patient) => patient,
+        None => root
+            .get("subject")
+            .and_then(|s| s.get("identifier"))
+            .and_then(|i| Some(format!("{}|{}", text(i, "system")?, text(i, "value")?)))
+            .ok_or_else(|| {
+                refuse(
+                    "subject.identifier (system and value) is required: a country of treatment finds prescriptions by the patient's identifier",
+                    &format!("{at}.subject.identifier"),
+                )
+            })?,
+    };
     let dispense_request = root.get("dispenseRequest");
     let quantity = dispense_request
         .and_then(|d| d.get("quantity"))
@@ -154,10 +153,10 @@ pub async fn push_prescription(
         .ok_or_else(|| {
             refuse(
                 "the prescribed quantity is required (dispenseRequest.quantity or the IHE MPD prescribedQuantity extension)",
-                "MedicationRequest.dispenseRequest",
+                &format!("{at}.dispenseRequest"),
             )
         })?;
-    let milli = quantity
+    let quantity_milli = quantity
         .get("value")
         .and_then(Node::as_number_text)
         .and_then(decimal_to_milli)
@@ -165,7 +164,7 @@ pub async fn push_prescription(
         .ok_or_else(|| {
             refuse(
                 "the prescribed quantity must be a positive number with at most three decimals",
-                "MedicationRequest.dispenseRequest.quantity.value",
+                &format!("{at}.dispenseRequest.quantity.value"),
             )
         })?;
     // A dispense abroad is compared with this unit by system and code
@@ -175,7 +174,7 @@ pub async fn push_prescription(
         .ok_or_else(|| {
             refuse(
                 "the prescribed quantity needs a coded unit (system and code, e.g. UCUM or an EDQM unit of presentation): a dispense abroad is compared with it by code",
-                "MedicationRequest.dispenseRequest.quantity.code",
+                &format!("{at}.dispenseRequest.quantity.code"),
             )
         })?;
     let substitution_allowed = matches!(
@@ -192,53 +191,268 @@ pub async fn push_prescription(
         .iter()
         .find(|c| text(c, "system") == Some(ATC))
         .and_then(|c| text(c, "code"));
+    Ok(PrescriptionFacts {
+        identifier,
+        patient,
+        quantity_milli,
+        unit_system,
+        unit,
+        substitution_allowed,
+        atc,
+    })
+}
+
+/// Stores one prescription with its facts.
+async fn store_prescription(
+    state: &AppState,
+    facts: &PrescriptionFacts<'_>,
+    sender: &str,
+    content: &[u8],
+    at: &str,
+) -> Result<(StatusCode, ehds_store::StoredPrescription), GatewayError> {
     let outcome = state
         .store
         .put_prescription(NewPrescription {
             identifier: Identifier {
-                system: identifier.0.to_owned(),
-                value: identifier.1.to_owned(),
+                system: facts.identifier.0.to_owned(),
+                value: facts.identifier.1.to_owned(),
             },
-            patient_identifier: &patient,
+            patient_identifier: &facts.patient,
             prescriber: None,
-            sender: &caller.sender(),
-            quantity_prescribed_milli: milli,
-            unit,
-            unit_system: Some(unit_system),
-            substitution_allowed,
-            atc_code: atc,
+            sender,
+            quantity_prescribed_milli: facts.quantity_milli,
+            unit: facts.unit,
+            unit_system: Some(facts.unit_system),
+            substitution_allowed: facts.substitution_allowed,
+            atc_code: facts.atc,
             dose_form: None,
             not_available_abroad: None,
-            content: resource.bytes(),
+            content,
             received_at: time::OffsetDateTime::now_utc(),
         })
         .await?;
-    let (status, stored) = match outcome {
-        PutPrescriptionOutcome::Created(p) => (StatusCode::CREATED, p),
-        PutPrescriptionOutcome::AlreadyStored(p) => (StatusCode::OK, p),
+    match outcome {
+        PutPrescriptionOutcome::Created(p) => Ok((StatusCode::CREATED, p)),
+        PutPrescriptionOutcome::AlreadyStored(p) => Ok((StatusCode::OK, p)),
         PutPrescriptionOutcome::Conflict { existing_id } => {
-            return Err(GatewayError::IdentifierConflict { existing_id });
+            Err(GatewayError::IdentifierConflict { existing_id })
         }
-        PutPrescriptionOutcome::Invalid(why) => {
-            return Err(refuse(
-                &format!("the prescription cannot be tracked: {why:?}"),
-                "MedicationRequest",
-            ));
-        }
-    };
+        PutPrescriptionOutcome::Invalid(why) => Err(refuse(
+            &format!("the prescription cannot be tracked: {why:?}"),
+            at,
+        )),
+    }
+}
+
+fn prescription_state(stored: &ehds_store::StoredPrescription) -> String {
+    format!(
+        "{}; remaining={}",
+        stored.status.as_str(),
+        stored.quantity_remaining_milli
+    )
+}
+
+/// `POST /fhir/MedicationRequest`: a prescriber system pushes a prescription.
+pub async fn push_prescription(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    caller.require(PRESCRIBERS, "push prescriptions")?;
+    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
+    if resource.resource_type() != "MedicationRequest" {
+        return Err(GatewayError::WrongResourceType {
+            expected: "MedicationRequest",
+            found: resource.resource_type().to_owned(),
+        });
+    }
+    let report = state.validator.validate(&resource, mpd_profiles(&state));
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    let facts = prescription_facts(resource.root(), "MedicationRequest", None)?;
+    let (status, stored) = store_prescription(
+        &state,
+        &facts,
+        &caller.sender(),
+        resource.bytes(),
+        "MedicationRequest",
+    )
+    .await?;
+    let state_header = prescription_state(&stored);
     let mut response = (status, stored.content).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     if let Ok(location) = HeaderValue::from_str(&format!("/fhir/MedicationRequest/{}", stored.id)) {
         headers.insert(header::LOCATION, location);
     }
-    if let Ok(state_header) = HeaderValue::from_str(&format!(
-        "{}; remaining={}",
-        stored.status.as_str(),
-        stored.quantity_remaining_milli
-    )) {
-        headers.insert("x-prescription-state", state_header);
+    if let Ok(value) = HeaderValue::from_str(&state_header) {
+        headers.insert("x-prescription-state", value);
     }
+    Ok(response)
+}
+
+/// Who may push prescriptions.
+pub const PRESCRIBERS: &[NationalClientKind] = &[
+    NationalClientKind::EhrSystem,
+    NationalClientKind::DoctorSystem,
+];
+
+fn mpd_profiles(state: &AppState) -> &'static [&'static str] {
+    if state.validator.knows_profile(MPD_MEDICATION_REQUEST) {
+        &[MPD_MEDICATION_REQUEST]
+    } else {
+        &[]
+    }
+}
+
+/// Whether `bundle` is a prescription Bundle: a `collection` holding at
+/// least one MedicationRequest (HL7 Europe MPD multi-item prescriptions,
+/// examples 100A, 200A, 300A).
+pub fn is_prescription_bundle(bundle: &Node) -> bool {
+    text(bundle, "type") == Some("collection")
+        && bundle
+            .get("entry")
+            .map(Node::items)
+            .unwrap_or_default()
+            .iter()
+            .any(|e| {
+                e.get("resource").and_then(|r| text(r, "resourceType")) == Some("MedicationRequest")
+            })
+}
+
+/// `POST /fhir/Bundle` with a prescription Bundle (several items, HL7
+/// Europe MPD): the Bundle is validated whole and each MedicationRequest
+/// against the MPD profile; the patient is the Patient entry each item's
+/// `subject` resolves to (by its identifier with system and value); every
+/// item is checked before any is stored, then each is stored as its own
+/// prescription, its bytes exactly the item's bytes within the Bundle.
+/// The answer is a `batch-response` Bundle with one entry per item, in
+/// order (`201 Created` or, for an item already stored with the same bytes,
+/// `200 OK`, with its `location`). Pushing the same Bundle again stores
+/// nothing new.
+pub async fn push_prescription_bundle(
+    state: &AppState,
+    caller: &NationalCaller,
+    resource: &ehds_fhir::ReceivedResource,
+) -> Result<Response, GatewayError> {
+    caller.require(PRESCRIBERS, "push prescriptions")?;
+    let report = state.validator.validate(resource, &[]);
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    let bundle = resource.root();
+    let index = ehds_fhir::bundle::BundleIndex::new(bundle);
+    let mut items = Vec::new();
+    for entry in index.entries() {
+        let Some(item) = entry
+            .resource
+            .filter(|r| text(r, "resourceType") == Some("MedicationRequest"))
+        else {
+            continue;
+        };
+        let at = format!("Bundle.entry[{}].resource", entry.index);
+        let (start, end) = (item.span.start as usize, item.span.end as usize);
+        if start > end || end > resource.bytes().len() {
+            return Err(refuse("the item could not be read", &at));
+        }
+        let bytes = resource.bytes().slice(start..end);
+        let item_resource =
+            ehds_fhir::ReceivedResource::parse(bytes).map_err(GatewayError::MalformedJson)?;
+        let mut item_report = state
+            .validator
+            .validate(&item_resource, mpd_profiles(state));
+        if !item_report.is_acceptable() {
+            for issue in &mut item_report.issues {
+                issue.expression = Some(match issue.expression.take() {
+                    Some(e) => e.replacen("MedicationRequest", &at, 1),
+                    None => at.clone(),
+                });
+            }
+            return Err(GatewayError::Invalid(item_report));
+        }
+        let patient = item
+            .get("subject")
+            .and_then(|s| text(s, "reference"))
+            .and_then(|r| match index.resolve(entry.index, r) {
+                ehds_fhir::bundle::Resolution::Entry(i) => index.entry(i).and_then(|e| e.resource),
+                _ => None,
+            })
+            .filter(|p| text(p, "resourceType") == Some("Patient"))
+            .and_then(|p| {
+                p.get("identifier")
+                    .map(Node::items)
+                    .unwrap_or_default()
+                    .iter()
+                    .find_map(|i| Some(format!("{}|{}", text(i, "system")?, text(i, "value")?)))
+            });
+        let patient = match patient {
+            Some(patient) => Some(patient),
+            None if item
+                .get("subject")
+                .and_then(|s| s.get("identifier"))
+                .is_some() =>
+            {
+                None
+            }
+            None => {
+                return Err(refuse(
+                    "the item's subject must be a Patient entry of this Bundle with an identifier (system and value), or carry subject.identifier: a country of treatment finds prescriptions by the patient's identifier",
+                    &format!("{at}.subject"),
+                ));
+            }
+        };
+        // Checked, not yet stored.
+        let facts = prescription_facts(item, &at, patient)?;
+        items.push((at, facts, item_resource));
+    }
+    // Every item is checked before any is stored: an identifier already
+    // taken by other content refuses the whole Bundle.
+    for (_, facts, item_resource) in &items {
+        let taken = state
+            .store
+            .prescription_by_identifier(&Identifier {
+                system: facts.identifier.0.to_owned(),
+                value: facts.identifier.1.to_owned(),
+            })
+            .await?;
+        if let Some(existing) = taken
+            && existing.content != item_resource.bytes().as_ref()
+        {
+            return Err(GatewayError::IdentifierConflict {
+                existing_id: existing.id,
+            });
+        }
+    }
+    let sender = caller.sender();
+    let mut answer = Vec::with_capacity(256 * items.len());
+    answer.extend_from_slice(br#"{"resourceType":"Bundle","type":"batch-response","entry":["#);
+    let mut created = false;
+    for (i, (at, facts, item_resource)) in items.iter().enumerate() {
+        let (status, stored) =
+            store_prescription(state, facts, &sender, item_resource.bytes(), at).await?;
+        created |= status == StatusCode::CREATED;
+        if i > 0 {
+            answer.push(b',');
+        }
+        let entry = serde_json::json!({"response": {
+            "status": if status == StatusCode::CREATED { "201 Created" } else { "200 OK" },
+            "location": format!("MedicationRequest/{}", stored.id),
+        }});
+        answer.extend_from_slice(entry.to_string().as_bytes());
+    }
+    answer.extend_from_slice(b"]}");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, answer).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     Ok(response)
 }
 
