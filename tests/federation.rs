@@ -2429,3 +2429,78 @@ async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
     f.be.stop().await;
     f.lu.stop().await;
 }
+
+/// The ePrescription list as documents (NCPeH: DocumentReference with type
+/// LOINC 57833-6): a pharmacy abroad lists the visitor's dispensable
+/// prescriptions as DocumentReferences, reads one through its own NCP
+/// (`MedicationRequest/LU.<id>`, relayed, the prescriber's bytes), and may
+/// then dispense it (the read counts as its retrieval); a prescription the
+/// patient restricted is not listed.
+#[tokio::test]
+async fn a_pharmacy_abroad_lists_prescriptions_as_documents_and_reads_one() {
+    let f = federation().await;
+    let pushed = lu_prescription();
+    push_prescription(&f, pushed.clone(), 201).await;
+    let pharmacist = pharmacist_of("BE-PHARM-DOCS");
+    let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
+    let list = || {
+        let request = pharmacy
+            .get(f.be.url(&format!(
+                "/fhir/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&type=http://loinc.org|57833-6"
+            )))
+            .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()));
+        async move { json(request.send().await.unwrap(), 200).await }
+    };
+    let listed = list().await;
+    assert_eq!(listed["total"], 1);
+    let reference = &listed["entry"][0]["resource"];
+    assert_eq!(reference["type"]["coding"][0]["code"], "57833-6");
+    assert_eq!(reference["masterIdentifier"]["value"], "10-123EP");
+    let url = reference["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with("MedicationRequest/LU."), "{url}");
+    let read = pharmacy
+        .get(f.be.url(&format!("/fhir/{url}")))
+        .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 200);
+    assert_eq!(
+        read.bytes().await.unwrap().to_vec(),
+        pushed,
+        "the prescriber's bytes"
+    );
+    // Read, so retrieved: this pharmacy may dispense it.
+    let mut dispense = example("eu-mpd/MedicationDispense-400D-dispense-1.json");
+    dispense["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": "D-DOC-1"}]);
+    dispense["authorizingPrescription"] = serde_json::json!([{"identifier": {
+        "system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]);
+    dispense["subject"]["identifier"] =
+        serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+    dispense["quantity"] = serde_json::json!({"value": 3, "unit": "Vial",
+        "system": "http://standardterms.edqm.eu", "code": "15060000"});
+    let dispensed = send_dispense(&f, &pharmacist, serde_json::to_vec(&dispense).unwrap()).await;
+    assert_eq!(dispensed.status().as_u16(), 201);
+    // Restricted by the patient: not listed, not readable.
+    set_restriction(
+        &f,
+        serde_json::json!({"name": "prescription", "valueIdentifier": {"system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}),
+        true,
+    )
+    .await;
+    assert_eq!(list().await["total"], 0);
+    let hidden = pharmacy
+        .get(f.be.url(&format!("/fhir/{url}")))
+        .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status().as_u16(), 404);
+    let audit = f.lu.audit().await;
+    assert!(audit.first_broken.is_none());
+    f.be.stop().await;
+    f.lu.stop().await;
+}

@@ -60,6 +60,10 @@ use crate::http::{AppState, FHIR_JSON, NationalCaller};
 /// LOINC 60591-5 Patient summary Document: the document type of the IPS.
 pub const PATIENT_SUMMARY_TYPE: (&str, &str) = ("http://loinc.org", "60591-5");
 
+/// `DocumentReference.type` of an ePrescription (eHDSI document codes:
+/// LOINC 57833-6 "Prescription for medication").
+pub const PRESCRIPTION_TYPE: (&str, &str) = ("http://loinc.org", "57833-6");
+
 /// Largest answer accepted from a peer (a patient summary with embedded
 /// attachments stays far below).
 const MAX_PEER_ANSWER_BYTES: usize = 32 * 1024 * 1024;
@@ -662,6 +666,9 @@ enum ExpectedAnswer {
     Document,
     /// A valid MedicationDispense (the one the pharmacy sent, as stored).
     Dispense,
+    /// A valid MedicationRequest meeting the MPD profile when it is loaded
+    /// (a prescription as its prescriber sent it).
+    Prescription,
 }
 
 async fn relay_for_patient(
@@ -975,6 +982,23 @@ fn check_answer(
                 return Err(GatewayError::PeerInvalid(report));
             }
         }
+        ExpectedAnswer::Prescription => {
+            if resource.resource_type() != "MedicationRequest" {
+                return Err(GatewayError::PeerUnavailable(
+                    "the peer's answer is not a MedicationRequest".into(),
+                ));
+            }
+            let mpd = crate::prescriptions::MPD_MEDICATION_REQUEST;
+            let profiles: &[&str] = if state.validator.knows_profile(mpd) {
+                &[mpd]
+            } else {
+                &[]
+            };
+            let report = state.validator.validate(&resource, profiles);
+            if !report.is_acceptable() {
+                return Err(GatewayError::PeerInvalid(report));
+            }
+        }
         ExpectedAnswer::Document => {
             let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
             let report = state
@@ -999,6 +1023,7 @@ pub fn federation_router(state: AppState) -> Router {
         .route("/fhir/DocumentReference", get(peer_document_search))
         .route("/fhir/Bundle/{id}", get(peer_bundle_read))
         .route("/fhir/MedicationRequest", get(peer_prescription_search))
+        .route("/fhir/MedicationRequest/{id}", get(peer_prescription_read))
         .route(
             "/fhir/MedicationDispense",
             axum::routing::post(peer_dispense),
@@ -1242,13 +1267,24 @@ async fn peer_document_search(
         Ok(search) => search,
         Err(refusals) => return Err(trail.refuse(&state, GatewayError::Search(refusals)).await),
     };
+    // The prescription document list (eHDSI: LOINC 57833-6) is the
+    // ePrescription service, asked for by its own permission.
+    let wants_prescriptions = search
+        .type_
+        .as_ref()
+        .is_some_and(|t| t.system == PRESCRIPTION_TYPE.0 && t.value == PRESCRIPTION_TYPE.1);
+    let operation = if wants_prescriptions {
+        Operation::ListPrescriptions
+    } else {
+        Operation::ReadPatientSummary
+    };
     let purpose = match admit(
         &state,
         &federation,
         peer.as_deref(),
         &headers,
         &search.patient_identifier,
-        Operation::ReadPatientSummary,
+        operation,
         &mut trail,
     )
     .await
@@ -1256,6 +1292,16 @@ async fn peer_document_search(
         Ok(purpose) => purpose,
         Err(error) => return Err(trail.refuse(&state, error).await),
     };
+    if wants_prescriptions {
+        return match prescription_documents(&state, &federation, &search, purpose, &mut trail).await
+        {
+            Ok(body) => {
+                trail.succeed(&state).await?;
+                Ok(fhir_response(StatusCode::OK, body))
+            }
+            Err(error) => Err(trail.refuse(&state, error).await),
+        };
+    }
     let wants_summary = search
         .type_
         .as_ref()
@@ -1336,6 +1382,198 @@ async fn peer_document_search(
     let body = serde_json::to_vec(&bundle).unwrap_or_default();
     trail.succeed(&state).await?;
     Ok(fhir_response(StatusCode::OK, body))
+}
+
+/// The patient's dispensable prescriptions as a DocumentReference list
+/// (the NCPeH ePrescription list: one DocumentReference per prescription,
+/// type LOINC 57833-6, its `content.attachment.url` the
+/// `MedicationRequest/<country>.<id>` to read it by); restricted ones are
+/// absent.
+async fn prescription_documents(
+    state: &AppState,
+    federation: &Federation,
+    search: &DocumentReferenceSearch,
+    purpose: ehds_access::PurposeOfUse,
+    trail: &mut Trail,
+) -> Result<Vec<u8>, GatewayError> {
+    let patient = &search.patient_identifier;
+    let key = format!("{}|{}", patient.system, patient.value);
+    let mut prescriptions = state
+        .store
+        .prescriptions_for_patient(&key, &crate::prescriptions::store_statuses(&[]))
+        .await?;
+    prescriptions.retain(|p| p.status.is_dispensable());
+    let (withheld, lifted) =
+        crate::release::withheld_prescriptions(state, federation, &key, purpose).await?;
+    prescriptions
+        .retain(|p| !withheld.contains(&format!("{}|{}", p.identifier.system, p.identifier.value)));
+    if lifted {
+        trail.record.outcome_description = Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
+    }
+    let entries: Vec<serde_json::Value> = prescriptions
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+                "resource": {
+                    "resourceType": "DocumentReference",
+                    "id": p.id,
+                    "masterIdentifier": {"system": p.identifier.system, "value": p.identifier.value},
+                    "status": "current",
+                    "type": {"coding": [{
+                        "system": PRESCRIPTION_TYPE.0,
+                        "code": PRESCRIPTION_TYPE.1,
+                        "display": "Prescription for medication",
+                    }]},
+                    "subject": {"identifier": {"system": patient.system, "value": patient.value}},
+                    "date": p.received_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    "content": [{"attachment": {
+                        "contentType": FHIR_JSON,
+                        "url": format!("MedicationRequest/{}.{}", federation.country, p.id),
+                        "size": p.content.len(),
+                    }}],
+                },
+                "search": {"mode": "match"},
+            })
+        })
+        .collect();
+    let mut bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": entries.len(),
+    });
+    if !entries.is_empty()
+        && let Some(object) = bundle.as_object_mut()
+    {
+        object.insert("entry".to_owned(), serde_json::Value::Array(entries));
+    }
+    serde_json::to_vec(&bundle)
+        .map_err(|e| GatewayError::ReleaseFailed(format!("prescription list: {e}")))
+}
+
+/// A prescription read by a pharmacy or doctor abroad
+/// (`GET MedicationRequest/{id}`, the id the prescription document list
+/// gave): the bytes as the prescriber sent them; reading it counts as the
+/// asking organisation's retrieval (a dispense needs one). A prescription
+/// of another patient, or one the patient restricted, is not found.
+async fn peer_prescription_read(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let federation = Arc::clone(federation_of(&state)?);
+    let mut trail = Trail::new(
+        &federation,
+        AuditAction::Read,
+        RestInteraction::Read,
+        "MedicationRequest",
+        EntityTarget::Id(id.clone()),
+    );
+    if let Err(refusals) = BundleRead::parse(&id, "") {
+        return Err(trail.refuse(&state, GatewayError::Search(refusals)).await);
+    }
+    let not_found = || GatewayError::ResourceNotFound(format!("MedicationRequest/{id}"));
+    let prescription = match state.store.prescription(&id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(trail.refuse(&state, not_found()).await),
+        Err(error) => return Err(trail.refuse(&state, error.into()).await),
+    };
+    let Some((system, value)) = prescription.patient_identifier.split_once('|') else {
+        return Err(trail.refuse(&state, not_found()).await);
+    };
+    let patient = TokenParam {
+        system: system.to_owned(),
+        value: value.to_owned(),
+    };
+    let purpose = match admit(
+        &state,
+        &federation,
+        peer.as_deref(),
+        &headers,
+        &patient,
+        Operation::ReadPrescription,
+        &mut trail,
+    )
+    .await
+    {
+        Ok(purpose) => purpose,
+        Err(GatewayError::Assertion(ehds_access::AssertionRefusal::PatientMismatch)) => {
+            return Err(trail.refuse(&state, not_found()).await);
+        }
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    };
+    match crate::release::prescription_withheld(
+        &state,
+        &federation,
+        &prescription.patient_identifier,
+        &prescription.identifier,
+        purpose,
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(true)) => return Err(trail.refuse(&state, not_found()).await),
+        Ok(Some(false)) => {
+            trail.record.outcome_description =
+                Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
+        }
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    }
+    let pharmacy = trail.requesting_organisation();
+    if let Err(error) = state
+        .store
+        .record_retrieval(&prescription.id, &pharmacy, OffsetDateTime::now_utc())
+        .await
+    {
+        return Err(trail.refuse(&state, error.into()).await);
+    }
+    trail.succeed(&state).await?;
+    Ok(fhir_response(StatusCode::OK, prescription.content))
+}
+
+/// `GET /fhir/MedicationRequest/<country>.<id>`: a prescription held by
+/// another country (the id its prescription document list gave).
+pub async fn national_prescription_read(
+    state: &AppState,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    country: &str,
+    remote_id: &str,
+) -> Result<Response, GatewayError> {
+    let read = BundleRead::parse(remote_id, "").map_err(GatewayError::Search)?;
+    let token = bearer(headers)?;
+    let patient = unverified_patient(token).ok_or_else(|| {
+        GatewayError::Assertion(ehds_access::AssertionRefusal::Malformed("payload"))
+    })?;
+    let federation = federation_of(state)?;
+    let ncp = federation
+        .directory
+        .ncp_for_country(country)
+        .ok_or_else(|| {
+            GatewayError::ResourceNotFound(format!("MedicationRequest/{country}.{remote_id}"))
+        })?;
+    let token_param = TokenParam {
+        system: patient.system.clone(),
+        value: patient.value.clone(),
+    };
+    relay(
+        state,
+        peer,
+        headers,
+        &token_param,
+        ncp,
+        format!("MedicationRequest/{}", read.id),
+        (
+            "MedicationRequest",
+            RestInteraction::Read,
+            AuditAction::Read,
+        ),
+        ExpectedAnswer::Prescription,
+    )
+    .await
 }
 
 /// `documents` of the patient `key` as they may be released for `purpose`,

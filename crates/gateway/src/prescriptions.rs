@@ -461,8 +461,23 @@ pub async fn read_prescription(
     State(state): State<AppState>,
     peer: Option<Extension<VerifiedPeer>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
     NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
+    // `<country>.<id>`: a prescription held by another country, as its
+    // prescription document list named it.
+    if let Some((country, remote_id)) = crate::federation::cross_border_bundle_id(&id)
+        && state.country.as_deref() != Some(country)
+    {
+        return crate::federation::national_prescription_read(
+            &state,
+            peer.as_deref(),
+            &headers,
+            country,
+            remote_id,
+        )
+        .await;
+    }
     match state.store.prescription(&id).await? {
         Some(prescription) => {
             let mut response = (StatusCode::OK, prescription.content).into_response();
