@@ -220,6 +220,10 @@ impl ehds_access::ReplayLedger for StoreLedger<'_> {
 /// What an audit record says about one request, filled in as it proceeds.
 struct Trail {
     record: AccessRecord,
+    /// Where to report a refusal decided here about a patient of another
+    /// country: that country's NCP (its `POST AuditEvent`), so that the
+    /// patient's access log at home shows it too.
+    report_to: Option<(Arc<Federation>, String)>,
 }
 
 impl Trail {
@@ -248,6 +252,7 @@ impl Trail {
                 }),
                 request_id: crate::http::current_request_id().unwrap_or_default(),
             },
+            report_to: None,
         }
     }
 
@@ -312,6 +317,11 @@ impl Trail {
         self.record.outcome_description = Some(refusal_summary(&error));
         self.record.recorded = audit::now();
         audit::record_refusal(state, &self.record).await;
+        if let Some((federation, url)) = self.report_to.take()
+            && decided_here(&error)
+        {
+            report_refusal(federation, url, &self.record);
+        }
         error
     }
 
@@ -320,6 +330,161 @@ impl Trail {
         self.record.recorded = audit::now();
         audit::record_access(state, &self.record).await
     }
+}
+
+/// Whether this gateway, relaying for a patient of another country, refused
+/// on its own (the other country never saw the request, or saw it and
+/// answered, but this gateway withheld the answer): only such refusals are
+/// reported there. A refusal the other country answered is in its own trail;
+/// one caused by the other country's NCP being unreachable or not who the
+/// directory says cannot be reported to it.
+fn decided_here(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::Assertion(_)
+            | GatewayError::Unauthenticated(_)
+            | GatewayError::Forbidden(_)
+            | GatewayError::PeerInvalid(_)
+    )
+}
+
+/// Sends the AuditEvent of a refusal to the patient's country's NCP, in the
+/// background and once: the refusal stands and is in this gateway's trail
+/// whatever happens to the report; a failure is logged without patient data.
+fn report_refusal(federation: Arc<Federation>, url: String, record: &AccessRecord) {
+    let content = match ehds_fhir::audit_event::audit_event_json(record) {
+        Ok(content) => content,
+        Err(error) => {
+            tracing::error!(%error, "a refusal could not be reported to the patient's country");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        let sent = federation
+            .client
+            .post(&url)
+            .header(header::CONTENT_TYPE, FHIR_JSON)
+            .body(content)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => tracing::warn!(
+                status = response.status().as_u16(),
+                "the patient's country did not accept the report of a refusal"
+            ),
+            Err(error) => tracing::warn!(
+                timeout = error.is_timeout(),
+                "the report of a refusal did not reach the patient's country"
+            ),
+        }
+    });
+}
+
+/// `POST AuditEvent` on the federation API: another country's NCP reports a
+/// refusal it decided about one of this country's patients (see
+/// [`decided_here`]). The AuditEvent must be valid, observed by the calling
+/// NCP (`source.site` is its country) and name a patient of this country;
+/// it is appended to this gateway's hash chain exactly as sent, so the
+/// patient's access log covers both ends.
+async fn peer_audit_report(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let federation = Arc::clone(federation_of(&state)?);
+    let (ncp, _) = calling_ncp(&federation, peer.as_deref())?;
+    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
+    if resource.resource_type() != "AuditEvent" {
+        return Err(GatewayError::WrongResourceType {
+            expected: "AuditEvent",
+            found: resource.resource_type().to_owned(),
+        });
+    }
+    let report = state.validator.validate(&resource, &[]);
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    let root = resource.root();
+    let invalid = |message: &str, at: &str| {
+        let mut report = ehds_validation::ValidationReport::default();
+        report.push(
+            ehds_fhir::outcome::Issue::error(ehds_fhir::outcome::IssueType::Invalid, message)
+                .at(at),
+        );
+        GatewayError::Invalid(report)
+    };
+    if root
+        .get("source")
+        .and_then(|s| s.get("site"))
+        .and_then(Node::as_str)
+        != Some(ncp.country().as_str())
+    {
+        return Err(GatewayError::Forbidden(
+            "an NCP reports only events it observed itself (source.site is its country)".into(),
+        ));
+    }
+    let patient = root
+        .get("entity")
+        .map(Node::items)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.get("what"))
+        .find(|w| w.get("type").and_then(Node::as_str) == Some("Patient"))
+        .and_then(|w| w.get("identifier"))
+        .and_then(|i| {
+            Some((
+                i.get("system").and_then(Node::as_str)?,
+                i.get("value").and_then(Node::as_str)?,
+            ))
+        })
+        .ok_or_else(|| {
+            invalid(
+                "the event names no patient (entity.what of type Patient with an identifier)",
+                "AuditEvent.entity",
+            )
+        })?;
+    match federation
+        .directory
+        .check_patient_identifier(patient.0, patient.1)
+    {
+        Ok(routed) if routed.country.code().as_str() == federation.country => {}
+        _ => {
+            return Err(invalid(
+                "the patient is not of this country",
+                "AuditEvent.entity",
+            ));
+        }
+    }
+    let outcome = root
+        .get("outcome")
+        .and_then(Node::as_str)
+        .filter(|o| matches!(*o, "0" | "4" | "8" | "12"))
+        .ok_or_else(|| invalid("outcome must be 0, 4, 8 or 12", "AuditEvent.outcome"))?;
+    let recorded = root
+        .get("recorded")
+        .and_then(Node::as_str)
+        .and_then(|r| OffsetDateTime::parse(r, &time::format_description::well_known::Rfc3339).ok())
+        .ok_or_else(|| invalid("recorded must be an instant", "AuditEvent.recorded"))?;
+    let key = format!("{}|{}", patient.0, patient.1);
+    state
+        .store
+        .append_audit(ehds_store::NewAuditRecord {
+            patient_identifier: Some(&key),
+            outcome,
+            content: resource.bytes(),
+            recorded_at: recorded,
+        })
+        .await?;
+    Ok(crate::error::outcome_response(
+        StatusCode::CREATED,
+        &[ehds_fhir::outcome::Issue::new(
+            ehds_fhir::outcome::Severity::Information,
+            ehds_fhir::outcome::IssueType::Informational,
+            "the reported event is in this NCP's audit trail",
+        )],
+    ))
 }
 
 /// A short reason for the audit record, without patient data.
@@ -759,6 +924,7 @@ async fn relay_with_body(
         );
         return Err(trail.refuse(state, error).await);
     }
+    trail.report_to = Some((Arc::clone(federation), ncp.federation_url_for("AuditEvent")));
     let token = match bearer(headers) {
         Ok(token) => token.to_owned(),
         Err(error) => return Err(trail.refuse(state, error).await),
@@ -1024,6 +1190,7 @@ pub fn federation_router(state: AppState) -> Router {
         .route("/fhir/Bundle/{id}", get(peer_bundle_read))
         .route("/fhir/MedicationRequest", get(peer_prescription_search))
         .route("/fhir/MedicationRequest/{id}", get(peer_prescription_read))
+        .route("/fhir/AuditEvent", axum::routing::post(peer_audit_report))
         .route(
             "/fhir/MedicationDispense",
             axum::routing::post(peer_dispense),
