@@ -660,9 +660,19 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
             .is_err()
     );
     stale.stop().await;
-    // And nothing reached LU's API: no audit record; the refusals are
-    // counted by reason on LU's /metrics.
-    assert_eq!(f.lu.audit().await.records, 0);
+    // Nothing reached LU's API; each refused connection is a Security Alert
+    // AuditEvent in LU's chain (written in the background: the 7 refusals
+    // above), and counted by reason on LU's /metrics.
+    let mut audit = f.lu.audit().await;
+    for _ in 0..50 {
+        if audit.records >= 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        audit = f.lu.audit().await;
+    }
+    assert_eq!(audit.records, 7, "one security alert per refused connection");
+    assert!(audit.first_broken.is_none());
     let metrics = national_client(&f.pki, "LU", NationalClientKind::EhrSystem)
         .get(f.lu.url("/metrics"))
         .send()

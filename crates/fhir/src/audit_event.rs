@@ -18,6 +18,10 @@
 //! | `entity` (query) | `query` = base64 of the query, `description` = the query, type `#2`, role `object-role#24` Query | BALP `entity[query]` |
 //! | `entity` (transaction) | `what.identifier.value` = the request id, type BALP `BasicAuditEntityType#XrequestId` | BALP `entity[transaction]` |
 //!
+//! [`security_alert_json`] records a connection a listener refused before
+//! any request (DICOM `110113` Security Alert, subtype `110126` Node
+//! Authentication; the remote address in `agent.network`).
+//!
 //! BALP's client/server roles follow the DICOM direction of the request:
 //! for a read the client is the Destination (110152) and the server the
 //! Source (110153); for a search, create or update the client is the Source
@@ -597,6 +601,92 @@ struct Agent {
     location: Option<Reference>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     purpose_of_use: Vec<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network>,
+}
+
+#[derive(Serialize)]
+struct Network {
+    address: String,
+    /// R4 network-type: `2` IP address.
+    #[serde(rename = "type")]
+    type_: &'static str,
+}
+
+/// A connection a listener refused before any request (TLS handshake,
+/// certificate identity or revocation): recorded as a DICOM Security Alert
+/// (`110113`, subtype `110126` Node Authentication), outcome minor failure,
+/// with the remote address and, where one was verified, the certificate's
+/// fingerprint. No patient: nothing was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityAlert {
+    /// When it happened.
+    pub recorded: OffsetDateTime,
+    /// The NCP whose listener refused it.
+    pub source_ncp: NcpParty,
+    /// The remote IP address.
+    pub remote_address: String,
+    /// Why, as a short label (e.g. `unknown_issuer`, `revoked`).
+    pub reason: String,
+    /// SHA-256 fingerprint (hex) of a certificate that was verified but
+    /// refused (identity, OCSP).
+    pub peer_fingerprint: Option<String>,
+}
+
+/// The JSON bytes of the R4 AuditEvent for `alert`.
+pub fn security_alert_json(alert: &SecurityAlert) -> Result<Vec<u8>, AuditEventError> {
+    if alert.source_ncp.ncp_id.is_empty() || alert.source_ncp.country.is_empty() {
+        return Err(AuditEventError::Empty("source NCP"));
+    }
+    let recorded = alert
+        .recorded
+        .to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)?;
+    let own = &alert.source_ncp;
+    let event = AuditEvent {
+        resource_type: "AuditEvent",
+        type_: Coding::new(DICOM, "110113", Some("Security Alert")),
+        subtype: vec![Coding::new(DICOM, "110126", Some("Node Authentication"))],
+        action: "E",
+        recorded,
+        outcome: AuditOutcome::MinorFailure.code(),
+        outcome_desc: Some(format!("connection refused: {}", alert.reason)),
+        agent: vec![
+            Agent {
+                type_: Some(CodeableConcept::one(Coding::new(
+                    DICOM,
+                    SOURCE_ROLE.0,
+                    Some(SOURCE_ROLE.1),
+                ))),
+                who: Some(Reference {
+                    display: Some("unauthenticated client".to_owned()),
+                    ..Reference::default()
+                }),
+                alt_id: alert
+                    .peer_fingerprint
+                    .as_ref()
+                    .map(|fp| format!("sha256:{fp}")),
+                requestor: true,
+                network: non_empty(Some(&alert.remote_address)).map(|address| Network {
+                    address,
+                    type_: "2",
+                }),
+                ..Agent::default()
+            },
+            ncp_agent(DESTINATION_ROLE, &own.ncp_id, &own.country, None),
+        ],
+        source: Source {
+            site: own.country.clone(),
+            observer: ncp_reference(&own.ncp_id, &own.country),
+            type_: vec![Coding::new(
+                SECURITY_SOURCE_TYPE,
+                "4",
+                Some("Application Server"),
+            )],
+        },
+        entity: Vec::new(),
+    };
+    Ok(serde_json::to_vec(&event)?)
 }
 
 #[derive(Serialize)]

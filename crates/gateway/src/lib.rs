@@ -189,6 +189,16 @@ impl Gateway {
         };
         let federation = self.federation.map(|(listener, tls)| {
             let app = federation::federation_router(self.state.clone());
+            // Refused connections are security alerts in the audit trail.
+            let on_refusal = self.state.federation.as_ref().map(|f| {
+                audit::refusal_observer(
+                    self.state.clone(),
+                    ehds_fhir::audit_event::NcpParty {
+                        country: f.country.clone(),
+                        ncp_id: f.ncp_id.clone(),
+                    },
+                )
+            });
             tokio::spawn(ehds_transport::serve_with_options(
                 listener,
                 tls,
@@ -196,6 +206,7 @@ impl Gateway {
                 app,
                 ehds_transport::ServeOptions {
                     metrics: Arc::clone(&self.state.metrics.federation_tls),
+                    on_refusal,
                     ..ehds_transport::ServeOptions::default()
                 },
                 wait(stopped.clone()),

@@ -79,7 +79,8 @@ pub use error::TransportError;
 pub use identity::{CertFingerprint, ListenerKind, NationalClientKind, PeerIdentity, VerifiedPeer};
 pub use reload::ReloadableServerTls;
 pub use serve::{
-    HandshakeRefusal, ListenerCounts, ListenerMetrics, ServeOptions, serve, serve_with_options,
+    ConnectionRefusal, HandshakeRefusal, ListenerCounts, ListenerMetrics, RefusalObserver,
+    ServeOptions, serve, serve_with_options,
 };
 pub use trust::{
     ALPN_HTTP11, AnchorSummary, IdentityFiles, ServerTls, ServerTlsFiles, TlsIdentity, TrustFiles,

@@ -170,6 +170,44 @@ impl ListenerMetrics {
     }
 }
 
+/// A connection a listener refused before any request: told to the
+/// listener's owner (who may audit it) through [`RefusalObserver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRefusal {
+    /// The listener.
+    pub listener: ListenerKind,
+    /// The remote address.
+    pub remote: std::net::SocketAddr,
+    /// Why: a [`HandshakeRefusal`] label, `identity` (a verified
+    /// certificate without the identity the listener requires), or
+    /// `ocsp_revoked` / `ocsp_unknown`.
+    pub reason: &'static str,
+    /// The certificate's fingerprint when it was verified but refused.
+    pub fingerprint: Option<crate::CertFingerprint>,
+}
+
+/// Called once for every refused connection (not for handshake time-outs),
+/// on the connection's task: it must return at once (spawn any I/O).
+#[derive(Clone)]
+pub struct RefusalObserver(Arc<dyn Fn(ConnectionRefusal) + Send + Sync>);
+
+impl RefusalObserver {
+    /// An observer calling `f`.
+    pub fn new(f: impl Fn(ConnectionRefusal) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    fn tell(&self, refusal: ConnectionRefusal) {
+        (self.0)(refusal);
+    }
+}
+
+impl std::fmt::Debug for RefusalObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefusalObserver")
+    }
+}
+
 /// Limits of a listener.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -190,6 +228,8 @@ pub struct ServeOptions {
     /// Checks peers whose certificate names an OCSP responder (see
     /// [`crate::ocsp`]); share one between listeners to share its cache.
     pub ocsp: OcspChecker,
+    /// Told of every refused connection, if set.
+    pub on_refusal: Option<RefusalObserver>,
 }
 
 impl Default for ServeOptions {
@@ -201,6 +241,7 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(30),
             metrics: Arc::default(),
             ocsp: OcspChecker::default(),
+            on_refusal: None,
         }
     }
 }
@@ -288,6 +329,16 @@ pub async fn serve_with_options<S, B>(
         tokio::spawn(async move {
             let _permit = permit;
             let metrics = &options.metrics;
+            let tell = |reason: &'static str, fingerprint: Option<crate::CertFingerprint>| {
+                if let Some(observer) = &options.on_refusal {
+                    observer.tell(ConnectionRefusal {
+                        listener: kind,
+                        remote,
+                        reason,
+                        fingerprint,
+                    });
+                }
+            };
             let stream = match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
                 .await
             {
@@ -299,6 +350,7 @@ pub async fn serve_with_options<S, B>(
                     }
                     metrics.handshakes_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(listener = kind.as_str(), %remote, refusal = refusal.as_str(), reason = %e, "TLS handshake refused");
+                    tell(refusal.as_str(), None);
                     return;
                 }
                 Err(_) => {
@@ -314,6 +366,7 @@ pub async fn serve_with_options<S, B>(
                 Some(Err(e)) => {
                     metrics.identities_refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(listener = kind.as_str(), %remote, reason = %e, "peer certificate refused");
+                    tell("identity", leaf.map(|der| crate::CertFingerprint::of(der)));
                     return;
                 }
                 None => {
@@ -338,11 +391,13 @@ pub async fn serve_with_options<S, B>(
                     Ok(_) => {
                         metrics.ocsp_refused.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(listener = kind.as_str(), %remote, "peer certificate revoked (OCSP)");
+                        tell("ocsp_revoked", Some(peer.fingerprint));
                         return;
                     }
                     Err(e) => {
                         metrics.ocsp_refused.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(listener = kind.as_str(), %remote, reason = %e, "peer certificate refused: OCSP status not established");
+                        tell("ocsp_unknown", Some(peer.fingerprint));
                         return;
                     }
                 }

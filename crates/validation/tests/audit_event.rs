@@ -124,6 +124,24 @@ fn generated_audit_events_validate_against_r4_core() {
         assert!(report.error_count() > 0, "{broken}");
     }
 
+    // The security alert of a refused connection (no patient, no request).
+    for fingerprint in [None, Some("ab".repeat(32))] {
+        let alert = ehds_fhir::audit_event::SecurityAlert {
+            recorded: time::OffsetDateTime::UNIX_EPOCH,
+            source_ncp: ehds_fhir::audit_event::NcpParty {
+                country: "LU".into(),
+                ncp_id: "ncp-lu".into(),
+            },
+            remote_address: "192.0.2.7".into(),
+            reason: "unknown_issuer".into(),
+            peer_fingerprint: fingerprint,
+        };
+        let bytes = ehds_fhir::audit_event::security_alert_json(&alert).unwrap();
+        let resource = ReceivedResource::parse(Bytes::from(bytes)).unwrap();
+        let report = validator.validate(&resource, &[]);
+        assert!(report.is_acceptable(), "{:#?}", report.issues);
+    }
+
     for r in &records {
         let bytes = audit_event_json(r).unwrap();
         let resource = ReceivedResource::parse(Bytes::from(bytes)).unwrap();
