@@ -453,7 +453,11 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap()
     };
-    assert_eq!(validated_before().await, 0, "first retrieval: validated at BE");
+    assert_eq!(
+        validated_before().await,
+        0,
+        "first retrieval: validated at BE"
+    );
 
     // 4. Retrieve it again (a new assertion: each is used once): the same
     // bytes, which BE validated on the first retrieval, are passed on
