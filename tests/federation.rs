@@ -438,13 +438,47 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
         Sha256::digest(&pushed),
         "the summary must arrive byte for byte"
     );
+    let validated_before = || async {
+        let metrics = national_client(&f.pki, "BE", NationalClientKind::EhrSystem)
+            .get(f.be.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("ehds_peer_answers_validated_before_total "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap()
+    };
+    assert_eq!(
+        validated_before().await,
+        0,
+        "first retrieval: validated at BE"
+    );
 
-    // Both sides recorded the three accesses in intact chains.
+    // 4. Retrieve it again (a new assertion: each is used once): the same
+    // bytes, which BE validated on the first retrieval, are passed on
+    // without validating them again (a changed answer would be validated:
+    // the unit tests of `check_answer`).
+    let again = doctor_system
+        .get(f.be.url(&format!("/fhir/{url}")))
+        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(again.bytes().await.unwrap(), received);
+    assert_eq!(validated_before().await, 1, "second retrieval: remembered");
+
+    // Both sides recorded the four accesses in intact chains.
     let be_audit = f.be.audit().await;
     let lu_audit = f.lu.audit().await;
     assert!(be_audit.first_broken.is_none() && lu_audit.first_broken.is_none());
-    assert_eq!(be_audit.records, 3);
-    assert_eq!(lu_audit.records, 3);
+    assert_eq!(be_audit.records, 4);
+    assert_eq!(lu_audit.records, 4);
     f.be.stop().await;
     f.lu.stop().await;
     drop(f.dir);

@@ -13,7 +13,8 @@
 //! 4. the header `alg` must be exactly the algorithm the key is pinned to —
 //!    never taken on trust from the token (RFC 8725 §2.1, §3.1; this is what
 //!    defeats HS256-with-the-public-key confusion);
-//! 5. the signature;
+//! 5. the signature (with *ring*: ES256 as the 64-byte `r || s` of
+//!    RFC 7518 §3.4, EdDSA as RFC 8037 §3.1);
 //! 6. only now are the claims believed: the issuer's country must be the
 //!    federation peer's country; every claim of
 //!    [`crate::claims::REQUIRED_CLAIMS`] present and non-empty; purpose of use
@@ -440,14 +441,13 @@ impl Verifier {
         let signing_input = token
             .get(..header_b64.len() + 1 + payload_b64.len())
             .ok_or(R::Malformed("not a JWS compact serialisation"))?;
-        match jsonwebtoken::crypto::verify(
-            signature_b64,
-            signing_input.as_bytes(),
-            key.decoding_key(),
-            key.algorithm().jwt_algorithm(),
-        ) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Err(R::BadSignature),
+        // The JWS signing input is `header.payload` as sent (RFC 7515 §5.2);
+        // a signature that is not unpadded base64url cannot verify.
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| R::BadSignature)?;
+        if !key.verifies(signing_input.as_bytes(), &signature) {
+            return Err(R::BadSignature);
         }
 
         // The claims are the issuer's from here on.

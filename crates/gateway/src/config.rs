@@ -199,6 +199,11 @@ pub struct ValidationSection {
     /// whatever it claims.
     #[serde(default = "default_document_profiles")]
     pub document_profiles: Vec<String>,
+    /// How many peer document answers that validated with no error are
+    /// remembered by SHA-256, so the same bytes are passed on without being
+    /// validated again (`crate::answer_memo`); 0 validates every answer.
+    #[serde(default = "default_peer_answer_memo_entries")]
+    pub peer_answer_memo_entries: usize,
 }
 
 impl Default for ValidationSection {
@@ -207,12 +212,16 @@ impl Default for ValidationSection {
             packages_dir: default_packages_dir(),
             extra_package_dirs: Vec::new(),
             document_profiles: default_document_profiles(),
+            peer_answer_memo_entries: default_peer_answer_memo_entries(),
         }
     }
 }
 
 fn default_packages_dir() -> PathBuf {
     PathBuf::from("profiles")
+}
+fn default_peer_answer_memo_entries() -> usize {
+    crate::answer_memo::DEFAULT_ENTRIES
 }
 fn default_document_profiles() -> Vec<String> {
     vec![IPS_BUNDLE_PROFILE.to_owned()]

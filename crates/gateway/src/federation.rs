@@ -1112,11 +1112,22 @@ fn peer_outcome(body: &Bytes) -> Option<Bytes> {
 }
 
 /// A peer is untrusted input: its answer is checked before it is passed on.
+/// A document answer whose exact bytes already validated with no error is
+/// passed on without validating it again (SHA-256 of the bytes received now;
+/// why that is sound: [`crate::answer_memo`]).
 fn check_answer(
     state: &AppState,
     body: &Bytes,
     expected: ExpectedAnswer,
 ) -> Result<(), GatewayError> {
+    let digest = (expected == ExpectedAnswer::Document)
+        .then(|| crate::answer_memo::ValidatedAnswers::digest(body));
+    if let Some(digest) = &digest
+        && state.validated_answers.validated(digest)
+    {
+        state.metrics.count_peer_answer_validated_before();
+        return Ok(());
+    }
     let resource = ReceivedResource::parse(body.clone())
         .map_err(|_| GatewayError::PeerUnavailable("the peer's answer is not FHIR JSON".into()))?;
     match expected {
@@ -1172,6 +1183,9 @@ fn check_answer(
                 .validate_pushed_document(&resource, &profiles);
             if !report.is_acceptable() {
                 return Err(GatewayError::PeerInvalid(report));
+            }
+            if let Some(digest) = digest {
+                state.validated_answers.remember(digest);
             }
         }
     }
@@ -2077,4 +2091,133 @@ pub fn search_issues(refusals: &[SearchRefusal]) -> Vec<ehds_fhir::outcome::Issu
                 .at(r.location())
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// One validator for the tests of this module (loading the packages
+    /// takes seconds).
+    fn validator() -> Arc<ehds_validation::Validator> {
+        static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
+            std::sync::OnceLock::new();
+        Arc::clone(VALIDATOR.get_or_init(|| {
+            let registry = ehds_profiles::Registry::load_root(
+                &ehds_test_support::repo_root().join("profiles"),
+            )
+            .unwrap();
+            Arc::new(ehds_validation::Validator::new(&registry))
+        }))
+    }
+
+    async fn state(dir: &ehds_test_support::ScratchDir, memo_entries: usize) -> AppState {
+        let store = Store::open(&ehds_store::StoreConfig::Sqlite {
+            path: dir.path().join("store.db"),
+        })
+        .await
+        .unwrap();
+        AppState {
+            store,
+            validator: validator(),
+            document_profiles: vec![crate::config::IPS_BUNDLE_PROFILE.to_owned()].into(),
+            validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(memo_entries)),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+            limits: crate::http::Limits {
+                max_body_bytes: 1 << 20,
+                body_timeout: Duration::from_secs(5),
+            },
+            country: Some("BE".into()),
+            federation: None,
+        }
+    }
+
+    fn validated_before(state: &AppState) -> u64 {
+        let text = state.metrics.render(0);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("ehds_peer_answers_validated_before_total "))
+            .unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    fn ips_example() -> String {
+        std::fs::read_to_string(
+            ehds_test_support::conformance_dir()
+                .join("examples/ips/Bundle-IPS-examples-Bundle-01.json"),
+        )
+        .unwrap()
+    }
+
+    /// "A peer is untrusted input", with the memo: each distinct byte string
+    /// is validated; only bytes that validated with no error are passed on
+    /// again without validation, and changed bytes are validated anew.
+    #[tokio::test]
+    async fn each_distinct_document_answer_is_validated_and_only_valid_ones_are_remembered() {
+        let dir = ehds_test_support::ScratchDir::new("answer-memo");
+        let state = state(&dir, 16).await;
+        let valid = Bytes::from(ips_example());
+
+        check_answer(&state, &valid, ExpectedAnswer::Document).unwrap();
+        assert_eq!(validated_before(&state), 0, "first sight: validated");
+        check_answer(&state, &valid, ExpectedAnswer::Document).unwrap();
+        assert_eq!(validated_before(&state), 1, "same bytes: remembered");
+
+        // One byte changed (a document that is no longer a document Bundle:
+        // bdl-7/bdl-9 rules and the IPS profile's fixed type) is validated
+        // and refused, every time.
+        let changed = ips_example().replacen(r#""type":"document""#, r#""type":"collection""#, 1);
+        assert_ne!(changed, ips_example(), "the example's Bundle.type moved");
+        let changed = Bytes::from(changed);
+        for _ in 0..2 {
+            match check_answer(&state, &changed, ExpectedAnswer::Document) {
+                Err(GatewayError::PeerInvalid(report)) => assert!(!report.is_acceptable()),
+                other => panic!("a changed answer passed: {other:?}"),
+            }
+        }
+        assert_eq!(validated_before(&state), 1);
+
+        // Other bytes that are valid too (trailing whitespace) are validated
+        // once, then remembered beside the first.
+        let spaced = Bytes::from(format!("{}\n ", ips_example()));
+        check_answer(&state, &spaced, ExpectedAnswer::Document).unwrap();
+        assert_eq!(validated_before(&state), 1);
+        check_answer(&state, &spaced, ExpectedAnswer::Document).unwrap();
+        assert_eq!(validated_before(&state), 2);
+        assert_eq!(state.validated_answers.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_memo_of_size_zero_validates_every_answer() {
+        let dir = ehds_test_support::ScratchDir::new("answer-memo-off");
+        let state = state(&dir, 0).await;
+        let valid = Bytes::from(ips_example());
+        for _ in 0..2 {
+            check_answer(&state, &valid, ExpectedAnswer::Document).unwrap();
+        }
+        assert_eq!(validated_before(&state), 0);
+    }
+
+    /// The memo's soundness rests on validation not reading the clock
+    /// (`crate::answer_memo`): no shipped package or invariant correction
+    /// calls FHIRPath `now()`, `today()` or `timeOfDay()`.
+    #[test]
+    fn shipped_invariants_do_not_read_the_clock() {
+        let profiles = ehds_test_support::repo_root().join("profiles");
+        let mut files = ehds_test_support::files_with_extension(&profiles, "json");
+        files.extend(ehds_test_support::files_with_extension(&profiles, "toml"));
+        assert!(files.len() > 100, "the packages were not found");
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for call in ["now()", "today()", "timeOfDay()"] {
+                assert!(
+                    !text.contains(call),
+                    "{} calls {call}: answers validated once may not stay valid; \
+                     see crate::answer_memo",
+                    file.display()
+                );
+            }
+        }
+    }
 }

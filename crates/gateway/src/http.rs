@@ -52,6 +52,9 @@ pub struct AppState {
     pub validator: Arc<ehds_validation::Validator>,
     /// Profiles every pushed document must meet.
     pub document_profiles: Arc<[String]>,
+    /// Peer answers that validated against `validator` and
+    /// `document_profiles` (both fixed for the state's life), by SHA-256.
+    pub validated_answers: Arc<crate::answer_memo::ValidatedAnswers>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Request limits.

@@ -10,6 +10,7 @@
 //! rows are written: it calls the FHIR, validation and store crates for that.
 //! It does not read the environment: the binary hands it a configuration.
 
+pub mod answer_memo;
 pub mod audit;
 pub mod config;
 pub mod demo;
@@ -127,6 +128,9 @@ impl Gateway {
             store,
             validator,
             document_profiles: config.raw.validation.document_profiles.clone().into(),
+            validated_answers: Arc::new(answer_memo::ValidatedAnswers::new(
+                config.raw.validation.peer_answer_memo_entries,
+            )),
             metrics: Arc::new(metrics::Metrics::default()),
             limits: http::Limits {
                 max_body_bytes: config.raw.server.max_body_bytes,

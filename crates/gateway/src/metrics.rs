@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     documents_stored: AtomicU64,
+    peer_answers_validated_before: AtomicU64,
     /// TLS counters of the national listener.
     pub national_tls: Arc<ListenerMetrics>,
     /// TLS counters of the federation listener.
@@ -31,6 +32,13 @@ impl Metrics {
     /// Counts one document newly stored by this process.
     pub fn count_document_stored(&self) {
         self.documents_stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one peer answer passed on without validating it again: its
+    /// bytes had validated before ([`crate::answer_memo`]).
+    pub fn count_peer_answer_validated_before(&self) {
+        self.peer_answers_validated_before
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text; `stored_total` is the count in the store (shared
@@ -58,6 +66,15 @@ impl Metrics {
             out,
             "ehds_documents_stored_total {}",
             self.documents_stored.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP ehds_peer_answers_validated_before_total Peer answers passed on without validating them again (the same bytes had validated).\n",
+        );
+        out.push_str("# TYPE ehds_peer_answers_validated_before_total counter\n");
+        let _ = writeln!(
+            out,
+            "ehds_peer_answers_validated_before_total {}",
+            self.peer_answers_validated_before.load(Ordering::Relaxed)
         );
         out.push_str("# HELP ehds_documents_stored Documents held in the store.\n");
         out.push_str("# TYPE ehds_documents_stored gauge\n");

@@ -45,6 +45,9 @@ fn state(
             store: Store::open(&StoreConfig::Sqlite { path }).await.unwrap(),
             validator: validator(),
             document_profiles: vec![ehds_gateway::config::IPS_BUNDLE_PROFILE.to_owned()].into(),
+            validated_answers: Arc::new(ehds_gateway::answer_memo::ValidatedAnswers::new(
+                ehds_gateway::answer_memo::DEFAULT_ENTRIES,
+            )),
             metrics: Arc::new(Metrics::default()),
             limits: Limits {
                 max_body_bytes: 1 << 20,

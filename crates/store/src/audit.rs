@@ -36,8 +36,13 @@
 //! An append reads and advances the chain head inside one transaction that
 //! holds the head exclusively: on PostgreSQL `SELECT … FOR UPDATE` on the
 //! head row (READ COMMITTED, so the next waiter sees the new head), on SQLite
-//! `BEGIN IMMEDIATE` (the database write lock). Any number of tasks and of
-//! gateway processes sharing one database therefore extend one chain.
+//! `BEGIN IMMEDIATE` (the database write lock). On SQLite the database itself
+//! refuses a record that does not extend the head and advances the head with
+//! the record (triggers of migration 0013), so a process that wrote the head
+//! last appends with one INSERT, without reading it first; when the head has
+//! moved, the INSERT is refused and the append reads it as above. Any number
+//! of tasks and of gateway processes sharing one database therefore extend
+//! one chain.
 //!
 //! # Append-only
 //!
@@ -203,6 +208,87 @@ fn chain_hash(
     h.finalize().into()
 }
 
+/// The chain head `(seq, hash)`.
+pub(crate) type ChainHead = (u64, [u8; 32]);
+
+/// `(seq, prev_hash, hash)` of an appended record.
+type Link = (u64, [u8; 32], [u8; 32]);
+
+/// A record to append, with what its hash needs.
+struct AuditRow<'r, 'a> {
+    record: &'r NewAuditRecord<'a>,
+    recorded_at_us: i64,
+    content_sha256: [u8; 32],
+}
+
+impl AuditRow<'_, '_> {
+    /// The link after the head `(seq, hash)`.
+    fn link(&self, (head_seq, head_hash): ChainHead) -> Result<Link, StoreError> {
+        let seq = head_seq
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt("audit seq overflow".into()))?;
+        i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?;
+        let hash = chain_hash(
+            &head_hash,
+            seq,
+            self.recorded_at_us,
+            self.record.patient_identifier,
+            self.record.outcome,
+            &self.content_sha256,
+        );
+        Ok((seq, head_hash, hash))
+    }
+
+    /// The INSERT of the record at `link` (`seq` fits an i64: checked by
+    /// [`AuditRow::link`]).
+    fn insert<'q, DB>(&'q self, link: &'q Link) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+    where
+        DB: sqlx::Database,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        sqlx::query(
+            "INSERT INTO audit_events (seq, recorded_at_us, patient_identifier, outcome, \
+             content, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(i64::try_from(link.0).unwrap_or(i64::MAX))
+        .bind(self.recorded_at_us)
+        .bind(self.record.patient_identifier)
+        .bind(self.record.outcome)
+        .bind(self.record.content)
+        .bind(&link.1[..])
+        .bind(&link.2[..])
+    }
+}
+
+/// PostgreSQL: the head row locked (`FOR UPDATE`, READ COMMITTED so the next
+/// waiter sees the new head), the record inserted, the head advanced.
+async fn append_audit_postgres(
+    pool: &sqlx::PgPool,
+    row: &AuditRow<'_, '_>,
+) -> Result<Link, StoreError> {
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await?;
+    let (head_seq, head_hash): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+    let link = row.link((to_seq(head_seq)?, to_hash(head_hash, "chain head hash")?))?;
+    row.insert(&link).execute(&mut *tx).await?;
+    let seq_db =
+        i64::try_from(link.0).map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?;
+    sqlx::query("UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq_db)
+        .bind(&link.2[..])
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(link)
+}
+
 fn to_seq(seq: i64) -> Result<u64, StoreError> {
     u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative audit seq {seq}")))
 }
@@ -304,55 +390,15 @@ impl Store {
     ) -> Result<AuditRecord, StoreError> {
         let recorded_at_us = to_micros(record.recorded_at)?;
         let content_sha256: [u8; 32] = Sha256::digest(record.content).into();
-        let (begin, head_sql) = match self.backend {
-            Backend::Sqlite(_) => (
-                "BEGIN IMMEDIATE",
-                "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
-            ),
-            Backend::Postgres(_) => (
-                "BEGIN ISOLATION LEVEL READ COMMITTED",
-                "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE",
-            ),
+        let row = AuditRow {
+            record: &record,
+            recorded_at_us,
+            content_sha256,
         };
-        let (seq, prev_hash, hash) = on_pool!(self, |pool| {
-            let mut tx = pool.begin_with(begin).await?;
-            let (head_seq, head_hash): (i64, Vec<u8>) =
-                sqlx::query_as(head_sql).fetch_one(&mut *tx).await?;
-            let prev_hash = to_hash(head_hash, "chain head hash")?;
-            let seq = to_seq(head_seq)?
-                .checked_add(1)
-                .ok_or_else(|| StoreError::Corrupt("audit seq overflow".into()))?;
-            let seq_db =
-                i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?;
-            let hash = chain_hash(
-                &prev_hash,
-                seq,
-                recorded_at_us,
-                record.patient_identifier,
-                record.outcome,
-                &content_sha256,
-            );
-            sqlx::query(
-                "INSERT INTO audit_events (seq, recorded_at_us, patient_identifier, outcome, \
-                 content, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(seq_db)
-            .bind(recorded_at_us)
-            .bind(record.patient_identifier)
-            .bind(record.outcome)
-            .bind(record.content)
-            .bind(&prev_hash[..])
-            .bind(&hash[..])
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1")
-                .bind(seq_db)
-                .bind(&hash[..])
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>((seq, prev_hash, hash))
-        })?;
+        let (seq, prev_hash, hash) = match &self.backend {
+            Backend::Sqlite(pool) => self.append_audit_sqlite(pool, &row).await?,
+            Backend::Postgres(pool) => append_audit_postgres(pool, &row).await?,
+        };
         Ok(AuditRecord {
             seq,
             recorded_at: from_micros(recorded_at_us)?,
@@ -362,6 +408,44 @@ impl Store {
             prev_hash,
             hash,
         })
+    }
+
+    /// SQLite: one INSERT when this process knows the head (it wrote it
+    /// last), which migration 0013's triggers check and advance in the same
+    /// statement: one round trip to SQLite's thread and one commit instead of
+    /// the five statements of a BEGIN IMMEDIATE transaction. When another
+    /// process (or anything else) moved the head, the trigger refuses the
+    /// INSERT and the head is read inside BEGIN IMMEDIATE as before.
+    async fn append_audit_sqlite(
+        &self,
+        pool: &sqlx::SqlitePool,
+        row: &AuditRow<'_, '_>,
+    ) -> Result<Link, StoreError> {
+        // This process's appenders one at a time (SQLite has one writer at a
+        // time anyway), so the remembered head is the one each builds on.
+        let mut known_head = self.audit_head.lock().await;
+        if let Some(head) = *known_head {
+            let link = row.link(head)?;
+            // Forget the head until the outcome is known: a cancelled append
+            // leaves nothing to trust.
+            *known_head = None;
+            if row.insert(&link).execute(pool).await.is_ok() {
+                *known_head = Some((link.0, link.2));
+                return Ok(link);
+            }
+            // Refused (the head moved) or failed: read the head and retry;
+            // a database that cannot be written fails there too.
+        }
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (head_seq, head_hash): (i64, Vec<u8>) =
+            sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        let link = row.link((to_seq(head_seq)?, to_hash(head_hash, "chain head hash")?))?;
+        row.insert(&link).execute(&mut *tx).await?;
+        tx.commit().await?;
+        *known_head = Some((link.0, link.2));
+        Ok(link)
     }
 
     /// Checks the whole audit trail: `seq` without gaps from 1, each

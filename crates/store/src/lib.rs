@@ -222,6 +222,10 @@ pub struct Store {
     backend: Backend,
     /// Calls of [`Store::first_use_of_assertion`], to purge now and then.
     assertion_calls: Arc<AtomicU64>,
+    /// The audit chain head `(seq, hash)` as this store last wrote it
+    /// (SQLite; see [`audit`]), and the lock that makes this process's
+    /// appends one at a time.
+    audit_head: Arc<tokio::sync::Mutex<Option<audit::ChainHead>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +287,13 @@ impl Store {
                     .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
+                    // No ping before each use: an SQLite connection is a file
+                    // handle in this process, with no peer that could have
+                    // gone away; each ping is a round trip to the
+                    // connection's thread. A statement on a broken connection
+                    // still fails (and the caller fails closed); sqlx pings
+                    // on release anyway.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -316,6 +327,7 @@ impl Store {
         Ok(Self {
             backend,
             assertion_calls: Arc::new(AtomicU64::new(0)),
+            audit_head: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 

@@ -300,3 +300,44 @@ async fn patient_access_log_pages_newest_first(store: &Store) {
             .is_empty()
     );
 }
+
+/// SQLite (migration 0013): the database itself refuses a record that does
+/// not extend the chain head, and advances the head with the one that does;
+/// a process whose remembered head is stale (another process appended) still
+/// extends the one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_a_record_that_does_not_extend_the_head() {
+    let fresh = common::Fresh::sqlite().await.unwrap();
+    append_n(&fresh, 2).await;
+    for (what, sql) in [
+        (
+            "a wrong prev_hash",
+            "INSERT INTO audit_events (seq, recorded_at_us, patient_identifier, outcome, \
+             content, prev_hash, hash) VALUES (3, 0, NULL, '0', x'00', zeroblob(32), zeroblob(32))",
+        ),
+        (
+            "a gap in seq",
+            "INSERT INTO audit_events (seq, recorded_at_us, patient_identifier, outcome, \
+             content, prev_hash, hash) SELECT 4, 0, NULL, '0', x'00', hash, zeroblob(32) \
+             FROM audit_chain_head",
+        ),
+    ] {
+        let refused = fresh.raw_execute(sql).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("must extend the chain head")),
+            "{what}: {refused:?}"
+        );
+    }
+    // Another process appends: this store's remembered head is stale, its
+    // next append is refused by the database and then reads the head.
+    let other_process = fresh.reopen().await;
+    assert_eq!(append(&other_process, 3, None).await.seq, 3);
+    let fourth = append(&fresh, 4, Some(PATIENT)).await;
+    assert_eq!(fourth.seq, 4);
+    let report = fresh.verify_audit_chain().await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.records, report.head_hash), (4, fourth.hash));
+    other_process.close().await;
+}
