@@ -2292,3 +2292,213 @@ fn codec(func: Func, s: &str, format: &str) -> Option<String> {
         _ => None,
     }
 }
+
+// ----- the allocation-free subset ---------------------------------------
+
+/// A value of the allocation-free subset: a boolean collection (empty or
+/// one item) or one integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fast {
+    Bool(Option<bool>),
+    Int(i64),
+}
+
+/// Whether `expr` lies wholly in the subset [`fast_constraint`] evaluates:
+/// `and`/`or`/`xor`/`implies`, `=`/`!=`/`<`/`>`/`<=`/`>=`, boolean and
+/// integer literals, `exists()`/`empty()`/`count()`/`hasValue()` (no
+/// arguments) on `$this` or on a path of child names, and
+/// `children().count()`. Decided once per expression at parse time.
+pub(crate) fn fast_supported(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal(Literal::Boolean(_) | Literal::Integer(_)) => true,
+        Expr::Binary(
+            BinOp::And
+            | BinOp::Or
+            | BinOp::Xor
+            | BinOp::Implies
+            | BinOp::Eq
+            | BinOp::Ne
+            | BinOp::Lt
+            | BinOp::Gt
+            | BinOp::Le
+            | BinOp::Ge,
+            l,
+            r,
+        ) => fast_supported(l) && fast_supported(r),
+        Expr::Call {
+            target,
+            func: Func::Exists | Func::Empty | Func::Count | Func::HasValue,
+            args,
+        } if args.is_empty() => match target.as_deref() {
+            None => true,
+            Some(Expr::Call {
+                target: None,
+                func: Func::Children,
+                args,
+            }) => args.is_empty(),
+            Some(path) => fast_path_supported(path),
+        },
+        _ => false,
+    }
+}
+
+/// A path of child names from `$this` (`contained.meta.versionId`); a name
+/// starting with an upper-case letter may be a type name and is left to
+/// the interpreter.
+fn fast_path_supported(expr: &Expr) -> bool {
+    match expr {
+        Expr::Identifier(name) => !name.starts_with(|c: char| c.is_ascii_uppercase()),
+        Expr::Member(target, _) => fast_path_supported(target),
+        _ => false,
+    }
+}
+
+/// Evaluates a constraint in the allocation-free subset (see
+/// [`fast_supported`]) with the same result as the interpreter; `None`
+/// when the interpreter must decide (strict mode, an operand of another
+/// type, or an error, which the interpreter then reports the same way).
+pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> Option<bool> {
+    if ctx.strict {
+        return None;
+    }
+    let ev = Eval {
+        ctx,
+        model: ctx.model,
+        regexes: &expr.regexes,
+    };
+    // As `Expression::evaluate_constraint`: empty or true passes, any other
+    // single item passes.
+    match ev.fast(&expr.root, ctx.context.as_slice())? {
+        Fast::Bool(b) => Some(b.unwrap_or(true)),
+        Fast::Int(_) => Some(true),
+    }
+}
+
+impl<'a> Eval<'_, 'a, '_> {
+    fn fast(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Fast> {
+        match expr {
+            Expr::Literal(Literal::Boolean(b)) => Some(Fast::Bool(Some(*b))),
+            Expr::Literal(Literal::Integer(i)) => Some(Fast::Int(*i)),
+            Expr::Binary(op @ (BinOp::And | BinOp::Or | BinOp::Xor | BinOp::Implies), l, r) => {
+                // As `binary`: the same short-circuits, the same tables.
+                let a = self.fast_truth(l, this)?;
+                match (op, a) {
+                    (BinOp::And, Some(false)) => return Some(Fast::Bool(Some(false))),
+                    (BinOp::Or, Some(true)) | (BinOp::Implies, Some(false)) => {
+                        return Some(Fast::Bool(Some(true)));
+                    }
+                    _ => {}
+                }
+                let b = self.fast_truth(r, this)?;
+                Some(Fast::Bool(match op {
+                    BinOp::And => match (a, b) {
+                        (_, Some(false)) => Some(false),
+                        (Some(true), Some(true)) => Some(true),
+                        _ => None,
+                    },
+                    BinOp::Or => match (a, b) {
+                        (_, Some(true)) => Some(true),
+                        (Some(false), Some(false)) => Some(false),
+                        _ => None,
+                    },
+                    BinOp::Xor => match (a, b) {
+                        (Some(x), Some(y)) => Some(x != y),
+                        _ => None,
+                    },
+                    _ => match (a, b) {
+                        (_, Some(true)) => Some(true),
+                        (Some(true), Some(false)) => Some(false),
+                        _ => None,
+                    },
+                }))
+            }
+            Expr::Binary(op, l, r) => {
+                let a = self.fast(l, this)?;
+                let b = self.fast(r, this)?;
+                // An empty operand makes any comparison empty.
+                if a == Fast::Bool(None) || b == Fast::Bool(None) {
+                    return Some(Fast::Bool(None));
+                }
+                let ord = match (a, b) {
+                    (Fast::Int(x), Fast::Int(y)) => x.cmp(&y),
+                    (Fast::Bool(Some(x)), Fast::Bool(Some(y))) if matches!(op, BinOp::Eq | BinOp::Ne) => {
+                        x.cmp(&y)
+                    }
+                    // Other pairings are errors or `false`: the interpreter says which.
+                    _ => return None,
+                };
+                Some(Fast::Bool(Some(match op {
+                    BinOp::Eq => ord == Ordering::Equal,
+                    BinOp::Ne => ord != Ordering::Equal,
+                    BinOp::Lt => ord == Ordering::Less,
+                    BinOp::Gt => ord == Ordering::Greater,
+                    BinOp::Le => ord != Ordering::Greater,
+                    BinOp::Ge => ord != Ordering::Less,
+                    _ => return None,
+                })))
+            }
+            Expr::Call { target, func, args } if args.is_empty() => {
+                if *func == Func::Count
+                    && let Some(Expr::Call {
+                        target: None,
+                        func: Func::Children,
+                        args,
+                    }) = target.as_deref()
+                    && args.is_empty()
+                {
+                    let n: usize = this.iter().map(count_children).sum();
+                    return Some(Fast::Int(i64::try_from(n).unwrap_or(i64::MAX)));
+                }
+                let owned;
+                let input: &[Item<'a>] = match target.as_deref() {
+                    None => this,
+                    Some(path) => {
+                        owned = self.fast_path(path, this)?;
+                        &owned
+                    }
+                };
+                match func {
+                    Func::Exists => Some(Fast::Bool(Some(!input.is_empty()))),
+                    Func::Empty => Some(Fast::Bool(Some(input.is_empty()))),
+                    Func::Count => Some(Fast::Int(i64::try_from(input.len()).unwrap_or(i64::MAX))),
+                    // As `call`'s HasValue.
+                    Func::HasValue => Some(Fast::Bool(Some(match input {
+                        [Item::Node(n)] => n
+                            .value
+                            .is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_))),
+                        [Item::Type(_)] => false,
+                        [_] => true,
+                        _ => false,
+                    }))),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// As `truth` on a value of the subset (booleans only).
+    fn fast_truth(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Option<bool>> {
+        match self.fast(expr, this)? {
+            Fast::Bool(b) => Some(b),
+            Fast::Int(_) => None,
+        }
+    }
+
+    /// The items a path of child names selects, as `Identifier`/`Member`
+    /// select them.
+    fn fast_path(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Collection<'a>> {
+        let (input, name) = match expr {
+            Expr::Identifier(name) if !name.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                (None, name)
+            }
+            Expr::Member(target, name) => (Some(self.fast_path(target, this)?), name),
+            _ => return None,
+        };
+        let mut out = Collection::new();
+        for item in input.as_deref().unwrap_or(this) {
+            self.member(item, name, &mut out).ok()?;
+        }
+        Some(out)
+    }
+}
