@@ -73,11 +73,22 @@ fn main() {
         let resource = Item::resource(at_pointer(root, &job.resource_pointer), &model);
         let root_item = Item::resource(at_pointer(root, &job.root_pointer), &model);
         let started = std::time::Instant::now();
-        measure(&model, &element, &resource, &root_item, &job.expression, rounds);
+        measure(
+            &model,
+            &element,
+            &resource,
+            &root_item,
+            &job.expression,
+            rounds,
+        );
         let spent = started.elapsed() / rounds;
         let entry = by_key
             .entry(format!("{} {}", job.key, job.type_name))
-            .or_insert((0, std::time::Duration::ZERO, job.expression.source().to_owned()));
+            .or_insert((
+                0,
+                std::time::Duration::ZERO,
+                job.expression.source().to_owned(),
+            ));
         entry.0 += 1;
         entry.1 += spent;
     }
