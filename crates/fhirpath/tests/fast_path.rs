@@ -105,7 +105,12 @@ fn shortcut_agrees_with_the_interpreter() {
                     "{case}: {} on {item:?}",
                     expression.source()
                 );
-                outcomes.insert(format!("{interpreted:?}").chars().take(12).collect::<String>());
+                outcomes.insert(
+                    format!("{interpreted:?}")
+                        .chars()
+                        .take(12)
+                        .collect::<String>(),
+                );
                 compared += 1;
             }
         }
