@@ -93,7 +93,7 @@ fn main() {
         entry.1 += spent;
     }
     let mut rows: Vec<_> = by_key.into_iter().collect();
-    rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
     let total: std::time::Duration = rows.iter().map(|r| r.1.1).sum();
     println!("{} jobs, {total:?} per document", jobs.len());
     for (key, (count, spent, source)) in rows.iter().take(45) {

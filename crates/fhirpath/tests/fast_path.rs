@@ -78,9 +78,9 @@ fn shortcut_agrees_with_the_interpreter() {
     let mut files = files_with_extension(&conformance_dir().join("examples"), "json");
     files.sort();
     for (i, path) in files.iter().enumerate() {
-        // A sample (time): every third IPS example, every twelfth other.
+        // A sample (time): every fourth IPS example, every sixteenth other.
         let case = path.to_string_lossy();
-        let step = if case.contains("/ips/") { 3 } else { 12 };
+        let step = if case.contains("/ips/") { 4 } else { 16 };
         if i % step != 0 {
             continue;
         }

@@ -219,6 +219,10 @@ static PERMITTED: LazyLock<Permitted> = LazyLock::new(|| Permitted {
     element_attributes: PERMITTED_ELEMENT_ATTRIBUTES.iter().copied().collect(),
 });
 
+/// An element's attributes: name, and value with references decoded
+/// (`None` when its references are bad); four inline.
+type Attributes<'s> = SmallVec<[(&'s str, Option<Cow<'s, str>>); 4]>;
+
 /// Whether (element, attribute) is in `set` (one lifetime, so that the
 /// static set is looked up with borrowed names).
 fn pair_permitted<'n>(set: &FxHashSet<(&'n str, &'n str)>, element: &'n str, key: &'n str) -> bool {
@@ -520,7 +524,7 @@ impl Checker {
 
         // Attributes: syntax, uniqueness, references. A value whose
         // references are bad is `None` and skips the value checks.
-        let mut attributes: SmallVec<[(&str, Option<Cow<'_, str>>); 4]> = SmallVec::new();
+        let mut attributes: Attributes<'_> = SmallVec::new();
         let mut iter = start.attributes();
         iter.with_checks(false);
         for attribute in iter {
