@@ -293,11 +293,13 @@ pub fn parse(bytes: &[u8]) -> Result<Node, JsonRejection> {
     if u32::try_from(bytes.len()).is_err() {
         return Err(reject(bytes, RejectionKind::TooLarge, 0));
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(reject(bytes, RejectionKind::InvalidUtf8, e.valid_up_to()));
-    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return Err(reject(bytes, RejectionKind::InvalidUtf8, e.valid_up_to())),
+    };
     let mut parser = Parser {
         src: bytes,
+        text,
         pos: body_start,
         root_type: None,
     };
@@ -359,6 +361,9 @@ impl Raw {
 
 struct Parser<'a> {
     src: &'a [u8],
+    /// `src` as text, checked as UTF-8 once: strings are cut from it at
+    /// character boundaries without checking each again.
+    text: &'a str,
     pos: usize,
     root_type: Option<Box<str>>,
 }
@@ -519,9 +524,8 @@ impl Parser<'_> {
             self.digits();
         }
         let text = self
-            .src
+            .text
             .get(start..self.pos)
-            .and_then(|t| std::str::from_utf8(t).ok())
             .ok_or_else(|| Raw::at(RejectionKind::InvalidNumber, start))?;
         Ok(Json::Number(text.into()))
     }
@@ -602,9 +606,8 @@ impl Parser<'_> {
 
     /// The source between two offsets that lie on character boundaries.
     fn text(&self, start: usize, end: usize) -> Result<&str, Raw> {
-        self.src
+        self.text
             .get(start..end)
-            .and_then(|t| std::str::from_utf8(t).ok())
             .ok_or_else(|| Raw::at(RejectionKind::InvalidUtf8, start))
     }
 
