@@ -540,8 +540,10 @@ impl Parser<'_> {
     fn string(&mut self) -> Result<Box<str>, Raw> {
         self.expect_byte(b'"')?;
         let start = self.pos;
-        // Fast path: no escapes.
+        // Fast path: no escapes. Skip the plain bytes in one scan of the
+        // slice (no bounds check per byte), then decide on the byte found.
         loop {
+            self.skip_plain_string_bytes();
             match self.peek() {
                 Some(b'"') => {
                     let text: Box<str> = self.text(start, self.pos)?.into();
@@ -591,17 +593,22 @@ impl Parser<'_> {
                 }
                 Some(_) => {
                     let run_start = self.pos;
-                    while let Some(b) = self.peek() {
-                        if b == b'"' || b == b'\\' || b < 0x20 {
-                            break;
-                        }
-                        self.pos += 1;
-                    }
+                    self.skip_plain_string_bytes();
                     out.push_str(self.text(run_start, self.pos)?);
                 }
                 None => return Err(Raw::at(RejectionKind::UnexpectedEnd, self.pos)),
             }
         }
+    }
+
+    /// Moves past the bytes a string holds as they are: up to the next
+    /// quote, backslash or control character (or the end).
+    fn skip_plain_string_bytes(&mut self) {
+        let rest = self.src.get(self.pos..).unwrap_or_default();
+        self.pos += rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(rest.len());
     }
 
     /// The source between two offsets that lie on character boundaries.
