@@ -2,9 +2,13 @@
 //! `valgrind --tool=callgrind`) that need the hot path without criterion's
 //! set-up around it:
 //!
-//! `cargo run --release -p ehds-benches --example validate_loop -- [FILE] [N]`
+//! `cargo run --release -p ehds-benches --example validate_loop -- [FILE] [N] [--parse]`
 //!
-//! FILE defaults to the ~50 KB IPS of the benches; N to 2000.
+//! FILE defaults to the ~50 KB IPS of the benches; N to 2000. With
+//! `--parse` every round also parses the bytes (as the push path does), so
+//! `valgrind --tool=callgrind --toggle-collect='*validate_loop::round*'`
+//! counts parse + validation, and `--toggle-collect='*validate_pushed_document*'`
+//! validation alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -15,8 +19,28 @@ use ehds_validation::Validator;
 
 const IPS_BUNDLE: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips";
 
+/// One round: parse (when asked) and validate; the issue count.
+#[inline(never)]
+fn round(validator: &Validator, bytes: &Bytes, parsed: Option<&ReceivedResource>) -> usize {
+    match parsed {
+        Some(resource) => validator
+            .validate_pushed_document(resource, &[IPS_BUNDLE])
+            .issues
+            .len(),
+        None => {
+            let resource = ReceivedResource::parse(bytes.clone()).unwrap();
+            validator
+                .validate_pushed_document(&resource, &[IPS_BUNDLE])
+                .issues
+                .len()
+        }
+    }
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let parse = args.iter().any(|a| a == "--parse");
+    let mut args = args.into_iter().filter(|a| a != "--parse");
     let bytes = match args.next() {
         Some(file) => std::fs::read(file).unwrap(),
         None => ehds_benches::conformance_file(ehds_benches::IPS_50KB).unwrap(),
@@ -24,13 +48,19 @@ fn main() {
     let rounds: usize = args.next().map_or(2000, |n| n.parse().unwrap());
     let registry = Registry::load_root(&ehds_test_support::repo_root().join("profiles")).unwrap();
     let validator = Validator::new(&registry);
-    let resource = ReceivedResource::parse(Bytes::from(bytes)).unwrap();
+    let bytes = Bytes::from(bytes);
+    let resource = ReceivedResource::parse(bytes.clone()).unwrap();
+    let parsed = (!parse).then_some(&resource);
     let started = std::time::Instant::now();
     let mut issues = 0;
     for _ in 0..rounds {
-        let report = validator.validate_pushed_document(&resource, &[IPS_BUNDLE]);
-        issues = report.issues.len();
+        issues = round(&validator, &bytes, parsed);
     }
     let each = started.elapsed() / u32::try_from(rounds).unwrap();
-    println!("{rounds} validations, {issues} issues each, {each:?} per validation");
+    let what = if parse {
+        "parses + validations"
+    } else {
+        "validations"
+    };
+    println!("{rounds} {what}, {issues} issues each, {each:?} per round");
 }

@@ -293,11 +293,13 @@ pub fn parse(bytes: &[u8]) -> Result<Node, JsonRejection> {
     if u32::try_from(bytes.len()).is_err() {
         return Err(reject(bytes, RejectionKind::TooLarge, 0));
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(reject(bytes, RejectionKind::InvalidUtf8, e.valid_up_to()));
-    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return Err(reject(bytes, RejectionKind::InvalidUtf8, e.valid_up_to())),
+    };
     let mut parser = Parser {
         src: bytes,
+        text,
         pos: body_start,
         root_type: None,
     };
@@ -359,6 +361,9 @@ impl Raw {
 
 struct Parser<'a> {
     src: &'a [u8],
+    /// `src` as text, checked as UTF-8 once: strings are cut from it at
+    /// character boundaries without checking each again.
+    text: &'a str,
     pos: usize,
     root_type: Option<Box<str>>,
 }
@@ -519,9 +524,8 @@ impl Parser<'_> {
             self.digits();
         }
         let text = self
-            .src
+            .text
             .get(start..self.pos)
-            .and_then(|t| std::str::from_utf8(t).ok())
             .ok_or_else(|| Raw::at(RejectionKind::InvalidNumber, start))?;
         Ok(Json::Number(text.into()))
     }
@@ -536,8 +540,10 @@ impl Parser<'_> {
     fn string(&mut self) -> Result<Box<str>, Raw> {
         self.expect_byte(b'"')?;
         let start = self.pos;
-        // Fast path: no escapes.
+        // Fast path: no escapes. Skip the plain bytes in one scan of the
+        // slice (no bounds check per byte), then decide on the byte found.
         loop {
+            self.skip_plain_string_bytes();
             match self.peek() {
                 Some(b'"') => {
                     let text: Box<str> = self.text(start, self.pos)?.into();
@@ -587,12 +593,7 @@ impl Parser<'_> {
                 }
                 Some(_) => {
                     let run_start = self.pos;
-                    while let Some(b) = self.peek() {
-                        if b == b'"' || b == b'\\' || b < 0x20 {
-                            break;
-                        }
-                        self.pos += 1;
-                    }
+                    self.skip_plain_string_bytes();
                     out.push_str(self.text(run_start, self.pos)?);
                 }
                 None => return Err(Raw::at(RejectionKind::UnexpectedEnd, self.pos)),
@@ -600,11 +601,20 @@ impl Parser<'_> {
         }
     }
 
+    /// Moves past the bytes a string holds as they are: up to the next
+    /// quote, backslash or control character (or the end).
+    fn skip_plain_string_bytes(&mut self) {
+        let rest = self.src.get(self.pos..).unwrap_or_default();
+        self.pos += rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(rest.len());
+    }
+
     /// The source between two offsets that lie on character boundaries.
     fn text(&self, start: usize, end: usize) -> Result<&str, Raw> {
-        self.src
+        self.text
             .get(start..end)
-            .and_then(|t| std::str::from_utf8(t).ok())
             .ok_or_else(|| Raw::at(RejectionKind::InvalidUtf8, start))
     }
 

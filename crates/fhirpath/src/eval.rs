@@ -2292,3 +2292,302 @@ fn codec(func: Func, s: &str, format: &str) -> Option<String> {
         _ => None,
     }
 }
+
+// ----- the allocation-free subset ---------------------------------------
+
+/// A value of the allocation-free subset: a boolean collection (empty or
+/// one item) or one integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fast {
+    Bool(Option<bool>),
+    Int(i64),
+}
+
+/// Whether [`fast_constraint`] is worth trying on `expr`: its root is one
+/// of the forms the subset knows (logic, comparisons, `exists()`,
+/// `empty()`, `count()`, `hasValue()`, `all()`, `not()`, `startsWith()`).
+/// Decided once per expression at parse time; what lies below is checked
+/// as it is evaluated.
+pub(crate) fn fast_supported(expr: &Expr) -> bool {
+    match expr {
+        Expr::Binary(
+            BinOp::And
+            | BinOp::Or
+            | BinOp::Xor
+            | BinOp::Implies
+            | BinOp::Eq
+            | BinOp::Ne
+            | BinOp::Lt
+            | BinOp::Gt
+            | BinOp::Le
+            | BinOp::Ge,
+            _,
+            _,
+        ) => true,
+        Expr::Call { func, .. } => matches!(
+            func,
+            Func::Exists
+                | Func::Empty
+                | Func::Count
+                | Func::HasValue
+                | Func::All
+                | Func::Not
+                | Func::StartsWith
+                | Func::EndsWith
+                | Func::ContainsFn
+        ),
+        _ => false,
+    }
+}
+
+/// Evaluates a constraint in the allocation-free subset with the same
+/// result as the interpreter: logic and comparisons over boolean and
+/// integer literals; `exists()`, `empty()`, `count()`, `hasValue()`,
+/// `all(criteria)` on `$this` or on paths of child names (from `$this`,
+/// `%context`, `%resource` or `%rootResource`); `children().count()`;
+/// `not()`; `=`/`!=` and `startsWith()`/`endsWith()`/`contains()` between
+/// such a path and a string literal. `None` when the interpreter must
+/// decide: strict mode, any other form, an operand of another type, or an
+/// error, which the interpreter then reports the same way.
+pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> Option<bool> {
+    if ctx.strict {
+        return None;
+    }
+    let ev = Eval {
+        ctx,
+        model: ctx.model,
+        regexes: &expr.regexes,
+    };
+    // As `Expression::evaluate_constraint`: empty or true passes, any other
+    // single item passes.
+    match ev.fast(&expr.root, ctx.context.as_slice())? {
+        Fast::Bool(b) => Some(b.unwrap_or(true)),
+        Fast::Int(_) => Some(true),
+    }
+}
+
+/// The string of a string literal.
+fn string_literal(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Literal(Literal::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+impl<'a> Eval<'_, 'a, '_> {
+    #[allow(clippy::too_many_lines)]
+    fn fast(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Fast> {
+        match expr {
+            Expr::Literal(Literal::Boolean(b)) => Some(Fast::Bool(Some(*b))),
+            Expr::Literal(Literal::Integer(i)) => Some(Fast::Int(*i)),
+            Expr::Binary(op @ (BinOp::And | BinOp::Or | BinOp::Xor | BinOp::Implies), l, r) => {
+                // As `binary`: the same short-circuits, the same tables.
+                let a = self.fast_truth(l, this)?;
+                match (op, a) {
+                    (BinOp::And, Some(false)) => return Some(Fast::Bool(Some(false))),
+                    (BinOp::Or, Some(true)) | (BinOp::Implies, Some(false)) => {
+                        return Some(Fast::Bool(Some(true)));
+                    }
+                    _ => {}
+                }
+                let b = self.fast_truth(r, this)?;
+                Some(Fast::Bool(match op {
+                    BinOp::And => match (a, b) {
+                        (_, Some(false)) => Some(false),
+                        (Some(true), Some(true)) => Some(true),
+                        _ => None,
+                    },
+                    BinOp::Or => match (a, b) {
+                        (_, Some(true)) => Some(true),
+                        (Some(false), Some(false)) => Some(false),
+                        _ => None,
+                    },
+                    BinOp::Xor => match (a, b) {
+                        (Some(x), Some(y)) => Some(x != y),
+                        _ => None,
+                    },
+                    _ => match (a, b) {
+                        (_, Some(true)) => Some(true),
+                        (Some(true), Some(false)) => Some(false),
+                        _ => None,
+                    },
+                }))
+            }
+            Expr::Binary(op @ (BinOp::Eq | BinOp::Ne), l, r)
+                if string_literal(l).is_some() || string_literal(r).is_some() =>
+            {
+                // As `collections_equal` with `equal` on a string.
+                let (path, literal) = match (string_literal(l), string_literal(r)) {
+                    (None, Some(s)) => (l, s),
+                    (Some(s), None) => (r, s),
+                    _ => return None,
+                };
+                let items = self.fast_items(path, this)?;
+                let equal = match items.as_slice() {
+                    [] => None,
+                    [x] => match x.to_system(self.model) {
+                        None => None,
+                        Some(Item::String(s)) => Some(s == literal),
+                        Some(_) => return None,
+                    },
+                    _ => Some(false),
+                };
+                Some(Fast::Bool(if *op == BinOp::Ne {
+                    equal.map(|e| !e)
+                } else {
+                    equal
+                }))
+            }
+            Expr::Binary(op, l, r) => {
+                let a = self.fast(l, this)?;
+                let b = self.fast(r, this)?;
+                // An empty operand makes any comparison empty.
+                if a == Fast::Bool(None) || b == Fast::Bool(None) {
+                    return Some(Fast::Bool(None));
+                }
+                let ord = match (a, b) {
+                    (Fast::Int(x), Fast::Int(y)) => x.cmp(&y),
+                    (Fast::Bool(Some(x)), Fast::Bool(Some(y)))
+                        if matches!(op, BinOp::Eq | BinOp::Ne) =>
+                    {
+                        x.cmp(&y)
+                    }
+                    // Other pairings are errors or `false`: the interpreter says which.
+                    _ => return None,
+                };
+                Some(Fast::Bool(Some(match op {
+                    BinOp::Eq => ord == Ordering::Equal,
+                    BinOp::Ne => ord != Ordering::Equal,
+                    BinOp::Lt => ord == Ordering::Less,
+                    BinOp::Gt => ord == Ordering::Greater,
+                    BinOp::Le => ord != Ordering::Greater,
+                    BinOp::Ge => ord != Ordering::Less,
+                    _ => return None,
+                })))
+            }
+            Expr::Call { target, func, args } => {
+                if *func == Func::Count
+                    && args.is_empty()
+                    && let Some(Expr::Call {
+                        target: None,
+                        func: Func::Children,
+                        args,
+                    }) = target.as_deref()
+                    && args.is_empty()
+                {
+                    let n: usize = this.iter().map(count_children).sum();
+                    return Some(Fast::Int(i64::try_from(n).unwrap_or(i64::MAX)));
+                }
+                let owned;
+                let input: &[Item<'a>] = match target.as_deref() {
+                    None => this,
+                    Some(path) => {
+                        owned = self.fast_items(path, this)?;
+                        &owned
+                    }
+                };
+                match (func, args.as_slice()) {
+                    (Func::Exists, []) => Some(Fast::Bool(Some(!input.is_empty()))),
+                    (Func::Empty, []) => Some(Fast::Bool(Some(input.is_empty()))),
+                    (Func::Count, []) => {
+                        Some(Fast::Int(i64::try_from(input.len()).unwrap_or(i64::MAX)))
+                    }
+                    // As `call`'s HasValue.
+                    (Func::HasValue, []) => Some(Fast::Bool(Some(match input {
+                        [Item::Node(n)] => n
+                            .value
+                            .is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_))),
+                        [Item::Type(_)] => false,
+                        [_] => true,
+                        _ => false,
+                    }))),
+                    // As `call`'s Not: the truth of a single item.
+                    (Func::Not, []) => match input {
+                        [] => Some(Fast::Bool(None)),
+                        [x] => match x.to_system(self.model) {
+                            Some(Item::Boolean(b)) => Some(Fast::Bool(Some(!b))),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    // As `call`'s All (the criteria use no `$index`/`$total`
+                    // in the subset).
+                    (Func::All, [criteria]) => {
+                        for item in input {
+                            if self.fast_truth(criteria, std::slice::from_ref(item))? != Some(true)
+                            {
+                                return Some(Fast::Bool(Some(false)));
+                            }
+                        }
+                        Some(Fast::Bool(Some(true)))
+                    }
+                    // As `call`'s StartsWith/EndsWith/ContainsFn with a literal.
+                    (Func::StartsWith | Func::EndsWith | Func::ContainsFn, [pattern]) => {
+                        let pattern = string_literal(pattern)?;
+                        let s = match input {
+                            [] => return Some(Fast::Bool(None)),
+                            [x] => match x.to_system(self.model) {
+                                None => return Some(Fast::Bool(None)),
+                                Some(Item::String(s)) => s,
+                                Some(_) => return None,
+                            },
+                            _ => return None,
+                        };
+                        Some(Fast::Bool(Some(match func {
+                            Func::StartsWith => s.starts_with(pattern),
+                            Func::EndsWith => s.ends_with(pattern),
+                            _ => s.contains(pattern),
+                        })))
+                    }
+                    // A `not()` etc. on the result of a function of the
+                    // subset: its input is that function's boolean.
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// As `truth` on a value of the subset (booleans only).
+    fn fast_truth(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Option<bool>> {
+        match self.fast(expr, this)? {
+            Fast::Bool(b) => Some(b),
+            Fast::Int(_) => None,
+        }
+    }
+
+    /// The items a path selects, as `Identifier`, `Member`, `$this` and the
+    /// variables `%context`, `%resource`, `%rootResource` select them; a
+    /// boolean function of the subset (`startsWith('#').not()`) yields its
+    /// boolean.
+    fn fast_items(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Collection<'a>> {
+        let (input, name) = match expr {
+            Expr::This => return Some(this.iter().cloned().collect()),
+            Expr::Variable(v) => {
+                let item = match &**v {
+                    "context" => &self.ctx.context,
+                    "resource" => &self.ctx.resource,
+                    "rootResource" => &self.ctx.root_resource,
+                    _ => return None,
+                };
+                return Some(item.iter().cloned().collect());
+            }
+            Expr::Identifier(name) if !name.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                (None, name)
+            }
+            Expr::Member(target, name) => (Some(self.fast_items(target, this)?), name),
+            Expr::Call { .. } => {
+                return match self.fast(expr, this)? {
+                    Fast::Bool(b) => Some(b.map(|b| one(Item::Boolean(b))).unwrap_or_default()),
+                    Fast::Int(i) => Some(one(Item::Integer(i))),
+                };
+            }
+            _ => return None,
+        };
+        let mut out = Collection::new();
+        for item in input.as_deref().unwrap_or(this) {
+            self.member(item, name, &mut out).ok()?;
+        }
+        Some(out)
+    }
+}

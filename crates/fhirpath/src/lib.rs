@@ -145,6 +145,9 @@ pub struct Expression {
     source: Box<str>,
     root: Expr,
     regexes: eval::RegexCache,
+    /// Whether the whole expression lies in the allocation-free subset
+    /// `evaluate_constraint` takes a shortcut for.
+    fast: bool,
 }
 
 impl Clone for Expression {
@@ -153,6 +156,7 @@ impl Clone for Expression {
             source: self.source.clone(),
             root: self.root.clone(),
             regexes: eval::RegexCache::default(),
+            fast: self.fast,
         }
     }
 }
@@ -160,9 +164,11 @@ impl Clone for Expression {
 impl Expression {
     /// Parses `source`.
     pub fn parse(source: &str) -> Result<Expression, ParseError> {
+        let root = parser::parse(source)?;
         Ok(Expression {
             source: source.into(),
-            root: parser::parse(source)?,
+            fast: eval::fast_supported(&root),
+            root,
             regexes: eval::RegexCache::default(),
         })
     }
@@ -205,7 +211,37 @@ impl Expression {
     /// result is empty or `true` (boolean of a singleton collection,
     /// <https://hl7.org/fhirpath/N1/#singleton-evaluation-of-collections>);
     /// `false` fails it. More than one item is an error.
+    ///
+    /// Expressions made only of logic, comparisons, integer and boolean
+    /// literals and `exists()`/`empty()`/`count()`/`hasValue()` on paths of
+    /// child names (ele-1, ext-1, bdl-5, obs-6, dom-2, dom-4, …: most
+    /// invariants a validator evaluates) are decided without building
+    /// collections; anything else in them (another type, an error) falls
+    /// back to the interpreter, so the result is always the interpreter's
+    /// (`tests/fast_path.rs` compares both on every example).
     pub fn evaluate_constraint(&self, ctx: &EvalContext<'_, '_>) -> Result<bool, EvalError> {
+        if self.fast
+            && let Some(result) = eval::fast_constraint(self, ctx)
+        {
+            return Ok(result);
+        }
+        self.evaluate_constraint_interpreted(ctx)
+    }
+
+    /// Whether [`Expression::evaluate_constraint`] tries the shortcut on
+    /// this expression (for tests).
+    #[doc(hidden)]
+    pub fn has_shortcut(&self) -> bool {
+        self.fast
+    }
+
+    /// [`Expression::evaluate_constraint`] always through the interpreter
+    /// (for tests comparing it with the shortcut).
+    #[doc(hidden)]
+    pub fn evaluate_constraint_interpreted(
+        &self,
+        ctx: &EvalContext<'_, '_>,
+    ) -> Result<bool, EvalError> {
         let result = self.evaluate(ctx)?;
         match result.as_slice() {
             [] => Ok(true),

@@ -48,9 +48,13 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
+use std::sync::LazyLock;
+
 use ehds_fhir::outcome::Severity;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
+use rustc_hash::FxHashSet;
+use smallvec::SmallVec;
 
 /// The XHTML namespace, which the root `div` must declare as its default.
 pub const XHTML_NS: &str = "http://www.w3.org/1999/xhtml";
@@ -198,6 +202,32 @@ pub const PERMITTED_ELEMENT_ATTRIBUTES: &[(&str, &str)] = &[
 /// Block elements not allowed inside a `p`: Java
 /// `XhtmlValidator.HTML_BLOCK_LIST`.
 pub const BLOCK_ELEMENTS: &[&str] = &["div", "blockquote", "table", "ol", "ul", "p"];
+
+/// [`PERMITTED_ELEMENTS`], [`PERMITTED_ATTRIBUTES`] and
+/// [`PERMITTED_ELEMENT_ATTRIBUTES`] as hash sets: every element of every
+/// narrative is looked up, and a hash of a short name costs less than the
+/// string comparisons of a binary search.
+struct Permitted {
+    elements: FxHashSet<&'static str>,
+    attributes: FxHashSet<&'static str>,
+    element_attributes: FxHashSet<(&'static str, &'static str)>,
+}
+
+static PERMITTED: LazyLock<Permitted> = LazyLock::new(|| Permitted {
+    elements: PERMITTED_ELEMENTS.iter().copied().collect(),
+    attributes: PERMITTED_ATTRIBUTES.iter().copied().collect(),
+    element_attributes: PERMITTED_ELEMENT_ATTRIBUTES.iter().copied().collect(),
+});
+
+/// An element's attributes: name, and value with references decoded
+/// (`None` when its references are bad); four inline.
+type Attributes<'s> = SmallVec<[(&'s str, Option<Cow<'s, str>>); 4]>;
+
+/// Whether (element, attribute) is in `set` (one lifetime, so that the
+/// static set is looked up with borrowed names).
+fn pair_permitted<'n>(set: &FxHashSet<(&'n str, &'n str)>, element: &'n str, key: &'n str) -> bool {
+    set.contains(&(element, key))
+}
 
 /// Attributes whose value is a URL (HTML 4.01 %URI; on the permitted
 /// elements).
@@ -494,7 +524,7 @@ impl Checker {
 
         // Attributes: syntax, uniqueness, references. A value whose
         // references are bad is `None` and skips the value checks.
-        let mut attributes: Vec<(&str, Option<Cow<'_, str>>)> = Vec::new();
+        let mut attributes: Attributes<'_> = SmallVec::new();
         let mut iter = start.attributes();
         iter.with_checks(false);
         for attribute in iter {
@@ -624,7 +654,7 @@ impl Checker {
         }
 
         // txt-1: elements.
-        if PERMITTED_ELEMENTS.binary_search(&local).is_err() {
+        if !PERMITTED.elements.contains(local) {
             self.txt1(
                 Severity::Error,
                 format!("element <{shown}> is not permitted in a narrative"),
@@ -681,10 +711,8 @@ impl Checker {
         let shown_key = Shown(key);
         let permitted = key == "xmlns"
             || key.starts_with("xmlns:")
-            || PERMITTED_ATTRIBUTES.binary_search(&key).is_ok()
-            || PERMITTED_ELEMENT_ATTRIBUTES
-                .binary_search(&(element, key))
-                .is_ok();
+            || PERMITTED.attributes.contains(key)
+            || pair_permitted(&PERMITTED.element_attributes, element, key);
         if !permitted {
             if key == "xml:space" {
                 self.txt1(
@@ -836,7 +864,7 @@ impl Checker {
             }
             return Flow::Continue;
         }
-        if text.contains("]]>") {
+        if text.as_bytes().contains(&b']') && text.contains("]]>") {
             self.xhtml("']]>' is not allowed in text (write ]]&gt;)".to_owned(), at);
         }
         if has_non_space {

@@ -85,15 +85,20 @@ fn any_at<'a>(item: &'a Node, path: &str, f: &mut dyn FnMut(&'a Node) -> bool) -
     if path == "$this" {
         return Some(f(item));
     }
-    if path.contains('(') || path.contains('[') {
+    // A byte scan: paths are short, and `str::contains(char)` sets up a
+    // searcher per call (this runs for every item of every sliced list).
+    if path.bytes().any(|b| b == b'(' || b == b'[') {
         return None;
     }
     Some(any_below(item, path, f))
 }
 
 fn any_below<'a>(node: &'a Node, rest: &str, f: &mut dyn FnMut(&'a Node) -> bool) -> bool {
-    let (segment, tail) = match rest.split_once('.') {
-        Some((segment, tail)) => (segment, Some(tail)),
+    let (segment, tail) = match rest.bytes().position(|b| b == b'.') {
+        Some(dot) => (
+            rest.get(..dot).unwrap_or_default(),
+            rest.get(dot.saturating_add(1)..),
+        ),
         None => (rest, None),
     };
     let Some(child) = node.get(segment) else {
