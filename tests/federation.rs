@@ -705,7 +705,10 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         audit = f.lu.audit().await;
     }
-    assert_eq!(audit.records, 7, "one security alert per refused connection");
+    assert_eq!(
+        audit.records, 7,
+        "one security alert per refused connection"
+    );
     assert!(audit.first_broken.is_none());
     let metrics = national_client(&f.pki, "LU", NationalClientKind::EhrSystem)
         .get(f.lu.url("/metrics"))
