@@ -1071,6 +1071,9 @@ async fn a_peer_revoked_by_ocsp_only_is_refused() {
             .contains("revoked (OCSP)"),
         "{outcome}"
     );
+    // The check came before the request: the revoked server never saw the
+    // patient's identifier or the assertion (it recorded no access).
+    assert_eq!(lu.audit().await.records, 0);
     be.stop().await;
     lu.stop().await;
 }

@@ -96,7 +96,16 @@ pub struct Federation {
     /// Services for which an emergency purpose of use lifts the patient's
     /// restrictions (`[patient_rights]`).
     pub emergency_lifts_restrictions: Vec<String>,
+    /// Peers (by NCP id) whose server certificate was checked (directory
+    /// identity and OCSP) before any patient data was sent to them, and
+    /// until when that check stands ([`PEER_CHECK_VALIDITY`]).
+    pub checked_peers: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a peer's server certificate check (identity and OCSP, made
+/// with a request that carries no patient data) stands before it is made
+/// again ahead of the next request.
+pub const PEER_CHECK_VALIDITY: Duration = Duration::from_secs(300);
 
 /// The federation listener's TLS configuration with [`Federation`].
 pub struct LoadedFederation {
@@ -185,6 +194,7 @@ impl Federation {
                     .patient_rights
                     .emergency_lifts_restrictions
                     .clone(),
+                checked_peers: std::sync::Mutex::default(),
             },
             listener_tls,
         }))
@@ -945,6 +955,13 @@ async fn relay_with_body(
         Err(error) => return Err(trail.refuse(state, error).await),
     };
     trail.professional(&assertion);
+    // Before the patient's identifier and the assertion leave: the peer's
+    // server certificate must be the directory's NCP and not revoked by
+    // OCSP (a certificate revoked only at its OCSP responder passes the
+    // handshake's CRL check).
+    if let Err(error) = ensure_peer_checked(federation, ncp).await {
+        return Err(trail.refuse(state, error).await);
+    }
     let url = ncp.federation_url_for(&relay_path);
     let request = match &body {
         Some(body) => federation
@@ -1007,11 +1024,51 @@ async fn relay_with_body(
     Ok(response)
 }
 
-/// OCSP on top of the CRLs for a peer server certificate that names a
-/// responder: revoked, or a status that cannot be established, and the
-/// answer is not passed on (fail closed). Checked on the response (the
-/// client has no hook before the request is sent); verdicts are cached
-/// until the responder's nextUpdate.
+/// Checks the peer's server certificate (directory identity, OCSP) with a
+/// request that carries no patient data (`GET /healthz` on its federation
+/// listener), unless a check of it stands ([`PEER_CHECK_VALIDITY`]). The
+/// answer of the patient request is checked again all the same.
+async fn ensure_peer_checked(
+    federation: &Federation,
+    ncp: &ehds_routing::Ncp,
+) -> Result<(), GatewayError> {
+    let now = std::time::Instant::now();
+    let standing = federation
+        .checked_peers
+        .lock()
+        .map(|checked| checked.get(ncp.id()).is_some_and(|until| *until > now))
+        .unwrap_or(false);
+    if standing {
+        return Ok(());
+    }
+    let health = reqwest::Url::parse(&ncp.federation_url_for("healthz"))
+        .and_then(|base| base.join("/healthz"))
+        .map_err(|_| {
+            GatewayError::PeerUnavailable("the peer's federation URL is invalid".into())
+        })?;
+    let response = federation
+        .client
+        .get(health)
+        .send()
+        .await
+        .map_err(|error| {
+            if error.is_timeout() {
+                GatewayError::PeerTimeout
+            } else {
+                GatewayError::PeerUnavailable(format!(
+                    "the NCP of {} could not be reached",
+                    ncp.country().as_str()
+                ))
+            }
+        })?;
+    check_server_identity(&response, ncp)?;
+    check_server_ocsp(federation, &response).await?;
+    if let Ok(mut checked) = federation.checked_peers.lock() {
+        checked.insert(ncp.id().to_owned(), now + PEER_CHECK_VALIDITY);
+    }
+    Ok(())
+}
+
 /// The answering server's end-entity certificate (DER), as the TLS
 /// handshake verified it (the federation client keeps `TlsInfo`).
 fn peer_leaf(response: &reqwest::Response) -> Option<&[u8]> {
@@ -1021,6 +1078,10 @@ fn peer_leaf(response: &reqwest::Response) -> Option<&[u8]> {
         .and_then(reqwest::tls::TlsInfo::peer_certificate)
 }
 
+/// OCSP on top of the CRLs for a peer server certificate that names a
+/// responder: revoked, or a status that cannot be established, and nothing
+/// is sent or passed on (fail closed). Verdicts are cached until the
+/// responder's nextUpdate.
 async fn check_server_ocsp(
     federation: &Federation,
     response: &reqwest::Response,
