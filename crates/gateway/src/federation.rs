@@ -767,6 +767,42 @@ pub async fn national_bundle_read(
     country: &str,
     remote_id: &str,
 ) -> Result<Response, GatewayError> {
+    let read = (country, remote_id);
+    national_read(
+        state,
+        peer,
+        headers,
+        read,
+        "Bundle",
+        ExpectedAnswer::Document,
+    )
+    .await
+}
+
+/// `GET /fhir/MedicationRequest/<country>.<id>`: a prescription held by
+/// another country (the id its prescription document list gave).
+pub async fn national_prescription_read(
+    state: &AppState,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    country: &str,
+    remote_id: &str,
+) -> Result<Response, GatewayError> {
+    let read = (country, remote_id);
+    let expected = ExpectedAnswer::Prescription;
+    national_read(state, peer, headers, read, "MedicationRequest", expected).await
+}
+
+/// A read of `<resource_type>/<id>` held by `country`, relayed there for
+/// the patient the assertion names.
+async fn national_read(
+    state: &AppState,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    (country, remote_id): (&str, &str),
+    resource_type: &str,
+    expected: ExpectedAnswer,
+) -> Result<Response, GatewayError> {
     let read = BundleRead::parse(remote_id, "").map_err(GatewayError::Search)?;
     // The assertion names the patient; its signature is checked below
     // against that patient, so reading the claim first trusts nothing.
@@ -778,7 +814,9 @@ pub async fn national_bundle_read(
     let ncp = federation
         .directory
         .ncp_for_country(country)
-        .ok_or_else(|| GatewayError::ResourceNotFound(format!("Bundle/{country}.{remote_id}")))?;
+        .ok_or_else(|| {
+            GatewayError::ResourceNotFound(format!("{resource_type}/{country}.{remote_id}"))
+        })?;
     let token_param = TokenParam {
         system: patient.system.clone(),
         value: patient.value.clone(),
@@ -789,9 +827,9 @@ pub async fn national_bundle_read(
         headers,
         &token_param,
         ncp,
-        read.relay_path(),
-        ("Bundle", RestInteraction::Read, AuditAction::Read),
-        ExpectedAnswer::Document,
+        format!("{resource_type}/{}", read.id),
+        (resource_type, RestInteraction::Read, AuditAction::Read),
+        expected,
     )
     .await
 }
@@ -1644,12 +1682,10 @@ async fn prescription_documents(
         .store
         .prescriptions_for_patient(&key, &crate::prescriptions::store_statuses(&[]))
         .await?;
-    prescriptions.retain(|p| p.status.is_dispensable());
-    let (withheld, lifted) =
-        crate::release::withheld_prescriptions(state, federation, &key, purpose).await?;
-    prescriptions
-        .retain(|p| !withheld.contains(&format!("{}|{}", p.identifier.system, p.identifier.value)));
-    if lifted {
+    let restrictions =
+        crate::release::PrescriptionRestrictions::of(state, federation, &key, purpose).await?;
+    prescriptions.retain(|p| p.status.is_dispensable() && !restrictions.withholds(&p.identifier));
+    if restrictions.lifted_any() {
         trail.record.outcome_description = Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
     }
     let entries: Vec<serde_json::Value> = prescriptions
@@ -1747,22 +1783,22 @@ async fn peer_prescription_read(
         }
         Err(error) => return Err(trail.refuse(&state, error).await),
     };
-    match crate::release::prescription_withheld(
+    let restrictions = match crate::release::PrescriptionRestrictions::of(
         &state,
         &federation,
         &prescription.patient_identifier,
-        &prescription.identifier,
         purpose,
     )
     .await
     {
-        Ok(None) => {}
-        Ok(Some(true)) => return Err(trail.refuse(&state, not_found()).await),
-        Ok(Some(false)) => {
-            trail.record.outcome_description =
-                Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
-        }
+        Ok(restrictions) => restrictions,
         Err(error) => return Err(trail.refuse(&state, error).await),
+    };
+    if restrictions.withholds(&prescription.identifier) {
+        return Err(trail.refuse(&state, not_found()).await);
+    }
+    if restrictions.lifted_for(&prescription.identifier) {
+        trail.record.outcome_description = Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
     }
     let pharmacy = trail.requesting_organisation();
     if let Err(error) = state
@@ -1776,48 +1812,6 @@ async fn peer_prescription_read(
     Ok(fhir_response(StatusCode::OK, prescription.content))
 }
 
-/// `GET /fhir/MedicationRequest/<country>.<id>`: a prescription held by
-/// another country (the id its prescription document list gave).
-pub async fn national_prescription_read(
-    state: &AppState,
-    peer: Option<&VerifiedPeer>,
-    headers: &HeaderMap,
-    country: &str,
-    remote_id: &str,
-) -> Result<Response, GatewayError> {
-    let read = BundleRead::parse(remote_id, "").map_err(GatewayError::Search)?;
-    let token = bearer(headers)?;
-    let patient = unverified_patient(token).ok_or_else(|| {
-        GatewayError::Assertion(ehds_access::AssertionRefusal::Malformed("payload"))
-    })?;
-    let federation = federation_of(state)?;
-    let ncp = federation
-        .directory
-        .ncp_for_country(country)
-        .ok_or_else(|| {
-            GatewayError::ResourceNotFound(format!("MedicationRequest/{country}.{remote_id}"))
-        })?;
-    let token_param = TokenParam {
-        system: patient.system.clone(),
-        value: patient.value.clone(),
-    };
-    relay(
-        state,
-        peer,
-        headers,
-        &token_param,
-        ncp,
-        format!("MedicationRequest/{}", read.id),
-        (
-            "MedicationRequest",
-            RestInteraction::Read,
-            AuditAction::Read,
-        ),
-        ExpectedAnswer::Prescription,
-    )
-    .await
-}
-
 /// `documents` of the patient `key` as they may be released for `purpose`,
 /// and whether an emergency lifted the patient's restrictions.
 async fn listed_as_released(
@@ -1827,13 +1821,8 @@ async fn listed_as_released(
     documents: Vec<ehds_store::DocumentSummary>,
     purpose: ehds_access::PurposeOfUse,
 ) -> Result<(Vec<ehds_store::DocumentSummary>, bool), GatewayError> {
-    let restricted = state
-        .store
-        .restrictions_for_patient(key)
-        .await?
-        .iter()
-        .any(|r| r.kind.is_summary_part());
-    if !restricted {
+    let restrictions = crate::release::summary_restrictions(state, key).await?;
+    if restrictions.is_empty() {
         return Ok((documents, false));
     }
     let mut listed = Vec::with_capacity(documents.len());
@@ -1843,7 +1832,8 @@ async fn listed_as_released(
             continue;
         };
         let released =
-            crate::release::summary_for_release(state, federation, original, purpose).await?;
+            crate::release::summary_under(state, federation, original, &restrictions, purpose)
+                .await?;
         lifted |= released.lifted;
         listed.push(ehds_store::DocumentSummary {
             size: u64::try_from(released.content.len()).unwrap_or(u64::MAX),
@@ -1906,12 +1896,10 @@ async fn peer_prescription_search(
         }
     };
     // Prescriptions the patient restricted are left out, as if absent.
-    match crate::release::withheld_prescriptions(&state, &federation, &key, purpose).await {
-        Ok((withheld, lifted)) => {
-            prescriptions.retain(|p| {
-                !withheld.contains(&format!("{}|{}", p.identifier.system, p.identifier.value))
-            });
-            if lifted {
+    match crate::release::PrescriptionRestrictions::of(&state, &federation, &key, purpose).await {
+        Ok(restrictions) => {
+            prescriptions.retain(|p| !restrictions.withholds(&p.identifier));
+            if restrictions.lifted_any() {
                 trail.record.outcome_description =
                     Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
             }
@@ -2015,30 +2003,35 @@ async fn peer_dispense(
     };
     let key = format!("{}|{}", patient.system, patient.value);
     // A prescription the patient restricted does not exist abroad.
+    let restrictions = match crate::release::PrescriptionRestrictions::of(
+        &state,
+        &federation,
+        &key,
+        purpose,
+    )
+    .await
+    {
+        Ok(restrictions) => restrictions,
+        Err(error) => return Err(trail.refuse(&state, error).await),
+    };
     for (line, (system, value)) in facts.prescriptions.iter().enumerate() {
         let identifier = ehds_store::DocumentIdentifier {
             system: system.clone(),
             value: value.clone(),
         };
-        match crate::release::prescription_withheld(&state, &federation, &key, &identifier, purpose)
-            .await
-        {
-            Ok(None) => {}
-            Ok(Some(true)) => {
-                let error = GatewayError::DispenseRefused {
-                    status: 404,
-                    message: "no such prescription for this patient".into(),
-                    at: Some(format!(
-                        "MedicationDispense.authorizingPrescription[{line}]"
-                    )),
-                };
-                return Err(trail.refuse(&state, error).await);
-            }
-            Ok(Some(false)) => {
-                trail.record.outcome_description =
-                    Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
-            }
-            Err(error) => return Err(trail.refuse(&state, error).await),
+        if restrictions.withholds(&identifier) {
+            let error = GatewayError::DispenseRefused {
+                status: 404,
+                message: "no such prescription for this patient".into(),
+                at: Some(format!(
+                    "MedicationDispense.authorizingPrescription[{line}]"
+                )),
+            };
+            return Err(trail.refuse(&state, error).await);
+        }
+        if restrictions.lifted_for(&identifier) {
+            trail.record.outcome_description =
+                Some(crate::release::LIFTED_FOR_EMERGENCY.to_owned());
         }
     }
     let pharmacy = trail.requesting_organisation();

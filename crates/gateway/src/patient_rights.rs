@@ -58,6 +58,26 @@ fn invalid(message: &str, at: &str) -> GatewayError {
     GatewayError::Invalid(report)
 }
 
+/// The request body as a valid `Parameters` resource.
+async fn received_parameters(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ehds_fhir::ReceivedResource, GatewayError> {
+    let resource = crate::http::receive_resource(headers, body, state.limits).await?;
+    if resource.resource_type() != "Parameters" {
+        return Err(GatewayError::WrongResourceType {
+            expected: "Parameters",
+            found: resource.resource_type().to_owned(),
+        });
+    }
+    let report = state.validator.validate(&resource, &[]);
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    Ok(resource)
+}
+
 /// A named parameter of a `Parameters` resource.
 fn parameter<'a>(parameters: &'a Node, name: &str) -> Option<&'a Node> {
     parameters
@@ -79,18 +99,8 @@ pub async fn opt_out(
         &[NationalClientKind::PatientPortal],
         "change a patient's cross-border choices",
     )?;
-    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
-    if resource.resource_type() != "Parameters" {
-        return Err(GatewayError::WrongResourceType {
-            expected: "Parameters",
-            found: resource.resource_type().to_owned(),
-        });
-    }
+    let resource = received_parameters(&state, &headers, body).await?;
     let root = resource.root();
-    let report = state.validator.validate(&resource, &[]);
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
-    }
     let identifier = parameter(root, "patient")
         .and_then(|p| p.get("valueIdentifier"))
         .ok_or_else(|| {
@@ -409,17 +419,7 @@ pub async fn restriction(
         &[NationalClientKind::PatientPortal],
         "change a patient's cross-border restrictions",
     )?;
-    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
-    if resource.resource_type() != "Parameters" {
-        return Err(GatewayError::WrongResourceType {
-            expected: "Parameters",
-            found: resource.resource_type().to_owned(),
-        });
-    }
-    let report = state.validator.validate(&resource, &[]);
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
-    }
+    let resource = received_parameters(&state, &headers, body).await?;
     let root = resource.root();
     let (system, value) = parameter(root, "patient")
         .and_then(|p| p.get("valueIdentifier"))

@@ -56,6 +56,21 @@ fn lifts(federation: &Federation, purpose: PurposeOfUse, service: &str) -> bool 
             .any(|s| s == service)
 }
 
+/// The restrictions of parts of the summary `patient` (`system|value`) has
+/// in force.
+pub async fn summary_restrictions(
+    state: &AppState,
+    patient: &str,
+) -> Result<Vec<Restriction>, GatewayError> {
+    Ok(state
+        .store
+        .restrictions_for_patient(patient)
+        .await?
+        .into_iter()
+        .filter(|r| r.kind.is_summary_part())
+        .collect())
+}
+
 /// The patient summary `original` as it may cross the border for this
 /// `purpose`: the original when no restriction of its patient touches it
 /// (or an emergency lifts them), else its restricted variant.
@@ -65,29 +80,35 @@ pub async fn summary_for_release(
     original: StoredDocument,
     purpose: PurposeOfUse,
 ) -> Result<ReleasableSummary, GatewayError> {
+    let restrictions = match original.patient_identifier.as_deref() {
+        Some(patient) => summary_restrictions(state, patient).await?,
+        None => Vec::new(),
+    };
+    summary_under(state, federation, original, &restrictions, purpose).await
+}
+
+/// [`summary_for_release`] with the patient's summary restrictions already
+/// read ([`summary_restrictions`]), for a list of the patient's documents.
+pub async fn summary_under(
+    state: &AppState,
+    federation: &Federation,
+    original: StoredDocument,
+    restrictions: &[Restriction],
+    purpose: PurposeOfUse,
+) -> Result<ReleasableSummary, GatewayError> {
     let unchanged = |original: StoredDocument, lifted: bool| ReleasableSummary {
         id: original.id,
         identifier: original.identifier,
         content: original.content,
         lifted,
     };
-    let Some(patient) = original.patient_identifier.as_deref() else {
-        return Ok(unchanged(original, false));
-    };
-    let restrictions: Vec<Restriction> = state
-        .store
-        .restrictions_for_patient(patient)
-        .await?
-        .into_iter()
-        .filter(|r| r.kind.is_summary_part())
-        .collect();
     if restrictions.is_empty() {
         return Ok(unchanged(original, false));
     }
     if lifts(federation, purpose, "patient-summary") {
         return Ok(unchanged(original, true));
     }
-    let fingerprint = restrictions_fingerprint(&restrictions);
+    let fingerprint = restrictions_fingerprint(restrictions);
     if let Some(kept) = state
         .store
         .released_variant(&original.id, &fingerprint)
@@ -237,50 +258,58 @@ fn provenance(
     serde_json::to_vec(&value).map_err(|e| GatewayError::ReleaseFailed(format!("provenance: {e}")))
 }
 
-/// Whether the prescription `identifier` of `patient` (`system|value`) is
-/// withheld from this request: restricted by the patient and not lifted.
-/// `Ok(Some(true))` withheld, `Ok(Some(false))` restricted but lifted for an
-/// emergency (the caller audits it), `Ok(None)` not restricted.
-pub async fn prescription_withheld(
-    state: &AppState,
-    federation: &Federation,
-    patient: &str,
-    identifier: &DocumentIdentifier,
-    purpose: PurposeOfUse,
-) -> Result<Option<bool>, GatewayError> {
-    let target = format!("{}|{}", identifier.system, identifier.value);
-    let restricted = state
-        .store
-        .restrictions_for_patient(patient)
-        .await?
-        .iter()
-        .any(|r| r.kind == RestrictionKind::Prescription && r.target == target);
-    Ok(restricted.then(|| !lifts(federation, purpose, "eprescription")))
+/// The patient's prescription restrictions as they apply to one request.
+#[derive(Debug, Clone, Default)]
+pub struct PrescriptionRestrictions {
+    /// Identifiers (`system|value`) of the restricted prescriptions.
+    restricted: Vec<String>,
+    /// Whether an emergency lifts them for this request.
+    lifted: bool,
 }
 
-/// The prescription identifiers (`system|value`) of `patient` withheld from
-/// this request, and whether an emergency lifted any.
-pub async fn withheld_prescriptions(
-    state: &AppState,
-    federation: &Federation,
-    patient: &str,
-    purpose: PurposeOfUse,
-) -> Result<(Vec<String>, bool), GatewayError> {
-    let restricted: Vec<String> = state
-        .store
-        .restrictions_for_patient(patient)
-        .await?
-        .into_iter()
-        .filter(|r| r.kind == RestrictionKind::Prescription)
-        .map(|r| r.target)
-        .collect();
-    if restricted.is_empty() {
-        return Ok((restricted, false));
+impl PrescriptionRestrictions {
+    /// The prescription restrictions `patient` (`system|value`) has in
+    /// force, for a request with this `purpose`.
+    pub async fn of(
+        state: &AppState,
+        federation: &Federation,
+        patient: &str,
+        purpose: PurposeOfUse,
+    ) -> Result<Self, GatewayError> {
+        let restricted: Vec<String> = state
+            .store
+            .restrictions_for_patient(patient)
+            .await?
+            .into_iter()
+            .filter(|r| r.kind == RestrictionKind::Prescription)
+            .map(|r| r.target)
+            .collect();
+        Ok(Self {
+            lifted: !restricted.is_empty() && lifts(federation, purpose, "eprescription"),
+            restricted,
+        })
     }
-    if lifts(federation, purpose, "eprescription") {
-        return Ok((Vec::new(), true));
+
+    fn names(&self, identifier: &DocumentIdentifier) -> bool {
+        let target = format!("{}|{}", identifier.system, identifier.value);
+        self.restricted.contains(&target)
     }
-    Ok((restricted, false))
+
+    /// Whether the prescription `identifier` is withheld from this request.
+    pub fn withholds(&self, identifier: &DocumentIdentifier) -> bool {
+        !self.lifted && self.names(identifier)
+    }
+
+    /// Whether an emergency lifted the restriction of `identifier` (the
+    /// caller audits it).
+    pub fn lifted_for(&self, identifier: &DocumentIdentifier) -> bool {
+        self.lifted && self.names(identifier)
+    }
+
+    /// Whether an emergency lifted any restriction (the caller audits it).
+    pub fn lifted_any(&self) -> bool {
+        self.lifted
+    }
 }
 
 #[cfg(test)]
