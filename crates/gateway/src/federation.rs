@@ -2188,7 +2188,7 @@ mod tests {
     }
 
     fn validated_before(state: &AppState) -> u64 {
-        let text = state.metrics.render(0);
+        let text = state.metrics.render(0, None);
         let line = text
             .lines()
             .find(|l| l.starts_with("ehds_peer_answers_validated_before_total "))

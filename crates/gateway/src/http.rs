@@ -603,7 +603,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, GatewayError
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(stored),
+        state
+            .metrics
+            .render(stored, state.store.group_commit_counts()),
     )
         .into_response())
 }

@@ -42,8 +42,13 @@ impl Metrics {
     }
 
     /// The exposition text; `stored_total` is the count in the store (shared
-    /// by all replicas).
-    pub fn render(&self, stored_total: u64) -> String {
+    /// by all replicas), `group_commit` what this process's SQLite writer
+    /// committed (`None` on PostgreSQL).
+    pub fn render(
+        &self,
+        stored_total: u64,
+        group_commit: Option<ehds_store::GroupCommitCounts>,
+    ) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP ehds_http_requests_total HTTP requests handled, by method, route and status.\n",
@@ -79,6 +84,18 @@ impl Metrics {
         out.push_str("# HELP ehds_documents_stored Documents held in the store.\n");
         out.push_str("# TYPE ehds_documents_stored gauge\n");
         let _ = writeln!(out, "ehds_documents_stored {stored_total}");
+        if let Some(counts) = group_commit {
+            out.push_str(
+                "# HELP ehds_store_durable_writes_total Audit records and replay-ledger entries committed by this process (SQLite).\n",
+            );
+            out.push_str("# TYPE ehds_store_durable_writes_total counter\n");
+            let _ = writeln!(out, "ehds_store_durable_writes_total {}", counts.writes);
+            out.push_str(
+                "# HELP ehds_store_durable_commits_total Commits that carried them: fewer than the writes when concurrent requests shared one (group commit).\n",
+            );
+            out.push_str("# TYPE ehds_store_durable_commits_total counter\n");
+            let _ = writeln!(out, "ehds_store_durable_commits_total {}", counts.commits);
+        }
         out.push_str(
             "# HELP ehds_tls_handshakes_total TLS handshakes by listener and result (refused: by reason).\n",
         );
@@ -139,7 +156,13 @@ mod tests {
         metrics.count_request("POST", "/fhir/Bundle", 201);
         metrics.count_request("GET", "unmatched", 404);
         metrics.count_document_stored();
-        let text = metrics.render(7);
+        let text = metrics.render(
+            7,
+            Some(ehds_store::GroupCommitCounts {
+                writes: 10,
+                commits: 4,
+            }),
+        );
         assert!(text.contains(
             "ehds_http_requests_total{method=\"POST\",route=\"/fhir/Bundle\",status=\"201\"} 2\n"
         ));
@@ -148,6 +171,8 @@ mod tests {
         ));
         assert!(text.contains("ehds_documents_stored_total 1\n"));
         assert!(text.contains("ehds_documents_stored 7\n"));
+        assert!(text.contains("ehds_store_durable_writes_total 10\n"));
+        assert!(text.contains("ehds_store_durable_commits_total 4\n"));
         assert!(
             text.contains("ehds_tls_handshakes_total{listener=\"national\",result=\"ok\"} 0\n")
         );

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
 
+use crate::group_commit::LedgerWrite;
 use crate::{Backend, Store, StoreError, to_micros};
 
 /// Every how many calls of [`Store::first_use_of_assertion`] expired entries
@@ -17,6 +18,14 @@ const PURGE_EVERY: u64 = 64;
 /// At most this many expired entries are deleted per purge, so that one
 /// request never pays for a large backlog.
 const PURGE_BATCH: i64 = 1_000;
+
+/// Records (`issuer`, `jti`) held until `$3` unless it is held until `$4` or
+/// later; one row affected means first use. An entry already past its time
+/// is taken over as if absent, so the answer does not depend on whether a
+/// purge has run yet.
+pub(crate) const RECORD_FIRST_USE: &str = "INSERT INTO assertion_ids (issuer, jti, expires_at_us) VALUES ($1, $2, $3) \
+     ON CONFLICT (issuer, jti) DO UPDATE SET expires_at_us = excluded.expires_at_us \
+     WHERE assertion_ids.expires_at_us < $4";
 
 impl Store {
     /// Records the assertion (`issuer`, `jti`) and says whether this is its
@@ -48,22 +57,33 @@ impl Store {
         }
         let until_us = to_micros(remember_until)?;
         let now_us = to_micros(now)?;
-        // An entry already past its time is taken over as if absent, so the
-        // answer does not depend on whether a purge has run yet.
-        let inserted = on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO assertion_ids (issuer, jti, expires_at_us) VALUES ($1, $2, $3) \
-                 ON CONFLICT (issuer, jti) DO UPDATE SET expires_at_us = excluded.expires_at_us \
-                 WHERE assertion_ids.expires_at_us < $4",
-            )
-            .bind(issuer)
-            .bind(jti)
-            .bind(until_us)
-            .bind(now_us)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        let inserted = match (&self.backend, &self.sqlite_writer) {
+            // SQLite: committed with the other requests' durable writes of
+            // the moment (module `group_commit`).
+            (Backend::Sqlite(_), Some(writer)) => {
+                return writer
+                    .ledger(LedgerWrite {
+                        issuer: issuer.to_owned(),
+                        jti: jti.to_owned(),
+                        until_us,
+                        now_us,
+                    })
+                    .await;
+            }
+            (Backend::Sqlite(_), None) => {
+                return Err(StoreError::Config(
+                    "the SQLite writer is not running".into(),
+                ));
+            }
+            (Backend::Postgres(pool), _) => sqlx::query(RECORD_FIRST_USE)
+                .bind(issuer)
+                .bind(jti)
+                .bind(until_us)
+                .bind(now_us)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())?,
+        };
         Ok(inserted == 1)
     }
 

@@ -40,7 +40,9 @@
 //! refuses a record that does not extend the head and advances the head with
 //! the record (triggers of migration 0013), so a process that wrote the head
 //! last appends with one INSERT, without reading it first; when the head has
-//! moved, the INSERT is refused and the append reads it as above. Any number
+//! moved, the INSERT is refused and the append reads it as above. On SQLite
+//! one writer task per store does this, and commits the appends that arrive
+//! while it is busy in one transaction (module `group_commit`). Any number
 //! of tasks and of gateway processes sharing one database therefore extend
 //! one chain.
 //!
@@ -55,6 +57,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::group_commit::AuditWrite;
 use crate::{Backend, Store, StoreError, from_micros, to_micros};
 
 /// `prev_hash` of the first record: 32 zero bytes.
@@ -212,18 +215,20 @@ fn chain_hash(
 pub(crate) type ChainHead = (u64, [u8; 32]);
 
 /// `(seq, prev_hash, hash)` of an appended record.
-type Link = (u64, [u8; 32], [u8; 32]);
+pub(crate) type Link = (u64, [u8; 32], [u8; 32]);
 
 /// A record to append, with what its hash needs.
-struct AuditRow<'r, 'a> {
-    record: &'r NewAuditRecord<'a>,
-    recorded_at_us: i64,
-    content_sha256: [u8; 32],
+pub(crate) struct AuditRow<'a> {
+    pub(crate) patient_identifier: Option<&'a str>,
+    pub(crate) outcome: &'a str,
+    pub(crate) content: &'a [u8],
+    pub(crate) recorded_at_us: i64,
+    pub(crate) content_sha256: [u8; 32],
 }
 
-impl AuditRow<'_, '_> {
+impl AuditRow<'_> {
     /// The link after the head `(seq, hash)`.
-    fn link(&self, (head_seq, head_hash): ChainHead) -> Result<Link, StoreError> {
+    pub(crate) fn link(&self, (head_seq, head_hash): ChainHead) -> Result<Link, StoreError> {
         let seq = head_seq
             .checked_add(1)
             .ok_or_else(|| StoreError::Corrupt("audit seq overflow".into()))?;
@@ -232,8 +237,8 @@ impl AuditRow<'_, '_> {
             &head_hash,
             seq,
             self.recorded_at_us,
-            self.record.patient_identifier,
-            self.record.outcome,
+            self.patient_identifier,
+            self.outcome,
             &self.content_sha256,
         );
         Ok((seq, head_hash, hash))
@@ -241,7 +246,10 @@ impl AuditRow<'_, '_> {
 
     /// The INSERT of the record at `link` (`seq` fits an i64: checked by
     /// [`AuditRow::link`]).
-    fn insert<'q, DB>(&'q self, link: &'q Link) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+    pub(crate) fn insert<'q, DB>(
+        &'q self,
+        link: &'q Link,
+    ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
     where
         DB: sqlx::Database,
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -255,9 +263,9 @@ impl AuditRow<'_, '_> {
         )
         .bind(i64::try_from(link.0).unwrap_or(i64::MAX))
         .bind(self.recorded_at_us)
-        .bind(self.record.patient_identifier)
-        .bind(self.record.outcome)
-        .bind(self.record.content)
+        .bind(self.patient_identifier)
+        .bind(self.outcome)
+        .bind(self.content)
         .bind(&link.1[..])
         .bind(&link.2[..])
     }
@@ -267,7 +275,7 @@ impl AuditRow<'_, '_> {
 /// waiter sees the new head), the record inserted, the head advanced.
 async fn append_audit_postgres(
     pool: &sqlx::PgPool,
-    row: &AuditRow<'_, '_>,
+    row: &AuditRow<'_>,
 ) -> Result<Link, StoreError> {
     let mut tx = pool
         .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -287,6 +295,16 @@ async fn append_audit_postgres(
         .await?;
     tx.commit().await?;
     Ok(link)
+}
+
+/// The chain head as the database holds it (SQLite: inside the writer's
+/// `BEGIN IMMEDIATE` transaction, which holds the write lock).
+pub(crate) async fn read_head(conn: &mut sqlx::SqliteConnection) -> Result<ChainHead, StoreError> {
+    let (head_seq, head_hash): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1")
+            .fetch_one(conn)
+            .await?;
+    Ok((to_seq(head_seq)?, to_hash(head_hash, "chain head hash")?))
 }
 
 fn to_seq(seq: i64) -> Result<u64, StoreError> {
@@ -390,14 +408,36 @@ impl Store {
     ) -> Result<AuditRecord, StoreError> {
         let recorded_at_us = to_micros(record.recorded_at)?;
         let content_sha256: [u8; 32] = Sha256::digest(record.content).into();
-        let row = AuditRow {
-            record: &record,
-            recorded_at_us,
-            content_sha256,
-        };
-        let (seq, prev_hash, hash) = match &self.backend {
-            Backend::Sqlite(pool) => self.append_audit_sqlite(pool, &row).await?,
-            Backend::Postgres(pool) => append_audit_postgres(pool, &row).await?,
+        let (seq, prev_hash, hash) = match (&self.backend, &self.sqlite_writer) {
+            // SQLite: the writer task, which commits the appends (and ledger
+            // writes) of concurrent requests together (module
+            // `group_commit`).
+            (Backend::Sqlite(_), Some(writer)) => {
+                writer
+                    .audit(AuditWrite {
+                        patient_identifier: record.patient_identifier.map(str::to_owned),
+                        outcome: record.outcome.to_owned(),
+                        content: record.content.to_vec(),
+                        recorded_at_us,
+                        content_sha256,
+                    })
+                    .await?
+            }
+            (Backend::Sqlite(_), None) => {
+                return Err(StoreError::Config(
+                    "the SQLite writer is not running".into(),
+                ));
+            }
+            (Backend::Postgres(pool), _) => {
+                let row = AuditRow {
+                    patient_identifier: record.patient_identifier,
+                    outcome: record.outcome,
+                    content: record.content,
+                    recorded_at_us,
+                    content_sha256,
+                };
+                append_audit_postgres(pool, &row).await?
+            }
         };
         Ok(AuditRecord {
             seq,
@@ -408,44 +448,6 @@ impl Store {
             prev_hash,
             hash,
         })
-    }
-
-    /// SQLite: one INSERT when this process knows the head (it wrote it
-    /// last), which migration 0013's triggers check and advance in the same
-    /// statement: one round trip to SQLite's thread and one commit instead of
-    /// the five statements of a BEGIN IMMEDIATE transaction. When another
-    /// process (or anything else) moved the head, the trigger refuses the
-    /// INSERT and the head is read inside BEGIN IMMEDIATE as before.
-    async fn append_audit_sqlite(
-        &self,
-        pool: &sqlx::SqlitePool,
-        row: &AuditRow<'_, '_>,
-    ) -> Result<Link, StoreError> {
-        // This process's appenders one at a time (SQLite has one writer at a
-        // time anyway), so the remembered head is the one each builds on.
-        let mut known_head = self.audit_head.lock().await;
-        if let Some(head) = *known_head {
-            let link = row.link(head)?;
-            // Forget the head until the outcome is known: a cancelled append
-            // leaves nothing to trust.
-            *known_head = None;
-            if row.insert(&link).execute(pool).await.is_ok() {
-                *known_head = Some((link.0, link.2));
-                return Ok(link);
-            }
-            // Refused (the head moved) or failed: read the head and retry;
-            // a database that cannot be written fails there too.
-        }
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let (head_seq, head_hash): (i64, Vec<u8>) =
-            sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1")
-                .fetch_one(&mut *tx)
-                .await?;
-        let link = row.link((to_seq(head_seq)?, to_hash(head_hash, "chain head hash")?))?;
-        row.insert(&link).execute(&mut *tx).await?;
-        tx.commit().await?;
-        *known_head = Some((link.0, link.2));
-        Ok(link)
     }
 
     /// Checks the whole audit trail: `seq` without gaps from 1, each

@@ -222,10 +222,9 @@ pub struct Store {
     backend: Backend,
     /// Calls of [`Store::first_use_of_assertion`], to purge now and then.
     assertion_calls: Arc<AtomicU64>,
-    /// The audit chain head `(seq, hash)` as this store last wrote it
-    /// (SQLite; see [`audit`]), and the lock that makes this process's
-    /// appends one at a time.
-    audit_head: Arc<tokio::sync::Mutex<Option<audit::ChainHead>>>,
+    /// SQLite: the task that commits the audit appends and replay-ledger
+    /// writes of concurrent requests together (module `group_commit`).
+    sqlite_writer: Option<group_commit::SqliteWriter>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +246,9 @@ macro_rules! on_pool {
 
 mod assertions;
 pub mod audit;
+mod group_commit;
+
+pub use group_commit::GroupCommitCounts;
 mod opt_outs;
 
 pub use opt_outs::{ANY_COUNTRY, OptOut};
@@ -272,6 +274,7 @@ impl Store {
     /// Opens the store, creating the SQLite file or PostgreSQL schema if
     /// needed, and applies pending migrations.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let mut sqlite_writer = None;
         let backend = match config {
             StoreConfig::Sqlite { path } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -294,9 +297,10 @@ impl Store {
                     // still fails (and the caller fails closed); sqlx pings
                     // on release anyway.
                     .test_before_acquire(false)
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?;
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                sqlite_writer = Some(group_commit::SqliteWriter::start(&options).await?);
                 Backend::Sqlite(pool)
             }
             StoreConfig::Postgres {
@@ -327,7 +331,7 @@ impl Store {
         Ok(Self {
             backend,
             assertion_calls: Arc::new(AtomicU64::new(0)),
-            audit_head: Arc::new(tokio::sync::Mutex::new(None)),
+            sqlite_writer,
         })
     }
 
@@ -337,6 +341,12 @@ impl Store {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// SQLite: how many audit and replay-ledger writes were committed, in
+    /// how many commits (module `group_commit`); `None` on PostgreSQL.
+    pub fn group_commit_counts(&self) -> Option<GroupCommitCounts> {
+        self.sqlite_writer.as_ref().map(|w| w.counts())
     }
 
     /// Checks the database answers.
@@ -482,8 +492,12 @@ impl Store {
         })
     }
 
-    /// Closes the pool, waiting for connections to finish.
+    /// Closes the pool, waiting for connections to finish (and, on SQLite,
+    /// for the writes already queued to be committed).
     pub async fn close(&self) {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close().await;
+        }
         on_pool!(self, |pool| pool.close().await)
     }
 }

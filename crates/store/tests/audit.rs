@@ -28,6 +28,7 @@ on_both_backends!(
     records_cut_off_the_end_are_a_gap,
     rewritten_head_is_a_head_mismatch,
     patient_access_log_pages_newest_first,
+    concurrent_requests_writes_keep_their_own_outcomes,
 );
 
 const PATIENT: &str = "urn:oid:2.16.17.710.850.1000.990.1|123";
@@ -137,6 +138,55 @@ async fn concurrent_appends_are_gap_free_and_verify(fresh: &Fresh) {
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.records, 200);
     other_process.close().await;
+}
+
+/// What a relayed request writes at once with many others: its assertion id
+/// in the replay ledger, then its audit record. On SQLite these go through
+/// the group-commit writer; each write must still get its own outcome (one
+/// first use per assertion id, one place in the chain per record), and
+/// concurrent requests must share commits.
+async fn concurrent_requests_writes_keep_their_own_outcomes(fresh: &Fresh) {
+    const REQUESTS: u64 = 48;
+    let before = fresh.group_commit_counts();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(REQUESTS as usize));
+    let until = T0 + time::Duration::minutes(5);
+    let tasks: Vec<_> = (0..REQUESTS)
+        .map(|request| {
+            let store = fresh.store.clone();
+            let start = std::sync::Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                // Two requests carry each assertion id: one of them is a replay.
+                let jti = format!("jti-{}", request / 2);
+                let first = store
+                    .first_use_of_assertion("idp-lu", &jti, until, T0)
+                    .await
+                    .unwrap();
+                let record = append(&store, request, Some(PATIENT)).await;
+                (request / 2, first, record.seq)
+            })
+        })
+        .collect();
+    let mut firsts = std::collections::BTreeMap::new();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        let (pair, first, seq) = task.await.unwrap();
+        *firsts.entry(pair).or_insert(0) += usize::from(first);
+        seqs.push(seq);
+    }
+    assert!(firsts.values().all(|&n| n == 1), "{firsts:?}");
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=REQUESTS).collect::<Vec<u64>>());
+    let report = fresh.verify_audit_chain().await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    if let (Some(before), Some(after)) = (before, fresh.group_commit_counts()) {
+        let writes = after.writes - before.writes;
+        let commits = after.commits - before.commits;
+        assert_eq!(writes, 2 * REQUESTS);
+        assert!(commits < writes, "{commits} commits for {writes} writes");
+    } else {
+        assert!(fresh.is_postgres());
+    }
 }
 
 async fn direct_update_and_delete_are_refused(fresh: &Fresh) {

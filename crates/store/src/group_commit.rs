@@ -1,0 +1,332 @@
+//! Group commit of SQLite's per-request durable writes: the replay-ledger
+//! row of an assertion ([`Store::first_use_of_assertion`]) and the audit
+//! record of an access ([`Store::append_audit`]).
+//!
+//! Each of these must be durable before the request goes on (`synchronous =
+//! FULL`: the WAL is fsynced at every commit), so on SQLite each used to
+//! cost a commit, and under load most of a relayed retrieval's CPU went to
+//! the two fsyncs and the wake-ups around them. One writer task now owns a
+//! connection of its own and takes the writes of every request waiting at
+//! that moment into one `BEGIN IMMEDIATE` transaction: one fsync for the
+//! batch, and each request is answered only after that commit. A request
+//! alone is written as before, with one autocommit statement.
+//!
+//! Nothing is weakened: every write is still committed (and fsynced) before
+//! its caller is answered; a batch that fails is rolled back and its writes
+//! are retried one at a time, so one write's failure is its own (fail
+//! closed: the caller gets `Err`). The audit chain is extended in the order
+//! the writes arrive; its head is read inside the transaction, so other
+//! processes on the same file still extend one chain (the triggers of
+//! migration 0013 check every record anyway).
+//!
+//! PostgreSQL needs none of this: the server does its own group commit
+//! across connections and replicas.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+use crate::audit::{AuditRow, ChainHead, Link, read_head};
+
+/// Most writes taken into one transaction.
+const MAX_BATCH: usize = 64;
+
+/// Writes that may wait for the writer; a caller beyond this waits to queue
+/// (back-pressure, not an error).
+const QUEUE: usize = 1_024;
+
+/// A replay-ledger write: the pair is recorded unless held until `now` or
+/// later (the statement of [`Store::first_use_of_assertion`]).
+///
+/// [`Store::first_use_of_assertion`]: crate::Store::first_use_of_assertion
+pub(crate) struct LedgerWrite {
+    pub(crate) issuer: String,
+    pub(crate) jti: String,
+    pub(crate) until_us: i64,
+    pub(crate) now_us: i64,
+}
+
+/// An audit append, owned so that it can wait in the queue.
+pub(crate) struct AuditWrite {
+    pub(crate) patient_identifier: Option<String>,
+    pub(crate) outcome: String,
+    pub(crate) content: Vec<u8>,
+    pub(crate) recorded_at_us: i64,
+    pub(crate) content_sha256: [u8; 32],
+}
+
+impl AuditWrite {
+    fn row(&self) -> AuditRow<'_> {
+        AuditRow {
+            patient_identifier: self.patient_identifier.as_deref(),
+            outcome: &self.outcome,
+            content: &self.content,
+            recorded_at_us: self.recorded_at_us,
+            content_sha256: self.content_sha256,
+        }
+    }
+}
+
+enum Job {
+    Ledger(LedgerWrite, oneshot::Sender<Result<bool, StoreError>>),
+    Audit(AuditWrite, oneshot::Sender<Result<Link, StoreError>>),
+    /// Stop: close the connection; later writes get an error.
+    Close(oneshot::Sender<()>),
+}
+
+/// What a write gave inside a batch, before the commit answers it.
+enum Done {
+    Ledger(bool),
+    Audit(Link),
+}
+
+/// How many writes the writer committed, in how many commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitCounts {
+    /// Ledger and audit writes committed.
+    pub writes: u64,
+    /// Commits that carried them (fewer than `writes` when requests shared
+    /// one).
+    pub commits: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    writes: AtomicU64,
+    commits: AtomicU64,
+}
+
+impl Counters {
+    fn committed(&self, writes: usize) {
+        self.writes
+            .fetch_add(u64::try_from(writes).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The handle the store's clones share: a queue to the writer task.
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteWriter {
+    jobs: mpsc::Sender<Job>,
+    counters: Arc<Counters>,
+}
+
+impl SqliteWriter {
+    /// Opens the writer's own connection (the same options as the pool's)
+    /// and starts its task on the current tokio runtime.
+    pub(crate) async fn start(options: &SqliteConnectOptions) -> Result<Self, StoreError> {
+        let conn = options.connect().await?;
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(conn, queue, Arc::clone(&counters)));
+        Ok(Self { jobs, counters })
+    }
+
+    /// Writes committed so far, and in how many commits.
+    pub(crate) fn counts(&self) -> GroupCommitCounts {
+        GroupCommitCounts {
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            commits: self.counters.commits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records an assertion id (see [`LedgerWrite`]): `true` on first use.
+    pub(crate) async fn ledger(&self, write: LedgerWrite) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Ledger(write, reply)).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Appends an audit record at the chain head.
+    pub(crate) async fn audit(&self, write: AuditWrite) -> Result<Link, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Audit(write, reply)).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Stops the writer after the writes queued before this call.
+    pub(crate) async fn close(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send(Job::Close(reply)).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+
+    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Config("the store is closed".into())
+}
+
+/// The writer task: waits for a write, takes every write queued by then (up
+/// to [`MAX_BATCH`]), commits them together, answers each.
+async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>, counters: Arc<Counters>) {
+    // The chain head as this writer last committed it; `None` when unknown
+    // (at start, or after a failure).
+    let mut head: Option<ChainHead> = None;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut writes = Vec::with_capacity(batch.len());
+        let mut close = None;
+        for job in batch.drain(..) {
+            match job {
+                Job::Close(reply) => close = Some(reply),
+                write => writes.push(write),
+            }
+        }
+        match writes.len() {
+            0 => {}
+            1 => {
+                if let Some(job) = writes.pop() {
+                    write_alone(&mut conn, &mut head, job, &counters).await;
+                }
+            }
+            _ => write_batch(&mut conn, &mut head, writes, &counters).await,
+        }
+        if let Some(reply) = close {
+            queue.close();
+            // Writes queued after the close are refused (their senders see
+            // the reply dropped).
+            while let Ok(job) = queue.try_recv() {
+                drop(job);
+            }
+            let _ = conn.close().await;
+            let _ = reply.send(());
+            return;
+        }
+    }
+    let _ = conn.close().await;
+}
+
+/// One write in its own autocommit statement (or, for an audit record whose
+/// head this writer does not know, a short `BEGIN IMMEDIATE` transaction).
+async fn write_alone(
+    conn: &mut SqliteConnection,
+    head: &mut Option<ChainHead>,
+    job: Job,
+    counters: &Counters,
+) {
+    match job {
+        Job::Ledger(write, reply) => {
+            let written = ledger(conn, &write).await;
+            if written.is_ok() {
+                counters.committed(1);
+            }
+            let _ = reply.send(written);
+        }
+        Job::Audit(write, reply) => {
+            let written = audit_alone(conn, head, &write).await;
+            if written.is_ok() {
+                counters.committed(1);
+            }
+            let _ = reply.send(written);
+        }
+        Job::Close(_) => {}
+    }
+}
+
+async fn ledger(conn: &mut SqliteConnection, write: &LedgerWrite) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(crate::assertions::RECORD_FIRST_USE)
+        .bind(&write.issuer)
+        .bind(&write.jti)
+        .bind(write.until_us)
+        .bind(write.now_us)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(inserted == 1)
+}
+
+async fn audit_alone(
+    conn: &mut SqliteConnection,
+    head: &mut Option<ChainHead>,
+    write: &AuditWrite,
+) -> Result<Link, StoreError> {
+    let row = write.row();
+    if let Some(known) = head.take() {
+        let link = row.link(known)?;
+        // The triggers refuse a record that does not extend the head (another
+        // process appended): then read the head as below.
+        if row.insert(&link).execute(&mut *conn).await.is_ok() {
+            *head = Some((link.0, link.2));
+            return Ok(link);
+        }
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let link = row.link(read_head(&mut tx).await?)?;
+    row.insert(&link).execute(&mut *tx).await?;
+    tx.commit().await?;
+    *head = Some((link.0, link.2));
+    Ok(link)
+}
+
+/// Several writes in one transaction; if anything fails, each is written
+/// alone so that each gets its own outcome.
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    head: &mut Option<ChainHead>,
+    jobs: Vec<Job>,
+    counters: &Counters,
+) {
+    match commit_together(conn, &jobs).await {
+        Ok((done, new_head)) => {
+            counters.committed(jobs.len());
+            if new_head.is_some() {
+                *head = new_head;
+            }
+            for (job, done) in jobs.into_iter().zip(done) {
+                match (job, done) {
+                    (Job::Ledger(_, reply), Done::Ledger(first)) => {
+                        let _ = reply.send(Ok(first));
+                    }
+                    (Job::Audit(_, reply), Done::Audit(link)) => {
+                        let _ = reply.send(Ok(link));
+                    }
+                    // Results are produced in job order, one per job.
+                    _ => {}
+                }
+            }
+        }
+        Err(_) => {
+            *head = None;
+            for job in jobs {
+                write_alone(conn, head, job, counters).await;
+            }
+        }
+    }
+}
+
+async fn commit_together(
+    conn: &mut SqliteConnection,
+    jobs: &[Job],
+) -> Result<(Vec<Done>, Option<ChainHead>), StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut chain: Option<ChainHead> = None;
+    let mut done = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job {
+            Job::Ledger(write, _) => done.push(Done::Ledger(ledger(&mut tx, write).await?)),
+            Job::Audit(write, _) => {
+                let current = match chain {
+                    Some(h) => h,
+                    None => read_head(&mut tx).await?,
+                };
+                let row = write.row();
+                let link = row.link(current)?;
+                row.insert(&link).execute(&mut *tx).await?;
+                chain = Some((link.0, link.2));
+                done.push(Done::Audit(link));
+            }
+            Job::Close(_) => {}
+        }
+    }
+    tx.commit().await?;
+    Ok((done, chain))
+}
