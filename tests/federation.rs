@@ -638,13 +638,36 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
         let result = client.get(&direct).send().await;
         assert!(result.is_err(), "{negative:?} got through: {result:?}");
     }
-    // A national client certificate on the federation listener.
+    // Another country's national client certificate on the federation
+    // listener: refused at the handshake (LU does not trust BE's national CA).
     let national = common::client_with(
         f.pki
             .national_client("BE", NationalClientKind::DoctorSystem),
         f.pki.trust(&Authority::Federation),
     );
     assert!(national.get(&direct).send().await.is_err());
+    // LU's own national system on LU's federation listener: verified against
+    // LU's national CA, then told where it belongs (403 with an
+    // OperationOutcome, on every route) and recorded as a Security Alert;
+    // nothing of the API runs.
+    let misdirected = common::client_with(
+        f.pki.national_client("LU", NationalClientKind::EhrSystem),
+        f.pki.trust(&Authority::Federation),
+    );
+    for path in [direct.clone(), f.lu.federation_url("/healthz")] {
+        let response = misdirected.get(&path).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 403);
+        let outcome: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        assert_eq!(outcome["issue"][0]["code"], "forbidden");
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("national API"),
+            "{outcome}"
+        );
+    }
     // No client certificate at all (the server is verified, the client
     // shows nothing).
     let mut roots = rustls::RootCertStore::empty();
@@ -696,17 +719,18 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
     stale.stop().await;
     // Nothing reached LU's API; each refused connection is a Security Alert
     // AuditEvent in LU's chain (written in the background: the 7 refusals
-    // above), and counted by reason on LU's /metrics.
+    // above and the misdirected national system's connection), and counted
+    // by reason on LU's /metrics.
     let mut audit = f.lu.audit().await;
     for _ in 0..50 {
-        if audit.records >= 7 {
+        if audit.records >= 8 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         audit = f.lu.audit().await;
     }
     assert_eq!(
-        audit.records, 7,
+        audit.records, 8,
         "one security alert per refused connection"
     );
     assert!(audit.first_broken.is_none());
@@ -729,6 +753,12 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
             .unwrap_or(0);
         assert!(count >= 1, "no {reason} refusal counted:\n{metrics}");
     }
+    assert!(
+        metrics.contains(
+            "ehds_tls_handshakes_total{listener=\"federation\",result=\"misdirected-client\"} 1\n"
+        ),
+        "{metrics}"
+    );
     f.be.stop().await;
     f.lu.stop().await;
 }

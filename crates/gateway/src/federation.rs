@@ -146,12 +146,21 @@ impl Federation {
             ca_certs: section.cas.clone(),
             crls: section.crls.clone(),
         };
+        // This country's national CA (the national listener's client CAs)
+        // is admitted on the federation listener only to tell a national
+        // system that calls it by mistake, with a 403 it can read and a
+        // record (`refuse_national_clients`); it is never read as an NCP.
+        let national = &config.raw.server.tls;
         let listener_tls = ReloadableServerTls::load(ServerTlsFiles {
             identity: IdentityFiles {
                 cert_chain: section.certificate.clone(),
                 private_key: section.private_key.clone(),
             },
             trust: trust.clone(),
+            misdirected_clients: Some(TrustFiles {
+                ca_certs: national.client_cas.clone(),
+                crls: national.client_crls.clone(),
+            }),
         })?;
         let client_identity = TlsIdentity::load(&IdentityFiles {
             cert_chain: section.client_certificate.clone(),
@@ -1310,11 +1319,38 @@ pub fn federation_router(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(crate::http::unknown_route)
+        .layer(axum::middleware::from_fn(refuse_national_clients))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::http::observe,
         ))
         .with_state(state)
+}
+
+/// A national system of this country that calls the federation listener
+/// (its certificate verified against the national CA, which the listener
+/// admits for this only: `ServerTlsFiles::misdirected_clients`) gets a 403
+/// on every request, whatever the route, saying where it belongs. Its
+/// connection is on record as a Security Alert AuditEvent (reason
+/// `misdirected_client`, the certificate's fingerprint), written by the
+/// listener's refusal observer (`audit::refusal_observer`).
+async fn refuse_national_clients(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let national = request
+        .extensions()
+        .get::<VerifiedPeer>()
+        .is_some_and(|peer| matches!(peer.identity, PeerIdentity::NationalClient { .. }));
+    if national {
+        return GatewayError::Forbidden(
+            "this is the federation API, for other countries' national contact points; \
+             national systems call the national API"
+                .into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The calling NCP: its verified certificate must identify the NCP the

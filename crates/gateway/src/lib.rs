@@ -88,6 +88,8 @@ impl Gateway {
                 ca_certs: tls.client_cas.clone(),
                 crls: tls.client_crls.clone(),
             },
+            // Only national systems complete a handshake here.
+            misdirected_clients: None,
         })?;
         let loaded = federation::Federation::load(config)?;
         let (federation, federation_tls) = match loaded {

@@ -125,6 +125,12 @@ impl Metrics {
                 "ehds_tls_handshakes_total{{listener=\"{listener}\",result=\"ocsp-refused\"}} {}",
                 counts.ocsp_refused
             );
+            // Counted in "ok" too: served only to be refused request by request.
+            let _ = writeln!(
+                out,
+                "ehds_tls_handshakes_total{{listener=\"{listener}\",result=\"misdirected-client\"}} {}",
+                counts.misdirected_clients
+            );
             for reason in HandshakeRefusal::ALL {
                 let _ = writeln!(
                     out,

@@ -25,6 +25,15 @@ pub enum ListenerKind {
 }
 
 impl ListenerKind {
+    /// The other listener: where a client of this one belongs if it called
+    /// the wrong one.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Federation => Self::National,
+            Self::National => Self::Federation,
+        }
+    }
+
     /// `federation` or `national`, for logs and metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -14,7 +14,14 @@
 //!   EHRs, pharmacies, doctors' systems, the patient portal.
 //!
 //! A certificate from one domain is therefore refused at the handshake on the
-//! other's listener (unknown issuer).
+//! other's listener (unknown issuer), unless the listener names that domain's
+//! CAs as [`ServerTlsFiles::misdirected_clients`] (the gateway does so for
+//! its own national CA on its federation listener): such a certificate is
+//! verified in full like the listener's own clients', then identified as the
+//! other listener's kind (never as this listener's: only a certificate that
+//! verifies against the listener's own CAs alone is), reported as
+//! [`MISDIRECTED_CLIENT`] and served, so that the application can answer a
+//! misconfigured national system with a refusal it can read, and record it.
 //!
 //! # Verification policy (there is no option to weaken any of it)
 //!
@@ -79,8 +86,8 @@ pub use error::TransportError;
 pub use identity::{CertFingerprint, ListenerKind, NationalClientKind, PeerIdentity, VerifiedPeer};
 pub use reload::ReloadableServerTls;
 pub use serve::{
-    ConnectionRefusal, HandshakeRefusal, ListenerCounts, ListenerMetrics, RefusalObserver,
-    ServeOptions, serve, serve_with_options,
+    ConnectionRefusal, HandshakeRefusal, ListenerCounts, ListenerMetrics, MISDIRECTED_CLIENT,
+    RefusalObserver, ServeOptions, serve, serve_with_options,
 };
 pub use trust::{
     ALPN_HTTP11, AnchorSummary, IdentityFiles, ServerTls, ServerTlsFiles, TlsIdentity, TrustFiles,

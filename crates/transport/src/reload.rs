@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 
+use crate::trust::ClientSides;
 use crate::{ServerTls, ServerTlsFiles, TransportError, TrustStore};
 
 /// The current [`ServerConfig`] of a listener and the files it came from.
@@ -25,6 +26,9 @@ pub struct ReloadableServerTls {
 pub(crate) struct Loaded {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) trust: TrustStore,
+    /// With [`ServerTlsFiles::misdirected_clients`]: which side a client
+    /// certificate chains to.
+    pub(crate) sides: Option<ClientSides>,
 }
 
 #[derive(Debug)]
@@ -37,11 +41,15 @@ struct Inner {
 impl ReloadableServerTls {
     /// Loads the configuration from `files` (see [`ServerTls::load`]).
     pub fn load(files: ServerTlsFiles) -> Result<Self, TransportError> {
-        let (config, trust) = ServerTls::load_with_trust(&files)?;
+        let (config, trust, sides) = ServerTls::load_listener(&files)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 files,
-                current: ArcSwap::from_pointee(Loaded { config, trust }),
+                current: ArcSwap::from_pointee(Loaded {
+                    config,
+                    trust,
+                    sides,
+                }),
                 reloads: AtomicU64::new(0),
             }),
         })
@@ -51,9 +59,13 @@ impl ReloadableServerTls {
     /// error the configuration in force stays (nothing half-loaded is ever
     /// used) and the error is returned.
     pub fn reload(&self) -> Result<(), TransportError> {
-        match ServerTls::load_with_trust(&self.inner.files) {
-            Ok((config, trust)) => {
-                self.inner.current.store(Arc::new(Loaded { config, trust }));
+        match ServerTls::load_listener(&self.inner.files) {
+            Ok((config, trust, sides)) => {
+                self.inner.current.store(Arc::new(Loaded {
+                    config,
+                    trust,
+                    sides,
+                }));
                 self.inner.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("TLS configuration reloaded");
                 Ok(())

@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use crate::ocsp::OcspChecker;
+use crate::trust::ClientSide;
 use crate::{ListenerKind, PeerIdentity, ReloadableServerTls, VerifiedPeer};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -124,6 +125,7 @@ pub struct ListenerMetrics {
     handshakes_timed_out: AtomicU64,
     identities_refused: AtomicU64,
     ocsp_refused: AtomicU64,
+    misdirected_clients: AtomicU64,
     refused: [AtomicU64; HandshakeRefusal::ALL.len()],
 }
 
@@ -142,6 +144,11 @@ pub struct ListenerCounts {
     /// Verified certificates refused by OCSP (revoked, or status not
     /// established: fail closed).
     pub ocsp_refused: u64,
+    /// Verified clients of the other listener (see
+    /// [`crate::ServerTlsFiles::misdirected_clients`]): counted in
+    /// `handshakes_ok` too, as their connections are served for the
+    /// application to refuse.
+    pub misdirected_clients: u64,
     refused: [u64; HandshakeRefusal::ALL.len()],
 }
 
@@ -161,6 +168,7 @@ impl ListenerMetrics {
             handshakes_timed_out: self.handshakes_timed_out.load(Ordering::Relaxed),
             identities_refused: self.identities_refused.load(Ordering::Relaxed),
             ocsp_refused: self.ocsp_refused.load(Ordering::Relaxed),
+            misdirected_clients: self.misdirected_clients.load(Ordering::Relaxed),
             refused: std::array::from_fn(|i| {
                 self.refused
                     .get(i)
@@ -179,15 +187,22 @@ pub struct ConnectionRefusal {
     /// The remote address.
     pub remote: std::net::SocketAddr,
     /// Why: a [`HandshakeRefusal`] label, `identity` (a verified
-    /// certificate without the identity the listener requires), or
-    /// `ocsp_revoked` / `ocsp_unknown`.
+    /// certificate without the identity the listener requires),
+    /// `ocsp_revoked` / `ocsp_unknown`, or [`MISDIRECTED_CLIENT`].
     pub reason: &'static str,
     /// The certificate's fingerprint when it was verified but refused.
     pub fingerprint: Option<crate::CertFingerprint>,
 }
 
+/// The [`ConnectionRefusal::reason`] of a verified client of the other
+/// listener ([`crate::ServerTlsFiles::misdirected_clients`]): its connection
+/// is served with the other listener's [`PeerIdentity`] so that the
+/// application refuses each request with an answer.
+pub const MISDIRECTED_CLIENT: &str = "misdirected_client";
+
 /// Called once for every refused connection (not for handshake time-outs),
-/// on the connection's task: it must return at once (spawn any I/O).
+/// and once for every connection of a misdirected client, on the
+/// connection's task: it must return at once (spawn any I/O).
 #[derive(Clone)]
 pub struct RefusalObserver(Arc<dyn Fn(ConnectionRefusal) + Send + Sync>);
 
@@ -361,7 +376,26 @@ pub async fn serve_with_options<S, B>(
             };
             let chain = stream.get_ref().1.peer_certificates();
             let leaf = chain.and_then(|chain| chain.first());
-            let peer = match leaf.map(|der| VerifiedPeer::from_certificate(kind, der)) {
+            // On a listener that admits misdirected clients, whose client is
+            // this? Only a certificate that verifies against this listener's
+            // own CAs is read as this listener's identity.
+            let (peer_kind, misdirected) = match (&loaded.sides, leaf) {
+                (Some(sides), Some(der)) => {
+                    let intermediates = chain.and_then(|c| c.get(1..)).unwrap_or_default();
+                    match sides.side_of(der, intermediates) {
+                        Some(ClientSide::Own) => (kind, false),
+                        Some(ClientSide::Misdirected) => (kind.other(), true),
+                        None => {
+                            metrics.identities_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(listener = kind.as_str(), %remote, "peer certificate verifies on neither side");
+                            tell("identity", Some(crate::CertFingerprint::of(der)));
+                            return;
+                        }
+                    }
+                }
+                _ => (kind, false),
+            };
+            let peer = match leaf.map(|der| VerifiedPeer::from_certificate(peer_kind, der)) {
                 Some(Ok(peer)) => peer,
                 Some(Err(e)) => {
                     metrics.identities_refused.fetch_add(1, Ordering::Relaxed);
@@ -403,6 +437,13 @@ pub async fn serve_with_options<S, B>(
                 }
             }
             metrics.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+            if misdirected {
+                // Served only so that the application can refuse each request
+                // with an answer; on record once per connection.
+                metrics.misdirected_clients.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(listener = kind.as_str(), %remote, fingerprint = %peer.fingerprint, "a client of the other listener connected");
+                tell(MISDIRECTED_CLIENT, Some(peer.fingerprint));
+            }
             tracing::debug!(listener = kind.as_str(), %remote, peer = ?peer.identity, fingerprint = %peer.fingerprint, "peer authenticated");
             let identity: PeerIdentity = peer.identity.clone();
             let hyper_service =

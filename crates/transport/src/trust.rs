@@ -306,6 +306,67 @@ pub struct ServerTlsFiles {
     pub identity: IdentityFiles,
     /// The CAs (and CRLs) whose clients it accepts.
     pub trust: TrustFiles,
+    /// CAs (and CRLs) of clients that belong on another listener (on the
+    /// federation listener: this country's national CA). Their certificates
+    /// are verified exactly like the listener's own clients' (chain,
+    /// validity, EKU, CRL), then identified as the *other* listener's kind,
+    /// never as this listener's, so that the application can refuse them
+    /// with an answer and a record instead of a bare failed handshake.
+    /// `None`: only `trust`'s clients complete a handshake.
+    pub misdirected_clients: Option<TrustFiles>,
+}
+
+/// Which trust a verified client certificate chains to, on a listener with
+/// [`ServerTlsFiles::misdirected_clients`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientSide {
+    /// The listener's own CAs.
+    Own,
+    /// The CAs of clients that belong on the other listener.
+    Misdirected,
+}
+
+/// Tells, after a handshake, which trust a client certificate chains to.
+/// Each side is verified on its own (no name or key shortcut): a certificate
+/// is this listener's client only if it verifies against this listener's
+/// CAs alone.
+#[derive(Clone)]
+pub(crate) struct ClientSides {
+    own: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    misdirected: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for ClientSides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSides")
+    }
+}
+
+impl ClientSides {
+    /// The side `leaf` (with the `intermediates` the client sent) verifies
+    /// on now; `None` if neither (e.g. it expired since the handshake).
+    pub(crate) fn side_of(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Option<ClientSide> {
+        let now = rustls::pki_types::UnixTime::now();
+        if self
+            .own
+            .verify_client_cert(leaf, intermediates, now)
+            .is_ok()
+        {
+            Some(ClientSide::Own)
+        } else if self
+            .misdirected
+            .verify_client_cert(leaf, intermediates, now)
+            .is_ok()
+        {
+            Some(ClientSide::Misdirected)
+        } else {
+            None
+        }
+    }
 }
 
 /// Builds listener TLS configurations.
@@ -318,13 +379,34 @@ impl ServerTls {
         Self::load_with_trust(files).map(|(config, _)| config)
     }
 
-    /// [`ServerTls::load`], also returning the trust store it used.
+    /// [`ServerTls::load`], also returning the trust store it used (with
+    /// [`ServerTlsFiles::misdirected_clients`], the store of both sides).
     pub fn load_with_trust(
         files: &ServerTlsFiles,
     ) -> Result<(Arc<ServerConfig>, TrustStore), TransportError> {
+        Self::load_listener(files).map(|(config, trust, _)| (config, trust))
+    }
+
+    /// [`ServerTls::load_with_trust`], also returning how to tell the sides
+    /// apart when the listener admits misdirected clients.
+    pub(crate) fn load_listener(
+        files: &ServerTlsFiles,
+    ) -> Result<(Arc<ServerConfig>, TrustStore, Option<ClientSides>), TransportError> {
         let identity = TlsIdentity::load(&files.identity)?;
-        let trust = TrustStore::load(&files.trust)?;
-        Ok((Self::build(&identity, &trust)?, trust))
+        let own = TrustStore::load(&files.trust)?;
+        let Some(misdirected_files) = &files.misdirected_clients else {
+            return Ok((Self::build(&identity, &own)?, own, None));
+        };
+        let misdirected = TrustStore::load(misdirected_files)?;
+        let both = TrustStore::load(&TrustFiles {
+            ca_certs: [&files.trust.ca_certs[..], &misdirected_files.ca_certs[..]].concat(),
+            crls: [&files.trust.crls[..], &misdirected_files.crls[..]].concat(),
+        })?;
+        let sides = ClientSides {
+            own: own.client_verifier()?,
+            misdirected: misdirected.client_verifier()?,
+        };
+        Ok((Self::build(&identity, &both)?, both, Some(sides)))
     }
 
     /// The configuration of a mutual-TLS listener: TLS 1.3 only, a client

@@ -122,6 +122,7 @@ fn federation_listener(layout: &DevPkiLayout, cc: &str) -> ServerTlsFiles {
     ServerTlsFiles {
         identity: layout.ncp_server(cc),
         trust: layout.trust(&federation()),
+        misdirected_clients: None,
     }
 }
 
@@ -129,6 +130,7 @@ fn national_listener(layout: &DevPkiLayout, cc: &str) -> ServerTlsFiles {
     ServerTlsFiles {
         identity: layout.national_server(cc),
         trust: layout.trust(&national(cc)),
+        misdirected_clients: None,
     }
 }
 
@@ -426,6 +428,143 @@ async fn a_verified_certificate_without_the_required_identity_is_closed() {
     server.stop().await;
 }
 
+/// A certificate from `ca` with an NCP's subject (`C`, `O`, `CN=ncp-<cc>`,
+/// no OU) and EKU clientAuth: what whoever runs a national CA could issue
+/// to pass for the NCP.
+fn ncp_lookalike(layout: &DevPkiLayout, ca: &Authority, cc: &str) -> IdentityFiles {
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(layout.ca_cert(ca)).unwrap(),
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(layout.ca_key(ca)).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CountryName, cc);
+    params.distinguished_name.push(
+        rcgen::DnType::OrganizationName,
+        format!("EHDS Dev {cc} NCP"),
+    );
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("ncp-{}", cc.to_lowercase()),
+    );
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let dir = layout.dir().join("lookalike");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = IdentityFiles {
+        cert_chain: dir.join("ncp-lookalike.pem"),
+        private_key: dir.join("ncp-lookalike.key.pem"),
+    };
+    std::fs::write(&files.cert_chain, cert.pem()).unwrap();
+    std::fs::write(&files.private_key, key.serialize_pem()).unwrap();
+    files
+}
+
+/// A federation listener that names the country's national CA as
+/// `misdirected_clients`: a national system is verified in full and served
+/// with its national identity (for the application to refuse with an
+/// answer), reported once per connection; a national-CA certificate made to
+/// look like the NCP is never read as the NCP; the NCP itself is unchanged;
+/// revoked national certificates and other countries' national CAs still
+/// fail the handshake.
+#[tokio::test]
+async fn national_clients_on_the_federation_listener_are_identified_as_national() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observer = {
+        let told = Arc::clone(&told);
+        ehds_transport::RefusalObserver::new(move |refusal| told.lock().unwrap().push(refusal))
+    };
+    let mut files = federation_listener(layout, "BE");
+    files.misdirected_clients = Some(layout.trust(&national("BE")));
+    let server = Server::start_with(
+        files,
+        ListenerKind::Federation,
+        ServeOptions {
+            on_refusal: Some(observer),
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+
+    let ncp = layout.ncp_client("LU");
+    let body = whoami(&connector(layout, &ncp, &federation()), server.addr)
+        .await
+        .unwrap();
+    let expected = PeerIdentity::FederationNcp {
+        country: "LU".into(),
+        ncp_id: "ncp-lu".into(),
+    };
+    assert_eq!(body, format!("{expected:?} {}", fingerprint(&ncp)));
+
+    let doctor = layout.national_client("BE", NationalClientKind::DoctorSystem);
+    let body = whoami(&connector(layout, &doctor, &federation()), server.addr)
+        .await
+        .unwrap();
+    let expected = PeerIdentity::NationalClient {
+        country: "BE".into(),
+        organisation: "EHDS Dev BE doctor-system".into(),
+        kind: NationalClientKind::DoctorSystem,
+        client_id: "doctor-system-1.be".into(),
+    };
+    assert_eq!(body, format!("{expected:?} {}", fingerprint(&doctor)));
+    let counts = server.metrics.counts();
+    assert_eq!(
+        (counts.handshakes_ok, counts.misdirected_clients),
+        (2, 1),
+        "{counts:?}"
+    );
+    {
+        let told = told.lock().unwrap();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].reason, ehds_transport::MISDIRECTED_CLIENT);
+        assert_eq!(told[0].fingerprint, Some(fingerprint(&doctor)));
+    }
+
+    // Issued by the national CA with the NCP's subject: read as a national
+    // client (it has no OU, so no client kind) and closed, never the NCP.
+    let lookalike = ncp_lookalike(layout, &national("BE"), "BE");
+    let outcome = whoami(&connector(layout, &lookalike, &federation()), server.addr).await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(server.metrics.counts().identities_refused, 1);
+    // The same subject from the federation CA is the NCP (the control).
+    let genuine = ncp_lookalike(layout, &federation(), "BE");
+    let body = whoami(&connector(layout, &genuine, &federation()), server.addr)
+        .await
+        .unwrap();
+    assert!(body.starts_with("FederationNcp"), "{body}");
+
+    let fed = federation();
+    assert_refused(
+        &server,
+        &connector(
+            layout,
+            &layout.negative("BE", Negative::NationalClientRevoked),
+            &fed,
+        ),
+        "revoked national client",
+        HandshakeRefusal::Revoked,
+    )
+    .await;
+    assert_refused(
+        &server,
+        &connector(
+            layout,
+            &layout.national_client("LU", NationalClientKind::Pharmacy),
+            &fed,
+        ),
+        "another country's national client",
+        HandshakeRefusal::UnknownIssuer,
+    )
+    .await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
     let pki = pki();
@@ -460,6 +599,7 @@ async fn a_stale_crl_fails_closed() {
             ca_certs: vec![layout.ca_cert(&federation())],
             crls: vec![layout.stale_crl(&federation())],
         },
+        misdirected_clients: None,
     };
     let server = Server::start(files, ListenerKind::Federation).await;
     let connector = connector(layout, &layout.ncp_client("LU"), &federation());
@@ -558,6 +698,7 @@ async fn of_several_crls_of_a_ca_the_newest_counts_whatever_the_order() {
                 ca_certs: vec![layout.ca_cert(&federation())],
                 crls,
             },
+            misdirected_clients: None,
         };
         let server = Server::start(files, ListenerKind::Federation).await;
         let connector = connector(layout, &client, &federation());
@@ -829,6 +970,7 @@ async fn the_federation_client_refuses_a_revoked_server_certificate() {
     let files = ServerTlsFiles {
         identity: layout.negative("LU", Negative::NcpServerRevoked),
         trust: layout.trust(&federation()),
+        misdirected_clients: None,
     };
     let server = Server::start(files, ListenerKind::Federation).await;
     let identity = TlsIdentity::load(&layout.ncp_client("BE")).unwrap();

@@ -146,6 +146,7 @@ async fn server(layout: &DevPkiLayout, ocsp: OcspChecker) -> Server {
     let tls = ReloadableServerTls::load(ServerTlsFiles {
         identity: layout.ncp_server("BE"),
         trust: layout.trust(&Authority::Federation),
+        misdirected_clients: None,
     })
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
