@@ -40,20 +40,26 @@
 //! content models, rule dated 2025-06-16), duplicate `id` warnings and the
 //! mixed-language warning.
 //!
-//! Work is linear in the input and allocation-free for an acceptable div
-//! (apart from the element stack): one pass of a purpose-built scanner over
-//! the bytes (memchr jumps over text runs, tags and attribute values; names
-//! and values are borrowed slices; references in an attribute value are
-//! decoded only where a check reads the value: `xmlns`, URL attributes and
-//! `style`), `match` lookups for the permitted names, a hash set for
-//! attribute uniqueness only past eight attributes and a hash map for
-//! namespace prefixes only once one is declared; no recursion. The scanner
-//! tokenizes exactly as quick-xml 0.42 did before it (kept in test builds as
-//! `reference`, compared on every div of the repository and on mutated
-//! divs in `differential`), so findings, their order and their byte offsets
-//! are unchanged. At most [`MAX_FINDINGS`] findings are kept (identical
-//! messages once); past that one information finding says how many were
-//! left out.
+//! Work is linear in the input, with no recursion and, for an acceptable
+//! div, no allocation beyond the element stack and two buffers kept for
+//! their capacity. One pass of a purpose-built scanner reads the bytes:
+//! memchr jumps over text runs and attribute values, a byte-class table
+//! reads names and whitespace, a start tag of the usual shape (`<name
+//! a="v" ...>`) is read in one go, and `</name>` closing the innermost
+//! element is recognised by comparing bytes. Names and values are borrowed
+//! slices; references in an attribute value are decoded only where a check
+//! reads the value (`xmlns`, URL attributes, `style`). Permitted names are
+//! looked up with `match`; attribute uniqueness uses a hash set only past
+//! eight attributes, namespace prefixes a hash map only once one is
+//! declared. Any other shape of markup is read the way quick-xml 0.42 read
+//! it before the scanner replaced it (the old checker is kept in test
+//! builds as `reference`, and `differential` compares the two on every div
+//! of the repository, on hand-written cases and on seeded mutations), so
+//! findings, their order and their byte offsets are unchanged, except that
+//! a malformed end tag is no longer echoed (it could hold text or values)
+//! and an element left open after a byte order mark is named correctly.
+//! At most [`MAX_FINDINGS`] findings are kept (identical messages once);
+//! past that one information finding says how many were left out.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -596,6 +602,220 @@ fn slice(s: &str, start: usize, end: usize) -> &str {
     s.get(start..end).unwrap_or_default()
 }
 
+/// An element's attributes, eight inline.
+type Attributes<'s> = SmallVec<[Attribute<'s>; LINEAR_UNIQUENESS]>;
+
+/// Byte class: may continue an XML name (`NameChar`; exact for ASCII, any
+/// byte of a non-ASCII character).
+const NAME_CHAR: u8 = 1;
+/// Byte class: may start an XML name (`NameStartChar`, likewise).
+const NAME_START: u8 = 2;
+/// Byte class: XML whitespace.
+const SPACE: u8 = 4;
+/// Byte class: ends a run of text (`<`, `&`).
+const TEXT_END: u8 = 8;
+/// Byte class: an ASCII character [`is_url_char`] allows.
+const URL_CHAR: u8 = 64;
+
+/// The class bits of every byte, for the scanner's byte loops.
+static CLASSES: [u8; 256] = classes();
+
+#[allow(clippy::indexing_slicing)] // `i < 256`, evaluated at compile time
+const fn classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut class = 0;
+        if b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80 {
+            class |= NAME_START | NAME_CHAR;
+        } else if b.is_ascii_digit() || b == b'-' || b == b'.' {
+            class |= NAME_CHAR;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            class |= SPACE;
+        }
+        if b == b'<' || b == b'&' {
+            class |= TEXT_END;
+        }
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b';' | b'?'
+                    | b':'
+                    | b'@'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b'.'
+                    | b','
+                    | b'/'
+                    | b'%'
+                    | b'-'
+                    | b'_'
+                    | b'~'
+                    | b'#'
+                    | b'['
+                    | b']'
+                    | b'!'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'|'
+            )
+        {
+            class |= URL_CHAR;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+}
+
+/// The class bits of `b`.
+fn class(b: u8) -> u8 {
+    CLASSES.get(usize::from(b)).copied().unwrap_or(0)
+}
+
+/// The class bits of the byte at `i`; `None` past the end.
+fn class_at(bytes: &[u8], i: usize) -> Option<u8> {
+    bytes.get(i).map(|&b| class(b))
+}
+
+/// The first index at or after `from` whose byte has none of `bits`;
+/// `None` when the div ends first.
+fn skip_class(bytes: &[u8], from: usize, bits: u8) -> Option<usize> {
+    let length = bytes
+        .get(from..)?
+        .iter()
+        .position(|&b| class(b) & bits == 0)?;
+    Some(from.saturating_add(length))
+}
+
+/// Where the text starting at `from` ends (the next `<` or `&`, or the end
+/// of the div), and whether it has a `]`.
+fn text_run(bytes: &[u8], from: usize) -> (usize, bool) {
+    // Between tags there is often no text at all.
+    if class_at(bytes, from).is_none_or(|class| class & TEXT_END != 0) {
+        return (from, false);
+    }
+    let mut bracket = false;
+    let mut at = from;
+    loop {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let Some(found) = memchr3(b'<', b'&', b']', rest) else {
+            return (bytes.len(), bracket);
+        };
+        at = at.saturating_add(found);
+        if bytes.get(at) != Some(&b']') {
+            return (at, bracket);
+        }
+        bracket = true;
+        at = at.saturating_add(1);
+    }
+}
+
+/// A start tag of the plain shape, read in one pass.
+#[derive(Debug)]
+struct PlainStartTag<'s> {
+    name: &'s str,
+    empty: bool,
+    /// Where the text after the tag starts.
+    next: usize,
+}
+
+/// Reads the start tag at `lt` in one pass when it has the plain shape:
+/// `<` name, then up to eight distinct attributes each after whitespace,
+/// `name S? = S? "value"` (or single quotes) with no `<` and only good
+/// references in the value, then `S? />` or `S? >`; names of name
+/// characters starting with a name start character. Such a tag reads the
+/// same as [`Checker::start`] reads it (its `>` is the first outside
+/// quotes), without the findings that only malformed tags have; any other
+/// shape is `None` and left to `start`.
+fn plain_start_tag<'s>(
+    src: &'s str,
+    lt: usize,
+    attributes: &mut Vec<Attribute<'s>>,
+) -> Option<PlainStartTag<'s>> {
+    let bytes = src.as_bytes();
+    let name_start = lt.saturating_add(1);
+    if class_at(bytes, name_start)? & NAME_START == 0 {
+        return None;
+    }
+    let mut at = skip_class(bytes, name_start.saturating_add(1), NAME_CHAR)?;
+    let name = slice(src, name_start, at);
+    attributes.clear();
+    loop {
+        match *bytes.get(at)? {
+            b'>' => {
+                return Some(PlainStartTag {
+                    name,
+                    empty: false,
+                    next: at.saturating_add(1),
+                });
+            }
+            b'/' => {
+                return (*bytes.get(at.saturating_add(1))? == b'>').then_some(PlainStartTag {
+                    name,
+                    empty: true,
+                    next: at.saturating_add(2),
+                });
+            }
+            b if is_whitespace(b) => {}
+            _ => return None,
+        }
+        at = skip_class(bytes, at, SPACE)?;
+        let key_start = at;
+        match class_at(bytes, at)? {
+            class if class & NAME_START != 0 => {}
+            // `>` or `/` after whitespace: read at the top of the loop.
+            _ if matches!(bytes.get(at), Some(b'>' | b'/')) => continue,
+            _ => return None,
+        }
+        at = skip_class(bytes, at.saturating_add(1), NAME_CHAR)?;
+        let key = slice(src, key_start, at);
+        at = skip_class(bytes, at, SPACE)?;
+        if *bytes.get(at)? != b'=' {
+            return None;
+        }
+        at = skip_class(bytes, at.saturating_add(1), SPACE)?;
+        let quote = *bytes.get(at)?;
+        if quote != b'"' && quote != b'\'' {
+            return None;
+        }
+        let value_start = at.saturating_add(1);
+        let mut has_references = false;
+        at = value_start;
+        loop {
+            at = at.saturating_add(memchr3(quote, b'<', b'&', bytes.get(at..)?)?);
+            match *bytes.get(at)? {
+                b'<' => return None,
+                b'&' => has_references = true,
+                _ => break,
+            }
+            at = at.saturating_add(1);
+        }
+        let raw = slice(src, value_start, at);
+        at = at.saturating_add(1);
+        if attributes.len() >= LINEAR_UNIQUENESS
+            || attributes
+                .iter()
+                .any(|seen: &Attribute<'_>| seen.key == key)
+            || (has_references && check_references(raw).is_err())
+        {
+            return None;
+        }
+        attributes.push(Attribute {
+            key,
+            raw,
+            has_references,
+            references_ok: true,
+        });
+    }
+}
+
 #[derive(Debug)]
 struct Checker<'s> {
     findings: Vec<NarrativeFinding>,
@@ -611,6 +831,11 @@ struct Checker<'s> {
     /// How many `p` elements are open.
     open_paragraphs: usize,
     has_content: bool,
+    /// The `style` value being checked, normalized (kept for its capacity).
+    css: Vec<u8>,
+    /// The attributes of the plain start tag being checked (kept for its
+    /// capacity).
+    plain_attributes: Vec<Attribute<'s>>,
 }
 
 impl Default for Checker<'_> {
@@ -625,6 +850,8 @@ impl Default for Checker<'_> {
             bindings: HashMap::new(),
             open_paragraphs: 0,
             has_content: false,
+            css: Vec::new(),
+            plain_attributes: Vec::new(),
         }
     }
 }
@@ -700,10 +927,8 @@ impl<'s> Checker<'s> {
         let bytes = src.as_bytes();
         let mut at = 0usize;
         loop {
-            let rest = bytes.get(at..).unwrap_or_default();
-            let found = memchr2(b'<', b'&', rest);
-            let run_end = found.map_or(bytes.len(), |i| at.saturating_add(i));
-            if run_end > at && self.text(slice(src, at, run_end), at) == Flow::Stop {
+            let (run_end, bracket) = text_run(bytes, at);
+            if run_end > at && self.text(slice(src, at, run_end), bracket, at) == Flow::Stop {
                 return false;
             }
             let next = match bytes.get(run_end) {
@@ -774,6 +999,17 @@ impl<'s> Checker<'s> {
             Some(b'!') => self.bang(src, lt, tail),
             Some(b'?') => self.question_mark(lt, tail),
             Some(b'/') => {
+                // `</name>` closing the innermost element: nothing to read.
+                if let Some(open) = self.stack.last() {
+                    let name_end = open.name.len().saturating_add(2);
+                    if tail.get(2..name_end) == Some(open.name.as_bytes())
+                        && tail.get(name_end) == Some(&b'>')
+                        && let Some(open) = self.stack.pop()
+                    {
+                        self.close_innermost(&open);
+                        return Some(lt.saturating_add(name_end).saturating_add(1));
+                    }
+                }
                 let gt = self.tag_end(lt, tail)?;
                 // `</`, the name, optional whitespace (XML 1.0 §3.1 `ETag`).
                 let inner = slice(src, lt.saturating_add(2), gt);
@@ -787,6 +1023,18 @@ impl<'s> Checker<'s> {
                 }
             }
             Some(_) => {
+                // The attributes of plain tags go to a buffer kept for its
+                // capacity.
+                let mut attributes = std::mem::take(&mut self.plain_attributes);
+                let read = plain_start_tag(src, lt, &mut attributes)
+                    .map(|tag| (self.plain_start(&tag, &attributes, lt), tag.next));
+                self.plain_attributes = attributes;
+                if let Some((flow, next)) = read {
+                    return match flow {
+                        Flow::Continue => Some(next),
+                        Flow::Stop => None,
+                    };
+                }
                 let gt = self.tag_end(lt, tail)?;
                 let inner = slice(src, lt.saturating_add(1), gt);
                 let (content, empty) = match inner.strip_suffix('/') {
@@ -932,9 +1180,9 @@ impl<'s> Checker<'s> {
         Some(lt.saturating_add(end).saturating_add(1))
     }
 
-    /// A start tag at `at`; `content` is what lies between `<` and `>` or
-    /// `/>`.
-    fn start(&mut self, content: &'s str, empty: bool, at: usize) -> Flow {
+    /// Whether an element may start at `at`: not after the root, not
+    /// deeper than [`MAX_DEPTH`]; `Some(is_root)` when it may.
+    fn may_open(&mut self, at: usize) -> Option<bool> {
         let is_root = match self.phase {
             Phase::Before => true,
             Phase::Inside => false,
@@ -944,7 +1192,7 @@ impl<'s> Checker<'s> {
                         .to_owned(),
                     at,
                 );
-                return Flow::Stop;
+                return None;
             }
         };
         if self.stack.len() >= MAX_DEPTH {
@@ -952,8 +1200,31 @@ impl<'s> Checker<'s> {
                 format!("elements are nested deeper than {MAX_DEPTH} levels; the rest of the div was not checked"),
                 at,
             );
-            return Flow::Stop;
+            return None;
         }
+        Some(is_root)
+    }
+
+    /// A start tag at `at` read by [`plain_start_tag`].
+    fn plain_start(
+        &mut self,
+        tag: &PlainStartTag<'s>,
+        attributes: &[Attribute<'s>],
+        at: usize,
+    ) -> Flow {
+        let Some(is_root) = self.may_open(at) else {
+            return Flow::Stop;
+        };
+        self.start_element(tag.name, attributes, tag.empty, is_root, at)
+    }
+
+    /// A start tag at `at` of any shape; `content` is what lies between `<`
+    /// and `>` or `/>`. Reports what is malformed in the order quick-xml's
+    /// tokenizer and the old checker met it.
+    fn start(&mut self, content: &'s str, empty: bool, at: usize) -> Flow {
+        let Some(is_root) = self.may_open(at) else {
+            return Flow::Stop;
+        };
         let name_len = content
             .bytes()
             .position(is_whitespace)
@@ -967,7 +1238,7 @@ impl<'s> Checker<'s> {
 
         // Attributes: syntax, uniqueness, references. A value whose
         // references are bad skips the value checks.
-        let mut attributes: SmallVec<[Attribute<'s>; LINEAR_UNIQUENESS]> = SmallVec::new();
+        let mut attributes: Attributes<'s> = SmallVec::new();
         let mut names: Option<HashSet<&'s str>> = None;
         let mut syntax = AttributeSyntax {
             content,
@@ -1032,13 +1303,26 @@ impl<'s> Checker<'s> {
             }
             attributes.push(attribute);
         }
+        self.start_element(raw_name, &attributes, empty, is_root, at)
+    }
 
+    /// The checks of an element whose name and attributes are well-formed
+    /// (references in values may be bad), then opens it.
+    fn start_element(
+        &mut self,
+        raw_name: &'s str,
+        attributes: &[Attribute<'s>],
+        empty: bool,
+        is_root: bool,
+        at: usize,
+    ) -> Flow {
+        let shown = Shown(raw_name);
         // Namespaces.
         let parent_default = self.stack.last().is_some_and(|open| open.default_xhtml);
         let mut default_xhtml = parent_default;
         let mut xmlns: Option<bool> = None;
         let declared_before = self.declared.len();
-        for attribute in &attributes {
+        for attribute in attributes {
             if attribute.key == "xmlns" {
                 let is_xhtml = attribute.value() == XHTML_NS;
                 xmlns = Some(is_xhtml);
@@ -1061,8 +1345,11 @@ impl<'s> Checker<'s> {
             }
         }
         let declared = self.declared.len().saturating_sub(declared_before);
-        let (prefix, local) = match raw_name.split_once(':') {
-            Some((prefix, local)) => (Some(prefix), local),
+        let (prefix, local) = match raw_name.bytes().position(|b| b == b':') {
+            Some(colon) => (
+                Some(slice(raw_name, 0, colon)),
+                slice(raw_name, colon.saturating_add(1), raw_name.len()),
+            ),
             None => (None, raw_name),
         };
         if prefix.is_some_and(str::is_empty) || local.is_empty() || local.contains(':') {
@@ -1127,7 +1414,7 @@ impl<'s> Checker<'s> {
         }
 
         // txt-1: attributes.
-        for attribute in &attributes {
+        for attribute in attributes {
             self.attribute(local, shown, attribute, at);
         }
 
@@ -1156,13 +1443,14 @@ impl<'s> Checker<'s> {
         Flow::Continue
     }
 
+    /// The txt-1 checks of one attribute of `element`.
     fn attribute(&mut self, element: &str, shown: Shown<'_>, attribute: &Attribute<'_>, at: usize) {
         let key = attribute.key;
         let shown_key = Shown(key);
-        let permitted = key == "xmlns"
-            || key.starts_with("xmlns:")
-            || is_permitted_attribute(key)
-            || is_permitted_element_attribute(element, key);
+        let permitted = is_permitted_attribute(key)
+            || is_permitted_element_attribute(element, key)
+            || key == "xmlns"
+            || key.starts_with("xmlns:");
         if !permitted {
             if key == "xml:space" {
                 self.txt1(
@@ -1237,7 +1525,12 @@ impl<'s> Checker<'s> {
                 }
                 return;
             }
-            if !value.chars().all(is_url_char) {
+            let url_chars = if value.is_ascii() {
+                value.bytes().all(|b| class(b) & URL_CHAR != 0)
+            } else {
+                value.chars().all(is_url_char)
+            };
+            if !url_chars {
                 self.txt1(
                     Severity::Error,
                     format!("<{shown}> {key} contains characters not allowed in a URL (escape them with %)"),
@@ -1255,27 +1548,23 @@ impl<'s> Checker<'s> {
     }
 
     fn style(&mut self, shown: Shown<'_>, value: &str, at: usize) {
-        const ACTIVE: &[&str] = &[
-            "expression(",
-            "javascript:",
-            "vbscript:",
-            "-moz-binding",
-            "behavior:",
-        ];
-        let css = normalize_css(value);
-        if ACTIVE.iter().any(|needle| css.contains(needle)) {
+        let mut css = std::mem::take(&mut self.css);
+        css_for_matching(value, &mut css);
+        let found = CssFound::in_css(&css);
+        self.css = css;
+        if found.active {
             self.txt1(
                 Severity::Error,
                 format!("style attribute on <{shown}> contains active CSS (expression(), script URLs, bindings or behaviors)"),
                 at,
             );
-        } else if css.contains("url(") || css.contains("@import") {
+        } else if found.external {
             self.txt1(
                 Severity::Warning,
                 format!("style attribute on <{shown}> loads an external resource; narrative styles SHOULD be internally contained"),
                 at,
             );
-        } else if css.contains('\\') {
+        } else if found.escape {
             self.txt1(
                 Severity::Warning,
                 format!("style attribute on <{shown}> uses CSS escapes, which this check cannot see through"),
@@ -1289,9 +1578,8 @@ impl<'s> Checker<'s> {
     /// named in a message only when it is a name: `</` in text, or an end
     /// tag with attributes, would otherwise echo text or values.
     fn end(&mut self, name: &str, at: usize) -> Flow {
-        let named = is_name(name);
         let Some(open) = self.stack.pop() else {
-            let message = if named {
+            let message = if is_name(name) {
                 format!(
                     "not well-formed XML: end tag </{}> has no start tag",
                     Shown(name)
@@ -1303,7 +1591,7 @@ impl<'s> Checker<'s> {
             return Flow::Stop;
         };
         if open.name != name {
-            let message = if named {
+            let message = if is_name(name) {
                 format!(
                     "not well-formed XML: end tag </{}> does not match start tag <{}>",
                     Shown(name),
@@ -1318,11 +1606,16 @@ impl<'s> Checker<'s> {
             self.xhtml(message, at);
             return Flow::Stop;
         }
+        self.close_innermost(&open);
+        Flow::Continue
+    }
+
+    /// `open`, just taken off the stack, is closed by its end tag.
+    fn close_innermost(&mut self, open: &Open<'s>) {
         if open.is_p {
             self.open_paragraphs = self.open_paragraphs.saturating_sub(1);
         }
-        self.close(&open);
-        Flow::Continue
+        self.close(open);
     }
 
     /// Unbinds what `open` declared; after the root, the phase moves on.
@@ -1339,7 +1632,8 @@ impl<'s> Checker<'s> {
         }
     }
 
-    fn text(&mut self, text: &str, at: usize) -> Flow {
+    /// A run of text at `at`; `bracket` when it has a `]`.
+    fn text(&mut self, text: &str, bracket: bool, at: usize) -> Flow {
         if self.phase != Phase::Inside {
             if has_non_space(text) {
                 self.xhtml("text outside the root <div> is not allowed".to_owned(), at);
@@ -1347,7 +1641,7 @@ impl<'s> Checker<'s> {
             }
             return Flow::Continue;
         }
-        if memchr(b']', text.as_bytes()).is_some() && text.contains("]]>") {
+        if bracket && text.contains("]]>") {
             self.xhtml("']]>' is not allowed in text (write ]]&gt;)".to_owned(), at);
         }
         if !self.has_content && has_non_space(text) {
@@ -1506,12 +1800,11 @@ fn subset_markup_skip(markup: &[u8]) -> Option<usize> {
 /// The first character that is not an XML 1.0 §2.2 `Char`. In a Rust
 /// string (no surrogates) only the C0 controls other than tab, line feed and
 /// carriage return, and U+FFFE / U+FFFF (`EF BF BE`, `EF BF BF`), are
-/// excluded: eight bytes at a time are tested for a byte below 0x20 or an
-/// 0xEF, and only such words are looked at byte by byte.
+/// excluded: 32 bytes at a time are tested (as four words) for a byte below
+/// 0x20 or a non-ASCII byte, and only such blocks are looked at byte by
+/// byte.
 fn first_non_xml_char(div: &str) -> Option<(usize, char)> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const EF: u64 = u64::from_ne_bytes([0xEF; 8]);
+    const BLOCK: usize = 32;
     let bytes = div.as_bytes();
     let suspect_at = |i: usize| -> bool {
         match bytes.get(i) {
@@ -1523,28 +1816,36 @@ fn first_non_xml_char(div: &str) -> Option<(usize, char)> {
             _ => false,
         }
     };
-    let mut chunks = bytes.chunks_exact(8);
+    let first_in = |from: usize, to: usize| (from..to).find(|&i| suspect_at(i));
+    let mut blocks = bytes.chunks_exact(BLOCK);
     let mut base = 0usize;
-    let mut found = None;
-    for chunk in chunks.by_ref() {
-        let word = u64::from_ne_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
-        // Some byte below 0x20, or equal to 0xEF (a zero byte of word ^ EF):
-        // the classic "has less than" test, exact as a yes/no answer.
-        let below = word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word & HIGHS;
-        let ef = word ^ EF;
-        let is_ef = ef.wrapping_sub(ONES) & !ef & HIGHS;
-        if (below | is_ef) != 0
-            && let Some(i) = (base..base.saturating_add(8)).find(|&i| suspect_at(i))
+    for block in blocks.by_ref() {
+        if may_hold_non_xml(block)
+            && let Some(i) = first_in(base, base.saturating_add(BLOCK))
         {
-            found = Some(i);
-            break;
+            return non_xml_char_at(div, i);
         }
-        base = base.saturating_add(8);
+        base = base.saturating_add(BLOCK);
     }
-    let offset = match found {
-        Some(offset) => offset,
-        None => (base..bytes.len()).find(|&i| suspect_at(i))?,
-    };
+    let i = first_in(base, bytes.len())?;
+    non_xml_char_at(div, i)
+}
+
+/// Whether some byte of `block` is below 0x20 or not ASCII, eight bytes at
+/// a time (the classic "has less than" test, exact as a yes/no answer).
+fn may_hold_non_xml(block: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut flags = 0u64;
+    for word in block.chunks_exact(8) {
+        let word = u64::from_ne_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
+        flags |= (word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word) | word;
+    }
+    flags & HIGHS != 0
+}
+
+/// The character at `offset`, which is not an XML character.
+fn non_xml_char_at(div: &str, offset: usize) -> Option<(usize, char)> {
     let found = div.get(offset..)?.chars().next()?;
     debug_assert!(!is_xml_char(found));
     Some((offset, found))
@@ -1656,16 +1957,21 @@ enum Scheme {
 /// The scheme of a URL, read the way browsers do (WHATWG URL): leading and
 /// trailing C0 controls and spaces are ignored, tabs and newlines anywhere
 /// are removed, case is ignored. `None` for a relative reference.
+///
+/// Read by bytes: the characters trimmed and the characters of a scheme are
+/// ASCII, and any other character (a byte above 0x7F) ends the reading with
+/// `None`; trailing characters only matter after a `:` has been read.
 fn url_scheme(value: &str) -> Option<Scheme> {
     const LONGEST: usize = "javascript".len();
-    let trimmed = value.trim_matches(|c: char| c <= ' ');
+    let bytes = value.as_bytes();
+    let start = bytes.iter().position(|&b| b > b' ')?;
     let mut scheme = [0u8; LONGEST];
     let mut len = 0usize;
-    for c in trimmed.chars() {
-        match c {
-            '\t' | '\n' | '\r' => {}
-            ':' => {
-                if !scheme.first().is_some_and(u8::is_ascii_alphabetic) || len == 0 {
+    for &b in bytes.get(start..).unwrap_or_default() {
+        match b {
+            b'\t' | b'\n' | b'\r' => {}
+            b':' => {
+                if len == 0 || !scheme.first().is_some_and(u8::is_ascii_alphabetic) {
                     return None;
                 }
                 return Some(match scheme.get(..len) {
@@ -1675,9 +1981,9 @@ fn url_scheme(value: &str) -> Option<Scheme> {
                     _ => Scheme::Other,
                 });
             }
-            c if c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.') => {
+            b if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') => {
                 if let Some(slot) = scheme.get_mut(len) {
-                    *slot = c.to_ascii_lowercase() as u8;
+                    *slot = b.to_ascii_lowercase();
                 }
                 len = len.saturating_add(1);
             }
@@ -1799,6 +2105,70 @@ fn is_media_type(media_type: &str) -> bool {
     kind_ok && subtype_ok && parameter_ok
 }
 
+/// CSS for pattern matching into `out`: comments and whitespace removed,
+/// lower case ([`normalize_css`], without allocating for ASCII).
+fn css_for_matching(css: &str, out: &mut Vec<u8>) {
+    out.clear();
+    if !css.is_ascii() {
+        out.extend_from_slice(normalize_css(css).as_bytes());
+        return;
+    }
+    let bytes = css.as_bytes();
+    let mut in_comment = false;
+    let mut at = 0usize;
+    while let Some(&b) = bytes.get(at) {
+        let next = bytes.get(at.saturating_add(1)).copied();
+        if !in_comment && b == b'/' && next == Some(b'*') {
+            in_comment = true;
+            at = at.saturating_add(2);
+            continue;
+        }
+        if in_comment && b == b'*' && next == Some(b'/') {
+            in_comment = false;
+            at = at.saturating_add(2);
+            continue;
+        }
+        // `char::is_whitespace` on ASCII.
+        if !in_comment && !matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+            out.push(b.to_ascii_lowercase());
+        }
+        at = at.saturating_add(1);
+    }
+}
+
+/// What a normalized `style` value holds (one pass over it).
+#[derive(Debug, Default)]
+struct CssFound {
+    /// `expression(`, `javascript:`, `vbscript:`, `-moz-binding` or
+    /// `behavior:`: active CSS.
+    active: bool,
+    /// `url(` or `@import`: an external resource.
+    external: bool,
+    /// `\`: a CSS escape.
+    escape: bool,
+}
+
+impl CssFound {
+    fn in_css(css: &[u8]) -> Self {
+        let mut found = Self::default();
+        for (i, &b) in css.iter().enumerate() {
+            let rest = css.get(i..).unwrap_or_default();
+            match b {
+                b'e' if rest.starts_with(b"expression(") => found.active = true,
+                b'j' if rest.starts_with(b"javascript:") => found.active = true,
+                b'v' if rest.starts_with(b"vbscript:") => found.active = true,
+                b'-' if rest.starts_with(b"-moz-binding") => found.active = true,
+                b'b' if rest.starts_with(b"behavior:") => found.active = true,
+                b'u' if rest.starts_with(b"url(") => found.external = true,
+                b'@' if rest.starts_with(b"@import") => found.external = true,
+                b'\\' => found.escape = true,
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
 /// CSS for pattern matching: comments and whitespace removed, lower case.
 fn normalize_css(css: &str) -> String {
     let mut out = String::with_capacity(css.len());
@@ -1865,6 +2235,10 @@ mod tests {
             "DIV",
             "img ",
             "td2",
+            "blockquote-too-long",
+            "\u{0}",
+            "a\u{0}",
+            "\u{FFFF}",
         ];
         names.extend(PERMITTED_ELEMENTS);
         names.extend(PERMITTED_ATTRIBUTES);
@@ -1872,6 +2246,9 @@ mod tests {
         for (element, attribute) in PERMITTED_ELEMENT_ATTRIBUTES {
             names.push(element);
             names.push(attribute);
+        }
+        for b in 0..=127u8 {
+            assert_eq!(class(b) & URL_CHAR != 0, is_url_char(char::from(b)), "{b}");
         }
         for name in &names {
             assert_eq!(

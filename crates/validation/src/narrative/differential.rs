@@ -486,3 +486,152 @@ fn the_scanner_agrees_with_quick_xml_on_mutated_divs() {
             .join("\n")
     );
 }
+
+/// Pieces of URL values: schemes hidden by case, controls, references and
+/// whitespace; data: URLs; characters Java refuses.
+const URL_PIECES: &[&str] = &[
+    "data:text/html,x",
+    "data:image/png;base64,AAAA",
+    "data:image/png,a,b",
+    "data:image/gif,x",
+    "javascript:",
+    "JaVa",
+    "script",
+    "vbscript:",
+    "data:",
+    "DATA:",
+    ":",
+    "&#9;",
+    "&#x0A;",
+    "&#13;",
+    "&#1;",
+    " ",
+    "\t",
+    "image/png",
+    "image/svg+xml",
+    "text/html",
+    ";base64",
+    ";charset=utf-8",
+    ",",
+    "AAAA",
+    "iVBORw0KGgo=",
+    "=",
+    "==",
+    "http://x.example/",
+    "#",
+    "a",
+    "1",
+    "+",
+    ".",
+    "-",
+    "é",
+    "%20",
+    "|",
+    "^",
+    "`",
+    "{",
+    "&amp;",
+    "&lt;",
+    "&quot;",
+    "/",
+    "?",
+    "urn:uuid:",
+    "mailto:",
+];
+
+/// Pieces of style values: active CSS, external resources and escapes,
+/// hidden by comments, case, whitespace and non-ASCII characters.
+const STYLE_PIECES: &[&str] = &[
+    "color:red;",
+    "expression(",
+    "EXPRESSION (",
+    "exp/**/ression(",
+    "javascript:",
+    "java script:",
+    "vbscript:",
+    "-moz-binding",
+    "-MOZ-BINDING",
+    "behavior:",
+    "behav\tior :",
+    "url(",
+    "URL (",
+    "u/*x*/rl(",
+    "@import",
+    "@IMPORT",
+    "\\",
+    "\\72 ",
+    "/*",
+    "*/",
+    " ",
+    "\t",
+    "&#10;",
+    "&#xC;",
+    "é",
+    "İ",
+    "ß",
+    "K",
+    "(",
+    ")",
+    ":",
+    ";",
+    "a",
+    "&amp;",
+    "&quot;",
+];
+
+fn random_value(pieces: &[&str], random: &mut Random) -> String {
+    (0..=random.below(6))
+        .map(|_| pieces[random.below(pieces.len())])
+        .collect()
+}
+
+#[test]
+fn the_scanner_agrees_with_quick_xml_on_url_and_style_values() {
+    let mut random = Random(0x0055_7E1E);
+    let mut failures = Vec::new();
+    let mut messages = Vec::new();
+    for _ in 0..1_500 {
+        let url = random_value(URL_PIECES, &mut random);
+        let style = random_value(STYLE_PIECES, &mut random);
+        for input in [
+            div(&format!(r#"<a href="{url}">x</a>"#)),
+            div(&format!(r#"<img src="{url}" alt="x"/>"#)),
+            div(&format!(r#"<q cite='{url}'>x</q><area href="{url}"/>"#)),
+            div(&format!(r#"<p style="{style}">x</p>"#)),
+        ] {
+            if let Some(failure) = disagreement(&input) {
+                failures.push(failure);
+            }
+            messages.extend(check_div(&input).into_iter().map(|f| f.message));
+        }
+    }
+    // The values reach every URL and style rule.
+    for phrase in [
+        "uses the javascript: scheme",
+        "uses the vbscript: scheme",
+        "data: URLs are only accepted as an <img> src",
+        "contains characters not allowed in a URL",
+        "whose base64 data is invalid",
+        "with a malformed media type",
+        "that is not an image",
+        "exactly one ','",
+        "refers to an image outside the resource",
+        "contains active CSS",
+        "loads an external resource",
+        "uses CSS escapes",
+        "contains a character reference that is malformed",
+    ] {
+        assert!(messages.iter().any(|m| m.contains(phrase)), "{phrase}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differ; first ones:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
