@@ -40,21 +40,38 @@
 //! content models, rule dated 2025-06-16), duplicate `id` warnings and the
 //! mixed-language warning.
 //!
-//! Work is linear in the input: one pass of quick-xml's tokenizer, hash
-//! lookups for attribute uniqueness and namespace prefixes, no recursion.
+//! Work is linear in the input, with no recursion and, for an acceptable
+//! div, no allocation beyond the element stack and two buffers kept for
+//! their capacity. One pass of a purpose-built scanner reads the bytes:
+//! memchr jumps over text runs and attribute values, a byte-class table
+//! reads names and whitespace, a start tag of the usual shape (`<name
+//! a="v" ...>`) is read in one go, and `</name>` closing the innermost
+//! element is recognised by comparing bytes. Names and values are borrowed
+//! slices; references in an attribute value are decoded only where a check
+//! reads the value (`xmlns`, URL attributes, `style`). Permitted names are
+//! looked up with `match`; attribute uniqueness uses a hash set only past
+//! eight attributes, namespace prefixes a hash map only once one is
+//! declared. Any other shape of markup is read the way quick-xml 0.42 read
+//! it before the scanner replaced it (the old checker is kept in test
+//! builds as `reference`, and `differential` compares the two on every div
+//! of the repository, on hand-written cases and on seeded mutations), so
+//! findings, their order and their byte offsets are unchanged, except that
+//! a malformed end tag is no longer echoed (it could hold text or values)
+//! and an element left open after a byte order mark is named correctly.
 //! At most [`MAX_FINDINGS`] findings are kept (identical messages once);
 //! past that one information finding says how many were left out.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use std::sync::LazyLock;
-
 use ehds_fhir::outcome::Severity;
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::reader::Reader;
-use rustc_hash::FxHashSet;
+use memchr::{memchr, memchr_iter, memchr2, memchr3, memchr3_iter};
 use smallvec::SmallVec;
+
+#[cfg(test)]
+mod differential;
+#[cfg(test)]
+mod reference;
 
 /// The XHTML namespace, which the root `div` must declare as its default.
 pub const XHTML_NS: &str = "http://www.w3.org/1999/xhtml";
@@ -203,38 +220,139 @@ pub const PERMITTED_ELEMENT_ATTRIBUTES: &[(&str, &str)] = &[
 /// `XhtmlValidator.HTML_BLOCK_LIST`.
 pub const BLOCK_ELEMENTS: &[&str] = &["div", "blockquote", "table", "ol", "ul", "p"];
 
-/// [`PERMITTED_ELEMENTS`], [`PERMITTED_ATTRIBUTES`] and
-/// [`PERMITTED_ELEMENT_ATTRIBUTES`] as hash sets: every element of every
-/// narrative is looked up, and a hash of a short name costs less than the
-/// string comparisons of a binary search.
-struct Permitted {
-    elements: FxHashSet<&'static str>,
-    attributes: FxHashSet<&'static str>,
-    element_attributes: FxHashSet<(&'static str, &'static str)>,
+/// Whether `name` is one of [`PERMITTED_ELEMENTS`] (a `match`: a switch on
+/// the length and a few comparisons, cheaper than hashing; unit-tested
+/// against the list).
+fn is_permitted_element(name: &str) -> bool {
+    matches!(
+        name,
+        "a" | "abbr"
+            | "acronym"
+            | "address"
+            | "area"
+            | "b"
+            | "bdo"
+            | "big"
+            | "blockquote"
+            | "br"
+            | "caption"
+            | "cite"
+            | "code"
+            | "col"
+            | "colgroup"
+            | "dd"
+            | "dfn"
+            | "div"
+            | "dl"
+            | "dt"
+            | "em"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "hr"
+            | "i"
+            | "img"
+            | "kbd"
+            | "li"
+            | "map"
+            | "ol"
+            | "p"
+            | "pre"
+            | "q"
+            | "samp"
+            | "small"
+            | "span"
+            | "strong"
+            | "sub"
+            | "sup"
+            | "table"
+            | "tbody"
+            | "td"
+            | "tfoot"
+            | "th"
+            | "thead"
+            | "tr"
+            | "tt"
+            | "ul"
+            | "var"
+    )
 }
 
-static PERMITTED: LazyLock<Permitted> = LazyLock::new(|| Permitted {
-    elements: PERMITTED_ELEMENTS.iter().copied().collect(),
-    attributes: PERMITTED_ATTRIBUTES.iter().copied().collect(),
-    element_attributes: PERMITTED_ELEMENT_ATTRIBUTES.iter().copied().collect(),
-});
-
-/// An element's attributes: name, and value with references decoded
-/// (`None` when its references are bad); four inline.
-type Attributes<'s> = SmallVec<[(&'s str, Option<Cow<'s, str>>); 4]>;
-
-/// Whether (element, attribute) is in `set` (one lifetime, so that the
-/// static set is looked up with borrowed names).
-fn pair_permitted<'n>(set: &FxHashSet<(&'n str, &'n str)>, element: &'n str, key: &'n str) -> bool {
-    set.contains(&(element, key))
+/// Whether `name` is one of [`PERMITTED_ATTRIBUTES`] (unit-tested against
+/// the list).
+fn is_permitted_attribute(name: &str) -> bool {
+    matches!(
+        name,
+        "abbr"
+            | "accesskey"
+            | "align"
+            | "axis"
+            | "char"
+            | "charoff"
+            | "class"
+            | "colspan"
+            | "dir"
+            | "headers"
+            | "id"
+            | "lang"
+            | "rowspan"
+            | "scope"
+            | "span"
+            | "style"
+            | "tabindex"
+            | "title"
+            | "valign"
+            | "width"
+            | "xml:lang"
+    )
 }
 
-/// Attributes whose value is a URL (HTML 4.01 %URI; on the permitted
+/// Whether (element, attribute) is one of [`PERMITTED_ELEMENT_ATTRIBUTES`]
+/// (unit-tested against the list).
+fn is_permitted_element_attribute(element: &str, attribute: &str) -> bool {
+    match element {
+        "a" => matches!(
+            attribute,
+            "charset" | "coords" | "href" | "hreflang" | "name" | "rel" | "rev" | "shape" | "type"
+        ),
+        "area" => matches!(attribute, "alt" | "coords" | "href" | "nohref" | "shape"),
+        "blockquote" | "q" => attribute == "cite",
+        "div" => attribute == "xmlns",
+        "img" => matches!(
+            attribute,
+            "alt" | "border" | "height" | "ismap" | "longdesc" | "src" | "usemap" | "width"
+        ),
+        "map" => attribute == "name",
+        "pre" => attribute == "space",
+        "table" => matches!(
+            attribute,
+            "border" | "cellpadding" | "cellspacing" | "frame" | "rules" | "summary" | "width"
+        ),
+        "td" => attribute == "nowrap",
+        _ => false,
+    }
+}
+
+/// Whether `name` is one of [`BLOCK_ELEMENTS`].
+fn is_block_element(name: &str) -> bool {
+    matches!(name, "div" | "blockquote" | "table" | "ol" | "ul" | "p")
+}
+
+/// Whether an attribute's value is a URL (HTML 4.01 %URI; on the permitted
 /// elements).
-const URL_ATTRIBUTES: &[&str] = &["href", "src", "cite", "longdesc", "usemap"];
+fn is_url_attribute(name: &str) -> bool {
+    matches!(name, "href" | "src" | "cite" | "longdesc" | "usemap")
+}
 
 /// How much of a name a message shows.
 const MAX_SHOWN_CHARS: usize = 64;
+
+/// Attributes an element has before their uniqueness is checked with a hash
+/// set instead of by comparing with each.
+const LINEAR_UNIQUENESS: usize = 8;
 
 /// One problem found in a narrative div.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,7 +388,7 @@ pub fn check_div(div: &str) -> Vec<NarrativeFinding> {
     checker.finish()
 }
 
-/// Where the tokenizer is relative to the root element.
+/// Where the scanner is relative to the root element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Before,
@@ -287,15 +405,16 @@ enum Flow {
 
 /// One open element.
 #[derive(Debug)]
-struct Open {
-    /// Where the element's name is in the div (shown only in messages).
-    name: std::ops::Range<usize>,
+struct Open<'s> {
+    /// Its name as written (for the end tag and messages).
+    name: &'s str,
     /// Whether it is a `p` (for the block-in-paragraph rule).
     is_p: bool,
     /// Whether unprefixed descendants are in the XHTML namespace.
     default_xhtml: bool,
-    /// Prefixes this element binds (popped when it closes).
-    declared: Vec<String>,
+    /// How many prefixes it binds (the last ones of `Checker::declared`,
+    /// unbound when it closes).
+    declared: usize,
 }
 
 /// A bad `&...;` reference.
@@ -327,21 +446,399 @@ impl RefProblem {
     }
 }
 
+/// Markup that ends before it is closed, or that is not markup at all
+/// (XML 1.0 §2.5, §2.6, §2.8, §2.7, §3.1); the wording is the one the
+/// quick-xml tokenizer used, so messages did not change with the scanner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unclosed {
+    /// `<!` not followed by `--`, `[` or `D`/`d`.
+    BangMarkup,
+    ProcessingInstruction,
+    XmlDeclaration,
+    Comment,
+    Doctype,
+    CData,
+    Tag,
+    SingleQuotedValue,
+    DoubleQuotedValue,
+}
+
+impl Unclosed {
+    fn message(self) -> &'static str {
+        match self {
+            Self::BangMarkup => "not well-formed XML: unknown or missed symbol in markup",
+            Self::ProcessingInstruction => {
+                "not well-formed XML: processing instruction not closed: `?>` not found before end of input"
+            }
+            Self::XmlDeclaration => {
+                "not well-formed XML: XML declaration not closed: `?>` not found before end of input"
+            }
+            Self::Comment => {
+                "not well-formed XML: comment not closed: `-->` not found before end of input"
+            }
+            Self::Doctype => {
+                "not well-formed XML: DOCTYPE not closed: `>` not found before end of input"
+            }
+            Self::CData => {
+                "not well-formed XML: CDATA not closed: `]]>` not found before end of input"
+            }
+            Self::Tag => "not well-formed XML: tag not closed: `>` not found before end of input",
+            Self::SingleQuotedValue => {
+                "not well-formed XML: attribute value not closed: `'` not found before end of input"
+            }
+            Self::DoubleQuotedValue => {
+                "not well-formed XML: attribute value not closed: `\"` not found before end of input"
+            }
+        }
+    }
+}
+
+/// One attribute of the element being read: slices of the div.
+#[derive(Debug, Clone, Copy)]
+struct Attribute<'s> {
+    key: &'s str,
+    /// The value as written, between its quotes.
+    raw: &'s str,
+    /// Whether the value has references (`&`).
+    has_references: bool,
+    /// Whether its references are all good (else the value checks are
+    /// skipped, and a namespace declaration reads it as empty).
+    references_ok: bool,
+}
+
+impl<'s> Attribute<'s> {
+    /// The value with references decoded (empty when they are bad).
+    fn value(&self) -> Cow<'s, str> {
+        if !self.references_ok {
+            Cow::Borrowed("")
+        } else if !self.has_references {
+            Cow::Borrowed(self.raw)
+        } else {
+            decode_references(self.raw).unwrap_or_default()
+        }
+    }
+}
+
+/// The attributes of a start tag (XML 1.0 §3.1 `Attribute`), read the way
+/// quick-xml 0.42 read them (a name runs from its first byte to `=` or
+/// whitespace; whitespace is allowed around `=`; values are quoted).
 #[derive(Debug)]
-struct Checker {
+struct AttributeSyntax<'s> {
+    /// The tag between `<` and `>` (or `/>`).
+    content: &'s str,
+    /// Where the next attribute may start.
+    at: usize,
+}
+
+/// What [`AttributeSyntax::next`] read.
+enum NextAttribute<'s> {
+    /// A name and its raw value.
+    Attribute(&'s str, &'s str),
+    /// No more attributes.
+    End,
+    /// Not an attribute: a name without `=`, `=` without a quoted value, or a
+    /// value without its closing quote.
+    Malformed,
+}
+
+impl<'s> AttributeSyntax<'s> {
+    fn next(&mut self) -> NextAttribute<'s> {
+        let bytes = self.content.as_bytes();
+        let Some(start) = skip_whitespace(bytes, self.at) else {
+            return NextAttribute::End;
+        };
+        // The byte at `start` is part of the name whatever it is.
+        let mut at = start.saturating_add(1);
+        while bytes
+            .get(at)
+            .is_some_and(|&b| b != b'=' && !is_whitespace(b))
+        {
+            at = at.saturating_add(1);
+        }
+        let key_end = at;
+        let equals = match bytes.get(at) {
+            None => return NextAttribute::Malformed,
+            Some(b'=') => at,
+            Some(_) => match skip_whitespace(bytes, at) {
+                Some(next) if bytes.get(next) == Some(&b'=') => next,
+                _ => return NextAttribute::Malformed,
+            },
+        };
+        let Some(open) = skip_whitespace(bytes, equals.saturating_add(1)) else {
+            return NextAttribute::Malformed;
+        };
+        let quote = match bytes.get(open) {
+            Some(&quote @ (b'"' | b'\'')) => quote,
+            _ => return NextAttribute::Malformed,
+        };
+        let value_start = open.saturating_add(1);
+        let Some(length) = memchr(quote, bytes.get(value_start..).unwrap_or_default()) else {
+            return NextAttribute::Malformed;
+        };
+        let value_end = value_start.saturating_add(length);
+        self.at = value_end.saturating_add(1);
+        NextAttribute::Attribute(
+            slice(self.content, start, key_end),
+            slice(self.content, value_start, value_end),
+        )
+    }
+}
+
+/// The first index at or after `from` that is not XML whitespace.
+fn skip_whitespace(bytes: &[u8], from: usize) -> Option<usize> {
+    let rest = bytes.get(from..)?;
+    let offset = rest.iter().position(|&b| !is_whitespace(b))?;
+    Some(from.saturating_add(offset))
+}
+
+/// XML 1.0 §2.3 `S`.
+fn is_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `s[start..end]`, empty when that is not a slice of `s` (never the case
+/// for the ASCII boundaries the scanner finds).
+fn slice(s: &str, start: usize, end: usize) -> &str {
+    s.get(start..end).unwrap_or_default()
+}
+
+/// An element's attributes, eight inline.
+type Attributes<'s> = SmallVec<[Attribute<'s>; LINEAR_UNIQUENESS]>;
+
+/// Byte class: may continue an XML name (`NameChar`; exact for ASCII, any
+/// byte of a non-ASCII character).
+const NAME_CHAR: u8 = 1;
+/// Byte class: may start an XML name (`NameStartChar`, likewise).
+const NAME_START: u8 = 2;
+/// Byte class: XML whitespace.
+const SPACE: u8 = 4;
+/// Byte class: ends a run of text (`<`, `&`).
+const TEXT_END: u8 = 8;
+/// Byte class: an ASCII character [`is_url_char`] allows.
+const URL_CHAR: u8 = 64;
+
+/// The class bits of every byte, for the scanner's byte loops.
+static CLASSES: [u8; 256] = classes();
+
+#[allow(clippy::indexing_slicing)] // `i < 256`, evaluated at compile time
+const fn classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut class = 0;
+        if b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80 {
+            class |= NAME_START | NAME_CHAR;
+        } else if b.is_ascii_digit() || b == b'-' || b == b'.' {
+            class |= NAME_CHAR;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            class |= SPACE;
+        }
+        if b == b'<' || b == b'&' {
+            class |= TEXT_END;
+        }
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b';' | b'?'
+                    | b':'
+                    | b'@'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b'.'
+                    | b','
+                    | b'/'
+                    | b'%'
+                    | b'-'
+                    | b'_'
+                    | b'~'
+                    | b'#'
+                    | b'['
+                    | b']'
+                    | b'!'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'|'
+            )
+        {
+            class |= URL_CHAR;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+}
+
+/// The class bits of `b`.
+fn class(b: u8) -> u8 {
+    CLASSES.get(usize::from(b)).copied().unwrap_or(0)
+}
+
+/// The class bits of the byte at `i`; `None` past the end.
+fn class_at(bytes: &[u8], i: usize) -> Option<u8> {
+    bytes.get(i).map(|&b| class(b))
+}
+
+/// The first index at or after `from` whose byte has none of `bits`;
+/// `None` when the div ends first.
+fn skip_class(bytes: &[u8], from: usize, bits: u8) -> Option<usize> {
+    let length = bytes
+        .get(from..)?
+        .iter()
+        .position(|&b| class(b) & bits == 0)?;
+    Some(from.saturating_add(length))
+}
+
+/// Where the text starting at `from` ends (the next `<` or `&`, or the end
+/// of the div), and whether it has a `]`.
+fn text_run(bytes: &[u8], from: usize) -> (usize, bool) {
+    // Between tags there is often no text at all.
+    if class_at(bytes, from).is_none_or(|class| class & TEXT_END != 0) {
+        return (from, false);
+    }
+    let mut bracket = false;
+    let mut at = from;
+    loop {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let Some(found) = memchr3(b'<', b'&', b']', rest) else {
+            return (bytes.len(), bracket);
+        };
+        at = at.saturating_add(found);
+        if bytes.get(at) != Some(&b']') {
+            return (at, bracket);
+        }
+        bracket = true;
+        at = at.saturating_add(1);
+    }
+}
+
+/// A start tag of the plain shape, read in one pass.
+#[derive(Debug)]
+struct PlainStartTag<'s> {
+    name: &'s str,
+    empty: bool,
+    /// Where the text after the tag starts.
+    next: usize,
+}
+
+/// Reads the start tag at `lt` in one pass when it has the plain shape:
+/// `<` name, then up to eight distinct attributes each after whitespace,
+/// `name S? = S? "value"` (or single quotes) with no `<` and only good
+/// references in the value, then `S? />` or `S? >`; names of name
+/// characters starting with a name start character. Such a tag reads the
+/// same as [`Checker::start`] reads it (its `>` is the first outside
+/// quotes), without the findings that only malformed tags have; any other
+/// shape is `None` and left to `start`.
+fn plain_start_tag<'s>(
+    src: &'s str,
+    lt: usize,
+    attributes: &mut Vec<Attribute<'s>>,
+) -> Option<PlainStartTag<'s>> {
+    let bytes = src.as_bytes();
+    let name_start = lt.saturating_add(1);
+    if class_at(bytes, name_start)? & NAME_START == 0 {
+        return None;
+    }
+    let mut at = skip_class(bytes, name_start.saturating_add(1), NAME_CHAR)?;
+    let name = slice(src, name_start, at);
+    attributes.clear();
+    loop {
+        match *bytes.get(at)? {
+            b'>' => {
+                return Some(PlainStartTag {
+                    name,
+                    empty: false,
+                    next: at.saturating_add(1),
+                });
+            }
+            b'/' => {
+                return (*bytes.get(at.saturating_add(1))? == b'>').then_some(PlainStartTag {
+                    name,
+                    empty: true,
+                    next: at.saturating_add(2),
+                });
+            }
+            b if is_whitespace(b) => {}
+            _ => return None,
+        }
+        at = skip_class(bytes, at, SPACE)?;
+        let key_start = at;
+        match class_at(bytes, at)? {
+            class if class & NAME_START != 0 => {}
+            // `>` or `/` after whitespace: read at the top of the loop.
+            _ if matches!(bytes.get(at), Some(b'>' | b'/')) => continue,
+            _ => return None,
+        }
+        at = skip_class(bytes, at.saturating_add(1), NAME_CHAR)?;
+        let key = slice(src, key_start, at);
+        at = skip_class(bytes, at, SPACE)?;
+        if *bytes.get(at)? != b'=' {
+            return None;
+        }
+        at = skip_class(bytes, at.saturating_add(1), SPACE)?;
+        let quote = *bytes.get(at)?;
+        if quote != b'"' && quote != b'\'' {
+            return None;
+        }
+        let value_start = at.saturating_add(1);
+        let mut has_references = false;
+        at = value_start;
+        loop {
+            at = at.saturating_add(memchr3(quote, b'<', b'&', bytes.get(at..)?)?);
+            match *bytes.get(at)? {
+                b'<' => return None,
+                b'&' => has_references = true,
+                _ => break,
+            }
+            at = at.saturating_add(1);
+        }
+        let raw = slice(src, value_start, at);
+        at = at.saturating_add(1);
+        if attributes.len() >= LINEAR_UNIQUENESS
+            || attributes
+                .iter()
+                .any(|seen: &Attribute<'_>| seen.key == key)
+            || (has_references && check_references(raw).is_err())
+        {
+            return None;
+        }
+        attributes.push(Attribute {
+            key,
+            raw,
+            has_references,
+            references_ok: true,
+        });
+    }
+}
+
+#[derive(Debug)]
+struct Checker<'s> {
     findings: Vec<NarrativeFinding>,
     seen: HashSet<(&'static str, String)>,
     omitted: usize,
     phase: Phase,
-    stack: Vec<Open>,
-    /// Prefix → binding stack (true when bound to XHTML).
-    bindings: HashMap<String, Vec<bool>>,
+    stack: Vec<Open<'s>>,
+    /// The prefixes bound by the open elements, innermost last.
+    declared: Vec<&'s str>,
+    /// Prefix → binding stack (true when bound to XHTML); allocated only when
+    /// a prefix is declared.
+    bindings: HashMap<&'s str, SmallVec<[bool; 2]>>,
     /// How many `p` elements are open.
     open_paragraphs: usize,
     has_content: bool,
+    /// The `style` value being checked, normalized (kept for its capacity).
+    css: Vec<u8>,
+    /// The attributes of the plain start tag being checked (kept for its
+    /// capacity).
+    plain_attributes: Vec<Attribute<'s>>,
 }
 
-impl Default for Checker {
+impl Default for Checker<'_> {
     fn default() -> Self {
         Self {
             findings: Vec::new(),
@@ -349,14 +846,17 @@ impl Default for Checker {
             omitted: 0,
             phase: Phase::Before,
             stack: Vec::new(),
+            declared: Vec::new(),
             bindings: HashMap::new(),
             open_paragraphs: 0,
             has_content: false,
+            css: Vec::new(),
+            plain_attributes: Vec::new(),
         }
     }
 }
 
-impl Checker {
+impl<'s> Checker<'s> {
     /// Records a finding, once per (rule, message), at most [`MAX_FINDINGS`].
     fn report(&mut self, rule: &'static str, severity: Severity, message: String, at: Option<u64>) {
         let key = (rule, message);
@@ -380,12 +880,16 @@ impl Checker {
         });
     }
 
-    fn xhtml(&mut self, message: String, at: u64) {
-        self.report(RULE_XHTML, Severity::Error, message, Some(at));
+    fn xhtml(&mut self, message: String, at: usize) {
+        self.report(RULE_XHTML, Severity::Error, message, Some(at as u64));
     }
 
-    fn txt1(&mut self, severity: Severity, message: String, at: u64) {
-        self.report(RULE_TXT1, severity, message, Some(at));
+    fn unclosed(&mut self, what: Unclosed, at: usize) {
+        self.xhtml(what.message().to_owned(), at);
+    }
+
+    fn txt1(&mut self, severity: Severity, message: String, at: usize) {
+        self.report(RULE_TXT1, severity, message, Some(at as u64));
     }
 
     fn finish(mut self) -> Vec<NarrativeFinding> {
@@ -405,88 +909,53 @@ impl Checker {
 
     /// Reads the whole div; true when it was read to the end (so txt-2 can be
     /// judged), false when a well-formedness error stopped it.
-    fn run(&mut self, div: &str) -> bool {
+    ///
+    /// The scanner alternates between text (up to the next `<` or `&`),
+    /// markup (from `<` to its end) and references (from `&` to `;`); each
+    /// step returns where the next one starts, or `None` to stop.
+    fn run(&mut self, div: &'s str) -> bool {
         if let Some((offset, ch)) = first_non_xml_char(div) {
             self.xhtml(
                 format!("character U+{:04X} is not allowed in XML", u32::from(ch)),
-                offset as u64,
+                offset,
             );
             return false;
         }
-        let mut reader = Reader::from_str(div);
-        {
-            let config = reader.config_mut();
-            config.trim_text(false);
-            config.check_end_names = true;
-            config.check_comments = true;
-            config.allow_unmatched_ends = false;
-            config.allow_dangling_amp = false;
-            config.expand_empty_elements = false;
-        }
+        // A byte order mark before the root is an encoding signature, not
+        // content (XML 1.0 §4.3.3, Appendix F); offsets count after it.
+        let src = div.strip_prefix('\u{FEFF}').unwrap_or(div);
+        let bytes = src.as_bytes();
+        let mut at = 0usize;
         loop {
-            let at = reader.buffer_position();
-            let event = match reader.read_event() {
-                Ok(event) => event,
-                Err(error) => {
-                    let message = describe_xml_error(&error);
-                    self.xhtml(message, reader.error_position());
-                    return false;
-                }
-            };
-            let flow = match event {
-                Event::Start(start) => self.start(&start, false, at),
-                Event::Empty(start) => self.start(&start, true, at),
-                Event::End(_) => self.end(at),
-                Event::Text(text) => self.text(&text, at),
-                Event::GeneralRef(reference) => self.reference(&reference, at),
-                Event::Comment(comment) => self.comment(&comment, at),
-                Event::CData(_) => {
-                    self.xhtml(
-                        "CDATA sections are not accepted in a narrative (HTML parsers read them differently)".to_owned(),
-                        at,
-                    );
-                    Flow::Continue
-                }
-                Event::Decl(_) => {
-                    self.xhtml(
-                        "an XML declaration is not allowed in a narrative div".to_owned(),
-                        at,
-                    );
-                    Flow::Continue
-                }
-                Event::PI(_) => {
-                    self.xhtml(
-                        "processing instructions are not allowed in a narrative".to_owned(),
-                        at,
-                    );
-                    Flow::Continue
-                }
-                Event::DocType(_) => {
-                    self.xhtml("a DOCTYPE is not allowed in a narrative".to_owned(), at);
-                    Flow::Continue
-                }
-                Event::Eof => return self.eof(div, at),
-            };
-            if flow == Flow::Stop {
+            let (run_end, bracket) = text_run(bytes, at);
+            if run_end > at && self.text(slice(src, at, run_end), bracket, at) == Flow::Stop {
                 return false;
+            }
+            let next = match bytes.get(run_end) {
+                None => return self.eof(run_end),
+                Some(b'<') => self.markup(src, run_end),
+                Some(_) => self.reference_at(src, run_end),
+            };
+            match next {
+                Some(next) => at = next,
+                None => return false,
             }
         }
     }
 
-    fn eof(&mut self, div: &str, at: u64) -> bool {
+    fn eof(&mut self, at: usize) -> bool {
         match self.phase {
             Phase::Before => {
                 self.xhtml("the div has no root element".to_owned(), at);
                 false
             }
             Phase::Inside => {
-                let name = self
-                    .stack
-                    .last()
-                    .and_then(|open| div.get(open.name.clone()))
-                    .map_or_else(|| "div".to_owned(), show);
+                let name = self.stack.last().map_or("div", |open| open.name);
                 self.xhtml(
-                    format!("element <{name}> is not closed before the end of the div"),
+                    format!(
+                        "element <{}> is not closed before the end of the div",
+                        Shown(name)
+                    ),
                     at,
                 );
                 false
@@ -495,7 +964,225 @@ impl Checker {
         }
     }
 
-    fn start(&mut self, start: &BytesStart<'_>, empty: bool, at: u64) -> Flow {
+    /// `&` at `amp`: a reference up to `;`, which may not be preceded by
+    /// another `&` or a `<` (XML 1.0 §4.1).
+    fn reference_at(&mut self, src: &'s str, amp: usize) -> Option<usize> {
+        let name_start = amp.saturating_add(1);
+        let rest = src.as_bytes().get(name_start..).unwrap_or_default();
+        match memchr3(b';', b'&', b'<', rest) {
+            Some(length) if rest.get(length) == Some(&b';') => {
+                let name_end = name_start.saturating_add(length);
+                match self.reference(slice(src, name_start, name_end), amp) {
+                    Flow::Continue => Some(name_end.saturating_add(1)),
+                    Flow::Stop => None,
+                }
+            }
+            _ => {
+                self.xhtml(
+                    "not well-formed XML: an '&' that does not start a reference ending in ';' (write &amp;)".to_owned(),
+                    amp,
+                );
+                None
+            }
+        }
+    }
+
+    /// `<` at `lt`: a tag, comment, CDATA section, DOCTYPE or processing
+    /// instruction; where the text after it starts.
+    fn markup(&mut self, src: &'s str, lt: usize) -> Option<usize> {
+        let tail = src.as_bytes().get(lt..).unwrap_or_default();
+        match tail.get(1) {
+            None => {
+                self.unclosed(Unclosed::Tag, lt);
+                None
+            }
+            Some(b'!') => self.bang(src, lt, tail),
+            Some(b'?') => self.question_mark(lt, tail),
+            Some(b'/') => {
+                // `</name>` closing the innermost element: nothing to read.
+                if let Some(open) = self.stack.last() {
+                    let name_end = open.name.len().saturating_add(2);
+                    if tail.get(2..name_end) == Some(open.name.as_bytes())
+                        && tail.get(name_end) == Some(&b'>')
+                        && let Some(open) = self.stack.pop()
+                    {
+                        self.close_innermost(&open);
+                        return Some(lt.saturating_add(name_end).saturating_add(1));
+                    }
+                }
+                let gt = self.tag_end(lt, tail)?;
+                // `</`, the name, optional whitespace (XML 1.0 §3.1 `ETag`).
+                let inner = slice(src, lt.saturating_add(2), gt);
+                let name = match inner.bytes().rposition(|b| !is_whitespace(b)) {
+                    Some(last) => inner.get(..=last).unwrap_or(inner),
+                    None => inner,
+                };
+                match self.end(name, lt) {
+                    Flow::Continue => Some(gt.saturating_add(1)),
+                    Flow::Stop => None,
+                }
+            }
+            Some(_) => {
+                // The attributes of plain tags go to a buffer kept for its
+                // capacity.
+                let mut attributes = std::mem::take(&mut self.plain_attributes);
+                let read = plain_start_tag(src, lt, &mut attributes)
+                    .map(|tag| (self.plain_start(&tag, &attributes, lt), tag.next));
+                self.plain_attributes = attributes;
+                if let Some((flow, next)) = read {
+                    return match flow {
+                        Flow::Continue => Some(next),
+                        Flow::Stop => None,
+                    };
+                }
+                let gt = self.tag_end(lt, tail)?;
+                let inner = slice(src, lt.saturating_add(1), gt);
+                let (content, empty) = match inner.strip_suffix('/') {
+                    Some(content) => (content, true),
+                    None => (inner, false),
+                };
+                match self.start(content, empty, lt) {
+                    Flow::Continue => Some(gt.saturating_add(1)),
+                    Flow::Stop => None,
+                }
+            }
+        }
+    }
+
+    /// The `>` that ends the tag at `lt` (not one inside quotes), as an
+    /// offset in the div; reports an unclosed tag.
+    fn tag_end(&mut self, lt: usize, tail: &[u8]) -> Option<usize> {
+        match quoted_markup_end(tail) {
+            Ok(end) => Some(lt.saturating_add(end)),
+            Err(unclosed) => {
+                self.unclosed(unclosed, lt);
+                None
+            }
+        }
+    }
+
+    /// `<!`: a comment, CDATA section or DOCTYPE.
+    fn bang(&mut self, src: &'s str, lt: usize, tail: &[u8]) -> Option<usize> {
+        match tail.get(2) {
+            Some(b'-') => self.comment_at(src, lt, tail),
+            Some(b'[') => {
+                let Some(end) = memchr_iter(b'>', tail)
+                    .find(|&i| tail.get(..i).is_some_and(|before| before.ends_with(b"]]")))
+                else {
+                    self.unclosed(Unclosed::CData, lt);
+                    return None;
+                };
+                if !tail.starts_with(b"<![CDATA[") {
+                    self.unclosed(Unclosed::CData, lt);
+                    return None;
+                }
+                self.xhtml(
+                    "CDATA sections are not accepted in a narrative (HTML parsers read them differently)".to_owned(),
+                    lt,
+                );
+                Some(lt.saturating_add(end).saturating_add(1))
+            }
+            Some(b'D' | b'd') => {
+                let Some(end) = doctype_end(tail) else {
+                    self.unclosed(Unclosed::Doctype, lt);
+                    return None;
+                };
+                let keyword = tail
+                    .get(..9)
+                    .is_some_and(|k| k.eq_ignore_ascii_case(b"<!DOCTYPE"));
+                if !keyword {
+                    self.unclosed(Unclosed::Doctype, lt);
+                    return None;
+                }
+                let named = tail
+                    .get(9..end)
+                    .is_some_and(|name| name.iter().any(|&b| !is_whitespace(b)));
+                if !named {
+                    // A DOCTYPE without a name, reported at its `>`.
+                    self.xhtml("not well-formed XML".to_owned(), lt.saturating_add(end));
+                    return None;
+                }
+                self.xhtml("a DOCTYPE is not allowed in a narrative".to_owned(), lt);
+                Some(lt.saturating_add(end).saturating_add(1))
+            }
+            _ => {
+                self.unclosed(Unclosed::BangMarkup, lt);
+                None
+            }
+        }
+    }
+
+    /// `<!-`: a comment up to the first `-->` at least seven bytes after
+    /// `<` (so `<!-->` and `<!--->` do not end it).
+    fn comment_at(&mut self, src: &'s str, lt: usize, tail: &[u8]) -> Option<usize> {
+        let Some(end) = memchr_iter(b'>', tail)
+            .find(|&i| i > 5 && tail.get(..i).is_some_and(|before| before.ends_with(b"--")))
+        else {
+            self.unclosed(Unclosed::Comment, lt);
+            return None;
+        };
+        if !tail.starts_with(b"<!--") {
+            self.unclosed(Unclosed::Comment, lt);
+            return None;
+        }
+        // `--` inside (XML 1.0 §2.5), including a last `-` before `-->`.
+        // The offset reported is the one quick-xml reported: that of the
+        // offending `-` counted from after the last single `-` before it.
+        let content_end = end.saturating_sub(2);
+        let mut from = 4usize;
+        while let Some(dash) = memchr(b'-', tail.get(from..content_end).unwrap_or_default()) {
+            from = from.saturating_add(dash).saturating_add(1);
+            if tail.get(from) == Some(&b'-') {
+                self.xhtml(
+                    "not well-formed XML: '--' inside a comment".to_owned(),
+                    lt.saturating_add(4).saturating_add(dash),
+                );
+                return None;
+            }
+        }
+        let content = slice(src, lt.saturating_add(4), lt.saturating_add(content_end));
+        self.comment(content, lt);
+        Some(lt.saturating_add(end).saturating_add(1))
+    }
+
+    /// `<?`: an XML declaration or a processing instruction, up to `?>`.
+    fn question_mark(&mut self, lt: usize, tail: &[u8]) -> Option<usize> {
+        let end = memchr_iter(b'>', tail).find(|&i| {
+            i.checked_sub(1)
+                .and_then(|before| tail.get(before))
+                .is_some_and(|&b| b == b'?')
+        });
+        let Some(end) = end else {
+            let declaration = tail.starts_with(b"<?xml")
+                && tail.get(5).is_none_or(|&b| is_whitespace(b) || b == b'?');
+            let what = if declaration {
+                Unclosed::XmlDeclaration
+            } else {
+                Unclosed::ProcessingInstruction
+            };
+            self.unclosed(what, lt);
+            return None;
+        };
+        // `<?>`: the `?` of `<?` cannot also open `?>`.
+        if end < 3 {
+            self.unclosed(Unclosed::ProcessingInstruction, lt);
+            return None;
+        }
+        let target = tail.get(2..end.saturating_sub(1)).unwrap_or_default();
+        let declaration =
+            target.starts_with(b"xml") && target.get(3).is_none_or(|&b| is_whitespace(b));
+        let message = if declaration {
+            "an XML declaration is not allowed in a narrative div"
+        } else {
+            "processing instructions are not allowed in a narrative"
+        };
+        self.xhtml(message.to_owned(), lt);
+        Some(lt.saturating_add(end).saturating_add(1))
+    }
+
+    /// Whether an element may start at `at`: not after the root, not
+    /// deeper than [`MAX_DEPTH`]; `Some(is_root)` when it may.
+    fn may_open(&mut self, at: usize) -> Option<bool> {
         let is_root = match self.phase {
             Phase::Before => true,
             Phase::Inside => false,
@@ -505,7 +1192,7 @@ impl Checker {
                         .to_owned(),
                     at,
                 );
-                return Flow::Stop;
+                return None;
             }
         };
         if self.stack.len() >= MAX_DEPTH {
@@ -513,9 +1200,36 @@ impl Checker {
                 format!("elements are nested deeper than {MAX_DEPTH} levels; the rest of the div was not checked"),
                 at,
             );
-            return Flow::Stop;
+            return None;
         }
-        let raw_name = start.name().into_inner();
+        Some(is_root)
+    }
+
+    /// A start tag at `at` read by [`plain_start_tag`].
+    fn plain_start(
+        &mut self,
+        tag: &PlainStartTag<'s>,
+        attributes: &[Attribute<'s>],
+        at: usize,
+    ) -> Flow {
+        let Some(is_root) = self.may_open(at) else {
+            return Flow::Stop;
+        };
+        self.start_element(tag.name, attributes, tag.empty, is_root, at)
+    }
+
+    /// A start tag at `at` of any shape; `content` is what lies between `<`
+    /// and `>` or `/>`. Reports what is malformed in the order quick-xml's
+    /// tokenizer and the old checker met it.
+    fn start(&mut self, content: &'s str, empty: bool, at: usize) -> Flow {
+        let Some(is_root) = self.may_open(at) else {
+            return Flow::Stop;
+        };
+        let name_len = content
+            .bytes()
+            .position(is_whitespace)
+            .unwrap_or(content.len());
+        let raw_name = slice(content, 0, name_len);
         if !is_name(raw_name) {
             self.xhtml("malformed element name".to_owned(), at);
             return Flow::Stop;
@@ -523,72 +1237,98 @@ impl Checker {
         let shown = Shown(raw_name);
 
         // Attributes: syntax, uniqueness, references. A value whose
-        // references are bad is `None` and skips the value checks.
-        let mut attributes: Attributes<'_> = SmallVec::new();
-        let mut iter = start.attributes();
-        iter.with_checks(false);
-        for attribute in iter {
-            let Ok(attribute) = attribute else {
-                self.xhtml(format!("malformed attribute syntax in <{shown}>"), at);
-                return Flow::Stop;
+        // references are bad skips the value checks.
+        let mut attributes: Attributes<'s> = SmallVec::new();
+        let mut names: Option<HashSet<&'s str>> = None;
+        let mut syntax = AttributeSyntax {
+            content,
+            at: name_len,
+        };
+        loop {
+            let (key, raw) = match syntax.next() {
+                NextAttribute::Attribute(key, raw) => (key, raw),
+                NextAttribute::End => break,
+                NextAttribute::Malformed => {
+                    self.xhtml(format!("malformed attribute syntax in <{shown}>"), at);
+                    return Flow::Stop;
+                }
             };
-            let key = attribute.key.into_inner();
-            let raw_value: &str = attribute.value.as_ref();
             if !is_name(key) {
                 self.xhtml(format!("malformed attribute name in <{shown}>"), at);
                 return Flow::Stop;
             }
-            if attributes.iter().any(|(seen, _)| *seen == key) {
-                self.xhtml(
-                    format!("attribute '{}' appears twice on <{shown}>", show(key)),
-                    at,
-                );
-                return Flow::Stop;
-            }
-            if raw_value.contains('<') {
-                self.xhtml(
-                    format!(
-                        "attribute '{}' on <{shown}> contains a raw '<' (write &lt;)",
-                        show(key)
-                    ),
-                    at,
-                );
-                return Flow::Stop;
-            }
-            let decoded = match &attribute.value {
-                // Borrowed from the div: decoding can borrow it too.
-                Cow::Borrowed(raw) => decode_references(raw),
-                Cow::Owned(raw) => decode_references(raw).map(|v| Cow::Owned(v.into_owned())),
+            let repeated = if attributes.len() < LINEAR_UNIQUENESS {
+                attributes.iter().any(|seen| seen.key == key)
+            } else {
+                let names =
+                    names.get_or_insert_with(|| attributes.iter().map(|seen| seen.key).collect());
+                !names.insert(key)
             };
-            let value = match decoded {
-                Ok(value) => Some(value),
-                Err(problem) => {
+            if repeated {
+                self.xhtml(
+                    format!("attribute '{}' appears twice on <{shown}>", Shown(key)),
+                    at,
+                );
+                return Flow::Stop;
+            }
+            let mut attribute = Attribute {
+                key,
+                raw,
+                has_references: false,
+                references_ok: true,
+            };
+            if memchr2(b'<', b'&', raw.as_bytes()).is_some() {
+                if raw.as_bytes().contains(&b'<') {
+                    self.xhtml(
+                        format!(
+                            "attribute '{}' on <{shown}> contains a raw '<' (write &lt;)",
+                            Shown(key)
+                        ),
+                        at,
+                    );
+                    return Flow::Stop;
+                }
+                attribute.has_references = true;
+                if let Err(problem) = check_references(raw) {
                     self.xhtml(
                         format!(
                             "attribute '{}' on <{shown}> contains {}",
-                            show(key),
+                            Shown(key),
                             problem.describe()
                         ),
                         at,
                     );
-                    None
+                    attribute.references_ok = false;
                 }
-            };
-            attributes.push((key, value));
+            }
+            attributes.push(attribute);
         }
+        self.start_element(raw_name, &attributes, empty, is_root, at)
+    }
 
+    /// The checks of an element whose name and attributes are well-formed
+    /// (references in values may be bad), then opens it.
+    fn start_element(
+        &mut self,
+        raw_name: &'s str,
+        attributes: &[Attribute<'s>],
+        empty: bool,
+        is_root: bool,
+        at: usize,
+    ) -> Flow {
+        let shown = Shown(raw_name);
         // Namespaces.
         let parent_default = self.stack.last().is_some_and(|open| open.default_xhtml);
         let mut default_xhtml = parent_default;
         let mut xmlns: Option<bool> = None;
-        let mut declared: Vec<String> = Vec::new();
-        for (key, value) in &attributes {
-            let value = value.as_deref().unwrap_or_default();
-            if *key == "xmlns" {
-                let is_xhtml = value == XHTML_NS;
+        let declared_before = self.declared.len();
+        for attribute in attributes {
+            if attribute.key == "xmlns" {
+                let is_xhtml = attribute.value() == XHTML_NS;
                 xmlns = Some(is_xhtml);
                 default_xhtml = is_xhtml;
-            } else if let Some(prefix) = key.strip_prefix("xmlns:") {
+            } else if let Some(prefix) = attribute.key.strip_prefix("xmlns:") {
+                let value = attribute.value();
                 if prefix.is_empty()
                     || prefix.contains(':')
                     || prefix == "xmlns"
@@ -598,14 +1338,18 @@ impl Checker {
                     continue;
                 }
                 self.bindings
-                    .entry(prefix.to_owned())
+                    .entry(prefix)
                     .or_default()
                     .push(value == XHTML_NS);
-                declared.push(prefix.to_owned());
+                self.declared.push(prefix);
             }
         }
-        let (prefix, local) = match raw_name.split_once(':') {
-            Some((prefix, local)) => (Some(prefix), local),
+        let declared = self.declared.len().saturating_sub(declared_before);
+        let (prefix, local) = match raw_name.bytes().position(|b| b == b':') {
+            Some(colon) => (
+                Some(slice(raw_name, 0, colon)),
+                slice(raw_name, colon.saturating_add(1), raw_name.len()),
+            ),
             None => (None, raw_name),
         };
         if prefix.is_some_and(str::is_empty) || local.is_empty() || local.contains(':') {
@@ -654,14 +1398,14 @@ impl Checker {
         }
 
         // txt-1: elements.
-        if !PERMITTED.elements.contains(local) {
+        if !is_permitted_element(local) {
             self.txt1(
                 Severity::Error,
                 format!("element <{shown}> is not permitted in a narrative"),
                 at,
             );
         }
-        if self.open_paragraphs > 0 && BLOCK_ELEMENTS.contains(&local) {
+        if self.open_paragraphs > 0 && is_block_element(local) {
             self.txt1(
                 Severity::Error,
                 format!("block element <{shown}> is not permitted inside a <p>"),
@@ -670,27 +1414,26 @@ impl Checker {
         }
 
         // txt-1: attributes.
-        for (key, value) in &attributes {
-            self.attribute(local, shown, key, value.as_deref(), at);
+        for attribute in attributes {
+            self.attribute(local, shown, attribute, at);
         }
 
         // txt-2: an image counts as content.
-        if local == "img" && attributes.iter().any(|(key, _)| *key == "src") {
+        if local == "img" && attributes.iter().any(|attribute| attribute.key == "src") {
             self.has_content = true;
         }
 
         if is_root {
             self.phase = Phase::Inside;
         }
-        let name_start = usize::try_from(at).unwrap_or(usize::MAX).saturating_add(1);
         let open = Open {
-            name: name_start..name_start.saturating_add(raw_name.len()),
+            name: raw_name,
             is_p: local == "p",
             default_xhtml,
             declared,
         };
         if empty {
-            self.close(open);
+            self.close(&open);
         } else {
             if open.is_p {
                 self.open_paragraphs = self.open_paragraphs.saturating_add(1);
@@ -700,19 +1443,14 @@ impl Checker {
         Flow::Continue
     }
 
-    fn attribute(
-        &mut self,
-        element: &str,
-        shown: Shown<'_>,
-        key: &str,
-        value: Option<&str>,
-        at: u64,
-    ) {
+    /// The txt-1 checks of one attribute of `element`.
+    fn attribute(&mut self, element: &str, shown: Shown<'_>, attribute: &Attribute<'_>, at: usize) {
+        let key = attribute.key;
         let shown_key = Shown(key);
-        let permitted = key == "xmlns"
-            || key.starts_with("xmlns:")
-            || PERMITTED.attributes.contains(key)
-            || pair_permitted(&PERMITTED.element_attributes, element, key);
+        let permitted = is_permitted_attribute(key)
+            || is_permitted_element_attribute(element, key)
+            || key == "xmlns"
+            || key.starts_with("xmlns:");
         if !permitted {
             if key == "xml:space" {
                 self.txt1(
@@ -736,23 +1474,28 @@ impl Checker {
                 );
             }
         }
-        let Some(value) = value else {
+        if !attribute.references_ok {
             return;
-        };
-        if URL_ATTRIBUTES.contains(&key) {
-            self.url(element, shown, key, value, at);
+        }
+        if is_url_attribute(key) {
+            self.url(element, shown, key, &attribute.value(), at);
         }
         if key == "style" {
-            self.style(shown, value, at);
+            self.style(shown, &attribute.value(), at);
         }
     }
 
-    fn url(&mut self, element: &str, shown: Shown<'_>, key: &str, value: &str, at: u64) {
+    fn url(&mut self, element: &str, shown: Shown<'_>, key: &str, value: &str, at: usize) {
         let scheme = url_scheme(value);
-        let is_data = scheme.as_deref() == Some("data");
+        let is_data = scheme == Some(Scheme::Data);
         let img_src = element == "img" && key == "src";
-        match scheme.as_deref() {
-            Some(active @ ("javascript" | "vbscript")) => {
+        match scheme {
+            Some(Scheme::JavaScript | Scheme::VbScript) => {
+                let active = if scheme == Some(Scheme::JavaScript) {
+                    "javascript"
+                } else {
+                    "vbscript"
+                };
                 self.txt1(
                     Severity::Error,
                     format!("<{shown}> {key} uses the {active}: scheme (active content)"),
@@ -760,7 +1503,7 @@ impl Checker {
                 );
                 return;
             }
-            Some("data") if !img_src => {
+            Some(Scheme::Data) if !img_src => {
                 self.txt1(
                     Severity::Error,
                     format!("<{shown}> {key} is a data: URL; data: URLs are only accepted as an <img> src"),
@@ -782,7 +1525,12 @@ impl Checker {
                 }
                 return;
             }
-            if !value.chars().all(is_url_char) {
+            let url_chars = if value.is_ascii() {
+                value.bytes().all(|b| class(b) & URL_CHAR != 0)
+            } else {
+                value.chars().all(is_url_char)
+            };
+            if !url_chars {
                 self.txt1(
                     Severity::Error,
                     format!("<{shown}> {key} contains characters not allowed in a URL (escape them with %)"),
@@ -799,28 +1547,24 @@ impl Checker {
         }
     }
 
-    fn style(&mut self, shown: Shown<'_>, value: &str, at: u64) {
-        const ACTIVE: &[&str] = &[
-            "expression(",
-            "javascript:",
-            "vbscript:",
-            "-moz-binding",
-            "behavior:",
-        ];
-        let css = normalize_css(value);
-        if ACTIVE.iter().any(|needle| css.contains(needle)) {
+    fn style(&mut self, shown: Shown<'_>, value: &str, at: usize) {
+        let mut css = std::mem::take(&mut self.css);
+        css_for_matching(value, &mut css);
+        let found = CssFound::in_css(&css);
+        self.css = css;
+        if found.active {
             self.txt1(
                 Severity::Error,
                 format!("style attribute on <{shown}> contains active CSS (expression(), script URLs, bindings or behaviors)"),
                 at,
             );
-        } else if css.contains("url(") || css.contains("@import") {
+        } else if found.external {
             self.txt1(
                 Severity::Warning,
                 format!("style attribute on <{shown}> loads an external resource; narrative styles SHOULD be internally contained"),
                 at,
             );
-        } else if css.contains('\\') {
+        } else if found.escape {
             self.txt1(
                 Severity::Warning,
                 format!("style attribute on <{shown}> uses CSS escapes, which this check cannot see through"),
@@ -829,22 +1573,57 @@ impl Checker {
         }
     }
 
-    fn end(&mut self, at: u64) -> Flow {
+    /// An end tag named `name` at `at` closes the innermost open element of
+    /// that name (XML 1.0 §3 "Element Type Match"). What follows `</` is
+    /// named in a message only when it is a name: `</` in text, or an end
+    /// tag with attributes, would otherwise echo text or values.
+    fn end(&mut self, name: &str, at: usize) -> Flow {
         let Some(open) = self.stack.pop() else {
-            self.xhtml("an end tag has no matching start tag".to_owned(), at);
+            let message = if is_name(name) {
+                format!(
+                    "not well-formed XML: end tag </{}> has no start tag",
+                    Shown(name)
+                )
+            } else {
+                "not well-formed XML: a malformed end tag ('</' not followed by a name and '>') has no start tag".to_owned()
+            };
+            self.xhtml(message, at);
             return Flow::Stop;
         };
+        if open.name != name {
+            let message = if is_name(name) {
+                format!(
+                    "not well-formed XML: end tag </{}> does not match start tag <{}>",
+                    Shown(name),
+                    Shown(open.name)
+                )
+            } else {
+                format!(
+                    "not well-formed XML: a malformed end tag ('</' not followed by a name and '>') where </{}> was expected",
+                    Shown(open.name)
+                )
+            };
+            self.xhtml(message, at);
+            return Flow::Stop;
+        }
+        self.close_innermost(&open);
+        Flow::Continue
+    }
+
+    /// `open`, just taken off the stack, is closed by its end tag.
+    fn close_innermost(&mut self, open: &Open<'s>) {
         if open.is_p {
             self.open_paragraphs = self.open_paragraphs.saturating_sub(1);
         }
         self.close(open);
-        Flow::Continue
     }
 
-    /// Pops what `open` declared; after the root, the phase moves on.
-    fn close(&mut self, open: Open) {
-        for prefix in &open.declared {
-            if let Some(stack) = self.bindings.get_mut(prefix) {
+    /// Unbinds what `open` declared; after the root, the phase moves on.
+    fn close(&mut self, open: &Open<'s>) {
+        for _ in 0..open.declared {
+            if let Some(prefix) = self.declared.pop()
+                && let Some(stack) = self.bindings.get_mut(prefix)
+            {
                 stack.pop();
             }
         }
@@ -853,27 +1632,25 @@ impl Checker {
         }
     }
 
-    fn text(&mut self, text: &str, at: u64) -> Flow {
-        let has_non_space = text
-            .bytes()
-            .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    /// A run of text at `at`; `bracket` when it has a `]`.
+    fn text(&mut self, text: &str, bracket: bool, at: usize) -> Flow {
         if self.phase != Phase::Inside {
-            if has_non_space {
+            if has_non_space(text) {
                 self.xhtml("text outside the root <div> is not allowed".to_owned(), at);
                 return Flow::Stop;
             }
             return Flow::Continue;
         }
-        if text.as_bytes().contains(&b']') && text.contains("]]>") {
+        if bracket && text.contains("]]>") {
             self.xhtml("']]>' is not allowed in text (write ]]&gt;)".to_owned(), at);
         }
-        if has_non_space {
+        if !self.has_content && has_non_space(text) {
             self.has_content = true;
         }
         Flow::Continue
     }
 
-    fn reference(&mut self, name: &str, at: u64) -> Flow {
+    fn reference(&mut self, name: &str, at: usize) -> Flow {
         match resolve_reference(name) {
             Ok(ch) => {
                 if self.phase != Phase::Inside {
@@ -891,13 +1668,13 @@ impl Checker {
         Flow::Continue
     }
 
-    fn comment(&mut self, comment: &str, at: u64) -> Flow {
+    fn comment(&mut self, comment: &str, at: usize) {
         if self.phase != Phase::Inside {
             self.xhtml(
                 "comments outside the root <div> are not allowed (the div's content must lie between the first '>' and the last '<')".to_owned(),
                 at,
             );
-            return Flow::Continue;
+            return;
         }
         let unsafe_start = comment.starts_with('>') || comment.starts_with("->");
         if unsafe_start || comment.contains("--") || comment.ends_with('-') {
@@ -906,22 +1683,169 @@ impl Checker {
                 at,
             );
         }
-        Flow::Continue
     }
 }
 
-/// The first character that is not an XML 1.0 §2.2 `Char`, by byte scans:
-/// in a Rust string (no surrogates) only the C0 controls other than tab,
-/// line feed and carriage return, and U+FFFE / U+FFFF, are excluded.
+/// Whether text has a character other than XML whitespace (XPath
+/// `normalize-space`).
+fn has_non_space(text: &str) -> bool {
+    text.bytes().any(|b| !is_whitespace(b))
+}
+
+/// Where the markup starting at `tail[0]` (`<`) ends: its first `>` outside
+/// single or double quotes (XML 1.0 §3.1 `STag`, `ETag`; quoted values may
+/// hold `>`).
+fn quoted_markup_end(tail: &[u8]) -> Result<usize, Unclosed> {
+    let mut quote: Option<u8> = None;
+    for i in memchr3_iter(b'>', b'\'', b'"', tail) {
+        let Some(&b) = tail.get(i) else {
+            continue;
+        };
+        match quote {
+            None if b == b'>' => return Ok(i),
+            None => quote = Some(b),
+            Some(open) if open == b => quote = None,
+            Some(_) => {}
+        }
+    }
+    Err(match quote {
+        None => Unclosed::Tag,
+        Some(b'\'') => Unclosed::SingleQuotedValue,
+        Some(_) => Unclosed::DoubleQuotedValue,
+    })
+}
+
+/// Where a `<!DOCTYPE ...>` starting at `tail[0]` ends: its `>` after any
+/// quoted external identifier and any internal subset `[...]` (whose
+/// markup declarations, comments and processing instructions may hold `>`
+/// and `]`), as quick-xml 0.42's `DtdParser` found it (XML 1.0 §2.8).
+fn doctype_end(tail: &[u8]) -> Option<usize> {
+    #[derive(Clone, Copy)]
+    enum State {
+        BeforeSubset,
+        Quoted(u8),
+        InSubset,
+        AfterSubset,
+    }
+    let mut state = State::BeforeSubset;
+    let mut at = 0usize;
+    loop {
+        let rest = tail.get(at..).filter(|rest| !rest.is_empty())?;
+        match state {
+            State::BeforeSubset => {
+                let i = rest
+                    .iter()
+                    .position(|&b| matches!(b, b'\'' | b'"' | b'[' | b'>'))?;
+                match rest.get(i) {
+                    Some(&quote @ (b'\'' | b'"')) => state = State::Quoted(quote),
+                    Some(b'[') => state = State::InSubset,
+                    _ => return Some(at.saturating_add(i)),
+                }
+                at = at.saturating_add(i).saturating_add(1);
+            }
+            State::Quoted(quote) => {
+                let i = memchr(quote, rest)?;
+                state = State::BeforeSubset;
+                at = at.saturating_add(i).saturating_add(1);
+            }
+            State::InSubset => {
+                let i = memchr2(b']', b'<', rest)?;
+                at = at.saturating_add(i).saturating_add(1);
+                if rest.get(i) == Some(&b']') {
+                    state = State::AfterSubset;
+                } else {
+                    let markup = tail.get(at..).unwrap_or_default();
+                    at = at.saturating_add(subset_markup_skip(markup)?);
+                }
+            }
+            State::AfterSubset => return memchr(b'>', rest).map(|i| at.saturating_add(i)),
+        }
+    }
+}
+
+/// How far past its `<` a markup declaration, comment or processing
+/// instruction in a DOCTYPE's internal subset reaches (`markup` starts
+/// after the `<`); `None` when it is not closed.
+fn subset_markup_skip(markup: &[u8]) -> Option<usize> {
+    let after = |skip: usize| markup.get(skip..).unwrap_or_default();
+    if markup.starts_with(b"?") {
+        // Up to the `>` of `?>` (the `?` of `<?` cannot end it).
+        let body = after(1);
+        let end = memchr_iter(b'>', body).find(|&i| {
+            i.checked_sub(1)
+                .and_then(|before| body.get(before))
+                .is_some_and(|&b| b == b'?')
+        })?;
+        Some(end.saturating_add(1))
+    } else if markup.starts_with(b"!--") {
+        let body = after(3);
+        let end = memchr_iter(b'>', body)
+            .find(|&i| body.get(..i).is_some_and(|before| before.ends_with(b"--")))?;
+        Some(end.saturating_add(4))
+    } else if markup.starts_with(b"!ELEMENT") {
+        Some(memchr(b'>', after(8))?.saturating_add(9))
+    } else if let Some(skip) = [&b"!ENTITY"[..], b"!ATTLIST", b"!NOTATION"]
+        .iter()
+        .find(|keyword| markup.starts_with(keyword))
+        .map(|keyword| keyword.len())
+    {
+        quoted_markup_end(after(skip))
+            .ok()
+            .map(|end| end.saturating_add(skip))
+    } else {
+        Some(memchr(b'>', markup)?.saturating_add(1))
+    }
+}
+
+/// The first character that is not an XML 1.0 §2.2 `Char`. In a Rust
+/// string (no surrogates) only the C0 controls other than tab, line feed and
+/// carriage return, and U+FFFE / U+FFFF (`EF BF BE`, `EF BF BF`), are
+/// excluded: 32 bytes at a time are tested (as four words) for a byte below
+/// 0x20 or a non-ASCII byte, and only such blocks are looked at byte by
+/// byte.
 fn first_non_xml_char(div: &str) -> Option<(usize, char)> {
-    let control = div
-        .bytes()
-        .position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
-    let non_characters = [div.find('\u{FFFE}'), div.find('\u{FFFF}')];
-    let offset = std::iter::once(control)
-        .chain(non_characters)
-        .flatten()
-        .min()?;
+    const BLOCK: usize = 32;
+    let bytes = div.as_bytes();
+    let suspect_at = |i: usize| -> bool {
+        match bytes.get(i) {
+            Some(&b) if b < 0x20 => !matches!(b, b'\t' | b'\n' | b'\r'),
+            Some(0xEF) => {
+                bytes.get(i.saturating_add(1)) == Some(&0xBF)
+                    && matches!(bytes.get(i.saturating_add(2)), Some(0xBE | 0xBF))
+            }
+            _ => false,
+        }
+    };
+    let first_in = |from: usize, to: usize| (from..to).find(|&i| suspect_at(i));
+    let mut blocks = bytes.chunks_exact(BLOCK);
+    let mut base = 0usize;
+    for block in blocks.by_ref() {
+        if may_hold_non_xml(block)
+            && let Some(i) = first_in(base, base.saturating_add(BLOCK))
+        {
+            return non_xml_char_at(div, i);
+        }
+        base = base.saturating_add(BLOCK);
+    }
+    let i = first_in(base, bytes.len())?;
+    non_xml_char_at(div, i)
+}
+
+/// Whether some byte of `block` is below 0x20 or not ASCII, eight bytes at
+/// a time (the classic "has less than" test, exact as a yes/no answer).
+fn may_hold_non_xml(block: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut flags = 0u64;
+    for word in block.chunks_exact(8) {
+        let word = u64::from_ne_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
+        flags |= (word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word) | word;
+    }
+    flags & HIGHS != 0
+}
+
+/// The character at `offset`, which is not an XML character.
+fn non_xml_char_at(div: &str, offset: usize) -> Option<(usize, char)> {
     let found = div.get(offset..)?.chars().next()?;
     debug_assert!(!is_xml_char(found));
     Some((offset, found))
@@ -932,14 +1856,16 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
-/// XML 1.0 §2.3 `Name`, exact for ASCII; non-ASCII characters are accepted.
+/// XML 1.0 §2.3 `Name`, exact for ASCII; non-ASCII characters are accepted
+/// (so a byte test suffices: every byte of a non-ASCII character is above
+/// 0x7F).
 fn is_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let Some(first) = chars.next() else {
+    let mut bytes = name.bytes();
+    let Some(first) = bytes.next() else {
         return false;
     };
-    let start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
-    start(first) && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
+    let start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b':' || !b.is_ascii();
+    start(first) && bytes.all(|b| start(b) || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 /// A name as messages show it: at most [`MAX_SHOWN_CHARS`] characters,
@@ -953,14 +1879,6 @@ impl std::fmt::Display for Shown<'_> {
             Some((cut, _)) => write!(f, "{}…", self.0.get(..cut).unwrap_or_default()),
             None => f.write_str(self.0),
         }
-    }
-}
-
-/// A name for a message: at most [`MAX_SHOWN_CHARS`] characters.
-fn show(name: &str) -> String {
-    match name.char_indices().nth(MAX_SHOWN_CHARS) {
-        Some((cut, _)) => format!("{}…", name.get(..cut).unwrap_or_default()),
-        None => name.to_owned(),
     }
 }
 
@@ -985,8 +1903,23 @@ fn resolve_reference(name: &str) -> Result<char, RefProblem> {
         "amp" => Ok('&'),
         "apos" => Ok('\''),
         "quot" => Ok('"'),
-        other => Err(RefProblem::Undefined(show(other))),
+        other => Err(RefProblem::Undefined(Shown(other).to_string())),
     }
+}
+
+/// Checks the references in an attribute value without decoding it (each
+/// `&` up to the next `;`); the first bad one.
+fn check_references(raw: &str) -> Result<(), RefProblem> {
+    let mut rest = raw;
+    while let Some(amp) = rest.find('&') {
+        let after = rest.get(amp.saturating_add(1)..).unwrap_or_default();
+        let Some(semicolon) = after.find(';') else {
+            return Err(RefProblem::Unterminated);
+        };
+        resolve_reference(after.get(..semicolon).unwrap_or_default())?;
+        rest = after.get(semicolon.saturating_add(1)..).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Decodes the references in an attribute value (XML 1.0 §3.3.3 without the
@@ -1012,22 +1945,47 @@ fn decode_references(raw: &str) -> Result<Cow<'_, str>, RefProblem> {
     Ok(Cow::Owned(out))
 }
 
-/// The scheme of a URL, lower-cased, read the way browsers do (WHATWG URL):
-/// leading and trailing C0 controls and spaces are ignored, tabs and newlines
-/// anywhere are removed. `None` for a relative reference.
-fn url_scheme(value: &str) -> Option<String> {
-    let trimmed = value.trim_matches(|c: char| c <= ' ');
-    let mut scheme = String::new();
-    for c in trimmed.chars() {
-        match c {
-            '\t' | '\n' | '\r' => {}
-            ':' => {
-                return scheme
-                    .starts_with(|c: char| c.is_ascii_alphabetic())
-                    .then_some(scheme);
+/// The URL schemes the checks single out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    JavaScript,
+    VbScript,
+    Data,
+    Other,
+}
+
+/// The scheme of a URL, read the way browsers do (WHATWG URL): leading and
+/// trailing C0 controls and spaces are ignored, tabs and newlines anywhere
+/// are removed, case is ignored. `None` for a relative reference.
+///
+/// Read by bytes: the characters trimmed and the characters of a scheme are
+/// ASCII, and any other character (a byte above 0x7F) ends the reading with
+/// `None`; trailing characters only matter after a `:` has been read.
+fn url_scheme(value: &str) -> Option<Scheme> {
+    const LONGEST: usize = "javascript".len();
+    let bytes = value.as_bytes();
+    let start = bytes.iter().position(|&b| b > b' ')?;
+    let mut scheme = [0u8; LONGEST];
+    let mut len = 0usize;
+    for &b in bytes.get(start..).unwrap_or_default() {
+        match b {
+            b'\t' | b'\n' | b'\r' => {}
+            b':' => {
+                if len == 0 || !scheme.first().is_some_and(u8::is_ascii_alphabetic) {
+                    return None;
+                }
+                return Some(match scheme.get(..len) {
+                    Some(b"javascript") => Scheme::JavaScript,
+                    Some(b"vbscript") => Scheme::VbScript,
+                    Some(b"data") => Scheme::Data,
+                    _ => Scheme::Other,
+                });
             }
-            c if c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.') => {
-                scheme.push(c.to_ascii_lowercase());
+            b if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') => {
+                if let Some(slot) = scheme.get_mut(len) {
+                    *slot = b.to_ascii_lowercase();
+                }
+                len = len.saturating_add(1);
             }
             _ => return None,
         }
@@ -1147,6 +2105,70 @@ fn is_media_type(media_type: &str) -> bool {
     kind_ok && subtype_ok && parameter_ok
 }
 
+/// CSS for pattern matching into `out`: comments and whitespace removed,
+/// lower case ([`normalize_css`], without allocating for ASCII).
+fn css_for_matching(css: &str, out: &mut Vec<u8>) {
+    out.clear();
+    if !css.is_ascii() {
+        out.extend_from_slice(normalize_css(css).as_bytes());
+        return;
+    }
+    let bytes = css.as_bytes();
+    let mut in_comment = false;
+    let mut at = 0usize;
+    while let Some(&b) = bytes.get(at) {
+        let next = bytes.get(at.saturating_add(1)).copied();
+        if !in_comment && b == b'/' && next == Some(b'*') {
+            in_comment = true;
+            at = at.saturating_add(2);
+            continue;
+        }
+        if in_comment && b == b'*' && next == Some(b'/') {
+            in_comment = false;
+            at = at.saturating_add(2);
+            continue;
+        }
+        // `char::is_whitespace` on ASCII.
+        if !in_comment && !matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+            out.push(b.to_ascii_lowercase());
+        }
+        at = at.saturating_add(1);
+    }
+}
+
+/// What a normalized `style` value holds (one pass over it).
+#[derive(Debug, Default)]
+struct CssFound {
+    /// `expression(`, `javascript:`, `vbscript:`, `-moz-binding` or
+    /// `behavior:`: active CSS.
+    active: bool,
+    /// `url(` or `@import`: an external resource.
+    external: bool,
+    /// `\`: a CSS escape.
+    escape: bool,
+}
+
+impl CssFound {
+    fn in_css(css: &[u8]) -> Self {
+        let mut found = Self::default();
+        for (i, &b) in css.iter().enumerate() {
+            let rest = css.get(i..).unwrap_or_default();
+            match b {
+                b'e' if rest.starts_with(b"expression(") => found.active = true,
+                b'j' if rest.starts_with(b"javascript:") => found.active = true,
+                b'v' if rest.starts_with(b"vbscript:") => found.active = true,
+                b'-' if rest.starts_with(b"-moz-binding") => found.active = true,
+                b'b' if rest.starts_with(b"behavior:") => found.active = true,
+                b'u' if rest.starts_with(b"url(") => found.external = true,
+                b'@' if rest.starts_with(b"@import") => found.external = true,
+                b'\\' => found.escape = true,
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
 /// CSS for pattern matching: comments and whitespace removed, lower case.
 fn normalize_css(css: &str) -> String {
     let mut out = String::with_capacity(css.len());
@@ -1164,34 +2186,6 @@ fn normalize_css(css: &str) -> String {
         .filter(|c| !c.is_whitespace())
         .flat_map(char::to_lowercase)
         .collect()
-}
-
-/// A message for a quick-xml error that echoes names at most, never content.
-fn describe_xml_error(error: &quick_xml::Error) -> String {
-    use quick_xml::errors::IllFormedError;
-    match error {
-        quick_xml::Error::Syntax(syntax) => format!("not well-formed XML: {syntax}"),
-        quick_xml::Error::IllFormed(IllFormedError::MismatchedEndTag { expected, found }) => {
-            format!(
-                "not well-formed XML: end tag </{}> does not match start tag <{}>",
-                show(found),
-                show(expected)
-            )
-        }
-        quick_xml::Error::IllFormed(IllFormedError::UnmatchedEndTag(name)) => format!(
-            "not well-formed XML: end tag </{}> has no start tag",
-            show(name)
-        ),
-        quick_xml::Error::IllFormed(IllFormedError::DoubleHyphenInComment) => {
-            "not well-formed XML: '--' inside a comment".to_owned()
-        }
-        quick_xml::Error::IllFormed(IllFormedError::UnclosedReference) => {
-            "not well-formed XML: an '&' that does not start a reference ending in ';' (write &amp;)"
-                .to_owned()
-        }
-        quick_xml::Error::InvalidAttr(_) => "not well-formed XML: malformed attribute".to_owned(),
-        _ => "not well-formed XML".to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -1226,6 +2220,65 @@ mod tests {
         assert!(PERMITTED_ELEMENTS.windows(2).all(|w| w[0] < w[1]));
         assert!(PERMITTED_ATTRIBUTES.windows(2).all(|w| w[0] < w[1]));
         assert!(PERMITTED_ELEMENT_ATTRIBUTES.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn permitted_matches_agree_with_the_lists() {
+        let mut names: Vec<&str> = vec![
+            "",
+            "script",
+            "style",
+            "xmlns",
+            "xml:space",
+            "onclick",
+            "A",
+            "DIV",
+            "img ",
+            "td2",
+            "blockquote-too-long",
+            "\u{0}",
+            "a\u{0}",
+            "\u{FFFF}",
+        ];
+        names.extend(PERMITTED_ELEMENTS);
+        names.extend(PERMITTED_ATTRIBUTES);
+        names.extend(BLOCK_ELEMENTS);
+        for (element, attribute) in PERMITTED_ELEMENT_ATTRIBUTES {
+            names.push(element);
+            names.push(attribute);
+        }
+        for b in 0..=127u8 {
+            assert_eq!(class(b) & URL_CHAR != 0, is_url_char(char::from(b)), "{b}");
+        }
+        for name in &names {
+            assert_eq!(
+                is_permitted_element(name),
+                PERMITTED_ELEMENTS.contains(name),
+                "{name}"
+            );
+            assert_eq!(
+                is_permitted_attribute(name),
+                PERMITTED_ATTRIBUTES.contains(name),
+                "{name}"
+            );
+            assert_eq!(
+                is_block_element(name),
+                BLOCK_ELEMENTS.contains(name),
+                "{name}"
+            );
+            assert_eq!(
+                is_url_attribute(name),
+                ["href", "src", "cite", "longdesc", "usemap"].contains(name),
+                "{name}"
+            );
+            for attribute in &names {
+                assert_eq!(
+                    is_permitted_element_attribute(name, attribute),
+                    PERMITTED_ELEMENT_ATTRIBUTES.contains(&(name, attribute)),
+                    "{name} {attribute}"
+                );
+            }
+        }
     }
 
     fn rules(findings: &[NarrativeFinding]) -> Vec<&'static str> {
@@ -1526,6 +2579,11 @@ mod tests {
                 r#"<p style="background:url({secret})">{secret} &amp; &nbsp;</p>"#
             )),
             div(&format!("<p>{secret}</b>")),
+            div(&format!("<p>x</ {secret}</p>")),
+            div(&format!("<p>x</p {secret}>")),
+            div(&format!(r#"<p>x</p title="{secret}">"#)),
+            div(&format!("x</ {secret}>")),
+            format!("{OPEN}x</div>{secret}</ {secret}>"),
             div(&format!("<!--{secret}--->")),
             format!("{OPEN}{secret}"),
         ] {
