@@ -1101,8 +1101,23 @@ async fn a_peer_revoked_by_ocsp_only_is_refused() {
             .contains("revoked (OCSP)"),
         "{outcome}"
     );
+    // A refusal BE decides on its own about LU's patient (an assertion that
+    // is no JWT) is reported to LU only after the same check: not to this
+    // server.
+    let response = national_client(&pki, "BE", NationalClientKind::DoctorSystem)
+        .get(be.url(&format!(
+            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
+        )))
+        .bearer_auth("not-a-jwt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    // The report would be sent in the background: give it time to arrive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     // The check came before the request: the revoked server never saw the
-    // patient's identifier or the assertion (it recorded no access).
+    // patient's identifier or the assertion (it recorded no access, and no
+    // report of a refusal).
     assert_eq!(lu.audit().await.records, 0);
     be.stop().await;
     lu.stop().await;

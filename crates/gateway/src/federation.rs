@@ -242,7 +242,7 @@ struct Trail {
     /// Where to report a refusal decided here about a patient of another
     /// country: that country's NCP (its `POST AuditEvent`), so that the
     /// patient's access log at home shows it too.
-    report_to: Option<(Arc<Federation>, String)>,
+    report_to: Option<(Arc<Federation>, ehds_routing::Ncp)>,
 }
 
 impl Trail {
@@ -336,10 +336,10 @@ impl Trail {
         self.record.outcome_description = Some(refusal_summary(&error));
         self.record.recorded = audit::now();
         audit::record_refusal(state, &self.record).await;
-        if let Some((federation, url)) = self.report_to.take()
+        if let Some((federation, ncp)) = self.report_to.take()
             && decided_here(&error)
         {
-            report_refusal(federation, url, &self.record);
+            report_refusal(federation, ncp, &self.record);
         }
         error
     }
@@ -370,7 +370,10 @@ fn decided_here(error: &GatewayError) -> bool {
 /// Sends the AuditEvent of a refusal to the patient's country's NCP, in the
 /// background and once: the refusal stands and is in this gateway's trail
 /// whatever happens to the report; a failure is logged without patient data.
-fn report_refusal(federation: Arc<Federation>, url: String, record: &AccessRecord) {
+/// The report names the patient, so it is sent only to a server whose
+/// certificate passed the same check as before any relayed request
+/// ([`ensure_peer_checked`]: directory identity and OCSP).
+fn report_refusal(federation: Arc<Federation>, ncp: ehds_routing::Ncp, record: &AccessRecord) {
     let content = match ehds_fhir::audit_event::audit_event_json(record) {
         Ok(content) => content,
         Err(error) => {
@@ -379,9 +382,13 @@ fn report_refusal(federation: Arc<Federation>, url: String, record: &AccessRecor
         }
     };
     tokio::spawn(async move {
+        if let Err(error) = ensure_peer_checked(&federation, &ncp).await {
+            tracing::warn!(%error, "a refusal was not reported: the patient's country's server did not pass its check");
+            return;
+        }
         let sent = federation
             .client
-            .post(&url)
+            .post(ncp.federation_url_for("AuditEvent"))
             .header(header::CONTENT_TYPE, FHIR_JSON)
             .body(content)
             .send()
@@ -981,7 +988,7 @@ async fn relay_with_body(
         );
         return Err(trail.refuse(state, error).await);
     }
-    trail.report_to = Some((Arc::clone(federation), ncp.federation_url_for("AuditEvent")));
+    trail.report_to = Some((Arc::clone(federation), ncp.clone()));
     let token = match bearer(headers) {
         Ok(token) => token.to_owned(),
         Err(error) => return Err(trail.refuse(state, error).await),
