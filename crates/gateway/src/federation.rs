@@ -620,6 +620,88 @@ const ASKING_SYSTEMS: &[NationalClientKind] = &[
     NationalClientKind::Pharmacy,
 ];
 
+/// A search of the national API that is relayed, as it is, to the country
+/// of the patient it names.
+trait RelayedSearch: Sized {
+    /// The resource type searched.
+    const RESOURCE: &'static str;
+    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>>;
+    /// The patient the search names (its country answers).
+    fn patient(&self) -> &TokenParam;
+    /// The path and query relayed to that country's NCP.
+    fn relay_path(&self) -> String;
+}
+
+impl RelayedSearch for PatientSearch {
+    const RESOURCE: &'static str = "Patient";
+    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
+        PatientSearch::parse(query)
+    }
+    fn patient(&self) -> &TokenParam {
+        &self.identifier
+    }
+    fn relay_path(&self) -> String {
+        PatientSearch::relay_path(self)
+    }
+}
+
+impl RelayedSearch for DocumentReferenceSearch {
+    const RESOURCE: &'static str = "DocumentReference";
+    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
+        DocumentReferenceSearch::parse(query)
+    }
+    fn patient(&self) -> &TokenParam {
+        &self.patient_identifier
+    }
+    fn relay_path(&self) -> String {
+        DocumentReferenceSearch::relay_path(self)
+    }
+}
+
+impl RelayedSearch for MedicationRequestSearch {
+    const RESOURCE: &'static str = "MedicationRequest";
+    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
+        MedicationRequestSearch::parse(query)
+    }
+    fn patient(&self) -> &TokenParam {
+        &self.patient_identifier
+    }
+    fn relay_path(&self) -> String {
+        MedicationRequestSearch::relay_path(self)
+    }
+}
+
+/// Parses a national search (a malformed one is refused and recorded before
+/// anything crosses the border) and relays it to the patient's country.
+async fn national_search<S: RelayedSearch>(
+    state: &AppState,
+    peer: Option<&VerifiedPeer>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, GatewayError> {
+    let search = match S::parse(query.unwrap_or_default()) {
+        Ok(search) => search,
+        Err(refusals) => {
+            let error = GatewayError::Search(refusals);
+            return Err(refuse_early(state, S::RESOURCE, error).await);
+        }
+    };
+    relay_for_patient(
+        state,
+        peer,
+        headers,
+        search.patient(),
+        search.relay_path(),
+        (
+            S::RESOURCE,
+            RestInteraction::SearchType,
+            AuditAction::Search,
+        ),
+        ExpectedAnswer::SearchSet,
+    )
+    .await
+}
+
 /// `GET /fhir/Patient?identifier=system|value[&name&birthdate&gender]`.
 pub async fn national_patient_search(
     State(state): State<AppState>,
@@ -627,22 +709,7 @@ pub async fn national_patient_search(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
-    let search = match PatientSearch::parse(query.as_deref().unwrap_or_default()) {
-        Ok(search) => search,
-        Err(refusals) => {
-            return Err(refuse_early(&state, "Patient", GatewayError::Search(refusals)).await);
-        }
-    };
-    relay_for_patient(
-        &state,
-        peer.as_deref(),
-        &headers,
-        &search.identifier,
-        search.relay_path(),
-        ("Patient", RestInteraction::SearchType, AuditAction::Search),
-        ExpectedAnswer::SearchSet,
-    )
-    .await
+    national_search::<PatientSearch>(&state, peer.as_deref(), query.as_deref(), &headers).await
 }
 
 /// `GET /fhir/DocumentReference?patient.identifier=system|value[&type=…]`.
@@ -652,27 +719,8 @@ pub async fn national_document_search(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
-    let search = match DocumentReferenceSearch::parse(query.as_deref().unwrap_or_default()) {
-        Ok(search) => search,
-        Err(refusals) => {
-            let error = GatewayError::Search(refusals);
-            return Err(refuse_early(&state, "DocumentReference", error).await);
-        }
-    };
-    relay_for_patient(
-        &state,
-        peer.as_deref(),
-        &headers,
-        &search.patient_identifier,
-        search.relay_path(),
-        (
-            "DocumentReference",
-            RestInteraction::SearchType,
-            AuditAction::Search,
-        ),
-        ExpectedAnswer::SearchSet,
-    )
-    .await
+    national_search::<DocumentReferenceSearch>(&state, peer.as_deref(), query.as_deref(), &headers)
+        .await
 }
 
 /// `GET /fhir/MedicationRequest?patient.identifier=system|value[&status=…]`:
@@ -683,27 +731,8 @@ pub async fn national_prescription_search(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
-    let search = match MedicationRequestSearch::parse(query.as_deref().unwrap_or_default()) {
-        Ok(search) => search,
-        Err(refusals) => {
-            let error = GatewayError::Search(refusals);
-            return Err(refuse_early(&state, "MedicationRequest", error).await);
-        }
-    };
-    relay_for_patient(
-        &state,
-        peer.as_deref(),
-        &headers,
-        &search.patient_identifier,
-        search.relay_path(),
-        (
-            "MedicationRequest",
-            RestInteraction::SearchType,
-            AuditAction::Search,
-        ),
-        ExpectedAnswer::SearchSet,
-    )
-    .await
+    national_search::<MedicationRequestSearch>(&state, peer.as_deref(), query.as_deref(), &headers)
+        .await
 }
 
 /// `POST /fhir/MedicationDispense`: a pharmacy hands over (or refuses) a
