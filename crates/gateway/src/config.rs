@@ -167,10 +167,10 @@ pub struct AssertionsSection {
     pub max_lifetime_secs: u64,
 }
 
-fn default_connect_timeout_secs() -> u64 {
+pub(crate) fn default_connect_timeout_secs() -> u64 {
     5
 }
-fn default_request_timeout_secs() -> u64 {
+pub(crate) fn default_request_timeout_secs() -> u64 {
     30
 }
 fn default_clock_skew_secs() -> u64 {

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod error;
 pub mod federation;
 pub mod http;
+pub mod loopback;
 pub mod metrics;
 pub mod patient_page;
 pub mod patient_rights;

@@ -26,14 +26,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use ehds_gateway::loopback::{self, LU_PATIENT, LU_SYSTEM, Loopback};
 use ehds_gateway::{Gateway, GatewayConfig};
 use ehds_test_support::{ScratchDir, repo_root};
-use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec};
+use ehds_transport::dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 use ehds_transport::{NationalClientKind, TlsIdentity, TrustStore};
 use sha2::{Digest, Sha256};
 
 use load::{Mode, Outcome, Pool};
-use setup::{GatewayProcess, Ports, Shared};
+use setup::GatewayProcess;
 
 /// What a gateway child process prints once it is listening.
 pub const READY: &str = "ready";
@@ -307,30 +308,16 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     let started_at = time::OffsetDateTime::now_utc();
     let load_before = cpu::load_average();
     let dir = ScratchDir::new("relay-bench");
-    let pki = dev_pki::generate(
-        &dir.path().join("pki"),
+    let run = Loopback::generate(
+        &repo_root(),
+        dir.path(),
         &DevPkiSpec::for_tests(&["BE", "LU"]),
     )?;
-    let be_ports = Ports {
-        national: setup::free_port()?,
-        federation: setup::free_port()?,
-    };
-    let lu_ports = Ports {
-        national: setup::free_port()?,
-        federation: setup::free_port()?,
-    };
-    let directory = setup::write_directory(dir.path(), be_ports.federation, lu_ports.federation)?;
-    let trust_list = setup::write_trust_list(dir.path(), &pki)?;
-    let shared = Shared {
-        dir: dir.path(),
-        pki: &pki,
-        directory: &directory,
-        trust_list: &trust_list,
-    };
+    let pki = &run.pki;
     let mut gateways = Vec::new();
-    for (cc, ports) in [("LU", lu_ports), ("BE", be_ports)] {
+    for (cc, ports) in [("LU", run.lu), ("BE", run.be)] {
         let path = dir.path().join(format!("{}.toml", cc.to_ascii_lowercase()));
-        std::fs::write(&path, setup::config_text(cc, &shared, ports))?;
+        std::fs::write(&path, run.gateway(cc, ports).text())?;
         gateways.push(GatewayProcess::start(&path, ports.national).await?);
     }
     let (Some(be), Some(lu)) = (gateways.pop(), gateways.pop()) else {
@@ -339,7 +326,7 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     eprintln!("LU gateway pid {}, BE gateway pid {}", lu.pid, be.pid);
 
     // LU's hospital pushes the patient summary.
-    let pushed = setup::lu_patient_summary()?;
+    let pushed = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT)?;
     let ehr = load::client(
         &TlsIdentity::load(&pki.national_client("LU", NationalClientKind::EhrSystem))?,
         &TrustStore::load(&pki.trust(&Authority::National("LU".into())))?,
@@ -368,7 +355,7 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     };
     let path = format!("/fhir/Bundle/LU.{id}");
 
-    let idp = setup::idp(&pki, "BE")?;
+    let idp = run.identity_provider("BE")?;
     let nginx_dir = dir.path().join("nginx");
     let workers = args.nginx_workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -378,9 +365,9 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     let nginx_setup = nginx::NginxSetup {
         binary: &args.nginx,
         dir: &nginx_dir,
-        pki: &pki,
-        port: setup::free_port()?,
-        lu_federation_port: lu_ports.federation,
+        pki,
+        port: loopback::free_port()?,
+        lu_federation_port: run.lu.federation,
         workers,
     };
     let nginx = if args.no_nginx {
@@ -398,7 +385,7 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     // Both relays hand over the bytes LU's hospital pushed.
     let runner = Bench {
         args,
-        pki: &pki,
+        pki,
         idp: &idp,
         lu_pid: lu.pid,
         bundle_len: pushed.len(),
