@@ -12,312 +12,40 @@
     clippy::panic
 )]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ehds_access::{
-    AssertionIssuer, KeyAlgorithm, Organisation, PatientRef, Professional, PurposeOfUse,
-};
-use ehds_gateway::{Gateway, GatewayConfig};
-use ehds_test_support::{ScratchDir, conformance_dir, repo_root};
+use common::two_countries::{Setup, TwoCountries, national_client, start};
+use ehds_access::{AssertionIssuer, Organisation, PatientRef, Professional, PurposeOfUse};
+use ehds_gateway::loopback::{self, GatewayToml, LU_PATIENT, LU_SYSTEM, Ports, be_doctor};
+use ehds_test_support::{conformance_dir, repo_root};
+use ehds_transport::NationalClientKind;
 use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec, Negative};
-use ehds_transport::{IdentityFiles, NationalClientKind};
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 mod common;
 
-const LU_SYSTEM: &str = "urn:oid:1.3.182.4.4";
-const LU_PATIENT: &str = "1998041799999";
 const FHIR_JSON: &str = "application/fhir+json";
 
-/// The IPS example with its patient given a Luxembourg national identifier.
-fn lu_patient_summary() -> Vec<u8> {
-    let original = std::fs::read_to_string(
-        conformance_dir().join("examples/ips/Bundle-IPS-examples-Bundle-01.json"),
-    )
-    .unwrap();
-    let from = r#""system":"urn:oid:2.16.840.1.113883.2.4.6.3","value":"574687583""#;
-    let to = format!(r#""system":"{LU_SYSTEM}","value":"{LU_PATIENT}""#);
-    assert!(
-        original.contains(from),
-        "the example's patient identifier moved"
-    );
-    original.replace(from, &to).into_bytes()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Running {
-    national: SocketAddr,
-    federation: SocketAddr,
-    config: ehds_gateway::CheckedConfig,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Running {
-    fn url(&self, path: &str) -> String {
-        format!("https://{}{path}", self.national)
-    }
-    fn federation_url(&self, path: &str) -> String {
-        format!("https://{}{path}", self.federation)
-    }
-    async fn audit(&self) -> ehds_gateway::AuditChainReport {
-        ehds_gateway::verify_audit(&self.config).await.unwrap()
-    }
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+/// Both gateways as these tests run them: relays that give up quickly
+/// (connect 2 s, request 3 s: a stalling peer is answered within 8 s), and
+/// Luxembourg's law (in these tests) lets an emergency lift a patient's
+/// restrictions of the summary, not of prescriptions.
+fn federation_settings(config: &mut GatewayToml<'_>) {
+    config.connect_timeout_secs = 2;
+    config.request_timeout_secs = 3;
+    if config.country == "LU" {
+        config.sections =
+            "[patient_rights]\nemergency_lifts_restrictions = [\"patient-summary\"]".into();
     }
 }
 
-struct Federation {
-    dir: ScratchDir,
-    pki: DevPkiLayout,
-    be: Running,
-    lu: Running,
-    be_idp: AssertionIssuer,
-    lu_idp: AssertionIssuer,
-}
-
-fn validator() -> Arc<ehds_validation::Validator> {
-    static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
-        std::sync::OnceLock::new();
-    Arc::clone(VALIDATOR.get_or_init(|| {
-        let registry = ehds_profiles::Registry::load_root(&repo_root().join("profiles")).unwrap();
-        Arc::new(ehds_validation::Validator::new(&registry))
-    }))
-}
-
-fn slash(path: &Path) -> String {
-    path.display().to_string()
-}
-
-/// The shipped directory with the federation URLs of this run.
-fn write_directory(dir: &Path, be_port: u16, lu_port: u16) -> PathBuf {
-    let shipped =
-        std::fs::read_to_string(repo_root().join("deploy/config/directory.toml")).unwrap();
-    let text = shipped
-        .replace(
-            "https://ncp.be.ehds.test:8443/fhir",
-            &format!("https://127.0.0.1:{be_port}/fhir"),
-        )
-        .replace(
-            "https://ncp.lu.ehds.test:9443/fhir",
-            &format!("https://127.0.0.1:{lu_port}/fhir"),
-        );
-    let path = dir.join("directory.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn write_trust_list(dir: &Path, pki: &DevPkiLayout) -> PathBuf {
-    let mut text = String::new();
-    for cc in ["BE", "LU"] {
-        text.push_str(&format!(
-            "[[issuer]]\ncountry = \"{cc}\"\nid = \"https://idp.{lc}.ehds.test\"\n\n[[issuer.key]]\nkid = \"{lc}-hp-1\"\nalg = \"ES256\"\npem_file = \"{pem}\"\n\n",
-            lc = cc.to_ascii_lowercase(),
-            pem = slash(&pki.hp_assertion_public_key(cc)),
-        ));
-    }
-    let path = dir.join("trust-list.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn idp(pki: &DevPkiLayout, cc: &str) -> AssertionIssuer {
-    let pem = std::fs::read_to_string(pki.hp_assertion_private_key(cc)).unwrap();
-    let lc = cc.to_ascii_lowercase();
-    AssertionIssuer::from_pkcs8_pem(
-        &format!("https://idp.{lc}.ehds.test"),
-        cc,
-        &format!("{lc}-hp-1"),
-        KeyAlgorithm::Es256,
-        &pem,
-    )
-    .unwrap()
-}
-
-struct Ports {
-    national: u16,
-    federation: u16,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn config_text(
-    cc: &str,
-    dir: &Path,
-    pki: &DevPkiLayout,
-    ports: &Ports,
-    directory: &Path,
-    trust_list: &Path,
-    federation_crl: &Path,
-) -> String {
-    let lc = cc.to_ascii_lowercase();
-    let national = Authority::National(cc.to_owned());
-    let server = pki.national_server(cc);
-    let ncp_server = pki.ncp_server(cc);
-    let ncp_client = pki.ncp_client(cc);
-    format!(
-        r#"
-[ncp]
-country = "{cc}"
-
-[server]
-listen = "127.0.0.1:{national_port}"
-
-[server.tls]
-certificate = "{server_cert}"
-private_key = "{server_key}"
-client_cas = ["{national_ca}"]
-client_crls = ["{national_crl}"]
-
-[store]
-url = "sqlite://{store}"
-
-[validation]
-packages_dir = "{profiles}"
-
-[federation]
-listen = "127.0.0.1:{federation_port}"
-ncp_id = "ncp-{lc}"
-certificate = "{ncp_server_cert}"
-private_key = "{ncp_server_key}"
-client_certificate = "{ncp_client_cert}"
-client_private_key = "{ncp_client_key}"
-cas = ["{federation_ca}"]
-crls = ["{federation_crl}"]
-directory = "{directory}"
-connect_timeout_secs = 2
-request_timeout_secs = 3
-
-[assertions]
-trust_list = "{trust_list}"
-policy = "{policy}"
-{patient_rights}
-"#,
-        // Luxembourg's law (in these tests) lets an emergency lift a
-        // patient's restrictions of the summary, not of prescriptions.
-        patient_rights = if cc == "LU" {
-            "[patient_rights]\nemergency_lifts_restrictions = [\"patient-summary\"]"
-        } else {
-            ""
-        },
-        national_port = ports.national,
-        federation_port = ports.federation,
-        server_cert = slash(&server.cert_chain),
-        server_key = slash(&server.private_key),
-        national_ca = slash(&pki.ca_cert(&national)),
-        national_crl = slash(&pki.crl(&national)),
-        store = slash(&dir.join(format!("{lc}.db"))),
-        profiles = slash(&repo_root().join("profiles")),
-        ncp_server_cert = slash(&ncp_server.cert_chain),
-        ncp_server_key = slash(&ncp_server.private_key),
-        ncp_client_cert = slash(&ncp_client.cert_chain),
-        ncp_client_key = slash(&ncp_client.private_key),
-        federation_ca = slash(&pki.ca_cert(&Authority::Federation)),
-        federation_crl = slash(federation_crl),
-        directory = slash(directory),
-        trust_list = slash(trust_list),
-        policy = slash(&repo_root().join("deploy/config/access-policy.toml")),
-    )
-}
-
-async fn start(text: &str) -> Running {
-    let config = GatewayConfig::from_toml(text).unwrap().check().unwrap();
-    let gateway = Gateway::bind_with_validator(&config, validator())
-        .await
-        .unwrap();
-    let national = gateway.local_addr().unwrap();
-    let federation = gateway.federation_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        gateway
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running {
-        national,
-        federation,
-        config,
-        stop: Some(stop),
-        task: Some(task),
-    }
-}
-
-async fn federation() -> Federation {
-    let dir = ScratchDir::new("federation");
-    let pki_dir = dir.path().join("pki");
-    let pki = dev_pki::generate(&pki_dir, &DevPkiSpec::for_tests(&["BE", "LU"])).unwrap();
-    let be_ports = Ports {
-        national: free_port(),
-        federation: free_port(),
-    };
-    let lu_ports = Ports {
-        national: free_port(),
-        federation: free_port(),
-    };
-    let directory = write_directory(dir.path(), be_ports.federation, lu_ports.federation);
-    let trust_list = write_trust_list(dir.path(), &pki);
-    let crl = pki.crl(&Authority::Federation);
-    let be = start(&config_text(
-        "BE",
-        dir.path(),
-        &pki,
-        &be_ports,
-        &directory,
-        &trust_list,
-        &crl,
-    ))
-    .await;
-    let lu = start(&config_text(
-        "LU",
-        dir.path(),
-        &pki,
-        &lu_ports,
-        &directory,
-        &trust_list,
-        &crl,
-    ))
-    .await;
-    Federation {
-        be_idp: idp(&pki, "BE"),
-        lu_idp: idp(&pki, "LU"),
-        dir,
-        pki,
-        be,
-        lu,
-    }
-}
-
-fn doctor() -> Professional {
-    Professional {
-        id: "BE-HP-0042".into(),
-        name: "Dr Anne Peeters".into(),
-        role: "2211".into(),
-        organisation: Organisation {
-            id: "BE-ORG-17".into(),
-            name: "UZ Leuven".into(),
-        },
-        point_of_care: "Emergency department".into(),
-    }
+/// Both gateways started with the test PKI.
+async fn federation() -> TwoCountries {
+    TwoCountries::start("federation", federation_settings).await
 }
 
 fn lu_patient() -> PatientRef {
@@ -337,21 +65,10 @@ fn assertion(idp: &AssertionIssuer, professional: &Professional, patient: &Patie
     .unwrap()
 }
 
-fn national_client(pki: &DevPkiLayout, cc: &str, kind: NationalClientKind) -> reqwest::Client {
-    common::client_with(
-        pki.national_client(cc, kind),
-        pki.trust(&Authority::National(cc.to_owned())),
-    )
-}
-
-/// A client presenting `identity` to a federation listener.
-fn federation_client(pki: &DevPkiLayout, identity: IdentityFiles) -> reqwest::Client {
-    common::client_with(identity, pki.trust(&Authority::Federation))
-}
-
-async fn push_lu_summary(f: &Federation) -> (String, Vec<u8>) {
-    let bytes = lu_patient_summary();
-    let response = national_client(&f.pki, "LU", NationalClientKind::EhrSystem)
+async fn push_lu_summary(f: &TwoCountries) -> (String, Vec<u8>) {
+    let bytes = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT).unwrap();
+    let response = f
+        .national_client("LU", NationalClientKind::EhrSystem)
         .post(f.lu.url("/fhir/Bundle"))
         .header("content-type", FHIR_JSON)
         .body(bytes.clone())
@@ -380,7 +97,7 @@ async fn json(response: reqwest::Response, status: u16) -> Value {
 async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_sides_audit() {
     let f = federation().await;
     let (lu_id, pushed) = push_lu_summary(&f).await;
-    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
     let patient = lu_patient();
 
     // 1. Identify the patient at LU through BE.
@@ -389,7 +106,7 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
             .get(f.be.url(&format!(
                 "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
             )))
-            .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+            .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
             .send()
             .await
             .unwrap(),
@@ -410,7 +127,7 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
             .get(f.be.url(&format!(
                 "/fhir/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&type=http://loinc.org|60591-5"
             )))
-            .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+            .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
             .send()
             .await
             .unwrap(),
@@ -427,7 +144,7 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
     // 3. Retrieve it: the bytes LU's hospital pushed.
     let response = doctor_system
         .get(f.be.url(&format!("/fhir/{url}")))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
         .send()
         .await
         .unwrap();
@@ -439,7 +156,8 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
         "the summary must arrive byte for byte"
     );
     let validated_before = || async {
-        let metrics = national_client(&f.pki, "BE", NationalClientKind::EhrSystem)
+        let metrics = f
+            .national_client("BE", NationalClientKind::EhrSystem)
             .get(f.be.url("/metrics"))
             .send()
             .await
@@ -465,7 +183,7 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
     // the unit tests of `check_answer`).
     let again = doctor_system
         .get(f.be.url(&format!("/fhir/{url}")))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
         .send()
         .await
         .unwrap();
@@ -479,9 +197,7 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
     assert!(be_audit.first_broken.is_none() && lu_audit.first_broken.is_none());
     assert_eq!(be_audit.records, 4);
     assert_eq!(lu_audit.records, 4);
-    f.be.stop().await;
-    f.lu.stop().await;
-    drop(f.dir);
+    f.stop().await;
 }
 
 #[tokio::test]
@@ -489,13 +205,13 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     let f = federation().await;
     let (lu_id, _) = push_lu_summary(&f).await;
     let patient = lu_patient();
-    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
     let search = f.be.url(&format!(
         "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
     ));
 
     // Replayed at BE.
-    let token = assertion(&f.be_idp, &doctor(), &patient);
+    let token = assertion(&f.be_idp, &be_doctor(), &patient);
     let first = doctor_system
         .get(&search)
         .bearer_auth(&token)
@@ -513,11 +229,11 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     assert!(again.headers().contains_key("www-authenticate"));
 
     // Replayed at LU by a peer that skips its own check: LU's ledger refuses.
-    let be_ncp = federation_client(&f.pki, f.pki.ncp_client("BE"));
+    let be_ncp = f.federation_client(f.pki.ncp_client("BE"));
     let direct = f.lu.federation_url(&format!(
         "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
     ));
-    let fresh = assertion(&f.be_idp, &doctor(), &patient);
+    let fresh = assertion(&f.be_idp, &be_doctor(), &patient);
     let ok = be_ncp
         .get(&direct)
         .bearer_auth(&fresh)
@@ -537,7 +253,7 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     let expired = f
         .be_idp
         .issue(
-            &doctor(),
+            &be_doctor(),
             "urn:ehds:ncp:LU",
             &patient,
             PurposeOfUse::Treatment,
@@ -556,10 +272,10 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     // Forged: signed by a key nobody trusts under BE's issuer and kid.
     let forger_dir = f.dir.path().join("forger");
     let forger_pki = dev_pki::generate(&forger_dir, &DevPkiSpec::for_tests(&["BE"])).unwrap();
-    let forged = idp(&forger_pki, "BE");
+    let forged = loopback::identity_provider(&forger_pki, "BE").unwrap();
     let response = doctor_system
         .get(&search)
-        .bearer_auth(assertion(&forged, &doctor(), &patient))
+        .bearer_auth(assertion(&forged, &be_doctor(), &patient))
         .send()
         .await
         .unwrap();
@@ -574,7 +290,7 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     let other = PatientRef::new(LU_SYSTEM, "1990010112345");
     let response = doctor_system
         .get(f.be.url(&format!("/fhir/Bundle/LU.{lu_id}")))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &other))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &other))
         .send()
         .await
         .unwrap();
@@ -585,7 +301,7 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     let lu_doctor_token = f
         .lu_idp
         .issue(
-            &doctor(),
+            &be_doctor(),
             "urn:ehds:ncp:LU",
             &patient,
             PurposeOfUse::Treatment,
@@ -602,9 +318,9 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     assert_eq!(response.status().as_u16(), 403);
 
     // A pharmacist may not read the patient summary (the shipped policy).
-    let mut pharmacist = doctor();
+    let mut pharmacist = be_doctor();
     pharmacist.role = "2262".into();
-    let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
+    let pharmacy = f.national_client("BE", NationalClientKind::Pharmacy);
     let response = pharmacy
         .get(&search)
         .bearer_auth(assertion(&f.be_idp, &pharmacist, &patient))
@@ -617,8 +333,7 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     let lu_audit = f.lu.audit().await;
     assert!(lu_audit.first_broken.is_none());
     assert!(lu_audit.records >= 5, "{}", lu_audit.records);
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 #[tokio::test]
@@ -634,7 +349,7 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
         Negative::NcpClientWrongEku,
         Negative::NcpClientCaFlagged,
     ] {
-        let client = federation_client(&f.pki, f.pki.negative("BE", negative));
+        let client = f.federation_client(f.pki.negative("BE", negative));
         let result = client.get(&direct).send().await;
         assert!(result.is_err(), "{negative:?} got through: {result:?}");
     }
@@ -690,25 +405,12 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
         .unwrap();
     assert!(anonymous.get(&direct).send().await.is_err());
     // A federation listener whose CRL is stale refuses everyone (fail closed).
-    let stale_ports = Ports {
-        national: free_port(),
-        federation: free_port(),
-    };
-    let stale_dir = f.dir.path().join("stale");
-    std::fs::create_dir_all(&stale_dir).unwrap();
-    let directory = write_directory(&stale_dir, free_port(), stale_ports.federation);
-    let trust_list = write_trust_list(&stale_dir, &f.pki);
-    let stale = start(&config_text(
-        "LU",
-        &stale_dir,
-        &f.pki,
-        &stale_ports,
-        &directory,
-        &trust_list,
-        &f.pki.stale_crl(&Authority::Federation),
-    ))
-    .await;
-    let good_ncp = federation_client(&f.pki, f.pki.ncp_client("BE"));
+    let stale_files = f.another_run("stale", Ports::free().unwrap(), Ports::free().unwrap());
+    let mut stale_config = stale_files.gateway("LU", stale_files.lu);
+    federation_settings(&mut stale_config);
+    stale_config.federation_crl = f.pki.stale_crl(&Authority::Federation);
+    let mut stale = start(&stale_config).await;
+    let good_ncp = f.federation_client(f.pki.ncp_client("BE"));
     assert!(
         good_ncp
             .get(stale.federation_url("/healthz"))
@@ -734,7 +436,8 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
         "one security alert per refused connection"
     );
     assert!(audit.first_broken.is_none());
-    let metrics = national_client(&f.pki, "LU", NationalClientKind::EhrSystem)
+    let metrics = f
+        .national_client("LU", NationalClientKind::EhrSystem)
         .get(f.lu.url("/metrics"))
         .send()
         .await
@@ -759,21 +462,20 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
         ),
         "{metrics}"
     );
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 #[tokio::test]
 async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers_answer_promptly() {
-    let f = federation().await;
-    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let mut f = federation().await;
+    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
     let patient = lu_patient();
     // 12 digits where LU's rule wants 13: refused at BE.
     let response = doctor_system
         .get(f.be.url(&format!(
             "/fhir/Patient?identifier={LU_SYSTEM}|123456789012"
         )))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
         .send()
         .await
         .unwrap();
@@ -782,7 +484,7 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
     // An identifier without its system.
     let response = doctor_system
         .get(f.be.url(&format!("/fhir/Patient?identifier={LU_PATIENT}")))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
         .send()
         .await
         .unwrap();
@@ -797,7 +499,7 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
         .get(f.be.url(&format!(
             "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
         )))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
         .send()
         .await
         .unwrap();
@@ -807,26 +509,22 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
     // Another NCP with a valid federation certificate (BE's) answers at
     // LU's address: its certificate is not the directory's NCP for LU, so
     // nothing it says is passed on.
-    let impostor_dir = f.dir.path().join("impostor");
-    std::fs::create_dir_all(&impostor_dir).unwrap();
-    let impostor = start(&config_text(
-        "BE",
-        &impostor_dir,
-        &f.pki,
-        &Ports {
-            national: free_port(),
+    let impostor_files = f.another_run(
+        "impostor",
+        Ports::free().unwrap(),
+        Ports {
+            national: loopback::free_port().unwrap(),
             federation: lu_federation.port(),
         },
-        &write_directory(&impostor_dir, free_port(), lu_federation.port()),
-        &write_trust_list(&impostor_dir, &f.pki),
-        &f.pki.crl(&Authority::Federation),
-    ))
-    .await;
+    );
+    let mut impostor_config = impostor_files.gateway("BE", impostor_files.lu);
+    federation_settings(&mut impostor_config);
+    let mut impostor = start(&impostor_config).await;
     let response = doctor_system
         .get(f.be.url(&format!(
             "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
         )))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
         .send()
         .await
         .unwrap();
@@ -854,7 +552,7 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
         .get(f.be.url(&format!(
             "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
         )))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &patient))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
         .send()
         .await
         .unwrap();
@@ -935,9 +633,10 @@ async fn no_audit_record_no_data() {
         .execute(&mut connection)
         .await
         .unwrap();
-    let response = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem)
+    let response = f
+        .national_client("BE", NationalClientKind::DoctorSystem)
         .get(f.be.url(&format!("/fhir/Bundle/LU.{lu_id}")))
-        .bearer_auth(assertion(&f.be_idp, &doctor(), &lu_patient()))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &lu_patient()))
         .send()
         .await
         .unwrap();
@@ -945,8 +644,7 @@ async fn no_audit_record_no_data() {
     let body = response.text().await.unwrap();
     assert!(body.contains("OperationOutcome"), "{body}");
     assert!(!body.contains("DeLarosa"), "the summary leaked");
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 /// An OCSP responder for the federation CA (`openssl ocsp`), killed on drop.
@@ -1047,49 +745,20 @@ fn revoke_at_responder(pki: &DevPkiLayout, cert: &Path) {
 /// passes nothing on; LU checks BE's client certificate the same way.
 #[tokio::test]
 async fn a_peer_revoked_by_ocsp_only_is_refused() {
-    let dir = ScratchDir::new("federation-ocsp");
-    let ocsp_port = free_port();
+    let ocsp_port = loopback::free_port().unwrap();
     let mut spec = DevPkiSpec::for_tests(&["BE", "LU"]);
     spec.ocsp_url = Some(format!("http://127.0.0.1:{ocsp_port}/"));
-    let pki = dev_pki::generate(&dir.path().join("pki"), &spec).unwrap();
-    let be_ports = Ports {
-        national: free_port(),
-        federation: free_port(),
-    };
-    let lu_ports = Ports {
-        national: free_port(),
-        federation: free_port(),
-    };
-    let directory = write_directory(dir.path(), be_ports.federation, lu_ports.federation);
-    let trust_list = write_trust_list(dir.path(), &pki);
-    let crl = pki.crl(&Authority::Federation);
-    revoke_at_responder(&pki, &pki.ncp_server("LU").cert_chain);
-    let _responder = OcspResponder::start(&pki, ocsp_port);
-    let be = start(&config_text(
-        "BE",
-        dir.path(),
-        &pki,
-        &be_ports,
-        &directory,
-        &trust_list,
-        &crl,
-    ))
-    .await;
-    let lu = start(&config_text(
-        "LU",
-        dir.path(),
-        &pki,
-        &lu_ports,
-        &directory,
-        &trust_list,
-        &crl,
-    ))
-    .await;
-    let response = national_client(&pki, "BE", NationalClientKind::DoctorSystem)
-        .get(be.url(&format!(
+    let setup = Setup::new("federation-ocsp", &spec);
+    let pki = &setup.run.pki;
+    revoke_at_responder(pki, &pki.ncp_server("LU").cert_chain);
+    let _responder = OcspResponder::start(pki, ocsp_port);
+    let f = setup.start(federation_settings).await;
+    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
+    let response = doctor_system
+        .get(f.be.url(&format!(
             "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
         )))
-        .bearer_auth(assertion(&idp(&pki, "BE"), &doctor(), &lu_patient()))
+        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &lu_patient()))
         .send()
         .await
         .unwrap();
@@ -1104,8 +773,8 @@ async fn a_peer_revoked_by_ocsp_only_is_refused() {
     // A refusal BE decides on its own about LU's patient (an assertion that
     // is no JWT) is reported to LU only after the same check: not to this
     // server.
-    let response = national_client(&pki, "BE", NationalClientKind::DoctorSystem)
-        .get(be.url(&format!(
+    let response = doctor_system
+        .get(f.be.url(&format!(
             "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
         )))
         .bearer_auth("not-a-jwt")
@@ -1118,12 +787,11 @@ async fn a_peer_revoked_by_ocsp_only_is_refused() {
     // The check came before the request: the revoked server never saw the
     // patient's identifier or the assertion (it recorded no access, and no
     // report of a refusal).
-    assert_eq!(lu.audit().await.records, 0);
-    be.stop().await;
-    lu.stop().await;
+    assert_eq!(f.lu.audit().await.records, 0);
+    f.stop().await;
 }
 
-async fn set_opt_out(f: &Federation, country: Option<&str>, opt_out: bool) -> Value {
+async fn set_opt_out(f: &TwoCountries, country: Option<&str>, opt_out: bool) -> Value {
     let mut parameters = serde_json::json!({
         "resourceType": "Parameters",
         "parameter": [
@@ -1139,7 +807,7 @@ async fn set_opt_out(f: &Federation, country: Option<&str>, opt_out: bool) -> Va
             .push(serde_json::json!({"name": "country", "valueCode": country}));
     }
     json(
-        national_client(&f.pki, "LU", NationalClientKind::PatientPortal)
+        f.national_client("LU", NationalClientKind::PatientPortal)
             .post(f.lu.url("/fhir/$cross-border-opt-out"))
             .header("content-type", FHIR_JSON)
             .body(serde_json::to_vec(&parameters).unwrap())
@@ -1158,14 +826,14 @@ async fn set_opt_out(f: &Federation, country: Option<&str>, opt_out: bool) -> Va
 async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     let f = federation().await;
     push_lu_summary(&f).await;
-    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
+    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
     let search = f.be.url(&format!(
         "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
     ));
     let ask = || async {
         doctor_system
             .get(&search)
-            .bearer_auth(assertion(&f.be_idp, &doctor(), &lu_patient()))
+            .bearer_auth(assertion(&f.be_idp, &be_doctor(), &lu_patient()))
             .send()
             .await
             .unwrap()
@@ -1197,7 +865,8 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     assert_eq!(ask().await.status().as_u16(), 200);
 
     // Only the patient portal may change it.
-    let response = national_client(&f.pki, "LU", NationalClientKind::EhrSystem)
+    let response = f
+        .national_client("LU", NationalClientKind::EhrSystem)
         .post(f.lu.url("/fhir/$cross-border-opt-out"))
         .header("content-type", FHIR_JSON)
         .body(r#"{"resourceType":"Parameters"}"#)
@@ -1207,7 +876,7 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     assert_eq!(response.status().as_u16(), 403);
     // The patient's access log, for the portal: every access and refusal,
     // newest first, paged.
-    let portal = national_client(&f.pki, "LU", NationalClientKind::PatientPortal);
+    let portal = f.national_client("LU", NationalClientKind::PatientPortal);
     let page = json(
         portal
             .get(f.lu.url(&format!(
@@ -1267,11 +936,10 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     assert_eq!(response.status().as_u16(), 403);
     let lu_audit = f.lu.audit().await;
     assert!(lu_audit.first_broken.is_none());
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
-async fn set_restriction(f: &Federation, part: Value, restrict: bool) -> Value {
+async fn set_restriction(f: &TwoCountries, part: Value, restrict: bool) -> Value {
     let parameters = serde_json::json!({
         "resourceType": "Parameters",
         "parameter": [
@@ -1281,7 +949,7 @@ async fn set_restriction(f: &Federation, part: Value, restrict: bool) -> Value {
         ]
     });
     json(
-        national_client(&f.pki, "LU", NationalClientKind::PatientPortal)
+        f.national_client("LU", NationalClientKind::PatientPortal)
             .post(f.lu.url("/fhir/$cross-border-restriction"))
             .header("content-type", FHIR_JSON)
             .body(serde_json::to_vec(&parameters).unwrap())
@@ -1329,7 +997,7 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
     )
     .await;
     // The portal reads them back; nobody else may set or read them.
-    let portal = national_client(&f.pki, "LU", NationalClientKind::PatientPortal);
+    let portal = f.national_client("LU", NationalClientKind::PatientPortal);
     let listed = json(
         portal
             .get(f.lu.url(&format!(
@@ -1342,7 +1010,7 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
     )
     .await;
     assert_eq!(listed["parameter"].as_array().unwrap().len(), 2, "{listed}");
-    let ehr = national_client(&f.pki, "LU", NationalClientKind::EhrSystem);
+    let ehr = f.national_client("LU", NationalClientKind::EhrSystem);
     let refused = ehr
         .post(f.lu.url("/fhir/$cross-border-restriction"))
         .header("content-type", FHIR_JSON)
@@ -1352,7 +1020,7 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
         .unwrap();
     assert_eq!(refused.status().as_u16(), 403);
     // Two targets at once are refused with the reason.
-    let both = national_client(&f.pki, "LU", NationalClientKind::PatientPortal)
+    let both = f.national_client("LU", NationalClientKind::PatientPortal)
         .post(f.lu.url("/fhir/$cross-border-restriction"))
         .header("content-type", FHIR_JSON)
         .body(
@@ -1370,12 +1038,12 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
     let outcome = json(both, 422).await;
     assert!(outcome.to_string().contains("exactly one of"), "{outcome}");
 
-    let doctor_system = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem);
-    let treatment = || assertion(&f.be_idp, &doctor(), &lu_patient());
+    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
+    let treatment = || assertion(&f.be_idp, &be_doctor(), &lu_patient());
     let emergency = || {
         f.be_idp
             .issue(
-                &doctor(),
+                &be_doctor(),
                 "urn:ehds:ncp:LU",
                 &lu_patient(),
                 PurposeOfUse::Emergency,
@@ -1487,7 +1155,8 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
 
     // A restricted prescription is not listed abroad, even in an emergency
     // (Luxembourg lifts summary restrictions only).
-    let response = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+    let response = f
+        .national_client("LU", NationalClientKind::DoctorSystem)
         .post(f.lu.url("/fhir/MedicationRequest"))
         .header("content-type", FHIR_JSON)
         .body(lu_prescription())
@@ -1496,9 +1165,9 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
     let prescription = serde_json::json!({"name": "prescription", "valueIdentifier": {"system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}});
-    let mut pharmacist = doctor();
+    let mut pharmacist = be_doctor();
     pharmacist.role = "2262".into();
-    let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
+    let pharmacy = f.national_client("BE", NationalClientKind::Pharmacy);
     let prescriptions = |client: &reqwest::Client, professional: &Professional, purpose| {
         let token = f
             .be_idp
@@ -1554,7 +1223,7 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
     );
     // A doctor in an emergency (the policy lets doctors list prescriptions
     // then) does not see it either.
-    let listed = prescriptions(&doctor_system, &doctor(), PurposeOfUse::Emergency).await;
+    let listed = prescriptions(&doctor_system, &be_doctor(), PurposeOfUse::Emergency).await;
     assert_eq!(listed["total"], 0);
     set_restriction(&f, prescription, false).await;
     let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
@@ -1640,8 +1309,7 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
     );
     let lu_audit = f.lu.audit().await;
     assert!(lu_audit.first_broken.is_none());
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 /// The EU MPD example prescription for the LU patient.
@@ -1664,7 +1332,8 @@ fn lu_prescription() -> Vec<u8> {
 async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly_once() {
     let f = federation().await;
     let pushed = lu_prescription();
-    let response = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+    let response = f
+        .national_client("LU", NationalClientKind::DoctorSystem)
         .post(f.lu.url("/fhir/MedicationRequest"))
         .header("content-type", FHIR_JSON)
         .body(pushed.clone())
@@ -1673,13 +1342,13 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let mut pharmacist = doctor();
+    let mut pharmacist = be_doctor();
     pharmacist.role = "2262".into();
     pharmacist.organisation = Organisation {
         id: "BE-PHARM-9".into(),
         name: "Apotheek onder de Toren".into(),
     };
-    let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
+    let pharmacy = f.national_client("BE", NationalClientKind::Pharmacy);
     let list = f.be.url(&format!(
         "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
     ));
@@ -1715,7 +1384,7 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
     assert_eq!(field("substitutionAllowed")["valueBoolean"], true);
     // The prescriber withdraws it from dispensing abroad: listed with the
     // reason, not dispensable; then makes it available again.
-    let prescriber = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem);
+    let prescriber = f.national_client("LU", NationalClientKind::DoctorSystem);
     let set_status = |status: &str, reason: Option<&str>| {
         let mut parameters = serde_json::json!({"resourceType": "Parameters",
             "parameter": [{"name": "status", "valueCode": status}]});
@@ -1844,17 +1513,17 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
     assert!(after.to_string().contains("completed"), "{after}");
 
     // ISCO-08 222 (nursing professionals) may not list prescriptions.
-    let mut nurse = doctor();
+    let mut nurse = be_doctor();
     nurse.role = "2221".into();
-    let response = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem)
+    let response = f
+        .national_client("BE", NationalClientKind::DoctorSystem)
         .get(&list)
         .bearer_auth(assertion(&f.be_idp, &nurse, &lu_patient()))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 /// A gateway process (`ehds-gateway serve --config FILE`), killed when
@@ -1929,70 +1598,39 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
         return;
     };
     let schema = ehds_test_support::unique_schema("replicas");
-    let dir = ScratchDir::new("federation-replicas");
-    let pki = dev_pki::generate(
-        &dir.path().join("pki"),
-        &DevPkiSpec::for_tests(&["BE", "LU"]),
-    )
-    .unwrap();
-    let ports = [(); 3].map(|_| Ports {
-        national: free_port(),
-        federation: free_port(),
-    });
-    let directory = write_directory(dir.path(), ports[2].federation, ports[0].federation);
-    let trust_list = write_trust_list(dir.path(), &pki);
-    let crl = pki.crl(&Authority::Federation);
-    let on_postgres = |text: String| {
-        let start = text.find("[store]\nurl = \"").unwrap();
-        let end = start + text[start..].find("\"\n").unwrap() + 2;
-        format!(
-            "{}[store]\nurl = \"{pg}\"\nschema = \"{schema}\"\n{}",
-            &text[..start],
-            &text[end..]
-        )
-    };
-    let lu_config = |ports: &Ports| {
-        on_postgres(config_text(
-            "LU",
-            dir.path(),
-            &pki,
-            ports,
-            &directory,
-            &trust_list,
-            &crl,
-        ))
+    let setup = Setup::new("federation-replicas", &DevPkiSpec::for_tests(&["BE", "LU"]));
+    let (dir, pki) = (setup.dir.path(), &setup.run.pki);
+    // The directory names the first replica; the second has its own ports.
+    let replica_ports = [setup.run.lu, Ports::free().unwrap()];
+    let lu_config = |ports: Ports| {
+        let mut config = setup.run.gateway("LU", ports);
+        federation_settings(&mut config);
+        config.store_url.clone_from(&pg);
+        config.store_schema = Some(schema.clone());
+        config.text()
     };
     // One after the other: the first creates and migrates the schema.
     let lu1 = GatewayProcess::start(
-        dir.path(),
+        dir,
         "lu1",
-        &lu_config(&ports[0]),
-        ports[0].federation,
+        &lu_config(replica_ports[0]),
+        replica_ports[0].federation,
     );
     let lu2 = GatewayProcess::start(
-        dir.path(),
+        dir,
         "lu2",
-        &lu_config(&ports[1]),
-        ports[1].federation,
+        &lu_config(replica_ports[1]),
+        replica_ports[1].federation,
     );
-    let be = start(&config_text(
-        "BE",
-        dir.path(),
-        &pki,
-        &ports[2],
-        &directory,
-        &trust_list,
-        &crl,
-    ))
-    .await;
-    let be_idp = idp(&pki, "BE");
+    let mut be = start(&setup.gateway("BE", federation_settings)).await;
+    let be_idp = setup.run.identity_provider("BE").unwrap();
 
     // Prescribed at the second process, listed by the pharmacy through BE
     // (whose directory names the first).
-    let response = national_client(&pki, "LU", NationalClientKind::DoctorSystem)
+    let response = national_client(pki, "LU", NationalClientKind::DoctorSystem)
         .post(format!(
             "https://127.0.0.1:{}/fhir/MedicationRequest",
-            ports[1].national
+            replica_ports[1].national
         ))
         .header("content-type", FHIR_JSON)
         .body(lu_prescription())
@@ -2001,7 +1639,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
     let pharmacist = pharmacist_of("BE-PHARM-9");
-    let listed = national_client(&pki, "BE", NationalClientKind::Pharmacy)
+    let listed = national_client(pki, "BE", NationalClientKind::Pharmacy)
         .get(be.url(&format!(
             "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
         )))
@@ -2012,7 +1650,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
     assert_eq!(listed.status().as_u16(), 200);
 
     // Eight dispenses of all 21 vials at once, to both processes.
-    let be_ncp = federation_client(&pki, pki.ncp_client("BE"));
+    let be_ncp = common::client_with(pki.ncp_client("BE"), pki.trust(&Authority::Federation));
     let text = std::fs::read_to_string(
         conformance_dir().join("examples/eu-mpd/MedicationDispense-400D-dispense-1.json"),
     )
@@ -2029,7 +1667,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
             serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
         json["quantity"] = serde_json::json!({"value": 21, "unit": "Vial",
             "system": "http://standardterms.edqm.eu", "code": "15060000"});
-        let port = ports[i % 2].federation;
+        let port = replica_ports[i % 2].federation;
         let request = be_ncp
             .post(format!("https://127.0.0.1:{port}/fhir/MedicationDispense"))
             .header("content-type", FHIR_JSON)
@@ -2055,7 +1693,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
     drop(lu1);
     drop(lu2);
     // Both processes wrote to one hash chain; it is intact.
-    verify_audit(&dir.path().join("lu1.toml"));
+    verify_audit(&dir.join("lu1.toml"));
     let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&pg)
         .await
         .unwrap();
@@ -2067,7 +1705,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
 
 /// A pharmacist of `organisation` in Belgium.
 fn pharmacist_of(organisation: &str) -> Professional {
-    let mut pharmacist = doctor();
+    let mut pharmacist = be_doctor();
     pharmacist.role = "2262".into();
     pharmacist.organisation = Organisation {
         id: organisation.into(),
@@ -2079,11 +1717,11 @@ fn pharmacist_of(organisation: &str) -> Professional {
 /// Sends `body` as a MedicationDispense to BE's national API as
 /// `pharmacist`, for the LU patient.
 async fn send_dispense(
-    f: &Federation,
+    f: &TwoCountries,
     pharmacist: &Professional,
     body: Vec<u8>,
 ) -> reqwest::Response {
-    national_client(&f.pki, "BE", NationalClientKind::Pharmacy)
+    f.national_client("BE", NationalClientKind::Pharmacy)
         .post(f.be.url("/fhir/MedicationDispense"))
         .header("content-type", FHIR_JSON)
         .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
@@ -2095,9 +1733,9 @@ async fn send_dispense(
 
 /// Lists the LU patient's prescriptions at BE as `pharmacist` (which
 /// records the retrievals at LU).
-async fn list_prescriptions(f: &Federation, pharmacist: &Professional) -> Value {
+async fn list_prescriptions(f: &TwoCountries, pharmacist: &Professional) -> Value {
     json(
-        national_client(&f.pki, "BE", NationalClientKind::Pharmacy)
+        f.national_client("BE", NationalClientKind::Pharmacy)
             .get(f.be.url(&format!(
                 "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
             )))
@@ -2111,8 +1749,9 @@ async fn list_prescriptions(f: &Federation, pharmacist: &Professional) -> Value 
 }
 
 /// Pushes a MedicationRequest at LU as a prescriber system; its Location.
-async fn push_prescription(f: &Federation, body: Vec<u8>, expect: u16) -> String {
-    let response = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+async fn push_prescription(f: &TwoCountries, body: Vec<u8>, expect: u16) -> String {
+    let response = f
+        .national_client("LU", NationalClientKind::DoctorSystem)
         .post(f.lu.url("/fhir/MedicationRequest"))
         .header("content-type", FHIR_JSON)
         .body(body)
@@ -2152,7 +1791,7 @@ async fn dispense_conformance_cases_get_the_manifests_answers() {
     }
     let listed = list_prescriptions(&f, &listing).await;
     assert_eq!(listed["total"], locations.len());
-    let prescriber = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem);
+    let prescriber = f.national_client("LU", NationalClientKind::DoctorSystem);
     for (location, state) in &locations {
         if state == "listed" {
             continue;
@@ -2238,8 +1877,7 @@ async fn dispense_conformance_cases_get_the_manifests_answers() {
     );
     assert!(f.lu.audit().await.first_broken.is_none());
     assert!(f.be.audit().await.first_broken.is_none());
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 /// An MPD or IHE MPD example file under `conformance/examples/`, parsed.
@@ -2412,8 +2050,7 @@ async fn the_mpd_and_ihe_examples_drive_the_dispense_journey() {
         response.headers()["x-prescription-state"],
         "partially-dispensed; remaining=11000"
     );
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 /// A prescriber pushes the HL7 Europe MPD multi-item prescription Bundle
@@ -2441,7 +2078,7 @@ async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
     }
     let body = serde_json::to_vec(&bundle).unwrap();
     let push = |body: Vec<u8>| {
-        national_client(&f.pki, "LU", NationalClientKind::DoctorSystem)
+        f.national_client("LU", NationalClientKind::DoctorSystem)
             .post(f.lu.url("/fhir/Bundle"))
             .header("content-type", FHIR_JSON)
             .body(body)
@@ -2459,7 +2096,7 @@ async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
                 .starts_with("MedicationRequest/")
     }));
     // Each item as the prescriber wrote it, byte for byte.
-    let prescriber = national_client(&f.pki, "LU", NationalClientKind::DoctorSystem);
+    let prescriber = f.national_client("LU", NationalClientKind::DoctorSystem);
     let text = String::from_utf8(body.clone()).unwrap();
     for entry in entries {
         let location = entry["response"]["location"].as_str().unwrap();
@@ -2527,8 +2164,7 @@ async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
         "Bundle.entry[1].resource.subject"
     );
     assert_eq!(list_prescriptions(&f, &pharmacist).await["total"], 3);
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 /// The ePrescription list as documents (NCPeH: DocumentReference with type
@@ -2543,7 +2179,7 @@ async fn a_pharmacy_abroad_lists_prescriptions_as_documents_and_reads_one() {
     let pushed = lu_prescription();
     push_prescription(&f, pushed.clone(), 201).await;
     let pharmacist = pharmacist_of("BE-PHARM-DOCS");
-    let pharmacy = national_client(&f.pki, "BE", NationalClientKind::Pharmacy);
+    let pharmacy = f.national_client("BE", NationalClientKind::Pharmacy);
     let list = || {
         let request = pharmacy
             .get(f.be.url(&format!(
@@ -2602,8 +2238,7 @@ async fn a_pharmacy_abroad_lists_prescriptions_as_documents_and_reads_one() {
     assert_eq!(hidden.status().as_u16(), 404);
     let audit = f.lu.audit().await;
     assert!(audit.first_broken.is_none());
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }
 
 /// The patient's access log covers both ends: a refusal Belgium decides on
@@ -2617,7 +2252,7 @@ async fn refusals_decided_abroad_reach_the_patients_access_log_at_home() {
     let expired = f
         .be_idp
         .issue(
-            &doctor(),
+            &be_doctor(),
             "urn:ehds:ncp:LU",
             &lu_patient(),
             PurposeOfUse::Treatment,
@@ -2625,7 +2260,8 @@ async fn refusals_decided_abroad_reach_the_patients_access_log_at_home() {
             time::Duration::minutes(5),
         )
         .unwrap();
-    let refused = national_client(&f.pki, "BE", NationalClientKind::DoctorSystem)
+    let refused = f
+        .national_client("BE", NationalClientKind::DoctorSystem)
         .get(f.be.url(&format!(
             "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
         )))
@@ -2634,7 +2270,7 @@ async fn refusals_decided_abroad_reach_the_patients_access_log_at_home() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 401);
-    let portal = national_client(&f.pki, "LU", NationalClientKind::PatientPortal);
+    let portal = f.national_client("LU", NationalClientKind::PatientPortal);
     let mut reported = None;
     for _ in 0..50 {
         let log = json(
@@ -2673,7 +2309,8 @@ async fn refusals_decided_abroad_reach_the_patients_access_log_at_home() {
     // Belgium's NCP cannot report an event as observed by Luxembourg.
     let mut forged = reported["resource"].clone();
     forged["source"]["site"] = "LU".into();
-    let response = federation_client(&f.pki, f.pki.ncp_client("BE"))
+    let response = f
+        .federation_client(f.pki.ncp_client("BE"))
         .post(f.lu.federation_url("/fhir/AuditEvent"))
         .header("content-type", FHIR_JSON)
         .body(serde_json::to_vec(&forged).unwrap())
@@ -2681,6 +2318,5 @@ async fn refusals_decided_abroad_reach_the_patients_access_log_at_home() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
-    f.be.stop().await;
-    f.lu.stop().await;
+    f.stop().await;
 }

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use common::two_countries::{TwoCountries, slash};
 use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
-use ehds_test_support::conformance_dir;
+use ehds_gateway::loopback::{self, GatewayToml};
+use ehds_test_support::repo_root;
 use ehds_transport::NationalClientKind;
 use ehds_transport::dev_pki::{Authority, DevPkiLayout};
 use fantoccini::Locator;
@@ -43,27 +44,19 @@ fn be_patient() -> String {
     format!("{BE_SYSTEM}|{BE_PATIENT}")
 }
 
-/// The IPS example with its patient given a Belgian national identifier.
-fn be_patient_summary() -> Vec<u8> {
-    let original = std::fs::read_to_string(
-        conformance_dir().join("examples/ips/Bundle-IPS-examples-Bundle-01.json"),
-    )
-    .unwrap();
-    let from = r#""system":"urn:oid:2.16.840.1.113883.2.4.6.3","value":"574687583""#;
-    let to = format!(r#""system":"{BE_SYSTEM}","value":"{BE_PATIENT}""#);
-    assert!(
-        original.contains(from),
-        "the example's patient identifier moved"
-    );
-    original.replace(from, &to).into_bytes()
+/// Both gateways as these tests run them: relays that connect within 2 s
+/// and answer within 10 s, and BE with its patient page.
+fn with_patient_page(config: &mut GatewayToml<'_>) {
+    config.connect_timeout_secs = 2;
+    config.request_timeout_secs = 10;
+    if config.country == "BE" {
+        config.sections = patient_page_section(&config.loopback().pki);
+    }
 }
 
 /// BE's `[patient_page]`: any free loopback port, the BE patient portal's
 /// certificate, BE's national CA to verify the national API.
-fn patient_page_section(cc: &str, pki: &DevPkiLayout) -> String {
-    if cc != "BE" {
-        return String::new();
-    }
+fn patient_page_section(pki: &DevPkiLayout) -> String {
     let portal = pki.national_client("BE", NationalClientKind::PatientPortal);
     let national = Authority::National("BE".into());
     format!(
@@ -122,7 +115,7 @@ async fn json(response: reqwest::Response, status: u16) -> Value {
 /// lists and retrieves it. Returns the retrieval path (`Bundle/BE.<id>`)
 /// and the pushed bytes.
 async fn push_and_access_from_lu(f: &TwoCountries) -> (String, Vec<u8>) {
-    let pushed = be_patient_summary();
+    let pushed = loopback::patient_summary(&repo_root(), BE_SYSTEM, BE_PATIENT).unwrap();
     let response = f
         .national_client("BE", NationalClientKind::EhrSystem)
         .post(f.be.url("/fhir/Bundle"))
@@ -188,7 +181,7 @@ fn page_client() -> reqwest::Client {
 /// origins and bodies that are not FHIR JSON.
 #[tokio::test]
 async fn the_portal_reads_the_opt_outs_in_force_and_the_page_relays_only_its_own_calls() {
-    let f = TwoCountries::start(patient_page_section).await;
+    let f = TwoCountries::start("two-countries", with_patient_page).await;
     let portal = f.national_client("BE", NationalClientKind::PatientPortal);
     let read = f.be.url(&format!(
         "/fhir/$cross-border-opt-out?patient.identifier={}",
@@ -534,7 +527,7 @@ async fn the_patient_page_shows_the_access_log_and_its_switch_refuses_lu_at_once
     let Some(browser) = ehds_test_support::browser() else {
         return;
     };
-    let f = TwoCountries::start(patient_page_section).await;
+    let f = TwoCountries::start("two-countries", with_patient_page).await;
     let (retrieve, pushed) = push_and_access_from_lu(&f).await;
     let page = f.be.patient_page.unwrap();
     let driver = Chromedriver::start(&browser.chromedriver);

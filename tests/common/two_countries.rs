@@ -2,18 +2,20 @@
 //! mutual TLS on 127.0.0.1 with a fresh development PKI: each with its
 //! national API and federation listener, the shipped directory (with this
 //! run's ports), a trust list of both identity providers and the shipped
-//! access policy. The same setup as `tests/federation.rs`, for other test
-//! files.
+//! access policy, all written by `ehds_gateway::loopback` (which the relay
+//! bench uses too). Each test file says what it varies in a gateway's
+//! configuration (timeouts, extra sections, store, CRL).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use ehds_access::{AssertionIssuer, KeyAlgorithm};
-use ehds_gateway::{Gateway, GatewayConfig};
+use ehds_access::AssertionIssuer;
+use ehds_gateway::Gateway;
+use ehds_gateway::loopback::{GatewayToml, Loopback, Ports};
 use ehds_test_support::{ScratchDir, repo_root};
-use ehds_transport::NationalClientKind;
-use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec};
+use ehds_transport::dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
+use ehds_transport::{IdentityFiles, NationalClientKind};
 
 /// One running gateway.
 pub struct Running {
@@ -35,13 +37,19 @@ impl Running {
         format!("https://{}{path}", self.national)
     }
 
+    /// `https://<federation listener><path>`.
+    pub fn federation_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.federation)
+    }
+
     /// Its audit chain, verified.
     pub async fn audit(&self) -> ehds_gateway::AuditChainReport {
         ehds_gateway::verify_audit(&self.config).await.unwrap()
     }
 
-    /// Stops it and waits until it has.
-    pub async fn stop(mut self) {
+    /// Stops it and waits until it has (once: stopping it again does
+    /// nothing).
+    pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -51,83 +59,8 @@ impl Running {
     }
 }
 
-/// Both countries' gateways and identity providers.
-pub struct TwoCountries {
-    /// Holds the PKI, the stores and the configuration files.
-    pub dir: ScratchDir,
-    /// The development PKI of this run.
-    pub pki: DevPkiLayout,
-    /// Belgium's gateway.
-    pub be: Running,
-    /// Luxembourg's gateway.
-    pub lu: Running,
-    /// Belgium's identity provider of health professionals.
-    pub be_idp: AssertionIssuer,
-    /// Luxembourg's.
-    pub lu_idp: AssertionIssuer,
-}
-
-impl TwoCountries {
-    /// Starts both; `extra(country, pki)` is appended to each country's
-    /// configuration (e.g. a `[patient_page]` section).
-    pub async fn start(extra: impl Fn(&str, &DevPkiLayout) -> String) -> Self {
-        let dir = ScratchDir::new("two-countries");
-        let pki_dir = dir.path().join("pki");
-        let pki = dev_pki::generate(&pki_dir, &DevPkiSpec::for_tests(&["BE", "LU"])).unwrap();
-        let ports = |cc| Ports {
-            national: free_port(),
-            federation: free_port(),
-            cc,
-        };
-        let (be_ports, lu_ports) = (ports("BE"), ports("LU"));
-        let directory = write_directory(dir.path(), be_ports.federation, lu_ports.federation);
-        let trust_list = write_trust_list(dir.path(), &pki);
-        let mut started = Vec::new();
-        for ports in [&be_ports, &lu_ports] {
-            let text = config_text(dir.path(), &pki, ports, &directory, &trust_list)
-                + &extra(ports.cc, &pki);
-            started.push(start(&text).await);
-        }
-        let lu = started.pop().unwrap();
-        let be = started.pop().unwrap();
-        Self {
-            be_idp: idp(&pki, "BE"),
-            lu_idp: idp(&pki, "LU"),
-            dir,
-            pki,
-            be,
-            lu,
-        }
-    }
-
-    /// A client of `cc`'s national API with its national system of `kind`.
-    pub fn national_client(&self, cc: &str, kind: NationalClientKind) -> reqwest::Client {
-        super::client_with(
-            self.pki.national_client(cc, kind),
-            self.pki.trust(&Authority::National(cc.to_owned())),
-        )
-    }
-
-    /// Stops both gateways.
-    pub async fn stop(self) {
-        self.be.stop().await;
-        self.lu.stop().await;
-    }
-}
-
-/// The path as the TOML configuration takes it.
-pub fn slash(path: &Path) -> String {
-    path.display().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// The validator every gateway of the test binary shares (the FHIR
+/// packages are compiled once).
 fn validator() -> Arc<ehds_validation::Validator> {
     static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
         std::sync::OnceLock::new();
@@ -137,129 +70,12 @@ fn validator() -> Arc<ehds_validation::Validator> {
     }))
 }
 
-/// The shipped directory with the federation URLs of this run.
-fn write_directory(dir: &Path, be_port: u16, lu_port: u16) -> PathBuf {
-    let shipped =
-        std::fs::read_to_string(repo_root().join("deploy/config/directory.toml")).unwrap();
-    let text = shipped
-        .replace(
-            "https://ncp.be.ehds.test:8443/fhir",
-            &format!("https://127.0.0.1:{be_port}/fhir"),
-        )
-        .replace(
-            "https://ncp.lu.ehds.test:9443/fhir",
-            &format!("https://127.0.0.1:{lu_port}/fhir"),
-        );
-    let path = dir.join("directory.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn write_trust_list(dir: &Path, pki: &DevPkiLayout) -> PathBuf {
-    let mut text = String::new();
-    for cc in ["BE", "LU"] {
-        text.push_str(&format!(
-            "[[issuer]]\ncountry = \"{cc}\"\nid = \"https://idp.{lc}.ehds.test\"\n\n[[issuer.key]]\nkid = \"{lc}-hp-1\"\nalg = \"ES256\"\npem_file = \"{pem}\"\n\n",
-            lc = cc.to_ascii_lowercase(),
-            pem = slash(&pki.hp_assertion_public_key(cc)),
-        ));
-    }
-    let path = dir.join("trust-list.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn idp(pki: &DevPkiLayout, cc: &str) -> AssertionIssuer {
-    let pem = std::fs::read_to_string(pki.hp_assertion_private_key(cc)).unwrap();
-    let lc = cc.to_ascii_lowercase();
-    AssertionIssuer::from_pkcs8_pem(
-        &format!("https://idp.{lc}.ehds.test"),
-        cc,
-        &format!("{lc}-hp-1"),
-        KeyAlgorithm::Es256,
-        &pem,
-    )
-    .unwrap()
-}
-
-struct Ports {
-    national: u16,
-    federation: u16,
-    cc: &'static str,
-}
-
-fn config_text(
-    dir: &Path,
-    pki: &DevPkiLayout,
-    ports: &Ports,
-    directory: &Path,
-    trust_list: &Path,
-) -> String {
-    let cc = ports.cc;
-    let lc = cc.to_ascii_lowercase();
-    let national = Authority::National(cc.to_owned());
-    let server = pki.national_server(cc);
-    let ncp_server = pki.ncp_server(cc);
-    let ncp_client = pki.ncp_client(cc);
-    format!(
-        r#"
-[ncp]
-country = "{cc}"
-
-[server]
-listen = "127.0.0.1:{national_port}"
-
-[server.tls]
-certificate = "{server_cert}"
-private_key = "{server_key}"
-client_cas = ["{national_ca}"]
-client_crls = ["{national_crl}"]
-
-[store]
-url = "sqlite://{store}"
-
-[validation]
-packages_dir = "{profiles}"
-
-[federation]
-listen = "127.0.0.1:{federation_port}"
-ncp_id = "ncp-{lc}"
-certificate = "{ncp_server_cert}"
-private_key = "{ncp_server_key}"
-client_certificate = "{ncp_client_cert}"
-client_private_key = "{ncp_client_key}"
-cas = ["{federation_ca}"]
-crls = ["{federation_crl}"]
-directory = "{directory}"
-connect_timeout_secs = 2
-request_timeout_secs = 10
-
-[assertions]
-trust_list = "{trust_list}"
-policy = "{policy}"
-"#,
-        national_port = ports.national,
-        federation_port = ports.federation,
-        server_cert = slash(&server.cert_chain),
-        server_key = slash(&server.private_key),
-        national_ca = slash(&pki.ca_cert(&national)),
-        national_crl = slash(&pki.crl(&national)),
-        store = slash(&dir.join(format!("{lc}.db"))),
-        profiles = slash(&repo_root().join("profiles")),
-        ncp_server_cert = slash(&ncp_server.cert_chain),
-        ncp_server_key = slash(&ncp_server.private_key),
-        ncp_client_cert = slash(&ncp_client.cert_chain),
-        ncp_client_key = slash(&ncp_client.private_key),
-        federation_ca = slash(&pki.ca_cert(&Authority::Federation)),
-        federation_crl = slash(&pki.crl(&Authority::Federation)),
-        directory = slash(directory),
-        trust_list = slash(trust_list),
-        policy = slash(&repo_root().join("deploy/config/access-policy.toml")),
-    )
-}
-
-async fn start(text: &str) -> Running {
-    let config = GatewayConfig::from_toml(text).unwrap().check().unwrap();
+/// Starts a gateway with `config` in this process.
+pub async fn start(config: &GatewayToml<'_>) -> Running {
+    let config = ehds_gateway::GatewayConfig::from_toml(&config.text())
+        .unwrap()
+        .check()
+        .unwrap();
     let gateway = Gateway::bind_with_validator(&config, validator())
         .await
         .unwrap();
@@ -283,4 +99,112 @@ async fn start(text: &str) -> Running {
         stop: Some(stop),
         task: Some(task),
     }
+}
+
+/// Both countries' files, nothing started yet (a test may still change
+/// the PKI, or start its gateways its own way).
+pub struct Setup {
+    /// Holds the PKI, the stores and the configuration files.
+    pub dir: ScratchDir,
+    /// What both gateways share, and their ports.
+    pub run: Loopback,
+}
+
+impl Setup {
+    /// A fresh development PKI of `spec` and both countries' files, in a
+    /// scratch folder named after `label`.
+    pub fn new(label: &str, spec: &DevPkiSpec) -> Self {
+        let dir = ScratchDir::new(label);
+        let run = Loopback::generate(&repo_root(), dir.path(), spec).unwrap();
+        Self { dir, run }
+    }
+
+    /// `cc`'s configuration on the ports the directory names, changed by
+    /// `configure`.
+    pub fn gateway(&self, cc: &str, configure: impl Fn(&mut GatewayToml<'_>)) -> GatewayToml<'_> {
+        let ports = if cc == "BE" { self.run.be } else { self.run.lu };
+        let mut config = self.run.gateway(cc, ports);
+        configure(&mut config);
+        config
+    }
+
+    /// Starts BE's gateway, then LU's, each configuration changed by
+    /// `configure`.
+    pub async fn start(self, configure: impl Fn(&mut GatewayToml<'_>)) -> TwoCountries {
+        let be = start(&self.gateway("BE", &configure)).await;
+        let lu = start(&self.gateway("LU", &configure)).await;
+        TwoCountries {
+            be_idp: self.run.identity_provider("BE").unwrap(),
+            lu_idp: self.run.identity_provider("LU").unwrap(),
+            pki: self.run.pki,
+            dir: self.dir,
+            be,
+            lu,
+        }
+    }
+}
+
+/// Both countries' gateways and identity providers.
+pub struct TwoCountries {
+    /// Holds the PKI, the stores and the configuration files.
+    pub dir: ScratchDir,
+    /// The development PKI of this run.
+    pub pki: DevPkiLayout,
+    /// Belgium's gateway.
+    pub be: Running,
+    /// Luxembourg's gateway.
+    pub lu: Running,
+    /// Belgium's identity provider of health professionals.
+    pub be_idp: AssertionIssuer,
+    /// Luxembourg's.
+    pub lu_idp: AssertionIssuer,
+}
+
+impl TwoCountries {
+    /// Starts both with the test PKI (scratch folder named after `label`),
+    /// each configuration changed by `configure` (e.g. timeouts, or a
+    /// `[patient_page]` section).
+    pub async fn start(label: &str, configure: impl Fn(&mut GatewayToml<'_>)) -> Self {
+        Setup::new(label, &DevPkiSpec::for_tests(&["BE", "LU"]))
+            .start(configure)
+            .await
+    }
+
+    /// A client of `cc`'s national API with its national system of `kind`.
+    pub fn national_client(&self, cc: &str, kind: NationalClientKind) -> reqwest::Client {
+        national_client(&self.pki, cc, kind)
+    }
+
+    /// A client presenting `identity` to a federation listener.
+    pub fn federation_client(&self, identity: IdentityFiles) -> reqwest::Client {
+        super::client_with(identity, self.pki.trust(&Authority::Federation))
+    }
+
+    /// The shared files of another gateway beside these two (same PKI),
+    /// in `<dir>/<name>`, the directory naming BE and LU on these ports.
+    pub fn another_run(&self, name: &str, be: Ports, lu: Ports) -> Loopback {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Loopback::with_pki(&repo_root(), &dir, self.pki.clone(), be, lu).unwrap()
+    }
+
+    /// Stops both gateways (and removes the run's folder).
+    pub async fn stop(mut self) {
+        self.be.stop().await;
+        self.lu.stop().await;
+    }
+}
+
+/// A client of `cc`'s national API with its national system of `kind`,
+/// from `pki`.
+pub fn national_client(pki: &DevPkiLayout, cc: &str, kind: NationalClientKind) -> reqwest::Client {
+    super::client_with(
+        pki.national_client(cc, kind),
+        pki.trust(&Authority::National(cc.to_owned())),
+    )
+}
+
+/// The path as the TOML configuration takes it.
+pub fn slash(path: &Path) -> String {
+    path.display().to_string()
 }

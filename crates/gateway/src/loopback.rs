@@ -242,10 +242,10 @@ pub struct GatewayToml<'a> {
     pub sections: String,
 }
 
-impl GatewayToml<'_> {
+impl<'a> GatewayToml<'a> {
     /// The run's shared files (its PKI, for a section that names
     /// certificates).
-    pub fn loopback(&self) -> &Loopback {
+    pub fn loopback(&self) -> &'a Loopback {
         self.loopback
     }
 
