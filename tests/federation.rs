@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::two_countries::{Setup, TwoCountries, national_client, start};
+use common::two_countries::{Running, Setup, TwoCountries, national_client, start};
 use ehds_access::{AssertionIssuer, Organisation, PatientRef, Professional, PurposeOfUse};
 use ehds_gateway::loopback::{self, GatewayToml, LU_PATIENT, LU_SYSTEM, Ports, be_doctor};
 use ehds_test_support::{conformance_dir, repo_root};
@@ -52,29 +52,186 @@ fn lu_patient() -> PatientRef {
     PatientRef::new(LU_SYSTEM, LU_PATIENT)
 }
 
-/// A fresh assertion of the BE doctor for the LU patient, for LU's NCP.
+/// `/fhir/Patient?identifier=<LU patient>`: the search that identifies the
+/// LU patient.
+fn lu_patient_search() -> String {
+    format!("/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}")
+}
+
+/// `/fhir/<resource>?patient.identifier=<LU patient><rest>`: a search
+/// about the LU patient.
+fn about_lu_patient(resource: &str, rest: &str) -> String {
+    format!("/fhir/{resource}?patient.identifier={LU_SYSTEM}|{LU_PATIENT}{rest}")
+}
+
+/// The system of the identifiers of the LU prescriptions pushed here.
+const PRESCRIPTION_SYSTEM: &str = "urn:oid:1.3.182.4.4.99";
+
+/// A fresh treatment assertion of `professional` for `patient`, for LU's
+/// NCP, signed by `idp`.
 fn assertion(idp: &AssertionIssuer, professional: &Professional, patient: &PatientRef) -> String {
+    assertion_at(
+        idp,
+        professional,
+        patient,
+        PurposeOfUse::Treatment,
+        time::OffsetDateTime::now_utc(),
+    )
+}
+
+/// An assertion of `professional` for `patient` and `purpose`, issued at
+/// `issued_at` for 5 minutes, for LU's NCP, signed by `idp`.
+fn assertion_at(
+    idp: &AssertionIssuer,
+    professional: &Professional,
+    patient: &PatientRef,
+    purpose: PurposeOfUse,
+    issued_at: time::OffsetDateTime,
+) -> String {
     idp.issue(
         professional,
         "urn:ehds:ncp:LU",
         patient,
-        PurposeOfUse::Treatment,
-        time::OffsetDateTime::now_utc(),
+        purpose,
+        issued_at,
         time::Duration::minutes(5),
     )
     .unwrap()
 }
 
-async fn push_lu_summary(f: &TwoCountries) -> (String, Vec<u8>) {
-    let bytes = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT).unwrap();
-    let response = f
-        .national_client("LU", NationalClientKind::EhrSystem)
-        .post(f.lu.url("/fhir/Bundle"))
-        .header("content-type", FHIR_JSON)
-        .body(bytes.clone())
+/// The BE doctor with another ISCO-08 `role` (2262 pharmacist, 2221
+/// nurse).
+fn be_professional(role: &str) -> Professional {
+    let mut professional = be_doctor();
+    professional.role = role.into();
+    professional
+}
+
+/// A national system in Belgium (a doctor's system, a pharmacy) in the
+/// hands of `professional`: each request to BE's national API carries a
+/// fresh assertion of theirs about the LU patient, for LU's NCP.
+struct Caller<'a> {
+    f: &'a TwoCountries,
+    client: reqwest::Client,
+    professional: Professional,
+}
+
+impl<'a> Caller<'a> {
+    fn new(f: &'a TwoCountries, kind: NationalClientKind, professional: Professional) -> Self {
+        Self {
+            f,
+            client: f.national_client("BE", kind),
+            professional,
+        }
+    }
+
+    /// The BE doctor at their doctor's system.
+    fn doctor(f: &'a TwoCountries) -> Self {
+        Self::new(f, NationalClientKind::DoctorSystem, be_doctor())
+    }
+
+    /// `pharmacist` at a Belgian pharmacy's system.
+    fn pharmacy(f: &'a TwoCountries, pharmacist: Professional) -> Self {
+        Self::new(f, NationalClientKind::Pharmacy, pharmacist)
+    }
+
+    /// A fresh treatment assertion.
+    fn assertion(&self) -> String {
+        assertion(&self.f.be_idp, &self.professional, &lu_patient())
+    }
+
+    /// An assertion for `purpose` issued at `issued_at`.
+    fn assertion_at(&self, purpose: PurposeOfUse, issued_at: time::OffsetDateTime) -> String {
+        assertion_at(
+            &self.f.be_idp,
+            &self.professional,
+            &lu_patient(),
+            purpose,
+            issued_at,
+        )
+    }
+
+    /// `GET <BE national API><path>` with a fresh treatment assertion.
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_with(path, &self.assertion()).await
+    }
+
+    /// `GET <BE national API><path>` with `token` as the assertion.
+    async fn get_with(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.f.be.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET <BE national API><path>` without an assertion.
+    async fn get_without_assertion(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.f.be.url(path)).send().await.unwrap()
+    }
+
+    /// `POST <BE national API><path>` of FHIR JSON `body` with a fresh
+    /// treatment assertion.
+    async fn post(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.f.be.url(path))
+            .header("content-type", FHIR_JSON)
+            .bearer_auth(self.assertion())
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// `GET <LU national API><path>` by LU's national system of `kind` (at
+/// home: no assertion).
+async fn get_at_lu(f: &TwoCountries, kind: NationalClientKind, path: &str) -> reqwest::Response {
+    f.national_client("LU", kind)
+        .get(f.lu.url(path))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `POST <LU national API><path>` of FHIR JSON `body` by LU's national
+/// system of `kind`.
+async fn post_at_lu(
+    f: &TwoCountries,
+    kind: NationalClientKind,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    f.national_client("LU", kind)
+        .post(f.lu.url(path))
+        .header("content-type", FHIR_JSON)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The LU patient's access log, as their portal reads it (`rest`: more
+/// search parameters).
+async fn access_log(f: &TwoCountries, rest: &str) -> Value {
+    let path = about_lu_patient("AuditEvent", rest);
+    json(
+        get_at_lu(f, NationalClientKind::PatientPortal, &path).await,
+        200,
+    )
+    .await
+}
+
+async fn push_lu_summary(f: &TwoCountries) -> (String, Vec<u8>) {
+    let bytes = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT).unwrap();
+    let response = post_at_lu(
+        f,
+        NationalClientKind::EhrSystem,
+        "/fhir/Bundle",
+        bytes.clone(),
+    )
+    .await;
     assert_eq!(
         response.status().as_u16(),
         201,
@@ -84,6 +241,31 @@ async fn push_lu_summary(f: &TwoCountries) -> (String, Vec<u8>) {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let id = location.rsplit('/').next().unwrap().to_owned();
     (id, bytes)
+}
+
+/// The `/metrics` text of `gateway`'s national API, read by `client`.
+async fn metrics(gateway: &Running, client: reqwest::Client) -> String {
+    client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the counter `series` (name and labels) in `metrics`.
+fn counter(metrics: &str, series: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|n| n.parse().ok())
+}
+
+/// The diagnostics of an OperationOutcome's first issue.
+fn diagnostics(outcome: &Value) -> &str {
+    outcome["issue"][0]["diagnostics"].as_str().unwrap()
 }
 
 async fn json(response: reqwest::Response, status: u16) -> Value {
@@ -97,22 +279,10 @@ async fn json(response: reqwest::Response, status: u16) -> Value {
 async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_sides_audit() {
     let f = federation().await;
     let (lu_id, pushed) = push_lu_summary(&f).await;
-    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
-    let patient = lu_patient();
+    let doctor = Caller::doctor(&f);
 
     // 1. Identify the patient at LU through BE.
-    let found = json(
-        doctor_system
-            .get(f.be.url(&format!(
-                "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-            )))
-            .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let found = json(doctor.get(&lu_patient_search()).await, 200).await;
     assert_eq!(found["type"], "searchset");
     assert_eq!(found["total"], 1);
     assert_eq!(found["entry"][0]["resource"]["resourceType"], "Patient");
@@ -122,18 +292,8 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
     );
 
     // 2. List the patient's summaries.
-    let listed = json(
-        doctor_system
-            .get(f.be.url(&format!(
-                "/fhir/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&type=http://loinc.org|60591-5"
-            )))
-            .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let summaries = about_lu_patient("DocumentReference", "&type=http://loinc.org|60591-5");
+    let listed = json(doctor.get(&summaries).await, 200).await;
     assert_eq!(listed["total"], 1);
     let url = listed["entry"][0]["resource"]["content"][0]["attachment"]["url"]
         .as_str()
@@ -142,12 +302,7 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
     assert_eq!(url, format!("Bundle/LU.{lu_id}"));
 
     // 3. Retrieve it: the bytes LU's hospital pushed.
-    let response = doctor_system
-        .get(f.be.url(&format!("/fhir/{url}")))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-        .send()
-        .await
-        .unwrap();
+    let response = doctor.get(&format!("/fhir/{url}")).await;
     assert_eq!(response.status().as_u16(), 200);
     let received = response.bytes().await.unwrap();
     assert_eq!(
@@ -156,20 +311,12 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
         "the summary must arrive byte for byte"
     );
     let validated_before = || async {
-        let metrics = f
-            .national_client("BE", NationalClientKind::EhrSystem)
-            .get(f.be.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("ehds_peer_answers_validated_before_total "))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap()
+        let metrics = metrics(
+            &f.be,
+            f.national_client("BE", NationalClientKind::EhrSystem),
+        )
+        .await;
+        counter(&metrics, "ehds_peer_answers_validated_before_total").unwrap()
     };
     assert_eq!(
         validated_before().await,
@@ -181,12 +328,7 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
     // bytes, which BE validated on the first retrieval, are passed on
     // without validating them again (a changed answer would be validated:
     // the unit tests of `check_answer`).
-    let again = doctor_system
-        .get(f.be.url(&format!("/fhir/{url}")))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-        .send()
-        .await
-        .unwrap();
+    let again = doctor.get(&format!("/fhir/{url}")).await;
     assert_eq!(again.status().as_u16(), 200);
     assert_eq!(again.bytes().await.unwrap(), received);
     assert_eq!(validated_before().await, 1, "second retrieval: remembered");
@@ -205,128 +347,69 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
     let f = federation().await;
     let (lu_id, _) = push_lu_summary(&f).await;
     let patient = lu_patient();
-    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
-    let search = f.be.url(&format!(
-        "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-    ));
+    let doctor = Caller::doctor(&f);
+    let search = lu_patient_search();
 
     // Replayed at BE.
-    let token = assertion(&f.be_idp, &be_doctor(), &patient);
-    let first = doctor_system
-        .get(&search)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let token = doctor.assertion();
+    let first = doctor.get_with(&search, &token).await;
     assert_eq!(first.status().as_u16(), 200);
-    let again = doctor_system
-        .get(&search)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let again = doctor.get_with(&search, &token).await;
     assert_eq!(again.status().as_u16(), 401);
     assert!(again.headers().contains_key("www-authenticate"));
 
     // Replayed at LU by a peer that skips its own check: LU's ledger refuses.
     let be_ncp = f.federation_client(f.pki.ncp_client("BE"));
-    let direct = f.lu.federation_url(&format!(
-        "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-    ));
-    let fresh = assertion(&f.be_idp, &be_doctor(), &patient);
-    let ok = be_ncp
-        .get(&direct)
-        .bearer_auth(&fresh)
-        .send()
-        .await
-        .unwrap();
+    let direct = f.lu.federation_url(&search);
+    let be_ncp_asks = |token: String| be_ncp.get(&direct).bearer_auth(token).send();
+    let fresh = doctor.assertion();
+    let ok = be_ncp_asks(fresh.clone()).await.unwrap();
     assert_eq!(ok.status().as_u16(), 200);
-    let replay = be_ncp
-        .get(&direct)
-        .bearer_auth(&fresh)
-        .send()
-        .await
-        .unwrap();
+    let replay = be_ncp_asks(fresh).await.unwrap();
     assert_eq!(replay.status().as_u16(), 401);
 
     // Expired.
-    let expired = f
-        .be_idp
-        .issue(
-            &be_doctor(),
-            "urn:ehds:ncp:LU",
-            &patient,
-            PurposeOfUse::Treatment,
-            time::OffsetDateTime::now_utc() - time::Duration::hours(2),
-            time::Duration::minutes(5),
-        )
-        .unwrap();
-    let response = doctor_system
-        .get(&search)
-        .bearer_auth(expired)
-        .send()
-        .await
-        .unwrap();
+    let expired = doctor.assertion_at(
+        PurposeOfUse::Treatment,
+        time::OffsetDateTime::now_utc() - time::Duration::hours(2),
+    );
+    let response = doctor.get_with(&search, &expired).await;
     assert_eq!(response.status().as_u16(), 401);
 
     // Forged: signed by a key nobody trusts under BE's issuer and kid.
     let forger_dir = f.dir.path().join("forger");
     let forger_pki = dev_pki::generate(&forger_dir, &DevPkiSpec::for_tests(&["BE"])).unwrap();
     let forged = loopback::identity_provider(&forger_pki, "BE").unwrap();
-    let response = doctor_system
-        .get(&search)
-        .bearer_auth(assertion(&forged, &be_doctor(), &patient))
-        .send()
-        .await
-        .unwrap();
+    let response = doctor
+        .get_with(&search, &assertion(&forged, &be_doctor(), &patient))
+        .await;
     assert_eq!(response.status().as_u16(), 401);
 
     // No assertion at all.
-    let response = doctor_system.get(&search).send().await.unwrap();
+    let response = doctor.get_without_assertion(&search).await;
     assert_eq!(response.status().as_u16(), 401);
 
     // An assertion for another patient does not open this patient's Bundle:
     // to the caller it does not exist.
     let other = PatientRef::new(LU_SYSTEM, "1990010112345");
-    let response = doctor_system
-        .get(f.be.url(&format!("/fhir/Bundle/LU.{lu_id}")))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &other))
-        .send()
-        .await
-        .unwrap();
+    let response = doctor
+        .get_with(
+            &format!("/fhir/Bundle/LU.{lu_id}"),
+            &assertion(&f.be_idp, &be_doctor(), &other),
+        )
+        .await;
     assert_eq!(response.status().as_u16(), 404);
 
     // A LU assertion sent by the BE NCP: the issuer's country is not the
     // calling NCP's country.
-    let lu_doctor_token = f
-        .lu_idp
-        .issue(
-            &be_doctor(),
-            "urn:ehds:ncp:LU",
-            &patient,
-            PurposeOfUse::Treatment,
-            time::OffsetDateTime::now_utc(),
-            time::Duration::minutes(5),
-        )
-        .unwrap();
-    let response = be_ncp
-        .get(&direct)
-        .bearer_auth(lu_doctor_token)
-        .send()
+    let response = be_ncp_asks(assertion(&f.lu_idp, &be_doctor(), &patient))
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
 
     // A pharmacist may not read the patient summary (the shipped policy).
-    let mut pharmacist = be_doctor();
-    pharmacist.role = "2262".into();
-    let pharmacy = f.national_client("BE", NationalClientKind::Pharmacy);
-    let response = pharmacy
-        .get(&search)
-        .bearer_auth(assertion(&f.be_idp, &pharmacist, &patient))
-        .send()
-        .await
-        .unwrap();
+    let pharmacy = Caller::pharmacy(&f, be_professional("2262"));
+    let response = pharmacy.get(&search).await;
     assert_eq!(response.status().as_u16(), 403);
 
     // Every refusal is in LU's audit trail too, and the chain holds.
@@ -339,9 +422,7 @@ async fn assertions_that_are_replayed_expired_forged_or_for_another_patient_are_
 #[tokio::test]
 async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_the_api() {
     let f = federation().await;
-    let direct = f.lu.federation_url(&format!(
-        "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-    ));
+    let direct = f.lu.federation_url(&lu_patient_search());
     for negative in [
         Negative::NcpClientRevoked,
         Negative::NcpClientExpired,
@@ -375,13 +456,7 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
         let outcome: serde_json::Value = response.json().await.unwrap();
         assert_eq!(outcome["resourceType"], "OperationOutcome");
         assert_eq!(outcome["issue"][0]["code"], "forbidden");
-        assert!(
-            outcome["issue"][0]["diagnostics"]
-                .as_str()
-                .unwrap()
-                .contains("national API"),
-            "{outcome}"
-        );
+        assert!(diagnostics(&outcome).contains("national API"), "{outcome}");
     }
     // No client certificate at all (the server is verified, the client
     // shows nothing).
@@ -409,7 +484,7 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
     let mut stale_config = stale_files.gateway("LU", stale_files.lu);
     federation_settings(&mut stale_config);
     stale_config.federation_crl = f.pki.stale_crl(&Authority::Federation);
-    let mut stale = start(&stale_config).await;
+    let stale = start(&stale_config).await;
     let good_ncp = f.federation_client(f.pki.ncp_client("BE"));
     assert!(
         good_ncp
@@ -436,24 +511,16 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
         "one security alert per refused connection"
     );
     assert!(audit.first_broken.is_none());
-    let metrics = f
-        .national_client("LU", NationalClientKind::EhrSystem)
-        .get(f.lu.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(
+        &f.lu,
+        f.national_client("LU", NationalClientKind::EhrSystem),
+    )
+    .await;
     for reason in ["revoked", "expired", "unknown_issuer", "no_certificate"] {
-        let line = format!(
-            "ehds_tls_handshakes_total{{listener=\"federation\",result=\"refused\",reason=\"{reason}\"}} "
+        let series = format!(
+            "ehds_tls_handshakes_total{{listener=\"federation\",result=\"refused\",reason=\"{reason}\"}}"
         );
-        let count: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let count = counter(&metrics, &series).unwrap_or(0);
         assert!(count >= 1, "no {reason} refusal counted:\n{metrics}");
     }
     assert!(
@@ -467,27 +534,20 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
 
 #[tokio::test]
 async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers_answer_promptly() {
-    let mut f = federation().await;
-    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
-    let patient = lu_patient();
+    let f = federation().await;
+    let doctor = Caller::doctor(&f);
     // 12 digits where LU's rule wants 13: refused at BE.
-    let response = doctor_system
-        .get(f.be.url(&format!(
+    let response = doctor
+        .get(&format!(
             "/fhir/Patient?identifier={LU_SYSTEM}|123456789012"
-        )))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-        .send()
-        .await
-        .unwrap();
+        ))
+        .await;
     let outcome = json(response, 400).await;
     assert_eq!(outcome["issue"][0]["expression"][0], "identifier");
     // An identifier without its system.
-    let response = doctor_system
-        .get(f.be.url(&format!("/fhir/Patient?identifier={LU_PATIENT}")))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-        .send()
-        .await
-        .unwrap();
+    let response = doctor
+        .get(&format!("/fhir/Patient?identifier={LU_PATIENT}"))
+        .await;
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(f.lu.audit().await.records, 0, "nothing crossed the border");
 
@@ -495,14 +555,7 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
     let lu_federation = f.lu.federation;
     f.lu.stop().await;
     let started = Instant::now();
-    let response = doctor_system
-        .get(f.be.url(&format!(
-            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-        )))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-        .send()
-        .await
-        .unwrap();
+    let response = doctor.get(&lu_patient_search()).await;
     assert_eq!(response.status().as_u16(), 502);
     assert!(started.elapsed() < Duration::from_secs(5));
 
@@ -519,21 +572,11 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
     );
     let mut impostor_config = impostor_files.gateway("BE", impostor_files.lu);
     federation_settings(&mut impostor_config);
-    let mut impostor = start(&impostor_config).await;
-    let response = doctor_system
-        .get(f.be.url(&format!(
-            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-        )))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-        .send()
-        .await
-        .unwrap();
+    let impostor = start(&impostor_config).await;
+    let response = doctor.get(&lu_patient_search()).await;
     let outcome = json(response, 502).await;
     assert!(
-        outcome["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("not the directory's NCP"),
+        diagnostics(&outcome).contains("not the directory's NCP"),
         "{outcome}"
     );
     impostor.stop().await;
@@ -548,14 +591,7 @@ async fn malformed_identifiers_never_cross_the_border_and_dead_or_stalling_peers
         }
     });
     let started = Instant::now();
-    let response = doctor_system
-        .get(f.be.url(&format!(
-            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-        )))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &patient))
-        .send()
-        .await
-        .unwrap();
+    let response = doctor.get(&lu_patient_search()).await;
     let status = response.status().as_u16();
     assert!(status == 504 || status == 502, "{status}");
     assert!(started.elapsed() < Duration::from_secs(8));
@@ -633,13 +669,9 @@ async fn no_audit_record_no_data() {
         .execute(&mut connection)
         .await
         .unwrap();
-    let response = f
-        .national_client("BE", NationalClientKind::DoctorSystem)
-        .get(f.be.url(&format!("/fhir/Bundle/LU.{lu_id}")))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &lu_patient()))
-        .send()
-        .await
-        .unwrap();
+    let response = Caller::doctor(&f)
+        .get(&format!("/fhir/Bundle/LU.{lu_id}"))
+        .await;
     assert_eq!(response.status().as_u16(), 502);
     let body = response.text().await.unwrap();
     assert!(body.contains("OperationOutcome"), "{body}");
@@ -753,34 +785,16 @@ async fn a_peer_revoked_by_ocsp_only_is_refused() {
     revoke_at_responder(pki, &pki.ncp_server("LU").cert_chain);
     let _responder = OcspResponder::start(pki, ocsp_port);
     let f = setup.start(federation_settings).await;
-    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
-    let response = doctor_system
-        .get(f.be.url(&format!(
-            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-        )))
-        .bearer_auth(assertion(&f.be_idp, &be_doctor(), &lu_patient()))
-        .send()
-        .await
-        .unwrap();
-    let outcome = json(response, 502).await;
+    let doctor = Caller::doctor(&f);
+    let outcome = json(doctor.get(&lu_patient_search()).await, 502).await;
     assert!(
-        outcome["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("revoked (OCSP)"),
+        diagnostics(&outcome).contains("revoked (OCSP)"),
         "{outcome}"
     );
     // A refusal BE decides on its own about LU's patient (an assertion that
     // is no JWT) is reported to LU only after the same check: not to this
     // server.
-    let response = doctor_system
-        .get(f.be.url(&format!(
-            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-        )))
-        .bearer_auth("not-a-jwt")
-        .send()
-        .await
-        .unwrap();
+    let response = doctor.get_with(&lu_patient_search(), "not-a-jwt").await;
     assert_eq!(response.status().as_u16(), 401);
     // The report would be sent in the background: give it time to arrive.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -791,12 +805,24 @@ async fn a_peer_revoked_by_ocsp_only_is_refused() {
     f.stop().await;
 }
 
+/// The LU patient's portal sets (or withdraws) their opt-out of sharing
+/// the patient summary towards `country` (every country: `None`).
 async fn set_opt_out(f: &TwoCountries, country: Option<&str>, opt_out: bool) -> Value {
+    set_opt_out_of(f, "patient-summary", country, opt_out).await
+}
+
+/// The same for `service` (`patient-summary`, `eprescription`).
+async fn set_opt_out_of(
+    f: &TwoCountries,
+    service: &str,
+    country: Option<&str>,
+    opt_out: bool,
+) -> Value {
     let mut parameters = serde_json::json!({
         "resourceType": "Parameters",
         "parameter": [
             {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
-            {"name": "service", "valueCode": "patient-summary"},
+            {"name": "service", "valueCode": service},
             {"name": "optOut", "valueBoolean": opt_out},
         ]
     });
@@ -806,17 +832,15 @@ async fn set_opt_out(f: &TwoCountries, country: Option<&str>, opt_out: bool) -> 
             .unwrap()
             .push(serde_json::json!({"name": "country", "valueCode": country}));
     }
-    json(
-        f.national_client("LU", NationalClientKind::PatientPortal)
-            .post(f.lu.url("/fhir/$cross-border-opt-out"))
-            .header("content-type", FHIR_JSON)
-            .body(serde_json::to_vec(&parameters).unwrap())
-            .send()
-            .await
-            .unwrap(),
-        200,
+    let body = serde_json::to_vec(&parameters).unwrap();
+    let response = post_at_lu(
+        f,
+        NationalClientKind::PatientPortal,
+        "/fhir/$cross-border-opt-out",
+        body,
     )
-    .await
+    .await;
+    json(response, 200).await
 }
 
 /// The patient's opt-out (set by their national portal) refuses at once,
@@ -826,18 +850,9 @@ async fn set_opt_out(f: &TwoCountries, country: Option<&str>, opt_out: bool) -> 
 async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     let f = federation().await;
     push_lu_summary(&f).await;
-    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
-    let search = f.be.url(&format!(
-        "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-    ));
-    let ask = || async {
-        doctor_system
-            .get(&search)
-            .bearer_auth(assertion(&f.be_idp, &be_doctor(), &lu_patient()))
-            .send()
-            .await
-            .unwrap()
-    };
+    let doctor = Caller::doctor(&f);
+    let search = lu_patient_search();
+    let ask = || doctor.get(&search);
     assert_eq!(ask().await.status().as_u16(), 200);
 
     set_opt_out(&f, Some("FR"), true).await;
@@ -865,29 +880,17 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     assert_eq!(ask().await.status().as_u16(), 200);
 
     // Only the patient portal may change it.
-    let response = f
-        .national_client("LU", NationalClientKind::EhrSystem)
-        .post(f.lu.url("/fhir/$cross-border-opt-out"))
-        .header("content-type", FHIR_JSON)
-        .body(r#"{"resourceType":"Parameters"}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = post_at_lu(
+        &f,
+        NationalClientKind::EhrSystem,
+        "/fhir/$cross-border-opt-out",
+        r#"{"resourceType":"Parameters"}"#,
+    )
+    .await;
     assert_eq!(response.status().as_u16(), 403);
     // The patient's access log, for the portal: every access and refusal,
     // newest first, paged.
-    let portal = f.national_client("LU", NationalClientKind::PatientPortal);
-    let page = json(
-        portal
-            .get(f.lu.url(&format!(
-                "/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&_count=4"
-            )))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let page = access_log(&f, "&_count=4").await;
     let entries = page["entry"].as_array().unwrap();
     assert_eq!(entries.len(), 4);
     assert_eq!(entries[0]["resource"]["resourceType"], "AuditEvent");
@@ -915,30 +918,29 @@ async fn a_patient_opt_out_refuses_cross_border_access_until_withdrawn() {
     );
     let next = page["link"][0]["url"].as_str().unwrap();
     let rest = json(
-        portal
-            .get(f.lu.url(&format!("/fhir/{next}")))
-            .send()
-            .await
-            .unwrap(),
+        get_at_lu(
+            &f,
+            NationalClientKind::PatientPortal,
+            &format!("/fhir/{next}"),
+        )
+        .await,
         200,
     )
     .await;
     assert_eq!(rest["entry"].as_array().unwrap().len(), 2);
     assert!(rest.get("link").is_none());
     // Nobody but the portal reads it.
-    let response = doctor_system
-        .get(f.be.url(&format!(
-            "/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
-        )))
-        .send()
-        .await
-        .unwrap();
+    let response = doctor
+        .get_without_assertion(&about_lu_patient("AuditEvent", ""))
+        .await;
     assert_eq!(response.status().as_u16(), 403);
     let lu_audit = f.lu.audit().await;
     assert!(lu_audit.first_broken.is_none());
     f.stop().await;
 }
 
+/// The LU patient's portal sets (or lifts) their restriction of `part`
+/// (an `entry`, `section` or `prescription` parameter).
 async fn set_restriction(f: &TwoCountries, part: Value, restrict: bool) -> Value {
     let parameters = serde_json::json!({
         "resourceType": "Parameters",
@@ -948,17 +950,15 @@ async fn set_restriction(f: &TwoCountries, part: Value, restrict: bool) -> Value
             {"name": "restrict", "valueBoolean": restrict},
         ]
     });
-    json(
-        f.national_client("LU", NationalClientKind::PatientPortal)
-            .post(f.lu.url("/fhir/$cross-border-restriction"))
-            .header("content-type", FHIR_JSON)
-            .body(serde_json::to_vec(&parameters).unwrap())
-            .send()
-            .await
-            .unwrap(),
-        200,
+    let body = serde_json::to_vec(&parameters).unwrap();
+    let response = post_at_lu(
+        f,
+        NationalClientKind::PatientPortal,
+        "/fhir/$cross-border-restriction",
+        body,
     )
-    .await
+    .await;
+    json(response, 200).await
 }
 
 /// A patient restricts one condition and the results section of their
@@ -984,93 +984,60 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
         .as_str()
         .unwrap()
         .to_owned();
-    set_restriction(
-        &f,
-        serde_json::json!({"name": "entry", "valueReference": {"reference": CONDITION}}),
-        true,
-    )
-    .await;
-    set_restriction(
-        &f,
-        serde_json::json!({"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "30954-2"}}),
-        true,
-    )
-    .await;
+    let condition =
+        serde_json::json!({"name": "entry", "valueReference": {"reference": CONDITION}});
+    let results = serde_json::json!({"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "30954-2"}});
+    set_restriction(&f, condition.clone(), true).await;
+    set_restriction(&f, results.clone(), true).await;
     // The portal reads them back; nobody else may set or read them.
-    let portal = f.national_client("LU", NationalClientKind::PatientPortal);
     let listed = json(
-        portal
-            .get(f.lu.url(&format!(
-                "/fhir/$cross-border-restriction?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
-            )))
-            .send()
-            .await
-            .unwrap(),
+        get_at_lu(
+            &f,
+            NationalClientKind::PatientPortal,
+            &about_lu_patient("$cross-border-restriction", ""),
+        )
+        .await,
         200,
     )
     .await;
     assert_eq!(listed["parameter"].as_array().unwrap().len(), 2, "{listed}");
-    let ehr = f.national_client("LU", NationalClientKind::EhrSystem);
-    let refused = ehr
-        .post(f.lu.url("/fhir/$cross-border-restriction"))
-        .header("content-type", FHIR_JSON)
-        .body(r#"{"resourceType":"Parameters"}"#)
-        .send()
-        .await
-        .unwrap();
+    let refused = post_at_lu(
+        &f,
+        NationalClientKind::EhrSystem,
+        "/fhir/$cross-border-restriction",
+        r#"{"resourceType":"Parameters"}"#,
+    )
+    .await;
     assert_eq!(refused.status().as_u16(), 403);
     // Two targets at once are refused with the reason.
-    let both = f.national_client("LU", NationalClientKind::PatientPortal)
-        .post(f.lu.url("/fhir/$cross-border-restriction"))
-        .header("content-type", FHIR_JSON)
-        .body(
-            serde_json::to_vec(&serde_json::json!({"resourceType": "Parameters", "parameter": [
-                {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
-                {"name": "entry", "valueReference": {"reference": CONDITION}},
-                {"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "11450-4"}},
-                {"name": "restrict", "valueBoolean": true},
-            ]}))
-            .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let both = post_at_lu(
+        &f,
+        NationalClientKind::PatientPortal,
+        "/fhir/$cross-border-restriction",
+        serde_json::to_vec(&serde_json::json!({"resourceType": "Parameters", "parameter": [
+            {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+            {"name": "entry", "valueReference": {"reference": CONDITION}},
+            {"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "11450-4"}},
+            {"name": "restrict", "valueBoolean": true},
+        ]}))
+        .unwrap(),
+    )
+    .await;
     let outcome = json(both, 422).await;
     assert!(outcome.to_string().contains("exactly one of"), "{outcome}");
 
-    let doctor_system = f.national_client("BE", NationalClientKind::DoctorSystem);
-    let treatment = || assertion(&f.be_idp, &be_doctor(), &lu_patient());
-    let emergency = || {
-        f.be_idp
-            .issue(
-                &be_doctor(),
-                "urn:ehds:ncp:LU",
-                &lu_patient(),
-                PurposeOfUse::Emergency,
-                time::OffsetDateTime::now_utc(),
-                time::Duration::minutes(5),
-            )
-            .unwrap()
+    let doctor = &Caller::doctor(&f);
+    let treatment = || doctor.assertion();
+    let emergency =
+        || doctor.assertion_at(PurposeOfUse::Emergency, time::OffsetDateTime::now_utc());
+    let documents = about_lu_patient("DocumentReference", "");
+    let list = || async { json(doctor.get(&documents).await, 200).await };
+    let read = |url: String, token: String| async move {
+        let response = doctor.get_with(&format!("/fhir/{url}"), &token).await;
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.unwrap().to_vec()
     };
-    let list = |token: String| {
-        let request = doctor_system
-            .get(f.be.url(&format!(
-                "/fhir/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
-            )))
-            .bearer_auth(token);
-        async move { json(request.send().await.unwrap(), 200).await }
-    };
-    let read = |url: String, token: String| {
-        let request = doctor_system
-            .get(f.be.url(&format!("/fhir/{url}")))
-            .bearer_auth(token);
-        async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status().as_u16(), 200);
-            response.bytes().await.unwrap().to_vec()
-        }
-    };
-    let listed = list(treatment()).await;
+    let listed = list().await;
     assert_eq!(listed["total"], 1);
     let reference = &listed["entry"][0]["resource"];
     let url = reference["content"][0]["attachment"]["url"]
@@ -1118,11 +1085,12 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
         variant_bytes
     );
     // The original at home is untouched.
-    let at_home = ehr
-        .get(f.lu.url(&format!("/fhir/Bundle/{lu_id}")))
-        .send()
-        .await
-        .unwrap();
+    let at_home = get_at_lu(
+        &f,
+        NationalClientKind::EhrSystem,
+        &format!("/fhir/Bundle/{lu_id}"),
+    )
+    .await;
     assert_eq!(at_home.status().as_u16(), 200);
     assert_eq!(
         Sha256::digest(at_home.bytes().await.unwrap()),
@@ -1132,17 +1100,7 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
     // An emergency lifts the summary restrictions in Luxembourg: the
     // original, and the lifting on the patient's access log.
     assert_eq!(read(url.clone(), emergency()).await, pushed);
-    let log = json(
-        portal
-            .get(f.lu.url(&format!(
-                "/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&_count=1"
-            )))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let log = access_log(&f, "&_count=1").await;
     let newest = &log["entry"][0]["resource"];
     assert_eq!(newest["outcome"], "0");
     assert!(
@@ -1155,67 +1113,23 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
 
     // A restricted prescription is not listed abroad, even in an emergency
     // (Luxembourg lifts summary restrictions only).
-    let response = f
-        .national_client("LU", NationalClientKind::DoctorSystem)
-        .post(f.lu.url("/fhir/MedicationRequest"))
-        .header("content-type", FHIR_JSON)
-        .body(lu_prescription())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    let prescription = serde_json::json!({"name": "prescription", "valueIdentifier": {"system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}});
-    let mut pharmacist = be_doctor();
-    pharmacist.role = "2262".into();
-    let pharmacy = f.national_client("BE", NationalClientKind::Pharmacy);
-    let prescriptions = |client: &reqwest::Client, professional: &Professional, purpose| {
-        let token = f
-            .be_idp
-            .issue(
-                professional,
-                "urn:ehds:ncp:LU",
-                &lu_patient(),
-                purpose,
-                time::OffsetDateTime::now_utc(),
-                time::Duration::minutes(5),
-            )
-            .unwrap();
-        let request = client
-            .get(f.be.url(&format!(
-                "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
-            )))
-            .bearer_auth(token);
-        async move { json(request.send().await.unwrap(), 200).await }
-    };
+    push_prescription(&f, lu_prescription(), 201).await;
+    let prescription = lu_prescription_part();
+    let pharmacy = Caller::pharmacy(&f, be_professional("2262"));
+    let active = about_lu_patient("MedicationRequest", "&status=active");
+    let pharmacy_lists = || async { json(pharmacy.get(&active).await, 200).await };
     // Retrieved once before the patient restricts it; then neither listed
     // nor dispensable: to the pharmacy it does not exist.
-    let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
-    assert_eq!(listed["total"], 1);
+    assert_eq!(pharmacy_lists().await["total"], 1);
     set_restriction(&f, prescription.clone(), true).await;
-    let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
-    assert_eq!(listed["total"], 0);
-    let mut dispense: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            conformance_dir().join("examples/eu-mpd/MedicationDispense-400D-dispense-1.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    dispense["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": "D-R1"}]);
-    dispense["authorizingPrescription"] = serde_json::json!([{"identifier": {
-        "system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]);
-    dispense["subject"]["identifier"] =
-        serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
-    dispense["quantity"] = serde_json::json!({"value": 1, "unit": "Vial",
-        "system": "http://standardterms.edqm.eu", "code": "15060000"});
+    assert_eq!(pharmacy_lists().await["total"], 0);
+    let mut dispense = vials_dispense("D-R1", 1);
     let refused = pharmacy
-        .post(f.be.url("/fhir/MedicationDispense"))
-        .header("content-type", FHIR_JSON)
-        .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
-        .body(serde_json::to_vec(&dispense).unwrap())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/fhir/MedicationDispense",
+            serde_json::to_vec(&dispense).unwrap(),
+        )
+        .await;
     let outcome = json(refused, 404).await;
     assert!(
         outcome.to_string().contains("no such prescription"),
@@ -1223,82 +1137,31 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
     );
     // A doctor in an emergency (the policy lets doctors list prescriptions
     // then) does not see it either.
-    let listed = prescriptions(&doctor_system, &be_doctor(), PurposeOfUse::Emergency).await;
+    let listed = json(doctor.get_with(&active, &emergency()).await, 200).await;
     assert_eq!(listed["total"], 0);
     set_restriction(&f, prescription, false).await;
-    let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
-    assert_eq!(listed["total"], 1);
+    assert_eq!(pharmacy_lists().await["total"], 1);
     // An opt-out of ePrescription towards Belgium refuses the list and the
     // dispense ("no consent"), not the summary; withdrawn, both work again.
-    let e_opt_out =
-        |opt_out: bool| {
-            serde_json::to_vec(&serde_json::json!({"resourceType": "Parameters", "parameter": [
-            {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
-            {"name": "service", "valueCode": "eprescription"},
-            {"name": "country", "valueCode": "BE"},
-            {"name": "optOut", "valueBoolean": opt_out},
-        ]}))
-        .unwrap()
-        };
-    let opted = portal
-        .post(f.lu.url("/fhir/$cross-border-opt-out"))
-        .header("content-type", FHIR_JSON)
-        .body(e_opt_out(true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(opted.status().as_u16(), 200);
-    let token = assertion(&f.be_idp, &pharmacist, &lu_patient());
-    let refused = pharmacy
-        .get(f.be.url(&format!(
-            "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
-        )))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let outcome = json(refused, 403).await;
+    set_opt_out_of(&f, "eprescription", Some("BE"), true).await;
+    let outcome = json(pharmacy.get(&active).await, 403).await;
     assert!(outcome.to_string().contains("no consent"), "{outcome}");
     dispense["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": "D-R2"}]);
     let refused = pharmacy
-        .post(f.be.url("/fhir/MedicationDispense"))
-        .header("content-type", FHIR_JSON)
-        .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
-        .body(serde_json::to_vec(&dispense).unwrap())
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/fhir/MedicationDispense",
+            serde_json::to_vec(&dispense).unwrap(),
+        )
+        .await;
     assert_eq!(refused.status().as_u16(), 403);
-    assert_eq!(
-        list(treatment()).await["total"],
-        1,
-        "the summary is another service"
-    );
-    let withdrawn = portal
-        .post(f.lu.url("/fhir/$cross-border-opt-out"))
-        .header("content-type", FHIR_JSON)
-        .body(e_opt_out(false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(withdrawn.status().as_u16(), 200);
-    let listed = prescriptions(&pharmacy, &pharmacist, PurposeOfUse::Treatment).await;
-    assert_eq!(listed["total"], 1);
+    assert_eq!(list().await["total"], 1, "the summary is another service");
+    set_opt_out_of(&f, "eprescription", Some("BE"), false).await;
+    assert_eq!(pharmacy_lists().await["total"], 1);
 
     // Lifting the summary restrictions releases the original again.
-    set_restriction(
-        &f,
-        serde_json::json!({"name": "entry", "valueReference": {"reference": CONDITION}}),
-        false,
-    )
-    .await;
-    set_restriction(
-        &f,
-        serde_json::json!({"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "30954-2"}}),
-        false,
-    )
-    .await;
-    let listed = list(treatment()).await;
+    set_restriction(&f, condition, false).await;
+    set_restriction(&f, results, false).await;
+    let listed = list().await;
     assert_eq!(
         listed["entry"][0]["resource"]["content"][0]["attachment"]["url"],
         format!("Bundle/LU.{lu_id}")
@@ -1314,15 +1177,30 @@ async fn a_patient_restriction_hides_parts_of_the_summary_abroad_unless_an_emerg
 
 /// The EU MPD example prescription for the LU patient.
 fn lu_prescription() -> Vec<u8> {
-    let text = std::fs::read_to_string(
-        conformance_dir()
-            .join("examples/eu-mpd/MedicationRequest-400C-prescription-cefuroxime-singleline.json"),
-    )
-    .unwrap();
-    let mut json: Value = serde_json::from_str(&text).unwrap();
-    json["identifier"][0]["system"] = "urn:oid:1.3.182.4.4.99".into();
+    let mut json = example("eu-mpd/MedicationRequest-400C-prescription-cefuroxime-singleline.json");
+    json["identifier"][0]["system"] = PRESCRIPTION_SYSTEM.into();
     json["subject"]["identifier"] = serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
     serde_json::to_vec(&json).unwrap()
+}
+
+/// The `prescription` part of a restriction of the LU prescription
+/// 10-123EP ([`lu_prescription`]).
+fn lu_prescription_part() -> Value {
+    serde_json::json!({"name": "prescription", "valueIdentifier": {"system": PRESCRIPTION_SYSTEM, "value": "10-123EP"}})
+}
+
+/// The EU MPD dispense 400D-1 of `vials` vials of the LU patient's
+/// prescription 10-123EP ([`lu_prescription`]), its identifier
+/// `identifier`.
+fn vials_dispense(identifier: &str, vials: u32) -> Value {
+    let mut json = example("eu-mpd/MedicationDispense-400D-dispense-1.json");
+    json["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": identifier}]);
+    json["authorizingPrescription"] = serde_json::json!([{"identifier": {
+        "system": PRESCRIPTION_SYSTEM, "value": "10-123EP"}}]);
+    json["subject"]["identifier"] = serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
+    json["quantity"] = serde_json::json!({"value": vials, "unit": "Vial",
+        "system": "http://standardterms.edqm.eu", "code": "15060000"});
+    json
 }
 
 /// A pharmacy in Belgium lists the visitor's prescriptions held in
@@ -1332,36 +1210,13 @@ fn lu_prescription() -> Vec<u8> {
 async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly_once() {
     let f = federation().await;
     let pushed = lu_prescription();
-    let response = f
-        .national_client("LU", NationalClientKind::DoctorSystem)
-        .post(f.lu.url("/fhir/MedicationRequest"))
-        .header("content-type", FHIR_JSON)
-        .body(pushed.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let mut pharmacist = be_doctor();
-    pharmacist.role = "2262".into();
-    pharmacist.organisation = Organisation {
-        id: "BE-PHARM-9".into(),
-        name: "Apotheek onder de Toren".into(),
-    };
-    let pharmacy = f.national_client("BE", NationalClientKind::Pharmacy);
-    let list = f.be.url(&format!(
-        "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
-    ));
-    let found = json(
-        pharmacy
-            .get(&list)
-            .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let location = push_prescription(&f, pushed.clone(), 201).await;
+    assert!(!location.is_empty(), "no Location");
+    let mut pharmacist = pharmacist_of("BE-PHARM-9");
+    pharmacist.organisation.name = "Apotheek onder de Toren".into();
+    let pharmacy = Caller::pharmacy(&f, pharmacist.clone());
+    let list = about_lu_patient("MedicationRequest", "&status=active");
+    let found = json(pharmacy.get(&list).await, 200).await;
     assert_eq!(found["total"], 1);
     let entry = &found["entry"][0];
     let sent: Value = serde_json::from_slice(&pushed).unwrap();
@@ -1369,161 +1224,137 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
         entry["resource"], sent,
         "the prescription as the prescriber wrote it"
     );
-    let metadata = &entry["search"]["extension"][0]["extension"];
-    let field = |name: &str| {
-        metadata
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["url"] == name)
-            .unwrap()
-            .clone()
-    };
-    assert_eq!(field("dispensable")["valueBoolean"], true);
-    assert_eq!(field("remaining")["valueQuantity"]["value"], 21);
-    assert_eq!(field("substitutionAllowed")["valueBoolean"], true);
+    assert_eq!(listed_field(entry, "dispensable")["valueBoolean"], true);
+    assert_eq!(
+        listed_field(entry, "remaining")["valueQuantity"]["value"],
+        21
+    );
+    assert_eq!(
+        listed_field(entry, "substitutionAllowed")["valueBoolean"],
+        true
+    );
     // The prescriber withdraws it from dispensing abroad: listed with the
     // reason, not dispensable; then makes it available again.
-    let prescriber = f.national_client("LU", NationalClientKind::DoctorSystem);
-    let set_status = |status: &str, reason: Option<&str>| {
-        let mut parameters = serde_json::json!({"resourceType": "Parameters",
-            "parameter": [{"name": "status", "valueCode": status}]});
-        if let Some(reason) = reason {
-            parameters["parameter"]
-                .as_array_mut()
-                .unwrap()
-                .push(serde_json::json!({"name": "reason", "valueString": reason}));
-        }
-        prescriber
-            .post(f.lu.url(&format!("{location}/$cross-border-status")))
-            .header("content-type", FHIR_JSON)
-            .body(serde_json::to_vec(&parameters).unwrap())
-            .send()
-    };
-    let withdrawn = set_status(
+    let withdrawn = set_cross_border_status(
+        &f,
+        &location,
         "not-available-abroad",
         Some("to be dispensed in Luxembourg only"),
     )
-    .await
-    .unwrap();
-    assert_eq!(withdrawn.status().as_u16(), 200);
-    let relisted = json(
-        pharmacy
-            .get(&list)
-            .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
     .await;
+    assert_eq!(withdrawn.status().as_u16(), 200);
+    let relisted = json(pharmacy.get(&list).await, 200).await;
     let metadata = relisted["entry"][0]["search"]["extension"][0]["extension"].to_string();
     assert!(metadata.contains(r#""valueBoolean":false"#), "{metadata}");
     assert!(metadata.contains("Luxembourg only"), "{metadata}");
-    assert_eq!(
-        set_status("active", None).await.unwrap().status().as_u16(),
-        200
-    );
+    let available = set_cross_border_status(&f, &location, "active", None).await;
+    assert_eq!(available.status().as_u16(), 200);
     // The pharmacy dispenses 5 of the 21 vials; the prescription at home
     // is updated once, whatever the retries.
     let dispense = |identifier: &str, vials: u32| {
-        let text = std::fs::read_to_string(
-            conformance_dir().join("examples/eu-mpd/MedicationDispense-400D-dispense-1.json"),
-        )
-        .unwrap();
-        let mut json: Value = serde_json::from_str(&text).unwrap();
-        json["identifier"] =
-            serde_json::json!([{"system": "urn:oid:2.999.1", "value": identifier}]);
-        json["authorizingPrescription"] = serde_json::json!([{"identifier": {
-            "system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]);
-        json["subject"]["identifier"] =
-            serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
-        json["quantity"] = serde_json::json!({"value": vials, "unit": "Vial",
-            "system": "http://standardterms.edqm.eu", "code": "15060000"});
-        serde_json::to_vec(&json).unwrap()
+        serde_json::to_vec(&vials_dispense(identifier, vials)).unwrap()
     };
-    let send = |pharmacist: &Professional, body: Vec<u8>| {
-        pharmacy
-            .post(f.be.url("/fhir/MedicationDispense"))
-            .header("content-type", FHIR_JSON)
-            .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
-            .body(body)
-            .send()
-    };
-    let first = send(&pharmacist, dispense("D-1", 5)).await.unwrap();
-    assert_eq!(first.status().as_u16(), 201, "{:?}", first.headers());
-    assert_eq!(
-        first.headers()["x-prescription-state"],
-        "partially-dispensed; remaining=16000"
-    );
-    let retried = send(&pharmacist, dispense("D-1", 5)).await.unwrap();
-    assert_eq!(retried.status().as_u16(), 200);
-    assert_eq!(
-        retried.headers()["x-prescription-state"],
-        "partially-dispensed; remaining=16000"
-    );
+    let first = send_dispense(&f, &pharmacist, dispense("D-1", 5)).await;
+    assert_state(&first, 201, "partially-dispensed; remaining=16000");
+    let retried = send_dispense(&f, &pharmacist, dispense("D-1", 5)).await;
+    assert_state(&retried, 200, "partially-dispensed; remaining=16000");
     // A refused dispense (the patient declined it) is recorded without
     // touching the quantity.
-    let mut declined: Value = serde_json::from_slice(&dispense("D-R", 0)).unwrap();
+    let mut declined = vials_dispense("D-R", 0);
     declined["status"] = "declined".into();
-    let response = send(&pharmacist, serde_json::to_vec(&declined).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    assert_eq!(
-        response.headers()["x-prescription-state"],
-        "partially-dispensed; remaining=16000"
-    );
-    let over = json(send(&pharmacist, dispense("D-2", 20)).await.unwrap(), 409).await;
+    let response = send_dispense(&f, &pharmacist, serde_json::to_vec(&declined).unwrap()).await;
+    assert_state(&response, 201, "partially-dispensed; remaining=16000");
+    let over = json(
+        send_dispense(&f, &pharmacist, dispense("D-2", 20)).await,
+        409,
+    )
+    .await;
     assert!(over.to_string().contains("only 16"), "{over}");
     // Another pharmacy that never listed the prescription.
     let mut stranger = pharmacist.clone();
     stranger.organisation.id = "BE-PHARM-10".into();
-    let response = send(&stranger, dispense("D-3", 1)).await.unwrap();
+    let response = send_dispense(&f, &stranger, dispense("D-3", 1)).await;
     assert_eq!(response.status().as_u16(), 409);
     // The pharmacy cancels its first dispense (sent again as
     // entered-in-error): the 5 vials come back, once; another pharmacy
     // cannot cancel it.
-    let mut cancel: Value = serde_json::from_slice(&dispense("D-1", 5)).unwrap();
+    let mut cancel = vials_dispense("D-1", 5);
     cancel["status"] = "entered-in-error".into();
     let cancel = serde_json::to_vec(&cancel).unwrap();
-    let response = send(&stranger, cancel.clone()).await.unwrap();
+    let response = send_dispense(&f, &stranger, cancel.clone()).await;
     assert_eq!(response.status().as_u16(), 404);
-    let response = send(&pharmacist, cancel.clone()).await.unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(
-        response.headers()["x-prescription-state"],
-        "active; remaining=21000"
-    );
-    let response = send(&pharmacist, cancel).await.unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(
-        response.headers()["x-prescription-state"],
-        "active; remaining=21000"
-    );
-    let again = send(&pharmacist, dispense("D-6", 5)).await.unwrap();
+    let response = send_dispense(&f, &pharmacist, cancel.clone()).await;
+    assert_state(&response, 200, "active; remaining=21000");
+    let response = send_dispense(&f, &pharmacist, cancel).await;
+    assert_state(&response, 200, "active; remaining=21000");
+    let again = send_dispense(&f, &pharmacist, dispense("D-6", 5)).await;
     assert_eq!(again.status().as_u16(), 201);
-    let last = send(&pharmacist, dispense("D-4", 16)).await.unwrap();
-    assert_eq!(last.status().as_u16(), 201);
-    assert_eq!(
-        last.headers()["x-prescription-state"],
-        "completed; remaining=0"
-    );
-    let after = json(send(&pharmacist, dispense("D-5", 1)).await.unwrap(), 409).await;
+    let last = send_dispense(&f, &pharmacist, dispense("D-4", 16)).await;
+    assert_state(&last, 201, "completed; remaining=0");
+    let after = json(
+        send_dispense(&f, &pharmacist, dispense("D-5", 1)).await,
+        409,
+    )
+    .await;
     assert!(after.to_string().contains("completed"), "{after}");
 
     // ISCO-08 222 (nursing professionals) may not list prescriptions.
-    let mut nurse = be_doctor();
-    nurse.role = "2221".into();
-    let response = f
-        .national_client("BE", NationalClientKind::DoctorSystem)
-        .get(&list)
-        .bearer_auth(assertion(&f.be_idp, &nurse, &lu_patient()))
-        .send()
-        .await
-        .unwrap();
+    let nurse = Caller::new(
+        &f,
+        NationalClientKind::DoctorSystem,
+        be_professional("2221"),
+    );
+    let response = nurse.get(&list).await;
     assert_eq!(response.status().as_u16(), 403);
     f.stop().await;
+}
+
+/// A field of the search metadata of a listed prescription (`entry` of
+/// the list): `dispensable`, `remaining`, `substitutionAllowed`, ….
+fn listed_field<'a>(entry: &'a Value, name: &str) -> &'a Value {
+    entry["search"]["extension"][0]["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|field| field["url"] == name)
+        .unwrap()
+}
+
+/// Asserts the status of a dispense's answer and the state of the
+/// prescription at home it reports (`X-Prescription-State`).
+fn assert_state(response: &reqwest::Response, status: u16, state: &str) {
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "{:?}",
+        response.headers()
+    );
+    assert_eq!(response.headers()["x-prescription-state"], state);
+}
+
+/// The prescriber at LU sets the cross-border status of the prescription
+/// at `location`, with `reason` when given.
+async fn set_cross_border_status(
+    f: &TwoCountries,
+    location: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> reqwest::Response {
+    let mut parameters = serde_json::json!({"resourceType": "Parameters",
+        "parameter": [{"name": "status", "valueCode": status}]});
+    if let Some(reason) = reason {
+        parameters["parameter"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "reason", "valueString": reason}));
+    }
+    post_at_lu(
+        f,
+        NationalClientKind::DoctorSystem,
+        &format!("{location}/$cross-border-status"),
+        serde_json::to_vec(&parameters).unwrap(),
+    )
+    .await
 }
 
 /// A gateway process (`ehds-gateway serve --config FILE`), killed when
@@ -1622,7 +1453,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
         &lu_config(replica_ports[1]),
         replica_ports[1].federation,
     );
-    let mut be = start(&setup.gateway("BE", federation_settings)).await;
+    let be = start(&setup.gateway("BE", federation_settings)).await;
     let be_idp = setup.run.identity_provider("BE").unwrap();
 
     // Prescribed at the second process, listed by the pharmacy through BE
@@ -1640,9 +1471,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
     assert_eq!(response.status().as_u16(), 201);
     let pharmacist = pharmacist_of("BE-PHARM-9");
     let listed = national_client(pki, "BE", NationalClientKind::Pharmacy)
-        .get(be.url(&format!(
-            "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
-        )))
+        .get(be.url(&about_lu_patient("MedicationRequest", "")))
         .bearer_auth(assertion(&be_idp, &pharmacist, &lu_patient()))
         .send()
         .await
@@ -1651,28 +1480,16 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
 
     // Eight dispenses of all 21 vials at once, to both processes.
     let be_ncp = common::client_with(pki.ncp_client("BE"), pki.trust(&Authority::Federation));
-    let text = std::fs::read_to_string(
-        conformance_dir().join("examples/eu-mpd/MedicationDispense-400D-dispense-1.json"),
-    )
-    .unwrap();
     let barrier = Arc::new(tokio::sync::Barrier::new(8));
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let mut json: Value = serde_json::from_str(&text).unwrap();
-        json["identifier"] =
-            serde_json::json!([{"system": "urn:oid:2.999.1", "value": format!("R-{i}")}]);
-        json["authorizingPrescription"] = serde_json::json!([{"identifier": {
-            "system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]);
-        json["subject"]["identifier"] =
-            serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
-        json["quantity"] = serde_json::json!({"value": 21, "unit": "Vial",
-            "system": "http://standardterms.edqm.eu", "code": "15060000"});
+        let dispense = vials_dispense(&format!("R-{i}"), 21);
         let port = replica_ports[i % 2].federation;
         let request = be_ncp
             .post(format!("https://127.0.0.1:{port}/fhir/MedicationDispense"))
             .header("content-type", FHIR_JSON)
             .bearer_auth(assertion(&be_idp, &pharmacist, &lu_patient()))
-            .body(serde_json::to_vec(&json).unwrap());
+            .body(serde_json::to_vec(&dispense).unwrap());
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
@@ -1705,8 +1522,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
 
 /// A pharmacist of `organisation` in Belgium.
 fn pharmacist_of(organisation: &str) -> Professional {
-    let mut pharmacist = be_doctor();
-    pharmacist.role = "2262".into();
+    let mut pharmacist = be_professional("2262");
     pharmacist.organisation = Organisation {
         id: organisation.into(),
         name: format!("Pharmacy {organisation}"),
@@ -1721,28 +1537,17 @@ async fn send_dispense(
     pharmacist: &Professional,
     body: Vec<u8>,
 ) -> reqwest::Response {
-    f.national_client("BE", NationalClientKind::Pharmacy)
-        .post(f.be.url("/fhir/MedicationDispense"))
-        .header("content-type", FHIR_JSON)
-        .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
-        .body(body)
-        .send()
+    Caller::pharmacy(f, pharmacist.clone())
+        .post("/fhir/MedicationDispense", body)
         .await
-        .unwrap()
 }
 
 /// Lists the LU patient's prescriptions at BE as `pharmacist` (which
 /// records the retrievals at LU).
 async fn list_prescriptions(f: &TwoCountries, pharmacist: &Professional) -> Value {
+    let path = about_lu_patient("MedicationRequest", "");
     json(
-        f.national_client("BE", NationalClientKind::Pharmacy)
-            .get(f.be.url(&format!(
-                "/fhir/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
-            )))
-            .bearer_auth(assertion(&f.be_idp, pharmacist, &lu_patient()))
-            .send()
-            .await
-            .unwrap(),
+        Caller::pharmacy(f, pharmacist.clone()).get(&path).await,
         200,
     )
     .await
@@ -1750,14 +1555,13 @@ async fn list_prescriptions(f: &TwoCountries, pharmacist: &Professional) -> Valu
 
 /// Pushes a MedicationRequest at LU as a prescriber system; its Location.
 async fn push_prescription(f: &TwoCountries, body: Vec<u8>, expect: u16) -> String {
-    let response = f
-        .national_client("LU", NationalClientKind::DoctorSystem)
-        .post(f.lu.url("/fhir/MedicationRequest"))
-        .header("content-type", FHIR_JSON)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_at_lu(
+        f,
+        NationalClientKind::DoctorSystem,
+        "/fhir/MedicationRequest",
+        body,
+    )
+    .await;
     let status = response.status().as_u16();
     let location = response
         .headers()
@@ -1791,21 +1595,12 @@ async fn dispense_conformance_cases_get_the_manifests_answers() {
     }
     let listed = list_prescriptions(&f, &listing).await;
     assert_eq!(listed["total"], locations.len());
-    let prescriber = f.national_client("LU", NationalClientKind::DoctorSystem);
     for (location, state) in &locations {
         if state == "listed" {
             continue;
         }
-        let parameters = serde_json::json!({"resourceType": "Parameters", "parameter": [
-            {"name": "status", "valueCode": state},
-            {"name": "reason", "valueString": "set by the conformance manifest"}]});
-        let response = prescriber
-            .post(f.lu.url(&format!("{location}/$cross-border-status")))
-            .header("content-type", FHIR_JSON)
-            .body(serde_json::to_vec(&parameters).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let reason = Some("set by the conformance manifest");
+        let response = set_cross_border_status(&f, location, state, reason).await;
         assert_eq!(response.status().as_u16(), 200, "{state}");
     }
     let cases = manifest["cases"].as_array().unwrap();
@@ -1849,16 +1644,9 @@ async fn dispense_conformance_cases_get_the_manifests_answers() {
         .unwrap()
         .iter()
         .map(|e| {
-            let extension = &e["search"]["extension"][0]["extension"];
-            let remaining = extension
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|x| x["url"] == "remaining")
-                .unwrap();
             serde_json::json!([
                 e["resource"]["identifier"][0]["value"],
-                remaining["valueQuantity"]["value"]
+                listed_field(e, "remaining")["valueQuantity"]["value"]
             ])
         })
         .collect();
@@ -1970,15 +1758,7 @@ async fn the_mpd_and_ihe_examples_drive_the_dispense_journey() {
                 e["resource"]["identifier"][0]["system"] == system
                     && e["resource"]["identifier"][0]["value"] == value
             })
-            .map(|e| {
-                e["search"]["extension"][0]["extension"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|x| x["url"] == "remaining")
-                    .unwrap()["valueQuantity"]
-                    .clone()
-            })
+            .map(|e| listed_field(e, "remaining")["valueQuantity"].clone())
             .unwrap()
     };
     // 400D-1 and 400D-2 (and IHE 10-dispense-1): "1" of a package, not a vial.
@@ -2009,11 +1789,7 @@ async fn the_mpd_and_ihe_examples_drive_the_dispense_journey() {
         ),
     )
     .await;
-    assert_eq!(response.status().as_u16(), 201);
-    assert_eq!(
-        response.headers()["x-prescription-state"],
-        "active; remaining=21000"
-    );
+    assert_state(&response, 201, "active; remaining=21000");
     // 300D (and its IHE twin): one dispense, two requests in pessaries
     // and grams: refused as a whole.
     for path in [
@@ -2045,11 +1821,7 @@ async fn the_mpd_and_ihe_examples_drive_the_dispense_journey() {
     in_vials["quantity"] = serde_json::json!({"value": 10, "unit": "Vial",
         "system": "http://standardterms.edqm.eu", "code": "15060000"});
     let response = send_dispense(&f, &pharmacist, serde_json::to_vec(&in_vials).unwrap()).await;
-    assert_eq!(response.status().as_u16(), 201);
-    assert_eq!(
-        response.headers()["x-prescription-state"],
-        "partially-dispensed; remaining=11000"
-    );
+    assert_state(&response, 201, "partially-dispensed; remaining=11000");
     f.stop().await;
 }
 
@@ -2064,27 +1836,29 @@ async fn the_mpd_and_ihe_examples_drive_the_dispense_journey() {
 async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
     const SYSTEM: &str = "urn:oid:1.3.182.4.4.99.3";
     let f = federation().await;
-    let mut bundle = example("eu-mpd/Bundle-100A-multiitem-prescription-with-orchestration.json");
-    for entry in bundle["entry"].as_array_mut().unwrap() {
-        let resource = &mut entry["resource"];
-        match resource["resourceType"].as_str().unwrap() {
-            "MedicationRequest" => resource["identifier"][0]["system"] = SYSTEM.into(),
-            "Patient" => {
-                resource["identifier"] =
-                    serde_json::json!([{"system": LU_SYSTEM, "value": LU_PATIENT}]);
+    // The example Bundle with its items' identifiers given SYSTEM and its
+    // patient the LU patient's identifier.
+    let for_lu_patient = |path: &str| {
+        let mut bundle = example(path);
+        for entry in bundle["entry"].as_array_mut().unwrap() {
+            let resource = &mut entry["resource"];
+            match resource["resourceType"].as_str().unwrap() {
+                "MedicationRequest" => resource["identifier"][0]["system"] = SYSTEM.into(),
+                "Patient" => {
+                    resource["identifier"] =
+                        serde_json::json!([{"system": LU_SYSTEM, "value": LU_PATIENT}]);
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    let body = serde_json::to_vec(&bundle).unwrap();
-    let push = |body: Vec<u8>| {
-        f.national_client("LU", NationalClientKind::DoctorSystem)
-            .post(f.lu.url("/fhir/Bundle"))
-            .header("content-type", FHIR_JSON)
-            .body(body)
-            .send()
+        bundle
     };
-    let answer = json(push(body.clone()).await.unwrap(), 201).await;
+    let bundle =
+        for_lu_patient("eu-mpd/Bundle-100A-multiitem-prescription-with-orchestration.json");
+    let body = serde_json::to_vec(&bundle).unwrap();
+    let push =
+        |body: Vec<u8>| post_at_lu(&f, NationalClientKind::DoctorSystem, "/fhir/Bundle", body);
+    let answer = json(push(body.clone()).await, 201).await;
     assert_eq!(answer["type"], "batch-response");
     let entries = answer["entry"].as_array().unwrap();
     assert_eq!(entries.len(), 3);
@@ -2096,21 +1870,18 @@ async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
                 .starts_with("MedicationRequest/")
     }));
     // Each item as the prescriber wrote it, byte for byte.
-    let prescriber = f.national_client("LU", NationalClientKind::DoctorSystem);
     let text = String::from_utf8(body.clone()).unwrap();
     for entry in entries {
         let location = entry["response"]["location"].as_str().unwrap();
-        let stored = prescriber
-            .get(f.lu.url(&format!("/fhir/{location}")))
-            .send()
+        let path = format!("/fhir/{location}");
+        let stored = get_at_lu(&f, NationalClientKind::DoctorSystem, &path)
             .await
-            .unwrap()
             .text()
             .await
             .unwrap();
         assert!(text.contains(&stored), "an item was not stored as sent");
     }
-    let again = json(push(body.clone()).await.unwrap(), 200).await;
+    let again = json(push(body.clone()).await, 200).await;
     assert!(
         again["entry"]
             .as_array()
@@ -2123,20 +1894,10 @@ async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
 
     // Another Bundle reusing the first item's identifier with other content:
     // refused whole, its other items not stored.
-    let mut clash = example("eu-mpd/Bundle-300A-multiitem-prescription-with-orchestration.json");
-    for entry in clash["entry"].as_array_mut().unwrap() {
-        let resource = &mut entry["resource"];
-        match resource["resourceType"].as_str().unwrap() {
-            "MedicationRequest" => resource["identifier"][0]["system"] = SYSTEM.into(),
-            "Patient" => {
-                resource["identifier"] =
-                    serde_json::json!([{"system": LU_SYSTEM, "value": LU_PATIENT}]);
-            }
-            _ => {}
-        }
-    }
+    let mut clash =
+        for_lu_patient("eu-mpd/Bundle-300A-multiitem-prescription-with-orchestration.json");
     clash["entry"][2]["resource"]["identifier"][0]["value"] = "100-1/3".into();
-    let refused = push(serde_json::to_vec(&clash).unwrap()).await.unwrap();
+    let refused = push(serde_json::to_vec(&clash).unwrap()).await;
     assert_eq!(refused.status().as_u16(), 409);
     assert_eq!(list_prescriptions(&f, &pharmacist).await["total"], 3);
 
@@ -2154,11 +1915,7 @@ async fn a_prescription_bundle_of_several_items_is_pushed_whole() {
             entry["resource"]["identifier"][0]["value"] = format!("{value}-b").into();
         }
     }
-    let outcome = json(
-        push(serde_json::to_vec(&anonymous).unwrap()).await.unwrap(),
-        422,
-    )
-    .await;
+    let outcome = json(push(serde_json::to_vec(&anonymous).unwrap()).await, 422).await;
     assert_eq!(
         outcome["issue"][0]["expression"][0],
         "Bundle.entry[1].resource.subject"
@@ -2179,15 +1936,9 @@ async fn a_pharmacy_abroad_lists_prescriptions_as_documents_and_reads_one() {
     let pushed = lu_prescription();
     push_prescription(&f, pushed.clone(), 201).await;
     let pharmacist = pharmacist_of("BE-PHARM-DOCS");
-    let pharmacy = f.national_client("BE", NationalClientKind::Pharmacy);
-    let list = || {
-        let request = pharmacy
-            .get(f.be.url(&format!(
-                "/fhir/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&type=http://loinc.org|57833-6"
-            )))
-            .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()));
-        async move { json(request.send().await.unwrap(), 200).await }
-    };
+    let pharmacy = Caller::pharmacy(&f, pharmacist.clone());
+    let documents = about_lu_patient("DocumentReference", "&type=http://loinc.org|57833-6");
+    let list = || async { json(pharmacy.get(&documents).await, 200).await };
     let listed = list().await;
     assert_eq!(listed["total"], 1);
     let reference = &listed["entry"][0]["resource"];
@@ -2198,12 +1949,7 @@ async fn a_pharmacy_abroad_lists_prescriptions_as_documents_and_reads_one() {
         .unwrap()
         .to_owned();
     assert!(url.starts_with("MedicationRequest/LU."), "{url}");
-    let read = pharmacy
-        .get(f.be.url(&format!("/fhir/{url}")))
-        .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
-        .send()
-        .await
-        .unwrap();
+    let read = pharmacy.get(&format!("/fhir/{url}")).await;
     assert_eq!(read.status().as_u16(), 200);
     assert_eq!(
         read.bytes().await.unwrap().to_vec(),
@@ -2211,30 +1957,13 @@ async fn a_pharmacy_abroad_lists_prescriptions_as_documents_and_reads_one() {
         "the prescriber's bytes"
     );
     // Read, so retrieved: this pharmacy may dispense it.
-    let mut dispense = example("eu-mpd/MedicationDispense-400D-dispense-1.json");
-    dispense["identifier"] = serde_json::json!([{"system": "urn:oid:2.999.1", "value": "D-DOC-1"}]);
-    dispense["authorizingPrescription"] = serde_json::json!([{"identifier": {
-        "system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]);
-    dispense["subject"]["identifier"] =
-        serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT});
-    dispense["quantity"] = serde_json::json!({"value": 3, "unit": "Vial",
-        "system": "http://standardterms.edqm.eu", "code": "15060000"});
-    let dispensed = send_dispense(&f, &pharmacist, serde_json::to_vec(&dispense).unwrap()).await;
+    let dispense = serde_json::to_vec(&vials_dispense("D-DOC-1", 3)).unwrap();
+    let dispensed = send_dispense(&f, &pharmacist, dispense).await;
     assert_eq!(dispensed.status().as_u16(), 201);
     // Restricted by the patient: not listed, not readable.
-    set_restriction(
-        &f,
-        serde_json::json!({"name": "prescription", "valueIdentifier": {"system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}),
-        true,
-    )
-    .await;
+    set_restriction(&f, lu_prescription_part(), true).await;
     assert_eq!(list().await["total"], 0);
-    let hidden = pharmacy
-        .get(f.be.url(&format!("/fhir/{url}")))
-        .bearer_auth(assertion(&f.be_idp, &pharmacist, &lu_patient()))
-        .send()
-        .await
-        .unwrap();
+    let hidden = pharmacy.get(&format!("/fhir/{url}")).await;
     assert_eq!(hidden.status().as_u16(), 404);
     let audit = f.lu.audit().await;
     assert!(audit.first_broken.is_none());
@@ -2249,41 +1978,16 @@ async fn a_pharmacy_abroad_lists_prescriptions_as_documents_and_reads_one() {
 async fn refusals_decided_abroad_reach_the_patients_access_log_at_home() {
     let f = federation().await;
     push_lu_summary(&f).await;
-    let expired = f
-        .be_idp
-        .issue(
-            &be_doctor(),
-            "urn:ehds:ncp:LU",
-            &lu_patient(),
-            PurposeOfUse::Treatment,
-            time::OffsetDateTime::now_utc() - time::Duration::hours(2),
-            time::Duration::minutes(5),
-        )
-        .unwrap();
-    let refused = f
-        .national_client("BE", NationalClientKind::DoctorSystem)
-        .get(f.be.url(&format!(
-            "/fhir/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}"
-        )))
-        .bearer_auth(expired)
-        .send()
-        .await
-        .unwrap();
+    let doctor = Caller::doctor(&f);
+    let expired = doctor.assertion_at(
+        PurposeOfUse::Treatment,
+        time::OffsetDateTime::now_utc() - time::Duration::hours(2),
+    );
+    let refused = doctor.get_with(&lu_patient_search(), &expired).await;
     assert_eq!(refused.status().as_u16(), 401);
-    let portal = f.national_client("LU", NationalClientKind::PatientPortal);
     let mut reported = None;
     for _ in 0..50 {
-        let log = json(
-            portal
-                .get(f.lu.url(&format!(
-                    "/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
-                )))
-                .send()
-                .await
-                .unwrap(),
-            200,
-        )
-        .await;
+        let log = access_log(&f, "").await;
         reported = log["entry"]
             .as_array()
             .unwrap_or(&Vec::new())

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ehds_access::AssertionIssuer;
 use ehds_gateway::Gateway;
@@ -27,8 +27,8 @@ pub struct Running {
     pub patient_page: Option<SocketAddr>,
     /// Its checked configuration.
     pub config: ehds_gateway::CheckedConfig,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Running {
@@ -49,11 +49,12 @@ impl Running {
 
     /// Stops it and waits until it has (once: stopping it again does
     /// nothing).
-    pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
+    pub async fn stop(&self) {
+        if let Some(stop) = self.stop.lock().unwrap().take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
             let _ = task.await;
         }
     }
@@ -96,8 +97,8 @@ pub async fn start(config: &GatewayToml<'_>) -> Running {
         federation,
         patient_page,
         config,
-        stop: Some(stop),
-        task: Some(task),
+        stop: Mutex::new(Some(stop)),
+        task: Mutex::new(Some(task)),
     }
 }
 
@@ -189,7 +190,7 @@ impl TwoCountries {
     }
 
     /// Stops both gateways (and removes the run's folder).
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         self.be.stop().await;
         self.lu.stop().await;
     }
