@@ -15,32 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ehds_access::{
-    AssertionIssuer, KeyAlgorithm, Organisation, PatientRef, Professional, PurposeOfUse,
-};
+use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
 use ehds_transport::dev_pki::{Authority, DevPkiLayout};
 use ehds_transport::{ClientTimeouts, IdentityFiles, NationalClientKind, TlsIdentity, TrustStore};
 use sha2::{Digest, Sha256};
 
+use crate::loopback::{self, LU_PATIENT, LU_SYSTEM, free_port};
 use crate::{CheckedConfig, Gateway, GatewayConfig, GatewayError};
-
-/// The example summary the Luxembourg hospital pushes (the IPS IG's first
-/// example, its patient given a Luxembourg national identifier).
-const EXAMPLE: &str = "conformance/examples/ips/Bundle-IPS-examples-Bundle-01.json";
-const EXAMPLE_IDENTIFIER: &str =
-    r#""system":"urn:oid:2.16.840.1.113883.2.4.6.3","value":"574687583""#;
-const LU_SYSTEM: &str = "urn:oid:1.3.182.4.4";
-const LU_PATIENT: &str = "1998041799999";
 
 fn demo_error(what: impl std::fmt::Display) -> GatewayError {
     GatewayError::Config(format!("demo: {what}"))
-}
-
-fn free_port() -> Result<u16, GatewayError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(demo_error)
 }
 
 struct Country {
@@ -178,16 +162,10 @@ async fn steps(
     say: &mut impl FnMut(String),
 ) -> Result<(), GatewayError> {
     let pki = DevPkiLayout::new("deploy/dev-pki");
-    let summary = std::fs::read_to_string(EXAMPLE).map_err(demo_error)?;
-    if !summary.contains(EXAMPLE_IDENTIFIER) {
-        return Err(demo_error("the example's patient identifier moved"));
-    }
-    let summary = summary
-        .replace(
-            EXAMPLE_IDENTIFIER,
-            &format!(r#""system":"{LU_SYSTEM}","value":"{LU_PATIENT}""#),
-        )
-        .into_bytes();
+    // The example summary the Luxembourg hospital pushes (the IPS IG's
+    // first example, its patient given a Luxembourg national identifier),
+    // read from the repository root.
+    let summary = loopback::patient_summary(Path::new(""), LU_SYSTEM, LU_PATIENT)?;
 
     say(String::new());
     say("== 1. A Luxembourg hospital pushes a patient summary to its NCP".into());
@@ -211,27 +189,9 @@ async fn steps(
 
     say(String::new());
     say("== 2. In Belgium, Dr Peeters treats the visitor and asks through the Belgian NCP".into());
-    let idp_key =
-        std::fs::read_to_string(pki.hp_assertion_private_key("BE")).map_err(demo_error)?;
-    let idp = AssertionIssuer::from_pkcs8_pem(
-        "https://idp.be.ehds.test",
-        "BE",
-        "be-hp-1",
-        KeyAlgorithm::Es256,
-        &idp_key,
-    )
-    .map_err(demo_error)?;
+    let idp = loopback::identity_provider(&pki, "BE")?;
     let patient = PatientRef::new(LU_SYSTEM, LU_PATIENT);
-    let mut doctor = Professional {
-        id: "BE-HP-0042".into(),
-        name: "Dr Anne Peeters".into(),
-        role: "2211".into(),
-        organisation: Organisation {
-            id: "BE-ORG-17".into(),
-            name: "UZ Leuven".into(),
-        },
-        point_of_care: "Emergency department".into(),
-    };
+    let mut doctor = loopback::be_doctor();
     let assertion = |who: &Professional| {
         idp.issue(
             who,

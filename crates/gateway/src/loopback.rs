@@ -4,7 +4,8 @@
 //! both countries' identity providers) and each gateway's configuration,
 //! every setting a run varies (store, federation CRL, relay timeouts, extra
 //! sections) open to change. The relay bench and the end-to-end tests start
-//! from it, so the two countries are set up one way.
+//! from it, so the two countries are set up one way; the `demo` takes the
+//! journey's patient, summary, doctor and identity provider from it too.
 //!
 //! Development and tests only: it configures the development PKI's
 //! certificates and keys, and signs with its identity providers' keys.
