@@ -334,15 +334,17 @@ mod tests {
     use super::*;
     use ehds_test_support::{ScratchDir, repo_root};
 
+    /// A run with the test PKI in a scratch folder (removed when dropped).
+    fn test_run(label: &str) -> (ScratchDir, Loopback) {
+        let dir = ScratchDir::new(label);
+        let spec = DevPkiSpec::for_tests(&["BE", "LU"]);
+        let run = Loopback::generate(&repo_root(), dir.path(), &spec).unwrap();
+        (dir, run)
+    }
+
     #[test]
     fn each_country_gets_a_configuration_the_gateway_accepts_with_the_runs_files() {
-        let dir = ScratchDir::new("loopback");
-        let run = Loopback::generate(
-            &repo_root(),
-            dir.path(),
-            &DevPkiSpec::for_tests(&["BE", "LU"]),
-        )
-        .unwrap();
+        let (_dir, run) = test_run("loopback");
         assert_ne!(run.be, run.lu);
         let directory = std::fs::read_to_string(&run.directory).unwrap();
         for ports in [run.be, run.lu] {
@@ -364,13 +366,7 @@ mod tests {
 
     #[test]
     fn a_run_varies_the_store_crl_timeouts_and_sections() {
-        let dir = ScratchDir::new("loopback-variants");
-        let run = Loopback::generate(
-            &repo_root(),
-            dir.path(),
-            &DevPkiSpec::for_tests(&["BE", "LU"]),
-        )
-        .unwrap();
+        let (_dir, run) = test_run("loopback-variants");
         let mut lu = run.gateway("LU", run.lu);
         lu.store_url = "postgres://db.example/test".into();
         lu.store_schema = Some("replicas".into());
