@@ -3,6 +3,11 @@
 //! FHIRPath engine's time goes:
 //!
 //! `cargo run --release -p ehds-benches --example invariant_costs -- [FILE] [N]`
+//!
+//! Instructions per job: `LIST=1 valgrind --tool=callgrind
+//! --toggle-collect='*measure*' --dump-after='*measure*' …` writes one
+//! profile per job (each N evaluations), in the order the jobs are listed
+//! on stderr (`job <key> <type>`).
 
 #![allow(
     clippy::unwrap_used,
@@ -63,11 +68,23 @@ fn main() {
     let received = ehds_fhir::ReceivedResource::parse(bytes.into()).unwrap();
     let jobs = validator.invariant_jobs(&received, &[IPS_BUNDLE]);
     let root = received.root();
+    let distinct: std::collections::HashSet<(&str, *const ehds_fhirpath::Expression)> = jobs
+        .iter()
+        .map(|j| (j.pointer.as_str(), std::sync::Arc::as_ptr(&j.expression)))
+        .collect();
+    println!(
+        "{} distinct (element, expression) pairs among the jobs",
+        distinct.len()
+    );
     let mut by_key: HashMap<String, (usize, std::time::Duration, String)> = HashMap::new();
     let only = std::env::var("KEY").ok();
+    let list = std::env::var_os("LIST").is_some();
     for job in &jobs {
         if only.as_deref().is_some_and(|k| k != job.key) {
             continue;
+        }
+        if list {
+            eprintln!("job\t{}\t{}", job.key, job.type_name);
         }
         let element = Item::node(at_pointer(root, &job.pointer), job.element_type);
         let resource = Item::resource(at_pointer(root, &job.resource_pointer), &model);
