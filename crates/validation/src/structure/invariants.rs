@@ -224,7 +224,11 @@ impl<'m> Compiler<'m> {
             severity: raw.severity,
             human: raw.human.clone(),
             source: raw.source.clone(),
+            true_when_valued: expression
+                .as_deref()
+                .is_some_and(Expression::is_true_when_context_has_value),
             expression,
+            index: u32::try_from(self.constraints.len()).unwrap_or(u32::MAX),
         });
         self.constraints.insert(id, Arc::clone(&compiled));
         compiled

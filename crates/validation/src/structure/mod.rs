@@ -429,9 +429,10 @@ struct Walker<'v, 'd> {
     depth: u8,
     /// `%resource` and `%rootResource` of the resources being walked.
     resource_items: Vec<(Item<'d>, Item<'d>)>,
-    /// (node position, constraint) pairs already evaluated: the core and
-    /// profile walks meet the same nodes with the same shared constraints.
-    evaluated: HashSet<(u32, usize)>,
+    /// (node position, constraint index) pairs already evaluated, in one
+    /// word each: the core and profile walks meet the same nodes with the
+    /// same shared constraints.
+    evaluated: HashSet<u64>,
     /// Failed invariants, kept apart until the dedicated checks are known.
     invariant_issues: Vec<Issue>,
     /// When recording ([`StructureValidator::invariant_jobs`]): the jobs,
@@ -562,6 +563,12 @@ impl<'v, 'd> Walker<'v, 'd> {
 
     /// Evaluates `constraints` on the element instance `item` (whose node is
     /// `node`) at `path`, each (node, constraint) pair once per walk.
+    ///
+    /// Most calls evaluate nothing (a primitive value meets every
+    /// `hasValue() or …` constraint: ele-1, see
+    /// `Expression::is_true_when_context_has_value`), so they are decided
+    /// here before any evaluation context is built.
+    #[inline]
     fn invariants(
         &mut self,
         node: &'d Node,
@@ -569,9 +576,32 @@ impl<'v, 'd> Walker<'v, 'd> {
         constraints: &'v [Arc<Constraint>],
         path: &Path<'_>,
     ) {
-        if constraints.is_empty() {
-            return;
+        let valued = matches!(
+            item,
+            Item::Node(n) if n.value.is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_)))
+        );
+        if let Some(first) = constraints.iter().position(|c| c.applies(valued)) {
+            self.evaluate_invariants(
+                node,
+                item,
+                constraints.get(first..).unwrap_or_default(),
+                valued,
+                path,
+            );
         }
+    }
+
+    /// [`Self::invariants`] from the first constraint that applies: one
+    /// evaluation context for all of them.
+    #[inline(never)]
+    fn evaluate_invariants(
+        &mut self,
+        node: &'d Node,
+        item: &Item<'d>,
+        constraints: &'v [Arc<Constraint>],
+        valued: bool,
+        path: &Path<'_>,
+    ) {
         let Some((resource, root)) = self.resource_items.last() else {
             return;
         };
@@ -582,24 +612,19 @@ impl<'v, 'd> Walker<'v, 'd> {
             terminology: self.terminology,
             conformance: Some((validator, self.depth)),
         };
-        // An element with a primitive value meets every `hasValue() or …`
-        // constraint (ele-1) without evaluating it (see
-        // `Expression::is_true_when_context_has_value`).
-        let has_value = matches!(
-            item,
-            Item::Node(n) if n.value.is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_)))
-        );
+        // Built when the first constraint not yet evaluated on this node
+        // comes (the core and profile walks often meet it again).
+        let mut context = None;
         for constraint in constraints {
+            if !constraint.applies(valued) {
+                continue;
+            }
             let Some(expression) = &constraint.expression else {
                 continue;
             };
-            if has_value && expression.is_true_when_context_has_value() {
-                continue;
-            }
-            if !self
-                .evaluated
-                .insert((node.span.start, Arc::as_ptr(constraint).addr()))
-            {
+            // Node positions and constraint indexes are both u32: one word.
+            let key = u64::from(node.span.start) | (u64::from(constraint.index) << 32);
+            if !self.evaluated.insert(key) {
                 continue;
             }
             if let Some((jobs, pointers)) = &mut self.jobs
@@ -621,14 +646,16 @@ impl<'v, 'd> Walker<'v, 'd> {
                     expression: Arc::clone(expression),
                 });
             }
-            let context = EvalContext::for_element(
-                &validator.model,
-                item.clone(),
-                resource.clone(),
-                root.clone(),
-            )
-            .with_hooks(&hooks);
-            match expression.evaluate_constraint(&context) {
+            let context = context.get_or_insert_with(|| {
+                EvalContext::for_element(
+                    &validator.model,
+                    item.clone(),
+                    resource.clone(),
+                    root.clone(),
+                )
+                .with_hooks(&hooks)
+            });
+            match expression.evaluate_constraint(context) {
                 Ok(true) => {}
                 Ok(false) => self.invariant_issues.push(
                     Issue::new(
