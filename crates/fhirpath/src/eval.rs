@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use ehds_fhir::Node;
 use ehds_fhir::json::Json;
 use regex::Regex;
-use smallvec::smallvec;
+use smallvec::{SmallVec, smallvec};
 
 use crate::decimal::Decimal;
 use crate::model::{Child, Model, TypeId, TypeKind};
@@ -446,6 +446,12 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
     // ----- navigation -------------------------------------------------
 
     fn member(&self, item: &Item<'a>, name: &str, out: &mut Collection<'a>) -> R<()> {
+        self.member_into(item, name, out)
+    }
+
+    /// Child `name` of `item` into `out` (collected, or only counted).
+    #[inline]
+    fn member_into<S: Sink<'a>>(&self, item: &Item<'a>, name: &str, out: &mut S) -> R<()> {
         let n = match item {
             Item::Node(n) => n,
             Item::Type(t) => {
@@ -1832,13 +1838,65 @@ fn count_children(item: &Item<'_>) -> usize {
     count
 }
 
+/// Where navigation puts the items it selects: a collection, or a count
+/// when only how many matters (`exists()`, `empty()`, `count()`).
+trait Sink<'a> {
+    /// One item.
+    fn push(&mut self, item: Item<'a>);
+    /// One element of the document; `ty` types it when the item is kept.
+    fn node(
+        &mut self,
+        value: Option<&'a Node>,
+        ext: Option<&'a Node>,
+        ty: impl FnOnce(Option<&'a Node>) -> Option<TypeId>,
+    );
+}
+
+impl<'a> Sink<'a> for Collection<'a> {
+    #[inline]
+    fn push(&mut self, item: Item<'a>) {
+        SmallVec::push(self, item);
+    }
+
+    #[inline]
+    fn node(
+        &mut self,
+        value: Option<&'a Node>,
+        ext: Option<&'a Node>,
+        ty: impl FnOnce(Option<&'a Node>) -> Option<TypeId>,
+    ) {
+        SmallVec::push(self, Item::primitive(value, ext, ty(value)));
+    }
+}
+
+/// Counts the items instead of keeping them.
+#[derive(Default)]
+struct Count(usize);
+
+impl<'a> Sink<'a> for Count {
+    #[inline]
+    fn push(&mut self, _item: Item<'a>) {
+        self.0 += 1;
+    }
+
+    #[inline]
+    fn node(
+        &mut self,
+        _value: Option<&'a Node>,
+        _ext: Option<&'a Node>,
+        _ty: impl FnOnce(Option<&'a Node>) -> Option<TypeId>,
+    ) {
+        self.0 += 1;
+    }
+}
+
 /// Pushes the items of member `key` (and its `_key` partner) of `object`.
-fn push_member<'a>(
+fn push_member<'a, S: Sink<'a>>(
     model: &Model,
     object: &'a Node,
     key: &str,
     ty: Option<TypeId>,
-    out: &mut Collection<'a>,
+    out: &mut S,
 ) {
     let Some(members) = object.as_object() else {
         return;
@@ -1853,6 +1911,7 @@ fn push_member<'a>(
             ext = Some(&m.node);
         }
     }
+    // A member holding a resource is typed by its `resourceType`.
     let type_of = |n: Option<&'a Node>| -> Option<TypeId> {
         match n.and_then(|n| n.get("resourceType")).and_then(Node::as_str) {
             Some(rt) if model.type_named(rt).is_some() => model.type_named(rt),
@@ -1865,7 +1924,7 @@ fn push_member<'a>(
         (Some(v), None) => {
             for item in v.items() {
                 if item.value != Json::Null {
-                    out.push(Item::primitive(Some(item), None, type_of(Some(item))));
+                    out.node(Some(item), None, type_of);
                 }
             }
         }
@@ -1876,7 +1935,7 @@ fn push_member<'a>(
                 let v = values.get(i).and_then(present);
                 let e = exts.get(i).and_then(present);
                 if v.is_some() || e.is_some() {
-                    out.push(Item::primitive(v, e, type_of(v)));
+                    out.node(v, e, type_of);
                 }
             }
         }
@@ -2478,6 +2537,19 @@ impl<'a> Eval<'_, 'a, '_> {
                     let n: usize = this.iter().map(count_children).sum();
                     return Some(Fast::Int(i64::try_from(n).unwrap_or(i64::MAX)));
                 }
+                // How many items: the last step of the path is counted,
+                // not collected.
+                if let (Func::Exists | Func::Empty | Func::Count, []) = (func, args.as_slice()) {
+                    let n = match target.as_deref() {
+                        None => this.len(),
+                        Some(path) => self.fast_count(path, this)?,
+                    };
+                    return Some(match func {
+                        Func::Exists => Fast::Bool(Some(n > 0)),
+                        Func::Empty => Fast::Bool(Some(n == 0)),
+                        _ => Fast::Int(i64::try_from(n).unwrap_or(i64::MAX)),
+                    });
+                }
                 let owned;
                 let input: &[Item<'a>] = match target.as_deref() {
                     None => this,
@@ -2554,6 +2626,23 @@ impl<'a> Eval<'_, 'a, '_> {
             Fast::Bool(b) => Some(b),
             Fast::Int(_) => None,
         }
+    }
+
+    /// How many items [`Self::fast_items`] selects, without collecting the
+    /// last step of a path.
+    fn fast_count(&self, expr: &Expr, this: &[Item<'a>]) -> Option<usize> {
+        let (input, name) = match expr {
+            Expr::Identifier(name) if !name.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                (None, name)
+            }
+            Expr::Member(target, name) => (Some(self.fast_items(target, this)?), name),
+            _ => return Some(self.fast_items(expr, this)?.len()),
+        };
+        let mut count = Count::default();
+        for item in input.as_deref().unwrap_or(this) {
+            self.member_into(item, name, &mut count).ok()?;
+        }
+        Some(count.0)
     }
 
     /// The items a path selects, as `Identifier`, `Member`, `$this` and the
