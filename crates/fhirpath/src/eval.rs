@@ -200,6 +200,10 @@ struct Eval<'e, 'a, 'h> {
     ctx: &'e EvalContext<'a, 'h>,
     model: &'h Model,
     regexes: &'e RegexCache,
+    /// The shortcut's `trace()` calls, handed to the hooks only once it has
+    /// decided (when it leaves the expression to the interpreter, the
+    /// interpreter traces instead, so each call is made once).
+    traces: std::cell::RefCell<Vec<(&'e str, Collection<'a>)>>,
 }
 
 pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &EvalContext<'a, '_>) -> R<Collection<'a>> {
@@ -207,6 +211,7 @@ pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &EvalContext<'a, '_>) -> R<Co
         ctx,
         model: ctx.model,
         regexes: &expr.regexes,
+        traces: std::cell::RefCell::default(),
     };
     let this = ctx.context.as_slice();
     ev.eval(
@@ -1012,7 +1017,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 Ok(out)
             }
             IsDistinct => {
-                let mut seen = Seen::default();
+                let mut seen = Seen::with_capacity(input.len());
                 Ok(boolean(input.iter().all(|x| seen.insert(self, x))))
             }
             Where => match args.first() {
@@ -1023,7 +1028,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 let Some(p) = args.first() else {
                     return Ok(input);
                 };
-                let mut out = Collection::new();
+                let mut out = Collection::with_capacity(input.len());
                 for (i, item) in input.iter().enumerate() {
                     let frame = Frame {
                         this: std::slice::from_ref(item),
@@ -1687,8 +1692,15 @@ struct Seen<'a> {
 }
 
 impl<'a> Seen<'a> {
+    fn with_capacity(n: usize) -> Seen<'a> {
+        Seen {
+            keyed: std::collections::HashSet::with_capacity(n),
+            other: Vec::new(),
+        }
+    }
+
     fn of(ev: &Eval<'_, 'a, '_>, items: &[Item<'a>]) -> Seen<'a> {
-        let mut seen = Seen::default();
+        let mut seen = Seen::with_capacity(items.len());
         for x in items {
             seen.insert(ev, x);
         }
@@ -1841,6 +1853,8 @@ fn count_children(item: &Item<'_>) -> usize {
 /// Where navigation puts the items it selects: a collection, or a count
 /// when only how many matters (`exists()`, `empty()`, `count()`).
 trait Sink<'a> {
+    /// Room for `n` more items.
+    fn reserve(&mut self, n: usize);
     /// One item.
     fn push(&mut self, item: Item<'a>);
     /// One element of the document; `ty` types it when the item is kept.
@@ -1853,6 +1867,11 @@ trait Sink<'a> {
 }
 
 impl<'a> Sink<'a> for Collection<'a> {
+    #[inline]
+    fn reserve(&mut self, n: usize) {
+        SmallVec::reserve(self, n);
+    }
+
     #[inline]
     fn push(&mut self, item: Item<'a>) {
         SmallVec::push(self, item);
@@ -1874,6 +1893,9 @@ impl<'a> Sink<'a> for Collection<'a> {
 struct Count(usize);
 
 impl<'a> Sink<'a> for Count {
+    #[inline]
+    fn reserve(&mut self, _n: usize) {}
+
     #[inline]
     fn push(&mut self, _item: Item<'a>) {
         self.0 += 1;
@@ -1913,16 +1935,18 @@ fn push_member<'a, S: Sink<'a>>(
     }
     // A member holding a resource is typed by its `resourceType`.
     let type_of = |n: Option<&'a Node>| -> Option<TypeId> {
-        match n.and_then(|n| n.get("resourceType")).and_then(Node::as_str) {
-            Some(rt) if model.type_named(rt).is_some() => model.type_named(rt),
-            _ => ty,
-        }
+        n.and_then(|n| n.get("resourceType"))
+            .and_then(Node::as_str)
+            .and_then(|rt| model.type_named(rt))
+            .or(ty)
     };
     let present = |n: &'a Node| (n.value != Json::Null).then_some(n);
     match (value, ext) {
         (None, None) => {}
         (Some(v), None) => {
-            for item in v.items() {
+            let items = v.items();
+            out.reserve(items.len());
+            for item in items {
                 if item.value != Json::Null {
                     out.node(Some(item), None, type_of);
                 }
@@ -1931,6 +1955,7 @@ fn push_member<'a, S: Sink<'a>>(
         (v, Some(e)) => {
             let values = v.map(Node::items).unwrap_or_default();
             let exts = e.items();
+            out.reserve(values.len().max(exts.len()));
             for i in 0..values.len().max(exts.len()) {
                 let v = values.get(i).and_then(present);
                 let e = exts.get(i).and_then(present);
@@ -2352,10 +2377,10 @@ fn codec(func: Func, s: &str, format: &str) -> Option<String> {
     }
 }
 
-// ----- the allocation-free subset ---------------------------------------
+// ----- the shortcut's subset ---------------------------------------------
 
-/// A value of the allocation-free subset: a boolean collection (empty or
-/// one item) or one integer.
+/// A value of the shortcut's subset: a boolean collection (empty or one
+/// item) or one integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fast {
     Bool(Option<bool>),
@@ -2364,7 +2389,8 @@ enum Fast {
 
 /// Whether [`fast_constraint`] is worth trying on `expr`: its root is one
 /// of the forms the subset knows (logic, comparisons, `exists()`,
-/// `empty()`, `count()`, `hasValue()`, `all()`, `not()`, `startsWith()`).
+/// `empty()`, `count()`, `hasValue()`, `is`, `all()`, `not()`,
+/// `startsWith()`).
 /// Decided once per expression at parse time; what lies below is checked
 /// as it is evaluated.
 pub(crate) fn fast_supported(expr: &Expr) -> bool {
@@ -2383,6 +2409,7 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
             _,
             _,
         ) => true,
+        Expr::TypeCall { func: Func::Is, .. } => true,
         Expr::Call { func, .. } => matches!(
             func,
             Func::Exists
@@ -2399,14 +2426,16 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
     }
 }
 
-/// Evaluates a constraint in the allocation-free subset with the same
-/// result as the interpreter: logic and comparisons over boolean and
-/// integer literals; `exists()`, `empty()`, `count()`, `hasValue()`,
-/// `all(criteria)` on `$this` or on paths of child names (from `$this`,
-/// `%context`, `%resource` or `%rootResource`); `children().count()`;
-/// `not()`; `=`/`!=` and `startsWith()`/`endsWith()`/`contains()` between
-/// such a path and a string literal. `None` when the interpreter must
-/// decide: strict mode, any other form, an operand of another type, or an
+/// Evaluates a constraint in the shortcut's subset with the same result as
+/// the interpreter: logic and comparisons over boolean and integer
+/// literals; integer `+`, `-`, `*`; `exists()`, `empty()`, `count()`,
+/// `hasValue()`, `is T`, `all(criteria)` on `$this` or on paths of child
+/// names (from `$this`, `%context`, `%resource` or `%rootResource`), which
+/// `where(criteria)`, `first()`, `last()`, `tail()` and `trace()` may
+/// filter; `children().count()`; `not()`; `=`/`!=` and
+/// `startsWith()`/`endsWith()`/`contains()` between such a path and a
+/// string literal. `None` when the interpreter must decide: strict mode,
+/// any other form, `$index`/`$total`, an operand of another type, or an
 /// error, which the interpreter then reports the same way.
 pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> Option<bool> {
     if ctx.strict {
@@ -2416,13 +2445,18 @@ pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> O
         ctx,
         model: ctx.model,
         regexes: &expr.regexes,
+        traces: std::cell::RefCell::default(),
     };
     // As `Expression::evaluate_constraint`: empty or true passes, any other
     // single item passes.
-    match ev.fast(&expr.root, ctx.context.as_slice())? {
-        Fast::Bool(b) => Some(b.unwrap_or(true)),
-        Fast::Int(_) => Some(true),
+    let passes = match ev.fast(&expr.root, ctx.context.as_slice())? {
+        Fast::Bool(b) => b.unwrap_or(true),
+        Fast::Int(_) => true,
+    };
+    for (name, items) in ev.traces.take() {
+        ctx.hooks.trace(name, &items);
     }
+    Some(passes)
 }
 
 /// The string of a string literal.
@@ -2433,9 +2467,9 @@ fn string_literal(expr: &Expr) -> Option<&str> {
     }
 }
 
-impl<'a> Eval<'_, 'a, '_> {
+impl<'e, 'a> Eval<'e, 'a, '_> {
     #[allow(clippy::too_many_lines)]
-    fn fast(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Fast> {
+    fn fast(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<Fast> {
         match expr {
             Expr::Literal(Literal::Boolean(b)) => Some(Fast::Bool(Some(*b))),
             Expr::Literal(Literal::Integer(i)) => Some(Fast::Int(*i)),
@@ -2496,6 +2530,44 @@ impl<'a> Eval<'_, 'a, '_> {
                 } else {
                     equal
                 }))
+            }
+            // As `binary_values`' arithmetic on two integers (overflow and
+            // other types: the interpreter decides).
+            Expr::Binary(op @ (BinOp::Add | BinOp::Sub | BinOp::Mul), l, r) => {
+                let a = self.fast(l, this)?;
+                let b = self.fast(r, this)?;
+                if a == Fast::Bool(None) || b == Fast::Bool(None) {
+                    return Some(Fast::Bool(None));
+                }
+                let (Fast::Int(x), Fast::Int(y)) = (a, b) else {
+                    return None;
+                };
+                match op {
+                    BinOp::Add => x.checked_add(y),
+                    BinOp::Sub => x.checked_sub(y),
+                    _ => x.checked_mul(y),
+                }
+                .map(Fast::Int)
+            }
+            // As `type_call`'s Is.
+            Expr::TypeCall {
+                target,
+                func: Func::Is,
+                ty,
+            } => {
+                let owned;
+                let input: &[Item<'a>] = match target.as_deref() {
+                    None => this,
+                    Some(path) => {
+                        owned = self.fast_items(path, this)?;
+                        &owned
+                    }
+                };
+                match input {
+                    [] => Some(Fast::Bool(None)),
+                    [x] => Some(Fast::Bool(Some(self.is_type(x, ty, false).ok()?))),
+                    _ => None,
+                }
             }
             Expr::Binary(op, l, r) => {
                 let a = self.fast(l, this)?;
@@ -2621,16 +2693,56 @@ impl<'a> Eval<'_, 'a, '_> {
     }
 
     /// As `truth` on a value of the subset (booleans only).
-    fn fast_truth(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Option<bool>> {
+    fn fast_truth(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<Option<bool>> {
         match self.fast(expr, this)? {
             Fast::Bool(b) => Some(b),
             Fast::Int(_) => None,
         }
     }
 
+    /// `where()`, `first()`, `last()`, `tail()` and `trace()` on `input`, as
+    /// `call` does them (the criteria and projections in the subset,
+    /// without `$index`/`$total`, which the subset does not know).
+    fn fast_filter(
+        &self,
+        func: Func,
+        input: Collection<'a>,
+        args: &'e [Expr],
+    ) -> Option<Collection<'a>> {
+        match (func, args) {
+            (Func::Where, [criteria]) => {
+                let mut out = Collection::new();
+                for item in &input {
+                    if self.fast_truth(criteria, std::slice::from_ref(item))? == Some(true) {
+                        out.push(item.clone());
+                    }
+                }
+                Some(out)
+            }
+            (Func::First, []) => Some(input.into_iter().take(1).collect()),
+            (Func::Last, []) => Some(input.into_iter().next_back().into_iter().collect()),
+            (Func::Tail, []) => Some(input.into_iter().skip(1).collect()),
+            (Func::Trace, [name]) => {
+                let name = string_literal(name)?;
+                self.traces.borrow_mut().push((name, input.clone()));
+                Some(input)
+            }
+            (Func::Trace, [name, projection]) => {
+                let name = string_literal(name)?;
+                let mut projected = Collection::new();
+                for item in &input {
+                    projected.extend(self.fast_items(projection, std::slice::from_ref(item))?);
+                }
+                self.traces.borrow_mut().push((name, projected));
+                Some(input)
+            }
+            _ => None,
+        }
+    }
+
     /// How many items [`Self::fast_items`] selects, without collecting the
     /// last step of a path.
-    fn fast_count(&self, expr: &Expr, this: &[Item<'a>]) -> Option<usize> {
+    fn fast_count(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<usize> {
         let (input, name) = match expr {
             Expr::Identifier(name) if !name.starts_with(|c: char| c.is_ascii_uppercase()) => {
                 (None, name)
@@ -2649,7 +2761,7 @@ impl<'a> Eval<'_, 'a, '_> {
     /// variables `%context`, `%resource`, `%rootResource` select them; a
     /// boolean function of the subset (`startsWith('#').not()`) yields its
     /// boolean.
-    fn fast_items(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Collection<'a>> {
+    fn fast_items(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<Collection<'a>> {
         let (input, name) = match expr {
             Expr::This => return Some(this.iter().cloned().collect()),
             Expr::Variable(v) => {
@@ -2665,6 +2777,17 @@ impl<'a> Eval<'_, 'a, '_> {
                 (None, name)
             }
             Expr::Member(target, name) => (Some(self.fast_items(target, this)?), name),
+            Expr::Call {
+                target,
+                func: func @ (Func::Where | Func::First | Func::Last | Func::Tail | Func::Trace),
+                args,
+            } => {
+                let input = match target.as_deref() {
+                    None => this.iter().cloned().collect(),
+                    Some(path) => self.fast_items(path, this)?,
+                };
+                return self.fast_filter(*func, input, args);
+            }
             Expr::Call { .. } => {
                 return match self.fast(expr, this)? {
                     Fast::Bool(b) => Some(b.map(|b| one(Item::Boolean(b))).unwrap_or_default()),

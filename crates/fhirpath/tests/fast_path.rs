@@ -1,24 +1,42 @@
-//! `Expression::evaluate_constraint` decides expressions of the
-//! allocation-free subset (logic, comparisons, `exists()`/`empty()`/
-//! `count()`/`hasValue()` on paths, `children().count()`) without the
-//! interpreter. Here both ways must give the same result — value or error —
-//! for every such constraint expression of the packages in `profiles/`, on
-//! every element of the example documents (each expression on every
-//! element, whatever its type, so that false, empty and error outcomes are
-//! met as well as the passes a valid document gives).
+//! `Expression::evaluate_constraint` decides expressions of the shortcut's
+//! subset (logic, comparisons, integer arithmetic, `exists()`/`empty()`/
+//! `count()`/`hasValue()` on paths, `children().count()`, `where()`,
+//! `first()`/`last()`/`tail()`, `is`, `trace()`) without the interpreter.
+//! Here both ways must give the same result — value or error — and make the
+//! same `trace()` calls, for every such constraint expression of the
+//! packages in `profiles/` and of the corrections table the validator
+//! evaluates instead (`profiles/invariant-corrections.toml`), on every
+//! element of the example documents (each expression on every element,
+//! whatever its type, so that false, empty and error outcomes are met as
+//! well as the passes a valid document gives).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ehds_fhir::Node;
-use ehds_fhirpath::{EvalContext, Expression, Item, Model};
+use ehds_fhirpath::{EvalContext, Expression, Hooks, Item, Model};
 use ehds_profiles::Registry;
 use ehds_test_support::{conformance_dir, files_with_extension, repo_root};
 
-/// Every distinct constraint expression of the packages that takes the shortcut.
+/// Every distinct constraint expression of the packages, and every
+/// corrected text of the corrections table, that takes the shortcut.
 fn shortcut_expressions(registry: &Registry) -> Vec<Expression> {
     let mut texts = BTreeSet::new();
+    let table: toml::Table =
+        std::fs::read_to_string(repo_root().join("profiles/invariant-corrections.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let corrected: Vec<&str> = table["correction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|row| row.get("corrected").and_then(toml::Value::as_str))
+        .collect();
+    assert!(!corrected.is_empty());
+    texts.extend(corrected.iter().map(|t| (*t).to_owned()));
     for sd in registry.of_type("StructureDefinition") {
         let elements = sd
             .resource
@@ -46,6 +64,16 @@ fn shortcut_expressions(registry: &Registry) -> Vec<Expression> {
         .collect()
 }
 
+/// Hooks that record every `trace()` call (name and items).
+#[derive(Default)]
+struct Traces(RefCell<Vec<String>>);
+
+impl<'a> Hooks<'a> for Traces {
+    fn trace(&self, name: &str, items: &[Item<'a>]) {
+        self.0.borrow_mut().push(format!("{name}: {items:?}"));
+    }
+}
+
 fn elements<'a>(model: &Model, item: Item<'a>, out: &mut Vec<Item<'a>>) {
     for child in ehds_fhirpath::children(model, &item) {
         elements(model, child, out);
@@ -67,12 +95,16 @@ fn shortcut_agrees_with_the_interpreter() {
         "hasValue() or (children().count() > id.count())",
         "extension.exists() != value.exists()",
         "contained.contained.empty()",
+        "entry.tail().where(resource is Composition).empty()",
     ] {
         assert!(
             expressions.iter().any(|e| e.source() == must),
             "{must} does not take the shortcut"
         );
     }
+    // How often the shortcut decided each expression itself.
+    let mut decided: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut traced = 0usize;
     let mut compared = 0usize;
     let mut outcomes = BTreeSet::new();
     let mut files = files_with_extension(&conformance_dir().join("examples"), "json");
@@ -91,20 +123,38 @@ fn shortcut_agrees_with_the_interpreter() {
         elements(&model, root_item.clone(), &mut items);
         for item in &items {
             for expression in &expressions {
-                let ctx = EvalContext::for_element(
-                    &model,
-                    item.clone(),
-                    root_item.clone(),
-                    root_item.clone(),
-                );
-                let fast = expression.evaluate_constraint(&ctx);
-                let interpreted = expression.evaluate_constraint_interpreted(&ctx);
+                let (fast_traces, interpreted_traces) = (Traces::default(), Traces::default());
+                let ctx = |hooks| {
+                    EvalContext::for_element(
+                        &model,
+                        item.clone(),
+                        root_item.clone(),
+                        root_item.clone(),
+                    )
+                    .with_hooks(hooks)
+                };
+                let fast = expression.evaluate_constraint(&ctx(&fast_traces));
+                let interpreted =
+                    expression.evaluate_constraint_interpreted(&ctx(&interpreted_traces));
                 assert_eq!(
                     fast,
                     interpreted,
                     "{case}: {} on {item:?}",
                     expression.source()
                 );
+                assert_eq!(
+                    fast_traces.0.take(),
+                    interpreted_traces.0.borrow().clone(),
+                    "{case}: trace() calls of {} on {item:?}",
+                    expression.source()
+                );
+                traced += interpreted_traces.0.borrow().len();
+                if expression
+                    .evaluate_constraint_shortcut(&ctx(&Traces::default()))
+                    .is_some()
+                {
+                    *decided.entry(expression.source()).or_default() += 1;
+                }
                 outcomes.insert(
                     format!("{interpreted:?}")
                         .chars()
@@ -116,8 +166,26 @@ fn shortcut_agrees_with_the_interpreter() {
         }
     }
     println!(
-        "{} shortcut expressions, {compared} evaluations compared, outcomes {outcomes:?}",
-        expressions.len()
+        "{} shortcut expressions ({} decided by it at least once), {compared} evaluations compared, {traced} trace() calls, outcomes {outcomes:?}",
+        expressions.len(),
+        decided.len()
     );
     assert!(outcomes.contains("Ok(true)") && outcomes.contains("Ok(false)"));
+    assert!(traced > 0, "no trace() call was compared");
+    // The shortcut itself decides these forms (on some element at least).
+    for must in [
+        "entry.tail().where(resource is Composition).empty()",
+        "(identifier.count() + name.count()) > 0",
+        "where(use = 'home').empty()",
+        "type = 'document' implies entry.first().resource.is(Composition)",
+    ] {
+        assert!(
+            decided.contains_key(must),
+            "the shortcut never decides {must}"
+        );
+    }
+    assert!(
+        decided.keys().any(|k| k.contains(".trace(")),
+        "the shortcut never decides an expression with trace()"
+    );
 }
