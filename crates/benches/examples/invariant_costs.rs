@@ -76,7 +76,7 @@ fn main() {
         "{} distinct (element, expression) pairs among the jobs",
         distinct.len()
     );
-    let mut by_key: HashMap<String, (usize, std::time::Duration, String)> = HashMap::new();
+    let mut by_key: HashMap<String, (usize, std::time::Duration, String, bool)> = HashMap::new();
     let only = std::env::var("KEY").ok();
     let list = std::env::var_os("LIST").is_some();
     for job in &jobs {
@@ -105,7 +105,12 @@ fn main() {
                 0,
                 std::time::Duration::ZERO,
                 job.expression.source().to_owned(),
+                false,
             ));
+        // Whether the shortcut decides it (on this element).
+        let ctx =
+            EvalContext::for_element(&model, element.clone(), resource.clone(), root_item.clone());
+        entry.3 |= job.expression.evaluate_constraint_shortcut(&ctx).is_some();
         entry.0 += 1;
         entry.1 += spent;
     }
@@ -113,8 +118,10 @@ fn main() {
     rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
     let total: std::time::Duration = rows.iter().map(|r| r.1.1).sum();
     println!("{} jobs, {total:?} per document", jobs.len());
-    for (key, (count, spent, source)) in rows.iter().take(45) {
+    // `s`: the interpreter-free shortcut decides it (on one element at least).
+    for (key, (count, spent, source, shortcut)) in &rows {
         let short: String = source.chars().take(90).collect();
-        println!("{spent:>10.1?} {count:>4}  {key:<40} {short}");
+        let s = if *shortcut { 's' } else { ' ' };
+        println!("{spent:>10.1?} {count:>4} {s} {key:<40} {short}");
     }
 }
