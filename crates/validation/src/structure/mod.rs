@@ -198,7 +198,7 @@ impl StructureValidator {
             context_buffers: Vec::new(),
             depth,
             resource_items: Vec::new(),
-            evaluated: HashSet::with_capacity_and_hasher(4096, Default::default()),
+            evaluated: invariants::PairSet::with_capacity(2048),
             invariant_issues: Vec::new(),
             jobs: None,
         };
@@ -278,7 +278,7 @@ impl StructureValidator {
             context_buffers: Vec::new(),
             depth: 0,
             resource_items: Vec::new(),
-            evaluated: HashSet::default(),
+            evaluated: invariants::PairSet::with_capacity(2048),
             invariant_issues: Vec::new(),
             jobs: Some((Vec::new(), Vec::new())),
         };
@@ -432,7 +432,7 @@ struct Walker<'v, 'd> {
     /// (node position, constraint index) pairs already evaluated, in one
     /// word each: the core and profile walks meet the same nodes with the
     /// same shared constraints.
-    evaluated: HashSet<u64>,
+    evaluated: invariants::PairSet,
     /// Failed invariants, kept apart until the dedicated checks are known.
     invariant_issues: Vec<Issue>,
     /// When recording ([`StructureValidator::invariant_jobs`]): the jobs,
@@ -564,10 +564,11 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// Evaluates `constraints` on the element instance `item` (whose node is
     /// `node`) at `path`, each (node, constraint) pair once per walk.
     ///
-    /// Most calls evaluate nothing (a primitive value meets every
-    /// `hasValue() or …` constraint: ele-1, see
-    /// `Expression::is_true_when_context_has_value`), so they are decided
-    /// here before any evaluation context is built.
+    /// Most calls evaluate nothing: a primitive value meets every
+    /// `hasValue() or …` constraint (ele-1, see
+    /// `Expression::is_true_when_context_has_value`), and the core and
+    /// profile walks meet the same nodes with the same shared constraints.
+    /// Both are decided here, before any evaluation context is built.
     #[inline]
     fn invariants(
         &mut self,
@@ -581,7 +582,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             Item::Node(n) if n.value.is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_)))
         );
         if let Some(first) = constraints.iter().position(|c| c.applies(valued)) {
-            self.evaluate_invariants(
+            self.new_invariants(
                 node,
                 item,
                 constraints.get(first..).unwrap_or_default(),
@@ -591,15 +592,41 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
     }
 
-    /// [`Self::invariants`] from the first constraint that applies: one
-    /// evaluation context for all of them.
+    /// [`Self::invariants`] from the first constraint that applies: finds
+    /// the first not yet evaluated on `node`.
     #[inline(never)]
-    fn evaluate_invariants(
+    fn new_invariants(
         &mut self,
         node: &'d Node,
         item: &Item<'d>,
         constraints: &'v [Arc<Constraint>],
         valued: bool,
+        path: &Path<'_>,
+    ) {
+        let mut rest = constraints;
+        while let Some((first, tail)) = rest.split_first() {
+            if first.applies(valued)
+                && self
+                    .evaluated
+                    .insert(invariants::pair(node.span.start, first.index))
+            {
+                self.evaluate_invariants(item, first, tail, valued, node, path);
+                return;
+            }
+            rest = tail;
+        }
+    }
+
+    /// Evaluates `first` (not yet evaluated on `node`), then those of
+    /// `rest` that apply and are not either: one evaluation context for all.
+    #[inline(never)]
+    fn evaluate_invariants(
+        &mut self,
+        item: &Item<'d>,
+        first: &'v Arc<Constraint>,
+        rest: &'v [Arc<Constraint>],
+        valued: bool,
+        node: &'d Node,
         path: &Path<'_>,
     ) {
         let Some((resource, root)) = self.resource_items.last() else {
@@ -612,21 +639,23 @@ impl<'v, 'd> Walker<'v, 'd> {
             terminology: self.terminology,
             conformance: Some((validator, self.depth)),
         };
-        // Built when the first constraint not yet evaluated on this node
-        // comes (the core and profile walks often meet it again).
-        let mut context = None;
-        for constraint in constraints {
-            if !constraint.applies(valued) {
-                continue;
-            }
+        let context = EvalContext::for_element(
+            &validator.model,
+            item.clone(),
+            resource.clone(),
+            root.clone(),
+        )
+        .with_hooks(&hooks);
+        let new = rest.iter().filter(|c| {
+            c.applies(valued)
+                && self
+                    .evaluated
+                    .insert(invariants::pair(node.span.start, c.index))
+        });
+        for constraint in std::iter::once(first).chain(new) {
             let Some(expression) = &constraint.expression else {
                 continue;
             };
-            // Node positions and constraint indexes are both u32: one word.
-            let key = u64::from(node.span.start) | (u64::from(constraint.index) << 32);
-            if !self.evaluated.insert(key) {
-                continue;
-            }
             if let Some((jobs, pointers)) = &mut self.jobs
                 && let Some((resource_pointer, root_pointer)) = pointers.last()
             {
@@ -646,16 +675,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     expression: Arc::clone(expression),
                 });
             }
-            let context = context.get_or_insert_with(|| {
-                EvalContext::for_element(
-                    &validator.model,
-                    item.clone(),
-                    resource.clone(),
-                    root.clone(),
-                )
-                .with_hooks(&hooks)
-            });
-            match expression.evaluate_constraint(context) {
+            match expression.evaluate_constraint(&context) {
                 Ok(true) => {}
                 Ok(false) => self.invariant_issues.push(
                     Issue::new(
