@@ -1796,20 +1796,29 @@ fn count_children(item: &Item<'_>) -> usize {
     let Some(members) = object.as_object() else {
         return 0;
     };
-    if !members.iter().any(|m| m.key.starts_with('_')) {
-        // No primitive extensions: one item per non-null value.
-        return members
-            .iter()
-            .filter(|m| &*m.key != "resourceType")
-            .map(|m| {
-                m.node
-                    .items()
-                    .iter()
-                    .filter(|v| v.value != Json::Null)
-                    .count()
-            })
-            .sum();
+    // Without primitive extensions (`_x`): one item per non-null value.
+    let mut simple = 0;
+    for m in members {
+        match m.key.as_bytes() {
+            [b'_', ..] => return count_children_merged(object, members),
+            b"resourceType" => {}
+            _ => {
+                simple += match &m.node.value {
+                    Json::Array(values) => values
+                        .iter()
+                        .filter(|v| !matches!(v.value, Json::Null))
+                        .count(),
+                    Json::Null => 0,
+                    _ => 1,
+                };
+            }
+        }
     }
+    simple
+}
+
+/// [`count_children`] of an object with `_x` partners.
+fn count_children_merged(object: &Node, members: &[ehds_fhir::json::Member]) -> usize {
     let mut count = 0;
     for m in members {
         let key: &str = &m.key;
@@ -1835,13 +1844,18 @@ fn count_children(item: &Item<'_>) -> usize {
         let _ = base;
         let values = m.node.items();
         count += match partner {
-            None => values.iter().filter(|v| v.value != Json::Null).count(),
+            None => values
+                .iter()
+                .filter(|v| !matches!(v.value, Json::Null))
+                .count(),
             Some(p) => {
                 let exts = p.items();
                 (0..values.len().max(exts.len()))
                     .filter(|&i| {
-                        values.get(i).is_some_and(|v| v.value != Json::Null)
-                            || exts.get(i).is_some_and(|e| e.value != Json::Null)
+                        values
+                            .get(i)
+                            .is_some_and(|v| !matches!(v.value, Json::Null))
+                            || exts.get(i).is_some_and(|e| !matches!(e.value, Json::Null))
                     })
                     .count()
             }
@@ -1925,11 +1939,15 @@ fn push_member<'a, S: Sink<'a>>(
     };
     let mut value = None;
     let mut ext = None;
+    // Lengths first: most members differ in length from `key` and `_key`.
+    let key = key.as_bytes();
     for m in members {
-        let k: &str = &m.key;
-        if k == key {
-            value = Some(&m.node);
-        } else if k.strip_prefix('_') == Some(key) {
+        let k = m.key.as_bytes();
+        if k.len() == key.len() {
+            if k == key {
+                value = Some(&m.node);
+            }
+        } else if k.len() == key.len() + 1 && k.first() == Some(&b'_') && k.get(1..) == Some(key) {
             ext = Some(&m.node);
         }
     }
@@ -1940,14 +1958,14 @@ fn push_member<'a, S: Sink<'a>>(
             .and_then(|rt| model.type_named(rt))
             .or(ty)
     };
-    let present = |n: &'a Node| (n.value != Json::Null).then_some(n);
+    let present = |n: &'a Node| (!matches!(n.value, Json::Null)).then_some(n);
     match (value, ext) {
         (None, None) => {}
         (Some(v), None) => {
             let items = v.items();
             out.reserve(items.len());
             for item in items {
-                if item.value != Json::Null {
+                if !matches!(item.value, Json::Null) {
                     out.node(Some(item), None, type_of);
                 }
             }
@@ -2453,8 +2471,11 @@ pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> O
         Fast::Bool(b) => b.unwrap_or(true),
         Fast::Int(_) => true,
     };
-    for (name, items) in ev.traces.take() {
-        ctx.hooks.trace(name, &items);
+    let traces = ev.traces.into_inner();
+    if !traces.is_empty() {
+        for (name, items) in traces {
+            ctx.hooks.trace(name, &items);
+        }
     }
     Some(passes)
 }

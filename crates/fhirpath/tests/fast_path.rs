@@ -106,6 +106,7 @@ fn shortcut_agrees_with_the_interpreter() {
     let mut decided: BTreeMap<&str, usize> = BTreeMap::new();
     let mut traced = 0usize;
     let mut compared = 0usize;
+    let count_children = Expression::parse("children().count()").unwrap();
     let mut outcomes = BTreeSet::new();
     let mut files = files_with_extension(&conformance_dir().join("examples"), "json");
     files.sort();
@@ -122,6 +123,20 @@ fn shortcut_agrees_with_the_interpreter() {
         let mut items = Vec::new();
         elements(&model, root_item.clone(), &mut items);
         for item in &items {
+            // `children().count()` counts without typing (ele-1 on every
+            // element): it must count what `children()` yields.
+            let counted = count_children
+                .evaluate(&EvalContext::for_element(
+                    &model,
+                    item.clone(),
+                    root_item.clone(),
+                    root_item.clone(),
+                ))
+                .unwrap();
+            assert!(
+                matches!(counted.as_slice(), [Item::Integer(n)] if usize::try_from(*n).unwrap() == ehds_fhirpath::children(&model, item).len()),
+                "{case}: children().count() on {item:?}"
+            );
             for expression in &expressions {
                 let (fast_traces, interpreted_traces) = (Traces::default(), Traces::default());
                 let ctx = |hooks| {
