@@ -899,16 +899,27 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
     /// keeps its offset form and fraction digits), else the system value's
     /// FHIRPath rendering; `None` for complex nodes and type infos.
     fn string_of(&self, item: &Item<'a>) -> Option<String> {
+        let mut out = String::new();
+        self.push_string_of(item, &mut out).then_some(out)
+    }
+
+    /// Appends the string of `item` (as [`Self::string_of`]); false when it
+    /// has none.
+    fn push_string_of(&self, item: &Item<'a>, out: &mut String) -> bool {
         match item {
             Item::Node(NodeRef { value: Some(v), .. }) => match &v.value {
-                Json::String(s) => Some(s.to_string()),
-                Json::Number(n) => Some(n.to_string()),
-                Json::Bool(b) => Some(b.to_string()),
-                _ => None,
+                Json::String(s) => out.push_str(s),
+                Json::Number(n) => out.push_str(n),
+                Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                _ => return false,
             },
-            Item::Node(_) | Item::Type(_) => None,
-            other => Some(other.to_string()),
+            Item::Node(_) | Item::Type(_) => return false,
+            other => {
+                use std::fmt::Write;
+                let _ = write!(out, "{other}");
+            }
         }
+        true
     }
 
     fn regex(&self, pattern: &str, full: bool) -> R<Regex> {
@@ -2433,6 +2444,7 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
             Func::Exists
                 | Func::Empty
                 | Func::Count
+                | Func::IsDistinct
                 | Func::HasValue
                 | Func::All
                 | Func::Not
@@ -2447,10 +2459,11 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
 /// Evaluates a constraint in the shortcut's subset with the same result as
 /// the interpreter: logic and comparisons over boolean and integer
 /// literals; integer `+`, `-`, `*`; `exists()`, `empty()`, `count()`,
-/// `hasValue()`, `is T`, `all(criteria)` on `$this` or on paths of child
-/// names (from `$this`, `%context`, `%resource` or `%rootResource`), which
-/// `where(criteria)`, `first()`, `last()`, `tail()` and `trace()` may
-/// filter; `children().count()`; `not()`; `=`/`!=` and
+/// `hasValue()`, `isDistinct()`, `is T`, `all(criteria)` on `$this` or on
+/// paths of child names (from `$this`, `%context`, `%resource` or
+/// `%rootResource`), which `where(criteria)`, `select(projection)`,
+/// `first()`, `last()`, `tail()` and `trace()` may filter, and `&` may
+/// join; `children().count()`; `not()`; `=`/`!=` and
 /// `startsWith()`/`endsWith()`/`contains()` between such a path and a
 /// string literal. `None` when the interpreter must decide: strict mode,
 /// any other form, `$index`/`$total`, an operand of another type, or an
@@ -2666,6 +2679,11 @@ impl<'e, 'a> Eval<'e, 'a, '_> {
                         [_] => true,
                         _ => false,
                     }))),
+                    // As `call`'s IsDistinct.
+                    (Func::IsDistinct, []) => {
+                        let mut seen = Seen::with_capacity(input.len());
+                        Some(Fast::Bool(Some(input.iter().all(|x| seen.insert(self, x)))))
+                    }
                     // As `call`'s Not: the truth of a single item.
                     (Func::Not, []) => match input {
                         [] => Some(Fast::Bool(None)),
@@ -2721,7 +2739,7 @@ impl<'e, 'a> Eval<'e, 'a, '_> {
         }
     }
 
-    /// `where()`, `first()`, `last()`, `tail()` and `trace()` on `input`, as
+    /// `where()`, `select()`, `first()`, `last()`, `tail()` and `trace()` on `input`, as
     /// `call` does them (the criteria and projections in the subset,
     /// without `$index`/`$total`, which the subset does not know).
     fn fast_filter(
@@ -2737,6 +2755,13 @@ impl<'e, 'a> Eval<'e, 'a, '_> {
                     if self.fast_truth(criteria, std::slice::from_ref(item))? == Some(true) {
                         out.push(item.clone());
                     }
+                }
+                Some(out)
+            }
+            (Func::Select, [projection]) => {
+                let mut out = Collection::with_capacity(input.len());
+                for item in &input {
+                    out.extend(self.fast_items(projection, std::slice::from_ref(item))?);
                 }
                 Some(out)
             }
@@ -2798,9 +2823,30 @@ impl<'e, 'a> Eval<'e, 'a, '_> {
                 (None, name)
             }
             Expr::Member(target, name) => (Some(self.fast_items(target, this)?), name),
+            // As `binary_values`' Concat: empty is '', several is an error.
+            Expr::Binary(BinOp::Concat, l, r) => {
+                let (a, b) = (self.fast_items(l, this)?, self.fast_items(r, this)?);
+                let mut text = String::new();
+                for operand in [&a, &b] {
+                    match operand.as_slice() {
+                        [] => {}
+                        [x] => {
+                            self.push_string_of(x, &mut text);
+                        }
+                        _ => return None,
+                    }
+                }
+                return Some(one(Item::String(Cow::Owned(text))));
+            }
             Expr::Call {
                 target,
-                func: func @ (Func::Where | Func::First | Func::Last | Func::Tail | Func::Trace),
+                func:
+                    func @ (Func::Where
+                    | Func::Select
+                    | Func::First
+                    | Func::Last
+                    | Func::Tail
+                    | Func::Trace),
                 args,
             } => {
                 let input = match target.as_deref() {

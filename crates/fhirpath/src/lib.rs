@@ -214,9 +214,10 @@ impl Expression {
     ///
     /// Expressions made only of logic, comparisons, integer and boolean
     /// literals, integer `+ - *`, and `exists()`/`empty()`/`count()`/
-    /// `hasValue()`/`is` on paths of child names, filtered by `where()`,
-    /// `first()`, `last()`, `tail()` (ele-1, ext-1, bdl-5, obs-6, dom-2,
-    /// dom-4, con-5, …: most invariants a validator evaluates) are decided
+    /// `hasValue()`/`isDistinct()`/`is` on paths of child names, filtered by
+    /// `where()`, `select()`, `first()`, `last()`, `tail()` and joined by `&`
+    /// (ele-1, ext-1, bdl-5, bdl-7, obs-6, dom-2, dom-4, con-5, …: most
+    /// invariants a validator evaluates) are decided
     /// by a small evaluator that counts rather than collects where it can;
     /// anything else in them (another type, an error) falls back to the
     /// interpreter, so the result is always the interpreter's, and so are

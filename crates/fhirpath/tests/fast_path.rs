@@ -1,7 +1,8 @@
 //! `Expression::evaluate_constraint` decides expressions of the shortcut's
 //! subset (logic, comparisons, integer arithmetic, `exists()`/`empty()`/
-//! `count()`/`hasValue()` on paths, `children().count()`, `where()`,
-//! `first()`/`last()`/`tail()`, `is`, `trace()`) without the interpreter.
+//! `count()`/`hasValue()`/`isDistinct()` on paths, `children().count()`,
+//! `where()`, `select()`, `&`, `first()`/`last()`/`tail()`, `is`,
+//! `trace()`) without the interpreter.
 //! Here both ways must give the same result — value or error — and make the
 //! same `trace()` calls, for every such constraint expression of the
 //! packages in `profiles/` and of the corrections table the validator
@@ -193,6 +194,7 @@ fn shortcut_agrees_with_the_interpreter() {
         "(identifier.count() + name.count()) > 0",
         "where(use = 'home').empty()",
         "type = 'document' implies entry.first().resource.is(Composition)",
+        "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()",
     ] {
         assert!(
             decided.contains_key(must),
@@ -203,4 +205,103 @@ fn shortcut_agrees_with_the_interpreter() {
         decided.keys().any(|k| k.contains(".trace(")),
         "the shortcut never decides an expression with trace()"
     );
+}
+
+/// Forms the examples rarely make fail: duplicates for `isDistinct()`,
+/// several items where one is needed (errors), `&` over numbers, booleans
+/// and empties, integer overflow, `trace()` with a projection.
+#[test]
+fn shortcut_agrees_on_edge_cases() {
+    let registry = Registry::load_root(&repo_root().join("profiles")).unwrap();
+    let model = Model::from_registry(&registry);
+    let bundle = br#"{"resourceType":"Bundle","type":"collection","entry":[
+        {"fullUrl":"urn:uuid:a","resource":{"resourceType":"Patient","meta":{"versionId":"1"},"active":true,"multipleBirthInteger":2}},
+        {"fullUrl":"urn:uuid:a","resource":{"resourceType":"Patient","meta":{"versionId":"1"}}},
+        {"fullUrl":"urn:uuid:b","resource":{"resourceType":"Observation","status":"final"}},
+        {"resource":{"resourceType":"Composition","status":"final"}}]}"#;
+    let patient =
+        br#"{"resourceType":"Patient","name":[{"given":["a","b"],"family":"f"},{"given":["c"]}],
+        "active":false,"multipleBirthInteger":9223372036854775807,
+        "telecom":[{"use":"home","value":"1"},{"use":"work"}]}"#;
+    let expressions = [
+        "entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()",
+        "entry.select(fullUrl).isDistinct()",
+        "entry.select(resource.meta.versionId).isDistinct()",
+        "entry.select(fullUrl & resource.active).isDistinct()",
+        "entry.select(resource.multipleBirth & fullUrl).count() = 4",
+        "(entry.fullUrl & 'x') = 'x'",
+        "(name.given & 'x').exists()",
+        "(name.family & name.given.first()).exists()",
+        "(multipleBirth & active) = '9223372036854775807false'",
+        "(multipleBirth + 1) > 0",
+        "(multipleBirth * 2).exists()",
+        "(telecom.count() - 3) < 0",
+        "name.given.tail().count() = 2",
+        "name.given.last() = 'c'",
+        "name.first().given.first() = 'a'",
+        "telecom.where(use = 'home').trace('homes', value).exists()",
+        "telecom.where(value.exists()).trace('valued').count() = 1",
+        "name.trace('given', given).where(family.exists()).exists()",
+        "entry.resource.is(Patient)",
+        "entry.first().resource is Patient",
+        "entry.tail().where(resource is Composition).empty()",
+        "entry.where(resource is Composition).exists()",
+        "name.where(given.count() > 1).exists()",
+        "name.where(given).exists()",
+        "telecom.where(use = 'home' and value.exists()).exists()",
+        "name.select(given).isDistinct()",
+        "name.select(given.first()).count() = 2",
+    ];
+    for doc in [&bundle[..], &patient[..]] {
+        let root = ehds_fhir::json::parse(doc).unwrap();
+        let root_item = Item::resource(&root, &model);
+        let mut items = Vec::new();
+        elements(&model, root_item.clone(), &mut items);
+        for text in expressions {
+            let expression = Expression::parse(text).unwrap();
+            assert!(expression.has_shortcut(), "{text}");
+            for item in &items {
+                let (fast_traces, interpreted_traces) = (Traces::default(), Traces::default());
+                let ctx = |hooks| {
+                    EvalContext::for_element(
+                        &model,
+                        item.clone(),
+                        root_item.clone(),
+                        root_item.clone(),
+                    )
+                    .with_hooks(hooks)
+                };
+                assert_eq!(
+                    expression.evaluate_constraint(&ctx(&fast_traces)),
+                    expression.evaluate_constraint_interpreted(&ctx(&interpreted_traces)),
+                    "{text} on {item:?}"
+                );
+                assert_eq!(
+                    fast_traces.0.take(),
+                    interpreted_traces.0.take(),
+                    "trace() calls of {text} on {item:?}"
+                );
+            }
+        }
+    }
+    // The shortcut decides these itself on the root (not by falling back).
+    let root = ehds_fhir::json::parse(bundle).unwrap();
+    let ctx = EvalContext::new(&model, &root);
+    for (text, expected) in [
+        (
+            "entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()",
+            false,
+        ),
+        ("entry.select(fullUrl).isDistinct()", false),
+        ("entry.tail().where(resource is Composition).empty()", false),
+        ("entry.first().resource is Patient", true),
+    ] {
+        assert_eq!(
+            Expression::parse(text)
+                .unwrap()
+                .evaluate_constraint_shortcut(&ctx),
+            Some(expected),
+            "{text}"
+        );
+    }
 }
