@@ -1950,12 +1950,13 @@ fn push_member<'a, S: Sink<'a>>(
     };
     let mut value = None;
     let mut ext = None;
-    // Lengths first: most members differ in length from `key` and `_key`.
+    // Lengths and first bytes before whole names: most members differ from
+    // `key` and `_key` there already.
     let key = key.as_bytes();
     for m in members {
         let k = m.key.as_bytes();
         if k.len() == key.len() {
-            if k == key {
+            if k.first() == key.first() && k == key {
                 value = Some(&m.node);
             }
         } else if k.len() == key.len() + 1 && k.first() == Some(&b'_') && k.get(1..) == Some(key) {
@@ -2445,6 +2446,7 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
                 | Func::Empty
                 | Func::Count
                 | Func::IsDistinct
+                | Func::HtmlChecks
                 | Func::HasValue
                 | Func::All
                 | Func::Not
@@ -2459,7 +2461,8 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
 /// Evaluates a constraint in the shortcut's subset with the same result as
 /// the interpreter: logic and comparisons over boolean and integer
 /// literals; integer `+`, `-`, `*`; `exists()`, `empty()`, `count()`,
-/// `hasValue()`, `isDistinct()`, `is T`, `all(criteria)` on `$this` or on
+/// `hasValue()`, `isDistinct()`, `htmlChecks()` (the hooks' answer), `is
+/// T`, `all(criteria)` on `$this` or on
 /// paths of child names (from `$this`, `%context`, `%resource` or
 /// `%rootResource`), which `where(criteria)`, `select(projection)`,
 /// `first()`, `last()`, `tail()` and `trace()` may filter, and `&` may
@@ -2679,6 +2682,11 @@ impl<'e, 'a> Eval<'e, 'a, '_> {
                         [_] => true,
                         _ => false,
                     }))),
+                    // As `call`'s HtmlChecks: the hooks' answer (a query,
+                    // like those the interpreter makes).
+                    (Func::HtmlChecks, []) => Some(Fast::Bool(Some(
+                        input.iter().all(|x| self.ctx.hooks.html_checks(x)),
+                    ))),
                     // As `call`'s IsDistinct.
                     (Func::IsDistinct, []) => {
                         let mut seen = Seen::with_capacity(input.len());
