@@ -3,6 +3,11 @@
 //! FHIRPath engine's time goes:
 //!
 //! `cargo run --release -p ehds-benches --example invariant_costs -- [FILE] [N]`
+//!
+//! Instructions per job: `LIST=1 valgrind --tool=callgrind
+//! --toggle-collect='*measure*' --dump-after='*measure*' …` writes one
+//! profile per job (each N evaluations), in the order the jobs are listed
+//! on stderr (`job <key> <type>`).
 
 #![allow(
     clippy::unwrap_used,
@@ -63,11 +68,23 @@ fn main() {
     let received = ehds_fhir::ReceivedResource::parse(bytes.into()).unwrap();
     let jobs = validator.invariant_jobs(&received, &[IPS_BUNDLE]);
     let root = received.root();
-    let mut by_key: HashMap<String, (usize, std::time::Duration, String)> = HashMap::new();
+    let distinct: std::collections::HashSet<(&str, *const ehds_fhirpath::Expression)> = jobs
+        .iter()
+        .map(|j| (j.pointer.as_str(), std::sync::Arc::as_ptr(&j.expression)))
+        .collect();
+    println!(
+        "{} distinct (element, expression) pairs among the jobs",
+        distinct.len()
+    );
+    let mut by_key: HashMap<String, (usize, std::time::Duration, String, bool)> = HashMap::new();
     let only = std::env::var("KEY").ok();
+    let list = std::env::var_os("LIST").is_some();
     for job in &jobs {
         if only.as_deref().is_some_and(|k| k != job.key) {
             continue;
+        }
+        if list {
+            eprintln!("job\t{}\t{}", job.key, job.type_name);
         }
         let element = Item::node(at_pointer(root, &job.pointer), job.element_type);
         let resource = Item::resource(at_pointer(root, &job.resource_pointer), &model);
@@ -88,7 +105,12 @@ fn main() {
                 0,
                 std::time::Duration::ZERO,
                 job.expression.source().to_owned(),
+                false,
             ));
+        // Whether the shortcut decides it (on this element).
+        let ctx =
+            EvalContext::for_element(&model, element.clone(), resource.clone(), root_item.clone());
+        entry.3 |= job.expression.evaluate_constraint_shortcut(&ctx).is_some();
         entry.0 += 1;
         entry.1 += spent;
     }
@@ -96,8 +118,10 @@ fn main() {
     rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
     let total: std::time::Duration = rows.iter().map(|r| r.1.1).sum();
     println!("{} jobs, {total:?} per document", jobs.len());
-    for (key, (count, spent, source)) in rows.iter().take(45) {
+    // `s`: the interpreter-free shortcut decides it (on one element at least).
+    for (key, (count, spent, source, shortcut)) in &rows {
         let short: String = source.chars().take(90).collect();
-        println!("{spent:>10.1?} {count:>4}  {key:<40} {short}");
+        let s = if *shortcut { 's' } else { ' ' };
+        println!("{spent:>10.1?} {count:>4} {s} {key:<40} {short}");
     }
 }

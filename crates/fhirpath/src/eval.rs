@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use ehds_fhir::Node;
 use ehds_fhir::json::Json;
 use regex::Regex;
-use smallvec::smallvec;
+use smallvec::{SmallVec, smallvec};
 
 use crate::decimal::Decimal;
 use crate::model::{Child, Model, TypeId, TypeKind};
@@ -200,6 +200,10 @@ struct Eval<'e, 'a, 'h> {
     ctx: &'e EvalContext<'a, 'h>,
     model: &'h Model,
     regexes: &'e RegexCache,
+    /// The shortcut's `trace()` calls, handed to the hooks only once it has
+    /// decided (when it leaves the expression to the interpreter, the
+    /// interpreter traces instead, so each call is made once).
+    traces: std::cell::RefCell<Vec<(&'e str, Collection<'a>)>>,
 }
 
 pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &EvalContext<'a, '_>) -> R<Collection<'a>> {
@@ -207,6 +211,7 @@ pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &EvalContext<'a, '_>) -> R<Co
         ctx,
         model: ctx.model,
         regexes: &expr.regexes,
+        traces: std::cell::RefCell::default(),
     };
     let this = ctx.context.as_slice();
     ev.eval(
@@ -446,6 +451,12 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
     // ----- navigation -------------------------------------------------
 
     fn member(&self, item: &Item<'a>, name: &str, out: &mut Collection<'a>) -> R<()> {
+        self.member_into(item, name, out)
+    }
+
+    /// Child `name` of `item` into `out` (collected, or only counted).
+    #[inline]
+    fn member_into<S: Sink<'a>>(&self, item: &Item<'a>, name: &str, out: &mut S) -> R<()> {
         let n = match item {
             Item::Node(n) => n,
             Item::Type(t) => {
@@ -888,16 +899,27 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
     /// keeps its offset form and fraction digits), else the system value's
     /// FHIRPath rendering; `None` for complex nodes and type infos.
     fn string_of(&self, item: &Item<'a>) -> Option<String> {
+        let mut out = String::new();
+        self.push_string_of(item, &mut out).then_some(out)
+    }
+
+    /// Appends the string of `item` (as [`Self::string_of`]); false when it
+    /// has none.
+    fn push_string_of(&self, item: &Item<'a>, out: &mut String) -> bool {
         match item {
             Item::Node(NodeRef { value: Some(v), .. }) => match &v.value {
-                Json::String(s) => Some(s.to_string()),
-                Json::Number(n) => Some(n.to_string()),
-                Json::Bool(b) => Some(b.to_string()),
-                _ => None,
+                Json::String(s) => out.push_str(s),
+                Json::Number(n) => out.push_str(n),
+                Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                _ => return false,
             },
-            Item::Node(_) | Item::Type(_) => None,
-            other => Some(other.to_string()),
+            Item::Node(_) | Item::Type(_) => return false,
+            other => {
+                use std::fmt::Write;
+                let _ = write!(out, "{other}");
+            }
         }
+        true
     }
 
     fn regex(&self, pattern: &str, full: bool) -> R<Regex> {
@@ -1006,7 +1028,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 Ok(out)
             }
             IsDistinct => {
-                let mut seen = Seen::default();
+                let mut seen = Seen::with_capacity(input.len());
                 Ok(boolean(input.iter().all(|x| seen.insert(self, x))))
             }
             Where => match args.first() {
@@ -1017,7 +1039,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 let Some(p) = args.first() else {
                     return Ok(input);
                 };
-                let mut out = Collection::new();
+                let mut out = Collection::with_capacity(input.len());
                 for (i, item) in input.iter().enumerate() {
                     let frame = Frame {
                         this: std::slice::from_ref(item),
@@ -1681,8 +1703,15 @@ struct Seen<'a> {
 }
 
 impl<'a> Seen<'a> {
+    fn with_capacity(n: usize) -> Seen<'a> {
+        Seen {
+            keyed: std::collections::HashSet::with_capacity(n),
+            other: Vec::new(),
+        }
+    }
+
     fn of(ev: &Eval<'_, 'a, '_>, items: &[Item<'a>]) -> Seen<'a> {
-        let mut seen = Seen::default();
+        let mut seen = Seen::with_capacity(items.len());
         for x in items {
             seen.insert(ev, x);
         }
@@ -1778,20 +1807,29 @@ fn count_children(item: &Item<'_>) -> usize {
     let Some(members) = object.as_object() else {
         return 0;
     };
-    if !members.iter().any(|m| m.key.starts_with('_')) {
-        // No primitive extensions: one item per non-null value.
-        return members
-            .iter()
-            .filter(|m| &*m.key != "resourceType")
-            .map(|m| {
-                m.node
-                    .items()
-                    .iter()
-                    .filter(|v| v.value != Json::Null)
-                    .count()
-            })
-            .sum();
+    // Without primitive extensions (`_x`): one item per non-null value.
+    let mut simple = 0;
+    for m in members {
+        match m.key.as_bytes() {
+            [b'_', ..] => return count_children_merged(object, members),
+            b"resourceType" => {}
+            _ => {
+                simple += match &m.node.value {
+                    Json::Array(values) => values
+                        .iter()
+                        .filter(|v| !matches!(v.value, Json::Null))
+                        .count(),
+                    Json::Null => 0,
+                    _ => 1,
+                };
+            }
+        }
     }
+    simple
+}
+
+/// [`count_children`] of an object with `_x` partners.
+fn count_children_merged(object: &Node, members: &[ehds_fhir::json::Member]) -> usize {
     let mut count = 0;
     for m in members {
         let key: &str = &m.key;
@@ -1817,13 +1855,18 @@ fn count_children(item: &Item<'_>) -> usize {
         let _ = base;
         let values = m.node.items();
         count += match partner {
-            None => values.iter().filter(|v| v.value != Json::Null).count(),
+            None => values
+                .iter()
+                .filter(|v| !matches!(v.value, Json::Null))
+                .count(),
             Some(p) => {
                 let exts = p.items();
                 (0..values.len().max(exts.len()))
                     .filter(|&i| {
-                        values.get(i).is_some_and(|v| v.value != Json::Null)
-                            || exts.get(i).is_some_and(|e| e.value != Json::Null)
+                        values
+                            .get(i)
+                            .is_some_and(|v| !matches!(v.value, Json::Null))
+                            || exts.get(i).is_some_and(|e| !matches!(e.value, Json::Null))
                     })
                     .count()
             }
@@ -1832,51 +1875,122 @@ fn count_children(item: &Item<'_>) -> usize {
     count
 }
 
+/// Where navigation puts the items it selects: a collection, or a count
+/// when only how many matters (`exists()`, `empty()`, `count()`).
+trait Sink<'a> {
+    /// Room for `n` more items.
+    fn reserve(&mut self, n: usize);
+    /// One item.
+    fn push(&mut self, item: Item<'a>);
+    /// One element of the document; `ty` types it when the item is kept.
+    fn node(
+        &mut self,
+        value: Option<&'a Node>,
+        ext: Option<&'a Node>,
+        ty: impl FnOnce(Option<&'a Node>) -> Option<TypeId>,
+    );
+}
+
+impl<'a> Sink<'a> for Collection<'a> {
+    #[inline]
+    fn reserve(&mut self, n: usize) {
+        SmallVec::reserve(self, n);
+    }
+
+    #[inline]
+    fn push(&mut self, item: Item<'a>) {
+        SmallVec::push(self, item);
+    }
+
+    #[inline]
+    fn node(
+        &mut self,
+        value: Option<&'a Node>,
+        ext: Option<&'a Node>,
+        ty: impl FnOnce(Option<&'a Node>) -> Option<TypeId>,
+    ) {
+        SmallVec::push(self, Item::primitive(value, ext, ty(value)));
+    }
+}
+
+/// Counts the items instead of keeping them.
+#[derive(Default)]
+struct Count(usize);
+
+impl<'a> Sink<'a> for Count {
+    #[inline]
+    fn reserve(&mut self, _n: usize) {}
+
+    #[inline]
+    fn push(&mut self, _item: Item<'a>) {
+        self.0 += 1;
+    }
+
+    #[inline]
+    fn node(
+        &mut self,
+        _value: Option<&'a Node>,
+        _ext: Option<&'a Node>,
+        _ty: impl FnOnce(Option<&'a Node>) -> Option<TypeId>,
+    ) {
+        self.0 += 1;
+    }
+}
+
 /// Pushes the items of member `key` (and its `_key` partner) of `object`.
-fn push_member<'a>(
+fn push_member<'a, S: Sink<'a>>(
     model: &Model,
     object: &'a Node,
     key: &str,
     ty: Option<TypeId>,
-    out: &mut Collection<'a>,
+    out: &mut S,
 ) {
     let Some(members) = object.as_object() else {
         return;
     };
     let mut value = None;
     let mut ext = None;
+    // Lengths and first bytes before whole names: most members differ from
+    // `key` and `_key` there already.
+    let key = key.as_bytes();
     for m in members {
-        let k: &str = &m.key;
-        if k == key {
-            value = Some(&m.node);
-        } else if k.strip_prefix('_') == Some(key) {
+        let k = m.key.as_bytes();
+        if k.len() == key.len() {
+            if k.first() == key.first() && k == key {
+                value = Some(&m.node);
+            }
+        } else if k.len() == key.len() + 1 && k.first() == Some(&b'_') && k.get(1..) == Some(key) {
             ext = Some(&m.node);
         }
     }
+    // A member holding a resource is typed by its `resourceType`.
     let type_of = |n: Option<&'a Node>| -> Option<TypeId> {
-        match n.and_then(|n| n.get("resourceType")).and_then(Node::as_str) {
-            Some(rt) if model.type_named(rt).is_some() => model.type_named(rt),
-            _ => ty,
-        }
+        n.and_then(|n| n.get("resourceType"))
+            .and_then(Node::as_str)
+            .and_then(|rt| model.type_named(rt))
+            .or(ty)
     };
-    let present = |n: &'a Node| (n.value != Json::Null).then_some(n);
+    let present = |n: &'a Node| (!matches!(n.value, Json::Null)).then_some(n);
     match (value, ext) {
         (None, None) => {}
         (Some(v), None) => {
-            for item in v.items() {
-                if item.value != Json::Null {
-                    out.push(Item::primitive(Some(item), None, type_of(Some(item))));
+            let items = v.items();
+            out.reserve(items.len());
+            for item in items {
+                if !matches!(item.value, Json::Null) {
+                    out.node(Some(item), None, type_of);
                 }
             }
         }
         (v, Some(e)) => {
             let values = v.map(Node::items).unwrap_or_default();
             let exts = e.items();
+            out.reserve(values.len().max(exts.len()));
             for i in 0..values.len().max(exts.len()) {
                 let v = values.get(i).and_then(present);
                 let e = exts.get(i).and_then(present);
                 if v.is_some() || e.is_some() {
-                    out.push(Item::primitive(v, e, type_of(v)));
+                    out.node(v, e, type_of);
                 }
             }
         }
@@ -2293,10 +2407,10 @@ fn codec(func: Func, s: &str, format: &str) -> Option<String> {
     }
 }
 
-// ----- the allocation-free subset ---------------------------------------
+// ----- the shortcut's subset ---------------------------------------------
 
-/// A value of the allocation-free subset: a boolean collection (empty or
-/// one item) or one integer.
+/// A value of the shortcut's subset: a boolean collection (empty or one
+/// item) or one integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fast {
     Bool(Option<bool>),
@@ -2305,7 +2419,8 @@ enum Fast {
 
 /// Whether [`fast_constraint`] is worth trying on `expr`: its root is one
 /// of the forms the subset knows (logic, comparisons, `exists()`,
-/// `empty()`, `count()`, `hasValue()`, `all()`, `not()`, `startsWith()`).
+/// `empty()`, `count()`, `hasValue()`, `is`, `all()`, `not()`,
+/// `startsWith()`).
 /// Decided once per expression at parse time; what lies below is checked
 /// as it is evaluated.
 pub(crate) fn fast_supported(expr: &Expr) -> bool {
@@ -2324,11 +2439,14 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
             _,
             _,
         ) => true,
+        Expr::TypeCall { func: Func::Is, .. } => true,
         Expr::Call { func, .. } => matches!(
             func,
             Func::Exists
                 | Func::Empty
                 | Func::Count
+                | Func::IsDistinct
+                | Func::HtmlChecks
                 | Func::HasValue
                 | Func::All
                 | Func::Not
@@ -2340,14 +2458,18 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
     }
 }
 
-/// Evaluates a constraint in the allocation-free subset with the same
-/// result as the interpreter: logic and comparisons over boolean and
-/// integer literals; `exists()`, `empty()`, `count()`, `hasValue()`,
-/// `all(criteria)` on `$this` or on paths of child names (from `$this`,
-/// `%context`, `%resource` or `%rootResource`); `children().count()`;
-/// `not()`; `=`/`!=` and `startsWith()`/`endsWith()`/`contains()` between
-/// such a path and a string literal. `None` when the interpreter must
-/// decide: strict mode, any other form, an operand of another type, or an
+/// Evaluates a constraint in the shortcut's subset with the same result as
+/// the interpreter: logic and comparisons over boolean and integer
+/// literals; integer `+`, `-`, `*`; `exists()`, `empty()`, `count()`,
+/// `hasValue()`, `isDistinct()`, `htmlChecks()` (the hooks' answer), `is
+/// T`, `all(criteria)` on `$this` or on
+/// paths of child names (from `$this`, `%context`, `%resource` or
+/// `%rootResource`), which `where(criteria)`, `select(projection)`,
+/// `first()`, `last()`, `tail()` and `trace()` may filter, and `&` may
+/// join; `children().count()`; `not()`; `=`/`!=` and
+/// `startsWith()`/`endsWith()`/`contains()` between such a path and a
+/// string literal. `None` when the interpreter must decide: strict mode,
+/// any other form, `$index`/`$total`, an operand of another type, or an
 /// error, which the interpreter then reports the same way.
 pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> Option<bool> {
     if ctx.strict {
@@ -2357,13 +2479,21 @@ pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> O
         ctx,
         model: ctx.model,
         regexes: &expr.regexes,
+        traces: std::cell::RefCell::default(),
     };
     // As `Expression::evaluate_constraint`: empty or true passes, any other
     // single item passes.
-    match ev.fast(&expr.root, ctx.context.as_slice())? {
-        Fast::Bool(b) => Some(b.unwrap_or(true)),
-        Fast::Int(_) => Some(true),
+    let passes = match ev.fast(&expr.root, ctx.context.as_slice())? {
+        Fast::Bool(b) => b.unwrap_or(true),
+        Fast::Int(_) => true,
+    };
+    let traces = ev.traces.into_inner();
+    if !traces.is_empty() {
+        for (name, items) in traces {
+            ctx.hooks.trace(name, &items);
+        }
     }
+    Some(passes)
 }
 
 /// The string of a string literal.
@@ -2374,9 +2504,9 @@ fn string_literal(expr: &Expr) -> Option<&str> {
     }
 }
 
-impl<'a> Eval<'_, 'a, '_> {
+impl<'e, 'a> Eval<'e, 'a, '_> {
     #[allow(clippy::too_many_lines)]
-    fn fast(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Fast> {
+    fn fast(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<Fast> {
         match expr {
             Expr::Literal(Literal::Boolean(b)) => Some(Fast::Bool(Some(*b))),
             Expr::Literal(Literal::Integer(i)) => Some(Fast::Int(*i)),
@@ -2438,6 +2568,44 @@ impl<'a> Eval<'_, 'a, '_> {
                     equal
                 }))
             }
+            // As `binary_values`' arithmetic on two integers (overflow and
+            // other types: the interpreter decides).
+            Expr::Binary(op @ (BinOp::Add | BinOp::Sub | BinOp::Mul), l, r) => {
+                let a = self.fast(l, this)?;
+                let b = self.fast(r, this)?;
+                if a == Fast::Bool(None) || b == Fast::Bool(None) {
+                    return Some(Fast::Bool(None));
+                }
+                let (Fast::Int(x), Fast::Int(y)) = (a, b) else {
+                    return None;
+                };
+                match op {
+                    BinOp::Add => x.checked_add(y),
+                    BinOp::Sub => x.checked_sub(y),
+                    _ => x.checked_mul(y),
+                }
+                .map(Fast::Int)
+            }
+            // As `type_call`'s Is.
+            Expr::TypeCall {
+                target,
+                func: Func::Is,
+                ty,
+            } => {
+                let owned;
+                let input: &[Item<'a>] = match target.as_deref() {
+                    None => this,
+                    Some(path) => {
+                        owned = self.fast_items(path, this)?;
+                        &owned
+                    }
+                };
+                match input {
+                    [] => Some(Fast::Bool(None)),
+                    [x] => Some(Fast::Bool(Some(self.is_type(x, ty, false).ok()?))),
+                    _ => None,
+                }
+            }
             Expr::Binary(op, l, r) => {
                 let a = self.fast(l, this)?;
                 let b = self.fast(r, this)?;
@@ -2478,6 +2646,19 @@ impl<'a> Eval<'_, 'a, '_> {
                     let n: usize = this.iter().map(count_children).sum();
                     return Some(Fast::Int(i64::try_from(n).unwrap_or(i64::MAX)));
                 }
+                // How many items: the last step of the path is counted,
+                // not collected.
+                if let (Func::Exists | Func::Empty | Func::Count, []) = (func, args.as_slice()) {
+                    let n = match target.as_deref() {
+                        None => this.len(),
+                        Some(path) => self.fast_count(path, this)?,
+                    };
+                    return Some(match func {
+                        Func::Exists => Fast::Bool(Some(n > 0)),
+                        Func::Empty => Fast::Bool(Some(n == 0)),
+                        _ => Fast::Int(i64::try_from(n).unwrap_or(i64::MAX)),
+                    });
+                }
                 let owned;
                 let input: &[Item<'a>] = match target.as_deref() {
                     None => this,
@@ -2501,6 +2682,16 @@ impl<'a> Eval<'_, 'a, '_> {
                         [_] => true,
                         _ => false,
                     }))),
+                    // As `call`'s HtmlChecks: the hooks' answer (a query,
+                    // like those the interpreter makes).
+                    (Func::HtmlChecks, []) => Some(Fast::Bool(Some(
+                        input.iter().all(|x| self.ctx.hooks.html_checks(x)),
+                    ))),
+                    // As `call`'s IsDistinct.
+                    (Func::IsDistinct, []) => {
+                        let mut seen = Seen::with_capacity(input.len());
+                        Some(Fast::Bool(Some(input.iter().all(|x| seen.insert(self, x)))))
+                    }
                     // As `call`'s Not: the truth of a single item.
                     (Func::Not, []) => match input {
                         [] => Some(Fast::Bool(None)),
@@ -2549,18 +2740,82 @@ impl<'a> Eval<'_, 'a, '_> {
     }
 
     /// As `truth` on a value of the subset (booleans only).
-    fn fast_truth(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Option<bool>> {
+    fn fast_truth(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<Option<bool>> {
         match self.fast(expr, this)? {
             Fast::Bool(b) => Some(b),
             Fast::Int(_) => None,
         }
     }
 
+    /// `where()`, `select()`, `first()`, `last()`, `tail()` and `trace()` on `input`, as
+    /// `call` does them (the criteria and projections in the subset,
+    /// without `$index`/`$total`, which the subset does not know).
+    fn fast_filter(
+        &self,
+        func: Func,
+        input: Collection<'a>,
+        args: &'e [Expr],
+    ) -> Option<Collection<'a>> {
+        match (func, args) {
+            (Func::Where, [criteria]) => {
+                let mut out = Collection::new();
+                for item in &input {
+                    if self.fast_truth(criteria, std::slice::from_ref(item))? == Some(true) {
+                        out.push(item.clone());
+                    }
+                }
+                Some(out)
+            }
+            (Func::Select, [projection]) => {
+                let mut out = Collection::with_capacity(input.len());
+                for item in &input {
+                    out.extend(self.fast_items(projection, std::slice::from_ref(item))?);
+                }
+                Some(out)
+            }
+            (Func::First, []) => Some(input.into_iter().take(1).collect()),
+            (Func::Last, []) => Some(input.into_iter().next_back().into_iter().collect()),
+            (Func::Tail, []) => Some(input.into_iter().skip(1).collect()),
+            (Func::Trace, [name]) => {
+                let name = string_literal(name)?;
+                self.traces.borrow_mut().push((name, input.clone()));
+                Some(input)
+            }
+            (Func::Trace, [name, projection]) => {
+                let name = string_literal(name)?;
+                let mut projected = Collection::new();
+                for item in &input {
+                    projected.extend(self.fast_items(projection, std::slice::from_ref(item))?);
+                }
+                self.traces.borrow_mut().push((name, projected));
+                Some(input)
+            }
+            _ => None,
+        }
+    }
+
+    /// How many items [`Self::fast_items`] selects, without collecting the
+    /// last step of a path.
+    fn fast_count(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<usize> {
+        let (input, name) = match expr {
+            Expr::Identifier(name) if !name.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                (None, name)
+            }
+            Expr::Member(target, name) => (Some(self.fast_items(target, this)?), name),
+            _ => return Some(self.fast_items(expr, this)?.len()),
+        };
+        let mut count = Count::default();
+        for item in input.as_deref().unwrap_or(this) {
+            self.member_into(item, name, &mut count).ok()?;
+        }
+        Some(count.0)
+    }
+
     /// The items a path selects, as `Identifier`, `Member`, `$this` and the
     /// variables `%context`, `%resource`, `%rootResource` select them; a
     /// boolean function of the subset (`startsWith('#').not()`) yields its
     /// boolean.
-    fn fast_items(&self, expr: &Expr, this: &[Item<'a>]) -> Option<Collection<'a>> {
+    fn fast_items(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<Collection<'a>> {
         let (input, name) = match expr {
             Expr::This => return Some(this.iter().cloned().collect()),
             Expr::Variable(v) => {
@@ -2576,6 +2831,38 @@ impl<'a> Eval<'_, 'a, '_> {
                 (None, name)
             }
             Expr::Member(target, name) => (Some(self.fast_items(target, this)?), name),
+            // As `binary_values`' Concat: empty is '', several is an error.
+            Expr::Binary(BinOp::Concat, l, r) => {
+                let (a, b) = (self.fast_items(l, this)?, self.fast_items(r, this)?);
+                let mut text = String::new();
+                for operand in [&a, &b] {
+                    match operand.as_slice() {
+                        [] => {}
+                        [x] => {
+                            self.push_string_of(x, &mut text);
+                        }
+                        _ => return None,
+                    }
+                }
+                return Some(one(Item::String(Cow::Owned(text))));
+            }
+            Expr::Call {
+                target,
+                func:
+                    func @ (Func::Where
+                    | Func::Select
+                    | Func::First
+                    | Func::Last
+                    | Func::Tail
+                    | Func::Trace),
+                args,
+            } => {
+                let input = match target.as_deref() {
+                    None => this.iter().cloned().collect(),
+                    Some(path) => self.fast_items(path, this)?,
+                };
+                return self.fast_filter(*func, input, args);
+            }
             Expr::Call { .. } => {
                 return match self.fast(expr, this)? {
                     Fast::Bool(b) => Some(b.map(|b| one(Item::Boolean(b))).unwrap_or_default()),

@@ -8,39 +8,15 @@
 //! (FHIRPath in FHIR: <https://hl7.org/fhir/R4/fhirpath.html#types>).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 use ehds_fhir::Node;
 use ehds_profiles::{CORE_STRUCTURE_PREFIX, Registry};
 
-/// A fast, non-cryptographic hasher (the Fx algorithm of rustc) for the
-/// model's short, trusted keys: element and type names from the loaded
-/// definitions, looked up on every navigation step.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            for (w, b) in word.iter_mut().zip(chunk) {
-                *w = *b;
-            }
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// The model's maps use the Fx hash (rustc's): fast and non-cryptographic,
+/// for short, trusted keys (element and type names from the loaded
+/// definitions), looked up on every navigation step.
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 
 /// Index of a type in a [`Model`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +72,8 @@ pub struct TypeDef {
     pub base: Option<TypeId>,
     /// Primitive, complex, resource or backbone.
     pub kind: TypeKind,
+    /// Its own children and, once the model is built, those it inherits
+    /// from its base types (its own first), so a look-up is one probe.
     children: FastMap<Box<str>, Child>,
 }
 
@@ -216,7 +194,33 @@ impl Model {
         for root in &structures {
             model.add_elements(root);
         }
+        model.inherit_children();
         model
+    }
+
+    /// Copies into every type the children of its base types it does not
+    /// define itself (a derived type's own definition wins, as
+    /// [`Model::child`] finds it first).
+    fn inherit_children(&mut self) {
+        for index in 0..self.types.len() {
+            let mut inherited: Vec<(Box<str>, Child)> = Vec::new();
+            let mut base = self.types.get(index).and_then(|d| d.base);
+            // Bounded: a malformed base chain cannot loop forever.
+            let mut steps = self.types.len();
+            while let Some(b) = base
+                && steps > 0
+            {
+                steps -= 1;
+                let Some(def) = self.def(b) else { break };
+                inherited.extend(def.children.iter().map(|(k, c)| (k.clone(), c.clone())));
+                base = def.base;
+            }
+            if let Some(def) = self.types.get_mut(index) {
+                for (name, child) in inherited {
+                    def.children.entry(name).or_insert(child);
+                }
+            }
+        }
     }
 
     fn add(&mut self, name: &str, kind: TypeKind) -> TypeId {
@@ -366,15 +370,8 @@ impl Model {
     /// Where child `name` of a value of type `parent` lives, following the
     /// base types.
     pub fn child(&self, parent: TypeId, name: &str) -> Option<&Child> {
-        let mut current = Some(parent);
-        while let Some(id) = current {
-            let def = self.def(id)?;
-            if let Some(child) = def.children.get(name) {
-                return Some(child);
-            }
-            current = def.base;
-        }
-        None
+        // Inherited children are copied into each type when it is built.
+        self.def(parent)?.children.get(name)
     }
 
     /// The child whose JSON member is `key` (`valueQuantity` → `value`,

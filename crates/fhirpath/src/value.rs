@@ -30,7 +30,7 @@ pub struct NodeRef<'a> {
 }
 
 /// One item of a collection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Item<'a> {
     /// An element of the document.
     Node(NodeRef<'a>),
@@ -54,7 +54,36 @@ pub enum Item<'a> {
     Type(Box<(&'static str, String)>),
 }
 
+impl Clone for Item<'_> {
+    /// Nodes (most items, copied on every navigation step) are copied
+    /// inline; system values go through [`Item::clone_value`].
+    #[inline]
+    fn clone(&self) -> Self {
+        match self {
+            Item::Node(n) => Item::Node(*n),
+            other => other.clone_value(),
+        }
+    }
+}
+
 impl<'a> Item<'a> {
+    /// [`Clone::clone`] of any item (the out-of-line part).
+    #[inline(never)]
+    fn clone_value(&self) -> Item<'a> {
+        match self {
+            Item::Node(n) => Item::Node(*n),
+            Item::Boolean(b) => Item::Boolean(*b),
+            Item::String(s) => Item::String(s.clone()),
+            Item::Integer(i) => Item::Integer(*i),
+            Item::Decimal(d) => Item::Decimal(*d),
+            Item::Date(t) => Item::Date(*t),
+            Item::DateTime(t) => Item::DateTime(*t),
+            Item::Time(t) => Item::Time(*t),
+            Item::Quantity(q) => Item::Quantity(q.clone()),
+            Item::Type(t) => Item::Type(t.clone()),
+        }
+    }
+
     /// A node of known (or unknown) FHIR type.
     pub fn node(node: &'a Node, ty: Option<TypeId>) -> Item<'a> {
         Item::Node(NodeRef {

@@ -75,6 +75,22 @@ pub struct Constraint {
     /// every constraint with the same text; `None` until the validator
     /// compiles it, and when it does not parse or a correction skips it.
     pub expression: Option<Arc<Expression>>,
+    /// The expression is true on any element with a primitive value
+    /// ([`Expression::is_true_when_context_has_value`]: ele-1), decided once
+    /// when it is compiled.
+    pub true_when_valued: bool,
+    /// Its position among the validator's distinct constraints (set when
+    /// compiled): a dense key for the walker's (node, constraint) set.
+    pub index: u32,
+}
+
+impl Constraint {
+    /// Whether the walker evaluates it on an element instance that has a
+    /// primitive value (`valued`) or not.
+    #[inline]
+    pub fn applies(&self, valued: bool) -> bool {
+        self.expression.is_some() && !(valued && self.true_when_valued)
+    }
 }
 
 /// `ElementDefinition.binding`.
@@ -316,6 +332,8 @@ fn constraints(element: &Node) -> Vec<Arc<Constraint>> {
                 human: text(c, "human").unwrap_or_default().into(),
                 source: source.into(),
                 expression: None,
+                true_when_valued: false,
+                index: 0,
             }))
         })
         .collect()

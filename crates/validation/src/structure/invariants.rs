@@ -224,7 +224,11 @@ impl<'m> Compiler<'m> {
             severity: raw.severity,
             human: raw.human.clone(),
             source: raw.source.clone(),
+            true_when_valued: expression
+                .as_deref()
+                .is_some_and(Expression::is_true_when_context_has_value),
             expression,
+            index: u32::try_from(self.constraints.len()).unwrap_or(u32::MAX),
         });
         self.constraints.insert(id, Arc::clone(&compiled));
         compiled
@@ -352,6 +356,77 @@ impl<'d> Hooks<'d> for WalkHooks<'_, 'd> {
     }
 }
 
+/// A set of (node position, constraint index) pairs packed into one word
+/// each ([`pair`]): the walker asks it once per constraint it meets on a
+/// node, ~2 000 times per 50 KB document, so it is a plain open-addressing
+/// table (linear probing, multiplicative hash, at most half full) rather
+/// than a general hash set.
+#[derive(Debug, Clone)]
+pub(super) struct PairSet {
+    /// `pair + 1` per occupied slot, 0 when free; a power-of-two length.
+    slots: Vec<u64>,
+    /// 64 - log2(slots.len()): the product's bits that pick a slot.
+    shift: u32,
+    len: usize,
+}
+
+/// The word for a pair: the node position low, the constraint index high.
+pub(super) fn pair(node_position: u32, constraint_index: u32) -> u64 {
+    u64::from(node_position) | (u64::from(constraint_index) << 32)
+}
+
+impl PairSet {
+    /// An empty set with room for `n` pairs before it grows.
+    pub(super) fn with_capacity(n: usize) -> PairSet {
+        let size = (n.max(4) * 2).next_power_of_two();
+        PairSet {
+            slots: vec![0; size],
+            shift: 64 - size.trailing_zeros(),
+            len: 0,
+        }
+    }
+
+    /// Adds `pair`; false when it was there already.
+    #[inline]
+    pub(super) fn insert(&mut self, pair: u64) -> bool {
+        if self.len * 2 >= self.slots.len() {
+            self.grow();
+        }
+        let stored = pair.wrapping_add(1);
+        let mask = self.slots.len() - 1;
+        // Fibonacci hashing: the high bits of the product mix every bit of
+        // the pair.
+        let mut at =
+            usize::try_from(pair.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift).unwrap_or(0);
+        loop {
+            match self.slots.get_mut(at) {
+                Some(slot) if *slot == stored => return false,
+                Some(slot) if *slot == 0 => {
+                    *slot = stored;
+                    self.len += 1;
+                    return true;
+                }
+                Some(_) => at = (at + 1) & mask,
+                // Unreachable (`at` < the length); counted as new, so the
+                // constraint is evaluated rather than skipped.
+                None => return true,
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(8);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        self.shift = 64 - size.trailing_zeros();
+        self.len = 0;
+        for stored in old.into_iter().filter(|s| *s != 0) {
+            self.insert(stored.wrapping_sub(1));
+        }
+    }
+}
+
 fn decided(membership: Membership) -> Option<bool> {
     match membership {
         Membership::Member => Some(true),
@@ -406,6 +481,27 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{}: corrected text does not parse: {e}", row.key));
             }
         }
+    }
+
+    #[test]
+    fn pair_set_tells_pairs_apart_and_grows() {
+        let mut set = PairSet::with_capacity(2);
+        let mut expected = std::collections::HashSet::new();
+        // Positions and indexes at both ends of their ranges, and 0 (stored
+        // as 1) beside u64::MAX - 1.
+        let mut pairs = vec![pair(0, 0), pair(u32::MAX, u32::MAX - 1), pair(u32::MAX, 0)];
+        for position in (0..5_000u32).step_by(7) {
+            for index in [0u32, 1, 2, 1_000, 70_000] {
+                pairs.push(pair(position, index));
+            }
+        }
+        for round in 0..2 {
+            for p in &pairs {
+                assert_eq!(set.insert(*p), expected.insert(*p), "round {round}: {p:#x}");
+            }
+        }
+        assert_eq!(set.len, expected.len());
+        assert!(set.slots.len() >= 2 * set.len);
     }
 
     #[test]

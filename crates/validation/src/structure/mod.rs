@@ -198,7 +198,7 @@ impl StructureValidator {
             context_buffers: Vec::new(),
             depth,
             resource_items: Vec::new(),
-            evaluated: HashSet::with_capacity_and_hasher(4096, Default::default()),
+            evaluated: invariants::PairSet::with_capacity(2048),
             invariant_issues: Vec::new(),
             jobs: None,
         };
@@ -278,7 +278,7 @@ impl StructureValidator {
             context_buffers: Vec::new(),
             depth: 0,
             resource_items: Vec::new(),
-            evaluated: HashSet::default(),
+            evaluated: invariants::PairSet::with_capacity(2048),
             invariant_issues: Vec::new(),
             jobs: Some((Vec::new(), Vec::new())),
         };
@@ -429,9 +429,10 @@ struct Walker<'v, 'd> {
     depth: u8,
     /// `%resource` and `%rootResource` of the resources being walked.
     resource_items: Vec<(Item<'d>, Item<'d>)>,
-    /// (node position, constraint) pairs already evaluated: the core and
-    /// profile walks meet the same nodes with the same shared constraints.
-    evaluated: HashSet<(u32, usize)>,
+    /// (node position, constraint index) pairs already evaluated, in one
+    /// word each: the core and profile walks meet the same nodes with the
+    /// same shared constraints.
+    evaluated: invariants::PairSet,
     /// Failed invariants, kept apart until the dedicated checks are known.
     invariant_issues: Vec<Issue>,
     /// When recording ([`StructureValidator::invariant_jobs`]): the jobs,
@@ -562,6 +563,13 @@ impl<'v, 'd> Walker<'v, 'd> {
 
     /// Evaluates `constraints` on the element instance `item` (whose node is
     /// `node`) at `path`, each (node, constraint) pair once per walk.
+    ///
+    /// Most calls evaluate nothing: a primitive value meets every
+    /// `hasValue() or …` constraint (ele-1, see
+    /// `Expression::is_true_when_context_has_value`), and the core and
+    /// profile walks meet the same nodes with the same shared constraints.
+    /// Both are decided here, before any evaluation context is built.
+    #[inline]
     fn invariants(
         &mut self,
         node: &'d Node,
@@ -569,9 +577,58 @@ impl<'v, 'd> Walker<'v, 'd> {
         constraints: &'v [Arc<Constraint>],
         path: &Path<'_>,
     ) {
-        if constraints.is_empty() {
-            return;
+        let valued = matches!(
+            item,
+            Item::Node(n) if n.value.is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_)))
+        );
+        if let Some(first) = constraints.iter().position(|c| c.applies(valued)) {
+            self.new_invariants(
+                node,
+                item,
+                constraints.get(first..).unwrap_or_default(),
+                valued,
+                path,
+            );
         }
+    }
+
+    /// [`Self::invariants`] from the first constraint that applies: finds
+    /// the first not yet evaluated on `node`.
+    #[inline(never)]
+    fn new_invariants(
+        &mut self,
+        node: &'d Node,
+        item: &Item<'d>,
+        constraints: &'v [Arc<Constraint>],
+        valued: bool,
+        path: &Path<'_>,
+    ) {
+        let mut rest = constraints;
+        while let Some((first, tail)) = rest.split_first() {
+            if first.applies(valued)
+                && self
+                    .evaluated
+                    .insert(invariants::pair(node.span.start, first.index))
+            {
+                self.evaluate_invariants(item, first, tail, valued, node, path);
+                return;
+            }
+            rest = tail;
+        }
+    }
+
+    /// Evaluates `first` (not yet evaluated on `node`), then those of
+    /// `rest` that apply and are not either: one evaluation context for all.
+    #[inline(never)]
+    fn evaluate_invariants(
+        &mut self,
+        item: &Item<'d>,
+        first: &'v Arc<Constraint>,
+        rest: &'v [Arc<Constraint>],
+        valued: bool,
+        node: &'d Node,
+        path: &Path<'_>,
+    ) {
         let Some((resource, root)) = self.resource_items.last() else {
             return;
         };
@@ -582,26 +639,23 @@ impl<'v, 'd> Walker<'v, 'd> {
             terminology: self.terminology,
             conformance: Some((validator, self.depth)),
         };
-        // An element with a primitive value meets every `hasValue() or …`
-        // constraint (ele-1) without evaluating it (see
-        // `Expression::is_true_when_context_has_value`).
-        let has_value = matches!(
-            item,
-            Item::Node(n) if n.value.is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_)))
-        );
-        for constraint in constraints {
+        let context = EvalContext::for_element(
+            &validator.model,
+            item.clone(),
+            resource.clone(),
+            root.clone(),
+        )
+        .with_hooks(&hooks);
+        let new = rest.iter().filter(|c| {
+            c.applies(valued)
+                && self
+                    .evaluated
+                    .insert(invariants::pair(node.span.start, c.index))
+        });
+        for constraint in std::iter::once(first).chain(new) {
             let Some(expression) = &constraint.expression else {
                 continue;
             };
-            if has_value && expression.is_true_when_context_has_value() {
-                continue;
-            }
-            if !self
-                .evaluated
-                .insert((node.span.start, Arc::as_ptr(constraint).addr()))
-            {
-                continue;
-            }
             if let Some((jobs, pointers)) = &mut self.jobs
                 && let Some((resource_pointer, root_pointer)) = pointers.last()
             {
@@ -621,13 +675,6 @@ impl<'v, 'd> Walker<'v, 'd> {
                     expression: Arc::clone(expression),
                 });
             }
-            let context = EvalContext::for_element(
-                &validator.model,
-                item.clone(),
-                resource.clone(),
-                root.clone(),
-            )
-            .with_hooks(&hooks);
             match expression.evaluate_constraint(&context) {
                 Ok(true) => {}
                 Ok(false) => self.invariant_issues.push(
