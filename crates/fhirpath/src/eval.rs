@@ -2467,18 +2467,17 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
 /// Evaluates a constraint in the shortcut's subset with the same result as
 /// the interpreter: logic and comparisons over boolean and integer
 /// literals; integer `+`, `-`, `*`; `exists()`, `empty()`, `count()`,
-/// `hasValue()`, `isDistinct()`, `htmlChecks()` (the hooks' answer), `is
-/// T`, `all(criteria)` on `$this` or on
-/// paths of child names (from `$this`, `%context`, `%resource` or
-/// `%rootResource`), which `where(criteria)`, `select(projection)`,
-/// `first()`, `last()`, `tail()` and `trace()` may filter, and `&` may
-/// join; `children().count()`; `not()`; `=`/`!=` and
-/// `startsWith()`/`endsWith()`/`contains()` between such a path and a
-/// string literal; a path of child names from a variable (`%resource.type`)
-/// is navigated once per evaluation, however often it is met. `None` when
-/// the interpreter must decide: strict mode,
-/// any other form, `$index`/`$total`, an operand of another type, or an
-/// error, which the interpreter then reports the same way.
+/// `hasValue()`, `isDistinct()`, `htmlChecks()` (the hooks' answer),
+/// `is T`, `all(criteria)` on `$this` or on paths of child names (from
+/// `$this`, `%context`, `%resource` or `%rootResource`), which
+/// `where(criteria)`, `select(projection)`, `first()`, `last()`, `tail()`
+/// and `trace()` may filter, and `&` may join; `children().count()`;
+/// `not()`; `=`/`!=` and `startsWith()`/`endsWith()`/`contains()` between
+/// such a path and a string literal. A path of child names from a variable
+/// (`%resource.type`) is navigated once per evaluation, however often it is
+/// met. `None` when the interpreter must decide: strict mode, any other
+/// form, `$index`/`$total`, an operand of another type, or an error, which
+/// the interpreter then reports the same way.
 pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> Option<bool> {
     if ctx.strict {
         return None;
