@@ -204,6 +204,11 @@ struct Eval<'e, 'a, 'h> {
     /// decided (when it leaves the expression to the interpreter, the
     /// interpreter traces instead, so each call is made once).
     traces: std::cell::RefCell<Vec<(&'e str, Collection<'a>)>>,
+    /// The shortcut's paths of child names from a variable (`%resource.type`),
+    /// by the address of their node in the expression: the same wherever
+    /// they are met in one evaluation (`entry.all(… %resource.type …)`
+    /// meets them once per entry).
+    constant_paths: std::cell::RefCell<Vec<(usize, Collection<'a>)>>,
 }
 
 pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &EvalContext<'a, '_>) -> R<Collection<'a>> {
@@ -212,6 +217,7 @@ pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &EvalContext<'a, '_>) -> R<Co
         model: ctx.model,
         regexes: &expr.regexes,
         traces: std::cell::RefCell::default(),
+        constant_paths: std::cell::RefCell::default(),
     };
     let this = ctx.context.as_slice();
     ev.eval(
@@ -2461,16 +2467,17 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
 /// Evaluates a constraint in the shortcut's subset with the same result as
 /// the interpreter: logic and comparisons over boolean and integer
 /// literals; integer `+`, `-`, `*`; `exists()`, `empty()`, `count()`,
-/// `hasValue()`, `isDistinct()`, `htmlChecks()` (the hooks' answer), `is
-/// T`, `all(criteria)` on `$this` or on
-/// paths of child names (from `$this`, `%context`, `%resource` or
-/// `%rootResource`), which `where(criteria)`, `select(projection)`,
-/// `first()`, `last()`, `tail()` and `trace()` may filter, and `&` may
-/// join; `children().count()`; `not()`; `=`/`!=` and
-/// `startsWith()`/`endsWith()`/`contains()` between such a path and a
-/// string literal. `None` when the interpreter must decide: strict mode,
-/// any other form, `$index`/`$total`, an operand of another type, or an
-/// error, which the interpreter then reports the same way.
+/// `hasValue()`, `isDistinct()`, `htmlChecks()` (the hooks' answer),
+/// `is T`, `all(criteria)` on `$this` or on paths of child names (from
+/// `$this`, `%context`, `%resource` or `%rootResource`), which
+/// `where(criteria)`, `select(projection)`, `first()`, `last()`, `tail()`
+/// and `trace()` may filter, and `&` may join; `children().count()`;
+/// `not()`; `=`/`!=` and `startsWith()`/`endsWith()`/`contains()` between
+/// such a path and a string literal. A path of child names from a variable
+/// (`%resource.type`) is navigated once per evaluation, however often it is
+/// met. `None` when the interpreter must decide: strict mode, any other
+/// form, `$index`/`$total`, an operand of another type, or an error, which
+/// the interpreter then reports the same way.
 pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> Option<bool> {
     if ctx.strict {
         return None;
@@ -2480,6 +2487,7 @@ pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> O
         model: ctx.model,
         regexes: &expr.regexes,
         traces: std::cell::RefCell::default(),
+        constant_paths: std::cell::RefCell::default(),
     };
     // As `Expression::evaluate_constraint`: empty or true passes, any other
     // single item passes.
@@ -2494,6 +2502,16 @@ pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> O
         }
     }
     Some(passes)
+}
+
+/// Whether `expr` is a path of child names from a variable
+/// (`%resource.type`): its items do not depend on `$this`.
+fn from_variable(expr: &Expr) -> bool {
+    match expr {
+        Expr::Variable(_) => true,
+        Expr::Member(target, _) => from_variable(target),
+        _ => false,
+    }
 }
 
 /// The string of a string literal.
@@ -2829,6 +2847,23 @@ impl<'e, 'a> Eval<'e, 'a, '_> {
             }
             Expr::Identifier(name) if !name.starts_with(|c: char| c.is_ascii_uppercase()) => {
                 (None, name)
+            }
+            Expr::Member(..) if from_variable(expr) => {
+                let key = std::ptr::from_ref(expr).addr();
+                if let Some((_, known)) =
+                    self.constant_paths.borrow().iter().find(|(k, _)| *k == key)
+                {
+                    return Some(known.clone());
+                }
+                let Expr::Member(target, name) = expr else {
+                    return None;
+                };
+                let mut out = Collection::new();
+                for item in &self.fast_items(target, this)? {
+                    self.member(item, name, &mut out).ok()?;
+                }
+                self.constant_paths.borrow_mut().push((key, out.clone()));
+                return Some(out);
             }
             Expr::Member(target, name) => (Some(self.fast_items(target, this)?), name),
             // As `binary_values`' Concat: empty is '', several is an error.

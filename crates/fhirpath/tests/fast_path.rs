@@ -258,6 +258,11 @@ fn shortcut_agrees_on_edge_cases() {
         "telecom.where(use = 'home' and value.exists()).exists()",
         "name.select(given).isDistinct()",
         "name.select(given.first()).count() = 2",
+        // Paths from a variable, met again for every item.
+        "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'collection'))",
+        "name.all(%resource.name.given.count() = 3 and %context.name.count() = 2)",
+        "entry.where(%rootResource.entry.fullUrl.count() = 3).count() = 4",
+        "telecom.all(%resource.telecom.use.count() > 1)",
     ];
     for doc in [&bundle[..], &patient[..]] {
         let root = ehds_fhir::json::parse(doc).unwrap();
@@ -302,6 +307,14 @@ fn shortcut_agrees_on_edge_cases() {
         ("entry.select(fullUrl).isDistinct()", false),
         ("entry.tail().where(resource is Composition).empty()", false),
         ("entry.first().resource is Patient", true),
+        (
+            "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'collection'))",
+            false,
+        ),
+        (
+            "entry.where(%rootResource.entry.fullUrl.count() = 3).count() = 4",
+            true,
+        ),
     ] {
         assert_eq!(
             Expression::parse(text)
