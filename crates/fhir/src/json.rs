@@ -130,6 +130,20 @@ impl Node {
             _ => std::slice::from_ref(self),
         }
     }
+
+    /// The node a JSON Pointer (RFC 6901, e.g. `/entry/3/resource`) names
+    /// from this one: `~1` and `~0` unescaped, array items by index; `None`
+    /// when a step does not exist.
+    pub fn at_pointer(&self, pointer: &str) -> Option<&Node> {
+        let mut node = self;
+        for part in pointer.split('/').skip(1) {
+            node = match &node.value {
+                Json::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+                _ => node.get(&part.replace("~1", "/").replace("~0", "~"))?,
+            };
+        }
+        Some(node)
+    }
 }
 
 /// One step of a path into the document.
@@ -798,6 +812,27 @@ fn check_nulls_aligned(members: &[Member]) -> Result<(), Raw> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_pointers_name_nodes() {
+        let root =
+            parse(br#"{"resourceType":"Bundle","entry":[{"a/b":1},{"resource":{"m~n":"x"}}]}"#)
+                .unwrap();
+        assert!(root.at_pointer("").is_some_and(|n| std::ptr::eq(n, &root)));
+        assert_eq!(
+            root.at_pointer("/entry/1/resource/m~0n")
+                .and_then(Node::as_str),
+            Some("x")
+        );
+        assert_eq!(
+            root.at_pointer("/entry/0/a~1b")
+                .and_then(Node::as_number_text),
+            Some("1")
+        );
+        assert!(root.at_pointer("/entry/2").is_none());
+        assert!(root.at_pointer("/entry/x").is_none());
+        assert!(root.at_pointer("/missing").is_none());
+    }
+
     use super::*;
 
     fn kind(src: &str) -> RejectionKind {

@@ -540,27 +540,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                     _ => {}
                 }
                 let b = self.truth(&self.eval(r, f)?, "logical operator")?;
-                Ok(opt_bool(match op {
-                    BinOp::And => match (a, b) {
-                        (_, Some(false)) => Some(false),
-                        (Some(true), Some(true)) => Some(true),
-                        _ => None,
-                    },
-                    BinOp::Or => match (a, b) {
-                        (_, Some(true)) => Some(true),
-                        (Some(false), Some(false)) => Some(false),
-                        _ => None,
-                    },
-                    BinOp::Xor => match (a, b) {
-                        (Some(x), Some(y)) => Some(x != y),
-                        _ => None,
-                    },
-                    _ => match (a, b) {
-                        (_, Some(true)) => Some(true),
-                        (Some(true), Some(false)) => Some(false),
-                        _ => None,
-                    },
-                }))
+                Ok(opt_bool(three_valued(op, a, b)))
             }
             _ => {
                 let a = self.eval(l, f)?;
@@ -2522,6 +2502,36 @@ fn string_literal(expr: &Expr) -> Option<&str> {
     }
 }
 
+/// The second half of FHIRPath's three-valued logic
+/// (<https://hl7.org/fhirpath/N1/#boolean-logic>): `op` of `a` and `b` once
+/// the short-circuits on `a` alone (`false and`, `true or`, `false implies`)
+/// were taken; `None` is the empty collection. Shared by the interpreter and
+/// the constraint shortcut, so both read one table.
+fn three_valued(op: BinOp, a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match op {
+        BinOp::And => match (a, b) {
+            (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        BinOp::Or => match (a, b) {
+            (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        BinOp::Xor => match (a, b) {
+            (Some(x), Some(y)) => Some(x != y),
+            _ => None,
+        },
+        // implies
+        _ => match (a, b) {
+            (_, Some(true)) => Some(true),
+            (Some(true), Some(false)) => Some(false),
+            _ => None,
+        },
+    }
+}
+
 impl<'e, 'a> Eval<'e, 'a, '_> {
     #[allow(clippy::too_many_lines)]
     fn fast(&self, expr: &'e Expr, this: &[Item<'a>]) -> Option<Fast> {
@@ -2539,27 +2549,7 @@ impl<'e, 'a> Eval<'e, 'a, '_> {
                     _ => {}
                 }
                 let b = self.fast_truth(r, this)?;
-                Some(Fast::Bool(match op {
-                    BinOp::And => match (a, b) {
-                        (_, Some(false)) => Some(false),
-                        (Some(true), Some(true)) => Some(true),
-                        _ => None,
-                    },
-                    BinOp::Or => match (a, b) {
-                        (_, Some(true)) => Some(true),
-                        (Some(false), Some(false)) => Some(false),
-                        _ => None,
-                    },
-                    BinOp::Xor => match (a, b) {
-                        (Some(x), Some(y)) => Some(x != y),
-                        _ => None,
-                    },
-                    _ => match (a, b) {
-                        (_, Some(true)) => Some(true),
-                        (Some(true), Some(false)) => Some(false),
-                        _ => None,
-                    },
-                }))
+                Some(Fast::Bool(three_valued(*op, a, b)))
             }
             Expr::Binary(op @ (BinOp::Eq | BinOp::Ne), l, r)
                 if string_literal(l).is_some() || string_literal(r).is_some() =>

@@ -632,44 +632,36 @@ trait RelayedSearch: Sized {
     fn relay_path(&self) -> String;
 }
 
-impl RelayedSearch for PatientSearch {
-    const RESOURCE: &'static str = "Patient";
-    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
-        PatientSearch::parse(query)
-    }
-    fn patient(&self) -> &TokenParam {
-        &self.identifier
-    }
-    fn relay_path(&self) -> String {
-        PatientSearch::relay_path(self)
-    }
+/// `RelayedSearch` for a search type of `ehds_routing::search`: its
+/// resource type and the field naming the patient.
+macro_rules! relayed_search {
+    ($search:ty, $resource:literal, $patient:ident) => {
+        impl RelayedSearch for $search {
+            const RESOURCE: &'static str = $resource;
+            fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
+                <$search>::parse(query)
+            }
+            fn patient(&self) -> &TokenParam {
+                &self.$patient
+            }
+            fn relay_path(&self) -> String {
+                <$search>::relay_path(self)
+            }
+        }
+    };
 }
 
-impl RelayedSearch for DocumentReferenceSearch {
-    const RESOURCE: &'static str = "DocumentReference";
-    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
-        DocumentReferenceSearch::parse(query)
-    }
-    fn patient(&self) -> &TokenParam {
-        &self.patient_identifier
-    }
-    fn relay_path(&self) -> String {
-        DocumentReferenceSearch::relay_path(self)
-    }
-}
-
-impl RelayedSearch for MedicationRequestSearch {
-    const RESOURCE: &'static str = "MedicationRequest";
-    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
-        MedicationRequestSearch::parse(query)
-    }
-    fn patient(&self) -> &TokenParam {
-        &self.patient_identifier
-    }
-    fn relay_path(&self) -> String {
-        MedicationRequestSearch::relay_path(self)
-    }
-}
+relayed_search!(PatientSearch, "Patient", identifier);
+relayed_search!(
+    DocumentReferenceSearch,
+    "DocumentReference",
+    patient_identifier
+);
+relayed_search!(
+    MedicationRequestSearch,
+    "MedicationRequest",
+    patient_identifier
+);
 
 /// Parses a national search (a malformed one is refused and recorded before
 /// anything crosses the border) and relays it to the patient's country.
@@ -795,13 +787,17 @@ pub async fn national_dispense(
     .await
 }
 
-/// A Bundle id naming a document held by another country:
-/// `<country>.<id at that country>` (the form the DocumentReference list
-/// gives in `content.attachment.url`).
-pub fn cross_border_bundle_id(id: &str) -> Option<(&str, &str)> {
+/// An id naming a document or prescription held by another country than
+/// this gateway's: `<country>.<id at that country>` (the form the
+/// DocumentReference lists give in `content.attachment.url`), as
+/// `(country, id there)`.
+pub fn held_abroad<'i>(state: &AppState, id: &'i str) -> Option<(&'i str, &'i str)> {
     let (country, rest) = id.split_once('.')?;
-    (country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()) && !rest.is_empty())
-        .then_some((country, rest))
+    (country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && !rest.is_empty()
+        && state.country.as_deref() != Some(country))
+    .then_some((country, rest))
 }
 
 /// `GET /fhir/Bundle/<country>.<id>`: a document held by another country.

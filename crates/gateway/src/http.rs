@@ -384,9 +384,7 @@ async fn read_bundle(
     headers: HeaderMap,
 ) -> Result<Response, GatewayError> {
     NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
-    if let Some((country, remote_id)) = crate::federation::cross_border_bundle_id(&id)
-        && state.country.as_deref() != Some(country)
-    {
+    if let Some((country, remote_id)) = crate::federation::held_abroad(&state, &id) {
         return crate::federation::national_bundle_read(
             &state,
             peer.as_deref(),

@@ -466,9 +466,7 @@ pub async fn read_prescription(
     NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
     // `<country>.<id>`: a prescription held by another country, as its
     // prescription document list named it.
-    if let Some((country, remote_id)) = crate::federation::cross_border_bundle_id(&id)
-        && state.country.as_deref() != Some(country)
-    {
+    if let Some((country, remote_id)) = crate::federation::held_abroad(&state, &id) {
         return crate::federation::national_prescription_read(
             &state,
             peer.as_deref(),

@@ -71,9 +71,14 @@ impl AuditWrite {
     }
 }
 
-enum Job {
+/// A write waiting for the writer, with where its outcome goes.
+enum Write {
     Ledger(LedgerWrite, oneshot::Sender<Result<bool, StoreError>>),
     Audit(AuditWrite, oneshot::Sender<Result<Link, StoreError>>),
+}
+
+enum Job {
+    Write(Write),
     /// Stop: close the connection; later writes get an error.
     Close(oneshot::Sender<()>),
 }
@@ -137,14 +142,14 @@ impl SqliteWriter {
     /// Records an assertion id (see [`LedgerWrite`]): `true` on first use.
     pub(crate) async fn ledger(&self, write: LedgerWrite) -> Result<bool, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Ledger(write, reply)).await?;
+        self.submit(Job::Write(Write::Ledger(write, reply))).await?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Appends an audit record at the chain head.
     pub(crate) async fn audit(&self, write: AuditWrite) -> Result<Link, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Audit(write, reply)).await?;
+        self.submit(Job::Write(Write::Audit(write, reply))).await?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -178,7 +183,7 @@ async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>, counter
         for job in batch.drain(..) {
             match job {
                 Job::Close(reply) => close = Some(reply),
-                write => writes.push(write),
+                Job::Write(write) => writes.push(write),
             }
         }
         match writes.len() {
@@ -191,12 +196,8 @@ async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>, counter
             _ => write_batch(&mut conn, &mut head, writes, &counters).await,
         }
         if let Some(reply) = close {
-            queue.close();
-            // Writes queued after the close are refused (their senders see
-            // the reply dropped).
-            while let Ok(job) = queue.try_recv() {
-                drop(job);
-            }
+            // Returning drops the queue: writes still in it, or sent later,
+            // get an error.
             let _ = conn.close().await;
             let _ = reply.send(());
             return;
@@ -210,25 +211,24 @@ async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>, counter
 async fn write_alone(
     conn: &mut SqliteConnection,
     head: &mut Option<ChainHead>,
-    job: Job,
+    job: Write,
     counters: &Counters,
 ) {
     match job {
-        Job::Ledger(write, reply) => {
+        Write::Ledger(write, reply) => {
             let written = ledger(conn, &write).await;
             if written.is_ok() {
                 counters.committed(1);
             }
             let _ = reply.send(written);
         }
-        Job::Audit(write, reply) => {
+        Write::Audit(write, reply) => {
             let written = audit_alone(conn, head, &write).await;
             if written.is_ok() {
                 counters.committed(1);
             }
             let _ = reply.send(written);
         }
-        Job::Close(_) => {}
     }
 }
 
@@ -272,7 +272,7 @@ async fn audit_alone(
 async fn write_batch(
     conn: &mut SqliteConnection,
     head: &mut Option<ChainHead>,
-    jobs: Vec<Job>,
+    jobs: Vec<Write>,
     counters: &Counters,
 ) {
     match commit_together(conn, &jobs).await {
@@ -283,10 +283,10 @@ async fn write_batch(
             }
             for (job, done) in jobs.into_iter().zip(done) {
                 match (job, done) {
-                    (Job::Ledger(_, reply), Done::Ledger(first)) => {
+                    (Write::Ledger(_, reply), Done::Ledger(first)) => {
                         let _ = reply.send(Ok(first));
                     }
-                    (Job::Audit(_, reply), Done::Audit(link)) => {
+                    (Write::Audit(_, reply), Done::Audit(link)) => {
                         let _ = reply.send(Ok(link));
                     }
                     // Results are produced in job order, one per job.
@@ -305,15 +305,15 @@ async fn write_batch(
 
 async fn commit_together(
     conn: &mut SqliteConnection,
-    jobs: &[Job],
+    jobs: &[Write],
 ) -> Result<(Vec<Done>, Option<ChainHead>), StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut chain: Option<ChainHead> = None;
     let mut done = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
-            Job::Ledger(write, _) => done.push(Done::Ledger(ledger(&mut tx, write).await?)),
-            Job::Audit(write, _) => {
+            Write::Ledger(write, _) => done.push(Done::Ledger(ledger(&mut tx, write).await?)),
+            Write::Audit(write, _) => {
                 let current = match chain {
                     Some(h) => h,
                     None => read_head(&mut tx).await?,
@@ -324,7 +324,6 @@ async fn commit_together(
                 chain = Some((link.0, link.2));
                 done.push(Done::Audit(link));
             }
-            Job::Close(_) => {}
         }
     }
     tx.commit().await?;
