@@ -58,8 +58,8 @@ fn local_configs_load_their_federation_material() {
         let checked = GatewayConfig::from_file(&repo_root().join("deploy/config").join(name))
             .and_then(GatewayConfig::check)
             .unwrap();
-        let loaded = ehds_gateway::federation::Federation::load(&checked)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let loaded =
+            ehds_gateway::load_federation(&checked).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(loaded.is_some(), "{name} has no federation");
         // The demonstration patient page's portal certificate and national CA.
         if let Some(page) = &checked.raw.patient_page {

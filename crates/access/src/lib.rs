@@ -30,6 +30,7 @@
 //! This crate carries both in one signed JSON token; each claim's doc comment in
 //! [`claims`] names the SAML element or attribute it replaces.
 
+mod claimed;
 pub mod claims;
 mod error;
 pub mod issue;
@@ -39,6 +40,7 @@ pub mod role;
 pub mod trust;
 pub mod verify;
 
+pub use claimed::claimed_patient;
 pub use claims::{
     Audience, HealthProfessionalAssertion, Organisation, PatientRef, PurposeOfUse,
     TreatmentRelationship,

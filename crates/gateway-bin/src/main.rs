@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
+async fn run(command: Command) -> Result<(), ehds_gateway::StartError> {
     match command {
         Command::Serve { config, listen } => {
             let mut raw = match &config {
@@ -162,7 +162,7 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
                 failed |= errors > 0;
             }
             if failed {
-                return Err(ehds_gateway::GatewayError::ValidationFailed);
+                return Err(ehds_gateway::StartError::ValidationFailed);
             }
             Ok(())
         }
@@ -196,7 +196,7 @@ async fn run(command: Command) -> Result<(), ehds_gateway::GatewayError> {
                         "audit chain BROKEN at record {seq} ({kind:?}); {} records",
                         report.records
                     );
-                    Err(ehds_gateway::GatewayError::Config(
+                    Err(ehds_gateway::StartError::Config(
                         "the audit trail was tampered with".into(),
                     ))
                 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ehds_store::StoreConfig;
 use serde::Deserialize;
 
-use crate::GatewayError;
+use crate::StartError;
 
 /// Default national API address when no config is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -321,31 +321,31 @@ pub struct CheckedConfig {
 
 impl GatewayConfig {
     /// Parses TOML text.
-    pub fn from_toml(text: &str) -> Result<Self, GatewayError> {
-        toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))
+    pub fn from_toml(text: &str) -> Result<Self, StartError> {
+        toml::from_str(text).map_err(|e| StartError::Config(e.to_string()))
     }
 
     /// Reads and parses a TOML file.
-    pub fn from_file(path: &Path) -> Result<Self, GatewayError> {
+    pub fn from_file(path: &Path) -> Result<Self, StartError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| GatewayError::Config(format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml(&text).map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))
+            .map_err(|e| StartError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| StartError::Config(format!("{}: {e}", path.display())))
     }
 
     /// Checks every value; nothing is bound or opened.
-    pub fn check(self) -> Result<CheckedConfig, GatewayError> {
+    pub fn check(self) -> Result<CheckedConfig, StartError> {
         if let Some(ncp) = &self.ncp {
             let valid =
                 ncp.country.len() == 2 && ncp.country.chars().all(|c| c.is_ascii_uppercase());
             if !valid {
-                return Err(GatewayError::Config(format!(
+                return Err(StartError::Config(format!(
                     "ncp.country {:?} must be an ISO 3166-1 alpha-2 code in upper case",
                     ncp.country
                 )));
             }
         }
         let listen: SocketAddr = self.server.listen.parse().map_err(|e| {
-            GatewayError::Config(format!(
+            StartError::Config(format!(
                 "server.listen {:?} is not host:port: {e}",
                 self.server.listen
             ))
@@ -356,18 +356,18 @@ impl GatewayConfig {
             .iter()
             .find(|s| !matches!(s.as_str(), "patient-summary" | "eprescription"))
         {
-            return Err(GatewayError::Config(format!(
+            return Err(StartError::Config(format!(
                 "patient_rights.emergency_lifts_restrictions: {unknown:?} is not a service \
                  (patient-summary, eprescription)"
             )));
         }
         if self.server.max_body_bytes == 0 {
-            return Err(GatewayError::Config(
+            return Err(StartError::Config(
                 "server.max_body_bytes must be greater than 0".into(),
             ));
         }
         if self.server.body_timeout_secs == 0 {
-            return Err(GatewayError::Config(
+            return Err(StartError::Config(
                 "server.body_timeout_secs must be greater than 0".into(),
             ));
         }
@@ -377,12 +377,12 @@ impl GatewayConfig {
             .iter()
             .any(String::is_empty)
         {
-            return Err(GatewayError::Config(
+            return Err(StartError::Config(
                 "validation.document_profiles has an empty URL".into(),
             ));
         }
         let mut store = StoreConfig::from_url(&self.store.url, self.store.schema.clone())
-            .map_err(|e| GatewayError::Config(format!("store.url: {e}")))?;
+            .map_err(|e| StartError::Config(format!("store.url: {e}")))?;
         match (&mut store, self.store.max_connections) {
             (
                 StoreConfig::Postgres {
@@ -394,18 +394,18 @@ impl GatewayConfig {
             }
             (_, None) => {}
             (StoreConfig::Postgres { .. }, Some(_)) => {
-                return Err(GatewayError::Config(
+                return Err(StartError::Config(
                     "store.max_connections must be greater than 0".into(),
                 ));
             }
             (StoreConfig::Sqlite { .. }, Some(_)) => {
-                return Err(GatewayError::Config(
+                return Err(StartError::Config(
                     "store.max_connections applies to PostgreSQL only".into(),
                 ));
             }
         }
         if self.server.tls.client_cas.is_empty() {
-            return Err(GatewayError::Config(
+            return Err(StartError::Config(
                 "server.tls.client_cas must name the national CA".into(),
             ));
         }
@@ -413,27 +413,27 @@ impl GatewayConfig {
             None => None,
             Some(federation) => {
                 if self.ncp.is_none() {
-                    return Err(GatewayError::Config(
+                    return Err(StartError::Config(
                         "[federation] needs [ncp] (this gateway's country)".into(),
                     ));
                 }
                 if self.assertions.is_none() {
-                    return Err(GatewayError::Config(
+                    return Err(StartError::Config(
                         "[federation] needs [assertions] (who may ask for what)".into(),
                     ));
                 }
                 if federation.cas.is_empty() || federation.ncp_id.is_empty() {
-                    return Err(GatewayError::Config(
+                    return Err(StartError::Config(
                         "federation.cas and federation.ncp_id must be set".into(),
                     ));
                 }
                 if federation.connect_timeout_secs == 0 || federation.request_timeout_secs == 0 {
-                    return Err(GatewayError::Config(
+                    return Err(StartError::Config(
                         "federation timeouts must be greater than 0".into(),
                     ));
                 }
                 Some(federation.listen.parse().map_err(|e| {
-                    GatewayError::Config(format!(
+                    StartError::Config(format!(
                         "federation.listen {:?} is not host:port: {e}",
                         federation.listen
                     ))
@@ -444,20 +444,20 @@ impl GatewayConfig {
             None => None,
             Some(page) => {
                 let addr: SocketAddr = page.listen.parse().map_err(|e| {
-                    GatewayError::Config(format!(
+                    StartError::Config(format!(
                         "patient_page.listen {:?} is not host:port: {e}",
                         page.listen
                     ))
                 })?;
                 if !addr.ip().is_loopback() {
-                    return Err(GatewayError::Config(format!(
+                    return Err(StartError::Config(format!(
                         "patient_page.listen {addr} is not a loopback address: the patient page \
                          is a demonstration that authenticates nobody and serves plain HTTP, so \
                          it listens on 127.0.0.1 or [::1] only"
                     )));
                 }
                 if page.national_cas.is_empty() {
-                    return Err(GatewayError::Config(
+                    return Err(StartError::Config(
                         "patient_page.national_cas must name the national CA".into(),
                     ));
                 }

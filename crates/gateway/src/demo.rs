@@ -21,10 +21,10 @@ use ehds_transport::{ClientTimeouts, IdentityFiles, NationalClientKind, TlsIdent
 use sha2::{Digest, Sha256};
 
 use crate::loopback::{self, LU_PATIENT, LU_SYSTEM, free_port};
-use crate::{CheckedConfig, Gateway, GatewayConfig, GatewayError};
+use crate::{CheckedConfig, Gateway, GatewayConfig, StartError};
 
-fn demo_error(what: impl std::fmt::Display) -> GatewayError {
-    GatewayError::Config(format!("demo: {what}"))
+fn demo_error(what: impl std::fmt::Display) -> StartError {
+    StartError::Config(format!("demo: {what}"))
 }
 
 struct Country {
@@ -74,7 +74,7 @@ fn client(
     identity: IdentityFiles,
     trust: &Authority,
     pki: &DevPkiLayout,
-) -> Result<reqwest::Client, GatewayError> {
+) -> Result<reqwest::Client, StartError> {
     let identity = TlsIdentity::load(&identity)?;
     let trust = TrustStore::load(&pki.trust(trust))?;
     Ok(ehds_transport::federation_client(
@@ -88,7 +88,7 @@ fn client(
 }
 
 /// Runs the demo from the repository root, writing the story to `out`.
-pub async fn run(out: &mut impl Write) -> Result<(), GatewayError> {
+pub async fn run(out: &mut impl Write) -> Result<(), StartError> {
     let data = std::env::temp_dir().join(format!("ehds-demo-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&data).map_err(demo_error)?;
     let result = journey(&data, out).await;
@@ -96,7 +96,7 @@ pub async fn run(out: &mut impl Write) -> Result<(), GatewayError> {
     result
 }
 
-async fn journey(data: &Path, out: &mut impl Write) -> Result<(), GatewayError> {
+async fn journey(data: &Path, out: &mut impl Write) -> Result<(), StartError> {
     let mut say = |line: String| {
         let _ = writeln!(out, "{line}");
     };
@@ -156,11 +156,7 @@ async fn journey(data: &Path, out: &mut impl Write) -> Result<(), GatewayError> 
     audit_trails(&lu_config, &be_config, &mut say).await
 }
 
-async fn steps(
-    lu: &Country,
-    be: &Country,
-    say: &mut impl FnMut(String),
-) -> Result<(), GatewayError> {
+async fn steps(lu: &Country, be: &Country, say: &mut impl FnMut(String)) -> Result<(), StartError> {
     let pki = DevPkiLayout::new("deploy/dev-pki");
     // The example summary the Luxembourg hospital pushes (the IPS IG's
     // first example, its patient given a Luxembourg national identifier),
@@ -176,7 +172,7 @@ async fn steps(
     )?;
     let pushed = hospital
         .post(format!("https://127.0.0.1:{}/fhir/Bundle", lu.national))
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", crate::FHIR_JSON)
         .body(summary.clone())
         .send()
         .await
@@ -353,7 +349,7 @@ async fn steps(
             "https://127.0.0.1:{}/fhir/MedicationRequest",
             lu.national
         ))
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", crate::FHIR_JSON)
         .body(prescription.to_string())
         .send()
         .await
@@ -427,7 +423,7 @@ async fn steps(
     ] {
         let answer = pharmacy
             .post(format!("{base}/MedicationDispense"))
-            .header("content-type", crate::http::FHIR_JSON)
+            .header("content-type", crate::FHIR_JSON)
             .bearer_auth(assertion(&doctor)?)
             .body(dispense.to_string())
             .send()
@@ -469,7 +465,7 @@ async fn steps(
     );
     let set = portal
         .post(&opt_out_url)
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", crate::FHIR_JSON)
         .body(choice(true))
         .send()
         .await
@@ -496,7 +492,7 @@ async fn steps(
     ));
     let withdrawn = portal
         .post(&opt_out_url)
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", crate::FHIR_JSON)
         .body(choice(false))
         .send()
         .await
@@ -530,7 +526,7 @@ async fn steps(
     );
     let restricted = portal
         .post(&restriction_url)
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", crate::FHIR_JSON)
         .body(restriction(true))
         .send()
         .await
@@ -566,7 +562,7 @@ async fn steps(
     ));
     let lifted = portal
         .post(&restriction_url)
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", crate::FHIR_JSON)
         .body(restriction(false))
         .send()
         .await
@@ -599,7 +595,7 @@ async fn audit_trails(
     lu: &CheckedConfig,
     be: &CheckedConfig,
     say: &mut impl FnMut(String),
-) -> Result<(), GatewayError> {
+) -> Result<(), StartError> {
     say(String::new());
     say(
         "== 6. The audit trails (FHIR AuditEvents in hash chains) of both NCPs for this patient"

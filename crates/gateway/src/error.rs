@@ -1,9 +1,15 @@
-//! The gateway's errors and the one table that maps each of them to an HTTP
-//! status and an OperationOutcome.
+//! The errors of a request and the one table that maps each of them to an
+//! HTTP status and an OperationOutcome ([`classify`]), to what an audit
+//! record says of it ([`GatewayError::audit_summary`]) and to whether this
+//! gateway decided it ([`GatewayError::decided_here`]).
 //!
 //! Every response that is not a success goes through [`GatewayError`], so
 //! every error a client sees is an OperationOutcome with a clear message, an
-//! issue code and, where the input is at fault, a location.
+//! issue code and, where the input is at fault, a location. Start-up and
+//! command-line failures are `crate::startup::StartError`, never a request's.
+//!
+//! Imports: only the bottom of the edge (`edge::respond`,
+//! `edge::request_id`); everything else of the crate imports this.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,28 +18,12 @@ use ehds_fhir::outcome::{self, Issue, IssueType, Severity};
 use ehds_store::StoreError;
 use ehds_validation::ValidationReport;
 
-use crate::http::FHIR_JSON;
+use crate::edge::request_id::current_request_id;
+use crate::edge::respond::{FHIR_JSON, outcome_response};
 
-/// Everything that can go wrong in the gateway.
+/// Everything that can refuse or fail a request.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// The configuration is unusable (start-up only).
-    #[error("configuration: {0}")]
-    Config(String),
-    /// The listener could not be bound (start-up only).
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// `ehds-gateway validate` found errors (command line only).
-    #[error("validation found errors")]
-    ValidationFailed,
-    /// The server stopped with an I/O error.
-    #[error("server: {0}")]
-    Serve(std::io::Error),
     /// The body is not FHIR JSON.
     #[error("malformed FHIR JSON: {0}")]
     MalformedJson(#[from] JsonRejection),
@@ -84,9 +74,6 @@ pub enum GatewayError {
     /// An OperationOutcome could not be rendered.
     #[error(transparent)]
     Render(#[from] outcome::OutcomeRenderError),
-    /// TLS material could not be loaded (start-up or reload).
-    #[error(transparent)]
-    Transport(#[from] ehds_transport::TransportError),
     /// The caller is not authenticated (no verified client certificate).
     #[error("not authenticated: {0}")]
     Unauthenticated(String),
@@ -123,12 +110,12 @@ pub enum GatewayError {
     /// The peer's answer failed validation.
     #[error("the peer's answer failed validation")]
     PeerInvalid(ValidationReport),
-    /// A dispense the prescription's state does not allow (409) or that is
-    /// malformed for it (422), with the reason.
+    /// A dispense the prescription's state does not allow, or that is
+    /// malformed for it, or of a prescription unknown here, with the reason.
     #[error("dispense refused: {message}")]
     DispenseRefused {
-        /// 409 or 422 (404 for an unknown prescription).
-        status: u16,
+        /// Why, as the table maps it to a status.
+        kind: DispenseRefusal,
         /// Why, without patient data.
         message: String,
         /// The element it is about (FHIRPath-style), if one.
@@ -145,10 +132,25 @@ pub enum GatewayError {
     /// An AuditEvent could not be written (a bug, never the client's).
     #[error(transparent)]
     AuditEvent(#[from] ehds_fhir::audit_event::AuditEventError),
+    /// A route that needs the audit trail was registered without the
+    /// audited exit (a bug): refused, so nothing is answered unaudited.
+    #[error("the route is not behind the audited exit")]
+    Unaudited,
     /// The patient page could not reach this gateway's national API (the
     /// detail, without URL, goes to the log).
     #[error("the national API did not answer the patient page: {0}")]
     NationalApiUnavailable(String),
+}
+
+/// Why a dispense is refused (the status is [`classify`]'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispenseRefusal {
+    /// No such prescription for this patient (404).
+    UnknownPrescription,
+    /// The prescription's state does not allow it (409).
+    StateConflict,
+    /// The dispense does not fit the prescription (422).
+    Unprocessable,
 }
 
 /// Status and issues for an error: the one mapping table.
@@ -225,19 +227,17 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 format!("the health-professional assertion is refused: {refusal}"),
             )
         }
-        E::DispenseRefused {
-            status,
-            message,
-            at,
-        } => {
-            let code = if *status == 404 {
-                IssueType::NotFound
-            } else {
-                IssueType::BusinessRule
+        E::DispenseRefused { kind, message, at } => {
+            let (status, code) = match kind {
+                DispenseRefusal::UnknownPrescription => (S::NOT_FOUND, IssueType::NotFound),
+                DispenseRefusal::StateConflict => (S::CONFLICT, IssueType::BusinessRule),
+                DispenseRefusal::Unprocessable => {
+                    (S::UNPROCESSABLE_ENTITY, IssueType::BusinessRule)
+                }
             };
             let issue = Issue::error(code, message.clone());
             (
-                S::from_u16(*status).unwrap_or(S::CONFLICT),
+                status,
                 vec![match at {
                     Some(at) => issue.at(at.clone()),
                     None => issue,
@@ -263,7 +263,7 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 "the assertion replay check is unavailable; try again later",
             )],
         ),
-        E::Search(refusals) => (S::BAD_REQUEST, crate::federation::search_issues(refusals)),
+        E::Search(refusals) => (S::BAD_REQUEST, search_issues(refusals)),
         E::Identifier(refusal) => (
             S::BAD_REQUEST,
             vec![Issue::error(IssueType::Value, refusal.message()).at("identifier")],
@@ -315,14 +315,7 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 "the gateway's store is unavailable; try again later",
             )],
         ),
-        E::Config(_)
-        | E::ValidationFailed
-        | E::Bind { .. }
-        | E::Serve(_)
-        | E::Store(_)
-        | E::Transport(_)
-        | E::AuditEvent(_)
-        | E::Render(_) => (
+        E::Store(_) | E::Unaudited | E::AuditEvent(_) | E::Render(_) => (
             S::INTERNAL_SERVER_ERROR,
             vec![internal_issue(IssueType::Exception, "internal error")],
         ),
@@ -340,7 +333,7 @@ fn is_unavailable(error: &ehds_store::SqlxError) -> bool {
 
 /// An issue that names no internal detail, only the request id to quote.
 fn internal_issue(code: IssueType, message: &str) -> Issue {
-    let request_id = crate::http::current_request_id().unwrap_or_default();
+    let request_id = current_request_id().unwrap_or_default();
     Issue::new(
         Severity::Error,
         code,
@@ -348,25 +341,78 @@ fn internal_issue(code: IssueType, message: &str) -> Issue {
     )
 }
 
-/// An OperationOutcome response.
-pub fn outcome_response(status: StatusCode, issues: &[Issue]) -> Response {
-    match outcome::render(issues) {
-        Ok(body) => (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
-            body,
-        )
-            .into_response(),
-        Err(error) => {
-            tracing::error!(%error, "OperationOutcome rendering failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+/// Refusals of a search as OperationOutcome issues located at the parameter.
+fn search_issues(refusals: &[ehds_routing::search::SearchRefusal]) -> Vec<Issue> {
+    refusals
+        .iter()
+        .map(|r| Issue::error(IssueType::Invalid, r.message()).at(r.location()))
+        .collect()
+}
+
+impl GatewayError {
+    /// A short reason for the audit record, without patient data (for the
+    /// patient's access log: why, in words).
+    pub(crate) fn audit_summary(&self) -> String {
+        match self {
+            Self::Assertion(refusal) => format!("assertion refused: {}", refusal.code()),
+            Self::NoConsent => "no consent: the patient's opt-out".to_owned(),
+            Self::Forbidden(why) => format!("forbidden: {why}"),
+            Self::Unauthenticated(_) => "not authenticated".to_owned(),
+            Self::Search(_) | Self::Identifier(_) => "malformed request".to_owned(),
+            Self::ResourceNotFound(_) => "not found".to_owned(),
+            Self::PeerUnavailable(_) => "peer unavailable".to_owned(),
+            Self::PeerTimeout => "peer timed out".to_owned(),
+            Self::PeerAnswer { status, .. } => format!("peer answered {status}"),
+            Self::PeerInvalid(_) => "peer answer failed validation".to_owned(),
+            _ => "failed".to_owned(),
         }
     }
+
+    /// Whether this gateway, relaying for a patient of another country,
+    /// refused on its own (the other country never saw the request, or saw
+    /// it and answered, but this gateway withheld the answer): only such
+    /// refusals are reported there. A refusal the other country answered is
+    /// in its own trail; one caused by the other country's NCP being
+    /// unreachable or not who the directory says cannot be reported to it.
+    pub(crate) fn decided_here(&self) -> bool {
+        matches!(
+            self,
+            Self::Assertion(_)
+                | Self::Unauthenticated(_)
+                | Self::Forbidden(_)
+                | Self::PeerInvalid(_)
+        )
+    }
+}
+
+/// What a refused request's response carries for the audited exit
+/// (`crate::audit::exit`): the refusal as the audit record states it.
+#[derive(Debug, Clone)]
+pub(crate) struct RefusalNote {
+    /// [`GatewayError::audit_summary`].
+    pub(crate) summary: String,
+    /// A server-side failure (a serious failure in the record).
+    pub(crate) serious: bool,
+    /// [`GatewayError::decided_here`].
+    pub(crate) decided_here: bool,
 }
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let (status, issues) = classify(&self);
+        let note = RefusalNote {
+            summary: self.audit_summary(),
+            serious: status.is_server_error(),
+            decided_here: self.decided_here(),
+        };
+        let mut response = self.response(status, &issues);
+        response.extensions_mut().insert(note);
+        response
+    }
+}
+
+impl GatewayError {
+    fn response(self, status: StatusCode, issues: &[Issue]) -> Response {
         // A peer's own OperationOutcome of a refusal reaches the caller as
         // the peer wrote it (it was parsed as FHIR JSON first).
         if let Self::PeerAnswer {
@@ -381,7 +427,7 @@ impl IntoResponse for GatewayError {
             return response;
         }
         if status == StatusCode::UNAUTHORIZED {
-            let mut response = outcome_response(status, &issues);
+            let mut response = outcome_response(status, issues);
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"ehds-ncp\""),
@@ -395,7 +441,7 @@ impl IntoResponse for GatewayError {
         } else {
             tracing::debug!(status = status.as_u16(), "request refused");
         }
-        outcome_response(status, &issues)
+        outcome_response(status, issues)
     }
 }
 
@@ -462,7 +508,6 @@ mod tests {
                 500,
                 "exception",
             ),
-            (GatewayError::Config("x".into()), 500, "exception"),
             (
                 GatewayError::Unauthenticated("no certificate".into()),
                 401,
@@ -477,17 +522,12 @@ mod tests {
             ),
             (
                 GatewayError::DispenseRefused {
-                    status: 409,
+                    kind: DispenseRefusal::StateConflict,
                     message: "only 2 remain".into(),
                     at: Some("MedicationDispense.quantity".into()),
                 },
                 409,
                 "business-rule",
-            ),
-            (
-                GatewayError::Serve(std::io::Error::other("x")),
-                500,
-                "exception",
             ),
             (
                 GatewayError::ReleaseFailed("the variant has 1 validation errors".into()),

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use ehds_access::{AssertionIssuer, KeyAlgorithm, Organisation, Professional};
 use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec};
 
-use crate::GatewayError;
+use crate::StartError;
 
 /// Luxembourg's national register (`deploy/config/directory.toml`).
 pub const LU_SYSTEM: &str = "urn:oid:1.3.182.4.4";
@@ -33,12 +33,12 @@ const IPS_EXAMPLE_PATIENT: &str =
 const SHIPPED_BE_URL: &str = "https://ncp.be.ehds.test:8443/fhir";
 const SHIPPED_LU_URL: &str = "https://ncp.lu.ehds.test:9443/fhir";
 
-fn setup_error(what: impl std::fmt::Display) -> GatewayError {
-    GatewayError::Config(format!("loopback set-up: {what}"))
+fn setup_error(what: impl std::fmt::Display) -> StartError {
+    StartError::Config(format!("loopback set-up: {what}"))
 }
 
 /// A free port on 127.0.0.1 (bound, read, released).
-pub fn free_port() -> Result<u16, GatewayError> {
+pub fn free_port() -> Result<u16, StartError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -56,7 +56,7 @@ pub struct Ports {
 
 impl Ports {
     /// Two free ports.
-    pub fn free() -> Result<Self, GatewayError> {
+    pub fn free() -> Result<Self, StartError> {
         Ok(Self {
             national: free_port()?,
             federation: free_port()?,
@@ -66,7 +66,7 @@ impl Ports {
 
 /// The IPS example summary with its patient given the national identifier
 /// `system|value` (read from `repo`, the repository root).
-pub fn patient_summary(repo: &Path, system: &str, value: &str) -> Result<Vec<u8>, GatewayError> {
+pub fn patient_summary(repo: &Path, system: &str, value: &str) -> Result<Vec<u8>, StartError> {
     let path = repo.join(IPS_EXAMPLE);
     let original = std::fs::read_to_string(&path)
         .map_err(|e| setup_error(format!("{}: {e}", path.display())))?;
@@ -100,7 +100,7 @@ pub fn be_doctor() -> Professional {
 /// The development identity provider of health professionals of `cc`
 /// (issuer `https://idp.<cc>.ehds.test`, key id `<cc>-hp-1`, ES256), as
 /// the trust list [`Loopback`] writes names it.
-pub fn identity_provider(pki: &DevPkiLayout, cc: &str) -> Result<AssertionIssuer, GatewayError> {
+pub fn identity_provider(pki: &DevPkiLayout, cc: &str) -> Result<AssertionIssuer, StartError> {
     let key = pki.hp_assertion_private_key(cc);
     let pem = std::fs::read_to_string(&key)
         .map_err(|e| setup_error(format!("{}: {e}", key.display())))?;
@@ -138,7 +138,7 @@ pub struct Loopback {
 impl Loopback {
     /// A fresh development PKI of `spec` in `<dir>/pki`, free ports for
     /// both gateways, and the files they share.
-    pub fn generate(repo: &Path, dir: &Path, spec: &DevPkiSpec) -> Result<Self, GatewayError> {
+    pub fn generate(repo: &Path, dir: &Path, spec: &DevPkiSpec) -> Result<Self, StartError> {
         let pki = dev_pki::generate(&dir.join("pki"), spec)?;
         Self::with_pki(repo, dir, pki, Ports::free()?, Ports::free()?)
     }
@@ -153,7 +153,7 @@ impl Loopback {
         pki: DevPkiLayout,
         be: Ports,
         lu: Ports,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, StartError> {
         let shipped_path = repo.join("deploy/config/directory.toml");
         let shipped = std::fs::read_to_string(&shipped_path)
             .map_err(|e| setup_error(format!("{}: {e}", shipped_path.display())))?;
@@ -213,7 +213,7 @@ impl Loopback {
     }
 
     /// `cc`'s development identity provider ([`identity_provider`]).
-    pub fn identity_provider(&self, cc: &str) -> Result<AssertionIssuer, GatewayError> {
+    pub fn identity_provider(&self, cc: &str) -> Result<AssertionIssuer, StartError> {
         identity_provider(&self.pki, cc)
     }
 }

@@ -53,9 +53,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use crate::GatewayError;
+use crate::StartError;
 use crate::config::PatientPageSection;
-use crate::http::{AppState, FHIR_JSON};
+use crate::edge::AppState;
+use crate::edge::respond::FHIR_JSON;
+use crate::error::GatewayError;
 
 /// The page: plain HTML, a small inline script and style.
 pub const PAGE_HTML: &str = include_str!("patient_page.html");
@@ -94,9 +96,9 @@ impl PatientPage {
         section: &PatientPageSection,
         addr: SocketAddr,
         national: SocketAddr,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, StartError> {
         if !addr.ip().is_loopback() {
-            return Err(GatewayError::Config(format!(
+            return Err(StartError::Config(format!(
                 "patient_page.listen {addr} is not a loopback address"
             )));
         }
@@ -128,10 +130,10 @@ impl PatientPage {
             SocketAddr::new(national_ip, national.port())
         );
         let csp = HeaderValue::from_str(&content_security_policy(PAGE_HTML))
-            .map_err(|e| GatewayError::Config(format!("patient page CSP: {e}")))?;
+            .map_err(|e| StartError::Config(format!("patient page CSP: {e}")))?;
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| GatewayError::Bind {
+            .map_err(|source| StartError::Bind {
                 addr: addr.to_string(),
                 source,
             })?;
@@ -146,8 +148,8 @@ impl PatientPage {
     }
 
     /// The address the page is served on.
-    pub fn local_addr(&self) -> Result<SocketAddr, GatewayError> {
-        self.listener.local_addr().map_err(GatewayError::Serve)
+    pub fn local_addr(&self) -> Result<SocketAddr, StartError> {
+        self.listener.local_addr().map_err(StartError::Serve)
     }
 
     /// Serves until `shutdown` completes. `state` gives the national API's
@@ -156,13 +158,15 @@ impl PatientPage {
         self,
         state: AppState,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), GatewayError> {
-        let app =
-            router(self.proxy).layer(middleware::from_fn_with_state(state, crate::http::observe));
+    ) -> Result<(), StartError> {
+        let app = router(self.proxy).layer(middleware::from_fn_with_state(
+            state,
+            crate::edge::observe::observe,
+        ));
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(GatewayError::Serve)
+            .map_err(StartError::Serve)
     }
 }
 
@@ -171,7 +175,7 @@ fn router(proxy: Arc<Proxy>) -> Router {
         .route("/", get(page))
         .route("/api/access-log", get(access_log))
         .route("/api/opt-outs", get(opt_outs).post(set_opt_out))
-        .fallback(crate::http::unknown_route)
+        .fallback(crate::edge::fallback::unknown_route)
         .layer(middleware::from_fn(loopback_only))
         .with_state(proxy)
 }

@@ -27,16 +27,15 @@ use ehds_store::{
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::edge::{AppState, CrossBorder as Federation};
 use crate::error::GatewayError;
-use crate::federation::Federation;
-use crate::http::AppState;
 
 /// What the audit record of a release notes when restrictions were lifted.
-pub const LIFTED_FOR_EMERGENCY: &str = "patient's restrictions lifted: emergency purpose of use, as this country's configuration allows";
+pub(crate) const LIFTED_FOR_EMERGENCY: &str = "patient's restrictions lifted: emergency purpose of use, as this country's configuration allows";
 
 /// A patient summary as it may be released.
 #[derive(Debug, Clone)]
-pub struct ReleasableSummary {
+pub(crate) struct ReleasableSummary {
     /// The id to read it by (`Bundle/{id}`).
     pub id: String,
     /// Its `Bundle.identifier`.
@@ -58,7 +57,7 @@ fn lifts(federation: &Federation, purpose: PurposeOfUse, service: &str) -> bool 
 
 /// The restrictions of parts of the summary `patient` (`system|value`) has
 /// in force.
-pub async fn summary_restrictions(
+pub(crate) async fn summary_restrictions(
     state: &AppState,
     patient: &str,
 ) -> Result<Vec<Restriction>, GatewayError> {
@@ -74,7 +73,7 @@ pub async fn summary_restrictions(
 /// The patient summary `original` as it may cross the border for this
 /// `purpose`: the original when no restriction of its patient touches it
 /// (or an emergency lifts them), else its restricted variant.
-pub async fn summary_for_release(
+pub(crate) async fn summary_for_release(
     state: &AppState,
     federation: &Federation,
     original: StoredDocument,
@@ -89,7 +88,7 @@ pub async fn summary_for_release(
 
 /// [`summary_for_release`] with the patient's summary restrictions already
 /// read ([`summary_restrictions`]), for a list of the patient's documents.
-pub async fn summary_under(
+pub(crate) async fn summary_under(
     state: &AppState,
     federation: &Federation,
     original: StoredDocument,
@@ -260,7 +259,7 @@ fn provenance(
 
 /// The patient's prescription restrictions as they apply to one request.
 #[derive(Debug, Clone, Default)]
-pub struct PrescriptionRestrictions {
+pub(crate) struct PrescriptionRestrictions {
     /// Identifiers (`system|value`) of the restricted prescriptions.
     restricted: Vec<String>,
     /// Whether an emergency lifts them for this request.
@@ -270,7 +269,7 @@ pub struct PrescriptionRestrictions {
 impl PrescriptionRestrictions {
     /// The prescription restrictions `patient` (`system|value`) has in
     /// force, for a request with this `purpose`.
-    pub async fn of(
+    pub(crate) async fn of(
         state: &AppState,
         federation: &Federation,
         patient: &str,
@@ -296,18 +295,18 @@ impl PrescriptionRestrictions {
     }
 
     /// Whether the prescription `identifier` is withheld from this request.
-    pub fn withholds(&self, identifier: &DocumentIdentifier) -> bool {
+    pub(crate) fn withholds(&self, identifier: &DocumentIdentifier) -> bool {
         !self.lifted && self.names(identifier)
     }
 
     /// Whether an emergency lifted the restriction of `identifier` (the
     /// caller audits it).
-    pub fn lifted_for(&self, identifier: &DocumentIdentifier) -> bool {
+    pub(crate) fn lifted_for(&self, identifier: &DocumentIdentifier) -> bool {
         self.lifted && self.names(identifier)
     }
 
     /// Whether an emergency lifted any restriction (the caller audits it).
-    pub fn lifted_any(&self) -> bool {
+    pub(crate) fn lifted_any(&self) -> bool {
         self.lifted
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use ehds_gateway::http::{AppState, Limits, router};
-use ehds_gateway::metrics::Metrics;
+use ehds_gateway::national_router as router;
+use ehds_gateway::{AppState, Limits, Metrics};
 use ehds_store::{Store, StoreConfig};
 use ehds_test_support::{conformance_dir, unique_schema};
 use ehds_transport::{CertFingerprint, NationalClientKind, PeerIdentity, VerifiedPeer};
@@ -45,9 +45,9 @@ fn state(
             store: Store::open(&StoreConfig::Sqlite { path }).await.unwrap(),
             validator: validator(),
             document_profiles: vec![ehds_gateway::config::IPS_BUNDLE_PROFILE.to_owned()].into(),
-            validated_answers: Arc::new(ehds_gateway::answer_memo::ValidatedAnswers::new(
-                ehds_gateway::answer_memo::DEFAULT_ENTRIES,
-            )),
+            validated_answers: ehds_gateway::validated_answers(
+                ehds_gateway::DEFAULT_PEER_ANSWER_MEMO_ENTRIES,
+            ),
             metrics: Arc::new(Metrics::default()),
             limits: Limits {
                 max_body_bytes: 1 << 20,

@@ -53,7 +53,7 @@ pub enum BenchError {
     Access(#[from] ehds_access::AccessError),
     /// Starting or running a gateway.
     #[error(transparent)]
-    Gateway(#[from] ehds_gateway::GatewayError),
+    Gateway(#[from] ehds_gateway::StartError),
     /// An HTTPS client.
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),

@@ -75,6 +75,7 @@
 mod client;
 pub mod dev_pki;
 mod error;
+mod federation_client;
 mod identity;
 pub mod ocsp;
 mod reload;
@@ -83,6 +84,9 @@ mod trust;
 
 pub use client::{ClientTimeouts, federation_client};
 pub use error::TransportError;
+pub use federation_client::{
+    ExpectedPeer, FederationClient, PREFLIGHT_VALIDITY, PeerFailure, VerifiedAnswer,
+};
 pub use identity::{CertFingerprint, ListenerKind, NationalClientKind, PeerIdentity, VerifiedPeer};
 pub use reload::ReloadableServerTls;
 pub use serve::{

@@ -27,15 +27,15 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 /// The table shipped in `profiles/dispense-units.toml`.
-const SHIPPED: &str = include_str!("../../../profiles/dispense-units.toml");
+const SHIPPED: &str = include_str!("../../../../profiles/dispense-units.toml");
 
 /// A coded unit: `Quantity.system` and `Quantity.code`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodedUnit {
+pub(crate) struct CodedUnit {
     /// `Quantity.system`.
-    pub system: String,
+    pub(crate) system: String,
     /// `Quantity.code`.
-    pub code: String,
+    pub(crate) code: String,
 }
 
 impl CodedUnit {
@@ -53,39 +53,47 @@ impl std::fmt::Display for CodedUnit {
 /// `profiles/dispense-units.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UnitTable {
+pub(crate) struct UnitTable {
     /// UCUM codes that count items without saying which.
-    pub any_countable_item: CountableItem,
+    pub(crate) any_countable_item: CountableItem,
     /// Codes naming one unit in several code systems.
     #[serde(default)]
-    pub same_unit: Vec<SameUnit>,
+    pub(crate) same_unit: Vec<SameUnit>,
 }
 
 /// `[any_countable_item]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CountableItem {
+#[allow(
+    dead_code,
+    reason = "deserialised so that every row must carry it; the table's test reads it"
+)]
+pub(crate) struct CountableItem {
     /// `system|code`.
-    pub codes: Vec<String>,
+    pub(crate) codes: Vec<String>,
     /// Where this comes from.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// One `[[same_unit]]` row.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SameUnit {
+#[allow(
+    dead_code,
+    reason = "deserialised so that every row must carry it; the table's test reads it"
+)]
+pub(crate) struct SameUnit {
     /// What the unit is.
-    pub name: String,
+    pub(crate) name: String,
     /// `system|code` of each code naming it.
-    pub codes: Vec<String>,
+    pub(crate) codes: Vec<String>,
     /// Where the equivalence comes from.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Why a dispensed unit cannot be taken from a prescription's quantity.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnitMismatch {
+pub(crate) enum UnitMismatch {
     /// The dispensed quantity has no coded unit.
     Uncoded,
     /// The units differ and no row makes them the same.
@@ -99,14 +107,14 @@ impl UnitTable {
     /// The shipped table; an unreadable table (a build error caught by this
     /// module's tests) holds no equivalences, which only makes the gateway
     /// stricter.
-    pub fn shipped() -> &'static UnitTable {
+    pub(crate) fn shipped() -> &'static UnitTable {
         static TABLE: OnceLock<UnitTable> = OnceLock::new();
         TABLE.get_or_init(|| toml::from_str(SHIPPED).unwrap_or_default())
     }
 
     /// Whether a quantity dispensed in `dispensed` can be taken from a
     /// prescription counting in `prescribed` (module documentation).
-    pub fn compare(
+    pub(crate) fn compare(
         &self,
         prescribed: &CodedUnit,
         dispensed: Option<&CodedUnit>,

@@ -1,58 +1,24 @@
-//! The audit trail: every cross-border access and every refusal, at both
-//! ends, as a FHIR AuditEvent in the store's append-only hash chain.
-//!
-//! Fail closed: [`record_access`] is awaited before data is released, and
-//! its error refuses the request (the data is not sent when its access
-//! cannot be recorded). Refusals are recorded best effort: a refusal is
-//! returned whether or not its record could be written (and a failure to
-//! write it is logged).
+//! Connections a listener refused (TLS handshake, certificate identity,
+//! OCSP, a national system on the federation listener) as DICOM Security
+//! Alert AuditEvents in the hash chain, at most
+//! [`SECURITY_ALERTS_PER_MINUTE`] a minute per listener, written in the
+//! background. `ehds-transport` only tells (`RefusalObserver`); this records.
 
-use ehds_fhir::audit_event::{self, AccessRecord};
+use ehds_fhir::audit_event;
 use ehds_store::NewAuditRecord;
 use time::OffsetDateTime;
 
-use crate::GatewayError;
-use crate::http::AppState;
-
-/// Appends `record` to the audit chain; an error must refuse the request.
-pub async fn record_access(state: &AppState, record: &AccessRecord) -> Result<(), GatewayError> {
-    let content = audit_event::audit_event_json(record)?;
-    let patient = record
-        .patient
-        .as_ref()
-        .map(|p| format!("{}|{}", p.system, p.value));
-    state
-        .store
-        .append_audit(NewAuditRecord {
-            patient_identifier: patient.as_deref(),
-            outcome: record.outcome.code(),
-            content: &content,
-            recorded_at: record.recorded,
-        })
-        .await?;
-    Ok(())
-}
-
-/// Appends a refusal's record; a failure is logged, the refusal stands.
-pub async fn record_refusal(state: &AppState, record: &AccessRecord) {
-    if let Err(error) = record_access(state, record).await {
-        tracing::error!(%error, "audit record of a refusal could not be written");
-    }
-}
-
-/// Now, for `AccessRecord::recorded`.
-pub fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
-}
+use crate::edge::AppState;
+use crate::error::GatewayError;
 
 /// Most security alerts recorded per minute and listener: a flood of
 /// refused handshakes is counted on `/metrics` but cannot flood the chain.
-pub const SECURITY_ALERTS_PER_MINUTE: u32 = 60;
+pub(crate) const SECURITY_ALERTS_PER_MINUTE: u32 = 60;
 
 /// Records connections the federation listener refused (TLS handshake,
 /// certificate identity, OCSP) as Security Alert AuditEvents, at most
 /// [`SECURITY_ALERTS_PER_MINUTE`] a minute; written in the background.
-pub fn refusal_observer(
+pub(crate) fn refusal_observer(
     state: AppState,
     source_ncp: audit_event::NcpParty,
 ) -> ehds_transport::RefusalObserver {

@@ -1,10 +1,10 @@
-//! Patients' rights under EHDS that the country holding the data enforces:
-//! opting out of cross-border exchange, per service and optionally per
-//! requesting country, set by the patient's national portal and checked at
-//! every cross-border identification, list and retrieval
-//! ([`crate::federation`]); restricting parts of their data
-//! (`$cross-border-restriction`, applied by [`crate::release`]); and
-//! reading who accessed it.
+//! Patients' rights under EHDS (Art. 8–10) that the country holding the
+//! data enforces, on the national API for the patient portal: opting out of
+//! cross-border exchange, per service and optionally per requesting
+//! country, checked at every cross-border identification, list and
+//! retrieval (`crate::federation::admit`); restricting parts of their data
+//! (`$cross-border-restriction`, applied by `crate::release`); and reading
+//! who accessed it.
 //!
 //! `POST /fhir/$cross-border-opt-out` (patient portal only) takes a FHIR
 //! `Parameters` resource:
@@ -29,28 +29,18 @@
 //! `next` link for paging. Authenticating the patient is the portal's job:
 //! the gateway answers the national portal, for patients of this country.
 
-use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use ehds_access::Operation;
 use ehds_fhir::Node;
-use ehds_fhir::outcome::{Issue, IssueType, Severity};
-use ehds_transport::{NationalClientKind, VerifiedPeer};
+use ehds_fhir::outcome::{Issue, IssueType};
+use ehds_transport::NationalClientKind;
 
+use crate::edge::AppState;
+use crate::edge::extract::{FhirBody, NationalCaller, receive_resource};
+use crate::edge::respond::{SearchSet, fhir_json, information};
 use crate::error::GatewayError;
-use crate::http::{AppState, NationalCaller};
-
-/// The service a cross-border operation belongs to.
-pub fn service_of(operation: Operation) -> &'static str {
-    match operation {
-        Operation::ReadPatientSummary => "patient-summary",
-        Operation::ListPrescriptions | Operation::ReadPrescription | Operation::Dispense => {
-            "eprescription"
-        }
-    }
-}
 
 fn invalid(message: &str, at: &str) -> GatewayError {
     let mut report = ehds_validation::ValidationReport::default();
@@ -64,13 +54,8 @@ async fn received_parameters(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<ehds_fhir::ReceivedResource, GatewayError> {
-    let resource = crate::http::receive_resource(headers, body, state.limits).await?;
-    if resource.resource_type() != "Parameters" {
-        return Err(GatewayError::WrongResourceType {
-            expected: "Parameters",
-            found: resource.resource_type().to_owned(),
-        });
-    }
+    let resource =
+        FhirBody(receive_resource(headers, body, state.limits).await?).of_type("Parameters")?;
     let report = state.validator.validate(&resource, &[]);
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
@@ -88,13 +73,12 @@ fn parameter<'a>(parameters: &'a Node, name: &str) -> Option<&'a Node> {
 }
 
 /// `POST /fhir/$cross-border-opt-out`.
-pub async fn opt_out(
+pub(crate) async fn opt_out(
     State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
+    caller: NationalCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
     caller.require(
         &[NationalClientKind::PatientPortal],
         "change a patient's cross-border choices",
@@ -133,7 +117,7 @@ pub async fn opt_out(
     let service = parameter(root, "service")
         .and_then(|p| p.get("valueCode"))
         .and_then(Node::as_str)
-        .filter(|s| matches!(*s, "patient-summary" | "eprescription"))
+        .filter(|s| crate::services::SERVICES.contains(s))
         .ok_or_else(|| {
             invalid(
                 "service (valueCode) must be patient-summary or eprescription",
@@ -175,26 +159,18 @@ pub async fn opt_out(
     } else {
         "there was no such opt-out"
     };
-    Ok(crate::error::outcome_response(
-        StatusCode::OK,
-        &[Issue::new(
-            Severity::Information,
-            IssueType::Informational,
-            message,
-        )],
-    ))
+    Ok(information(StatusCode::OK, message))
 }
 
 /// Most AuditEvents per page of the access log.
 const MAX_PAGE: u32 = 100;
 
 /// `GET /fhir/AuditEvent?patient.identifier=…`: the patient's access log.
-pub async fn access_log(
+pub(crate) async fn access_log(
     State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
+    caller: NationalCaller,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, GatewayError> {
-    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
     caller.require(
         &[NationalClientKind::PatientPortal],
         "read a patient's access log",
@@ -244,42 +220,24 @@ pub async fn access_log(
     })?;
     let key = format!("{system}|{value}");
     let records = state.store.audit_for_patient(&key, count, before).await?;
-    let mut out = Vec::with_capacity(1024);
-    out.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset""#);
+    let mut set = SearchSet::page(1024 * (records.len() + 1));
     if records.len() == count as usize
         && let Some(last) = records.last()
     {
-        let next = format!(
-            "AuditEvent?patient.identifier={}%7C{}&_count={count}&_before={}",
-            ehds_routing::search::percent_encode(&system),
-            ehds_routing::search::percent_encode(&value),
-            last.seq
+        set.link(
+            "next",
+            format!(
+                "AuditEvent?patient.identifier={}%7C{}&_count={count}&_before={}",
+                ehds_routing::search::percent_encode(&system),
+                ehds_routing::search::percent_encode(&value),
+                last.seq
+            ),
         );
-        out.extend_from_slice(br#","link":[{"relation":"next","url":"#);
-        out.extend_from_slice(serde_json::Value::String(next).to_string().as_bytes());
-        out.extend_from_slice(b"}]");
     }
-    if !records.is_empty() {
-        out.extend_from_slice(br#","entry":["#);
-        for (i, record) in records.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(br#"{"fullUrl":"urn:uuid:"#);
-            out.extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
-            out.extend_from_slice(br#"","resource":"#);
-            out.extend_from_slice(&record.content);
-            out.extend_from_slice(br#","search":{"mode":"match"}}"#);
-        }
-        out.push(b']');
+    for record in &records {
+        set.entry(None, &record.content);
     }
-    out.push(b'}');
-    let mut response = axum::response::IntoResponse::into_response((StatusCode::OK, out));
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static(crate::http::FHIR_JSON),
-    );
-    Ok(response)
+    Ok(set.into_response())
 }
 
 /// Checks that `system|value` is a patient identifier this country issues
@@ -298,12 +256,11 @@ fn own_patient(state: &AppState, system: &str, value: &str) -> Result<(), Option
 
 /// `GET /fhir/$cross-border-opt-out?patient.identifier=system|value`: the
 /// patient's opt-outs in force, for the patient portal.
-pub async fn current_opt_outs(
+pub(crate) async fn current_opt_outs(
     State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
+    caller: NationalCaller,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, GatewayError> {
-    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
     caller.require(
         &[NationalClientKind::PatientPortal],
         "read a patient's cross-border choices",
@@ -362,13 +319,7 @@ pub async fn current_opt_outs(
     } else {
         serde_json::json!({"resourceType": "Parameters", "parameter": parameters})
     };
-    let mut response =
-        axum::response::IntoResponse::into_response((StatusCode::OK, resource.to_string()));
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static(crate::http::FHIR_JSON),
-    );
-    Ok(response)
+    Ok(fhir_json(StatusCode::OK, resource.to_string()))
 }
 
 /// Checks that `system|value` is a patient identifier of this country,
@@ -407,14 +358,13 @@ fn identifier_of(node: &Node) -> Option<(&str, &str)> {
 /// Exactly one of `section`, `entry`, `entryIdentifier` and `prescription`.
 /// Effective at once: the next cross-border read releases the summary
 /// without the part, and lists no restricted prescription.
-pub async fn restriction(
+pub(crate) async fn restriction(
     State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
+    caller: NationalCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
     const AT: &str = "Parameters.parameter";
-    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
     caller.require(
         &[NationalClientKind::PatientPortal],
         "change a patient's cross-border restrictions",
@@ -502,26 +452,18 @@ pub async fn restriction(
     } else {
         "there was no such restriction"
     };
-    Ok(crate::error::outcome_response(
-        StatusCode::OK,
-        &[Issue::new(
-            Severity::Information,
-            IssueType::Informational,
-            message,
-        )],
-    ))
+    Ok(information(StatusCode::OK, message))
 }
 
 /// `GET /fhir/$cross-border-restriction?patient.identifier=system|value`
 /// (patient portal only): the restrictions in force, as a `Parameters`
 /// resource with one `restriction` parameter per restriction (parts `kind`
 /// and `target`, as set).
-pub async fn restrictions(
+pub(crate) async fn restrictions(
     State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
+    caller: NationalCaller,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, GatewayError> {
-    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
     caller.require(
         &[NationalClientKind::PatientPortal],
         "read a patient's cross-border restrictions",
@@ -569,13 +511,8 @@ pub async fn restrictions(
     {
         object.insert("parameter".into(), serde_json::Value::Array(parameters));
     }
-    let mut response = axum::response::IntoResponse::into_response((
+    Ok(fhir_json(
         StatusCode::OK,
         serde_json::to_vec(&body).unwrap_or_default(),
-    ));
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static(crate::http::FHIR_JSON),
-    );
-    Ok(response)
+    ))
 }

@@ -1,5 +1,5 @@
 //! ePrescriptions at home (the country of affiliation): prescriber systems
-//! push MedicationRequests through the national API; the gateway validates
+//! push MedicationRequests through the national API (`crate::national::prescriptions`); the gateway validates
 //! them (R4 core, the profiles they claim, and the HL7 Europe MPD
 //! MedicationRequest profile), stores the bytes exactly as sent and tracks
 //! their state (quantity remaining, dispensable abroad or not) in the store.
@@ -11,7 +11,7 @@
 //! | --- | --- | --- |
 //! | identifier | `identifier[0]` (system and value) | the prescription's business identifier, unique |
 //! | patient | `subject.identifier` (system and value) | how a country of treatment finds it; a bare `subject.reference` is not enough across borders |
-//! | quantity | `dispenseRequest.quantity`, else the IHE MPD `prescribedQuantity` extension on `dispenseRequest` | value (at most 3 decimals) and coded unit (`system` and `code`; the unit policy of [`crate::units`] compares dispenses with it) |
+//! | quantity | `dispenseRequest.quantity`, else the IHE MPD `prescribedQuantity` extension on `dispenseRequest` | value (at most 3 decimals) and coded unit (`system` and `code`; the unit policy of [`units`] compares dispenses with it) |
 //! | substitution | `substitution.allowedBoolean` | absent: not allowed |
 //! | ATC | `medicationCodeableConcept.coding` of `http://www.whocc.no/atc` | optional list metadata |
 //!
@@ -36,26 +36,26 @@
 //! identifiers the list gave; one or more — a combination pack may fill
 //! several, HL7 Europe MPD example 300D), its one `quantity` is taken from
 //! each of them, in each prescription's unit, after the unit policy
-//! ([`crate::units`]) has found the units comparable; all of them are
+//! ([`units`]) has found the units comparable; all of them are
 //! changed in one store transaction, or none.
 
-use axum::Extension;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+pub(crate) mod units;
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ehds_fhir::Node;
 use ehds_fhir::outcome::{Issue, IssueType};
 use ehds_store::DocumentIdentifier as Identifier;
 use ehds_store::{NewPrescription, PutPrescriptionOutcome};
-use ehds_transport::{NationalClientKind, VerifiedPeer};
+use ehds_transport::NationalClientKind;
 
-use crate::error::GatewayError;
-use crate::http::{AppState, FHIR_JSON, NationalCaller};
+use crate::edge::AppState;
+use crate::edge::respond::FHIR_JSON;
+use crate::error::{DispenseRefusal, GatewayError};
 
 /// The HL7 Europe MPD MedicationRequest profile every pushed prescription
 /// must meet (when the loaded packages hold it).
-pub const MPD_MEDICATION_REQUEST: &str =
+pub(crate) const MPD_MEDICATION_REQUEST: &str =
     "http://hl7.eu/fhir/mpd/StructureDefinition/MedicationRequest-eu-mpd";
 
 /// IHE MPD extension carrying the prescribed quantity on `dispenseRequest`.
@@ -65,7 +65,7 @@ const ATC: &str = "http://www.whocc.no/atc";
 
 /// An exact FHIR decimal as thousandths (`"2.5"` → 2 500); `None` for
 /// negative values, more than three decimals, exponents or overflow.
-pub fn decimal_to_milli(text: &str) -> Option<i64> {
+pub(crate) fn decimal_to_milli(text: &str) -> Option<i64> {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty()
         || (text.contains('.') && fraction.is_empty())
@@ -84,33 +84,33 @@ pub fn decimal_to_milli(text: &str) -> Option<i64> {
     whole.checked_mul(1000)?.checked_add(milli)
 }
 
-fn refuse(message: &str, at: &str) -> GatewayError {
+pub(crate) fn refuse(message: &str, at: &str) -> GatewayError {
     let mut report = ehds_validation::ValidationReport::default();
     report.push(Issue::error(IssueType::Required, message).at(at));
     GatewayError::Invalid(report)
 }
 
-fn text<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.get(key).and_then(Node::as_str)
 }
 
 /// What the gateway tracks of one pushed MedicationRequest (see the module
 /// documentation for the elements).
-struct PrescriptionFacts<'a> {
-    identifier: (&'a str, &'a str),
-    patient: String,
-    quantity_milli: i64,
-    unit_system: &'a str,
-    unit: &'a str,
-    substitution_allowed: bool,
-    atc: Option<&'a str>,
+pub(crate) struct PrescriptionFacts<'a> {
+    pub(crate) identifier: (&'a str, &'a str),
+    pub(crate) patient: String,
+    pub(crate) quantity_milli: i64,
+    pub(crate) unit_system: &'a str,
+    pub(crate) unit: &'a str,
+    pub(crate) substitution_allowed: bool,
+    pub(crate) atc: Option<&'a str>,
 }
 
 /// Reads the tracked facts of the MedicationRequest `root`; `at` is its
 /// location (`MedicationRequest` or `Bundle.entry[i].resource`); `patient`
 /// is the patient's identifier when the caller resolved it (a Bundle's
 /// Patient entry), else `subject.identifier` is required.
-fn prescription_facts<'a>(
+pub(crate) fn prescription_facts<'a>(
     root: &'a Node,
     at: &str,
     patient: Option<String>,
@@ -203,7 +203,7 @@ fn prescription_facts<'a>(
 }
 
 /// Stores one prescription with its facts.
-async fn store_prescription(
+pub(crate) async fn store_prescription(
     state: &AppState,
     facts: &PrescriptionFacts<'_>,
     sender: &str,
@@ -244,7 +244,7 @@ async fn store_prescription(
     }
 }
 
-fn prescription_state(stored: &ehds_store::StoredPrescription) -> String {
+pub(crate) fn prescription_state(stored: &ehds_store::StoredPrescription) -> String {
     format!(
         "{}; remaining={}",
         stored.status.as_str(),
@@ -252,55 +252,13 @@ fn prescription_state(stored: &ehds_store::StoredPrescription) -> String {
     )
 }
 
-/// `POST /fhir/MedicationRequest`: a prescriber system pushes a prescription.
-pub async fn push_prescription(
-    State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, GatewayError> {
-    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
-    caller.require(PRESCRIBERS, "push prescriptions")?;
-    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
-    if resource.resource_type() != "MedicationRequest" {
-        return Err(GatewayError::WrongResourceType {
-            expected: "MedicationRequest",
-            found: resource.resource_type().to_owned(),
-        });
-    }
-    let report = state.validator.validate(&resource, mpd_profiles(&state));
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
-    }
-    let facts = prescription_facts(resource.root(), "MedicationRequest", None)?;
-    let (status, stored) = store_prescription(
-        &state,
-        &facts,
-        &caller.sender(),
-        resource.bytes(),
-        "MedicationRequest",
-    )
-    .await?;
-    let state_header = prescription_state(&stored);
-    let mut response = (status, stored.content).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    if let Ok(location) = HeaderValue::from_str(&format!("/fhir/MedicationRequest/{}", stored.id)) {
-        headers.insert(header::LOCATION, location);
-    }
-    if let Ok(value) = HeaderValue::from_str(&state_header) {
-        headers.insert("x-prescription-state", value);
-    }
-    Ok(response)
-}
-
 /// Who may push prescriptions.
-pub const PRESCRIBERS: &[NationalClientKind] = &[
+pub(crate) const PRESCRIBERS: &[NationalClientKind] = &[
     NationalClientKind::EhrSystem,
     NationalClientKind::DoctorSystem,
 ];
 
-fn mpd_profiles(state: &AppState) -> &'static [&'static str] {
+pub(crate) fn mpd_profiles(state: &AppState) -> &'static [&'static str] {
     if state.validator.knows_profile(MPD_MEDICATION_REQUEST) {
         &[MPD_MEDICATION_REQUEST]
     } else {
@@ -308,196 +266,14 @@ fn mpd_profiles(state: &AppState) -> &'static [&'static str] {
     }
 }
 
-/// Whether `bundle` is a prescription Bundle: a `collection` holding at
-/// least one MedicationRequest (HL7 Europe MPD multi-item prescriptions,
-/// examples 100A, 200A, 300A).
-pub fn is_prescription_bundle(bundle: &Node) -> bool {
-    text(bundle, "type") == Some("collection")
-        && bundle
-            .get("entry")
-            .map(Node::items)
-            .unwrap_or_default()
-            .iter()
-            .any(|e| {
-                e.get("resource").and_then(|r| text(r, "resourceType")) == Some("MedicationRequest")
-            })
-}
-
-/// `POST /fhir/Bundle` with a prescription Bundle (several items, HL7
-/// Europe MPD): the Bundle is validated whole and each MedicationRequest
-/// against the MPD profile; the patient is the Patient entry each item's
-/// `subject` resolves to (by its identifier with system and value); every
-/// item is checked before any is stored, then each is stored as its own
-/// prescription, its bytes exactly the item's bytes within the Bundle.
-/// The answer is a `batch-response` Bundle with one entry per item, in
-/// order (`201 Created` or, for an item already stored with the same bytes,
-/// `200 OK`, with its `location`). Pushing the same Bundle again stores
-/// nothing new.
-pub async fn push_prescription_bundle(
-    state: &AppState,
-    caller: &NationalCaller,
-    resource: &ehds_fhir::ReceivedResource,
-) -> Result<Response, GatewayError> {
-    caller.require(PRESCRIBERS, "push prescriptions")?;
-    let report = state.validator.validate(resource, &[]);
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
-    }
-    let bundle = resource.root();
-    let index = ehds_fhir::bundle::BundleIndex::new(bundle);
-    let mut items = Vec::new();
-    for entry in index.entries() {
-        let Some(item) = entry
-            .resource
-            .filter(|r| text(r, "resourceType") == Some("MedicationRequest"))
-        else {
-            continue;
-        };
-        let at = format!("Bundle.entry[{}].resource", entry.index);
-        let (start, end) = (item.span.start as usize, item.span.end as usize);
-        if start > end || end > resource.bytes().len() {
-            return Err(refuse("the item could not be read", &at));
-        }
-        let bytes = resource.bytes().slice(start..end);
-        let item_resource =
-            ehds_fhir::ReceivedResource::parse(bytes).map_err(GatewayError::MalformedJson)?;
-        let mut item_report = state
-            .validator
-            .validate(&item_resource, mpd_profiles(state));
-        if !item_report.is_acceptable() {
-            for issue in &mut item_report.issues {
-                issue.expression = Some(match issue.expression.take() {
-                    Some(e) => e.replacen("MedicationRequest", &at, 1),
-                    None => at.clone(),
-                });
-            }
-            return Err(GatewayError::Invalid(item_report));
-        }
-        let patient = item
-            .get("subject")
-            .and_then(|s| text(s, "reference"))
-            .and_then(|r| match index.resolve(entry.index, r) {
-                ehds_fhir::bundle::Resolution::Entry(i) => index.entry(i).and_then(|e| e.resource),
-                _ => None,
-            })
-            .filter(|p| text(p, "resourceType") == Some("Patient"))
-            .and_then(|p| {
-                p.get("identifier")
-                    .map(Node::items)
-                    .unwrap_or_default()
-                    .iter()
-                    .find_map(|i| Some(format!("{}|{}", text(i, "system")?, text(i, "value")?)))
-            });
-        let patient = match patient {
-            Some(patient) => Some(patient),
-            None if item
-                .get("subject")
-                .and_then(|s| s.get("identifier"))
-                .is_some() =>
-            {
-                None
-            }
-            None => {
-                return Err(refuse(
-                    "the item's subject must be a Patient entry of this Bundle with an identifier (system and value), or carry subject.identifier: a country of treatment finds prescriptions by the patient's identifier",
-                    &format!("{at}.subject"),
-                ));
-            }
-        };
-        // Checked, not yet stored.
-        let facts = prescription_facts(item, &at, patient)?;
-        items.push((at, facts, item_resource));
-    }
-    // Every item is checked before any is stored: an identifier already
-    // taken by other content refuses the whole Bundle.
-    for (_, facts, item_resource) in &items {
-        let taken = state
-            .store
-            .prescription_by_identifier(&Identifier {
-                system: facts.identifier.0.to_owned(),
-                value: facts.identifier.1.to_owned(),
-            })
-            .await?;
-        if let Some(existing) = taken
-            && existing.content != item_resource.bytes().as_ref()
-        {
-            return Err(GatewayError::IdentifierConflict {
-                existing_id: existing.id,
-            });
-        }
-    }
-    let sender = caller.sender();
-    let mut answer = Vec::with_capacity(256 * items.len());
-    answer.extend_from_slice(br#"{"resourceType":"Bundle","type":"batch-response","entry":["#);
-    let mut created = false;
-    for (i, (at, facts, item_resource)) in items.iter().enumerate() {
-        let (status, stored) =
-            store_prescription(state, facts, &sender, item_resource.bytes(), at).await?;
-        created |= status == StatusCode::CREATED;
-        if i > 0 {
-            answer.push(b',');
-        }
-        let entry = serde_json::json!({"response": {
-            "status": if status == StatusCode::CREATED { "201 Created" } else { "200 OK" },
-            "location": format!("MedicationRequest/{}", stored.id),
-        }});
-        answer.extend_from_slice(entry.to_string().as_bytes());
-    }
-    answer.extend_from_slice(b"]}");
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut response = (status, answer).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    Ok(response)
-}
-
-/// `GET /fhir/MedicationRequest/{id}`: the exact bytes stored.
-pub async fn read_prescription(
-    State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, GatewayError> {
-    NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
-    // `<country>.<id>`: a prescription held by another country, as its
-    // prescription document list named it.
-    if let Some((country, remote_id)) = crate::federation::held_abroad(&state, &id) {
-        return crate::federation::national_prescription_read(
-            &state,
-            peer.as_deref(),
-            &headers,
-            country,
-            remote_id,
-        )
-        .await;
-    }
-    match state.store.prescription(&id).await? {
-        Some(prescription) => {
-            let mut response = (StatusCode::OK, prescription.content).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-            Ok(response)
-        }
-        None => Err(GatewayError::ResourceNotFound(format!(
-            "MedicationRequest/{id}"
-        ))),
-    }
-}
-
 /// Extension on `Bundle.entry.search` of a cross-border prescription list:
 /// sub-extensions `dispensable` (boolean), `reason` (string), `remaining`
 /// (Quantity), `substitutionAllowed` (boolean), `atc` (code).
-pub const DISPENSING_EXTENSION: &str =
+pub(crate) const DISPENSING_EXTENSION: &str =
     "urn:ehds-gateway:StructureDefinition:cross-border-dispensing";
 
 /// Thousandths as a FHIR decimal (`2500` → `2.5`).
-pub fn milli_to_decimal(milli: i64) -> String {
+pub(crate) fn milli_to_decimal(milli: i64) -> String {
     let whole = milli / 1000;
     let fraction = (milli % 1000).abs();
     if fraction == 0 {
@@ -512,7 +288,7 @@ pub fn milli_to_decimal(milli: i64) -> String {
 /// The store statuses a FHIR `status` search parameter asks for (none: the
 /// ones a pharmacy abroad may act on, and those withdrawn from cross-border
 /// dispensing, so it sees why).
-pub fn store_statuses(
+pub(crate) fn store_statuses(
     asked: &[ehds_routing::search::MedicationRequestStatus],
 ) -> Vec<ehds_store::PrescriptionStatus> {
     use ehds_routing::search::MedicationRequestStatus as Fhir;
@@ -541,7 +317,7 @@ pub fn store_statuses(
 }
 
 /// One searchset entry: the stored bytes, and the list metadata.
-pub fn list_entry(prescription: &ehds_store::StoredPrescription) -> Vec<u8> {
+pub(crate) fn list_entry(prescription: &ehds_store::StoredPrescription) -> Vec<u8> {
     let dispensable = prescription.status.is_dispensable();
     let reason = match prescription.status_reason.as_deref() {
         Some(reason) => reason.to_owned(),
@@ -580,7 +356,7 @@ pub fn list_entry(prescription: &ehds_store::StoredPrescription) -> Vec<u8> {
 
 /// What the gateway reads from a MedicationDispense sent across borders.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DispenseFacts {
+pub(crate) struct DispenseFacts {
     /// `identifier[0]` (system, value).
     pub identifier: (String, String),
     /// `authorizingPrescription[*].identifier` (system, value), in order:
@@ -591,7 +367,7 @@ pub struct DispenseFacts {
     /// `quantity.value` in thousandths (0 for a refused dispense without one).
     pub quantity_milli: i64,
     /// `quantity.system` and `quantity.code`, when both are given.
-    pub unit: Option<crate::units::CodedUnit>,
+    pub unit: Option<units::CodedUnit>,
     /// Handed over (`completed`), refused (`declined`), or withdrawn
     /// (`entered-in-error`: the same dispense sent again to cancel it).
     pub action: DispenseAction,
@@ -599,7 +375,7 @@ pub struct DispenseFacts {
 
 /// What a MedicationDispense asks of the prescription at home.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DispenseAction {
+pub(crate) enum DispenseAction {
     /// Apply it (handed over, or declined without changing the quantity).
     Apply(ehds_store::DispenseKind),
     /// Cancel an earlier dispense with this identifier: its quantity comes
@@ -617,7 +393,7 @@ fn pair(node: Option<&Node>) -> Option<(String, String)> {
 
 /// Reads [`DispenseFacts`]; a dispense that lacks one is refused (422) at
 /// the element.
-pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
+pub(crate) fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
     let identifier = pair(root.get("identifier").and_then(|i| i.items().first())).ok_or_else(|| {
         refuse(
             "identifier[0] with a system and a value is required (it makes a retried dispense recognisable)",
@@ -692,7 +468,7 @@ pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
     };
     let unit = quantity
         .and_then(|q| Some((text(q, "system")?, text(q, "code")?)))
-        .map(|(system, code)| crate::units::CodedUnit {
+        .map(|(system, code)| units::CodedUnit {
             system: system.to_owned(),
             code: code.to_owned(),
         });
@@ -707,12 +483,12 @@ pub fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> {
 }
 
 fn dispense_refused(
-    status: u16,
+    kind: DispenseRefusal,
     message: impl Into<String>,
     at: impl Into<String>,
 ) -> GatewayError {
     GatewayError::DispenseRefused {
-        status,
+        kind,
         message: message.into(),
         at: Some(at.into()),
     }
@@ -742,13 +518,13 @@ fn state_header(
 /// Answers 201 with the dispense's bytes (200 when it was applied before)
 /// and `X-Prescription-State`; refusals name the element: 404 for a
 /// prescription that is not this patient's, 422 for units the policy cannot
-/// compare ([`crate::units`]) or a malformed quantity, 409 for what the
+/// compare ([`units`]) or a malformed quantity, 409 for what the
 /// prescriptions' state refuses (not retrieved by this pharmacy, not
 /// dispensable, more than remains, the identifier taken by another
 /// dispense). A dispense sent again as `entered-in-error` by the pharmacy
 /// that dispensed it is cancelled: its quantity comes back to every
 /// prescription, once.
-pub async fn dispense_at_home(
+pub(crate) async fn dispense_at_home(
     state: &AppState,
     facts: &DispenseFacts,
     content: &[u8],
@@ -768,7 +544,7 @@ pub async fn dispense_at_home(
             Some(p) if p.patient_identifier == patient => prescriptions.push(p),
             _ => {
                 return Err(dispense_refused(
-                    404,
+                    DispenseRefusal::UnknownPrescription,
                     "no such prescription for this patient",
                     line_at(line),
                 ));
@@ -786,36 +562,36 @@ pub async fn dispense_at_home(
         }
     };
     if kind == ehds_store::DispenseKind::Completed {
-        let table = crate::units::UnitTable::shipped();
+        let table = units::UnitTable::shipped();
         for (line, prescription) in prescriptions.iter().enumerate() {
             let Some(system) = prescription.unit_system.clone() else {
                 return Err(dispense_refused(
-                    422,
+                    DispenseRefusal::Unprocessable,
                     "the prescription's quantity has no coded unit, so no dispensed quantity can be compared with it",
                     line_at(line),
                 ));
             };
-            let prescribed = crate::units::CodedUnit {
+            let prescribed = units::CodedUnit {
                 system,
                 code: prescription.unit.clone(),
             };
             match table.compare(&prescribed, facts.unit.as_ref()) {
                 Ok(()) => {}
-                Err(crate::units::UnitMismatch::Uncoded) => {
+                Err(units::UnitMismatch::Uncoded) => {
                     return Err(dispense_refused(
-                        422,
+                        DispenseRefusal::Unprocessable,
                         "the dispensed quantity needs a coded unit (quantity.system and quantity.code): units are compared by code",
                         "MedicationDispense.quantity",
                     ));
                 }
-                Err(crate::units::UnitMismatch::NotComparable { message }) => {
+                Err(units::UnitMismatch::NotComparable { message }) => {
                     let message = if prescriptions.len() > 1 {
                         format!("authorizingPrescription[{line}]: {message}")
                     } else {
                         message
                     };
                     return Err(dispense_refused(
-                        422,
+                        DispenseRefusal::Unprocessable,
                         message,
                         "MedicationDispense.quantity.code",
                     ));
@@ -847,25 +623,27 @@ pub async fn dispense_at_home(
         ehds_store::DispenseOutcome::Refused(refusal) => {
             return Err(match refusal {
                 R::InvalidLines => dispense_refused(
-                    422,
+                    DispenseRefusal::Unprocessable,
                     "the prescriptions named cannot be dispensed together",
                     "MedicationDispense.authorizingPrescription",
                 ),
                 R::InvalidQuantity { .. } => dispense_refused(
-                    422,
+                    DispenseRefusal::Unprocessable,
                     "the quantity must be positive",
                     "MedicationDispense.quantity.value",
                 ),
-                R::UnknownPrescription { line } => {
-                    dispense_refused(404, "no such prescription for this patient", line_at(line))
-                }
+                R::UnknownPrescription { line } => dispense_refused(
+                    DispenseRefusal::UnknownPrescription,
+                    "no such prescription for this patient",
+                    line_at(line),
+                ),
                 R::NotRetrieved { line } => dispense_refused(
-                    409,
+                    DispenseRefusal::StateConflict,
                     "this pharmacy has not retrieved the prescription (list it first)",
                     line_at(line),
                 ),
                 R::NotDispensable { line, status } => dispense_refused(
-                    409,
+                    DispenseRefusal::StateConflict,
                     format!("the prescription is {}", status.as_str()),
                     line_at(line),
                 ),
@@ -878,7 +656,7 @@ pub async fn dispense_at_home(
                         .map(|p| p.unit.as_str())
                         .unwrap_or_default();
                     dispense_refused(
-                        409,
+                        DispenseRefusal::StateConflict,
                         format!(
                             "only {} {unit} remain on the prescription at authorizingPrescription[{line}]",
                             milli_to_decimal(remaining_milli)
@@ -887,7 +665,7 @@ pub async fn dispense_at_home(
                     )
                 }
                 R::IdentifierConflict { .. } => dispense_refused(
-                    409,
+                    DispenseRefusal::StateConflict,
                     "a different dispense with this identifier was already applied",
                     "MedicationDispense.identifier",
                 ),
@@ -920,7 +698,7 @@ async fn cancel_at_home(
 ) -> Result<Response, GatewayError> {
     let unknown = || {
         dispense_refused(
-            404,
+            DispenseRefusal::UnknownPrescription,
             "no such dispense of this pharmacy for these prescriptions",
             "MedicationDispense.identifier",
         )
@@ -949,7 +727,7 @@ async fn cancel_at_home(
         }
         ehds_store::CancelOutcome::Unknown => return Err(unknown()),
     };
-    let mut response = crate::error::outcome_response(
+    let mut response = crate::edge::respond::outcome_response(
         StatusCode::OK,
         &[ehds_fhir::outcome::Issue::new(
             ehds_fhir::outcome::Severity::Information,
@@ -958,114 +736,6 @@ async fn cancel_at_home(
         )],
     );
     if let Some(value) = state_header(states.into_iter()) {
-        response.headers_mut().insert("x-prescription-state", value);
-    }
-    Ok(response)
-}
-
-/// `POST /fhir/MedicationRequest/{id}/$cross-border-status` (prescriber
-/// systems): cancel a prescription, withdraw it from dispensing abroad, or
-/// make it available again. `Parameters`: `status` (code: `cancelled`,
-/// `not-available-abroad`, `active`) and `reason` (string, required for the
-/// first two). Answers 200 with the state in `X-Prescription-State`; 409
-/// when the prescription's state does not allow it (completed or cancelled
-/// are final).
-pub async fn set_cross_border_status(
-    State(state): State<AppState>,
-    peer: Option<Extension<VerifiedPeer>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, GatewayError> {
-    let caller = NationalCaller::of(peer.as_deref(), state.country.as_deref())?;
-    caller.require(
-        &[
-            NationalClientKind::EhrSystem,
-            NationalClientKind::DoctorSystem,
-        ],
-        "change a prescription's state",
-    )?;
-    let resource = crate::http::receive_resource(&headers, body, state.limits).await?;
-    if resource.resource_type() != "Parameters" {
-        return Err(GatewayError::WrongResourceType {
-            expected: "Parameters",
-            found: resource.resource_type().to_owned(),
-        });
-    }
-    let parameter = |name: &str| {
-        resource
-            .root()
-            .get("parameter")
-            .map(Node::items)
-            .unwrap_or_default()
-            .iter()
-            .find(|p| text(p, "name") == Some(name))
-    };
-    let status = parameter("status")
-        .and_then(|p| text(p, "valueCode"))
-        .and_then(ehds_store::PrescriptionStatus::from_code)
-        .filter(|s| {
-            matches!(
-                s,
-                ehds_store::PrescriptionStatus::Cancelled
-                    | ehds_store::PrescriptionStatus::NotAvailableAbroad
-                    | ehds_store::PrescriptionStatus::Active
-            )
-        })
-        .ok_or_else(|| {
-            refuse(
-                "status (valueCode) must be cancelled, not-available-abroad or active",
-                "Parameters.parameter",
-            )
-        })?;
-    let reason = parameter("reason").and_then(|p| text(p, "valueString"));
-    let conflict = |message: String| GatewayError::DispenseRefused {
-        status: 409,
-        message,
-        at: None,
-    };
-    match state
-        .store
-        .set_prescription_status(&id, status, reason)
-        .await?
-    {
-        ehds_store::StatusChangeOutcome::Changed { .. }
-        | ehds_store::StatusChangeOutcome::Unchanged(_) => {}
-        ehds_store::StatusChangeOutcome::Refused(refusal) => {
-            use ehds_store::StatusChangeRefusal as R;
-            return Err(match refusal {
-                R::UnknownPrescription => {
-                    GatewayError::ResourceNotFound(format!("MedicationRequest/{id}"))
-                }
-                R::ReasonRequired => refuse(
-                    "reason (valueString) is required to cancel or withdraw a prescription",
-                    "Parameters.parameter",
-                ),
-                R::SetByDispenses => {
-                    conflict("completed is reached by dispensing, not set by hand".to_owned())
-                }
-                R::Final(s) => conflict(format!("the prescription is {} (final)", s.as_str())),
-            });
-        }
-    }
-    let prescription = state
-        .store
-        .prescription(&id)
-        .await?
-        .ok_or_else(|| GatewayError::ResourceNotFound(format!("MedicationRequest/{id}")))?;
-    let mut response = crate::error::outcome_response(
-        StatusCode::OK,
-        &[ehds_fhir::outcome::Issue::new(
-            ehds_fhir::outcome::Severity::Information,
-            IssueType::Informational,
-            format!("the prescription is {}", prescription.status.as_str()),
-        )],
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "{}; remaining={}",
-        prescription.status.as_str(),
-        prescription.quantity_remaining_milli
-    )) {
         response.headers_mut().insert("x-prescription-state", value);
     }
     Ok(response)

@@ -1,0 +1,25 @@
+//! The edge: what every request of every listener passes through, at the
+//! bottom of the crate, knowing no service.
+//!
+//! - [`state`]: the application state handed to every handler.
+//! - [`request_id`]: the id of the request being handled.
+//! - [`observe`]: the per-request middleware (request id, tracing span with
+//!   the route template, metrics).
+//! - [`extract`]: typed extractors: a FHIR resource body (content type,
+//!   size and time limits, lossless parse) and the national caller (from the
+//!   verified client certificate).
+//! - [`respond`]: response writers: FHIR JSON, OperationOutcome, and the
+//!   `searchset` Bundle assembled from entries' raw bytes.
+//!
+//! Imports point down only: [`respond`] and [`request_id`] know nothing of
+//! the crate, `crate::error` (the one error table) uses them, and the rest of
+//! the edge uses the error. Nothing here imports a service module.
+
+pub(crate) mod extract;
+pub(crate) mod fallback;
+pub(crate) mod observe;
+pub(crate) mod request_id;
+pub(crate) mod respond;
+pub(crate) mod state;
+
+pub use state::{AppState, CrossBorder, Limits};

@@ -1,0 +1,202 @@
+//! Response writers: FHIR JSON bodies, OperationOutcomes and `searchset`
+//! Bundles assembled from their entries' raw bytes (received bytes are the
+//! truth: an entry's resource is copied, never re-serialised).
+//!
+//! FHIR R4 RESTful API: <http://hl7.org/fhir/R4/http.html> (media type
+//! `application/fhir+json`), search result Bundles
+//! <http://hl7.org/fhir/R4/search.html#bundle>.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ehds_fhir::outcome::{self, Issue};
+
+/// The FHIR JSON media type every FHIR response carries.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// A FHIR JSON response with `status` and `body`.
+pub(crate) fn fhir_json(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = (status, body.into()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    response
+}
+
+/// An OperationOutcome response.
+pub(crate) fn outcome_response(status: StatusCode, issues: &[Issue]) -> Response {
+    match outcome::render(issues) {
+        Ok(body) => fhir_json(status, body),
+        Err(error) => {
+            tracing::error!(%error, "OperationOutcome rendering failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// An OperationOutcome of one information issue (an operation that
+/// succeeded and has nothing else to return).
+pub(crate) fn information(status: StatusCode, message: &str) -> Response {
+    outcome_response(
+        status,
+        &[Issue::new(
+            outcome::Severity::Information,
+            outcome::IssueType::Informational,
+            message,
+        )],
+    )
+}
+
+/// A `searchset` Bundle written entry by entry: each entry's resource is
+/// copied as the bytes given, so what a sender wrote crosses unchanged.
+#[derive(Debug)]
+pub(crate) struct SearchSet {
+    out: Vec<u8>,
+    entries: usize,
+    links: Vec<(&'static str, String)>,
+    /// Whether `total` is written (not for a page of a longer list, whose
+    /// total is not counted).
+    total: bool,
+}
+
+impl SearchSet {
+    /// An empty search set, room for about `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            out: Vec::with_capacity(capacity),
+            entries: 0,
+            links: Vec::new(),
+            total: true,
+        }
+    }
+
+    /// One page of a list whose total is not counted: no `total`.
+    pub(crate) fn page(capacity: usize) -> Self {
+        Self {
+            total: false,
+            ..Self::with_capacity(capacity)
+        }
+    }
+
+    /// Adds a `link` (`relation`, `url`), e.g. `next` for paging.
+    pub(crate) fn link(&mut self, relation: &'static str, url: String) {
+        self.links.push((relation, url));
+    }
+
+    /// Adds a `match` entry: `full_url` (a fresh `urn:uuid:` when `None`)
+    /// and the resource's exact bytes.
+    pub(crate) fn entry(&mut self, full_url: Option<&str>, resource: &[u8]) {
+        self.entry_with_search(full_url, resource, br#"{"mode":"match"}"#);
+    }
+
+    /// Adds an entry whose `search` element is the given JSON bytes.
+    pub(crate) fn entry_with_search(
+        &mut self,
+        full_url: Option<&str>,
+        resource: &[u8],
+        search: &[u8],
+    ) {
+        self.out
+            .extend_from_slice(if self.entries == 0 { b"" } else { b"," });
+        self.out.extend_from_slice(br#"{"fullUrl":"#);
+        match full_url {
+            Some(url) => self.out.extend_from_slice(json_string(url).as_bytes()),
+            None => {
+                self.out.extend_from_slice(b"\"urn:uuid:");
+                self.out
+                    .extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
+                self.out.push(b'"');
+            }
+        }
+        self.out.extend_from_slice(br#","resource":"#);
+        self.out.extend_from_slice(resource);
+        self.out.extend_from_slice(br#","search":"#);
+        self.out.extend_from_slice(search);
+        self.out.push(b'}');
+        self.entries += 1;
+    }
+
+    /// Adds a whole entry given as JSON bytes (an entry that carries more
+    /// than `fullUrl`, `resource` and `search`).
+    pub(crate) fn raw_entry(&mut self, entry: &[u8]) {
+        self.out
+            .extend_from_slice(if self.entries == 0 { b"" } else { b"," });
+        self.out.extend_from_slice(entry);
+        self.entries += 1;
+    }
+
+    /// The Bundle's bytes: `resourceType`, `type`, `total`, `link` and
+    /// `entry` (absent when there is none).
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        let mut bundle = Vec::with_capacity(self.out.len() + 128);
+        bundle.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset""#);
+        if self.total {
+            bundle.extend_from_slice(br#","total":"#);
+            bundle.extend_from_slice(self.entries.to_string().as_bytes());
+        }
+        if !self.links.is_empty() {
+            bundle.extend_from_slice(br#","link":["#);
+            for (i, (relation, url)) in self.links.iter().enumerate() {
+                if i > 0 {
+                    bundle.push(b',');
+                }
+                bundle.extend_from_slice(br#"{"relation":"#);
+                bundle.extend_from_slice(json_string(relation).as_bytes());
+                bundle.extend_from_slice(br#","url":"#);
+                bundle.extend_from_slice(json_string(url).as_bytes());
+                bundle.push(b'}');
+            }
+            bundle.push(b']');
+        }
+        if self.entries > 0 {
+            bundle.extend_from_slice(br#","entry":["#);
+            bundle.extend_from_slice(&self.out);
+            bundle.push(b']');
+        }
+        bundle.push(b'}');
+        bundle
+    }
+
+    /// The Bundle as a `200 OK` FHIR JSON response.
+    pub(crate) fn into_response(self) -> Response {
+        fhir_json(StatusCode::OK, self.into_bytes())
+    }
+}
+
+/// `text` as a JSON string literal.
+pub(crate) fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_set_is_a_valid_bundle_with_entries_copied_byte_for_byte() {
+        let mut set = SearchSet::with_capacity(64);
+        assert_eq!(
+            String::from_utf8(SearchSet::with_capacity(0).into_bytes()).unwrap(),
+            r#"{"resourceType":"Bundle","type":"searchset","total":0}"#
+        );
+        set.link("next", "AuditEvent?_before=3".into());
+        set.entry(
+            Some("urn:uuid:1"),
+            br#"{"resourceType":"Patient","n":1.50}"#,
+        );
+        set.entry(None, br#"{"resourceType":"Patient"}"#);
+        let bytes = set.into_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(value["total"], 2);
+        assert_eq!(value["link"][0]["relation"], "next");
+        assert_eq!(value["entry"][0]["fullUrl"], "urn:uuid:1");
+        assert!(
+            value["entry"][1]["fullUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:uuid:")
+        );
+        // The decimal's trailing zero is the sender's and stays.
+        assert!(String::from_utf8(bytes).unwrap().contains(r#""n":1.50"#));
+    }
+}

@@ -1,0 +1,121 @@
+//! The application state every handler of both listeners receives: the
+//! store, the validator, this country's place in the federation, limits and
+//! counters. Built once at start-up (`crate::startup`), immutable after.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ehds_access::{AccessPolicy, Verifier};
+use ehds_fhir::audit_event::NcpParty;
+use ehds_routing::NcpDirectory;
+use ehds_store::Store;
+use ehds_transport::FederationClient;
+
+use crate::answer_memo::ValidatedAnswers;
+use crate::metrics::Metrics;
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body, in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed to receive the body.
+    pub body_timeout: Duration,
+}
+
+/// Shared state of both APIs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// The validator, shared.
+    pub validator: Arc<ehds_validation::Validator>,
+    /// Profiles every pushed document must meet.
+    pub document_profiles: Arc<[String]>,
+    /// Peer answers that validated against `validator` and
+    /// `document_profiles` (both fixed for the state's life), by SHA-256.
+    pub validated_answers: Arc<ValidatedAnswers>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Request limits.
+    pub limits: Limits,
+    /// This gateway's country (`[ncp] country`): national clients must be
+    /// of it.
+    pub country: Option<Arc<str>>,
+    /// Cross-border exchange, when `[federation]` is configured.
+    pub federation: Option<Arc<CrossBorder>>,
+}
+
+/// Everything the gateway needs to take part in the federation
+/// (`[federation]`, `[assertions]`, `[patient_rights]`).
+#[derive(Debug)]
+pub struct CrossBorder {
+    /// This NCP's country (ISO 3166-1 alpha-2).
+    pub country: String,
+    /// This NCP's id.
+    pub ncp_id: String,
+    /// Countries, their NCPs and identifier rules.
+    pub directory: NcpDirectory,
+    /// The mutual-TLS client for calling peers, checking who answers.
+    pub client: FederationClient,
+    /// Verifies health-professional assertions.
+    pub verifier: Verifier,
+    /// Who may do what.
+    pub policy: AccessPolicy,
+    /// Services for which an emergency purpose of use lifts the patient's
+    /// restrictions (`[patient_rights]`).
+    pub emergency_lifts_restrictions: Vec<String>,
+}
+
+impl CrossBorder {
+    /// This NCP as a party of an audit record.
+    pub(crate) fn own_party(&self) -> NcpParty {
+        NcpParty {
+            country: self.country.clone(),
+            ncp_id: self.ncp_id.clone(),
+        }
+    }
+}
+
+impl AppState {
+    /// The federation, or the refusal a gateway without `[federation]`
+    /// gives to a cross-border request.
+    pub(crate) fn cross_border(&self) -> Result<&Arc<CrossBorder>, crate::error::GatewayError> {
+        self.federation.as_ref().ok_or_else(|| {
+            crate::error::GatewayError::UnknownRoute(
+                "cross-border requests (this gateway has no [federation])".into(),
+            )
+        })
+    }
+}
+
+/// An NCP of the directory as the federation client expects it to answer.
+#[derive(Debug)]
+pub(crate) struct PeerNcpTarget<'a> {
+    ncp: &'a ehds_routing::Ncp,
+    preflight_url: String,
+}
+
+impl<'a> PeerNcpTarget<'a> {
+    /// `ncp`, to be called.
+    pub(crate) fn of(ncp: &'a ehds_routing::Ncp) -> Self {
+        // The pre-flight request carries no patient data: the federation
+        // listener's `/healthz`.
+        let preflight_url = reqwest::Url::parse(&ncp.federation_url_for("healthz"))
+            .and_then(|base| base.join("/healthz"))
+            .map(String::from)
+            .unwrap_or_default();
+        Self { ncp, preflight_url }
+    }
+
+    /// What the federation client checks the answering server against.
+    pub(crate) fn expected(&self) -> ehds_transport::ExpectedPeer<'_> {
+        let certificate = self.ncp.certificate();
+        ehds_transport::ExpectedPeer {
+            ncp_id: self.ncp.id(),
+            country: certificate.country.as_str(),
+            common_name: &certificate.common_name,
+            preflight_url: &self.preflight_url,
+        }
+    }
+}

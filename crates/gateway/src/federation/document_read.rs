@@ -1,0 +1,86 @@
+//! `GET /fhir/Bundle/{id}` on the federation API: one of this country's
+//! patients' documents for another country's NCP (NCPeH FHIR API, document
+//! retrieve): the stored bytes, or — when the patient restricted parts of
+//! it — its released variant (`crate::release`). The id may be a released
+//! variant's: what is released is decided from its original, against the
+//! restrictions in force now.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use ehds_access::{AssertionRefusal, Operation};
+use ehds_fhir::audit_event::EntityTarget;
+use ehds_routing::search::{BundleRead, TokenParam};
+use ehds_transport::VerifiedPeer;
+
+use crate::audit::Trail;
+use crate::edge::AppState;
+use crate::edge::respond::fhir_json;
+use crate::error::GatewayError;
+
+/// The route.
+pub(crate) const PATH: &str = "/fhir/Bundle/{id}";
+
+/// The handler.
+pub(crate) async fn answer(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    trail: Trail,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let federation = state.cross_border()?;
+    trail.target(EntityTarget::Id(id.clone()));
+    BundleRead::parse(&id, "").map_err(GatewayError::Search)?;
+    let not_found = || GatewayError::ResourceNotFound(format!("Bundle/{id}"));
+    // Found before the assertion is checked (the assertion must name the
+    // document's patient), released only after.
+    let document = original_document(&state, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    let patient = document
+        .patient_identifier
+        .as_deref()
+        .and_then(|p| p.split_once('|'))
+        .map(|(system, value)| TokenParam {
+            system: system.to_owned(),
+            value: value.to_owned(),
+        })
+        .ok_or_else(not_found)?;
+    let purpose = super::admit::admit(
+        &state,
+        federation,
+        peer.as_deref(),
+        &headers,
+        &patient,
+        Operation::ReadPatientSummary,
+        &trail,
+    )
+    .await
+    .map_err(|error| match error {
+        // A document of another patient is "not found" to this caller.
+        GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
+        other => other,
+    })?;
+    let released =
+        crate::release::summary_for_release(&state, federation, document, purpose).await?;
+    if released.lifted {
+        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+    }
+    Ok(fhir_json(StatusCode::OK, released.content))
+}
+
+/// The stored document `id`, or the original of the released variant `id`.
+async fn original_document(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<ehds_store::StoredDocument>, GatewayError> {
+    if let Some(document) = state.store.document(id).await? {
+        return Ok(Some(document));
+    }
+    match state.store.released_document(id).await? {
+        Some(variant) => Ok(state.store.document(&variant.original_id).await?),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,201 @@
+//! `GET /fhir/DocumentReference?patient.identifier=system|value[&type=…]` on
+//! the federation API: the list of one of this country's patients'
+//! documents for another country's NCP (NCPeH FHIR API, DocumentReference
+//! search). `type` LOINC 60591-5 (or none) lists the patient summaries, as
+//! they may be released (a summary the patient restricted is listed as its
+//! variant: own id, identifier and size); `type` LOINC 57833-6 lists the
+//! dispensable prescriptions (one DocumentReference each, its
+//! `content.attachment.url` the `MedicationRequest/<country>.<id>` to read
+//! it by), restricted ones absent. Each service is asked for by its own
+//! permission of the access policy.
+
+use axum::Extension;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use ehds_access::{Operation, PurposeOfUse};
+use ehds_fhir::audit_event::EntityTarget;
+use ehds_routing::search::DocumentReferenceSearch;
+use ehds_transport::VerifiedPeer;
+use time::format_description::well_known::Rfc3339;
+
+use crate::audit::Trail;
+use crate::edge::respond::{FHIR_JSON, SearchSet};
+use crate::edge::{AppState, CrossBorder};
+use crate::error::GatewayError;
+use crate::services::{PATIENT_SUMMARY_TYPE, PRESCRIPTION_TYPE};
+
+/// The route.
+pub(crate) const PATH: &str = "/fhir/DocumentReference";
+
+/// The handler.
+pub(crate) async fn answer(
+    State(state): State<AppState>,
+    peer: Option<Extension<VerifiedPeer>>,
+    trail: Trail,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    let federation = state.cross_border()?;
+    let query = query.unwrap_or_default();
+    trail.target(EntityTarget::Query(query.clone()));
+    let search = DocumentReferenceSearch::parse(&query).map_err(GatewayError::Search)?;
+    let is_type = |(system, code): (&str, &str)| {
+        search
+            .type_
+            .as_ref()
+            .is_some_and(|t| t.system == system && t.value == code)
+    };
+    // The prescription document list (eHDSI: LOINC 57833-6) is the
+    // ePrescription service, asked for by its own permission.
+    let wants_prescriptions = is_type(PRESCRIPTION_TYPE);
+    let operation = if wants_prescriptions {
+        Operation::ListPrescriptions
+    } else {
+        Operation::ReadPatientSummary
+    };
+    let purpose = super::admit::admit(
+        &state,
+        federation,
+        peer.as_deref(),
+        &headers,
+        &search.patient_identifier,
+        operation,
+        &trail,
+    )
+    .await?;
+    if wants_prescriptions {
+        return Ok(
+            prescription_documents(&state, federation, &search, purpose, &trail)
+                .await?
+                .into_response(),
+        );
+    }
+    let wants_summary = search.type_.is_none() || is_type(PATIENT_SUMMARY_TYPE);
+    let patient = &search.patient_identifier;
+    let key = format!("{}|{}", patient.system, patient.value);
+    let documents = if wants_summary {
+        state
+            .store
+            .documents_for_patient(&key, Some("document"))
+            .await?
+    } else {
+        Vec::new()
+    };
+    // Listed as they may be released: a summary the patient restricted is
+    // listed as its variant (its own id, identifier and size).
+    let (documents, lifted) =
+        listed_as_released(&state, federation, &key, documents, purpose).await?;
+    if lifted {
+        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+    }
+    let mut set = SearchSet::with_capacity(1024 * (documents.len() + 1));
+    for doc in &documents {
+        let reference = serde_json::json!({
+            "resourceType": "DocumentReference",
+            "id": doc.id,
+            "masterIdentifier": {
+                "system": doc.identifier.system,
+                "value": doc.identifier.value,
+            },
+            "status": "current",
+            "type": {"coding": [{
+                "system": PATIENT_SUMMARY_TYPE.0,
+                "code": PATIENT_SUMMARY_TYPE.1,
+                "display": "Patient summary Document",
+            }]},
+            "subject": {"identifier": {
+                "system": patient.system,
+                "value": patient.value,
+            }},
+            "date": doc.received_at.format(&Rfc3339).unwrap_or_default(),
+            "content": [{"attachment": {
+                "contentType": FHIR_JSON,
+                "url": format!("Bundle/{}.{}", federation.country, doc.id),
+                "size": doc.size,
+            }}],
+        });
+        set.entry(None, reference.to_string().as_bytes());
+    }
+    Ok(set.into_response())
+}
+
+/// The patient's dispensable prescriptions as a DocumentReference list
+/// (the NCPeH ePrescription list); restricted ones are absent.
+async fn prescription_documents(
+    state: &AppState,
+    federation: &CrossBorder,
+    search: &DocumentReferenceSearch,
+    purpose: PurposeOfUse,
+    trail: &Trail,
+) -> Result<SearchSet, GatewayError> {
+    let patient = &search.patient_identifier;
+    let key = format!("{}|{}", patient.system, patient.value);
+    let mut prescriptions = state
+        .store
+        .prescriptions_for_patient(&key, &crate::eprescription::store_statuses(&[]))
+        .await?;
+    let restrictions =
+        crate::release::PrescriptionRestrictions::of(state, federation, &key, purpose).await?;
+    prescriptions.retain(|p| p.status.is_dispensable() && !restrictions.withholds(&p.identifier));
+    if restrictions.lifted_any() {
+        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+    }
+    let mut set = SearchSet::with_capacity(1024 * (prescriptions.len() + 1));
+    for p in &prescriptions {
+        let reference = serde_json::json!({
+            "resourceType": "DocumentReference",
+            "id": p.id,
+            "masterIdentifier": {"system": p.identifier.system, "value": p.identifier.value},
+            "status": "current",
+            "type": {"coding": [{
+                "system": PRESCRIPTION_TYPE.0,
+                "code": PRESCRIPTION_TYPE.1,
+                "display": "Prescription for medication",
+            }]},
+            "subject": {"identifier": {"system": patient.system, "value": patient.value}},
+            "date": p.received_at.format(&Rfc3339).unwrap_or_default(),
+            "content": [{"attachment": {
+                "contentType": FHIR_JSON,
+                "url": format!("MedicationRequest/{}.{}", federation.country, p.id),
+                "size": p.content.len(),
+            }}],
+        });
+        set.entry(None, reference.to_string().as_bytes());
+    }
+    Ok(set)
+}
+
+/// `documents` of the patient `key` as they may be released for `purpose`,
+/// and whether an emergency lifted the patient's restrictions.
+async fn listed_as_released(
+    state: &AppState,
+    federation: &CrossBorder,
+    key: &str,
+    documents: Vec<ehds_store::DocumentSummary>,
+    purpose: PurposeOfUse,
+) -> Result<(Vec<ehds_store::DocumentSummary>, bool), GatewayError> {
+    let restrictions = crate::release::summary_restrictions(state, key).await?;
+    if restrictions.is_empty() {
+        return Ok((documents, false));
+    }
+    let mut listed = Vec::with_capacity(documents.len());
+    let mut lifted = false;
+    for summary in documents {
+        let Some(original) = state.store.document(&summary.id).await? else {
+            continue;
+        };
+        let released =
+            crate::release::summary_under(state, federation, original, &restrictions, purpose)
+                .await?;
+        lifted |= released.lifted;
+        listed.push(ehds_store::DocumentSummary {
+            size: u64::try_from(released.content.len()).unwrap_or(u64::MAX),
+            sha256: <sha2::Sha256 as sha2::Digest>::digest(&released.content).into(),
+            id: released.id,
+            identifier: released.identifier,
+            ..summary
+        });
+    }
+    Ok((listed, lifted))
+}

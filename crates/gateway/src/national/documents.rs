@@ -1,0 +1,245 @@
+//! The documents of the national API (FHIR R4 RESTful API,
+//! <http://hl7.org/fhir/R4/http.html>):
+//!
+//! - `POST /fhir/Bundle`: a hospital EHR system pushes a FHIR document (the
+//!   IPS patient summary; a prescription Bundle goes to
+//!   `super::prescriptions`): validated against the document profiles,
+//!   stored byte for byte, idempotent by `Bundle.identifier` (create:
+//!   <http://hl7.org/fhir/R4/http.html#create>, `Prefer: return=`).
+//! - `GET /fhir/Bundle/{id}`: read (<http://hl7.org/fhir/R4/http.html#read>).
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ehds_fhir::audit_event::EntityTarget;
+use ehds_routing::search::TokenParam;
+use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, StoredDocument};
+use ehds_transport::NationalClientKind;
+
+use crate::audit::Trail;
+use crate::edge::AppState;
+use crate::edge::extract::{FhirBody, NationalCaller, receive_resource};
+use crate::edge::respond::{FHIR_JSON, outcome_response};
+use crate::error::GatewayError;
+
+/// RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (times are UTC).
+const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
+/// `POST /fhir/Bundle`: push a FHIR document (hospital EHR systems).
+pub(crate) async fn push(
+    State(state): State<AppState>,
+    caller: NationalCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    caller.require(
+        &[
+            NationalClientKind::EhrSystem,
+            NationalClientKind::DoctorSystem,
+        ],
+        "push documents or prescriptions",
+    )?;
+    let resource =
+        FhirBody(receive_resource(&headers, body, state.limits).await?).of_type("Bundle")?;
+    // A prescription Bundle (several items) goes to the prescriptions.
+    if super::prescriptions::is_prescription_bundle(resource.root()) {
+        return super::prescriptions::push_bundle(&state, &caller, &resource).await;
+    }
+    caller.require(&[NationalClientKind::EhrSystem], "push documents")?;
+    let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
+    let report = state
+        .validator
+        .validate_pushed_document(&resource, &profiles);
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    let header = ehds_validation::document::document_header(&resource).ok_or_else(|| {
+        // validate_pushed_document refuses documents without a header.
+        GatewayError::Invalid(report.clone())
+    })?;
+    let outcome = state
+        .store
+        .put_document(NewDocument {
+            identifier: DocumentIdentifier {
+                system: header.identifier_system.to_owned(),
+                value: header.identifier_value.to_owned(),
+            },
+            bundle_type: header.bundle_type,
+            patient_identifier: header.patient_identifier.as_deref(),
+            sender: &caller.sender(),
+            content: resource.bytes(),
+        })
+        .await?;
+    let preference = ReturnPreference::from_headers(&headers);
+    match outcome {
+        PutOutcome::Created(doc) => {
+            state.metrics.count_document_stored();
+            tracing::info!(document_id = %doc.id, "document stored");
+            Ok(document_response(
+                StatusCode::CREATED,
+                doc,
+                preference,
+                Some(&report),
+            ))
+        }
+        PutOutcome::AlreadyStored(doc) => {
+            tracing::info!(document_id = %doc.id, "identical document already stored");
+            Ok(document_response(
+                StatusCode::OK,
+                doc,
+                preference,
+                Some(&report),
+            ))
+        }
+        PutOutcome::Conflict { existing_id } => {
+            Err(GatewayError::IdentifierConflict { existing_id })
+        }
+    }
+}
+
+/// `GET /fhir/Bundle/{id}`: the exact bytes stored (any national system),
+/// or, for `<country>.<id>`, a document held by another country
+/// (`crate::relay::document_read`). Behind the audited exit: a read of
+/// patient data at home is on the patient's record too.
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    caller: NationalCaller,
+    trail: Trail,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    if let Some(held_by) = crate::relay::send::held_abroad(&state, &id) {
+        return crate::relay::document_read::relay(&state, &caller, &headers, &trail, held_by)
+            .await;
+    }
+    trail.target(EntityTarget::Id(id.clone()));
+    if !is_fhir_id(&id) {
+        return Err(GatewayError::ResourceNotFound("this Bundle".into()));
+    }
+    let doc = state
+        .store
+        .document(&id)
+        .await?
+        .ok_or_else(|| GatewayError::ResourceNotFound(format!("Bundle/{id}")))?;
+    if let Some((system, value)) = doc
+        .patient_identifier
+        .as_deref()
+        .and_then(|p| p.split_once('|'))
+    {
+        trail.patient(&TokenParam {
+            system: system.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+    Ok(document_response(
+        StatusCode::OK,
+        doc,
+        ReturnPreference::Representation,
+        None,
+    ))
+}
+
+/// FHIR `id` datatype: `[A-Za-z0-9\-\.]{1,64}`.
+fn is_fhir_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// The `Prefer: return=` header of a create
+/// (<http://hl7.org/fhir/R4/http.html#ops>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReturnPreference {
+    /// The stored resource (the default).
+    Representation,
+    /// No body.
+    Minimal,
+    /// An OperationOutcome of the validation warnings and information.
+    OperationOutcome,
+}
+
+impl ReturnPreference {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let preference = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .find_map(|p| p.trim().strip_prefix("return="));
+        match preference {
+            Some("minimal") => Self::Minimal,
+            Some("OperationOutcome") => Self::OperationOutcome,
+            _ => Self::Representation,
+        }
+    }
+}
+
+/// Header carrying how many warnings and information issues validation
+/// raised on an accepted document (the issues themselves come back with
+/// `Prefer: return=OperationOutcome`, or from `$validate`).
+const VALIDATION_ISSUES_HEADER: &str = "x-validation-issues";
+
+fn document_response(
+    status: StatusCode,
+    doc: StoredDocument,
+    preference: ReturnPreference,
+    report: Option<&ehds_validation::ValidationReport>,
+) -> Response {
+    let location = format!("/fhir/Bundle/{}", doc.id);
+    let mut response = match preference {
+        ReturnPreference::Representation => {
+            let mut r = (status, doc.content).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+            r
+        }
+        ReturnPreference::Minimal => status.into_response(),
+        ReturnPreference::OperationOutcome => {
+            let issues = match report {
+                Some(report) if !report.issues.is_empty() => report.issues.clone(),
+                _ => vec![ehds_fhir::outcome::Issue::new(
+                    ehds_fhir::outcome::Severity::Information,
+                    ehds_fhir::outcome::IssueType::Informational,
+                    "document stored; validation found no issues",
+                )],
+            };
+            outcome_response(status, &issues)
+        }
+    };
+    let headers = response.headers_mut();
+    if let Some(report) = report
+        && let Ok(value) = HeaderValue::from_str(&report.issues.len().to_string())
+    {
+        headers.insert(VALIDATION_ISSUES_HEADER, value);
+    }
+
+    // Documents are never updated: every stored document is version 1.
+    headers.insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value.clone());
+        headers.insert(header::CONTENT_LOCATION, value);
+    }
+    if let Ok(when) = doc.received_at.format(HTTP_DATE)
+        && let Ok(value) = HeaderValue::from_str(&when)
+    {
+        headers.insert(header::LAST_MODIFIED, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fhir_ids() {
+        assert!(is_fhir_id("a-b.C9"));
+        assert!(!is_fhir_id(""));
+        assert!(!is_fhir_id("a/b"));
+        assert!(!is_fhir_id(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,81 @@
+//! What the national API says about itself:
+//!
+//! - `GET /fhir/metadata`: the CapabilityStatement
+//!   (<http://hl7.org/fhir/R4/http.html#capabilities>), kept in
+//!   `conformance/`;
+//! - `GET /healthz`: 200 when the store answers;
+//! - `GET /metrics`: Prometheus text format.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::edge::AppState;
+use crate::edge::respond::FHIR_JSON;
+use crate::error::GatewayError;
+
+/// The CapabilityStatement served at `/fhir/metadata`, kept in `conformance/`.
+pub(crate) const CAPABILITY_STATEMENT: &str =
+    include_str!("../../../../conformance/CapabilityStatement-ehds-gateway-national.json");
+
+/// `GET /fhir/metadata`.
+pub(crate) async fn capability_statement() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
+        CAPABILITY_STATEMENT,
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: 200 when the store answers.
+pub(crate) async fn health(State(state): State<AppState>) -> Result<Response, GatewayError> {
+    state.store.ping().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        format!(
+            "{{\"status\":\"ok\",\"store\":\"{}\"}}",
+            state.store.backend_name()
+        ),
+    )
+        .into_response())
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, GatewayError> {
+    let stored = state.store.document_count().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state
+            .metrics
+            .render(stored, state.store.group_commit_counts()),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ehds_fhir::ReceivedResource;
+
+    #[test]
+    fn capability_statement_is_fhir_r4() {
+        let resource =
+            ReceivedResource::parse(Bytes::from_static(CAPABILITY_STATEMENT.as_bytes())).unwrap();
+        assert_eq!(resource.resource_type(), "CapabilityStatement");
+        assert_eq!(
+            resource
+                .root()
+                .get("fhirVersion")
+                .and_then(ehds_fhir::Node::as_str),
+            Some("4.0.1")
+        );
+    }
+}

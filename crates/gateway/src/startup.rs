@@ -1,0 +1,493 @@
+//! Start-up: the configuration checked, the FHIR packages loaded, the
+//! federation material (directory, trust list, policy, TLS) loaded, the
+//! store opened and migrated, the listeners bound, then serving until shut
+//! down; and the binary's other commands (`validate`, `audit verify`,
+//! `dev-pki`, `check-config`).
+//!
+//! The top of the crate: it assembles the layers below and nothing imports
+//! it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ehds_access::{AccessPolicy, TrustList, Verifier, VerifierSettings};
+use ehds_profiles::Registry;
+use ehds_routing::NcpDirectory;
+use ehds_store::Store;
+use ehds_transport::{
+    ClientTimeouts, FederationClient, IdentityFiles, ListenerKind, ReloadableServerTls,
+    ServerTlsFiles, TlsIdentity, TrustFiles, TrustStore,
+};
+use ehds_validation::Validator;
+use tokio::net::TcpListener;
+
+use crate::config::CheckedConfig;
+use crate::edge::{AppState, CrossBorder, Limits};
+use crate::start_error::StartError;
+
+/// A gateway whose store is open and whose listener is bound.
+#[derive(Debug)]
+pub struct Gateway {
+    listener: TcpListener,
+    national_tls: ReloadableServerTls,
+    /// The federation listener and its TLS, with `[federation]`.
+    federation: Option<(TcpListener, ReloadableServerTls)>,
+    /// The demonstration patient page, with `[patient_page]`.
+    patient_page: Option<crate::patient_page::PatientPage>,
+    state: AppState,
+}
+
+impl Gateway {
+    /// Loads the FHIR packages, opens the store (migrating it) and binds the
+    /// national API listener, in that order: a broken package folder or
+    /// store never leaves a port bound.
+    pub async fn bind(config: &CheckedConfig) -> Result<Self, StartError> {
+        let validator = Arc::new(load_validator(config)?);
+        let store = Store::open(&config.store).await?;
+        Self::bind_with(config, store, validator).await
+    }
+
+    /// Opens the store and binds the listeners with an already loaded
+    /// validator (several gateways in one process share one).
+    pub async fn bind_with_validator(
+        config: &CheckedConfig,
+        validator: Arc<Validator>,
+    ) -> Result<Self, StartError> {
+        let store = Store::open(&config.store).await?;
+        Self::bind_with(config, store, validator).await
+    }
+
+    /// Binds the listener over an already opened store and loaded validator.
+    pub async fn bind_with(
+        config: &CheckedConfig,
+        store: Store,
+        validator: Arc<Validator>,
+    ) -> Result<Self, StartError> {
+        let national_tls = ReloadableServerTls::load(national_tls_files(config))?;
+        let loaded = load_federation(config)?;
+        let (federation, federation_tls) = match loaded {
+            Some((federation, tls)) => (Some(Arc::new(federation)), Some(tls)),
+            None => (None, None),
+        };
+        let federation_listener = match (config.federation_listen, federation_tls) {
+            (Some(addr), Some(tls)) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?,
+                tls,
+            )),
+            _ => None,
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen.to_string(),
+                    source,
+                })?;
+        let patient_page = match (&config.raw.patient_page, config.patient_page_listen) {
+            (Some(section), Some(addr)) => Some(
+                crate::patient_page::PatientPage::bind(
+                    section,
+                    addr,
+                    listener.local_addr().map_err(StartError::Serve)?,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        let state = AppState {
+            store,
+            validator,
+            document_profiles: config.raw.validation.document_profiles.clone().into(),
+            validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(
+                config.raw.validation.peer_answer_memo_entries,
+            )),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+            limits: Limits {
+                max_body_bytes: config.raw.server.max_body_bytes,
+                body_timeout: Duration::from_secs(config.raw.server.body_timeout_secs),
+            },
+            country: config.raw.ncp.as_ref().map(|n| n.country.as_str().into()),
+            federation,
+        };
+        Ok(Self {
+            listener,
+            national_tls,
+            federation: federation_listener,
+            patient_page,
+            state,
+        })
+    }
+
+    /// The listeners' TLS configurations, to reload on demand (the binary
+    /// does on SIGHUP); [`Gateway::run`] also reloads them periodically so a
+    /// CRL replaced on disk takes effect without a restart.
+    pub fn tls_configs(&self) -> Vec<ReloadableServerTls> {
+        let mut configs = vec![self.national_tls.clone()];
+        if let Some((_, tls)) = &self.federation {
+            configs.push(tls.clone());
+        }
+        configs
+    }
+
+    /// The address the federation listener listens on, with `[federation]`.
+    pub fn federation_addr(&self) -> Option<SocketAddr> {
+        self.federation
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// The address the demonstration patient page is served on, with
+    /// `[patient_page]`.
+    pub fn patient_page_addr(&self) -> Option<SocketAddr> {
+        self.patient_page
+            .as_ref()
+            .and_then(|page| page.local_addr().ok())
+    }
+
+    /// The address the national API listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, StartError> {
+        self.listener.local_addr().map_err(StartError::Serve)
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let store = self.state.store.clone();
+        let reloader = tokio::spawn(reload_periodically(self.tls_configs(), TLS_RELOAD_PERIOD));
+        // One shutdown signal for both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let federation = self.federation.map(|(listener, tls)| {
+            let app = crate::federation::router(self.state.clone());
+            // Refused connections are security alerts in the audit trail.
+            let on_refusal = self.state.federation.as_ref().map(|f| {
+                crate::audit::alerts::refusal_observer(
+                    self.state.clone(),
+                    ehds_fhir::audit_event::NcpParty {
+                        country: f.country.clone(),
+                        ncp_id: f.ncp_id.clone(),
+                    },
+                )
+            });
+            tokio::spawn(ehds_transport::serve_with_options(
+                listener,
+                tls,
+                ListenerKind::Federation,
+                app,
+                ehds_transport::ServeOptions {
+                    metrics: Arc::clone(&self.state.metrics.federation_tls),
+                    on_refusal,
+                    ..ehds_transport::ServeOptions::default()
+                },
+                wait(stopped.clone()),
+            ))
+        });
+        let patient_page = self.patient_page.map(|page| {
+            let stopped = wait(stopped.clone());
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                if let Err(error) = page.run(state, stopped).await {
+                    tracing::error!(%error, "the patient page stopped");
+                }
+            })
+        });
+        let national_metrics = Arc::clone(&self.state.metrics.national_tls);
+        let app = crate::national::router(self.state);
+        let national = ehds_transport::serve_with_options(
+            self.listener,
+            self.national_tls,
+            ListenerKind::National,
+            app,
+            ehds_transport::ServeOptions {
+                metrics: national_metrics,
+                ..ehds_transport::ServeOptions::default()
+            },
+            wait(stopped),
+        );
+        tokio::pin!(national);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        tokio::join!(national, shutdown);
+        if let Some(task) = federation {
+            let _ = task.await;
+        }
+        if let Some(task) = patient_page {
+            let _ = task.await;
+        }
+        reloader.abort();
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// How often certificates, keys and CRLs are re-read from disk: a CRL
+/// published by the CA and copied in place is in force within this time
+/// (and at once on SIGHUP). A failed reload keeps the previous, working
+/// configuration and is logged.
+pub const TLS_RELOAD_PERIOD: Duration = Duration::from_secs(300);
+
+/// Reloads every TLS configuration now; returns how many failed (each logged).
+pub fn reload_tls(configs: &[ReloadableServerTls]) -> usize {
+    let mut failed = 0;
+    for config in configs {
+        match config.reload() {
+            Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
+            Err(error) => {
+                failed += 1;
+                tracing::error!(%error, "TLS reload failed; the previous configuration stays in force");
+            }
+        }
+    }
+    failed
+}
+
+async fn reload_periodically(configs: Vec<ReloadableServerTls>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        reload_tls(&configs);
+    }
+}
+
+/// Checks the store's audit chain end to end: the `ehds-gateway audit
+/// verify` command.
+pub async fn verify_audit(config: &CheckedConfig) -> Result<AuditChainReport, StartError> {
+    let store = Store::open(&config.store).await?;
+    let report = store.verify_audit_chain().await;
+    store.close().await;
+    Ok(report?)
+}
+
+/// What [`verify_audit`] found.
+pub use ehds_store::{BreakKind, ChainReport as AuditChainReport};
+
+/// Writes a fresh development PKI (for `countries`, e.g. `["BE", "LU"]`)
+/// into `dir`: the `ehds-gateway dev-pki` command. Development and tests
+/// only: every private key is written in the clear.
+pub fn generate_dev_pki(dir: &std::path::Path, countries: &[&str]) -> Result<(), StartError> {
+    ehds_transport::dev_pki::generate(
+        dir,
+        &ehds_transport::dev_pki::DevPkiSpec::long_lived(countries),
+    )?;
+    Ok(())
+}
+
+/// Loads the configured FHIR packages and compiles them; every profile the
+/// configuration requires must be among them.
+pub fn load_validator(config: &CheckedConfig) -> Result<Validator, StartError> {
+    load_validator_counting(config).map(|(validator, _)| validator)
+}
+
+/// [`load_validator`], with the number of packages loaded.
+fn load_validator_counting(config: &CheckedConfig) -> Result<(Validator, usize), StartError> {
+    let validation = &config.raw.validation;
+    let mut dirs = Vec::new();
+    let root = &validation.packages_dir;
+    let entries = std::fs::read_dir(root).map_err(|e| {
+        StartError::Config(format!(
+            "validation.packages_dir {}: {e} (run from the repository root, or set it in the config)",
+            root.display()
+        ))
+    })?;
+    let mut packages: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("package.json").is_file() || p.join("package/package.json").is_file())
+        .collect();
+    packages.sort();
+    dirs.extend(packages);
+    dirs.extend(validation.extra_package_dirs.iter().cloned());
+    let started = std::time::Instant::now();
+    let registry = Registry::load(&dirs)
+        .map_err(|e| StartError::Config(format!("loading FHIR packages: {e}")))?;
+    let validator = Validator::new(&registry);
+    for problem in validator.load_problems() {
+        tracing::warn!(url = %problem.url, problem = %problem.problem, "definition not usable");
+    }
+    for profile in &validation.document_profiles {
+        if !validator.knows_profile(profile) {
+            return Err(StartError::Config(format!(
+                "validation.document_profiles: {profile} is not in the loaded packages"
+            )));
+        }
+    }
+    tracing::info!(
+        packages = registry.packages().len(),
+        resources = registry.len(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "FHIR packages loaded"
+    );
+    Ok((validator, registry.packages().len()))
+}
+
+/// Validates one file for the `validate` command: the error count and the
+/// OperationOutcome to print.
+pub fn validate_file(
+    validator: &Validator,
+    path: &std::path::Path,
+    profiles: &[&str],
+) -> Result<(usize, Vec<u8>), StartError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| StartError::Config(format!("cannot read {}: {e}", path.display())))?;
+    let issues = match ehds_fhir::ReceivedResource::parse(bytes.into()) {
+        Ok(resource) => validator.validate(&resource, profiles).issues,
+        Err(rejection) => vec![ehds_fhir::outcome::Issue::from(&rejection)],
+    };
+    let errors = issues.iter().filter(|i| i.severity.is_error()).count();
+    Ok((errors, ehds_fhir::outcome::render(&issues)?))
+}
+
+/// Loads the directory, the trust list, the policy and the TLS material
+/// named by `[federation]` and `[assertions]`: the federation and its
+/// listener's TLS configuration; `None` without them.
+pub fn load_federation(
+    config: &CheckedConfig,
+) -> Result<Option<(CrossBorder, ReloadableServerTls)>, StartError> {
+    let (Some(section), Some(assertions), Some(ncp)) = (
+        &config.raw.federation,
+        &config.raw.assertions,
+        &config.raw.ncp,
+    ) else {
+        return Ok(None);
+    };
+    let directory = NcpDirectory::load(&section.directory)
+        .map_err(|e| StartError::Config(format!("federation.directory: {e}")))?;
+    let own = directory.ncp_for_country(&ncp.country).ok_or_else(|| {
+        StartError::Config(format!(
+            "the directory does not list this gateway's country {}",
+            ncp.country
+        ))
+    })?;
+    if own.id() != section.ncp_id {
+        return Err(StartError::Config(format!(
+            "federation.ncp_id {:?} is not the directory's NCP for {} ({:?})",
+            section.ncp_id,
+            ncp.country,
+            own.id()
+        )));
+    }
+    let trust = TrustFiles {
+        ca_certs: section.cas.clone(),
+        crls: section.crls.clone(),
+    };
+    // This country's national CA (the national listener's client CAs) is
+    // admitted on the federation listener only to tell a national system
+    // that calls it by mistake, with a 403 it can read and a record; it is
+    // never read as an NCP.
+    let national = &config.raw.server.tls;
+    let listener_tls = ReloadableServerTls::load(ServerTlsFiles {
+        identity: IdentityFiles {
+            cert_chain: section.certificate.clone(),
+            private_key: section.private_key.clone(),
+        },
+        trust: trust.clone(),
+        misdirected_clients: Some(TrustFiles {
+            ca_certs: national.client_cas.clone(),
+            crls: national.client_crls.clone(),
+        }),
+    })?;
+    let client_identity = TlsIdentity::load(&IdentityFiles {
+        cert_chain: section.client_certificate.clone(),
+        private_key: section.client_private_key.clone(),
+    })?;
+    let client = FederationClient::new(
+        &client_identity,
+        TrustStore::load(&trust)?,
+        ClientTimeouts {
+            connect: Duration::from_secs(section.connect_timeout_secs),
+            request: Duration::from_secs(section.request_timeout_secs),
+        },
+    )?;
+    let access = |what: &str, e: ehds_access::AccessError| {
+        StartError::Config(format!("assertions.{what}: {e}"))
+    };
+    let trust_list =
+        TrustList::load(&assertions.trust_list).map_err(|e| access("trust_list", e))?;
+    let policy = AccessPolicy::load(&assertions.policy).map_err(|e| access("policy", e))?;
+    let settings = VerifierSettings {
+        clock_skew_secs: u32::try_from(assertions.clock_skew_secs).unwrap_or(u32::MAX),
+        max_lifetime_secs: u32::try_from(assertions.max_lifetime_secs).unwrap_or(u32::MAX),
+        ..VerifierSettings::default()
+    };
+    Ok(Some((
+        CrossBorder {
+            country: ncp.country.clone(),
+            ncp_id: section.ncp_id.clone(),
+            directory,
+            client,
+            verifier: Verifier::new(trust_list, settings),
+            policy,
+            emergency_lifts_restrictions: config
+                .raw
+                .patient_rights
+                .emergency_lifts_restrictions
+                .clone(),
+        },
+        listener_tls,
+    )))
+}
+
+/// What `check-config` found: everything `serve` would load, loaded, with
+/// no port bound.
+#[derive(Debug)]
+pub struct ConfigCheck {
+    /// Whether `[federation]` is configured (and loaded).
+    pub federation: bool,
+    /// FHIR packages loaded.
+    pub packages: usize,
+}
+
+/// Loads everything `serve` would (the national listener's TLS, the
+/// federation material, the patient page's certificate and CA, the FHIR
+/// packages and the document profiles), without binding a port or opening
+/// the store: the `check-config` command.
+pub fn check_config(config: &CheckedConfig) -> Result<ConfigCheck, StartError> {
+    ReloadableServerTls::load(national_tls_files(config))?;
+    let federation = load_federation(config)?.is_some();
+    if let Some(page) = &config.raw.patient_page {
+        TlsIdentity::load(&IdentityFiles {
+            cert_chain: page.client_certificate.clone(),
+            private_key: page.client_private_key.clone(),
+        })?;
+        TrustStore::load(&TrustFiles {
+            ca_certs: page.national_cas.clone(),
+            crls: page.national_crls.clone(),
+        })?;
+    }
+    let (_, packages) = load_validator_counting(config)?;
+    Ok(ConfigCheck {
+        federation,
+        packages,
+    })
+}
+
+/// The national listener's TLS files.
+fn national_tls_files(config: &CheckedConfig) -> ServerTlsFiles {
+    let tls = &config.raw.server.tls;
+    ServerTlsFiles {
+        identity: IdentityFiles {
+            cert_chain: tls.certificate.clone(),
+            private_key: tls.private_key.clone(),
+        },
+        trust: TrustFiles {
+            ca_certs: tls.client_cas.clone(),
+            crls: tls.client_crls.clone(),
+        },
+        // Only national systems complete a handshake here.
+        misdirected_clients: None,
+    }
+}

@@ -1,0 +1,242 @@
+//! The outbound federation client that checks who answers: every request to
+//! another country's NCP goes through [`FederationClient`], which returns the
+//! answer only once the answering server's certificate is the NCP the caller
+//! expects (subject `C` and `CN`, beyond the host-name check of the
+//! handshake) and is not revoked by OCSP (for a certificate naming a
+//! responder); and which checks a server before anything about a patient is
+//! sent to it ([`FederationClient::preflight`]: a request carrying no patient
+//! data, whose verdict stands for [`PREFLIGHT_VALIDITY`]).
+//!
+//! What peer is expected comes from the caller (the NCP directory is the
+//! gateway's); this module knows certificates, not routing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::ocsp::{OcspChecker, OcspOptions};
+use crate::{
+    ClientTimeouts, ListenerKind, PeerIdentity, TlsIdentity, TransportError, TrustStore,
+    federation_client,
+};
+
+/// How long a pre-flight check of a peer's server certificate (identity and
+/// OCSP, made with a request that carries no patient data) stands before it
+/// is made again ahead of the next request.
+pub const PREFLIGHT_VALIDITY: Duration = Duration::from_secs(300);
+
+/// The NCP a request is meant for, as the directory names it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedPeer<'a> {
+    /// The NCP's id (the key its pre-flight verdict is kept under).
+    pub ncp_id: &'a str,
+    /// Its certificate's subject `C`.
+    pub country: &'a str,
+    /// Its certificate's subject `CN`.
+    pub common_name: &'a str,
+    /// A URL of its federation API carrying no patient data, for the
+    /// pre-flight request (e.g. its `/healthz`).
+    pub preflight_url: &'a str,
+}
+
+/// Why a request to a peer gave no usable answer. Carries no patient data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerFailure {
+    /// The peer did not answer in time.
+    Timeout,
+    /// The peer could not be reached, or its answer broke off.
+    Unreachable,
+    /// A URL to call is invalid.
+    InvalidUrl,
+    /// The answering server's certificate could not be read.
+    CertificateUnreadable,
+    /// The answering server's certificate is not the expected NCP's.
+    NotTheExpectedPeer,
+    /// Its issuer is not a federation CA.
+    UnknownIssuer,
+    /// OCSP says revoked (or not good).
+    Revoked,
+    /// OCSP status could not be established (fail closed).
+    RevocationUnknown,
+    /// The answer is larger than the limit.
+    TooLarge,
+}
+
+impl PeerFailure {
+    /// What happened, in words without patient data.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Timeout => "the peer did not answer in time",
+            Self::Unreachable => "the peer could not be reached",
+            Self::InvalidUrl => "the peer's federation URL is invalid",
+            Self::CertificateUnreadable => "the peer's certificate could not be read",
+            Self::NotTheExpectedPeer => {
+                "the answering server's certificate is not the directory's NCP for that country"
+            }
+            Self::UnknownIssuer => "the peer's certificate issuer is not a federation CA",
+            Self::Revoked => "the peer's certificate is revoked (OCSP)",
+            Self::RevocationUnknown => {
+                "the revocation status of the peer's certificate could not be established (OCSP)"
+            }
+            Self::TooLarge => "the peer's answer is larger than this gateway accepts",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// A peer's answer whose server certificate passed the checks.
+#[derive(Debug)]
+pub struct VerifiedAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    /// The body, read within the limit.
+    pub body: bytes::Bytes,
+}
+
+/// The mutual-TLS client to other countries' NCPs, with the checks of the
+/// answering server that the handshake alone does not make.
+#[derive(Debug)]
+pub struct FederationClient {
+    client: reqwest::Client,
+    trust: TrustStore,
+    ocsp: OcspChecker,
+    preflighted: Mutex<HashMap<String, Instant>>,
+}
+
+impl FederationClient {
+    /// A client with the gateway's federation `identity`, servers verified
+    /// against `trust` ([`federation_client`]).
+    pub fn new(
+        identity: &TlsIdentity,
+        trust: TrustStore,
+        timeouts: ClientTimeouts,
+    ) -> Result<Self, TransportError> {
+        Ok(Self {
+            client: federation_client(identity, &trust, timeouts)?,
+            trust,
+            ocsp: OcspChecker::new(OcspOptions::default()),
+            preflighted: Mutex::default(),
+        })
+    }
+
+    /// A request to build (method and URL); send it with [`Self::send`].
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Checks the expected peer's server certificate (identity, OCSP) with a
+    /// request that carries no patient data, unless a check of it stands
+    /// ([`PREFLIGHT_VALIDITY`]). Call before sending anything about a
+    /// patient; every answer is checked again all the same.
+    pub async fn preflight(&self, expected: ExpectedPeer<'_>) -> Result<(), PeerFailure> {
+        let now = Instant::now();
+        let standing = self
+            .preflighted
+            .lock()
+            .map(|checked| {
+                checked
+                    .get(expected.ncp_id)
+                    .is_some_and(|until| *until > now)
+            })
+            .unwrap_or(false);
+        if standing {
+            return Ok(());
+        }
+        let url =
+            reqwest::Url::parse(expected.preflight_url).map_err(|_| PeerFailure::InvalidUrl)?;
+        let response = self.client.get(url).send().await.map_err(failure_of)?;
+        self.check_server(&response, expected).await?;
+        if let Ok(mut checked) = self.preflighted.lock() {
+            checked.insert(expected.ncp_id.to_owned(), now + PREFLIGHT_VALIDITY);
+        }
+        Ok(())
+    }
+
+    /// Sends `request`, checks the answering server is `expected` (identity
+    /// and OCSP) and reads the body up to `max_body` bytes.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        expected: ExpectedPeer<'_>,
+        max_body: usize,
+    ) -> Result<VerifiedAnswer, PeerFailure> {
+        let response = request.send().await.map_err(failure_of)?;
+        self.check_server(&response, expected).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = read_limited(response, max_body).await?;
+        Ok(VerifiedAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn check_server(
+        &self,
+        response: &reqwest::Response,
+        expected: ExpectedPeer<'_>,
+    ) -> Result<(), PeerFailure> {
+        let leaf = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(reqwest::tls::TlsInfo::peer_certificate)
+            .ok_or(PeerFailure::CertificateUnreadable)?;
+        match PeerIdentity::from_certificate(ListenerKind::Federation, leaf) {
+            Ok(PeerIdentity::FederationNcp { country, ncp_id })
+                if country == expected.country && ncp_id == expected.common_name => {}
+            _ => return Err(PeerFailure::NotTheExpectedPeer),
+        }
+        // A certificate that names no responder is `NotApplicable` (CRLs
+        // alone decide, at the handshake).
+        let issuer = self
+            .trust
+            .issuer_of(leaf)
+            .ok_or(PeerFailure::UnknownIssuer)?;
+        match self.ocsp.check(leaf, issuer).await {
+            Ok(verdict) if verdict.is_acceptable() => Ok(()),
+            Ok(_) => Err(PeerFailure::Revoked),
+            Err(_) => Err(PeerFailure::RevocationUnknown),
+        }
+    }
+}
+
+fn failure_of(error: reqwest::Error) -> PeerFailure {
+    if error.is_timeout() {
+        PeerFailure::Timeout
+    } else {
+        PeerFailure::Unreachable
+    }
+}
+
+async fn read_limited(
+    mut response: reqwest::Response,
+    max_body: usize,
+) -> Result<bytes::Bytes, PeerFailure> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > max_body as u64)
+    {
+        return Err(PeerFailure::TooLarge);
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max_body {
+                    return Err(PeerFailure::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(bytes::Bytes::from(body)),
+            Err(error) => return Err(failure_of(error)),
+        }
+    }
+}
