@@ -440,3 +440,81 @@ async fn every_audited_route_leaves_exactly_one_record_per_request_refusals_incl
     );
     f.stop().await;
 }
+
+/// Issue 16 #2: at home, a stored summary is read back only by the system
+/// that pushed it; a pharmacy's or the patient portal's certificate is
+/// refused (403, OperationOutcome); every read and refusal is in the hash
+/// chain, so the patient's access log shows reads at home too.
+#[tokio::test]
+async fn reads_at_home_are_the_senders_alone_and_on_the_patients_record() {
+    let f = federation().await;
+    let lu = |kind| f.national_client("LU", kind);
+    let summary = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT).unwrap();
+    let pushed = lu(NationalClientKind::EhrSystem)
+        .post(f.lu.url("/fhir/Bundle"))
+        .header("content-type", FHIR_JSON)
+        .body(summary.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status().as_u16(), 201);
+    let location = pushed.headers()["location"].to_str().unwrap().to_owned();
+    let mut exercised = BTreeSet::new();
+    for (what, kind, status) in [
+        (
+            "a pharmacy reads a summary at home",
+            NationalClientKind::Pharmacy,
+            403,
+        ),
+        (
+            "the patient portal reads a summary by id",
+            NationalClientKind::PatientPortal,
+            403,
+        ),
+        (
+            "a doctor's system reads another system's push",
+            NationalClientKind::DoctorSystem,
+            403,
+        ),
+        (
+            "the hospital reads its push back",
+            NationalClientKind::EhrSystem,
+            200,
+        ),
+    ] {
+        let case = Case {
+            route: ("national", "GET", "/fhir/Bundle/{id}"),
+            what,
+            request: lu(kind).get(f.lu.url(&location)),
+            status,
+            at: &f.lu,
+            also: None,
+        };
+        check(&f, case, &mut exercised).await;
+    }
+    // The bytes read back are the bytes pushed.
+    let back = lu(NationalClientKind::EhrSystem)
+        .get(f.lu.url(&location))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.bytes().await.unwrap(), summary);
+    // The patient's access log names the reads at home.
+    let log: serde_json::Value = lu(NationalClientKind::PatientPortal)
+        .get(f.lu.url(&format!(
+            "/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = log["entry"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        5,
+        "the three refused reads and the two reads name the patient"
+    );
+    f.stop().await;
+}

@@ -220,7 +220,8 @@ pub(crate) async fn push_bundle(
     Ok(response)
 }
 
-/// `GET /fhir/MedicationRequest/{id}`: the exact bytes stored, or, for
+/// `GET /fhir/MedicationRequest/{id}`: the exact bytes stored, for the
+/// system that pushed them (`super::documents::read_back_at_home`), or, for
 /// `<country>.<id>`, a prescription held by another country
 /// (`crate::relay::prescription_read`). Behind the audited exit: a read of
 /// patient data at home is on the patient's record too.
@@ -247,6 +248,8 @@ pub(crate) async fn read(
             value: value.to_owned(),
         });
     }
+    // The patient's record shows a refused read too.
+    super::documents::read_back_at_home(&caller, &prescription.sender)?;
     Ok(fhir_json(StatusCode::OK, prescription.content))
 }
 
