@@ -135,9 +135,15 @@ fn resolves_url_with_version() {
             .resolve("http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips|1.1.0")
             .is_none()
     );
+    // Java `CanonicalResourceManager.get`: a release not held means the
+    // highest of its major.minor.
+    let patient = registry
+        .resolve("http://hl7.org/fhir/StructureDefinition/Patient|4.0")
+        .unwrap();
+    assert_eq!(patient.version.as_deref(), Some("4.0.1"));
     assert!(
         registry
-            .resolve("http://hl7.org/fhir/StructureDefinition/Patient|4.0")
+            .resolve("http://hl7.org/fhir/StructureDefinition/Patient|3.0.2")
             .is_none()
     );
 }
