@@ -1,7 +1,9 @@
 //! FHIR package registry.
 //!
 //! Owns: loading FHIR packages — the ones shipped under `profiles/`
-//! (hl7.fhir.r4.core 4.0.1, hl7.fhir.uv.ips, hl7.fhir.eu.mpd, ihe.pharm.mpd.r4,
+//! (hl7.fhir.r4.core 4.0.1, hl7.fhir.uv.ips 1.1.0 and 2.0.0-ballot,
+//! hl7.fhir.eu.laboratory 0.1.0 and 0.2.0-ci, myhealth.eu.fhir.laboratory,
+//! hl7.fhir.eu.extensions, hl7.fhir.eu.mpd, ihe.pharm.mpd.r4,
 //! hl7.eu.terminology.ehdsi, hl7.fhir.be.medication) and any an operator names
 //! in the configuration — into an immutable, shareable [`Registry`] of
 //! conformance resources (StructureDefinitions, ValueSets, CodeSystems,

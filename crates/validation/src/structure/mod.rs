@@ -14,6 +14,7 @@
 //! | primitive values: JSON kind, the type's regex, ranges and calendar days | [`primitive`] |
 //! | `_x` primitive extensions: only `id` and `extension` | R4 json.html §2.6.2 |
 //! | contained and Bundle entry resources validated as resources | ElementDefinition.type `Resource` |
+//! | a resource element with several `type.profile`s meets one of them (the first that adds no error) | R4 ElementDefinition.type.profile ("must conform to at least one of them"); Java InstanceValidator (BUNDLE_BUNDLE_ENTRY_MULTIPLE_PROFILES_NO_MATCH) |
 //! | `modifierExtension` the gateway holds no definition for is an error | R4 extensibility.html#modifierExtension (safety checklist) |
 //! | an extension the gateway holds no definition for is reported as not checked | R4 extensibility.html |
 //! | claimed profiles (`meta.profile`) unknown to the gateway are reported | R4 profiling.html |
@@ -1490,7 +1491,8 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
             Some(Kind::Resource) => {
                 let profiles: Vec<&str> = type_ref.profiles.iter().map(String::as_str).collect();
-                self.resource(item, Some(path), &profiles);
+                let profiles = self.profile_choice(item, path, &profiles);
+                self.resource(item, Some(path), profiles);
                 let typed = Item::resource(item, &validator.model);
                 self.invariants(item, &typed, own, path);
             }
@@ -1529,6 +1531,67 @@ impl<'v, 'd> Walker<'v, 'd> {
                 }
             }
         }
+    }
+
+    /// Of several `type.profile`s of a resource element, the one to hold
+    /// the resource to: "If any profiles are specified, then the content
+    /// must conform to at least one of them" (R4
+    /// ElementDefinition.type.profile). HL7 Europe Laboratory's Bundle
+    /// allows a patient entry to be Patient-eu-lab or Patient-animal-eu-lab.
+    /// Each profile is tried on a trial walk, apart from this one; the first
+    /// that adds no error to what the resource gets without it is the one,
+    /// as the Java validator accepts an entry matching one of its profiles
+    /// (InstanceValidator; BUNDLE_BUNDLE_ENTRY_MULTIPLE_PROFILES_NO_MATCH
+    /// only when none matches). When none does, every profile, so their
+    /// findings are reported. One profile or none: as given.
+    fn profile_choice<'p>(
+        &mut self,
+        item: &'d Node,
+        path: &Path<'_>,
+        profiles: &'p [&'p str],
+    ) -> &'p [&'p str] {
+        if profiles.len() < 2 || self.jobs.is_some() {
+            return profiles;
+        }
+        let baseline = self.trial_errors(item, path, &[]);
+        for (i, profile) in profiles.iter().enumerate() {
+            if self.trial_errors(item, path, std::slice::from_ref(profile)) <= baseline {
+                return profiles.get(i..=i).unwrap_or(profiles);
+            }
+        }
+        profiles
+    }
+
+    /// How many errors walking `item` against `profiles` (and its core
+    /// definition and claims) finds, on a walk of its own that leaves this
+    /// one as it was.
+    fn trial_errors(&mut self, item: &'d Node, path: &Path<'_>, profiles: &[&str]) -> usize {
+        let mut trial = Walker {
+            package: self.package,
+            validator: self.validator,
+            terminology: self.terminology,
+            issues: Vec::new(),
+            bundle: self.bundle.take(),
+            entry: self.entry,
+            resources: self.resources.clone(),
+            walked: HashSet::default(),
+            checked_primitives: HashSet::default(),
+            count_buffers: Vec::new(),
+            context_buffers: Vec::new(),
+            depth: self.depth,
+            resource_items: self.resource_items.clone(),
+            evaluated: invariants::PairSet::with_capacity(256),
+            invariant_issues: Vec::new(),
+            jobs: None,
+        };
+        trial.resource(item, Some(path), profiles);
+        self.bundle = trial.bundle.take();
+        trial
+            .issues
+            .iter()
+            .chain(&trial.invariant_issues)
+            .filter(|i| i.severity.is_error())
+            .count()
     }
 
     fn primitive(&mut self, item: &'d Node, fhir_type: &str, path: &Path<'_>) {
