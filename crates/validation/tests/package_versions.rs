@@ -125,3 +125,48 @@ fn an_explicit_default_package_changes_what_a_version_less_claim_means() {
     let newest = validator.validate(&witness(Some(&format!("{IPS_BUNDLE}|2.0.0-ballot"))), &[]);
     assert!(newest.is_acceptable(), "{newest:#?}");
 }
+
+/// What the laboratory service will ask of a pushed report: every lab report
+/// document of the HL7 Europe and MyHealth@EU packages passes the push path
+/// against its Bundle profile, version-less (the default, 0.2.0-ci for
+/// Bundle-eu-lab) and pinned to the 0.1.0 OpenNCP uses; and the IPS 1.1.0
+/// documents against the default IPS Bundle profile (2.0.0-ballot), as the
+/// gateway's shipped configuration checks a pushed summary.
+#[test]
+fn the_laboratory_and_ips_1_1_0_documents_pass_the_push_path() {
+    const EU_LAB: &str = "http://hl7.eu/fhir/laboratory/StructureDefinition/Bundle-eu-lab";
+    const MYHEALTH_LAB: &str =
+        "http://fhir.ehdsi.eu/laboratory/StructureDefinition/Bundle-lab-myhealtheu";
+    let eu_lab_0_1_0 = format!("{EU_LAB}|0.1.0");
+    let cases: [(&str, Vec<&str>); 4] = [
+        ("eu-lab-0.1.0", vec![EU_LAB, &eu_lab_0_1_0]),
+        ("eu-lab-0.2.0-ci", vec![EU_LAB, &eu_lab_0_1_0]),
+        ("myhealtheu-lab-0.0.1", vec![MYHEALTH_LAB, EU_LAB]),
+        ("ips-1.1.0", vec![IPS_BUNDLE]),
+    ];
+    let mut documents = 0;
+    for (folder, profiles) in cases {
+        let dir = conformance_dir().join("examples").join(folder);
+        for path in ehds_test_support::files_with_extension(&dir, "json") {
+            let document = ReceivedResource::parse(std::fs::read(&path).unwrap().into()).unwrap();
+            if document
+                .root()
+                .get("type")
+                .and_then(ehds_fhir::Node::as_str)
+                != Some("document")
+            {
+                continue;
+            }
+            documents += 1;
+            for profile in &profiles {
+                let report = validator().validate_pushed_document(&document, &[profile]);
+                assert!(
+                    report.is_acceptable(),
+                    "{} against {profile}: {report:#?}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert_eq!(documents, 5 + 5 + 1 + 4);
+}
