@@ -166,6 +166,33 @@ impl Validator {
         }
         report
     }
+
+    /// [`Validator::validate_pushed_document`] in a package's context (see
+    /// [`Validator::validate_in_package`]): for a service whose documents
+    /// follow one package, e.g. `myhealth.eu.fhir.laboratory#0.0.1`, whose
+    /// scope makes a version-less IPS claim mean IPS 1.1.0. A package that
+    /// is not loaded adds no scope.
+    pub fn validate_pushed_document_in_package(
+        &self,
+        resource: &ehds_fhir::ReceivedResource,
+        document_profiles: &[&str],
+        package: &ehds_profiles::PackageId,
+    ) -> ValidationReport {
+        let Some(package) = self.structures.package_index(package) else {
+            return self.validate_pushed_document(resource, document_profiles);
+        };
+        let mut report = document::check_document_bundle(resource);
+        if resource.resource_type() == "Bundle" {
+            self.structures.validate_in_package(
+                resource.root(),
+                document_profiles,
+                &self.terminology,
+                &mut report.issues,
+                package,
+            );
+        }
+        report
+    }
 }
 
 /// A `Bundle` of type `document`.

@@ -111,6 +111,16 @@ fn in_a_package_context_version_less_claims_resolve_in_its_scope() {
     // A package that is not loaded adds no scope.
     let unknown = validator().validate_in_package(&witness(None), &[], &ips("9.9.9"));
     assert!(unknown.is_acceptable(), "{unknown:#?}");
+    // The push path, for a service whose documents follow one package.
+    let pushed =
+        validator().validate_pushed_document_in_package(&witness(None), &[IPS_BUNDLE], &myhealth);
+    assert!(rejected_for_empty_reason(&pushed), "{pushed:#?}");
+    let pushed = validator().validate_pushed_document_in_package(
+        &witness(None),
+        &[IPS_BUNDLE],
+        &ips("2.0.0-ballot"),
+    );
+    assert!(pushed.is_acceptable(), "{pushed:#?}");
 }
 
 #[test]
