@@ -2,8 +2,9 @@
 //! in `conformance/examples/`, evaluated the way a validator would: each
 //! element against the invariants of its type (the root element of the
 //! type's core StructureDefinition, or the backbone element's definition),
-//! with `%resource` the nearest enclosing resource and `%rootResource` the
-//! document. Documents known to break an invariant are listed in
+//! with `%resource` the nearest enclosing resource and `%rootResource` that
+//! resource, or its container when it is contained (a Bundle entry is its
+//! own root). Documents known to break an invariant are listed in
 //! `conformance/fhirpath/invariant-failures.txt` with the reason (a ratchet).
 //! This guards against false errors from the engine, and prints how long
 //! all invariants of the IPS example take.
@@ -127,9 +128,21 @@ impl Checker {
         visit: &mut dyn FnMut(Job<'a, 's>, &[&'s str]),
     ) {
         let Item::Node(n) = &item else { return };
-        let resource = match n.value {
-            Some(v) if v.get("resourceType").is_some() => item.clone(),
-            _ => resource,
+        // `%rootResource` is the resource itself, or for a contained
+        // resource its container (FHIRPath R4 `%rootResource`; R4
+        // references.html#contained): a Bundle entry is its own root.
+        let (resource, root) = match n.value {
+            Some(v) if v.get("resourceType").is_some() => {
+                let contained = match &resource {
+                    Item::Node(container) => container
+                        .value
+                        .and_then(|c| c.get("contained"))
+                        .is_some_and(|c| c.items().iter().any(|x| std::ptr::eq(x, v))),
+                    _ => false,
+                };
+                (item.clone(), if contained { root } else { item.clone() })
+            }
+            _ => (resource, root),
         };
         let mut ty = n.ty;
         while let Some(t) = ty {

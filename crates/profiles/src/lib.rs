@@ -1,7 +1,9 @@
 //! FHIR package registry.
 //!
 //! Owns: loading FHIR packages — the ones shipped under `profiles/`
-//! (hl7.fhir.r4.core 4.0.1, hl7.fhir.uv.ips, hl7.fhir.eu.mpd, ihe.pharm.mpd.r4,
+//! (hl7.fhir.r4.core 4.0.1, hl7.fhir.uv.ips 1.1.0 and 2.0.0-ballot,
+//! hl7.fhir.eu.laboratory 0.1.0 and 0.2.0-ci, myhealth.eu.fhir.laboratory,
+//! hl7.fhir.eu.extensions, hl7.fhir.eu.mpd, ihe.pharm.mpd.r4,
 //! hl7.eu.terminology.ehdsi, hl7.fhir.be.medication) and any an operator names
 //! in the configuration — into an immutable, shareable [`Registry`] of
 //! conformance resources (StructureDefinitions, ValueSets, CodeSystems,
@@ -9,6 +11,19 @@
 //! `url|version`). A package is a folder with a `package.json` (`name`,
 //! `version`) and one JSON file per resource; every file is kept as received
 //! bytes plus the lossless view of `ehds_fhir`.
+//!
+//! Several versions of one package (`hl7.fhir.uv.ips` 1.1.0 and 2.0.0-ballot)
+//! live side by side, and so do several versions of one canonical URL:
+//!
+//! | reference | resolves to | source |
+//! | --- | --- | --- |
+//! | `url\|version` | exactly that version; when none is held and `version` is a plain release (`1.1.5`, `1.1`), the highest held of the same major.minor | Java `CanonicalResourceManager.get(url, version)` (`VersionUtilities.getMajMin`) |
+//! | `url` | the **default**: the version from a package named in [`Registry::with_default_packages`], else the highest version (semver order, pre-releases below their release) | Java `CanonicalResourceManager` (the latest by version wins) |
+//! | `url` from a resource of package P ([`Registry::resolve_in`]) | the version held by the first package of P's dependency scope ([`Registry::dependency_scope`]: P, then its `package.json` `dependencies`, breadth first) that has the URL, else the default | Java `BaseWorkerContext.fetchResourceWithExceptionByVersion` (`populatePVList`) and `CanonicalResourceManager.getByPackage` |
+//!
+//! So a profile of `hl7.fhir.eu.laboratory` 0.1.0, which depends on IPS
+//! 1.1.0, finds IPS 1.1.0's profiles, while a document that merely claims
+//! the IPS Bundle profile is checked against the default.
 //!
 //! Must not know about: how resources are validated against them, HTTP,
 //! storage, routing or transport. It never fetches packages from a registry
@@ -24,7 +39,7 @@ use std::sync::Arc;
 
 use ehds_fhir::{JsonRejection, Node, ReceivedResource};
 
-pub use version::compare as compare_versions;
+pub use version::{compare as compare_versions, major_minor, major_minor_of_any};
 
 /// Canonical URL prefix of the core (base) StructureDefinitions.
 pub const CORE_STRUCTURE_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
@@ -43,6 +58,17 @@ impl fmt::Display for PackageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.name, self.version)
     }
+}
+
+/// A dependency a package declares (`package.json` `dependencies`): a
+/// package name and a version (`1.1.0`), a wildcard (`0.1.x`) or a label
+/// (`current`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dependency {
+    /// The package name, e.g. `hl7.fhir.uv.ips`.
+    pub name: String,
+    /// The version as written.
+    pub version: String,
 }
 
 /// One conformance resource (StructureDefinition, ValueSet, CodeSystem, ...)
@@ -141,6 +167,10 @@ pub enum ProfilesError {
         /// What is wrong and where.
         rejection: JsonRejection,
     },
+    /// A package named as a default ([`Registry::with_default_packages`])
+    /// is not loaded.
+    #[error("the default package {0} is not loaded")]
+    UnknownDefaultPackage(PackageId),
     /// A thread reading resource files stopped unexpectedly.
     #[error("a thread reading FHIR package files stopped unexpectedly")]
     LoaderThread,
@@ -161,7 +191,7 @@ fn describe(rejection: &JsonRejection) -> String {
 struct UrlEntry {
     /// Indices into `Registry::resources`, in load order.
     all: Vec<usize>,
-    /// The one `url` alone resolves to.
+    /// The one `url` alone resolves to (the default).
     latest: usize,
 }
 
@@ -170,6 +200,10 @@ struct UrlEntry {
 /// Immutable once built, `Send + Sync`; share it as `Arc<Registry>`.
 pub struct Registry {
     packages: Vec<Arc<PackageId>>,
+    /// By package index: its declared dependencies.
+    dependencies: Vec<Vec<Dependency>>,
+    /// Packages whose versions a version-less `url` means, first first.
+    defaults: Vec<PackageId>,
     resources: Vec<LoadedResource>,
     by_url: HashMap<String, UrlEntry>,
     by_type: HashMap<String, Vec<usize>>,
@@ -201,11 +235,14 @@ impl Registry {
     /// [`Registry::skipped`]. Any file that is not FHIR JSON fails the load.
     pub fn load(package_dirs: &[PathBuf]) -> Result<Registry, ProfilesError> {
         let mut packages = Vec::with_capacity(package_dirs.len());
+        let mut dependencies = Vec::with_capacity(package_dirs.len());
         let mut files = Vec::new();
         let mut owners = Vec::new();
         for dir in package_dirs {
             let root = load::package_root(dir)?;
-            let package = Arc::new(load::read_package_json(&root)?);
+            let (package, declared) = load::read_package_json(&root)?;
+            let package = Arc::new(package);
+            dependencies.push(declared);
             let listed = load::resource_files(&root)?;
             owners.extend(std::iter::repeat_n(Arc::clone(&package), listed.len()));
             files.extend(listed);
@@ -277,6 +314,8 @@ impl Registry {
             .collect();
         Ok(Registry {
             packages,
+            dependencies,
+            defaults: Vec::new(),
             resources,
             by_url,
             by_type,
@@ -304,15 +343,153 @@ impl Registry {
         Self::load(&dirs)
     }
 
-    /// Resolves a canonical reference: `url` (the latest version: the highest
-    /// of the semver-like versions by [`compare_versions`], or the first
-    /// loaded when none is semver-like) or `url|version` (exactly that
-    /// version). URLs and versions are compared exactly (case-sensitive).
-    /// When the reference as written does not resolve and carries a
-    /// `#fragment`, it is tried once more without the fragment; nothing else
-    /// is rewritten.
+    /// Makes a version-less `url` mean the version held by the first of
+    /// `packages` that has the URL (an explicit default per package, e.g.
+    /// `hl7.fhir.uv.ips#1.1.0` while 2.0.0-ballot is loaded too); URLs none
+    /// of them holds keep the highest version. Each must be loaded.
+    pub fn with_default_packages(mut self, packages: &[PackageId]) -> Result<Self, ProfilesError> {
+        if let Some(missing) = packages
+            .iter()
+            .find(|p| !self.packages.iter().any(|loaded| **loaded == **p))
+        {
+            return Err(ProfilesError::UnknownDefaultPackage(missing.clone()));
+        }
+        self.defaults = packages.to_vec();
+        let mut by_url = std::mem::take(&mut self.by_url);
+        for entry in by_url.values_mut() {
+            if let Some(chosen) = self.default_of(entry.all.iter().copied()) {
+                entry.latest = chosen;
+            }
+        }
+        self.by_url = by_url;
+        Ok(self)
+    }
+
+    /// The packages named in [`Registry::with_default_packages`].
+    pub fn default_packages(&self) -> &[PackageId] {
+        &self.defaults
+    }
+
+    /// Resolves a canonical reference: `url` (the default version: from a
+    /// default package ([`Registry::with_default_packages`]), else the
+    /// highest of the semver-like versions by [`compare_versions`], or the
+    /// first loaded when none is semver-like) or `url|version` (exactly that
+    /// version; failing that, for a plain release `x.y.z` or `x.y`, the
+    /// highest held of the same major.minor, as the Java validator's
+    /// `CanonicalResourceManager.get` does). URLs and versions are compared
+    /// exactly (case-sensitive). When the reference as written does not
+    /// resolve and carries a `#fragment`, it is tried once more without the
+    /// fragment; nothing else is rewritten.
     pub fn resolve(&self, canonical: &str) -> Option<&LoadedResource> {
         self.lookup(None, canonical)
+    }
+
+    /// Resolves a canonical written in a resource of a package whose
+    /// [`Registry::dependency_scope`] is `scope`: `url|version` as
+    /// [`Registry::resolve`]; a version-less `url` to the version held by the
+    /// first package of `scope` that has it (of `resource_type`, when
+    /// given), else the default. This is how a profile of
+    /// `hl7.fhir.eu.laboratory` 0.1.0 finds the IPS 1.1.0 profiles it builds
+    /// on (Java `CanonicalResourceManager.getByPackage`).
+    pub fn resolve_in(
+        &self,
+        resource_type: Option<&str>,
+        canonical: &str,
+        scope: &[Arc<PackageId>],
+    ) -> Option<&LoadedResource> {
+        let url = canonical.split_once('#').map_or(canonical, |(url, _)| url);
+        if !url.contains('|')
+            && let Some(entry) = self.by_url.get(canonical).or_else(|| self.by_url.get(url))
+        {
+            let of_type = |r: &&LoadedResource| resource_type.is_none_or(|t| r.resource_type == t);
+            for package in scope {
+                if let Some(found) = entry
+                    .all
+                    .iter()
+                    .filter_map(|&i| self.resources.get(i))
+                    .filter(of_type)
+                    .find(|r| *r.package == **package)
+                {
+                    return Some(found);
+                }
+            }
+        }
+        self.lookup(resource_type, canonical)
+    }
+
+    /// The declared dependencies of a loaded package (none when it is not
+    /// loaded).
+    pub fn dependencies(&self, package: &PackageId) -> &[Dependency] {
+        self.packages
+            .iter()
+            .position(|p| **p == *package)
+            .and_then(|i| self.dependencies.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The packages a version-less canonical written in `package` is looked
+    /// up in, in order: `package` itself, then the loaded packages its
+    /// dependencies name (in name order), then theirs, breadth first, each
+    /// once (Java `BaseWorkerContext.populatePVList`). A dependency names a loaded
+    /// package by its exact version; a wildcard (`0.1.x`, `0.1.*`) or a
+    /// major.minor (`1.1`) by the highest loaded version it matches; a label
+    /// that is not a version (`current`, `dev`) by the highest loaded version
+    /// of that name. A dependency on a version that is not loaded adds
+    /// nothing. Empty when `package` is not loaded.
+    pub fn dependency_scope(&self, package: &PackageId) -> Vec<Arc<PackageId>> {
+        let Some(start) = self.packages.iter().position(|p| **p == *package) else {
+            return Vec::new();
+        };
+        let mut scope = vec![start];
+        let mut next = 0;
+        while let Some(&current) = scope.get(next) {
+            next += 1;
+            for dependency in self.dependencies.get(current).into_iter().flatten() {
+                if let Some(found) = self.dependency_package(dependency)
+                    && !scope.contains(&found)
+                {
+                    scope.push(found);
+                }
+            }
+        }
+        scope
+            .into_iter()
+            .filter_map(|i| self.packages.get(i).cloned())
+            .collect()
+    }
+
+    /// The loaded package a dependency names (see
+    /// [`Registry::dependency_scope`]), by index.
+    fn dependency_package(&self, dependency: &Dependency) -> Option<usize> {
+        let named = || {
+            self.packages
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.name == dependency.name)
+        };
+        if let Some((i, _)) = named().find(|(_, p)| p.version == dependency.version) {
+            return Some(i);
+        }
+        let wanted = dependency.version.as_str();
+        let is_label = version::compare(wanted, wanted).is_none()
+            && version::wildcard_prefix(wanted).is_none();
+        let mut best: Option<(usize, &str)> = None;
+        for (i, p) in named() {
+            let fits = if is_label {
+                version::compare(&p.version, &p.version).is_some()
+            } else {
+                version::matches(wanted, &p.version)
+            };
+            if !fits {
+                continue;
+            }
+            match best {
+                Some((_, v))
+                    if version::compare(&p.version, v) != Some(std::cmp::Ordering::Greater) => {}
+                _ => best = Some((i, &p.version)),
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// [`Registry::resolve`] restricted to one resource type.
@@ -381,7 +558,23 @@ impl Registry {
                     && text("derivation") != Some("constraint")
             })
         });
-        latest(&self.resources, base).and_then(|i| self.resources.get(i))
+        self.default_of(base).and_then(|i| self.resources.get(i))
+    }
+
+    /// Of `candidates` (indices in load order), the one a version-less
+    /// reference means: one from the first default package that has one,
+    /// else [`latest`].
+    fn default_of(&self, candidates: impl Iterator<Item = usize> + Clone) -> Option<usize> {
+        self.defaults
+            .iter()
+            .find_map(|package| {
+                candidates.clone().find(|&i| {
+                    self.resources
+                        .get(i)
+                        .is_some_and(|r| *r.package == *package)
+                })
+            })
+            .or_else(|| latest(&self.resources, candidates))
     }
 
     fn lookup(&self, resource_type: Option<&str>, canonical: &str) -> Option<&LoadedResource> {
@@ -401,28 +594,59 @@ impl Registry {
         if let Some(entry) = self.by_url.get(canonical) {
             let found = match resource_type {
                 None => self.resources.get(entry.latest),
-                Some(_) => latest(
-                    &self.resources,
-                    entry
-                        .all
-                        .iter()
-                        .copied()
-                        .filter(|&i| self.resources.get(i).as_ref().is_some_and(of_type)),
-                )
-                .and_then(|i| self.resources.get(i)),
+                Some(_) => self
+                    .default_of(
+                        entry
+                            .all
+                            .iter()
+                            .copied()
+                            .filter(|&i| self.resources.get(i).as_ref().is_some_and(of_type)),
+                    )
+                    .and_then(|i| self.resources.get(i)),
             };
             if found.is_some() {
                 return found;
             }
         }
         let (url, version) = canonical.split_once('|')?;
+        let versions = || {
+            self.by_url
+                .get(url)
+                .into_iter()
+                .flat_map(|entry| entry.all.iter())
+                .filter_map(|&i| self.resources.get(i))
+                .filter(of_type)
+        };
+        if let Some(exact) = versions().find(|r| r.version.as_deref() == Some(version)) {
+            return Some(exact);
+        }
+        // Java `CanonicalResourceManager.get(url, version)`: a plain release
+        // that is not held means the highest held of its major.minor.
+        let wanted = version::major_minor(version)?;
+        let mut best: Option<&LoadedResource> = None;
+        for candidate in versions() {
+            let Some(held) = candidate.version.as_deref() else {
+                continue;
+            };
+            if version::major_minor_of_any(held) != Some(wanted) {
+                continue;
+            }
+            match best.and_then(|b| b.version.as_deref()) {
+                Some(b) if version::compare(held, b) != Some(std::cmp::Ordering::Greater) => {}
+                _ => best = Some(candidate),
+            }
+        }
+        best
+    }
+
+    /// Every loaded version of a canonical URL (the `url` part only), in
+    /// load order.
+    pub fn versions<'a>(&'a self, url: &str) -> impl Iterator<Item = &'a LoadedResource> + 'a {
         self.by_url
-            .get(url)?
-            .all
-            .iter()
+            .get(url)
+            .into_iter()
+            .flat_map(|entry| entry.all.iter())
             .filter_map(|&i| self.resources.get(i))
-            .filter(of_type)
-            .find(|r| r.version.as_deref() == Some(version))
     }
 }
 

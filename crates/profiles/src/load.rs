@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bytes::Bytes;
 use ehds_fhir::{Node, ReceivedResource};
 
-use crate::{PackageId, ProfilesError};
+use crate::{Dependency, PackageId, ProfilesError};
 
 /// Threads reading and parsing resource files (the calling thread is one of
 /// them). Parsing dominates; two keeps start-up short without taking a busy
@@ -50,8 +50,10 @@ pub(crate) fn is_package_dir(dir: &Path) -> bool {
     dir.join("package.json").is_file() || dir.join("package").join("package.json").is_file()
 }
 
-/// `name` and `version` from `root/package.json`.
-pub(crate) fn read_package_json(root: &Path) -> Result<PackageId, ProfilesError> {
+/// `name`, `version` and `dependencies` from `root/package.json`.
+pub(crate) fn read_package_json(
+    root: &Path,
+) -> Result<(PackageId, Vec<Dependency>), ProfilesError> {
     let path = root.join("package.json");
     let bytes = fs::read(&path).map_err(|source| ProfilesError::Io {
         path: path.clone(),
@@ -76,10 +78,37 @@ pub(crate) fn read_package_json(root: &Path) -> Result<PackageId, ProfilesError>
                 reason: format!("no \"{key}\" string"),
             })
     };
-    Ok(PackageId {
+    let id = PackageId {
         name: field("name")?,
         version: field("version")?,
-    })
+    };
+    // `dependencies`: an object of package name → version (npm's
+    // package.json, as FHIR packages use it).
+    let dependencies = match value.get("dependencies") {
+        None => Vec::new(),
+        Some(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(name, version)| {
+                version
+                    .as_str()
+                    .map(|version| Dependency {
+                        name: name.clone(),
+                        version: version.to_owned(),
+                    })
+                    .ok_or_else(|| ProfilesError::BadPackageJson {
+                        path: path.clone(),
+                        reason: format!("dependency \"{name}\" has no version string"),
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ProfilesError::BadPackageJson {
+                path: path.clone(),
+                reason: "\"dependencies\" is not an object".into(),
+            });
+        }
+    };
+    Ok((id, dependencies))
 }
 
 /// The resource files of a package, sorted by name: `*.json` directly in

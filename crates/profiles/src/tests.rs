@@ -8,10 +8,22 @@ use ehds_test_support::ScratchDir as Scratch;
 
 /// Writes a package folder `dir` with a package.json and `files`.
 fn package(dir: &Path, name: &str, version: &str, files: &[(&str, String)]) -> PathBuf {
+    package_with(dir, name, version, "", files)
+}
+
+/// [`package`] with `dependencies` written as JSON members
+/// (`"a.b":"1.0.0"`).
+fn package_with(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    dependencies: &str,
+    files: &[(&str, String)],
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("package.json"),
-        format!(r#"{{"name":"{name}","version":"{version}","dependencies":{{}}}}"#),
+        format!(r#"{{"name":"{name}","version":"{version}","dependencies":{{{dependencies}}}}}"#),
     )
     .unwrap();
     for (file, text) in files {
@@ -104,7 +116,7 @@ fn a_later_package_does_not_replace_the_same_url_and_version() {
 }
 
 #[test]
-fn resolution_is_exact_apart_from_a_fragment() {
+fn resolution_is_exact_apart_from_a_fragment_and_a_major_minor() {
     let scratch = Scratch::new("exact");
     let a = package(
         &scratch.path().join("a"),
@@ -125,7 +137,13 @@ fn resolution_is_exact_apart_from_a_fragment() {
     assert!(registry.resolve(&format!("{X}/")).is_none());
     assert!(registry.resolve(&X.replace("http:", "https:")).is_none());
     assert!(registry.resolve(&format!(" {X}")).is_none());
-    assert!(registry.resolve(&format!("{X}|1.0")).is_none());
+    // A plain release not held means the highest of its major.minor (Java
+    // `CanonicalResourceManager.get`); pre-releases and other majors do not.
+    assert!(registry.resolve(&format!("{X}|1.0")).is_some());
+    assert!(registry.resolve(&format!("{X}|1.0.4")).is_some());
+    assert!(registry.resolve(&format!("{X}|1.0.0-ballot")).is_none());
+    assert!(registry.resolve(&format!("{X}|1.1")).is_none());
+    assert!(registry.resolve(&format!("{X}|1")).is_none());
     assert!(registry.resolve_typed("StructureDefinition", X).is_some());
     assert!(registry.resolve_typed("ValueSet", X).is_none());
     assert!(
@@ -428,4 +446,201 @@ fn an_empty_package_loads_nothing() {
     assert_eq!(registry.len(), 0);
     assert!(registry.resolve(X).is_none());
     assert!(Registry::load(&[]).unwrap().is_empty());
+}
+
+/// Two versions of one package (an IPS-like base) and packages depending on
+/// each: the scope of a dependent package finds its base's version; a
+/// version-less reference from outside means the default.
+fn two_versions_and_dependents(scratch: &Scratch) -> Registry {
+    let base = |dir: &str, version: &str| {
+        package(
+            &scratch.path().join(dir),
+            "example.base",
+            version,
+            &[
+                (
+                    "StructureDefinition-x.json",
+                    resource(
+                        "StructureDefinition",
+                        X,
+                        Some(version),
+                        &format!("X{version}"),
+                    ),
+                ),
+                (
+                    "ValueSet-y.json",
+                    resource("ValueSet", Y, Some(version), &format!("Y{version}")),
+                ),
+            ],
+        )
+    };
+    let old = base("base-1.1.0", "1.1.0");
+    let new = base("base-2.0.0-ballot", "2.0.0-ballot");
+    let lab = package_with(
+        &scratch.path().join("lab-0.1.0"),
+        "example.lab",
+        "0.1.0",
+        r#""hl7.fhir.r4.core":"4.0.1","example.base":"1.1.0","example.ext":"0.1.x""#,
+        &[],
+    );
+    let ext = package(
+        &scratch.path().join("ext-0.1.0"),
+        "example.ext",
+        "0.1.0",
+        &[],
+    );
+    let current = package_with(
+        &scratch.path().join("lab-0.2.0-ci"),
+        "example.lab",
+        "0.2.0-ci",
+        r#""example.base":"current""#,
+        &[],
+    );
+    let national = package_with(
+        &scratch.path().join("national"),
+        "example.national",
+        "0.0.1",
+        r#""example.lab":"0.1.0","example.base":"1.1.0""#,
+        &[],
+    );
+    Registry::load(&[old, new, lab, ext, current, national]).unwrap()
+}
+
+fn id(name: &str, version: &str) -> PackageId {
+    PackageId {
+        name: name.into(),
+        version: version.into(),
+    }
+}
+
+#[test]
+fn dependency_scopes_follow_package_json_breadth_first() {
+    let scratch = Scratch::new("scope");
+    let registry = two_versions_and_dependents(&scratch);
+    let names = |p: PackageId| {
+        registry
+            .dependency_scope(&p)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(id("example.lab", "0.1.0")),
+        [
+            "example.lab#0.1.0",
+            "example.base#1.1.0",
+            "example.ext#0.1.0"
+        ],
+        "exact and wildcard dependencies; the core is not loaded here"
+    );
+    assert_eq!(
+        names(id("example.lab", "0.2.0-ci")),
+        ["example.lab#0.2.0-ci", "example.base#2.0.0-ballot"],
+        "`current` is the highest loaded"
+    );
+    assert_eq!(
+        names(id("example.national", "0.0.1")),
+        [
+            "example.national#0.0.1",
+            "example.base#1.1.0",
+            "example.lab#0.1.0",
+            "example.ext#0.1.0"
+        ],
+        "one level in name order, then the next"
+    );
+    assert!(names(id("example.lab", "9.9.9")).is_empty());
+    assert_eq!(registry.dependencies(&id("example.lab", "0.1.0")).len(), 3);
+}
+
+#[test]
+fn a_reference_resolves_in_its_package_scope_else_to_the_default() {
+    let scratch = Scratch::new("resolve-in");
+    let registry = two_versions_and_dependents(&scratch);
+    let name = |r: Option<&LoadedResource>| r.and_then(|r| r.name.clone());
+    // From outside: the highest version, or the one asked for.
+    assert_eq!(name(registry.resolve(X)), Some("X2.0.0-ballot".into()));
+    assert_eq!(
+        name(registry.resolve(&format!("{X}|1.1.0"))),
+        Some("X1.1.0".into())
+    );
+    // From a package depending on 1.1.0: 1.1.0, for every resource type.
+    let lab = registry.dependency_scope(&id("example.lab", "0.1.0"));
+    assert_eq!(
+        name(registry.resolve_in(None, X, &lab)),
+        Some("X1.1.0".into())
+    );
+    assert_eq!(
+        name(registry.resolve_in(Some("ValueSet"), Y, &lab)),
+        Some("Y1.1.0".into())
+    );
+    assert_eq!(
+        registry
+            .resolve_in(Some("CodeSystem"), Y, &lab)
+            .map(|r| &r.url),
+        None
+    );
+    // A version written out wins over the scope.
+    assert_eq!(
+        name(registry.resolve_in(None, &format!("{X}|2.0.0-ballot"), &lab)),
+        Some("X2.0.0-ballot".into())
+    );
+    // A scope without the URL falls back to the default.
+    let ext = registry.dependency_scope(&id("example.ext", "0.1.0"));
+    assert_eq!(
+        name(registry.resolve_in(None, X, &ext)),
+        Some("X2.0.0-ballot".into())
+    );
+}
+
+#[test]
+fn an_explicit_default_package_decides_version_less_references() {
+    let scratch = Scratch::new("default");
+    let registry = two_versions_and_dependents(&scratch)
+        .with_default_packages(&[id("example.base", "1.1.0")])
+        .unwrap();
+    let name = |r: Option<&LoadedResource>| r.and_then(|r| r.name.clone());
+    assert_eq!(name(registry.resolve(X)), Some("X1.1.0".into()));
+    assert_eq!(
+        name(registry.resolve_typed("ValueSet", Y)),
+        Some("Y1.1.0".into())
+    );
+    assert_eq!(
+        name(registry.resolve(&format!("{X}|2.0.0-ballot"))),
+        Some("X2.0.0-ballot".into())
+    );
+    // The scope of a package depending on another version still wins.
+    let current = registry.dependency_scope(&id("example.lab", "0.2.0-ci"));
+    assert_eq!(
+        name(registry.resolve_in(None, X, &current)),
+        Some("X2.0.0-ballot".into())
+    );
+    assert!(matches!(
+        two_versions_and_dependents(&Scratch::new("default-missing"))
+            .with_default_packages(&[id("example.base", "3.0.0")]),
+        Err(ProfilesError::UnknownDefaultPackage(_))
+    ));
+}
+
+#[test]
+fn dependencies_must_be_an_object_of_version_strings() {
+    let scratch = Scratch::new("bad-deps");
+    for (i, dependencies) in [r#""dependencies":[]"#, r#""dependencies":{"a":1}"#]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = scratch.path().join(format!("p{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            format!(r#"{{"name":"a","version":"1.0.0",{dependencies}}}"#),
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                Registry::load(&[dir]),
+                Err(ProfilesError::BadPackageJson { .. })
+            ),
+            "{dependencies}"
+        );
+    }
 }

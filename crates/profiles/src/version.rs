@@ -36,6 +36,61 @@ pub fn compare(a: &str, b: &str) -> Option<Ordering> {
     })
 }
 
+/// The major and minor number of a plain release (`1.1.0`, `1.1`: numbers
+/// only, no pre-release or build part), as the Java validator reduces a
+/// requested version it does not hold (`VersionUtilities.getMajMin`, used
+/// only when the version has no `-` or `+`).
+pub fn major_minor(version: &str) -> Option<(u64, u64)> {
+    if version.contains(['-', '+']) {
+        return None;
+    }
+    major_minor_of_any(version)
+}
+
+/// The major and minor number of any semver-like version (`2.0.0-ballot` →
+/// 2.0): the key a held version is found under by a major.minor request.
+pub fn major_minor_of_any(version: &str) -> Option<(u64, u64)> {
+    let parsed = Parsed::new(version)?;
+    match parsed.release.as_slice() {
+        [major, minor, ..] => Some((*major, *minor)),
+        _ => None,
+    }
+}
+
+/// The fixed leading numbers of a wildcard version (`0.1.x`, `0.1.*`,
+/// `1.x`): `None` for anything else.
+pub(crate) fn wildcard_prefix(spec: &str) -> Option<Vec<u64>> {
+    let (fixed, last) = spec.rsplit_once('.')?;
+    if !matches!(last, "x" | "X" | "*") {
+        return None;
+    }
+    fixed
+        .split('.')
+        .map(|part| {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u64>().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Whether `version` meets a dependency's `spec`: the same version
+/// ([`compare`] equal), every version under a wildcard (`0.1.x` meets
+/// `0.1.0` and `0.1.7`), or, for a bare major.minor (`1.1`), every version
+/// of that major.minor.
+pub(crate) fn matches(spec: &str, version: &str) -> bool {
+    if let Some(prefix) = wildcard_prefix(spec) {
+        return Parsed::new(version).is_some_and(|v| v.release.starts_with(&prefix));
+    }
+    if let Some(parsed) = Parsed::new(spec)
+        && parsed.pre.is_none()
+        && parsed.release.len() == 2
+    {
+        return major_minor_of_any(version) == major_minor(spec);
+    }
+    compare(spec, version) == Some(Ordering::Equal)
+}
+
 struct Parsed<'a> {
     release: Vec<u64>,
     pre: Option<&'a str>,
@@ -115,6 +170,25 @@ mod tests {
         assert_eq!(compare("1.0.0-alpha", "1.0.0-alpha.1"), Some(Less));
         assert_eq!(compare("1.0.0-1", "1.0.0-alpha"), Some(Less));
         assert_eq!(compare("1.0.0+build.5", "1.0.0"), Some(Equal));
+    }
+
+    #[test]
+    fn dependency_versions_match_exactly_by_wildcard_or_major_minor() {
+        use super::{major_minor, major_minor_of_any, matches, wildcard_prefix};
+        assert!(matches("1.1.0", "1.1.0"));
+        assert!(!matches("1.1.0", "1.1.1"));
+        assert!(matches("0.1.x", "0.1.0"));
+        assert!(matches("0.1.*", "0.1.7"));
+        assert!(!matches("0.1.x", "0.2.0-ci"));
+        assert!(matches("1.1", "1.1.0"));
+        assert!(!matches("1.1", "2.0.0-ballot"));
+        assert!(!matches("current", "2.0.0-ballot"));
+        assert_eq!(wildcard_prefix("0.1.x"), Some(vec![0, 1]));
+        assert_eq!(wildcard_prefix("current"), None);
+        assert_eq!(major_minor("1.1.5"), Some((1, 1)));
+        assert_eq!(major_minor("2.0.0-ballot"), None);
+        assert_eq!(major_minor_of_any("2.0.0-ballot"), Some((2, 0)));
+        assert_eq!(major_minor("4"), None);
     }
 
     #[test]

@@ -32,14 +32,19 @@ fn loads_every_shipped_package() {
         [
             "hl7.eu.terminology.ehdsi#0.2.0",
             "hl7.fhir.be.medication#1.1.0",
+            "hl7.fhir.eu.extensions#0.1.0",
+            "hl7.fhir.eu.laboratory#0.1.0",
+            "hl7.fhir.eu.laboratory#0.2.0-ci",
             "hl7.fhir.eu.mpd#0.1.0-ci-build",
             "hl7.fhir.r4.core#4.0.1",
+            "hl7.fhir.uv.ips#1.1.0",
             "hl7.fhir.uv.ips#2.0.0-ballot",
             "ihe.pharm.mpd.r4#1.0.0-comment-3",
+            "myhealth.eu.fhir.laboratory#0.0.1",
         ]
     );
-    // profiles/ holds only StructureDefinitions, ValueSets and CodeSystems,
-    // every one with a url, and no url|version twice.
+    // profiles/ holds only StructureDefinitions, ValueSets, CodeSystems and
+    // ConceptMaps, every one with a url, and no url|version twice.
     assert!(
         registry.duplicates().is_empty(),
         "{:?}",
@@ -49,14 +54,22 @@ fn loads_every_shipped_package() {
     let count = |t| registry.of_type(t).count();
     assert_eq!(
         count("StructureDefinition"),
-        658 + 33 + 7 + 22 + 26,
-        "core + IPS + EU MPD + IHE MPD + BE medication"
+        658 + 33 + 7 + 22 + 26 + 36 + 35 + 35 + 32 + 2,
+        "core + IPS 2.0.0-ballot + EU MPD + IHE MPD + BE medication + IPS 1.1.0 \
+         + EU lab 0.1.0 + EU lab 0.2.0-ci + MyHealth@EU lab + EU extensions"
     );
-    assert_eq!(count("ValueSet"), 1316 + 30 + 61 + 9 + 4);
-    assert_eq!(count("CodeSystem"), 1062 + 2 + 9 + 2);
+    assert_eq!(
+        count("ValueSet"),
+        1316 + 30 + 61 + 9 + 4 + 60 + 14 + 15 + 40
+    );
+    assert_eq!(count("CodeSystem"), 1062 + 2 + 9 + 2 + 1 + 1 + 1);
+    assert_eq!(count("ConceptMap"), 4 + 11 + 11 + 10);
     assert_eq!(
         registry.len(),
-        count("StructureDefinition") + count("ValueSet") + count("CodeSystem")
+        count("StructureDefinition")
+            + count("ValueSet")
+            + count("CodeSystem")
+            + count("ConceptMap")
     );
 }
 
@@ -130,15 +143,83 @@ fn resolves_url_with_version() {
         .resolve("http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips|2.0.0-ballot")
         .unwrap();
     assert_eq!(ips.name.as_deref(), Some("BundleUvIps"));
+    let old = registry
+        .resolve("http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips|1.1.0")
+        .unwrap();
+    assert_eq!(old.package.to_string(), "hl7.fhir.uv.ips#1.1.0");
+    // Java `CanonicalResourceManager.get`: a release not held means the
+    // highest of its major.minor.
+    let patient = registry
+        .resolve("http://hl7.org/fhir/StructureDefinition/Patient|4.0")
+        .unwrap();
+    assert_eq!(patient.version.as_deref(), Some("4.0.1"));
     assert!(
         registry
-            .resolve("http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips|1.1.0")
+            .resolve("http://hl7.org/fhir/StructureDefinition/Patient|3.0.2")
             .is_none()
     );
-    assert!(
+}
+
+/// Two versions of IPS and of HL7 Europe Laboratory side by side: the
+/// version-less URL means the highest; a laboratory profile's references
+/// resolve in its own dependencies (0.1.0 depends on IPS 1.1.0).
+#[test]
+fn two_versions_of_a_package_live_side_by_side() {
+    const IPS_PATIENT: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Patient-uv-ips";
+    const LAB_BUNDLE: &str = "http://hl7.eu/fhir/laboratory/StructureDefinition/Bundle-eu-lab";
+    let registry = registry();
+    let package = |canonical: &str| registry.resolve(canonical).unwrap().package.to_string();
+    assert_eq!(package(IPS_PATIENT), "hl7.fhir.uv.ips#2.0.0-ballot");
+    assert_eq!(package(LAB_BUNDLE), "hl7.fhir.eu.laboratory#0.2.0-ci");
+    let id = |name: &str, version: &str| ehds_profiles::PackageId {
+        name: name.into(),
+        version: version.into(),
+    };
+    let scope = |p| {
         registry
-            .resolve("http://hl7.org/fhir/StructureDefinition/Patient|4.0")
-            .is_none()
+            .dependency_scope(&p)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        scope(id("myhealth.eu.fhir.laboratory", "0.0.1")),
+        [
+            "myhealth.eu.fhir.laboratory#0.0.1",
+            "hl7.fhir.eu.extensions#0.1.0",
+            "hl7.fhir.eu.laboratory#0.1.0",
+            "hl7.fhir.r4.core#4.0.1",
+            "hl7.fhir.uv.ips#1.1.0",
+        ],
+        "terminology and extension packs it names are not shipped"
+    );
+    assert_eq!(
+        scope(id("hl7.fhir.eu.laboratory", "0.2.0-ci")),
+        [
+            "hl7.fhir.eu.laboratory#0.2.0-ci",
+            "hl7.fhir.eu.extensions#0.1.0",
+            "hl7.fhir.r4.core#4.0.1",
+            "hl7.fhir.uv.ips#2.0.0-ballot",
+        ],
+        "`0.1.x` and `current` (the highest loaded)"
+    );
+    let in_scope = |package: ehds_profiles::PackageId, canonical: &str| {
+        let scope = registry.dependency_scope(&package);
+        registry
+            .resolve_in(Some("StructureDefinition"), canonical, &scope)
+            .unwrap()
+            .package
+            .to_string()
+    };
+    let myhealth = || id("myhealth.eu.fhir.laboratory", "0.0.1");
+    assert_eq!(in_scope(myhealth(), IPS_PATIENT), "hl7.fhir.uv.ips#1.1.0");
+    assert_eq!(
+        in_scope(myhealth(), LAB_BUNDLE),
+        "hl7.fhir.eu.laboratory#0.1.0"
+    );
+    assert_eq!(
+        in_scope(id("hl7.fhir.eu.laboratory", "0.2.0-ci"), IPS_PATIENT),
+        "hl7.fhir.uv.ips#2.0.0-ballot"
     );
 }
 

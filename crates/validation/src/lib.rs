@@ -89,6 +89,11 @@ impl Validator {
         self.structures.structure(canonical).is_some()
     }
 
+    /// Whether a package is loaded (for [`Validator::validate_in_package`]).
+    pub fn knows_package(&self, package: &ehds_profiles::PackageId) -> bool {
+        self.structures.package_index(package).is_some()
+    }
+
     /// Validates a resource against R4 core, the profiles it claims and
     /// `profiles`; a document Bundle also against the document rules.
     pub fn validate(
@@ -96,13 +101,7 @@ impl Validator {
         resource: &ehds_fhir::ReceivedResource,
         profiles: &[&str],
     ) -> ValidationReport {
-        let is_document = resource.resource_type() == "Bundle"
-            && resource
-                .root()
-                .get("type")
-                .and_then(ehds_fhir::Node::as_str)
-                == Some("document");
-        let mut report = if is_document {
+        let mut report = if is_document(resource) {
             document::check_document_bundle(resource)
         } else {
             ValidationReport::default()
@@ -112,6 +111,37 @@ impl Validator {
             profiles,
             &self.terminology,
             &mut report.issues,
+        );
+        report
+    }
+
+    /// [`Validator::validate`] as the publisher of `package` would (the IG
+    /// Publisher validating the IG's own examples): version-less profiles
+    /// the resource claims, and those in `profiles`, resolve in the
+    /// package's dependency scope before the registry's default
+    /// ([`ehds_profiles::Registry::resolve_in`]), e.g. `Bundle-uv-ips` to
+    /// IPS 1.1.0 for `hl7.fhir.uv.ips#1.1.0` or a package depending on it.
+    /// A package that is not loaded adds no scope.
+    pub fn validate_in_package(
+        &self,
+        resource: &ehds_fhir::ReceivedResource,
+        profiles: &[&str],
+        package: &ehds_profiles::PackageId,
+    ) -> ValidationReport {
+        let Some(package) = self.structures.package_index(package) else {
+            return self.validate(resource, profiles);
+        };
+        let mut report = if is_document(resource) {
+            document::check_document_bundle(resource)
+        } else {
+            ValidationReport::default()
+        };
+        self.structures.validate_in_package(
+            resource.root(),
+            profiles,
+            &self.terminology,
+            &mut report.issues,
+            package,
         );
         report
     }
@@ -136,4 +166,41 @@ impl Validator {
         }
         report
     }
+
+    /// [`Validator::validate_pushed_document`] in a package's context (see
+    /// [`Validator::validate_in_package`]): for a service whose documents
+    /// follow one package, e.g. `myhealth.eu.fhir.laboratory#0.0.1`, whose
+    /// scope makes a version-less IPS claim mean IPS 1.1.0. A package that
+    /// is not loaded adds no scope.
+    pub fn validate_pushed_document_in_package(
+        &self,
+        resource: &ehds_fhir::ReceivedResource,
+        document_profiles: &[&str],
+        package: &ehds_profiles::PackageId,
+    ) -> ValidationReport {
+        let Some(package) = self.structures.package_index(package) else {
+            return self.validate_pushed_document(resource, document_profiles);
+        };
+        let mut report = document::check_document_bundle(resource);
+        if resource.resource_type() == "Bundle" {
+            self.structures.validate_in_package(
+                resource.root(),
+                document_profiles,
+                &self.terminology,
+                &mut report.issues,
+                package,
+            );
+        }
+        report
+    }
+}
+
+/// A `Bundle` of type `document`.
+fn is_document(resource: &ehds_fhir::ReceivedResource) -> bool {
+    resource.resource_type() == "Bundle"
+        && resource
+            .root()
+            .get("type")
+            .and_then(ehds_fhir::Node::as_str)
+            == Some("document")
 }

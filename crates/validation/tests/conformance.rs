@@ -37,6 +37,40 @@ fn validator() -> &'static Validator {
     })
 }
 
+/// An example folder validated in its package's context
+/// (`conformance/example-packages.json`).
+struct PackageFolder {
+    package: ehds_profiles::PackageId,
+    /// File name → the profile its ImplementationGuide names for it.
+    profiles: BTreeMap<String, String>,
+}
+
+/// `examples/<folder>` → its package and the profile of each example.
+fn package_folders() -> BTreeMap<String, PackageFolder> {
+    let path = conformance_dir().join("example-packages.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["folders"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(folder, entry)| {
+            let (name, version) = entry["package"].as_str().unwrap().split_once('#').unwrap();
+            let profiles = entry["profiles"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(file, profile)| (file.clone(), profile.as_str().unwrap().to_owned()))
+                .collect();
+            let package = ehds_profiles::PackageId {
+                name: name.into(),
+                version: version.into(),
+            };
+            (folder.clone(), PackageFolder { package, profiles })
+        })
+        .collect()
+}
+
 /// `suite/file` → reason.
 fn known_failures() -> BTreeMap<String, String> {
     let path = conformance_dir().join("known-failures.txt");
@@ -60,6 +94,7 @@ fn examples_validate_with_no_errors_except_known_failures() {
     let validator = validator();
     let known = known_failures();
     let examples = conformance_dir().join("examples");
+    let folders = package_folders();
     let mut accepted = 0;
     let mut unexpected = Vec::new();
     let mut now_passing = Vec::new();
@@ -72,7 +107,22 @@ fn examples_validate_with_no_errors_except_known_failures() {
             .to_string_lossy()
             .replace('\\', "/");
         let resource = ReceivedResource::parse(std::fs::read(&path).unwrap().into()).unwrap();
-        let report = validator.validate(&resource, &[]);
+        // A package's own examples: against the profile its guide names,
+        // in the package's dependency scope (as its publisher validated
+        // them); every other example against what it claims.
+        let (folder, file) = case.rsplit_once('/').unwrap();
+        let report = match folders.get(folder) {
+            Some(packaged) => {
+                let profiles: Vec<&str> = packaged
+                    .profiles
+                    .get(file)
+                    .map(String::as_str)
+                    .into_iter()
+                    .collect();
+                validator.validate_in_package(&resource, &profiles, &packaged.package)
+            }
+            None => validator.validate(&resource, &[]),
+        };
         let errors: Vec<String> = report
             .issues
             .iter()
@@ -111,6 +161,20 @@ fn examples_validate_with_no_errors_except_known_failures() {
             conformance_dir().join(case).exists(),
             "known failure {case} names no case"
         );
+    }
+    for (folder, packaged) in &folders {
+        assert!(
+            validator.knows_package(&packaged.package),
+            "{folder}: {} is not loaded",
+            packaged.package
+        );
+        for (file, profile) in &packaged.profiles {
+            assert!(
+                conformance_dir().join(folder).join(file).is_file(),
+                "{folder}/{file} is not there"
+            );
+            assert!(validator.knows_profile(profile), "{profile}");
+        }
     }
 }
 

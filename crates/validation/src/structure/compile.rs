@@ -464,8 +464,15 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
             discriminator_elements: Vec::new(),
         });
         if let Some(reference) = text(element, "contentReference") {
-            // Resolved by `link`, once every id is known.
-            let target = reference.trim_start_matches('#').to_owned();
+            // Resolved by `link`, once every id is known. R4 writes `#id`;
+            // later IG Publishers write the base definition's URL before it
+            // (`http://hl7.org/fhir/StructureDefinition/Composition#Composition.section`,
+            // HL7 Europe Laboratory): the element is the one with that id in
+            // this snapshot, which carries the base's elements.
+            let target = reference
+                .rsplit_once('#')
+                .map_or(reference, |(_, id)| id)
+                .to_owned();
             let index = elements.len().saturating_sub(1);
             pending_reference(&mut elements, index, target);
         }
@@ -600,7 +607,8 @@ mod tests {
               {"id":"Q.item","path":"Q.item","min":1,"max":"*","type":[{"code":"BackboneElement"}]},
               {"id":"Q.item:first","path":"Q.item","sliceName":"first","min":0,"max":"1","type":[{"code":"BackboneElement"}]},
               {"id":"Q.item.value[x]","path":"Q.item.value[x]","min":0,"max":"1","type":[{"code":"string"},{"code":"Quantity"}]},
-              {"id":"Q.item.item","path":"Q.item.item","min":0,"max":"*","contentReference":"#Q.item"}
+              {"id":"Q.item.item","path":"Q.item.item","min":0,"max":"*","contentReference":"#Q.item"},
+              {"id":"Q.item:first.item","path":"Q.item.item","min":0,"max":"*","contentReference":"http://x/Q#Q.item"}
             ]}}"##,
         )
         .unwrap();
@@ -609,6 +617,7 @@ mod tests {
         assert_eq!(s.elements[1].slices, vec![2]);
         assert_eq!(s.elements[1].children, vec![3, 4]);
         assert_eq!(s.elements[4].content_reference, Some(1));
+        assert_eq!(s.elements[5].content_reference, Some(1), "URL#id form");
         assert_eq!(
             s.elements[3]
                 .matches("valueQuantity")

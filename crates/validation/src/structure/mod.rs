@@ -14,9 +14,11 @@
 //! | primitive values: JSON kind, the type's regex, ranges and calendar days | [`primitive`] |
 //! | `_x` primitive extensions: only `id` and `extension` | R4 json.html §2.6.2 |
 //! | contained and Bundle entry resources validated as resources | ElementDefinition.type `Resource` |
+//! | a resource element with several `type.profile`s meets one of them (the first that adds no error) | R4 ElementDefinition.type.profile ("must conform to at least one of them"); Java InstanceValidator (BUNDLE_BUNDLE_ENTRY_MULTIPLE_PROFILES_NO_MATCH) |
 //! | `modifierExtension` the gateway holds no definition for is an error | R4 extensibility.html#modifierExtension (safety checklist) |
 //! | an extension the gateway holds no definition for is reported as not checked | R4 extensibility.html |
 //! | claimed profiles (`meta.profile`) unknown to the gateway are reported | R4 profiling.html |
+//! | which version: `url\|version` exactly, `url` the registry's default; the canonicals a profile names resolve in its package's dependency scope (`structure/versions.rs`) | Java `BaseWorkerContext.fetchResourceWithExceptionByVersion`, `CanonicalResourceManager` |
 //!
 //! | FHIRPath invariants (`ElementDefinition.constraint`) of every element instance, the root element of each resource and of each datatype | ElementDefinition.constraint, corrected by `profiles/invariant-corrections.toml` ([`invariants`]) |
 //!
@@ -27,6 +29,7 @@ pub mod compile;
 pub mod invariants;
 pub mod primitive;
 pub mod slicing;
+mod versions;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::{Arc, RwLock};
@@ -43,8 +46,20 @@ use compile::{Constraint, Kind, Structure, TypeRef};
 /// Compiled StructureDefinitions and primitive regexes, ready to validate.
 #[derive(Debug)]
 pub struct StructureValidator {
-    /// Every StructureDefinition by canonical URL.
+    /// The default version of every StructureDefinition, by `url` (the one
+    /// the registry resolves a version-less `url` to).
     by_url: HashMap<String, Arc<Structure>>,
+    /// Every version by `url|version`, and by `url|major.minor` for the
+    /// highest of each major.minor (Java `CanonicalResourceManager`).
+    by_canonical: HashMap<String, Arc<Structure>>,
+    /// By [`Structure::id`]: the index of its package in `packages`.
+    package_of: Vec<u32>,
+    /// The registry's packages, in load order.
+    packages: Vec<Arc<ehds_profiles::PackageId>>,
+    /// By package index: the version-less StructureDefinition URLs its
+    /// dependency scope resolves to another version than the default
+    /// ([`Registry::resolve_in`]).
+    scoped: Vec<HashMap<String, Arc<Structure>>>,
     /// Core (base) definitions by type name: `Patient`, `string`, `CodeableConcept`.
     core: HashMap<String, Arc<Structure>>,
     /// Compiled value regexes of primitive types, by type name. Byte regexes
@@ -100,13 +115,26 @@ impl StructureValidator {
             invariants::Corrections::default()
         });
         let mut constraints = invariants::Compiler::new(&model, corrections);
+        let packages: Vec<Arc<ehds_profiles::PackageId>> = registry.packages().to_vec();
+        let pins = versions::pins(registry);
+        let mut by_canonical = HashMap::default();
+        let mut package_of = Vec::new();
         for loaded in registry.of_type("StructureDefinition") {
             match compile::compile(loaded.resource.root()) {
                 Ok(mut structure) => {
                     structure.id = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                    let package = packages
+                        .iter()
+                        .position(|p| Arc::ptr_eq(p, &loaded.package))
+                        .unwrap_or_default();
+                    if let Some(pins) = pins.get(package) {
+                        versions::pin(&mut structure, pins);
+                    }
+                    package_of.push(u32::try_from(package).unwrap_or(u32::MAX));
                     constraints.prepare(&mut structure, &mut problems);
                     let structure = Arc::new(structure);
                     all.push(Arc::clone(&structure));
+                    by_canonical.insert(loaded.canonical(), Arc::clone(&structure));
                     if let Some(type_name) = structure.url.strip_prefix(CORE_PREFIX)
                         && type_name == structure.type_name
                         && !structure.is_profile
@@ -128,7 +156,16 @@ impl StructureValidator {
                         core.entry(structure.type_name.clone())
                             .or_insert_with(|| Arc::clone(&structure));
                     }
-                    by_url.entry(structure.url.clone()).or_insert(structure);
+                    // The default version of the URL (another version
+                    // may come before it in load order).
+                    let is_default = registry
+                        .resolve_typed("StructureDefinition", &loaded.url)
+                        .is_some_and(|d| std::ptr::eq(d, loaded));
+                    if is_default {
+                        by_url.insert(structure.url.clone(), structure);
+                    } else {
+                        by_url.entry(structure.url.clone()).or_insert(structure);
+                    }
                 }
                 Err(e) => problems.push(LoadProblem {
                     url: loaded.url.clone(),
@@ -137,9 +174,15 @@ impl StructureValidator {
             }
         }
         drop(constraints);
+        versions::index_major_minor(registry, &mut by_canonical);
+        let scoped = versions::scoped(&pins, &by_canonical);
         (
             Self {
                 by_url,
+                by_canonical,
+                package_of,
+                packages,
+                scoped,
                 core,
                 regexes,
                 all,
@@ -155,11 +198,41 @@ impl StructureValidator {
         self.all.get(usize::try_from(id).ok()?).map(|s| &**s)
     }
 
-    /// The compiled StructureDefinition with canonical `url` (`|version`
-    /// ignored).
-    pub fn structure(&self, url: &str) -> Option<&Arc<Structure>> {
-        let url = url.split('|').next().unwrap_or(url);
-        self.by_url.get(url)
+    /// The compiled StructureDefinition with canonical `url` (the default
+    /// version) or `url|version` (that version; failing that, for a plain
+    /// release, the highest of its major.minor).
+    pub fn structure(&self, canonical: &str) -> Option<&Arc<Structure>> {
+        let Some((url, version)) = canonical.split_once('|') else {
+            return self.by_url.get(canonical);
+        };
+        self.by_canonical.get(canonical).or_else(|| {
+            let (major, minor) = ehds_profiles::major_minor(version)?;
+            self.by_canonical.get(&format!("{url}|{major}.{minor}"))
+        })
+    }
+
+    /// [`Self::structure`] for a canonical written in a resource of the
+    /// package `package` (index into the registry's packages): a
+    /// version-less URL resolves in that package's dependency scope first.
+    fn structure_in(&self, canonical: &str, package: Option<u32>) -> Option<&Arc<Structure>> {
+        package
+            .and_then(|p| self.scoped.get(usize::try_from(p).ok()?))
+            .and_then(|scoped| scoped.get(canonical))
+            .or_else(|| self.structure(canonical))
+    }
+
+    /// The package a compiled structure came from (index into the registry's
+    /// packages).
+    fn package_of(&self, structure: &Structure) -> Option<u32> {
+        self.package_of
+            .get(usize::try_from(structure.id).ok()?)
+            .copied()
+    }
+
+    /// The index of a loaded package, for [`Self::validate_in_package`].
+    pub fn package_index(&self, package: &ehds_profiles::PackageId) -> Option<u32> {
+        let index = self.packages.iter().position(|p| **p == *package)?;
+        u32::try_from(index).ok()
     }
 
     /// Validates one resource against its core definition, the profiles it
@@ -174,6 +247,29 @@ impl StructureValidator {
         self.validate_nested(resource, required_profiles, terminology, issues, 0);
     }
 
+    /// [`Self::validate`] as the publisher of package `package` (see
+    /// [`Self::package_index`]) would: version-less profiles claimed or
+    /// required resolve in that package's dependency scope before the
+    /// default (the IG Publisher validates an IG's examples against the
+    /// IG's own versions).
+    pub fn validate_in_package(
+        &self,
+        resource: &Node,
+        required_profiles: &[&str],
+        terminology: &crate::terminology::Terminology,
+        issues: &mut Vec<Issue>,
+        package: u32,
+    ) {
+        self.validate_scoped(
+            resource,
+            required_profiles,
+            terminology,
+            issues,
+            0,
+            Some(package),
+        );
+    }
+
     /// [`Self::validate`] from inside an invariant (`conformsTo()`), `depth`
     /// levels down.
     fn validate_nested(
@@ -184,7 +280,29 @@ impl StructureValidator {
         issues: &mut Vec<Issue>,
         depth: u8,
     ) {
+        self.validate_scoped(
+            resource,
+            required_profiles,
+            terminology,
+            issues,
+            depth,
+            None,
+        );
+    }
+
+    /// [`Self::validate_nested`], claims resolved in `package`'s scope when
+    /// given.
+    fn validate_scoped(
+        &self,
+        resource: &Node,
+        required_profiles: &[&str],
+        terminology: &crate::terminology::Terminology,
+        issues: &mut Vec<Issue>,
+        depth: u8,
+        package: Option<u32>,
+    ) {
         let mut walker = Walker {
+            package,
             validator: self,
             terminology,
             issues: Vec::new(),
@@ -265,6 +383,7 @@ impl StructureValidator {
         terminology: &crate::terminology::Terminology,
     ) -> Vec<InvariantJob> {
         let mut walker = Walker {
+            package: None,
             validator: self,
             terminology,
             issues: Vec::new(),
@@ -404,6 +523,9 @@ impl std::fmt::Display for Path<'_> {
 type SlicedItems<'a, 't> = (&'a str, bool, Vec<(usize, &'a Node)>, Option<&'t str>);
 
 struct Walker<'v, 'd> {
+    /// The package whose dependency scope version-less claimed and required
+    /// profiles resolve in ([`StructureValidator::validate_in_package`]).
+    package: Option<u32>,
     validator: &'v StructureValidator,
     terminology: &'v crate::terminology::Terminology,
     issues: Vec<Issue>,
@@ -524,7 +646,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             .filter_map(Node::as_str)
             .collect();
         for profile in claimed.iter().chain(extra_profiles) {
-            match validator.structure(profile) {
+            match validator.structure_in(profile, self.package) {
                 Some(s) if s.type_name == resource_type => {
                     if self.walked.insert((node.span.start, Arc::as_ptr(s))) {
                         let context = Context {
@@ -1369,7 +1491,8 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
             Some(Kind::Resource) => {
                 let profiles: Vec<&str> = type_ref.profiles.iter().map(String::as_str).collect();
-                self.resource(item, Some(path), &profiles);
+                let profiles = self.profile_choice(item, path, &profiles);
+                self.resource(item, Some(path), profiles);
                 let typed = Item::resource(item, &validator.model);
                 self.invariants(item, &typed, own, path);
             }
@@ -1408,6 +1531,67 @@ impl<'v, 'd> Walker<'v, 'd> {
                 }
             }
         }
+    }
+
+    /// Of several `type.profile`s of a resource element, the one to hold
+    /// the resource to: "If any profiles are specified, then the content
+    /// must conform to at least one of them" (R4
+    /// ElementDefinition.type.profile). HL7 Europe Laboratory's Bundle
+    /// allows a patient entry to be Patient-eu-lab or Patient-animal-eu-lab.
+    /// Each profile is tried on a trial walk, apart from this one; the first
+    /// that adds no error to what the resource gets without it is the one,
+    /// as the Java validator accepts an entry matching one of its profiles
+    /// (InstanceValidator; BUNDLE_BUNDLE_ENTRY_MULTIPLE_PROFILES_NO_MATCH
+    /// only when none matches). When none does, every profile, so their
+    /// findings are reported. One profile or none: as given.
+    fn profile_choice<'p>(
+        &mut self,
+        item: &'d Node,
+        path: &Path<'_>,
+        profiles: &'p [&'p str],
+    ) -> &'p [&'p str] {
+        if profiles.len() < 2 || self.jobs.is_some() {
+            return profiles;
+        }
+        let baseline = self.trial_errors(item, path, &[]);
+        for (i, profile) in profiles.iter().enumerate() {
+            if self.trial_errors(item, path, std::slice::from_ref(profile)) <= baseline {
+                return profiles.get(i..=i).unwrap_or(profiles);
+            }
+        }
+        profiles
+    }
+
+    /// How many errors walking `item` against `profiles` (and its core
+    /// definition and claims) finds, on a walk of its own that leaves this
+    /// one as it was.
+    fn trial_errors(&mut self, item: &'d Node, path: &Path<'_>, profiles: &[&str]) -> usize {
+        let mut trial = Walker {
+            package: self.package,
+            validator: self.validator,
+            terminology: self.terminology,
+            issues: Vec::new(),
+            bundle: self.bundle.take(),
+            entry: self.entry,
+            resources: self.resources.clone(),
+            walked: HashSet::default(),
+            checked_primitives: HashSet::default(),
+            count_buffers: Vec::new(),
+            context_buffers: Vec::new(),
+            depth: self.depth,
+            resource_items: self.resource_items.clone(),
+            evaluated: invariants::PairSet::with_capacity(256),
+            invariant_issues: Vec::new(),
+            jobs: None,
+        };
+        trial.resource(item, Some(path), profiles);
+        self.bundle = trial.bundle.take();
+        trial
+            .issues
+            .iter()
+            .chain(&trial.invariant_issues)
+            .filter(|i| i.severity.is_error())
+            .count()
     }
 
     fn primitive(&mut self, item: &'d Node, fhir_type: &str, path: &Path<'_>) {
@@ -1494,7 +1678,9 @@ impl<'v, 'd> Walker<'v, 'd> {
             .get(context.element)
             .is_some_and(|e| e.name == "modifierExtension");
         let validator: &'v StructureValidator = self.validator;
-        match validator.structure(url) {
+        // The extension's definition as the package of the profile being
+        // walked sees it (its dependency scope first).
+        match validator.structure_in(url, validator.package_of(context.structure)) {
             Some(definition) if definition.type_name == "Extension" => {
                 self.object(
                     item,
