@@ -83,3 +83,42 @@ fn local_configs_load_their_federation_material() {
         "the local Belgian gateway serves the demonstration patient page on loopback"
     );
 }
+
+/// `ehds-gateway check-config FILE` loads everything `serve` would (TLS
+/// files, directory, trust list, policy, the patient page's certificate,
+/// the FHIR packages) without binding a port: the shipped local config
+/// passes, and one naming a missing CRL fails before anything listens.
+#[test]
+fn check_config_loads_everything_serve_would() {
+    let run = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
+            .arg("check-config")
+            .arg(config)
+            .current_dir(repo_root())
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let shipped = repo_root().join("deploy/config/lu-local.toml");
+    let ok = run(&shipped);
+    let said = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(said.contains("federation loaded"), "{said}");
+    let dir = ehds_test_support::ScratchDir::new("check-config");
+    let broken = dir.path().join("broken.toml");
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let text = text.replacen("national-ca.crl.pem", "no-such.crl.pem", 1);
+    assert!(text.contains("no-such.crl.pem"), "the config names a CRL");
+    std::fs::write(&broken, text).unwrap();
+    let refused = run(&broken);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no-such.crl.pem"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

@@ -46,7 +46,10 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Check a configuration file and exit.
+    /// Check a configuration file: load everything `serve` would (TLS
+    /// files, the directory, trust list and policy, the patient page's
+    /// certificate, the FHIR packages and document profiles) without binding
+    /// a port, and exit.
     CheckConfig {
         /// TOML configuration file.
         config: PathBuf,
@@ -210,11 +213,14 @@ async fn run(command: Command) -> Result<(), ehds_gateway::StartError> {
         }
         Command::CheckConfig { config } => {
             let checked = GatewayConfig::from_file(&config)?.check()?;
+            let loaded = ehds_gateway::check_config(&checked)?;
             println!(
-                "{}: ok (listen {}, store {})",
+                "{}: ok (listen {}, store {}, federation {}, {} FHIR packages)",
                 config.display(),
                 checked.listen,
-                checked.store_location()
+                checked.store_location(),
+                if loaded.federation { "loaded" } else { "off" },
+                loaded.packages
             );
             Ok(())
         }

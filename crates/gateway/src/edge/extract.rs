@@ -191,6 +191,26 @@ impl NationalCaller {
         }
     }
 
+    /// Who reads patient data back at home: the system that sent it
+    /// (`sender`, as [`Self::sender`] recorded it), and no other. The NCP
+    /// is not the country's health record: a hospital reads its own push
+    /// back (to check what was stored); other national systems (a pharmacy,
+    /// another hospital, the patient portal) read patients' records through
+    /// the national infrastructure, and the portal reaches the gateway only
+    /// through the patient's own operations (opt-out, restriction, access
+    /// log). Refused with 403.
+    pub(crate) fn require_sender(&self, sender: &str) -> Result<(), GatewayError> {
+        if self.sender() == sender {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden(
+                "at home, only the system that sent this resource reads it back; \
+                 other national systems read patients' records through the national infrastructure"
+                    .into(),
+            ))
+        }
+    }
+
     /// How the store records the sender: `kind:organisation/client`.
     pub(crate) fn sender(&self) -> String {
         format!(

@@ -101,7 +101,7 @@ pub(crate) async fn push(
 }
 
 /// `GET /fhir/Bundle/{id}`: the exact bytes stored, for the system that
-/// pushed them ([`read_back_at_home`]); or, for `<country>.<id>`, a document
+/// pushed them (`NationalCaller::require_sender`); or, for `<country>.<id>`, a document
 /// held by another country (`crate::relay::document_read`). Behind the
 /// audited exit: a read of patient data at home is on the patient's record
 /// too (EHDS Art. 9: every access, not only cross-border ones).
@@ -136,32 +136,13 @@ pub(crate) async fn read(
         });
     }
     // The patient's record shows a refused read too.
-    read_back_at_home(&caller, &doc.sender)?;
+    caller.require_sender(&doc.sender)?;
     Ok(document_response(
         StatusCode::OK,
         doc,
         ReturnPreference::Representation,
         None,
     ))
-}
-
-/// Who reads patient data back at home: the system that sent it, and no
-/// other. The NCP is not the country's health record: a hospital reads its
-/// own push back (to check what was stored); other national systems (a
-/// pharmacy, another hospital, the patient portal) read patients' records
-/// through the national infrastructure, and the portal reaches the
-/// gateway only through the patient's own operations (opt-out, restriction,
-/// access log). Refused with 403 (and on the record, by the audited exit).
-pub(crate) fn read_back_at_home(caller: &NationalCaller, sender: &str) -> Result<(), GatewayError> {
-    if caller.sender() == sender {
-        Ok(())
-    } else {
-        Err(GatewayError::Forbidden(
-            "at home, only the system that sent this resource reads it back; \
-             other national systems read patients' records through the national infrastructure"
-                .into(),
-        ))
-    }
 }
 
 /// FHIR `id` datatype: `[A-Za-z0-9\-\.]{1,64}`.

@@ -221,7 +221,7 @@ pub(crate) async fn push_bundle(
 }
 
 /// `GET /fhir/MedicationRequest/{id}`: the exact bytes stored, for the
-/// system that pushed them (`super::documents::read_back_at_home`), or, for
+/// system that pushed them (`NationalCaller::require_sender`), or, for
 /// `<country>.<id>`, a prescription held by another country
 /// (`crate::relay::prescription_read`). Behind the audited exit: a read of
 /// patient data at home is on the patient's record too.
@@ -249,7 +249,7 @@ pub(crate) async fn read(
         });
     }
     // The patient's record shows a refused read too.
-    super::documents::read_back_at_home(&caller, &prescription.sender)?;
+    caller.require_sender(&prescription.sender)?;
     Ok(fhir_json(StatusCode::OK, prescription.content))
 }
 
