@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use common::two_countries::{Running, Setup, TwoCountries, national_client, start};
 use ehds_access::{AssertionIssuer, Organisation, PatientRef, Professional, PurposeOfUse};
-use ehds_gateway::loopback::{self, GatewayToml, LU_PATIENT, LU_SYSTEM, Ports, be_doctor};
+use ehds_dev_pki::{self as dev_pki, Authority, DevPkiLayout, DevPkiSpec, Negative};
+use ehds_loopback::{self as loopback, GatewayToml, LU_PATIENT, LU_SYSTEM, Ports, be_doctor};
 use ehds_test_support::{conformance_dir, repo_root};
 use ehds_transport::NationalClientKind;
-use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec, Negative};
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use common::two_countries::{TwoCountries, slash};
 use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
-use ehds_gateway::loopback::{self, GatewayToml};
+use ehds_dev_pki::{Authority, DevPkiLayout};
+use ehds_loopback::{self as loopback, GatewayToml};
 use ehds_test_support::repo_root;
 use ehds_transport::NationalClientKind;
-use ehds_transport::dev_pki::{Authority, DevPkiLayout};
 use fantoccini::Locator;
 use serde_json::Value;
 

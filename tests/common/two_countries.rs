@@ -2,7 +2,7 @@
 //! mutual TLS on 127.0.0.1 with a fresh development PKI: each with its
 //! national API and federation listener, the shipped directory (with this
 //! run's ports), a trust list of both identity providers and the shipped
-//! access policy, all written by `ehds_gateway::loopback` (which the relay
+//! access policy, all written by `ehds_loopback` (which the relay
 //! bench uses too). Each test file says what it varies in a gateway's
 //! configuration (timeouts, extra sections, store, CRL).
 
@@ -11,10 +11,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ehds_access::AssertionIssuer;
+use ehds_dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 use ehds_gateway::Gateway;
-use ehds_gateway::loopback::{GatewayToml, Loopback, Ports};
+use ehds_loopback::{GatewayToml, Loopback, Ports};
 use ehds_test_support::{ScratchDir, repo_root};
-use ehds_transport::dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 use ehds_transport::{IdentityFiles, NationalClientKind};
 
 /// One running gateway.

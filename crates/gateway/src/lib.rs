@@ -13,11 +13,9 @@
 pub mod answer_memo;
 pub mod audit;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod federation;
 pub mod http;
-pub mod loopback;
 pub mod metrics;
 pub mod patient_page;
 pub mod patient_rights;
@@ -300,17 +298,6 @@ pub async fn verify_audit(config: &CheckedConfig) -> Result<AuditChainReport, Ga
 
 /// What [`verify_audit`] found.
 pub use ehds_store::{BreakKind, ChainReport as AuditChainReport};
-
-/// Writes a fresh development PKI (for `countries`, e.g. `["BE", "LU"]`)
-/// into `dir`: the `ehds-gateway dev-pki` command. Development and tests
-/// only: every private key is written in the clear.
-pub fn generate_dev_pki(dir: &std::path::Path, countries: &[&str]) -> Result<(), GatewayError> {
-    ehds_transport::dev_pki::generate(
-        dir,
-        &ehds_transport::dev_pki::DevPkiSpec::long_lived(countries),
-    )?;
-    Ok(())
-}
 
 /// Loads the configured FHIR packages and compiles them; every profile the
 /// configuration requires must be among them.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ehds_transport::dev_pki::{Authority, DevPkiLayout};
+use ehds_dev_pki::{Authority, DevPkiLayout};
 use tokio::process::{Child, Command};
 
 use crate::BenchError;

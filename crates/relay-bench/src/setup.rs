@@ -1,4 +1,4 @@
-//! The two gateways of the run, set up by `ehds_gateway::loopback` as the
+//! The two gateways of the run, set up by `ehds_loopback` as the
 //! end-to-end tests set theirs up (a fresh development PKI, the BE and LU
 //! configurations, here with the gateway's own relay timeouts), each gateway
 //! served by a child process of this binary so that its CPU time can be read
@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ehds_access::{AssertionIssuer, PatientRef, PurposeOfUse};
-use ehds_gateway::loopback::{self, LU_PATIENT, LU_SYSTEM};
+use ehds_loopback::{self as loopback, LU_PATIENT, LU_SYSTEM};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::routing::get;
+use ehds_dev_pki::{self as dev_pki, Authority, DevPkiLayout, DevPkiSpec, Negative};
 use ehds_test_support::ScratchDir;
-use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec, Negative};
 use ehds_transport::{
     CertFingerprint, ClientTimeouts, HandshakeRefusal, IdentityFiles, ListenerKind,
     ListenerMetrics, NationalClientKind, PeerIdentity, ReloadableServerTls, ServeOptions,

@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ehds_dev_pki::{self as dev_pki, Authority, DevPkiLayout, DevPkiSpec};
 use ehds_test_support::ScratchDir;
-use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec};
 use ehds_transport::ocsp::{OcspChecker, OcspOptions, OcspVerdict};
 use ehds_transport::{
     ListenerKind, ListenerMetrics, ReloadableServerTls, ServeOptions, ServerTlsFiles, TlsIdentity,

@@ -8,8 +8,8 @@
     clippy::panic
 )]
 
+use ehds_dev_pki::{self as dev_pki, Authority, DevPkiSpec, Negative};
 use ehds_test_support::{ScratchDir, files_with_extension};
-use ehds_transport::dev_pki::{self, Authority, DevPkiSpec, Negative};
 use ehds_transport::{ListenerKind, NationalClientKind, PeerIdentity, TrustStore};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};

@@ -1,5 +1,5 @@
 //! Two countries' gateways, Belgium's and Luxembourg's, on 127.0.0.1 over a
-//! development PKI ([`ehds_transport::dev_pki`]): the files both read (the
+//! development PKI ([`ehds_dev_pki`]): the files both read (the
 //! shipped NCP directory with this run's federation URLs, a trust list of
 //! both countries' identity providers) and each gateway's configuration,
 //! every setting a run varies (store, federation CRL, relay timeouts, extra
@@ -13,9 +13,9 @@
 use std::path::{Path, PathBuf};
 
 use ehds_access::{AssertionIssuer, KeyAlgorithm, Organisation, Professional};
-use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec};
+use ehds_dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 
-use crate::GatewayError;
+use crate::LoopbackError;
 
 /// Luxembourg's national register (`deploy/config/directory.toml`).
 pub const LU_SYSTEM: &str = "urn:oid:1.3.182.4.4";
@@ -33,12 +33,17 @@ const IPS_EXAMPLE_PATIENT: &str =
 const SHIPPED_BE_URL: &str = "https://ncp.be.ehds.test:8443/fhir";
 const SHIPPED_LU_URL: &str = "https://ncp.lu.ehds.test:9443/fhir";
 
-fn setup_error(what: impl std::fmt::Display) -> GatewayError {
-    GatewayError::Config(format!("loopback set-up: {what}"))
+/// The gateway's relay timeouts when `[federation]` leaves them out
+/// (`ehds_gateway::config`), which a [`GatewayToml`] starts from.
+const GATEWAY_CONNECT_TIMEOUT_SECS: u64 = 5;
+const GATEWAY_REQUEST_TIMEOUT_SECS: u64 = 30;
+
+fn setup_error(what: impl std::fmt::Display) -> LoopbackError {
+    LoopbackError::Setup(what.to_string())
 }
 
 /// A free port on 127.0.0.1 (bound, read, released).
-pub fn free_port() -> Result<u16, GatewayError> {
+pub fn free_port() -> Result<u16, LoopbackError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -56,7 +61,7 @@ pub struct Ports {
 
 impl Ports {
     /// Two free ports.
-    pub fn free() -> Result<Self, GatewayError> {
+    pub fn free() -> Result<Self, LoopbackError> {
         Ok(Self {
             national: free_port()?,
             federation: free_port()?,
@@ -66,7 +71,7 @@ impl Ports {
 
 /// The IPS example summary with its patient given the national identifier
 /// `system|value` (read from `repo`, the repository root).
-pub fn patient_summary(repo: &Path, system: &str, value: &str) -> Result<Vec<u8>, GatewayError> {
+pub fn patient_summary(repo: &Path, system: &str, value: &str) -> Result<Vec<u8>, LoopbackError> {
     let path = repo.join(IPS_EXAMPLE);
     let original = std::fs::read_to_string(&path)
         .map_err(|e| setup_error(format!("{}: {e}", path.display())))?;
@@ -100,7 +105,7 @@ pub fn be_doctor() -> Professional {
 /// The development identity provider of health professionals of `cc`
 /// (issuer `https://idp.<cc>.ehds.test`, key id `<cc>-hp-1`, ES256), as
 /// the trust list [`Loopback`] writes names it.
-pub fn identity_provider(pki: &DevPkiLayout, cc: &str) -> Result<AssertionIssuer, GatewayError> {
+pub fn identity_provider(pki: &DevPkiLayout, cc: &str) -> Result<AssertionIssuer, LoopbackError> {
     let key = pki.hp_assertion_private_key(cc);
     let pem = std::fs::read_to_string(&key)
         .map_err(|e| setup_error(format!("{}: {e}", key.display())))?;
@@ -138,8 +143,8 @@ pub struct Loopback {
 impl Loopback {
     /// A fresh development PKI of `spec` in `<dir>/pki`, free ports for
     /// both gateways, and the files they share.
-    pub fn generate(repo: &Path, dir: &Path, spec: &DevPkiSpec) -> Result<Self, GatewayError> {
-        let pki = dev_pki::generate(&dir.join("pki"), spec)?;
+    pub fn generate(repo: &Path, dir: &Path, spec: &DevPkiSpec) -> Result<Self, LoopbackError> {
+        let pki = ehds_dev_pki::generate(&dir.join("pki"), spec)?;
         Self::with_pki(repo, dir, pki, Ports::free()?, Ports::free()?)
     }
 
@@ -153,7 +158,7 @@ impl Loopback {
         pki: DevPkiLayout,
         be: Ports,
         lu: Ports,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, LoopbackError> {
         let shipped_path = repo.join("deploy/config/directory.toml");
         let shipped = std::fs::read_to_string(&shipped_path)
             .map_err(|e| setup_error(format!("{}: {e}", shipped_path.display())))?;
@@ -206,19 +211,19 @@ impl Loopback {
             ),
             store_schema: None,
             federation_crl: self.pki.crl(&Authority::Federation),
-            connect_timeout_secs: crate::config::default_connect_timeout_secs(),
-            request_timeout_secs: crate::config::default_request_timeout_secs(),
+            connect_timeout_secs: GATEWAY_CONNECT_TIMEOUT_SECS,
+            request_timeout_secs: GATEWAY_REQUEST_TIMEOUT_SECS,
             sections: String::new(),
         }
     }
 
     /// `cc`'s development identity provider ([`identity_provider`]).
-    pub fn identity_provider(&self, cc: &str) -> Result<AssertionIssuer, GatewayError> {
+    pub fn identity_provider(&self, cc: &str) -> Result<AssertionIssuer, LoopbackError> {
         identity_provider(&self.pki, cc)
     }
 }
 
-/// One gateway's configuration file ([`crate::GatewayConfig`]) in a
+/// One gateway's configuration file ([`ehds_gateway::GatewayConfig`]) in a
 /// [`Loopback`] run; [`GatewayToml::text`] writes it.
 #[derive(Debug, Clone)]
 pub struct GatewayToml<'a> {
@@ -352,7 +357,7 @@ mod tests {
         }
         assert!(!directory.contains(SHIPPED_BE_URL) && !directory.contains(SHIPPED_LU_URL));
         for (cc, ports) in [("BE", run.be), ("LU", run.lu)] {
-            let config = crate::GatewayConfig::from_toml(&run.gateway(cc, ports).text())
+            let config = ehds_gateway::GatewayConfig::from_toml(&run.gateway(cc, ports).text())
                 .unwrap()
                 .check()
                 .unwrap();
@@ -375,7 +380,7 @@ mod tests {
         lu.request_timeout_secs = 3;
         lu.sections =
             "[patient_rights]\nemergency_lifts_restrictions = [\"patient-summary\"]\n".into();
-        let raw = crate::GatewayConfig::from_toml(&lu.text()).unwrap();
+        let raw = ehds_gateway::GatewayConfig::from_toml(&lu.text()).unwrap();
         let text = lu.text();
         assert!(text.contains("url = \"postgres://db.example/test\"\nschema = \"replicas\"\n"));
         assert!(
@@ -395,6 +400,26 @@ mod tests {
             (2, 3)
         );
         assert!(text.contains("[patient_rights]"));
+    }
+
+    #[test]
+    fn a_configurations_default_relay_timeouts_are_the_gateways() {
+        let (_dir, run) = test_run("loopback-defaults");
+        let written = run.gateway("LU", run.lu).text();
+        let left_out: String = written
+            .lines()
+            .filter(|line| !line.contains("_timeout_secs"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let raw = ehds_gateway::GatewayConfig::from_toml(&left_out).unwrap();
+        let federation = raw.federation.as_ref().unwrap();
+        assert_eq!(
+            (
+                federation.connect_timeout_secs,
+                federation.request_timeout_secs
+            ),
+            (GATEWAY_CONNECT_TIMEOUT_SECS, GATEWAY_REQUEST_TIMEOUT_SECS)
+        );
     }
 
     #[test]

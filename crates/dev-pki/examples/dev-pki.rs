@@ -1,5 +1,5 @@
 //! Regenerates a development PKI:
-//! `cargo run -p ehds-transport --example dev-pki -- OUT [--ocsp-url URL] [COUNTRY...]`
+//! `cargo run -p ehds-dev-pki --example dev-pki -- OUT [--ocsp-url URL] [COUNTRY...]`
 //! (default countries BE LU), with the long validity of the committed
 //! `deploy/dev-pki`. `--ocsp-url` puts that responder into the federation
 //! certificates and writes `federation/ocsp-index.txt` for `openssl ocsp`.
@@ -26,9 +26,9 @@ fn main() -> ExitCode {
         countries = vec!["BE".into(), "LU".into()];
     }
     let codes: Vec<&str> = countries.iter().map(String::as_str).collect();
-    let mut spec = ehds_transport::dev_pki::DevPkiSpec::long_lived(&codes);
+    let mut spec = ehds_dev_pki::DevPkiSpec::long_lived(&codes);
     spec.ocsp_url = ocsp_url;
-    match ehds_transport::dev_pki::generate(&PathBuf::from(&out), &spec) {
+    match ehds_dev_pki::generate(&PathBuf::from(&out), &spec) {
         Ok(_) => {
             println!("development PKI written to {out}");
             ExitCode::SUCCESS

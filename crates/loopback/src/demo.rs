@@ -16,15 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
-use ehds_transport::dev_pki::{Authority, DevPkiLayout};
+use ehds_dev_pki::{Authority, DevPkiLayout};
+use ehds_gateway::{CheckedConfig, Gateway, GatewayConfig};
 use ehds_transport::{ClientTimeouts, IdentityFiles, NationalClientKind, TlsIdentity, TrustStore};
 use sha2::{Digest, Sha256};
 
-use crate::loopback::{self, LU_PATIENT, LU_SYSTEM, free_port};
-use crate::{CheckedConfig, Gateway, GatewayConfig, GatewayError};
+use crate::LoopbackError;
+use crate::harness::{self as loopback, LU_PATIENT, LU_SYSTEM, free_port};
 
-fn demo_error(what: impl std::fmt::Display) -> GatewayError {
-    GatewayError::Config(format!("demo: {what}"))
+/// The content type the demo's clients send (FHIR JSON, as the national
+/// API requires).
+const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+fn demo_error(what: impl std::fmt::Display) -> LoopbackError {
+    LoopbackError::Demo(what.to_string())
 }
 
 struct Country {
@@ -74,7 +79,7 @@ fn client(
     identity: IdentityFiles,
     trust: &Authority,
     pki: &DevPkiLayout,
-) -> Result<reqwest::Client, GatewayError> {
+) -> Result<reqwest::Client, LoopbackError> {
     let identity = TlsIdentity::load(&identity)?;
     let trust = TrustStore::load(&pki.trust(trust))?;
     Ok(ehds_transport::federation_client(
@@ -88,7 +93,7 @@ fn client(
 }
 
 /// Runs the demo from the repository root, writing the story to `out`.
-pub async fn run(out: &mut impl Write) -> Result<(), GatewayError> {
+pub async fn run(out: &mut impl Write) -> Result<(), LoopbackError> {
     let data = std::env::temp_dir().join(format!("ehds-demo-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&data).map_err(demo_error)?;
     let result = journey(&data, out).await;
@@ -96,7 +101,7 @@ pub async fn run(out: &mut impl Write) -> Result<(), GatewayError> {
     result
 }
 
-async fn journey(data: &Path, out: &mut impl Write) -> Result<(), GatewayError> {
+async fn journey(data: &Path, out: &mut impl Write) -> Result<(), LoopbackError> {
     let mut say = |line: String| {
         let _ = writeln!(out, "{line}");
     };
@@ -129,7 +134,7 @@ async fn journey(data: &Path, out: &mut impl Write) -> Result<(), GatewayError> 
 
     say("== Starting two national contact points on this machine".into());
     let lu_config = GatewayConfig::from_toml(&config_for(&lu, data, &directory))?.check()?;
-    let validator = Arc::new(crate::load_validator(&lu_config)?);
+    let validator = Arc::new(ehds_gateway::load_validator(&lu_config)?);
     let be_config = GatewayConfig::from_toml(&config_for(&be, data, &directory))?.check()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
@@ -160,7 +165,7 @@ async fn steps(
     lu: &Country,
     be: &Country,
     say: &mut impl FnMut(String),
-) -> Result<(), GatewayError> {
+) -> Result<(), LoopbackError> {
     let pki = DevPkiLayout::new("deploy/dev-pki");
     // The example summary the Luxembourg hospital pushes (the IPS IG's
     // first example, its patient given a Luxembourg national identifier),
@@ -176,7 +181,7 @@ async fn steps(
     )?;
     let pushed = hospital
         .post(format!("https://127.0.0.1:{}/fhir/Bundle", lu.national))
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", FHIR_JSON)
         .body(summary.clone())
         .send()
         .await
@@ -353,7 +358,7 @@ async fn steps(
             "https://127.0.0.1:{}/fhir/MedicationRequest",
             lu.national
         ))
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", FHIR_JSON)
         .body(prescription.to_string())
         .send()
         .await
@@ -427,7 +432,7 @@ async fn steps(
     ] {
         let answer = pharmacy
             .post(format!("{base}/MedicationDispense"))
-            .header("content-type", crate::http::FHIR_JSON)
+            .header("content-type", FHIR_JSON)
             .bearer_auth(assertion(&doctor)?)
             .body(dispense.to_string())
             .send()
@@ -469,7 +474,7 @@ async fn steps(
     );
     let set = portal
         .post(&opt_out_url)
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", FHIR_JSON)
         .body(choice(true))
         .send()
         .await
@@ -496,7 +501,7 @@ async fn steps(
     ));
     let withdrawn = portal
         .post(&opt_out_url)
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", FHIR_JSON)
         .body(choice(false))
         .send()
         .await
@@ -530,7 +535,7 @@ async fn steps(
     );
     let restricted = portal
         .post(&restriction_url)
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", FHIR_JSON)
         .body(restriction(true))
         .send()
         .await
@@ -566,7 +571,7 @@ async fn steps(
     ));
     let lifted = portal
         .post(&restriction_url)
-        .header("content-type", crate::http::FHIR_JSON)
+        .header("content-type", FHIR_JSON)
         .body(restriction(false))
         .send()
         .await
@@ -599,7 +604,7 @@ async fn audit_trails(
     lu: &CheckedConfig,
     be: &CheckedConfig,
     say: &mut impl FnMut(String),
-) -> Result<(), GatewayError> {
+) -> Result<(), LoopbackError> {
     say(String::new());
     say(
         "== 6. The audit trails (FHIR AuditEvents in hash chains) of both NCPs for this patient"

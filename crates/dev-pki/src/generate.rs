@@ -35,7 +35,11 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use crate::{IdentityFiles, NationalClientKind, TransportError, TrustFiles};
+use ehds_transport::{IdentityFiles, NationalClientKind, TrustFiles};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+
+use crate::DevPkiError;
 
 /// One country of the development PKI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,7 +316,7 @@ impl DevPkiLayout {
 
 /// The command that regenerates `deploy/dev-pki`.
 pub const REGENERATE_COMMAND: &str =
-    "cargo run -p ehds-transport --example dev-pki -- deploy/dev-pki BE LU";
+    "cargo run -p ehds-dev-pki --example dev-pki -- deploy/dev-pki BE LU";
 
 struct Ca {
     issuer: Issuer<'static, KeyPair>,
@@ -331,7 +335,7 @@ struct Writer<'a> {
 
 /// Writes the development PKI for `spec` into `dir` (created if missing;
 /// existing files of the layout are overwritten) and returns its layout.
-pub fn generate(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiLayout, TransportError> {
+pub fn generate(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiLayout, DevPkiError> {
     let mut w = Writer {
         layout: DevPkiLayout::new(dir),
         spec,
@@ -606,14 +610,14 @@ impl Writer<'_> {
         let _ = write!(self.readme, "\n### {title}\n\n");
     }
 
-    fn write(&mut self, path: &Path, contents: &str, what: &str) -> Result<(), TransportError> {
+    fn write(&mut self, path: &Path, contents: &str, what: &str) -> Result<(), DevPkiError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| TransportError::Write {
+            std::fs::create_dir_all(parent).map_err(|source| DevPkiError::Write {
                 path: parent.to_path_buf(),
                 source,
             })?;
         }
-        std::fs::write(path, contents).map_err(|source| TransportError::Write {
+        std::fs::write(path, contents).map_err(|source| DevPkiError::Write {
             path: path.to_path_buf(),
             source,
         })?;
@@ -632,7 +636,7 @@ impl Writer<'_> {
         from: OffsetDateTime,
         to: OffsetDateTime,
         what: &str,
-    ) -> Result<Ca, TransportError> {
+    ) -> Result<Ca, DevPkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn;
@@ -664,7 +668,7 @@ impl Writer<'_> {
         ca: &mut Ca,
         revoke: bool,
         what: &str,
-    ) -> Result<(), TransportError> {
+    ) -> Result<(), DevPkiError> {
         let now = self.spec.now;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
@@ -724,7 +728,7 @@ impl Writer<'_> {
         )
     }
 
-    fn crls(&mut self, authority: &Authority, ca: &Ca) -> Result<(), TransportError> {
+    fn crls(&mut self, authority: &Authority, ca: &Ca) -> Result<(), DevPkiError> {
         let now = self.spec.now;
         let crl = crl_params(
             &ca.revoked,
@@ -772,13 +776,13 @@ pub fn revoke(
     ca: &Authority,
     cert: &Path,
     crl_validity: Duration,
-) -> Result<(), TransportError> {
+) -> Result<(), DevPkiError> {
     let issuer = Issuer::from_ca_cert_pem(
         &read_string(&layout.ca_cert(ca))?,
         KeyPair::from_pem(&read_string(&layout.ca_key(ca))?)?,
     )?;
     let crl_path = layout.crl(ca);
-    let crl_der = crate::trust::read_crls(&crl_path)?;
+    let crl_der = read_crls(&crl_path)?;
     let mut revoked = Vec::new();
     let mut number = 1u64;
     for der in &crl_der {
@@ -791,7 +795,7 @@ pub fn revoke(
             number = number.max(u64::try_from(n).unwrap_or(number));
         }
     }
-    let cert_der = crate::trust::read_certs(cert)?;
+    let cert_der = read_certs(cert)?;
     if let Some(der) = cert_der.first() {
         let (_, parsed) = X509Certificate::from_der(der).map_err(|e| bad(cert, e))?;
         revoked.push(SerialNumber::from_slice(parsed.raw_serial()));
@@ -804,7 +808,7 @@ pub fn revoke(
         number + 1,
     )
     .signed_by(&issuer)?;
-    std::fs::write(&crl_path, crl.pem()?).map_err(|source| TransportError::Write {
+    std::fs::write(&crl_path, crl.pem()?).map_err(|source| DevPkiError::Write {
         path: crl_path.clone(),
         source,
     })
@@ -903,19 +907,54 @@ fn index_time(t: OffsetDateTime) -> String {
     )
 }
 
-fn rcgen_dns(name: &str) -> Result<rcgen::string::Ia5String, TransportError> {
+fn rcgen_dns(name: &str) -> Result<rcgen::string::Ia5String, DevPkiError> {
     Ok(rcgen::string::Ia5String::try_from(name)?)
 }
 
-fn read_string(path: &Path) -> Result<String, TransportError> {
-    std::fs::read_to_string(path).map_err(|source| TransportError::Read {
+fn read_string(path: &Path) -> Result<String, DevPkiError> {
+    std::fs::read_to_string(path).map_err(|source| DevPkiError::Read {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn bad(path: &Path, e: impl std::fmt::Display) -> TransportError {
-    TransportError::BadFile {
+/// Every CERTIFICATE block of a PEM file.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, DevPkiError> {
+    let bytes = read_bytes(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(path, e))?;
+    if certs.is_empty() {
+        return Err(bad(path, "no CERTIFICATE in the file"));
+    }
+    Ok(certs)
+}
+
+/// Every X509 CRL block of a PEM file, or the one DER CRL of a binary file.
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, DevPkiError> {
+    let bytes = read_bytes(path)?;
+    if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(path, e))?;
+        if crls.is_empty() {
+            return Err(bad(path, "no X509 CRL in the file"));
+        }
+        Ok(crls)
+    } else {
+        Ok(vec![CertificateRevocationListDer::from(bytes)])
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, DevPkiError> {
+    std::fs::read(path).map_err(|source| DevPkiError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn bad(path: &Path, e: impl std::fmt::Display) -> DevPkiError {
+    DevPkiError::BadFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
     }
@@ -943,7 +982,7 @@ const README_TEMPLATE: &str = r#"# Development PKI — for development and tests
 with this repository can impersonate every party below. Tests generate their own PKI in
 temporary folders and do not read these files.
 
-Generated by `ehds_transport::dev_pki::generate` on {generated} for {countries}.
+Generated by `ehds_dev_pki::generate` on {generated} for {countries}.
 Regenerate (new keys, all files replaced):
 
 ```sh
