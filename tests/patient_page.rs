@@ -23,7 +23,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::two_countries::{TwoCountries, slash};
+use crate::common::two_countries::{TwoCountries, slash};
 use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
 use ehds_dev_pki::{Authority, DevPkiLayout};
 use ehds_loopback::{self as loopback, GatewayToml};
@@ -31,8 +31,6 @@ use ehds_test_support::repo_root;
 use ehds_transport::NationalClientKind;
 use fantoccini::Locator;
 use serde_json::Value;
-
-mod common;
 
 /// The Belgian national register number system (directory.toml).
 const BE_SYSTEM: &str = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin";

@@ -10,10 +10,7 @@
     clippy::panic
 )]
 
-#[macro_use]
-mod common;
-
-use common::Fresh;
+use crate::common::Fresh;
 use ehds_store::{AUDIT_GENESIS_HASH, AuditRecord, BreakKind, NewAuditRecord, Store};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -357,7 +354,7 @@ async fn patient_access_log_pages_newest_first(store: &Store) {
 /// extends the one chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_refuses_a_record_that_does_not_extend_the_head() {
-    let fresh = common::Fresh::sqlite().await.unwrap();
+    let fresh = crate::common::Fresh::sqlite().await.unwrap();
     append_n(&fresh, 2).await;
     for (what, sql) in [
         (

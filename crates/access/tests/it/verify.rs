@@ -8,11 +8,9 @@
     clippy::panic
 )]
 
-mod common;
-
+use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use ehds_access::claims::REQUIRED_CLAIMS;
 use ehds_access::{
     ASSERTION_TYPE, AccessError, AssertionRefusal, Audience, InMemoryReplayLedger, PatientRef,

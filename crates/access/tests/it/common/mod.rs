@@ -1,7 +1,13 @@
 //! Shared fixtures: deterministic test keys, a small federation (LU signs
 //! with ES256, FR with EdDSA, DE with ES256), and a receiving NCP in BE.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::future::Future;
 use std::pin::pin;

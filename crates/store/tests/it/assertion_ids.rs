@@ -9,10 +9,7 @@
     clippy::panic
 )]
 
-#[macro_use]
-mod common;
-
-use common::Fresh;
+use crate::common::Fresh;
 use ehds_store::Store;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};

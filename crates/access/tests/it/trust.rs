@@ -7,9 +7,7 @@
     clippy::panic
 )]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ehds_access::{
     AccessError, AssertionIssuer, KeyAlgorithm, TrustList, TrustListDescription, Verifier,
     VerifierSettings,

@@ -285,14 +285,22 @@ fn distinctness_is_linear_on_large_bundles() {
         entries.join(",")
     );
     let bdl_7 = "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()";
-    let start = std::time::Instant::now();
-    assert!(holds(&json, bdl_7));
-    assert!(holds(&json, "entry.resource.id.distinct().count() = 50000"));
-    assert!(holds(
-        &json,
-        "(entry.fullUrl | entry.fullUrl).count() = 50000"
-    ));
-    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    // A bounded wait, not a timing assert: the evaluations run on their own
+    // thread and must be done within 30 s (their cost is benchmarked in
+    // ehds-benches).
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        assert!(holds(&json, bdl_7));
+        assert!(holds(&json, "entry.resource.id.distinct().count() = 50000"));
+        assert!(holds(
+            &json,
+            "(entry.fullUrl | entry.fullUrl).count() = 50000"
+        ));
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the distinctness checks hold, within 30 s");
 }
 
 #[test]

@@ -3,7 +3,13 @@
 //! and cleanup — the SQLite folder and the PostgreSQL schema are removed when
 //! the case ends, whether it passed or panicked.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::future::Future;
 use std::ops::Deref;

@@ -10,9 +10,6 @@
     clippy::panic
 )]
 
-#[macro_use]
-mod common;
-
 use ehds_store::{
     DocumentIdentifier, NewDocument, NewReleasedDocument, PutOutcome, RestrictionKind, Store,
     restrictions_fingerprint,

@@ -9,9 +9,6 @@
     clippy::panic
 )]
 
-#[macro_use]
-mod common;
-
 use ehds_store::{OptOut, Store};
 use time::macros::datetime;
 

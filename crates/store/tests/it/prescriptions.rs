@@ -13,12 +13,9 @@
     clippy::panic
 )]
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::Fresh;
+use crate::common::Fresh;
 use ehds_store::{
     CancelOutcome, DispenseKind, DispenseLine, DispenseOutcome, DispenseRefusal, Identifier,
     InvalidPrescription, NewDispense, NewPrescription, PrescriptionState, PrescriptionStatus,
