@@ -24,30 +24,30 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 /// The receiving NCP's audience id.
-pub const AUDIENCE_BE: &str = "urn:ehds:ncp:BE";
-pub const ISS_LU: &str = "https://idp.health.lu/hp";
-pub const ISS_FR: &str = "https://idp.sante.fr/ps";
-pub const ISS_DE: &str = "https://idp.gesundheit.de/hba";
-pub const PATIENT_SYSTEM: &str = "urn:oid:2.16.17.710.850.1000.990.1";
-pub const PATIENT_VALUE: &str = "BE-PATIENT-0001";
+pub(crate) const AUDIENCE_BE: &str = "urn:ehds:ncp:BE";
+pub(crate) const ISS_LU: &str = "https://idp.health.lu/hp";
+pub(crate) const ISS_FR: &str = "https://idp.sante.fr/ps";
+pub(crate) const ISS_DE: &str = "https://idp.gesundheit.de/hba";
+pub(crate) const PATIENT_SYSTEM: &str = "urn:oid:2.16.17.710.850.1000.990.1";
+pub(crate) const PATIENT_VALUE: &str = "BE-PATIENT-0001";
 
 /// The verifier's clock in every test.
-pub const NOW: OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
+pub(crate) const NOW: OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
 
 /// A P-256 private key in PKCS#8 PEM, derived from a seed (tests only).
-pub fn es256_private_pem(seed: u8) -> String {
+pub(crate) fn es256_private_pem(seed: u8) -> String {
     use p256::pkcs8::EncodePrivateKey as _;
     let secret = p256::SecretKey::from_slice(&[seed; 32]).unwrap();
     secret.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
 }
 
 /// An Ed25519 private key in PKCS#8 PEM, derived from a seed (tests only).
-pub fn ed25519_private_pem(seed: u8) -> String {
+pub(crate) fn ed25519_private_pem(seed: u8) -> String {
     let secret = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     secret.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
 }
 
-pub fn lu_issuer() -> AssertionIssuer {
+pub(crate) fn lu_issuer() -> AssertionIssuer {
     AssertionIssuer::from_pkcs8_pem(
         ISS_LU,
         "LU",
@@ -58,7 +58,7 @@ pub fn lu_issuer() -> AssertionIssuer {
     .unwrap()
 }
 
-pub fn fr_issuer() -> AssertionIssuer {
+pub(crate) fn fr_issuer() -> AssertionIssuer {
     AssertionIssuer::from_pkcs8_pem(
         ISS_FR,
         "FR",
@@ -69,7 +69,7 @@ pub fn fr_issuer() -> AssertionIssuer {
     .unwrap()
 }
 
-pub fn de_issuer() -> AssertionIssuer {
+pub(crate) fn de_issuer() -> AssertionIssuer {
     AssertionIssuer::from_pkcs8_pem(
         ISS_DE,
         "DE",
@@ -81,7 +81,7 @@ pub fn de_issuer() -> AssertionIssuer {
 }
 
 /// The trust list of the BE gateway: LU, FR and DE identity providers.
-pub fn trust_list() -> TrustList {
+pub(crate) fn trust_list() -> TrustList {
     let mut list = TrustList::new();
     for issuer in [lu_issuer(), fr_issuer(), de_issuer()] {
         list.add_key(
@@ -96,15 +96,15 @@ pub fn trust_list() -> TrustList {
     list
 }
 
-pub fn verifier() -> Verifier {
+pub(crate) fn verifier() -> Verifier {
     Verifier::new(trust_list(), VerifierSettings::default())
 }
 
-pub fn patient() -> PatientRef {
+pub(crate) fn patient() -> PatientRef {
     PatientRef::new(PATIENT_SYSTEM, PATIENT_VALUE)
 }
 
-pub fn doctor() -> Professional {
+pub(crate) fn doctor() -> Professional {
     Professional {
         id: "LU-HP-0042".into(),
         name: "Dr Anne Muller".into(),
@@ -118,7 +118,7 @@ pub fn doctor() -> Professional {
 }
 
 /// Valid claims from `issuer` for the BE NCP, issued at NOW for 10 minutes.
-pub fn claims(issuer: &AssertionIssuer) -> HealthProfessionalAssertion {
+pub(crate) fn claims(issuer: &AssertionIssuer) -> HealthProfessionalAssertion {
     issuer.claims_for(
         &doctor(),
         AUDIENCE_BE,
@@ -130,7 +130,7 @@ pub fn claims(issuer: &AssertionIssuer) -> HealthProfessionalAssertion {
 }
 
 /// What the BE gateway expects of a request sent by `peer_country`'s NCP.
-pub fn expect_from<'a>(peer_country: &'a str, patient: &'a PatientRef) -> Expectations<'a> {
+pub(crate) fn expect_from<'a>(peer_country: &'a str, patient: &'a PatientRef) -> Expectations<'a> {
     Expectations {
         audience: AUDIENCE_BE,
         peer_country,
@@ -141,7 +141,7 @@ pub fn expect_from<'a>(peer_country: &'a str, patient: &'a PatientRef) -> Expect
 
 /// Polls a future to completion on this thread (the ledgers in these tests
 /// answer at once; no runtime is needed).
-pub fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     loop {
@@ -152,14 +152,14 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// [`es256_private_pem`] as PKCS#8 DER.
-pub fn es256_private_der(seed: u8) -> Vec<u8> {
+pub(crate) fn es256_private_der(seed: u8) -> Vec<u8> {
     use p256::pkcs8::EncodePrivateKey as _;
     let secret = p256::SecretKey::from_slice(&[seed; 32]).unwrap();
     secret.to_pkcs8_der().unwrap().as_bytes().to_vec()
 }
 
 /// [`ed25519_private_pem`] as PKCS#8 DER.
-pub fn ed25519_private_der(seed: u8) -> Vec<u8> {
+pub(crate) fn ed25519_private_der(seed: u8) -> Vec<u8> {
     let secret = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     secret.to_pkcs8_der().unwrap().as_bytes().to_vec()
 }

@@ -25,7 +25,7 @@ use sqlx::{ConnectOptions, Connection};
 
 /// A fresh store; derefs to it, so a case taking `&Store` accepts `&Fresh`.
 #[derive(Clone)]
-pub struct Fresh {
+pub(crate) struct Fresh {
     pub store: Store,
     config: StoreConfig,
     _dir: Option<Arc<ScratchDir>>,
@@ -39,14 +39,14 @@ impl Deref for Fresh {
 }
 
 /// One raw connection of either backend.
-pub enum Raw {
+pub(crate) enum Raw {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
 }
 
 impl Fresh {
     /// A new SQLite file in a scratch folder.
-    pub async fn sqlite() -> Option<Self> {
+    pub(crate) async fn sqlite() -> Option<Self> {
         let dir = ScratchDir::new("store");
         let config = StoreConfig::Sqlite {
             path: dir.path().join("nested/folder/gateway.db"),
@@ -60,7 +60,7 @@ impl Fresh {
     }
 
     /// A new schema on the test PostgreSQL server (`None`: skipped outside CI).
-    pub async fn postgres() -> Option<Self> {
+    pub(crate) async fn postgres() -> Option<Self> {
         let url = postgres_url()?;
         let config = StoreConfig::Postgres {
             url,
@@ -74,18 +74,18 @@ impl Fresh {
         })
     }
 
-    pub fn is_postgres(&self) -> bool {
+    pub(crate) fn is_postgres(&self) -> bool {
         matches!(self.config, StoreConfig::Postgres { .. })
     }
 
     /// A second store (its own pool) on the same database: what another
     /// gateway process sees.
-    pub async fn reopen(&self) -> Store {
+    pub(crate) async fn reopen(&self) -> Store {
         Store::open(&self.config).await.unwrap()
     }
 
     /// A raw connection to the same database, outside the store.
-    pub async fn raw(&self) -> Raw {
+    pub(crate) async fn raw(&self) -> Raw {
         match &self.config {
             StoreConfig::Sqlite { path } => Raw::Sqlite(
                 SqliteConnectOptions::new()
@@ -106,7 +106,7 @@ impl Fresh {
     }
 
     /// Runs `sql` on a raw connection: rows affected, or the database's error.
-    pub async fn raw_execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn raw_execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match self.raw().await {
             Raw::Sqlite(mut c) => sqlx::query(sql)
                 .execute(&mut c)
@@ -120,7 +120,7 @@ impl Fresh {
     }
 
     /// Runs `sql` binding one blob and one integer (`$1`, `$2`).
-    pub async fn raw_execute_with(&self, sql: &str, blob: &[u8], int: i64) -> u64 {
+    pub(crate) async fn raw_execute_with(&self, sql: &str, blob: &[u8], int: i64) -> u64 {
         match self.raw().await {
             Raw::Sqlite(mut c) => sqlx::query(sql)
                 .bind(blob)
@@ -140,7 +140,7 @@ impl Fresh {
     }
 
     /// The one integer `sql` selects.
-    pub async fn raw_i64(&self, sql: &str) -> i64 {
+    pub(crate) async fn raw_i64(&self, sql: &str) -> i64 {
         match self.raw().await {
             Raw::Sqlite(mut c) => sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap(),
             Raw::Postgres(mut c) => sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap(),
@@ -150,7 +150,7 @@ impl Fresh {
     /// Runs `case` on this store, then removes the database (the schema on
     /// PostgreSQL, the folder on SQLite) even if the case panicked, and
     /// passes the panic on.
-    pub async fn run<F, Fut>(self, case: F)
+    pub(crate) async fn run<F, Fut>(self, case: F)
     where
         F: FnOnce(Fresh) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
