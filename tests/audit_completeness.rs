@@ -17,13 +17,11 @@
 
 use std::collections::BTreeSet;
 
-use common::two_countries::{Running, TwoCountries};
+use crate::common::two_countries::{Running, TwoCountries};
 use ehds_access::{PatientRef, PurposeOfUse};
-use ehds_gateway::loopback::{self, LU_PATIENT, LU_SYSTEM, be_doctor};
+use ehds_loopback::{self as loopback, LU_PATIENT, LU_SYSTEM, be_doctor};
 use ehds_test_support::repo_root;
 use ehds_transport::NationalClientKind;
-
-mod common;
 
 const FHIR_JSON: &str = "application/fhir+json";
 

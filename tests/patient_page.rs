@@ -23,16 +23,14 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::two_countries::{TwoCountries, slash};
+use crate::common::two_countries::{TwoCountries, slash};
 use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
-use ehds_gateway::loopback::{self, GatewayToml};
+use ehds_dev_pki::{Authority, DevPkiLayout};
+use ehds_loopback::{self as loopback, GatewayToml};
 use ehds_test_support::repo_root;
 use ehds_transport::NationalClientKind;
-use ehds_transport::dev_pki::{Authority, DevPkiLayout};
 use fantoccini::Locator;
 use serde_json::Value;
-
-mod common;
 
 /// The Belgian national register number system (directory.toml).
 const BE_SYSTEM: &str = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin";
@@ -394,10 +392,11 @@ impl Chromedriver {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
+        // A bounded wait: up to 20 s for chromedriver to listen.
+        let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
-                started.elapsed() < Duration::from_secs(20),
+                Instant::now() < deadline,
                 "chromedriver did not listen within 20 s"
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -504,18 +503,21 @@ async fn shown(client: &fantoccini::Client) -> Shown {
 
 /// Polls the page until `ready` holds of what it shows (at most 20 s).
 async fn until(client: &fantoccini::Client, what: &str, ready: impl Fn(&Shown) -> bool) -> Shown {
-    let started = Instant::now();
-    loop {
-        let now = shown(client).await;
-        if now.state == "ready" && ready(&now) {
-            return now;
+    // A bounded wait: up to 20 s for the page to show it.
+    let mut last = None;
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let now = shown(client).await;
+            if now.state == "ready" && ready(&now) {
+                return now;
+            }
+            last = Some(now);
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the page did not show {what} within 20 s; it shows {now:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    waited
+        .unwrap_or_else(|_| panic!("the page did not show {what} within 20 s; it shows {last:#?}"))
 }
 
 fn cell<'a>(row: &'a std::collections::BTreeMap<String, String>, name: &str) -> &'a str {

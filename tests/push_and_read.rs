@@ -14,8 +14,6 @@ use std::process::Command;
 use ehds_test_support::{GatewayProcess, conformance_dir, files_with_extension, unique_schema};
 use serde_json::Value;
 
-mod common;
-
 const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -25,7 +23,7 @@ fn start(args: &[&str], config: Option<&str>) -> GatewayProcess {
 }
 
 fn client() -> reqwest::Client {
-    common::ehr_client()
+    crate::common::ehr_client()
 }
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -333,7 +331,7 @@ async fn pushes_a_prescription_and_tracks_its_quantity() {
         "MedicationRequest.subject.identifier"
     );
     // A pharmacy does not prescribe.
-    let response = common::national_client("be", "pharmacy")
+    let response = crate::common::national_client("be", "pharmacy")
         .post(gateway.url("/fhir/MedicationRequest"))
         .header("content-type", FHIR_JSON)
         .body(mpd_prescription("10-125EP"))

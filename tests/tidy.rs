@@ -550,8 +550,6 @@ const GATEWAY_LAYERS: &[(&str, u8)] = &[
     ("crate::config", 7),
     ("crate::patient_page", 7),
     ("crate::startup", 7),
-    ("crate::demo", 7),
-    ("crate::loopback", 7),
     ("crate", 8),
 ];
 

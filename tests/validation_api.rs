@@ -15,8 +15,6 @@ use std::process::Command;
 use ehds_test_support::{GatewayProcess, conformance_dir, repo_root, unique_schema};
 use serde_json::Value;
 
-mod common;
-
 const FHIR_JSON: &str = "application/fhir+json";
 
 fn start(config: &str) -> GatewayProcess {
@@ -36,7 +34,7 @@ async fn post(
     body: Vec<u8>,
     prefer: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = common::ehr_client()
+    let mut request = crate::common::ehr_client()
         .post(gateway.url(path))
         .header("content-type", FHIR_JSON)
         .body(body);

@@ -3,7 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod two_countries;
+pub(crate) mod two_countries;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,14 +11,14 @@ use std::time::Duration;
 use ehds_transport::{ClientTimeouts, IdentityFiles, TlsIdentity, TrustFiles, TrustStore};
 
 /// `deploy/dev-pki` of the repository.
-pub fn dev_pki() -> PathBuf {
+pub(crate) fn dev_pki() -> PathBuf {
     ehds_test_support::repo_root().join("deploy/dev-pki")
 }
 
 /// A client of `country`'s national API presenting the development
 /// certificate of a national system of `kind` (`ehr-system`, `pharmacy`,
 /// `doctor-system`, `patient-portal`), trusting the national CA.
-pub fn national_client(country: &str, kind: &str) -> reqwest::Client {
+pub(crate) fn national_client(country: &str, kind: &str) -> reqwest::Client {
     let dir = dev_pki().join(country);
     client_with(
         IdentityFiles {
@@ -33,12 +33,12 @@ pub fn national_client(country: &str, kind: &str) -> reqwest::Client {
 }
 
 /// A BE hospital EHR system: the caller that pushes patient summaries.
-pub fn ehr_client() -> reqwest::Client {
+pub(crate) fn ehr_client() -> reqwest::Client {
     national_client("be", "ehr-system")
 }
 
 /// A client with the given certificate and trust.
-pub fn client_with(identity: IdentityFiles, trust: TrustFiles) -> reqwest::Client {
+pub(crate) fn client_with(identity: IdentityFiles, trust: TrustFiles) -> reqwest::Client {
     let identity = TlsIdentity::load(&identity).unwrap();
     let trust = TrustStore::load(&trust).unwrap();
     ehds_transport::federation_client(

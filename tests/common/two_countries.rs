@@ -2,7 +2,7 @@
 //! mutual TLS on 127.0.0.1 with a fresh development PKI: each with its
 //! national API and federation listener, the shipped directory (with this
 //! run's ports), a trust list of both identity providers and the shipped
-//! access policy, all written by `ehds_gateway::loopback` (which the relay
+//! access policy, all written by `ehds_loopback` (which the relay
 //! bench uses too). Each test file says what it varies in a gateway's
 //! configuration (timeouts, extra sections, store, CRL).
 
@@ -11,14 +11,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ehds_access::AssertionIssuer;
+use ehds_dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 use ehds_gateway::Gateway;
-use ehds_gateway::loopback::{GatewayToml, Loopback, Ports};
+use ehds_loopback::{GatewayToml, Loopback, Ports};
 use ehds_test_support::{ScratchDir, repo_root};
-use ehds_transport::dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 use ehds_transport::{IdentityFiles, NationalClientKind};
 
 /// One running gateway.
-pub struct Running {
+pub(crate) struct Running {
     /// Its national API.
     pub national: SocketAddr,
     /// Its federation listener.
@@ -33,23 +33,23 @@ pub struct Running {
 
 impl Running {
     /// `https://<national API><path>`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.national)
     }
 
     /// `https://<federation listener><path>`.
-    pub fn federation_url(&self, path: &str) -> String {
+    pub(crate) fn federation_url(&self, path: &str) -> String {
         format!("https://{}{path}", self.federation)
     }
 
     /// Its audit chain, verified.
-    pub async fn audit(&self) -> ehds_gateway::AuditChainReport {
+    pub(crate) async fn audit(&self) -> ehds_gateway::AuditChainReport {
         ehds_gateway::verify_audit(&self.config).await.unwrap()
     }
 
     /// Stops it and waits until it has (once: stopping it again does
     /// nothing).
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         if let Some(stop) = self.stop.lock().unwrap().take() {
             let _ = stop.send(());
         }
@@ -72,7 +72,7 @@ fn validator() -> Arc<ehds_validation::Validator> {
 }
 
 /// Starts a gateway with `config` in this process.
-pub async fn start(config: &GatewayToml<'_>) -> Running {
+pub(crate) async fn start(config: &GatewayToml<'_>) -> Running {
     let config = ehds_gateway::GatewayConfig::from_toml(&config.text())
         .unwrap()
         .check()
@@ -104,7 +104,7 @@ pub async fn start(config: &GatewayToml<'_>) -> Running {
 
 /// Both countries' files, nothing started yet (a test may still change
 /// the PKI, or start its gateways its own way).
-pub struct Setup {
+pub(crate) struct Setup {
     /// Holds the PKI, the stores and the configuration files.
     pub dir: ScratchDir,
     /// What both gateways share, and their ports.
@@ -114,7 +114,7 @@ pub struct Setup {
 impl Setup {
     /// A fresh development PKI of `spec` and both countries' files, in a
     /// scratch folder named after `label`.
-    pub fn new(label: &str, spec: &DevPkiSpec) -> Self {
+    pub(crate) fn new(label: &str, spec: &DevPkiSpec) -> Self {
         let dir = ScratchDir::new(label);
         let run = Loopback::generate(&repo_root(), dir.path(), spec).unwrap();
         Self { dir, run }
@@ -122,7 +122,11 @@ impl Setup {
 
     /// `cc`'s configuration on the ports the directory names, changed by
     /// `configure`.
-    pub fn gateway(&self, cc: &str, configure: impl Fn(&mut GatewayToml<'_>)) -> GatewayToml<'_> {
+    pub(crate) fn gateway(
+        &self,
+        cc: &str,
+        configure: impl Fn(&mut GatewayToml<'_>),
+    ) -> GatewayToml<'_> {
         let ports = if cc == "BE" { self.run.be } else { self.run.lu };
         let mut config = self.run.gateway(cc, ports);
         configure(&mut config);
@@ -131,7 +135,7 @@ impl Setup {
 
     /// Starts BE's gateway, then LU's, each configuration changed by
     /// `configure`.
-    pub async fn start(self, configure: impl Fn(&mut GatewayToml<'_>)) -> TwoCountries {
+    pub(crate) async fn start(self, configure: impl Fn(&mut GatewayToml<'_>)) -> TwoCountries {
         let be = start(&self.gateway("BE", &configure)).await;
         let lu = start(&self.gateway("LU", &configure)).await;
         TwoCountries {
@@ -146,7 +150,7 @@ impl Setup {
 }
 
 /// Both countries' gateways and identity providers.
-pub struct TwoCountries {
+pub(crate) struct TwoCountries {
     /// Holds the PKI, the stores and the configuration files.
     pub dir: ScratchDir,
     /// The development PKI of this run.
@@ -165,32 +169,32 @@ impl TwoCountries {
     /// Starts both with the test PKI (scratch folder named after `label`),
     /// each configuration changed by `configure` (e.g. timeouts, or a
     /// `[patient_page]` section).
-    pub async fn start(label: &str, configure: impl Fn(&mut GatewayToml<'_>)) -> Self {
+    pub(crate) async fn start(label: &str, configure: impl Fn(&mut GatewayToml<'_>)) -> Self {
         Setup::new(label, &DevPkiSpec::for_tests(&["BE", "LU"]))
             .start(configure)
             .await
     }
 
     /// A client of `cc`'s national API with its national system of `kind`.
-    pub fn national_client(&self, cc: &str, kind: NationalClientKind) -> reqwest::Client {
+    pub(crate) fn national_client(&self, cc: &str, kind: NationalClientKind) -> reqwest::Client {
         national_client(&self.pki, cc, kind)
     }
 
     /// A client presenting `identity` to a federation listener.
-    pub fn federation_client(&self, identity: IdentityFiles) -> reqwest::Client {
+    pub(crate) fn federation_client(&self, identity: IdentityFiles) -> reqwest::Client {
         super::client_with(identity, self.pki.trust(&Authority::Federation))
     }
 
     /// The shared files of another gateway beside these two (same PKI),
     /// in `<dir>/<name>`, the directory naming BE and LU on these ports.
-    pub fn another_run(&self, name: &str, be: Ports, lu: Ports) -> Loopback {
+    pub(crate) fn another_run(&self, name: &str, be: Ports, lu: Ports) -> Loopback {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         Loopback::with_pki(&repo_root(), &dir, self.pki.clone(), be, lu).unwrap()
     }
 
     /// Stops both gateways (and removes the run's folder).
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.be.stop().await;
         self.lu.stop().await;
     }
@@ -198,7 +202,11 @@ impl TwoCountries {
 
 /// A client of `cc`'s national API with its national system of `kind`,
 /// from `pki`.
-pub fn national_client(pki: &DevPkiLayout, cc: &str, kind: NationalClientKind) -> reqwest::Client {
+pub(crate) fn national_client(
+    pki: &DevPkiLayout,
+    cc: &str,
+    kind: NationalClientKind,
+) -> reqwest::Client {
     super::client_with(
         pki.national_client(cc, kind),
         pki.trust(&Authority::National(cc.to_owned())),
@@ -206,6 +214,6 @@ pub fn national_client(pki: &DevPkiLayout, cc: &str, kind: NationalClientKind) -
 }
 
 /// The path as the TOML configuration takes it.
-pub fn slash(path: &Path) -> String {
+pub(crate) fn slash(path: &Path) -> String {
     path.display().to_string()
 }

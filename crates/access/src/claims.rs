@@ -200,9 +200,6 @@ impl PurposeOfUse {
     /// Every purpose of use, for exhaustive tests and tables.
     pub const ALL: [PurposeOfUse; 2] = [PurposeOfUse::Treatment, PurposeOfUse::Emergency];
 
-    /// The HL7 v3 code system of [`PurposeOfUse::hl7_code`].
-    pub const HL7_SYSTEM: &'static str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
-
     /// The claim value: `TREATMENT` or `EMERGENCY`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -313,11 +313,6 @@ impl VerifiedAssertion {
     pub fn expires_at(&self) -> OffsetDateTime {
         self.expires_at
     }
-
-    /// The claims, by value.
-    pub fn into_claims(self) -> HealthProfessionalAssertion {
-        self.claims
-    }
 }
 
 impl CheckedAssertion {

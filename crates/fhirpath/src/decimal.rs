@@ -271,12 +271,6 @@ impl Decimal {
         // FHIRPath precision floor and drop noise beyond it.
         Some(d.round(d.scale.min(15)).trimmed(0))
     }
-
-    /// Integer digits ignoring sign, for precision().
-    pub fn integer_digits(&self) -> u32 {
-        let t = self.truncate().mantissa.unsigned_abs();
-        if t == 0 { 1 } else { t.ilog10() + 1 }
-    }
 }
 
 impl PartialEq for Decimal {

@@ -21,7 +21,7 @@ use crate::{EvalError, Expression};
 
 /// Compiled regular expressions of one [`Expression`], by pattern.
 #[derive(Debug, Default)]
-pub struct RegexCache(Mutex<HashMap<(Box<str>, bool), Regex>>);
+pub(crate) struct RegexCache(Mutex<HashMap<(Box<str>, bool), Regex>>);
 
 /// What the engine asks of its caller. Every method has a default, so a
 /// caller implements only what it can answer.
@@ -70,8 +70,6 @@ pub struct EvalContext<'a, 'h> {
     context: Option<Item<'a>>,
     resource: Option<Item<'a>>,
     root_resource: Option<Item<'a>>,
-    variables: Vec<(Box<str>, Collection<'a>)>,
-    now: Option<Temporal>,
     strict: bool,
     r4_compat: bool,
 }
@@ -87,8 +85,6 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             context: Some(item.clone()),
             resource: Some(item.clone()),
             root_resource: Some(item),
-            variables: Vec::new(),
-            now: None,
             strict: false,
             r4_compat: true,
         }
@@ -111,8 +107,6 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             context: Some(context),
             resource: Some(resource),
             root_resource: Some(root_resource),
-            variables: Vec::new(),
-            now: None,
             strict: false,
             r4_compat: true,
         }
@@ -127,8 +121,6 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             context: None,
             resource: None,
             root_resource: None,
-            variables: Vec::new(),
-            now: None,
             strict: false,
             r4_compat: true,
         }
@@ -137,19 +129,6 @@ impl<'a, 'h> EvalContext<'a, 'h> {
     /// Uses `hooks` for resolve(), memberOf(), conformsTo(), htmlChecks().
     pub fn with_hooks(mut self, hooks: &'h dyn Hooks<'a>) -> Self {
         self.hooks = hooks;
-        self
-    }
-
-    /// Defines `%name` (without the `%`).
-    pub fn with_variable(mut self, name: &str, value: Collection<'a>) -> Self {
-        self.variables.push((name.into(), value));
-        self
-    }
-
-    /// Fixes the instant `now()`, `today()` and `timeOfDay()` return (a
-    /// DateTime); otherwise the system clock is read once per call.
-    pub fn with_now(mut self, now: Temporal) -> Self {
-        self.now = Some(now);
         self
     }
 
@@ -434,9 +413,6 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
             "sct" => string("http://snomed.info/sct".into()),
             "loinc" => string("http://loinc.org".into()),
             _ => {
-                if let Some((_, v)) = ctx.variables.iter().rev().find(|(n, _)| &**n == name) {
-                    return Ok(v.clone());
-                }
                 if let Some(vs) = name.strip_prefix("vs-") {
                     return string(format!("http://hl7.org/fhir/ValueSet/{vs}"));
                 }
@@ -1430,13 +1406,12 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 Ok(input)
             }
             Now | Today | TimeOfDay => {
-                let now = self.ctx.now.unwrap_or_else(|| {
-                    let ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
-                        .unwrap_or(0);
-                    Temporal::from_unix_millis(ms)
-                });
+                // The system clock, read once per call.
+                let ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
+                    .unwrap_or(0);
+                let now = Temporal::from_unix_millis(ms);
                 Ok(one(match func {
                     Now => Item::DateTime(now),
                     Today => Item::Date(now.to_date()),
@@ -1741,7 +1716,7 @@ impl<'a> Seen<'a> {
 /// (FHIRPath `children()`): primitives merge their `_x` partner, choice
 /// members (`valueQuantity`) take their type from the suffix, and a member
 /// holding a resource is typed by its `resourceType`.
-pub fn push_children<'a>(model: &Model, item: &Item<'a>, out: &mut Collection<'a>) {
+pub(crate) fn push_children<'a>(model: &Model, item: &Item<'a>, out: &mut Collection<'a>) {
     let Item::Node(n) = item else { return };
     let object = match n.value {
         Some(

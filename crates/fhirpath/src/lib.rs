@@ -3,7 +3,7 @@
 //! Owns: parsing FHIRPath expressions (<https://hl7.org/fhirpath/N1/>, plus
 //! the FHIRPath 2.1 functions the official R4 test suite uses) into an
 //! [`Expression`] once, and evaluating them many times directly over the
-//! lossless JSON view of `ehds_fhir` ([`Node`]), without converting documents
+//! lossless JSON view of `ehds_fhir` ([`ehds_fhir::Node`]), without converting documents
 //! to typed structs. Types come from a [`Model`] built from the core
 //! StructureDefinitions in an `ehds_profiles::Registry`: choice elements
 //! (`Observation.value` → `valueQuantity`), primitive types (a JSON string
@@ -58,8 +58,6 @@ mod parser;
 mod quantity;
 mod temporal;
 mod value;
-
-use ehds_fhir::Node;
 
 pub use decimal::Decimal;
 pub use eval::{EvalContext, Hooks, NoHooks};
@@ -265,14 +263,4 @@ impl Expression {
             _ => Err(EvalError::NotSingleton("constraint result")),
         }
     }
-}
-
-/// Parses and evaluates `source` over a resource, for one-off use.
-pub fn evaluate_str<'a>(
-    source: &str,
-    model: &Model,
-    resource: &'a Node,
-) -> Result<Collection<'a>, FhirPathError> {
-    let expression = Expression::parse(source)?;
-    Ok(expression.evaluate(&EvalContext::new(model, resource))?)
 }

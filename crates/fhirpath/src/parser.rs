@@ -753,7 +753,7 @@ fn type_spec_of(expr: &Expr) -> Option<TypeSpec> {
 }
 
 /// Parses a whole expression.
-pub fn parse(src: &str) -> Result<Expr, ParseError> {
+pub(crate) fn parse(src: &str) -> Result<Expr, ParseError> {
     let mut lexer = Lexer { src, pos: 0 };
     let mut toks = Vec::new();
     while let Some(t) = lexer.next()? {

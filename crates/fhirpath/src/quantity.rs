@@ -53,7 +53,7 @@ const CALENDAR: [(&str, &str); 16] = [
 ];
 
 /// The singular calendar keyword for a keyword as written.
-pub fn calendar_keyword(word: &str) -> Option<&'static str> {
+pub(crate) fn calendar_keyword(word: &str) -> Option<&'static str> {
     CALENDAR
         .iter()
         .find(|(w, _)| *w == word)

@@ -117,7 +117,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), ehds_gateway::StartError> {
+/// What stops a command: the gateway's errors, the demo's, the development
+/// PKI generator's (each printed as its own message).
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Gateway(#[from] ehds_gateway::StartError),
+    #[error(transparent)]
+    Demo(#[from] ehds_loopback::LoopbackError),
+    #[error(transparent)]
+    DevPki(#[from] ehds_dev_pki::DevPkiError),
+}
+
+async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve { config, listen } => {
             let mut raw = match &config {
@@ -144,7 +156,7 @@ async fn run(command: Command) -> Result<(), ehds_gateway::StartError> {
             let _ = std::io::stdout().flush();
             #[cfg(unix)]
             reload_on_sighup(gateway.tls_configs());
-            gateway.run(shutdown_signal()).await
+            Ok(gateway.run(shutdown_signal()).await?)
         }
         Command::Validate {
             files,
@@ -165,13 +177,13 @@ async fn run(command: Command) -> Result<(), ehds_gateway::StartError> {
                 failed |= errors > 0;
             }
             if failed {
-                return Err(ehds_gateway::StartError::ValidationFailed);
+                return Err(ehds_gateway::StartError::ValidationFailed.into());
             }
             Ok(())
         }
         Command::Demo => {
             let mut out = std::io::stdout();
-            ehds_gateway::demo::run(&mut out).await
+            Ok(ehds_loopback::demo::run(&mut out).await?)
         }
         Command::Audit {
             command: AuditCommand::Verify { config },
@@ -201,13 +213,14 @@ async fn run(command: Command) -> Result<(), ehds_gateway::StartError> {
                     );
                     Err(ehds_gateway::StartError::Config(
                         "the audit trail was tampered with".into(),
-                    ))
+                    )
+                    .into())
                 }
             }
         }
         Command::DevPki { out, countries } => {
             let countries: Vec<&str> = countries.iter().map(String::as_str).collect();
-            ehds_gateway::generate_dev_pki(&out, &countries)?;
+            ehds_dev_pki::generate(&out, &ehds_dev_pki::DevPkiSpec::long_lived(&countries))?;
             println!("development PKI written to {}", out.display());
             Ok(())
         }

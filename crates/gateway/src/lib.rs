@@ -26,12 +26,10 @@ mod answer_memo;
 mod assertion;
 mod audit;
 pub mod config;
-pub mod demo;
 mod edge;
 mod eprescription;
 pub mod error;
 mod federation;
-pub mod loopback;
 mod metrics;
 mod national;
 mod patient_page;
@@ -53,7 +51,7 @@ pub use national::router as national_router;
 pub use start_error::StartError;
 pub use startup::{
     AuditChainReport, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, check_config,
-    generate_dev_pki, load_federation, load_validator, reload_tls, validate_file, verify_audit,
+    load_federation, load_validator, reload_tls, validate_file, verify_audit,
 };
 
 /// A fresh memo of validated peer answers (for an [`AppState`] built by

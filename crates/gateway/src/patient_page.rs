@@ -60,7 +60,7 @@ use crate::edge::respond::FHIR_JSON;
 use crate::error::GatewayError;
 
 /// The page: plain HTML, a small inline script and style.
-pub const PAGE_HTML: &str = include_str!("patient_page.html");
+pub(crate) const PAGE_HTML: &str = include_str!("patient_page.html");
 
 /// Largest body the page may post (a `Parameters` of four parameters is a
 /// few hundred bytes).
@@ -72,7 +72,7 @@ const DEFAULT_LOG_PAGE: u32 = 10;
 
 /// The patient page's listener, bound, with its client of the national API.
 #[derive(Debug)]
-pub struct PatientPage {
+pub(crate) struct PatientPage {
     listener: TcpListener,
     proxy: Arc<Proxy>,
 }
@@ -92,7 +92,7 @@ impl PatientPage {
     /// loopback listener `addr` ([`crate::config::CheckedConfig`] checked it
     /// is loopback). `national` is the national API's bound address: an
     /// unspecified address (`0.0.0.0`, `[::]`) is called on loopback.
-    pub async fn bind(
+    pub(crate) async fn bind(
         section: &PatientPageSection,
         addr: SocketAddr,
         national: SocketAddr,
@@ -148,13 +148,13 @@ impl PatientPage {
     }
 
     /// The address the page is served on.
-    pub fn local_addr(&self) -> Result<SocketAddr, StartError> {
+    pub(crate) fn local_addr(&self) -> Result<SocketAddr, StartError> {
         self.listener.local_addr().map_err(StartError::Serve)
     }
 
     /// Serves until `shutdown` completes. `state` gives the national API's
     /// request ids, tracing spans and metrics to the page's requests too.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         state: AppState,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,

@@ -275,17 +275,6 @@ pub async fn verify_audit(config: &CheckedConfig) -> Result<AuditChainReport, St
 /// What [`verify_audit`] found.
 pub use ehds_store::{BreakKind, ChainReport as AuditChainReport};
 
-/// Writes a fresh development PKI (for `countries`, e.g. `["BE", "LU"]`)
-/// into `dir`: the `ehds-gateway dev-pki` command. Development and tests
-/// only: every private key is written in the clear.
-pub fn generate_dev_pki(dir: &std::path::Path, countries: &[&str]) -> Result<(), StartError> {
-    ehds_transport::dev_pki::generate(
-        dir,
-        &ehds_transport::dev_pki::DevPkiSpec::long_lived(countries),
-    )?;
-    Ok(())
-}
-
 /// Loads the configured FHIR packages and compiles them; every profile the
 /// configuration requires must be among them.
 pub fn load_validator(config: &CheckedConfig) -> Result<Validator, StartError> {

@@ -24,13 +24,13 @@ fn stat(pid: u32) -> Option<(u32, Duration)> {
 }
 
 /// CPU time used so far by `pid` (all its threads).
-pub fn process(pid: u32) -> Duration {
+pub(crate) fn process(pid: u32) -> Duration {
     stat(pid).map(|(_, t)| t).unwrap_or_default()
 }
 
 /// CPU time used so far by `pid` and its living children (nginx's master
 /// and its workers).
-pub fn process_and_children(pid: u32) -> Duration {
+pub(crate) fn process_and_children(pid: u32) -> Duration {
     let mut total = process(pid);
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
@@ -52,7 +52,7 @@ pub fn process_and_children(pid: u32) -> Duration {
 }
 
 /// The one-minute load average.
-pub fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|t| t.split_whitespace().next().map(str::to_owned))

@@ -12,7 +12,7 @@ use crate::BenchError;
 
 /// How the callers use connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// One connection per caller, reused for every request (HTTP/1.1
     /// keep-alive).
     KeepAlive,
@@ -24,7 +24,7 @@ pub enum Mode {
 
 impl Mode {
     /// Its name in the tables.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Mode::KeepAlive => "keep-alive",
             Mode::NewConnection => "new connection per request",
@@ -35,7 +35,7 @@ impl Mode {
 /// A caller's HTTPS client: the BE doctor system's certificate, the server
 /// verified against the BE national CA and CRL, TLS 1.3 only, no session
 /// resumption ([`ehds_transport::client_config`]).
-pub fn client(
+pub(crate) fn client(
     identity: &TlsIdentity,
     trust: &TrustStore,
     mode: Mode,
@@ -58,7 +58,7 @@ pub fn client(
 
 /// What one phase measured.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Latency of each 200 answer, in microseconds, sorted.
     pub latencies_us: Vec<u64>,
     /// Answers other than 200, and transport errors.
@@ -73,7 +73,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Successful requests per second.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
             self.latencies_us.len() as f64 / secs
@@ -84,7 +84,7 @@ impl Outcome {
 
     /// The `q` quantile (0..=1) of the latencies, in milliseconds
     /// (nearest rank).
-    pub fn quantile_ms(&self, q: f64) -> f64 {
+    pub(crate) fn quantile_ms(&self, q: f64) -> f64 {
         let n = self.latencies_us.len();
         if n == 0 {
             return f64::NAN;
@@ -95,14 +95,14 @@ impl Outcome {
 }
 
 /// The tokens of a phase, each handed out once.
-pub struct Pool {
+pub(crate) struct Pool {
     tokens: Vec<String>,
     next: AtomicUsize,
 }
 
 impl Pool {
     /// A pool of pre-signed assertions (empty: requests carry none).
-    pub fn new(tokens: Vec<String>) -> Arc<Self> {
+    pub(crate) fn new(tokens: Vec<String>) -> Arc<Self> {
         Arc::new(Self {
             tokens,
             next: AtomicUsize::new(0),
@@ -122,7 +122,7 @@ impl Pool {
 
 /// Runs `clients` callers against `url` for `duration` (or until `pool` is
 /// spent); with `expect_len`, a 200 answer of another length is a failure.
-pub async fn run(
+pub(crate) async fn run(
     clients: &[reqwest::Client],
     url: &str,
     pool: Arc<Pool>,

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ehds_gateway::loopback::{self, LU_PATIENT, LU_SYSTEM, Loopback};
+use ehds_dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 use ehds_gateway::{Gateway, GatewayConfig};
+use ehds_loopback::{self as loopback, LU_PATIENT, LU_SYSTEM, Loopback};
 use ehds_test_support::{ScratchDir, repo_root};
-use ehds_transport::dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 use ehds_transport::{NationalClientKind, TlsIdentity, TrustStore};
 use sha2::{Digest, Sha256};
 
@@ -54,6 +54,12 @@ pub enum BenchError {
     /// Starting or running a gateway.
     #[error(transparent)]
     Gateway(#[from] ehds_gateway::StartError),
+    /// Setting up the two countries' run.
+    #[error(transparent)]
+    Loopback(#[from] ehds_loopback::LoopbackError),
+    /// Writing the development PKI.
+    #[error(transparent)]
+    DevPki(#[from] ehds_dev_pki::DevPkiError),
     /// An HTTPS client.
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),

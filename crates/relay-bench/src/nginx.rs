@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ehds_transport::dev_pki::{Authority, DevPkiLayout};
+use ehds_dev_pki::{Authority, DevPkiLayout};
 use tokio::process::{Child, Command};
 
 use crate::BenchError;
 
 /// nginx running in the foreground (`daemon off`) as a child of the bench.
-pub struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
     /// The master process id (the workers are its children).
     pub pid: u32,
@@ -32,7 +32,7 @@ pub struct Nginx {
 }
 
 /// What nginx needs to know.
-pub struct NginxSetup<'a> {
+pub(crate) struct NginxSetup<'a> {
     /// The `nginx` executable.
     pub binary: &'a Path,
     /// A folder of its own (config, pid, logs, temp paths).
@@ -52,7 +52,7 @@ fn slash(path: &Path) -> String {
 }
 
 /// The nginx configuration of the relay.
-pub fn config_text(setup: &NginxSetup<'_>) -> String {
+pub(crate) fn config_text(setup: &NginxSetup<'_>) -> String {
     let pki = setup.pki;
     let be = Authority::National("BE".to_owned());
     let server = pki.national_server("BE");
@@ -138,7 +138,7 @@ http {{
 impl Nginx {
     /// Writes the configuration, tests it (`nginx -t`) and starts nginx;
     /// returns once it accepts connections.
-    pub async fn start(setup: &NginxSetup<'_>) -> Result<Self, BenchError> {
+    pub(crate) async fn start(setup: &NginxSetup<'_>) -> Result<Self, BenchError> {
         std::fs::create_dir_all(setup.dir)?;
         let conf: PathBuf = setup.dir.join("nginx.conf");
         std::fs::write(&conf, config_text(setup))?;
@@ -195,14 +195,14 @@ impl Nginx {
     }
 
     /// `https://127.0.0.1:<port><path>`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.port)
     }
 
     /// Stops nginx with `nginx -s stop` (SIGTERM to the master named in its
     /// pid file, which stops its workers), then waits for it; killed if it
     /// has not exited within 10 s.
-    pub async fn stop(mut self, setup: &NginxSetup<'_>) {
+    pub(crate) async fn stop(mut self, setup: &NginxSetup<'_>) {
         let _ = Command::new(setup.binary)
             .arg("-p")
             .arg(setup.dir)

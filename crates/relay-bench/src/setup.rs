@@ -1,4 +1,4 @@
-//! The two gateways of the run, set up by `ehds_gateway::loopback` as the
+//! The two gateways of the run, set up by `ehds_loopback` as the
 //! end-to-end tests set theirs up (a fresh development PKI, the BE and LU
 //! configurations, here with the gateway's own relay timeouts), each gateway
 //! served by a child process of this binary so that its CPU time can be read
@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ehds_access::{AssertionIssuer, PatientRef, PurposeOfUse};
-use ehds_gateway::loopback::{self, LU_PATIENT, LU_SYSTEM};
+use ehds_loopback::{self as loopback, LU_PATIENT, LU_SYSTEM};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -19,7 +19,7 @@ use crate::BenchError;
 /// A gateway served by a child process of this binary (`serve <config>`).
 /// It stops when its standard input closes (when this is dropped, or the
 /// parent dies) and is killed on drop if it has not.
-pub struct GatewayProcess {
+pub(crate) struct GatewayProcess {
     child: Child,
     /// Its process id.
     pub pid: u32,
@@ -29,7 +29,7 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Starts `serve <config>` and waits until it says it is listening.
-    pub async fn start(config: &Path, national: u16) -> Result<Self, BenchError> {
+    pub(crate) async fn start(config: &Path, national: u16) -> Result<Self, BenchError> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .arg("serve")
@@ -64,12 +64,12 @@ impl GatewayProcess {
     }
 
     /// `https://<national API><path>`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.national)
     }
 
     /// Closes its standard input (graceful stop) and waits for it.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         drop(self.child.stdin.take());
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
@@ -84,7 +84,7 @@ impl GatewayProcess {
 /// LU's NCP, signed on every core before the timing starts (signing is the
 /// doctor's identity provider's cost, not the relay's). Each is used once:
 /// both NCPs' replay ledgers refuse a second use.
-pub fn assertions(idp: &AssertionIssuer, count: usize) -> Result<Vec<String>, BenchError> {
+pub(crate) fn assertions(idp: &AssertionIssuer, count: usize) -> Result<Vec<String>, BenchError> {
     let patient = PatientRef::new(LU_SYSTEM, LU_PATIENT);
     let professional = loopback::be_doctor();
     let threads = std::thread::available_parallelism()

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong in ehds-transport: loading trust material,
-/// building TLS configurations, generating the development PKI, reading a
-/// peer's identity, or accepting connections.
+/// building TLS configurations, reading a peer's identity, or accepting
+/// connections.
 ///
 /// A refused handshake is not an error of this type: the serve loop logs and
 /// counts it (see [`crate::ListenerMetrics`]) and goes on accepting.
@@ -62,9 +62,6 @@ pub enum TransportError {
     /// The outbound HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(#[from] reqwest::Error),
-    /// The development PKI could not be generated.
-    #[error("generating the development PKI: {0}")]
-    Generate(#[from] rcgen::Error),
     /// The OCSP status of a certificate could not be established (responder
     /// unreachable, error status, bad signature, stale, unknown): refused.
     #[error("OCSP: {0}")]

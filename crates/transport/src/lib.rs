@@ -1,7 +1,7 @@
 //! Mutual-TLS transport of the NCP gateway: trust stores and revocation, the
 //! listeners' and the outbound client's TLS configurations, their reload, the
-//! accept loop, and the peer identity read from a verified certificate; plus
-//! a development PKI generator for tests and local runs.
+//! accept loop, and the peer identity read from a verified certificate. (The
+//! development PKI the tests and local runs use is `ehds-dev-pki`'s.)
 //!
 //! Must not know about: FHIR content, validation, storage or routing rules
 //! (the NCP directory, which peer may ask what).
@@ -73,7 +73,6 @@
 //! the NCP directory or the gateway's own country is the caller's job.
 
 mod client;
-pub mod dev_pki;
 mod error;
 mod federation_client;
 mod identity;

@@ -53,7 +53,7 @@ const MAX_SHOWN_CHARS: usize = 64;
 
 /// The old `check_div`: never panics; linear in the length of `div`. An empty result means the
 /// div is acceptable.
-pub fn check_div(div: &str) -> Vec<NarrativeFinding> {
+pub(crate) fn check_div(div: &str) -> Vec<NarrativeFinding> {
     let mut checker = Checker::default();
     let completed = checker.run(div);
     if completed && !checker.has_content {

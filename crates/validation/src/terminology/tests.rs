@@ -2,24 +2,22 @@
 //! synthetic packages written by the tests.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use ehds_fhir::Node;
 use ehds_profiles::Registry;
 
 use super::*;
 
-/// The registry of `profiles/`, the terminology built from it, and how long
-/// the build took (loaded once per test binary).
-fn full() -> &'static (Registry, Terminology, Duration) {
-    static FULL: OnceLock<(Registry, Terminology, Duration)> = OnceLock::new();
+/// The registry of `profiles/` and the terminology built from it (loaded
+/// once per test binary; the build's cost is the `terminology` benchmark of
+/// ehds-benches).
+fn full() -> &'static (Registry, Terminology) {
+    static FULL: OnceLock<(Registry, Terminology)> = OnceLock::new();
     FULL.get_or_init(|| {
         let root = ehds_test_support::repo_root().join("profiles");
         let registry = Registry::load_root(&root).unwrap();
-        let start = Instant::now();
         let terminology = Terminology::new(&registry);
-        let took = start.elapsed();
-        (registry, terminology, took)
+        (registry, terminology)
     })
 }
 
@@ -59,60 +57,6 @@ const GENDER_CS: &str = "http://hl7.org/fhir/administrative-gender";
 fn terminology_is_send_and_sync() {
     fn shareable<T: Send + Sync + 'static>() {}
     shareable::<Terminology>();
-}
-
-#[test]
-fn build_time_over_profiles() {
-    let (registry, terminology, took) = full();
-    println!(
-        "Terminology::new over profiles/ ({} resources): {took:?}; {terminology:?}",
-        registry.len()
-    );
-    let rss_before = resident_kib();
-    let start = Instant::now();
-    let again = Terminology::new(registry);
-    let took_again = start.elapsed();
-    let rss_after = resident_kib();
-    println!(
-        "second build: {took_again:?}; resident set {rss_before:?} KiB -> {rss_after:?} KiB (other tests run alongside: indicative only)"
-    );
-    drop(again);
-    let checks = [
-        (GENDER_VS, Some(GENDER_CS), "female"),
-        (
-            "http://terminology.hl7.org/ValueSet/v3-ActEncounterCode",
-            Some("http://terminology.hl7.org/CodeSystem/v3-ActCode"),
-            "ACUTE",
-        ),
-        (
-            "http://terminology.ehdsi.eu/ValueSet/eHDSISubstance",
-            Some("https://spor.ema.europa.eu/v2/SubstanceDefinition"),
-            "not-a-substance",
-        ),
-        (
-            "http://hl7.org/fhir/uv/ips/ValueSet/allergy-intolerance-uv-ips",
-            Some("http://snomed.info/sct"),
-            "762952008",
-        ),
-    ];
-    for (vs, system, code) in checks {
-        let start = Instant::now();
-        let rounds = 10_000u32;
-        for _ in 0..rounds {
-            std::hint::black_box(terminology.check_code(vs, system, code));
-        }
-        println!(
-            "check_code({vs}, {code}): {:?} each",
-            start.elapsed() / rounds
-        );
-    }
-}
-
-/// Resident set size of this process (Linux), for the build report.
-fn resident_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[test]
@@ -160,7 +104,7 @@ fn core_code_bindings_resolve_offline() {
 /// except to value sets of code systems no package defines (listed).
 #[test]
 fn every_required_code_binding_in_core_is_decidable() {
-    let (registry, tx, _) = full();
+    let (registry, tx) = full();
     let mut undecided = std::collections::BTreeMap::new();
     let mut checked = std::collections::BTreeSet::new();
     let mut members = 0;
@@ -276,7 +220,7 @@ fn some_candidate(tx: &Terminology, id: usize) -> Option<(String, String)> {
 /// offline, and why the others cannot.
 #[test]
 fn binding_coverage_report() {
-    let (registry, tx, _) = full();
+    let (registry, tx) = full();
     let mut value_sets = std::collections::BTreeSet::new();
     for sd in registry.of_type("StructureDefinition") {
         let elements = sd

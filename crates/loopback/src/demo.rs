@@ -1,0 +1,667 @@
+//! `ehds-gateway demo`: the cross-border patient-summary journey on this
+//! machine, step by step.
+//!
+//! Starts two gateways (Luxembourg and Belgium) in this process on loopback,
+//! each with its own SQLite store in a temporary folder and the development
+//! PKI of `deploy/dev-pki`, then: a Luxembourg hospital pushes a patient
+//! summary; a Belgian doctor, treating the visitor, identifies the patient at
+//! Luxembourg's NCP through Belgium's, lists the summaries and retrieves one
+//! (byte for byte); a pharmacist and a replayed assertion are refused; both
+//! audit trails are shown and verified. Development only: it signs
+//! assertions with the development identity provider keys.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
+use ehds_dev_pki::{Authority, DevPkiLayout};
+use ehds_gateway::{CheckedConfig, Gateway, GatewayConfig};
+use ehds_transport::{ClientTimeouts, IdentityFiles, NationalClientKind, TlsIdentity, TrustStore};
+use sha2::{Digest, Sha256};
+
+use crate::LoopbackError;
+use crate::harness::{self as loopback, LU_PATIENT, LU_SYSTEM, free_port};
+
+/// The content type the demo's clients send (FHIR JSON, as the national
+/// API requires).
+const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+fn demo_error(what: impl std::fmt::Display) -> LoopbackError {
+    LoopbackError::Demo(what.to_string())
+}
+
+struct Country {
+    code: &'static str,
+    national: u16,
+    federation: u16,
+}
+
+fn config_for(country: &Country, data: &Path, directory: &Path) -> String {
+    let lc = country.code.to_ascii_lowercase();
+    let pki = "deploy/dev-pki";
+    format!(
+        r#"[ncp]
+country = "{cc}"
+[server]
+listen = "127.0.0.1:{national}"
+[server.tls]
+certificate = "{pki}/{lc}/national-server.pem"
+private_key = "{pki}/{lc}/national-server.key.pem"
+client_cas = ["{pki}/{lc}/national-ca.pem"]
+client_crls = ["{pki}/{lc}/national-ca.crl.pem"]
+[store]
+url = "sqlite://{store}"
+[federation]
+listen = "127.0.0.1:{federation}"
+ncp_id = "ncp-{lc}"
+certificate = "{pki}/{lc}/ncp-server.pem"
+private_key = "{pki}/{lc}/ncp-server.key.pem"
+client_certificate = "{pki}/{lc}/ncp-client.pem"
+client_private_key = "{pki}/{lc}/ncp-client.key.pem"
+cas = ["{pki}/federation/ca.pem"]
+crls = ["{pki}/federation/ca.crl.pem"]
+directory = "{directory}"
+[assertions]
+trust_list = "deploy/config/trust-list.toml"
+policy = "deploy/config/access-policy.toml"
+"#,
+        cc = country.code,
+        national = country.national,
+        federation = country.federation,
+        store = data.join(format!("{lc}.db")).display(),
+        directory = directory.display(),
+    )
+}
+
+fn client(
+    identity: IdentityFiles,
+    trust: &Authority,
+    pki: &DevPkiLayout,
+) -> Result<reqwest::Client, LoopbackError> {
+    let identity = TlsIdentity::load(&identity)?;
+    let trust = TrustStore::load(&pki.trust(trust))?;
+    Ok(ehds_transport::federation_client(
+        &identity,
+        &trust,
+        ClientTimeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+        },
+    )?)
+}
+
+/// Runs the demo from the repository root, writing the story to `out`.
+pub async fn run(out: &mut impl Write) -> Result<(), LoopbackError> {
+    let data = std::env::temp_dir().join(format!("ehds-demo-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&data).map_err(demo_error)?;
+    let result = journey(&data, out).await;
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+async fn journey(data: &Path, out: &mut impl Write) -> Result<(), LoopbackError> {
+    let mut say = |line: String| {
+        let _ = writeln!(out, "{line}");
+    };
+    let lu = Country {
+        code: "LU",
+        national: free_port()?,
+        federation: free_port()?,
+    };
+    let be = Country {
+        code: "BE",
+        national: free_port()?,
+        federation: free_port()?,
+    };
+    let shipped = std::fs::read_to_string("deploy/config/directory.toml")
+        .map_err(|e| demo_error(format!("run from the repository root ({e})")))?;
+    let directory: PathBuf = data.join("directory.toml");
+    std::fs::write(
+        &directory,
+        shipped
+            .replace(
+                "https://ncp.be.ehds.test:8443/fhir",
+                &format!("https://127.0.0.1:{}/fhir", be.federation),
+            )
+            .replace(
+                "https://ncp.lu.ehds.test:9443/fhir",
+                &format!("https://127.0.0.1:{}/fhir", lu.federation),
+            ),
+    )
+    .map_err(demo_error)?;
+
+    say("== Starting two national contact points on this machine".into());
+    let lu_config = GatewayConfig::from_toml(&config_for(&lu, data, &directory))?.check()?;
+    let validator = Arc::new(ehds_gateway::load_validator(&lu_config)?);
+    let be_config = GatewayConfig::from_toml(&config_for(&be, data, &directory))?.check()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for (config, name) in [(&lu_config, "Luxembourg"), (&be_config, "Belgium")] {
+        let gateway = Gateway::bind_with_validator(config, Arc::clone(&validator)).await?;
+        say(format!(
+            "   NCP {name}: national API https://{}, federation https://{}",
+            gateway.local_addr()?,
+            gateway
+                .federation_addr()
+                .map_or_else(|| "-".to_owned(), |a| a.to_string())
+        ));
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(gateway.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
+    let outcome = steps(&lu, &be, &mut say).await;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    outcome?;
+    audit_trails(&lu_config, &be_config, &mut say).await
+}
+
+async fn steps(
+    lu: &Country,
+    be: &Country,
+    say: &mut impl FnMut(String),
+) -> Result<(), LoopbackError> {
+    let pki = DevPkiLayout::new("deploy/dev-pki");
+    // The example summary the Luxembourg hospital pushes (the IPS IG's
+    // first example, its patient given a Luxembourg national identifier),
+    // read from the repository root.
+    let summary = loopback::patient_summary(Path::new(""), LU_SYSTEM, LU_PATIENT)?;
+
+    say(String::new());
+    say("== 1. A Luxembourg hospital pushes a patient summary to its NCP".into());
+    let hospital = client(
+        pki.national_client("LU", NationalClientKind::EhrSystem),
+        &Authority::National("LU".into()),
+        &pki,
+    )?;
+    let pushed = hospital
+        .post(format!("https://127.0.0.1:{}/fhir/Bundle", lu.national))
+        .header("content-type", FHIR_JSON)
+        .body(summary.clone())
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   POST /fhir/Bundle -> {} (validated against FHIR R4 and the IPS profile, stored byte-exact; {} bytes)",
+        pushed.status(),
+        summary.len()
+    ));
+
+    say(String::new());
+    say("== 2. In Belgium, Dr Peeters treats the visitor and asks through the Belgian NCP".into());
+    let idp = loopback::identity_provider(&pki, "BE")?;
+    let patient = PatientRef::new(LU_SYSTEM, LU_PATIENT);
+    let mut doctor = loopback::be_doctor();
+    let assertion = |who: &Professional| {
+        idp.issue(
+            who,
+            "urn:ehds:ncp:LU",
+            &patient,
+            PurposeOfUse::Treatment,
+            time::OffsetDateTime::now_utc(),
+            time::Duration::minutes(5),
+        )
+        .map_err(demo_error)
+    };
+    let doctor_system = client(
+        pki.national_client("BE", NationalClientKind::DoctorSystem),
+        &Authority::National("BE".into()),
+        &pki,
+    )?;
+    let base = format!("https://127.0.0.1:{}/fhir", be.national);
+    let identify = format!("{base}/Patient?identifier={LU_SYSTEM}|{LU_PATIENT}");
+    let token = assertion(&doctor)?;
+    let found: serde_json::Value = doctor_system
+        .get(&identify)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(demo_error)?
+        .json()
+        .await
+        .map_err(demo_error)?;
+    let name = found
+        .pointer("/entry/0/resource/name/0")
+        .map(|n| {
+            format!(
+                "{} {}",
+                n.pointer("/given/0")
+                    .and_then(|g| g.as_str())
+                    .unwrap_or_default(),
+                n.get("family").and_then(|f| f.as_str()).unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    say(format!(
+        "   GET Patient?identifier=<LU national id> -> {} match(es): {name} (signed assertion: role 2211, purpose TREATMENT)",
+        found
+            .get("total")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    ));
+    let listed: serde_json::Value = doctor_system
+        .get(format!(
+            "{base}/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&type=http://loinc.org|60591-5"
+        ))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?
+        .json()
+        .await
+        .map_err(demo_error)?;
+    let url = listed
+        .pointer("/entry/0/resource/content/0/attachment/url")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    say(format!(
+        "   GET DocumentReference?patient.identifier=…&type=LOINC 60591-5 -> {} summary: {url}",
+        listed
+            .get("total")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    ));
+    let retrieved = doctor_system
+        .get(format!("{base}/{url}"))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    let status = retrieved.status();
+    let bytes = retrieved.bytes().await.map_err(demo_error)?;
+    let same = Sha256::digest(&bytes) == Sha256::digest(&summary);
+    say(format!(
+        "   GET {url} -> {status}, {} bytes, SHA-256 {} what the hospital pushed",
+        bytes.len(),
+        if same {
+            "identical to"
+        } else {
+            "DIFFERENT from"
+        }
+    ));
+
+    say(String::new());
+    say("== 3. What is refused".into());
+    let replay = doctor_system
+        .get(&identify)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the same assertion a second time -> {}",
+        replay.status()
+    ));
+    doctor.role = "2262".into();
+    doctor.name = "Pharmacist Jan Claes".into();
+    let pharmacy = client(
+        pki.national_client("BE", NationalClientKind::Pharmacy),
+        &Authority::National("BE".into()),
+        &pki,
+    )?;
+    let refused = pharmacy
+        .get(&identify)
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   a pharmacist (ISCO-08 2262) asking for the patient summary -> {}",
+        refused.status()
+    ));
+    let malformed = doctor_system
+        .get(format!("{base}/Patient?identifier={LU_SYSTEM}|12345"))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   an identifier that breaks Luxembourg's rules (5 digits, not 13) -> {} (never left Belgium)",
+        malformed.status()
+    ));
+
+    say(String::new());
+    say("== 4. An ePrescription from Luxembourg, dispensed in Belgium".into());
+    let prescription_text = std::fs::read_to_string(
+        "conformance/examples/eu-mpd/MedicationRequest-400C-prescription-cefuroxime-singleline.json",
+    )
+    .map_err(demo_error)?;
+    let mut prescription: serde_json::Value =
+        serde_json::from_str(&prescription_text).map_err(demo_error)?;
+    if let Some(identifier) = prescription.pointer_mut("/identifier/0")
+        && let Some(object) = identifier.as_object_mut()
+    {
+        object.insert("system".into(), "urn:oid:1.3.182.4.4.99".into());
+    }
+    if let Some(subject) = prescription
+        .get_mut("subject")
+        .and_then(|s| s.as_object_mut())
+    {
+        subject.insert(
+            "identifier".into(),
+            serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT}),
+        );
+    }
+    let prescriber = client(
+        pki.national_client("LU", NationalClientKind::DoctorSystem),
+        &Authority::National("LU".into()),
+        &pki,
+    )?;
+    let pushed = prescriber
+        .post(format!(
+            "https://127.0.0.1:{}/fhir/MedicationRequest",
+            lu.national
+        ))
+        .header("content-type", FHIR_JSON)
+        .body(prescription.to_string())
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   a Luxembourg doctor prescribes cefuroxime, 21 vials -> {} ({})",
+        pushed.status(),
+        pushed
+            .headers()
+            .get("x-prescription-state")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    ));
+    doctor.role = "2262".into();
+    doctor.name = "Pharmacist Jan Claes".into();
+    doctor.organisation = Organisation {
+        id: "BE-PHARM-9".into(),
+        name: "Apotheek onder de Toren".into(),
+    };
+    let listed: serde_json::Value = pharmacy
+        .get(format!(
+            "{base}/MedicationRequest?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&status=active"
+        ))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?
+        .json()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   a Belgian pharmacy lists the visitor's prescriptions -> {} dispensable: {}",
+        listed
+            .get("total")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        listed
+            .pointer("/entry/0/search/extension/0/extension/1/valueString")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+    ));
+    let dispense_text = std::fs::read_to_string(
+        "conformance/examples/eu-mpd/MedicationDispense-400D-dispense-1.json",
+    )
+    .map_err(demo_error)?;
+    let mut dispense: serde_json::Value =
+        serde_json::from_str(&dispense_text).map_err(demo_error)?;
+    if let Some(object) = dispense.as_object_mut() {
+        object.insert(
+            "identifier".into(),
+            serde_json::json!([{"system": "urn:oid:2.999.1", "value": "BE-D-0001"}]),
+        );
+        object.insert(
+            "authorizingPrescription".into(),
+            serde_json::json!([{"identifier": {"system": "urn:oid:1.3.182.4.4.99", "value": "10-123EP"}}]),
+        );
+        object.insert(
+            "quantity".into(),
+            serde_json::json!({"value": 7, "unit": "Vial", "system": "http://standardterms.edqm.eu", "code": "15060000"}),
+        );
+    }
+    if let Some(subject) = dispense.get_mut("subject").and_then(|s| s.as_object_mut()) {
+        subject.insert(
+            "identifier".into(),
+            serde_json::json!({"system": LU_SYSTEM, "value": LU_PATIENT}),
+        );
+    }
+    for attempt in [
+        "dispenses 7 vials",
+        "sends the same dispense again (a retry)",
+    ] {
+        let answer = pharmacy
+            .post(format!("{base}/MedicationDispense"))
+            .header("content-type", FHIR_JSON)
+            .bearer_auth(assertion(&doctor)?)
+            .body(dispense.to_string())
+            .send()
+            .await
+            .map_err(demo_error)?;
+        say(format!(
+            "   the pharmacy {attempt} -> {} (prescription at home: {})",
+            answer.status(),
+            answer
+                .headers()
+                .get("x-prescription-state")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        ));
+    }
+
+    say(String::new());
+    say("== 5. The patient's rights, through Luxembourg's patient portal".into());
+    let portal = client(
+        pki.national_client("LU", NationalClientKind::PatientPortal),
+        &Authority::National("LU".into()),
+        &pki,
+    )?;
+    let choice = |opt_out: bool| {
+        serde_json::json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+                {"name": "service", "valueCode": "patient-summary"},
+                {"name": "country", "valueCode": "BE"},
+                {"name": "optOut", "valueBoolean": opt_out},
+            ]
+        })
+        .to_string()
+    };
+    let opt_out_url = format!(
+        "https://127.0.0.1:{}/fhir/$cross-border-opt-out",
+        lu.national
+    );
+    let set = portal
+        .post(&opt_out_url)
+        .header("content-type", FHIR_JSON)
+        .body(choice(true))
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the patient opts out of sharing the summary with Belgium -> {}",
+        set.status()
+    ));
+    doctor.role = "2211".into();
+    doctor.name = "Dr Anne Peeters".into();
+    doctor.organisation = Organisation {
+        id: "BE-ORG-17".into(),
+        name: "UZ Leuven".into(),
+    };
+    let refused = doctor_system
+        .get(&identify)
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   Dr Peeters asks again -> {} (\"no consent\", nothing more)",
+        refused.status()
+    ));
+    let withdrawn = portal
+        .post(&opt_out_url)
+        .header("content-type", FHIR_JSON)
+        .body(choice(false))
+        .send()
+        .await
+        .map_err(demo_error)?;
+    let again = doctor_system
+        .get(&identify)
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the patient withdraws the opt-out -> {}; Dr Peeters asks again -> {}",
+        withdrawn.status(),
+        again.status()
+    ));
+    // Restricting a part of the summary: the problem list (LOINC 11450-4).
+    let restriction = |restrict: bool| {
+        serde_json::json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient", "valueIdentifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+                {"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "11450-4"}},
+                {"name": "restrict", "valueBoolean": restrict},
+            ]
+        })
+        .to_string()
+    };
+    let restriction_url = format!(
+        "https://127.0.0.1:{}/fhir/$cross-border-restriction",
+        lu.national
+    );
+    let restricted = portal
+        .post(&restriction_url)
+        .header("content-type", FHIR_JSON)
+        .body(restriction(true))
+        .send()
+        .await
+        .map_err(demo_error)?;
+    let variant = doctor_system
+        .get(format!("{base}/{url}"))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    let variant_status = variant.status();
+    let variant: serde_json::Value = variant.json().await.map_err(demo_error)?;
+    let problems = variant
+        .pointer("/entry/0/resource/section")
+        .and_then(serde_json::Value::as_array)
+        .and_then(|sections| {
+            sections.iter().find(|s| {
+                s.pointer("/code/coding/0/code")
+                    .and_then(serde_json::Value::as_str)
+                    == Some("11450-4")
+            })
+        })
+        .and_then(|s| s.pointer("/emptyReason/coding/0/code"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?");
+    say(format!(
+        "   the patient hides the problem list from abroad -> {}; Dr Peeters retrieves the summary -> {variant_status}: a new document (Bundle.id {}), its problem section empty ({problems}), still a valid IPS",
+        restricted.status(),
+        variant
+            .get("id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?"),
+    ));
+    let lifted = portal
+        .post(&restriction_url)
+        .header("content-type", FHIR_JSON)
+        .body(restriction(false))
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the patient lifts the restriction -> {}",
+        lifted.status()
+    ));
+    let log: serde_json::Value = portal
+        .get(format!(
+            "https://127.0.0.1:{}/fhir/AuditEvent?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&_count=100",
+            lu.national
+        ))
+        .send()
+        .await
+        .map_err(demo_error)?
+        .json()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the patient's access log at Luxembourg (GET AuditEvent?patient.identifier=…): {} entries",
+        log.get("entry")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len)
+    ));
+    Ok(())
+}
+
+async fn audit_trails(
+    lu: &CheckedConfig,
+    be: &CheckedConfig,
+    say: &mut impl FnMut(String),
+) -> Result<(), LoopbackError> {
+    say(String::new());
+    say(
+        "== 6. The audit trails (FHIR AuditEvents in hash chains) of both NCPs for this patient"
+            .into(),
+    );
+    for (config, name) in [(lu, "Luxembourg"), (be, "Belgium")] {
+        let store = ehds_store::Store::open(&config.store).await?;
+        let records = store
+            .audit_for_patient(&format!("{LU_SYSTEM}|{LU_PATIENT}"), 50, None)
+            .await?;
+        let report = store.verify_audit_chain().await?;
+        store.close().await;
+        say(format!(
+            "   NCP {name}: {} records, chain {}",
+            report.records,
+            if report.is_intact() {
+                "intact"
+            } else {
+                "BROKEN"
+            }
+        ));
+        for record in records.iter().rev() {
+            let event: serde_json::Value =
+                serde_json::from_slice(&record.content).unwrap_or_default();
+            let what = event
+                .pointer("/subtype/0/code")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?");
+            let entity = event
+                .pointer("/entity/1/what/reference")
+                .or_else(|| event.pointer("/entity/1/description"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let who = event
+                .pointer("/agent/0/who/display")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let outcome = match record.outcome.as_str() {
+                "0" => "success",
+                "4" => "refused",
+                _ => "failed",
+            };
+            let hash: String = record
+                .hash
+                .iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            say(format!(
+                "     #{:<3} {} {what:<12} {outcome:<8} {who} {entity} [{hash}…]",
+                record.seq,
+                record
+                    .recorded_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            ));
+        }
+    }
+    Ok(())
+}

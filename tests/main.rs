@@ -1,0 +1,23 @@
+//! The repository's end-to-end tests, one test binary (one link step):
+//! real gateways and the real `ehds-gateway` binary (Cargo gives its path
+//! as `CARGO_BIN_EXE_ehds-gateway`), one module per journey or promise.
+//!
+//! * [`audit_completeness`]: every route behind the audited exit leaves one
+//!   record per request, refusals included;
+//! * [`federation`]: two countries' gateways, one module per cross-border
+//!   journey (summary, assertions, certificates, consent, restriction,
+//!   ePrescription, …);
+//! * [`push_and_read`], [`validation_api`]: the national API of one gateway
+//!   process;
+//! * [`patient_page`]: the demonstration patient page in a headless browser;
+//! * [`deploy_configs`]: the shipped configurations load;
+//! * [`tidy`]: the repository keeps ARCHITECTURE.md's promises.
+
+mod audit_completeness;
+mod common;
+mod deploy_configs;
+mod federation;
+mod patient_page;
+mod push_and_read;
+mod tidy;
+mod validation_api;
