@@ -51,9 +51,24 @@
 //! * **No session resumption**: every connection makes a full handshake, so
 //!   a certificate revoked by a reloaded CRL cannot come back through a
 //!   resumed session.
-//! * **Bounded handshakes**: a handshake not finished within
-//!   [`ServeOptions::handshake_timeout`] is dropped; the outbound client's
-//!   connect timeout covers TCP and TLS.
+//! * **Revocation reaches open connections**: after each reload
+//!   ([`ReloadableServerTls::reload`]) every open connection's peer
+//!   certificate is verified again against the new CAs and CRLs (and its
+//!   OCSP status asked again, as also when the last answer's nextUpdate
+//!   passes); one that fails is closed after the request in flight and
+//!   reported to the [`RefusalObserver`]. No connection lives longer than
+//!   [`ServeOptions::max_connection_age`].
+//! * **Bounded handshakes and slow clients**: a handshake not finished
+//!   within [`ServeOptions::handshake_timeout`] is dropped; the outbound
+//!   client's connect timeout covers TCP and TLS; a client that reads its
+//!   responses slower than [`ServeOptions::min_send_rate`] is disconnected.
+//!
+//! # Answers of the transport itself
+//!
+//! Two answers never reach the application, both FHIR OperationOutcomes
+//! (built by hand, see `answer.rs`): 400 to a request without exactly one
+//! valid `Host` header (RFC 9112 §3.2), and 403 to a verified client whose
+//! certificate lacks the identity the listener requires.
 //!
 //! # Identity convention
 //!
@@ -69,16 +84,20 @@
 //!   [`PeerIdentity::NationalClient`].
 //!
 //! Each attribute must occur exactly once; a verified certificate without
-//! them is refused (the connection is closed). Comparing the identity with
-//! the NCP directory or the gateway's own country is the caller's job.
+//! them is refused (its request is answered 403, then the connection is
+//! closed). Comparing the identity with the NCP directory or the gateway's
+//! own country is the caller's job.
 
+mod answer;
 mod client;
 pub mod dev_pki;
 mod error;
 mod federation_client;
 mod identity;
 pub mod ocsp;
+mod recheck;
 mod reload;
+mod send_rate;
 mod serve;
 mod trust;
 
