@@ -57,7 +57,9 @@
 //!   OCSP status asked again, as also when the last answer's nextUpdate
 //!   passes); one that fails is closed after the request in flight and
 //!   reported to the [`RefusalObserver`]. No connection lives longer than
-//!   [`ServeOptions::max_connection_age`].
+//!   [`ServeOptions::max_connection_age`]. The outbound
+//!   [`FederationClient`] swaps its pool on reload and renews it with age
+//!   ([`PoolLimits`]).
 //! * **Bounded handshakes and slow clients**: a handshake not finished
 //!   within [`ServeOptions::handshake_timeout`] is dropped; the outbound
 //!   client's connect timeout covers TCP and TLS; a client that reads its
@@ -101,7 +103,7 @@ mod send_rate;
 mod serve;
 mod trust;
 
-pub use client::{ClientTimeouts, federation_client};
+pub use client::{ClientTimeouts, PoolLimits, federation_client};
 pub use error::TransportError;
 pub use federation_client::{
     ExpectedPeer, FederationClient, PREFLIGHT_VALIDITY, PeerFailure, VerifiedAnswer,

@@ -18,10 +18,10 @@ use axum::routing::get;
 use ehds_test_support::ScratchDir;
 use ehds_transport::dev_pki::{self, Authority, DevPkiLayout, DevPkiSpec, Negative};
 use ehds_transport::{
-    CertFingerprint, ClientTimeouts, HandshakeRefusal, IdentityFiles, ListenerCounts, ListenerKind,
-    ListenerMetrics, NationalClientKind, PeerIdentity, ReloadableServerTls, ServeOptions,
-    ServerTlsFiles, TlsIdentity, TransportError, TrustFiles, TrustStore, VerifiedPeer,
-    client_config, federation_client, serve_with_options,
+    CertFingerprint, ClientTimeouts, FederationClient, HandshakeRefusal, IdentityFiles,
+    ListenerCounts, ListenerKind, ListenerMetrics, NationalClientKind, PeerIdentity, PoolLimits,
+    ReloadableServerTls, ServeOptions, ServerTlsFiles, TlsIdentity, TransportError, TrustFiles,
+    TrustStore, VerifiedPeer, client_config, federation_client, serve_with_options,
 };
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -1359,6 +1359,138 @@ async fn the_federation_client_times_out_on_a_peer_that_never_completes_the_hand
     );
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     held.abort();
+}
+
+/// Issue 16, defect 1, outbound: a server certificate revoked by a
+/// reloaded CRL is not used through a pooled connection. The pool keeps
+/// one connection for successive calls; after the CRL revoking the peer's
+/// server certificate is loaded, the next call makes a new handshake and is
+/// refused.
+#[tokio::test]
+async fn the_federation_client_drops_its_pool_on_reload() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let server = Server::start(federation_listener(layout, "LU"), ListenerKind::Federation).await;
+    let client = FederationClient::load(
+        layout.ncp_client("BE"),
+        layout.trust(&federation()),
+        ClientTimeouts::default(),
+        PoolLimits::default(),
+    )
+    .unwrap();
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    for _ in 0..3 {
+        let response = client
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        response.bytes().await.unwrap();
+    }
+    // One handshake for the three calls: the connection is pooled.
+    assert_eq!(server.metrics.counts().handshakes_ok, 1);
+
+    dev_pki::revoke(
+        layout,
+        &federation(),
+        &layout.ncp_server("LU").cert_chain,
+        time::Duration::days(30),
+    )
+    .unwrap();
+    client.reload().unwrap();
+    assert_eq!(client.reload_count(), 1);
+    let error = client
+        .request(reqwest::Method::GET, &url)
+        .send()
+        .await
+        .unwrap_err();
+    let chain = error_chain(&error);
+    assert!(chain.contains("Revoked"), "{chain}");
+    server.stop().await;
+}
+
+/// Following the federation listener's configuration, the client reloads
+/// whenever the listener does (SIGHUP, the periodic reload).
+#[tokio::test]
+async fn the_federation_client_follows_its_listener_s_reloads() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let server = Server::start(federation_listener(layout, "LU"), ListenerKind::Federation).await;
+    let own_listener = ReloadableServerTls::load(federation_listener(layout, "BE")).unwrap();
+    let client = FederationClient::load(
+        layout.ncp_client("BE"),
+        layout.trust(&federation()),
+        ClientTimeouts::default(),
+        PoolLimits::default(),
+    )
+    .unwrap();
+    assert!(client.follow(&own_listener));
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    let response = client
+        .request(reqwest::Method::GET, &url)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    response.bytes().await.unwrap();
+
+    dev_pki::revoke(
+        layout,
+        &federation(),
+        &layout.ncp_server("LU").cert_chain,
+        time::Duration::days(30),
+    )
+    .unwrap();
+    own_listener.reload().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.reload_count() == 0 {
+        assert!(Instant::now() < deadline, "the client did not follow");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let error = client
+        .request(reqwest::Method::GET, &url)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error_chain(&error).contains("Revoked"));
+    server.stop().await;
+}
+
+/// The pool is renewed after its maximum age: a new handshake, checked
+/// against the trust material in force, at least that often.
+#[tokio::test]
+async fn the_federation_client_renews_its_pool_at_its_maximum_age() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let server = Server::start(federation_listener(layout, "LU"), ListenerKind::Federation).await;
+    let client = FederationClient::load(
+        layout.ncp_client("BE"),
+        layout.trust(&federation()),
+        ClientTimeouts::default(),
+        PoolLimits {
+            max_age: Duration::from_millis(200),
+            ..PoolLimits::default()
+        },
+    )
+    .unwrap();
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    let call = || async {
+        let response = client
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        response.bytes().await.unwrap();
+    };
+    call().await;
+    call().await;
+    assert_eq!(server.metrics.counts().handshakes_ok, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call().await;
+    assert_eq!(server.metrics.counts().handshakes_ok, 2);
+    server.stop().await;
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
