@@ -796,6 +796,17 @@ async fn a_crl_reload_reaches_open_connections_and_the_outbound_pool() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // LU counted the connection it closed.
+    let metrics = metrics(
+        &f.lu,
+        f.national_client("LU", NationalClientKind::DoctorSystem),
+    )
+    .await;
+    let closed = counter(
+        &metrics,
+        "ehds_tls_connections_closed_total{listener=\"national\",reason=\"recheck\"}",
+    );
+    assert!(closed >= Some(1), "{metrics}");
     f.stop().await;
 }
 
