@@ -27,6 +27,8 @@ pub(crate) struct Running {
     pub patient_page: Option<SocketAddr>,
     /// Its checked configuration.
     pub config: ehds_gateway::CheckedConfig,
+    /// Its listeners' TLS configurations (what SIGHUP reloads).
+    tls: Vec<ehds_gateway::ReloadableServerTls>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -40,6 +42,12 @@ impl Running {
     /// `https://<federation listener><path>`.
     pub(crate) fn federation_url(&self, path: &str) -> String {
         format!("https://{}{path}", self.federation)
+    }
+
+    /// Re-reads its certificates and CRLs, as on SIGHUP; returns how many
+    /// reloads failed.
+    pub(crate) fn reload_tls(&self) -> usize {
+        ehds_gateway::reload_tls(&self.tls)
     }
 
     /// Its audit chain, verified.
@@ -83,6 +91,7 @@ pub(crate) async fn start(config: &GatewayToml<'_>) -> Running {
     let national = gateway.local_addr().unwrap();
     let federation = gateway.federation_addr().unwrap();
     let patient_page = gateway.patient_page_addr();
+    let tls = gateway.tls_configs();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         gateway
@@ -97,6 +106,7 @@ pub(crate) async fn start(config: &GatewayToml<'_>) -> Running {
         federation,
         patient_page,
         config,
+        tls,
         stop: Mutex::new(Some(stop)),
         task: Mutex::new(Some(task)),
     }

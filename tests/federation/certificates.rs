@@ -241,3 +241,75 @@ async fn a_peer_revoked_by_ocsp_only_is_refused() {
     assert_eq!(f.lu.audit().await.records, 0);
     f.stop().await;
 }
+
+/// Issue 16, defect 1, end to end: a CRL reload (SIGHUP, or the periodic
+/// reload) reaches the connections opened before it. LU's EHR system keeps
+/// a connection to LU's national API, and BE's outbound pool one to LU's
+/// federation listener; then LU's national CA revokes the EHR system's
+/// certificate and the federation CA LU's server certificate. After the
+/// reload the EHR system is refused (its open connection was closed, a new
+/// handshake fails) and BE no longer reaches LU.
+#[tokio::test]
+async fn a_crl_reload_reaches_open_connections_and_the_outbound_pool() {
+    let f = federation().await;
+    let ehr = f.national_client("LU", NationalClientKind::EhrSystem);
+    let healthz = f.lu.url("/healthz");
+    let response = ehr.get(&healthz).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.bytes().await.unwrap();
+    let doctor = Caller::doctor(&f);
+    json(doctor.get(&lu_patient_search()).await, 200).await;
+
+    let month = time::Duration::days(30);
+    let ehr_cert = f.pki.national_client("LU", NationalClientKind::EhrSystem);
+    dev_pki::revoke(
+        &f.pki,
+        &Authority::National("LU".into()),
+        &ehr_cert.cert_chain,
+        month,
+    )
+    .unwrap();
+    let lu_server = f.pki.ncp_server("LU");
+    dev_pki::revoke(&f.pki, &Authority::Federation, &lu_server.cert_chain, month).unwrap();
+    assert_eq!(f.lu.reload_tls(), 0);
+    assert_eq!(f.be.reload_tls(), 0);
+
+    // The EHR system's kept-alive connection is closed (the server does so
+    // right after the reload), and a new handshake is refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ehr.get(&healthz).send().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked EHR system is still served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // BE's client followed its listener's reload: no pooled connection to
+    // LU is used, and the new handshake refuses LU's revoked certificate.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = doctor.get(&lu_patient_search()).await;
+        let status = response.status().as_u16();
+        if status != 200 {
+            assert!(status >= 500, "{status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "BE still reaches LU with a revoked server certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // LU counted the connection it closed.
+    let metrics = metrics(
+        &f.lu,
+        f.national_client("LU", NationalClientKind::DoctorSystem),
+    )
+    .await;
+    let closed = counter(
+        &metrics,
+        "ehds_tls_connections_closed_total{listener=\"national\",reason=\"recheck\"}",
+    );
+    assert!(closed >= Some(1), "{metrics}");
+    f.stop().await;
+}

@@ -240,7 +240,8 @@ async fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
-/// SIGHUP: re-read certificates, keys and CRLs (live connections stay).
+/// SIGHUP: re-read certificates, keys and CRLs (open connections are
+/// re-checked against them and closed if their peer no longer passes).
 #[cfg(unix)]
 fn reload_on_sighup(configs: Vec<ehds_gateway::ReloadableServerTls>) {
     tokio::spawn(async move {

@@ -140,6 +140,40 @@ impl Metrics {
                 );
             }
         }
+        // Issue 16: open connections the transport closed on its own, and
+        // requests it answered itself.
+        out.push_str(
+            "# HELP ehds_tls_connections_closed_total Open connections closed by the listener: peer no longer trusted after a reload or OCSP answer (recheck), maximum age, client reading slower than the minimum send rate.\n",
+        );
+        out.push_str("# TYPE ehds_tls_connections_closed_total counter\n");
+        let listeners = [
+            ("national", &self.national_tls),
+            ("federation", &self.federation_tls),
+        ];
+        for (listener, metrics) in listeners {
+            let counts = metrics.counts();
+            for (reason, count) in [
+                ("recheck", counts.closed_on_recheck),
+                ("max-age", counts.closed_at_max_age),
+                ("slow-reader", counts.slow_readers),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "ehds_tls_connections_closed_total{{listener=\"{listener}\",reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP ehds_http_bad_host_requests_total Requests answered 400 for a missing, repeated or invalid Host header (RFC 9112 section 3.2).\n",
+        );
+        out.push_str("# TYPE ehds_http_bad_host_requests_total counter\n");
+        for (listener, metrics) in listeners {
+            let _ = writeln!(
+                out,
+                "ehds_http_bad_host_requests_total{{listener=\"{listener}\"}} {}",
+                metrics.counts().bad_host_requests
+            );
+        }
         out
     }
 }

@@ -17,7 +17,7 @@ use ehds_profiles::Registry;
 use ehds_routing::NcpDirectory;
 use ehds_store::Store;
 use ehds_transport::{
-    ClientTimeouts, FederationClient, IdentityFiles, ListenerKind, ReloadableServerTls,
+    ClientTimeouts, FederationClient, IdentityFiles, ListenerKind, PoolLimits, ReloadableServerTls,
     ServerTlsFiles, TlsIdentity, TrustFiles, TrustStore,
 };
 use ehds_validation::Validator;
@@ -389,18 +389,21 @@ pub fn load_federation(
             crls: national.client_crls.clone(),
         }),
     })?;
-    let client_identity = TlsIdentity::load(&IdentityFiles {
-        cert_chain: section.client_certificate.clone(),
-        private_key: section.client_private_key.clone(),
-    })?;
-    let client = FederationClient::new(
-        &client_identity,
-        TrustStore::load(&trust)?,
+    // Reloads with the federation listener (issue 16 #1: no pooled
+    // connection outlives a CRL that revokes its peer).
+    let client = FederationClient::load(
+        IdentityFiles {
+            cert_chain: section.client_certificate.clone(),
+            private_key: section.client_private_key.clone(),
+        },
+        trust.clone(),
         ClientTimeouts {
             connect: Duration::from_secs(section.connect_timeout_secs),
             request: Duration::from_secs(section.request_timeout_secs),
         },
+        PoolLimits::default(),
     )?;
+    client.follow(&listener_tls);
     let access = |what: &str, e: ehds_access::AccessError| {
         StartError::Config(format!("assertions.{what}: {e}"))
     };

@@ -1,4 +1,5 @@
-//! The outbound HTTP client to other countries' NCPs.
+//! The outbound HTTP client to other countries' NCPs, and the limits of
+//! its connection pool.
 
 use std::time::Duration;
 
@@ -33,10 +34,24 @@ impl Default for ClientTimeouts {
 ///
 /// The caller takes the URL from the NCP directory; the host in it is the
 /// name the server certificate must carry.
+///
+/// Idle pooled connections close after the default
+/// [`PoolLimits::idle_timeout`]; [`crate::FederationClient`] also renews
+/// the whole pool on reload and with age.
 pub fn federation_client(
     identity: &TlsIdentity,
     trust: &TrustStore,
     timeouts: ClientTimeouts,
+) -> Result<reqwest::Client, TransportError> {
+    pooled_client(identity, trust, timeouts, PoolLimits::default())
+}
+
+/// [`federation_client`] with the idle limit of `pool`.
+pub(crate) fn pooled_client(
+    identity: &TlsIdentity,
+    trust: &TrustStore,
+    timeouts: ClientTimeouts,
+    pool: PoolLimits,
 ) -> Result<reqwest::Client, TransportError> {
     let config = client_config(identity, trust)?;
     let config = std::sync::Arc::unwrap_or_clone(config);
@@ -52,5 +67,28 @@ pub fn federation_client(
         .tls_info(true)
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
+        .pool_idle_timeout(pool.idle_timeout)
         .build()?)
+}
+
+/// Limits of the outbound client's connection pool, so that no pooled
+/// connection outlives the check of its server's certificate for long
+/// (issue 16, defect 1: revocation must reach the outbound pool too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// An idle pooled connection is closed after this (default 30 s).
+    pub idle_timeout: Duration,
+    /// The client and its pool are replaced by fresh ones after this
+    /// (default 10 min): pooled connections then close once their request
+    /// ends, and new ones make a full handshake.
+    pub max_age: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30),
+            max_age: Duration::from_secs(600),
+        }
+    }
 }

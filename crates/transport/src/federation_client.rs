@@ -9,15 +9,25 @@
 //!
 //! What peer is expected comes from the caller (the NCP directory is the
 //! gateway's); this module knows certificates, not routing.
+//!
+//! Its connection pool follows the trust material (issue 16, defect 1): a
+//! reload ([`FederationClient::reload`], or [`FederationClient::follow`] of
+//! the federation listener) swaps in a new client whose connections all make
+//! a new handshake against the reloaded CAs and CRLs, and the client is
+//! renewed after [`crate::PoolLimits::max_age`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+
+use crate::client::pooled_client;
 use crate::ocsp::{OcspChecker, OcspOptions};
 use crate::{
-    ClientTimeouts, ListenerKind, PeerIdentity, TlsIdentity, TransportError, TrustStore,
-    federation_client,
+    ClientTimeouts, IdentityFiles, ListenerKind, PeerIdentity, PoolLimits, ReloadableServerTls,
+    TlsIdentity, TransportError, TrustFiles, TrustStore,
 };
 
 /// How long a pre-flight check of a peer's server certificate (identity and
@@ -101,34 +111,211 @@ pub struct VerifiedAnswer {
 }
 
 /// The mutual-TLS client to other countries' NCPs, with the checks of the
-/// answering server that the handshake alone does not make.
-#[derive(Debug)]
+/// answering server that the handshake alone does not make, and a pool
+/// renewed on reload and with age. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
 pub struct FederationClient {
-    client: reqwest::Client,
-    trust: TrustStore,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The files to reload from ([`FederationClient::load`]).
+    source: Option<(IdentityFiles, TrustFiles)>,
+    timeouts: ClientTimeouts,
+    pool: PoolLimits,
+    current: ArcSwap<Built>,
     ocsp: OcspChecker,
     preflighted: Mutex<HashMap<String, Instant>>,
+    reloads: AtomicU64,
+}
+
+/// One HTTP client, the material it was built from, and when.
+#[derive(Debug)]
+struct Built {
+    client: reqwest::Client,
+    identity: TlsIdentity,
+    trust: TrustStore,
+    at: Instant,
+}
+
+impl Built {
+    fn new(
+        identity: TlsIdentity,
+        trust: TrustStore,
+        timeouts: ClientTimeouts,
+        pool: PoolLimits,
+    ) -> Result<Self, TransportError> {
+        Ok(Self {
+            client: pooled_client(&identity, &trust, timeouts, pool)?,
+            identity,
+            trust,
+            at: Instant::now(),
+        })
+    }
 }
 
 impl FederationClient {
     /// A client with the gateway's federation `identity`, servers verified
-    /// against `trust` ([`federation_client`]).
+    /// against `trust` ([`crate::federation_client`]); [`Self::reload`]
+    /// renews its pool with the same material.
     pub fn new(
         identity: &TlsIdentity,
         trust: TrustStore,
         timeouts: ClientTimeouts,
     ) -> Result<Self, TransportError> {
-        Ok(Self {
-            client: federation_client(identity, &trust, timeouts)?,
-            trust,
-            ocsp: OcspChecker::new(OcspOptions::default()),
-            preflighted: Mutex::default(),
-        })
+        let pool = PoolLimits::default();
+        let built = Built::new(identity.clone(), trust, timeouts, pool)?;
+        Ok(Self::from_parts(None, timeouts, pool, built))
+    }
+
+    /// A client reading its identity and trust store from files, which
+    /// [`Self::reload`] reads again.
+    pub fn load(
+        identity: IdentityFiles,
+        trust: TrustFiles,
+        timeouts: ClientTimeouts,
+        pool: PoolLimits,
+    ) -> Result<Self, TransportError> {
+        let built = Built::new(
+            TlsIdentity::load(&identity)?,
+            TrustStore::load(&trust)?,
+            timeouts,
+            pool,
+        )?;
+        Ok(Self::from_parts(
+            Some((identity, trust)),
+            timeouts,
+            pool,
+            built,
+        ))
+    }
+
+    fn from_parts(
+        source: Option<(IdentityFiles, TrustFiles)>,
+        timeouts: ClientTimeouts,
+        pool: PoolLimits,
+        built: Built,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source,
+                timeouts,
+                pool,
+                current: ArcSwap::from_pointee(built),
+                ocsp: OcspChecker::new(OcspOptions::default()),
+                preflighted: Mutex::default(),
+                reloads: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The client in force, replaced first by a fresh one (same material,
+    /// empty pool) if it is older than [`PoolLimits::max_age`].
+    fn current(&self) -> Arc<Built> {
+        let inner = &self.inner;
+        let current = inner.current.load_full();
+        if current.at.elapsed() < inner.pool.max_age {
+            return current;
+        }
+        match Built::new(
+            current.identity.clone(),
+            current.trust.clone(),
+            inner.timeouts,
+            inner.pool,
+        ) {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                // Whoever swaps first wins; a concurrent caller's fresh
+                // client is simply dropped.
+                let _ = inner.current.compare_and_swap(&current, Arc::clone(&fresh));
+                fresh
+            }
+            Err(error) => {
+                tracing::error!(%error, "renewing the federation client failed; the current one stays");
+                current
+            }
+        }
+    }
+
+    /// Re-reads identity, CAs and CRLs (from the files of [`Self::load`];
+    /// a client made by [`Self::new`] keeps its material) and swaps in a new
+    /// HTTP client: from now on every request makes a new handshake checked
+    /// against them (a server certificate revoked by the new CRL is
+    /// refused), the old pool's connections close once their requests end,
+    /// and standing pre-flight checks are forgotten. On any error the
+    /// client in force stays and the error is returned.
+    pub fn reload(&self) -> Result<(), TransportError> {
+        let inner = &self.inner;
+        let fresh = match &inner.source {
+            Some((identity, trust)) => TlsIdentity::load(identity).and_then(|identity| {
+                Built::new(
+                    identity,
+                    TrustStore::load(trust)?,
+                    inner.timeouts,
+                    inner.pool,
+                )
+            }),
+            None => {
+                let current = inner.current.load();
+                Built::new(
+                    current.identity.clone(),
+                    current.trust.clone(),
+                    inner.timeouts,
+                    inner.pool,
+                )
+            }
+        };
+        match fresh {
+            Ok(fresh) => {
+                inner.current.store(Arc::new(fresh));
+                if let Ok(mut checked) = inner.preflighted.lock() {
+                    checked.clear();
+                }
+                inner.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("federation client reloaded");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, "federation client reload failed; the previous client stays in force");
+                Err(error)
+            }
+        }
+    }
+
+    /// Reloads this client after every successful reload of `listener`
+    /// (the gateway's federation listener reads the same CAs and CRLs), so
+    /// that whatever reloads the listener (SIGHUP, the periodic reload)
+    /// renews the outbound pool too. Needs a Tokio runtime: returns false
+    /// (and does nothing) outside one. The follower stops when the last
+    /// clone of this client is dropped.
+    pub fn follow(&self, listener: &ReloadableServerTls) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no Tokio runtime: the federation client will not follow reloads");
+            return false;
+        };
+        let mut reloaded = listener.subscribe();
+        let client = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            while reloaded.changed().await.is_ok() {
+                let Some(inner) = client.upgrade() else {
+                    break;
+                };
+                // Errors are logged; the client in force stays.
+                let _ = FederationClient { inner }.reload();
+            }
+        });
+        true
+    }
+
+    /// How many reloads succeeded.
+    pub fn reload_count(&self) -> u64 {
+        self.inner.reloads.load(Ordering::Relaxed)
     }
 
     /// A request to build (method and URL); send it with [`Self::send`].
     pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, url)
+        self.current().client.request(method, url)
     }
 
     /// Checks the expected peer's server certificate (identity, OCSP) with a
@@ -138,6 +325,7 @@ impl FederationClient {
     pub async fn preflight(&self, expected: ExpectedPeer<'_>) -> Result<(), PeerFailure> {
         let now = Instant::now();
         let standing = self
+            .inner
             .preflighted
             .lock()
             .map(|checked| {
@@ -151,9 +339,15 @@ impl FederationClient {
         }
         let url =
             reqwest::Url::parse(expected.preflight_url).map_err(|_| PeerFailure::InvalidUrl)?;
-        let response = self.client.get(url).send().await.map_err(failure_of)?;
+        let response = self
+            .current()
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(failure_of)?;
         self.check_server(&response, expected).await?;
-        if let Ok(mut checked) = self.preflighted.lock() {
+        if let Ok(mut checked) = self.inner.preflighted.lock() {
             checked.insert(expected.ncp_id.to_owned(), now + PREFLIGHT_VALIDITY);
         }
         Ok(())
@@ -196,11 +390,12 @@ impl FederationClient {
         }
         // A certificate that names no responder is `NotApplicable` (CRLs
         // alone decide, at the handshake).
-        let issuer = self
+        let built = self.current();
+        let issuer = built
             .trust
             .issuer_of(leaf)
             .ok_or(PeerFailure::UnknownIssuer)?;
-        match self.ocsp.check(leaf, issuer).await {
+        match self.inner.ocsp.check(leaf, issuer).await {
             Ok(verdict) if verdict.is_acceptable() => Ok(()),
             Ok(_) => Err(PeerFailure::Revoked),
             Err(_) => Err(PeerFailure::RevocationUnknown),

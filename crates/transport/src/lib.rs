@@ -51,9 +51,26 @@
 //! * **No session resumption**: every connection makes a full handshake, so
 //!   a certificate revoked by a reloaded CRL cannot come back through a
 //!   resumed session.
-//! * **Bounded handshakes**: a handshake not finished within
-//!   [`ServeOptions::handshake_timeout`] is dropped; the outbound client's
-//!   connect timeout covers TCP and TLS.
+//! * **Revocation reaches open connections**: after each reload
+//!   ([`ReloadableServerTls::reload`]) every open connection's peer
+//!   certificate is verified again against the new CAs and CRLs (and its
+//!   OCSP status asked again, as also when the last answer's nextUpdate
+//!   passes); one that fails is closed after the request in flight and
+//!   reported to the [`RefusalObserver`]. No connection lives longer than
+//!   [`ServeOptions::max_connection_age`]. The outbound
+//!   [`FederationClient`] swaps its pool on reload and renews it with age
+//!   ([`PoolLimits`]).
+//! * **Bounded handshakes and slow clients**: a handshake not finished
+//!   within [`ServeOptions::handshake_timeout`] is dropped; the outbound
+//!   client's connect timeout covers TCP and TLS; a client that reads its
+//!   responses slower than [`ServeOptions::min_send_rate`] is disconnected.
+//!
+//! # Answers of the transport itself
+//!
+//! Two answers never reach the application, both FHIR OperationOutcomes
+//! (built by hand, see `answer.rs`): 400 to a request without exactly one
+//! valid `Host` header (RFC 9112 §3.2), and 403 to a verified client whose
+//! certificate lacks the identity the listener requires.
 //!
 //! # Identity convention
 //!
@@ -69,19 +86,23 @@
 //!   [`PeerIdentity::NationalClient`].
 //!
 //! Each attribute must occur exactly once; a verified certificate without
-//! them is refused (the connection is closed). Comparing the identity with
-//! the NCP directory or the gateway's own country is the caller's job.
+//! them is refused (its request is answered 403, then the connection is
+//! closed). Comparing the identity with the NCP directory or the gateway's
+//! own country is the caller's job.
 
+mod answer;
 mod client;
 mod error;
 mod federation_client;
 mod identity;
 pub mod ocsp;
+mod recheck;
 mod reload;
+mod send_rate;
 mod serve;
 mod trust;
 
-pub use client::{ClientTimeouts, federation_client};
+pub use client::{ClientTimeouts, PoolLimits, federation_client};
 pub use error::TransportError;
 pub use federation_client::{
     ExpectedPeer, FederationClient, PREFLIGHT_VALIDITY, PeerFailure, VerifiedAnswer,

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
+use rustls::server::danger::ClientCertVerifier;
+use tokio::sync::watch;
 
 use crate::trust::ClientSides;
 use crate::{ServerTls, ServerTlsFiles, TransportError, TrustStore};
@@ -15,7 +17,10 @@ use crate::{ServerTls, ServerTlsFiles, TransportError, TrustStore};
 /// Cloning is cheap and shares the state: the serve loop holds one clone,
 /// whoever reloads (a SIGHUP handler, an admin endpoint, a timer fetching
 /// CRLs) another. Each new handshake takes the configuration current at its
-/// start; established connections keep the one they were made with.
+/// start. Established connections are told of each successful reload: the
+/// serve loop re-checks their peer's certificate against the new trust
+/// material and closes, after the request in flight, those that no longer
+/// pass (a certificate revoked by the new CRL keeps no connection open).
 #[derive(Debug, Clone)]
 pub struct ReloadableServerTls {
     inner: Arc<Inner>,
@@ -29,6 +34,22 @@ pub(crate) struct Loaded {
     /// With [`ServerTlsFiles::misdirected_clients`]: which side a client
     /// certificate chains to.
     pub(crate) sides: Option<ClientSides>,
+    /// The client-certificate verifier of `trust`: re-checks the peers of
+    /// open connections after a reload.
+    pub(crate) verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl Loaded {
+    fn read(files: &ServerTlsFiles) -> Result<Self, TransportError> {
+        let (config, trust, sides) = ServerTls::load_listener(files)?;
+        let verifier = trust.client_verifier()?;
+        Ok(Self {
+            config,
+            trust,
+            sides,
+            verifier,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -36,37 +57,35 @@ struct Inner {
     files: ServerTlsFiles,
     current: ArcSwap<Loaded>,
     reloads: AtomicU64,
+    /// The number of successful reloads, watched by open connections.
+    reloaded: watch::Sender<u64>,
 }
 
 impl ReloadableServerTls {
     /// Loads the configuration from `files` (see [`ServerTls::load`]).
     pub fn load(files: ServerTlsFiles) -> Result<Self, TransportError> {
-        let (config, trust, sides) = ServerTls::load_listener(&files)?;
+        let loaded = Loaded::read(&files)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 files,
-                current: ArcSwap::from_pointee(Loaded {
-                    config,
-                    trust,
-                    sides,
-                }),
+                current: ArcSwap::from_pointee(loaded),
                 reloads: AtomicU64::new(0),
+                reloaded: watch::Sender::new(0),
             }),
         })
     }
 
     /// Re-reads certificate, key, CAs and CRLs from the same files. On any
     /// error the configuration in force stays (nothing half-loaded is ever
-    /// used) and the error is returned.
+    /// used) and the error is returned. On success, open connections re-check
+    /// their peer against the new configuration (see the type's
+    /// documentation).
     pub fn reload(&self) -> Result<(), TransportError> {
-        match ServerTls::load_listener(&self.inner.files) {
-            Ok((config, trust, sides)) => {
-                self.inner.current.store(Arc::new(Loaded {
-                    config,
-                    trust,
-                    sides,
-                }));
-                self.inner.reloads.fetch_add(1, Ordering::Relaxed);
+        match Loaded::read(&self.inner.files) {
+            Ok(loaded) => {
+                self.inner.current.store(Arc::new(loaded));
+                let count = self.inner.reloads.fetch_add(1, Ordering::Relaxed) + 1;
+                self.inner.reloaded.send_replace(count);
                 tracing::info!("TLS configuration reloaded");
                 Ok(())
             }
@@ -85,6 +104,11 @@ impl ReloadableServerTls {
     /// The configuration and its trust store, as one consistent snapshot.
     pub(crate) fn snapshot(&self) -> Arc<Loaded> {
         self.inner.current.load_full()
+    }
+
+    /// Told of every successful reload (the value is the reload count).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.reloaded.subscribe()
     }
 
     /// The files it reads.

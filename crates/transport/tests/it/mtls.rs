@@ -18,10 +18,10 @@ use axum::routing::get;
 use ehds_dev_pki::{self as dev_pki, Authority, DevPkiLayout, DevPkiSpec, Negative};
 use ehds_test_support::ScratchDir;
 use ehds_transport::{
-    CertFingerprint, ClientTimeouts, HandshakeRefusal, IdentityFiles, ListenerKind,
-    ListenerMetrics, NationalClientKind, PeerIdentity, ReloadableServerTls, ServeOptions,
-    ServerTlsFiles, TlsIdentity, TransportError, TrustFiles, TrustStore, VerifiedPeer,
-    client_config, federation_client, serve_with_options,
+    CertFingerprint, ClientTimeouts, FederationClient, HandshakeRefusal, IdentityFiles,
+    ListenerCounts, ListenerKind, ListenerMetrics, NationalClientKind, PeerIdentity, PoolLimits,
+    ReloadableServerTls, ServeOptions, ServerTlsFiles, TlsIdentity, TransportError, TrustFiles,
+    TrustStore, VerifiedPeer, client_config, federation_client, serve_with_options,
 };
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -51,6 +51,11 @@ fn national(cc: &str) -> Authority {
     Authority::National(cc.into())
 }
 
+/// The size of `GET /big`'s body: larger than what the loopback socket
+/// buffers hold for a client that does not read (tcp_wmem's 4 MiB maximum
+/// plus the client's receive buffer).
+const BIG_BODY: usize = 16 << 20;
+
 struct Server {
     addr: SocketAddr,
     tls: ReloadableServerTls,
@@ -71,6 +76,7 @@ impl Server {
         let metrics = options.metrics.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = axum::Router::new()
+            .route("/big", get(|| async { vec![b'x'; BIG_BODY] }))
             .route(
                 "/slow",
                 get(|| async {
@@ -172,12 +178,16 @@ async fn connect(connector: &TlsConnector, addr: SocketAddr) -> std::io::Result<
         .await
 }
 
-/// One keep-alive GET /whoami on an open connection: the body, or why not.
-async fn get_whoami(stream: &mut BufReader<Tls>) -> Result<String, String> {
+/// One request (raw bytes) on an open connection: the status line, the
+/// content type and the body, or why not.
+async fn exchange(
+    stream: &mut BufReader<Tls>,
+    request: &[u8],
+) -> Result<(String, String, String), String> {
     let work = async {
         stream
             .get_mut()
-            .write_all(b"GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .write_all(request)
             .await
             .map_err(|e| e.to_string())?;
         let mut status = String::new();
@@ -189,6 +199,7 @@ async fn get_whoami(stream: &mut BufReader<Tls>) -> Result<String, String> {
             return Err("connection closed".to_owned());
         }
         let mut length = 0usize;
+        let mut content_type = String::new();
         loop {
             let mut line = String::new();
             stream
@@ -199,10 +210,12 @@ async fn get_whoami(stream: &mut BufReader<Tls>) -> Result<String, String> {
             if line.is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                } else if name.eq_ignore_ascii_case("content-type") {
+                    content_type = value.trim().to_owned();
+                }
             }
         }
         let mut body = vec![0; length];
@@ -210,14 +223,35 @@ async fn get_whoami(stream: &mut BufReader<Tls>) -> Result<String, String> {
             .read_exact(&mut body)
             .await
             .map_err(|e| e.to_string())?;
-        if !status.contains(" 200 ") {
-            return Err(format!("status {status}"));
-        }
-        Ok(String::from_utf8(body).unwrap())
+        Ok((
+            status.trim_end().to_owned(),
+            content_type,
+            String::from_utf8(body).unwrap(),
+        ))
     };
     tokio::time::timeout(Duration::from_secs(5), work)
         .await
         .map_err(|_| "timed out".to_owned())?
+}
+
+/// One keep-alive GET /whoami on an open connection: the body, or why not.
+async fn get_whoami(stream: &mut BufReader<Tls>) -> Result<String, String> {
+    let (status, _, body) =
+        exchange(stream, b"GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n").await?;
+    if !status.contains(" 200 ") && !status.ends_with(" 200") {
+        return Err(format!("status {status}"));
+    }
+    Ok(body)
+}
+
+/// Whether the server closes `stream` within 5 s (what it still sends
+/// first is read and returned).
+async fn closed_by_server(stream: &mut BufReader<Tls>) -> Option<Vec<u8>> {
+    let mut rest = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await {
+        Ok(_) => Some(rest),
+        Err(_) => None,
+    }
 }
 
 /// A fresh connection and one request: the body, or why not.
@@ -411,20 +445,58 @@ async fn bad_certificates_are_refused_on_the_national_listener() {
     server.stop().await;
 }
 
+/// Issue 16: a verified national certificate without an OU (no client
+/// kind) gets a 403 OperationOutcome it can read, like a misdirected client
+/// on the federation listener, then the connection closes; it is counted
+/// and told, never served.
 #[tokio::test]
-async fn a_verified_certificate_without_the_required_identity_is_closed() {
+async fn a_verified_certificate_without_the_required_identity_is_answered_403() {
     let pki = pki();
     let layout = &pki.layout;
-    let server = Server::start(national_listener(layout, "BE"), ListenerKind::National).await;
+    let (on_refusal, told) = observer();
+    let options = ServeOptions {
+        on_refusal: Some(on_refusal),
+        ..ServeOptions::default()
+    };
+    let server = Server::start_with(
+        national_listener(layout, "BE"),
+        ListenerKind::National,
+        options,
+    )
+    .await;
     let no_kind = layout.negative("BE", Negative::NationalClientNoKind);
-    let outcome = whoami(&connector(layout, &no_kind, &national("BE")), server.addr).await;
-    assert!(outcome.is_err(), "{outcome:?}");
+    let mut stream = BufReader::new(
+        connect(&connector(layout, &no_kind, &national("BE")), server.addr)
+            .await
+            .unwrap(),
+    );
+    let (status, content_type, body) = exchange(
+        &mut stream,
+        b"GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert!(status.starts_with("HTTP/1.1 403"), "{status}");
+    assert_eq!(content_type, "application/fhir+json");
+    let outcome: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "forbidden");
+    assert!(
+        closed_by_server(&mut stream).await.is_some(),
+        "the connection stayed open"
+    );
     let counts = server.metrics.counts();
     assert_eq!(
         (counts.handshakes_ok, counts.identities_refused),
         (0, 1),
         "{counts:?}"
     );
+    {
+        let told = told.lock().unwrap();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].reason, "identity");
+        assert_eq!(told[0].fingerprint, Some(fingerprint(&no_kind)));
+    }
     server.stop().await;
 }
 
@@ -743,43 +815,310 @@ fn a_crl_not_signed_by_its_ca_is_refused_at_load() {
     assert!(error.to_string().contains("signature"), "{error}");
 }
 
-#[tokio::test]
-async fn a_reload_keeps_live_connections_and_refuses_a_newly_revoked_certificate() {
-    let pki = pki();
-    let layout = &pki.layout;
-    let server = Server::start(federation_listener(layout, "BE"), ListenerKind::Federation).await;
-    let client = layout.ncp_client("LU");
-    let connector = connector(layout, &client, &federation());
+/// What a listener told its observer.
+fn observer() -> (
+    ehds_transport::RefusalObserver,
+    Arc<std::sync::Mutex<Vec<ehds_transport::ConnectionRefusal>>>,
+) {
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observer = {
+        let told = Arc::clone(&told);
+        ehds_transport::RefusalObserver::new(move |refusal| told.lock().unwrap().push(refusal))
+    };
+    (observer, told)
+}
 
-    let mut live = BufReader::new(connect(&connector, server.addr).await.unwrap());
+/// Waits (at most 5 s) until `done` holds for the server's counters.
+async fn wait_for_counts(server: &Server, done: impl Fn(&ListenerCounts) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done(&server.metrics.counts()) {
+        assert!(
+            Instant::now() < deadline,
+            "counters never got there: {:?}",
+            server.metrics.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Issue 16, defect 1: a certificate revoked by a reloaded CRL keeps no
+/// connection open. On `server`, `revoked` and `other` each hold a live
+/// keep-alive connection and `revoked` a second one with a request in
+/// flight; after `revoked` is added to `ca`'s CRL and the listener reloads,
+/// the request in flight is answered in full, then both of `revoked`'s
+/// connections close, `other`'s goes on, the observer is told, and a new
+/// handshake of `revoked` is refused.
+async fn revocation_reaches_live_connections(
+    layout: &DevPkiLayout,
+    server: &Server,
+    told: &std::sync::Mutex<Vec<ehds_transport::ConnectionRefusal>>,
+    revoked: (&IdentityFiles, &TlsConnector),
+    other: &TlsConnector,
+    ca: &Authority,
+) {
+    let (revoked_files, revoked) = revoked;
+    let mut live = BufReader::new(connect(revoked, server.addr).await.unwrap());
     assert!(get_whoami(&mut live).await.is_ok());
+    let mut unaffected = BufReader::new(connect(other, server.addr).await.unwrap());
+    assert!(get_whoami(&mut unaffected).await.is_ok());
+    let mut busy = BufReader::new(connect(revoked, server.addr).await.unwrap());
+    busy.get_mut()
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
 
     dev_pki::revoke(
         layout,
-        &federation(),
-        &client.cert_chain,
+        ca,
+        &revoked_files.cert_chain,
         time::Duration::days(30),
     )
     .unwrap();
     server.tls.reload().unwrap();
-    assert_eq!(server.tls.reload_count(), 1);
 
-    // The established keep-alive connection goes on.
-    assert!(get_whoami(&mut live).await.is_ok());
-    assert!(get_whoami(&mut live).await.is_ok());
+    // The request in flight is answered in full, then the connection closes.
+    let response = closed_by_server(&mut busy)
+        .await
+        .expect("the busy connection stayed open");
+    let response = String::from_utf8_lossy(&response);
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("slow"),
+        "{response}"
+    );
+    // The idle one closes too.
+    let rest = closed_by_server(&mut live)
+        .await
+        .expect("the revoked peer's idle connection stayed open");
+    assert!(rest.is_empty(), "{rest:?}");
+    wait_for_counts(server, |c| c.closed_on_recheck == 2).await;
+    // Another peer's connection goes on.
+    assert!(get_whoami(&mut unaffected).await.is_ok());
+    {
+        let told = told.lock().unwrap();
+        let rechecks: Vec<_> = told
+            .iter()
+            .filter(|r| r.reason == "revoked_on_recheck")
+            .collect();
+        assert_eq!(rechecks.len(), 2, "{told:?}");
+        assert!(
+            rechecks
+                .iter()
+                .all(|r| r.fingerprint == Some(fingerprint(revoked_files)))
+        );
+    }
     // A new handshake uses the new CRL.
     let reason = assert_refused(
-        &server,
-        &connector,
+        server,
+        revoked,
         "revoked after reload",
         HandshakeRefusal::Revoked,
     )
     .await;
     assert!(reason.contains("CertificateRevoked"), "{reason}");
-    // Another NCP is still accepted.
-    let be = connector_for(layout, "BE");
-    assert!(whoami(&be, server.addr).await.is_ok());
-    drop(live);
+}
+
+#[tokio::test]
+async fn a_reload_closes_the_live_connections_of_a_newly_revoked_ncp() {
+    let pki = pki();
+    let layout = &pki.layout;
+    // As the gateway runs it: national clients admitted to be told off.
+    let mut files = federation_listener(layout, "BE");
+    files.misdirected_clients = Some(layout.trust(&national("BE")));
+    let (on_refusal, told) = observer();
+    let options = ServeOptions {
+        on_refusal: Some(on_refusal),
+        ..ServeOptions::default()
+    };
+    let server = Server::start_with(files, ListenerKind::Federation, options).await;
+    let lu = layout.ncp_client("LU");
+    revocation_reaches_live_connections(
+        layout,
+        &server,
+        &told,
+        (&lu, &connector(layout, &lu, &federation())),
+        &connector_for(layout, "BE"),
+        &federation(),
+    )
+    .await;
+    assert_eq!(server.tls.reload_count(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_closes_the_live_connections_of_a_newly_revoked_national_client() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let (on_refusal, told) = observer();
+    let options = ServeOptions {
+        on_refusal: Some(on_refusal),
+        ..ServeOptions::default()
+    };
+    let server = Server::start_with(
+        national_listener(layout, "BE"),
+        ListenerKind::National,
+        options,
+    )
+    .await;
+    let ehr = layout.national_client("BE", NationalClientKind::EhrSystem);
+    let pharmacy = layout.national_client("BE", NationalClientKind::Pharmacy);
+    revocation_reaches_live_connections(
+        layout,
+        &server,
+        &told,
+        (&ehr, &connector(layout, &ehr, &national("BE"))),
+        &connector(layout, &pharmacy, &national("BE")),
+        &national("BE"),
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_at_its_maximum_age() {
+    let pki = pki();
+    let options = ServeOptions {
+        max_connection_age: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
+    let server = Server::start_with(
+        federation_listener(&pki.layout, "BE"),
+        ListenerKind::Federation,
+        options,
+    )
+    .await;
+    let mut live = BufReader::new(
+        connect(&connector_for(&pki.layout, "LU"), server.addr)
+            .await
+            .unwrap(),
+    );
+    assert!(get_whoami(&mut live).await.is_ok());
+    assert!(
+        closed_by_server(&mut live).await.is_some(),
+        "the connection outlived its maximum age"
+    );
+    wait_for_counts(&server, |c| c.closed_at_max_age == 1).await;
+    assert_eq!(server.metrics.counts().closed_on_recheck, 0);
+    // A new connection is welcome.
+    assert!(
+        whoami(&connector_for(&pki.layout, "LU"), server.addr)
+            .await
+            .is_ok()
+    );
+    server.stop().await;
+}
+
+/// Issue 16, defect 5: a client that asks for a response and does not read
+/// it (or reads a byte now and then) is disconnected once it reads slower
+/// than the minimum send rate, instead of holding the connection for ever.
+#[tokio::test]
+async fn a_client_that_does_not_read_its_responses_is_disconnected() {
+    let pki = pki();
+    let options = ServeOptions {
+        write_timeout: Duration::from_millis(300),
+        min_send_rate: 64 * 1024,
+        ..ServeOptions::default()
+    };
+    let server = Server::start_with(
+        federation_listener(&pki.layout, "BE"),
+        ListenerKind::Federation,
+        options,
+    )
+    .await;
+    let mut slow = connect(&connector_for(&pki.layout, "LU"), server.addr)
+        .await
+        .unwrap();
+    slow.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // A byte every 100 ms until the server gives up (at most 10 s).
+    let mut byte = [0u8; 1];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metrics.counts().slow_readers == 0 {
+        assert!(Instant::now() < deadline, "the slow reader was never cut");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(10), slow.read(&mut byte)).await;
+    }
+    // What the sockets held arrives, then the connection ends short of
+    // the whole body.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    assert!(rest.len() < BIG_BODY, "the whole body was sent");
+    // A client that reads gets the whole body.
+    let mut reader = connect(&connector_for(&pki.layout, "LU"), server.addr)
+        .await
+        .unwrap();
+    reader
+        .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut whole = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut whole))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(whole.len() > BIG_BODY, "{}", whole.len());
+    assert_eq!(server.metrics.counts().slow_readers, 1);
+    server.stop().await;
+}
+
+/// Issue 16, defect 7: RFC 9112 §3.2 — a server MUST answer 400 to an
+/// HTTP/1.1 request without a Host header, and to any request with more
+/// than one Host line or an invalid Host value. The answer is an
+/// OperationOutcome and the application never sees the request.
+#[tokio::test]
+async fn a_request_without_exactly_one_valid_host_is_answered_400() {
+    let pki = pki();
+    let server = Server::start(
+        federation_listener(&pki.layout, "BE"),
+        ListenerKind::Federation,
+    )
+    .await;
+    let mut stream = BufReader::new(
+        connect(&connector_for(&pki.layout, "LU"), server.addr)
+            .await
+            .unwrap(),
+    );
+    for (case, request) in [
+        ("no Host", &b"GET /whoami HTTP/1.1\r\n\r\n"[..]),
+        (
+            "two Hosts",
+            b"GET /whoami HTTP/1.1\r\nHost: localhost\r\nHost: ncp.lu.ehds.test\r\n\r\n",
+        ),
+        (
+            "Host with user information",
+            b"GET /whoami HTTP/1.1\r\nHost: me@localhost\r\n\r\n",
+        ),
+    ] {
+        let (status, content_type, body) = exchange(&mut stream, request).await.unwrap();
+        assert!(status.starts_with("HTTP/1.1 400"), "{case}: {status}");
+        assert_eq!(content_type, "application/fhir+json", "{case}");
+        let outcome: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{case}");
+        assert_eq!(outcome["issue"][0]["severity"], "error", "{case}");
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("RFC 9112"),
+            "{case}: {body}"
+        );
+    }
+    // The same connection, with one Host, reaches the application.
+    assert!(get_whoami(&mut stream).await.is_ok());
+    // HTTP/1.0 needs no Host (RFC 9112 §3.2 is about HTTP/1.1).
+    let (status, _, _) = exchange(
+        &mut stream,
+        b"GET /whoami HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert!(
+        status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"),
+        "{status}"
+    );
+    assert_eq!(server.metrics.counts().bad_host_requests, 3);
     server.stop().await;
 }
 
@@ -1020,6 +1359,138 @@ async fn the_federation_client_times_out_on_a_peer_that_never_completes_the_hand
     );
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     held.abort();
+}
+
+/// Issue 16, defect 1, outbound: a server certificate revoked by a
+/// reloaded CRL is not used through a pooled connection. The pool keeps
+/// one connection for successive calls; after the CRL revoking the peer's
+/// server certificate is loaded, the next call makes a new handshake and is
+/// refused.
+#[tokio::test]
+async fn the_federation_client_drops_its_pool_on_reload() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let server = Server::start(federation_listener(layout, "LU"), ListenerKind::Federation).await;
+    let client = FederationClient::load(
+        layout.ncp_client("BE"),
+        layout.trust(&federation()),
+        ClientTimeouts::default(),
+        PoolLimits::default(),
+    )
+    .unwrap();
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    for _ in 0..3 {
+        let response = client
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        response.bytes().await.unwrap();
+    }
+    // One handshake for the three calls: the connection is pooled.
+    assert_eq!(server.metrics.counts().handshakes_ok, 1);
+
+    dev_pki::revoke(
+        layout,
+        &federation(),
+        &layout.ncp_server("LU").cert_chain,
+        time::Duration::days(30),
+    )
+    .unwrap();
+    client.reload().unwrap();
+    assert_eq!(client.reload_count(), 1);
+    let error = client
+        .request(reqwest::Method::GET, &url)
+        .send()
+        .await
+        .unwrap_err();
+    let chain = error_chain(&error);
+    assert!(chain.contains("Revoked"), "{chain}");
+    server.stop().await;
+}
+
+/// Following the federation listener's configuration, the client reloads
+/// whenever the listener does (SIGHUP, the periodic reload).
+#[tokio::test]
+async fn the_federation_client_follows_its_listener_s_reloads() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let server = Server::start(federation_listener(layout, "LU"), ListenerKind::Federation).await;
+    let own_listener = ReloadableServerTls::load(federation_listener(layout, "BE")).unwrap();
+    let client = FederationClient::load(
+        layout.ncp_client("BE"),
+        layout.trust(&federation()),
+        ClientTimeouts::default(),
+        PoolLimits::default(),
+    )
+    .unwrap();
+    assert!(client.follow(&own_listener));
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    let response = client
+        .request(reqwest::Method::GET, &url)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    response.bytes().await.unwrap();
+
+    dev_pki::revoke(
+        layout,
+        &federation(),
+        &layout.ncp_server("LU").cert_chain,
+        time::Duration::days(30),
+    )
+    .unwrap();
+    own_listener.reload().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.reload_count() == 0 {
+        assert!(Instant::now() < deadline, "the client did not follow");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let error = client
+        .request(reqwest::Method::GET, &url)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error_chain(&error).contains("Revoked"));
+    server.stop().await;
+}
+
+/// The pool is renewed after its maximum age: a new handshake, checked
+/// against the trust material in force, at least that often.
+#[tokio::test]
+async fn the_federation_client_renews_its_pool_at_its_maximum_age() {
+    let pki = pki();
+    let layout = &pki.layout;
+    let server = Server::start(federation_listener(layout, "LU"), ListenerKind::Federation).await;
+    let client = FederationClient::load(
+        layout.ncp_client("BE"),
+        layout.trust(&federation()),
+        ClientTimeouts::default(),
+        PoolLimits {
+            max_age: Duration::from_millis(200),
+            ..PoolLimits::default()
+        },
+    )
+    .unwrap();
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    let call = || async {
+        let response = client
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        response.bytes().await.unwrap();
+    };
+    call().await;
+    call().await;
+    assert_eq!(server.metrics.counts().handshakes_ok, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call().await;
+    assert_eq!(server.metrics.counts().handshakes_ok, 2);
+    server.stop().await;
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -57,6 +57,19 @@ struct Responder(Child);
 
 impl Responder {
     fn start(setup: &Setup, signer_cert: &Path, signer_key: &Path, requests: Option<u32>) -> Self {
+        Self::start_with(setup, signer_cert, signer_key, requests, Some(1))
+    }
+
+    /// With `next_update_days: None` the responses carry no nextUpdate
+    /// (RFC 6960 §4.2.2.1: newer information is always available), so the
+    /// checker asks again each time.
+    fn start_with(
+        setup: &Setup,
+        signer_cert: &Path,
+        signer_key: &Path,
+        requests: Option<u32>,
+        next_update_days: Option<u32>,
+    ) -> Self {
         let layout = &setup.layout;
         let mut command = Command::new("openssl");
         command
@@ -70,9 +83,11 @@ impl Responder {
             .arg(signer_key)
             .arg("-CA")
             .arg(layout.ca_cert(&Authority::Federation))
-            .args(["-ndays", "1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(days) = next_update_days {
+            command.args(["-ndays", &days.to_string()]);
+        }
         if let Some(n) = requests {
             command.args(["-nrequest", &n.to_string()]);
         }
@@ -138,6 +153,7 @@ fn signer(layout: &DevPkiLayout) -> (std::path::PathBuf, std::path::PathBuf) {
 
 struct Server {
     addr: SocketAddr,
+    tls: ReloadableServerTls,
     metrics: Arc<ListenerMetrics>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -160,7 +176,7 @@ async fn server(layout: &DevPkiLayout, ocsp: OcspChecker) -> Server {
     let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
     tokio::spawn(serve_with_options(
         listener,
-        tls,
+        tls.clone(),
         ListenerKind::Federation,
         router,
         options,
@@ -170,6 +186,7 @@ async fn server(layout: &DevPkiLayout, ocsp: OcspChecker) -> Server {
     ));
     Server {
         addr,
+        tls,
         metrics,
         stop,
     }
@@ -206,6 +223,28 @@ fn lu_client_serial_hex(layout: &DevPkiLayout) -> String {
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect()
+}
+
+/// Marks the LU NCP client certificate revoked in the responder's index
+/// (not in the CRL).
+fn revoke_lu_at_responder(layout: &DevPkiLayout) {
+    let serial = lu_client_serial_hex(layout);
+    let index = std::fs::read_to_string(layout.ocsp_index()).unwrap();
+    let index: Vec<String> = index
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            if fields[3] == serial {
+                format!(
+                    "R\t{}\t261101000000Z,keyCompromise\t{}\tunknown\t{}",
+                    fields[1], fields[3], fields[5]
+                )
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(layout.ocsp_index(), index.join("\n") + "\n").unwrap();
 }
 
 #[tokio::test]
@@ -278,23 +317,7 @@ async fn a_certificate_revoked_by_ocsp_only_is_refused() {
     let setup = setup();
     let layout = &setup.layout;
     // Revoked at the responder, not (yet) in the CRL.
-    let serial = lu_client_serial_hex(layout);
-    let index = std::fs::read_to_string(layout.ocsp_index()).unwrap();
-    let index: Vec<String> = index
-        .lines()
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            if fields[3] == serial {
-                format!(
-                    "R\t{}\t261101000000Z,keyCompromise\t{}\tunknown\t{}",
-                    fields[1], fields[3], fields[5]
-                )
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect();
-    std::fs::write(layout.ocsp_index(), index.join("\n") + "\n").unwrap();
+    revoke_lu_at_responder(layout);
     let (cert, key) = signer(layout);
     let _responder = Responder::start(&setup, &cert, &key, None);
     let checker = OcspChecker::default();
@@ -340,5 +363,55 @@ async fn a_response_signed_by_another_ca_is_refused() {
     let server = server(layout, checker).await;
     assert!(!accepted(layout, server.addr).await);
     assert_eq!(server.metrics.counts().ocsp_refused, 1);
+    let _ = server.stop.send(());
+}
+
+/// Issue 16, defect 1: an OCSP answer reaches a live connection. The LU
+/// NCP connects while its responder says `good` (with no nextUpdate, so
+/// nothing is cached); the certificate is then revoked at the responder
+/// only (not in any CRL). On the next reload the connection's peer is
+/// asked about again and the connection is closed.
+#[tokio::test]
+async fn a_live_connection_is_closed_once_the_responder_says_revoked() {
+    let setup = setup();
+    let layout = &setup.layout;
+    let (cert, key) = signer(layout);
+    let responder = Responder::start_with(&setup, &cert, &key, None, None);
+    let server = server(layout, OcspChecker::default()).await;
+    let identity = TlsIdentity::load(&layout.ncp_client("LU")).unwrap();
+    let trust = TrustStore::load(&layout.trust(&Authority::Federation)).unwrap();
+    let connector = TlsConnector::from(client_config(&identity, &trust).unwrap());
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut live = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    live.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), live.read(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(server.metrics.counts().handshakes_ok, 1);
+
+    drop(responder);
+    revoke_lu_at_responder(layout);
+    let _responder = Responder::start_with(&setup, &cert, &key, None, None);
+    server.tls.reload().unwrap();
+
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), live.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the revoked peer's connection stayed open");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.metrics.counts().closed_on_recheck == 0 {
+        assert!(Instant::now() < deadline, "no re-check counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // And it cannot come back.
+    assert!(!accepted(layout, server.addr).await);
     let _ = server.stop.send(());
 }

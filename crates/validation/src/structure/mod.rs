@@ -1605,6 +1605,18 @@ impl<'v, 'd> Walker<'v, 'd> {
                 return;
             }
         };
+        // R4 datatypes.html#string; Java warns for every primitive
+        // (InstanceValidator.checkPrimitive, UNICODE_XML_BAD_CHARS). The
+        // type's regex below may refuse the same characters (an id): an error.
+        let controls = primitive::control_characters(text);
+        if !controls.is_empty() {
+            self.issue(
+                Severity::Warning,
+                IssueType::Invalid,
+                path,
+                primitive::control_characters_message(&controls),
+            );
+        }
         if let Some(re) = self.validator.regexes.get(fhir_type)
             && !re.is_match(text.as_bytes())
         {

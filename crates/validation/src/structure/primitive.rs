@@ -7,6 +7,7 @@
 //! | the value matches the type's regex | the `http://hl7.org/fhir/StructureDefinition/regex` extension on `<type>.value` in the type's StructureDefinition (data, from `profiles/`) |
 //! | `integer` is 32-bit signed; `positiveInt` ≥ 1; `unsignedInt` ≥ 0 | R4 datatypes.html §2.24.0.1 |
 //! | dates name real calendar days (no 2023-02-30) | R4 datatypes.html (date, dateTime, instant: "valid dates") |
+//! | no character below U+0020 other than tab, CR, LF: a warning for every primitive (an `id`'s or other type's regex may also refuse it: an error) | R4 datatypes.html#string ("Strings SHOULD not contain Unicode character points below 32, except for u0009 (horizontal tab), u0010 (carriage return) and u0013 (line feed)"); Java `InstanceValidator.checkPrimitive`, `I18nConstants.UNICODE_XML_BAD_CHARS` (warning, for every primitive type) |
 
 use ehds_fhir::json::Json;
 
@@ -59,6 +60,39 @@ fn describe(value: &Json) -> &'static str {
         Json::Array(_) => "an array",
         Json::Object(_) => "an object",
     }
+}
+
+/// The control characters of `text` that FHIR strings SHOULD NOT contain
+/// (below U+0020, other than tab, line feed and carriage return: R4
+/// datatypes.html#string), each once, in order of first appearance. Java
+/// reports them for every primitive type, as a warning
+/// (`InstanceValidator.checkPrimitive`, `UNICODE_XML_BAD_CHARS`).
+pub fn control_characters(text: &str) -> Vec<char> {
+    let is_control = |c: char| c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r');
+    if !text.bytes().any(|b| is_control(char::from(b))) {
+        return Vec::new();
+    }
+    let mut found: Vec<char> = Vec::new();
+    for c in text.chars().filter(|&c| is_control(c)) {
+        if !found.contains(&c) {
+            found.push(c);
+        }
+    }
+    found
+}
+
+/// The warning for [`control_characters`]: the code points only, never the
+/// value.
+pub fn control_characters_message(found: &[char]) -> String {
+    let list: Vec<String> = found
+        .iter()
+        .map(|&c| format!("U+{:04X}", u32::from(c)))
+        .collect();
+    format!(
+        "the value contains the control character{} {}: FHIR strings should not contain characters below U+0020 other than tab, carriage return and line feed (FHIR R4 datatypes.html#string)",
+        if found.len() == 1 { "" } else { "s" },
+        list.join(", ")
+    )
 }
 
 /// Checks beyond the regex: integer ranges and calendar dates.
@@ -122,6 +156,21 @@ mod tests {
         assert!(lexical("decimal", &Json::Number("1.50".into())).is_ok());
         assert!(lexical("decimal", &Json::String("1.5".into())).is_err());
         assert!(lexical("date", &Json::Number("2020".into())).is_err());
+    }
+
+    #[test]
+    fn control_characters_below_space_except_tab_cr_lf() {
+        assert!(control_characters("plain text\twith\r\nbreaks").is_empty());
+        assert_eq!(
+            control_characters("a\u{0}b\u{1f}c\u{0}"),
+            vec!['\u{0}', '\u{1f}']
+        );
+        // DEL and C1 controls are not below U+0020.
+        assert!(control_characters("\u{7f}\u{85}").is_empty());
+        assert_eq!(
+            control_characters_message(&['\u{0}', '\u{1b}']),
+            "the value contains the control characters U+0000, U+001B: FHIR strings should not contain characters below U+0020 other than tab, carriage return and line feed (FHIR R4 datatypes.html#string)"
+        );
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 mod audit_event;
 mod conformance;
+mod control_characters;
 mod document_examples;
 mod fhir_test_cases;
 mod invariants;
+mod package_versions;
 mod restricted_summaries;
+mod type_profile_choice;
