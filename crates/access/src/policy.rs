@@ -105,11 +105,6 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
-    /// The HTTP status of every denial: 403 (RFC 9110 §15.5.4).
-    pub fn http_status(self) -> u16 {
-        403
-    }
-
     /// A stable short code for logs and metrics.
     pub fn code(self) -> &'static str {
         match self {

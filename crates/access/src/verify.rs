@@ -95,11 +95,13 @@ pub enum AssertionRefusal {
 }
 
 impl AssertionRefusal {
-    /// The HTTP status: 401 when the assertion does not authenticate anyone
-    /// (RFC 9110 §15.5.2; a 401 response must carry `WWW-Authenticate`),
-    /// 403 when it authenticates a professional who may not see this
-    /// (RFC 9110 §15.5.4).
-    pub fn http_status(&self) -> u16 {
+    /// Whether the refused assertion authenticates no one (it is not a
+    /// valid, current, first-used assertion of a trusted issuer for this
+    /// NCP), as against one that authenticates a professional who may not
+    /// see this (wrong country, unknown role or purpose, another patient).
+    /// The HTTP edge maps the first to 401 (RFC 9110 §15.5.2) and the second
+    /// to 403 (§15.5.4).
+    pub fn authenticates_no_one(&self) -> bool {
         match self {
             AssertionRefusal::Malformed(_)
             | AssertionRefusal::Unsigned
@@ -113,11 +115,11 @@ impl AssertionRefusal {
             | AssertionRefusal::Expired
             | AssertionRefusal::NotYetValid
             | AssertionRefusal::LifetimeTooLong
-            | AssertionRefusal::Replayed => 401,
+            | AssertionRefusal::Replayed => true,
             AssertionRefusal::WrongCountry
             | AssertionRefusal::UnknownRole
             | AssertionRefusal::UnknownPurpose
-            | AssertionRefusal::PatientMismatch => 403,
+            | AssertionRefusal::PatientMismatch => false,
         }
     }
 

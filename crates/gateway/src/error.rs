@@ -215,11 +215,10 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
         ),
         E::Unauthenticated(why) => one(S::UNAUTHORIZED, IssueType::Login, why.clone()),
         E::Assertion(refusal) => {
-            let status = S::from_u16(refusal.http_status()).unwrap_or(S::FORBIDDEN);
-            let code = if status == S::UNAUTHORIZED {
-                IssueType::Login
+            let (status, code) = if refusal.authenticates_no_one() {
+                (S::UNAUTHORIZED, IssueType::Login)
             } else {
-                IssueType::Forbidden
+                (S::FORBIDDEN, IssueType::Forbidden)
             };
             one(
                 status,

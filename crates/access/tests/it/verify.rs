@@ -662,12 +662,9 @@ fn refusals_map_to_401_or_403_and_never_show_patient_data() {
     ];
     let mut codes = std::collections::BTreeSet::new();
     for refusal in all {
-        let expected = if forbidden.contains(&refusal) {
-            403
-        } else {
-            401
-        };
-        assert_eq!(refusal.http_status(), expected, "{refusal:?}");
+        // 401 at the HTTP edge when it authenticates no one, else 403.
+        let expected = !forbidden.contains(&refusal);
+        assert_eq!(refusal.authenticates_no_one(), expected, "{refusal:?}");
         let message = refusal.to_string();
         assert!(!message.contains(PATIENT_VALUE) && !message.contains(PATIENT_SYSTEM));
         assert!(
