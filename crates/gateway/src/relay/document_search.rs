@@ -6,9 +6,8 @@
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use ehds_routing::search::{DocumentReferenceSearch, SearchRefusal, TokenParam};
+use ehds_routing::search::DocumentReferenceSearch;
 
-use super::send::RelayedSearch;
 use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::extract::NationalCaller;
@@ -16,18 +15,6 @@ use crate::error::GatewayError;
 
 /// The route.
 pub(crate) const PATH: &str = "/fhir/DocumentReference";
-
-impl RelayedSearch for DocumentReferenceSearch {
-    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
-        DocumentReferenceSearch::parse(query)
-    }
-    fn patient(&self) -> &TokenParam {
-        &self.patient_identifier
-    }
-    fn relay_path(&self) -> String {
-        DocumentReferenceSearch::relay_path(self)
-    }
-}
 
 /// The handler.
 pub(crate) async fn relay(

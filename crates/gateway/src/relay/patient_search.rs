@@ -5,9 +5,8 @@
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use ehds_routing::search::{PatientSearch, SearchRefusal, TokenParam};
+use ehds_routing::search::PatientSearch;
 
-use super::send::RelayedSearch;
 use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::extract::NationalCaller;
@@ -15,18 +14,6 @@ use crate::error::GatewayError;
 
 /// The route.
 pub(crate) const PATH: &str = "/fhir/Patient";
-
-impl RelayedSearch for PatientSearch {
-    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
-        PatientSearch::parse(query)
-    }
-    fn patient(&self) -> &TokenParam {
-        &self.identifier
-    }
-    fn relay_path(&self) -> String {
-        PatientSearch::relay_path(self)
-    }
-}
 
 /// The handler.
 pub(crate) async fn relay(

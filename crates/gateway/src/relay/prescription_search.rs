@@ -5,9 +5,8 @@
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use ehds_routing::search::{MedicationRequestSearch, SearchRefusal, TokenParam};
+use ehds_routing::search::MedicationRequestSearch;
 
-use super::send::RelayedSearch;
 use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::extract::NationalCaller;
@@ -15,18 +14,6 @@ use crate::error::GatewayError;
 
 /// The route.
 pub(crate) const PATH: &str = "/fhir/MedicationRequest";
-
-impl RelayedSearch for MedicationRequestSearch {
-    fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
-        MedicationRequestSearch::parse(query)
-    }
-    fn patient(&self) -> &TokenParam {
-        &self.patient_identifier
-    }
-    fn relay_path(&self) -> String {
-        MedicationRequestSearch::relay_path(self)
-    }
-}
 
 /// The handler.
 pub(crate) async fn relay(

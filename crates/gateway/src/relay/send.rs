@@ -193,6 +193,34 @@ pub(crate) trait RelayedSearch: Sized {
     fn relay_path(&self) -> String;
 }
 
+/// `RelayedSearch` for a search type of `ehds_routing::search`: the field
+/// naming the patient.
+macro_rules! relayed_search {
+    ($search:ty, $patient:ident) => {
+        impl RelayedSearch for $search {
+            fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
+                <$search>::parse(query)
+            }
+            fn patient(&self) -> &TokenParam {
+                &self.$patient
+            }
+            fn relay_path(&self) -> String {
+                <$search>::relay_path(self)
+            }
+        }
+    };
+}
+
+relayed_search!(ehds_routing::search::PatientSearch, identifier);
+relayed_search!(
+    ehds_routing::search::DocumentReferenceSearch,
+    patient_identifier
+);
+relayed_search!(
+    ehds_routing::search::MedicationRequestSearch,
+    patient_identifier
+);
+
 /// Parses a national search (a malformed one is refused before anything
 /// crosses the border) and relays it to the patient's country.
 pub(crate) async fn relay_search<S: RelayedSearch>(
