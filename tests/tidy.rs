@@ -479,8 +479,8 @@ const KNOWN_CIRCLES: &[(&str, &str, &str)] = &[
     ),
     (
         "store",
-        "crate <-> crate::assertions <-> crate::audit <-> crate::group_commit <-> crate::opt_outs <-> crate::prescriptions <-> crate::restrictions",
-        "lib.rs defines Store and its backends, which each table module extends with `impl Store`; the group-commit writer reads the audit chain head and the ledger's insert",
+        "crate <-> crate::audit <-> crate::chain <-> crate::group_commit <-> crate::opt_outs <-> crate::prescriptions <-> crate::restrictions",
+        "lib.rs defines Store, its backends and StoreError, which each table module uses and extends with `impl Store` while lib.rs calls them (the modules among themselves import one way since chain.rs holds the hash-chain link)",
     ),
     (
         "validation",

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
 
-use crate::group_commit::LedgerWrite;
+use crate::group_commit::{LedgerWrite, RECORD_FIRST_USE};
 use crate::{Backend, Store, StoreError, to_micros};
 
 /// Every how many calls of [`Store::first_use_of_assertion`] expired entries
@@ -18,14 +18,6 @@ const PURGE_EVERY: u64 = 64;
 /// At most this many expired entries are deleted per purge, so that one
 /// request never pays for a large backlog.
 const PURGE_BATCH: i64 = 1_000;
-
-/// Records (`issuer`, `jti`) held until `$3` unless it is held until `$4` or
-/// later; one row affected means first use. An entry already past its time
-/// is taken over as if absent, so the answer does not depend on whether a
-/// purge has run yet.
-pub(crate) const RECORD_FIRST_USE: &str = "INSERT INTO assertion_ids (issuer, jti, expires_at_us) VALUES ($1, $2, $3) \
-     ON CONFLICT (issuer, jti) DO UPDATE SET expires_at_us = excluded.expires_at_us \
-     WHERE assertion_ids.expires_at_us < $4";
 
 impl Store {
     /// Records the assertion (`issuer`, `jti`) and says whether this is its

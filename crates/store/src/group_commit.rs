@@ -30,7 +30,15 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
-use crate::audit::{AuditRow, ChainHead, Link, read_head};
+use crate::chain::{AuditRow, ChainHead, Link, read_head};
+
+/// Records (`issuer`, `jti`) held until `$3` unless it is held until `$4` or
+/// later; one row affected means first use. An entry already past its time
+/// is taken over as if absent, so the answer does not depend on whether a
+/// purge has run yet.
+pub(crate) const RECORD_FIRST_USE: &str = "INSERT INTO assertion_ids (issuer, jti, expires_at_us) VALUES ($1, $2, $3) \
+     ON CONFLICT (issuer, jti) DO UPDATE SET expires_at_us = excluded.expires_at_us \
+     WHERE assertion_ids.expires_at_us < $4";
 
 /// Most writes taken into one transaction.
 const MAX_BATCH: usize = 64;
@@ -233,7 +241,7 @@ async fn write_alone(
 }
 
 async fn ledger(conn: &mut SqliteConnection, write: &LedgerWrite) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(crate::assertions::RECORD_FIRST_USE)
+    let inserted = sqlx::query(RECORD_FIRST_USE)
         .bind(&write.issuer)
         .bind(&write.jti)
         .bind(write.until_us)

@@ -246,6 +246,7 @@ macro_rules! on_pool {
 
 mod assertions;
 pub mod audit;
+mod chain;
 mod group_commit;
 
 pub use group_commit::GroupCommitCounts;
