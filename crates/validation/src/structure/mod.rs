@@ -29,6 +29,7 @@ pub mod primitive;
 pub mod slicing;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 
 use ehds_fhir::Node;
@@ -184,24 +185,9 @@ impl StructureValidator {
         issues: &mut Vec<Issue>,
         depth: u8,
     ) {
-        let mut walker = Walker {
-            validator: self,
-            terminology,
-            issues: Vec::new(),
-            bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
-                .then(|| BundleIndex::new(resource)),
-            entry: None,
-            resources: Vec::new(),
-            walked: HashSet::default(),
-            checked_primitives: HashSet::default(),
-            count_buffers: Vec::new(),
-            context_buffers: Vec::new(),
-            depth,
-            resource_items: Vec::new(),
-            evaluated: invariants::PairSet::with_capacity(2048),
-            invariant_issues: Vec::new(),
-            jobs: None,
-        };
+        let bundle = (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
+            .then(|| Rc::new(BundleIndex::new(resource)));
+        let mut walker = Walker::new(self, terminology, bundle, depth);
         walker.resource(resource, None, required_profiles);
         let invariant_issues = std::mem::take(&mut walker.invariant_issues);
         dedupe_into(walker.issues, issues);
@@ -264,24 +250,10 @@ impl StructureValidator {
         required_profiles: &[&str],
         terminology: &crate::terminology::Terminology,
     ) -> Vec<InvariantJob> {
-        let mut walker = Walker {
-            validator: self,
-            terminology,
-            issues: Vec::new(),
-            bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
-                .then(|| BundleIndex::new(resource)),
-            entry: None,
-            resources: Vec::new(),
-            walked: HashSet::default(),
-            checked_primitives: HashSet::default(),
-            count_buffers: Vec::new(),
-            context_buffers: Vec::new(),
-            depth: 0,
-            resource_items: Vec::new(),
-            evaluated: invariants::PairSet::with_capacity(2048),
-            invariant_issues: Vec::new(),
-            jobs: Some((Vec::new(), Vec::new())),
-        };
+        let bundle = (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
+            .then(|| Rc::new(BundleIndex::new(resource)));
+        let mut walker = Walker::new(self, terminology, bundle, 0);
+        walker.jobs = Some((Vec::new(), Vec::new()));
         walker.resource(resource, None, required_profiles);
         walker.jobs.map(|(jobs, _)| jobs).unwrap_or_default()
     }
@@ -407,8 +379,9 @@ struct Walker<'v, 'd> {
     validator: &'v StructureValidator,
     terminology: &'v crate::terminology::Terminology,
     issues: Vec<Issue>,
-    /// The root Bundle's entries, for reference targets.
-    bundle: Option<BundleIndex<'d>>,
+    /// The root Bundle's entries, for reference targets (shared with the
+    /// walks that decide slice membership by conformance).
+    bundle: Option<Rc<BundleIndex<'d>>>,
     /// The root Bundle entry being walked.
     entry: Option<usize>,
     /// The resources being walked, outermost first (for `#id` references).
@@ -438,6 +411,16 @@ struct Walker<'v, 'd> {
     /// When recording ([`StructureValidator::invariant_jobs`]): the jobs,
     /// and the JSON pointers of `%resource` and `%rootResource` per resource.
     jobs: Option<JobRecorder>,
+    /// Whether a resource (by position) conforms to a structure: known from
+    /// this walk (no error while walking the resource against its core
+    /// definition and that structure) or from a separate walk
+    /// ([`Walker::conforms`]), for slices discriminated by profile.
+    conformance: HashMap<(u32, *const Structure), bool>,
+    /// Whether a resource (by position) met its core definition.
+    core_conformance: HashMap<u32, bool>,
+    /// The errors that made a resource not conform to a structure, from the
+    /// separate walks of [`Walker::conforms`] (paths from the resource).
+    conformance_notes: HashMap<(u32, *const Structure), Vec<Issue>>,
 }
 
 /// Where the children of an element are defined.
@@ -448,6 +431,94 @@ struct Context<'v> {
 }
 
 impl<'v, 'd> Walker<'v, 'd> {
+    fn new(
+        validator: &'v StructureValidator,
+        terminology: &'v crate::terminology::Terminology,
+        bundle: Option<Rc<BundleIndex<'d>>>,
+        depth: u8,
+    ) -> Self {
+        Walker {
+            validator,
+            terminology,
+            issues: Vec::new(),
+            bundle,
+            entry: None,
+            resources: Vec::new(),
+            walked: HashSet::default(),
+            checked_primitives: HashSet::default(),
+            count_buffers: Vec::new(),
+            context_buffers: Vec::new(),
+            depth,
+            resource_items: Vec::new(),
+            evaluated: invariants::PairSet::with_capacity(2048),
+            invariant_issues: Vec::new(),
+            jobs: None,
+            conformance: HashMap::default(),
+            core_conformance: HashMap::default(),
+            conformance_notes: HashMap::default(),
+        }
+    }
+
+    /// Where the issue lists stand, to ask later whether an error was
+    /// found since ([`Self::errors_since`]).
+    fn mark(&self) -> (usize, usize) {
+        (self.issues.len(), self.invariant_issues.len())
+    }
+
+    fn errors_since(&self, (issues, invariant_issues): (usize, usize)) -> bool {
+        let found = |list: &[Issue]| list.iter().any(|i| i.severity.is_error());
+        found(self.issues.get(issues..).unwrap_or_default())
+            || found(
+                self.invariant_issues
+                    .get(invariant_issues..)
+                    .unwrap_or_default(),
+            )
+    }
+
+    /// Whether the resource `node` conforms to the profile `url` (`None`
+    /// when the gateway does not hold it, or conformance checks nest too
+    /// deep): Java decides membership of a slice discriminated by
+    /// `profile` this way (`InstanceValidator.sliceMatches` builds
+    /// `<path>.conformsTo('<profile>')`; `conformsToProfile` validates the
+    /// element against the profile in the same validation context, and any
+    /// error means it does not conform). Answered from this walk when the
+    /// resource was already walked against the profile (it claims it), else
+    /// by walking it in a separate walker whose issues are dropped.
+    fn conforms(&mut self, node: &'d Node, url: &str) -> Option<bool> {
+        let validator: &'v StructureValidator = self.validator;
+        let structure = validator.structure(url)?;
+        if node.get("resourceType").and_then(Node::as_str) != Some(structure.type_name.as_str()) {
+            return Some(false);
+        }
+        let key = (node.span.start, Arc::as_ptr(structure));
+        if let Some(&known) = self.conformance.get(&key) {
+            return Some(known);
+        }
+        if self.depth >= 2 {
+            return None;
+        }
+        let mut probe = Walker::new(
+            validator,
+            self.terminology,
+            self.bundle.clone(),
+            self.depth.saturating_add(1),
+        );
+        probe.entry = self.entry;
+        probe.resource(node, None, &[url]);
+        let conforms = !probe.errors_since((0, 0));
+        self.conformance.insert(key, conforms);
+        if !conforms {
+            let errors = probe
+                .issues
+                .into_iter()
+                .chain(probe.invariant_issues)
+                .filter(|i| i.severity.is_error())
+                .collect();
+            self.conformance_notes.insert(key, errors);
+        }
+        Some(conforms)
+    }
+
     fn issue(&mut self, severity: Severity, code: IssueType, path: &Path<'_>, message: String) {
         self.issues
             .push(Issue::new(severity, code, message).at(path.to_string()));
@@ -502,6 +573,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             .walked
             .insert((node.span.start, std::ptr::from_ref(core)))
         {
+            let mark = self.mark();
             self.object(
                 node,
                 &Context {
@@ -514,6 +586,8 @@ impl<'v, 'd> Walker<'v, 'd> {
             if let Some(root) = core.elements.first() {
                 self.invariants(node, &item, &root.constraints, path);
             }
+            let conforms = !self.errors_since(mark);
+            self.core_conformance.insert(node.span.start, conforms);
         }
         let claimed: Vec<&str> = node
             .get("meta")
@@ -527,6 +601,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             match validator.structure(profile) {
                 Some(s) if s.type_name == resource_type => {
                     if self.walked.insert((node.span.start, Arc::as_ptr(s))) {
+                        let mark = self.mark();
                         let context = Context {
                             structure: s.as_ref(),
                             element: 0,
@@ -534,6 +609,11 @@ impl<'v, 'd> Walker<'v, 'd> {
                         self.object(node, &context, path, true);
                         if let Some(root) = s.elements.first() {
                             self.invariants(node, &item, &root.constraints, path);
+                        }
+                        if let Some(&core) = self.core_conformance.get(&node.span.start) {
+                            let conforms = core && !self.errors_since(mark);
+                            self.conformance
+                                .insert((node.span.start, Arc::as_ptr(s)), conforms);
                         }
                     }
                 }
@@ -634,7 +714,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         };
         let validator: &'v StructureValidator = self.validator;
         let hooks = invariants::WalkHooks {
-            bundle: self.bundle.as_ref(),
+            bundle: self.bundle.as_deref(),
             entry: self.entry,
             terminology: self.terminology,
             conformance: Some((validator, self.depth)),
@@ -1241,27 +1321,37 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
             let mut matched = None;
             let mut item_evaluable = true;
-            let mut candidates = Vec::new();
+            // Profiles of slices the item has the type of but does not
+            // conform to: the reasons it is in none.
+            let mut not_conforming: Vec<String> = Vec::new();
             for (k, &slice_index) in slices.iter().enumerate() {
                 let Some(slice) = structure.elements.get(slice_index) else {
                     continue;
                 };
-                match slicing::item_matches(item, chosen_type, structure, def, slice, &profile_type)
-                {
+                let mut conforms = |node: &'d Node, url: &str| -> Option<bool> {
+                    let answer = self.conforms(node, url);
+                    if answer == Some(false)
+                        && profile_type(url) == node.get("resourceType").and_then(Node::as_str)
+                    {
+                        not_conforming.push(url.to_owned());
+                    }
+                    answer
+                };
+                match slicing::item_matches(
+                    item,
+                    chosen_type,
+                    structure,
+                    def,
+                    slice,
+                    &profile_type,
+                    &mut conforms,
+                ) {
                     slicing::SliceMatch::Yes => {
                         matched = Some((k, slice_index));
                         break;
                     }
-                    slicing::SliceMatch::TypeOnly => candidates.push((k, slice_index)),
                     slicing::SliceMatch::Unknown => item_evaluable = false,
                     slicing::SliceMatch::No => {}
-                }
-            }
-            if matched.is_none() {
-                match candidates.as_slice() {
-                    [only] => matched = Some(*only),
-                    [] => {}
-                    _ => item_evaluable = false,
                 }
             }
             evaluable &= item_evaluable || matched.is_some();
@@ -1299,6 +1389,24 @@ impl<'v, 'd> Walker<'v, 'd> {
                     );
                     self.error(IssueType::Structure, &item_path, message);
                 }
+                // Open slicing: an item in no slice is only checked against
+                // the sliced element (Java: `VALIDATION_VAL_PROFILE_NOTSLICE`,
+                // a hint carrying the slice notes).
+                None if !not_conforming.is_empty() => {
+                    not_conforming.dedup();
+                    let message = format!(
+                        "{}: this item is in none of the slices: it does not conform to {}",
+                        def.path,
+                        not_conforming.join(", ")
+                    );
+                    self.issue(
+                        Severity::Information,
+                        IssueType::Informational,
+                        &item_path,
+                        message,
+                    );
+                    self.slice_notes(item, slicing, &item_path, &not_conforming);
+                }
                 None => {}
             }
         }
@@ -1335,6 +1443,69 @@ impl<'v, 'd> Walker<'v, 'd> {
                 );
                 self.error(IssueType::Structure, path, message);
             }
+        }
+    }
+
+    /// Why an item is in no slice: the errors of the separate walks against
+    /// each slice profile it has the type of, as information at their
+    /// places (Java attaches them to its hint as slice notes).
+    fn slice_notes(
+        &mut self,
+        item: &'d Node,
+        slicing: &compile::Slicing,
+        item_path: &Path<'_>,
+        profiles: &[String],
+    ) {
+        /// At most this many reasons per profile.
+        const MOST: usize = 10;
+        let Some(discriminator) = slicing.discriminators.iter().find(|d| d.kind == "profile")
+        else {
+            return;
+        };
+        let resource = match discriminator.path.as_str() {
+            "$this" => Some(item),
+            path => item.get(path),
+        };
+        let Some(resource) = resource else {
+            return;
+        };
+        let Some(resource_type) = resource.get("resourceType").and_then(Node::as_str) else {
+            return;
+        };
+        let at = match discriminator.path.as_str() {
+            "$this" => item_path.to_string(),
+            path => format!("{item_path}.{path}"),
+        };
+        let validator: &'v StructureValidator = self.validator;
+        for profile in profiles {
+            let Some(structure) = validator.structure(profile) else {
+                continue;
+            };
+            let key = (resource.span.start, Arc::as_ptr(structure));
+            let Some(notes) = self.conformance_notes.get(&key) else {
+                continue;
+            };
+            let notes: Vec<Issue> = notes
+                .iter()
+                .take(MOST)
+                .map(|note| {
+                    let place = note.expression.as_deref().unwrap_or(resource_type);
+                    let place = match place.strip_prefix(resource_type) {
+                        Some(rest) => format!("{at}{rest}"),
+                        None => at.clone(),
+                    };
+                    Issue::new(
+                        Severity::Information,
+                        IssueType::Informational,
+                        format!(
+                            "not in the slice for {profile} because: {}",
+                            note.diagnostics
+                        ),
+                    )
+                    .at(place)
+                })
+                .collect();
+            self.issues.extend(notes);
         }
     }
 
