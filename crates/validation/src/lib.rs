@@ -12,15 +12,21 @@
 //! (`ElementDefinition.constraint`, [`structure::invariants`]), evaluated with
 //! `ehds-fhirpath` on every element instance during the same walk.
 //!
+//! How findings are reported is the operator's choice
+//! ([`options::ValidationOptions`]: rules downgraded to warnings, the
+//! unknown-extensions policy); what is checked is not.
+//!
 //! Must not know about: storage, HTTP, routing or transport. It reads the
 //! lossless JSON view and never alters the received bytes.
 
 pub mod document;
 pub mod narrative;
+pub mod options;
 pub mod structure;
 pub mod terminology;
 
 use ehds_fhir::outcome::Issue;
+pub use options::{UnknownExtensions, ValidationOptions};
 
 /// The outcome of validating one resource: every issue found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,18 +59,32 @@ pub struct Validator {
     structures: structure::StructureValidator,
     terminology: terminology::Terminology,
     load_problems: Vec<structure::LoadProblem>,
+    options: ValidationOptions,
 }
 
 impl Validator {
     /// Compiles every definition in `registry`. Definitions that cannot be
     /// used are kept in [`Validator::load_problems`] for the operator.
     pub fn new(registry: &ehds_profiles::Registry) -> Self {
-        let (structures, load_problems) = structure::StructureValidator::new(registry);
+        Self::with_options(registry, ValidationOptions::default())
+    }
+
+    /// [`Validator::new`] with the operator's [`ValidationOptions`]
+    /// (downgraded rules, unknown-extensions policy).
+    pub fn with_options(registry: &ehds_profiles::Registry, options: ValidationOptions) -> Self {
+        let (mut structures, load_problems) = structure::StructureValidator::new(registry);
+        structures.set_unknown_extensions(options.unknown_extensions.clone());
         Self {
             structures,
             terminology: terminology::Terminology::new(registry),
             load_problems,
+            options,
         }
+    }
+
+    /// The options this validator reports with.
+    pub fn options(&self) -> &ValidationOptions {
+        &self.options
     }
 
     /// Every FHIRPath invariant evaluation [`Validator::validate_pushed_document`]
@@ -113,6 +133,7 @@ impl Validator {
             &self.terminology,
             &mut report.issues,
         );
+        self.options.apply(&mut report.issues);
         report
     }
 
@@ -134,6 +155,7 @@ impl Validator {
                 &mut report.issues,
             );
         }
+        self.options.apply(&mut report.issues);
         report
     }
 }

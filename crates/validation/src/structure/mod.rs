@@ -15,7 +15,7 @@
 //! | `_x` primitive extensions: only `id` and `extension` | R4 json.html §2.6.2 |
 //! | contained and Bundle entry resources validated as resources | ElementDefinition.type `Resource` |
 //! | `modifierExtension` the gateway holds no definition for is an error | R4 extensibility.html#modifierExtension (safety checklist) |
-//! | an extension the gateway holds no definition for is reported as not checked | R4 extensibility.html |
+//! | an extension the gateway holds no definition for is reported as not checked, at the severity of the operator's policy ([`crate::options::UnknownExtensions`], information by default; core `hl7.org/fhir/StructureDefinition/` extensions, which the gateway does not hold, always information) | R4 extensibility.html; Java `EXTENSION_EXT_UNKNOWN_NOTHERE` |
 //! | claimed profiles (`meta.profile`) unknown to the gateway are reported | R4 profiling.html |
 //!
 //! | FHIRPath invariants (`ElementDefinition.constraint`) of every element instance, the root element of each resource and of each datatype | ElementDefinition.constraint, corrected by `profiles/invariant-corrections.toml` ([`invariants`]) |
@@ -62,6 +62,8 @@ pub struct StructureValidator {
     /// The FHIRPath model (types from the core StructureDefinitions) the
     /// invariants are evaluated with.
     model: Model,
+    /// How extensions without a definition are reported.
+    unknown_extensions: crate::options::UnknownExtensions,
 }
 
 /// Identity of a `child_definitions` question: the structure id, the element
@@ -146,9 +148,15 @@ impl StructureValidator {
                 all,
                 children: RwLock::new(HashMap::default()),
                 model,
+                unknown_extensions: crate::options::UnknownExtensions::default(),
             },
             problems,
         )
+    }
+
+    /// Sets how extensions without a definition are reported.
+    pub fn set_unknown_extensions(&mut self, policy: crate::options::UnknownExtensions) {
+        self.unknown_extensions = policy;
     }
 
     /// The compiled structure with [`Structure::id`] `id`.
@@ -1702,12 +1710,20 @@ impl<'v, 'd> Walker<'v, 'd> {
                     );
                 }
             }
-            _ => self.issue(
-                Severity::Information,
-                IssueType::Informational,
-                path,
-                format!("the extension {url} is not known to this gateway; its content was not checked"),
-            ),
+            _ => {
+                let severity = validator.unknown_extensions.severity_for(url);
+                let code = if severity == Severity::Information {
+                    IssueType::Informational
+                } else {
+                    IssueType::Extension
+                };
+                self.issue(
+                    severity,
+                    code,
+                    path,
+                    format!("the extension {url} is not known to this gateway; its content was not checked"),
+                );
+            }
         }
     }
 }
