@@ -485,7 +485,39 @@ fn agreement_with_the_java_validator() {
             "  {:<48} Java {:>2}, ours {:>2} ({direction}); {reason}",
             outcome.id, outcome.java_errors, outcome.our_errors
         );
+        for missed in &outcome.missed {
+            println!(
+                "      Java {} at {} not found among ours",
+                missed.severity,
+                missed.path.as_deref().unwrap_or("?")
+            );
+        }
+        for issue in outcome.ours.iter().filter(|i| i.severity.is_error()) {
+            let text: String = issue.diagnostics.chars().take(110).collect();
+            println!(
+                "      ours at {}: {text}",
+                issue.expression.as_deref().unwrap_or("?")
+            );
+        }
     }
+
+    // No false rejections: where Java reports no error, neither do we
+    // (issue 15 §1), whatever the ratchet says.
+    let false_rejections: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.java_errors == 0 && o.our_errors > 0)
+        .map(describe)
+        .collect();
+    println!(
+        "steps where Java reports 0 errors: {}, of which we report errors in {}",
+        outcomes.iter().filter(|o| o.java_errors == 0).count(),
+        false_rejections.len()
+    );
+    assert!(
+        false_rejections.is_empty(),
+        "errors where the Java validator reports none:\n{}",
+        false_rejections.join("\n")
+    );
 
     let ids: BTreeSet<&str> = outcomes.iter().map(|o| o.id.as_str()).collect();
     let stale: Vec<&String> = known.keys().filter(|k| !ids.contains(k.as_str())).collect();
