@@ -36,7 +36,7 @@ use ehds_fhir::ReceivedResource;
 use ehds_fhir::outcome::Issue;
 use ehds_profiles::Registry;
 use ehds_test_support::repo_root;
-use ehds_validation::Validator;
+use ehds_validation::{UnknownExtensions, ValidationOptions, Validator};
 use serde_json::Value;
 
 const CORE_SD: &str = "http://hl7.org/fhir/StructureDefinition/";
@@ -64,8 +64,23 @@ fn base_validator() -> &'static Validator {
     static VALIDATOR: OnceLock<Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
         let registry = Registry::load_root(&repo_root().join("profiles")).unwrap();
-        Validator::new(&registry)
+        Validator::with_options(&registry, java_options())
     })
+}
+
+/// The options that reproduce the Java harness: an extension it cannot
+/// resolve is an error (`EXTENSION_EXT_UNKNOWN_NOTHERE`) unless
+/// `InstanceValidator.allowUnknownExtension` lets it through: example URLs
+/// (`example.org`, `acme.com`, allowed by default) and `nema.org`. The
+/// gateway's default is information.
+fn java_options() -> ValidationOptions {
+    ValidationOptions {
+        unknown_extensions: UnknownExtensions {
+            severity: ehds_fhir::outcome::Severity::Error,
+            allowed_domains: vec!["example.org".into(), "acme.com".into(), "nema.org".into()],
+        },
+        ..ValidationOptions::default()
+    }
 }
 
 /// A validator over `profiles/` plus the case's supporting conformance
@@ -90,7 +105,7 @@ fn validator_with(case: &str, supporting: &[String]) -> Validator {
     let mut dirs = core_package_dirs();
     dirs.push(dir.clone());
     let registry = Registry::load(&dirs).unwrap_or_else(|e| panic!("{case}: {e}"));
-    let validator = Validator::new(&registry);
+    let validator = Validator::with_options(&registry, java_options());
     let _ = std::fs::remove_dir_all(&dir);
     validator
 }

@@ -12,6 +12,12 @@
 //! | repeating elements are arrays, single ones are not | R4 json.html §2.6.2 |
 //! | choice elements `[x]`: the suffix names an allowed type; only one choice present | ElementDefinition.type, R4 formats.html#choice |
 //! | primitive values: JSON kind, the type's regex, ranges and calendar days | [`primitive`] |
+//! | primitive values at most 1 MB | R4 datatypes.html#primitive; Java `checkPrimitive` (`TYPE_SPECIFIC_CHECKS_DT_PRIMITIVE_LENGTH`) |
+//! | `Attachment.size` equals the length of the decoded `data` | R4 datatypes.html#Attachment; Java `checkAttachment` |
+//! | `Coding.system` absolute, and not the canonical of a held ValueSet (unless a CodeSystem has it too) | R4 datatypes.html#Coding; Java `checkCoding` (`TERMINOLOGY_TX_SYSTEM_RELATIVE`, `TERMINOLOGY_TX_SYSTEM_VALUESET2`) |
+//! | a local reference `#id` resolves: reported as unresolvable and as ref-1, as Java does | R4 references.html#contained; Java `checkReference` (`REFERENCE_REF_CANTRESOLVE`) and ref-1 |
+//! | `Extension.url` present (besides its cardinality), and without a `|version` | Java `checkExtension` (`EXTENSION_EXT_URL_NOTFOUND`, `EXTENSION_EXT_VERSION_*`) |
+//! | minimum and maximum cardinality, named with the definition walked (`(from <url>)`): the same fault against R4 core and a profile is reported once for each, as Java does | ElementDefinition.min/max; Java `VALIDATION_VAL_PROFILE_MINIMUM`/`MAXIMUM` |
 //! | `_x` primitive extensions: only `id` and `extension` | R4 json.html §2.6.2 |
 //! | contained and Bundle entry resources validated as resources | ElementDefinition.type `Resource` |
 //! | `modifierExtension` the gateway holds no definition for is an error | R4 extensibility.html#modifierExtension (safety checklist) |
@@ -1097,25 +1103,83 @@ impl<'v, 'd> Walker<'v, 'd> {
                 } else {
                     def.name.clone()
                 };
+                // Named with the definition walked, so the same fault found
+                // against R4 core and against a profile is reported once
+                // per profile, as Java does (`... (from <profile>)`).
                 let message = format!(
-                    "{}: minimum required = {}, but only found {count}",
-                    def.path, def.min
+                    "{}: minimum required = {}, but only found {count} (from {})",
+                    def.path, def.min, context.structure.url
                 );
                 self.error(IssueType::Required, &path.key(&name), message);
             } else if def.max.exceeded_by(count) {
                 let message = format!(
-                    "{}: maximum allowed = {}, but found {count}",
+                    "{}: maximum allowed = {}, but found {count} (from {})",
                     def.path,
                     match def.max {
                         compile::Max::N(n) => n.to_string(),
                         compile::Max::Unbounded => "*".into(),
-                    }
+                    },
+                    context.structure.url
                 );
                 self.error(IssueType::Structure, &path.key(&def.name), message);
             }
         }
         self.count_buffers.push(counts);
         self.context_buffers.push(children);
+    }
+
+    /// `Attachment.size` states the number of bytes of the decoded `data`
+    /// (R4 datatypes.html#Attachment: "The number of bytes of data that
+    /// make up this attachment (before base64 encoding, if that is done)");
+    /// Java `InstanceValidator.checkAttachment` (`TYPE_SPECIFIC_CHECKS_DT_ATT_SIZE_CORRECT`).
+    fn attachment_size(&mut self, item: &'d Node, path: &Path<'_>) {
+        let (Some(size), Some(data)) = (
+            item.get("size").and_then(|n| match &n.value {
+                Json::Number(text) => text.parse::<u64>().ok(),
+                _ => None,
+            }),
+            item.get("data").and_then(Node::as_str),
+        ) else {
+            return;
+        };
+        let Some(actual) = primitive::base64_decoded_len(data) else {
+            return; // not base64: the base64Binary format check reports it
+        };
+        if actual != size {
+            self.error(
+                IssueType::Structure,
+                path,
+                format!(
+                    "stated Attachment size {size} does not match the actual size of the data, {actual} bytes"
+                ),
+            );
+        }
+    }
+
+    /// `Coding.system` is an absolute URI naming a code system, not a value
+    /// set (R4 datatypes.html#Coding and terminologies.html#4.1; Java
+    /// `InstanceValidator.checkCoding`: `TERMINOLOGY_TX_SYSTEM_RELATIVE`,
+    /// `TERMINOLOGY_TX_SYSTEM_VALUESET2`).
+    fn coding_system(&mut self, item: &'d Node, path: &Path<'_>) {
+        let Some(system) = item.get("system").and_then(Node::as_str) else {
+            return;
+        };
+        let at = path.key("system");
+        if !primitive::is_absolute_uri(system) {
+            self.error(
+                IssueType::CodeInvalid,
+                &at,
+                "Coding.system must be an absolute reference, not a local reference".into(),
+            );
+        } else if self.terminology.knows_value_set(system)
+            && !self.terminology.knows_code_system(system)
+        {
+            self.error(
+                IssueType::CodeInvalid,
+                &at,
+                format!("the Coding references a value set, not a code system ('{system}')"),
+            );
+        }
     }
 
     /// ref-1: a local reference `#id` names a resource contained in this
@@ -1140,6 +1204,11 @@ impl<'v, 'd> Walker<'v, 'd> {
                 .any(|c| c.get("id").and_then(Node::as_str) == Some(id))
         });
         if !found {
+            // Java reports both: the reference cannot be resolved
+            // (`InstanceValidator.checkReference`, `REFERENCE_REF_CANTRESOLVE`)
+            // and the ref-1 invariant fails.
+            let message = format!("unable to resolve the local reference '#{id}'");
+            self.error(IssueType::NotFound, path, message);
             let message = format!("ref-1: the local reference '#{id}' names no contained resource");
             self.error(IssueType::Invariant, &path.key("reference"), message);
         }
@@ -1556,6 +1625,12 @@ impl<'v, 'd> Walker<'v, 'd> {
                 if code == "Extension" {
                     self.extension(item, context, path);
                 }
+                if code == "Attachment" {
+                    self.attachment_size(item, path);
+                }
+                if code == "Coding" {
+                    self.coding_system(item, path);
+                }
                 if code == "Reference" {
                     self.local_reference(item, path);
                     if !type_ref.target_profiles.is_empty() {
@@ -1600,6 +1675,17 @@ impl<'v, 'd> Walker<'v, 'd> {
                 return;
             }
         };
+        if text.len() > primitive::MAX_LENGTH {
+            self.error(
+                IssueType::TooLong,
+                path,
+                format!(
+                    "value is longer than permitted maximum length of 1 MB ({} bytes)",
+                    primitive::MAX_LENGTH
+                ),
+            );
+            return;
+        }
         if let Some(re) = self.validator.regexes.get(fhir_type)
             && !re.is_match(text.as_bytes())
         {
@@ -1665,8 +1751,28 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// it; otherwise reported as not checked (an error for modifiers).
     fn extension(&mut self, item: &'d Node, context: &Context<'v>, path: &Path<'_>) {
         let Some(url) = item.get("url").and_then(Node::as_str) else {
-            return; // Extension.url 1..1 is reported by the structural walk.
+            // Besides Extension.url 1..1 (the structural walk), Java says the
+            // extension cannot be identified (`InstanceValidator.checkExtension`,
+            // `EXTENSION_EXT_URL_NOTFOUND`).
+            if item.get("url").is_none() {
+                self.error(
+                    IssueType::Structure,
+                    path,
+                    "Extension.url is required in order to identify, use and validate the extension"
+                        .into(),
+                );
+            }
+            return;
         };
+        if url.contains('|') {
+            // Java `EXTENSION_EXT_VERSION_INTERNAL`/`_EXTERNAL`: an extension
+            // URL names the definition, not a version of it.
+            self.error(
+                IssueType::Structure,
+                path,
+                format!("the extension URL '{url}' must not contain a version"),
+            );
+        }
         let is_modifier = context
             .structure
             .elements

@@ -138,3 +138,58 @@ mod tests {
         assert!(semantic_check("date", "2000-02-29").is_ok());
     }
 }
+
+/// Longest primitive value accepted, in bytes: 1 MB (Java
+/// `InstanceValidator.checkPrimitive`, `TYPE_SPECIFIC_CHECKS_DT_PRIMITIVE_LENGTH`;
+/// R4 datatypes.html#primitive: "strings SHALL NOT exceed 1MB").
+pub const MAX_LENGTH: usize = 1_048_576;
+
+/// The number of bytes `data` decodes to when it is base64 (whitespace
+/// ignored, as XML-derived base64 may wrap); `None` when it is not.
+pub fn base64_decoded_len(data: &str) -> Option<u64> {
+    let mut symbols: u64 = 0;
+    let mut padding: u64 = 0;
+    for b in data.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' if padding == 0 => symbols += 1,
+            b'=' => padding += 1,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => return None,
+        }
+    }
+    let total = symbols.checked_add(padding)?;
+    if total % 4 != 0 || padding > 2 {
+        return None;
+    }
+    (total / 4).checked_mul(3)?.checked_sub(padding)
+}
+
+/// Whether `uri` is absolute: an RFC 3986 scheme followed by `:`.
+pub fn is_absolute_uri(uri: &str) -> bool {
+    uri.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    })
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn base64_lengths_and_absolute_uris() {
+        assert_eq!(base64_decoded_len("SGVsbG8gV29ybGQh"), Some(12));
+        assert_eq!(base64_decoded_len("SGVsbG8="), Some(5));
+        assert_eq!(base64_decoded_len("SGVs\nbG8="), Some(5));
+        assert_eq!(base64_decoded_len(""), Some(0));
+        assert_eq!(base64_decoded_len("SGVsbG8"), None);
+        assert_eq!(base64_decoded_len("SG=sbG8="), None);
+        assert!(is_absolute_uri("http://loinc.org"));
+        assert!(is_absolute_uri("urn:oid:1.2.3"));
+        assert!(!is_absolute_uri("loinc"));
+        assert!(!is_absolute_uri("/CodeSystem/x"));
+        assert!(!is_absolute_uri("1:2"));
+    }
+}
