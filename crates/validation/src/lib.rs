@@ -2,7 +2,8 @@
 //!
 //! Owns: deciding whether a received resource is acceptable, as a
 //! [`ValidationReport`] of OperationOutcome issues (invalid input is a value,
-//! not an error): the FHIR document Bundle rules ([`document`]), structural
+//! not an error): the Bundle rules of every Bundle type ([`bundle`]), the FHIR
+//! document Bundle rules ([`document`]), structural
 //! validation against the StructureDefinition snapshots of R4 core and the
 //! profiles in the registry ([`structure`]: cardinality, types, formats,
 //! slicing, fixed/pattern values, reference targets), required and
@@ -19,6 +20,7 @@
 //! Must not know about: storage, HTTP, routing or transport. It reads the
 //! lossless JSON view and never alters the received bytes.
 
+pub mod bundle;
 pub mod document;
 pub mod narrative;
 pub mod options;
@@ -127,6 +129,9 @@ impl Validator {
         } else {
             ValidationReport::default()
         };
+        if resource.resource_type() == "Bundle" {
+            bundle::check_bundle(resource.root(), &mut report.issues);
+        }
         self.structures.validate(
             resource.root(),
             profiles,
@@ -148,6 +153,7 @@ impl Validator {
     ) -> ValidationReport {
         let mut report = document::check_document_bundle(resource);
         if resource.resource_type() == "Bundle" {
+            bundle::check_bundle(resource.root(), &mut report.issues);
             self.structures.validate(
                 resource.root(),
                 document_profiles,

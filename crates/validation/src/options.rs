@@ -98,8 +98,6 @@ impl ValidationOptions {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::indexing_slicing, reason = "tests index fixed vectors")]
-
     use super::*;
     use ehds_fhir::outcome::IssueType;
 
