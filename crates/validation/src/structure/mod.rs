@@ -33,6 +33,7 @@ pub mod compile;
 pub mod invariants;
 pub mod primitive;
 pub mod slicing;
+pub mod snapshot;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::rc::Rc;
@@ -109,8 +110,41 @@ impl StructureValidator {
             invariants::Corrections::default()
         });
         let mut constraints = invariants::Compiler::new(&model, corrections);
+        // Definitions by canonical, for generating the snapshots of those
+        // published with a differential only.
+        let sources: HashMap<&str, snapshot::Source<'_>> = registry
+            .of_type("StructureDefinition")
+            .map(|loaded| {
+                (
+                    loaded.url.as_str(),
+                    snapshot::Source {
+                        bytes: loaded.resource.bytes(),
+                        root: loaded.resource.root(),
+                    },
+                )
+            })
+            .collect();
+        let lookup = |url: &str| sources.get(url.split('|').next().unwrap_or(url)).copied();
         for loaded in registry.of_type("StructureDefinition") {
-            match compile::compile(loaded.resource.root()) {
+            let compiled = match compile::compile(loaded.resource.root()) {
+                Err(compile::CompileError::NoSnapshot(url)) => {
+                    let source = snapshot::Source {
+                        bytes: loaded.resource.bytes(),
+                        root: loaded.resource.root(),
+                    };
+                    snapshot::generate(source, &lookup)
+                        .and_then(|bytes| {
+                            ehds_fhir::json::parse(&bytes).map_err(|e| e.to_string())
+                        })
+                        .map_err(|e| compile::CompileError::Malformed {
+                            url: url.clone(),
+                            what: format!("has no snapshot, and generating it from the differential failed: {e}"),
+                        })
+                        .and_then(|generated| compile::compile(&generated))
+                }
+                other => other,
+            };
+            match compiled {
                 Ok(mut structure) => {
                     structure.id = u32::try_from(all.len()).unwrap_or(u32::MAX);
                     constraints.prepare(&mut structure, &mut problems);
@@ -1049,6 +1083,16 @@ impl<'v, 'd> Walker<'v, 'd> {
                 if root_entry {
                     self.entry = Some(index);
                 }
+                // A resource element allowing several resource types (each
+                // with its profiles): the type the resource names.
+                let type_ref = match item.get("resourceType").and_then(Node::as_str) {
+                    Some(resource_type) if def.types.len() > 1 && !def.is_choice => def
+                        .types
+                        .iter()
+                        .find(|t| t.code == resource_type)
+                        .or(type_ref),
+                    _ => type_ref,
+                };
                 if is_primitive_extension {
                     self.primitive_extension(item, type_ref, &item_path);
                 } else if let Some(type_ref) = &type_ref {
@@ -1126,6 +1170,63 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
         self.count_buffers.push(counts);
         self.context_buffers.push(children);
+    }
+
+    /// The profiles a resource in an element of type `type_ref` is walked
+    /// against. `type.profile` lists alternatives (R4
+    /// elementdefinition-definitions.html#ElementDefinition.type.profile:
+    /// "the element SHALL conform to at least one"): only those of the
+    /// resource's type apply, and of several the first it conforms to (Java
+    /// `InstanceValidator.checkChildByDefinition`, `VALIDATION_VAL_PROFILE_NOMATCH`
+    /// when none does, reported with the reasons as information).
+    fn resource_profiles(
+        &mut self,
+        item: &'d Node,
+        type_ref: &'v TypeRef,
+        path: &Path<'_>,
+    ) -> Vec<&'v str> {
+        let validator: &'v StructureValidator = self.validator;
+        let resource_type = item.get("resourceType").and_then(Node::as_str);
+        let applicable: Vec<&'v str> = type_ref
+            .profiles
+            .iter()
+            .map(String::as_str)
+            .filter(|p| {
+                validator
+                    .structure(p)
+                    .is_none_or(|s| Some(s.type_name.as_str()) == resource_type)
+            })
+            .collect();
+        match applicable.as_slice() {
+            [] if !type_ref.profiles.is_empty() => {
+                let message = format!(
+                    "a {} is not allowed here: the element's profiles are {}",
+                    resource_type.unwrap_or("resource"),
+                    type_ref.profiles.join(", ")
+                );
+                self.error(IssueType::Structure, path, message);
+                Vec::new()
+            }
+            [] | [_] => applicable,
+            several => {
+                let several = several.to_vec();
+                for profile in &several {
+                    if self.conforms(item, profile) == Some(true) {
+                        return vec![profile];
+                    }
+                }
+                if several.iter().any(|p| self.conforms(item, p).is_none()) {
+                    // Undecidable (a profile too deep to check): not checked.
+                    return Vec::new();
+                }
+                let message = format!(
+                    "the resource conforms to none of the profiles this element allows: {}",
+                    several.join(", ")
+                );
+                self.error(IssueType::Structure, path, message);
+                Vec::new()
+            }
+        }
     }
 
     /// `Attachment.size` states the number of bytes of the decoded `data`
@@ -1329,6 +1430,20 @@ impl<'v, 'd> Walker<'v, 'd> {
                 } else {
                     Severity::Warning
                 };
+                // A bare `code` carries no system: Java infers it from the
+                // value set's expansion and, when the code is not there,
+                // reports that first (`Terminology_TX_System_Unknown`-style
+                // "The System URI could not be determined for the code … in
+                // the ValueSet"), then the binding: the same fault twice.
+                if type_ref.code == "code"
+                    && let Some(code) = item.as_str()
+                {
+                    let message = format!(
+                        "the system URI could not be determined for the code '{}' in the value set {value_set}",
+                        shorten(code)
+                    );
+                    self.issue(severity, IssueType::CodeInvalid, path, message);
+                }
                 self.issue(severity, IssueType::CodeInvalid, path, message);
             }
             Some(Membership::NotChecked(why)) => {
@@ -1616,7 +1731,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 }
             }
             Some(Kind::Resource) => {
-                let profiles: Vec<&str> = type_ref.profiles.iter().map(String::as_str).collect();
+                let profiles = self.resource_profiles(item, type_ref, path);
                 self.resource(item, Some(path), &profiles);
                 let typed = Item::resource(item, &validator.model);
                 self.invariants(item, &typed, own, path);
@@ -1781,6 +1896,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         let validator: &'v StructureValidator = self.validator;
         match validator.structure(url) {
             Some(definition) if definition.type_name == "Extension" => {
+
                 self.object(
                     item,
                     &Context {
