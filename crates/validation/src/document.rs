@@ -12,6 +12,7 @@
 //! | `fullUrl` is an absolute URI | Bundle.entry.fullUrl definition ("The Absolute URL for the resource"), R4 bundle.html |
 //! | `fullUrl` not version specific | bdl-8 |
 //! | every `urn:uuid`/`urn:oid`/relative reference the Composition makes for the document (subject, author, encounter, custodian, attester.party, event.detail, and each section's author, focus and entries, nested sections included) resolves in the Bundle | R4 bundle.html §2.36.4 (resolving references in Bundles), documents.html §3.3.1; Java `BundleValidator.validateDocument` / `validateSections` (error `BUNDLE_BUNDLE_ENTRY_NOTFOUND`) |
+//! | a versioned reference (`…/_history/v`) the Composition makes resolves to the entry with that `meta.versionId`; an unversioned one is not ambiguous between versions sharing a fullUrl | Java `BaseValidator.resolveInBundle` (`BUNDLE_BUNDLE_ENTRY_NOTFOUND_APPARENT`, `BUNDLE_BUNDLE_ENTRY_FOUND_MULTIPLE`); bdl-7 |
 //! | any other unresolved reference of a document Bundle is information, not an error | Java `BundleValidator.checkAllInterlinked` resolves every other reference with `isWarning` set, so `BaseValidator.resolveInBundle` gives a hint (`hintOrError(!isWarning, …)`) |
 
 use ehds_fhir::bundle::{self, BundleIndex, Resolution};
@@ -187,11 +188,53 @@ fn check_references(index: &BundleIndex<'_>, report: &mut ValidationReport) {
                     };
                     report.push(issue.at(render_path("Bundle", &path)));
                 }
+                Resolution::Entry(target) if is_composition && in_document_closure(steps) => {
+                    if let Some(problem) = version_problem(index, target, reference) {
+                        let mut path = vec![
+                            PathSegment::Key("entry".into()),
+                            PathSegment::Index(entry.index),
+                            PathSegment::Key("resource".into()),
+                        ];
+                        path.extend(bundle::owned_path(steps));
+                        report.push(
+                            Issue::error(IssueType::NotFound, problem)
+                                .at(render_path("Bundle", &path)),
+                        );
+                    }
+                }
                 // Local `#id` references (ref-1) are checked by the structural
                 // walk for every resource, in or out of a Bundle.
                 Resolution::Contained | Resolution::Entry(_) | Resolution::External => {}
             }
         });
+    }
+}
+
+/// Versions of one resource may share a fullUrl in a Bundle (bdl-7 allows
+/// it with distinct `meta.versionId`s): a reference to `…/_history/v`
+/// resolves only to the entry of that version, and a reference without a
+/// version must not be ambiguous (Java `BaseValidator.resolveInBundle`:
+/// `BUNDLE_BUNDLE_ENTRY_NOTFOUND_APPARENT`, `BUNDLE_BUNDLE_ENTRY_FOUND_MULTIPLE`;
+/// R4 bundle.html#references).
+fn version_problem(index: &BundleIndex<'_>, target: usize, reference: &str) -> Option<String> {
+    let full_url = index.entry(target)?.full_url?;
+    let same: Vec<&bundle::Entry<'_>> = index
+        .entries()
+        .iter()
+        .filter(|e| e.full_url == Some(full_url))
+        .collect();
+    match reference.split_once("/_history/") {
+        Some((_, version)) => (!same.iter().any(|e| e.version_id() == Some(version))).then(|| {
+            format!(
+                "the reference '{reference}' names version {version}, which no entry with fullUrl {full_url} has (meta.versionId)"
+            )
+        }),
+        None => (same.len() > 1).then(|| {
+            format!(
+                "the reference '{reference}' matches {} entries of this Bundle (versions of {full_url}); name the version",
+                same.len()
+            )
+        }),
     }
 }
 
@@ -354,6 +397,26 @@ mod tests {
             [
                 "Bundle.entry[0].resource.relatesTo[0].targetReference.reference",
                 "Bundle.entry[1].resource.generalPractitioner[0].reference",
+            ]
+        );
+    }
+
+    #[test]
+    fn versioned_references_name_an_existing_version() {
+        let report = check(
+            r##"{"resourceType":"Bundle","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:1"},
+              "type":"document","timestamp":"2024-01-01T00:00:00Z","entry":[
+              {"fullUrl":"http://x.example/Composition/c","resource":{"resourceType":"Composition","id":"c",
+                "section":[{"entry":[{"reference":"Observation/o/_history/3"},{"reference":"Observation/o"},
+                  {"reference":"Observation/o/_history/2"}]}]}},
+              {"fullUrl":"http://x.example/Observation/o","resource":{"resourceType":"Observation","id":"o","meta":{"versionId":"1"}}},
+              {"fullUrl":"http://x.example/Observation/o","resource":{"resourceType":"Observation","id":"o","meta":{"versionId":"2"}}}]}"##,
+        );
+        assert_eq!(
+            expressions(&report),
+            [
+                "Bundle.entry[0].resource.section[0].entry[0].reference",
+                "Bundle.entry[0].resource.section[0].entry[1].reference",
             ]
         );
     }

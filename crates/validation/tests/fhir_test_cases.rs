@@ -293,17 +293,23 @@ fn run_case(case: &Value) -> Vec<Outcome> {
             .collect()
     };
     let profile = case.get("profile").filter(|p| p.is_object());
+    // As the Java harness (ValidationTests): the case's supporting files
+    // are loaded for the first step; the profile step's own supporting
+    // files and profile only for that step.
     let mut supporting = strings(&case["supporting"]);
     supporting.extend(strings(&case["profiles"]));
-    if let Some(profile) = profile {
-        supporting.extend(strings(&profile["supporting"]));
-        let source = profile["source"].as_str().unwrap();
-        if !source.contains("://") {
-            supporting.push(source.to_owned());
-        }
-    }
     supporting.sort();
     supporting.dedup();
+    let mut profile_supporting = supporting.clone();
+    if let Some(profile) = profile {
+        profile_supporting.extend(strings(&profile["supporting"]));
+        let source = profile["source"].as_str().unwrap();
+        if !source.contains("://") {
+            profile_supporting.push(source.to_owned());
+        }
+    }
+    profile_supporting.sort();
+    profile_supporting.dedup();
     let own;
     let validator = if supporting.is_empty() {
         base_validator()
@@ -311,11 +317,18 @@ fn run_case(case: &Value) -> Vec<Outcome> {
         own = validator_with(&id, &supporting);
         &own
     };
+    let own_profile;
+    let profile_validator = if profile_supporting == supporting {
+        validator
+    } else {
+        own_profile = validator_with(&format!("{id}-profile"), &profile_supporting);
+        &own_profile
+    };
 
     let file = case["file"].as_str().unwrap();
     let bytes = std::fs::read(suite_dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let parsed = ReceivedResource::parse(bytes.into());
-    let validate = |profiles: &[&str]| -> Vec<Issue> {
+    let validate = |validator: &Validator, profiles: &[&str]| -> Vec<Issue> {
         match &parsed {
             Ok(resource) => validator.validate(resource, profiles).issues,
             Err(rejection) => vec![Issue::from(rejection)],
@@ -348,20 +361,24 @@ fn run_case(case: &Value) -> Vec<Outcome> {
         }
     };
 
-    let mut outcomes = vec![compare(id.clone(), expected(case, name), validate(&[]))];
+    let mut outcomes = vec![compare(
+        id.clone(),
+        expected(case, name),
+        validate(validator, &[]),
+    )];
     if let Some(profile) = profile {
         let url = profile_url(profile["source"].as_str().unwrap());
         let expected = expected(profile, name);
-        if validator.knows_profile(&url) || url.starts_with(CORE_SD) {
+        if profile_validator.knows_profile(&url) || url.starts_with(CORE_SD) {
             outcomes.push(compare(
                 format!("{id}@profile"),
                 expected,
-                validate(&[url.as_str()]),
+                validate(profile_validator, &[url.as_str()]),
             ));
         } else {
             // The profile could not be compiled (see the validator's load
             // problems): the step is run by neither count of agreement.
-            let problems: Vec<String> = validator
+            let problems: Vec<String> = profile_validator
                 .load_problems()
                 .iter()
                 .map(|p| format!("{}: {}", p.url, p.problem))

@@ -1393,7 +1393,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             "code" => item
                 .as_str()
                 .map(|code| terminology.check_bare_code(value_set, code)),
-            "Coding" => coding(item),
+            // A Quantity's unit is coded by `system` and `code` (R4
+            // datatypes.html#Quantity; Java `checkQuantity` binds them).
+            "Coding" | "Quantity" | "Age" | "Count" | "Distance" | "Duration"
+            | "SimpleQuantity" | "MoneyQuantity" => coding(item),
             "CodeableConcept" => {
                 let results: Vec<Membership> = item
                     .get("coding")
@@ -1459,8 +1462,32 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
     }
 
-    /// `fixed[x]` and `pattern[x]` of the element an item belongs to.
+    /// `fixed[x]` and `pattern[x]` of the element an item belongs to, and
+    /// its `minValue[x]`/`maxValue[x]` (ElementDefinition.minValue[x]; Java
+    /// `InstanceValidator.checkPrimitive`/`checkQuantity`,
+    /// `TYPE_SPECIFIC_CHECKS_DT_*_MIN/MAX`), where the comparison is
+    /// decidable offline ([`primitive::compare_bound`]).
     fn fixed_and_pattern(&mut self, item: &'d Node, def: &compile::ElementDef, path: &Path<'_>) {
+        for (bound, below) in [(&def.min_value, true), (&def.max_value, false)] {
+            let Some(bound) = bound else {
+                continue;
+            };
+            let order = primitive::compare_bound(item, bound);
+            let broken = match order {
+                Some(std::cmp::Ordering::Less) => below,
+                Some(std::cmp::Ordering::Greater) => !below,
+                _ => false,
+            };
+            if broken {
+                let message = format!(
+                    "{}: the value is {} the {} the profile allows",
+                    def.path,
+                    if below { "less than" } else { "greater than" },
+                    if below { "minimum" } else { "maximum" }
+                );
+                self.error(IssueType::Value, path, message);
+            }
+        }
         if let Some(fixed) = &def.fixed
             && !slicing::equals_fixed(item, fixed)
         {

@@ -8,6 +8,7 @@
 //! | `integer` is 32-bit signed; `positiveInt` ≥ 1; `unsignedInt` ≥ 0 | R4 datatypes.html §2.24.0.1 |
 //! | dates name real calendar days (no 2023-02-30) | R4 datatypes.html (date, dateTime, instant: "valid dates") |
 
+use ehds_fhir::Node;
 use ehds_fhir::json::Json;
 
 /// The JSON representation a primitive type takes.
@@ -174,9 +175,108 @@ pub fn is_absolute_uri(uri: &str) -> bool {
     })
 }
 
+/// How a value compares with a `minValue[x]`/`maxValue[x]` bound, when
+/// that is decidable offline: numbers (integer, decimal, …), dates and times
+/// of the same precision (compared as text, which orders ISO 8601 values of
+/// one precision and time zone form), and Quantities with the same system
+/// whose UCUM codes are the same unit or a metric prefix of one of `g`, `L`,
+/// `l`, `mol` apart. `None` otherwise (a duration bound on a date, units
+/// that need full UCUM), which is not reported.
+pub fn compare_bound(value: &Node, bound: &Node) -> Option<std::cmp::Ordering> {
+    match (&value.value, &bound.value) {
+        (Json::Number(a), Json::Number(b)) => {
+            a.parse::<f64>().ok()?.partial_cmp(&b.parse::<f64>().ok()?)
+        }
+        (Json::String(a), Json::String(b)) => {
+            let comparable = a.len() == b.len() && (a.ends_with('Z') == b.ends_with('Z'));
+            comparable.then(|| a.as_ref().cmp(b.as_ref()))
+        }
+        (Json::Object(_), Json::Object(_)) => {
+            let number = |n: &Node, key: &str| match n.get(key).map(|v| &v.value) {
+                Some(Json::Number(text)) => text.parse::<f64>().ok(),
+                _ => None,
+            };
+            let text = |n: &Node, key: &str| match n.get(key).map(|v| &v.value) {
+                Some(Json::String(text)) => Some(text.to_string()),
+                _ => None,
+            };
+            if text(value, "system") != text(bound, "system") {
+                return None;
+            }
+            let (a, b) = (number(value, "value")?, number(bound, "value")?);
+            let (ua, ub) = (text(value, "code")?, text(bound, "code")?);
+            let (base_a, fa) = metric(&ua)?;
+            let (base_b, fb) = metric(&ub)?;
+            (base_a == base_b).then_some(())?;
+            (a * fa).partial_cmp(&(b * fb))
+        }
+        _ => None,
+    }
+}
+
+/// A UCUM code as (base unit, factor): the code itself with factor 1, or a
+/// metric prefix (`k`, `d`, `c`, `m`, `u`, `n`) on `g`, `L`, `l` or `mol`.
+fn metric(code: &str) -> Option<(&str, f64)> {
+    for base in ["g", "L", "l", "mol"] {
+        if code == base {
+            return Some((base, 1.0));
+        }
+        if let Some(prefix) = code.strip_suffix(base) {
+            let factor = match prefix {
+                "k" => 1e3,
+                "d" => 1e-1,
+                "c" => 1e-2,
+                "m" => 1e-3,
+                "u" => 1e-6,
+                "n" => 1e-9,
+                _ => continue,
+            };
+            return Some((base, factor));
+        }
+    }
+    Some((code, 1.0))
+}
+
 #[cfg(test)]
 mod size_tests {
     use super::*;
+
+    #[test]
+    fn bounds() {
+        let node = |json: &str| {
+            let wrapped = format!("{{\"resourceType\":\"X\",\"v\":{json}}}");
+            ehds_fhir::json::parse(wrapped.as_bytes())
+                .unwrap()
+                .get("v")
+                .unwrap()
+                .clone()
+        };
+        use std::cmp::Ordering::{Greater, Less};
+        let kg = |v: &str| {
+            node(&format!(
+                r#"{{"value":{v},"system":"http://unitsofmeasure.org","code":"kg"}}"#
+            ))
+        };
+        let g = |v: &str| {
+            node(&format!(
+                r#"{{"value":{v},"system":"http://unitsofmeasure.org","code":"g"}}"#
+            ))
+        };
+        assert_eq!(compare_bound(&g("11000"), &kg("10")), Some(Greater));
+        assert_eq!(compare_bound(&g("-1"), &kg("0")), Some(Less));
+        assert_eq!(compare_bound(&kg("-1"), &kg("0")), Some(Less));
+        assert_eq!(compare_bound(&node("3"), &node("2.5")), Some(Greater));
+        assert_eq!(
+            compare_bound(&node(r#""2020-01-01""#), &node(r#""2021-01-01""#)),
+            Some(Less)
+        );
+        assert_eq!(
+            compare_bound(&node(r#""2020-01""#), &node(r#""2021-01-01""#)),
+            None
+        );
+        let min = node(r#"{"value":1,"system":"http://unitsofmeasure.org","code":"min"}"#);
+        assert_eq!(compare_bound(&min, &kg("0")), None);
+    }
 
     #[test]
     fn base64_lengths_and_absolute_uris() {
