@@ -204,6 +204,24 @@ fn value_discriminator(
                 .map_or(SliceMatch::Unknown, verdict);
         }
     }
+    // The slice's own fixed or pattern value, read at the discriminator
+    // path (`fixedContactPoint: {use: home}` with discriminator `use`), when
+    // the snapshot lists no element there (Java reads the value the same
+    // way: `InstanceValidator.getCriteriaForDiscriminator` falls back to the
+    // slice's fixed/pattern).
+    if below.is_none_or(|d| d.fixed.is_none() && d.pattern.is_none())
+        && path != "$this"
+        && !path.bytes().any(|b| b == b'(' || b == b'[')
+    {
+        if let Some(value) = slice.fixed.as_ref().and_then(|f| node_at(f, path)) {
+            return any_at(item, path, &mut |n| equals_fixed(n, value))
+                .map_or(SliceMatch::Unknown, verdict);
+        }
+        if let Some(value) = slice.pattern.as_ref().and_then(|p| node_at(p, path)) {
+            return any_at(item, path, &mut |n| matches_pattern(n, value))
+                .map_or(SliceMatch::Unknown, verdict);
+        }
+    }
     // Extension slices by url: the url is the extension definition's
     // canonical, named by the slice's type profile.
     if path == "url"
@@ -213,6 +231,18 @@ fn value_discriminator(
             .map_or(SliceMatch::Unknown, verdict);
     }
     SliceMatch::Unknown
+}
+
+/// The node at a dotted path inside a fixed or pattern value (the first
+/// item of arrays).
+fn node_at<'a>(value: &'a Node, path: &str) -> Option<&'a Node> {
+    path.split('.').try_fold(value, |node, key| {
+        let child = node.get(key)?;
+        match &child.value {
+            Json::Array(items) => items.first(),
+            _ => Some(child),
+        }
+    })
 }
 
 fn type_discriminator(
@@ -255,14 +285,16 @@ fn type_discriminator(
     let Some(found) = first_at(item, path) else {
         return SliceMatch::Unknown;
     };
-    let Some(expected) = def.types.first().map(|t| t.code.as_str()) else {
+    if def.types.is_empty() {
         return SliceMatch::Unknown;
-    };
+    }
     match found {
-        // A resource names its type; a datatype is known by the element's
-        // declared type only when it has one.
+        // A resource names its type, which must be one of the slice's
+        // types (a slice may allow several: Practitioner or
+        // PractitionerRole); a datatype is known by the element's declared
+        // type only when it has one.
         Some(node) => match node.get("resourceType").and_then(Node::as_str) {
-            Some(resource_type) => verdict(resource_type == expected),
+            Some(resource_type) => verdict(def.types.iter().any(|t| t.code == resource_type)),
             None => SliceMatch::Unknown,
         },
         None => SliceMatch::No,
