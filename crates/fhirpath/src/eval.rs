@@ -2444,10 +2444,10 @@ pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> O
         traces: std::cell::RefCell::default(),
         constant_paths: std::cell::RefCell::default(),
     };
-    // As `Expression::evaluate_constraint`: empty or true passes, any other
-    // single item passes.
+    // As `Expression::evaluate_constraint`: true passes, empty fails, any
+    // other single item passes.
     let passes = match ev.fast(&expr.root, ctx.context.as_slice())? {
-        Fast::Bool(b) => b.unwrap_or(true),
+        Fast::Bool(b) => b.unwrap_or(false),
         Fast::Int(_) => true,
     };
     let traces = ev.traces.into_inner();

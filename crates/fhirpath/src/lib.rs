@@ -205,10 +205,15 @@ impl Expression {
         }
     }
 
-    /// Evaluates an invariant: FHIR treats a constraint as satisfied when the
-    /// result is empty or `true` (boolean of a singleton collection,
-    /// <https://hl7.org/fhirpath/N1/#singleton-evaluation-of-collections>);
-    /// `false` fails it. More than one item is an error.
+    /// Evaluates an invariant: satisfied when the result is `true` (boolean
+    /// of a singleton collection,
+    /// <https://hl7.org/fhirpath/N1/#singleton-evaluation-of-collections>)
+    /// or a single non-boolean item; `false` and an empty result fail it, as
+    /// in the HL7 Java validator (`FHIRPathEngine.convertToBoolean`, which
+    /// `InstanceValidator.checkInvariant` uses: an empty collection is
+    /// false), so `per-1` on a Period whose start and end differ in
+    /// precision (`start <= end` is empty) fails there too. More than one
+    /// item is an error.
     ///
     /// Expressions made only of logic, comparisons, integer and boolean
     /// literals, integer `+ - *`, and `exists()`/`empty()`/`count()`/
@@ -257,7 +262,7 @@ impl Expression {
     ) -> Result<bool, EvalError> {
         let result = self.evaluate(ctx)?;
         match result.as_slice() {
-            [] => Ok(true),
+            [] => Ok(false),
             [Item::Boolean(b)] => Ok(*b),
             [_] => Ok(true),
             _ => Err(EvalError::NotSingleton("constraint result")),

@@ -11,11 +11,13 @@
 //! | `fullUrl` unique in the Bundle (with `meta.versionId`) | bdl-7 |
 //! | `fullUrl` is an absolute URI | Bundle.entry.fullUrl definition ("The Absolute URL for the resource"), R4 bundle.html |
 //! | `fullUrl` not version specific | bdl-8 |
-//! | every `urn:uuid`/`urn:oid`/relative reference resolves in the Bundle | R4 bundle.html §2.36.4 (resolving references in Bundles), documents.html §3.3.1 |
+//! | every `urn:uuid`/`urn:oid`/relative reference the Composition makes for the document (subject, author, encounter, custodian, attester.party, event.detail, and each section's author, focus and entries, nested sections included) resolves in the Bundle | R4 bundle.html §2.36.4 (resolving references in Bundles), documents.html §3.3.1; Java `BundleValidator.validateDocument` / `validateSections` (error `BUNDLE_BUNDLE_ENTRY_NOTFOUND`) |
+//! | a versioned reference (`…/_history/v`) the Composition makes resolves to the entry with that `meta.versionId`; an unversioned one is not ambiguous between versions sharing a fullUrl | Java `BaseValidator.resolveInBundle` (`BUNDLE_BUNDLE_ENTRY_NOTFOUND_APPARENT`, `BUNDLE_BUNDLE_ENTRY_FOUND_MULTIPLE`); bdl-7 |
+//! | any other unresolved reference of a document Bundle is information, not an error | Java `BundleValidator.checkAllInterlinked` resolves every other reference with `isWarning` set, so `BaseValidator.resolveInBundle` gives a hint (`hintOrError(!isWarning, …)`) |
 
 use ehds_fhir::bundle::{self, BundleIndex, Resolution};
 use ehds_fhir::json::{PathSegment, render_path};
-use ehds_fhir::outcome::{Issue, IssueType};
+use ehds_fhir::outcome::{Issue, IssueType, Severity};
 use ehds_fhir::{Node, ReceivedResource};
 
 use crate::ValidationReport;
@@ -148,14 +150,17 @@ fn is_absolute_uri(url: &str) -> bool {
     })
 }
 
-/// Every reference written inside an entry resolves to an entry of the
-/// Bundle, or points outside it by an absolute URL.
+/// Every reference the Composition makes for the document resolves to an
+/// entry of the Bundle, or points outside it by an absolute URL (an error
+/// otherwise); any other reference that does not resolve is reported as
+/// information, as Java does.
 fn check_references(index: &BundleIndex<'_>, report: &mut ValidationReport) {
     for entry in index.entries() {
         let Some(resource) = entry.resource else {
             continue;
         };
         let resource_type = entry.resource_type().unwrap_or("Resource");
+        let is_composition = entry.index == 0 && resource_type == "Composition";
         bundle::visit_references(resource, &mut |reference, steps| {
             match index.resolve(entry.index, reference) {
                 Resolution::Unresolved => {
@@ -165,21 +170,103 @@ fn check_references(index: &BundleIndex<'_>, report: &mut ValidationReport) {
                         PathSegment::Key("resource".into()),
                     ];
                     path.extend(bundle::owned_path(steps));
-                    report.push(
+                    let issue = if is_composition && in_document_closure(steps) {
                         Issue::error(
                             IssueType::NotFound,
                             format!(
                                 "the reference '{reference}' in a {resource_type} does not resolve to an entry of this document Bundle"
                             ),
                         )
-                        .at(render_path("Bundle", &path)),
-                    );
+                    } else {
+                        Issue::new(
+                            Severity::Information,
+                            IssueType::NotFound,
+                            format!(
+                                "the reference '{reference}' in a {resource_type} does not resolve to an entry of this document Bundle (not one the Composition makes for the document, so not an error)"
+                            ),
+                        )
+                    };
+                    report.push(issue.at(render_path("Bundle", &path)));
+                }
+                Resolution::Entry(target) if is_composition && in_document_closure(steps) => {
+                    if let Some(problem) = version_problem(index, target, reference) {
+                        let mut path = vec![
+                            PathSegment::Key("entry".into()),
+                            PathSegment::Index(entry.index),
+                            PathSegment::Key("resource".into()),
+                        ];
+                        path.extend(bundle::owned_path(steps));
+                        report.push(
+                            Issue::error(IssueType::NotFound, problem)
+                                .at(render_path("Bundle", &path)),
+                        );
+                    }
                 }
                 // Local `#id` references (ref-1) are checked by the structural
                 // walk for every resource, in or out of a Bundle.
                 Resolution::Contained | Resolution::Entry(_) | Resolution::External => {}
             }
         });
+    }
+}
+
+/// Versions of one resource may share a fullUrl in a Bundle (bdl-7 allows
+/// it with distinct `meta.versionId`s): a reference to `…/_history/v`
+/// resolves only to the entry of that version, and a reference without a
+/// version must not be ambiguous (Java `BaseValidator.resolveInBundle`:
+/// `BUNDLE_BUNDLE_ENTRY_NOTFOUND_APPARENT`, `BUNDLE_BUNDLE_ENTRY_FOUND_MULTIPLE`;
+/// R4 bundle.html#references).
+fn version_problem(index: &BundleIndex<'_>, target: usize, reference: &str) -> Option<String> {
+    let full_url = index.entry(target)?.full_url?;
+    let same: Vec<&bundle::Entry<'_>> = index
+        .entries()
+        .iter()
+        .filter(|e| e.full_url == Some(full_url))
+        .collect();
+    match reference.split_once("/_history/") {
+        Some((_, version)) => (!same.iter().any(|e| e.version_id() == Some(version))).then(|| {
+            format!(
+                "the reference '{reference}' names version {version}, which no entry with fullUrl {full_url} has (meta.versionId)"
+            )
+        }),
+        None => (same.len() > 1).then(|| {
+            format!(
+                "the reference '{reference}' matches {} entries of this Bundle (versions of {full_url}); name the version",
+                same.len()
+            )
+        }),
+    }
+}
+
+/// Whether the `reference` at `steps` (from the Composition's root) is one
+/// Java's `BundleValidator.validateDocument` requires to resolve: `subject`,
+/// `author`, `encounter`, `custodian`, `attester.party`, `event.detail`, and
+/// in every section (nested ones too) `author`, `focus` and `entry`.
+fn in_document_closure(steps: &[bundle::PathStep<'_>]) -> bool {
+    use bundle::PathStep::{Index, Key};
+    // Array indexes do not change which element is meant.
+    let keys: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Key(k) => Some(*k),
+            Index(_) => None,
+        })
+        .collect();
+    match keys.as_slice() {
+        [
+            "subject" | "author" | "encounter" | "custodian",
+            "reference",
+        ]
+        | ["attester", "party", "reference"]
+        | ["event", "detail", "reference"] => true,
+        ["section", rest @ ..] => {
+            let nested = rest.iter().take_while(|k| **k == "section").count();
+            matches!(
+                rest.get(nested..),
+                Some(["author" | "focus" | "entry", "reference"])
+            )
+        }
+        _ => false,
     }
 }
 
@@ -270,7 +357,68 @@ mod tests {
                 "Bundle.entry[0].resource.link[0].other.reference",
             ]
         );
-        assert_eq!(report.error_count(), 9);
+        // The Patient's dangling link is not the Composition's: information.
+        assert_eq!(report.error_count(), 8);
+    }
+
+    /// Java `BundleValidator.validateDocument` errors on what the
+    /// Composition references for the document; `checkAllInterlinked` only
+    /// hints at any other unresolved reference.
+    #[test]
+    fn only_the_compositions_document_references_must_resolve() {
+        let report = check(
+            r##"{"resourceType":"Bundle","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:1"},
+              "type":"document","timestamp":"2024-01-01T00:00:00Z","entry":[
+              {"fullUrl":"urn:uuid:c","resource":{"resourceType":"Composition","subject":{"reference":"urn:uuid:p"},
+                "author":[{"reference":"urn:uuid:gone-author"}],
+                "relatesTo":[{"code":"appends","targetReference":{"reference":"urn:uuid:gone-target"}}],
+                "section":[{"entry":[{"reference":"urn:uuid:p"}],
+                  "section":[{"entry":[{"reference":"urn:uuid:gone-entry"}]}]}]}},
+              {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient",
+                "generalPractitioner":[{"reference":"urn:uuid:gone-gp"}]}}]}"##,
+        );
+        let at = |severity: Severity| -> Vec<&str> {
+            report
+                .issues
+                .iter()
+                .filter(|i| i.severity == severity)
+                .filter_map(|i| i.expression.as_deref())
+                .collect()
+        };
+        assert_eq!(
+            at(Severity::Error),
+            [
+                "Bundle.entry[0].resource.author[0].reference",
+                "Bundle.entry[0].resource.section[0].section[0].entry[0].reference",
+            ]
+        );
+        assert_eq!(
+            at(Severity::Information),
+            [
+                "Bundle.entry[0].resource.relatesTo[0].targetReference.reference",
+                "Bundle.entry[1].resource.generalPractitioner[0].reference",
+            ]
+        );
+    }
+
+    #[test]
+    fn versioned_references_name_an_existing_version() {
+        let report = check(
+            r##"{"resourceType":"Bundle","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:1"},
+              "type":"document","timestamp":"2024-01-01T00:00:00Z","entry":[
+              {"fullUrl":"http://x.example/Composition/c","resource":{"resourceType":"Composition","id":"c",
+                "section":[{"entry":[{"reference":"Observation/o/_history/3"},{"reference":"Observation/o"},
+                  {"reference":"Observation/o/_history/2"}]}]}},
+              {"fullUrl":"http://x.example/Observation/o","resource":{"resourceType":"Observation","id":"o","meta":{"versionId":"1"}}},
+              {"fullUrl":"http://x.example/Observation/o","resource":{"resourceType":"Observation","id":"o","meta":{"versionId":"2"}}}]}"##,
+        );
+        assert_eq!(
+            expressions(&report),
+            [
+                "Bundle.entry[0].resource.section[0].entry[0].reference",
+                "Bundle.entry[0].resource.section[0].entry[1].reference",
+            ]
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Owns: deciding whether a received resource is acceptable, as a
 //! [`ValidationReport`] of OperationOutcome issues (invalid input is a value,
-//! not an error): the FHIR document Bundle rules ([`document`]), structural
+//! not an error): the Bundle rules of every Bundle type ([`bundle`]), the FHIR
+//! document Bundle rules ([`document`]), structural
 //! validation against the StructureDefinition snapshots of R4 core and the
 //! profiles in the registry ([`structure`]: cardinality, types, formats,
 //! slicing, fixed/pattern values, reference targets), required and
@@ -12,15 +13,22 @@
 //! (`ElementDefinition.constraint`, [`structure::invariants`]), evaluated with
 //! `ehds-fhirpath` on every element instance during the same walk.
 //!
+//! How findings are reported is the operator's choice
+//! ([`options::ValidationOptions`]: rules downgraded to warnings, the
+//! unknown-extensions policy); what is checked is not.
+//!
 //! Must not know about: storage, HTTP, routing or transport. It reads the
 //! lossless JSON view and never alters the received bytes.
 
+pub mod bundle;
 pub mod document;
 pub mod narrative;
+pub mod options;
 pub mod structure;
 pub mod terminology;
 
 use ehds_fhir::outcome::Issue;
+pub use options::{UnknownExtensions, ValidationOptions};
 
 /// The outcome of validating one resource: every issue found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,18 +61,32 @@ pub struct Validator {
     structures: structure::StructureValidator,
     terminology: terminology::Terminology,
     load_problems: Vec<structure::LoadProblem>,
+    options: ValidationOptions,
 }
 
 impl Validator {
     /// Compiles every definition in `registry`. Definitions that cannot be
     /// used are kept in [`Validator::load_problems`] for the operator.
     pub fn new(registry: &ehds_profiles::Registry) -> Self {
-        let (structures, load_problems) = structure::StructureValidator::new(registry);
+        Self::with_options(registry, ValidationOptions::default())
+    }
+
+    /// [`Validator::new`] with the operator's [`ValidationOptions`]
+    /// (downgraded rules, unknown-extensions policy).
+    pub fn with_options(registry: &ehds_profiles::Registry, options: ValidationOptions) -> Self {
+        let (mut structures, load_problems) = structure::StructureValidator::new(registry);
+        structures.set_unknown_extensions(options.unknown_extensions.clone());
         Self {
             structures,
             terminology: terminology::Terminology::new(registry),
             load_problems,
+            options,
         }
+    }
+
+    /// The options this validator reports with.
+    pub fn options(&self) -> &ValidationOptions {
+        &self.options
     }
 
     /// Every FHIRPath invariant evaluation [`Validator::validate_pushed_document`]
@@ -106,12 +128,16 @@ impl Validator {
         } else {
             ValidationReport::default()
         };
+        if resource.resource_type() == "Bundle" {
+            bundle::check_bundle(resource.root(), &mut report.issues);
+        }
         self.structures.validate(
             resource.root(),
             profiles,
             &self.terminology,
             &mut report.issues,
         );
+        self.options.apply(&mut report.issues);
         report
     }
 
@@ -157,6 +183,7 @@ impl Validator {
     ) -> ValidationReport {
         let mut report = document::check_document_bundle(resource);
         if resource.resource_type() == "Bundle" {
+            bundle::check_bundle(resource.root(), &mut report.issues);
             self.structures.validate(
                 resource.root(),
                 document_profiles,
@@ -164,6 +191,7 @@ impl Validator {
                 &mut report.issues,
             );
         }
+        self.options.apply(&mut report.issues);
         report
     }
 

@@ -26,7 +26,7 @@
 //! | `xhtml` | comments: no `--`, not ending in `-`, not starting with `>` or `->` | error | XML 1.0 §2.5; the last two are gateway policy: HTML closes such comments early (`<!-->`), another XML/HTML parse differential |
 //! | `xhtml` | nesting deeper than [`MAX_DEPTH`] elements is refused and checking stops | error | gateway policy (bounded work, like `ehds_fhir::json::MAX_DEPTH`) |
 //! | `txt-1` | only the elements of Java `HTML_ELEMENTS` ([`PERMITTED_ELEMENTS`]); everything else (`script`, `style`, `form`, `iframe`, `object`, `font`, `u`, `ins` …) is an error naming the element | error | txt-1; Java `XHTML_XHTML_ELEMENT_ILLEGAL` |
-//! | `txt-1` | only the attributes of Java `HTML_ATTRIBUTES` ([`PERMITTED_ATTRIBUTES`]) on any element, `HTML_COMBO_LIST` ([`PERMITTED_ELEMENT_ATTRIBUTES`]) on their element, and `xmlns`/`xmlns:*`; `on*` event handlers are named as such; the root div's own attributes are checked too (Java checks only its descendants) | error | txt-1 ("no … event related attributes"); Java `XHTML_XHTML_ATTRIBUTE_ILLEGAL` |
+//! | `txt-1` | only the attributes of Java `HTML_ATTRIBUTES` ([`PERMITTED_ATTRIBUTES`]) on any element, `HTML_COMBO_LIST` ([`PERMITTED_ELEMENT_ATTRIBUTES`]) on their element, and `xmlns`/`xmlns:*`; `on*` event handlers are named as such. On the root div itself only event handlers are refused (gateway policy): Java checks the names of its descendants only (`checkInnerNames` on `getChildNodes()`) | error | txt-1 ("no … event related attributes"); Java `XHTML_XHTML_ATTRIBUTE_ILLEGAL` |
 //! | `txt-1` | `xml:space` | information | Java hint `XHTML_XHTML_ATTRIBUTE_XML_SPACE` |
 //! | `txt-1` | no block element ([`BLOCK_ELEMENTS`]) inside a `p` | error | Java `XHTML_XHTML_ELEMENT_ILLEGAL_IN_PARA` |
 //! | `txt-1` | URL attributes (`href`, `src`, `cite`, `longdesc`, `usemap`): no `javascript:` or `vbscript:` scheme (after entity decoding, ignoring case, surrounding control characters and embedded tabs/newlines, as browsers do); `data:` only as `img` `src` with an `image/*` type | error | txt-1 ("no … scripts", "no active content"); gateway policy (Java checks the syntax of URLs, not their scheme) |
@@ -215,6 +215,18 @@ pub const PERMITTED_ELEMENT_ATTRIBUTES: &[(&str, &str)] = &[
     ("table", "width"),
     ("td", "nowrap"),
 ];
+
+/// Whether an attribute of the root `div` is held to the permitted list.
+/// Java checks the names of the root div's descendants only
+/// (`InstanceValidator.checkInnerNames(…, xhtml.getChildNodes(), …)`, the
+/// root's attributes are read only for its namespace), so an unknown
+/// attribute on the root (`data-*`, `xml:base`, …) is accepted as Java
+/// accepts it. Event handlers (`on*`) stay refused on the root too:
+/// gateway policy, because consumers render the div as HTML (txt-1 "no
+/// event related attributes"; R4 narrative.html).
+pub fn root_attribute_is_checked(key: &str) -> bool {
+    key.len() > 2 && key.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("on"))
+}
 
 /// Block elements not allowed inside a `p`: Java
 /// `XhtmlValidator.HTML_BLOCK_LIST`.
@@ -1415,7 +1427,7 @@ impl<'s> Checker<'s> {
 
         // txt-1: attributes.
         for attribute in attributes {
-            self.attribute(local, shown, attribute, at);
+            self.attribute(local, shown, attribute, is_root, at);
         }
 
         // txt-2: an image counts as content.
@@ -1444,13 +1456,24 @@ impl<'s> Checker<'s> {
     }
 
     /// The txt-1 checks of one attribute of `element`.
-    fn attribute(&mut self, element: &str, shown: Shown<'_>, attribute: &Attribute<'_>, at: usize) {
+    ///
+    /// On the root div only event handlers are refused (see
+    /// [`root_attribute_is_checked`]).
+    fn attribute(
+        &mut self,
+        element: &str,
+        shown: Shown<'_>,
+        attribute: &Attribute<'_>,
+        is_root: bool,
+        at: usize,
+    ) {
         let key = attribute.key;
         let shown_key = Shown(key);
         let permitted = is_permitted_attribute(key)
             || is_permitted_element_attribute(element, key)
             || key == "xmlns"
-            || key.starts_with("xmlns:");
+            || key.starts_with("xmlns:")
+            || (is_root && !root_attribute_is_checked(key));
         if !permitted {
             if key == "xml:space" {
                 self.txt1(
@@ -2432,6 +2455,26 @@ mod tests {
         let space = check_div(&div(r#"<pre xml:space="preserve">x</pre>"#));
         assert_eq!(rules(&space), vec![RULE_TXT1]);
         assert_eq!(space[0].severity, Severity::Information);
+    }
+
+    /// Java checks the attribute names of the root div's descendants only
+    /// (`checkInnerNames` on `getChildNodes()`); event handlers stay refused
+    /// on the root as gateway policy.
+    #[test]
+    fn the_root_div_keeps_attributes_java_does_not_check() {
+        for root in [
+            r#"<div xmlns="http://www.w3.org/1999/xhtml" data-source="x">x</div>"#,
+            r#"<div xmlns="http://www.w3.org/1999/xhtml" xml:base="http://x.example/">x</div>"#,
+            r#"<div xmlns="http://www.w3.org/1999/xhtml" xml:space="preserve">x</div>"#,
+        ] {
+            assert_eq!(check_div(root), vec![], "{root}");
+        }
+        // The same attribute one level down is still refused.
+        assert_error(&div(r#"<p data-source="x">x</p>"#), RULE_TXT1);
+        assert_error(
+            r#"<div xmlns="http://www.w3.org/1999/xhtml" OnClick="x()">x</div>"#,
+            RULE_TXT1,
+        );
     }
 
     #[test]

@@ -469,7 +469,7 @@ impl Checker {
 
         // txt-1: attributes.
         for (key, value) in &attributes {
-            self.attribute(local, shown, key, value.as_deref(), at);
+            self.attribute(local, shown, key, value.as_deref(), is_root, at);
         }
 
         // txt-2: an image counts as content.
@@ -504,11 +504,13 @@ impl Checker {
         shown: Shown<'_>,
         key: &str,
         value: Option<&str>,
+        is_root: bool,
         at: u64,
     ) {
         let shown_key = Shown(key);
         let permitted = key == "xmlns"
             || key.starts_with("xmlns:")
+            || (is_root && !super::root_attribute_is_checked(key))
             || PERMITTED.attributes.contains(key)
             || pair_permitted(&PERMITTED.element_attributes, element, key);
         if !permitted {

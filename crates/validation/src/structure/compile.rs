@@ -158,6 +158,10 @@ pub struct ElementDef {
     pub slicing: Option<Slicing>,
     /// `fixed[x]`: the value must be exactly this.
     pub fixed: Option<Node>,
+    /// `minValue[x]`: the value must not be below this.
+    pub min_value: Option<Node>,
+    /// `maxValue[x]`: the value must not be above this.
+    pub max_value: Option<Node>,
     /// `pattern[x]`: the value must contain this.
     pub pattern: Option<Node>,
     /// Children (unsliced elements only), by index into the structure.
@@ -457,6 +461,8 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
                 rules: text(slicing, "rules").unwrap_or("open").to_owned(),
             }),
             fixed: prefixed_value(element, "fixed"),
+            min_value: prefixed_value(element, "minValue"),
+            max_value: prefixed_value(element, "maxValue"),
             pattern: prefixed_value(element, "pattern"),
             children: Vec::new(),
             slices: Vec::new(),

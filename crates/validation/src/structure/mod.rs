@@ -12,11 +12,17 @@
 //! | repeating elements are arrays, single ones are not | R4 json.html §2.6.2 |
 //! | choice elements `[x]`: the suffix names an allowed type; only one choice present | ElementDefinition.type, R4 formats.html#choice |
 //! | primitive values: JSON kind, the type's regex, ranges and calendar days | [`primitive`] |
+//! | primitive values at most 1 MB | R4 datatypes.html#primitive; Java `checkPrimitive` (`TYPE_SPECIFIC_CHECKS_DT_PRIMITIVE_LENGTH`) |
+//! | `Attachment.size` equals the length of the decoded `data` | R4 datatypes.html#Attachment; Java `checkAttachment` |
+//! | `Coding.system` absolute, and not the canonical of a held ValueSet (unless a CodeSystem has it too) | R4 datatypes.html#Coding; Java `checkCoding` (`TERMINOLOGY_TX_SYSTEM_RELATIVE`, `TERMINOLOGY_TX_SYSTEM_VALUESET2`) |
+//! | a local reference `#id` resolves: reported as unresolvable and as ref-1, as Java does | R4 references.html#contained; Java `checkReference` (`REFERENCE_REF_CANTRESOLVE`) and ref-1 |
+//! | `Extension.url` present (besides its cardinality), and without a `|version` | Java `checkExtension` (`EXTENSION_EXT_URL_NOTFOUND`, `EXTENSION_EXT_VERSION_*`) |
+//! | minimum and maximum cardinality, named with the definition walked (`(from <url>)`): the same fault against R4 core and a profile is reported once for each, as Java does | ElementDefinition.min/max; Java `VALIDATION_VAL_PROFILE_MINIMUM`/`MAXIMUM` |
 //! | `_x` primitive extensions: only `id` and `extension` | R4 json.html §2.6.2 |
 //! | contained and Bundle entry resources validated as resources | ElementDefinition.type `Resource` |
 //! | a resource element with several `type.profile`s meets one of them (the first that adds no error) | R4 ElementDefinition.type.profile ("must conform to at least one of them"); Java InstanceValidator (BUNDLE_BUNDLE_ENTRY_MULTIPLE_PROFILES_NO_MATCH) |
 //! | `modifierExtension` the gateway holds no definition for is an error | R4 extensibility.html#modifierExtension (safety checklist) |
-//! | an extension the gateway holds no definition for is reported as not checked | R4 extensibility.html |
+//! | an extension the gateway holds no definition for is reported as not checked, at the severity of the operator's policy ([`crate::options::UnknownExtensions`], information by default; core `hl7.org/fhir/StructureDefinition/` extensions, which the gateway does not hold, always information) | R4 extensibility.html; Java `EXTENSION_EXT_UNKNOWN_NOTHERE` |
 //! | claimed profiles (`meta.profile`) unknown to the gateway are reported | R4 profiling.html |
 //! | which version: `url\|version` exactly, `url` the registry's default; the canonicals a profile names resolve in its package's dependency scope (`structure/versions.rs`) | Java `BaseWorkerContext.fetchResourceWithExceptionByVersion`, `CanonicalResourceManager` |
 //!
@@ -29,9 +35,11 @@ pub mod compile;
 pub mod invariants;
 pub mod primitive;
 pub mod slicing;
+pub mod snapshot;
 mod versions;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 
 use ehds_fhir::Node;
@@ -76,6 +84,8 @@ pub struct StructureValidator {
     /// The FHIRPath model (types from the core StructureDefinitions) the
     /// invariants are evaluated with.
     model: Model,
+    /// How extensions without a definition are reported.
+    unknown_extensions: crate::options::UnknownExtensions,
 }
 
 /// Identity of a `child_definitions` question: the structure id, the element
@@ -119,8 +129,41 @@ impl StructureValidator {
         let pins = versions::pins(registry);
         let mut by_canonical = HashMap::default();
         let mut package_of = Vec::new();
+        // Definitions by canonical, for generating the snapshots of those
+        // published with a differential only.
+        let sources: HashMap<&str, snapshot::Source<'_>> = registry
+            .of_type("StructureDefinition")
+            .map(|loaded| {
+                (
+                    loaded.url.as_str(),
+                    snapshot::Source {
+                        bytes: loaded.resource.bytes(),
+                        root: loaded.resource.root(),
+                    },
+                )
+            })
+            .collect();
+        let lookup = |url: &str| sources.get(url.split('|').next().unwrap_or(url)).copied();
         for loaded in registry.of_type("StructureDefinition") {
-            match compile::compile(loaded.resource.root()) {
+            let compiled = match compile::compile(loaded.resource.root()) {
+                Err(compile::CompileError::NoSnapshot(url)) => {
+                    let source = snapshot::Source {
+                        bytes: loaded.resource.bytes(),
+                        root: loaded.resource.root(),
+                    };
+                    snapshot::generate(source, &lookup)
+                        .and_then(|bytes| {
+                            ehds_fhir::json::parse(&bytes).map_err(|e| e.to_string())
+                        })
+                        .map_err(|e| compile::CompileError::Malformed {
+                            url: url.clone(),
+                            what: format!("has no snapshot, and generating it from the differential failed: {e}"),
+                        })
+                        .and_then(|generated| compile::compile(&generated))
+                }
+                other => other,
+            };
+            match compiled {
                 Ok(mut structure) => {
                     structure.id = u32::try_from(all.len()).unwrap_or(u32::MAX);
                     let package = packages
@@ -188,9 +231,15 @@ impl StructureValidator {
                 all,
                 children: RwLock::new(HashMap::default()),
                 model,
+                unknown_extensions: crate::options::UnknownExtensions::default(),
             },
             problems,
         )
+    }
+
+    /// Sets how extensions without a definition are reported.
+    pub fn set_unknown_extensions(&mut self, policy: crate::options::UnknownExtensions) {
+        self.unknown_extensions = policy;
     }
 
     /// The compiled structure with [`Structure::id`] `id`.
@@ -301,25 +350,10 @@ impl StructureValidator {
         depth: u8,
         package: Option<u32>,
     ) {
-        let mut walker = Walker {
-            package,
-            validator: self,
-            terminology,
-            issues: Vec::new(),
-            bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
-                .then(|| BundleIndex::new(resource)),
-            entry: None,
-            resources: Vec::new(),
-            walked: HashSet::default(),
-            checked_primitives: HashSet::default(),
-            count_buffers: Vec::new(),
-            context_buffers: Vec::new(),
-            depth,
-            resource_items: Vec::new(),
-            evaluated: invariants::PairSet::with_capacity(2048),
-            invariant_issues: Vec::new(),
-            jobs: None,
-        };
+        let bundle = (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
+            .then(|| Rc::new(BundleIndex::new(resource)));
+        let mut walker = Walker::new(self, terminology, bundle, depth);
+        walker.package = package;
         walker.resource(resource, None, required_profiles);
         let invariant_issues = std::mem::take(&mut walker.invariant_issues);
         dedupe_into(walker.issues, issues);
@@ -382,25 +416,10 @@ impl StructureValidator {
         required_profiles: &[&str],
         terminology: &crate::terminology::Terminology,
     ) -> Vec<InvariantJob> {
-        let mut walker = Walker {
-            package: None,
-            validator: self,
-            terminology,
-            issues: Vec::new(),
-            bundle: (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
-                .then(|| BundleIndex::new(resource)),
-            entry: None,
-            resources: Vec::new(),
-            walked: HashSet::default(),
-            checked_primitives: HashSet::default(),
-            count_buffers: Vec::new(),
-            context_buffers: Vec::new(),
-            depth: 0,
-            resource_items: Vec::new(),
-            evaluated: invariants::PairSet::with_capacity(2048),
-            invariant_issues: Vec::new(),
-            jobs: Some((Vec::new(), Vec::new())),
-        };
+        let bundle = (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
+            .then(|| Rc::new(BundleIndex::new(resource)));
+        let mut walker = Walker::new(self, terminology, bundle, 0);
+        walker.jobs = Some((Vec::new(), Vec::new()));
         walker.resource(resource, None, required_profiles);
         walker.jobs.map(|(jobs, _)| jobs).unwrap_or_default()
     }
@@ -529,8 +548,9 @@ struct Walker<'v, 'd> {
     validator: &'v StructureValidator,
     terminology: &'v crate::terminology::Terminology,
     issues: Vec<Issue>,
-    /// The root Bundle's entries, for reference targets.
-    bundle: Option<BundleIndex<'d>>,
+    /// The root Bundle's entries, for reference targets (shared with the
+    /// walks that decide slice membership by conformance).
+    bundle: Option<Rc<BundleIndex<'d>>>,
     /// The root Bundle entry being walked.
     entry: Option<usize>,
     /// The resources being walked, outermost first (for `#id` references).
@@ -560,6 +580,16 @@ struct Walker<'v, 'd> {
     /// When recording ([`StructureValidator::invariant_jobs`]): the jobs,
     /// and the JSON pointers of `%resource` and `%rootResource` per resource.
     jobs: Option<JobRecorder>,
+    /// Whether a resource (by position) conforms to a structure: known from
+    /// this walk (no error while walking the resource against its core
+    /// definition and that structure) or from a separate walk
+    /// ([`Walker::conforms`]), for slices discriminated by profile.
+    conformance: HashMap<(u32, *const Structure), bool>,
+    /// Whether a resource (by position) met its core definition.
+    core_conformance: HashMap<u32, bool>,
+    /// The errors that made a resource not conform to a structure, from the
+    /// separate walks of [`Walker::conforms`] (paths from the resource).
+    conformance_notes: HashMap<(u32, *const Structure), Vec<Issue>>,
 }
 
 /// Where the children of an element are defined.
@@ -570,6 +600,95 @@ struct Context<'v> {
 }
 
 impl<'v, 'd> Walker<'v, 'd> {
+    fn new(
+        validator: &'v StructureValidator,
+        terminology: &'v crate::terminology::Terminology,
+        bundle: Option<Rc<BundleIndex<'d>>>,
+        depth: u8,
+    ) -> Self {
+        Walker {
+            package: None,
+            validator,
+            terminology,
+            issues: Vec::new(),
+            bundle,
+            entry: None,
+            resources: Vec::new(),
+            walked: HashSet::default(),
+            checked_primitives: HashSet::default(),
+            count_buffers: Vec::new(),
+            context_buffers: Vec::new(),
+            depth,
+            resource_items: Vec::new(),
+            evaluated: invariants::PairSet::with_capacity(2048),
+            invariant_issues: Vec::new(),
+            jobs: None,
+            conformance: HashMap::default(),
+            core_conformance: HashMap::default(),
+            conformance_notes: HashMap::default(),
+        }
+    }
+
+    /// Where the issue lists stand, to ask later whether an error was
+    /// found since ([`Self::errors_since`]).
+    fn mark(&self) -> (usize, usize) {
+        (self.issues.len(), self.invariant_issues.len())
+    }
+
+    fn errors_since(&self, (issues, invariant_issues): (usize, usize)) -> bool {
+        let found = |list: &[Issue]| list.iter().any(|i| i.severity.is_error());
+        found(self.issues.get(issues..).unwrap_or_default())
+            || found(
+                self.invariant_issues
+                    .get(invariant_issues..)
+                    .unwrap_or_default(),
+            )
+    }
+
+    /// Whether the resource `node` conforms to the profile `url` (`None`
+    /// when the gateway does not hold it, or conformance checks nest too
+    /// deep): Java decides membership of a slice discriminated by
+    /// `profile` this way (`InstanceValidator.sliceMatches` builds
+    /// `<path>.conformsTo('<profile>')`; `conformsToProfile` validates the
+    /// element against the profile in the same validation context, and any
+    /// error means it does not conform). Answered from this walk when the
+    /// resource was already walked against the profile (it claims it), else
+    /// by walking it in a separate walker whose issues are dropped.
+    fn conforms(&mut self, node: &'d Node, url: &str) -> Option<bool> {
+        let validator: &'v StructureValidator = self.validator;
+        let structure = validator.structure(url)?;
+        if node.get("resourceType").and_then(Node::as_str) != Some(structure.type_name.as_str()) {
+            return Some(false);
+        }
+        let key = (node.span.start, Arc::as_ptr(structure));
+        if let Some(&known) = self.conformance.get(&key) {
+            return Some(known);
+        }
+        if self.depth >= 2 {
+            return None;
+        }
+        let mut probe = Walker::new(
+            validator,
+            self.terminology,
+            self.bundle.clone(),
+            self.depth.saturating_add(1),
+        );
+        probe.entry = self.entry;
+        probe.resource(node, None, &[url]);
+        let conforms = !probe.errors_since((0, 0));
+        self.conformance.insert(key, conforms);
+        if !conforms {
+            let errors = probe
+                .issues
+                .into_iter()
+                .chain(probe.invariant_issues)
+                .filter(|i| i.severity.is_error())
+                .collect();
+            self.conformance_notes.insert(key, errors);
+        }
+        Some(conforms)
+    }
+
     fn issue(&mut self, severity: Severity, code: IssueType, path: &Path<'_>, message: String) {
         self.issues
             .push(Issue::new(severity, code, message).at(path.to_string()));
@@ -624,6 +743,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             .walked
             .insert((node.span.start, std::ptr::from_ref(core)))
         {
+            let mark = self.mark();
             self.object(
                 node,
                 &Context {
@@ -636,6 +756,8 @@ impl<'v, 'd> Walker<'v, 'd> {
             if let Some(root) = core.elements.first() {
                 self.invariants(node, &item, &root.constraints, path);
             }
+            let conforms = !self.errors_since(mark);
+            self.core_conformance.insert(node.span.start, conforms);
         }
         let claimed: Vec<&str> = node
             .get("meta")
@@ -649,6 +771,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             match validator.structure_in(profile, self.package) {
                 Some(s) if s.type_name == resource_type => {
                     if self.walked.insert((node.span.start, Arc::as_ptr(s))) {
+                        let mark = self.mark();
                         let context = Context {
                             structure: s.as_ref(),
                             element: 0,
@@ -656,6 +779,11 @@ impl<'v, 'd> Walker<'v, 'd> {
                         self.object(node, &context, path, true);
                         if let Some(root) = s.elements.first() {
                             self.invariants(node, &item, &root.constraints, path);
+                        }
+                        if let Some(&core) = self.core_conformance.get(&node.span.start) {
+                            let conforms = core && !self.errors_since(mark);
+                            self.conformance
+                                .insert((node.span.start, Arc::as_ptr(s)), conforms);
                         }
                     }
                 }
@@ -756,7 +884,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         };
         let validator: &'v StructureValidator = self.validator;
         let hooks = invariants::WalkHooks {
-            bundle: self.bundle.as_ref(),
+            bundle: self.bundle.as_deref(),
             entry: self.entry,
             terminology: self.terminology,
             conformance: Some((validator, self.depth)),
@@ -1077,6 +1205,16 @@ impl<'v, 'd> Walker<'v, 'd> {
                 if root_entry {
                     self.entry = Some(index);
                 }
+                // A resource element allowing several resource types (each
+                // with its profiles): the type the resource names.
+                let type_ref = match item.get("resourceType").and_then(Node::as_str) {
+                    Some(resource_type) if def.types.len() > 1 && !def.is_choice => def
+                        .types
+                        .iter()
+                        .find(|t| t.code == resource_type)
+                        .or(type_ref),
+                    _ => type_ref,
+                };
                 if is_primitive_extension {
                     self.primitive_extension(item, type_ref, &item_path);
                 } else if let Some(type_ref) = &type_ref {
@@ -1131,25 +1269,173 @@ impl<'v, 'd> Walker<'v, 'd> {
                 } else {
                     def.name.clone()
                 };
+                // Named with the definition walked, so the same fault found
+                // against R4 core and against a profile is reported once
+                // per profile, as Java does (`... (from <profile>)`).
                 let message = format!(
-                    "{}: minimum required = {}, but only found {count}",
-                    def.path, def.min
+                    "{}: minimum required = {}, but only found {count} (from {})",
+                    def.path, def.min, context.structure.url
                 );
                 self.error(IssueType::Required, &path.key(&name), message);
             } else if def.max.exceeded_by(count) {
                 let message = format!(
-                    "{}: maximum allowed = {}, but found {count}",
+                    "{}: maximum allowed = {}, but found {count} (from {})",
                     def.path,
                     match def.max {
                         compile::Max::N(n) => n.to_string(),
                         compile::Max::Unbounded => "*".into(),
-                    }
+                    },
+                    context.structure.url
                 );
                 self.error(IssueType::Structure, &path.key(&def.name), message);
             }
         }
         self.count_buffers.push(counts);
         self.context_buffers.push(children);
+    }
+
+    /// The profiles a resource in an element of type `type_ref` is walked
+    /// against. `type.profile` lists alternatives (R4
+    /// elementdefinition-definitions.html#ElementDefinition.type.profile:
+    /// "the element SHALL conform to at least one"): only those of the
+    /// resource's type apply, and of several the first it conforms to (Java
+    /// `InstanceValidator.checkChildByDefinition`, `VALIDATION_VAL_PROFILE_NOMATCH`
+    /// when none does, reported with the reasons as information).
+    fn resource_profiles(
+        &mut self,
+        item: &'d Node,
+        type_ref: &'v TypeRef,
+        path: &Path<'_>,
+    ) -> Vec<&'v str> {
+        let validator: &'v StructureValidator = self.validator;
+        let resource_type = item.get("resourceType").and_then(Node::as_str);
+        let applicable: Vec<&'v str> = type_ref
+            .profiles
+            .iter()
+            .map(String::as_str)
+            .filter(|p| {
+                validator
+                    .structure_in(p, self.package)
+                    .is_none_or(|s| Some(s.type_name.as_str()) == resource_type)
+            })
+            .collect();
+        match applicable.as_slice() {
+            [] if !type_ref.profiles.is_empty() => {
+                let message = format!(
+                    "a {} is not allowed here: the element's profiles are {}",
+                    resource_type.unwrap_or("resource"),
+                    type_ref.profiles.join(", ")
+                );
+                self.error(IssueType::Structure, path, message);
+                Vec::new()
+            }
+            [] | [_] => applicable,
+            several => {
+                let several = several.to_vec();
+                for profile in &several {
+                    if self.conforms(item, profile) == Some(true) {
+                        return vec![profile];
+                    }
+                }
+                if several.iter().any(|p| self.conforms(item, p).is_none()) {
+                    // Undecidable (a profile too deep to check): not checked.
+                    return Vec::new();
+                }
+                let message = format!(
+                    "the resource conforms to none of the profiles this element allows: {}",
+                    several.join(", ")
+                );
+                self.error(IssueType::Structure, path, message);
+                // The reasons, as information (Java reports each profile's
+                // findings with its VALIDATION_VAL_PROFILE_NOMATCH).
+                let at = path.to_string();
+                for profile in &several {
+                    let Some(structure) = validator.structure_in(profile, self.package) else {
+                        continue;
+                    };
+                    let key = (item.span.start, Arc::as_ptr(structure));
+                    let notes: Vec<Issue> = self
+                        .conformance_notes
+                        .get(&key)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|note| {
+                            let place = note.expression.as_deref().unwrap_or_default();
+                            let place = match resource_type.and_then(|t| place.strip_prefix(t)) {
+                                Some(rest) => format!("{at}{rest}"),
+                                None => at.clone(),
+                            };
+                            Issue::new(
+                                Severity::Information,
+                                IssueType::Informational,
+                                format!(
+                                    "does not conform to {profile} because: {}",
+                                    note.diagnostics
+                                ),
+                            )
+                            .at(place)
+                        })
+                        .collect();
+                    self.issues.extend(notes);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// `Attachment.size` states the number of bytes of the decoded `data`
+    /// (R4 datatypes.html#Attachment: "The number of bytes of data that
+    /// make up this attachment (before base64 encoding, if that is done)");
+    /// Java `InstanceValidator.checkAttachment` (`TYPE_SPECIFIC_CHECKS_DT_ATT_SIZE_CORRECT`).
+    fn attachment_size(&mut self, item: &'d Node, path: &Path<'_>) {
+        let (Some(size), Some(data)) = (
+            item.get("size").and_then(|n| match &n.value {
+                Json::Number(text) => text.parse::<u64>().ok(),
+                _ => None,
+            }),
+            item.get("data").and_then(Node::as_str),
+        ) else {
+            return;
+        };
+        let Some(actual) = primitive::base64_decoded_len(data) else {
+            return; // not base64: the base64Binary format check reports it
+        };
+        if actual != size {
+            self.error(
+                IssueType::Structure,
+                path,
+                format!(
+                    "stated Attachment size {size} does not match the actual size of the data, {actual} bytes"
+                ),
+            );
+        }
+    }
+
+    /// `Coding.system` is an absolute URI naming a code system, not a value
+    /// set (R4 datatypes.html#Coding and terminologies.html#4.1; Java
+    /// `InstanceValidator.checkCoding`: `TERMINOLOGY_TX_SYSTEM_RELATIVE`,
+    /// `TERMINOLOGY_TX_SYSTEM_VALUESET2`).
+    fn coding_system(&mut self, item: &'d Node, path: &Path<'_>) {
+        let Some(system) = item.get("system").and_then(Node::as_str) else {
+            return;
+        };
+        let at = path.key("system");
+        if !primitive::is_absolute_uri(system) {
+            self.error(
+                IssueType::CodeInvalid,
+                &at,
+                "Coding.system must be an absolute reference, not a local reference".into(),
+            );
+        } else if self.terminology.knows_value_set(system)
+            && !self.terminology.knows_code_system(system)
+        {
+            self.error(
+                IssueType::CodeInvalid,
+                &at,
+                format!("the Coding references a value set, not a code system ('{system}')"),
+            );
+        }
     }
 
     /// ref-1: a local reference `#id` names a resource contained in this
@@ -1174,6 +1460,11 @@ impl<'v, 'd> Walker<'v, 'd> {
                 .any(|c| c.get("id").and_then(Node::as_str) == Some(id))
         });
         if !found {
+            // Java reports both: the reference cannot be resolved
+            // (`InstanceValidator.checkReference`, `REFERENCE_REF_CANTRESOLVE`)
+            // and the ref-1 invariant fails.
+            let message = format!("unable to resolve the local reference '#{id}'");
+            self.error(IssueType::NotFound, path, message);
             let message = format!("ref-1: the local reference '#{id}' names no contained resource");
             self.error(IssueType::Invariant, &path.key("reference"), message);
         }
@@ -1257,7 +1548,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             "code" => item
                 .as_str()
                 .map(|code| terminology.check_bare_code(value_set, code)),
-            "Coding" => coding(item),
+            // A Quantity's unit is coded by `system` and `code` (R4
+            // datatypes.html#Quantity; Java `checkQuantity` binds them).
+            "Coding" | "Quantity" | "Age" | "Count" | "Distance" | "Duration"
+            | "SimpleQuantity" | "MoneyQuantity" => coding(item),
             "CodeableConcept" => {
                 let results: Vec<Membership> = item
                     .get("coding")
@@ -1294,6 +1588,20 @@ impl<'v, 'd> Walker<'v, 'd> {
                 } else {
                     Severity::Warning
                 };
+                // A bare `code` carries no system: Java infers it from the
+                // value set's expansion and, when the code is not there,
+                // reports that first (`Terminology_TX_System_Unknown`-style
+                // "The System URI could not be determined for the code … in
+                // the ValueSet"), then the binding: the same fault twice.
+                if type_ref.code == "code"
+                    && let Some(code) = item.as_str()
+                {
+                    let message = format!(
+                        "the system URI could not be determined for the code '{}' in the value set {value_set}",
+                        shorten(code)
+                    );
+                    self.issue(severity, IssueType::CodeInvalid, path, message);
+                }
                 self.issue(severity, IssueType::CodeInvalid, path, message);
             }
             Some(Membership::NotChecked(why)) => {
@@ -1309,8 +1617,32 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
     }
 
-    /// `fixed[x]` and `pattern[x]` of the element an item belongs to.
+    /// `fixed[x]` and `pattern[x]` of the element an item belongs to, and
+    /// its `minValue[x]`/`maxValue[x]` (ElementDefinition.minValue[x]; Java
+    /// `InstanceValidator.checkPrimitive`/`checkQuantity`,
+    /// `TYPE_SPECIFIC_CHECKS_DT_*_MIN/MAX`), where the comparison is
+    /// decidable offline ([`primitive::compare_bound`]).
     fn fixed_and_pattern(&mut self, item: &'d Node, def: &compile::ElementDef, path: &Path<'_>) {
+        for (bound, below) in [(&def.min_value, true), (&def.max_value, false)] {
+            let Some(bound) = bound else {
+                continue;
+            };
+            let order = primitive::compare_bound(item, bound);
+            let broken = match order {
+                Some(std::cmp::Ordering::Less) => below,
+                Some(std::cmp::Ordering::Greater) => !below,
+                _ => false,
+            };
+            if broken {
+                let message = format!(
+                    "{}: the value is {} the {} the profile allows",
+                    def.path,
+                    if below { "less than" } else { "greater than" },
+                    if below { "minimum" } else { "maximum" }
+                );
+                self.error(IssueType::Value, path, message);
+            }
+        }
         if let Some(fixed) = &def.fixed
             && !slicing::equals_fixed(item, fixed)
         {
@@ -1363,27 +1695,37 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
             let mut matched = None;
             let mut item_evaluable = true;
-            let mut candidates = Vec::new();
+            // Profiles of slices the item has the type of but does not
+            // conform to: the reasons it is in none.
+            let mut not_conforming: Vec<String> = Vec::new();
             for (k, &slice_index) in slices.iter().enumerate() {
                 let Some(slice) = structure.elements.get(slice_index) else {
                     continue;
                 };
-                match slicing::item_matches(item, chosen_type, structure, def, slice, &profile_type)
-                {
+                let mut conforms = |node: &'d Node, url: &str| -> Option<bool> {
+                    let answer = self.conforms(node, url);
+                    if answer == Some(false)
+                        && profile_type(url) == node.get("resourceType").and_then(Node::as_str)
+                    {
+                        not_conforming.push(url.to_owned());
+                    }
+                    answer
+                };
+                match slicing::item_matches(
+                    item,
+                    chosen_type,
+                    structure,
+                    def,
+                    slice,
+                    &profile_type,
+                    &mut conforms,
+                ) {
                     slicing::SliceMatch::Yes => {
                         matched = Some((k, slice_index));
                         break;
                     }
-                    slicing::SliceMatch::TypeOnly => candidates.push((k, slice_index)),
                     slicing::SliceMatch::Unknown => item_evaluable = false,
                     slicing::SliceMatch::No => {}
-                }
-            }
-            if matched.is_none() {
-                match candidates.as_slice() {
-                    [only] => matched = Some(*only),
-                    [] => {}
-                    _ => item_evaluable = false,
                 }
             }
             evaluable &= item_evaluable || matched.is_some();
@@ -1420,6 +1762,24 @@ impl<'v, 'd> Walker<'v, 'd> {
                         def.path
                     );
                     self.error(IssueType::Structure, &item_path, message);
+                }
+                // Open slicing: an item in no slice is only checked against
+                // the sliced element (Java: `VALIDATION_VAL_PROFILE_NOTSLICE`,
+                // a hint carrying the slice notes).
+                None if !not_conforming.is_empty() => {
+                    not_conforming.dedup();
+                    let message = format!(
+                        "{}: this item is in none of the slices: it does not conform to {}",
+                        def.path,
+                        not_conforming.join(", ")
+                    );
+                    self.issue(
+                        Severity::Information,
+                        IssueType::Informational,
+                        &item_path,
+                        message,
+                    );
+                    self.slice_notes(item, slicing, &item_path, &not_conforming);
                 }
                 None => {}
             }
@@ -1460,6 +1820,69 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
     }
 
+    /// Why an item is in no slice: the errors of the separate walks against
+    /// each slice profile it has the type of, as information at their
+    /// places (Java attaches them to its hint as slice notes).
+    fn slice_notes(
+        &mut self,
+        item: &'d Node,
+        slicing: &compile::Slicing,
+        item_path: &Path<'_>,
+        profiles: &[String],
+    ) {
+        /// At most this many reasons per profile.
+        const MOST: usize = 10;
+        let Some(discriminator) = slicing.discriminators.iter().find(|d| d.kind == "profile")
+        else {
+            return;
+        };
+        let resource = match discriminator.path.as_str() {
+            "$this" => Some(item),
+            path => item.get(path),
+        };
+        let Some(resource) = resource else {
+            return;
+        };
+        let Some(resource_type) = resource.get("resourceType").and_then(Node::as_str) else {
+            return;
+        };
+        let at = match discriminator.path.as_str() {
+            "$this" => item_path.to_string(),
+            path => format!("{item_path}.{path}"),
+        };
+        let validator: &'v StructureValidator = self.validator;
+        for profile in profiles {
+            let Some(structure) = validator.structure(profile) else {
+                continue;
+            };
+            let key = (resource.span.start, Arc::as_ptr(structure));
+            let Some(notes) = self.conformance_notes.get(&key) else {
+                continue;
+            };
+            let notes: Vec<Issue> = notes
+                .iter()
+                .take(MOST)
+                .map(|note| {
+                    let place = note.expression.as_deref().unwrap_or(resource_type);
+                    let place = match place.strip_prefix(resource_type) {
+                        Some(rest) => format!("{at}{rest}"),
+                        None => at.clone(),
+                    };
+                    Issue::new(
+                        Severity::Information,
+                        IssueType::Informational,
+                        format!(
+                            "not in the slice for {profile} because: {}",
+                            note.diagnostics
+                        ),
+                    )
+                    .at(place)
+                })
+                .collect();
+            self.issues.extend(notes);
+        }
+    }
+
     /// One value of an element of type `type_ref`.
     fn value(
         &mut self,
@@ -1490,15 +1913,20 @@ impl<'v, 'd> Walker<'v, 'd> {
                 }
             }
             Some(Kind::Resource) => {
-                let profiles: Vec<&str> = type_ref.profiles.iter().map(String::as_str).collect();
-                let profiles = self.profile_choice(item, path, &profiles);
-                self.resource(item, Some(path), profiles);
+                let profiles = self.resource_profiles(item, type_ref, path);
+                self.resource(item, Some(path), &profiles);
                 let typed = Item::resource(item, &validator.model);
                 self.invariants(item, &typed, own, path);
             }
             _ => {
                 if code == "Extension" {
                     self.extension(item, context, path);
+                }
+                if code == "Attachment" {
+                    self.attachment_size(item, path);
+                }
+                if code == "Coding" {
+                    self.coding_system(item, path);
                 }
                 if code == "Reference" {
                     self.local_reference(item, path);
@@ -1533,67 +1961,6 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
     }
 
-    /// Of several `type.profile`s of a resource element, the one to hold
-    /// the resource to: "If any profiles are specified, then the content
-    /// must conform to at least one of them" (R4
-    /// ElementDefinition.type.profile). HL7 Europe Laboratory's Bundle
-    /// allows a patient entry to be Patient-eu-lab or Patient-animal-eu-lab.
-    /// Each profile is tried on a trial walk, apart from this one; the first
-    /// that adds no error to what the resource gets without it is the one,
-    /// as the Java validator accepts an entry matching one of its profiles
-    /// (InstanceValidator; BUNDLE_BUNDLE_ENTRY_MULTIPLE_PROFILES_NO_MATCH
-    /// only when none matches). When none does, every profile, so their
-    /// findings are reported. One profile or none: as given.
-    fn profile_choice<'p>(
-        &mut self,
-        item: &'d Node,
-        path: &Path<'_>,
-        profiles: &'p [&'p str],
-    ) -> &'p [&'p str] {
-        if profiles.len() < 2 || self.jobs.is_some() {
-            return profiles;
-        }
-        let baseline = self.trial_errors(item, path, &[]);
-        for (i, profile) in profiles.iter().enumerate() {
-            if self.trial_errors(item, path, std::slice::from_ref(profile)) <= baseline {
-                return profiles.get(i..=i).unwrap_or(profiles);
-            }
-        }
-        profiles
-    }
-
-    /// How many errors walking `item` against `profiles` (and its core
-    /// definition and claims) finds, on a walk of its own that leaves this
-    /// one as it was.
-    fn trial_errors(&mut self, item: &'d Node, path: &Path<'_>, profiles: &[&str]) -> usize {
-        let mut trial = Walker {
-            package: self.package,
-            validator: self.validator,
-            terminology: self.terminology,
-            issues: Vec::new(),
-            bundle: self.bundle.take(),
-            entry: self.entry,
-            resources: self.resources.clone(),
-            walked: HashSet::default(),
-            checked_primitives: HashSet::default(),
-            count_buffers: Vec::new(),
-            context_buffers: Vec::new(),
-            depth: self.depth,
-            resource_items: self.resource_items.clone(),
-            evaluated: invariants::PairSet::with_capacity(256),
-            invariant_issues: Vec::new(),
-            jobs: None,
-        };
-        trial.resource(item, Some(path), profiles);
-        self.bundle = trial.bundle.take();
-        trial
-            .issues
-            .iter()
-            .chain(&trial.invariant_issues)
-            .filter(|i| i.severity.is_error())
-            .count()
-    }
-
     fn primitive(&mut self, item: &'d Node, fhir_type: &str, path: &Path<'_>) {
         if !self.checked_primitives.insert(item.span.start) {
             return;
@@ -1605,6 +1972,17 @@ impl<'v, 'd> Walker<'v, 'd> {
                 return;
             }
         };
+        if text.len() > primitive::MAX_LENGTH {
+            self.error(
+                IssueType::TooLong,
+                path,
+                format!(
+                    "value is longer than permitted maximum length of 1 MB ({} bytes)",
+                    primitive::MAX_LENGTH
+                ),
+            );
+            return;
+        }
         // R4 datatypes.html#string; Java warns for every primitive
         // (InstanceValidator.checkPrimitive, UNICODE_XML_BAD_CHARS). The
         // type's regex below may refuse the same characters (an id): an error.
@@ -1682,8 +2060,28 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// it; otherwise reported as not checked (an error for modifiers).
     fn extension(&mut self, item: &'d Node, context: &Context<'v>, path: &Path<'_>) {
         let Some(url) = item.get("url").and_then(Node::as_str) else {
-            return; // Extension.url 1..1 is reported by the structural walk.
+            // Besides Extension.url 1..1 (the structural walk), Java says the
+            // extension cannot be identified (`InstanceValidator.checkExtension`,
+            // `EXTENSION_EXT_URL_NOTFOUND`).
+            if item.get("url").is_none() {
+                self.error(
+                    IssueType::Structure,
+                    path,
+                    "Extension.url is required in order to identify, use and validate the extension"
+                        .into(),
+                );
+            }
+            return;
         };
+        if url.contains('|') {
+            // Java `EXTENSION_EXT_VERSION_INTERNAL`/`_EXTERNAL`: an extension
+            // URL names the definition, not a version of it.
+            self.error(
+                IssueType::Structure,
+                path,
+                format!("the extension URL '{url}' must not contain a version"),
+            );
+        }
         let is_modifier = context
             .structure
             .elements
@@ -1694,6 +2092,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         // walked sees it (its dependency scope first).
         match validator.structure_in(url, validator.package_of(context.structure)) {
             Some(definition) if definition.type_name == "Extension" => {
+
                 self.object(
                     item,
                     &Context {
@@ -1729,12 +2128,20 @@ impl<'v, 'd> Walker<'v, 'd> {
                     );
                 }
             }
-            _ => self.issue(
-                Severity::Information,
-                IssueType::Informational,
-                path,
-                format!("the extension {url} is not known to this gateway; its content was not checked"),
-            ),
+            _ => {
+                let severity = validator.unknown_extensions.severity_for(url);
+                let code = if severity == Severity::Information {
+                    IssueType::Informational
+                } else {
+                    IssueType::Extension
+                };
+                self.issue(
+                    severity,
+                    code,
+                    path,
+                    format!("the extension {url} is not known to this gateway; its content was not checked"),
+                );
+            }
         }
     }
 }

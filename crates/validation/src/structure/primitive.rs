@@ -9,6 +9,7 @@
 //! | dates name real calendar days (no 2023-02-30) | R4 datatypes.html (date, dateTime, instant: "valid dates") |
 //! | no character below U+0020 other than tab, CR, LF: a warning for every primitive (an `id`'s or other type's regex may also refuse it: an error) | R4 datatypes.html#string ("Strings SHOULD not contain Unicode character points below 32, except for u0009 (horizontal tab), u0010 (carriage return) and u0013 (line feed)"); Java `InstanceValidator.checkPrimitive`, `I18nConstants.UNICODE_XML_BAD_CHARS` (warning, for every primitive type) |
 
+use ehds_fhir::Node;
 use ehds_fhir::json::Json;
 
 /// The JSON representation a primitive type takes.
@@ -185,5 +186,159 @@ mod tests {
         assert!(semantic_check("date", "2023-04").is_ok());
         assert!(semantic_check("date", "1900-02-29").is_err());
         assert!(semantic_check("date", "2000-02-29").is_ok());
+    }
+}
+
+/// Longest primitive value accepted, in bytes: 1 MB (Java
+/// `InstanceValidator.checkPrimitive`, `TYPE_SPECIFIC_CHECKS_DT_PRIMITIVE_LENGTH`;
+/// R4 datatypes.html#primitive: "strings SHALL NOT exceed 1MB").
+pub const MAX_LENGTH: usize = 1_048_576;
+
+/// The number of bytes `data` decodes to when it is base64 (whitespace
+/// ignored, as XML-derived base64 may wrap); `None` when it is not.
+pub fn base64_decoded_len(data: &str) -> Option<u64> {
+    let mut symbols: u64 = 0;
+    let mut padding: u64 = 0;
+    for b in data.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' if padding == 0 => symbols += 1,
+            b'=' => padding += 1,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => return None,
+        }
+    }
+    let total = symbols.checked_add(padding)?;
+    if total % 4 != 0 || padding > 2 {
+        return None;
+    }
+    (total / 4).checked_mul(3)?.checked_sub(padding)
+}
+
+/// Whether `uri` is absolute: an RFC 3986 scheme followed by `:`.
+pub fn is_absolute_uri(uri: &str) -> bool {
+    uri.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    })
+}
+
+/// How a value compares with a `minValue[x]`/`maxValue[x]` bound, when
+/// that is decidable offline: numbers (integer, decimal, …), dates and times
+/// of the same precision (compared as text, which orders ISO 8601 values of
+/// one precision and time zone form), and Quantities with the same system
+/// whose UCUM codes are the same unit or a metric prefix of one of `g`, `L`,
+/// `l`, `mol` apart. `None` otherwise (a duration bound on a date, units
+/// that need full UCUM), which is not reported.
+pub fn compare_bound(value: &Node, bound: &Node) -> Option<std::cmp::Ordering> {
+    match (&value.value, &bound.value) {
+        (Json::Number(a), Json::Number(b)) => {
+            a.parse::<f64>().ok()?.partial_cmp(&b.parse::<f64>().ok()?)
+        }
+        (Json::String(a), Json::String(b)) => {
+            let comparable = a.len() == b.len() && (a.ends_with('Z') == b.ends_with('Z'));
+            comparable.then(|| a.as_ref().cmp(b.as_ref()))
+        }
+        (Json::Object(_), Json::Object(_)) => {
+            let number = |n: &Node, key: &str| match n.get(key).map(|v| &v.value) {
+                Some(Json::Number(text)) => text.parse::<f64>().ok(),
+                _ => None,
+            };
+            let text = |n: &Node, key: &str| match n.get(key).map(|v| &v.value) {
+                Some(Json::String(text)) => Some(text.to_string()),
+                _ => None,
+            };
+            if text(value, "system") != text(bound, "system") {
+                return None;
+            }
+            let (a, b) = (number(value, "value")?, number(bound, "value")?);
+            let (ua, ub) = (text(value, "code")?, text(bound, "code")?);
+            let (base_a, fa) = metric(&ua)?;
+            let (base_b, fb) = metric(&ub)?;
+            (base_a == base_b).then_some(())?;
+            (a * fa).partial_cmp(&(b * fb))
+        }
+        _ => None,
+    }
+}
+
+/// A UCUM code as (base unit, factor): the code itself with factor 1, or a
+/// metric prefix (`k`, `d`, `c`, `m`, `u`, `n`) on `g`, `L`, `l` or `mol`.
+fn metric(code: &str) -> Option<(&str, f64)> {
+    for base in ["g", "L", "l", "mol"] {
+        if code == base {
+            return Some((base, 1.0));
+        }
+        if let Some(prefix) = code.strip_suffix(base) {
+            let factor = match prefix {
+                "k" => 1e3,
+                "d" => 1e-1,
+                "c" => 1e-2,
+                "m" => 1e-3,
+                "u" => 1e-6,
+                "n" => 1e-9,
+                _ => continue,
+            };
+            return Some((base, factor));
+        }
+    }
+    Some((code, 1.0))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        let node = |json: &str| {
+            let wrapped = format!("{{\"resourceType\":\"X\",\"v\":{json}}}");
+            ehds_fhir::json::parse(wrapped.as_bytes())
+                .unwrap()
+                .get("v")
+                .unwrap()
+                .clone()
+        };
+        use std::cmp::Ordering::{Greater, Less};
+        let kg = |v: &str| {
+            node(&format!(
+                r#"{{"value":{v},"system":"http://unitsofmeasure.org","code":"kg"}}"#
+            ))
+        };
+        let g = |v: &str| {
+            node(&format!(
+                r#"{{"value":{v},"system":"http://unitsofmeasure.org","code":"g"}}"#
+            ))
+        };
+        assert_eq!(compare_bound(&g("11000"), &kg("10")), Some(Greater));
+        assert_eq!(compare_bound(&g("-1"), &kg("0")), Some(Less));
+        assert_eq!(compare_bound(&kg("-1"), &kg("0")), Some(Less));
+        assert_eq!(compare_bound(&node("3"), &node("2.5")), Some(Greater));
+        assert_eq!(
+            compare_bound(&node(r#""2020-01-01""#), &node(r#""2021-01-01""#)),
+            Some(Less)
+        );
+        assert_eq!(
+            compare_bound(&node(r#""2020-01""#), &node(r#""2021-01-01""#)),
+            None
+        );
+        let min = node(r#"{"value":1,"system":"http://unitsofmeasure.org","code":"min"}"#);
+        assert_eq!(compare_bound(&min, &kg("0")), None);
+    }
+
+    #[test]
+    fn base64_lengths_and_absolute_uris() {
+        assert_eq!(base64_decoded_len("SGVsbG8gV29ybGQh"), Some(12));
+        assert_eq!(base64_decoded_len("SGVsbG8="), Some(5));
+        assert_eq!(base64_decoded_len("SGVs\nbG8="), Some(5));
+        assert_eq!(base64_decoded_len(""), Some(0));
+        assert_eq!(base64_decoded_len("SGVsbG8"), None);
+        assert_eq!(base64_decoded_len("SG=sbG8="), None);
+        assert!(is_absolute_uri("http://loinc.org"));
+        assert!(is_absolute_uri("urn:oid:1.2.3"));
+        assert!(!is_absolute_uri("loinc"));
+        assert!(!is_absolute_uri("/CodeSystem/x"));
+        assert!(!is_absolute_uri("1:2"));
     }
 }

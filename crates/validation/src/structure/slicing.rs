@@ -3,9 +3,9 @@
 //!
 //! | check | source |
 //! | --- | --- |
-//! | an item belongs to the slice whose discriminators it meets: `value`/`pattern` (fixed or pattern value at the discriminator path), `type`, `profile` (by the profile's type), `exists` | ElementDefinition.slicing.discriminator, R4 profiling.html §5.1.0.6 |
+//! | an item belongs to the slice whose discriminators it meets: `value`/`pattern` (fixed or pattern value at the discriminator path), `type`, `profile` (the resource conforms to the profile: validated against it, Java `InstanceValidator.sliceMatches` / `conformsToProfile`), `exists` | ElementDefinition.slicing.discriminator, R4 profiling.html §5.1.0.6 |
 //! | each slice's `min`/`max` | ElementDefinition.min/max of the slice |
-//! | `rules = closed`: every item belongs to a slice | ElementDefinition.slicing.rules |
+//! | `rules = closed`: every item belongs to a slice; with `open` an item in no slice is checked against the sliced element only (information naming the profiles it does not conform to) | ElementDefinition.slicing.rules; Java `VALIDATION_VAL_PROFILE_NOTSLICE` |
 //! | items of a slice meet the slice's constraints | the slice's element subtree |
 //! | `fixed[x]`: the value is exactly the fixed value | ElementDefinition.fixed[x] |
 //! | `pattern[x]`: the value contains the pattern | ElementDefinition.pattern[x] |
@@ -73,10 +73,11 @@ pub enum SliceMatch {
     No,
     /// A discriminator cannot be evaluated offline.
     Unknown,
-    /// The item has the type of the slice's profile but does not claim the
-    /// profile: the slice is a candidate, decided only if it is the sole one.
-    TypeOnly,
 }
+
+/// Answers whether a resource conforms to a profile; `None` when that
+/// cannot be decided (the profile is unknown).
+pub type Conforms<'a, 'f> = dyn FnMut(&'a Node, &str) -> Option<bool> + 'f;
 
 /// Whether any node at the dotted discriminator `path` below `item` (`$this`
 /// is the item) satisfies `f`, without collecting them; `None` for paths with
@@ -137,14 +138,16 @@ fn element_below<'s>(
 }
 
 /// Decides whether `item` belongs to `slice` by the slicing's discriminators.
-/// `profile_type` names the resource or datatype a profile constrains.
-pub fn item_matches<'p>(
-    item: &Node,
+/// `profile_type` names the resource or datatype a profile constrains;
+/// `conforms` decides whether a resource conforms to a profile.
+pub fn item_matches<'a, 'p>(
+    item: &'a Node,
     chosen_type: Option<&str>,
     structure: &Structure,
     sliced: &ElementDef,
     slice: &ElementDef,
     profile_type: &dyn Fn(&str) -> Option<&'p str>,
+    conforms: &mut Conforms<'a, '_>,
 ) -> SliceMatch {
     let Some(slicing) = &sliced.slicing else {
         return SliceMatch::Unknown;
@@ -152,22 +155,34 @@ pub fn item_matches<'p>(
     if slicing.discriminators.is_empty() {
         return SliceMatch::Unknown;
     }
+    // Every discriminator but `profile` first: they are cheap, and an item
+    // they rule out is never validated against the slice's profile.
     let mut result = SliceMatch::Yes;
+    let mut profiles = Vec::new();
     for (number, discriminator) in slicing.discriminators.iter().enumerate() {
         let below = element_below(structure, slice, number);
         let path = discriminator.path.as_str();
         let outcome = match discriminator.kind.as_str() {
             "value" | "pattern" => value_discriminator(item, below, slice, path),
             "type" => type_discriminator(item, chosen_type, below, slice, path),
-            "profile" => profile_discriminator(item, below, path, profile_type),
+            "profile" => {
+                profiles.push((below, path));
+                continue;
+            }
             "exists" => exists_discriminator(item, below, path),
             _ => SliceMatch::Unknown,
         };
         match outcome {
             SliceMatch::No => return SliceMatch::No,
             SliceMatch::Unknown => result = SliceMatch::Unknown,
-            SliceMatch::TypeOnly if result == SliceMatch::Yes => result = SliceMatch::TypeOnly,
-            SliceMatch::TypeOnly | SliceMatch::Yes => {}
+            SliceMatch::Yes => {}
+        }
+    }
+    for (below, path) in profiles {
+        match profile_discriminator(item, below, path, profile_type, conforms) {
+            SliceMatch::No => return SliceMatch::No,
+            SliceMatch::Unknown => result = SliceMatch::Unknown,
+            SliceMatch::Yes => {}
         }
     }
     result
@@ -189,6 +204,24 @@ fn value_discriminator(
                 .map_or(SliceMatch::Unknown, verdict);
         }
     }
+    // The slice's own fixed or pattern value, read at the discriminator
+    // path (`fixedContactPoint: {use: home}` with discriminator `use`), when
+    // the snapshot lists no element there (Java reads the value the same
+    // way: `InstanceValidator.getCriteriaForDiscriminator` falls back to the
+    // slice's fixed/pattern).
+    if below.is_none_or(|d| d.fixed.is_none() && d.pattern.is_none())
+        && path != "$this"
+        && !path.bytes().any(|b| b == b'(' || b == b'[')
+    {
+        if let Some(value) = slice.fixed.as_ref().and_then(|f| node_at(f, path)) {
+            return any_at(item, path, &mut |n| equals_fixed(n, value))
+                .map_or(SliceMatch::Unknown, verdict);
+        }
+        if let Some(value) = slice.pattern.as_ref().and_then(|p| node_at(p, path)) {
+            return any_at(item, path, &mut |n| matches_pattern(n, value))
+                .map_or(SliceMatch::Unknown, verdict);
+        }
+    }
     // Extension slices by url: the url is the extension definition's
     // canonical, named by the slice's type profile.
     if path == "url"
@@ -198,6 +231,18 @@ fn value_discriminator(
             .map_or(SliceMatch::Unknown, verdict);
     }
     SliceMatch::Unknown
+}
+
+/// The node at a dotted path inside a fixed or pattern value (the first
+/// item of arrays).
+fn node_at<'a>(value: &'a Node, path: &str) -> Option<&'a Node> {
+    path.split('.').try_fold(value, |node, key| {
+        let child = node.get(key)?;
+        match &child.value {
+            Json::Array(items) => items.first(),
+            _ => Some(child),
+        }
+    })
 }
 
 fn type_discriminator(
@@ -240,25 +285,33 @@ fn type_discriminator(
     let Some(found) = first_at(item, path) else {
         return SliceMatch::Unknown;
     };
-    let Some(expected) = def.types.first().map(|t| t.code.as_str()) else {
+    if def.types.is_empty() {
         return SliceMatch::Unknown;
-    };
+    }
     match found {
-        // A resource names its type; a datatype is known by the element's
-        // declared type only when it has one.
+        // A resource names its type, which must be one of the slice's
+        // types (a slice may allow several: Practitioner or
+        // PractitionerRole); a datatype is known by the element's declared
+        // type only when it has one.
         Some(node) => match node.get("resourceType").and_then(Node::as_str) {
-            Some(resource_type) => verdict(resource_type == expected),
+            Some(resource_type) => verdict(def.types.iter().any(|t| t.code == resource_type)),
             None => SliceMatch::Unknown,
         },
         None => SliceMatch::No,
     }
 }
 
-fn profile_discriminator<'p>(
-    item: &Node,
+/// A `profile` discriminator: the item (or the resource at `path`) is in
+/// the slice when it conforms to one of the slice's profiles (Java
+/// `InstanceValidator.sliceMatches`: `<path>.conformsTo('<profile>')`, or
+/// the profiles joined with `or`). Claiming the profile in `meta.profile` is
+/// not enough, and not claiming it does not rule the item out.
+fn profile_discriminator<'a, 'p>(
+    item: &'a Node,
     below: Option<&ElementDef>,
     path: &str,
     profile_type: &dyn Fn(&str) -> Option<&'p str>,
+    conforms: &mut Conforms<'a, '_>,
 ) -> SliceMatch {
     let Some(found) = first_at(item, path) else {
         return SliceMatch::Unknown;
@@ -269,44 +322,29 @@ fn profile_discriminator<'p>(
     let Some(node) = found else {
         return SliceMatch::No;
     };
+    // Datatype profiles (e.g. extensions sliced by profile) are not
+    // decided here.
     let Some(resource_type) = node.get("resourceType").and_then(Node::as_str) else {
         return SliceMatch::Unknown;
     };
-    let profiles = def.types.iter().flat_map(|t| t.profiles.iter());
     let mut any = false;
-    for profile in profiles {
+    let mut unknown = false;
+    for profile in def.types.iter().flat_map(|t| t.profiles.iter()) {
         any = true;
         match profile_type(profile) {
-            Some(t) if t == resource_type => {
-                // The same type: only conformance to the profile decides.
-                // A resource that claims the profile belongs to the slice;
-                // otherwise it is a candidate: the only slice of its type
-                // takes it, but several slices of one type (IPS Observation
-                // profiles) cannot be told apart without validating against
-                // each, so the match is left undecided rather than guessed.
-                let claims = node
-                    .get("meta")
-                    .and_then(|m| m.get("profile"))
-                    .map(Node::items)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|p| {
-                        p.as_str().map(|c| c.split('|').next()) == Some(profile.split('|').next())
-                    });
-                return if claims {
-                    SliceMatch::Yes
-                } else {
-                    SliceMatch::TypeOnly
-                };
-            }
+            Some(t) if t == resource_type => match conforms(node, profile) {
+                Some(true) => return SliceMatch::Yes,
+                Some(false) => {}
+                None => unknown = true,
+            },
             Some(_) => {}
-            None => return SliceMatch::Unknown,
+            None => unknown = true,
         }
     }
-    if any {
-        SliceMatch::No
-    } else {
+    if unknown || !any {
         SliceMatch::Unknown
+    } else {
+        SliceMatch::No
     }
 }
 

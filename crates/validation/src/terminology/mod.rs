@@ -330,6 +330,15 @@ impl Terminology {
         cs.concept(cs.find(code)?)?.display.as_deref()
     }
 
+    /// Whether a CodeSystem with this canonical (optional `|version`) is held.
+    pub fn knows_code_system(&self, code_system: &str) -> bool {
+        let (url, version) = match code_system.split_once('|') {
+            Some((url, version)) => (url, Some(version)),
+            None => (code_system, None),
+        };
+        self.systems.lookup(url, version).is_some()
+    }
+
     /// Whether a ValueSet with this canonical (optional `|version`) is held.
     pub fn knows_value_set(&self, value_set: &str) -> bool {
         find_value_set(&self.vs_by_canonical, value_set).is_some()

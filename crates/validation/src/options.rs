@@ -1,0 +1,180 @@
+//! Operator choices that change how findings are reported, never what is
+//! checked: a per-rule downgrade list and the unknown-extensions policy.
+//!
+//! | option | default | source |
+//! | --- | --- | --- |
+//! | [`ValidationOptions::downgraded_rules`]: errors of the listed rules (constraint keys such as `bdl-7`, `txt-1`, `ips-pat-1`) become warnings | none | issue 15 §3 (national roll-out); the rule key is the text before `": "` in the finding, as every invariant and dedicated rule reports it |
+//! | [`UnknownExtensions`]: the severity of an extension the gateway holds no definition for, except under an allowed domain | information | R4 extensibility.html ("extensions … SHALL be safe to ignore" for non-modifiers); Java reports an unresolvable extension as an error unless its URL is in the extension domains (`InstanceValidator.checkExtension`, `EXTENSION_EXT_UNKNOWN_NOTHERE`, `-extension` domains) |
+//!
+//! Modifier extensions the gateway cannot resolve are errors whatever the
+//! policy (R4 extensibility.html#modifierExtension).
+
+use ehds_fhir::outcome::{Issue, Severity};
+
+/// How the validator reports findings; [`Default`] is the gateway's
+/// behaviour without configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationOptions {
+    /// Rule keys (`bdl-7`, `txt-1`) whose errors are reported as warnings.
+    pub downgraded_rules: Vec<String>,
+    /// How extensions without a definition are reported.
+    pub unknown_extensions: UnknownExtensions,
+}
+
+/// The unknown-extensions policy: `severity` for an extension whose URL the
+/// gateway holds no definition for, unless the URL's host is one of
+/// `allowed_domains` (or below one), which is information.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownExtensions {
+    /// Error, warning or information (fatal is treated as error).
+    pub severity: Severity,
+    /// Hosts (`hl7.org`, `fhir.example.eu`) whose extensions are only
+    /// reported as information.
+    pub allowed_domains: Vec<String>,
+}
+
+impl Default for UnknownExtensions {
+    /// Information: another country's national extensions never block a
+    /// document (the gateway's behaviour before the policy existed).
+    fn default() -> Self {
+        Self {
+            severity: Severity::Information,
+            allowed_domains: Vec::new(),
+        }
+    }
+}
+
+impl UnknownExtensions {
+    /// The severity for an unknown extension with URL `url`.
+    pub fn severity_for(&self, url: &str) -> Severity {
+        let allowed = host(url).is_some_and(|host| {
+            self.allowed_domains.iter().any(|domain| {
+                let domain = domain.trim_start_matches('.');
+                host.eq_ignore_ascii_case(domain)
+                    || host
+                        .len()
+                        .checked_sub(domain.len())
+                        .and_then(|at| at.checked_sub(1).map(|dot| (dot, at)))
+                        .is_some_and(|(dot, at)| {
+                            host.as_bytes().get(dot) == Some(&b'.')
+                                && host
+                                    .get(at..)
+                                    .is_some_and(|tail| tail.eq_ignore_ascii_case(domain))
+                        })
+            })
+        });
+        match self.severity {
+            _ if allowed => Severity::Information,
+            Severity::Fatal => Severity::Error,
+            other => other,
+        }
+    }
+}
+
+/// The host of an absolute `scheme://host[:port]/…` URL.
+fn host(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let host = authority.split(':').next()?;
+    (!host.is_empty()).then_some(host)
+}
+
+impl ValidationOptions {
+    /// Reports the errors of the downgraded rules as warnings.
+    pub fn apply(&self, issues: &mut [Issue]) {
+        if self.downgraded_rules.is_empty() {
+            return;
+        }
+        for issue in issues.iter_mut().filter(|i| i.severity.is_error()) {
+            if let Some((key, _)) = issue.diagnostics.split_once(": ")
+                && self.downgraded_rules.iter().any(|rule| rule == key)
+            {
+                issue.severity = Severity::Warning;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ehds_fhir::outcome::IssueType;
+
+    #[test]
+    fn downgraded_rules_become_warnings_and_nothing_else_changes() {
+        let options = ValidationOptions {
+            downgraded_rules: vec!["bdl-7".into(), "txt-1".into()],
+            ..ValidationOptions::default()
+        };
+        let mut issues = vec![
+            Issue::error(IssueType::Invariant, "bdl-7: fullUrl must be unique"),
+            Issue::error(IssueType::Invariant, "bdl-70: not the same rule"),
+            Issue::error(
+                IssueType::Invariant,
+                "txt-1: element <script> is not permitted",
+            ),
+            Issue::error(IssueType::Structure, "Patient.name: minimum required = 1"),
+            Issue::new(
+                Severity::Information,
+                IssueType::Informational,
+                "bdl-7: note",
+            ),
+        ];
+        options.apply(&mut issues);
+        let severities: Vec<Severity> = issues.iter().map(|i| i.severity).collect();
+        assert_eq!(
+            severities,
+            [
+                Severity::Warning,
+                Severity::Error,
+                Severity::Warning,
+                Severity::Error,
+                Severity::Information
+            ]
+        );
+        // By default nothing is downgraded.
+        let mut issues = vec![Issue::error(IssueType::Invariant, "bdl-7: x")];
+        ValidationOptions::default().apply(&mut issues);
+        assert_eq!(issues[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn unknown_extensions_by_policy_and_domain() {
+        assert_eq!(
+            UnknownExtensions::default().severity_for("http://national.example/ext"),
+            Severity::Information
+        );
+        let policy = UnknownExtensions {
+            severity: Severity::Error,
+            allowed_domains: vec!["hl7.org".into(), "ehealth.example.eu".into()],
+        };
+        assert_eq!(
+            policy.severity_for("http://x.example/StructureDefinition/e"),
+            Severity::Error
+        );
+        assert_eq!(
+            policy.severity_for("http://hl7.org/fhir/StructureDefinition/e"),
+            Severity::Information
+        );
+        assert_eq!(
+            policy.severity_for("https://fhir.hl7.org:443/StructureDefinition/e"),
+            Severity::Information
+        );
+        assert_eq!(
+            policy.severity_for("https://ehealth.example.eu/fhir/e"),
+            Severity::Information
+        );
+        // A look-alike host is not under the allowed domain.
+        assert_eq!(
+            policy.severity_for("https://evilhl7.org/e"),
+            Severity::Error
+        );
+        assert_eq!(policy.severity_for("urn:oid:1.2.3"), Severity::Error);
+        let warn = UnknownExtensions {
+            severity: Severity::Warning,
+            allowed_domains: Vec::new(),
+        };
+        assert_eq!(warn.severity_for("http://x.example/e"), Severity::Warning);
+    }
+}
