@@ -10,6 +10,8 @@
 //! * [`push_and_read`], [`validation_api`]: the national API of one gateway
 //!   process;
 //! * [`patient_page`]: the demonstration patient page in a headless browser;
+//! * [`shutdown`]: graceful shutdown drains in-flight requests within the
+//!   grace time;
 //! * [`deploy_configs`]: the shipped configurations load;
 //! * [`tidy`]: the repository keeps ARCHITECTURE.md's promises.
 
@@ -19,5 +21,6 @@ mod deploy_configs;
 mod federation;
 mod patient_page;
 mod push_and_read;
+mod shutdown;
 mod tidy;
 mod validation_api;
