@@ -10,12 +10,14 @@
 //! * [`push_and_read`], [`validation_api`]: the national API of one gateway
 //!   process;
 //! * [`patient_page`]: the demonstration patient page in a headless browser;
+//! * [`backup`]: a store backed up while serving restores intact;
 //! * [`shutdown`]: graceful shutdown drains in-flight requests within the
 //!   grace time;
 //! * [`deploy_configs`]: the shipped configurations load;
 //! * [`tidy`]: the repository keeps ARCHITECTURE.md's promises.
 
 mod audit_completeness;
+mod backup;
 mod common;
 mod deploy_configs;
 mod federation;

@@ -59,6 +59,17 @@ enum Command {
     /// hospital pushes a patient summary, a doctor abroad retrieves it, the
     /// refusals, both audit trails. Run from the repository root.
     Demo,
+    /// Back the store up while the gateway may be serving: SQLite, a
+    /// consistent copy written to OUT (restore: stop the gateway, put the
+    /// copy in place of the store's file, start it; `audit verify` checks
+    /// the chain); PostgreSQL, the `pg_dump` command to run is printed.
+    Backup {
+        /// TOML configuration file (names the store).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The file to write (must not exist).
+        out: PathBuf,
+    },
     /// Audit trail commands.
     Audit {
         #[command(subcommand)]
@@ -217,6 +228,24 @@ async fn run(command: Command) -> Result<(), CliError> {
                     .into())
                 }
             }
+        }
+        Command::Backup { config, out } => {
+            let raw = match &config {
+                Some(path) => GatewayConfig::from_file(path)?,
+                None => GatewayConfig::default(),
+            };
+            match ehds_gateway::backup(&raw.check()?, &out).await? {
+                ehds_gateway::Backup::Written(bytes) => {
+                    println!("store backed up to {} ({bytes} bytes)", out.display());
+                }
+                ehds_gateway::Backup::PgDump(command) => {
+                    println!(
+                        "the store is PostgreSQL: back it up with pg_dump (password from \
+                         PGPASSWORD or ~/.pgpass), restore with pg_restore:\n{command}"
+                    );
+                }
+            }
+            Ok(())
         }
         Command::DevPki { out, countries } => {
             let countries: Vec<&str> = countries.iter().map(String::as_str).collect();

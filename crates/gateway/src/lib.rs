@@ -52,8 +52,8 @@ pub use national::router as national_router;
 pub use operations::Operations;
 pub use start_error::StartError;
 pub use startup::{
-    AuditChainReport, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, check_config,
-    load_federation, load_validator, reload_tls, validate_file, verify_audit,
+    AuditChainReport, Backup, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, backup,
+    check_config, load_federation, load_validator, reload_tls, validate_file, verify_audit,
 };
 
 /// A fresh memo of validated peer answers (for an [`AppState`] built by

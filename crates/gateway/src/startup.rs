@@ -332,6 +332,72 @@ pub async fn verify_audit(config: &CheckedConfig) -> Result<AuditChainReport, St
     Ok(report?)
 }
 
+/// What `ehds-gateway backup` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backup {
+    /// SQLite: a consistent copy written while the gateway may be serving;
+    /// its size in bytes. Restore: stop the gateway, put the copy in the
+    /// place of `store.url`'s file (removing its `-wal` and `-shm` files),
+    /// start it; `audit verify` checks the chain.
+    Written(u64),
+    /// PostgreSQL: the `pg_dump` command that backs the store up (the
+    /// password, if the URL has one, is left out: pg_dump reads it from
+    /// `PGPASSWORD` or `~/.pgpass`).
+    PgDump(String),
+}
+
+/// Backs the configured store up to `out` (a new file): the `ehds-gateway
+/// backup` command.
+pub async fn backup(config: &CheckedConfig, out: &std::path::Path) -> Result<Backup, StartError> {
+    match &config.store {
+        ehds_store::StoreConfig::Postgres { url, schema, .. } => {
+            Ok(Backup::PgDump(pg_dump_command(url, schema.as_deref(), out)))
+        }
+        ehds_store::StoreConfig::Sqlite { path } => {
+            if !path.exists() {
+                return Err(StartError::Config(format!(
+                    "store.url: {} does not exist: nothing to back up",
+                    path.display()
+                )));
+            }
+            let store = Store::open(&config.store).await?;
+            let written = store.backup_into(out).await;
+            store.close().await;
+            written?;
+            let bytes = std::fs::metadata(out)
+                .map(|m| m.len())
+                .map_err(|e| StartError::Config(format!("{}: {e}", out.display())))?;
+            Ok(Backup::Written(bytes))
+        }
+    }
+}
+
+/// `pg_dump` of the gateway's schema (or database) in the custom format
+/// (`pg_restore` reads it), without the URL's password.
+fn pg_dump_command(url: &str, schema: Option<&str>, out: &std::path::Path) -> String {
+    let without_password = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let authority = match authority.rsplit_once('@') {
+                Some((user_info, host)) => {
+                    let user = user_info.split(':').next().unwrap_or_default();
+                    format!("{user}@{host}")
+                }
+                None => authority.to_owned(),
+            };
+            format!("{scheme}://{authority}{tail}")
+        }
+        None => url.to_owned(),
+    };
+    let schema = schema
+        .map(|s| format!(" --schema='{s}'"))
+        .unwrap_or_default();
+    format!(
+        "pg_dump --format=custom{schema} --file='{}' '{without_password}'",
+        out.display().to_string().replace('\'', "'\\''")
+    )
+}
+
 /// What [`verify_audit`] found.
 pub use ehds_store::{BreakKind, ChainReport as AuditChainReport};
 
@@ -541,5 +607,29 @@ fn national_tls_files(config: &CheckedConfig) -> ServerTlsFiles {
         },
         // Only national systems complete a handshake here.
         misdirected_clients: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pg_dump_command_names_schema_and_file_but_no_password() {
+        let command = pg_dump_command(
+            "postgres://ehds:secret@db.example:5432/ehds",
+            Some("ncp_be"),
+            std::path::Path::new("/backups/be.dump"),
+        );
+        assert_eq!(
+            command,
+            "pg_dump --format=custom --schema='ncp_be' --file='/backups/be.dump' \
+             'postgres://ehds@db.example:5432/ehds'"
+        );
+        let command = pg_dump_command("postgres://db/ehds", None, std::path::Path::new("x"));
+        assert_eq!(
+            command,
+            "pg_dump --format=custom --file='x' 'postgres://db/ehds'"
+        );
     }
 }
