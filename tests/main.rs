@@ -13,7 +13,8 @@
 //! * [`backup`]: a store backed up while serving restores intact;
 //! * [`shutdown`]: graceful shutdown drains in-flight requests within the
 //!   grace time;
-//! * [`deploy_configs`]: the shipped configurations load;
+//! * [`deploy_configs`]: the shipped configurations load, and the compose
+//!   file mounts only paths that exist;
 //! * [`tidy`]: the repository keeps ARCHITECTURE.md's promises.
 
 mod audit_completeness;
