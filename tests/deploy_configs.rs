@@ -122,3 +122,167 @@ fn check_config_loads_everything_serve_would() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// One service of `deploy/compose.yaml`, read line by line (the file keeps
+/// to the block style this reader knows; no YAML crate is in the lock
+/// file and Docker's CLI is not on every machine).
+#[derive(Debug, Default)]
+struct ComposeService {
+    name: String,
+    /// `(host path as written, container path)` of every bind mount.
+    binds: Vec<(String, String)>,
+    /// Named volumes it mounts.
+    named: Vec<String>,
+    /// `build.context` and `build.dockerfile`.
+    context: Option<String>,
+    dockerfile: Option<String>,
+}
+
+fn compose_services(text: &str) -> (Vec<ComposeService>, Vec<String>) {
+    let mut services: Vec<ComposeService> = Vec::new();
+    let mut declared_volumes = Vec::new();
+    let mut top = "";
+    let mut key = "";
+    for line in text.lines() {
+        let content = line.split(" #").next().unwrap_or("").trim_end();
+        if content.trim().is_empty() || content.trim_start().starts_with('#') {
+            continue;
+        }
+        let indent = content.len() - content.trim_start().len();
+        let trimmed = content.trim();
+        match indent {
+            0 => top = trimmed.trim_end_matches(':'),
+            2 if top == "services" => services.push(ComposeService {
+                name: trimmed.trim_end_matches(':').to_owned(),
+                ..ComposeService::default()
+            }),
+            2 if top == "volumes" => {
+                declared_volumes.push(trimmed.trim_end_matches(':').to_owned())
+            }
+            4 if top == "services" => key = trimmed.split(':').next().unwrap_or(""),
+            _ if top == "services" && key == "volumes" => {
+                let entry = trimmed.trim_start_matches("- ").trim_matches('"');
+                let mut parts = entry.split(':');
+                let (host, container) = (parts.next().unwrap(), parts.next().unwrap());
+                let service = services.last_mut().unwrap();
+                if host.starts_with('.') || host.starts_with('/') {
+                    service.binds.push((host.to_owned(), container.to_owned()));
+                } else {
+                    service.named.push(host.to_owned());
+                }
+            }
+            _ if top == "services" && key == "build" => {
+                let service = services.last_mut().unwrap();
+                if let Some(value) = trimmed.strip_prefix("context:") {
+                    service.context = Some(value.trim().to_owned());
+                }
+                if let Some(value) = trimmed.strip_prefix("dockerfile:") {
+                    service.dockerfile = Some(value.trim().to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    (services, declared_volumes)
+}
+
+/// Issue 17: every path `deploy/compose.yaml` mounts exists (relative to
+/// `deploy/`, where compose resolves them), its build context and
+/// Dockerfile exist, its named volumes are declared, and every file a
+/// gateway's mounted configuration names under a mount resolves to an
+/// existing file of the repository.
+#[test]
+fn every_path_the_compose_file_mounts_exists() {
+    let deploy = repo_root().join("deploy");
+    let text = std::fs::read_to_string(deploy.join("compose.yaml")).unwrap();
+    let (services, declared) = compose_services(&text);
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["postgres", "ncp-be", "ncp-lu"], "{services:?}");
+    let mut checked = 0;
+    for service in &services {
+        for volume in &service.named {
+            assert!(
+                declared.contains(volume),
+                "{}: volume {volume} is not declared",
+                service.name
+            );
+        }
+        if let Some(context) = &service.context {
+            let context = deploy.join(context);
+            assert!(
+                context.is_dir(),
+                "{}: no context {}",
+                service.name,
+                context.display()
+            );
+            let dockerfile = context.join(service.dockerfile.as_deref().unwrap_or("Dockerfile"));
+            assert!(
+                dockerfile.is_file(),
+                "{}: no {}",
+                service.name,
+                dockerfile.display()
+            );
+        }
+        for (host, container) in &service.binds {
+            let path = deploy.join(host);
+            assert!(
+                path.exists(),
+                "{}: mounts {host}, which does not exist",
+                service.name
+            );
+            checked += 1;
+            if container != "/etc/ehds-gateway/gateway.toml" {
+                continue;
+            }
+            // Every file the configuration names, seen through the mounts.
+            let config = GatewayConfig::from_file(&path).unwrap();
+            let mut named: Vec<std::path::PathBuf> = vec![
+                config.server.tls.certificate.clone(),
+                config.server.tls.private_key.clone(),
+            ];
+            named.extend(config.server.tls.client_cas.iter().cloned());
+            named.extend(config.server.tls.client_crls.iter().cloned());
+            if let Some(federation) = &config.federation {
+                named.extend([
+                    federation.certificate.clone(),
+                    federation.private_key.clone(),
+                    federation.client_certificate.clone(),
+                    federation.client_private_key.clone(),
+                    federation.directory.clone(),
+                ]);
+                named.extend(federation.cas.iter().cloned());
+                named.extend(federation.crls.iter().cloned());
+            }
+            if let Some(assertions) = &config.assertions {
+                named.extend([assertions.trust_list.clone(), assertions.policy.clone()]);
+            }
+            assert!(named.len() >= 10, "{}: {named:?}", service.name);
+            for file in named {
+                let file = file.to_str().unwrap().to_owned();
+                let on_host = service.binds.iter().find_map(|(host, container)| {
+                    let rest = file.strip_prefix(container.as_str())?;
+                    rest.starts_with('/')
+                        .then(|| deploy.join(host).join(rest.trim_start_matches('/')))
+                });
+                let on_host =
+                    on_host.unwrap_or_else(|| panic!("{}: {file} is under no mount", service.name));
+                assert!(
+                    on_host.is_file(),
+                    "{}: {file} -> {} missing",
+                    service.name,
+                    on_host.display()
+                );
+            }
+            // The packages the image carries (deploy/Dockerfile copies profiles/).
+            assert_eq!(
+                config.validation.packages_dir,
+                std::path::Path::new("/usr/share/ehds-gateway/profiles")
+            );
+        }
+    }
+    assert!(checked >= 6, "{services:?}");
+    let dockerfile = std::fs::read_to_string(deploy.join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("COPY --from=builder /src/profiles /usr/share/ehds-gateway/profiles")
+    );
+}

@@ -10,14 +10,20 @@
 //! * [`push_and_read`], [`validation_api`]: the national API of one gateway
 //!   process;
 //! * [`patient_page`]: the demonstration patient page in a headless browser;
-//! * [`deploy_configs`]: the shipped configurations load;
+//! * [`backup`]: a store backed up while serving restores intact;
+//! * [`shutdown`]: graceful shutdown drains in-flight requests within the
+//!   grace time;
+//! * [`deploy_configs`]: the shipped configurations load, and the compose
+//!   file mounts only paths that exist;
 //! * [`tidy`]: the repository keeps ARCHITECTURE.md's promises.
 
 mod audit_completeness;
+mod backup;
 mod common;
 mod deploy_configs;
 mod federation;
 mod patient_page;
 mod push_and_read;
+mod shutdown;
 mod tidy;
 mod validation_api;

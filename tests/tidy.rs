@@ -535,6 +535,7 @@ const GATEWAY_LAYERS: &[(&str, u8)] = &[
     ("crate::edge::respond", 1),
     ("crate::edge::request_id", 1),
     ("crate::metrics", 1),
+    ("crate::operations", 1),
     ("crate::answer_memo", 1),
     ("crate::start_error", 1),
     ("crate::error", 2),

@@ -313,3 +313,72 @@ async fn a_crl_reload_reaches_open_connections_and_the_outbound_pool() {
     assert!(closed >= Some(1), "{metrics}");
     f.stop().await;
 }
+
+/// Issue 17: every loaded certificate's notAfter and CRL's nextUpdate is a
+/// gauge on `/metrics` (seconds left), by listener and subject: the national
+/// and federation server certificates, the federation client certificate,
+/// the CAs and their CRLs. The test PKI's end entities live a year, its CAs
+/// two, its CRLs 30 days (`DevPkiSpec::for_tests`).
+#[tokio::test]
+async fn certificate_and_crl_expiry_are_gauges_on_metrics() {
+    let f = federation().await;
+    let metrics = metrics(
+        &f.be,
+        f.national_client("BE", NationalClientKind::EhrSystem),
+    )
+    .await;
+    let gauges: Vec<(&str, i64)> = metrics
+        .lines()
+        .filter(|line| line.starts_with("ehds_tls_expiry_seconds{"))
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            (series, value.parse().unwrap())
+        })
+        .collect();
+    let day = 86_400;
+    let find = |listener: &str, what: &str, subject: &str| -> i64 {
+        let wanted = format!("listener=\"{listener}\",what=\"{what}\",subject=\"");
+        gauges
+            .iter()
+            .find(|(series, _)| series.contains(&wanted) && series.contains(subject))
+            .unwrap_or_else(|| panic!("no {listener} {what} {subject} gauge in:\n{metrics}"))
+            .1
+    };
+    for (listener, subject) in [
+        ("national", "CN=national-api-be"),
+        ("federation", "CN=ncp-be"),
+        ("federation-client", "CN=ncp-be"),
+    ] {
+        let left = find(listener, "certificate", subject);
+        assert!(
+            (360 * day..=366 * day).contains(&left),
+            "{listener}: {left} s"
+        );
+    }
+    for (listener, ca) in [
+        ("national", "CN=EHDS Dev BE National CA"),
+        ("federation", "CN=EHDS Dev Federation Root CA"),
+        ("federation-client", "CN=EHDS Dev Federation Root CA"),
+    ] {
+        let left = find(listener, "ca", ca);
+        assert!(
+            (700 * day..=731 * day).contains(&left),
+            "{listener}: {left} s"
+        );
+        let left = find(listener, "crl", ca);
+        assert!(
+            (25 * day..=31 * day).contains(&left),
+            "{listener}: {left} s"
+        );
+    }
+    // Nothing ends within the warning time: ready, not draining.
+    assert!(metrics.contains("ehds_draining 0\n"), "{metrics}");
+    let ready = f
+        .national_client("BE", NationalClientKind::EhrSystem)
+        .get(f.be.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    f.stop().await;
+}

@@ -74,13 +74,33 @@ async fn a_doctor_abroad_retrieves_the_patient_summary_byte_for_byte_and_both_si
 /// `ehds-gateway demo` tells the whole journey from the repository root.
 #[test]
 fn the_demo_shows_the_journey_the_refusals_and_intact_audit_trails() {
+    let log_dir = ehds_test_support::ScratchDir::new("demo-log");
+    let log_file = log_dir.path().join("demo.log");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
-        .arg("demo")
+        .args(["demo", "--log-file"])
+        .arg(&log_file)
         .current_dir(repo_root())
-        .env("RUST_LOG", "error")
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     let story = String::from_utf8_lossy(&output.stdout);
+    // Issue 17: the story is read without log lines between its lines; the
+    // gateways' logs (info and up) are in the file it names.
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        story.contains(&format!("logs go to {}", log_file.display())),
+        "{story}"
+    );
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !story.contains(" INFO ") && !story.contains(" WARN "),
+        "{story}"
+    );
     assert!(
         output.status.success(),
         "{story}\n{}",

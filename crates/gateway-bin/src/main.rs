@@ -57,8 +57,26 @@ enum Command {
     /// The cross-border journey on this machine: a Luxembourg and a Belgian
     /// gateway on loopback (development PKI, temporary SQLite stores); a
     /// hospital pushes a patient summary, a doctor abroad retrieves it, the
-    /// refusals, both audit trails. Run from the repository root.
-    Demo,
+    /// refusals, both audit trails. Run from the repository root. The
+    /// story goes to stdout; the gateways' logs to a file, so that they do
+    /// not interleave with it.
+    Demo {
+        /// Where the gateways' logs go (default: a file named after the
+        /// process in the system's temporary folder).
+        #[arg(long)]
+        log_file: Option<PathBuf>,
+    },
+    /// Back the store up while the gateway may be serving: SQLite, a
+    /// consistent copy written to OUT (restore: stop the gateway, put the
+    /// copy in place of the store's file, start it; `audit verify` checks
+    /// the chain); PostgreSQL, the `pg_dump` command to run is printed.
+    Backup {
+        /// TOML configuration file (names the store).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The file to write (must not exist).
+        out: PathBuf,
+    },
     /// Audit trail commands.
     Audit {
         #[command(subcommand)]
@@ -89,15 +107,57 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let mut cli = Cli::parse();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    // The demo tells a story on stdout: its gateways' logs go to a file (at
+    // worst, only warnings and errors to stderr), never between its lines.
+    let demo_log = match &mut cli.command {
+        Command::Demo { log_file } => {
+            let path = log_file.take().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("ehds-gateway-demo-{}.log", std::process::id()))
+            });
+            Some((
+                std::fs::File::create(&path).map(std::sync::Mutex::new),
+                path,
+            ))
+        }
+        _ => None,
+    };
+    let mut demo_log_path = None;
+    match demo_log {
+        Some((Ok(file), path)) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(file)
+                .with_ansi(false)
+                .init();
+            demo_log_path = Some(path);
+        }
+        Some((Err(error), path)) => {
+            eprintln!(
+                "ehds-gateway: cannot write the demo's log to {}: {error}; warnings and errors only, on stderr",
+                path.display()
+            );
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+        }
+        None => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+        }
+    }
+    if let Some(path) = &demo_log_path {
+        println!("(the gateways' logs go to {})\n", path.display());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -181,7 +241,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Demo => {
+        Command::Demo { .. } => {
             let mut out = std::io::stdout();
             Ok(ehds_loopback::demo::run(&mut out).await?)
         }
@@ -217,6 +277,24 @@ async fn run(command: Command) -> Result<(), CliError> {
                     .into())
                 }
             }
+        }
+        Command::Backup { config, out } => {
+            let raw = match &config {
+                Some(path) => GatewayConfig::from_file(path)?,
+                None => GatewayConfig::default(),
+            };
+            match ehds_gateway::backup(&raw.check()?, &out).await? {
+                ehds_gateway::Backup::Written(bytes) => {
+                    println!("store backed up to {} ({bytes} bytes)", out.display());
+                }
+                ehds_gateway::Backup::PgDump(command) => {
+                    println!(
+                        "the store is PostgreSQL: back it up with pg_dump (password from \
+                         PGPASSWORD or ~/.pgpass), restore with pg_restore:\n{command}"
+                    );
+                }
+            }
+            Ok(())
         }
         Command::DevPki { out, countries } => {
             let countries: Vec<&str> = countries.iter().map(String::as_str).collect();

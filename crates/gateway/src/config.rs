@@ -18,6 +18,13 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://data/gateway.db";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 /// Default time a client has to send a request body.
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+/// Default time requests in flight get to finish once shutdown begins:
+/// below the 30 s a container runtime (Docker, Kubernetes) waits after
+/// SIGTERM before it kills the process.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 20;
+/// Default warning time before a loaded certificate's notAfter or a CRL's
+/// nextUpdate (issue 17).
+pub const DEFAULT_EXPIRY_WARNING_DAYS: u64 = 14;
 
 /// The configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -250,6 +257,16 @@ pub struct ServerSection {
     /// Seconds a client has to send its request body (408 after that).
     #[serde(default = "default_body_timeout_secs")]
     pub body_timeout_secs: u64,
+    /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C
+    /// (both listeners; `/readyz` answers 503 meanwhile); connections still
+    /// open after that are dropped and the process exits.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// Days before a loaded certificate's notAfter or a CRL's nextUpdate
+    /// that the log warns (at start-up, then every 6 hours); the seconds
+    /// left are on `/metrics` (`ehds_tls_expiry_seconds`) anyway.
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u64,
     /// Mutual TLS of the national API (defaults to the development PKI).
     #[serde(default)]
     pub tls: NationalTlsSection,
@@ -261,6 +278,8 @@ impl Default for ServerSection {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
             body_timeout_secs: default_body_timeout_secs(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            expiry_warning_days: default_expiry_warning_days(),
             tls: NationalTlsSection::default(),
         }
     }
@@ -301,6 +320,12 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_body_timeout_secs() -> u64 {
     DEFAULT_BODY_TIMEOUT_SECS
+}
+fn default_shutdown_grace_secs() -> u64 {
+    DEFAULT_SHUTDOWN_GRACE_SECS
+}
+fn default_expiry_warning_days() -> u64 {
+    DEFAULT_EXPIRY_WARNING_DAYS
 }
 
 /// A configuration that passed every check.
@@ -369,6 +394,11 @@ impl GatewayConfig {
         if self.server.body_timeout_secs == 0 {
             return Err(StartError::Config(
                 "server.body_timeout_secs must be greater than 0".into(),
+            ));
+        }
+        if self.server.shutdown_grace_secs == 0 {
+            return Err(StartError::Config(
+                "server.shutdown_grace_secs must be greater than 0 (in-flight requests need time to finish)".into(),
             ));
         }
         if self
@@ -517,6 +547,7 @@ mod tests {
             "[server]\nlisten = \"localhost\"",
             "[server]\nmax_body_bytes = 0",
             "[server]\nbody_timeout_secs = 0",
+            "[server]\nshutdown_grace_secs = 0",
             "[store]\nurl = \"mysql://x\"",
             "[store]\nurl = \"sqlite://x.db\"\nmax_connections = 3",
             "[store]\nurl = \"postgres://h/db\"\nschema = \"DROP TABLE\"",

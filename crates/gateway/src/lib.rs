@@ -20,7 +20,7 @@
 //! | 4 shared by the services | `audit`, `assertion`, `release`, `eprescription` | the audited exit and trail; assertions; what may be released; ePrescription rules |
 //! | 3 edge | `edge` (state, extract, observe, fallback), `services` | what every request passes through |
 //! | 2 error | [`error`] | the one table: error → status, OperationOutcome, audit summary |
-//! | 1 ground | `edge::respond`, `edge::request_id`, `metrics`, `answer_memo`, [`start_error`] | know nothing of the crate |
+//! | 1 ground | `edge::respond`, `edge::request_id`, `metrics`, `operations`, `answer_memo`, [`start_error`] | know nothing of the crate |
 
 mod answer_memo;
 mod assertion;
@@ -32,6 +32,7 @@ pub mod error;
 mod federation;
 mod metrics;
 mod national;
+mod operations;
 mod patient_page;
 mod relay;
 mod release;
@@ -48,10 +49,11 @@ pub use ehds_transport::ReloadableServerTls;
 pub use error::GatewayError;
 pub use metrics::Metrics;
 pub use national::router as national_router;
+pub use operations::Operations;
 pub use start_error::StartError;
 pub use startup::{
-    AuditChainReport, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, check_config,
-    load_federation, load_validator, reload_tls, validate_file, verify_audit,
+    AuditChainReport, Backup, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, backup,
+    check_config, load_federation, load_validator, reload_tls, validate_file, verify_audit,
 };
 
 /// A fresh memo of validated peer answers (for an [`AppState`] built by

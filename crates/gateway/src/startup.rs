@@ -37,6 +37,10 @@ pub struct Gateway {
     /// The demonstration patient page, with `[patient_page]`.
     patient_page: Option<crate::patient_page::PatientPage>,
     state: AppState,
+    /// `server.shutdown_grace_secs`.
+    shutdown_grace: Duration,
+    /// `server.expiry_warning_days`.
+    expiry_warning: time::Duration,
 }
 
 impl Gateway {
@@ -101,6 +105,18 @@ impl Gateway {
             ),
             _ => None,
         };
+        // Packages, store and trust material are loaded: from here on the
+        // gateway is ready (`/readyz`) until shutdown begins.
+        let operations = crate::operations::Operations::watching(
+            std::iter::once(("national", national_tls.clone()))
+                .chain(
+                    federation_listener
+                        .as_ref()
+                        .map(|(_, tls)| ("federation", tls.clone())),
+                )
+                .collect(),
+            federation.as_ref().map(|f| f.client.clone()),
+        );
         let state = AppState {
             store,
             validator,
@@ -109,6 +125,7 @@ impl Gateway {
                 config.raw.validation.peer_answer_memo_entries,
             )),
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            operations: Arc::new(operations),
             limits: Limits {
                 max_body_bytes: config.raw.server.max_body_bytes,
                 body_timeout: Duration::from_secs(config.raw.server.body_timeout_secs),
@@ -122,6 +139,11 @@ impl Gateway {
             federation: federation_listener,
             patient_page,
             state,
+            shutdown_grace: Duration::from_secs(config.raw.server.shutdown_grace_secs),
+            // At most a century: any longer warns of everything anyway.
+            expiry_warning: time::Duration::days(
+                i64::try_from(config.raw.server.expiry_warning_days.min(36_525)).unwrap_or(36_525),
+            ),
         })
     }
 
@@ -156,13 +178,27 @@ impl Gateway {
         self.listener.local_addr().map_err(StartError::Serve)
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Readiness and the watched trust material of this gateway.
+    pub fn operations(&self) -> Arc<crate::operations::Operations> {
+        Arc::clone(&self.state.operations)
+    }
+
+    /// Serves until `shutdown` completes; then `/readyz` answers 503, no
+    /// new connection is accepted, and requests in flight get
+    /// `server.shutdown_grace_secs` to finish before their connections are
+    /// dropped.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let store = self.state.store.clone();
         let reloader = tokio::spawn(reload_periodically(self.tls_configs(), TLS_RELOAD_PERIOD));
+        let expiry_watch = tokio::spawn(warn_of_expiries_periodically(
+            Arc::clone(&self.state.operations),
+            self.expiry_warning,
+        ));
+        let operations = Arc::clone(&self.state.operations);
+        let shutdown_grace = self.shutdown_grace;
         // One shutdown signal for both listeners.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -188,6 +224,7 @@ impl Gateway {
                 ehds_transport::ServeOptions {
                     metrics: Arc::clone(&self.state.metrics.federation_tls),
                     on_refusal,
+                    shutdown_grace,
                     ..ehds_transport::ServeOptions::default()
                 },
                 wait(stopped.clone()),
@@ -211,6 +248,7 @@ impl Gateway {
             app,
             ehds_transport::ServeOptions {
                 metrics: national_metrics,
+                shutdown_grace,
                 ..ehds_transport::ServeOptions::default()
             },
             wait(stopped),
@@ -218,6 +256,11 @@ impl Gateway {
         tokio::pin!(national);
         let shutdown = async move {
             shutdown.await;
+            operations.start_draining();
+            tracing::info!(
+                grace_secs = shutdown_grace.as_secs(),
+                "draining: no new connections; requests in flight may finish"
+            );
             let _ = stop.send(true);
         };
         tokio::join!(national, shutdown);
@@ -228,6 +271,7 @@ impl Gateway {
             let _ = task.await;
         }
         reloader.abort();
+        expiry_watch.abort();
         store.close().await;
         Ok(())
     }
@@ -263,6 +307,22 @@ async fn reload_periodically(configs: Vec<ReloadableServerTls>, period: Duration
     }
 }
 
+/// How often the log is told of trust material that ends soon.
+const EXPIRY_WARNING_PERIOD: Duration = Duration::from_secs(6 * 3600);
+
+/// Warns of certificates and CRLs ending within `within`: now, then every
+/// [`EXPIRY_WARNING_PERIOD`].
+async fn warn_of_expiries_periodically(
+    operations: Arc<crate::operations::Operations>,
+    within: time::Duration,
+) {
+    let mut ticks = tokio::time::interval(EXPIRY_WARNING_PERIOD);
+    loop {
+        ticks.tick().await;
+        operations.warn_of_expiries(time::OffsetDateTime::now_utc(), within);
+    }
+}
+
 /// Checks the store's audit chain end to end: the `ehds-gateway audit
 /// verify` command.
 pub async fn verify_audit(config: &CheckedConfig) -> Result<AuditChainReport, StartError> {
@@ -270,6 +330,72 @@ pub async fn verify_audit(config: &CheckedConfig) -> Result<AuditChainReport, St
     let report = store.verify_audit_chain().await;
     store.close().await;
     Ok(report?)
+}
+
+/// What `ehds-gateway backup` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backup {
+    /// SQLite: a consistent copy written while the gateway may be serving;
+    /// its size in bytes. Restore: stop the gateway, put the copy in the
+    /// place of `store.url`'s file (removing its `-wal` and `-shm` files),
+    /// start it; `audit verify` checks the chain.
+    Written(u64),
+    /// PostgreSQL: the `pg_dump` command that backs the store up (the
+    /// password, if the URL has one, is left out: pg_dump reads it from
+    /// `PGPASSWORD` or `~/.pgpass`).
+    PgDump(String),
+}
+
+/// Backs the configured store up to `out` (a new file): the `ehds-gateway
+/// backup` command.
+pub async fn backup(config: &CheckedConfig, out: &std::path::Path) -> Result<Backup, StartError> {
+    match &config.store {
+        ehds_store::StoreConfig::Postgres { url, schema, .. } => {
+            Ok(Backup::PgDump(pg_dump_command(url, schema.as_deref(), out)))
+        }
+        ehds_store::StoreConfig::Sqlite { path } => {
+            if !path.exists() {
+                return Err(StartError::Config(format!(
+                    "store.url: {} does not exist: nothing to back up",
+                    path.display()
+                )));
+            }
+            let store = Store::open(&config.store).await?;
+            let written = store.backup_into(out).await;
+            store.close().await;
+            written?;
+            let bytes = std::fs::metadata(out)
+                .map(|m| m.len())
+                .map_err(|e| StartError::Config(format!("{}: {e}", out.display())))?;
+            Ok(Backup::Written(bytes))
+        }
+    }
+}
+
+/// `pg_dump` of the gateway's schema (or database) in the custom format
+/// (`pg_restore` reads it), without the URL's password.
+fn pg_dump_command(url: &str, schema: Option<&str>, out: &std::path::Path) -> String {
+    let without_password = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let authority = match authority.rsplit_once('@') {
+                Some((user_info, host)) => {
+                    let user = user_info.split(':').next().unwrap_or_default();
+                    format!("{user}@{host}")
+                }
+                None => authority.to_owned(),
+            };
+            format!("{scheme}://{authority}{tail}")
+        }
+        None => url.to_owned(),
+    };
+    let schema = schema
+        .map(|s| format!(" --schema='{s}'"))
+        .unwrap_or_default();
+    format!(
+        "pg_dump --format=custom{schema} --file='{}' '{without_password}'",
+        out.display().to_string().replace('\'', "'\\''")
+    )
 }
 
 /// What [`verify_audit`] found.
@@ -481,5 +607,29 @@ fn national_tls_files(config: &CheckedConfig) -> ServerTlsFiles {
         },
         // Only national systems complete a handshake here.
         misdirected_clients: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pg_dump_command_names_schema_and_file_but_no_password() {
+        let command = pg_dump_command(
+            "postgres://ehds:secret@db.example:5432/ehds",
+            Some("ncp_be"),
+            std::path::Path::new("/backups/be.dump"),
+        );
+        assert_eq!(
+            command,
+            "pg_dump --format=custom --schema='ncp_be' --file='/backups/be.dump' \
+             'postgres://ehds@db.example:5432/ehds'"
+        );
+        let command = pg_dump_command("postgres://db/ehds", None, std::path::Path::new("x"));
+        assert_eq!(
+            command,
+            "pg_dump --format=custom --file='x' 'postgres://db/ehds'"
+        );
     }
 }

@@ -49,6 +49,7 @@ fn state(
                 ehds_gateway::DEFAULT_PEER_ANSWER_MEMO_ENTRIES,
             ),
             metrics: Arc::new(Metrics::default()),
+            operations: Arc::default(),
             limits: Limits {
                 max_body_bytes: 1 << 20,
                 body_timeout,
@@ -285,5 +286,35 @@ async fn a_leading_byte_order_mark_is_accepted_and_kept() {
     trailing.extend_from_slice(b"\xEF\xBB\xBF");
     let (status, _, _) = call(&state, push(trailing)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 17: `/readyz` is separate from `/healthz`: ready while serving,
+/// 503 (an OperationOutcome saying why) once shutdown has begun, while
+/// `/healthz` (liveness) still answers 200 so that nothing restarts a
+/// draining gateway.
+#[tokio::test]
+async fn readyz_answers_503_once_draining_begins_and_healthz_stays_live() {
+    let dir = std::env::temp_dir().join(unique_schema("ready"));
+    let state = state(&dir, Duration::from_secs(5)).await;
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let (status, _, body) = call(&state, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let metrics = String::from_utf8(call(&state, get("/metrics")).await.2).unwrap();
+    assert!(metrics.contains("ehds_draining 0\n"), "{metrics}");
+
+    state.operations.start_draining();
+    let (status, _, body) = call(&state, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "transient");
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains("shutting down"), "{diagnostics}");
+    let (status, _, _) = call(&state, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8(call(&state, get("/metrics")).await.2).unwrap();
+    assert!(metrics.contains("ehds_draining 1\n"), "{metrics}");
+    state.store.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -493,6 +493,35 @@ impl Store {
         })
     }
 
+    /// SQLite: writes a consistent copy of the whole database to `out`, a
+    /// file that must not exist yet, while the store keeps serving
+    /// (`VACUUM INTO`, <https://sqlite.org/lang_vacuum.html#vacuuminto>: one
+    /// read transaction, so the copy is the database at one instant, WAL
+    /// content included; writers are not blocked). The copy opens as a
+    /// store of its own. PostgreSQL: [`StoreError::Config`] (its backup is
+    /// `pg_dump`'s job).
+    pub async fn backup_into(&self, out: &std::path::Path) -> Result<(), StoreError> {
+        let Backend::Sqlite(pool) = &self.backend else {
+            return Err(StoreError::Config(
+                "a PostgreSQL store is backed up with pg_dump".into(),
+            ));
+        };
+        if out.exists() {
+            return Err(StoreError::Config(format!(
+                "{} exists: a backup is written to a new file",
+                out.display()
+            )));
+        }
+        let target = out
+            .to_str()
+            .ok_or_else(|| StoreError::Config(format!("{} is not a UTF-8 path", out.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections to finish (and, on SQLite,
     /// for the writes already queued to be committed).
     pub async fn close(&self) {

@@ -238,6 +238,16 @@ impl FederationClient {
         }
     }
 
+    /// When the material in force stops serving: the `notAfter` of the
+    /// client certificate chain and of every trusted CA, and the
+    /// `nextUpdate` of every CRL in force.
+    pub fn expiries(&self) -> Vec<crate::Expiry> {
+        let current = self.inner.current.load();
+        let mut expiries = current.identity.expiries();
+        expiries.extend(current.trust.expiries());
+        expiries
+    }
+
     /// Re-reads identity, CAs and CRLs (from the files of [`Self::load`];
     /// a client made by [`Self::new`] keeps its material) and swaps in a new
     /// HTTP client: from now on every request makes a new handshake checked

@@ -93,6 +93,7 @@
 mod answer;
 mod client;
 mod error;
+mod expiry;
 mod federation_client;
 mod identity;
 pub mod ocsp;
@@ -104,6 +105,7 @@ mod trust;
 
 pub use client::{ClientTimeouts, PoolLimits, federation_client};
 pub use error::TransportError;
+pub use expiry::{Expiry, ExpiryKind};
 pub use federation_client::{
     ExpectedPeer, FederationClient, PREFLIGHT_VALIDITY, PeerFailure, VerifiedAnswer,
 };

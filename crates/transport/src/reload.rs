@@ -37,17 +37,20 @@ pub(crate) struct Loaded {
     /// The client-certificate verifier of `trust`: re-checks the peers of
     /// open connections after a reload.
     pub(crate) verifier: Arc<dyn ClientCertVerifier>,
+    /// The `notAfter` of the listener's own chain.
+    pub(crate) identity_expiries: Vec<crate::Expiry>,
 }
 
 impl Loaded {
     fn read(files: &ServerTlsFiles) -> Result<Self, TransportError> {
-        let (config, trust, sides) = ServerTls::load_listener(files)?;
+        let (config, trust, sides, identity) = ServerTls::load_listener(files)?;
         let verifier = trust.client_verifier()?;
         Ok(Self {
             config,
             trust,
             sides,
             verifier,
+            identity_expiries: identity.expiries(),
         })
     }
 }
@@ -109,6 +112,16 @@ impl ReloadableServerTls {
     /// Told of every successful reload (the value is the reload count).
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.reloaded.subscribe()
+    }
+
+    /// When the material in force stops serving: the `notAfter` of the
+    /// listener's certificate chain and of every trusted CA, and the
+    /// `nextUpdate` of every CRL in force.
+    pub fn expiries(&self) -> Vec<crate::Expiry> {
+        let loaded = self.snapshot();
+        let mut expiries = loaded.identity_expiries.clone();
+        expiries.extend(loaded.trust.expiries());
+        expiries
     }
 
     /// The files it reads.

@@ -223,6 +223,17 @@ impl TrustStore {
         &self.anchors
     }
 
+    /// Every CA certificate's `notAfter` and every CRL's `nextUpdate` (the
+    /// CRLs in force: of several full CRLs of one CA, the newest).
+    pub fn expiries(&self) -> Vec<crate::Expiry> {
+        let cas = self
+            .cas
+            .iter()
+            .filter_map(|der| crate::expiry::of_certificate(der, crate::ExpiryKind::CaCertificate));
+        cas.chain(self.crls.iter().filter_map(crate::expiry::of_crl))
+            .collect()
+    }
+
     /// The client-certificate verifier of a listener: a certificate is
     /// required, must chain to one of the CAs, carry EKU clientAuth if it has
     /// an EKU, not be a CA, be within its validity, and be known not revoked
@@ -297,7 +308,21 @@ impl TlsIdentity {
     pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
         self.chain.first()
     }
+
+    /// The `notAfter` of the certificate and of the CAs sent with it.
+    pub fn expiries(&self) -> Vec<crate::Expiry> {
+        crate::expiry::of_chain(&self.chain)
+    }
 }
+
+/// A listener's configuration, its trust store, how to tell its clients'
+/// sides apart (with misdirected clients) and its identity.
+pub(crate) type LoadedListener = (
+    Arc<ServerConfig>,
+    TrustStore,
+    Option<ClientSides>,
+    TlsIdentity,
+);
 
 /// Where a listener's files are: its own identity and whom it trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,18 +409,17 @@ impl ServerTls {
     pub fn load_with_trust(
         files: &ServerTlsFiles,
     ) -> Result<(Arc<ServerConfig>, TrustStore), TransportError> {
-        Self::load_listener(files).map(|(config, trust, _)| (config, trust))
+        Self::load_listener(files).map(|(config, trust, _, _)| (config, trust))
     }
 
     /// [`ServerTls::load_with_trust`], also returning how to tell the sides
-    /// apart when the listener admits misdirected clients.
-    pub(crate) fn load_listener(
-        files: &ServerTlsFiles,
-    ) -> Result<(Arc<ServerConfig>, TrustStore, Option<ClientSides>), TransportError> {
+    /// apart when the listener admits misdirected clients, and the
+    /// listener's identity.
+    pub(crate) fn load_listener(files: &ServerTlsFiles) -> Result<LoadedListener, TransportError> {
         let identity = TlsIdentity::load(&files.identity)?;
         let own = TrustStore::load(&files.trust)?;
         let Some(misdirected_files) = &files.misdirected_clients else {
-            return Ok((Self::build(&identity, &own)?, own, None));
+            return Ok((Self::build(&identity, &own)?, own, None, identity));
         };
         let misdirected = TrustStore::load(misdirected_files)?;
         let both = TrustStore::load(&TrustFiles {
@@ -406,7 +430,7 @@ impl ServerTls {
             own: own.client_verifier()?,
             misdirected: misdirected.client_verifier()?,
         };
-        Ok((Self::build(&identity, &both)?, both, Some(sides)))
+        Ok((Self::build(&identity, &both)?, both, Some(sides), identity))
     }
 
     /// The configuration of a mutual-TLS listener: TLS 1.3 only, a client

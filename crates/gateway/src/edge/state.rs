@@ -13,6 +13,7 @@ use ehds_transport::FederationClient;
 
 use crate::answer_memo::ValidatedAnswers;
 use crate::metrics::Metrics;
+use crate::operations::Operations;
 
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,8 @@ pub struct AppState {
     pub validated_answers: Arc<ValidatedAnswers>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Readiness and the watched trust material (`/readyz`, expiry gauges).
+    pub operations: Arc<Operations>,
     /// Request limits.
     pub limits: Limits,
     /// This gateway's country (`[ncp] country`): national clients must be

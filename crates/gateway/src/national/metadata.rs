@@ -4,6 +4,8 @@
 //!   (<http://hl7.org/fhir/R4/http.html#capabilities>), kept in
 //!   `conformance/`;
 //! - `GET /healthz`: 200 when the store answers;
+//! - `GET /readyz`: 200 when the gateway should take traffic (not while
+//!   shutting down);
 //! - `GET /metrics`: Prometheus text format.
 
 use axum::extract::State;
@@ -43,6 +45,40 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<Response, Ga
         .into_response())
 }
 
+/// `GET /readyz`: 200 when this gateway should take traffic: its packages,
+/// store and trust material are loaded (they are before the listener
+/// accepts), the store answers, no loaded certificate or CRL is past its
+/// date, and shutdown has not begun; else 503 with the reasons, so that a
+/// load balancer sends its requests elsewhere. `/healthz` is liveness.
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    let mut reasons = state
+        .operations
+        .unready_reasons(time::OffsetDateTime::now_utc());
+    if state.store.ping().await.is_err() {
+        reasons.push("the store does not answer".to_owned());
+    }
+    if reasons.is_empty() {
+        return (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            "{\"status\":\"ready\"}",
+        )
+            .into_response();
+    }
+    let issues: Vec<ehds_fhir::outcome::Issue> = reasons
+        .into_iter()
+        .map(|reason| {
+            ehds_fhir::outcome::Issue::error(
+                ehds_fhir::outcome::IssueType::Transient,
+                format!("not ready: {reason}"),
+            )
+        })
+        .collect();
+    crate::edge::respond::outcome_response(axum::http::StatusCode::SERVICE_UNAVAILABLE, &issues)
+}
+
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, GatewayError> {
     let stored = state.store.document_count().await?;
@@ -53,7 +89,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, G
         )],
         state
             .metrics
-            .render(stored, state.store.group_commit_counts()),
+            .render(stored, state.store.group_commit_counts())
+            + &state.operations.render(time::OffsetDateTime::now_utc()),
     )
         .into_response())
 }

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/{type}/$validate", post(validate::on_type))
         .route("/healthz", get(metadata::health))
         .route("/metrics", get(metadata::metrics))
+        .route("/readyz", get(metadata::ready))
         .merge(crate::relay::routes(&state))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

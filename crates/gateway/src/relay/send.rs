@@ -394,6 +394,7 @@ mod tests {
             document_profiles: vec![crate::config::IPS_BUNDLE_PROFILE.to_owned()].into(),
             validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(memo_entries)),
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            operations: Arc::default(),
             limits: crate::edge::Limits {
                 max_body_bytes: 1 << 20,
                 body_timeout: Duration::from_secs(5),
