@@ -8,6 +8,15 @@
 //!
 //! Modifier extensions the gateway cannot resolve are errors whatever the
 //! policy (R4 extensibility.html#modifierExtension).
+//!
+//! Why information is the default for unknown extensions, where Java says
+//! error: a gateway relays documents between countries, and each country
+//! adds national extensions whose definitions the other gateways will not
+//! hold. R4 makes a non-modifier extension safe to ignore, so refusing a
+//! patient summary for one would stop care abroad for no clinical reason.
+//! An operator who holds every extension it expects (or wants Java's
+//! verdicts, as `tests/fhir_test_cases.rs` does) chooses `error`, with an
+//! allow-list of the domains whose extensions stay information.
 
 use ehds_fhir::outcome::{Issue, Severity};
 

@@ -590,6 +590,12 @@ struct Walker<'v, 'd> {
     /// The errors that made a resource not conform to a structure, from the
     /// separate walks of [`Walker::conforms`] (paths from the resource).
     conformance_notes: HashMap<(u32, *const Structure), Vec<Issue>>,
+    /// A walk that only answers "does it conform?" stops at its first error
+    /// ([`Walker::conforms`]): the walk's entry points return at once once
+    /// `failed` is set.
+    stop_at_first_error: bool,
+    /// Whether this walk found an error (or a failed error invariant).
+    failed: bool,
 }
 
 /// Where the children of an element are defined.
@@ -626,6 +632,8 @@ impl<'v, 'd> Walker<'v, 'd> {
             conformance: HashMap::default(),
             core_conformance: HashMap::default(),
             conformance_notes: HashMap::default(),
+            stop_at_first_error: false,
+            failed: false,
         }
     }
 
@@ -674,6 +682,20 @@ impl<'v, 'd> Walker<'v, 'd> {
             self.depth.saturating_add(1),
         );
         probe.entry = self.entry;
+        probe.stop_at_first_error = true;
+        // The resource's core definition was walked by this walk: a core
+        // error already rules out every profile, and otherwise the probe
+        // walks the profile only.
+        let resource_type = structure.type_name.as_str();
+        if let Some(&core_conforms) = self.core_conformance.get(&node.span.start) {
+            if !core_conforms {
+                self.conformance.insert(key, false);
+                return Some(false);
+            }
+            if let Some(core) = validator.core.get(resource_type) {
+                probe.walked.insert((node.span.start, Arc::as_ptr(core)));
+            }
+        }
         probe.resource(node, None, &[url]);
         let conforms = !probe.errors_since((0, 0));
         self.conformance.insert(key, conforms);
@@ -690,8 +712,15 @@ impl<'v, 'd> Walker<'v, 'd> {
     }
 
     fn issue(&mut self, severity: Severity, code: IssueType, path: &Path<'_>, message: String) {
+        self.failed |= severity.is_error();
         self.issues
             .push(Issue::new(severity, code, message).at(path.to_string()));
+    }
+
+    /// A conformance-only walk that already failed: nothing more to learn.
+    #[inline]
+    fn done(&self) -> bool {
+        self.stop_at_first_error && self.failed
     }
 
     fn error(&mut self, code: IssueType, path: &Path<'_>, message: String) {
@@ -827,6 +856,9 @@ impl<'v, 'd> Walker<'v, 'd> {
         constraints: &'v [Arc<Constraint>],
         path: &Path<'_>,
     ) {
+        if self.done() {
+            return;
+        }
         let valued = matches!(
             item,
             Item::Node(n) if n.value.is_some_and(|v| !matches!(v.value, Json::Object(_) | Json::Array(_)))
@@ -927,14 +959,17 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
             match expression.evaluate_constraint(&context) {
                 Ok(true) => {}
-                Ok(false) => self.invariant_issues.push(
-                    Issue::new(
-                        constraint.severity,
-                        IssueType::Invariant,
-                        format!("{}: {}", constraint.key, constraint.human),
-                    )
-                    .at(path.to_string()),
-                ),
+                Ok(false) => {
+                    self.failed |= constraint.severity.is_error();
+                    self.invariant_issues.push(
+                        Issue::new(
+                            constraint.severity,
+                            IssueType::Invariant,
+                            format!("{}: {}", constraint.key, constraint.human),
+                        )
+                        .at(path.to_string()),
+                    );
+                }
                 Err(e) => self.invariant_issues.push(
                     Issue::new(
                         Severity::Information,
@@ -1085,6 +1120,9 @@ impl<'v, 'd> Walker<'v, 'd> {
         path: &Path<'_>,
         resource_root: bool,
     ) {
+        if self.done() {
+            return;
+        }
         let Some(members) = node.as_object() else {
             self.error(
                 IssueType::Structure,
@@ -1891,6 +1929,9 @@ impl<'v, 'd> Walker<'v, 'd> {
         type_ref: &'v TypeRef,
         path: &Path<'_>,
     ) {
+        if self.done() {
+            return;
+        }
         self.binding(item, context, type_ref, path);
         let code = type_ref.code.as_str();
         let validator: &'v StructureValidator = self.validator;
