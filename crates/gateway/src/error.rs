@@ -41,6 +41,10 @@ pub enum GatewayError {
     /// `Content-Type` is not FHIR JSON.
     #[error("unsupported media type {0:?}")]
     UnsupportedMediaType(String),
+    /// The body has a `Content-Encoding` other than `identity` (gzip, br,
+    /// …): this gateway reads bodies as sent, never decompressed.
+    #[error("unsupported content encoding {0:?}")]
+    UnsupportedContentEncoding(String),
     /// The body is larger than the configured limit.
     #[error("request body over the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -175,6 +179,15 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
             S::UNSUPPORTED_MEDIA_TYPE,
             IssueType::NotSupported,
             format!("Content-Type {found:?} is not supported: send application/fhir+json (UTF-8)"),
+        ),
+        // RFC 9110 §8.4.1 and §15.5.16: 415 for a content coding that is
+        // not acceptable, with `Accept-Encoding` saying which is.
+        E::UnsupportedContentEncoding(found) => one(
+            S::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            format!(
+                "Content-Encoding {found:?} is not supported: send the body without a content coding (identity)"
+            ),
         ),
         E::PayloadTooLarge { limit } => one(
             S::PAYLOAD_TOO_LARGE,
@@ -425,6 +438,14 @@ impl GatewayError {
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
             return response;
         }
+        if let Self::UnsupportedContentEncoding(_) = &self {
+            let mut response = outcome_response(status, issues);
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            return response;
+        }
         if status == StatusCode::UNAUTHORIZED {
             let mut response = outcome_response(status, issues);
             response.headers_mut().insert(
@@ -458,6 +479,7 @@ mod tests {
             E::WrongResourceType { .. } => "WrongResourceType",
             E::Invalid(_) => "Invalid",
             E::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            E::UnsupportedContentEncoding(_) => "UnsupportedContentEncoding",
             E::PayloadTooLarge { .. } => "PayloadTooLarge",
             E::BodyTimeout(_) => "BodyTimeout",
             E::BodyRead(_) => "BodyRead",
@@ -487,7 +509,7 @@ mod tests {
     }
 
     /// How many variants [`variant`] names.
-    const VARIANTS: usize = 29;
+    const VARIANTS: usize = 30;
 
     /// The mapping table, row by row (every variant): error → status, issue
     /// code.
@@ -510,6 +532,11 @@ mod tests {
             (GatewayError::Invalid(report), 422, "invariant"),
             (
                 GatewayError::UnsupportedMediaType("text/plain".into()),
+                415,
+                "not-supported",
+            ),
+            (
+                GatewayError::UnsupportedContentEncoding("gzip".into()),
                 415,
                 "not-supported",
             ),

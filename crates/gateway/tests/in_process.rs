@@ -198,6 +198,46 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A body in a content coding (gzip, br) is refused with 415 naming the
+/// coding and `Accept-Encoding: identity`, not read as (invalid) UTF-8 JSON
+/// (issue 16 #8; RFC 9110 §15.5.16).
+#[tokio::test]
+async fn a_compressed_body_is_refused_with_415_naming_its_encoding() {
+    let dir = std::env::temp_dir().join(unique_schema("encoding"));
+    let state = state(&dir, Duration::from_secs(5)).await;
+    for coding in ["gzip", "br"] {
+        // Bytes that are not UTF-8, as a compressed body would be.
+        let request = Request::post("/fhir/Bundle")
+            .header("content-type", "application/fhir+json")
+            .header("content-encoding", coding)
+            .body(Body::from(vec![0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe]))
+            .unwrap();
+        let mut request = request;
+        request.extensions_mut().insert(ehr_peer());
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{coding}"
+        );
+        assert_eq!(response.headers()["accept-encoding"], "identity");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(outcome["issue"][0]["code"], "not-supported");
+        let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(diagnostics.contains(coding), "{diagnostics}");
+    }
+    // `identity` is no coding: the body is read as sent.
+    let ips = std::fs::read(conformance_dir().join(IPS)).unwrap();
+    let mut request = push(ips);
+    request
+        .headers_mut()
+        .insert("content-encoding", "identity".parse().unwrap());
+    let (status, _, _) = call(&state, request).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Without a verified client certificate nothing is served: 401; a
 /// certificate of another kind of national system may not push: 403.
 #[tokio::test]
