@@ -631,6 +631,10 @@ pub struct SecurityAlert {
     /// SHA-256 fingerprint (hex) of a certificate that was verified but
     /// refused (identity, OCSP).
     pub peer_fingerprint: Option<String>,
+    /// How many alerts of the same source and reason the rate limit left
+    /// unrecorded since the last one recorded: stated in the outcome
+    /// description, so the trail says a flood happened and how large.
+    pub suppressed_before: u64,
 }
 
 /// The JSON bytes of the R4 AuditEvent for `alert`.
@@ -650,7 +654,13 @@ pub fn security_alert_json(alert: &SecurityAlert) -> Result<Vec<u8>, AuditEventE
         action: "E",
         recorded,
         outcome: AuditOutcome::MinorFailure.code(),
-        outcome_desc: Some(format!("connection refused: {}", alert.reason)),
+        outcome_desc: Some(match alert.suppressed_before {
+            0 => format!("connection refused: {}", alert.reason),
+            n => format!(
+                "connection refused: {}; {n} earlier refusals of this source for this reason not recorded (rate limit)",
+                alert.reason
+            ),
+        }),
         agent: vec![
             Agent {
                 type_: Some(CodeableConcept::one(Coding::new(

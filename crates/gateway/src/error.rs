@@ -41,6 +41,10 @@ pub enum GatewayError {
     /// `Content-Type` is not FHIR JSON.
     #[error("unsupported media type {0:?}")]
     UnsupportedMediaType(String),
+    /// The body has a `Content-Encoding` other than `identity` (gzip, br,
+    /// …): this gateway reads bodies as sent, never decompressed.
+    #[error("unsupported content encoding {0:?}")]
+    UnsupportedContentEncoding(String),
     /// The body is larger than the configured limit.
     #[error("request body over the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -175,6 +179,15 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
             S::UNSUPPORTED_MEDIA_TYPE,
             IssueType::NotSupported,
             format!("Content-Type {found:?} is not supported: send application/fhir+json (UTF-8)"),
+        ),
+        // RFC 9110 §8.4.1 and §15.5.16: 415 for a content coding that is
+        // not acceptable, with `Accept-Encoding` saying which is.
+        E::UnsupportedContentEncoding(found) => one(
+            S::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            format!(
+                "Content-Encoding {found:?} is not supported: send the body without a content coding (identity)"
+            ),
         ),
         E::PayloadTooLarge { limit } => one(
             S::PAYLOAD_TOO_LARGE,
@@ -321,14 +334,42 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
     }
 }
 
+/// Whether a store failure is the store being unavailable for a while (503
+/// with `Retry-After`), not a fault (500): its pool timed out or closed, the
+/// connection failed, or the database said it is busy, locked or full, or
+/// asked for the transaction to be retried:
+///
+/// - SQLite result codes (<https://www.sqlite.org/rescode.html>; sqlx gives
+///   the extended code, whose low byte is the primary one): 5
+///   `SQLITE_BUSY`, 6 `SQLITE_LOCKED`, 13 `SQLITE_FULL`;
+/// - PostgreSQL SQLSTATEs (Appendix A, always five characters): 53100
+///   `disk_full`, 55P03 `lock_not_available`, 40001
+///   `serialization_failure`, 40P01 `deadlock_detected`.
 fn is_unavailable(error: &ehds_store::SqlxError) -> bool {
-    matches!(
-        error,
-        ehds_store::SqlxError::PoolTimedOut
-            | ehds_store::SqlxError::PoolClosed
-            | ehds_store::SqlxError::Io(_)
-    )
+    use ehds_store::SqlxError as X;
+    match error {
+        X::PoolTimedOut | X::PoolClosed | X::Io(_) => true,
+        X::Database(database) => database
+            .code()
+            .is_some_and(|code| is_unavailable_code(&code)),
+        _ => false,
+    }
 }
+
+/// [`is_unavailable`]'s database codes: a PostgreSQL SQLSTATE has five
+/// characters; an SQLite (extended) result code is a number below 65536.
+fn is_unavailable_code(code: &str) -> bool {
+    if code.len() == 5 {
+        return matches!(code, "53100" | "55P03" | "40001" | "40P01");
+    }
+    code.parse::<u32>()
+        .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 13))
+}
+
+/// What a 503 asks the client to wait before trying again, in seconds
+/// (RFC 9110 §10.2.3): long enough for a lock to be released or a
+/// connection to come back.
+pub(crate) const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// An issue that names no internal detail, only the request id to quote.
 fn internal_issue(code: IssueType, message: &str) -> Issue {
@@ -425,6 +466,22 @@ impl GatewayError {
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
             return response;
         }
+        if let Self::UnsupportedContentEncoding(_) = &self {
+            let mut response = outcome_response(status, issues);
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            return response;
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, "request failed: unavailable for a while");
+            let mut response = outcome_response(status, issues);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            return response;
+        }
         if status == StatusCode::UNAUTHORIZED {
             let mut response = outcome_response(status, issues);
             response.headers_mut().insert(
@@ -458,6 +515,7 @@ mod tests {
             E::WrongResourceType { .. } => "WrongResourceType",
             E::Invalid(_) => "Invalid",
             E::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            E::UnsupportedContentEncoding(_) => "UnsupportedContentEncoding",
             E::PayloadTooLarge { .. } => "PayloadTooLarge",
             E::BodyTimeout(_) => "BodyTimeout",
             E::BodyRead(_) => "BodyRead",
@@ -487,7 +545,7 @@ mod tests {
     }
 
     /// How many variants [`variant`] names.
-    const VARIANTS: usize = 29;
+    const VARIANTS: usize = 30;
 
     /// The mapping table, row by row (every variant): error → status, issue
     /// code.
@@ -510,6 +568,11 @@ mod tests {
             (GatewayError::Invalid(report), 422, "invariant"),
             (
                 GatewayError::UnsupportedMediaType("text/plain".into()),
+                415,
+                "not-supported",
+            ),
+            (
+                GatewayError::UnsupportedContentEncoding("gzip".into()),
                 415,
                 "not-supported",
             ),
@@ -665,6 +728,27 @@ mod tests {
             assert_eq!(issues[0].code.code(), code, "{error}");
             assert!(issues[0].severity.is_error(), "{error}");
         }
+    }
+
+    /// The store's busy, locked, full and retry-me answers of both backends
+    /// are 503 (issue 16 #6); other database codes stay 500.
+    #[test]
+    fn busy_locked_or_full_stores_are_unavailable_not_faults() {
+        for code in [
+            "5", "6", "13", "517", "261", "262", "53100", "55P03", "40001", "40P01",
+        ] {
+            assert!(is_unavailable_code(code), "{code}");
+        }
+        // SQLITE_CONSTRAINT (19, 2067 unique), SQLITE_CORRUPT (11);
+        // PostgreSQL unique_violation, undefined_table.
+        for code in ["19", "2067", "11", "23505", "42P01", "", "x"] {
+            assert!(!is_unavailable_code(code), "{code}");
+        }
+        let response =
+            GatewayError::Store(StoreError::Database(ehds_store::SqlxError::PoolTimedOut))
+                .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
     }
 
     #[test]

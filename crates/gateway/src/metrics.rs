@@ -13,6 +13,9 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     documents_stored: AtomicU64,
     peer_answers_validated_before: AtomicU64,
+    /// Security alerts the rate limit left unrecorded, by listener and
+    /// reason (both `&'static str`: the map stays small).
+    security_alerts_suppressed: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// TLS counters of the national listener.
     pub national_tls: Arc<ListenerMetrics>,
     /// TLS counters of the federation listener.
@@ -39,6 +42,18 @@ impl Metrics {
     pub fn count_peer_answer_validated_before(&self) {
         self.peer_answers_validated_before
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one security alert of `listener` the rate limit left
+    /// unrecorded (`crate::audit::alerts`).
+    pub(crate) fn count_security_alert_suppressed(
+        &self,
+        listener: &'static str,
+        reason: &'static str,
+    ) {
+        if let Ok(mut suppressed) = self.security_alerts_suppressed.lock() {
+            *suppressed.entry((listener, reason)).or_default() += 1;
+        }
     }
 
     /// The exposition text; `stored_total` is the count in the store (shared
@@ -81,6 +96,18 @@ impl Metrics {
             "ehds_peer_answers_validated_before_total {}",
             self.peer_answers_validated_before.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP ehds_security_alerts_suppressed_total Refused connections not recorded as Security Alerts: over the rate limit of their source and reason (the next record of that source and reason states how many).\n",
+        );
+        out.push_str("# TYPE ehds_security_alerts_suppressed_total counter\n");
+        if let Ok(suppressed) = self.security_alerts_suppressed.lock() {
+            for ((listener, reason), count) in suppressed.iter() {
+                let _ = writeln!(
+                    out,
+                    "ehds_security_alerts_suppressed_total{{listener=\"{listener}\",reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
         out.push_str("# HELP ehds_documents_stored Documents held in the store.\n");
         out.push_str("# TYPE ehds_documents_stored gauge\n");
         let _ = writeln!(out, "ehds_documents_stored {stored_total}");

@@ -240,6 +240,17 @@ impl Gateway {
             })
         });
         let national_metrics = Arc::clone(&self.state.metrics.national_tls);
+        // The national listener's refused connections are security alerts
+        // too (issue 16 #3).
+        let national_on_refusal = self.state.federation.as_ref().map(|f| {
+            crate::audit::alerts::refusal_observer(
+                self.state.clone(),
+                ehds_fhir::audit_event::NcpParty {
+                    country: f.country.clone(),
+                    ncp_id: f.ncp_id.clone(),
+                },
+            )
+        });
         let app = crate::national::router(self.state);
         let national = ehds_transport::serve_with_options(
             self.listener,
@@ -249,6 +260,7 @@ impl Gateway {
             ehds_transport::ServeOptions {
                 metrics: national_metrics,
                 shutdown_grace,
+                on_refusal: national_on_refusal,
                 ..ehds_transport::ServeOptions::default()
             },
             wait(stopped),

@@ -1,5 +1,6 @@
 //! The national API in-process (router + real SQLite store): a store that
-//! fails mid-flight, a body that never arrives, a byte-order mark.
+//! fails mid-flight or is locked, a body that never arrives or is
+//! compressed, a byte-order mark.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,6 +20,7 @@ use ehds_store::{Store, StoreConfig};
 use ehds_test_support::{conformance_dir, unique_schema};
 use ehds_transport::{CertFingerprint, NationalClientKind, PeerIdentity, VerifiedPeer};
 use http_body_util::BodyExt;
+use sqlx::Connection;
 use tower::ServiceExt;
 
 const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
@@ -146,6 +148,63 @@ async fn store_failure_is_a_500_with_the_request_id_and_no_internals() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A store that answers reads but cannot be written (another process holds
+/// its write lock) is not healthy: `/healthz` answers 503 with
+/// `Retry-After`, and so does a push, instead of 200 and 500; once the lock
+/// is released both succeed (issue 16 #6).
+#[tokio::test]
+async fn a_locked_store_is_unhealthy_and_pushes_are_503_with_retry_after() {
+    let dir = std::env::temp_dir().join(unique_schema("locked"));
+    let path = dir.join("gw.db");
+    let state = state(&dir, Duration::from_secs(5)).await;
+    let health = || Request::get("/healthz").body(Body::empty()).unwrap();
+    let (status, _, _) = call(&state, health()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Another process takes the write lock and keeps it.
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let unavailable = |response: axum::response::Response| async move {
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "5");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(outcome["issue"][0]["code"], "transient");
+    };
+    let with_peer = |mut request: Request<Body>| {
+        request.extensions_mut().insert(ehr_peer());
+        request
+    };
+    let response = router(state.clone())
+        .oneshot(with_peer(health()))
+        .await
+        .unwrap();
+    unavailable(response).await;
+    // A push waits the store's busy timeout (10 s), then is told to retry.
+    let ips = std::fs::read(conformance_dir().join(IPS)).unwrap();
+    let response = tokio::time::timeout(
+        Duration::from_secs(60),
+        router(state.clone()).oneshot(with_peer(push(ips.clone()))),
+    )
+    .await
+    .expect("the push gives up on the lock on its own")
+    .unwrap();
+    unavailable(response).await;
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let (status, _, _) = call(&state, health()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(&state, push(ips)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn a_body_that_never_arrives_times_out_with_408() {
     let dir = std::env::temp_dir().join(unique_schema("slow"));
@@ -196,6 +255,46 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(outcome["issue"][0]["code"], "too-long");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A body in a content coding (gzip, br) is refused with 415 naming the
+/// coding and `Accept-Encoding: identity`, not read as (invalid) UTF-8 JSON
+/// (issue 16 #8; RFC 9110 §15.5.16).
+#[tokio::test]
+async fn a_compressed_body_is_refused_with_415_naming_its_encoding() {
+    let dir = std::env::temp_dir().join(unique_schema("encoding"));
+    let state = state(&dir, Duration::from_secs(5)).await;
+    for coding in ["gzip", "br"] {
+        // Bytes that are not UTF-8, as a compressed body would be.
+        let request = Request::post("/fhir/Bundle")
+            .header("content-type", "application/fhir+json")
+            .header("content-encoding", coding)
+            .body(Body::from(vec![0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe]))
+            .unwrap();
+        let mut request = request;
+        request.extensions_mut().insert(ehr_peer());
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{coding}"
+        );
+        assert_eq!(response.headers()["accept-encoding"], "identity");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(outcome["issue"][0]["code"], "not-supported");
+        let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(diagnostics.contains(coding), "{diagnostics}");
+    }
+    // `identity` is no coding: the body is read as sent.
+    let ips = std::fs::read(conformance_dir().join(IPS)).unwrap();
+    let mut request = push(ips);
+    request
+        .headers_mut()
+        .insert("content-encoding", "identity".parse().unwrap());
+    let (status, _, _) = call(&state, request).await;
+    assert_eq!(status, StatusCode::CREATED);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -268,6 +268,10 @@ pub use prescriptions::{
     StatusChangeRefusal, StoredDispense, StoredDispenseLine, StoredPrescription,
 };
 
+/// How long an SQLite statement waits for a lock another connection holds
+/// before failing with `SQLITE_BUSY`.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 const DOCUMENT_COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
      patient_identifier, received_at_us, sender, sha256, content";
 
@@ -287,7 +291,7 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     // Health data: a committed document survives power loss.
                     .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
@@ -356,6 +360,56 @@ impl Store {
             .execute(pool)
             .await
             .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Checks the database can be written: rewrites the one row of
+    /// `write_probe` in a transaction, waiting at most `wait` for a lock
+    /// another connection or process holds. A store that answers reads but
+    /// is locked or full fails here with the database's own error (SQLite
+    /// `SQLITE_BUSY`/`SQLITE_LOCKED`/`SQLITE_FULL`, PostgreSQL
+    /// `lock_not_available`/`disk_full`), as a push would.
+    pub async fn write_probe(&self, wait: Duration) -> Result<(), StoreError> {
+        let written_at_us = to_micros(OffsetDateTime::now_utc())?;
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                // This connection's busy timeout, for the probe only.
+                sqlx::query(&format!("PRAGMA busy_timeout = {wait_ms}"))
+                    .execute(&mut *conn)
+                    .await?;
+                let probed = async {
+                    let mut tx = Connection::begin(&mut *conn).await?;
+                    sqlx::query("UPDATE write_probe SET written_at_us = $1 WHERE id = 1")
+                        .bind(written_at_us)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
+                }
+                .await;
+                let restored = sqlx::query(&format!(
+                    "PRAGMA busy_timeout = {}",
+                    SQLITE_BUSY_TIMEOUT.as_millis()
+                ))
+                .execute(&mut *conn)
+                .await;
+                probed?;
+                restored?;
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                // `SET LOCAL` takes no bind parameters; the value is a number.
+                sqlx::query(&format!("SET LOCAL lock_timeout = {wait_ms}"))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE write_probe SET written_at_us = $1 WHERE id = 1")
+                    .bind(written_at_us)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Typed extractors of the edge:
 //!
-//! - [`FhirBody`]: a FHIR JSON request body, received: media type checked
-//!   (415), read within the size and time limits (413, 408), parsed
+//! - [`FhirBody`]: a FHIR JSON request body, received: media type and
+//!   content coding checked (415), read within the size and time limits (413, 408), parsed
 //!   losslessly (400). FHIR R4 RESTful API, <http://hl7.org/fhir/R4/http.html#mime-type>.
 //! - [`NationalCaller`]: the national system calling, from the verified
 //!   client certificate the transport puts on every request of a
@@ -48,14 +48,16 @@ impl FromRequest<AppState> for FhirBody {
     }
 }
 
-/// A FHIR JSON request body, received: media type checked (415), body read
-/// within limits (413, 408), parsed losslessly (400).
+/// A FHIR JSON request body, received: media type and content coding
+/// checked (415), body read within limits (413, 408), parsed losslessly
+/// (400).
 pub(crate) async fn receive_resource(
     headers: &HeaderMap,
     body: Body,
     limits: Limits,
 ) -> Result<ReceivedResource, GatewayError> {
     check_fhir_json_content_type(headers)?;
+    check_identity_content_encoding(headers)?;
     let bytes = read_body(headers, body, limits).await?;
     Ok(ReceivedResource::parse(bytes)?)
 }
@@ -89,6 +91,28 @@ fn check_fhir_json_content_type(headers: &HeaderMap) -> Result<(), GatewayError>
     } else {
         Err(GatewayError::UnsupportedMediaType(raw))
     }
+}
+
+/// Accepts a body without content coding: no `Content-Encoding`, or only
+/// `identity` (RFC 9110 §8.4). Any other coding (gzip, br, deflate, …) is
+/// refused with 415 naming it (RFC 9110 §15.5.16) before the body is read:
+/// the gateway keeps the bytes as received and never inflates a body whose
+/// decompressed size the body limit would not bound.
+fn check_identity_content_encoding(headers: &HeaderMap) -> Result<(), GatewayError> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let raw = String::from_utf8_lossy(value.as_bytes());
+        let unsupported: Vec<&str> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(GatewayError::UnsupportedContentEncoding(
+                unsupported.join(", "),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the body, refusing one over the limit before reading it when
@@ -223,7 +247,7 @@ impl NationalCaller {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
@@ -258,5 +282,35 @@ mod tests {
             );
         }
         assert!(check_fhir_json_content_type(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn content_encodings() {
+        let with = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            check_identity_content_encoding(&headers)
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&["identity"]).is_ok());
+        assert!(with(&["Identity, identity"]).is_ok());
+        for (values, named) in [
+            (&["gzip"][..], "gzip"),
+            (&["br"][..], "br"),
+            (&["identity, deflate"][..], "deflate"),
+            (&["identity", "gzip, br"][..], "gzip, br"),
+        ] {
+            match with(values) {
+                Err(GatewayError::UnsupportedContentEncoding(found)) => {
+                    assert_eq!(found, named, "{values:?}");
+                }
+                other => panic!("{values:?}: {other:?}"),
+            }
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! - `GET /fhir/metadata`: the CapabilityStatement
 //!   (<http://hl7.org/fhir/R4/http.html#capabilities>), kept in
 //!   `conformance/`;
-//! - `GET /healthz`: 200 when the store answers;
+//! - `GET /healthz`: 200 when the store can be written (a write probe);
+//!   503 with `Retry-After` when it is locked or full (issue 16 #6);
 //! - `GET /readyz`: 200 when the gateway should take traffic (not while
 //!   shutting down);
 //! - `GET /metrics`: Prometheus text format.
@@ -29,9 +30,16 @@ pub(crate) async fn capability_statement() -> Response {
         .into_response()
 }
 
-/// `GET /healthz`: 200 when the store answers.
+/// How long the health check's write probe waits for a lock held elsewhere
+/// before the store is reported unavailable.
+const WRITE_PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /healthz`: 200 when the store can be written: one row rewritten in
+/// a transaction ([`ehds_store::Store::write_probe`]), so a store that
+/// answers reads but is locked or full is not reported healthy. Its
+/// failures are the error table's: locked or full, 503 with `Retry-After`.
 pub(crate) async fn health(State(state): State<AppState>) -> Result<Response, GatewayError> {
-    state.store.ping().await?;
+    state.store.write_probe(WRITE_PROBE_WAIT).await?;
     Ok((
         [(
             header::CONTENT_TYPE,

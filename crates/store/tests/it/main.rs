@@ -12,3 +12,4 @@ mod migrations;
 mod opt_outs;
 mod prescriptions;
 mod restrictions;
+mod write_probe;

@@ -125,7 +125,7 @@ fn generated_audit_events_validate_against_r4_core() {
     }
 
     // The security alert of a refused connection (no patient, no request).
-    for fingerprint in [None, Some("ab".repeat(32))] {
+    for (fingerprint, suppressed_before) in [(None, 0), (Some("ab".repeat(32)), 12)] {
         let alert = ehds_fhir::audit_event::SecurityAlert {
             recorded: time::OffsetDateTime::UNIX_EPOCH,
             source_ncp: ehds_fhir::audit_event::NcpParty {
@@ -135,6 +135,7 @@ fn generated_audit_events_validate_against_r4_core() {
             remote_address: "192.0.2.7".into(),
             reason: "unknown_issuer".into(),
             peer_fingerprint: fingerprint,
+            suppressed_before,
         };
         let bytes = ehds_fhir::audit_event::security_alert_json(&alert).unwrap();
         let resource = ReceivedResource::parse(Bytes::from(bytes)).unwrap();
