@@ -48,6 +48,7 @@ pub use ehds_transport::ReloadableServerTls;
 pub use error::GatewayError;
 pub use metrics::Metrics;
 pub use national::router as national_router;
+pub use services::{DocumentType, SHIPPED_SERVICES, Service, ServiceKind, ServiceRegistry};
 pub use start_error::StartError;
 pub use startup::{
     AuditChainReport, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, check_config,

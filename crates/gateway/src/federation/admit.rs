@@ -83,11 +83,13 @@ pub(crate) async fn admit(
     crate::assertion::authorise(federation, &assertion, operation)?;
     // The patient's own word last: an opt-out of this service towards the
     // asking country refuses, saying no more than that there is no consent.
-    let service = crate::services::service_of(operation);
+    let service = state.services.of_operation(operation).ok_or_else(|| {
+        GatewayError::UnknownRoute(format!("the service of {operation} (none is configured)"))
+    })?;
     let key = format!("{}|{}", patient.system, patient.value);
     if state
         .store
-        .is_opted_out(&key, service, &peer_country)
+        .is_opted_out(&key, &service.name, &peer_country)
         .await?
     {
         return Err(GatewayError::NoConsent);

@@ -35,6 +35,7 @@ fn doc<'a>(value: &str, content: &'a [u8]) -> NewDocument<'a> {
         bundle_type: "document",
         patient_identifier: Some(PATIENT),
         sender: "test",
+        document_type: None,
         content,
     }
 }
