@@ -32,6 +32,7 @@ mod assertions;
 mod certificates;
 mod consent;
 mod eprescription;
+mod laboratory;
 mod peers;
 mod restriction;
 mod summary;
