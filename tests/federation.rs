@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 mod access_log;
 mod assertions;
 mod certificates;
+mod configured_service;
 mod consent;
 mod eprescription;
 mod laboratory;

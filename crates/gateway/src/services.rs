@@ -95,7 +95,8 @@ struct RegistryFile {
 }
 
 /// The services, checked: unique names and document types, one
-/// ePrescription service at most, one service per permission.
+/// ePrescription service at most. Services may share a permission (a
+/// service added by configuration is read under an existing one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRegistry {
     services: Vec<Service>,
@@ -147,12 +148,6 @@ impl ServiceRegistry {
             for other in services.iter().skip(index + 1) {
                 if other.name == *name {
                     return Err(format!("service {name} is listed twice"));
-                }
-                if other.permission == service.permission {
-                    return Err(format!(
-                        "services {name} and {} share the permission {}",
-                        other.name, service.permission
-                    ));
                 }
                 if let Some(shared) = other
                     .document_types
@@ -243,16 +238,11 @@ impl ServiceRegistry {
             .find(|s| s.kind == ServiceKind::Eprescription)
     }
 
-    /// The service a cross-border operation belongs to: the one whose
-    /// permission it is, and every ePrescription operation to the
-    /// ePrescription service.
-    pub(crate) fn of_operation(&self, operation: Operation) -> Option<&Service> {
-        match operation {
-            Operation::ListPrescriptions | Operation::ReadPrescription | Operation::Dispense => {
-                self.eprescription()
-            }
-            _ => self.services.iter().find(|s| s.permission == operation),
-        }
+    /// The ePrescription service's name (`eprescription` when the registry
+    /// has none: nothing is then listed, but an opt-out still refuses).
+    pub(crate) fn eprescription_name(&self) -> &str {
+        self.eprescription()
+            .map_or("eprescription", |s| s.name.as_str())
     }
 
     /// Whether `name` is a service of the registry.
@@ -288,17 +278,10 @@ mod tests {
         assert_eq!(of("18842-5"), Some("discharge-report"));
         assert_eq!(of("18748-4"), Some("imaging-report"));
         assert_eq!(of("0000-0"), None);
+        assert_eq!(registry.eprescription_name(), "eprescription");
         assert_eq!(
-            registry
-                .of_operation(Operation::Dispense)
-                .map(|s| s.name.as_str()),
-            Some("eprescription")
-        );
-        assert_eq!(
-            registry
-                .of_operation(Operation::ReadLaboratoryReport)
-                .map(|s| s.name.as_str()),
-            Some("laboratory-report")
+            registry.named("laboratory-report").map(|s| s.permission),
+            Some(Operation::ReadLaboratoryReport)
         );
         assert_eq!(
             registry.for_stored_type(None).map(|s| s.name.as_str()),
@@ -311,7 +294,6 @@ mod tests {
         let registry = ServiceRegistry::shipped().unwrap();
         let mut twin = registry.named("laboratory-report").unwrap().clone();
         twin.name = "lab-twin".into();
-        twin.permission = Operation::ReadImagingReport;
         let error = registry.clone().with(&[twin]).unwrap_err();
         assert!(
             error.contains("both answer to http://loinc.org|11502-2"),

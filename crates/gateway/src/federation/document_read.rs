@@ -65,7 +65,7 @@ pub(crate) async fn answer(
         peer.as_deref(),
         &headers,
         &patient,
-        service.permission,
+        (service.permission, &service.name),
         &trail,
     )
     .await

@@ -48,7 +48,9 @@ pub(crate) async fn answer(
         None => state.services.named(PATIENT_SUMMARY),
         Some(t) => state.services.for_type(&t.system, &t.value),
     };
-    let operation = asked.map_or(Operation::ReadPatientSummary, |s| s.permission);
+    let operation = asked.map_or((Operation::ReadPatientSummary, PATIENT_SUMMARY), |s| {
+        (s.permission, s.name.as_str())
+    });
     let purpose = super::admit::admit(
         &state,
         federation,
