@@ -14,9 +14,11 @@ use ehds_test_support::{files_with_extension, repo_root};
 #[test]
 fn every_deploy_config_is_valid() {
     // Data files the gateway configs point at, parsed by their own crates'
-    // tests (ehds-access: the policy; ehds-routing: the directory; ...).
+    // tests (ehds-access: the policy; ehds-routing: the directory;
+    // ehds-gateway: the service registry; ...).
     const DATA_FILES: &[&str] = &[
         "access-policy.toml",
+        "services.toml",
         "directory.toml",
         "directory-local.toml",
         "trust-list.toml",

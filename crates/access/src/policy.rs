@@ -49,15 +49,24 @@ pub enum Operation {
     ReadPrescription,
     /// Record a dispensation of a prescription.
     Dispense,
+    /// List and read the patient's laboratory reports.
+    ReadLaboratoryReport,
+    /// List and read the patient's hospital discharge reports.
+    ReadDischargeReport,
+    /// List and read the patient's medical imaging reports.
+    ReadImagingReport,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests and tables.
-    pub const ALL: [Operation; 4] = [
+    pub const ALL: [Operation; 7] = [
         Operation::ReadPatientSummary,
         Operation::ListPrescriptions,
         Operation::ReadPrescription,
         Operation::Dispense,
+        Operation::ReadLaboratoryReport,
+        Operation::ReadDischargeReport,
+        Operation::ReadImagingReport,
     ];
 
     /// The name used in the policy file.
@@ -67,6 +76,9 @@ impl Operation {
             Operation::ListPrescriptions => "ListPrescriptions",
             Operation::ReadPrescription => "ReadPrescription",
             Operation::Dispense => "Dispense",
+            Operation::ReadLaboratoryReport => "ReadLaboratoryReport",
+            Operation::ReadDischargeReport => "ReadDischargeReport",
+            Operation::ReadImagingReport => "ReadImagingReport",
         }
     }
 }
@@ -169,6 +181,12 @@ struct RoleFile {
     read_prescription: Vec<PurposeOfUse>,
     #[serde(rename = "Dispense", default)]
     dispense: Vec<PurposeOfUse>,
+    #[serde(rename = "ReadLaboratoryReport", default)]
+    read_laboratory_report: Vec<PurposeOfUse>,
+    #[serde(rename = "ReadDischargeReport", default)]
+    read_discharge_report: Vec<PurposeOfUse>,
+    #[serde(rename = "ReadImagingReport", default)]
+    read_imaging_report: Vec<PurposeOfUse>,
 }
 
 /// The key of the default table.
@@ -197,6 +215,9 @@ impl AccessPolicy {
                     (Operation::ListPrescriptions, role.list_prescriptions),
                     (Operation::ReadPrescription, role.read_prescription),
                     (Operation::Dispense, role.dispense),
+                    (Operation::ReadLaboratoryReport, role.read_laboratory_report),
+                    (Operation::ReadDischargeReport, role.read_discharge_report),
+                    (Operation::ReadImagingReport, role.read_imaging_report),
                 ]
                 .into_iter()
                 .filter(|(_, purposes)| !purposes.is_empty())

@@ -74,6 +74,7 @@ fn ingest(c: &mut Criterion) {
                     bundle_type: header.bundle_type,
                     patient_identifier: header.patient_identifier.as_deref(),
                     sender: "bench",
+                    document_type: None,
                     content: resource.bytes(),
                 }))
                 .unwrap()

@@ -14,9 +14,10 @@
 //!
 //! * the [`ehds_validation::Validator`] is built once at start-up from the
 //!   FHIR packages and never changes while the process runs, and the profile
-//!   set a document answer must meet (`[validation] document_profiles`) is
-//!   fixed with it; one memo belongs to one [`crate::http::AppState`], which
-//!   holds both (a restart, or a changed package, starts an empty memo);
+//!   set a document answer must meet (its service's `document_profiles` in
+//!   the service registry, the service chosen by the bytes' own document
+//!   type) is fixed with it; one memo belongs to one [`crate::edge::AppState`],
+//!   which holds both (a restart, or a changed package, starts an empty memo);
 //! * validation reads only the bytes (no store, no network, no request); the
 //!   one thing that could make it depend on time is a FHIRPath `now()`,
 //!   `today()` or `timeOfDay()` in an invariant, and no invariant of the

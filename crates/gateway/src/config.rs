@@ -8,6 +8,7 @@ use ehds_store::StoreConfig;
 use serde::Deserialize;
 
 use crate::StartError;
+use crate::services::{PATIENT_SUMMARY, ServiceRegistry};
 
 /// Default national API address when no config is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -53,11 +54,30 @@ pub struct GatewayConfig {
     /// Patients' rights this country grants beyond the defaults.
     #[serde(default)]
     pub patient_rights: PatientRightsSection,
+    /// The cross-border services (`crate::services`): the shipped registry,
+    /// another file, and services added or replaced by name.
+    #[serde(default)]
+    pub services: ServicesSection,
     /// The demonstration patient page ([`crate::patient_page`]): plain HTTP
     /// on loopback only, calling this gateway's national API as the patient
     /// portal. Absent: no page.
     #[serde(default)]
     pub patient_page: Option<PatientPageSection>,
+}
+
+/// `[services]`: the service registry (`deploy/config/services.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesSection {
+    /// A registry file replacing the shipped one; relative paths are
+    /// relative to the working directory. Absent: the shipped registry
+    /// (built into the binary).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Services added to the registry, or replacing one of the same name
+    /// (`[[services.service]]`, the registry file's format).
+    #[serde(default)]
+    pub service: Vec<crate::services::Service>,
 }
 
 /// `[patient_rights]`: what this country's law says about patients'
@@ -202,10 +222,11 @@ pub struct ValidationSection {
     /// profiles), each with a package.json; loaded after `packages_dir`.
     #[serde(default)]
     pub extra_package_dirs: Vec<PathBuf>,
-    /// Profiles every document pushed to `POST /fhir/Bundle` must meet,
-    /// whatever it claims.
-    #[serde(default = "default_document_profiles")]
-    pub document_profiles: Vec<String>,
+    /// The patient summary's document profiles, replacing the service
+    /// registry's (kept for configurations written before the registry;
+    /// the registry names every service's profiles).
+    #[serde(default)]
+    pub document_profiles: Option<Vec<String>>,
     /// How many peer document answers that validated with no error are
     /// remembered by SHA-256, so the same bytes are passed on without being
     /// validated again (`crate::answer_memo`); 0 validates every answer.
@@ -218,7 +239,7 @@ impl Default for ValidationSection {
         Self {
             packages_dir: default_packages_dir(),
             extra_package_dirs: Vec::new(),
-            document_profiles: default_document_profiles(),
+            document_profiles: None,
             peer_answer_memo_entries: default_peer_answer_memo_entries(),
         }
     }
@@ -229,9 +250,6 @@ fn default_packages_dir() -> PathBuf {
 }
 fn default_peer_answer_memo_entries() -> usize {
     crate::answer_memo::DEFAULT_ENTRIES
-}
-fn default_document_profiles() -> Vec<String> {
-    vec![IPS_BUNDLE_PROFILE.to_owned()]
 }
 
 /// `[ncp]`: who this gateway is.
@@ -342,6 +360,9 @@ pub struct CheckedConfig {
     /// The patient page's loopback address, when `[patient_page]` is
     /// configured.
     pub patient_page_listen: Option<SocketAddr>,
+    /// The service registry: the shipped one or `[services] file`, with
+    /// `[[services.service]]` and `[validation] document_profiles` applied.
+    pub services: ServiceRegistry,
 }
 
 impl GatewayConfig {
@@ -405,12 +426,14 @@ impl GatewayConfig {
             .validation
             .document_profiles
             .iter()
+            .flatten()
             .any(String::is_empty)
         {
             return Err(StartError::Config(
                 "validation.document_profiles has an empty URL".into(),
             ));
         }
+        let services = self.service_registry()?;
         let mut store = StoreConfig::from_url(&self.store.url, self.store.schema.clone())
             .map_err(|e| StartError::Config(format!("store.url: {e}")))?;
         match (&mut store, self.store.max_connections) {
@@ -500,7 +523,48 @@ impl GatewayConfig {
             store,
             federation_listen,
             patient_page_listen,
+            services,
         })
+    }
+
+    /// The shipped registry or `[services] file`, with the services
+    /// `[[services.service]]` adds or replaces, and the patient summary's
+    /// profiles from `[validation] document_profiles` when given.
+    fn service_registry(&self) -> Result<ServiceRegistry, StartError> {
+        let refused = |e: String| StartError::Config(format!("services: {e}"));
+        let registry = match &self.services.file {
+            None => ServiceRegistry::shipped().map_err(refused)?,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    StartError::Config(format!("services.file {}: {e}", path.display()))
+                })?;
+                ServiceRegistry::from_toml_str(&text).map_err(|e| {
+                    StartError::Config(format!("services.file {}: {e}", path.display()))
+                })?
+            }
+        };
+        let mut added = self.services.service.clone();
+        if let Some(profiles) = &self.validation.document_profiles {
+            let mut summary = added
+                .iter()
+                .find(|s| s.name == PATIENT_SUMMARY)
+                .or_else(|| {
+                    registry
+                        .services()
+                        .iter()
+                        .find(|s| s.name == PATIENT_SUMMARY)
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    StartError::Config(
+                        "validation.document_profiles: the registry has no patient-summary".into(),
+                    )
+                })?;
+            summary.document_profiles.clone_from(profiles);
+            added.retain(|s| s.name != PATIENT_SUMMARY);
+            added.push(summary);
+        }
+        registry.with(&added).map_err(refused)
     }
 }
 

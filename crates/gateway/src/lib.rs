@@ -50,6 +50,7 @@ pub use error::GatewayError;
 pub use metrics::Metrics;
 pub use national::router as national_router;
 pub use operations::Operations;
+pub use services::{DocumentType, SHIPPED_SERVICES, Service, ServiceKind, ServiceRegistry};
 pub use start_error::StartError;
 pub use startup::{
     AuditChainReport, Backup, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, backup,

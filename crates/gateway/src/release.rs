@@ -153,7 +153,11 @@ pub(crate) async fn summary_under(
     // pushed document meets before anyone abroad sees it.
     let variant = ReceivedResource::parse(content.into())
         .map_err(|e| GatewayError::ReleaseFailed(format!("variant unreadable: {e}")))?;
-    let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
+    let profiles = state
+        .services
+        .named(crate::services::PATIENT_SUMMARY)
+        .map(crate::services::Service::profiles)
+        .unwrap_or_default();
     let report = state.validator.validate(&variant, &profiles);
     if !report.is_acceptable() {
         tracing::error!(
@@ -331,6 +335,7 @@ mod tests {
             patient_identifier: Some("urn:oid:1.3.182.4.4|1998041799999".into()),
             received_at: OffsetDateTime::UNIX_EPOCH,
             sender: "ehr".into(),
+            document_type: None,
             sha256: [0; 32],
             content: Vec::new(),
         };

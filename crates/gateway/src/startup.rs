@@ -120,7 +120,7 @@ impl Gateway {
         let state = AppState {
             store,
             validator,
-            document_profiles: config.raw.validation.document_profiles.clone().into(),
+            services: Arc::new(config.services.clone()),
             validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(
                 config.raw.validation.peer_answer_memo_entries,
             )),
@@ -445,11 +445,14 @@ fn load_validator_counting(config: &CheckedConfig) -> Result<(Validator, usize),
     for problem in validator.load_problems() {
         tracing::warn!(url = %problem.url, problem = %problem.problem, "definition not usable");
     }
-    for profile in &validation.document_profiles {
-        if !validator.knows_profile(profile) {
-            return Err(StartError::Config(format!(
-                "validation.document_profiles: {profile} is not in the loaded packages"
-            )));
+    for service in config.services.services() {
+        for profile in &service.document_profiles {
+            if !validator.knows_profile(profile) {
+                return Err(StartError::Config(format!(
+                    "service {}: document profile {profile} is not in the loaded packages",
+                    service.name
+                )));
+            }
         }
     }
     tracing::info!(

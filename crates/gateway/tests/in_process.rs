@@ -46,7 +46,7 @@ fn state(
         AppState {
             store: Store::open(&StoreConfig::Sqlite { path }).await.unwrap(),
             validator: validator(),
-            document_profiles: vec![ehds_gateway::config::IPS_BUNDLE_PROFILE.to_owned()].into(),
+            services: std::sync::Arc::new(ehds_gateway::ServiceRegistry::shipped().unwrap()),
             validated_answers: ehds_gateway::validated_answers(
                 ehds_gateway::DEFAULT_PEER_ANSWER_MEMO_ENTRIES,
             ),

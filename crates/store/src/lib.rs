@@ -158,6 +158,9 @@ pub struct NewDocument<'a> {
     pub patient_identifier: Option<&'a str>,
     /// Who sent it (the authenticated client).
     pub sender: &'a str,
+    /// The document's type as `system|code` (its Composition's `type`), by
+    /// which the gateway knows the service it belongs to.
+    pub document_type: Option<&'a str>,
     /// The exact bytes received.
     pub content: &'a [u8],
 }
@@ -177,6 +180,9 @@ pub struct StoredDocument {
     pub received_at: OffsetDateTime,
     /// Who sent it.
     pub sender: String,
+    /// The document's type as `system|code`; `None` for documents stored
+    /// before types were recorded (all patient summaries).
+    pub document_type: Option<String>,
     /// SHA-256 of the content.
     pub sha256: [u8; 32],
     /// The exact bytes received.
@@ -210,6 +216,8 @@ pub struct DocumentSummary {
     pub bundle_type: String,
     /// When the gateway stored it.
     pub received_at: OffsetDateTime,
+    /// The document's type as `system|code` (see [`StoredDocument`]).
+    pub document_type: Option<String>,
     /// SHA-256 of the content.
     pub sha256: [u8; 32],
     /// Size of the content in bytes.
@@ -273,7 +281,7 @@ pub use prescriptions::{
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const DOCUMENT_COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
-     patient_identifier, received_at_us, sender, sha256, content";
+     patient_identifier, received_at_us, sender, document_type, sha256, content";
 
 impl Store {
     /// Opens the store, creating the SQLite file or PostgreSQL schema if
@@ -426,8 +434,8 @@ impl Store {
         let inserted = on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO documents (id, identifier_system, identifier_value, bundle_type, \
-                 patient_identifier, received_at_us, sender, sha256, content) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 patient_identifier, received_at_us, sender, document_type, sha256, content) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (identifier_system, identifier_value) DO NOTHING",
             )
             .bind(&id)
@@ -437,6 +445,7 @@ impl Store {
             .bind(doc.patient_identifier)
             .bind(received_at_us)
             .bind(doc.sender)
+            .bind(doc.document_type)
             .bind(&sha256[..])
             .bind(doc.content)
             .execute(pool)
@@ -451,6 +460,7 @@ impl Store {
                 patient_identifier: doc.patient_identifier.map(str::to_owned),
                 received_at: from_micros(received_at_us)?,
                 sender: doc.sender.to_owned(),
+                document_type: doc.document_type.map(str::to_owned),
                 sha256,
                 content: doc.content.to_vec(),
             }));
@@ -522,7 +532,7 @@ impl Store {
         bundle_type: Option<&str>,
     ) -> Result<Vec<DocumentSummary>, StoreError> {
         const COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
-             received_at_us, sha256, CAST(length(content) AS BIGINT) AS size";
+             received_at_us, document_type, sha256, CAST(length(content) AS BIGINT) AS size";
         const ORDER: &str = "ORDER BY received_at_us DESC, id DESC";
         let sql = match bundle_type {
             None => {
@@ -602,6 +612,7 @@ where
     R: Row,
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
@@ -615,6 +626,7 @@ where
         },
         bundle_type: row.try_get("bundle_type")?,
         received_at: from_micros(row.try_get("received_at_us")?)?,
+        document_type: row.try_get("document_type")?,
         sha256: sha
             .try_into()
             .map_err(|_| StoreError::Corrupt("sha256 is not 32 bytes".into()))?,
@@ -642,6 +654,7 @@ where
         patient_identifier: row.try_get("patient_identifier")?,
         received_at: from_micros(row.try_get("received_at_us")?)?,
         sender: row.try_get("sender")?,
+        document_type: row.try_get("document_type")?,
         sha256: sha
             .try_into()
             .map_err(|_| StoreError::Corrupt("sha256 is not 32 bytes".into()))?,

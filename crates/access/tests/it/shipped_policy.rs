@@ -18,38 +18,62 @@ const F: bool = false;
 /// (role, operation, allowed for TREATMENT, allowed for EMERGENCY).
 #[rustfmt::skip]
 const EXPECTED: &[(&str, Operation, bool, bool)] = &[
-    // 221 medical doctors and their unit groups: summary and prescriptions,
-    // both purposes; never dispensing.
+    // 221 medical doctors and their unit groups: summary, prescriptions,
+    // laboratory, discharge and imaging reports, both purposes; never
+    // dispensing.
     ("221",  Operation::ReadPatientSummary, T, T),
     ("221",  Operation::ListPrescriptions,  T, T),
     ("221",  Operation::ReadPrescription,   T, T),
     ("221",  Operation::Dispense,           F, F),
+    ("221",  Operation::ReadLaboratoryReport, T, T),
+    ("221",  Operation::ReadDischargeReport, T, T),
+    ("221",  Operation::ReadImagingReport, T, T),
     ("2211", Operation::ReadPatientSummary, T, T),
     ("2211", Operation::ListPrescriptions,  T, T),
     ("2211", Operation::ReadPrescription,   T, T),
     ("2211", Operation::Dispense,           F, F),
+    ("2211", Operation::ReadLaboratoryReport, T, T),
+    ("2211", Operation::ReadDischargeReport, T, T),
+    ("2211", Operation::ReadImagingReport, T, T),
     ("2212", Operation::ReadPatientSummary, T, T),
     ("2212", Operation::ListPrescriptions,  T, T),
     ("2212", Operation::ReadPrescription,   T, T),
     ("2212", Operation::Dispense,           F, F),
-    // 222 nurses and midwives: the summary, in an emergency only.
+    ("2212", Operation::ReadLaboratoryReport, T, T),
+    ("2212", Operation::ReadDischargeReport, T, T),
+    ("2212", Operation::ReadImagingReport, T, T),
+    // 222 nurses and midwives: the summary, in an emergency only; no
+    // laboratory, discharge or imaging reports.
     ("222",  Operation::ReadPatientSummary, F, T),
     ("222",  Operation::ListPrescriptions,  F, F),
     ("222",  Operation::ReadPrescription,   F, F),
     ("222",  Operation::Dispense,           F, F),
+    ("222",  Operation::ReadLaboratoryReport, F, F),
+    ("222",  Operation::ReadDischargeReport, F, F),
+    ("222",  Operation::ReadImagingReport, F, F),
     ("2221", Operation::ReadPatientSummary, F, T),
     ("2221", Operation::ListPrescriptions,  F, F),
     ("2221", Operation::ReadPrescription,   F, F),
     ("2221", Operation::Dispense,           F, F),
+    ("2221", Operation::ReadLaboratoryReport, F, F),
+    ("2221", Operation::ReadDischargeReport, F, F),
+    ("2221", Operation::ReadImagingReport, F, F),
     ("2222", Operation::ReadPatientSummary, F, T),
     ("2222", Operation::ListPrescriptions,  F, F),
     ("2222", Operation::ReadPrescription,   F, F),
     ("2222", Operation::Dispense,           F, F),
-    // 2262 pharmacists: prescriptions for treatment; no summary.
+    ("2222", Operation::ReadLaboratoryReport, F, F),
+    ("2222", Operation::ReadDischargeReport, F, F),
+    ("2222", Operation::ReadImagingReport, F, F),
+    // 2262 pharmacists: prescriptions for treatment; no summary, no
+    // reports.
     ("2262", Operation::ReadPatientSummary, F, F),
     ("2262", Operation::ListPrescriptions,  T, F),
     ("2262", Operation::ReadPrescription,   T, F),
     ("2262", Operation::Dispense,           T, F),
+    ("2262", Operation::ReadLaboratoryReport, F, F),
+    ("2262", Operation::ReadDischargeReport, F, F),
+    ("2262", Operation::ReadImagingReport, F, F),
 ];
 
 fn shipped() -> AccessPolicy {

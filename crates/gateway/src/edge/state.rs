@@ -14,6 +14,7 @@ use ehds_transport::FederationClient;
 use crate::answer_memo::ValidatedAnswers;
 use crate::metrics::Metrics;
 use crate::operations::Operations;
+use crate::services::ServiceRegistry;
 
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy)]
@@ -31,10 +32,11 @@ pub struct AppState {
     pub store: Store,
     /// The validator, shared.
     pub validator: Arc<ehds_validation::Validator>,
-    /// Profiles every pushed document must meet.
-    pub document_profiles: Arc<[String]>,
-    /// Peer answers that validated against `validator` and
-    /// `document_profiles` (both fixed for the state's life), by SHA-256.
+    /// The cross-border services: their document types, the profiles
+    /// their documents must meet, their permissions.
+    pub services: Arc<ServiceRegistry>,
+    /// Peer answers that validated against `validator` and their service's
+    /// profiles (both fixed for the state's life), by SHA-256.
     pub validated_answers: Arc<ValidatedAnswers>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,

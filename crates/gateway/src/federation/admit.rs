@@ -45,15 +45,16 @@ pub(crate) fn calling_ncp<'f>(
     Ok((ncp, peer.fingerprint.to_hex()))
 }
 
-/// Admits a request about `patient` for `operation`, or refuses it; the
-/// purpose of use of the admitted assertion.
+/// Admits a request about `patient` for `operation` of `service` (a name
+/// of the service registry: the patient's opt-out of it applies), or
+/// refuses it; the purpose of use of the admitted assertion.
 pub(crate) async fn admit(
     state: &AppState,
     federation: &CrossBorder,
     peer: Option<&VerifiedPeer>,
     headers: &HeaderMap,
     patient: &TokenParam,
-    operation: Operation,
+    (operation, service): (Operation, &str),
     trail: &Trail,
 ) -> Result<PurposeOfUse, GatewayError> {
     trail.patient(patient);
@@ -83,7 +84,6 @@ pub(crate) async fn admit(
     crate::assertion::authorise(federation, &assertion, operation)?;
     // The patient's own word last: an opt-out of this service towards the
     // asking country refuses, saying no more than that there is no consent.
-    let service = crate::services::service_of(operation);
     let key = format!("{}|{}", patient.system, patient.value);
     if state
         .store

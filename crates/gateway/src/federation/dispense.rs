@@ -57,7 +57,7 @@ pub(crate) async fn answer(
         peer.as_deref(),
         &headers,
         &patient,
-        Operation::Dispense,
+        (Operation::Dispense, state.services.eprescription_name()),
         &trail,
     )
     .await?;

@@ -1,7 +1,9 @@
 //! `GET /fhir/Bundle/{id}` on the federation API: one of this country's
 //! patients' documents for another country's NCP (NCPeH FHIR API, document
-//! retrieve): the stored bytes, or — when the patient restricted parts of
-//! it — its released variant (`crate::release`). The id may be a released
+//! retrieve): the stored bytes, or — for a patient summary whose patient
+//! restricted parts of it — its released variant (`crate::release`). The
+//! document's service (`crate::services`, by its stored type) names the
+//! permission asked for and the opt-out that applies. The id may be a released
 //! variant's: what is released is decided from its original, against the
 //! restrictions in force now.
 
@@ -9,7 +11,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use ehds_access::{AssertionRefusal, Operation};
+use ehds_access::AssertionRefusal;
 use ehds_fhir::audit_event::EntityTarget;
 use ehds_routing::search::{BundleRead, TokenParam};
 use ehds_transport::VerifiedPeer;
@@ -18,6 +20,7 @@ use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::respond::fhir_json;
 use crate::error::GatewayError;
+use crate::services::{PATIENT_SUMMARY, ServiceKind};
 
 /// The route.
 pub(crate) const PATH: &str = "/fhir/Bundle/{id}";
@@ -48,13 +51,21 @@ pub(crate) async fn answer(
             value: value.to_owned(),
         })
         .ok_or_else(not_found)?;
+    // The document's service (by its stored type) names the permission
+    // asked for and the opt-out that applies.
+    let service = state
+        .services
+        .for_stored_type(document.document_type.as_deref())
+        .filter(|s| s.kind == ServiceKind::Document)
+        .ok_or_else(not_found)?;
+    let is_summary = service.name == PATIENT_SUMMARY;
     let purpose = super::admit::admit(
         &state,
         federation,
         peer.as_deref(),
         &headers,
         &patient,
-        Operation::ReadPatientSummary,
+        (service.permission, &service.name),
         &trail,
     )
     .await
@@ -63,6 +74,11 @@ pub(crate) async fn answer(
         GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
         other => other,
     })?;
+    if !is_summary {
+        // Restrictions of parts are the patient summary's; another
+        // service's document crosses as stored.
+        return Ok(fhir_json(StatusCode::OK, document.content));
+    }
     let released =
         crate::release::summary_for_release(&state, federation, document, purpose).await?;
     if released.lifted {

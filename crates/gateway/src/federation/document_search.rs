@@ -1,13 +1,15 @@
 //! `GET /fhir/DocumentReference?patient.identifier=system|value[&type=…]` on
 //! the federation API: the list of one of this country's patients'
 //! documents for another country's NCP (NCPeH FHIR API, DocumentReference
-//! search). `type` LOINC 60591-5 (or none) lists the patient summaries, as
-//! they may be released (a summary the patient restricted is listed as its
-//! variant: own id, identifier and size); `type` LOINC 57833-6 lists the
-//! dispensable prescriptions (one DocumentReference each, its
-//! `content.attachment.url` the `MedicationRequest/<country>.<id>` to read
-//! it by), restricted ones absent. Each service is asked for by its own
-//! permission of the access policy.
+//! search). `type` names the service (`crate::services`: the registry's
+//! document types); no `type` is the patient summary. A document service
+//! lists the patient's stored documents of its types (patient summaries as
+//! they may be released: a summary the patient restricted is listed as its
+//! variant, own id, identifier and size); the ePrescription service (LOINC
+//! 57833-6) lists the dispensable prescriptions (one DocumentReference
+//! each, its `content.attachment.url` the `MedicationRequest/<country>.<id>`
+//! to read it by), restricted ones absent. Each service is asked for by its
+//! own permission of the access policy.
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -23,7 +25,7 @@ use crate::audit::Trail;
 use crate::edge::respond::{FHIR_JSON, SearchSet};
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
-use crate::services::{PATIENT_SUMMARY_TYPE, PRESCRIPTION_TYPE};
+use crate::services::{DocumentType, PATIENT_SUMMARY, Service, ServiceKind};
 
 /// The route.
 pub(crate) const PATH: &str = "/fhir/DocumentReference";
@@ -40,20 +42,15 @@ pub(crate) async fn answer(
     let query = query.unwrap_or_default();
     trail.target(EntityTarget::Query(query.clone()));
     let search = DocumentReferenceSearch::parse(&query).map_err(GatewayError::Search)?;
-    let is_type = |(system, code): (&str, &str)| {
-        search
-            .type_
-            .as_ref()
-            .is_some_and(|t| t.system == system && t.value == code)
+    // The asked type names the service (no type: the patient summary); a
+    // type no service answers to lists nothing, asked for as a summary.
+    let asked = match &search.type_ {
+        None => state.services.named(PATIENT_SUMMARY),
+        Some(t) => state.services.for_type(&t.system, &t.value),
     };
-    // The prescription document list (eHDSI: LOINC 57833-6) is the
-    // ePrescription service, asked for by its own permission.
-    let wants_prescriptions = is_type(PRESCRIPTION_TYPE);
-    let operation = if wants_prescriptions {
-        Operation::ListPrescriptions
-    } else {
-        Operation::ReadPatientSummary
-    };
+    let operation = asked.map_or((Operation::ReadPatientSummary, PATIENT_SUMMARY), |s| {
+        (s.permission, s.name.as_str())
+    });
     let purpose = super::admit::admit(
         &state,
         federation,
@@ -64,33 +61,55 @@ pub(crate) async fn answer(
         &trail,
     )
     .await?;
-    if wants_prescriptions {
+    let Some(service) = asked else {
+        return Ok(SearchSet::with_capacity(64).into_response());
+    };
+    if service.kind == ServiceKind::Eprescription {
         return Ok(
-            prescription_documents(&state, federation, &search, purpose, &trail)
+            prescription_documents(&state, federation, service, &search, purpose, &trail)
                 .await?
                 .into_response(),
         );
     }
-    let wants_summary = search.type_.is_none() || is_type(PATIENT_SUMMARY_TYPE);
     let patient = &search.patient_identifier;
     let key = format!("{}|{}", patient.system, patient.value);
-    let documents = if wants_summary {
+    let mut documents = state
+        .store
+        .documents_for_patient(&key, Some("document"))
+        .await?;
+    documents.retain(|d| {
         state
-            .store
-            .documents_for_patient(&key, Some("document"))
-            .await?
-    } else {
-        Vec::new()
-    };
+            .services
+            .for_stored_type(d.document_type.as_deref())
+            .is_some_and(|s| s.name == service.name)
+    });
     // Listed as they may be released: a summary the patient restricted is
     // listed as its variant (its own id, identifier and size).
-    let (documents, lifted) =
-        listed_as_released(&state, federation, &key, documents, purpose).await?;
-    if lifted {
-        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
-    }
+    let documents = if service.name == PATIENT_SUMMARY {
+        let (documents, lifted) =
+            listed_as_released(&state, federation, &key, documents, purpose).await?;
+        if lifted {
+            trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+        }
+        documents
+    } else {
+        documents
+    };
     let mut set = SearchSet::with_capacity(1024 * (documents.len() + 1));
     for doc in &documents {
+        // The document's own type when the service answers to it, else
+        // the one the service lists.
+        let type_ = doc
+            .document_type
+            .as_deref()
+            .and_then(|t| t.split_once('|'))
+            .and_then(|(system, code)| {
+                service
+                    .document_types
+                    .iter()
+                    .find(|t| t.system == system && t.code == code)
+            })
+            .or_else(|| service.listed_type());
         let reference = serde_json::json!({
             "resourceType": "DocumentReference",
             "id": doc.id,
@@ -99,11 +118,7 @@ pub(crate) async fn answer(
                 "value": doc.identifier.value,
             },
             "status": "current",
-            "type": {"coding": [{
-                "system": PATIENT_SUMMARY_TYPE.0,
-                "code": PATIENT_SUMMARY_TYPE.1,
-                "display": "Patient summary Document",
-            }]},
+            "type": type_json(type_),
             "subject": {"identifier": {
                 "system": patient.system,
                 "value": patient.value,
@@ -120,11 +135,24 @@ pub(crate) async fn answer(
     Ok(set.into_response())
 }
 
+/// `DocumentReference.type` of a service's document type.
+fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
+    match type_ {
+        Some(t) => serde_json::json!({"coding": [{
+            "system": t.system,
+            "code": t.code,
+            "display": t.display,
+        }]}),
+        None => serde_json::json!({}),
+    }
+}
+
 /// The patient's dispensable prescriptions as a DocumentReference list
 /// (the NCPeH ePrescription list); restricted ones are absent.
 async fn prescription_documents(
     state: &AppState,
     federation: &CrossBorder,
+    service: &Service,
     search: &DocumentReferenceSearch,
     purpose: PurposeOfUse,
     trail: &Trail,
@@ -148,11 +176,7 @@ async fn prescription_documents(
             "id": p.id,
             "masterIdentifier": {"system": p.identifier.system, "value": p.identifier.value},
             "status": "current",
-            "type": {"coding": [{
-                "system": PRESCRIPTION_TYPE.0,
-                "code": PRESCRIPTION_TYPE.1,
-                "display": "Prescription for medication",
-            }]},
+            "type": type_json(service.listed_type()),
             "subject": {"identifier": {"system": patient.system, "value": patient.value}},
             "date": p.received_at.format(&Rfc3339).unwrap_or_default(),
             "content": [{"attachment": {

@@ -41,7 +41,10 @@ pub(crate) async fn answer(
         peer.as_deref(),
         &headers,
         &search.identifier,
-        Operation::ReadPatientSummary,
+        (
+            Operation::ReadPatientSummary,
+            crate::services::PATIENT_SUMMARY,
+        ),
         &trail,
     )
     .await?;

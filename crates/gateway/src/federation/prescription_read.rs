@@ -50,7 +50,10 @@ pub(crate) async fn answer(
         peer.as_deref(),
         &headers,
         &patient,
-        Operation::ReadPrescription,
+        (
+            Operation::ReadPrescription,
+            state.services.eprescription_name(),
+        ),
         &trail,
     )
     .await

@@ -40,7 +40,10 @@ pub(crate) async fn answer(
         peer.as_deref(),
         &headers,
         &search.patient_identifier,
-        Operation::ListPrescriptions,
+        (
+            Operation::ListPrescriptions,
+            state.services.eprescription_name(),
+        ),
         &trail,
     )
     .await?;

@@ -49,10 +49,25 @@ pub(crate) async fn push(
         return super::prescriptions::push_bundle(&state, &caller, &resource).await;
     }
     caller.require(&[NationalClientKind::EhrSystem], "push documents")?;
-    let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
+    // The document's type (its Composition's) picks the service and so the
+    // profiles it must meet; a document of no service's type is held to the
+    // patient summary's (which fix its type, so it is refused with why).
+    let (service, document_type) = match state.services.of_document(resource.root()) {
+        Some((service, type_)) => (service, Some(format!("{}|{}", type_.system, type_.code))),
+        None => (
+            state
+                .services
+                .named(crate::services::PATIENT_SUMMARY)
+                .ok_or_else(|| GatewayError::Invalid(not_a_service_document()))?,
+            None,
+        ),
+    };
+    if service.kind != crate::services::ServiceKind::Document {
+        return Err(GatewayError::Invalid(not_a_service_document()));
+    }
     let report = state
         .validator
-        .validate_pushed_document(&resource, &profiles);
+        .validate_pushed_document(&resource, &service.profiles());
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }
@@ -70,6 +85,7 @@ pub(crate) async fn push(
             bundle_type: header.bundle_type,
             patient_identifier: header.patient_identifier.as_deref(),
             sender: &caller.sender(),
+            document_type: document_type.as_deref(),
             content: resource.bytes(),
         })
         .await?;
@@ -143,6 +159,21 @@ pub(crate) async fn read(
         ReturnPreference::Representation,
         None,
     ))
+}
+
+/// The refusal of a document whose type no document service of the
+/// registry answers to.
+fn not_a_service_document() -> ehds_validation::ValidationReport {
+    let mut report = ehds_validation::ValidationReport::default();
+    report.push(
+        ehds_fhir::outcome::Issue::error(
+            ehds_fhir::outcome::IssueType::NotSupported,
+            "the document's type (its Composition's type) is not the type of a document \
+             service of this gateway",
+        )
+        .at("Bundle.entry[0].resource.type"),
+    );
+    report
 }
 
 /// FHIR `id` datatype: `[A-Za-z0-9\-\.]{1,64}`.

@@ -12,7 +12,7 @@
 //! | parameter | type | |
 //! | --- | --- | --- |
 //! | `patient` | Identifier | the patient's national identifier (system and value) |
-//! | `service` | code | `patient-summary` or `eprescription` |
+//! | `service` | code | a service of the registry (`crate::services`): `patient-summary`, `eprescription`, `laboratory-report`, … |
 //! | `country` | code | optional: the requesting country the opt-out is towards (ISO 3166-1 alpha-2); absent: every country |
 //! | `optOut` | boolean | `true` to opt out, `false` to withdraw the opt-out |
 //!
@@ -117,10 +117,13 @@ pub(crate) async fn opt_out(
     let service = parameter(root, "service")
         .and_then(|p| p.get("valueCode"))
         .and_then(Node::as_str)
-        .filter(|s| crate::services::SERVICES.contains(s))
+        .filter(|s| state.services.contains(s))
         .ok_or_else(|| {
             invalid(
-                "service (valueCode) must be patient-summary or eprescription",
+                &format!(
+                    "service (valueCode) must be one of: {}",
+                    state.services.names()
+                ),
                 "Parameters.parameter",
             )
         })?;

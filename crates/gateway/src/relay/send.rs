@@ -33,7 +33,8 @@ const ASKING_SYSTEMS: &[NationalClientKind] = &[
 pub(crate) enum ExpectedAnswer {
     /// A `searchset` Bundle.
     SearchSet,
-    /// A document Bundle meeting the configured document profiles.
+    /// A document Bundle of a document service, meeting that service's
+    /// profiles (`crate::services`).
     Document,
     /// A valid MedicationDispense (the one the pharmacy sent, as stored).
     Dispense,
@@ -344,10 +345,16 @@ pub(crate) fn check_answer(
             state.validator.validate(&resource, profiles)
         }
         ExpectedAnswer::Document => {
-            let profiles: Vec<&str> = state.document_profiles.iter().map(String::as_str).collect();
+            // The document's type (its Composition's) names its service,
+            // whose profiles it must meet here as at the patient's country.
+            let Some((service, _)) = state.services.of_document(resource.root()) else {
+                return Err(GatewayError::PeerUnavailable(
+                    "the peer's answer is not a document of a service this gateway carries".into(),
+                ));
+            };
             state
                 .validator
-                .validate_pushed_document(&resource, &profiles)
+                .validate_pushed_document(&resource, &service.profiles())
         }
     };
     if !report.is_acceptable() {
@@ -391,7 +398,7 @@ mod tests {
         AppState {
             store,
             validator: validator(),
-            document_profiles: vec![crate::config::IPS_BUNDLE_PROFILE.to_owned()].into(),
+            services: Arc::new(crate::services::ServiceRegistry::shipped().unwrap()),
             validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(memo_entries)),
             metrics: Arc::new(crate::metrics::Metrics::default()),
             operations: Arc::default(),

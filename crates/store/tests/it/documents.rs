@@ -22,6 +22,7 @@ on_both_backends!(
     every_example_round_trips_byte_identical,
     unknown_ids_are_none,
     documents_for_patient_newest_first,
+    the_document_type_is_kept_beside_the_bytes,
 );
 
 const PATIENT: &str = "urn:oid:2.16.17.710.850.1000.990.1|123";
@@ -35,8 +36,38 @@ fn doc<'a>(value: &str, content: &'a [u8]) -> NewDocument<'a> {
         bundle_type: "document",
         patient_identifier: Some(PATIENT),
         sender: "test",
+        document_type: None,
         content,
     }
+}
+
+/// The document's type (by which the gateway knows its service) is read
+/// back with the document and in the patient's list; none stays none.
+async fn the_document_type_is_kept_beside_the_bytes(store: &Store) {
+    const LAB: &str = "http://loinc.org|11502-2";
+    let lab = NewDocument {
+        document_type: Some(LAB),
+        ..doc("urn:uuid:lab", b"{\"resourceType\":\"Bundle\"}")
+    };
+    let PutOutcome::Created(created) = store.put_document(lab).await.unwrap() else {
+        panic!("not created");
+    };
+    assert_eq!(created.document_type.as_deref(), Some(LAB));
+    let read = store.document(&created.id).await.unwrap().unwrap();
+    assert_eq!(read, created);
+    store
+        .put_document(doc("urn:uuid:untyped", b"{}"))
+        .await
+        .unwrap();
+    let mut types: Vec<Option<String>> = store
+        .documents_for_patient(PATIENT, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.document_type)
+        .collect();
+    types.sort();
+    assert_eq!(types, vec![None, Some(LAB.to_owned())]);
 }
 
 async fn stores_and_reads_back_exact_bytes(store: &Store) {

@@ -93,6 +93,7 @@ async fn variants_kept_once_per_restriction_set(store: &Store) {
             bundle_type: "document",
             patient_identifier: Some(PATIENT),
             sender: "ehr",
+            document_type: None,
             content: b"{\"resourceType\":\"Bundle\"}",
         })
         .await

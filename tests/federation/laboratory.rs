@@ -1,0 +1,195 @@
+//! Laboratory results abroad (issue 18), a service of the registry
+//! (`deploy/config/services.toml`): LU's laboratory system pushes the HL7
+//! Europe Laboratory 0.1.0 and MyHealth@EU laboratory example reports for
+//! the LU patient; a doctor in Belgium lists them by LOINC 11502-2 and
+//! retrieves each byte for byte over mutual TLS, validated at BE against
+//! the laboratory profile; the patient's opt-out of the laboratory service
+//! refuses them (and is on the patient's access log), not the summary.
+
+use super::*;
+
+/// The example folders whose document Bundles are laboratory reports
+/// (Bundle-eu-lab, Bundle-lab-myhealtheu).
+const LAB_EXAMPLES: &[&str] = &["eu-lab-0.1.0", "myhealtheu-lab-0.0.1"];
+
+/// Every laboratory report document of [`LAB_EXAMPLES`], its patient given
+/// the LU test patient's identifier (as `ehds_loopback::patient_summary`
+/// does for the IPS) and its `Bundle.identifier` made unique (examples
+/// share one): `(file name, bytes)`.
+fn lu_lab_reports() -> Vec<(String, Vec<u8>)> {
+    let mut reports = Vec::new();
+    for folder in LAB_EXAMPLES {
+        let dir = conformance_dir().join("examples").join(folder);
+        for path in ehds_test_support::files_with_extension(&dir, "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let json: Value = serde_json::from_str(&text).unwrap();
+            if json["resourceType"] != "Bundle" || json["type"] != "document" {
+                continue;
+            }
+            let patient = json["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| &e["resource"])
+                .find(|r| r["resourceType"] == "Patient")
+                .unwrap();
+            let quoted = |v: &Value| format!("\"{}\"", v.as_str().unwrap());
+            let name = format!("{folder}/{}", path.file_name().unwrap().to_str().unwrap());
+            let unique = format!("\"lab-{}\"", reports.len());
+            let text = text
+                .replace(
+                    &quoted(&patient["identifier"][0]["system"]),
+                    &format!("\"{LU_SYSTEM}\""),
+                )
+                .replace(
+                    &quoted(&patient["identifier"][0]["value"]),
+                    &format!("\"{LU_PATIENT}\""),
+                )
+                .replace(&quoted(&json["identifier"]["value"]), &unique);
+            reports.push((name, text.into_bytes()));
+        }
+    }
+    assert_eq!(reports.len(), 5 + 1, "the laboratory examples moved");
+    reports
+}
+
+/// `DocumentReference?patient.identifier=<LU patient>&type=<LOINC code>`.
+fn documents_of_type(code: &str) -> String {
+    about_lu_patient(
+        "DocumentReference",
+        &format!("&type=http://loinc.org|{code}"),
+    )
+}
+
+#[tokio::test]
+async fn a_doctor_abroad_retrieves_laboratory_reports_byte_for_byte_and_an_opt_out_refuses_them() {
+    let f = federation().await;
+    let reports = lu_lab_reports();
+    let mut pushed = std::collections::BTreeMap::new();
+    for (name, bytes) in &reports {
+        let response = post_at_lu(
+            &f,
+            NationalClientKind::EhrSystem,
+            "/fhir/Bundle",
+            bytes.clone(),
+        )
+        .await;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        assert_eq!(status, 201, "{name}: {}", response.text().await.unwrap());
+        let id = location.unwrap().rsplit('/').next().unwrap().to_owned();
+        pushed.insert(format!("Bundle/LU.{id}"), bytes.clone());
+    }
+    // Idempotent, like summaries: the same bytes again are the stored one.
+    let (name, first) = &reports[0];
+    let again = post_at_lu(
+        &f,
+        NationalClientKind::EhrSystem,
+        "/fhir/Bundle",
+        first.clone(),
+    )
+    .await;
+    assert_eq!(again.status().as_u16(), 200, "{name}");
+    assert_eq!(again.bytes().await.unwrap(), &first[..]);
+
+    let doctor = Caller::doctor(&f);
+    // The laboratory list holds the reports, with their type; the summary
+    // list none of them.
+    let listed = json(doctor.get(&documents_of_type("11502-2")).await, 200).await;
+    assert_eq!(listed["total"], reports.len(), "{listed}");
+    let mut urls = Vec::new();
+    for entry in listed["entry"].as_array().unwrap() {
+        let reference = &entry["resource"];
+        assert_eq!(reference["type"]["coding"][0]["code"], "11502-2");
+        assert_eq!(
+            reference["type"]["coding"][0]["display"],
+            "Laboratory report"
+        );
+        urls.push(
+            reference["content"][0]["attachment"]["url"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let summaries = json(doctor.get(&documents_of_type("60591-5")).await, 200).await;
+    assert_eq!(summaries["total"], 0, "{summaries}");
+
+    // Each retrieved through BE (validated there against the laboratory
+    // profile): the bytes LU's laboratory pushed.
+    for url in &urls {
+        let response = doctor.get(&format!("/fhir/{url}")).await;
+        let status = response.status().as_u16();
+        let received = response.bytes().await.unwrap();
+        assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&received));
+        assert_eq!(
+            Sha256::digest(&received),
+            Sha256::digest(&pushed[url]),
+            "{url} must arrive byte for byte"
+        );
+    }
+
+    // The patient opts out of the laboratory service towards Belgium: the
+    // list and every report are refused with "no consent"; the summary
+    // service is not touched.
+    set_opt_out_of(&f, "laboratory-report", Some("BE"), true).await;
+    let refused = json(doctor.get(&documents_of_type("11502-2")).await, 403).await;
+    assert!(refused.to_string().contains("no consent"), "{refused}");
+    let first_url = &urls[0];
+    let refused = json(doctor.get(&format!("/fhir/{first_url}")).await, 403).await;
+    assert!(refused.to_string().contains("no consent"), "{refused}");
+    assert_eq!(
+        doctor
+            .get(&documents_of_type("60591-5"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    // The patient's access log shows the refusal.
+    let log = access_log(&f, "&_count=3").await;
+    let outcomes: Vec<&str> = log["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["outcome"].as_str().unwrap())
+        .collect();
+    assert!(outcomes.contains(&"4"), "{outcomes:?}");
+    // Withdrawn: access again.
+    set_opt_out_of(&f, "laboratory-report", Some("BE"), false).await;
+    assert_eq!(
+        doctor
+            .get(&format!("/fhir/{first_url}"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+
+    let be_audit = f.be.audit().await;
+    let lu_audit = f.lu.audit().await;
+    assert!(be_audit.first_broken.is_none() && lu_audit.first_broken.is_none());
+    f.stop().await;
+}
+
+/// A nurse may read the summary in an emergency but not laboratory
+/// reports (the shipped access policy): refused by LU's policy.
+#[tokio::test]
+async fn laboratory_reports_are_asked_for_by_their_own_permission() {
+    let f = federation().await;
+    let nurse = Caller::new(
+        &f,
+        NationalClientKind::DoctorSystem,
+        be_professional("2221"),
+    );
+    let token = nurse.assertion_at(PurposeOfUse::Emergency, time::OffsetDateTime::now_utc());
+    let response = nurse.get_with(&documents_of_type("11502-2"), &token).await;
+    assert_eq!(response.status().as_u16(), 403);
+    let token = nurse.assertion_at(PurposeOfUse::Emergency, time::OffsetDateTime::now_utc());
+    let response = nurse.get_with(&documents_of_type("60591-5"), &token).await;
+    assert_eq!(response.status().as_u16(), 200);
+    f.stop().await;
+}
