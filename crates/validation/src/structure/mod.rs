@@ -662,7 +662,12 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// error means it does not conform). Answered from this walk when the
     /// resource was already walked against the profile (it claims it), else
     /// by walking it in a separate walker whose issues are dropped.
-    fn conforms(&mut self, node: &'d Node, url: &str) -> Option<bool> {
+    ///
+    /// `at`, when known, is where the resource is in this walk: a probe
+    /// that conforms then walks it there, and its findings (warnings and
+    /// information only, since it conforms) are this walk's, so the
+    /// resource is not walked against the profile a second time.
+    fn conforms(&mut self, node: &'d Node, url: &str, at: Option<&str>) -> Option<bool> {
         let validator: &'v StructureValidator = self.validator;
         let structure = validator.structure(url)?;
         if node.get("resourceType").and_then(Node::as_str) != Some(structure.type_name.as_str()) {
@@ -674,6 +679,10 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
         if self.depth >= 2 {
             return None;
+        }
+        if slicing::breaks_root_values(node, structure) {
+            self.conformance.insert(key, false);
+            return Some(false);
         }
         let mut probe = Walker::new(
             validator,
@@ -696,9 +705,16 @@ impl<'v, 'd> Walker<'v, 'd> {
                 probe.walked.insert((node.span.start, Arc::as_ptr(core)));
             }
         }
-        probe.resource(node, None, &[url]);
+        let place = at.map(Path::root);
+        probe.resource(node, place.as_ref(), &[url]);
         let conforms = !probe.errors_since((0, 0));
         self.conformance.insert(key, conforms);
+        if conforms && at.is_some() {
+            self.walked
+                .insert((node.span.start, Arc::as_ptr(structure)));
+            self.issues.append(&mut probe.issues);
+            self.invariant_issues.append(&mut probe.invariant_issues);
+        }
         if !conforms {
             let errors = probe
                 .issues
@@ -1371,11 +1387,14 @@ impl<'v, 'd> Walker<'v, 'd> {
             several => {
                 let several = several.to_vec();
                 for profile in &several {
-                    if self.conforms(item, profile) == Some(true) {
+                    if self.conforms(item, profile, None) == Some(true) {
                         return vec![profile];
                     }
                 }
-                if several.iter().any(|p| self.conforms(item, p).is_none()) {
+                if several
+                    .iter()
+                    .any(|p| self.conforms(item, p, None).is_none())
+                {
                     // Undecidable (a profile too deep to check): not checked.
                     return Vec::new();
                 }
@@ -1736,12 +1755,22 @@ impl<'v, 'd> Walker<'v, 'd> {
             // Profiles of slices the item has the type of but does not
             // conform to: the reasons it is in none.
             let mut not_conforming: Vec<String> = Vec::new();
+            // Where the resource a profile discriminator reads is.
+            let resource_at = slicing
+                .discriminators
+                .iter()
+                .find(|d| d.kind == "profile")
+                .and_then(|d| match d.path.as_str() {
+                    "$this" => Some(item_path.to_string()),
+                    "resource" => Some(format!("{item_path}.resource")),
+                    _ => None,
+                });
             for (k, &slice_index) in slices.iter().enumerate() {
                 let Some(slice) = structure.elements.get(slice_index) else {
                     continue;
                 };
                 let mut conforms = |node: &'d Node, url: &str| -> Option<bool> {
-                    let answer = self.conforms(node, url);
+                    let answer = self.conforms(node, url, resource_at.as_deref());
                     if answer == Some(false)
                         && profile_type(url) == node.get("resourceType").and_then(Node::as_str)
                     {
@@ -1902,9 +1931,15 @@ impl<'v, 'd> Walker<'v, 'd> {
                 .take(MOST)
                 .map(|note| {
                     let place = note.expression.as_deref().unwrap_or(resource_type);
-                    let place = match place.strip_prefix(resource_type) {
-                        Some(rest) => format!("{at}{rest}"),
-                        None => at.clone(),
+                    // Probes walk at the resource's place when it is known,
+                    // else from its type.
+                    let place = if place.starts_with(at.as_str()) {
+                        place.to_owned()
+                    } else {
+                        match place.strip_prefix(resource_type) {
+                            Some(rest) => format!("{at}{rest}"),
+                            None => at.clone(),
+                        }
                     };
                     Issue::new(
                         Severity::Information,

@@ -64,6 +64,46 @@ fn primitive_equal(a: &Json, b: &Json) -> bool {
     }
 }
 
+/// Whether `resource` visibly breaks a fixed or pattern value the
+/// structure sets on one of its root's children (`Observation.code` with a
+/// LOINC pattern), or lacks such a child the structure requires: a cheap
+/// "does not conform" before a full conformance walk, which would report
+/// the same error (the walk checks every item of an element against its
+/// `fixed[x]`/`pattern[x]`, and its minimum).
+pub fn breaks_root_values(resource: &Node, structure: &Structure) -> bool {
+    let Some(root) = structure.elements.first() else {
+        return false;
+    };
+    root.children.iter().any(|&child| {
+        let Some(def) = structure.elements.get(child) else {
+            return false;
+        };
+        if def.is_choice
+            || def.slice_name.is_some()
+            || (def.fixed.is_none() && def.pattern.is_none())
+        {
+            return false;
+        }
+        let items: Vec<&Node> = resource
+            .get(&def.name)
+            .map(Node::items)
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| n.value != Json::Null)
+            .collect();
+        if items.is_empty() {
+            return def.min > 0;
+        }
+        items.iter().any(|item| {
+            def.fixed.as_ref().is_some_and(|f| !equals_fixed(item, f))
+                || def
+                    .pattern
+                    .as_ref()
+                    .is_some_and(|p| !matches_pattern(item, p))
+        })
+    })
+}
+
 /// The outcome of matching one item against one slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SliceMatch {
