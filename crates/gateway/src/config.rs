@@ -381,11 +381,11 @@ impl GatewayConfig {
     /// Checks every value; nothing is bound or opened.
     pub fn check(self) -> Result<CheckedConfig, StartError> {
         if let Some(ncp) = &self.ncp {
-            let valid =
-                ncp.country.len() == 2 && ncp.country.chars().all(|c| c.is_ascii_uppercase());
-            if !valid {
+            // One check for every country code: ehds-routing's, the
+            // officially assigned ISO 3166-1 alpha-2 codes (not `XX`, `EL`).
+            if ehds_routing::CountryCode::parse(&ncp.country).is_none() {
                 return Err(StartError::Config(format!(
-                    "ncp.country {:?} must be an ISO 3166-1 alpha-2 code in upper case",
+                    "ncp.country {:?} must be an officially assigned ISO 3166-1 alpha-2 code in upper case",
                     ncp.country
                 )));
             }
@@ -616,6 +616,8 @@ mod tests {
             "[store]\nurl = \"sqlite://x.db\"\nmax_connections = 3",
             "[store]\nurl = \"postgres://h/db\"\nschema = \"DROP TABLE\"",
             "[ncp]\ncountry = \"be\"",
+            "[ncp]\ncountry = \"XX\"",
+            "[ncp]\ncountry = \"EL\"",
         ] {
             let result = GatewayConfig::from_toml(bad).and_then(GatewayConfig::check);
             assert!(result.is_err(), "accepted: {bad}");
