@@ -45,25 +45,7 @@ async fn certificates_that_are_revoked_expired_or_from_another_ca_never_reach_th
     }
     // No client certificate at all (the server is verified, the client
     // shows nothing).
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls_pki_types::CertificateDer::pem_file_iter(f.pki.ca_cert(&Authority::Federation))
-            .unwrap()
-    {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let anonymous_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let anonymous = reqwest::Client::builder()
-        .use_preconfigured_tls(anonymous_tls)
-        .build()
-        .unwrap();
-    assert!(anonymous.get(&direct).send().await.is_err());
+    assert!(anonymous_client(&f).get(&direct).send().await.is_err());
     // A federation listener whose CRL is stale refuses everyone (fail closed).
     let stale_files = f.another_run("stale", Ports::free().unwrap(), Ports::free().unwrap());
     let mut stale_config = stale_files.gateway("LU", stale_files.lu);

@@ -44,9 +44,10 @@ pub struct ExpectedPeer<'a> {
     pub country: &'a str,
     /// Its certificate's subject `CN`.
     pub common_name: &'a str,
-    /// A URL of its federation API carrying no patient data, for the
-    /// pre-flight request (e.g. its `/healthz`).
-    pub preflight_url: &'a str,
+    /// A URL of its federation API (the base the directory gives); the
+    /// pre-flight request, which carries no patient data, goes to `/healthz`
+    /// on its host, and only when no check of it stands.
+    pub federation_url: &'a str,
 }
 
 /// Why a request to a peer gave no usable answer. Carries no patient data.
@@ -347,8 +348,9 @@ impl FederationClient {
         if standing {
             return Ok(());
         }
-        let url =
-            reqwest::Url::parse(expected.preflight_url).map_err(|_| PeerFailure::InvalidUrl)?;
+        let url = reqwest::Url::parse(expected.federation_url)
+            .and_then(|base| base.join("/healthz"))
+            .map_err(|_| PeerFailure::InvalidUrl)?;
         let response = self
             .current()
             .client

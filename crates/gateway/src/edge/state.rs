@@ -98,19 +98,16 @@ impl AppState {
 #[derive(Debug)]
 pub(crate) struct PeerNcpTarget<'a> {
     ncp: &'a ehds_routing::Ncp,
-    preflight_url: String,
+    federation_url: String,
 }
 
 impl<'a> PeerNcpTarget<'a> {
     /// `ncp`, to be called.
     pub(crate) fn of(ncp: &'a ehds_routing::Ncp) -> Self {
-        // The pre-flight request carries no patient data: the federation
-        // listener's `/healthz`.
-        let preflight_url = reqwest::Url::parse(&ncp.federation_url_for("healthz"))
-            .and_then(|base| base.join("/healthz"))
-            .map(String::from)
-            .unwrap_or_default();
-        Self { ncp, preflight_url }
+        Self {
+            ncp,
+            federation_url: ncp.federation_url_for(""),
+        }
     }
 
     /// What the federation client checks the answering server against.
@@ -120,7 +117,7 @@ impl<'a> PeerNcpTarget<'a> {
             ncp_id: self.ncp.id(),
             country: certificate.country.as_str(),
             common_name: &certificate.common_name,
-            preflight_url: &self.preflight_url,
+            federation_url: &self.federation_url,
         }
     }
 }
