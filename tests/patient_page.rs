@@ -251,18 +251,36 @@ async fn the_portal_reads_the_opt_outs_in_force_and_the_page_relays_only_its_own
     // Only the portal, only for this country's patients, strictly.
     let doctor = f.national_client("BE", NationalClientKind::DoctorSystem);
     assert_eq!(doctor.get(&read).send().await.unwrap().status(), 403);
-    for query in [
-        "patient.identifier=urn:oid:1.3.182.4.4%7C1998041799999",
-        "patient.identifier=nobar",
-        "patient.identifier=x%7Cy&x=1",
-        "",
+    // A malformed query is 400, located at its parameter, as the relay's
+    // searches answer (one parser, ehds-routing); a well-formed one about
+    // another country's patient is 422.
+    for (query, status, location) in [
+        (
+            "patient.identifier=urn:oid:1.3.182.4.4%7C1998041799999",
+            422,
+            "http.patient.identifier",
+        ),
+        ("patient.identifier=nobar", 400, "http.patient.identifier"),
+        ("patient.identifier=x%7Cy&x=1", 400, "http.x"),
+        ("", 400, "http.patient.identifier"),
     ] {
-        let response = portal
-            .get(f.be.url(&format!("/fhir/$cross-border-opt-out?{query}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 422, "{query}");
+        for operation in [
+            "$cross-border-opt-out",
+            "$cross-border-restriction",
+            "AuditEvent",
+        ] {
+            let response = portal
+                .get(f.be.url(&format!("/fhir/{operation}?{query}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), status, "{operation}?{query}");
+            let outcome: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(
+                outcome["issue"][0]["expression"][0], location,
+                "{operation}?{query}: {outcome}"
+            );
+        }
     }
 
     // The page, over plain HTTP on loopback.

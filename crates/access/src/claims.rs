@@ -32,6 +32,11 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// The JOSE `typ` header value every assertion carries (RFC 8725 §3.11,
+/// explicit typing: a token minted for another purpose by the same key cannot
+/// pass as a health-professional assertion).
+pub const ASSERTION_TYPE: &str = "ehds-hpa+jwt";
+
 /// The claims of one health-professional assertion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthProfessionalAssertion {

@@ -12,13 +12,13 @@
 //!
 //! Owns: the assertion claims and their JSON form, the trust list of identity
 //! providers' public keys with their pinned algorithms, verification and its
-//! refusal reasons (each with an HTTP status), replay protection, purpose of use,
+//! refusal reasons (and whether a refused assertion authenticates anyone), replay protection, purpose of use,
 //! the ISCO-08 role table and the role/permission matrix, and an issuing side
 //! ([`AssertionIssuer`]) for tests and the demo.
 //!
 //! Must not know about: TLS (the lead passes the federation peer's country, as
 //! established by mutual TLS), storage (the database-backed [`ReplayLedger`]
-//! lives with the store), HTTP (refusals carry a status number, nothing more),
+//! lives with the store), HTTP (the gateway's error table decides statuses),
 //! FHIR parsing (the patient identifier arrives as a plain [`PatientRef`]).
 //!
 //! # How this maps to MyHealth@EU (eHDSI)
@@ -42,7 +42,7 @@ pub mod verify;
 
 pub use claimed::claimed_patient;
 pub use claims::{
-    Audience, HealthProfessionalAssertion, Organisation, PatientRef, PurposeOfUse,
+    ASSERTION_TYPE, Audience, HealthProfessionalAssertion, Organisation, PatientRef, PurposeOfUse,
     TreatmentRelationship,
 };
 pub use error::AccessError;
@@ -54,8 +54,3 @@ pub use trust::{IssuerDescription, KeyAlgorithm, KeyDescription, TrustList, Trus
 pub use verify::{
     AssertionRefusal, CheckedAssertion, Expectations, VerifiedAssertion, Verifier, VerifierSettings,
 };
-
-/// The JOSE `typ` header value every assertion carries (RFC 8725 §3.11,
-/// explicit typing: a token minted for another purpose by the same key cannot
-/// pass as a health-professional assertion).
-pub const ASSERTION_TYPE: &str = "ehds-hpa+jwt";

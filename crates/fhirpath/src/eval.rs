@@ -12,14 +12,14 @@ use regex::Regex;
 use smallvec::{SmallVec, smallvec};
 
 use crate::decimal::Decimal;
+use crate::error::EvalError;
 use crate::model::{Child, Model, TypeId, TypeKind};
 use crate::parser::{BinOp, Expr, Func, Literal, TypeSpec};
 use crate::quantity::Quantity;
 use crate::temporal::{Temporal, TemporalKind};
 use crate::value::{Collection, Item, NodeRef};
-use crate::{EvalError, Expression};
 
-/// Compiled regular expressions of one [`Expression`], by pattern.
+/// Compiled regular expressions of one [`crate::Expression`], by pattern.
 #[derive(Debug, Default)]
 pub(crate) struct RegexCache(Mutex<HashMap<(Box<str>, bool), Regex>>);
 
@@ -190,17 +190,21 @@ struct Eval<'e, 'a, 'h> {
     constant_paths: std::cell::RefCell<Vec<(usize, Collection<'a>)>>,
 }
 
-pub(crate) fn evaluate<'a>(expr: &Expression, ctx: &EvalContext<'a, '_>) -> R<Collection<'a>> {
+pub(crate) fn evaluate<'a>(
+    root: &Expr,
+    regexes: &RegexCache,
+    ctx: &EvalContext<'a, '_>,
+) -> R<Collection<'a>> {
     let ev = Eval {
         ctx,
         model: ctx.model,
-        regexes: &expr.regexes,
+        regexes,
         traces: std::cell::RefCell::default(),
         constant_paths: std::cell::RefCell::default(),
     };
     let this = ctx.context.as_slice();
     ev.eval(
-        &expr.root,
+        root,
         Frame {
             this,
             index: None,
@@ -2433,20 +2437,24 @@ pub(crate) fn fast_supported(expr: &Expr) -> bool {
 /// met. `None` when the interpreter must decide: strict mode, any other
 /// form, `$index`/`$total`, an operand of another type, or an error, which
 /// the interpreter then reports the same way.
-pub(crate) fn fast_constraint(expr: &Expression, ctx: &EvalContext<'_, '_>) -> Option<bool> {
+pub(crate) fn fast_constraint(
+    root: &Expr,
+    regexes: &RegexCache,
+    ctx: &EvalContext<'_, '_>,
+) -> Option<bool> {
     if ctx.strict {
         return None;
     }
     let ev = Eval {
         ctx,
         model: ctx.model,
-        regexes: &expr.regexes,
+        regexes,
         traces: std::cell::RefCell::default(),
         constant_paths: std::cell::RefCell::default(),
     };
     // As `Expression::evaluate_constraint`: true passes, empty fails, any
     // other single item passes.
-    let passes = match ev.fast(&expr.root, ctx.context.as_slice())? {
+    let passes = match ev.fast(root, ctx.context.as_slice())? {
         Fast::Bool(b) => b.unwrap_or(false),
         Fast::Int(_) => true,
     };

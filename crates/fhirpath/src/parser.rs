@@ -2,8 +2,8 @@
 //! producing an [`Expr`] tree with functions resolved to [`Func`] once, at
 //! parse time.
 
-use crate::ParseError;
 use crate::decimal::Decimal;
+use crate::error::ParseError;
 use crate::quantity::{Quantity, calendar_keyword};
 use crate::temporal::Temporal;
 

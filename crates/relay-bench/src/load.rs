@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ehds_transport::{TlsIdentity, TrustStore};
 
-use crate::BenchError;
+use crate::error::BenchError;
 
 /// How the callers use connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

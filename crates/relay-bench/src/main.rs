@@ -16,6 +16,7 @@
 //! HTTPS to it); never run by `cargo test` (a `[[bin]]` with `test = false`).
 
 mod cpu;
+mod error;
 mod load;
 mod nginx;
 mod setup;
@@ -33,40 +34,9 @@ use ehds_test_support::{ScratchDir, repo_root};
 use ehds_transport::{NationalClientKind, TlsIdentity, TrustStore};
 use sha2::{Digest, Sha256};
 
+use error::BenchError;
 use load::{Mode, Outcome, Pool};
-use setup::GatewayProcess;
-
-/// What a gateway child process prints once it is listening.
-pub const READY: &str = "ready";
-
-/// Everything that can stop the bench.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// Reading or writing a file, starting a process.
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
-    /// TLS material.
-    #[error(transparent)]
-    Transport(#[from] ehds_transport::TransportError),
-    /// Signing assertions.
-    #[error(transparent)]
-    Access(#[from] ehds_access::AccessError),
-    /// Starting or running a gateway.
-    #[error(transparent)]
-    Gateway(#[from] ehds_gateway::StartError),
-    /// Setting up the two countries' run.
-    #[error(transparent)]
-    Loopback(#[from] ehds_loopback::LoopbackError),
-    /// Writing the development PKI.
-    #[error(transparent)]
-    DevPki(#[from] ehds_dev_pki::DevPkiError),
-    /// An HTTPS client.
-    #[error("HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
-    /// The run could not be set up as it must be.
-    #[error("{0}")]
-    Setup(String),
-}
+use setup::{GatewayProcess, READY};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ehds_dev_pki::{Authority, DevPkiLayout};
 use tokio::process::{Child, Command};
 
-use crate::BenchError;
+use crate::error::BenchError;
 
 /// nginx running in the foreground (`daemon off`) as a child of the bench.
 pub(crate) struct Nginx {

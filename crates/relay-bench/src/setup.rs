@@ -14,7 +14,10 @@ use ehds_loopback::{self as loopback, LU_PATIENT, LU_SYSTEM};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::BenchError;
+use crate::error::BenchError;
+
+/// What a gateway child process prints once it is listening.
+pub(crate) const READY: &str = "ready";
 
 /// A gateway served by a child process of this binary (`serve <config>`).
 /// It stops when its standard input closes (when this is dropped, or the
@@ -50,10 +53,10 @@ impl GatewayProcess {
         let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
             .await
             .map_err(|_| BenchError::Setup("the gateway did not start within 120 s".into()))??;
-        if line.as_deref() != Some(crate::READY) {
+        if line.as_deref() != Some(READY) {
             return Err(BenchError::Setup(format!(
                 "the gateway process said {line:?} instead of {:?}",
-                crate::READY
+                READY
             )));
         }
         Ok(Self {

@@ -7,7 +7,9 @@
 //! decision of which NCP answers for a patient identifier
 //! ([`NcpDirectory::check_patient_identifier`]); the search parameters of
 //! the cross-border NCPeH FHIR API parsed into typed requests, and the
-//! canonical relative URL relayed to the patient's NCP ([`search`]).
+//! canonical relative URL relayed to the patient's NCP ([`search`]); the
+//! queries of the patient's own reads at home (access log, opt-outs,
+//! restrictions) under the same strict rules ([`patient_rights`]).
 //!
 //! Must not know about: TLS details (the transport crate hands over the
 //! verified peer subject as strings), storage, or HTTP framework types (it
@@ -21,6 +23,7 @@
 mod country;
 mod directory;
 mod error;
+pub mod patient_rights;
 pub mod search;
 
 pub use country::CountryCode;

@@ -323,7 +323,7 @@ pub enum RefusalKind {
 }
 
 impl SearchRefusal {
-    fn new(parameter: &str, kind: RefusalKind) -> Self {
+    pub(crate) fn new(parameter: &str, kind: RefusalKind) -> Self {
         Self {
             parameter: parameter.to_owned(),
             kind,
@@ -348,8 +348,8 @@ impl SearchRefusal {
         match &self.kind {
             RefusalKind::QueryTooLong { max } => format!("the query is longer than {max} bytes"),
             RefusalKind::UnknownParameter { supported } => format!(
-                "unknown search parameter '{p}': this cross-border search takes only {} and \
-                 refuses any other parameter (strict handling)",
+                "unknown search parameter '{p}': this search takes only {} and refuses any \
+                 other parameter (strict handling)",
                 supported.join(", ")
             ),
             RefusalKind::UnsupportedModifier => {
@@ -535,11 +535,14 @@ impl BundleRead {
     }
 }
 
-fn keep<T>(result: Result<T, SearchRefusal>, refusals: &mut Vec<SearchRefusal>) -> Option<T> {
+pub(crate) fn keep<T>(
+    result: Result<T, SearchRefusal>,
+    refusals: &mut Vec<SearchRefusal>,
+) -> Option<T> {
     result.map_err(|r| refusals.push(r)).ok()
 }
 
-fn required<'a>(
+pub(crate) fn required<'a>(
     params: &'a BTreeMap<&'static str, String>,
     name: &'static str,
     refusals: &mut Vec<SearchRefusal>,
@@ -556,7 +559,7 @@ fn required<'a>(
 
 /// Splits, percent-decodes and sorts the query into the known parameters
 /// (by their static name) and refusals.
-fn collect(
+pub(crate) fn collect(
     query: &str,
     known: &'static [&'static str],
 ) -> (BTreeMap<&'static str, String>, Vec<SearchRefusal>) {
@@ -731,7 +734,10 @@ fn parse_single(parameter: &str, value: &str) -> Result<String, SearchRefusal> {
 }
 
 /// `system|value`, both present.
-fn parse_system_token(parameter: &str, value: &str) -> Result<TokenParam, SearchRefusal> {
+pub(crate) fn parse_system_token(
+    parameter: &str,
+    value: &str,
+) -> Result<TokenParam, SearchRefusal> {
     let chars = parse_single_escaped(parameter, value)?;
     let Some(bar) = chars.iter().position(|c| is_separator(c, '|')) else {
         return Err(SearchRefusal::new(parameter, RefusalKind::MissingSystem));

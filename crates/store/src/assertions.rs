@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
 
+use crate::backend::{Backend, Store, to_micros};
+use crate::error::StoreError;
 use crate::group_commit::{LedgerWrite, RECORD_FIRST_USE};
-use crate::{Backend, Store, StoreError, to_micros};
 
 /// Every how many calls of [`Store::first_use_of_assertion`] expired entries
 /// are purged (the first call of each [`Store`] included).

@@ -57,9 +57,10 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::backend::{Backend, Store, from_micros, to_micros};
 use crate::chain::{AuditRow, Link, chain_hash, to_hash, to_seq};
+use crate::error::StoreError;
 use crate::group_commit::AuditWrite;
-use crate::{Backend, Store, StoreError, from_micros, to_micros};
 
 /// `prev_hash` of the first record: 32 zero bytes.
 pub const AUDIT_GENESIS_HASH: [u8; 32] = [0; 32];

@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// SHA-256 over the canonical layout (module documentation).
 pub(crate) fn chain_hash(

@@ -29,8 +29,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::StoreError;
 use crate::chain::{AuditRow, ChainHead, Link, read_head};
+use crate::error::StoreError;
 
 /// Records (`issuer`, `jti`) held until `$3` unless it is held until `$4` or
 /// later; one row affected means first use. An entry already past its time

@@ -5,7 +5,8 @@
 
 use time::OffsetDateTime;
 
-use crate::{Backend, Store, StoreError, from_micros, to_micros};
+use crate::backend::{Backend, Store, from_micros, to_micros};
+use crate::error::StoreError;
 
 /// Every requesting country.
 pub const ANY_COUNTRY: &str = "*";

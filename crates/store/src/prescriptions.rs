@@ -57,7 +57,9 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::{Backend, Identifier, Store, StoreError, from_micros, to_micros};
+use crate::backend::{Backend, Store, from_micros, to_micros};
+use crate::documents::Identifier;
+use crate::error::StoreError;
 
 /// Milli-units per unit: quantities are stored in thousandths of the unit
 /// (module documentation).

@@ -13,7 +13,9 @@
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::{Backend, DocumentIdentifier, Store, StoreError, from_micros, to_micros};
+use crate::backend::{Backend, Store, from_micros, to_micros};
+use crate::documents::DocumentIdentifier;
+use crate::error::StoreError;
 
 /// What a restriction names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -35,6 +35,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use ehds_fhir::Node;
 use ehds_fhir::outcome::{Issue, IssueType};
+use ehds_routing::patient_rights::{AccessLogQuery, PatientChoicesQuery};
 use ehds_transport::NationalClientKind;
 
 use crate::edge::AppState;
@@ -165,9 +166,6 @@ pub(crate) async fn opt_out(
     Ok(information(StatusCode::OK, message))
 }
 
-/// Most AuditEvents per page of the access log.
-const MAX_PAGE: u32 = 100;
-
 /// `GET /fhir/AuditEvent?patient.identifier=…`: the patient's access log.
 pub(crate) async fn access_log(
     State(state): State<AppState>,
@@ -178,49 +176,14 @@ pub(crate) async fn access_log(
         &[NationalClientKind::PatientPortal],
         "read a patient's access log",
     )?;
-    let query = query.unwrap_or_default();
-    let mut patient: Option<(String, String)> = None;
-    let mut count: u32 = 20;
-    let mut before: Option<u64> = None;
-    let bad = |name: &str, why: &str| {
-        let mut report = ehds_validation::ValidationReport::default();
-        report.push(Issue::error(IssueType::Invalid, why).at(format!("http.{name}")));
-        GatewayError::Invalid(report)
-    };
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = ehds_routing::search::percent_decode(value)
-            .ok_or_else(|| bad(name, "not valid percent-encoded UTF-8"))?;
-        match name {
-            "patient.identifier" => {
-                let (system, id) = value
-                    .split_once('|')
-                    .filter(|(s, v)| !s.is_empty() && !v.is_empty())
-                    .ok_or_else(|| bad(name, "patient.identifier must be system|value"))?;
-                patient = Some((system.to_owned(), id.to_owned()));
-            }
-            "_count" => {
-                count = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| bad(name, "_count must be 1 to 100"))?;
-            }
-            "_before" => {
-                before = Some(
-                    value
-                        .parse()
-                        .map_err(|_| bad(name, "_before must be a record number"))?,
-                );
-            }
-            _ => return Err(bad(name, "unknown search parameter (strict handling)")),
-        }
-    }
-    let (system, value) =
-        patient.ok_or_else(|| bad("patient.identifier", "patient.identifier is required"))?;
-    own_patient(&state, &system, &value).map_err(|e| {
-        e.unwrap_or_else(|| bad("patient.identifier", "a patient of another country"))
-    })?;
+    let AccessLogQuery {
+        patient,
+        count,
+        before,
+    } = AccessLogQuery::parse(query.as_deref().unwrap_or_default())
+        .map_err(GatewayError::Search)?;
+    let (system, value) = (&patient.system, &patient.value);
+    own_patient_at(&state, system, value, "http.patient.identifier")?;
     let key = format!("{system}|{value}");
     let records = state.store.audit_for_patient(&key, count, before).await?;
     let mut set = SearchSet::page(1024 * (records.len() + 1));
@@ -231,8 +194,8 @@ pub(crate) async fn access_log(
             "next",
             format!(
                 "AuditEvent?patient.identifier={}%7C{}&_count={count}&_before={}",
-                ehds_routing::search::percent_encode(&system),
-                ehds_routing::search::percent_encode(&value),
+                ehds_routing::search::percent_encode(system),
+                ehds_routing::search::percent_encode(value),
                 last.seq
             ),
         );
@@ -268,34 +231,11 @@ pub(crate) async fn current_opt_outs(
         &[NationalClientKind::PatientPortal],
         "read a patient's cross-border choices",
     )?;
-    let bad = |name: &str, why: &str| {
-        let mut report = ehds_validation::ValidationReport::default();
-        report.push(Issue::error(IssueType::Invalid, why).at(format!("http.{name}")));
-        GatewayError::Invalid(report)
-    };
-    let query = query.unwrap_or_default();
-    let mut patient: Option<(String, String)> = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name != "patient.identifier" {
-            return Err(bad(name, "unknown search parameter (strict handling)"));
-        }
-        if patient.is_some() {
-            return Err(bad(name, "patient.identifier given more than once"));
-        }
-        let value = ehds_routing::search::percent_decode(value)
-            .ok_or_else(|| bad(name, "not valid percent-encoded UTF-8"))?;
-        let (system, id) = value
-            .split_once('|')
-            .filter(|(s, v)| !s.is_empty() && !v.is_empty())
-            .ok_or_else(|| bad(name, "patient.identifier must be system|value"))?;
-        patient = Some((system.to_owned(), id.to_owned()));
-    }
-    let (system, value) =
-        patient.ok_or_else(|| bad("patient.identifier", "patient.identifier is required"))?;
-    own_patient(&state, &system, &value).map_err(|e| {
-        e.unwrap_or_else(|| bad("patient.identifier", "a patient of another country"))
-    })?;
+    let PatientChoicesQuery { patient } =
+        PatientChoicesQuery::parse(query.as_deref().unwrap_or_default())
+            .map_err(GatewayError::Search)?;
+    let (system, value) = (&patient.system, &patient.value);
+    own_patient_at(&state, system, value, "http.patient.identifier")?;
     let opt_outs = state
         .store
         .opt_outs_of(&format!("{system}|{value}"))
@@ -471,26 +411,10 @@ pub(crate) async fn restrictions(
         &[NationalClientKind::PatientPortal],
         "read a patient's cross-border restrictions",
     )?;
-    let query = query.unwrap_or_default();
-    let token = query
-        .strip_prefix("patient.identifier=")
-        .filter(|rest| !rest.contains('&'))
-        .and_then(ehds_routing::search::percent_decode)
-        .ok_or_else(|| {
-            invalid(
-                "patient.identifier=system|value is the one parameter",
-                "http.patient.identifier",
-            )
-        })?;
-    let (system, value) = token
-        .split_once('|')
-        .filter(|(s, v)| !s.is_empty() && !v.is_empty())
-        .ok_or_else(|| {
-            invalid(
-                "patient.identifier must be system|value",
-                "http.patient.identifier",
-            )
-        })?;
+    let PatientChoicesQuery { patient } =
+        PatientChoicesQuery::parse(query.as_deref().unwrap_or_default())
+            .map_err(GatewayError::Search)?;
+    let (system, value) = (patient.system.as_str(), patient.value.as_str());
     own_patient_at(&state, system, value, "http.patient.identifier")?;
     let found = state
         .store
