@@ -306,9 +306,9 @@ pub struct KeyDescription {
     pub pem_file: Option<PathBuf>,
 }
 
-/// Two ASCII upper-case letters (ISO 3166-1 alpha-2 form).
+/// An officially assigned ISO 3166-1 alpha-2 code (the gateway's one check).
 pub(crate) fn is_country_code(code: &str) -> bool {
-    code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())
+    ehds_identifiers::CountryCode::parse(code).is_some()
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@ use time::OffsetDateTime;
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
 
-/// The `aud` an assertion for the NCP of `country` carries.
+/// The `aud` an assertion for the NCP of `country` carries: the NCP's id
+/// (`ehds_identifiers::NcpId`; `country` was checked with the configuration).
 pub(crate) fn audience(country: &str) -> String {
-    format!("urn:ehds:ncp:{country}")
+    format!("{}{country}", ehds_identifiers::NcpId::PREFIX)
 }
 
 /// The bearer token of `Authorization`.

@@ -40,8 +40,8 @@ use regex::Regex;
 use serde::Deserialize;
 use url::Url;
 
-use crate::country::CountryCode;
 use crate::error::RoutingError;
+use ehds_identifiers::CountryCode;
 
 /// The longest patient identifier value checked against a country's
 /// patterns, in bytes. National identifiers are short (BE 11 digits, LU

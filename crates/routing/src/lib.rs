@@ -20,15 +20,14 @@
 //! [`search::SearchRefusal`]s; [`RoutingError`] is only for a directory that
 //! cannot be loaded.
 
-mod country;
 mod directory;
 mod error;
 pub mod patient_rights;
 pub mod search;
 
-pub use country::CountryCode;
 pub use directory::{
     CertificateIdentity, Country, IdentifierRefusal, IdentifierRule, MAX_IDENTIFIER_VALUE_BYTES,
     Ncp, NcpDirectory, RoutedPatient,
 };
+pub use ehds_identifiers::CountryCode;
 pub use error::RoutingError;

@@ -122,7 +122,7 @@ impl PeerIdentity {
 
     fn from_subject(kind: ListenerKind, subject: &X509Name<'_>) -> Result<Self, TransportError> {
         let country = one(subject, &OID_X509_COUNTRY_NAME, "C")?;
-        if !(country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase())) {
+        if ehds_identifiers::CountryCode::parse(&country).is_none() {
             return Err(TransportError::Identity(format!(
                 "C={country:?} is not an ISO 3166-1 alpha-2 code"
             )));

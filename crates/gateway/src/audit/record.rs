@@ -16,7 +16,8 @@ pub(crate) async fn record_access(
     let patient = record
         .patient
         .as_ref()
-        .map(|p| format!("{}|{}", p.system, p.value));
+        .and_then(|p| ehds_identifiers::PatientIdentifier::new(&p.system, &p.value))
+        .map(|p| p.key());
     state
         .store
         .append_audit(NewAuditRecord {

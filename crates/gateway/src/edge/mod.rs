@@ -18,6 +18,7 @@
 pub(crate) mod extract;
 pub(crate) mod fallback;
 pub(crate) mod observe;
+pub(crate) mod patient;
 pub(crate) mod request_id;
 pub(crate) mod respond;
 pub(crate) mod state;

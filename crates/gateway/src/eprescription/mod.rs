@@ -45,6 +45,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ehds_fhir::Node;
 use ehds_fhir::outcome::{Issue, IssueType};
+use ehds_identifiers::PatientIdentifier;
 use ehds_store::DocumentIdentifier as Identifier;
 use ehds_store::{NewPrescription, PutPrescriptionOutcome};
 use ehds_transport::NationalClientKind;
@@ -130,7 +131,8 @@ pub(crate) fn prescription_facts<'a>(
         None => root
             .get("subject")
             .and_then(|s| s.get("identifier"))
-            .and_then(|i| Some(format!("{}|{}", text(i, "system")?, text(i, "value")?)))
+            .and_then(|i| PatientIdentifier::new(text(i, "system")?, text(i, "value")?))
+            .map(|p| p.key())
             .ok_or_else(|| {
                 refuse(
                     "subject.identifier (system and value) is required: a country of treatment finds prescriptions by the patient's identifier",

@@ -14,6 +14,7 @@ use ehds_routing::search::TokenParam;
 use ehds_transport::{PeerIdentity, VerifiedPeer};
 
 use crate::audit::Trail;
+use crate::edge::patient::patient_key;
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
 
@@ -84,7 +85,7 @@ pub(crate) async fn admit(
     crate::assertion::authorise(federation, &assertion, operation)?;
     // The patient's own word last: an opt-out of this service towards the
     // asking country refuses, saying no more than that there is no consent.
-    let key = format!("{}|{}", patient.system, patient.value);
+    let key = patient_key(&patient.system, &patient.value)?;
     if state
         .store
         .is_opted_out(&key, service, &peer_country)

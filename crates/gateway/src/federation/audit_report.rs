@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::edge::AppState;
 use crate::edge::extract::{FhirBody, receive_resource};
+use crate::edge::patient::patient_key;
 use crate::edge::respond::information;
 use crate::error::GatewayError;
 
@@ -99,7 +100,7 @@ pub(crate) async fn receive(
         .and_then(Node::as_str)
         .and_then(|r| OffsetDateTime::parse(r, &time::format_description::well_known::Rfc3339).ok())
         .ok_or_else(|| invalid("recorded must be an instant", "AuditEvent.recorded"))?;
-    let key = format!("{}|{}", patient.0, patient.1);
+    let key = patient_key(patient.0, patient.1)?;
     state
         .store
         .append_audit(ehds_store::NewAuditRecord {

@@ -18,6 +18,7 @@ use ehds_transport::VerifiedPeer;
 use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::extract::FhirBody;
+use crate::edge::patient::patient_key;
 use crate::error::{DispenseRefusal, GatewayError};
 
 /// The route.
@@ -61,7 +62,7 @@ pub(crate) async fn answer(
         &trail,
     )
     .await?;
-    let key = format!("{}|{}", patient.system, patient.value);
+    let key = patient_key(&patient.system, &patient.value)?;
     // A prescription the patient restricted does not exist abroad.
     let restrictions =
         crate::release::PrescriptionRestrictions::of(&state, federation, &key, purpose).await?;

@@ -22,6 +22,7 @@ use ehds_transport::VerifiedPeer;
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit::Trail;
+use crate::edge::patient::patient_key;
 use crate::edge::respond::{FHIR_JSON, SearchSet};
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
@@ -72,7 +73,7 @@ pub(crate) async fn answer(
         );
     }
     let patient = &search.patient_identifier;
-    let key = format!("{}|{}", patient.system, patient.value);
+    let key = patient_key(&patient.system, &patient.value)?;
     let mut documents = state
         .store
         .documents_for_patient(&key, Some("document"))
@@ -158,7 +159,7 @@ async fn prescription_documents(
     trail: &Trail,
 ) -> Result<SearchSet, GatewayError> {
     let patient = &search.patient_identifier;
-    let key = format!("{}|{}", patient.system, patient.value);
+    let key = patient_key(&patient.system, &patient.value)?;
     let mut prescriptions = state
         .store
         .prescriptions_for_patient(&key, &crate::eprescription::store_statuses(&[]))

@@ -17,6 +17,7 @@ use ehds_transport::VerifiedPeer;
 
 use crate::audit::Trail;
 use crate::edge::AppState;
+use crate::edge::patient::patient_key;
 use crate::edge::respond::SearchSet;
 use crate::error::GatewayError;
 
@@ -52,7 +53,7 @@ pub(crate) async fn answer(
 }
 
 async fn search_set(state: &AppState, search: &PatientSearch) -> Result<SearchSet, GatewayError> {
-    let key = format!("{}|{}", search.identifier.system, search.identifier.value);
+    let key = patient_key(&search.identifier.system, &search.identifier.value)?;
     let documents = state
         .store
         .documents_for_patient(&key, Some("document"))

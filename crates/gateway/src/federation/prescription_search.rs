@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::audit::Trail;
 use crate::edge::AppState;
+use crate::edge::patient::patient_key;
 use crate::edge::respond::SearchSet;
 use crate::error::GatewayError;
 
@@ -48,7 +49,7 @@ pub(crate) async fn answer(
     )
     .await?;
     let patient = &search.patient_identifier;
-    let key = format!("{}|{}", patient.system, patient.value);
+    let key = patient_key(&patient.system, &patient.value)?;
     let statuses = crate::eprescription::store_statuses(&search.status);
     let mut prescriptions = if statuses.is_empty() {
         Vec::new()

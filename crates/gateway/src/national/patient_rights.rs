@@ -40,6 +40,7 @@ use ehds_transport::NationalClientKind;
 
 use crate::edge::AppState;
 use crate::edge::extract::{FhirBody, NationalCaller, receive_resource};
+use crate::edge::patient::patient_key;
 use crate::edge::respond::{SearchSet, fhir_json, information};
 use crate::error::GatewayError;
 
@@ -133,7 +134,7 @@ pub(crate) async fn opt_out(
         Some(p) => Some(
             p.get("valueCode")
                 .and_then(Node::as_str)
-                .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))
+                .filter(|c| ehds_identifiers::CountryCode::parse(c).is_some())
                 .ok_or_else(|| {
                     invalid(
                         "country (valueCode) must be an ISO 3166-1 alpha-2 code",
@@ -151,7 +152,7 @@ pub(crate) async fn opt_out(
             ));
         }
     };
-    let key = format!("{system}|{value}");
+    let key = patient_key(system, value)?;
     let message = if opt_out {
         state
             .store
@@ -184,7 +185,7 @@ pub(crate) async fn access_log(
         .map_err(GatewayError::Search)?;
     let (system, value) = (&patient.system, &patient.value);
     own_patient_at(&state, system, value, "http.patient.identifier")?;
-    let key = format!("{system}|{value}");
+    let key = patient_key(system, value)?;
     let records = state.store.audit_for_patient(&key, count, before).await?;
     let mut set = SearchSet::page(1024 * (records.len() + 1));
     if records.len() == count as usize
@@ -238,7 +239,7 @@ pub(crate) async fn current_opt_outs(
     own_patient_at(&state, system, value, "http.patient.identifier")?;
     let opt_outs = state
         .store
-        .opt_outs_of(&format!("{system}|{value}"))
+        .opt_outs_of(&patient_key(system, value)?)
         .await?;
     let mut parameters = Vec::with_capacity(opt_outs.len());
     for opt_out in opt_outs {
@@ -383,7 +384,7 @@ pub(crate) async fn restriction(
             Some(Some(ehds_fhir::json::Json::Bool(b))) => *b,
             _ => return Err(invalid("restrict (valueBoolean) is required", AT)),
         };
-    let key = format!("{system}|{value}");
+    let key = patient_key(system, value)?;
     let message = if restrict {
         state
             .store
@@ -418,7 +419,7 @@ pub(crate) async fn restrictions(
     own_patient_at(&state, system, value, "http.patient.identifier")?;
     let found = state
         .store
-        .restrictions_for_patient(&format!("{system}|{value}"))
+        .restrictions_for_patient(&patient_key(system, value)?)
         .await?;
     let parameters: Vec<serde_json::Value> = found
         .iter()

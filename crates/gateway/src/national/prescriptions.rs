@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ehds_fhir::Node;
 use ehds_fhir::audit_event::EntityTarget;
+use ehds_identifiers::PatientIdentifier;
 use ehds_routing::search::TokenParam;
 use ehds_store::DocumentIdentifier as Identifier;
 use ehds_transport::NationalClientKind;
@@ -145,11 +146,8 @@ pub(crate) async fn push_bundle(
                     .unwrap_or_default()
                     .iter()
                     .find_map(|i| {
-                        Some(format!(
-                            "{}|{}",
-                            ep::text(i, "system")?,
-                            ep::text(i, "value")?
-                        ))
+                        PatientIdentifier::new(ep::text(i, "system")?, ep::text(i, "value")?)
+                            .map(|p| p.key())
                     })
             });
         let patient = match patient {

@@ -76,8 +76,7 @@ pub(crate) fn ncp_of<'f>(
 /// `(country, id there)`.
 pub(crate) fn held_abroad<'i>(state: &AppState, id: &'i str) -> Option<(&'i str, &'i str)> {
     let (country, rest) = id.split_once('.')?;
-    (country.len() == 2
-        && country.bytes().all(|b| b.is_ascii_uppercase())
+    (ehds_identifiers::CountryCode::parse(country).is_some()
         && !rest.is_empty()
         && state.country.as_deref() != Some(country))
     .then_some((country, rest))

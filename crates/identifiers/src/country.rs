@@ -1,4 +1,5 @@
-//! ISO 3166-1 alpha-2 country codes.
+//! ISO 3166-1 alpha-2 country codes ([`CountryCode`]): the one check of a
+//! country code in the gateway.
 
 use std::fmt;
 
