@@ -375,6 +375,17 @@ pub(super) fn pair(node_position: u32, constraint_index: u32) -> u64 {
     u64::from(node_position) | (u64::from(constraint_index) << 32)
 }
 
+impl Default for PairSet {
+    /// An empty set that allocates on its first insert.
+    fn default() -> Self {
+        PairSet {
+            slots: Vec::new(),
+            shift: 64,
+            len: 0,
+        }
+    }
+}
+
 impl PairSet {
     /// An empty set with room for `n` pairs before it grows.
     pub(super) fn with_capacity(n: usize) -> PairSet {
@@ -411,6 +422,33 @@ impl PairSet {
                 // constraint is evaluated rather than skipped.
                 None => return true,
             }
+        }
+    }
+
+    /// Whether `pair` is in the set.
+    #[inline]
+    pub(super) fn contains(&self, pair: u64) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let stored = pair.wrapping_add(1);
+        let mask = self.slots.len() - 1;
+        let mut at =
+            usize::try_from(pair.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift).unwrap_or(0);
+        loop {
+            match self.slots.get(at) {
+                Some(slot) if *slot == stored => return true,
+                Some(slot) if *slot == 0 => return false,
+                Some(_) => at = (at + 1) & mask,
+                None => return false,
+            }
+        }
+    }
+
+    /// Adds every pair of `other`.
+    pub(super) fn extend_from(&mut self, other: &PairSet) {
+        for stored in other.slots.iter().filter(|s| **s != 0) {
+            self.insert(stored.wrapping_sub(1));
         }
     }
 
@@ -502,6 +540,15 @@ mod tests {
         }
         assert_eq!(set.len, expected.len());
         assert!(set.slots.len() >= 2 * set.len);
+        for p in &pairs {
+            assert!(set.contains(*p));
+        }
+        assert!(!set.contains(pair(1, 3)));
+        assert!(!PairSet::default().contains(pair(0, 0)));
+        let mut copy = PairSet::with_capacity(2);
+        copy.extend_from(&set);
+        assert_eq!(copy.len, set.len);
+        assert!(pairs.iter().all(|p| copy.contains(*p)));
     }
 
     #[test]

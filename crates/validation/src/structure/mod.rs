@@ -596,6 +596,33 @@ struct Walker<'v, 'd> {
     stop_at_first_error: bool,
     /// Whether this walk found an error (or a failed error invariant).
     failed: bool,
+    /// In a probe of [`Walker::conforms`]: the pairs and primitives the
+    /// walk that started it had already checked (lent for the probe's
+    /// duration and handed back). A probe skips those that passed there:
+    /// the outcome of a (node, constraint) pair or of a primitive's format
+    /// does not depend on the walk that meets it.
+    outer_evaluated: invariants::PairSet,
+    outer_primitives: HashSet<u32>,
+    /// (node, constraint) pairs whose evaluation failed with an error, and
+    /// primitives whose format is in error: a probe checks those itself
+    /// (it must fail on them, and name them in its notes).
+    failed_pairs: Vec<u64>,
+    failed_primitives: Vec<u32>,
+}
+
+/// [`Walker::first_evaluation`] on the walker's fields (callers hold other
+/// fields borrowed).
+#[inline]
+fn first_evaluation(
+    evaluated: &mut invariants::PairSet,
+    outer_evaluated: &invariants::PairSet,
+    failed_pairs: &[u64],
+    pair: u64,
+) -> bool {
+    if outer_evaluated.contains(pair) && !failed_pairs.contains(&pair) {
+        return false;
+    }
+    evaluated.insert(pair)
 }
 
 /// Where the children of an element are defined.
@@ -626,7 +653,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             context_buffers: Vec::new(),
             depth,
             resource_items: Vec::new(),
-            evaluated: invariants::PairSet::with_capacity(2048),
+            // A document's walk meets ~2 000 pairs; nested walks (one
+            // resource against one profile) far fewer, and there may be
+            // dozens of them per document.
+            evaluated: invariants::PairSet::with_capacity(if depth == 0 { 2048 } else { 128 }),
             invariant_issues: Vec::new(),
             jobs: None,
             conformance: HashMap::default(),
@@ -634,7 +664,24 @@ impl<'v, 'd> Walker<'v, 'd> {
             conformance_notes: HashMap::default(),
             stop_at_first_error: false,
             failed: false,
+            outer_evaluated: invariants::PairSet::default(),
+            outer_primitives: HashSet::default(),
+            failed_pairs: Vec::new(),
+            failed_primitives: Vec::new(),
         }
+    }
+
+    /// Whether the pair (node position, constraint index) is met for the
+    /// first time: not evaluated by this walk, nor passed in the walk that
+    /// started this probe.
+    #[inline]
+    fn first_evaluation(&mut self, pair: u64) -> bool {
+        first_evaluation(
+            &mut self.evaluated,
+            &self.outer_evaluated,
+            &self.failed_pairs,
+            pair,
+        )
     }
 
     /// Where the issue lists stand, to ask later whether an error was
@@ -706,7 +753,26 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
         }
         let place = at.map(Path::root);
+        let from_type = Path::root(resource_type);
+        if probe.breaks_root_bindings(node, structure, place.as_ref().unwrap_or(&from_type)) {
+            // As the walk would have found first: no full walk.
+            self.conformance.insert(key, false);
+            let errors = probe.issues.into_iter().filter(|i| i.severity.is_error());
+            self.conformance_notes.insert(key, errors.collect());
+            return Some(false);
+        }
+        // What this walk already checked is lent to the probe, which skips
+        // what passed here (the core definition's invariants and formats,
+        // met again under the profile) and hands it back.
+        probe.outer_evaluated = std::mem::take(&mut self.evaluated);
+        probe.outer_primitives = std::mem::take(&mut self.checked_primitives);
+        probe.failed_pairs = std::mem::take(&mut self.failed_pairs);
+        probe.failed_primitives = std::mem::take(&mut self.failed_primitives);
         probe.resource(node, place.as_ref(), &[url]);
+        self.evaluated = std::mem::take(&mut probe.outer_evaluated);
+        self.checked_primitives = std::mem::take(&mut probe.outer_primitives);
+        self.failed_pairs = std::mem::take(&mut probe.failed_pairs);
+        self.failed_primitives = std::mem::take(&mut probe.failed_primitives);
         let conforms = !probe.errors_since((0, 0));
         self.conformance.insert(key, conforms);
         if conforms && at.is_some() {
@@ -714,6 +780,11 @@ impl<'v, 'd> Walker<'v, 'd> {
                 .insert((node.span.start, Arc::as_ptr(structure)));
             self.issues.append(&mut probe.issues);
             self.invariant_issues.append(&mut probe.invariant_issues);
+            // Its pairs and primitives are this walk's now (no later walk
+            // of this resource evaluates them again).
+            self.evaluated.extend_from(&probe.evaluated);
+            self.checked_primitives
+                .extend(probe.checked_primitives.drain());
         }
         if !conforms {
             let errors = probe
@@ -725,6 +796,62 @@ impl<'v, 'd> Walker<'v, 'd> {
             self.conformance_notes.insert(key, errors);
         }
         Some(conforms)
+    }
+
+    /// Whether `resource` has a code outside a required binding that
+    /// `structure` sets on one of its root's children (the IPS pregnancy
+    /// Observation profiles bind `Observation.code` to a few LOINC codes):
+    /// a probe of [`Self::conforms`] asks this first, with the checks the
+    /// full walk makes on those items ([`Self::binding`], under the same
+    /// definitions), so a resource visibly outside the profile is ruled out
+    /// without walking it. The errors found stay in this walk's issues;
+    /// anything else found is dropped (the full walk finds it again).
+    fn breaks_root_bindings(
+        &mut self,
+        resource: &'d Node,
+        structure: &'v Structure,
+        path: &Path<'_>,
+    ) -> bool {
+        let Some(root) = structure.elements.first() else {
+            return false;
+        };
+        let mark = self.mark();
+        for &child in &root.children {
+            let Some(def) = structure.elements.get(child) else {
+                continue;
+            };
+            let Some(binding) = &def.binding else {
+                continue;
+            };
+            let [type_ref] = def.types.as_slice() else {
+                continue;
+            };
+            if def.is_choice || def.slice_name.is_some() || binding.strength != "required" {
+                continue;
+            }
+            let Some(member) = resource.get(&def.name) else {
+                continue;
+            };
+            let is_array = matches!(member.value, Json::Array(_));
+            let member_path = path.key(&def.name);
+            let context = Context {
+                structure,
+                element: child,
+            };
+            for (index, item) in member.items().iter().enumerate() {
+                if item.value == Json::Null {
+                    continue;
+                }
+                let indexed = member_path.index(index);
+                let item_path = if is_array { indexed } else { member_path };
+                self.binding(item, &context, type_ref, &item_path);
+            }
+        }
+        let broken = self.errors_since(mark);
+        if !broken {
+            self.issues.truncate(mark.0);
+        }
+        broken
     }
 
     fn issue(&mut self, severity: Severity, code: IssueType, path: &Path<'_>, message: String) {
@@ -904,9 +1031,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         let mut rest = constraints;
         while let Some((first, tail)) = rest.split_first() {
             if first.applies(valued)
-                && self
-                    .evaluated
-                    .insert(invariants::pair(node.span.start, first.index))
+                && self.first_evaluation(invariants::pair(node.span.start, first.index))
             {
                 self.evaluate_invariants(item, first, tail, valued, node, path);
                 return;
@@ -944,13 +1069,20 @@ impl<'v, 'd> Walker<'v, 'd> {
             root.clone(),
         )
         .with_hooks(&hooks);
-        let new = rest.iter().filter(|c| {
-            c.applies(valued)
-                && self
-                    .evaluated
-                    .insert(invariants::pair(node.span.start, c.index))
-        });
-        for constraint in std::iter::once(first).chain(new) {
+        let pairs = std::iter::once(first).chain(rest.iter().filter(|c| c.applies(valued)));
+        for (n, constraint) in pairs.enumerate() {
+            let pair = invariants::pair(node.span.start, constraint.index);
+            // `first` was found new by the caller.
+            if n > 0
+                && !first_evaluation(
+                    &mut self.evaluated,
+                    &self.outer_evaluated,
+                    &self.failed_pairs,
+                    pair,
+                )
+            {
+                continue;
+            }
             let Some(expression) = &constraint.expression else {
                 continue;
             };
@@ -976,7 +1108,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             match expression.evaluate_constraint(&context) {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.failed |= constraint.severity.is_error();
+                    if constraint.severity.is_error() {
+                        self.failed = true;
+                        self.failed_pairs.push(pair);
+                    }
                     self.invariant_issues.push(
                         Issue::new(
                             constraint.severity,
@@ -2038,9 +2173,21 @@ impl<'v, 'd> Walker<'v, 'd> {
     }
 
     fn primitive(&mut self, item: &'d Node, fhir_type: &str, path: &Path<'_>) {
-        if !self.checked_primitives.insert(item.span.start) {
+        let position = item.span.start;
+        if (self.outer_primitives.contains(&position)
+            && !self.failed_primitives.contains(&position))
+            || !self.checked_primitives.insert(position)
+        {
             return;
         }
+        let errors = self.mark();
+        self.check_primitive(item, fhir_type, path);
+        if self.errors_since(errors) {
+            self.failed_primitives.push(position);
+        }
+    }
+
+    fn check_primitive(&mut self, item: &'d Node, fhir_type: &str, path: &Path<'_>) {
         let text = match primitive::lexical(fhir_type, &item.value) {
             Ok(text) => text,
             Err(message) => {
