@@ -822,8 +822,7 @@ mod tests {
     fn the_view_stays_small() {
         assert_eq!(std::mem::size_of::<super::Node>(), 32);
         assert_eq!(std::mem::size_of::<super::Member>(), 56);
-        let root =
-            super::parse(br#"{"resourceType":"Basic","a":[1,2,3],"b":{"c":"d"}}"#).unwrap();
+        let root = super::parse(br#"{"resourceType":"Basic","a":[1,2,3],"b":{"c":"d"}}"#).unwrap();
         let members = root.as_object().unwrap();
         assert_eq!(members.len(), 3);
         assert_eq!(members[1].node.as_array().map(<[_]>::len), Some(3));
