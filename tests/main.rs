@@ -11,6 +11,8 @@
 //!   process;
 //! * [`patient_page`]: the demonstration patient page in a headless browser;
 //! * [`backup`]: a store backed up while serving restores intact;
+//! * [`memory_budget`]: 8 largest bodies at once stay within the memory
+//!   budget (503 for the rest) and the memory comes back;
 //! * [`shutdown`]: graceful shutdown drains in-flight requests within the
 //!   grace time;
 //! * [`deploy_configs`]: the shipped configurations load, and the compose
@@ -22,6 +24,7 @@ mod backup;
 mod common;
 mod deploy_configs;
 mod federation;
+mod memory_budget;
 mod patient_page;
 mod push_and_read;
 mod shutdown;

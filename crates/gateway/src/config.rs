@@ -17,6 +17,11 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://data/gateway.db";
 /// Default largest request body: 20 MiB, well above a large IPS (a few MB
 /// with embedded PDFs) and far below what would strain memory.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+/// Default memory budget of request bodies being handled at once: 512 MiB,
+/// room for two bodies of [`DEFAULT_MAX_BODY_BYTES`] at their estimated
+/// cost (`crate::edge::COST_PER_BODY_BYTE` bytes per byte, 200 MiB each)
+/// and many small ones beside them.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 512 * 1024 * 1024;
 /// Default time a client has to send a request body.
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 /// Default time requests in flight get to finish once shutdown begins:
@@ -272,6 +277,13 @@ pub struct ServerSection {
     /// Largest request body accepted; larger ones get 413 before they are read.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Memory the request bodies being handled at once may take, estimated
+    /// at `crate::edge::COST_PER_BODY_BYTE` bytes per body byte (parsed view,
+    /// validation, answer); a body that does not fit in what is left gets
+    /// 503 with `Retry-After` before it is read. At least
+    /// `max_body_bytes` × that, so a body of the largest size can be served.
+    #[serde(default = "default_memory_budget_bytes")]
+    pub memory_budget_bytes: u64,
     /// Seconds a client has to send its request body (408 after that).
     #[serde(default = "default_body_timeout_secs")]
     pub body_timeout_secs: u64,
@@ -295,6 +307,7 @@ impl Default for ServerSection {
         Self {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
+            memory_budget_bytes: default_memory_budget_bytes(),
             body_timeout_secs: default_body_timeout_secs(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             expiry_warning_days: default_expiry_warning_days(),
@@ -335,6 +348,9 @@ fn default_store_url() -> String {
 }
 fn default_max_body_bytes() -> usize {
     DEFAULT_MAX_BODY_BYTES
+}
+fn default_memory_budget_bytes() -> u64 {
+    DEFAULT_MEMORY_BUDGET_BYTES
 }
 fn default_body_timeout_secs() -> u64 {
     DEFAULT_BODY_TIMEOUT_SECS
@@ -411,6 +427,16 @@ impl GatewayConfig {
             return Err(StartError::Config(
                 "server.max_body_bytes must be greater than 0".into(),
             ));
+        }
+        let largest_body_cost =
+            (self.server.max_body_bytes as u64).saturating_mul(crate::edge::COST_PER_BODY_BYTE);
+        if self.server.memory_budget_bytes < largest_body_cost {
+            return Err(StartError::Config(format!(
+                "server.memory_budget_bytes ({}) must be at least server.max_body_bytes x {} ({largest_body_cost}), \
+                 the estimated memory of a body of the largest size",
+                self.server.memory_budget_bytes,
+                crate::edge::COST_PER_BODY_BYTE
+            )));
         }
         if self.server.body_timeout_secs == 0 {
             return Err(StartError::Config(
@@ -611,6 +637,7 @@ mod tests {
             "[server]\nlisten = \"localhost\"",
             "[server]\nmax_body_bytes = 0",
             "[server]\nbody_timeout_secs = 0",
+            "[server]\nmemory_budget_bytes = 1048576",
             "[server]\nshutdown_grace_secs = 0",
             "[store]\nurl = \"mysql://x\"",
             "[store]\nurl = \"sqlite://x.db\"\nmax_connections = 3",

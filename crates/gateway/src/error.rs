@@ -51,6 +51,17 @@ pub enum GatewayError {
         /// The limit.
         limit: usize,
     },
+    /// The memory budget of request bodies being handled is spent: the body
+    /// is refused before it is read (`crate::edge::memory_budget`).
+    #[error(
+        "memory budget spent: the body's estimated {estimated} bytes do not fit in the budget of {budget} bytes"
+    )]
+    MemoryBudgetExhausted {
+        /// The body's estimated cost, in bytes.
+        estimated: u64,
+        /// The budget, in bytes.
+        budget: u64,
+    },
     /// The client did not send its body in time.
     #[error("request body not received within {0} s")]
     BodyTimeout(u64),
@@ -193,6 +204,13 @@ pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
             S::PAYLOAD_TOO_LARGE,
             IssueType::TooLong,
             format!("the request body is larger than this gateway accepts ({limit} bytes)"),
+        ),
+        // RFC 9110 §15.6.4: 503 with `Retry-After`; the client may send the
+        // same body again once other large bodies are done.
+        E::MemoryBudgetExhausted { .. } => one(
+            S::SERVICE_UNAVAILABLE,
+            IssueType::Transient,
+            "the gateway is handling as many large request bodies as its memory allows; try again later".to_owned(),
         ),
         E::BodyTimeout(secs) => one(
             S::REQUEST_TIMEOUT,
@@ -517,6 +535,7 @@ mod tests {
             E::UnsupportedMediaType(_) => "UnsupportedMediaType",
             E::UnsupportedContentEncoding(_) => "UnsupportedContentEncoding",
             E::PayloadTooLarge { .. } => "PayloadTooLarge",
+            E::MemoryBudgetExhausted { .. } => "MemoryBudgetExhausted",
             E::BodyTimeout(_) => "BodyTimeout",
             E::BodyRead(_) => "BodyRead",
             E::IdentifierConflict { .. } => "IdentifierConflict",
@@ -545,7 +564,7 @@ mod tests {
     }
 
     /// How many variants [`variant`] names.
-    const VARIANTS: usize = 30;
+    const VARIANTS: usize = 31;
 
     /// The mapping table, row by row (every variant): error → status, issue
     /// code.
@@ -577,6 +596,14 @@ mod tests {
                 "not-supported",
             ),
             (GatewayError::PayloadTooLarge { limit: 1 }, 413, "too-long"),
+            (
+                GatewayError::MemoryBudgetExhausted {
+                    estimated: 200 << 20,
+                    budget: 512 << 20,
+                },
+                503,
+                "transient",
+            ),
             (GatewayError::BodyTimeout(30), 408, "timeout"),
             (GatewayError::BodyRead("reset".into()), 400, "structure"),
             (

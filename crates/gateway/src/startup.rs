@@ -130,6 +130,9 @@ impl Gateway {
                 max_body_bytes: config.raw.server.max_body_bytes,
                 body_timeout: Duration::from_secs(config.raw.server.body_timeout_secs),
             },
+            memory_budget: Arc::new(crate::edge::MemoryBudget::new(
+                config.raw.server.memory_budget_bytes,
+            )),
             country: config.raw.ncp.as_ref().map(|n| n.country.as_str().into()),
             federation,
         };

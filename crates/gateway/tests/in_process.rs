@@ -56,6 +56,7 @@ fn state(
                 max_body_bytes: 1 << 20,
                 body_timeout,
             },
+            memory_budget: Arc::new(ehds_gateway::MemoryBudget::new(64 << 20)),
             country: Some("BE".into()),
             federation: None,
         }

@@ -206,6 +206,11 @@ impl GatewayProcess {
         self.addr
     }
 
+    /// The process id (to read its memory from `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The working directory.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir

@@ -1,7 +1,8 @@
 //! Typed extractors of the edge:
 //!
 //! - [`FhirBody`]: a FHIR JSON request body, received: media type and
-//!   content coding checked (415), read within the size and time limits (413, 408), parsed
+//!   content coding checked (415), its estimated memory reserved from the memory budget
+//!   (503, `super::memory_budget`), read within the size and time limits (413, 408), parsed
 //!   losslessly (400). FHIR R4 RESTful API, <http://hl7.org/fhir/R4/http.html#mime-type>.
 //! - [`NationalCaller`]: the national system calling, from the verified
 //!   client certificate the transport puts on every request of a
@@ -11,11 +12,12 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ehds_fhir::ReceivedResource;
 use ehds_transport::{NationalClientKind, PeerIdentity, VerifiedPeer};
 use http_body_util::{BodyExt, Limited};
 
+use super::memory_budget::MemoryBudget;
 use super::state::{AppState, Limits};
 use crate::error::GatewayError;
 
@@ -42,23 +44,23 @@ impl FromRequest<AppState> for FhirBody {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        receive_resource(&parts.headers, body, state.limits)
+        receive_resource(&parts.headers, body, state)
             .await
             .map(Self)
     }
 }
 
 /// A FHIR JSON request body, received: media type and content coding
-/// checked (415), body read within limits (413, 408), parsed losslessly
-/// (400).
+/// checked (415), its memory reserved (503), body read within limits (413,
+/// 408), parsed losslessly (400).
 pub(crate) async fn receive_resource(
     headers: &HeaderMap,
     body: Body,
-    limits: Limits,
+    state: &AppState,
 ) -> Result<ReceivedResource, GatewayError> {
     check_fhir_json_content_type(headers)?;
     check_identity_content_encoding(headers)?;
-    let bytes = read_body(headers, body, limits).await?;
+    let bytes = read_body(headers, body, state.limits, &state.memory_budget).await?;
     Ok(ReceivedResource::parse(bytes)?)
 }
 
@@ -117,7 +119,15 @@ fn check_identity_content_encoding(headers: &HeaderMap) -> Result<(), GatewayErr
 
 /// Reads the body, refusing one over the limit before reading it when
 /// `Content-Length` says so, and as soon as it passes the limit otherwise.
-async fn read_body(headers: &HeaderMap, body: Body, limits: Limits) -> Result<Bytes, GatewayError> {
+/// Its memory is reserved from `budget` before it is read when
+/// `Content-Length` gives its size, and as its bytes arrive otherwise; the
+/// bytes are gathered in one buffer of the declared size (no second copy).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: Limits,
+    budget: &MemoryBudget,
+) -> Result<Bytes, GatewayError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -127,19 +137,40 @@ async fn read_body(headers: &HeaderMap, body: Body, limits: Limits) -> Result<By
             limit: limits.max_body_bytes,
         });
     }
-    let limited = Limited::new(body, limits.max_body_bytes);
-    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
-        Err(_) => Err(GatewayError::BodyTimeout(limits.body_timeout.as_secs())),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) => {
-            if error.is::<http_body_util::LengthLimitError>() {
-                Err(GatewayError::PayloadTooLarge {
-                    limit: limits.max_body_bytes,
-                })
-            } else {
-                Err(GatewayError::BodyRead(error.to_string()))
+    if let Some(length) = declared {
+        budget.reserve(length)?;
+    }
+    let read = async {
+        let mut limited = std::pin::pin!(Limited::new(body, limits.max_body_bytes));
+        // Within the limit (checked above): the declared size is allocated once.
+        let mut bytes =
+            BytesMut::with_capacity(declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0));
+        while let Some(frame) = limited.frame().await {
+            let frame = frame.map_err(|error| body_error(&*error, limits))?;
+            if let Ok(data) = frame.into_data() {
+                if declared.is_none() {
+                    budget.reserve(data.len() as u64)?;
+                }
+                bytes.extend_from_slice(&data);
             }
         }
+        Ok(bytes.freeze())
+    };
+    tokio::time::timeout(limits.body_timeout, read)
+        .await
+        .unwrap_or(Err(GatewayError::BodyTimeout(
+            limits.body_timeout.as_secs(),
+        )))
+}
+
+/// A failure to read the body: over the limit (413), or the connection's.
+fn body_error(error: &(dyn std::error::Error + 'static), limits: Limits) -> GatewayError {
+    if error.is::<http_body_util::LengthLimitError>() {
+        GatewayError::PayloadTooLarge {
+            limit: limits.max_body_bytes,
+        }
+    } else {
+        GatewayError::BodyRead(error.to_string())
     }
 }
 

@@ -8,6 +8,9 @@
 //! - [`extract`]: typed extractors: a FHIR resource body (content type,
 //!   size and time limits, lossless parse) and the national caller (from the
 //!   verified client certificate).
+//! - [`memory_budget`]: the memory budget of request bodies: reserved from
+//!   a body's size before it is read (503 when spent), held until the
+//!   response is built.
 //! - [`respond`]: response writers: FHIR JSON, OperationOutcome, and the
 //!   `searchset` Bundle assembled from entries' raw bytes.
 //!
@@ -17,10 +20,12 @@
 
 pub(crate) mod extract;
 pub(crate) mod fallback;
+pub(crate) mod memory_budget;
 pub(crate) mod observe;
 pub(crate) mod patient;
 pub(crate) mod request_id;
 pub(crate) mod respond;
 pub(crate) mod state;
 
+pub use memory_budget::{COST_PER_BODY_BYTE, MemoryBudget};
 pub use state::{AppState, CrossBorder, Limits};

@@ -1,7 +1,9 @@
 //! The per-request middleware of both listeners: a fresh request id (echoed
 //! in `X-Request-Id`), a tracing span with the route template (never the
-//! path or query, which may hold patient identifiers), and the request
-//! counted by route and status on `/metrics`.
+//! path or query, which may hold patient identifiers), what the request
+//! reserves of the memory budget held until its response is built
+//! (`super::memory_budget`), and the request counted by route and status on
+//! `/metrics`.
 
 use std::time::Instant;
 
@@ -11,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use super::memory_budget::hold_reservations;
 use super::request_id::REQUEST_ID;
 use super::state::AppState;
 
@@ -29,7 +32,7 @@ pub(crate) async fn observe(
     let span = tracing::info_span!("request", request_id = %request_id, %method, route = %route);
     let started = Instant::now();
     let mut response = REQUEST_ID
-        .scope(request_id.clone(), next.run(request))
+        .scope(request_id.clone(), hold_reservations(next.run(request)))
         .instrument(span.clone())
         .await;
     let status = response.status();

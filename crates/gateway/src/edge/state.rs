@@ -11,6 +11,7 @@ use ehds_routing::NcpDirectory;
 use ehds_store::Store;
 use ehds_transport::FederationClient;
 
+use super::memory_budget::MemoryBudget;
 use crate::answer_memo::ValidatedAnswers;
 use crate::metrics::Metrics;
 use crate::operations::Operations;
@@ -44,6 +45,9 @@ pub struct AppState {
     pub operations: Arc<Operations>,
     /// Request limits.
     pub limits: Limits,
+    /// The memory budget of request bodies being handled, shared by both
+    /// listeners (`[server] memory_budget_bytes`).
+    pub memory_budget: Arc<MemoryBudget>,
     /// This gateway's country (`[ncp] country`): national clients must be
     /// of it.
     pub country: Option<Arc<str>>,

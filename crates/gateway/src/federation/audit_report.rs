@@ -34,7 +34,7 @@ pub(crate) async fn receive(
     let federation = state.cross_border()?;
     let (ncp, _) = super::admit::calling_ncp(federation, peer.as_deref())?;
     let resource =
-        FhirBody(receive_resource(&headers, body, state.limits).await?).of_type("AuditEvent")?;
+        FhirBody(receive_resource(&headers, body, &state).await?).of_type("AuditEvent")?;
     let report = state.validator.validate(&resource, &[]);
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));

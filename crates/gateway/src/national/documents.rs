@@ -42,8 +42,7 @@ pub(crate) async fn push(
         ],
         "push documents or prescriptions",
     )?;
-    let resource =
-        FhirBody(receive_resource(&headers, body, state.limits).await?).of_type("Bundle")?;
+    let resource = FhirBody(receive_resource(&headers, body, &state).await?).of_type("Bundle")?;
     // A prescription Bundle (several items) goes to the prescriptions.
     if super::prescriptions::is_prescription_bundle(resource.root()) {
         return super::prescriptions::push_bundle(&state, &caller, &resource).await;

@@ -98,7 +98,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, G
         state
             .metrics
             .render(stored, state.store.group_commit_counts())
-            + &state.operations.render(time::OffsetDateTime::now_utc()),
+            + &state.operations.render(time::OffsetDateTime::now_utc())
+            + &state.memory_budget.render(),
     )
         .into_response())
 }

@@ -56,8 +56,7 @@ async fn received_parameters(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<ehds_fhir::ReceivedResource, GatewayError> {
-    let resource =
-        FhirBody(receive_resource(headers, body, state.limits).await?).of_type("Parameters")?;
+    let resource = FhirBody(receive_resource(headers, body, state).await?).of_type("Parameters")?;
     let report = state.validator.validate(&resource, &[]);
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));

@@ -36,8 +36,8 @@ pub(crate) async fn push(
     body: Body,
 ) -> Result<Response, GatewayError> {
     caller.require(ep::PRESCRIBERS, "push prescriptions")?;
-    let resource = FhirBody(receive_resource(&headers, body, state.limits).await?)
-        .of_type("MedicationRequest")?;
+    let resource =
+        FhirBody(receive_resource(&headers, body, &state).await?).of_type("MedicationRequest")?;
     let report = state
         .validator
         .validate(&resource, ep::mpd_profiles(&state));
@@ -273,7 +273,7 @@ pub(crate) async fn set_cross_border_status(
         "change a prescription's state",
     )?;
     let resource =
-        FhirBody(receive_resource(&headers, body, state.limits).await?).of_type("Parameters")?;
+        FhirBody(receive_resource(&headers, body, &state).await?).of_type("Parameters")?;
     let parameter = |name: &str| {
         resource
             .root()

@@ -62,7 +62,7 @@ async fn validate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    let resource = receive_resource(&headers, body, state.limits).await?;
+    let resource = receive_resource(&headers, body, &state).await?;
     if let Some(expected) = &resource_type
         && resource.resource_type() != expected
     {

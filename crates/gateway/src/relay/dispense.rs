@@ -28,8 +28,8 @@ pub(crate) async fn relay(
     body: Body,
 ) -> Result<Response, GatewayError> {
     caller.require(&[NationalClientKind::Pharmacy], "dispense")?;
-    let resource = FhirBody(receive_resource(&headers, body, state.limits).await?)
-        .of_type("MedicationDispense")?;
+    let resource =
+        FhirBody(receive_resource(&headers, body, &state).await?).of_type("MedicationDispense")?;
     let report = state.validator.validate(&resource, &[]);
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));

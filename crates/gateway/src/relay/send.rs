@@ -405,6 +405,7 @@ mod tests {
                 max_body_bytes: 1 << 20,
                 body_timeout: Duration::from_secs(5),
             },
+            memory_budget: Arc::new(crate::edge::MemoryBudget::new(64 << 20)),
             country: Some("BE".into()),
             federation: None,
         }
