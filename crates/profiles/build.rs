@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         packages.push(package);
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("shipped-packages.bin");
-    std::fs::write(out, pack::encode(&packages))?;
+    std::fs::write(out, pack::compress(&pack::encode(&packages)))?;
     Ok(())
 }
 

@@ -24,12 +24,17 @@ fn status(key: &str) -> String {
         .map_or_else(|| "?".into(), |v| v.trim().to_owned())
 }
 
+/// Prints the resident set after `step`, then pauses a little so that a
+/// heap profiler's timeline shows the step as a plateau.
 fn report(step: &str) {
     println!(
-        "{step:<38} RSS {:>10}   RSS peak {:>10}",
+        "{step:<34} RSS {:>10} (anonymous {:>10}, file {:>10})   RSS peak {:>10}",
         status("VmRSS:"),
+        status("RssAnon:"),
+        status("RssFile:"),
         status("VmHWM:"),
     );
+    std::thread::sleep(std::time::Duration::from_millis(300));
 }
 
 fn main() {

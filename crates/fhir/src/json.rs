@@ -297,6 +297,22 @@ impl fmt::Display for JsonRejection {
 
 impl std::error::Error for JsonRejection {}
 
+/// Shrinks every object and array under `node` to its length (see
+/// [`crate::ReceivedResource::parse_shrunk`]).
+pub fn shrink(node: &mut Node) {
+    match &mut node.value {
+        Json::Array(items) => {
+            items.shrink_to_fit();
+            items.iter_mut().for_each(shrink);
+        }
+        Json::Object(members) => {
+            members.shrink_to_fit();
+            members.iter_mut().for_each(|m| shrink(&mut m.node));
+        }
+        Json::Null | Json::Bool(_) | Json::Number(_) | Json::String(_) => {}
+    }
+}
+
 /// Parses `bytes` as one FHIR JSON value.
 pub fn parse(bytes: &[u8]) -> Result<Node, JsonRejection> {
     let body_start = if bytes.starts_with(UTF8_BOM) {

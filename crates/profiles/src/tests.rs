@@ -675,6 +675,19 @@ fn compact_form_leaves_out_only_documentation() {
 }
 
 #[test]
+fn compact_value_sets_keep_their_codes_without_displays() {
+    let value_set = br#"{"resourceType":"ValueSet","url":"http://x/vs","compose":{"include":[
+      {"system":"http://x/cs","concept":[{"code":"a","display":"gone","designation":[{"value":"gone"}]}],
+       "filter":[{"property":"concept","op":"is-a","value":"b"}]}]},
+      "expansion":{"contains":[{"system":"http://x/cs","code":"a","display":"gone","contains":[{"code":"c","display":"gone"}]}]}}"#;
+    let root = ehds_fhir::json::parse(value_set).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&compact::compact(value_set, &root)).unwrap(),
+        r#"{"resourceType":"ValueSet","url":"http://x/vs","compose":{"include":[{"system":"http://x/cs","concept":[{"code":"a"}],"filter":[{"property":"concept","op":"is-a","value":"b"}]}]},"expansion":{"contains":[{"system":"http://x/cs","code":"a","contains":[{"code":"c"}]}]}}"#
+    );
+}
+
+#[test]
 fn a_compiled_package_set_reads_back_as_written() {
     let scratch = Scratch::new("pack");
     let a = package_with(
