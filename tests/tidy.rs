@@ -468,13 +468,8 @@ const KNOWN_CIRCLES: &[(&str, &str, &str)] = &[
         "lib.rs defines Expression and the error types that the parser builds and eval walks",
     ),
     (
-        "profiles",
-        "crate <-> crate::load",
-        "lib.rs defines Registry and LoadedResource, which load.rs fills",
-    ),
-    (
         "relay-bench",
-        "crate <-> crate::load <-> crate::nginx <-> crate::setup",
+        "crate <-> crate::load <-> crate::nginx <-> crate::setup <-> crate::start",
         "main.rs defines BenchError and the run's settings its modules use",
     ),
     (
