@@ -159,10 +159,8 @@ impl GatewayProcess {
         let dir = std::env::temp_dir().join(unique_schema("gateway"));
         std::fs::create_dir_all(&dir).map_err(|e| fail("temp dir", &e))?;
         #[cfg(unix)]
-        for linked in ["deploy"] {
-            std::os::unix::fs::symlink(repo_root().join(linked), dir.join(linked))
-                .map_err(|e| fail("linking the repository's folders", &e))?;
-        }
+        std::os::unix::fs::symlink(repo_root().join("deploy"), dir.join("deploy"))
+            .map_err(|e| fail("linking the repository's deploy/", &e))?;
         let mut command = std::process::Command::new(binary);
         command.arg("serve").args(args).current_dir(&dir);
         if let Some(config) = config {
