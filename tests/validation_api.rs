@@ -23,8 +23,7 @@ fn start(config: &str) -> GatewayProcess {
 
 fn config(extra: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://gw.db\"\n\n[validation]\npackages_dir = {:?}\n{extra}",
-        repo_root().join("profiles").display().to_string()
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://gw.db\"\n\n[validation]\n{extra}"
     )
 }
 

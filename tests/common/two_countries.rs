@@ -74,7 +74,7 @@ fn validator() -> Arc<ehds_validation::Validator> {
     static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
         std::sync::OnceLock::new();
     Arc::clone(VALIDATOR.get_or_init(|| {
-        let registry = ehds_profiles::Registry::load_root(&repo_root().join("profiles")).unwrap();
+        let registry = ehds_profiles::Registry::shipped().unwrap();
         Arc::new(ehds_validation::Validator::new(&registry))
     }))
 }

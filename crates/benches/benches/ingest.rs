@@ -119,6 +119,16 @@ fn startup(c: &mut Criterion) {
             Validator::new(&registry).load_problems().len()
         })
     });
+    // The packages compiled at build time and embedded (what `serve` loads).
+    group.bench_function("shipped_registry", |b| {
+        b.iter(|| Registry::shipped().unwrap().len())
+    });
+    group.bench_function("shipped_registry_and_compile", |b| {
+        b.iter(|| {
+            let registry = Registry::shipped().unwrap();
+            Validator::new(&registry).load_problems().len()
+        })
+    });
     group.finish();
 }
 

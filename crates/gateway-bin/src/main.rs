@@ -55,7 +55,8 @@ enum Command {
         /// A profile every file must also meet (repeatable).
         #[arg(long)]
         profile: Vec<String>,
-        /// Configuration naming the FHIR packages (default: ./profiles).
+        /// Configuration naming the FHIR packages (default: the shipped
+        /// packages compiled into the binary).
         #[arg(long)]
         config: Option<PathBuf>,
     },

@@ -219,12 +219,16 @@ pub const IPS_BUNDLE_PROFILE: &str = "http://hl7.org/fhir/uv/ips/StructureDefini
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidationSection {
-    /// Folder holding one sub-folder per FHIR package (the repository's
-    /// `profiles/`); relative paths are relative to the working directory.
-    #[serde(default = "default_packages_dir")]
-    pub packages_dir: PathBuf,
+    /// Folder holding one sub-folder per FHIR package, replacing the shipped
+    /// packages; relative paths are relative to the working directory.
+    /// Unset (the default): the shipped packages (the repository's
+    /// `profiles/`), compiled into the binary (`Registry::shipped`), so no
+    /// package file is read at start.
+    #[serde(default)]
+    pub packages_dir: Option<PathBuf>,
     /// Further package folders added by the operator (another country's
-    /// profiles), each with a package.json; loaded after `packages_dir`.
+    /// profiles), each with a package.json; compiled and loaded at start,
+    /// after the shipped packages (or `packages_dir`).
     #[serde(default)]
     pub extra_package_dirs: Vec<PathBuf>,
     /// The patient summary's document profiles, replacing the service
@@ -242,7 +246,7 @@ pub struct ValidationSection {
 impl Default for ValidationSection {
     fn default() -> Self {
         Self {
-            packages_dir: default_packages_dir(),
+            packages_dir: None,
             extra_package_dirs: Vec::new(),
             document_profiles: None,
             peer_answer_memo_entries: default_peer_answer_memo_entries(),
@@ -250,9 +254,6 @@ impl Default for ValidationSection {
     }
 }
 
-fn default_packages_dir() -> PathBuf {
-    PathBuf::from("profiles")
-}
 fn default_peer_answer_memo_entries() -> usize {
     crate::answer_memo::DEFAULT_ENTRIES
 }

@@ -346,9 +346,7 @@ mod tests {
             "2026-11-24T12:00:00Z",
         )
         .unwrap();
-        let registry =
-            ehds_profiles::Registry::load_root(&ehds_test_support::repo_root().join("profiles"))
-                .unwrap();
+        let registry = ehds_profiles::Registry::shipped().unwrap();
         let validator = ehds_validation::Validator::new(&registry);
         let resource = ReceivedResource::parse(bytes.into()).unwrap();
         let report = validator.validate(&resource, &[]);

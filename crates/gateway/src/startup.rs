@@ -425,25 +425,26 @@ pub fn load_validator(config: &CheckedConfig) -> Result<Validator, StartError> {
 /// [`load_validator`], with the number of packages loaded.
 fn load_validator_counting(config: &CheckedConfig) -> Result<(Validator, usize), StartError> {
     let validation = &config.raw.validation;
-    let mut dirs = Vec::new();
-    let root = &validation.packages_dir;
-    let entries = std::fs::read_dir(root).map_err(|e| {
-        StartError::Config(format!(
-            "validation.packages_dir {}: {e} (run from the repository root, or set it in the config)",
-            root.display()
-        ))
-    })?;
-    let mut packages: Vec<std::path::PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("package.json").is_file() || p.join("package/package.json").is_file())
-        .collect();
-    packages.sort();
-    dirs.extend(packages);
-    dirs.extend(validation.extra_package_dirs.iter().cloned());
     let started = std::time::Instant::now();
-    let registry = Registry::load(&dirs)
-        .map_err(|e| StartError::Config(format!("loading FHIR packages: {e}")))?;
+    let registry = match &validation.packages_dir {
+        None => Registry::shipped_and(&validation.extra_package_dirs),
+        Some(root) => {
+            let entries = std::fs::read_dir(root).map_err(|e| {
+                StartError::Config(format!("validation.packages_dir {}: {e}", root.display()))
+            })?;
+            let mut dirs: Vec<std::path::PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.join("package.json").is_file() || p.join("package/package.json").is_file()
+                })
+                .collect();
+            dirs.sort();
+            dirs.extend(validation.extra_package_dirs.iter().cloned());
+            Registry::load(&dirs)
+        }
+    }
+    .map_err(|e| StartError::Config(format!("loading FHIR packages: {e}")))?;
     let validator = Validator::new(&registry);
     for problem in validator.load_problems() {
         tracing::warn!(url = %problem.url, problem = %problem.problem, "definition not usable");

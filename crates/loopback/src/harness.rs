@@ -288,7 +288,6 @@ client_crls = ["{national_crl}"]
 url = "{store_url}"
 {schema}
 [validation]
-packages_dir = "{profiles}"
 
 [federation]
 listen = "127.0.0.1:{federation_port}"
@@ -315,7 +314,6 @@ policy = "{policy}"
             national_ca = pki.ca_cert(&national).display(),
             national_crl = pki.crl(&national).display(),
             store_url = self.store_url,
-            profiles = run.repo.join("profiles").display(),
             ncp_server_cert = ncp_server.cert_chain.display(),
             ncp_server_key = ncp_server.private_key.display(),
             ncp_client_cert = ncp_client.cert_chain.display(),

@@ -9,8 +9,13 @@
 //! conformance resources (StructureDefinitions, ValueSets, CodeSystems,
 //! NamingSystems, ConceptMaps) resolved by canonical URL (`url` or
 //! `url|version`). A package is a folder with a `package.json` (`name`,
-//! `version`) and one JSON file per resource; every file is kept as received
-//! bytes plus the lossless view of `ehds_fhir`.
+//! `version`) and one JSON file per resource. Every resource is compiled to
+//! its compact form ([`compact`]: without narrative, descriptions, comments,
+//! mappings) and kept as those bytes plus the lossless view of `ehds_fhir`.
+//! The shipped packages are compiled by the build script and embedded in
+//! the binary ([`Registry::shipped`]): a gateway reads no package file at
+//! start unless its operator adds packages, which load through the same
+//! compiler.
 //!
 //! Several versions of one package (`hl7.fhir.uv.ips` 1.1.0 and 2.0.0-ballot)
 //! live side by side, and so do several versions of one canonical URL:
@@ -27,49 +32,31 @@
 //!
 //! Must not know about: how resources are validated against them, HTTP,
 //! storage, routing or transport. It never fetches packages from a registry
-//! or the network: what is loaded is what is on disk.
+//! or the network: what is loaded is what was embedded or is on disk.
 
+pub mod compact;
 mod load;
+mod pack;
+mod package;
 mod version;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ehds_fhir::{JsonRejection, Node, ReceivedResource};
+use ehds_fhir::{Node, ReceivedResource};
+
+pub use package::{Dependency, PackageId, ProfilesError, Skipped};
 
 pub use version::{compare as compare_versions, major_minor, major_minor_of_any};
 
+/// The shipped packages (`profiles/`), compiled by the build script
+/// (LZ4-compressed, [`pack::compress`]).
+static SHIPPED_PACKAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shipped-packages.bin"));
+
 /// Canonical URL prefix of the core (base) StructureDefinitions.
 pub const CORE_STRUCTURE_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
-
-/// Identity of a loaded package: `name` and `version` from package.json.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PackageId {
-    /// `name`, e.g. `hl7.fhir.r4.core`.
-    pub name: String,
-    /// `version`, e.g. `4.0.1`.
-    pub version: String,
-}
-
-impl fmt::Display for PackageId {
-    /// `name#version`, as FHIR tooling writes a package reference.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.name, self.version)
-    }
-}
-
-/// A dependency a package declares (`package.json` `dependencies`): a
-/// package name and a version (`1.1.0`), a wildcard (`0.1.x`) or a label
-/// (`current`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Dependency {
-    /// The package name, e.g. `hl7.fhir.uv.ips`.
-    pub name: String,
-    /// The version as written.
-    pub version: String,
-}
 
 /// One conformance resource (StructureDefinition, ValueSet, CodeSystem, ...)
 /// as loaded.
@@ -117,72 +104,6 @@ pub struct Duplicate {
     pub ignored: Arc<PackageId>,
     /// The file not loaded.
     pub path: PathBuf,
-}
-
-/// Resource files read but not loaded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Skipped {
-    /// Files of resource types the registry does not keep (e.g.
-    /// SearchParameter, ImplementationGuide), counted by type.
-    pub by_type: BTreeMap<String, usize>,
-    /// Resources of a kept type without a canonical `url`.
-    pub without_url: usize,
-}
-
-/// Why packages could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ProfilesError {
-    /// A file or folder could not be read.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// What the system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A folder given as a package has no `package.json` (nor
-    /// `package/package.json`).
-    #[error(
-        "{}: not a FHIR package folder (no package.json, nor package/package.json)",
-        .path.display()
-    )]
-    NotAPackage {
-        /// The folder.
-        path: PathBuf,
-    },
-    /// A `package.json` that is not JSON or lacks `name` or `version`.
-    #[error("{}: {reason}", .path.display())]
-    BadPackageJson {
-        /// The package.json file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A resource file that is not FHIR JSON.
-    #[error("{}: not FHIR JSON: {}", .path.display(), describe(.rejection))]
-    NotFhirJson {
-        /// The resource file.
-        path: PathBuf,
-        /// What is wrong and where.
-        rejection: JsonRejection,
-    },
-    /// A package named as a default ([`Registry::with_default_packages`])
-    /// is not loaded.
-    #[error("the default package {0} is not loaded")]
-    UnknownDefaultPackage(PackageId),
-    /// A thread reading resource files stopped unexpectedly.
-    #[error("a thread reading FHIR package files stopped unexpectedly")]
-    LoaderThread,
-}
-
-fn describe(rejection: &JsonRejection) -> String {
-    let expression = rejection.expression();
-    if expression.is_empty() {
-        rejection.to_string()
-    } else {
-        format!("{rejection} ({expression})")
-    }
 }
 
 /// Every resource with one canonical URL, and which one a version-less
@@ -234,45 +155,66 @@ impl Registry {
     /// ConceptMap, and resources without `url`, are counted in
     /// [`Registry::skipped`]. Any file that is not FHIR JSON fails the load.
     pub fn load(package_dirs: &[PathBuf]) -> Result<Registry, ProfilesError> {
-        let mut packages = Vec::with_capacity(package_dirs.len());
-        let mut dependencies = Vec::with_capacity(package_dirs.len());
+        let compiled = package_dirs
+            .iter()
+            .map(|dir| load::compile_package(dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_compiled(compiled)
+    }
+
+    /// The packages shipped in `profiles/`, compiled when the binary was
+    /// built ([`compact`]) and embedded in it: no file is read.
+    pub fn shipped() -> Result<Registry, ProfilesError> {
+        Self::shipped_and(&[])
+    }
+
+    /// The shipped packages ([`Registry::shipped`]), then the package
+    /// folders `extra_dirs` compiled as [`Registry::load`] does.
+    pub fn shipped_and(extra_dirs: &[PathBuf]) -> Result<Registry, ProfilesError> {
+        let mut compiled = pack::decode(pack::decompress(SHIPPED_PACKAGES)?)?;
+        for dir in extra_dirs {
+            compiled.push(load::compile_package(dir)?);
+        }
+        Self::from_compiled(compiled)
+    }
+
+    /// Builds the registry from compiled packages: parses their resources
+    /// (in parallel) and indexes them.
+    fn from_compiled(compiled: Vec<pack::CompiledPackage>) -> Result<Registry, ProfilesError> {
+        let mut packages = Vec::with_capacity(compiled.len());
+        let mut dependencies = Vec::with_capacity(compiled.len());
+        let mut skipped = Skipped::default();
         let mut files = Vec::new();
         let mut owners = Vec::new();
-        for dir in package_dirs {
-            let root = load::package_root(dir)?;
-            let (package, declared) = load::read_package_json(&root)?;
-            let package = Arc::new(package);
-            dependencies.push(declared);
-            let listed = load::resource_files(&root)?;
-            owners.extend(std::iter::repeat_n(Arc::clone(&package), listed.len()));
-            files.extend(listed);
-            packages.push(package);
+        for package in compiled {
+            let id = Arc::new(package.id);
+            dependencies.push(package.dependencies);
+            for (resource_type, n) in package.skipped.by_type {
+                *skipped.by_type.entry(resource_type).or_default() += n;
+            }
+            skipped.without_url += package.skipped.without_url;
+            owners.extend(std::iter::repeat_n(
+                Arc::clone(&id),
+                package.resources.len(),
+            ));
+            files.extend(package.resources);
+            packages.push(id);
         }
-        let read = load::read_all(&files)?;
+        let read = load::in_parallel(&files, load::parse_compiled)?;
 
         let mut resources: Vec<LoadedResource> = Vec::with_capacity(read.len());
         let mut by_url: HashMap<String, Vec<usize>> = HashMap::with_capacity(read.len());
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         let mut duplicates = Vec::new();
-        let mut skipped = Skipped::default();
-        for ((file, path), package) in read.into_iter().zip(files).zip(owners) {
-            let (resource_type, url, version, name, resource) = match file {
-                load::ReadFile::Kept {
-                    resource_type,
-                    url,
-                    version,
-                    name,
-                    resource,
-                } => (resource_type, url, version, name, resource),
-                load::ReadFile::OtherType(resource_type) => {
-                    *skipped.by_type.entry(resource_type).or_default() += 1;
-                    continue;
-                }
-                load::ReadFile::WithoutUrl => {
-                    skipped.without_url += 1;
-                    continue;
-                }
-            };
+        for ((parsed, file), package) in read.into_iter().zip(files).zip(owners) {
+            let load::ParsedResource {
+                resource_type,
+                url,
+                version,
+                name,
+                resource,
+            } = parsed;
+            let path = file.path;
             let same_url = by_url.entry(url.clone()).or_default();
             let earlier = same_url
                 .iter()

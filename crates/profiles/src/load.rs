@@ -1,5 +1,7 @@
 //! Reading package folders: `package.json`, the list of resource files, and
-//! the files themselves, parsed in parallel.
+//! the files themselves, compiled ([`crate::compact`]) in parallel; parsing
+//! compiled resources. The build script includes this file to compile the
+//! shipped packages.
 
 use std::fs;
 use std::num::NonZeroUsize;
@@ -9,10 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bytes::Bytes;
 use ehds_fhir::{Node, ReceivedResource};
 
-use crate::{Dependency, PackageId, ProfilesError};
+use crate::compact::compact;
+use crate::pack::{CompiledPackage, CompiledResource};
+use crate::{Dependency, PackageId, ProfilesError, Skipped};
 
-/// Threads reading and parsing resource files (the calling thread is one of
-/// them). Parsing dominates; two keeps start-up short without taking a busy
+/// Threads reading and parsing resource files. Parsing dominates; two keeps start-up short without taking a busy
 /// machine's cores.
 const LOAD_THREADS: usize = 2;
 
@@ -137,44 +140,94 @@ pub(crate) fn resource_files(root: &Path) -> Result<Vec<PathBuf>, ProfilesError>
     Ok(files)
 }
 
-/// One resource file, read and parsed.
-pub(crate) enum ReadFile {
-    /// A resource of a kept type with a canonical URL.
-    Kept {
-        resource_type: String,
-        url: String,
-        version: Option<String>,
-        name: Option<String>,
-        resource: ReceivedResource,
-    },
+/// One resource file, read and compiled.
+enum CompiledFile {
+    /// A resource of a kept type with a canonical URL: its compact JSON.
+    Kept(Vec<u8>),
     /// A resource of another type (its type).
     OtherType(String),
     /// A resource of a kept type without `url`.
     WithoutUrl,
 }
 
-fn read_one(path: &Path) -> Result<ReadFile, ProfilesError> {
+/// Reads one resource file and compiles it ([`compact`]).
+fn compile_one(path: &Path) -> Result<CompiledFile, ProfilesError> {
     let bytes = fs::read(path).map_err(|source| ProfilesError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let resource = ReceivedResource::parse(Bytes::from(bytes)).map_err(|rejection| {
+    let root = ehds_fhir::json::parse(&bytes).map_err(|rejection| ProfilesError::NotFhirJson {
+        path: path.to_path_buf(),
+        rejection,
+    })?;
+    let resource_type = root
+        .get("resourceType")
+        .and_then(Node::as_str)
+        .unwrap_or_default();
+    if !KEPT_TYPES.contains(&resource_type) {
+        return Ok(CompiledFile::OtherType(resource_type.to_owned()));
+    }
+    if root.get("url").and_then(Node::as_str).is_none() {
+        return Ok(CompiledFile::WithoutUrl);
+    }
+    Ok(CompiledFile::Kept(compact(&bytes, &root)))
+}
+
+/// Compiles the package folder `dir` (see [`package_root`]): its
+/// package.json, and its resource files read and compacted on up to
+/// [`LOAD_THREADS`] threads, in file-name order. Stops at the first file
+/// that cannot be read or is not FHIR JSON.
+pub(crate) fn compile_package(dir: &Path) -> Result<CompiledPackage, ProfilesError> {
+    let root = package_root(dir)?;
+    let (id, dependencies) = read_package_json(&root)?;
+    let files = resource_files(&root)?;
+    let compiled = in_parallel(&files, |path| compile_one(path))?;
+    let mut skipped = Skipped::default();
+    let mut resources = Vec::new();
+    for (file, path) in compiled.into_iter().zip(files) {
+        match file {
+            CompiledFile::Kept(bytes) => resources.push(CompiledResource {
+                path,
+                bytes: Bytes::from(bytes),
+            }),
+            CompiledFile::OtherType(resource_type) => {
+                *skipped.by_type.entry(resource_type).or_default() += 1;
+            }
+            CompiledFile::WithoutUrl => skipped.without_url += 1,
+        }
+    }
+    Ok(CompiledPackage {
+        id,
+        dependencies,
+        skipped,
+        resources,
+    })
+}
+
+/// One compiled resource, parsed.
+pub(crate) struct ParsedResource {
+    pub resource_type: String,
+    pub url: String,
+    pub version: Option<String>,
+    pub name: Option<String>,
+    pub resource: ReceivedResource,
+}
+
+/// Parses one compiled resource (its compact JSON, which compiling made
+/// from FHIR JSON with a `url`).
+pub(crate) fn parse_compiled(compiled: &CompiledResource) -> Result<ParsedResource, ProfilesError> {
+    let resource = ReceivedResource::parse(compiled.bytes.clone()).map_err(|rejection| {
         ProfilesError::NotFhirJson {
-            path: path.to_path_buf(),
+            path: compiled.path.clone(),
             rejection,
         }
     })?;
-    let resource_type = resource.resource_type();
-    if !KEPT_TYPES.contains(&resource_type) {
-        return Ok(ReadFile::OtherType(resource_type.to_owned()));
-    }
     let root = resource.root();
     let text = |key: &str| root.get(key).and_then(Node::as_str).map(str::to_owned);
-    let Some(url) = text("url") else {
-        return Ok(ReadFile::WithoutUrl);
-    };
-    Ok(ReadFile::Kept {
-        resource_type: resource_type.to_owned(),
+    let url = text("url")
+        .ok_or_else(|| ProfilesError::BadPack(format!("{}: no url", compiled.path.display())))?;
+    Ok(ParsedResource {
+        resource_type: resource.resource_type().to_owned(),
         url,
         version: text("version"),
         name: text("name"),
@@ -182,39 +235,48 @@ fn read_one(path: &Path) -> Result<ReadFile, ProfilesError> {
     })
 }
 
-/// Reads and parses `files` on up to [`LOAD_THREADS`] threads; the results
-/// are in the order of `files`. Stops at the first failure.
-pub(crate) fn read_all(files: &[PathBuf]) -> Result<Vec<ReadFile>, ProfilesError> {
+/// `work` over `items` on up to [`LOAD_THREADS`] threads; the results are
+/// in the order of `items`. Stops at the first failure.
+///
+/// The calling thread only waits: what the workers allocate (the parsed
+/// registry, dropped once the validator is compiled) comes from their own
+/// allocator arenas, not the one the long-lived validator is built in, so
+/// the allocator can give it back to the system when it is freed instead of
+/// keeping it, fragmented, as the gateway's idle resident memory.
+pub(crate) fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> Result<R, ProfilesError> + Sync,
+) -> Result<Vec<R>, ProfilesError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, NonZeroUsize::get)
         .min(LOAD_THREADS)
-        .min(files.len())
+        .min(items.len())
         .max(1);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let work = || {
+    let run = || {
         let mut done = Vec::new();
         while !failed.load(Ordering::Relaxed) {
             let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(path) = files.get(index) else {
+            let Some(item) = items.get(index) else {
                 break;
             };
-            let read = read_one(path);
-            if read.is_err() {
+            let result = work(item);
+            if result.is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
-            done.push((index, read));
+            done.push((index, result));
         }
         done
     };
     let mut done = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut done = work();
+        let helpers: Vec<_> = (0..threads).map(|_| scope.spawn(run)).collect();
+        let mut done = Vec::new();
         for helper in helpers {
             done.extend(helper.join().map_err(|_| ProfilesError::LoaderThread)?);
         }
         Ok::<_, ProfilesError>(done)
     })?;
     done.sort_unstable_by_key(|(index, _)| *index);
-    done.into_iter().map(|(_, read)| read).collect()
+    done.into_iter().map(|(_, result)| result).collect()
 }

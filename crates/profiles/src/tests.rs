@@ -644,3 +644,84 @@ fn dependencies_must_be_an_object_of_version_strings() {
         );
     }
 }
+
+#[test]
+fn compact_form_leaves_out_only_documentation() {
+    let source = br#"{
+  "resourceType": "StructureDefinition", "url": "http://x/sd", "text": {"div": "<div/>"},
+  "description": "d", "mapping": [{"identity": "rim"}], "name": "N\u00e9",
+  "snapshot": {"element": [{"id": "A", "path": "A", "short": "kept",
+    "definition": "gone", "comment": "gone", "mapping": [{"map": "gone"}],
+    "min": 0, "max": "*", "constraint": [{"key": "k-1", "human": "kept",
+    "expression": "true", "xpath": "gone"}],
+    "binding": {"strength": "required", "description": "gone", "valueSet": "http://x/vs"},
+    "extension": [{"url": "http://x/e", "valueString": "kept"}]}]}
+}"#;
+    let root = ehds_fhir::json::parse(source).unwrap();
+    let compact = compact::compact(source, &root);
+    assert_eq!(
+        std::str::from_utf8(&compact).unwrap(),
+        r#"{"resourceType":"StructureDefinition","url":"http://x/sd","name":"N\u00e9","snapshot":{"element":[{"id":"A","path":"A","short":"kept","min":0,"max":"*","constraint":[{"key":"k-1","human":"kept","expression":"true"}],"binding":{"strength":"required","valueSet":"http://x/vs"},"extension":[{"url":"http://x/e","valueString":"kept"}]}]}}"#
+    );
+
+    let code_system = br#"{"resourceType":"CodeSystem","url":"http://x/cs","concept":[
+      {"code":"a","display":"A","definition":"gone","designation":[{"value":"gone"}],
+       "concept":[{"code":"b","display":"B","definition":"gone","property":[{"code":"p","valueBoolean":true}]}]}]}"#;
+    let root = ehds_fhir::json::parse(code_system).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&compact::compact(code_system, &root)).unwrap(),
+        r#"{"resourceType":"CodeSystem","url":"http://x/cs","concept":[{"code":"a","display":"A","concept":[{"code":"b","display":"B","property":[{"code":"p","valueBoolean":true}]}]}]}"#
+    );
+}
+
+#[test]
+fn compact_value_sets_keep_their_codes_without_displays() {
+    let value_set = br#"{"resourceType":"ValueSet","url":"http://x/vs","compose":{"include":[
+      {"system":"http://x/cs","concept":[{"code":"a","display":"gone","designation":[{"value":"gone"}]}],
+       "filter":[{"property":"concept","op":"is-a","value":"b"}]}]},
+      "expansion":{"contains":[{"system":"http://x/cs","code":"a","display":"gone","contains":[{"code":"c","display":"gone"}]}]}}"#;
+    let root = ehds_fhir::json::parse(value_set).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&compact::compact(value_set, &root)).unwrap(),
+        r#"{"resourceType":"ValueSet","url":"http://x/vs","compose":{"include":[{"system":"http://x/cs","concept":[{"code":"a"}],"filter":[{"property":"concept","op":"is-a","value":"b"}]}]},"expansion":{"contains":[{"system":"http://x/cs","code":"a","contains":[{"code":"c"}]}]}}"#
+    );
+}
+
+#[test]
+fn a_compiled_package_set_reads_back_as_written() {
+    let scratch = Scratch::new("pack");
+    let a = package_with(
+        &scratch.path().join("a"),
+        "example.a",
+        "1.0.0",
+        r#""example.b":"2.0.x""#,
+        &[
+            (
+                "StructureDefinition-x.json",
+                resource("StructureDefinition", X, Some("1"), "X"),
+            ),
+            (
+                "SearchParameter-s.json",
+                r#"{"resourceType":"SearchParameter","url":"http://x/s"}"#.into(),
+            ),
+        ],
+    );
+    let compiled = vec![load::compile_package(&a).unwrap()];
+    let decoded = pack::decode(bytes::Bytes::from(pack::encode(&compiled))).unwrap();
+    assert_eq!(decoded.len(), 1);
+    let (written, read) = (&compiled[0], &decoded[0]);
+    assert_eq!(read.id, written.id);
+    assert_eq!(read.dependencies, written.dependencies);
+    assert_eq!(read.skipped, written.skipped);
+    assert_eq!(read.skipped.by_type.get("SearchParameter"), Some(&1));
+    assert_eq!(read.resources.len(), 1);
+    assert_eq!(read.resources[0].path, written.resources[0].path);
+    assert_eq!(read.resources[0].bytes, written.resources[0].bytes);
+
+    let mut damaged = pack::encode(&compiled);
+    damaged.truncate(damaged.len() - 1);
+    assert!(matches!(
+        pack::decode(bytes::Bytes::from(damaged)),
+        Err(ProfilesError::BadPack(_))
+    ));
+}

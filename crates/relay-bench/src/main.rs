@@ -20,6 +20,7 @@ mod error;
 mod load;
 mod nginx;
 mod setup;
+mod start;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,10 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// One gateway (the release `ehds-gateway` binary): start-up to
+    /// listening, idle and peak RSS, RSS and CPU per pushed summary, each
+    /// beside its reference (see `start.rs`).
+    Start(start::StartArgs),
     /// (internal) Serve one gateway with this configuration until standard
     /// input closes; prints `ready` once listening.
     #[command(hide = true)]
@@ -89,6 +94,11 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = match &args.command {
         Some(Command::Serve { config }) => serve(config),
+        Some(Command::Start(start)) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(BenchError::from)
+            .and_then(|rt| rt.block_on(start::bench(start))),
         None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

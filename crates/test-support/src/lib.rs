@@ -135,9 +135,10 @@ pub fn files_with_extension(dir: &std::path::Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
-/// A gateway binary running in a fresh working directory (with `profiles/`
-/// and `deploy/` linked in, where the default configuration looks for the
-/// FHIR packages and the development PKI), killed on drop.
+/// A gateway binary running in a fresh working directory (with `deploy/`
+/// linked in, where the default configuration looks for the development
+/// PKI; no `profiles/`: the FHIR packages are compiled into the binary),
+/// killed on drop.
 #[derive(Debug)]
 pub struct GatewayProcess {
     child: std::process::Child,
@@ -158,10 +159,8 @@ impl GatewayProcess {
         let dir = std::env::temp_dir().join(unique_schema("gateway"));
         std::fs::create_dir_all(&dir).map_err(|e| fail("temp dir", &e))?;
         #[cfg(unix)]
-        for linked in ["profiles", "deploy"] {
-            std::os::unix::fs::symlink(repo_root().join(linked), dir.join(linked))
-                .map_err(|e| fail("linking the repository's folders", &e))?;
-        }
+        std::os::unix::fs::symlink(repo_root().join("deploy"), dir.join("deploy"))
+            .map_err(|e| fail("linking the repository's deploy/", &e))?;
         let mut command = std::process::Command::new(binary);
         command.arg("serve").args(args).current_dir(&dir);
         if let Some(config) = config {

@@ -380,10 +380,7 @@ mod tests {
         static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
             std::sync::OnceLock::new();
         Arc::clone(VALIDATOR.get_or_init(|| {
-            let registry = ehds_profiles::Registry::load_root(
-                &ehds_test_support::repo_root().join("profiles"),
-            )
-            .unwrap();
+            let registry = ehds_profiles::Registry::shipped().unwrap();
             Arc::new(ehds_validation::Validator::new(&registry))
         }))
     }

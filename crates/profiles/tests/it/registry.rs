@@ -121,8 +121,11 @@ fn resolves_core_ig_and_terminology_resources() {
         assert_eq!(found.resource_type, resource_type, "{url}");
         assert_eq!(found.package.name, package, "{url}");
         assert_eq!(found.resource.resource_type(), resource_type);
+        // Kept in compact form: the file's JSON without its documentation.
         let bytes = std::fs::read(&found.path).unwrap();
-        assert_eq!(found.resource.bytes().as_ref(), bytes.as_slice(), "{url}");
+        let parsed = ehds_fhir::json::parse(&bytes).unwrap();
+        let compact = ehds_profiles::compact::compact(&bytes, &parsed);
+        assert_eq!(found.resource.bytes().as_ref(), compact.as_slice(), "{url}");
         assert!(
             registry.resolve_typed(resource_type, url).is_some(),
             "{url}"
@@ -266,6 +269,37 @@ fn core_structures_by_type_name() {
     assert!(registry.core_structure("vitalsigns").is_none());
     assert!(registry.core_structure("bundle").is_none());
     assert!(registry.core_structure("NoSuchType").is_none());
+}
+
+/// The package set embedded in the binary is `profiles/` compiled now: the
+/// same packages, dependencies, resources (bytes and paths), duplicates and
+/// skipped files. A package changed without rebuilding would show here.
+#[test]
+fn the_embedded_packages_are_profiles_compiled() {
+    let embedded = Registry::shipped().unwrap();
+    let on_disk = registry();
+    assert_eq!(embedded.packages(), on_disk.packages());
+    for package in on_disk.packages() {
+        assert_eq!(
+            embedded.dependencies(package),
+            on_disk.dependencies(package),
+            "{package}"
+        );
+    }
+    assert_eq!(embedded.len(), on_disk.len());
+    let root = profiles_dir();
+    for (a, b) in embedded.iter().zip(on_disk.iter()) {
+        assert_eq!(a.canonical(), b.canonical());
+        assert_eq!(a.resource.bytes(), b.resource.bytes(), "{}", a.canonical());
+        assert_eq!(
+            root.parent().unwrap().join(&a.path),
+            b.path,
+            "{}",
+            a.canonical()
+        );
+    }
+    assert_eq!(embedded.skipped(), on_disk.skipped());
+    assert_eq!(embedded.duplicates().len(), on_disk.duplicates().len());
 }
 
 #[test]

@@ -1,0 +1,275 @@
+//! `ehds-relay-bench start`: one gateway as an operator runs it — the
+//! release `ehds-gateway serve --config …` binary with every shipped package
+//! (compiled into it) — measured from the outside (issue 17):
+//!
+//! | figure | how | reference in the same run |
+//! | --- | --- | --- |
+//! | start-up to listening | process spawned → first accepted TCP connection on the national API (polled every 0.5 ms), median of `--starts` | a trivial process (`true`) spawned → exited |
+//! | peak RSS during start | `VmHWM` of `/proc/<pid>/status` when it first accepts | idle RSS (its ratio) |
+//! | idle RSS | `VmRSS` after 2 s with nothing stored | |
+//! | RSS after N pushed summaries | `VmRSS` after `--pushes` distinct 44 KB IPS summaries | idle RSS (its ratio) |
+//! | gateway CPU per pushed summary | `/proc/<pid>/stat` user + system time over the pushes, mutual TLS keep-alive, `Prefer: return=minimal` (201 without body), validate + store | `serde_json` parsing the same bytes into a `Value`, in this process |
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ehds_dev_pki::{Authority, DevPkiSpec};
+use ehds_loopback::{self as loopback, LU_PATIENT, LU_SYSTEM, Loopback};
+use ehds_test_support::{ScratchDir, repo_root};
+use ehds_transport::{NationalClientKind, TlsIdentity, TrustStore};
+
+use crate::cpu;
+use crate::error::BenchError;
+use crate::load::{self, Mode};
+
+/// The example summary's `Bundle.identifier.value`, replaced per push by
+/// one of the same length so every push stores a new document.
+const EXAMPLE_IDENTIFIER: &str = "175bd032-8b00-4728-b2dc-748bb1501aed";
+
+/// What the `start` command is told.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StartArgs {
+    /// The gateway binary (default: `ehds-gateway` beside this one; build
+    /// it with `cargo build --release --bin ehds-gateway`).
+    #[arg(long)]
+    gateway: Option<PathBuf>,
+    /// Starts measured (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    starts: usize,
+    /// Summaries pushed for the CPU and memory figures.
+    #[arg(long, default_value_t = 2000)]
+    pushes: usize,
+    /// Also write the Markdown table to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+/// A gateway child process, killed on drop.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn status_kb(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn mb(kb: Option<u64>) -> f64 {
+    kb.map_or(f64::NAN, |kb| kb as f64 / 1024.0)
+}
+
+/// Spawns the gateway and waits for its national API to accept a
+/// connection: the process, the time it took, its peak RSS by then (kB).
+fn start_gateway(
+    exe: &Path,
+    config: &Path,
+    dir: &Path,
+    national: SocketAddr,
+) -> Result<(Served, Duration, Option<u64>), BenchError> {
+    let started = Instant::now();
+    let child = Command::new(exe)
+        .args(["serve", "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut served = Served(child);
+    loop {
+        if TcpStream::connect(national).is_ok() {
+            let elapsed = started.elapsed();
+            let peak = status_kb(served.0.id(), "VmHWM:");
+            return Ok((served, elapsed, peak));
+        }
+        if let Some(exit) = served.0.try_wait()? {
+            return Err(BenchError::Setup(format!("the gateway stopped: {exit}")));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(BenchError::Setup(
+                "the gateway did not listen within 60 s".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
+    let exe = match &args.gateway {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe()?.with_file_name("ehds-gateway"),
+    };
+    if !exe.is_file() {
+        return Err(BenchError::Setup(format!(
+            "{} missing: cargo build --release --bin ehds-gateway",
+            exe.display()
+        )));
+    }
+    let load_before = cpu::load_average();
+    let dir = ScratchDir::new("start-bench");
+    let run = Loopback::generate(
+        &repo_root(),
+        dir.path(),
+        &DevPkiSpec::for_tests(&["BE", "LU"]),
+    )?;
+    let config = dir.path().join("lu.toml");
+    std::fs::write(&config, run.gateway("LU", run.lu).text())?;
+    let national = SocketAddr::from(([127, 0, 0, 1], run.lu.national));
+
+    // Start-up, beside a trivial process, alternating.
+    let mut gateway_starts = Vec::new();
+    let mut trivial_starts = Vec::new();
+    let mut peaks = Vec::new();
+    let mut last = None;
+    for i in 0..args.starts.max(1) {
+        let started = Instant::now();
+        Command::new("true").status()?;
+        trivial_starts.push(started.elapsed());
+        drop(last.take());
+        let (served, elapsed, peak) = start_gateway(&exe, &config, dir.path(), national)?;
+        eprintln!(
+            "  start {i}: {:.1} ms, peak RSS {:.1} MB",
+            elapsed.as_secs_f64() * 1e3,
+            mb(peak)
+        );
+        gateway_starts.push(elapsed);
+        peaks.push(peak.unwrap_or_default());
+        last = Some(served);
+    }
+    let Some(served) = last else {
+        return Err(BenchError::Setup("no gateway started".into()));
+    };
+    let pid = served.0.id();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = status_kb(pid, "VmRSS:");
+
+    // Pushes: distinct summaries, one keep-alive connection.
+    let summary = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT)?;
+    let text = String::from_utf8(summary.clone())
+        .map_err(|_| BenchError::Setup("the example summary is not UTF-8".into()))?;
+    if !text.contains(EXAMPLE_IDENTIFIER) {
+        return Err(BenchError::Setup(
+            "the example summary's identifier moved".into(),
+        ));
+    }
+    let bodies: Vec<Vec<u8>> = (0..args.pushes)
+        .map(|i| {
+            text.replace(
+                EXAMPLE_IDENTIFIER,
+                &format!("175bd032-8b00-4728-b2dc-{i:012}"),
+            )
+            .into_bytes()
+        })
+        .collect();
+    let ehr = load::client(
+        &TlsIdentity::load(&run.pki.national_client("LU", NationalClientKind::EhrSystem))?,
+        &TrustStore::load(&run.pki.trust(&Authority::National("LU".into())))?,
+        Mode::KeepAlive,
+    )?;
+    let url = format!("https://{national}/fhir/Bundle");
+    let push = |body: Vec<u8>| {
+        ehr.post(&url)
+            .header("content-type", "application/fhir+json")
+            .header("prefer", "return=minimal")
+            .body(body)
+            .send()
+    };
+    // One unmeasured push opens the connection.
+    let warm = text.replace(EXAMPLE_IDENTIFIER, "175bd032-8b00-4728-b2dc-warmupwarmup");
+    let response = push(warm.into_bytes()).await?;
+    if response.status().as_u16() != 201 {
+        let status = response.status();
+        return Err(BenchError::Setup(format!(
+            "pushing a summary: HTTP {status}: {}",
+            response.text().await?
+        )));
+    }
+    let cpu_before = cpu::process(pid);
+    let pushed_at = Instant::now();
+    for body in bodies {
+        let response = push(body).await?;
+        let status = response.status().as_u16();
+        let empty = response.bytes().await?.is_empty();
+        if status != 201 || !empty {
+            return Err(BenchError::Setup(format!(
+                "a push answered {status} (body empty: {empty})"
+            )));
+        }
+    }
+    let push_wall = pushed_at.elapsed();
+    let push_cpu = cpu::process(pid).saturating_sub(cpu_before);
+    let after_pushes = status_kb(pid, "VmRSS:");
+    drop(served);
+
+    // The reference: serde_json parsing the same bytes, here.
+    let rounds = 2000;
+    let parsed_at = Instant::now();
+    for _ in 0..rounds {
+        let value: serde_json::Value = serde_json::from_slice(std::hint::black_box(&summary))
+            .map_err(|e| BenchError::Setup(format!("serde_json: {e}")))?;
+        std::hint::black_box(value);
+    }
+    let parse = parsed_at.elapsed() / rounds;
+
+    let pushes = u32::try_from(args.pushes.max(1)).unwrap_or(u32::MAX);
+    let per_push = push_cpu / pushes;
+    let start = median(gateway_starts);
+    let trivial = median(trivial_starts);
+    let peak = peaks.iter().copied().max();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let table = format!(
+        "| figure | gateway | reference (same run) | ratio |\n\
+         | --- | ---: | ---: | ---: |\n\
+         | start-up to listening (median of {starts}) | {start:.1} ms | `true` spawned → exited {trivial:.2} ms | {r_start:.0}× |\n\
+         | peak RSS during start (highest of {starts}) | {peak:.1} MB | idle RSS {idle:.1} MB | {r_peak:.2}× |\n\
+         | RSS after {n} pushed summaries | {after:.1} MB | idle RSS {idle:.1} MB | {r_after:.2}× |\n\
+         | gateway CPU per pushed {kb} KB summary (mTLS keep-alive, `return=minimal`) | {per_push:.3} ms | `serde_json` parse of the same bytes {parse:.3} ms | {r_push:.1}× |\n",
+        starts = args.starts.max(1),
+        start = ms(start),
+        trivial = ms(trivial),
+        r_start = start.as_secs_f64() / trivial.as_secs_f64(),
+        peak = mb(peak),
+        idle = mb(idle),
+        r_peak = mb(peak) / mb(idle),
+        n = args.pushes,
+        after = mb(after_pushes),
+        r_after = mb(after_pushes) / mb(idle),
+        kb = summary.len() / 1000,
+        per_push = ms(per_push),
+        parse = ms(parse),
+        r_push = per_push.as_secs_f64() / parse.as_secs_f64(),
+    );
+    let notes = format!(
+        "{} pushes in {:.1} s ({:.0}/s, one connection); load average {} before, {} after; {} cores\n",
+        args.pushes,
+        push_wall.as_secs_f64(),
+        f64::from(pushes) / push_wall.as_secs_f64(),
+        load_before,
+        cpu::load_average(),
+        std::thread::available_parallelism().map_or(1, usize::from),
+    );
+    println!("{table}\n{notes}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, format!("{table}\n{notes}"))?;
+    }
+    Ok(())
+}
