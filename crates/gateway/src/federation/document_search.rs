@@ -9,7 +9,9 @@
 //! 57833-6) lists the dispensable prescriptions (one DocumentReference
 //! each, its `content.attachment.url` the `MedicationRequest/<country>.<id>`
 //! to read it by), restricted ones absent. Each service is asked for by its
-//! own permission of the access policy.
+//! own permission of the access policy. A PDF original (OrCD) of a service
+//! is listed beside its FHIR documents, `contentType: application/pdf` and
+//! read as `Binary/<country>.<id>` (MyHealth@EU's L1 beside the L3).
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -110,6 +112,13 @@ pub(crate) async fn answer(
                     .find(|t| t.system == system && t.code == code)
             })
             .or_else(|| service.listed_type());
+        // A PDF original (OrCD) is read as `Binary/…`, a FHIR document as
+        // `Bundle/…`.
+        let (content_type, read_as) = if doc.content_type == ehds_store::PDF {
+            (ehds_store::PDF, "Binary")
+        } else {
+            (FHIR_JSON, "Bundle")
+        };
         let reference = serde_json::json!({
             "resourceType": "DocumentReference",
             "id": doc.id,
@@ -125,8 +134,8 @@ pub(crate) async fn answer(
             }},
             "date": doc.received_at.format(&Rfc3339).unwrap_or_default(),
             "content": [{"attachment": {
-                "contentType": FHIR_JSON,
-                "url": format!("Bundle/{}.{}", federation.country, doc.id),
+                "contentType": content_type,
+                "url": format!("{read_as}/{}.{}", federation.country, doc.id),
                 "size": doc.size,
             }}],
         });
@@ -206,6 +215,12 @@ async fn listed_as_released(
     let mut listed = Vec::with_capacity(documents.len());
     let mut lifted = false;
     for summary in documents {
+        // Restrictions of parts are of FHIR summaries; a PDF original is
+        // listed as stored.
+        if summary.content_type != ehds_store::FHIR_JSON {
+            listed.push(summary);
+            continue;
+        }
         let Some(original) = state.store.document(&summary.id).await? else {
             continue;
         };
