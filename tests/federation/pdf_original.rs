@@ -6,7 +6,8 @@
 //! doctor in Belgium finds the PDF in the laboratory list
 //! (`contentType: application/pdf`, `Binary/LU.<id>`) beside the FHIR
 //! reports and reads it byte for byte, as `application/pdf` or as a FHIR
-//! Binary; the patient's opt-out of the laboratory service refuses it. A
+//! Binary; the patient's opt-out of the laboratory service refuses it; the
+//! exchange's `X-Correlation-ID` reaches LU's audit record. A
 //! service that takes PDF originals only, added by configuration alone,
 //! carries them too.
 
@@ -226,10 +227,25 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
     set_opt_out_of(&f, "laboratory-report", Some("BE"), false).await;
     assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
 
+    // The doctor's system names the exchange (X-Correlation-ID): echoed,
+    // carried to LU and written in LU's record of the read.
+    let correlated = doctor
+        .client
+        .get(doctor.f.be.url(&format!("/fhir/{url}")))
+        .bearer_auth(doctor.assertion())
+        .header("accept", PDF)
+        .header("x-correlation-id", "be-orcd-0001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(correlated.status().as_u16(), 200);
+    assert_eq!(correlated.headers()["x-correlation-id"], "be-orcd-0001");
+
     // Both ends audited every read, in unbroken chains; LU's record of the
-    // read names Binary.
+    // read names Binary, and the correlated one its correlation id.
     let log = access_log(&f, "&_count=20").await;
     assert!(log.to_string().contains(&format!("Binary/{id}")), "{log}");
+    assert!(log.to_string().contains("be-orcd-0001"), "{log}");
     let be_audit = f.be.audit().await;
     let lu_audit = f.lu.audit().await;
     assert!(be_audit.first_broken.is_none() && lu_audit.first_broken.is_none());

@@ -275,6 +275,11 @@ pub struct AccessRecord {
     pub entity: Option<AuditedEntity>,
     /// The request id (`X-Request-Id`).
     pub request_id: String,
+    /// The id that ties the records of one cross-border exchange together at
+    /// both ends (`X-Correlation-ID`, as the caller sent it or as the country
+    /// of treatment gave it, and carried to the peer); written as a
+    /// `detail` of the request-id entity (AuditEvent.entity.detail).
+    pub correlation_id: Option<String>,
 }
 
 /// An AuditEvent that cannot be written (a bug in the caller, never caused
@@ -503,6 +508,15 @@ fn entities(record: &AccessRecord) -> Vec<Entity> {
             ..Reference::default()
         }),
         type_: Coding::new(BALP_ENTITY_TYPE_SYSTEM, "XrequestId", None),
+        detail: record
+            .correlation_id
+            .iter()
+            .filter(|id| !id.is_empty())
+            .map(|id| EntityDetail {
+                type_: CORRELATION_ID_DETAIL,
+                value_string: id.clone(),
+            })
+            .collect(),
         ..Entity::default()
     });
     entities
@@ -719,7 +733,21 @@ struct Entity {
     description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    detail: Vec<EntityDetail>,
 }
+
+/// `AuditEvent.entity.detail` (type 1..1 string, value[x] 1..1).
+#[derive(Debug, Clone, Serialize)]
+struct EntityDetail {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    #[serde(rename = "valueString")]
+    value_string: String,
+}
+
+/// The `entity.detail.type` of the correlation id.
+const CORRELATION_ID_DETAIL: &str = "X-Correlation-ID";
 
 impl Default for Coding {
     fn default() -> Self {
@@ -772,6 +800,7 @@ mod tests {
                 ),
             }),
             request_id: "req-1".into(),
+            correlation_id: Some("corr-1".into()),
         }
     }
 
@@ -897,6 +926,14 @@ mod tests {
         assert_eq!(
             s(&e, &["entity", "2", "what", "identifier", "value"]),
             "req-1"
+        );
+        assert_eq!(
+            s(&e, &["entity", "2", "detail", "0", "type"]),
+            "X-Correlation-ID"
+        );
+        assert_eq!(
+            s(&e, &["entity", "2", "detail", "0", "valueString"]),
+            "corr-1"
         );
     }
 

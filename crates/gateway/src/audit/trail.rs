@@ -56,6 +56,7 @@ impl Trail {
                     target: route.target.clone(),
                 }),
                 request_id: crate::edge::request_id::current_request_id().unwrap_or_default(),
+                correlation_id: crate::edge::request_id::current_correlation_id(),
             },
             report_to: None,
         }))))

@@ -160,9 +160,14 @@ impl Relay<'_> {
         } else {
             FHIR_JSON
         };
-        let request = request
+        let mut request = request
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .header(header::ACCEPT, accept);
+        // The exchange's correlation id goes with it: both ends' audit
+        // records carry it.
+        if let Some(correlation_id) = crate::edge::request_id::current_correlation_id() {
+            request = request.header(crate::edge::request_id::CORRELATION_HEADER, correlation_id);
+        }
         // The answering server must be the NCP the directory names for the
         // country (subject C and CN), not merely any federation certificate
         // valid for the host name, and not revoked (OCSP).

@@ -62,6 +62,7 @@ fn record(action: AuditAction, subtype: RestInteraction) -> AccessRecord {
             ),
         }),
         request_id: "5b0d3c1e-6f1f-4a3e-9d43-1c6f0e3a7b21".into(),
+        correlation_id: Some("ncp-be-8c1f2a".into()),
     }
 }
 
