@@ -7,7 +7,9 @@
 //! (`contentType: application/pdf`, `Binary/LU.<id>`) beside the FHIR
 //! reports and reads it byte for byte, as `application/pdf` or as a FHIR
 //! Binary; the patient's opt-out of the laboratory service refuses it; the
-//! exchange's `X-Correlation-ID` reaches LU's audit record. A
+//! exchange's `X-Correlation-ID` reaches LU's audit record; the NCPeH
+//! search parameters (`date`, `contenttype`, `category`, `creation`) narrow
+//! the list and refusals carry their eHDSI error code. A
 //! service that takes PDF originals only, added by configuration alone,
 //! carries them too.
 
@@ -202,6 +204,50 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
     assert_eq!(url, format!("Binary/LU.{id}"));
     assert_eq!(attachment["size"], pdf.len());
 
+    // The NCPeH search parameters narrow the list, at LU (the query is
+    // relayed canonically).
+    let category =
+        "http://hl7.eu/fhir/health-data-api/CodeSystem/document-priority-category-eu-api";
+    let today = time::OffsetDateTime::now_utc().date();
+    for (rest, total) in [
+        ("&contenttype=application/pdf".to_owned(), 1),
+        ("&contenttype=application/fhir%2Bjson".to_owned(), 0),
+        (format!("&date=ge{today}&date=le{today}"), 1),
+        ("&date=lt2000".to_owned(), 0),
+        (format!("&category={category}|Laboratory-Reports"), 1),
+        (format!("&category={category}|Medical-Imaging"), 0),
+        // The lists carry no attachment.creation.
+        ("&creation=ge2000".to_owned(), 0),
+    ] {
+        let narrowed = json(
+            doctor
+                .get(&about_lu_patient(
+                    "DocumentReference",
+                    &format!("&type=http://loinc.org|11502-2{rest}"),
+                ))
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(narrowed["total"], total, "{rest}: {narrowed}");
+    }
+    // A malformed one is refused at BE, located, with its eHDSI code.
+    let refusal = json(
+        doctor
+            .get(&about_lu_patient("DocumentReference", "&date=sa2025"))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        refusal["issue"][0]["expression"][0], "http.date",
+        "{refusal}"
+    );
+    assert_eq!(
+        refusal["issue"][0]["details"]["coding"][0]["code"],
+        "ERROR_UNKNOWN_FILTER"
+    );
+
     // Read through BE: the exact bytes as application/pdf; as a FHIR
     // Binary, the same bytes in `data`.
     let raw = read(&doctor, &url, PDF).await;
@@ -224,6 +270,10 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
     set_opt_out_of(&f, "laboratory-report", Some("BE"), true).await;
     let refusal = json(read(&doctor, &url, PDF).await, 403).await;
     assert!(refusal.to_string().contains("no consent"), "{refusal}");
+    assert_eq!(
+        refusal["issue"][0]["details"]["coding"][0]["code"], "ERROR_NO_CONSENT",
+        "LU's refusal reaches the doctor with its eHDSI code"
+    );
     set_opt_out_of(&f, "laboratory-report", Some("BE"), false).await;
     assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
 

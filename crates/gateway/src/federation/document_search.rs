@@ -97,6 +97,17 @@ pub(crate) async fn answer(
     } else {
         documents
     };
+    let documents: Vec<_> = documents
+        .into_iter()
+        .filter(|d| {
+            let content_type = if d.content_type == ehds_store::PDF {
+                ehds_store::PDF
+            } else {
+                FHIR_JSON
+            };
+            listed_matches(&search, service, d.received_at, content_type)
+        })
+        .collect();
     let mut set = SearchSet::with_capacity(1024 * (documents.len() + 1));
     for doc in &documents {
         // The document's own type when the service answers to it, else
@@ -119,7 +130,7 @@ pub(crate) async fn answer(
         } else {
             (FHIR_JSON, "Bundle")
         };
-        let reference = serde_json::json!({
+        let mut reference = serde_json::json!({
             "resourceType": "DocumentReference",
             "id": doc.id,
             "masterIdentifier": {
@@ -139,9 +150,61 @@ pub(crate) async fn answer(
                 "size": doc.size,
             }}],
         });
+        // FHIR JSON has no empty arrays: a service without categories
+        // lists none.
+        if !service.categories.is_empty() {
+            reference["category"] = categories_json(service);
+        }
         set.entry(None, reference.to_string().as_bytes());
     }
     Ok(set.into_response())
+}
+
+/// Whether a listed document (stored `received_at`, the list's `date`; its
+/// media type) meets the search's `date`, `contenttype`, `category` and
+/// `creation` (search.html: every parameter must hold). The lists carry no
+/// `content.attachment.creation`, so a search by `creation` finds none (a
+/// resource without the element does not match).
+fn listed_matches(
+    search: &DocumentReferenceSearch,
+    service: &Service,
+    received_at: time::OffsetDateTime,
+    content_type: &str,
+) -> bool {
+    let instant_us = i64::try_from(received_at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    search.date.iter().all(|bound| bound.matches(instant_us))
+        && search
+            .contenttype
+            .as_ref()
+            .is_none_or(|asked| *asked == essence)
+        && search.category.as_ref().is_none_or(|asked| {
+            service
+                .categories
+                .iter()
+                .any(|c| c.system == asked.system && c.code == asked.value)
+        })
+        && search.creation.is_empty()
+}
+
+/// `DocumentReference.category` of a service's documents.
+fn categories_json(service: &Service) -> serde_json::Value {
+    serde_json::Value::Array(
+        service
+            .categories
+            .iter()
+            .map(|c| {
+                serde_json::json!({"coding": [{
+                    "system": c.system, "code": c.code, "display": c.display,
+                }]})
+            })
+            .collect(),
+    )
 }
 
 /// `DocumentReference.type` of a service's document type.
@@ -174,7 +237,11 @@ async fn prescription_documents(
         .await?;
     let restrictions =
         crate::release::PrescriptionRestrictions::of(state, federation, &key, purpose).await?;
-    prescriptions.retain(|p| p.status.is_dispensable() && !restrictions.withholds(&p.identifier));
+    prescriptions.retain(|p| {
+        p.status.is_dispensable()
+            && !restrictions.withholds(&p.identifier)
+            && listed_matches(search, service, p.received_at, FHIR_JSON)
+    });
     if restrictions.lifted_any() {
         trail.note(crate::release::LIFTED_FOR_EMERGENCY);
     }
