@@ -152,8 +152,10 @@ pub(crate) async fn answer(
         });
         // FHIR JSON has no empty arrays: a service without categories
         // lists none.
-        if !service.categories.is_empty() {
-            reference["category"] = categories_json(service);
+        if !service.categories.is_empty()
+            && let Some(fields) = reference.as_object_mut()
+        {
+            fields.insert("category".to_owned(), categories_json(service));
         }
         set.entry(None, reference.to_string().as_bytes());
     }
