@@ -296,6 +296,12 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
     let log = access_log(&f, "&_count=20").await;
     assert!(log.to_string().contains(&format!("Binary/{id}")), "{log}");
     assert!(log.to_string().contains("be-orcd-0001"), "{log}");
+    // Each record names the service the data belongs to.
+    assert!(
+        log.to_string()
+            .contains(r#"{"type":"service","valueString":"laboratory-report"}"#),
+        "{log}"
+    );
     let be_audit = f.be.audit().await;
     let lu_audit = f.lu.audit().await;
     assert!(be_audit.first_broken.is_none() && lu_audit.first_broken.is_none());
