@@ -273,6 +273,29 @@ async fn every_audited_route_leaves_exactly_one_record_per_request_refusals_incl
     }
     for (what, request, status) in [
         (
+            "PDF original read at home: unknown",
+            doctor.get(f.be.url("/fhir/Binary/no-such-document")),
+            404,
+        ),
+        (
+            "PDF original read abroad: no assertion",
+            doctor.get(f.be.url("/fhir/Binary/LU.some-id")),
+            401,
+        ),
+    ] {
+        let route = national("GET", "/fhir/Binary/{id}");
+        let case = Case {
+            route,
+            what,
+            request,
+            status,
+            at: &f.be,
+            also: None,
+        };
+        check(&f, case, &mut exercised).await;
+    }
+    for (what, request, status) in [
+        (
             "prescription read at home: unknown",
             doctor.get(f.be.url("/fhir/MedicationRequest/no-such-prescription")),
             404,
@@ -343,6 +366,33 @@ async fn every_audited_route_leaves_exactly_one_record_per_request_refusals_incl
         ),
     ] {
         let route = federation("GET", "/fhir/Bundle/{id}");
+        let case = Case {
+            route,
+            what,
+            request,
+            status,
+            at: &f.lu,
+            also: None,
+        };
+        check(&f, case, &mut exercised).await;
+    }
+    for (what, request, status) in [
+        (
+            "PDF original read: unknown",
+            be_ncp
+                .get(f.lu.federation_url("/fhir/Binary/no-such-document"))
+                .bearer_auth(assertion(&f)),
+            404,
+        ),
+        (
+            "PDF original read: a FHIR document is not a Binary",
+            be_ncp
+                .get(f.lu.federation_url(&format!("/fhir/Binary/{lu_id}")))
+                .bearer_auth(assertion(&f)),
+            404,
+        ),
+    ] {
+        let route = federation("GET", "/fhir/Binary/{id}");
         let case = Case {
             route,
             what,

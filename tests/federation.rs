@@ -34,6 +34,7 @@ mod configured_service;
 mod consent;
 mod eprescription;
 mod laboratory;
+mod pdf_original;
 mod peers;
 mod restriction;
 mod summary;

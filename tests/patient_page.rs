@@ -186,7 +186,27 @@ async fn the_portal_reads_the_opt_outs_in_force_and_the_page_relays_only_its_own
         encode(&be_patient())
     ));
     let none = json(portal.get(&read).send().await.unwrap(), 200).await;
-    assert_eq!(none, serde_json::json!({"resourceType": "Parameters"}));
+    // No opt-out in force; the services of the registry, to choose from.
+    let parameters = none["parameter"].as_array().unwrap();
+    assert!(parameters.iter().all(|p| p["name"] == "service"), "{none}");
+    let services: Vec<&str> = parameters
+        .iter()
+        .map(|p| p["part"][0]["valueCode"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "patient-summary",
+            "eprescription",
+            "laboratory-report",
+            "discharge-report",
+            "imaging-report"
+        ]
+    );
+    assert_eq!(
+        parameters[2]["part"][1]["valueString"],
+        "Laboratory results"
+    );
 
     let set = |service: &str, country: Option<&str>, opt_out: bool| {
         let mut parameter = vec![
@@ -216,9 +236,14 @@ async fn the_portal_reads_the_opt_outs_in_force_and_the_page_relays_only_its_own
         assert_eq!(response.status().as_u16(), 200);
     }
     let choices = json(portal.get(&read).send().await.unwrap(), 200).await;
-    let parameters = choices["parameter"].as_array().unwrap();
+    let parameters: Vec<Value> = choices["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "optOut")
+        .cloned()
+        .collect();
     assert_eq!(parameters.len(), 2, "{choices}");
-    assert!(parameters.iter().all(|p| p["name"] == "optOut"));
     let parts = |p: &Value| -> Vec<(String, String)> {
         p["part"]
             .as_array()
@@ -374,7 +399,15 @@ async fn the_portal_reads_the_opt_outs_in_force_and_the_page_relays_only_its_own
         200
     );
     let after = json(portal.get(&read).send().await.unwrap(), 200).await;
-    assert_eq!(after["parameter"].as_array().unwrap().len(), 1, "{after}");
+    let opt_outs = |p: &Value| {
+        p["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == "optOut")
+            .count()
+    };
+    assert_eq!(opt_outs(&after), 1, "{after}");
     assert_eq!(
         http.get(format!("http://{page}/fhir/metadata"))
             .send()
@@ -590,6 +623,23 @@ async fn the_patient_page_shows_the_access_log_and_its_switch_refuses_lu_at_once
     let all = until(&client, "the third row", |s| s.rows.len() == 3 && !s.more).await;
     assert_eq!(cell(&all.rows[2], "what"), "identification");
     assert_eq!(cell(&all.rows[2], "organisation"), LU_ORGANISATION);
+
+    // The registry's other services have their switch too (built from
+    // GET $cross-border-opt-out, not written in the page).
+    let lab = client
+        .find(Locator::Id("opt-out-laboratory-report"))
+        .await
+        .unwrap();
+    assert!(!lab.is_selected().await.unwrap());
+    assert!(
+        lab.find(Locator::XPath(".."))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("Laboratory results")
+    );
 
     // One click opts out of sharing the summary; LU is refused at once.
     client

@@ -110,6 +110,9 @@ fn the_demo_shows_the_journey_the_refusals_and_intact_audit_trails() {
         "POST /fhir/Bundle -> 201 Created",
         "1 match(es): Martha DeLarosa",
         "SHA-256 identical to what the hospital pushed",
+        "the laboratory: POST /fhir/Bundle -> 201 Created",
+        "-> 1 laboratory report(s): Bundle/LU.",
+        "SHA-256 identical to what the laboratory pushed",
         "the same assertion a second time -> 401",
         "-> 403 Forbidden",
         "-> 400 Bad Request (never left Belgium)",
@@ -123,18 +126,18 @@ fn the_demo_shows_the_journey_the_refusals_and_intact_audit_trails() {
         "a Luxembourg doctor prescribes cefuroxime, 21 vials -> 201 Created (active; remaining=21000)",
         "the pharmacy dispenses 7 vials -> 201 Created (prescription at home: partially-dispensed; remaining=14000)",
         "a retry) -> 200 OK (prescription at home: partially-dispensed; remaining=14000)",
-        "NCP Belgium: 12 records, chain intact",
+        "NCP Belgium: 14 records, chain intact",
     ] {
         assert!(
             story.contains(expected),
             "missing {expected:?} in:\n{story}"
         );
     }
-    // Luxembourg's 10 records, and Belgium's report of the replayed
+    // Luxembourg's 12 records, and Belgium's report of the replayed
     // assertion it refused (sent in the background: almost always there).
     assert!(
-        story.contains("NCP Luxembourg: 11 records, chain intact")
-            || story.contains("NCP Luxembourg: 10 records, chain intact"),
+        story.contains("NCP Luxembourg: 13 records, chain intact")
+            || story.contains("NCP Luxembourg: 12 records, chain intact"),
         "{story}"
     );
 }

@@ -75,6 +75,7 @@ fn ingest(c: &mut Criterion) {
                     patient_identifier: header.patient_identifier.as_deref(),
                     sender: "bench",
                     document_type: None,
+                    content_type: ehds_store::FHIR_JSON,
                     content: resource.bytes(),
                 }))
                 .unwrap()

@@ -236,6 +236,10 @@ pub struct AuditedEntity {
     pub resource_type: String,
     /// Which resource, or which search.
     pub target: EntityTarget,
+    /// The cross-border service the data belongs to (`patient-summary`,
+    /// `laboratory-report`, …, the gateway's service registry), once known:
+    /// written as an `entity.detail` of type `service`.
+    pub service: Option<String>,
 }
 
 /// One resource or one search.
@@ -275,6 +279,11 @@ pub struct AccessRecord {
     pub entity: Option<AuditedEntity>,
     /// The request id (`X-Request-Id`).
     pub request_id: String,
+    /// The id that ties the records of one cross-border exchange together at
+    /// both ends (`X-Correlation-ID`, as the caller sent it or as the country
+    /// of treatment gave it, and carried to the peer); written as a
+    /// `detail` of the request-id entity (AuditEvent.entity.detail).
+    pub correlation_id: Option<String>,
 }
 
 /// An AuditEvent that cannot be written (a bug in the caller, never caused
@@ -468,6 +477,15 @@ fn entities(record: &AccessRecord) -> Vec<Entity> {
         });
     }
     if let Some(entity) = &record.entity {
+        let service: Vec<EntityDetail> = entity
+            .service
+            .iter()
+            .filter(|name| !name.is_empty())
+            .map(|name| EntityDetail {
+                type_: SERVICE_DETAIL,
+                value_string: name.clone(),
+            })
+            .collect();
         match &entity.target {
             EntityTarget::Id(id) => entities.push(Entity {
                 what: Some(Reference {
@@ -476,6 +494,7 @@ fn entities(record: &AccessRecord) -> Vec<Entity> {
                 }),
                 type_: Coding::new(ENTITY_TYPE, "2", Some("System Object")),
                 role: Some(Coding::new(OBJECT_ROLE, "4", Some("Domain Resource"))),
+                detail: service,
                 ..Entity::default()
             }),
             EntityTarget::Query(query) => {
@@ -489,6 +508,7 @@ fn entities(record: &AccessRecord) -> Vec<Entity> {
                     role: Some(Coding::new(OBJECT_ROLE, "24", Some("Query"))),
                     query: Some(base64::engine::general_purpose::STANDARD.encode(&text)),
                     description: Some(text),
+                    detail: service,
                     ..Entity::default()
                 });
             }
@@ -503,6 +523,15 @@ fn entities(record: &AccessRecord) -> Vec<Entity> {
             ..Reference::default()
         }),
         type_: Coding::new(BALP_ENTITY_TYPE_SYSTEM, "XrequestId", None),
+        detail: record
+            .correlation_id
+            .iter()
+            .filter(|id| !id.is_empty())
+            .map(|id| EntityDetail {
+                type_: CORRELATION_ID_DETAIL,
+                value_string: id.clone(),
+            })
+            .collect(),
         ..Entity::default()
     });
     entities
@@ -719,7 +748,23 @@ struct Entity {
     description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    detail: Vec<EntityDetail>,
 }
+
+/// `AuditEvent.entity.detail` (type 1..1 string, value[x] 1..1).
+#[derive(Debug, Clone, Serialize)]
+struct EntityDetail {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    #[serde(rename = "valueString")]
+    value_string: String,
+}
+
+/// The `entity.detail.type` of the correlation id.
+const CORRELATION_ID_DETAIL: &str = "X-Correlation-ID";
+/// The `entity.detail.type` of the service the data belongs to.
+const SERVICE_DETAIL: &str = "service";
 
 impl Default for Coding {
     fn default() -> Self {
@@ -770,8 +815,10 @@ mod tests {
                 target: EntityTarget::Query(
                     "patient.identifier=urn:oid:1.3.182.4.4%7C1998041799999".into(),
                 ),
+                service: Some("patient-summary".into()),
             }),
             request_id: "req-1".into(),
+            correlation_id: Some("corr-1".into()),
         }
     }
 
@@ -884,6 +931,11 @@ mod tests {
         assert_eq!(s(&e, &["entity", "1", "role", "code"]), "24");
         let query = "DocumentReference?patient.identifier=urn:oid:1.3.182.4.4%7C1998041799999";
         assert_eq!(s(&e, &["entity", "1", "description"]), query);
+        assert_eq!(s(&e, &["entity", "1", "detail", "0", "type"]), "service");
+        assert_eq!(
+            s(&e, &["entity", "1", "detail", "0", "valueString"]),
+            "patient-summary"
+        );
         assert_eq!(
             s(&e, &["entity", "1", "query"]),
             base64::engine::general_purpose::STANDARD.encode(query)
@@ -897,6 +949,14 @@ mod tests {
         assert_eq!(
             s(&e, &["entity", "2", "what", "identifier", "value"]),
             "req-1"
+        );
+        assert_eq!(
+            s(&e, &["entity", "2", "detail", "0", "type"]),
+            "X-Correlation-ID"
+        );
+        assert_eq!(
+            s(&e, &["entity", "2", "detail", "0", "valueString"]),
+            "corr-1"
         );
     }
 
@@ -958,6 +1018,7 @@ mod tests {
             r.entity = Some(AuditedEntity {
                 resource_type: "Bundle".into(),
                 target: EntityTarget::Id("doc-1".into()),
+                service: None,
             });
             let e = render(&r);
             assert_eq!(s(&e, &["action"]), code);

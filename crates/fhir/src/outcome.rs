@@ -115,6 +115,20 @@ pub struct Issue {
     pub expression: Option<String>,
     /// Source position (`location`), e.g. `line 4, column 7`.
     pub location: Option<String>,
+    /// A code a receiving system can act on (`details.coding`), e.g. the
+    /// eHDSI error code of a cross-border refusal.
+    pub details: Option<IssueDetail>,
+}
+
+/// `OperationOutcome.issue.details.coding`: one code of a code system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssueDetail {
+    /// `coding.system`.
+    pub system: &'static str,
+    /// `coding.code`.
+    pub code: &'static str,
+    /// `coding.display`.
+    pub display: &'static str,
 }
 
 impl Issue {
@@ -126,6 +140,7 @@ impl Issue {
             diagnostics: diagnostics.into(),
             expression: None,
             location: None,
+            details: None,
         }
     }
 
@@ -137,6 +152,12 @@ impl Issue {
     /// Sets the FHIRPath-style location.
     pub fn at(mut self, expression: impl Into<String>) -> Self {
         self.expression = Some(expression.into());
+        self
+    }
+
+    /// Sets `details.coding`.
+    pub fn with_details(mut self, details: IssueDetail) -> Self {
+        self.details = Some(details);
         self
     }
 
@@ -166,6 +187,7 @@ impl From<&crate::JsonRejection> for Issue {
 pub fn render(issues: &[Issue]) -> Result<Vec<u8>, OutcomeRenderError> {
     use fhir_sdk::r4b::codes;
     use fhir_sdk::r4b::resources::{OperationOutcome, OperationOutcomeIssue};
+    use fhir_sdk::r4b::types::{CodeableConcept, Coding};
 
     fn severity(s: Severity) -> codes::IssueSeverity {
         match s {
@@ -223,6 +245,18 @@ pub fn render(issues: &[Issue]) -> Result<Vec<u8>, OutcomeRenderError> {
             if let Some(location) = &issue.location {
                 builder = builder.location(vec![Some(location.clone())]);
             }
+            if let Some(details) = &issue.details {
+                let coding = Coding::builder()
+                    .system(details.system.to_owned())
+                    .code(details.code.to_owned())
+                    .display(details.display.to_owned())
+                    .build()?;
+                builder = builder.details(
+                    CodeableConcept::builder()
+                        .coding(vec![Some(coding)])
+                        .build()?,
+                );
+            }
             builder.build().map(Some)
         })
         .collect::<Result<_, _>>()
@@ -257,6 +291,20 @@ mod tests {
         assert_eq!(v["issue"][0]["code"], "structure");
         assert_eq!(v["issue"][0]["expression"][0], "Bundle.entry[0]");
         assert_eq!(v["issue"][0]["location"][0], "line 1, column 2");
+        let detailed =
+            render(&[
+                Issue::error(IssueType::Forbidden, "no").with_details(IssueDetail {
+                    system: "urn:example",
+                    code: "ERROR_NO_CONSENT",
+                    display: "no consent",
+                }),
+            ])
+            .unwrap();
+        let d: serde_json::Value = serde_json::from_slice(&detailed).unwrap();
+        assert_eq!(
+            d["issue"][0]["details"]["coding"][0]["code"],
+            "ERROR_NO_CONSENT"
+        );
         // What the gateway emits must pass its own ingest rules.
         crate::ReceivedResource::parse(bytes.into()).unwrap();
     }

@@ -14,7 +14,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ehds_fhir::JsonRejection;
-use ehds_fhir::outcome::{self, Issue, IssueType, Severity};
+use ehds_fhir::outcome::{self, Issue, IssueDetail, IssueType, Severity};
 use ehds_store::StoreError;
 use ehds_validation::ValidationReport;
 
@@ -168,8 +168,120 @@ pub enum DispenseRefusal {
     Unprocessable,
 }
 
-/// Status and issues for an error: the one mapping table.
+/// Status and issues for an error: the one mapping table, the first error
+/// issue carrying the eHDSI error code of the refusal ([`ehdsi_code`]) so a
+/// national client can act on it.
 pub fn classify(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
+    let (status, mut issues) = status_and_issues(error);
+    if let Some(detail) = ehdsi_code(error)
+        && let Some(first) = issues.iter_mut().find(|i| i.severity.is_error())
+    {
+        first.details = Some(detail);
+    }
+    (status, issues)
+}
+
+/// The code system of the eHDSI error codes in `issue.details.coding`.
+/// MyHealth@EU names the codes (eHDSI Requirements Catalogue, OpenNCP
+/// `eu.europa.ec.sante.ehdsi.constant.error.OpenNCPErrorCode`) but
+/// publishes no FHIR CodeSystem for them: this is the gateway's URI for
+/// that list, the codes its constant names.
+pub const EHDSI_ERROR_CODES: &str = "urn:ehds:ehdsi:error-code";
+
+/// The eHDSI error code of a refusal (OpenNCP `OpenNCPErrorCode`: the
+/// constant's name as the code, its description as the display); `None`
+/// where no code applies (malformed bodies, routes, limits).
+pub fn ehdsi_code(error: &GatewayError) -> Option<IssueDetail> {
+    use GatewayError as E;
+    let code = |code, display| {
+        Some(IssueDetail {
+            system: EHDSI_ERROR_CODES,
+            code,
+            display,
+        })
+    };
+    match error {
+        E::NoConsent => code(
+            "ERROR_NO_CONSENT",
+            "The patient has not given consent to the requested service.",
+        ),
+        E::ResourceNotFound(_) => code(
+            "ERROR_GENERIC_DOCUMENT_MISSING",
+            "The document requested was not found",
+        ),
+        E::Identifier(_) => code(
+            "ERROR_PI_NO_MATCH",
+            "The identification and authentication used in the Country of Treatment (Country B) \
+             are not correctly provided or does not match any existing patient.",
+        ),
+        E::Forbidden(_) => code(
+            "ERROR_INSUFFICIENT_RIGHTS",
+            "Either the security policy of country A or a privacy policy of the patient (that \
+             was given in country A) does not allow the requested operation to be performed by \
+             the HP",
+        ),
+        E::Unauthenticated(_) => code(
+            "ERROR_HPI_AUTHENTICATION_NOT_RECEIVED",
+            "HP authentication method has not been received by the Country of Affiliation",
+        ),
+        E::Assertion(ehds_access::AssertionRefusal::PatientMismatch) => code(
+            "ERROR_UNKNOWN_PATIENT_IDENTIFIER",
+            "The patient identifier in the query differs from the patient identifier in the TRC \
+             assertion",
+        ),
+        E::Assertion(_) => code("ERROR_NOT_VALID_ASSERTION", "Assertion is not valid."),
+        E::Search(_) => code(
+            "ERROR_UNKNOWN_FILTER",
+            "The service provider is unable to evaluate the given argument values",
+        ),
+        E::PeerUnavailable(_) | E::PeerTimeout => code(
+            "ERROR_GENERIC_CONNECTION_NOT_POSSIBLE",
+            "The Country of Treatment (Country B) is unable to contact the Patient Country of \
+             Affiliation.",
+        ),
+        E::PeerInvalid(_) => code("ERROR_HQI_GENERIC", "High quality information error"),
+        E::DispenseRefused { kind, .. } => match kind {
+            DispenseRefusal::UnknownPrescription => code(
+                "ERROR_EP_NOT_MATCHING",
+                "No matching ePrescription was found",
+            ),
+            DispenseRefusal::StateConflict => code(
+                "ERROR_ED_NOT_DISPENSABLE_EPRESCRIPTION",
+                "The selected ePrescription is not dispensable",
+            ),
+            DispenseRefusal::Unprocessable => {
+                code("ERROR_ED_GENERIC", "Dispensation generic error")
+            }
+        },
+        E::Ledger(_)
+        | E::MemoryBudgetExhausted { .. }
+        | E::ReleaseFailed(_)
+        | E::Store(_)
+        | E::Render(_)
+        | E::AuditEvent(_)
+        | E::Unaudited => code(
+            "ERROR_GENERIC",
+            "Internal Server Error - Please retry or contact the server administrator and inform \
+             them of the time the error occurred",
+        ),
+        E::MalformedJson(_)
+        | E::WrongResourceType { .. }
+        | E::Invalid(_)
+        | E::UnsupportedMediaType(_)
+        | E::UnsupportedContentEncoding(_)
+        | E::PayloadTooLarge { .. }
+        | E::BodyTimeout(_)
+        | E::BodyRead(_)
+        | E::IdentifierConflict { .. }
+        | E::UnknownRoute(_)
+        | E::MethodNotAllowed(_)
+        | E::PeerAnswer { .. }
+        | E::NationalApiUnavailable(_) => None,
+    }
+}
+
+/// Status and issues for an error, before the eHDSI code.
+fn status_and_issues(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
     use GatewayError as E;
     use StatusCode as S;
     let one = |status, code, message: String| (status, vec![Issue::error(code, message)]);
@@ -755,6 +867,49 @@ mod tests {
             assert_eq!(issues[0].code.code(), code, "{error}");
             assert!(issues[0].severity.is_error(), "{error}");
         }
+    }
+
+    /// The refusals a national client acts on carry their eHDSI error code
+    /// (OpenNCP `OpenNCPErrorCode`) in the first issue's `details`, and the
+    /// rendered OperationOutcome says it.
+    #[test]
+    fn refusals_carry_their_ehdsi_error_code() {
+        for (error, code) in [
+            (GatewayError::NoConsent, "ERROR_NO_CONSENT"),
+            (
+                GatewayError::ResourceNotFound("Bundle/x".into()),
+                "ERROR_GENERIC_DOCUMENT_MISSING",
+            ),
+            (
+                GatewayError::Forbidden("the access policy".into()),
+                "ERROR_INSUFFICIENT_RIGHTS",
+            ),
+            (
+                GatewayError::Search(
+                    ehds_routing::search::PatientSearch::parse("colour=red").unwrap_err(),
+                ),
+                "ERROR_UNKNOWN_FILTER",
+            ),
+            (
+                GatewayError::PeerTimeout,
+                "ERROR_GENERIC_CONNECTION_NOT_POSSIBLE",
+            ),
+        ] {
+            let (_, issues) = classify(&error);
+            let detail = issues
+                .iter()
+                .find_map(|i| i.details)
+                .unwrap_or_else(|| panic!("{error}: no eHDSI code"));
+            assert_eq!((detail.system, detail.code), (EHDSI_ERROR_CODES, code));
+        }
+        let (_, issues) = classify(&GatewayError::NoConsent);
+        let rendered: serde_json::Value =
+            serde_json::from_slice(&outcome::render(&issues).unwrap()).unwrap();
+        assert_eq!(
+            rendered["issue"][0]["details"]["coding"][0]["code"],
+            "ERROR_NO_CONSENT"
+        );
+        assert_eq!(ehdsi_code(&GatewayError::UnknownRoute("/x".into())), None);
     }
 
     /// The store's busy, locked, full and retry-me answers of both backends

@@ -336,6 +336,7 @@ mod tests {
             received_at: OffsetDateTime::UNIX_EPOCH,
             sender: "ehr".into(),
             document_type: None,
+            content_type: ehds_store::FHIR_JSON.into(),
             sha256: [0; 32],
             content: Vec::new(),
         };

@@ -4,8 +4,8 @@
 //! name (what the patient opts out of or restricts), the LOINC document
 //! types it answers to (eHDSI / MyHealth@EU document codes; the first is
 //! the one its DocumentReference lists carry), the profiles a pushed
-//! document must meet, the access policy's permission, and whether a PDF
-//! original is accepted. Opt-out, the document type → service mapping,
+//! document must meet, the access policy's permission, whether a PDF
+//! original is accepted, and the categories its documents are listed under. Opt-out, the document type → service mapping,
 //! the access policy and audit read the registry; no per-service code
 //! outside ePrescription's dispensing logic.
 
@@ -66,6 +66,23 @@ pub struct Service {
     /// Whether a PDF original (OrCD) of the service is accepted.
     #[serde(default)]
     pub pdf_original: bool,
+    /// The categories its documents are listed under
+    /// (`DocumentReference.category`, the NCPeH search's `category`).
+    #[serde(default, rename = "category")]
+    pub categories: Vec<Category>,
+}
+
+/// A category of a service's documents (`DocumentReference.category`): the
+/// EHDS priority category of the EU Health Data API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Category {
+    /// The code system.
+    pub system: String,
+    /// The code.
+    pub code: String,
+    /// Its display.
+    pub display: String,
 }
 
 impl Service {
@@ -277,6 +294,7 @@ mod tests {
         assert_eq!(of("34105-7"), Some("discharge-report"));
         assert_eq!(of("18842-5"), Some("discharge-report"));
         assert_eq!(of("18748-4"), Some("imaging-report"));
+        assert_eq!(of("85430-7"), Some("imaging-report"));
         assert_eq!(of("0000-0"), None);
         assert_eq!(registry.eprescription_name(), "eprescription");
         assert_eq!(

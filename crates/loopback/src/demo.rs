@@ -287,6 +287,61 @@ async fn steps(
     ));
 
     say(String::new());
+    say("== 2b. A Luxembourg laboratory's report, retrieved by Dr Peeters".into());
+    let report = loopback::laboratory_report(Path::new(""), LU_SYSTEM, LU_PATIENT)?;
+    let pushed = hospital
+        .post(format!("https://127.0.0.1:{}/fhir/Bundle", lu.national))
+        .header("content-type", FHIR_JSON)
+        .body(report.clone())
+        .send()
+        .await
+        .map_err(demo_error)?;
+    say(format!(
+        "   the laboratory: POST /fhir/Bundle -> {} (validated against HL7 Europe Laboratory Bundle-eu-lab 0.1.0)",
+        pushed.status()
+    ));
+    let labs: serde_json::Value = doctor_system
+        .get(format!(
+            "{base}/DocumentReference?patient.identifier={LU_SYSTEM}|{LU_PATIENT}&type=http://loinc.org|11502-2"
+        ))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?
+        .json()
+        .await
+        .map_err(demo_error)?;
+    let lab_url = labs
+        .pointer("/entry/0/resource/content/0/attachment/url")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    say(format!(
+        "   GET DocumentReference?patient.identifier=…&type=LOINC 11502-2 -> {} laboratory report(s): {lab_url}",
+        labs.get("total")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    ));
+    let retrieved = doctor_system
+        .get(format!("{base}/{lab_url}"))
+        .bearer_auth(assertion(&doctor)?)
+        .send()
+        .await
+        .map_err(demo_error)?;
+    let status = retrieved.status();
+    let bytes = retrieved.bytes().await.map_err(demo_error)?;
+    let same = Sha256::digest(&bytes) == Sha256::digest(&report);
+    say(format!(
+        "   GET {lab_url} -> {status}, {} bytes, SHA-256 {} what the laboratory pushed",
+        bytes.len(),
+        if same {
+            "identical to"
+        } else {
+            "DIFFERENT from"
+        }
+    ));
+
+    say(String::new());
     say("== 3. What is refused".into());
     let replay = doctor_system
         .get(&identify)

@@ -29,6 +29,14 @@ const IPS_EXAMPLE: &str = "conformance/examples/ips/Bundle-IPS-examples-Bundle-0
 const IPS_EXAMPLE_PATIENT: &str =
     r#""system":"urn:oid:2.16.840.1.113883.2.4.6.3","value":"574687583""#;
 
+/// The example laboratory report: HL7 Europe Laboratory 0.1.0's simple
+/// chemistry result report (Bundle-eu-lab).
+const LAB_EXAMPLE: &str =
+    "conformance/examples/eu-lab-0.1.0/Bundle-SimpleChemistryResultReport.json";
+/// Its patient's first identifier, replaced by the journey's.
+const LAB_EXAMPLE_PATIENT: &str =
+    r#""system":"https://ncez.mzcr.cz/standards/fhir/sid/rcis","value":"740512852""#;
+
 /// The federation URLs in the shipped directory, replaced by this run's.
 const SHIPPED_BE_URL: &str = "https://ncp.be.ehds.test:8443/fhir";
 const SHIPPED_LU_URL: &str = "https://ncp.lu.ehds.test:9443/fhir";
@@ -84,6 +92,24 @@ pub fn patient_summary(repo: &Path, system: &str, value: &str) -> Result<Vec<u8>
     let identifier = format!(r#""system":"{system}","value":"{value}""#);
     Ok(original
         .replace(IPS_EXAMPLE_PATIENT, &identifier)
+        .into_bytes())
+}
+
+/// The example laboratory report with its patient given the national
+/// identifier `system|value` (read from `repo`, the repository root).
+pub fn laboratory_report(repo: &Path, system: &str, value: &str) -> Result<Vec<u8>, LoopbackError> {
+    let path = repo.join(LAB_EXAMPLE);
+    let original = std::fs::read_to_string(&path)
+        .map_err(|e| setup_error(format!("{}: {e}", path.display())))?;
+    if !original.contains(LAB_EXAMPLE_PATIENT) {
+        return Err(setup_error(format!(
+            "{}: the example's patient identifier moved",
+            path.display()
+        )));
+    }
+    let identifier = format!(r#""system":"{system}","value":"{value}""#);
+    Ok(original
+        .replace(LAB_EXAMPLE_PATIENT, &identifier)
         .into_bytes())
 }
 

@@ -20,5 +20,5 @@ mod harness;
 pub use error::LoopbackError;
 pub use harness::{
     GatewayToml, LU_PATIENT, LU_SYSTEM, Loopback, Ports, be_doctor, free_port, identity_provider,
-    patient_summary,
+    laboratory_report, patient_summary,
 };

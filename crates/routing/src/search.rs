@@ -198,15 +198,85 @@ pub struct PatientSearch {
     pub gender: Option<Gender>,
 }
 
-/// `GET DocumentReference?patient.identifier=system|value[&type=system|code]`
-/// (the patient's documents; `type=http://loinc.org|60591-5` for the
-/// patient summary).
+/// `GET DocumentReference?patient.identifier=system|value[&type=system|code]
+/// [&date=…][&contenttype=…][&category=system|code][&creation=…]` (the
+/// patient's documents; `type=http://loinc.org|60591-5` for the patient
+/// summary; the provider's parameters of the MyHealth@EU NCPeH FHIR API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentReferenceSearch {
     /// The patient identifier (chained search on `patient`, required).
     pub patient_identifier: TokenParam,
     /// The document type.
     pub type_: Option<TokenParam>,
+    /// `date` (DocumentReference.date), each bound to hold (AND): e.g.
+    /// `date=ge2025-01-01&date=lt2026-01-01`.
+    pub date: Vec<DateBound>,
+    /// `contenttype` (DocumentReference.content.attachment.contentType), a
+    /// media type such as `application/pdf`, lower-cased.
+    pub contenttype: Option<String>,
+    /// `category` (DocumentReference.category), `system|code`.
+    pub category: Option<TokenParam>,
+    /// `creation` (DocumentReference.content.attachment.creation), each
+    /// bound to hold.
+    pub creation: Vec<DateBound>,
+}
+
+/// A date search prefix (search.html#prefix) the document searches take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatePrefix {
+    /// `eq` (or none): within the value's range.
+    Eq,
+    /// `gt`: after the value's range.
+    Gt,
+    /// `lt`: before the value's range.
+    Lt,
+    /// `ge`: from the start of the value's range.
+    Ge,
+    /// `le`: up to the end of the value's range.
+    Le,
+}
+
+impl DatePrefix {
+    /// The prefix as written in a query.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Eq => "eq",
+            Self::Gt => "gt",
+            Self::Lt => "lt",
+            Self::Ge => "ge",
+            Self::Le => "le",
+        }
+    }
+}
+
+/// One `date`/`creation` bound: a prefix and a FHIR date or dateTime
+/// (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`, `YYYY-MM-DDThh:mm:ss[.f](Z|±hh:mm)`,
+/// search.html#date), which stands for the range of its precision: a day is
+/// `[00:00, 24:00)` UTC, a dateTime its second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateBound {
+    /// The prefix.
+    pub prefix: DatePrefix,
+    /// The value as received (checked).
+    pub value: String,
+    /// Start of the value's range, microseconds since 1970-01-01T00:00Z.
+    pub start_us: i64,
+    /// End of the value's range (exclusive).
+    pub end_us: i64,
+}
+
+impl DateBound {
+    /// Whether an instant (microseconds since the epoch, UTC) meets the
+    /// bound (search.html#prefix, for a value without range of its own).
+    pub fn matches(&self, instant_us: i64) -> bool {
+        match self.prefix {
+            DatePrefix::Eq => self.start_us <= instant_us && instant_us < self.end_us,
+            DatePrefix::Gt => instant_us >= self.end_us,
+            DatePrefix::Lt => instant_us < self.start_us,
+            DatePrefix::Ge => instant_us >= self.start_us,
+            DatePrefix::Le => instant_us < self.end_us,
+        }
+    }
 }
 
 /// `GET MedicationRequest?patient.identifier=system|value[&status=…]` (the
@@ -396,7 +466,16 @@ impl SearchRefusal {
 }
 
 const PATIENT_PARAMS: &[&str] = &["identifier", "name", "birthdate", "gender"];
-const DOCUMENT_REFERENCE_PARAMS: &[&str] = &["patient.identifier", "type"];
+const DOCUMENT_REFERENCE_PARAMS: &[&str] = &[
+    "patient.identifier",
+    "type",
+    "date",
+    "contenttype",
+    "category",
+    "creation",
+];
+/// The document search parameters that may repeat (date ranges).
+const DOCUMENT_REFERENCE_REPEATABLE: &[&str] = &["date", "creation"];
 const MEDICATION_REQUEST_PARAMS: &[&str] = &["patient.identifier", "status"];
 const NO_PARAMS: &[&str] = &[];
 
@@ -447,27 +526,68 @@ impl PatientSearch {
 impl DocumentReferenceSearch {
     /// Parses the raw query string of `GET DocumentReference?…`.
     pub fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
-        let (params, mut refusals) = collect(query, DOCUMENT_REFERENCE_PARAMS);
+        let (params, repeated, mut refusals) = collect_repeatable(
+            query,
+            DOCUMENT_REFERENCE_PARAMS,
+            DOCUMENT_REFERENCE_REPEATABLE,
+        );
         let patient_identifier = required(&params, "patient.identifier", &mut refusals)
             .and_then(|v| keep(parse_system_token("patient.identifier", v), &mut refusals));
         let type_ = params
             .get("type")
             .and_then(|v| keep(parse_system_token("type", v), &mut refusals));
+        let category = params
+            .get("category")
+            .and_then(|v| keep(parse_system_token("category", v), &mut refusals));
+        let contenttype = params
+            .get("contenttype")
+            .and_then(|v| keep(parse_media_type("contenttype", v), &mut refusals));
+        let mut bounds = |name: &'static str| -> Vec<DateBound> {
+            repeated
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| keep(parse_date_bound(name, v), &mut refusals))
+                .collect()
+        };
+        let date = bounds("date");
+        let creation = bounds("creation");
         match patient_identifier {
             Some(patient_identifier) if refusals.is_empty() => Ok(Self {
                 patient_identifier,
                 type_,
+                date,
+                contenttype,
+                category,
+                creation,
             }),
             _ => Err(refusals),
         }
     }
 
-    /// `DocumentReference?patient.identifier=…[&type=…]`.
+    /// `DocumentReference?patient.identifier=…[&type=…][&date=…]
+    /// [&contenttype=…][&category=…][&creation=…]`, each date bound with its
+    /// prefix written out.
     pub fn relay_path(&self) -> String {
         let mut query = Query::new("DocumentReference");
         query.token("patient.identifier", &self.patient_identifier);
         if let Some(type_) = &self.type_ {
             query.token("type", type_);
+        }
+        for bound in &self.date {
+            query.raw("date", &format!("{}{}", bound.prefix.code(), bound.value));
+        }
+        if let Some(contenttype) = &self.contenttype {
+            query.raw("contenttype", contenttype);
+        }
+        if let Some(category) = &self.category {
+            query.token("category", category);
+        }
+        for bound in &self.creation {
+            query.raw(
+                "creation",
+                &format!("{}{}", bound.prefix.code(), bound.value),
+            );
         }
         query.finish()
     }
@@ -563,7 +683,24 @@ pub(crate) fn collect(
     query: &str,
     known: &'static [&'static str],
 ) -> (BTreeMap<&'static str, String>, Vec<SearchRefusal>) {
+    let (params, _, refusals) = collect_repeatable(query, known, &[]);
+    (params, refusals)
+}
+
+/// [`collect`], with the parameters of `repeatable` (each value kept, in
+/// order) apart.
+#[allow(clippy::type_complexity)]
+fn collect_repeatable(
+    query: &str,
+    known: &'static [&'static str],
+    repeatable: &'static [&'static str],
+) -> (
+    BTreeMap<&'static str, String>,
+    BTreeMap<&'static str, Vec<String>>,
+    Vec<SearchRefusal>,
+) {
     let mut params = BTreeMap::new();
+    let mut repeated_values: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let mut refusals = Vec::new();
     let query = query.strip_prefix('?').unwrap_or(query);
     if query.len() > MAX_QUERY_BYTES {
@@ -573,7 +710,7 @@ pub(crate) fn collect(
                 max: MAX_QUERY_BYTES,
             },
         ));
-        return (params, refusals);
+        return (params, repeated_values, refusals);
     }
     let mut unknown = BTreeSet::new();
     let mut modified = BTreeSet::new();
@@ -599,6 +736,9 @@ pub(crate) fn collect(
             continue;
         }
         match known_name {
+            Some(k) if repeatable.contains(&k) => {
+                repeated_values.entry(k).or_default().push(value);
+            }
             Some(k) => {
                 if params.insert(k, value).is_some() {
                     repeated.insert(k);
@@ -628,7 +768,7 @@ pub(crate) fn collect(
             .into_iter()
             .map(|n| SearchRefusal::new(&n, RefusalKind::UnknownParameter { supported: known })),
     );
-    (params, refusals)
+    (params, repeated_values, refusals)
 }
 
 /// Percent-decodes one query value (RFC 3986 §2.1) into UTF-8 without
@@ -806,6 +946,143 @@ fn parse_date(parameter: &str, value: &str) -> Result<DateParam, SearchRefusal> 
         return Err(malformed());
     }
     Ok(DateParam::Day(year, month as u8, day as u8))
+}
+
+const DATE_BOUND_FORM: &str = "a prefix eq, ge, le, gt or lt (or none) and a date YYYY, YYYY-MM, \
+     YYYY-MM-DD or a dateTime YYYY-MM-DDThh:mm:ss[.fff] with Z or ±hh:mm";
+
+/// A `date`/`creation` bound of the document search (search.html#date,
+/// #prefix).
+fn parse_date_bound(parameter: &str, value: &str) -> Result<DateBound, SearchRefusal> {
+    let text = parse_single(parameter, value)?;
+    let malformed = || {
+        SearchRefusal::new(
+            parameter,
+            RefusalKind::Malformed {
+                expected: DATE_BOUND_FORM,
+            },
+        )
+    };
+    let prefixes = [
+        ("eq", DatePrefix::Eq),
+        ("gt", DatePrefix::Gt),
+        ("lt", DatePrefix::Lt),
+        ("ge", DatePrefix::Ge),
+        ("le", DatePrefix::Le),
+    ];
+    let (prefix, rest) = prefixes
+        .iter()
+        .find_map(|(code, prefix)| text.strip_prefix(code).map(|rest| (*prefix, rest)))
+        .unwrap_or((DatePrefix::Eq, text.as_str()));
+    if DATE_PREFIXES.iter().any(|p| rest.starts_with(p)) {
+        return Err(malformed());
+    }
+    let (date, time) = match rest.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None => (rest, None),
+    };
+    let day_us = 86_400_000_000_i64;
+    let (start_us, end_us) = match (parse_date(parameter, date).map_err(|_| malformed())?, time) {
+        (DateParam::Year(y), None) => (
+            days_from_civil(y, 1, 1) * day_us,
+            days_from_civil(y + 1, 1, 1) * day_us,
+        ),
+        (DateParam::Month(y, m), None) => {
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            (
+                days_from_civil(y, m, 1) * day_us,
+                days_from_civil(ny, nm, 1) * day_us,
+            )
+        }
+        (DateParam::Day(y, m, d), None) => {
+            let start = days_from_civil(y, m, d) * day_us;
+            (start, start + day_us)
+        }
+        (DateParam::Day(y, m, d), Some(time)) => {
+            let start =
+                days_from_civil(y, m, d) * day_us + time_of_day_us(time).ok_or_else(malformed)?;
+            (start, start + 1_000_000)
+        }
+        (_, Some(_)) => return Err(malformed()),
+    };
+    Ok(DateBound {
+        prefix,
+        value: rest.to_owned(),
+        start_us,
+        end_us,
+    })
+}
+
+/// `hh:mm:ss[.f…](Z|±hh:mm)` as microseconds from midnight UTC (may be
+/// negative or past a day: the offset moves it), to the second.
+fn time_of_day_us(time: &str) -> Option<i64> {
+    let (clock, offset_us) = if let Some(clock) = time.strip_suffix('Z') {
+        (clock, 0)
+    } else {
+        let at = time.rfind(['+', '-'])?;
+        let (clock, offset) = time.split_at(at);
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let (h, m) = offset.get(1..)?.split_once(':')?;
+        let (h, m) = (i64::from(digits(h, 2)?), i64::from(digits(m, 2)?));
+        if h > 14 || m > 59 {
+            return None;
+        }
+        (clock, sign * (h * 3600 + m * 60) * 1_000_000)
+    };
+    let mut parts = clock.splitn(3, ':');
+    let h = i64::from(digits(parts.next()?, 2)?);
+    let m = i64::from(digits(parts.next()?, 2)?);
+    let seconds = parts.next()?;
+    let (s, fraction) = match seconds.split_once('.') {
+        Some((s, f)) => (s, Some(f)),
+        None => (seconds, None),
+    };
+    let s = i64::from(digits(s, 2)?);
+    if fraction.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    if h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    Some((h * 3600 + m * 60 + s) * 1_000_000 - offset_us)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant,
+/// "chrono-Compatible Low-Level Date Algorithms", days_from_civil).
+fn days_from_civil(year: u16, month: u8, day: u8) -> i64 {
+    let (m, d) = (i64::from(month), i64::from(day));
+    let y = i64::from(year) - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A media type `type/subtype` (RFC 6838 §4.2 restricted-name characters),
+/// lower-cased: the `contenttype` of the document search.
+fn parse_media_type(parameter: &str, value: &str) -> Result<String, SearchRefusal> {
+    let text = parse_single(parameter, value)?;
+    let name = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 127
+            && part.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                    )
+            })
+    };
+    match text.split_once('/') {
+        Some((kind, subtype)) if name(kind) && name(subtype) => Ok(text.to_ascii_lowercase()),
+        _ => Err(SearchRefusal::new(
+            parameter,
+            RefusalKind::Malformed {
+                expected: "a media type type/subtype, e.g. application/pdf",
+            },
+        )),
+    }
 }
 
 /// Exactly `len` ASCII digits.

@@ -39,9 +39,17 @@ pub struct NewDocument<'a> {
     /// The document's type as `system|code` (its Composition's `type`), by
     /// which the gateway knows the service it belongs to.
     pub document_type: Option<&'a str>,
+    /// The media type of `content`: [`FHIR_JSON`] for a FHIR document,
+    /// [`PDF`] for a PDF original.
+    pub content_type: &'a str,
     /// The exact bytes received.
     pub content: &'a [u8],
 }
+
+/// The media type of a FHIR JSON document (`content_type`).
+pub const FHIR_JSON: &str = "application/fhir+json";
+/// The media type of a PDF original (`content_type`, RFC 8118).
+pub const PDF: &str = "application/pdf";
 
 /// A stored document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub struct StoredDocument {
     /// The document's type as `system|code`; `None` for documents stored
     /// before types were recorded (all patient summaries).
     pub document_type: Option<String>,
+    /// The media type of the content ([`FHIR_JSON`] or [`PDF`]).
+    pub content_type: String,
     /// SHA-256 of the content.
     pub sha256: [u8; 32],
     /// The exact bytes received.
@@ -96,6 +106,8 @@ pub struct DocumentSummary {
     pub received_at: OffsetDateTime,
     /// The document's type as `system|code` (see [`StoredDocument`]).
     pub document_type: Option<String>,
+    /// The media type of the content ([`FHIR_JSON`] or [`PDF`]).
+    pub content_type: String,
     /// SHA-256 of the content.
     pub sha256: [u8; 32],
     /// Size of the content in bytes.
@@ -103,7 +115,7 @@ pub struct DocumentSummary {
 }
 
 const DOCUMENT_COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
-     patient_identifier, received_at_us, sender, document_type, sha256, content";
+     patient_identifier, received_at_us, sender, document_type, content_type, sha256, content";
 
 impl Store {
     /// Stores a document unless its identifier is already taken.
@@ -119,8 +131,9 @@ impl Store {
         let inserted = on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO documents (id, identifier_system, identifier_value, bundle_type, \
-                 patient_identifier, received_at_us, sender, document_type, sha256, content) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 patient_identifier, received_at_us, sender, document_type, content_type, \
+                 sha256, content) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (identifier_system, identifier_value) DO NOTHING",
             )
             .bind(&id)
@@ -131,6 +144,7 @@ impl Store {
             .bind(received_at_us)
             .bind(doc.sender)
             .bind(doc.document_type)
+            .bind(doc.content_type)
             .bind(&sha256[..])
             .bind(doc.content)
             .execute(pool)
@@ -146,6 +160,7 @@ impl Store {
                 received_at: from_micros(received_at_us)?,
                 sender: doc.sender.to_owned(),
                 document_type: doc.document_type.map(str::to_owned),
+                content_type: doc.content_type.to_owned(),
                 sha256,
                 content: doc.content.to_vec(),
             }));
@@ -217,7 +232,8 @@ impl Store {
         bundle_type: Option<&str>,
     ) -> Result<Vec<DocumentSummary>, StoreError> {
         const COLUMNS: &str = "id, identifier_system, identifier_value, bundle_type, \
-             received_at_us, document_type, sha256, CAST(length(content) AS BIGINT) AS size";
+             received_at_us, document_type, content_type, sha256, \
+             CAST(length(content) AS BIGINT) AS size";
         const ORDER: &str = "ORDER BY received_at_us DESC, id DESC";
         let sql = match bundle_type {
             None => {
@@ -263,6 +279,7 @@ where
         bundle_type: row.try_get("bundle_type")?,
         received_at: from_micros(row.try_get("received_at_us")?)?,
         document_type: row.try_get("document_type")?,
+        content_type: row.try_get("content_type")?,
         sha256: sha
             .try_into()
             .map_err(|_| StoreError::Corrupt("sha256 is not 32 bytes".into()))?,
@@ -291,6 +308,7 @@ where
         received_at: from_micros(row.try_get("received_at_us")?)?,
         sender: row.try_get("sender")?,
         document_type: row.try_get("document_type")?,
+        content_type: row.try_get("content_type")?,
         sha256: sha
             .try_into()
             .map_err(|_| StoreError::Corrupt("sha256 is not 32 bytes".into()))?,

@@ -49,7 +49,8 @@ pub use audit::{AUDIT_GENESIS_HASH, AuditRecord, BreakKind, ChainReport, NewAudi
 pub use backend::Store;
 pub use config::StoreConfig;
 pub use documents::{
-    DocumentIdentifier, DocumentSummary, Identifier, NewDocument, PutOutcome, StoredDocument,
+    DocumentIdentifier, DocumentSummary, FHIR_JSON, Identifier, NewDocument, PDF, PutOutcome,
+    StoredDocument,
 };
 pub use error::StoreError;
 pub use group_commit::GroupCommitCounts;

@@ -18,12 +18,15 @@
 //! unknown-extensions policy); what is checked is not.
 //!
 //! Must not know about: storage, HTTP, routing or transport. It reads the
-//! lossless JSON view and never alters the received bytes.
+//! lossless JSON view and never alters the received bytes. PDF originals
+//! (OrCD) are checked on their bytes ([`pdf`]: header, trailer, no active
+//! content it can see).
 
 pub mod bundle;
 pub mod document;
 pub mod narrative;
 pub mod options;
+pub mod pdf;
 pub mod structure;
 pub mod terminology;
 

@@ -54,8 +54,10 @@ impl Trail {
                 entity: Some(AuditedEntity {
                     resource_type: route.resource_type.to_owned(),
                     target: route.target.clone(),
+                    service: None,
                 }),
                 request_id: crate::edge::request_id::current_request_id().unwrap_or_default(),
+                correlation_id: crate::edge::request_id::current_correlation_id(),
             },
             report_to: None,
         }))))
@@ -95,6 +97,15 @@ impl Trail {
         self.with(|d| {
             if let Some(entity) = &mut d.record.entity {
                 entity.target = target;
+            }
+        });
+    }
+
+    /// The cross-border service the data belongs to (the registry's name).
+    pub(crate) fn service(&self, name: &str) {
+        self.with(|d| {
+            if let Some(entity) = &mut d.record.entity {
+                entity.service = Some(name.to_owned());
             }
         });
     }

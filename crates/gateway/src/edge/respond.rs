@@ -22,6 +22,37 @@ pub(crate) fn fhir_json(status: StatusCode, body: impl Into<axum::body::Body>) -
     response
 }
 
+/// A PDF original read as `Binary/{id}` (FHIR R4 binary.html#rest: "a
+/// read of a Binary returns the content in its native format" when the
+/// client asks for it; otherwise the Binary resource): `Accept:
+/// application/pdf` gets the exact bytes as `application/pdf`, any other
+/// `Accept` a FHIR JSON Binary with the bytes base64-encoded in `data`.
+pub(crate) fn pdf_original(accept: Option<&HeaderValue>, id: &str, bytes: Vec<u8>) -> Response {
+    let wants_pdf = accept.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|m| {
+            m.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(ehds_store::PDF))
+        })
+    });
+    if wants_pdf {
+        let mut response = (StatusCode::OK, bytes).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(ehds_store::PDF),
+        );
+        return response;
+    }
+    use base64::Engine as _;
+    let binary = serde_json::json!({
+        "resourceType": "Binary",
+        "id": id,
+        "contentType": ehds_store::PDF,
+        "data": base64::engine::general_purpose::STANDARD.encode(&bytes),
+    });
+    fhir_json(StatusCode::OK, binary.to_string())
+}
+
 /// An OperationOutcome response.
 pub(crate) fn outcome_response(status: StatusCode, issues: &[Issue]) -> Response {
     match outcome::render(issues) {

@@ -59,6 +59,7 @@ pub(crate) async fn admit(
     trail: &Trail,
 ) -> Result<PurposeOfUse, GatewayError> {
     trail.patient(patient);
+    trail.service(service);
     let (ncp, fingerprint) = calling_ncp(federation, peer)?;
     let peer_country = ncp.country().as_str().to_owned();
     trail.peer(&peer_country, ncp.id(), fingerprint, PeerRole::Requester);

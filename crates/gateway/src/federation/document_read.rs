@@ -39,8 +39,10 @@ pub(crate) async fn answer(
     let not_found = || GatewayError::ResourceNotFound(format!("Bundle/{id}"));
     // Found before the assertion is checked (the assertion must name the
     // document's patient), released only after.
+    // A PDF original is read as `Binary/{id}` (`super::binary_read`).
     let document = original_document(&state, &id)
         .await?
+        .filter(|d| d.content_type == ehds_store::FHIR_JSON)
         .ok_or_else(not_found)?;
     let patient = document
         .patient_identifier

@@ -9,7 +9,9 @@
 //! 57833-6) lists the dispensable prescriptions (one DocumentReference
 //! each, its `content.attachment.url` the `MedicationRequest/<country>.<id>`
 //! to read it by), restricted ones absent. Each service is asked for by its
-//! own permission of the access policy.
+//! own permission of the access policy. A PDF original (OrCD) of a service
+//! is listed beside its FHIR documents, `contentType: application/pdf` and
+//! read as `Binary/<country>.<id>` (MyHealth@EU's L1 beside the L3).
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -96,6 +98,17 @@ pub(crate) async fn answer(
     } else {
         documents
     };
+    let documents: Vec<_> = documents
+        .into_iter()
+        .filter(|d| {
+            let content_type = if d.content_type == ehds_store::PDF {
+                ehds_store::PDF
+            } else {
+                FHIR_JSON
+            };
+            listed_matches(&search, service, d.received_at, content_type)
+        })
+        .collect();
     let mut set = SearchSet::with_capacity(1024 * (documents.len() + 1));
     for doc in &documents {
         // The document's own type when the service answers to it, else
@@ -111,7 +124,14 @@ pub(crate) async fn answer(
                     .find(|t| t.system == system && t.code == code)
             })
             .or_else(|| service.listed_type());
-        let reference = serde_json::json!({
+        // A PDF original (OrCD) is read as `Binary/…`, a FHIR document as
+        // `Bundle/…`.
+        let (content_type, read_as) = if doc.content_type == ehds_store::PDF {
+            (ehds_store::PDF, "Binary")
+        } else {
+            (FHIR_JSON, "Bundle")
+        };
+        let mut reference = serde_json::json!({
             "resourceType": "DocumentReference",
             "id": doc.id,
             "masterIdentifier": {
@@ -126,14 +146,68 @@ pub(crate) async fn answer(
             }},
             "date": doc.received_at.format(&Rfc3339).unwrap_or_default(),
             "content": [{"attachment": {
-                "contentType": FHIR_JSON,
-                "url": format!("Bundle/{}.{}", federation.country, doc.id),
+                "contentType": content_type,
+                "url": format!("{read_as}/{}.{}", federation.country, doc.id),
                 "size": doc.size,
             }}],
         });
+        // FHIR JSON has no empty arrays: a service without categories
+        // lists none.
+        if !service.categories.is_empty()
+            && let Some(fields) = reference.as_object_mut()
+        {
+            fields.insert("category".to_owned(), categories_json(service));
+        }
         set.entry(None, reference.to_string().as_bytes());
     }
     Ok(set.into_response())
+}
+
+/// Whether a listed document (stored `received_at`, the list's `date`; its
+/// media type) meets the search's `date`, `contenttype`, `category` and
+/// `creation` (search.html: every parameter must hold). The lists carry no
+/// `content.attachment.creation`, so a search by `creation` finds none (a
+/// resource without the element does not match).
+fn listed_matches(
+    search: &DocumentReferenceSearch,
+    service: &Service,
+    received_at: time::OffsetDateTime,
+    content_type: &str,
+) -> bool {
+    let instant_us = i64::try_from(received_at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    search.date.iter().all(|bound| bound.matches(instant_us))
+        && search
+            .contenttype
+            .as_ref()
+            .is_none_or(|asked| *asked == essence)
+        && search.category.as_ref().is_none_or(|asked| {
+            service
+                .categories
+                .iter()
+                .any(|c| c.system == asked.system && c.code == asked.value)
+        })
+        && search.creation.is_empty()
+}
+
+/// `DocumentReference.category` of a service's documents.
+fn categories_json(service: &Service) -> serde_json::Value {
+    serde_json::Value::Array(
+        service
+            .categories
+            .iter()
+            .map(|c| {
+                serde_json::json!({"coding": [{
+                    "system": c.system, "code": c.code, "display": c.display,
+                }]})
+            })
+            .collect(),
+    )
 }
 
 /// `DocumentReference.type` of a service's document type.
@@ -166,7 +240,11 @@ async fn prescription_documents(
         .await?;
     let restrictions =
         crate::release::PrescriptionRestrictions::of(state, federation, &key, purpose).await?;
-    prescriptions.retain(|p| p.status.is_dispensable() && !restrictions.withholds(&p.identifier));
+    prescriptions.retain(|p| {
+        p.status.is_dispensable()
+            && !restrictions.withholds(&p.identifier)
+            && listed_matches(search, service, p.received_at, FHIR_JSON)
+    });
     if restrictions.lifted_any() {
         trail.note(crate::release::LIFTED_FOR_EMERGENCY);
     }
@@ -207,6 +285,12 @@ async fn listed_as_released(
     let mut listed = Vec::with_capacity(documents.len());
     let mut lifted = false;
     for summary in documents {
+        // Restrictions of parts are of FHIR summaries; a PDF original is
+        // listed as stored.
+        if summary.content_type != ehds_store::FHIR_JSON {
+            listed.push(summary);
+            continue;
+        }
         let Some(original) = state.store.document(&summary.id).await? else {
             continue;
         };

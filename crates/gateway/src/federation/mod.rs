@@ -7,13 +7,14 @@
 //! policy, the patient's opt-out), then answered from the store, with the
 //! patient's restrictions applied (`crate::release`). One file per
 //! endpoint: [`patient_search`], [`document_search`], [`document_read`],
-//! [`prescription_search`], [`prescription_read`], [`dispense`],
+//! [`binary_read`], //! [`prescription_search`], [`prescription_read`], [`dispense`],
 //! [`audit_report`]. Every route is behind the audited exit
 //! (`crate::audit::exit`): one record per request, refusals included, and
 //! data is released only after its record is in the hash chain.
 
 pub(crate) mod admit;
 pub(crate) mod audit_report;
+pub(crate) mod binary_read;
 pub(crate) mod dispense;
 pub(crate) mod document_read;
 pub(crate) mod document_search;
@@ -60,6 +61,15 @@ pub(crate) fn router(state: AppState) -> Router {
                 MethodFilter::GET,
                 document_read::answer,
                 AuditedRoute::read("Bundle"),
+                &state,
+            ),
+        )
+        .route(
+            binary_read::PATH,
+            audited(
+                MethodFilter::GET,
+                binary_read::answer,
+                AuditedRoute::read("Binary"),
                 &state,
             ),
         )
@@ -112,6 +122,7 @@ pub(crate) const PATHS: &[(&str, &str)] = &[
     ("GET", patient_search::PATH),
     ("GET", document_search::PATH),
     ("GET", document_read::PATH),
+    ("GET", binary_read::PATH),
     ("GET", prescription_search::PATH),
     ("GET", prescription_read::PATH),
     ("POST", dispense::PATH),

@@ -85,6 +85,7 @@ pub(crate) async fn push(
             patient_identifier: header.patient_identifier.as_deref(),
             sender: &caller.sender(),
             document_type: document_type.as_deref(),
+            content_type: ehds_store::FHIR_JSON,
             content: resource.bytes(),
         })
         .await?;

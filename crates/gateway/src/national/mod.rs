@@ -2,16 +2,19 @@
 //! pharmacies' systems, the patient portal) on the national listener,
 //! mutual TLS with the national CA.
 //!
-//! One file per service: [`documents`] (push and read), [`validate`]
+//! One file per service: [`documents`] (push and read), [`pdf_originals`]
+//! (PDF originals: push and read), [`validate`]
 //! (`$validate`), [`metadata`] (CapabilityStatement, health, metrics),
 //! [`patient_rights`] (opt-out, restriction, access log), [`prescriptions`]
 //! (ePrescriptions at home); the cross-border requests of visiting
 //! patients are `crate::relay`'s routes, merged here. Reads of patient data
-//! (`Bundle/{id}`, `MedicationRequest/{id}`) are behind the audited exit.
+//! (`Bundle/{id}`, `Binary/{id}`, `MedicationRequest/{id}`) are behind the
+//! audited exit.
 
 pub(crate) mod documents;
 pub(crate) mod metadata;
 pub(crate) mod patient_rights;
+pub(crate) mod pdf_originals;
 pub(crate) mod prescriptions;
 pub(crate) mod validate;
 
@@ -34,6 +37,16 @@ pub fn router(state: AppState) -> Router {
                 MethodFilter::GET,
                 documents::read,
                 AuditedRoute::read("Bundle"),
+                &state,
+            ),
+        )
+        .route("/fhir/DocumentReference", post(pdf_originals::push))
+        .route(
+            "/fhir/Binary/{id}",
+            audited(
+                MethodFilter::GET,
+                pdf_originals::read,
+                AuditedRoute::read("Binary"),
                 &state,
             ),
         )
@@ -77,5 +90,6 @@ pub fn router(state: AppState) -> Router {
 /// The audited reads of the national API (for the audit-completeness test).
 pub(crate) const AUDITED_PATHS: &[(&str, &str)] = &[
     ("GET", "/fhir/Bundle/{id}"),
+    ("GET", "/fhir/Binary/{id}"),
     ("GET", "/fhir/MedicationRequest/{id}"),
 ];

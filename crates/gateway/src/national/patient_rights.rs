@@ -19,8 +19,9 @@
 //! `GET /fhir/$cross-border-opt-out?patient.identifier=system|value` (patient
 //! portal only): the opt-outs in force, as a `Parameters` resource with one
 //! `optOut` parameter each, whose parts are `service` (code), `country`
-//! (code, absent for every country) and `since` (instant); no parameter at
-//! all when there is none.
+//! (code, absent for every country) and `since` (instant); then one
+//! `service` parameter per service of the registry (`crate::services`), the
+//! choices the patient has, with parts `name` (code) and `title` (string).
 //!
 //! `GET /fhir/AuditEvent?patient.identifier=system|value[&_count=n][&_before=seq]`
 //! (patient portal only): the patient's access log, newest first: every
@@ -256,6 +257,14 @@ pub(crate) async fn current_opt_outs(
         }
         parts.push(serde_json::json!({"name": "since", "valueInstant": since}));
         parameters.push(serde_json::json!({"name": "optOut", "part": parts}));
+    }
+    // The services the patient may opt out of, from the registry, after
+    // the opt-outs in force.
+    for service in state.services.services() {
+        parameters.push(serde_json::json!({"name": "service", "part": [
+            {"name": "name", "valueCode": service.name},
+            {"name": "title", "valueString": service.title},
+        ]}));
     }
     let resource = if parameters.is_empty() {
         serde_json::json!({"resourceType": "Parameters"})

@@ -5,7 +5,7 @@
 //! `conformance/ncpeh-api-coverage.md`).
 //!
 //! One file per endpoint: [`patient_search`], [`document_search`],
-//! [`document_read`], [`prescription_search`], [`prescription_read`],
+//! [`document_read`], [`binary_read`], [`prescription_search`], [`prescription_read`],
 //! [`dispense`]. Each builds one [`send::Relay`] and sends it; what every
 //! relay does is in [`send`], once:
 //!
@@ -25,6 +25,7 @@
 //! record per request, refusals included; a refusal decided here about the
 //! other country's patient is reported there.
 
+pub(crate) mod binary_read;
 pub(crate) mod dispense;
 pub(crate) mod document_read;
 pub(crate) mod document_search;
@@ -41,7 +42,7 @@ use crate::audit::{AuditedRoute, audited};
 use crate::edge::AppState;
 
 /// The relay's routes on the national API, each behind the audited exit.
-/// (The reads by id, `Bundle/<country>.<id>` and
+/// (The reads by id, `Bundle/<country>.<id>`, `Binary/<country>.<id>` and
 /// `MedicationRequest/<country>.<id>`, share their path with the reads at
 /// home: `crate::national` routes them here.)
 pub(crate) fn routes(state: &AppState) -> Router<AppState> {

@@ -13,7 +13,7 @@ use ehds_transport::{NationalClientKind, PeerFailure};
 
 use crate::audit::Trail;
 use crate::edge::extract::NationalCaller;
-use crate::edge::respond::{FHIR_JSON, fhir_json};
+use crate::edge::respond::{FHIR_JSON, fhir_json, pdf_original};
 use crate::edge::state::PeerNcpTarget;
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
@@ -41,6 +41,9 @@ pub(crate) enum ExpectedAnswer {
     /// A valid MedicationRequest meeting the MPD profile when it is loaded
     /// (a prescription as its prescriber sent it).
     Prescription,
+    /// A PDF original (`application/pdf`), checked as pushed ones are
+    /// (`ehds_validation::pdf`), answered as the caller's `Accept` asks.
+    PdfOriginal,
 }
 
 /// One request relayed to the patient's country.
@@ -151,9 +154,19 @@ impl Relay<'_> {
                 .body(body.clone()),
             None => federation.client.request(reqwest::Method::GET, &url),
         };
-        let request = request
+        let accept = if self.expected == ExpectedAnswer::PdfOriginal {
+            ehds_store::PDF
+        } else {
+            FHIR_JSON
+        };
+        let mut request = request
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::ACCEPT, FHIR_JSON);
+            .header(header::ACCEPT, accept);
+        // The exchange's correlation id goes with it: both ends' audit
+        // records carry it.
+        if let Some(correlation_id) = crate::edge::request_id::current_correlation_id() {
+            request = request.header(crate::edge::request_id::CORRELATION_HEADER, correlation_id);
+        }
         // The answering server must be the NCP the directory names for the
         // country (subject C and CN), not merely any federation certificate
         // valid for the host name, and not revoked (OCSP).
@@ -170,6 +183,14 @@ impl Relay<'_> {
             });
         }
         check_answer(state, &answer.body, self.expected)?;
+        if self.expected == ExpectedAnswer::PdfOriginal {
+            let id = self.path.rsplit('/').next().unwrap_or_default();
+            return Ok(pdf_original(
+                headers.get(header::ACCEPT),
+                &format!("{target}.{id}"),
+                answer.body.to_vec(),
+            ));
+        }
         let mut response = fhir_json(
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK),
             answer.body,
@@ -304,6 +325,21 @@ pub(crate) fn check_answer(
         state.metrics.count_peer_answer_validated_before();
         return Ok(());
     }
+    if expected == ExpectedAnswer::PdfOriginal {
+        return match ehds_validation::pdf::check_pdf(
+            body,
+            ehds_validation::pdf::MAX_PDF_ORIGINAL_BYTES,
+            "Binary",
+        ) {
+            ehds_validation::pdf::PdfCheck::Accepted => Ok(()),
+            ehds_validation::pdf::PdfCheck::TooLarge { .. } => Err(GatewayError::PeerUnavailable(
+                "the peer's PDF original is larger than this gateway accepts".into(),
+            )),
+            ehds_validation::pdf::PdfCheck::Refused(report) => {
+                Err(GatewayError::PeerInvalid(report))
+            }
+        };
+    }
     let resource = ReceivedResource::parse(body.clone())
         .map_err(|_| GatewayError::PeerUnavailable("the peer's answer is not FHIR JSON".into()))?;
     let report = match expected {
@@ -343,6 +379,8 @@ pub(crate) fn check_answer(
             };
             state.validator.validate(&resource, profiles)
         }
+        // Checked on its bytes above: not JSON.
+        ExpectedAnswer::PdfOriginal => ehds_validation::ValidationReport::default(),
         ExpectedAnswer::Document => {
             // The document's type (its Composition's) names its service,
             // whose profiles it must meet here as at the patient's country.

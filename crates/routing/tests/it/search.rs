@@ -371,7 +371,10 @@ fn unknown_parameters_are_refused_and_listed() {
     let r = DocumentReferenceSearch::parse("patient.identifier=urn:oid:1.2|v&patient=Patient/1")
         .unwrap_err();
     assert_eq!(r.len(), 1);
-    assert!(r[0].message().contains("patient.identifier, type"));
+    assert!(
+        r[0].message()
+            .contains("patient.identifier, type, date, contenttype, category, creation")
+    );
     // The chained form is `patient.identifier`, not `patient:Patient.identifier`.
     let r = DocumentReferenceSearch::parse("patient:Patient.identifier=urn:oid:1.2|v").unwrap_err();
     assert_eq!(
@@ -380,7 +383,14 @@ fn unknown_parameters_are_refused_and_listed() {
             (
                 "patient:Patient.identifier".to_owned(),
                 RefusalKind::UnknownParameter {
-                    supported: &["patient.identifier", "type"]
+                    supported: &[
+                        "patient.identifier",
+                        "type",
+                        "date",
+                        "contenttype",
+                        "category",
+                        "creation"
+                    ]
                 }
             ),
             ("patient.identifier".to_owned(), RefusalKind::Missing),
@@ -474,6 +484,10 @@ fn document_reference_search() {
         Ok(DocumentReferenceSearch {
             patient_identifier: token("urn:oid:1.3.182.4.4", "1998041799999"),
             type_: Some(token("http://loinc.org", "60591-5")),
+            date: Vec::new(),
+            contenttype: None,
+            category: None,
+            creation: Vec::new(),
         })
     );
     assert_eq!(
@@ -510,7 +524,14 @@ fn document_reference_search() {
                 (
                     "identifier",
                     UnknownParameter {
-                        supported: &["patient.identifier", "type"],
+                        supported: &[
+                            "patient.identifier",
+                            "type",
+                            "date",
+                            "contenttype",
+                            "category",
+                            "creation",
+                        ],
                     },
                 ),
                 ("patient.identifier", MissingSystem),
@@ -661,4 +682,66 @@ fn relay_round_trips() {
         NcpehRequest::DocumentReference(d).patient_identifier(),
         Some(&token("urn:oid:1.2", "v,w"))
     );
+}
+
+/// The NCPeH API's document search parameters beyond patient and type:
+/// `date` and `creation` with prefixes (repeatable: a range), `contenttype`,
+/// `category`; strict: anything malformed is refused, naming it.
+#[test]
+fn document_search_dates_content_type_and_category() {
+    use ehds_routing::search::DatePrefix;
+    let d = DocumentReferenceSearch::parse(
+        "patient.identifier=urn:oid:1.2|v&date=ge2025-01&date=lt2026&contenttype=Application/PDF\
+         &category=http://example.org/cs|Laboratory-Reports&creation=2025-03-04T10:00:00%2B01:00",
+    )
+    .unwrap();
+    assert_eq!(d.date.len(), 2);
+    assert_eq!(d.date[0].prefix, DatePrefix::Ge);
+    assert_eq!(d.date[1].prefix, DatePrefix::Lt);
+    assert_eq!(d.contenttype.as_deref(), Some("application/pdf"));
+    assert_eq!(
+        d.category,
+        Some(token("http://example.org/cs", "Laboratory-Reports"))
+    );
+    // 2025-01-01T00:00Z and 2026-01-01T00:00Z, in microseconds.
+    let (jan_2025, jan_2026) = (1_735_689_600_000_000_i64, 1_767_225_600_000_000_i64);
+    assert_eq!(d.date[0].start_us, jan_2025);
+    assert_eq!(d.date[1].start_us, jan_2026);
+    assert!(d.date.iter().all(|b| b.matches(jan_2025)));
+    assert!(!d.date.iter().all(|b| b.matches(jan_2025 - 1)));
+    assert!(!d.date.iter().all(|b| b.matches(jan_2026)));
+    // 10:00+01:00 is 09:00Z: that second, and no other.
+    let creation = &d.creation[0];
+    let nine_utc = 1_741_078_800_000_000_i64;
+    assert_eq!(creation.prefix, DatePrefix::Eq);
+    assert!(creation.matches(nine_utc) && creation.matches(nine_utc + 999_999));
+    assert!(!creation.matches(nine_utc + 1_000_000));
+    // Relayed canonically, and parsed back the same at the peer.
+    let path = d.relay_path();
+    assert_eq!(
+        DocumentReferenceSearch::parse(path.strip_prefix("DocumentReference?").unwrap()).unwrap(),
+        d,
+        "{path}"
+    );
+    for (query, parameter) in [
+        ("date=sa2025", "date"),
+        ("date=2025-13", "date"),
+        ("date=2025-01-01T10:00:00", "date"),
+        ("date=2025-01T10:00:00Z", "date"),
+        ("creation=ge2025-02-30", "creation"),
+        ("contenttype=pdf", "contenttype"),
+        ("category=Laboratory-Reports", "category"),
+    ] {
+        let refused =
+            DocumentReferenceSearch::parse(&format!("patient.identifier=urn:oid:1.2|v&{query}"))
+                .unwrap_err();
+        assert_eq!(refused.len(), 1, "{query}");
+        assert_eq!(refused[0].parameter, parameter, "{query}");
+    }
+    // One contenttype, one category.
+    let refused = DocumentReferenceSearch::parse(
+        "patient.identifier=urn:oid:1.2|v&contenttype=application/pdf&contenttype=text/plain",
+    )
+    .unwrap_err();
+    assert_eq!(refused[0].kind, RefusalKind::Repeated);
 }

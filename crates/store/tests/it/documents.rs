@@ -23,6 +23,7 @@ on_both_backends!(
     unknown_ids_are_none,
     documents_for_patient_newest_first,
     the_document_type_is_kept_beside_the_bytes,
+    a_pdf_original_keeps_its_media_type,
 );
 
 const PATIENT: &str = "urn:oid:2.16.17.710.850.1000.990.1|123";
@@ -37,6 +38,7 @@ fn doc<'a>(value: &str, content: &'a [u8]) -> NewDocument<'a> {
         patient_identifier: Some(PATIENT),
         sender: "test",
         document_type: None,
+        content_type: ehds_store::FHIR_JSON,
         content,
     }
 }
@@ -300,4 +302,33 @@ async fn unreachable_postgres_is_an_error_not_a_hang() {
         .await
         .expect("an answer within 30 s, not a hang");
     assert!(opened.is_err());
+}
+
+/// A PDF original is stored byte-exact with its media type, read back and
+/// listed with it; FHIR documents are FHIR JSON.
+async fn a_pdf_original_keeps_its_media_type(store: &Store) {
+    let pdf = b"%PDF-1.4\n%%EOF\n";
+    let original = NewDocument {
+        content_type: ehds_store::PDF,
+        document_type: Some("http://loinc.org|11502-2"),
+        ..doc("urn:uuid:pdf", pdf)
+    };
+    let PutOutcome::Created(created) = store.put_document(original).await.unwrap() else {
+        panic!("not created");
+    };
+    let read = store.document(&created.id).await.unwrap().unwrap();
+    assert_eq!(read.content, pdf);
+    assert_eq!(read.content_type, ehds_store::PDF);
+    let listed = store
+        .documents_for_patient(PATIENT, Some("document"))
+        .await
+        .unwrap();
+    let entry = listed.iter().find(|d| d.id == created.id).unwrap();
+    assert_eq!(entry.content_type, ehds_store::PDF);
+    assert!(
+        listed
+            .iter()
+            .filter(|d| d.id != created.id)
+            .all(|d| d.content_type == ehds_store::FHIR_JSON)
+    );
 }

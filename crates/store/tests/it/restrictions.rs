@@ -94,6 +94,7 @@ async fn variants_kept_once_per_restriction_set(store: &Store) {
             patient_identifier: Some(PATIENT),
             sender: "ehr",
             document_type: None,
+            content_type: ehds_store::FHIR_JSON,
             content: b"{\"resourceType\":\"Bundle\"}",
         })
         .await

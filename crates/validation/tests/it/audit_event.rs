@@ -60,8 +60,10 @@ fn record(action: AuditAction, subtype: RestInteraction) -> AccessRecord {
                 "patient.identifier=urn:oid:1.3.182.4.4%7C1998041799999&type=http://loinc.org%7C60591-5"
                     .into(),
             ),
+            service: Some("laboratory-report".into()),
         }),
         request_id: "5b0d3c1e-6f1f-4a3e-9d43-1c6f0e3a7b21".into(),
+        correlation_id: Some("ncp-be-8c1f2a".into()),
     }
 }
 
@@ -85,6 +87,7 @@ fn generated_audit_events_validate_against_r4_core() {
                 r.entity = Some(AuditedEntity {
                     resource_type: "Bundle".into(),
                     target: EntityTarget::Id("doc-1".into()),
+                    service: Some("laboratory-report".into()),
                 });
             }
             records.push(r);

@@ -1,0 +1,428 @@
+//! PDF originals on the national API (MyHealth@EU Original Clinical
+//! Documents, OrCD: the hospital's own PDF of a laboratory, discharge or
+//! imaging report; issue 18):
+//!
+//! - `POST /fhir/DocumentReference`: a hospital EHR system pushes a PDF with
+//!   its metadata as a FHIR R4 DocumentReference (documentreference.html):
+//!   `type` one of the document types of a service of the registry that
+//!   accepts PDF originals (`pdf_original = true`), `masterIdentifier` (the
+//!   document's identifier, idempotency as for `POST /fhir/Bundle`),
+//!   `subject.identifier`, one `content.attachment` with `contentType:
+//!   application/pdf` and the PDF in `data` (base64). The DocumentReference
+//!   is validated against R4 core, the PDF checked on its bytes
+//!   (`ehds_validation::pdf`: header, trailer, no active content it can
+//!   see, at most [`MAX_PDF_ORIGINAL_BYTES`]) and stored byte-exact as
+//!   `application/pdf`; refusals are located OperationOutcomes (422, 413
+//!   over the size). The answer is the DocumentReference the lists carry.
+//! - `GET /fhir/Binary/{id}`: the PDF read back by the system that pushed
+//!   it, or, for `<country>.<id>`, a PDF original held by another country
+//!   (`crate::relay::binary_read`); `Accept: application/pdf` gives the
+//!   bytes, otherwise a FHIR Binary (binary.html#rest). Behind the audited
+//!   exit.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use ehds_fhir::Node;
+use ehds_fhir::audit_event::EntityTarget;
+use ehds_fhir::outcome::{Issue, IssueType};
+use ehds_routing::search::TokenParam;
+use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, StoredDocument};
+use ehds_transport::NationalClientKind;
+use ehds_validation::ValidationReport;
+use ehds_validation::pdf::{MAX_PDF_ORIGINAL_BYTES, PdfCheck, check_pdf};
+
+use crate::audit::Trail;
+use crate::edge::AppState;
+use crate::edge::extract::{FhirBody, NationalCaller, receive_resource};
+use crate::edge::respond::{fhir_json, pdf_original};
+use crate::error::GatewayError;
+use crate::services::{ServiceKind, ServiceRegistry};
+
+/// Where the PDF sits in a pushed DocumentReference.
+const DATA_AT: &str = "DocumentReference.content[0].attachment.data";
+
+/// `POST /fhir/DocumentReference`: push a PDF original (hospital EHR
+/// systems).
+pub(crate) async fn push(
+    State(state): State<AppState>,
+    caller: NationalCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    caller.require(&[NationalClientKind::EhrSystem], "push PDF originals")?;
+    let resource = FhirBody(receive_resource(&headers, body, &state).await?)
+        .of_type("DocumentReference")?;
+    // The PDF first: an oversize one is a 413 whatever else is wrong.
+    let original = PdfOriginal::read(resource.root(), &state.services)?;
+    match check_pdf(&original.pdf, MAX_PDF_ORIGINAL_BYTES, DATA_AT) {
+        PdfCheck::Accepted => {}
+        PdfCheck::TooLarge { limit } => return Err(GatewayError::PayloadTooLarge { limit }),
+        PdfCheck::Refused(report) => return Err(GatewayError::Invalid(report)),
+    }
+    // The validator holds every primitive, `attachment.data` included, to
+    // 1 MB (`ehds_validation::structure::primitive::MAX_LENGTH`): a PDF
+    // inline is at most 768 KiB until that rule leaves base64Binary alone
+    // (R4 datatypes.html#base64Binary sets no upper limit).
+    let report = state.validator.validate(&resource, &[]);
+    if !report.is_acceptable() {
+        return Err(GatewayError::Invalid(report));
+    }
+    let outcome = state
+        .store
+        .put_document(NewDocument {
+            identifier: original.identifier.clone(),
+            bundle_type: "document",
+            patient_identifier: Some(&original.patient),
+            sender: &caller.sender(),
+            document_type: Some(&original.document_type),
+            content_type: ehds_store::PDF,
+            content: &original.pdf,
+        })
+        .await?;
+    let (status, stored) = match outcome {
+        PutOutcome::Created(doc) => {
+            state.metrics.count_document_stored();
+            tracing::info!(document_id = %doc.id, "PDF original stored");
+            (StatusCode::CREATED, doc)
+        }
+        PutOutcome::AlreadyStored(doc) => (StatusCode::OK, doc),
+        PutOutcome::Conflict { existing_id } => {
+            return Err(GatewayError::IdentifierConflict { existing_id });
+        }
+    };
+    let location = format!("/fhir/Binary/{}", stored.id);
+    let listed = listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
+    let mut response = fhir_json(status, listed.to_string());
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /fhir/Binary/{id}`: the PDF for the system that pushed it; or, for
+/// `<country>.<id>`, a PDF original held by another country.
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    caller: NationalCaller,
+    trail: Trail,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    if let Some(held_by) = crate::relay::send::held_abroad(&state, &id) {
+        return crate::relay::binary_read::relay(&state, &caller, &headers, &trail, held_by).await;
+    }
+    trail.target(EntityTarget::Id(id.clone()));
+    let not_found = || GatewayError::ResourceNotFound(format!("Binary/{id}"));
+    let doc = state
+        .store
+        .document(&id)
+        .await?
+        .filter(|d| d.content_type == ehds_store::PDF)
+        .ok_or_else(not_found)?;
+    if let Some((system, value)) = doc
+        .patient_identifier
+        .as_deref()
+        .and_then(|p| p.split_once('|'))
+    {
+        trail.patient(&TokenParam {
+            system: system.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+    caller.require_sender(&doc.sender)?;
+    Ok(pdf_original(headers.get(header::ACCEPT), &id, doc.content).into_response())
+}
+
+/// The DocumentReference a list carries for a stored document (FHIR or
+/// PDF): the NCPeH API's minimal DocumentReference (masterIdentifier,
+/// status `current`, type, subject, date, content.attachment with its media
+/// type, size and the `url` to read it by).
+pub(crate) fn listed_reference(
+    services: &ServiceRegistry,
+    doc: &StoredDocument,
+    url: &str,
+) -> serde_json::Value {
+    let type_ = doc
+        .document_type
+        .as_deref()
+        .and_then(|t| t.split_once('|'))
+        .and_then(|(system, code)| {
+            let service = services.for_type(system, code)?;
+            service
+                .document_types
+                .iter()
+                .find(|t| t.system == system && t.code == code)
+        });
+    let subject = doc
+        .patient_identifier
+        .as_deref()
+        .and_then(|p| p.split_once('|'))
+        .map_or(
+            serde_json::Value::Null,
+            |(system, value)| serde_json::json!({"identifier": {"system": system, "value": value}}),
+        );
+    serde_json::json!({
+        "resourceType": "DocumentReference",
+        "id": doc.id,
+        "masterIdentifier": {"system": doc.identifier.system, "value": doc.identifier.value},
+        "status": "current",
+        "type": type_.map_or(serde_json::json!({}), |t| serde_json::json!({"coding": [{
+            "system": t.system, "code": t.code, "display": t.display,
+        }]})),
+        "subject": subject,
+        "date": doc
+            .received_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "content": [{"attachment": {
+            "contentType": doc.content_type,
+            "url": url,
+            "size": doc.content.len(),
+        }}],
+    })
+}
+
+/// What a pushed DocumentReference says of its PDF original.
+#[derive(Debug)]
+struct PdfOriginal {
+    /// `masterIdentifier`.
+    identifier: DocumentIdentifier,
+    /// `subject.identifier` as `system|value`.
+    patient: String,
+    /// The document type (`system|code`) of a service accepting PDFs.
+    document_type: String,
+    /// The PDF, decoded from `content[0].attachment.data`.
+    pdf: Vec<u8>,
+}
+
+impl PdfOriginal {
+    /// Reads `root` (a DocumentReference valid against R4 core); every
+    /// element this gateway needs and does not find is an issue at it.
+    fn read(root: &Node, services: &ServiceRegistry) -> Result<Self, GatewayError> {
+        let mut report = ValidationReport::default();
+        let mut refuse = |at: &str, code: IssueType, message: &str| {
+            report.push(Issue::error(code, message).at(at));
+        };
+        let text = |node: Option<&Node>, key: &str| {
+            node.and_then(|n| n.get(key))
+                .and_then(Node::as_str)
+                .map(str::to_owned)
+        };
+        // The NCPeH API lists current documents only.
+        if text(Some(root), "status").as_deref() != Some("current") {
+            refuse(
+                "DocumentReference.status",
+                IssueType::BusinessRule,
+                "a PDF original is pushed with status 'current'",
+            );
+        }
+        let master = root.get("masterIdentifier");
+        let identifier = match (text(master, "system"), text(master, "value")) {
+            (Some(system), Some(value)) => Some(DocumentIdentifier { system, value }),
+            _ => {
+                refuse(
+                    "DocumentReference.masterIdentifier",
+                    IssueType::Required,
+                    "a PDF original needs masterIdentifier with system and value (the \
+                     document's identifier: a push is idempotent by it)",
+                );
+                None
+            }
+        };
+        let subject = root.get("subject").and_then(|s| s.get("identifier"));
+        let patient = match (text(subject, "system"), text(subject, "value")) {
+            (Some(system), Some(value)) => Some(format!("{system}|{value}")),
+            _ => {
+                refuse(
+                    "DocumentReference.subject.identifier",
+                    IssueType::Required,
+                    "a PDF original names its patient by subject.identifier (system and value)",
+                );
+                None
+            }
+        };
+        let document_type = Self::document_type(root, services, &mut refuse);
+        let contents = root.get("content").map(Node::items).unwrap_or_default();
+        if contents.len() != 1 {
+            refuse(
+                "DocumentReference.content",
+                IssueType::BusinessRule,
+                "a PDF original is pushed as one content.attachment",
+            );
+        }
+        let attachment = contents.first().and_then(|c| c.get("attachment"));
+        let media_type = text(attachment, "contentType");
+        let is_pdf = media_type.as_deref().is_some_and(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(ehds_store::PDF))
+        });
+        if !is_pdf {
+            refuse(
+                "DocumentReference.content[0].attachment.contentType",
+                IssueType::NotSupported,
+                "an original clinical document is accepted as application/pdf only",
+            );
+        }
+        let pdf = match text(attachment, "data") {
+            None => {
+                refuse(
+                    DATA_AT,
+                    IssueType::Required,
+                    "the PDF is sent in attachment.data (base64); this gateway does not \
+                     fetch attachment.url",
+                );
+                None
+            }
+            Some(data) => match base64::engine::general_purpose::STANDARD.decode(data) {
+                Ok(pdf) => Some(pdf),
+                Err(_) => {
+                    refuse(DATA_AT, IssueType::Value, "attachment.data is not base64");
+                    None
+                }
+            },
+        };
+        let declared_size = attachment
+            .and_then(|a| a.get("size"))
+            .and_then(Node::as_number_text)
+            .and_then(|t| t.parse::<u64>().ok());
+        if let (Some(size), Some(pdf)) = (declared_size, &pdf)
+            && u64::try_from(pdf.len()).ok() != Some(size)
+        {
+            refuse(
+                "DocumentReference.content[0].attachment.size",
+                IssueType::Value,
+                "attachment.size is not the size of the PDF in attachment.data",
+            );
+        }
+        match (identifier, patient, document_type, pdf) {
+            (Some(identifier), Some(patient), Some(document_type), Some(pdf))
+                if report.is_acceptable() =>
+            {
+                Ok(Self {
+                    identifier,
+                    patient,
+                    document_type,
+                    pdf,
+                })
+            }
+            _ => Err(GatewayError::Invalid(report)),
+        }
+    }
+
+    /// The first `type.coding` naming a service of the registry, which
+    /// must accept PDF originals.
+    fn document_type(
+        root: &Node,
+        services: &ServiceRegistry,
+        refuse: &mut impl FnMut(&str, IssueType, &str),
+    ) -> Option<String> {
+        let codings = root
+            .get("type")
+            .and_then(|t| t.get("coding"))
+            .map(Node::items)
+            .unwrap_or_default();
+        let named = codings.iter().find_map(|coding| {
+            let system = coding.get("system")?.as_str()?;
+            let code = coding.get("code")?.as_str()?;
+            Some((services.for_type(system, code)?, system, code))
+        });
+        match named {
+            Some((service, system, code))
+                if service.pdf_original && service.kind == ServiceKind::Document =>
+            {
+                Some(format!("{system}|{code}"))
+            }
+            Some((service, ..)) => {
+                refuse(
+                    "DocumentReference.type",
+                    IssueType::NotSupported,
+                    &format!(
+                        "the service {} does not accept PDF originals (services.toml: \
+                         pdf_original)",
+                        service.name
+                    ),
+                );
+                None
+            }
+            None => {
+                refuse(
+                    "DocumentReference.type",
+                    IssueType::NotSupported,
+                    "the document's type is not the type of a document service of this gateway",
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn reference(type_code: &str, content_type: &str, data: &str) -> ehds_fhir::ReceivedResource {
+        let json = serde_json::json!({
+            "resourceType": "DocumentReference",
+            "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:1"},
+            "status": "current",
+            "type": {"coding": [{"system": "http://loinc.org", "code": type_code}]},
+            "subject": {"identifier": {"system": "urn:oid:1.2.3", "value": "42"}},
+            "content": [{"attachment": {"contentType": content_type, "data": data}}],
+        });
+        ehds_fhir::ReceivedResource::parse(bytes::Bytes::from(json.to_string())).unwrap()
+    }
+
+    fn issues_at(result: Result<PdfOriginal, GatewayError>) -> Vec<String> {
+        match result {
+            Err(GatewayError::Invalid(report)) => report
+                .issues
+                .into_iter()
+                .filter_map(|i| i.expression)
+                .collect(),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pdf_original_is_read_from_its_document_reference() {
+        let services = ServiceRegistry::shipped().unwrap();
+        let data = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4 %%EOF");
+        let original = PdfOriginal::read(
+            reference("11502-2", "application/pdf", &data).root(),
+            &services,
+        )
+        .unwrap();
+        assert_eq!(original.document_type, "http://loinc.org|11502-2");
+        assert_eq!(original.patient, "urn:oid:1.2.3|42");
+        assert_eq!(original.pdf, b"%PDF-1.4 %%EOF");
+    }
+
+    #[test]
+    fn refusals_are_located_at_the_element() {
+        let services = ServiceRegistry::shipped().unwrap();
+        // The patient summary does not take PDF originals (shipped).
+        let data = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4");
+        assert_eq!(
+            issues_at(PdfOriginal::read(
+                reference("60591-5", "application/pdf", &data).root(),
+                &services
+            )),
+            ["DocumentReference.type"]
+        );
+        assert_eq!(
+            issues_at(PdfOriginal::read(
+                reference("11502-2", "text/html", "%%%").root(),
+                &services
+            )),
+            [
+                "DocumentReference.content[0].attachment.contentType",
+                "DocumentReference.content[0].attachment.data"
+            ]
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! PDF originals abroad (issue 18; MyHealth@EU Original Clinical Documents,
+//! OrCD): LU's hospital pushes the PDF of a laboratory report with its
+//! metadata as a DocumentReference (`POST /fhir/DocumentReference`); PDFs
+//! that are not PDFs, carry JavaScript or launch actions, or are too large
+//! are refused with a located OperationOutcome and nothing is stored. A
+//! doctor in Belgium finds the PDF in the laboratory list
+//! (`contentType: application/pdf`, `Binary/LU.<id>`) beside the FHIR
+//! reports and reads it byte for byte, as `application/pdf` or as a FHIR
+//! Binary; the patient's opt-out of the laboratory service refuses it; the
+//! exchange's `X-Correlation-ID` reaches LU's audit record; the NCPeH
+//! search parameters (`date`, `contenttype`, `category`, `creation`) narrow
+//! the list and refusals carry their eHDSI error code. A
+//! service that takes PDF originals only, added by configuration alone,
+//! carries them too.
+
+use base64::Engine as _;
+
+use super::*;
+
+const PDF: &str = "application/pdf";
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// A DocumentReference of the LU patient carrying `pdf` as `content_type`,
+/// of LOINC `type_code`, identified by `identifier`.
+fn document_reference(
+    identifier: &str,
+    type_code: &str,
+    content_type: &str,
+    pdf: &[u8],
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "resourceType": "DocumentReference",
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": identifier},
+        "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": type_code}]},
+        "subject": {"identifier": {"system": LU_SYSTEM, "value": LU_PATIENT}},
+        "date": "2026-12-01T10:00:00+01:00",
+        "description": "Laboratory report (original PDF)",
+        "content": [{"attachment": {
+            "contentType": content_type,
+            "data": BASE64.encode(pdf),
+            "size": pdf.len(),
+        }}],
+    }))
+    .unwrap()
+}
+
+async fn push(f: &TwoCountries, body: Vec<u8>) -> reqwest::Response {
+    post_at_lu(
+        f,
+        NationalClientKind::EhrSystem,
+        "/fhir/DocumentReference",
+        body,
+    )
+    .await
+}
+
+/// The refusal's OperationOutcome: its status and the issues' expressions.
+async fn refused(response: reqwest::Response, status: u16) -> (Vec<String>, String) {
+    let outcome = json(response, status).await;
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    let expressions = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["expression"].as_array().cloned().unwrap_or_default())
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect();
+    (expressions, outcome.to_string())
+}
+
+/// `GET <BE national API>/fhir/<url>` with `accept`, by `doctor`.
+async fn read(doctor: &Caller<'_>, url: &str, accept: &str) -> reqwest::Response {
+    doctor
+        .client
+        .get(doctor.f.be.url(&format!("/fhir/{url}")))
+        .bearer_auth(doctor.assertion())
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
+    let f = federation().await;
+    let pdf = ehds_test_support::minimal_pdf("Laboratory report: haemoglobin 14.1 g/dL");
+    let reference = document_reference("urn:uuid:orcd-lab-1", "11502-2", PDF, &pdf);
+
+    let created = push(&f, reference.clone()).await;
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let listed = json(created, 201).await;
+    assert!(location.starts_with("/fhir/Binary/"), "{location}");
+    assert_eq!(listed["content"][0]["attachment"]["contentType"], PDF);
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    // Idempotent by masterIdentifier.
+    assert_eq!(push(&f, reference).await.status().as_u16(), 200);
+    // The hospital reads its PDF back at home.
+    let home = f
+        .national_client("LU", NationalClientKind::EhrSystem)
+        .get(f.lu.url(&location))
+        .header("accept", PDF)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status().as_u16(), 200);
+    assert_eq!(home.bytes().await.unwrap(), &pdf[..]);
+
+    // Refused, located, nothing stored.
+    // (The binary comment line becomes U+FFFD: still a PDF.)
+    let text = String::from_utf8_lossy(&pdf);
+    let with_javascript = text
+        .replace(
+            "/Type /Catalog /Pages 2 0 R",
+            "/Type /Catalog /Pages 2 0 R /OpenAction << /S /JavaScript /JS (app.alert(1)) >>",
+        )
+        .into_bytes();
+    let launching = text
+        .replace(
+            "/Type /Catalog /Pages 2 0 R",
+            "/Type /Catalog /Pages 2 0 R /OpenAction << /S /L#61unch /F (cmd.exe) >>",
+        )
+        .into_bytes();
+    let data_at = "DocumentReference.content[0].attachment.data";
+    for (what, body, status, at, says) in [
+        (
+            "a JavaScript action",
+            document_reference("urn:uuid:orcd-js", "11502-2", PDF, &with_javascript),
+            422,
+            data_at,
+            "/JavaScript",
+        ),
+        (
+            "a launch action, its name escaped",
+            document_reference("urn:uuid:orcd-launch", "11502-2", PDF, &launching),
+            422,
+            data_at,
+            "/Launch",
+        ),
+        (
+            "not a PDF (wrong magic)",
+            document_reference(
+                "urn:uuid:orcd-html",
+                "11502-2",
+                PDF,
+                b"<html>%PDF-1.4</html>",
+            ),
+            422,
+            data_at,
+            "%PDF-1.",
+        ),
+        (
+            "another media type",
+            document_reference("urn:uuid:orcd-png", "11502-2", "image/png", &pdf),
+            422,
+            "DocumentReference.content[0].attachment.contentType",
+            "application/pdf only",
+        ),
+        (
+            "a service without PDF originals (the patient summary)",
+            document_reference("urn:uuid:orcd-ps", "60591-5", PDF, &pdf),
+            422,
+            "DocumentReference.type",
+            "does not accept PDF originals",
+        ),
+    ] {
+        let (expressions, outcome) = refused(push(&f, body).await, status).await;
+        assert!(expressions.iter().any(|e| e == at), "{what}: {outcome}");
+        assert!(outcome.contains(says), "{what}: {outcome}");
+    }
+    // Over the size limit (10 MiB once decoded): 413.
+    let mut oversize = pdf.clone();
+    oversize.splice(
+        pdf.len() - 6..pdf.len() - 6,
+        std::iter::repeat_n(b' ', 10 * 1024 * 1024),
+    );
+    let (_, outcome) = refused(
+        push(
+            &f,
+            document_reference("urn:uuid:orcd-big", "11502-2", PDF, &oversize),
+        )
+        .await,
+        413,
+    )
+    .await;
+    assert!(outcome.contains("too-long"), "{outcome}");
+
+    // Abroad: the laboratory list shows the one PDF stored.
+    let doctor = Caller::doctor(&f);
+    let list = json(
+        doctor
+            .get(&about_lu_patient(
+                "DocumentReference",
+                "&type=http://loinc.org|11502-2",
+            ))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(list["total"], 1, "{list}");
+    let attachment = &list["entry"][0]["resource"]["content"][0]["attachment"];
+    assert_eq!(attachment["contentType"], PDF);
+    let url = attachment["url"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("Binary/LU.{id}"));
+    assert_eq!(attachment["size"], pdf.len());
+
+    // The NCPeH search parameters narrow the list, at LU (the query is
+    // relayed canonically).
+    let category =
+        "http://hl7.eu/fhir/health-data-api/CodeSystem/document-priority-category-eu-api";
+    let today = time::OffsetDateTime::now_utc().date();
+    for (rest, total) in [
+        ("&contenttype=application/pdf".to_owned(), 1),
+        ("&contenttype=application/fhir%2Bjson".to_owned(), 0),
+        (format!("&date=ge{today}&date=le{today}"), 1),
+        ("&date=lt2000".to_owned(), 0),
+        (format!("&category={category}|Laboratory-Reports"), 1),
+        (format!("&category={category}|Medical-Imaging"), 0),
+        // The lists carry no attachment.creation.
+        ("&creation=ge2000".to_owned(), 0),
+    ] {
+        let narrowed = json(
+            doctor
+                .get(&about_lu_patient(
+                    "DocumentReference",
+                    &format!("&type=http://loinc.org|11502-2{rest}"),
+                ))
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(narrowed["total"], total, "{rest}: {narrowed}");
+    }
+    // A malformed one is refused at BE, located, with its eHDSI code.
+    let refusal = json(
+        doctor
+            .get(&about_lu_patient("DocumentReference", "&date=sa2025"))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        refusal["issue"][0]["expression"][0], "http.date",
+        "{refusal}"
+    );
+    assert_eq!(
+        refusal["issue"][0]["details"]["coding"][0]["code"],
+        "ERROR_UNKNOWN_FILTER"
+    );
+
+    // Read through BE: the exact bytes as application/pdf; as a FHIR
+    // Binary, the same bytes in `data`.
+    let raw = read(&doctor, &url, PDF).await;
+    assert_eq!(raw.status().as_u16(), 200);
+    assert_eq!(raw.headers()["content-type"], PDF);
+    let received = raw.bytes().await.unwrap();
+    assert_eq!(Sha256::digest(&received), Sha256::digest(&pdf));
+    let binary = json(read(&doctor, &url, FHIR_JSON).await, 200).await;
+    assert_eq!(binary["resourceType"], "Binary");
+    assert_eq!(binary["contentType"], PDF);
+    assert_eq!(
+        BASE64.decode(binary["data"].as_str().unwrap()).unwrap(),
+        pdf
+    );
+    // A PDF original is not a Bundle.
+    let not_a_bundle = doctor.get(&format!("/fhir/Bundle/LU.{id}")).await;
+    assert_eq!(not_a_bundle.status().as_u16(), 404);
+
+    // The patient's opt-out of laboratory results refuses it.
+    set_opt_out_of(&f, "laboratory-report", Some("BE"), true).await;
+    let refusal = json(read(&doctor, &url, PDF).await, 403).await;
+    assert!(refusal.to_string().contains("no consent"), "{refusal}");
+    assert_eq!(
+        refusal["issue"][0]["details"]["coding"][0]["code"], "ERROR_NO_CONSENT",
+        "LU's refusal reaches the doctor with its eHDSI code"
+    );
+    set_opt_out_of(&f, "laboratory-report", Some("BE"), false).await;
+    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
+
+    // The doctor's system names the exchange (X-Correlation-ID): echoed,
+    // carried to LU and written in LU's record of the read.
+    let correlated = doctor
+        .client
+        .get(doctor.f.be.url(&format!("/fhir/{url}")))
+        .bearer_auth(doctor.assertion())
+        .header("accept", PDF)
+        .header("x-correlation-id", "be-orcd-0001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(correlated.status().as_u16(), 200);
+    assert_eq!(correlated.headers()["x-correlation-id"], "be-orcd-0001");
+
+    // Both ends audited every read, in unbroken chains; LU's record of the
+    // read names Binary, and the correlated one its correlation id.
+    let log = access_log(&f, "&_count=20").await;
+    assert!(log.to_string().contains(&format!("Binary/{id}")), "{log}");
+    assert!(log.to_string().contains("be-orcd-0001"), "{log}");
+    // Each record names the service the data belongs to.
+    assert!(
+        log.to_string()
+            .contains(r#"{"type":"service","valueString":"laboratory-report"}"#),
+        "{log}"
+    );
+    let be_audit = f.be.audit().await;
+    let lu_audit = f.lu.audit().await;
+    assert!(be_audit.first_broken.is_none() && lu_audit.first_broken.is_none());
+    f.stop().await;
+}
+
+/// A service for PDF originals only, added by both gateways'
+/// configurations: electrocardiogram reports (LOINC 11524-6 "EKG study"),
+/// read under the discharge report's permission.
+const ECG_REPORT: &str = r#"
+[[services.service]]
+name = "orcd-ecg-report"
+title = "Electrocardiogram report (PDF)"
+permission = "ReadDischargeReport"
+pdf_original = true
+[[services.service.document_type]]
+system = "http://loinc.org"
+code = "11524-6"
+display = "EKG study"
+"#;
+
+#[tokio::test]
+async fn a_pdf_only_service_added_by_configuration_alone_crosses_the_border() {
+    let f = TwoCountries::start("pdf-only-service", |config| {
+        federation_settings(config);
+        config.sections.push('\n');
+        config.sections.push_str(ECG_REPORT);
+    })
+    .await;
+    let pdf = ehds_test_support::minimal_pdf("ECG: sinus rhythm");
+    let reference = document_reference("urn:uuid:orcd-ecg-1", "11524-6", PDF, &pdf);
+    let created = push(&f, reference).await;
+    assert_eq!(created.status().as_u16(), 201);
+    let doctor = Caller::doctor(&f);
+    let list = json(
+        doctor
+            .get(&about_lu_patient(
+                "DocumentReference",
+                "&type=http://loinc.org|11524-6",
+            ))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(list["total"], 1, "{list}");
+    let url = list["entry"][0]["resource"]["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let raw = read(&doctor, &url, PDF).await;
+    assert_eq!(raw.status().as_u16(), 200);
+    assert_eq!(raw.bytes().await.unwrap(), &pdf[..]);
+    set_opt_out_of(&f, "orcd-ecg-report", Some("BE"), true).await;
+    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 403);
+    f.stop().await;
+}
