@@ -98,7 +98,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, G
         state
             .metrics
             .render(stored, state.store.group_commit_counts())
-            + &state.operations.render(time::OffsetDateTime::now_utc()),
+            + &state.operations.render(time::OffsetDateTime::now_utc())
+            + &state
+                .federation
+                .as_ref()
+                .map(|f| f.national_sources.render_metrics())
+                .unwrap_or_default(),
     )
         .into_response())
 }
