@@ -77,8 +77,11 @@ impl NationalFhir {
                 })?;
                 ehds_transport::federation_client(&identity, &trust, timeouts)?
             }
-            // Plain HTTP to a loopback address only (`NationalServer::check`).
+            // Plain HTTP to a loopback address only (`NationalServer::check`):
+            // TLS is configured with no trust anchor at all, so this client
+            // can never complete an https handshake.
             None => reqwest::Client::builder()
+                .use_preconfigured_tls(no_tls()?)
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .http1_only()
@@ -389,6 +392,17 @@ impl NationalFhir {
         }
         Ok(Some(answer))
     }
+}
+
+/// A TLS configuration that trusts no server (reqwest is built with
+/// rustls and no process-wide provider: every client names its own).
+fn no_tls() -> Result<rustls::ClientConfig, NationalError> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| NationalError::Unexpected(e.to_string()))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
 }
 
 /// Whether `reference` (relative `Type/id` or absolute `…/Type/id`, with or
