@@ -114,12 +114,55 @@ impl Breaker {
         };
     }
 
+    /// A call admitted now, recorded when it ends: by [`Attempt::finish`],
+    /// or as a failure if it is dropped unfinished (a caller's time budget
+    /// cancelled it), so a cancelled probe cannot leave the breaker
+    /// half-open for ever.
+    pub fn attempt(&self) -> Option<Attempt<'_>> {
+        let admission = self.admit()?;
+        Some(Attempt {
+            breaker: self,
+            admission,
+            finished: false,
+        })
+    }
+
     /// The state now.
     pub fn state(&self) -> BreakerState {
         match *self.lock() {
             Inner::Closed { .. } => BreakerState::Closed,
             Inner::Open { .. } => BreakerState::Open,
             Inner::HalfOpen => BreakerState::HalfOpen,
+        }
+    }
+}
+
+/// A call in flight through the breaker ([`Breaker::attempt`]).
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    breaker: &'a Breaker,
+    admission: Admission,
+    finished: bool,
+}
+
+impl Attempt<'_> {
+    /// Whether this call is the half-open state's probe.
+    pub fn is_probe(&self) -> bool {
+        self.admission == Admission::Probe
+    }
+
+    /// Records the call's outcome (`ok`: the server answered, short of a
+    /// 5xx).
+    pub fn finish(mut self, ok: bool) {
+        self.finished = true;
+        self.breaker.record(self.admission, ok);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.breaker.record(self.admission, false);
         }
     }
 }
@@ -149,6 +192,20 @@ mod tests {
         breaker.record(Admission::Probe, true);
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(breaker.admit(), Some(Admission::Call));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_cancelled_by_its_budget_counts_as_a_failure() {
+        let breaker = Breaker::new(1, Duration::from_secs(30));
+        breaker.record(Admission::Call, false);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let probe = breaker.attempt().unwrap();
+        assert!(probe.is_probe());
+        drop(probe);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        breaker.attempt().unwrap().finish(true);
+        assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

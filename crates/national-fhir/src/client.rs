@@ -14,7 +14,7 @@ use ehds_transport::{ClientTimeouts, IdentityFiles, TlsIdentity, TrustFiles, Tru
 use tokio::sync::Semaphore;
 
 use crate::about::{PatientIdentifier, identifiers, matches};
-use crate::breaker::{Admission, Breaker, BreakerState};
+use crate::breaker::{Breaker, BreakerState};
 use crate::{NationalError, NationalServer, Retrieval};
 
 /// How many search results one call asks for (`_count`): a patient's
@@ -145,20 +145,21 @@ impl NationalFhir {
             .acquire()
             .await
             .map_err(|_| NationalError::CircuitOpen)?;
-        let Some(admission) = self.breaker.admit() else {
+        let Some(attempt) = self.breaker.attempt() else {
             return Err(NationalError::CircuitOpen);
         };
         let answer = self.send(url).await;
         // The server failed when it could not be reached, was too slow or
-        // answered 5xx; anything else it answered is an answer.
+        // answered 5xx; anything else it answered is an answer. (A call the
+        // budget cancels is dropped here unfinished: a failure.)
         let failed = matches!(
             &answer,
             Err(NationalError::Unreachable(_) | NationalError::Timeout(_))
         ) || matches!(&answer, Err(NationalError::Status(s)) if *s >= 500);
-        self.breaker.record(admission, !failed);
-        if admission == Admission::Probe {
+        if attempt.is_probe() {
             tracing::info!(ok = !failed, "national server: circuit breaker probe");
         }
+        attempt.finish(!failed);
         answer
     }
 
