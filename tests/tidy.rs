@@ -516,6 +516,7 @@ const GATEWAY_LAYERS: &[(&str, u8)] = &[
     ("crate::error", 2),
     ("crate::edge", 3),
     ("crate::services", 3),
+    ("crate::sources", 3),
     ("crate::audit", 4),
     ("crate::assertion", 4),
     ("crate::release", 4),

@@ -652,6 +652,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_national_fhir_source_is_checked_with_the_configuration() {
+        let service = |server: &str| {
+            format!(
+                "[[services.service]]\nname = \"patient-summary\"\ntitle = \"PS\"\n\
+                 permission = \"ReadPatientSummary\"\nsource = \"fhir\"\n\
+                 [services.service.national_server]\n{server}\n\
+                 [[services.service.document_type]]\nsystem = \"http://loinc.org\"\n\
+                 code = \"60591-5\"\ndisplay = \"PS\"\n"
+            )
+        };
+        let checked =
+            GatewayConfig::from_toml(&service("base_url = \"http://127.0.0.1:8090/fhir\""))
+                .and_then(GatewayConfig::check)
+                .unwrap();
+        assert_eq!(checked.services.national().count(), 1);
+        for bad in [
+            "base_url = \"https://fhir.example.lu/r4\"",
+            "base_url = \"http://fhir.example.lu/r4\"",
+            "base_url = \"http://127.0.0.1:8090/\"\ntimeout_secs = 0",
+            "base_url = \"http://127.0.0.1:8090/\"\naccept_any_certificate = true",
+        ] {
+            let err = GatewayConfig::from_toml(&service(bad)).and_then(GatewayConfig::check);
+            assert!(err.is_err(), "accepted: {bad}");
+        }
+    }
+
     fn patient_page(listen: &str) -> String {
         format!(
             "[patient_page]\nlisten = \"{listen}\"\nclient_certificate = \"c.pem\"\n\

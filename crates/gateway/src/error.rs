@@ -151,6 +151,16 @@ pub enum GatewayError {
     /// audited exit (a bug): refused, so nothing is answered unaudited.
     #[error("the route is not behind the audited exit")]
     Unaudited,
+    /// The national FHIR server answering a service (`source = "fhir"`)
+    /// could not be reached, was too slow, or answered unusably (not FHIR,
+    /// not what was asked for, about another patient): its failure, never
+    /// the caller's.
+    #[error(transparent)]
+    National(#[from] ehds_national_fhir::NationalError),
+    /// The national FHIR server's document failed validation against its
+    /// service's profiles: not passed on.
+    #[error("the national server's document failed validation")]
+    NationalInvalid(ValidationReport),
     /// The patient page could not reach this gateway's national API (the
     /// detail, without URL, goes to the log).
     #[error("the national API did not answer the patient page: {0}")]
@@ -239,7 +249,9 @@ pub fn ehdsi_code(error: &GatewayError) -> Option<IssueDetail> {
             "The Country of Treatment (Country B) is unable to contact the Patient Country of \
              Affiliation.",
         ),
-        E::PeerInvalid(_) => code("ERROR_HQI_GENERIC", "High quality information error"),
+        E::PeerInvalid(_) | E::NationalInvalid(_) => {
+            code("ERROR_HQI_GENERIC", "High quality information error")
+        }
         E::DispenseRefused { kind, .. } => match kind {
             DispenseRefusal::UnknownPrescription => code(
                 "ERROR_EP_NOT_MATCHING",
@@ -254,6 +266,7 @@ pub fn ehdsi_code(error: &GatewayError) -> Option<IssueDetail> {
             }
         },
         E::Ledger(_)
+        | E::National(_)
         | E::MemoryBudgetExhausted { .. }
         | E::ReleaseFailed(_)
         | E::Store(_)
@@ -422,6 +435,21 @@ fn status_and_issues(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 "the patient page could not reach this gateway's national API",
             )],
         ),
+        E::National(failure) => national_row(failure),
+        E::NationalInvalid(report) => {
+            let mut issues = vec![Issue::error(
+                IssueType::Exception,
+                "this country's national FHIR server answered with a document that fails validation; it is not passed on",
+            )];
+            issues.extend(
+                report
+                    .issues
+                    .iter()
+                    .filter(|i| i.severity.is_error())
+                    .cloned(),
+            );
+            (S::BAD_GATEWAY, issues)
+        }
         E::PeerTimeout => one(
             S::GATEWAY_TIMEOUT,
             IssueType::Timeout,
@@ -462,6 +490,38 @@ fn status_and_issues(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
             vec![internal_issue(IssueType::Exception, "internal error")],
         ),
     }
+}
+
+/// The national FHIR server's failures (issue 19): unreachable or not
+/// asked (circuit breaker open) → 503, too slow → 504, an answer that is
+/// not FHIR, not what was asked for or about another patient → 502. The
+/// detail (never patient data: URLs are dropped) goes to the log only.
+fn national_row(failure: &ehds_national_fhir::NationalError) -> (StatusCode, Vec<Issue>) {
+    use StatusCode as S;
+    use ehds_national_fhir::NationalError as N;
+    let (status, code, message) = match failure {
+        N::Unreachable(_) | N::CircuitOpen | N::Transport(_) => (
+            S::SERVICE_UNAVAILABLE,
+            IssueType::Transient,
+            "this country's national FHIR server is unavailable; try again later",
+        ),
+        N::Timeout(_) => (
+            S::GATEWAY_TIMEOUT,
+            IssueType::Timeout,
+            "this country's national FHIR server did not answer in time",
+        ),
+        N::Status(_) | N::NotFhir(_) | N::Unexpected(_) => (
+            S::BAD_GATEWAY,
+            IssueType::Exception,
+            "this country's national FHIR server answered with something that is not usable FHIR; nothing is passed on",
+        ),
+        N::OtherPatient => (
+            S::BAD_GATEWAY,
+            IssueType::Exception,
+            "this country's national FHIR server answered about another patient; nothing is passed on",
+        ),
+    };
+    (status, vec![internal_issue(code, message)])
 }
 
 /// Whether a store failure is the store being unavailable for a while (503
@@ -534,6 +594,8 @@ impl GatewayError {
             Self::PeerTimeout => "peer timed out".to_owned(),
             Self::PeerAnswer { status, .. } => format!("peer answered {status}"),
             Self::PeerInvalid(_) => "peer answer failed validation".to_owned(),
+            Self::National(failure) => national_summary(failure).to_owned(),
+            Self::NationalInvalid(_) => "national server's document failed validation".to_owned(),
             _ => "failed".to_owned(),
         }
     }
@@ -552,6 +614,20 @@ impl GatewayError {
                 | Self::Forbidden(_)
                 | Self::PeerInvalid(_)
         )
+    }
+}
+
+/// [`GatewayError::audit_summary`] of a national server's failure.
+fn national_summary(failure: &ehds_national_fhir::NationalError) -> &'static str {
+    use ehds_national_fhir::NationalError as N;
+    match failure {
+        N::Unreachable(_) | N::Transport(_) => "national server unreachable",
+        N::CircuitOpen => "national server not asked: circuit breaker open",
+        N::Timeout(_) => "national server timed out",
+        N::Status(_) => "national server answered an error",
+        N::NotFhir(_) => "national server answered something that is not FHIR",
+        N::Unexpected(_) => "national server answered something else than asked",
+        N::OtherPatient => "national server answered about another patient: refused",
     }
 }
 
@@ -672,11 +748,13 @@ mod tests {
             E::AuditEvent(_) => "AuditEvent",
             E::Unaudited => "Unaudited",
             E::NationalApiUnavailable(_) => "NationalApiUnavailable",
+            E::National(_) => "National",
+            E::NationalInvalid(_) => "NationalInvalid",
         }
     }
 
     /// How many variants [`variant`] names.
-    const VARIANTS: usize = 31;
+    const VARIANTS: usize = 32;
 
     /// The mapping table, row by row (every variant): error → status, issue
     /// code.
@@ -805,6 +883,28 @@ mod tests {
                 "transient",
             ),
             (GatewayError::PeerTimeout, 504, "timeout"),
+            (
+                GatewayError::National(ehds_national_fhir::NationalError::Unreachable(
+                    "connection refused".into(),
+                )),
+                503,
+                "transient",
+            ),
+            (
+                GatewayError::National(ehds_national_fhir::NationalError::Timeout(10)),
+                504,
+                "timeout",
+            ),
+            (
+                GatewayError::National(ehds_national_fhir::NationalError::OtherPatient),
+                502,
+                "exception",
+            ),
+            (
+                GatewayError::NationalInvalid(ValidationReport::default()),
+                502,
+                "exception",
+            ),
             (
                 GatewayError::PeerAnswer {
                     status: 403,

@@ -18,7 +18,7 @@
 //! | 6 services at home | `national` | the national API: documents, `$validate`, metadata, patient rights, prescriptions |
 //! | 5 cross-border | `relay`, `federation` | the country of treatment's relay; the patient's country's federation API |
 //! | 4 shared by the services | `audit`, `assertion`, `release`, `eprescription` | the audited exit and trail; assertions; what may be released; ePrescription rules |
-//! | 3 edge | `edge` (state, extract, observe, fallback), `services` | what every request passes through |
+//! | 3 edge | `edge` (state, extract, observe, fallback), `services`, `sources` | what every request passes through; where each service's documents come from (store or national FHIR server) |
 //! | 2 error | [`error`] | the one table: error → status, OperationOutcome, audit summary |
 //! | 1 ground | `edge::respond`, `edge::request_id`, `metrics`, `operations`, `answer_memo`, [`start_error`] | know nothing of the crate |
 
@@ -37,6 +37,7 @@ mod patient_page;
 mod relay;
 mod release;
 mod services;
+mod sources;
 pub mod start_error;
 pub mod startup;
 
@@ -50,7 +51,8 @@ pub use error::GatewayError;
 pub use metrics::Metrics;
 pub use national::router as national_router;
 pub use operations::Operations;
-pub use services::{DocumentType, SHIPPED_SERVICES, Service, ServiceKind, ServiceRegistry};
+pub use services::{DocumentType, SHIPPED_SERVICES, Service, ServiceKind, ServiceRegistry, Source};
+pub use sources::NationalSources;
 pub use start_error::StartError;
 pub use startup::{
     AuditChainReport, Backup, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, backup,

@@ -120,9 +120,62 @@ pub(crate) async fn summary_under(
             lifted: false,
         });
     }
-    let parts: Vec<RestrictedPart> = restrictions.iter().filter_map(restricted_part).collect();
     let resource = ReceivedResource::parse(original.content.clone().into())
         .map_err(|e| GatewayError::ReleaseFailed(format!("stored document unreadable: {e}")))?;
+    let Some(variant) = variant_of(state, &resource, restrictions)? else {
+        return Ok(unchanged(original, false));
+    };
+    let Variant {
+        id,
+        identifier,
+        now,
+        timestamp,
+        content: variant,
+    } = variant;
+    let provenance = provenance(
+        &id,
+        &original,
+        (&federation.ncp_id, &federation.country),
+        &timestamp,
+    )?;
+    let kept = state
+        .store
+        .put_released_document(NewReleasedDocument {
+            id: &id,
+            original_id: &original.id,
+            restrictions_sha256: fingerprint,
+            identifier: &identifier,
+            released_at: now,
+            content: variant.bytes(),
+            provenance: &provenance,
+        })
+        .await?;
+    Ok(ReleasableSummary {
+        id: kept.id,
+        identifier: kept.identifier,
+        content: kept.content,
+        lifted: false,
+    })
+}
+
+/// A restricted variant of a summary, validated, not yet kept.
+struct Variant {
+    id: String,
+    identifier: DocumentIdentifier,
+    now: OffsetDateTime,
+    timestamp: String,
+    content: ReceivedResource,
+}
+
+/// The variant of the summary `resource` without the parts `restrictions`
+/// name (`None`: they touch nothing of it), validated against the patient
+/// summary's profiles like any pushed document (fail closed).
+fn variant_of(
+    state: &AppState,
+    resource: &ReceivedResource,
+    restrictions: &[Restriction],
+) -> Result<Option<Variant>, GatewayError> {
+    let parts: Vec<RestrictedPart> = restrictions.iter().filter_map(restricted_part).collect();
     let id = uuid::Uuid::new_v4().to_string();
     let identifier = DocumentIdentifier {
         system: URI_IDENTIFIER_SYSTEM.to_owned(),
@@ -141,10 +194,10 @@ pub(crate) async fn summary_under(
         timestamp: &timestamp,
     };
     let content = match restrict_document(resource.root(), resource.bytes(), &parts, identity) {
-        Restricted::Unchanged => return Ok(unchanged(original, false)),
+        Restricted::Unchanged => return Ok(None),
         Restricted::NotADocument => {
             return Err(GatewayError::ReleaseFailed(
-                "the stored summary is not a document Bundle".into(),
+                "the summary is not a document Bundle".into(),
             ));
         }
         Restricted::Variant { content, .. } => content,
@@ -169,29 +222,39 @@ pub(crate) async fn summary_under(
             report.error_count()
         )));
     }
-    let provenance = provenance(
-        &id,
-        &original,
-        (&federation.ncp_id, &federation.country),
-        &timestamp,
-    )?;
-    let kept = state
-        .store
-        .put_released_document(NewReleasedDocument {
-            id: &id,
-            original_id: &original.id,
-            restrictions_sha256: fingerprint,
-            identifier: &identifier,
-            released_at: now,
-            content: variant.bytes(),
-            provenance: &provenance,
-        })
-        .await?;
-    Ok(ReleasableSummary {
-        id: kept.id,
-        identifier: kept.identifier,
-        content: kept.content,
-        lifted: false,
+    Ok(Some(Variant {
+        id,
+        identifier,
+        now,
+        timestamp,
+        content: variant,
+    }))
+}
+
+/// A patient summary from the national FHIR server (issue 19) as it may
+/// cross the border for this `purpose`: its bytes as the server sent them
+/// when no restriction of `patient` (`system|value`) touches it (or an
+/// emergency lifts them), else its restricted variant, validated. Nothing
+/// is kept: neither the national document nor the variant is stored
+/// (so no Provenance is kept at home either; the variant's id is new on
+/// every read). The second value: whether an emergency lifted restrictions.
+pub(crate) async fn national_summary_for_release(
+    state: &AppState,
+    federation: &Federation,
+    resource: &ReceivedResource,
+    patient: &str,
+    purpose: PurposeOfUse,
+) -> Result<(bytes::Bytes, bool), GatewayError> {
+    let restrictions = summary_restrictions(state, patient).await?;
+    if restrictions.is_empty() {
+        return Ok((resource.bytes().clone(), false));
+    }
+    if lifts(federation, purpose, "patient-summary") {
+        return Ok((resource.bytes().clone(), true));
+    }
+    Ok(match variant_of(state, resource, &restrictions)? {
+        Some(variant) => (variant.content.bytes().clone(), false),
+        None => (resource.bytes().clone(), false),
     })
 }
 

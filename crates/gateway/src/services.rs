@@ -30,6 +30,20 @@ pub enum ServiceKind {
     Eprescription,
 }
 
+/// Where the patient's country takes a service's documents from when
+/// another country asks (issue 19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The gateway's own store: documents pushed to `POST /fhir/Bundle`.
+    #[default]
+    Store,
+    /// The national FHIR server of `[service.national_server]`, asked on
+    /// demand; nothing it answers is stored
+    /// (`crate::federation::national_source`).
+    Fhir,
+}
+
 /// A document type a service answers to (`DocumentReference.type`,
 /// `Composition.type`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -70,6 +84,13 @@ pub struct Service {
     /// (`DocumentReference.category`, the NCPeH search's `category`).
     #[serde(default, rename = "category")]
     pub categories: Vec<Category>,
+    /// Where the patient's country answers from: `store` (the default) or
+    /// `fhir` (the national server below).
+    #[serde(default)]
+    pub source: Source,
+    /// The national FHIR server of `source = "fhir"`.
+    #[serde(default)]
+    pub national_server: Option<ehds_national_fhir::NationalServer>,
 }
 
 /// A category of a service's documents (`DocumentReference.category`): the
@@ -162,6 +183,29 @@ impl ServiceRegistry {
             if service.document_profiles.iter().any(String::is_empty) {
                 return Err(format!("service {name}: an empty document profile"));
             }
+            match (service.source, &service.national_server, service.kind) {
+                (Source::Store, None, _) => {}
+                (Source::Store, Some(_), _) => {
+                    return Err(format!(
+                        "service {name}: national_server is for source = \"fhir\""
+                    ));
+                }
+                (Source::Fhir, _, ServiceKind::Eprescription) => {
+                    return Err(format!(
+                        "service {name}: source = \"fhir\" is not supported for ePrescriptions yet"
+                    ));
+                }
+                (Source::Fhir, None, _) => {
+                    return Err(format!(
+                        "service {name}: source = \"fhir\" needs [service.national_server]"
+                    ));
+                }
+                (Source::Fhir, Some(server), _) => {
+                    server
+                        .check()
+                        .map_err(|e| format!("service {name}: national_server: {e}"))?;
+                }
+            }
             for other in services.iter().skip(index + 1) {
                 if other.name == *name {
                     return Err(format!("service {name} is listed twice"));
@@ -248,6 +292,11 @@ impl ServiceRegistry {
         }))
     }
 
+    /// The services answered from a national FHIR server.
+    pub(crate) fn national(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter().filter(|s| s.source == Source::Fhir)
+    }
+
     /// The ePrescription service.
     pub(crate) fn eprescription(&self) -> Option<&Service> {
         self.services
@@ -325,5 +374,40 @@ mod tests {
         lab.pdf_original = true;
         let replaced = registry.with(&[lab]).unwrap();
         assert!(replaced.named("laboratory-report").unwrap().pdf_original);
+    }
+
+    #[test]
+    fn a_national_fhir_source_is_checked() {
+        let registry = ServiceRegistry::shipped().unwrap();
+        assert_eq!(registry.national().count(), 0);
+        let summary = |extra: &str| {
+            let text = format!(
+                "[[service]]\nname = \"patient-summary\"\ntitle = \"PS\"\n\
+                 permission = \"ReadPatientSummary\"\n{extra}\n\
+                 [[service.document_type]]\nsystem = \"http://loinc.org\"\n\
+                 code = \"60591-5\"\ndisplay = \"PS\"\n"
+            );
+            ServiceRegistry::from_toml_str(&text)
+        };
+        let fhir = summary(
+            "source = \"fhir\"\n[service.national_server]\nbase_url = \"http://127.0.0.1:8090/fhir\"\n",
+        )
+        .unwrap();
+        assert_eq!(fhir.national().count(), 1);
+        assert!(
+            summary("source = \"fhir\"\n")
+                .unwrap_err()
+                .contains("needs")
+        );
+        assert!(
+            summary("[service.national_server]\nbase_url = \"http://127.0.0.1:1/\"\n")
+                .unwrap_err()
+                .contains("national_server is for")
+        );
+        let remote = summary(
+            "source = \"fhir\"\n[service.national_server]\nbase_url = \"http://fhir.example.be/\"\n",
+        )
+        .unwrap_err();
+        assert!(remote.contains("loopback"), "{remote}");
     }
 }

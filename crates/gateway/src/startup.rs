@@ -573,9 +573,17 @@ pub fn load_federation(
                 .patient_rights
                 .emergency_lifts_restrictions
                 .clone(),
+            national_sources: national_sources(config)?,
         },
         listener_tls,
     )))
+}
+
+/// The clients of the services' national FHIR servers (their certificates
+/// and CRLs loaded).
+fn national_sources(config: &CheckedConfig) -> Result<crate::sources::NationalSources, StartError> {
+    crate::sources::NationalSources::connect(&config.services)
+        .map_err(|e| StartError::Config(format!("services: national_server: {e}")))
 }
 
 /// What `check-config` found: everything `serve` would load, loaded, with
@@ -605,6 +613,9 @@ pub fn check_config(config: &CheckedConfig) -> Result<ConfigCheck, StartError> {
             crls: page.national_crls.clone(),
         })?;
     }
+    // The services' national servers: certificates and CRLs loaded (their
+    // URLs and limits were checked with the configuration).
+    national_sources(config)?;
     let (_, packages) = load_validator_counting(config)?;
     Ok(ConfigCheck {
         federation,

@@ -1,7 +1,8 @@
 //! Shared helpers for the gateway's tests.
 //!
 //! Owns: where test fixtures live in the repository, which PostgreSQL
-//! server tests use, and which browser the patient page's test drives. It
+//! server tests use, which browser the patient page's test drives, and
+//! which FHIR server binary (hfs) the national-connector tests run. It
 //! is the one library allowed to read the environment, because it exists
 //! only for tests.
 //!
@@ -29,6 +30,38 @@ pub fn postgres_url() -> Option<String> {
         ),
         _ => {
             eprintln!("skipping PostgreSQL test: {POSTGRES_URL_VAR} is not set");
+            None
+        }
+    }
+}
+
+/// Environment variable naming the Helios FHIR Server binary (`hfs`,
+/// crates.io `helios-hfs`) the national-connector tests run as a real
+/// national FHIR server; `.ci/run` installs it and sets this.
+pub const HFS_BIN_VAR: &str = "EHDS_TEST_HFS_BIN";
+
+/// The Helios FHIR Server binary, or `None` to skip a test that needs it on
+/// a developer machine without it.
+///
+/// # Panics
+///
+/// When `CI` is set and [`HFS_BIN_VAR`] does not name an existing file:
+/// under CI such a test fails rather than skips.
+#[allow(clippy::panic)]
+pub fn hfs_binary() -> Option<PathBuf> {
+    let found = std::env::var_os(HFS_BIN_VAR)
+        .map(PathBuf::from)
+        .filter(|path| path.is_file());
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var_os("CI").is_some() => panic!(
+            "{HFS_BIN_VAR} does not name the hfs binary but CI is set: national-connector tests \
+             must run under CI, not skip (.ci/run installs helios-hfs and sets it)"
+        ),
+        None => {
+            eprintln!(
+                "skipping national FHIR server test: {HFS_BIN_VAR} does not name the hfs binary"
+            );
             None
         }
     }

@@ -74,6 +74,9 @@ pub struct CrossBorder {
     /// Services for which an emergency purpose of use lifts the patient's
     /// restrictions (`[patient_rights]`).
     pub emergency_lifts_restrictions: Vec<String>,
+    /// The national FHIR servers of the services answered from one
+    /// (`source = "fhir"`); the others answer from the store.
+    pub national_sources: crate::sources::NationalSources,
 }
 
 impl CrossBorder {

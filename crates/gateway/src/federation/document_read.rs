@@ -5,7 +5,8 @@
 //! document's service (`crate::services`, by its stored type) names the
 //! permission asked for and the opt-out that applies. The id may be a released
 //! variant's: what is released is decided from its original, against the
-//! restrictions in force now.
+//! restrictions in force now. A document the store does not hold is asked
+//! of the national FHIR servers (`super::national_source`).
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -40,10 +41,27 @@ pub(crate) async fn answer(
     // Found before the assertion is checked (the assertion must name the
     // document's patient), released only after.
     // A PDF original is read as `Binary/{id}` (`super::binary_read`).
-    let document = original_document(&state, &id)
+    let stored = original_document(&state, &id).await?;
+    if stored
+        .as_ref()
+        .is_some_and(|d| d.content_type != ehds_store::FHIR_JSON)
+    {
+        return Err(not_found());
+    }
+    let Some(document) = stored else {
+        // Not in the store: the national servers of the services answered
+        // from one (`crate::sources`).
+        return super::national_source::document_read(
+            &state,
+            federation,
+            peer.as_deref(),
+            &headers,
+            &id,
+            &trail,
+        )
         .await?
-        .filter(|d| d.content_type == ehds_store::FHIR_JSON)
-        .ok_or_else(not_found)?;
+        .ok_or_else(not_found);
+    };
     let patient = document
         .patient_identifier
         .as_deref()

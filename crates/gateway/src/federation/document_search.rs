@@ -74,6 +74,14 @@ pub(crate) async fn answer(
                 .into_response(),
         );
     }
+    // Where the patient's country takes this service's documents from.
+    if let Some(national) = federation.national_sources.for_service(&service.name) {
+        return Ok(super::national_source::document_list(
+            &state, federation, service, national, &search,
+        )
+        .await?
+        .into_response());
+    }
     let patient = &search.patient_identifier;
     let key = patient_key(&patient.system, &patient.value)?;
     let mut documents = state

@@ -4,8 +4,10 @@
 //!
 //! Every request is admitted first ([`admit`]: the calling NCP by its
 //! verified certificate and the directory, the patient, the assertion, the
-//! policy, the patient's opt-out), then answered from the store, with the
-//! patient's restrictions applied (`crate::release`). One file per
+//! policy, the patient's opt-out), then answered from the store, or from the
+//! national FHIR server of a service with `source = "fhir"`
+//! ([`national_source`], `crate::sources`), with the patient's restrictions
+//! applied (`crate::release`). One file per
 //! endpoint: [`patient_search`], [`document_search`], [`document_read`],
 //! [`binary_read`], //! [`prescription_search`], [`prescription_read`], [`dispense`],
 //! [`audit_report`]. Every route is behind the audited exit
@@ -18,6 +20,7 @@ pub(crate) mod binary_read;
 pub(crate) mod dispense;
 pub(crate) mod document_read;
 pub(crate) mod document_search;
+pub(crate) mod national_source;
 pub(crate) mod patient_search;
 pub(crate) mod prescription_read;
 pub(crate) mod prescription_search;

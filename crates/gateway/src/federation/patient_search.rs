@@ -2,7 +2,9 @@
 //! the federation API: identify one of this country's patients for another
 //! country's NCP (NCPeH FHIR API, PatientMinimal search): the Patient
 //! resource of the newest stored document of this patient, exactly as its
-//! sender wrote it, when it matches the optional demographics.
+//! sender wrote it, when it matches the optional demographics; or, when
+//! the patient summary is answered by a national FHIR server, the Patient
+//! that server holds (`super::national_source`).
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -49,6 +51,15 @@ pub(crate) async fn answer(
         &trail,
     )
     .await?;
+    if let Some(national) = federation
+        .national_sources
+        .for_service(crate::services::PATIENT_SUMMARY)
+    {
+        let matches = |patient: &Node| demographics_match(patient, &search);
+        return Ok(super::national_source::patient(national, &search, matches)
+            .await?
+            .into_response());
+    }
     Ok(search_set(&state, &search).await?.into_response())
 }
 

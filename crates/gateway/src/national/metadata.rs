@@ -99,7 +99,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, G
             .metrics
             .render(stored, state.store.group_commit_counts())
             + &state.operations.render(time::OffsetDateTime::now_utc())
-            + &state.memory_budget.render(),
+            + &state.memory_budget.render()
+            + &state
+                .federation
+                .as_ref()
+                .map(|f| f.national_sources.render_metrics())
+                .unwrap_or_default(),
     )
         .into_response())
 }

@@ -53,8 +53,8 @@ pub(crate) async fn push(
     body: Body,
 ) -> Result<Response, GatewayError> {
     caller.require(&[NationalClientKind::EhrSystem], "push PDF originals")?;
-    let resource = FhirBody(receive_resource(&headers, body, &state).await?)
-        .of_type("DocumentReference")?;
+    let resource =
+        FhirBody(receive_resource(&headers, body, &state).await?).of_type("DocumentReference")?;
     // The PDF first: an oversize one is a 413 whatever else is wrong.
     let original = PdfOriginal::read(resource.root(), &state.services)?;
     match check_pdf(&original.pdf, MAX_PDF_ORIGINAL_BYTES, DATA_AT) {

@@ -1,0 +1,254 @@
+//! The patient's country answering from its national FHIR server (issue
+//! 19): for a service with `source = "fhir"` (`crate::sources`), the
+//! federation API's document list, document read and patient
+//! identification ask the national server (`ehds-national-fhir`) instead
+//! of the store, after the same admission as today (`super::admit`:
+//! calling NCP, assertion, policy, opt-out) and before anything leaves.
+//! Each answer is parsed losslessly and checked to be about the patient
+//! asked about (an answer about another patient is refused whole: 502,
+//! audited, nothing relayed), a document is validated against its
+//! service's profiles and restricted by the patient's restrictions, and
+//! passed on byte-exact. Nothing the national server answers is stored.
+//! Its failures (503 unreachable or circuit open, 504 too slow, 502 not
+//! FHIR or invalid) go through the one error table and the audited exit.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use ehds_access::AssertionRefusal;
+use ehds_national_fhir::{NationalFhir, PatientIdentifier, about};
+use ehds_routing::search::{DocumentReferenceSearch, PatientSearch, TokenParam};
+use ehds_transport::VerifiedPeer;
+
+use crate::audit::Trail;
+use crate::edge::respond::{FHIR_JSON, SearchSet, fhir_json};
+use crate::edge::{AppState, CrossBorder};
+use crate::error::GatewayError;
+use crate::services::{DocumentType, PATIENT_SUMMARY, Service};
+
+fn identifier(token: &TokenParam) -> PatientIdentifier {
+    PatientIdentifier {
+        system: token.system.clone(),
+        value: token.value.clone(),
+    }
+}
+
+/// The patient's documents of `service` from the national server, listed
+/// as the store's are: one DocumentReference each, built here (the
+/// national server's own URLs are never relayed), its attachment the
+/// `Bundle/<country>.<id>` to read it by. A summary whose patient has
+/// restrictions is listed without size: the variant is made when read.
+pub(crate) async fn document_list(
+    state: &AppState,
+    federation: &CrossBorder,
+    service: &Service,
+    national: &NationalFhir,
+    search: &DocumentReferenceSearch,
+) -> Result<SearchSet, GatewayError> {
+    let patient = &search.patient_identifier;
+    let types: Vec<(&str, &str)> = match &search.type_ {
+        Some(t) => vec![(t.system.as_str(), t.value.as_str())],
+        None => service
+            .document_types
+            .iter()
+            .map(|t| (t.system.as_str(), t.code.as_str()))
+            .collect(),
+    };
+    let listed = national
+        .within_budget(national.documents(&identifier(patient), &types))
+        .await?;
+    let restricted = service.name == PATIENT_SUMMARY
+        && !crate::release::summary_restrictions(
+            state,
+            &format!("{}|{}", patient.system, patient.value),
+        )
+        .await?
+        .is_empty();
+    let mut set = SearchSet::with_capacity(1024 * (listed.len() + 1));
+    for document in &listed {
+        let type_ = document
+            .types
+            .iter()
+            .find_map(|(system, code)| {
+                service
+                    .document_types
+                    .iter()
+                    .find(|t| &t.system == system && &t.code == code)
+            })
+            .or_else(|| service.listed_type());
+        let mut attachment = serde_json::Map::new();
+        attachment.insert("contentType".into(), FHIR_JSON.into());
+        attachment.insert(
+            "url".into(),
+            format!("Bundle/{}.{}", federation.country, document.id).into(),
+        );
+        if let (Some(size), false) = (document.size, restricted) {
+            attachment.insert("size".into(), size.into());
+        }
+        let mut reference = serde_json::Map::new();
+        reference.insert("resourceType".into(), "DocumentReference".into());
+        reference.insert("id".into(), document.id.as_str().into());
+        if let Some((system, value)) = &document.identifier {
+            reference.insert(
+                "masterIdentifier".into(),
+                serde_json::json!({"system": system, "value": value}),
+            );
+        }
+        reference.insert("status".into(), "current".into());
+        reference.insert("type".into(), type_json(type_));
+        reference.insert(
+            "subject".into(),
+            serde_json::json!({"identifier": {"system": patient.system, "value": patient.value}}),
+        );
+        if let Some(date) = &document.date {
+            reference.insert("date".into(), date.as_str().into());
+        }
+        reference.insert(
+            "content".into(),
+            serde_json::json!([{"attachment": attachment}]),
+        );
+        let reference = serde_json::Value::Object(reference);
+        set.entry(None, reference.to_string().as_bytes());
+    }
+    Ok(set)
+}
+
+/// `DocumentReference.type` of a service's document type.
+fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
+    match type_ {
+        Some(t) => serde_json::json!({"coding": [{
+            "system": t.system,
+            "code": t.code,
+            "display": t.display,
+        }]}),
+        None => serde_json::json!({}),
+    }
+}
+
+/// `GET Bundle/{id}` answered from the national servers when the store has
+/// no such document: the first national server holding it. The document's
+/// service (its Composition's type) must be one answered by a national
+/// server, its patient one of this country: the assertion must name that
+/// patient (else "not found", as for stored documents), and the document
+/// must be about no one else (else 502). Validated against the service's
+/// profiles, restricted (a patient summary), then passed on byte-exact.
+/// `Ok(None)`: no national server has it.
+pub(crate) async fn document_read(
+    state: &AppState,
+    federation: &CrossBorder,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    id: &str,
+    trail: &Trail,
+) -> Result<Option<Response>, GatewayError> {
+    if federation.national_sources.all().next().is_none() {
+        return Ok(None);
+    }
+    // Only a known NCP makes this gateway ask its national servers.
+    super::admit::calling_ncp(federation, peer)?;
+    let not_found = || GatewayError::ResourceNotFound(format!("Bundle/{id}"));
+    for (_, national) in federation.national_sources.all() {
+        let Some(document) = national.within_budget(national.document(id)).await? else {
+            continue;
+        };
+        let root = document.root();
+        let service = state
+            .services
+            .of_document(root)
+            .map(|(service, _)| service)
+            .filter(|s| federation.national_sources.for_service(&s.name).is_some())
+            .ok_or_else(not_found)?;
+        // The patient: the Composition's subject, by the identifier the
+        // directory routes to this country.
+        let patient = about::document_patient(root)
+            .into_iter()
+            .flat_map(about::identifiers)
+            .find(|(system, value)| {
+                federation
+                    .directory
+                    .check_patient_identifier(system, value)
+                    .is_ok_and(|routed| routed.country.code().as_str() == federation.country)
+            })
+            .map(|(system, value)| TokenParam {
+                system: system.to_owned(),
+                value: value.to_owned(),
+            })
+            .ok_or(ehds_national_fhir::NationalError::OtherPatient)?;
+        let purpose = super::admit::admit(
+            state,
+            federation,
+            peer,
+            headers,
+            &patient,
+            (service.permission, &service.name),
+            trail,
+        )
+        .await
+        .map_err(|error| match error {
+            GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
+            other => other,
+        })?;
+        if !about::document_is_about(root, &identifier(&patient)) {
+            return Err(ehds_national_fhir::NationalError::OtherPatient.into());
+        }
+        validate(state, &document, service)?;
+        if service.name != PATIENT_SUMMARY {
+            return Ok(Some(fhir_json(StatusCode::OK, document.bytes().clone())));
+        }
+        let (content, lifted) = crate::release::national_summary_for_release(
+            state,
+            federation,
+            &document,
+            &format!("{}|{}", patient.system, patient.value),
+            purpose,
+        )
+        .await?;
+        if lifted {
+            trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+        }
+        return Ok(Some(fhir_json(StatusCode::OK, content)));
+    }
+    Ok(None)
+}
+
+/// The national document against its service's profiles, as a pushed
+/// document is (the same bytes validated before with no error are not
+/// validated again: `crate::answer_memo`).
+fn validate(
+    state: &AppState,
+    document: &ehds_fhir::ReceivedResource,
+    service: &Service,
+) -> Result<(), GatewayError> {
+    let digest = crate::answer_memo::ValidatedAnswers::digest(document.bytes());
+    if state.validated_answers.validated(&digest) {
+        return Ok(());
+    }
+    let report = state
+        .validator
+        .validate_pushed_document(document, &service.profiles());
+    if !report.is_acceptable() {
+        return Err(GatewayError::NationalInvalid(report));
+    }
+    state.validated_answers.remember(digest);
+    Ok(())
+}
+
+/// `GET Patient?identifier=` answered from the national server of the
+/// patient summary: the Patient it holds with this identifier, exactly as
+/// the server sent it, when it matches the optional demographics.
+pub(crate) async fn patient(
+    national: &NationalFhir,
+    search: &PatientSearch,
+    matches: impl Fn(&ehds_fhir::Node) -> bool,
+) -> Result<SearchSet, GatewayError> {
+    let (_, first) = national
+        .within_budget(national.patients(&identifier(&search.identifier)))
+        .await?;
+    let mut set = SearchSet::with_capacity(512);
+    if let Some(bytes) = first
+        && let Ok(patient) = ehds_fhir::ReceivedResource::parse(bytes)
+        && matches(patient.root())
+    {
+        set.entry(None, patient.bytes());
+    }
+    Ok(set)
+}

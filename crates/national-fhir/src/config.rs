@@ -1,0 +1,209 @@
+//! How the gateway reaches a national FHIR server (a service's
+//! `[service.national_server]` in the service registry): its base URL, how
+//! the gateway authenticates to it, the time budget of an answer, how many
+//! requests may be in flight, the circuit breaker, and which interactions
+//! the server offers (chained search, `Patient/{id}/$summary`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A national FHIR server, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NationalServer {
+    /// The server's FHIR base URL (`https://fhir.example.be/r4`). `https`
+    /// requires `[…national_server.tls]`; plain `http` is accepted only to
+    /// a loopback address (a server beside the gateway on the same host,
+    /// as the tests run one).
+    pub base_url: String,
+    /// Mutual TLS towards the server: the gateway's client certificate and
+    /// the CA(s) with CRLs the server's certificate must chain to
+    /// (`ehds-transport`: TLS 1.3, the URL's host checked against the
+    /// certificate, revocation failing closed).
+    #[serde(default)]
+    pub tls: Option<NationalTls>,
+    /// Seconds to connect (TCP + TLS).
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Seconds the whole answer may take, every call to the server
+    /// included (then 504).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Requests in flight to the server at most; more wait their turn
+    /// within their time budget.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Failures in a row (unreachable, too slow, 5xx) that open the
+    /// circuit breaker: calls then fail at once (503) until `breaker_open_secs`
+    /// have passed and one probe call succeeds.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// Seconds the breaker stays open before a probe is let through.
+    #[serde(default = "default_breaker_open_secs")]
+    pub breaker_open_secs: u64,
+    /// Whether the server supports the chained search
+    /// `DocumentReference?patient.identifier=` (FHIR R4 search.html §3.1.1.5.4.1);
+    /// without it the patient's id is searched first (`Patient?identifier=`)
+    /// and the documents by `patient=Patient/{id}`.
+    #[serde(default = "default_true")]
+    pub chained_search: bool,
+    /// How a document is retrieved: `bundle` (`Bundle/{id}`, the document
+    /// the DocumentReference points to) or `summary` (`Patient/{id}/$summary`,
+    /// the IPS operation generating the patient summary on demand).
+    #[serde(default)]
+    pub retrieval: Retrieval,
+}
+
+/// How a document is retrieved from the national server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retrieval {
+    /// `GET Bundle/{id}`: the document stored on the server.
+    #[default]
+    Bundle,
+    /// `GET Patient/{id}/$summary` (IPS 1.1 OperationDefinition
+    /// `summary`): generated on demand, one per patient.
+    Summary,
+}
+
+/// `[…national_server.tls]`: mutual TLS towards the national server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NationalTls {
+    /// The gateway's client certificate chain (PEM), of the national PKI.
+    pub client_certificate: PathBuf,
+    /// Its private key (PEM).
+    pub client_private_key: PathBuf,
+    /// The CA certificate(s) the server's certificate must chain to.
+    pub cas: Vec<PathBuf>,
+    /// A current CRL for every CA above (revocation fails closed).
+    pub crls: Vec<PathBuf>,
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    5
+}
+fn default_timeout_secs() -> u64 {
+    10
+}
+fn default_max_concurrent() -> usize {
+    16
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_secs() -> u64 {
+    30
+}
+fn default_true() -> bool {
+    true
+}
+
+impl NationalServer {
+    /// The base URL, checked: `https` with `tls`, or `http` to a loopback
+    /// address without it; no query, no fragment, no user information.
+    pub fn check(&self) -> Result<url::Url, String> {
+        let mut url = url::Url::parse(&self.base_url)
+            .map_err(|e| format!("base_url {:?}: {e}", self.base_url))?;
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(format!(
+                "base_url {:?}: no query, fragment or user information",
+                self.base_url
+            ));
+        }
+        match (url.scheme(), &self.tls) {
+            ("https", Some(tls)) => {
+                if tls.cas.is_empty() || tls.crls.is_empty() {
+                    return Err(
+                        "tls.cas and tls.crls must name the national server's CA and its CRL"
+                            .into(),
+                    );
+                }
+            }
+            ("https", None) => {
+                return Err(
+                    "an https national server needs [tls] (the gateway's client certificate and the server's CA)"
+                        .into(),
+                );
+            }
+            ("http", None) if is_loopback(&url) => {}
+            ("http", None) => {
+                return Err(format!(
+                    "base_url {:?}: plain http only to a loopback address (127.0.0.1, [::1]); \
+                     a national server elsewhere is reached over https with mutual TLS",
+                    self.base_url
+                ));
+            }
+            ("http", Some(_)) => return Err("[tls] needs an https base_url".into()),
+            (scheme, _) => return Err(format!("base_url: scheme {scheme:?} is not https")),
+        }
+        if self.connect_timeout_secs == 0 || self.timeout_secs == 0 {
+            return Err("timeouts must be greater than 0".into());
+        }
+        if self.max_concurrent == 0 {
+            return Err("max_concurrent must be greater than 0".into());
+        }
+        if self.breaker_failures == 0 || self.breaker_open_secs == 0 {
+            return Err("breaker_failures and breaker_open_secs must be greater than 0".into());
+        }
+        // Relative references are joined onto the base: it ends with '/'.
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(url)
+    }
+
+    /// The time budget of one answer.
+    pub fn budget(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // A name may resolve anywhere: only addresses are loopback.
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn server(text: &str) -> Result<url::Url, String> {
+        toml::from_str::<NationalServer>(text)
+            .map_err(|e| e.to_string())?
+            .check()
+    }
+
+    #[test]
+    fn https_needs_mutual_tls_and_http_loopback_only() {
+        let tls = "[tls]\nclient_certificate = \"c.pem\"\nclient_private_key = \"k.pem\"\n\
+                   cas = [\"ca.pem\"]\ncrls = [\"ca.crl.pem\"]\n";
+        let url = server(&format!("base_url = \"https://fhir.example.be/r4\"\n{tls}")).unwrap();
+        assert_eq!(url.as_str(), "https://fhir.example.be/r4/");
+        assert!(server("base_url = \"http://127.0.0.1:8080/\"").is_ok());
+        assert!(server("base_url = \"http://[::1]:8080\"").is_ok());
+        for bad in [
+            "base_url = \"https://fhir.example.be/r4\"".to_owned(),
+            "base_url = \"http://fhir.example.be/r4\"".to_owned(),
+            "base_url = \"http://localhost:8080\"".to_owned(),
+            "base_url = \"http://10.0.0.1:8080\"".to_owned(),
+            format!("base_url = \"http://127.0.0.1:8080\"\n{tls}"),
+            "base_url = \"ftp://127.0.0.1/\"".to_owned(),
+            "base_url = \"https://fhir.example.be/?x=1\"".to_owned(),
+            "base_url = \"http://127.0.0.1:1\"\ntimeout_secs = 0".to_owned(),
+            "base_url = \"http://127.0.0.1:1\"\nmax_concurrent = 0".to_owned(),
+            "base_url = \"http://127.0.0.1:1\"\nretrieval = \"everything\"".to_owned(),
+            "base_url = \"http://127.0.0.1:1\"\ninsecure = true".to_owned(),
+        ] {
+            assert!(server(&bad).is_err(), "accepted: {bad}");
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The patient's country's national FHIR infrastructure, asked on demand
+//! (issue 19): a service whose `source = "fhir"` is answered from a
+//! national FHIR server instead of the gateway's store.
+//!
+//! Owns: the national server's configuration ([`NationalServer`]: base URL,
+//! mutual TLS through `ehds-transport`, time budget, concurrency limit,
+//! circuit breaker, chained search, `$summary`), the client
+//! ([`NationalFhir`]: patient identification `Patient?identifier=`, the
+//! document list `DocumentReference?patient.identifier=&type=` or by the
+//! patient's id, retrieval `Bundle/{id}` or `Patient/{id}/$summary`), each
+//! answer parsed losslessly (`ehds-fhir`) and checked to be what was asked
+//! for and about the patient asked about ([`about`]), the circuit breaker
+//! ([`breaker`]) and the failures ([`NationalError`]).
+//!
+//! Must not know about: who may ask (assertions, policy, opt-outs),
+//! profiles and validation, patients' restrictions, HTTP status mapping
+//! (all `ehds-gateway`'s), storage (nothing from the national server is
+//! stored).
+
+pub mod about;
+pub mod breaker;
+mod client;
+mod config;
+mod error;
+
+pub use about::PatientIdentifier;
+pub use breaker::BreakerState;
+pub use client::{ListedDocument, NationalFhir, PAGE_SIZE, SUMMARY_PREFIX, patient_identifiers};
+pub use config::{NationalServer, NationalTls, Retrieval};
+pub use error::NationalError;

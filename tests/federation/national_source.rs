@@ -1,0 +1,558 @@
+//! The national connector (issue 19): Luxembourg, the patient's country,
+//! answers from its national FHIR infrastructure on demand instead of its
+//! store. Its patient summary service is on a real FHIR server this
+//! project did not write — the Helios FHIR Server (`hfs`, crates.io
+//! `helios-hfs`, R4 with SQLite), started on loopback with a fresh
+//! database and seeded through its own REST API with the IPS conformance
+//! example — and a doctor in Belgium identifies the patient, lists and
+//! reads the summaries through both gateways over mutual TLS: byte for byte
+//! as the national server sent them, the patient's opt-out and restrictions
+//! applied, another patient's document refused. Other services are on
+//! national servers that fail (down, too slow, answering HTML, answering
+//! about another patient): each failure is the national server's (503, 504,
+//! 502), audited, and the circuit breaker stops asking a server that is
+//! down.
+//!
+//! hfs speaks plain HTTP only, so Luxembourg's gateway reaches it over
+//! HTTP on loopback (the configuration allows `http` to a loopback address
+//! only; a national server elsewhere is reached over https with mutual
+//! TLS). Without `EHDS_TEST_HFS_BIN` the test with hfs is skipped (under
+//! `CI` it fails); the failure cases run without it.
+
+use super::*;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Another Luxembourg patient (13 digits, as LU's directory wants).
+const OTHER_LU_PATIENT: &str = "1987010199999";
+
+/// A running hfs with its own SQLite database in a scratch folder; killed
+/// when dropped.
+struct Hfs {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+    _dir: ehds_test_support::ScratchDir,
+}
+
+impl Hfs {
+    /// Starts hfs on a free loopback port; `None` (skipped) without the
+    /// binary outside CI.
+    async fn start() -> Option<Self> {
+        let binary = ehds_test_support::hfs_binary()?;
+        let dir = ehds_test_support::ScratchDir::new("hfs");
+        let port = loopback::free_port().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("hfs.log")).unwrap();
+        let child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--database-url")
+            .arg(dir.path().join("national.db"))
+            .args(["--log-level", "warn"])
+            .env("HFS_BASE_URL", &base)
+            .env("HFS_UI_ENABLED", "false")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let client = plain_http_client();
+        let hfs = Self {
+            child,
+            base,
+            client,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = hfs
+                .client
+                .get(format!("{}/metadata", hfs.base))
+                .send()
+                .await
+                && response.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "hfs did not start within 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Some(hfs)
+    }
+
+    /// `PUT <type>/<id>` of `resource` through hfs's REST API.
+    async fn put(&self, resource: &Value) {
+        let path = format!(
+            "{}/{}/{}",
+            self.base,
+            resource["resourceType"].as_str().unwrap(),
+            resource["id"].as_str().unwrap()
+        );
+        let response = self
+            .client
+            .put(path)
+            .header("content-type", FHIR_JSON)
+            .body(serde_json::to_vec(resource).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert!(status == 200 || status == 201, "{status}: {body}");
+    }
+
+    /// The bytes hfs answers to `GET <path>`.
+    async fn get(&self, path: &str) -> Vec<u8> {
+        let response = self
+            .client
+            .get(format!("{}/{path}", self.base))
+            .header("accept", FHIR_JSON)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        response.bytes().await.unwrap().to_vec()
+    }
+}
+
+/// A plain-HTTP client for hfs on loopback: its TLS trusts no server, so it
+/// cannot be turned to https by mistake (reqwest is built with rustls and
+/// no process-wide crypto provider).
+fn plain_http_client() -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+impl Drop for Hfs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The LU patient's IPS summary with its own id on the national server and
+/// its own identifier; `patient` names the subject.
+fn summary_for(id: &str, patient: &str, identifier: &str) -> Value {
+    let bytes = loopback::patient_summary(&repo_root(), LU_SYSTEM, patient).unwrap();
+    let mut json: Value = serde_json::from_slice(&bytes).unwrap();
+    json["id"] = id.into();
+    json["identifier"]["value"] = identifier.into();
+    json
+}
+
+/// The Patient of a summary, with `id` on the national server.
+fn patient_of(summary: &Value, id: &str) -> Value {
+    let mut patient = summary["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .unwrap()["resource"]
+        .clone();
+    patient["id"] = id.into();
+    patient
+}
+
+/// A DocumentReference of the national server listing the summary
+/// `Bundle/<bundle>` of `Patient/<patient>`.
+fn reference_to(id: &str, bundle: &str, patient: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "DocumentReference",
+        "id": id,
+        "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "60591-5",
+            "display": "Patient summary Document"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "date": "2026-12-01T10:00:00Z",
+        "content": [{"attachment": {"contentType": FHIR_JSON, "url": format!("Bundle/{bundle}")}}]
+    })
+}
+
+/// A service of LU's registry answered by the national server at `base`.
+fn national_service(
+    name: &str,
+    permission: &str,
+    profiles: &str,
+    (code, display): (&str, &str),
+    base: &str,
+    server: &str,
+) -> String {
+    format!(
+        r#"
+[[services.service]]
+name = "{name}"
+title = "{name}"
+permission = "{permission}"
+document_profiles = [{profiles}]
+source = "fhir"
+[services.service.national_server]
+base_url = "{base}"
+{server}
+[[services.service.document_type]]
+system = "http://loinc.org"
+code = "{code}"
+display = "{display}"
+"#
+    )
+}
+
+/// Both gateways, LU's patient summary on the national server at
+/// `summary_base`, its other document services on the misbehaving ones.
+async fn with_national_servers(summary_base: &str, fake: &FakeNational) -> TwoCountries {
+    let summary = national_service(
+        "patient-summary",
+        "ReadPatientSummary",
+        "\"http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips\"",
+        ("60591-5", "Patient summary Document"),
+        summary_base,
+        "timeout_secs = 10",
+    );
+    let fake_base = format!("http://127.0.0.1:{}/fhir", fake.port);
+    let laboratory = national_service(
+        "laboratory-report",
+        "ReadLaboratoryReport",
+        "",
+        ("11502-2", "Laboratory report"),
+        &fake_base,
+        // Slow answers are cut at 1 s; its failures do not open the circuit.
+        "timeout_secs = 1\nbreaker_failures = 100",
+    );
+    // Nobody listens there: the circuit opens after two failures.
+    let dead = format!("http://127.0.0.1:{}/", loopback::free_port().unwrap());
+    let discharge = national_service(
+        "discharge-report",
+        "ReadDischargeReport",
+        "",
+        ("34105-7", "Hospital Discharge summary"),
+        &dead,
+        "breaker_failures = 2\nbreaker_open_secs = 600",
+    );
+    let sections = format!("{summary}{laboratory}{discharge}");
+    TwoCountries::start("national-source", move |config| {
+        federation_settings(config);
+        if config.country == "LU" {
+            config.sections.push('\n');
+            config.sections.push_str(&sections);
+        }
+    })
+    .await
+}
+
+/// How a fake national server misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Misbehaviour {
+    /// A web page instead of FHIR.
+    Html = 0,
+    /// No answer for a minute.
+    Slow = 1,
+    /// A DocumentReference search set about another patient.
+    OtherPatient = 2,
+}
+
+/// A national server on loopback that misbehaves as told (plain HTTP/1.1,
+/// one request per connection).
+struct FakeNational {
+    port: u16,
+    mode: Arc<AtomicU8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeNational {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(Misbehaviour::Html as u8));
+        let shared = Arc::clone(&mode);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mode = shared.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let (content_type, body) = match mode {
+                        0 => ("text/html", "<html><body>Maintenance</body></html>".to_owned()),
+                        1 => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            return;
+                        }
+                        _ => (
+                            FHIR_JSON,
+                            serde_json::json!({
+                                "resourceType": "Bundle", "type": "searchset", "total": 1,
+                                "entry": [{"resource": {
+                                    "resourceType": "DocumentReference", "id": "lab-1",
+                                    "status": "current",
+                                    "subject": {"identifier": {"system": LU_SYSTEM, "value": OTHER_LU_PATIENT}},
+                                    "content": [{"attachment": {"url": "Bundle/lab-1"}}]
+                                }, "search": {"mode": "match"}}]
+                            })
+                            .to_string(),
+                        ),
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self { port, mode, task }
+    }
+
+    fn misbehave(&self, how: Misbehaviour) {
+        self.mode.store(how as u8, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FakeNational {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `GET <LU federation API><path>` as BE's NCP with a fresh assertion of
+/// the doctor about the LU patient.
+async fn at_lu_as_be_ncp(f: &TwoCountries, path: &str) -> reqwest::Response {
+    f.federation_client(f.pki.ncp_client("BE"))
+        .get(f.lu.federation_url(path))
+        .bearer_auth(Caller::doctor(f).assertion())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_doctor_abroad_reads_the_summaries_the_national_fhir_server_holds() {
+    let Some(hfs) = Hfs::start().await else {
+        return;
+    };
+    // Seeded through hfs's own REST API: the LU patient with two
+    // summaries, another LU patient with one, each listed by a
+    // DocumentReference; one of the LU patient's references points to the
+    // other patient's summary (a national server's mistake).
+    let first = summary_for(
+        "ps-lu-1",
+        LU_PATIENT,
+        "urn:uuid:0c8b2f1e-5b7e-4b35-9d39-6f0e2c7a1a01",
+    );
+    let second = summary_for(
+        "ps-lu-2",
+        LU_PATIENT,
+        "urn:uuid:0c8b2f1e-5b7e-4b35-9d39-6f0e2c7a1a02",
+    );
+    let others = summary_for(
+        "ps-other-1",
+        OTHER_LU_PATIENT,
+        "urn:uuid:0c8b2f1e-5b7e-4b35-9d39-6f0e2c7a1a03",
+    );
+    hfs.put(&patient_of(&first, "lu-patient")).await;
+    hfs.put(&patient_of(&others, "other-patient")).await;
+    for document in [&first, &second, &others] {
+        hfs.put(document).await;
+    }
+    hfs.put(&reference_to("dr-lu-1", "ps-lu-1", "lu-patient"))
+        .await;
+    hfs.put(&reference_to("dr-other-1", "ps-other-1", "other-patient"))
+        .await;
+
+    let fake = FakeNational::start().await;
+    let f = with_national_servers(&format!("{}/", hfs.base), &fake).await;
+    let doctor = Caller::doctor(&f);
+
+    // 1. The patient, as the national server holds them.
+    let found = json(doctor.get(&lu_patient_search()).await, 200).await;
+    assert_eq!(
+        found["entry"][0]["resource"]["resourceType"], "Patient",
+        "{found}"
+    );
+    assert_eq!(
+        found["entry"][0]["resource"]["identifier"][0]["value"],
+        LU_PATIENT
+    );
+
+    // 2. One summary listed, then two.
+    let summaries = about_lu_patient("DocumentReference", "&type=http://loinc.org|60591-5");
+    let listed = json(doctor.get(&summaries).await, 200).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    let url = listed["entry"][0]["resource"]["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(url, "Bundle/LU.ps-lu-1");
+    hfs.put(&reference_to("dr-lu-2", "ps-lu-2", "lu-patient"))
+        .await;
+    let listed = json(doctor.get(&summaries).await, 200).await;
+    assert_eq!(listed["total"], 2, "several documents: {listed}");
+
+    // 3. Read: the bytes the national server sent, through both gateways.
+    let response = doctor.get(&format!("/fhir/{url}")).await;
+    let status = response.status().as_u16();
+    let received = response.bytes().await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&received));
+    let national = hfs.get("Bundle/ps-lu-1").await;
+    assert_eq!(
+        Sha256::digest(&received),
+        Sha256::digest(&national),
+        "the summary must arrive as the national server sent it"
+    );
+
+    // 4. Not found: a document the national server does not hold, and a
+    // patient it has no summary for (an empty list).
+    let missing = doctor.get("/fhir/Bundle/LU.ps-nowhere").await;
+    assert_eq!(missing.status().as_u16(), 404);
+
+    // 5. Another patient's summary, asked for under this patient's
+    // assertion: not found to this caller, audited, nothing relayed.
+    let records = f.lu.audit().await.records;
+    let other = doctor.get("/fhir/Bundle/LU.ps-other-1").await;
+    assert_eq!(other.status().as_u16(), 404);
+    assert!(
+        !other.text().await.unwrap().contains(OTHER_LU_PATIENT),
+        "nothing of the other patient"
+    );
+    assert_eq!(
+        f.lu.audit().await.records,
+        records + 1,
+        "the refusal is on record"
+    );
+
+    // 6. Restriction: the results section is hidden abroad; the variant is
+    // made from the national server's bytes, which stay as they are there.
+    let results = serde_json::json!({"name": "section", "valueCoding": {"system": "http://loinc.org", "code": "30954-2"}});
+    set_restriction(&f, results.clone(), true).await;
+    let restricted = doctor.get(&format!("/fhir/{url}")).await;
+    assert_eq!(restricted.status().as_u16(), 200);
+    let restricted: Value = serde_json::from_slice(&restricted.bytes().await.unwrap()).unwrap();
+    assert_ne!(
+        restricted["identifier"], first["identifier"],
+        "a new document"
+    );
+    assert!(
+        !restricted.to_string().contains("30954-2"),
+        "the results section is not released"
+    );
+    assert_eq!(
+        hfs.get("Bundle/ps-lu-1").await,
+        national,
+        "the original is untouched"
+    );
+    set_restriction(&f, results, false).await;
+
+    // 7. Opt-out: refused before the national server is asked.
+    set_opt_out_of(&f, "patient-summary", Some("BE"), true).await;
+    let refused = json(doctor.get(&summaries).await, 403).await;
+    assert!(refused.to_string().contains("no consent"), "{refused}");
+    let refused = json(doctor.get(&format!("/fhir/{url}")).await, 403).await;
+    assert!(refused.to_string().contains("no consent"), "{refused}");
+
+    let lu_audit = f.lu.audit().await;
+    assert!(lu_audit.first_broken.is_none());
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_national_server_is_answered_as_its_failure_and_audited() {
+    let fake = FakeNational::start().await;
+    // The patient summary on a server nobody reads in this test.
+    let unused = format!("http://127.0.0.1:{}/", loopback::free_port().unwrap());
+    let f = with_national_servers(&unused, &fake).await;
+    let laboratory = about_lu_patient("DocumentReference", "&type=http://loinc.org|11502-2");
+    let discharge = about_lu_patient("DocumentReference", "&type=http://loinc.org|34105-7");
+    let audited = || async { f.lu.audit().await.records };
+
+    // Answering HTML: not FHIR, 502.
+    fake.misbehave(Misbehaviour::Html);
+    let before = audited().await;
+    let outcome = json(at_lu_as_be_ncp(&f, &laboratory).await, 502).await;
+    assert!(
+        diagnostics(&outcome).contains("not usable FHIR"),
+        "{outcome}"
+    );
+    assert_eq!(audited().await, before + 1);
+
+    // About another patient: refused whole, nothing of it relayed.
+    fake.misbehave(Misbehaviour::OtherPatient);
+    let response = at_lu_as_be_ncp(&f, &laboratory).await;
+    assert_eq!(response.status().as_u16(), 502);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("another patient"), "{body}");
+    assert!(!body.contains(OTHER_LU_PATIENT) && !body.contains("lab-1"));
+    assert_eq!(audited().await, before + 2);
+
+    // Too slow: 504 within the 1 s budget (the fake answers after 60 s).
+    fake.misbehave(Misbehaviour::Slow);
+    let outcome = json(at_lu_as_be_ncp(&f, &laboratory).await, 504).await;
+    assert!(
+        diagnostics(&outcome).contains("did not answer in time"),
+        "{outcome}"
+    );
+    assert_eq!(audited().await, before + 3);
+
+    // Down: 503 with Retry-After; after two failures the circuit opens and
+    // the server is not asked (still 503), which /metrics shows.
+    for _ in 0..3 {
+        let response = at_lu_as_be_ncp(&f, &discharge).await;
+        assert_eq!(response.status().as_u16(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        let outcome: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        assert!(diagnostics(&outcome).contains("unavailable"), "{outcome}");
+    }
+    assert_eq!(audited().await, before + 6);
+    let metrics = metrics(
+        &f.lu,
+        f.national_client("LU", NationalClientKind::EhrSystem),
+    )
+    .await;
+    assert_eq!(
+        counter(
+            &metrics,
+            "ehds_national_server_breaker_state{service=\"discharge-report\"}"
+        ),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            "ehds_national_server_breaker_state{service=\"laboratory-report\"}"
+        ),
+        Some(0)
+    );
+
+    // Through BE, the doctor gets a refusal carrying LU's OperationOutcome.
+    let doctor = Caller::doctor(&f);
+    let response = doctor.get(&discharge).await;
+    assert_eq!(response.status().as_u16(), 502);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("national FHIR server")
+    );
+    f.stop().await;
+}
