@@ -20,7 +20,7 @@ use ehds_fhir::json::{PathSegment, render_path};
 use ehds_fhir::outcome::{Issue, IssueType, Severity};
 use ehds_fhir::{Node, ReceivedResource};
 
-use crate::ValidationReport;
+use crate::report::ValidationReport;
 
 /// What the gateway indexes a document by, read from a document Bundle that
 /// passed [`check_document_bundle`].

@@ -29,7 +29,7 @@
 
 use ehds_fhir::outcome::{Issue, IssueType};
 
-use crate::ValidationReport;
+use crate::report::ValidationReport;
 
 /// The largest PDF original accepted, once decoded (10 MiB: a scanned
 /// multi-page report; its base64 in a DocumentReference stays under the
