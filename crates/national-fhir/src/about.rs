@@ -6,26 +6,18 @@
 
 use ehds_fhir::Node;
 use ehds_fhir::bundle::{BundleIndex, Resolution};
+use ehds_identifiers::PatientIdentifier;
 
-/// A patient identifier (`Identifier.system`, `Identifier.value`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PatientIdentifier {
-    /// `Identifier.system`.
-    pub system: String,
-    /// `Identifier.value`.
-    pub value: String,
+/// `system|value` of `patient`, the token search form with the search
+/// separators escaped (FHIR R4 search.html §3.1.1.4.9).
+pub fn token(patient: &PatientIdentifier) -> String {
+    format!("{}|{}", escape(patient.system()), escape(patient.value()))
 }
 
-impl PatientIdentifier {
-    /// `system|value`, the token search form (FHIR R4 search.html §3.1.1.4.9).
-    pub fn token(&self) -> String {
-        format!("{}|{}", escape(&self.system), escape(&self.value))
-    }
-
-    /// Whether `resource` (a Patient) carries this identifier.
-    pub fn is_of(&self, resource: &Node) -> bool {
-        identifiers(resource).any(|(system, value)| system == self.system && value == self.value)
-    }
+/// Whether `resource` (a Patient) carries `patient`'s identifier.
+pub fn is_of(patient: &PatientIdentifier, resource: &Node) -> bool {
+    identifiers(resource)
+        .any(|(system, value)| system == patient.system() && value == patient.value())
 }
 
 /// The search-value escapes of FHIR R4 search.html §3.1.1.1.2 (`\`, `,`,
@@ -81,7 +73,7 @@ pub fn document_is_about(bundle: &Node, patient: &PatientIdentifier) -> bool {
     let Some(subject) = document_patient(bundle) else {
         return false;
     };
-    if !patient.is_of(subject) {
+    if !is_of(patient, subject) {
         return false;
     }
     let entries = bundle.get("entry").map(Node::items).unwrap_or_default();
@@ -90,7 +82,8 @@ pub fn document_is_about(bundle: &Node, patient: &PatientIdentifier) -> bool {
         .filter_map(|e| e.get("resource"))
         .filter(|r| r.get("resourceType").and_then(Node::as_str) == Some("Patient"))
         .all(|p| {
-            identifiers(p).all(|(system, value)| system != patient.system || value == patient.value)
+            identifiers(p)
+                .all(|(system, value)| system != patient.system() || value == patient.value())
         })
 }
 
@@ -131,10 +124,7 @@ mod tests {
 
     #[test]
     fn a_document_is_about_the_patient_its_composition_names() {
-        let asked = PatientIdentifier {
-            system: "urn:oid:1.2".into(),
-            value: "42".into(),
-        };
+        let asked = PatientIdentifier::new("urn:oid:1.2", "42").unwrap();
         let ours = r#"{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2","value":"42"}]}}"#;
         let theirs = r#"{"fullUrl":"urn:uuid:q","resource":{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2","value":"43"}]}}"#;
         assert!(document_is_about(&parse(&document(ours)), &asked));
@@ -152,10 +142,7 @@ mod tests {
 
     #[test]
     fn tokens_escape_the_search_separators() {
-        let id = PatientIdentifier {
-            system: "urn:oid:1".into(),
-            value: "a|b,c".into(),
-        };
-        assert_eq!(id.token(), r"urn:oid:1|a\|b\,c");
+        let id = PatientIdentifier::new("urn:oid:1", "a|b,c").unwrap();
+        assert_eq!(token(&id), r"urn:oid:1|a\|b\,c");
     }
 }

@@ -13,7 +13,9 @@ use ehds_fhir::{Node, ReceivedResource};
 use ehds_transport::{ClientTimeouts, IdentityFiles, TlsIdentity, TrustFiles, TrustStore};
 use tokio::sync::Semaphore;
 
-use crate::about::{PatientIdentifier, identifiers, matches};
+use ehds_identifiers::PatientIdentifier;
+
+use crate::about::{identifiers, is_of, matches, token};
 use crate::breaker::{Breaker, BreakerState};
 use crate::{NationalError, NationalServer, Retrieval};
 
@@ -240,14 +242,14 @@ impl NationalFhir {
         &self,
         patient: &PatientIdentifier,
     ) -> Result<(Vec<String>, Option<Bytes>), NationalError> {
-        let token = patient.token();
+        let token = token(patient);
         let answer = self
             .search("Patient", &[("identifier", &token), ("_count", PAGE_SIZE)])
             .await?;
         let mut ids = Vec::new();
         let mut first = None;
         for resource in matches(answer.root()) {
-            if !patient.is_of(resource) {
+            if !is_of(patient, resource) {
                 return Err(NationalError::OtherPatient);
             }
             if let Some(id) = resource.get("id").and_then(Node::as_str) {
@@ -299,7 +301,7 @@ impl NationalFhir {
         let mut answers = Vec::new();
         let mut patient_ids: Option<Vec<String>> = None;
         if self.chained_search {
-            let token = patient.token();
+            let token = token(patient);
             answers.push(
                 self.search(
                     "DocumentReference",
@@ -334,8 +336,8 @@ impl NationalFhir {
             for reference in matches(answer.root()) {
                 let subject = reference.get("subject");
                 let by_identifier = subject.and_then(|s| s.get("identifier")).map(|i| {
-                    i.get("system").and_then(Node::as_str) == Some(patient.system.as_str())
-                        && i.get("value").and_then(Node::as_str) == Some(patient.value.as_str())
+                    i.get("system").and_then(Node::as_str) == Some(patient.system())
+                        && i.get("value").and_then(Node::as_str) == Some(patient.value())
                 });
                 let about = match by_identifier {
                     Some(about) => about,

@@ -23,8 +23,8 @@ mod client;
 mod config;
 mod error;
 
-pub use about::PatientIdentifier;
 pub use breaker::BreakerState;
 pub use client::{ListedDocument, NationalFhir, PAGE_SIZE, SUMMARY_PREFIX, patient_identifiers};
 pub use config::{NationalServer, NationalTls, Retrieval};
+pub use ehds_identifiers::PatientIdentifier;
 pub use error::NationalError;

@@ -11,17 +11,23 @@ use crate::error::GatewayError;
 /// `patient.identifier` when either part is empty or the system holds a `|`
 /// (no URI does), as then no key could name the patient alone.
 pub(crate) fn patient_key(system: &str, value: &str) -> Result<String, GatewayError> {
-    PatientIdentifier::new(system, value)
-        .map(|patient| patient.key())
-        .ok_or_else(|| {
-            let mut report = ehds_validation::ValidationReport::default();
-            report.push(
-                Issue::error(
-                    IssueType::Value,
-                    "a patient identifier needs a system (a URI, without '|') and a value",
-                )
-                .at("patient.identifier"),
-            );
-            GatewayError::Invalid(report)
-        })
+    patient_identifier(system, value).map(|patient| patient.key())
+}
+
+/// The patient `system|value`, refused as [`patient_key`] says.
+pub(crate) fn patient_identifier(
+    system: &str,
+    value: &str,
+) -> Result<PatientIdentifier, GatewayError> {
+    PatientIdentifier::new(system, value).ok_or_else(|| {
+        let mut report = ehds_validation::ValidationReport::default();
+        report.push(
+            Issue::error(
+                IssueType::Value,
+                "a patient identifier needs a system (a URI, without '|') and a value",
+            )
+            .at("patient.identifier"),
+        );
+        GatewayError::Invalid(report)
+    })
 }

@@ -20,16 +20,14 @@ use ehds_routing::search::{DocumentReferenceSearch, PatientSearch, TokenParam};
 use ehds_transport::VerifiedPeer;
 
 use crate::audit::Trail;
+use crate::edge::patient::{patient_identifier, patient_key};
 use crate::edge::respond::{FHIR_JSON, SearchSet, fhir_json};
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
 use crate::services::{DocumentType, PATIENT_SUMMARY, Service};
 
-fn identifier(token: &TokenParam) -> PatientIdentifier {
-    PatientIdentifier {
-        system: token.system.clone(),
-        value: token.value.clone(),
-    }
+fn identifier(token: &TokenParam) -> Result<PatientIdentifier, GatewayError> {
+    patient_identifier(&token.system, &token.value)
 }
 
 /// The patient's documents of `service` from the national server, listed
@@ -54,12 +52,12 @@ pub(crate) async fn document_list(
             .collect(),
     };
     let listed = national
-        .within_budget(national.documents(&identifier(patient), &types))
+        .within_budget(national.documents(&identifier(patient)?, &types))
         .await?;
     let restricted = service.name == PATIENT_SUMMARY
         && !crate::release::summary_restrictions(
             state,
-            &format!("{}|{}", patient.system, patient.value),
+            &patient_key(&patient.system, &patient.value)?,
         )
         .await?
         .is_empty();
@@ -187,7 +185,7 @@ pub(crate) async fn document_read(
             GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
             other => other,
         })?;
-        if !about::document_is_about(root, &identifier(&patient)) {
+        if !about::document_is_about(root, &identifier(&patient)?) {
             return Err(ehds_national_fhir::NationalError::OtherPatient.into());
         }
         validate(state, &document, service)?;
@@ -198,7 +196,7 @@ pub(crate) async fn document_read(
             state,
             federation,
             &document,
-            &format!("{}|{}", patient.system, patient.value),
+            &patient_key(&patient.system, &patient.value)?,
             purpose,
         )
         .await?;
@@ -241,7 +239,7 @@ pub(crate) async fn patient(
     matches: impl Fn(&ehds_fhir::Node) -> bool,
 ) -> Result<SearchSet, GatewayError> {
     let (_, first) = national
-        .within_budget(national.patients(&identifier(&search.identifier)))
+        .within_budget(national.patients(&identifier(&search.identifier)?))
         .await?;
     let mut set = SearchSet::with_capacity(512);
     if let Some(bytes) = first

@@ -28,6 +28,7 @@ use base64::Engine as _;
 use ehds_fhir::Node;
 use ehds_fhir::audit_event::EntityTarget;
 use ehds_fhir::outcome::{Issue, IssueType};
+use ehds_identifiers::PatientIdentifier;
 use ehds_routing::search::TokenParam;
 use ehds_store::{DocumentIdentifier, NewDocument, PutOutcome, StoredDocument};
 use ehds_transport::NationalClientKind;
@@ -233,9 +234,12 @@ impl PdfOriginal {
             }
         };
         let subject = root.get("subject").and_then(|s| s.get("identifier"));
-        let patient = match (text(subject, "system"), text(subject, "value")) {
-            (Some(system), Some(value)) => Some(format!("{system}|{value}")),
-            _ => {
+        let patient = match text(subject, "system")
+            .zip(text(subject, "value"))
+            .and_then(|(system, value)| PatientIdentifier::new(&system, &value))
+        {
+            Some(patient) => Some(patient.key()),
+            None => {
                 refuse(
                     "DocumentReference.subject.identifier",
                     IssueType::Required,

@@ -8,10 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const LOINC_SUMMARY: (&str, &str) = ("http://loinc.org", "60591-5");
 
 fn patient() -> PatientIdentifier {
-    PatientIdentifier {
-        system: "urn:oid:1.3.182.4.4".into(),
-        value: "1998041799999".into(),
-    }
+    PatientIdentifier::new("urn:oid:1.3.182.4.4", "1998041799999").unwrap()
 }
 
 /// A server answering each request with the first canned answer whose
