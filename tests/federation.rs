@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::two_countries::{Running, Setup, TwoCountries, national_client, start};
-use ehds_access::{AssertionIssuer, Organisation, PatientRef, Professional, PurposeOfUse};
+use ehds_access::{AssertionIssuer, Login, Organisation, PatientRef, PurposeOfUse};
 use ehds_dev_pki::{self as dev_pki, Authority, DevPkiLayout, DevPkiSpec, Negative};
 use ehds_loopback::{self as loopback, GatewayToml, LU_PATIENT, LU_SYSTEM, Ports, be_doctor};
 use ehds_test_support::{conformance_dir, repo_root};
@@ -81,7 +81,7 @@ const PRESCRIPTION_SYSTEM: &str = "urn:oid:1.3.182.4.4.99";
 
 /// A fresh treatment assertion of `professional` for `patient`, for LU's
 /// NCP, signed by `idp`.
-fn assertion(idp: &AssertionIssuer, professional: &Professional, patient: &PatientRef) -> String {
+fn assertion(idp: &AssertionIssuer, professional: &Login, patient: &PatientRef) -> String {
     assertion_at(
         idp,
         professional,
@@ -95,7 +95,7 @@ fn assertion(idp: &AssertionIssuer, professional: &Professional, patient: &Patie
 /// `issued_at` for 5 minutes, for LU's NCP, signed by `idp`.
 fn assertion_at(
     idp: &AssertionIssuer,
-    professional: &Professional,
+    professional: &Login,
     patient: &PatientRef,
     purpose: PurposeOfUse,
     issued_at: time::OffsetDateTime,
@@ -113,9 +113,9 @@ fn assertion_at(
 
 /// The BE doctor with another ISCO-08 `role` (2262 pharmacist, 2221
 /// nurse).
-fn be_professional(role: &str) -> Professional {
+fn be_professional(role: &str) -> Login {
     let mut professional = be_doctor();
-    professional.role = role.into();
+    professional.professional.role = role.into();
     professional
 }
 
@@ -125,11 +125,11 @@ fn be_professional(role: &str) -> Professional {
 struct Caller<'a> {
     f: &'a TwoCountries,
     client: reqwest::Client,
-    professional: Professional,
+    professional: Login,
 }
 
 impl<'a> Caller<'a> {
-    fn new(f: &'a TwoCountries, kind: NationalClientKind, professional: Professional) -> Self {
+    fn new(f: &'a TwoCountries, kind: NationalClientKind, professional: Login) -> Self {
         Self {
             f,
             client: f.national_client("BE", kind),
@@ -143,7 +143,7 @@ impl<'a> Caller<'a> {
     }
 
     /// `pharmacist` at a Belgian pharmacy's system.
-    fn pharmacy(f: &'a TwoCountries, pharmacist: Professional) -> Self {
+    fn pharmacy(f: &'a TwoCountries, pharmacist: Login) -> Self {
         Self::new(f, NationalClientKind::Pharmacy, pharmacist)
     }
 
@@ -370,9 +370,9 @@ fn vials_dispense(identifier: &str, vials: u32) -> Value {
 }
 
 /// A pharmacist of `organisation` in Belgium.
-fn pharmacist_of(organisation: &str) -> Professional {
+fn pharmacist_of(organisation: &str) -> Login {
     let mut pharmacist = be_professional("2262");
-    pharmacist.organisation = Organisation {
+    pharmacist.professional.organisation = Organisation {
         id: organisation.into(),
         name: format!("Pharmacy {organisation}"),
     };
@@ -381,11 +381,7 @@ fn pharmacist_of(organisation: &str) -> Professional {
 
 /// Sends `body` as a MedicationDispense to BE's national API as
 /// `pharmacist`, for the LU patient.
-async fn send_dispense(
-    f: &TwoCountries,
-    pharmacist: &Professional,
-    body: Vec<u8>,
-) -> reqwest::Response {
+async fn send_dispense(f: &TwoCountries, pharmacist: &Login, body: Vec<u8>) -> reqwest::Response {
     Caller::pharmacy(f, pharmacist.clone())
         .post("/fhir/MedicationDispense", body)
         .await

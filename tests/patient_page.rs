@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::two_countries::{TwoCountries, slash};
-use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
+use ehds_access::{Login, Organisation, PatientRef, Professional, PurposeOfUse};
 use ehds_dev_pki::{Authority, DevPkiLayout};
 use ehds_loopback::{self as loopback, GatewayToml};
 use ehds_test_support::repo_root;
@@ -67,14 +67,16 @@ fn patient_page_section(pki: &DevPkiLayout) -> String {
     )
 }
 
-fn lu_doctor() -> Professional {
-    Professional {
-        id: "LU-HP-0007".into(),
-        name: "Dr Luc Weber".into(),
-        role: "2211".into(),
-        organisation: Organisation {
-            id: "LU-ORG-3".into(),
-            name: LU_ORGANISATION.into(),
+fn lu_doctor() -> Login {
+    Login {
+        professional: Professional {
+            id: "LU-HP-0007".into(),
+            name: "Dr Luc Weber".into(),
+            role: "2211".into(),
+            organisation: Organisation {
+                id: "LU-ORG-3".into(),
+                name: LU_ORGANISATION.into(),
+            },
         },
         point_of_care: "Urgences".into(),
     }

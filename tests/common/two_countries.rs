@@ -55,6 +55,21 @@ impl Running {
         ehds_gateway::verify_audit(&self.config).await.unwrap()
     }
 
+    /// The AuditEvents its chain holds about `patient` (`system|value`),
+    /// newest first, read from its store as an auditor would.
+    pub(crate) async fn audit_events_about(&self, patient: &str) -> Vec<String> {
+        let store = ehds_store::Store::open(&self.config.store).await.unwrap();
+        let records = store
+            .audit_for_patient(patient, 10_000, None)
+            .await
+            .unwrap();
+        store.close().await;
+        records
+            .into_iter()
+            .map(|r| String::from_utf8(r.content).unwrap())
+            .collect()
+    }
+
     /// Stops it and waits until it has (once: stopping it again does
     /// nothing).
     pub(crate) async fn stop(&self) {

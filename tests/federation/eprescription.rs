@@ -15,7 +15,7 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
     let location = push_prescription(&f, pushed.clone(), 201).await;
     assert!(!location.is_empty(), "no Location");
     let mut pharmacist = pharmacist_of("BE-PHARM-9");
-    pharmacist.organisation.name = "Apotheek onder de Toren".into();
+    pharmacist.professional.organisation.name = "Apotheek onder de Toren".into();
     let pharmacy = Caller::pharmacy(&f, pharmacist.clone());
     let list = about_lu_patient("MedicationRequest", "&status=active");
     let found = json(pharmacy.get(&list).await, 200).await;
@@ -74,7 +74,7 @@ async fn a_pharmacy_abroad_lists_and_dispenses_the_patients_prescription_exactly
     assert!(over.to_string().contains("only 16"), "{over}");
     // Another pharmacy that never listed the prescription.
     let mut stranger = pharmacist.clone();
-    stranger.organisation.id = "BE-PHARM-10".into();
+    stranger.professional.organisation.id = "BE-PHARM-10".into();
     let response = send_dispense(&f, &stranger, dispense("D-3", 1)).await;
     assert_eq!(response.status().as_u16(), 409);
     // The pharmacy cancels its first dispense (sent again as
@@ -325,7 +325,7 @@ async fn two_replica_processes_on_one_postgresql_dispense_the_last_package_once(
 
 /// Lists the LU patient's prescriptions at BE as `pharmacist` (which
 /// records the retrievals at LU).
-async fn list_prescriptions(f: &TwoCountries, pharmacist: &Professional) -> Value {
+async fn list_prescriptions(f: &TwoCountries, pharmacist: &Login) -> Value {
     let path = about_lu_patient("MedicationRequest", "");
     json(
         Caller::pharmacy(f, pharmacist.clone()).get(&path).await,

@@ -169,6 +169,22 @@ async fn a_doctor_abroad_retrieves_laboratory_reports_byte_for_byte_and_an_opt_o
         200
     );
 
+    // Both ends name the service in their records (issue 18: "audit both
+    // ends"): BE, the country of treatment, records the list (from the
+    // type asked) and each read (from the document answered) as
+    // laboratory-report, as LU does.
+    let patient = format!("{LU_SYSTEM}|{LU_PATIENT}");
+    let lab = r#"{"type":"service","valueString":"laboratory-report"}"#;
+    for (country, gateway) in [("BE", &f.be), ("LU", &f.lu)] {
+        let events = gateway.audit_events_about(&patient).await;
+        let named = events.iter().filter(|e| e.contains(lab)).count();
+        assert!(
+            named >= urls.len() + 1,
+            "{country}: {named} of {} records name the laboratory service",
+            events.len()
+        );
+    }
+
     let be_audit = f.be.audit().await;
     let lu_audit = f.lu.audit().await;
     assert!(be_audit.first_broken.is_none() && lu_audit.first_broken.is_none());

@@ -30,6 +30,8 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+
+pub use ehds_identifiers::{Organisation, Professional, PurposeOfUse};
 use time::OffsetDateTime;
 
 /// The JOSE `typ` header value every assertion carries (RFC 8725 §3.11,
@@ -99,6 +101,17 @@ impl HealthProfessionalAssertion {
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         OffsetDateTime::from_unix_timestamp(self.exp).ok()
     }
+
+    /// The professional the claims describe (`sub`, `name`, `role`,
+    /// `organisation`).
+    pub fn professional(&self) -> Professional {
+        Professional {
+            id: self.sub.clone(),
+            name: self.name.clone(),
+            role: self.role.clone(),
+            organisation: self.organisation.clone(),
+        }
+    }
 }
 
 /// Claims that must be present, in the order they are checked; a missing one
@@ -145,17 +158,6 @@ impl Audience {
     }
 }
 
-/// The organisation a professional acts for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Organisation {
-    /// National identifier of the organisation. eHDSI/XSPA:
-    /// `urn:oasis:names:tc:xspa:1.0:subject:organization-id`.
-    pub id: String,
-    /// Name of the organisation. eHDSI/XSPA:
-    /// `urn:oasis:names:tc:xspa:1.0:subject:organization`.
-    pub name: String,
-}
-
 /// A patient identifier: the namespace and the value, compared exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PatientRef {
@@ -185,50 +187,4 @@ impl PatientRef {
 pub struct TreatmentRelationship {
     /// The patient the professional is treating.
     pub patient: PatientRef,
-}
-
-/// Why the professional asks, as an HL7 v3 `ActReason` purpose of use
-/// (<http://terminology.hl7.org/CodeSystem/v3-ActReason>). The JSON form uses
-/// the eHDSI XSPA attribute values `TREATMENT` and `EMERGENCY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum PurposeOfUse {
-    /// Planned care: HL7 v3 ActReason `TREAT` ("treatment").
-    #[serde(rename = "TREATMENT")]
-    Treatment,
-    /// Unplanned, urgent care ("break the glass"): HL7 v3 ActReason `ETREAT`
-    /// ("emergency treatment").
-    #[serde(rename = "EMERGENCY")]
-    Emergency,
-}
-
-impl PurposeOfUse {
-    /// Every purpose of use, for exhaustive tests and tables.
-    pub const ALL: [PurposeOfUse; 2] = [PurposeOfUse::Treatment, PurposeOfUse::Emergency];
-
-    /// The claim value: `TREATMENT` or `EMERGENCY`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PurposeOfUse::Treatment => "TREATMENT",
-            PurposeOfUse::Emergency => "EMERGENCY",
-        }
-    }
-
-    /// The claim value read back; `None` for anything else.
-    pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == value)
-    }
-
-    /// The HL7 v3 ActReason code: `TREAT` or `ETREAT`.
-    pub fn hl7_code(self) -> &'static str {
-        match self {
-            PurposeOfUse::Treatment => "TREAT",
-            PurposeOfUse::Emergency => "ETREAT",
-        }
-    }
-}
-
-impl std::fmt::Display for PurposeOfUse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }

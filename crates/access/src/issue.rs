@@ -14,22 +14,17 @@ use jsonwebtoken::{EncodingKey, Header};
 use time::{Duration, OffsetDateTime};
 
 use crate::{
-    ASSERTION_TYPE, AccessError, Audience, HealthProfessionalAssertion, KeyAlgorithm, Organisation,
-    PatientRef, PurposeOfUse, TreatmentRelationship,
+    ASSERTION_TYPE, AccessError, Audience, HealthProfessionalAssertion, KeyAlgorithm, PatientRef,
+    Professional, PurposeOfUse, TreatmentRelationship,
 };
 
-/// Who the professional is (the part of the claims the IdP knows from login).
+/// A professional logged in at a point of care: the part of the claims
+/// the IdP knows from the login.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Professional {
-    /// Identifier at the IdP (`sub`).
-    pub id: String,
-    /// Display name (`name`).
-    pub name: String,
-    /// ISCO-08 code (`role`).
-    pub role: String,
-    /// The organisation acted for.
-    pub organisation: Organisation,
-    /// The point of care.
+pub struct Login {
+    /// Who logged in.
+    pub professional: Professional,
+    /// Where: the point of care (ward, practice, pharmacy), free text.
     pub point_of_care: String,
 }
 
@@ -130,12 +125,12 @@ impl AssertionIssuer {
         &self.public_pem
     }
 
-    /// Claims for `professional` asking `audience` about `patient`, issued
+    /// Claims for the professional of `login` asking `audience` about `patient`, issued
     /// at `now` (also `nbf`), valid for `lifetime`, with a fresh random
     /// `jti` (UUID v4).
     pub fn claims_for(
         &self,
-        professional: &Professional,
+        login: &Login,
         audience: &str,
         patient: &PatientRef,
         purpose: PurposeOfUse,
@@ -143,6 +138,7 @@ impl AssertionIssuer {
         lifetime: Duration,
     ) -> HealthProfessionalAssertion {
         let iat = now.unix_timestamp();
+        let professional = &login.professional;
         HealthProfessionalAssertion {
             iss: self.issuer.clone(),
             sub: professional.id.clone(),
@@ -154,7 +150,7 @@ impl AssertionIssuer {
             name: professional.name.clone(),
             role: professional.role.clone(),
             organisation: professional.organisation.clone(),
-            point_of_care: professional.point_of_care.clone(),
+            point_of_care: login.point_of_care.clone(),
             purpose_of_use: purpose,
             country: self.country.clone(),
             treatment_relationship: TreatmentRelationship {
@@ -182,13 +178,13 @@ impl AssertionIssuer {
     /// [`AssertionIssuer::claims_for`] then [`AssertionIssuer::sign`].
     pub fn issue(
         &self,
-        professional: &Professional,
+        login: &Login,
         audience: &str,
         patient: &PatientRef,
         purpose: PurposeOfUse,
         now: OffsetDateTime,
         lifetime: Duration,
     ) -> Result<String, AccessError> {
-        self.sign(&self.claims_for(professional, audience, patient, purpose, now, lifetime))
+        self.sign(&self.claims_for(login, audience, patient, purpose, now, lifetime))
     }
 }

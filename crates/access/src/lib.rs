@@ -42,11 +42,11 @@ pub mod verify;
 
 pub use claimed::claimed_patient;
 pub use claims::{
-    ASSERTION_TYPE, Audience, HealthProfessionalAssertion, Organisation, PatientRef, PurposeOfUse,
-    TreatmentRelationship,
+    ASSERTION_TYPE, Audience, HealthProfessionalAssertion, Organisation, PatientRef, Professional,
+    PurposeOfUse, TreatmentRelationship,
 };
 pub use error::AccessError;
-pub use issue::{AssertionIssuer, Professional};
+pub use issue::{AssertionIssuer, Login};
 pub use policy::{AccessPolicy, Decision, DenyReason, Operation};
 pub use replay::{InMemoryReplayLedger, ReplayLedger};
 pub use role::IscoRole;

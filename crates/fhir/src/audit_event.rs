@@ -36,6 +36,7 @@
 //! written to logs. `outcome_description` must not carry patient data.
 
 use base64::Engine as _;
+pub use ehds_identifiers::{Organisation, Professional, PurposeOfUse};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -143,48 +144,20 @@ impl AuditOutcome {
     }
 }
 
-/// Purpose of use (HL7 v3 ActReason, the values of the eHDSI XSPA
-/// purpose-of-use attribute).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PurposeOfUse {
-    /// `TREAT` treatment.
-    Treatment,
-    /// `ETREAT` Emergency Treatment.
-    EmergencyTreatment,
-}
-
-impl PurposeOfUse {
-    fn coding(self) -> Coding {
-        let (code, display) = match self {
-            Self::Treatment => ("TREAT", "treatment"),
-            Self::EmergencyTreatment => ("ETREAT", "Emergency Treatment"),
-        };
-        Coding::new(ACT_REASON, code, Some(display))
-    }
-}
-
-/// The health professional who asked.
+/// The health professional who asked (the one model of
+/// `ehds_identifiers`, shared with access control) and the country they
+/// work in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Professional {
-    /// Identifier from the assertion (subject id).
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// ISCO-08 code of the role (`2211`, `2262`).
-    pub role_isco: String,
-    /// Their organisation, when known.
-    pub organisation: Option<Organisation>,
+pub struct RequestingProfessional {
+    /// Who, for whom, in which role.
+    pub professional: Professional,
     /// ISO 3166-1 alpha-2 code of the country they work in.
     pub country: String,
 }
 
-/// A health professional's organisation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Organisation {
-    /// Identifier.
-    pub id: String,
-    /// Name.
-    pub name: String,
+/// The `agent.purposeOfUse` coding of `purpose` (HL7 v3 ActReason).
+fn purpose_coding(purpose: PurposeOfUse) -> Coding {
+    Coding::new(ACT_REASON, purpose.hl7_code(), Some(purpose.hl7_display()))
 }
 
 /// A national contact point.
@@ -266,7 +239,7 @@ pub struct AccessRecord {
     /// Why it failed, without patient data.
     pub outcome_description: Option<String>,
     /// The professional who asked, when the request carried an assertion.
-    pub requesting_professional: Option<Professional>,
+    pub requesting_professional: Option<RequestingProfessional>,
     /// Purpose of use from the assertion.
     pub purpose_of_use: Option<PurposeOfUse>,
     /// The NCP recording the event (the source / observer).
@@ -346,7 +319,8 @@ pub fn audit_event_json(record: &AccessRecord) -> Result<Vec<u8>, AuditEventErro
 
 fn agents(record: &AccessRecord) -> Vec<Agent> {
     let mut agents = Vec::new();
-    if let Some(professional) = &record.requesting_professional {
+    if let Some(requesting) = &record.requesting_professional {
+        let professional = &requesting.professional;
         let (code, display) = match record.action {
             AuditAction::Read | AuditAction::Search => ("IRCP", "information recipient"),
             AuditAction::Create | AuditAction::Update => ("AUT", "author (originator)"),
@@ -357,7 +331,7 @@ fn agents(record: &AccessRecord) -> Vec<Agent> {
                 code,
                 Some(display),
             ))),
-            role: non_empty(Some(&professional.role_isco))
+            role: non_empty(Some(&professional.role))
                 .map(|isco| CodeableConcept::one(Coding::new(ISCO_08_SYSTEM, &isco, None)))
                 .into_iter()
                 .collect(),
@@ -371,18 +345,19 @@ fn agents(record: &AccessRecord) -> Vec<Agent> {
             }),
             name: non_empty(Some(&professional.name)),
             requestor: true,
-            location: non_empty(Some(&professional.country)).map(|country| Reference {
+            location: non_empty(Some(&requesting.country)).map(|country| Reference {
                 display: Some(country),
                 ..Reference::default()
             }),
             purpose_of_use: record
                 .purpose_of_use
-                .map(|p| CodeableConcept::one(p.coding()))
+                .map(|p| CodeableConcept::one(purpose_coding(p)))
                 .into_iter()
                 .collect(),
             ..Agent::default()
         });
-        if let Some(organisation) = &professional.organisation {
+        let organisation = &professional.organisation;
+        if !(organisation.id.is_empty() && organisation.name.is_empty()) {
             agents.push(Agent {
                 who: Some(Reference {
                     type_: Some("Organization"),
@@ -785,14 +760,16 @@ mod tests {
             recorded: datetime!(2026-11-24 19:30:00.250 +01:00),
             outcome: AuditOutcome::Success,
             outcome_description: None,
-            requesting_professional: Some(Professional {
-                id: "hp-4711".into(),
-                name: "Dr Jan Peeters".into(),
-                role_isco: "2211".into(),
-                organisation: Some(Organisation {
-                    id: "org-1".into(),
-                    name: "AZ Example".into(),
-                }),
+            requesting_professional: Some(RequestingProfessional {
+                professional: Professional {
+                    id: "hp-4711".into(),
+                    name: "Dr Jan Peeters".into(),
+                    role: "2211".into(),
+                    organisation: Organisation {
+                        id: "org-1".into(),
+                        name: "AZ Example".into(),
+                    },
+                },
                 country: "BE".into(),
             }),
             purpose_of_use: Some(PurposeOfUse::Treatment),
@@ -1049,7 +1026,7 @@ mod tests {
             let mut r = record();
             r.outcome = outcome;
             r.outcome_description = Some("peer NCP unreachable".into());
-            r.purpose_of_use = Some(PurposeOfUse::EmergencyTreatment);
+            r.purpose_of_use = Some(PurposeOfUse::Emergency);
             let e = render(&r);
             assert_eq!(s(&e, &["outcome"]), code);
             assert_eq!(s(&e, &["outcomeDesc"]), "peer NCP unreachable");
@@ -1100,8 +1077,8 @@ mod tests {
         // Empty optional strings are left out rather than written as "".
         let mut r = record();
         let p = r.requesting_professional.as_mut().unwrap();
-        p.name = String::new();
-        p.role_isco = String::new();
+        p.professional.name = String::new();
+        p.professional.role = String::new();
         let e = render(&r);
         assert!(at(&e, &["agent", "0"]).get("name").is_none());
         assert!(at(&e, &["agent", "0"]).get("role").is_none());

@@ -33,7 +33,7 @@
 //! The set is [`hashlink::LruCache`]: already built for sqlx (no new crate in
 //! the build), a small linked hash map with O(1) look-up and eviction.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hashlink::LruCache;
 use sha2::{Digest, Sha256};
@@ -41,11 +41,12 @@ use sha2::{Digest, Sha256};
 /// Default number of remembered answers: 32-byte keys, well under a megabyte.
 pub const DEFAULT_ENTRIES: usize = 4096;
 
-/// SHA-256 digests of peer answers that validated with no error.
+/// SHA-256 digests of peer answers that validated with no error, each with
+/// the service a document answer was of (empty for other answers).
 #[derive(Debug)]
 pub struct ValidatedAnswers {
     /// `None` when the memo is switched off (size 0).
-    entries: Option<Mutex<LruCache<[u8; 32], ()>>>,
+    entries: Option<Mutex<LruCache<[u8; 32], Arc<str>>>>,
 }
 
 impl ValidatedAnswers {
@@ -65,22 +66,33 @@ impl ValidatedAnswers {
     /// Whether bytes with this SHA-256 validated with no error (and marks
     /// them recently used).
     pub fn validated(&self, digest: &[u8; 32]) -> bool {
-        let Some(entries) = &self.entries else {
-            return false;
-        };
+        self.service_of(digest).is_some()
+    }
+
+    /// The service of a document answer with this SHA-256 that validated
+    /// with no error (empty for an answer that is not a document); `None`
+    /// when it is not remembered. Marks it recently used.
+    pub fn service_of(&self, digest: &[u8; 32]) -> Option<Arc<str>> {
+        let entries = self.entries.as_ref()?;
         // A poisoned lock only means another thread panicked while holding
         // it; the set of digests is still a set of digests.
         let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(digest).is_some()
+        entries.get(digest).cloned()
     }
 
     /// Remembers that bytes with this SHA-256 validated with no error.
     pub fn remember(&self, digest: [u8; 32]) {
+        self.remember_document(digest, "");
+    }
+
+    /// Remembers that a document answer of `service` with this SHA-256
+    /// validated with no error.
+    pub fn remember_document(&self, digest: [u8; 32], service: &str) {
         if let Some(entries) = &self.entries {
             entries
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(digest, ());
+                .insert(digest, Arc::from(service));
         }
     }
 

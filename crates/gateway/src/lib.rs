@@ -44,7 +44,7 @@ pub mod startup;
 pub use answer_memo::DEFAULT_ENTRIES as DEFAULT_PEER_ANSWER_MEMO_ENTRIES;
 pub use config::{CheckedConfig, GatewayConfig};
 pub use edge::respond::FHIR_JSON;
-pub use edge::{AppState, COST_PER_BODY_BYTE, CrossBorder, Limits, MemoryBudget};
+pub use edge::{AppState, COST_PER_BODY_BYTE, CrossBorder, Limits, MemoryBudget, Validation};
 /// The reloadable listener TLS configuration (re-exported for the binary).
 pub use ehds_transport::ReloadableServerTls;
 pub use error::GatewayError;

@@ -122,7 +122,7 @@ pub(crate) async fn summary_under(
     }
     let resource = ReceivedResource::parse(original.content.clone().into())
         .map_err(|e| GatewayError::ReleaseFailed(format!("stored document unreadable: {e}")))?;
-    let Some(variant) = variant_of(state, &resource, restrictions)? else {
+    let Some(variant) = variant_of(state, &resource, restrictions).await? else {
         return Ok(unchanged(original, false));
     };
     let Variant {
@@ -135,7 +135,7 @@ pub(crate) async fn summary_under(
     let provenance = provenance(
         &id,
         &original,
-        (&federation.ncp_id, &federation.country),
+        (&federation.ncp_id, federation.country.as_str()),
         &timestamp,
     )?;
     let kept = state
@@ -170,7 +170,7 @@ struct Variant {
 /// The variant of the summary `resource` without the parts `restrictions`
 /// name (`None`: they touch nothing of it), validated against the patient
 /// summary's profiles like any pushed document (fail closed).
-fn variant_of(
+async fn variant_of(
     state: &AppState,
     resource: &ReceivedResource,
     restrictions: &[Restriction],
@@ -211,7 +211,7 @@ fn variant_of(
         .named(crate::services::PATIENT_SUMMARY)
         .map(crate::services::Service::profiles)
         .unwrap_or_default();
-    let report = state.validator.validate(&variant, &profiles);
+    let report = state.validator.validate(&variant, &profiles).await;
     if !report.is_acceptable() {
         tracing::error!(
             errors = report.error_count(),
@@ -252,7 +252,7 @@ pub(crate) async fn national_summary_for_release(
     if lifts(federation, purpose, "patient-summary") {
         return Ok((resource.bytes().clone(), true));
     }
-    Ok(match variant_of(state, resource, &restrictions)? {
+    Ok(match variant_of(state, resource, &restrictions).await? {
         Some(variant) => (variant.content.bytes().clone(), false),
         None => (resource.bytes().clone(), false),
     })

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ehds_access::{AccessPolicy, TrustList, Verifier, VerifierSettings};
+use ehds_identifiers::CountryCode;
 use ehds_profiles::Registry;
 use ehds_routing::NcpDirectory;
 use ehds_store::Store;
@@ -117,9 +118,12 @@ impl Gateway {
                 .collect(),
             federation.as_ref().map(|f| f.client.clone()),
         );
+        // One validation slot per core: validations beyond wait their turn
+        // rather than oversubscribe the cores (edge::validation).
+        let slots = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let state = AppState {
             store,
-            validator,
+            validator: crate::edge::Validation::new(validator, slots),
             services: Arc::new(config.services.clone()),
             validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(
                 config.raw.validation.peer_answer_memo_entries,
@@ -133,7 +137,11 @@ impl Gateway {
             memory_budget: Arc::new(crate::edge::MemoryBudget::new(
                 config.raw.server.memory_budget_bytes,
             )),
-            country: config.raw.ncp.as_ref().map(|n| n.country.as_str().into()),
+            country: config
+                .raw
+                .ncp
+                .as_ref()
+                .and_then(|n| CountryCode::parse(&n.country)),
             federation,
         };
         Ok(Self {
@@ -214,7 +222,7 @@ impl Gateway {
                 crate::audit::alerts::refusal_observer(
                     self.state.clone(),
                     ehds_fhir::audit_event::NcpParty {
-                        country: f.country.clone(),
+                        country: f.country.to_string(),
                         ncp_id: f.ncp_id.clone(),
                     },
                 )
@@ -249,7 +257,7 @@ impl Gateway {
             crate::audit::alerts::refusal_observer(
                 self.state.clone(),
                 ehds_fhir::audit_event::NcpParty {
-                    country: f.country.clone(),
+                    country: f.country.to_string(),
                     ncp_id: f.ncp_id.clone(),
                 },
             )
@@ -562,7 +570,7 @@ pub fn load_federation(
     };
     Ok(Some((
         CrossBorder {
-            country: ncp.country.clone(),
+            country: own.country(),
             ncp_id: section.ncp_id.clone(),
             directory,
             client,

@@ -43,7 +43,7 @@ fn state(
     async move {
         AppState {
             store: Store::open(&StoreConfig::Sqlite { path }).await.unwrap(),
-            validator: validator(),
+            validator: ehds_gateway::Validation::new(validator(), 2),
             services: std::sync::Arc::new(ehds_gateway::ServiceRegistry::shipped().unwrap()),
             validated_answers: ehds_gateway::validated_answers(
                 ehds_gateway::DEFAULT_PEER_ANSWER_MEMO_ENTRIES,
@@ -55,7 +55,7 @@ fn state(
                 body_timeout,
             },
             memory_budget: Arc::new(ehds_gateway::MemoryBudget::new(64 << 20)),
-            country: Some("BE".into()),
+            country: ehds_identifiers::CountryCode::parse("BE"),
             federation: None,
         }
     }

@@ -7,15 +7,22 @@
 //! abroad), a patient's national identifier and the `system|value` key the
 //! store, the audit trail and the access log index it by
 //! ([`PatientIdentifier`]), and an NCP's id, which is also the audience of
-//! assertions meant for it ([`NcpId`]).
+//! assertions meant for it ([`NcpId`]); and the parties of an access: who
+//! asks ([`Professional`] of an [`Organisation`]) and why
+//! ([`PurposeOfUse`]), one model for access control and the audit trail.
 //!
 //! Must not know about: anything else of the gateway. It has no
-//! dependencies, so every crate may use it.
+//! dependencies (serde only behind the `serde` feature, for the assertion's
+//! claims), so every crate may use it.
 
 mod country;
 mod ncp;
 mod patient;
+mod professional;
+mod purpose;
 
 pub use country::CountryCode;
 pub use ncp::NcpId;
 pub use patient::PatientIdentifier;
+pub use professional::{Organisation, Professional};
+pub use purpose::PurposeOfUse;

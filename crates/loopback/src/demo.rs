@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ehds_access::{Organisation, PatientRef, Professional, PurposeOfUse};
+use ehds_access::{Login, Organisation, PatientRef, PurposeOfUse};
 use ehds_dev_pki::{Authority, DevPkiLayout};
 use ehds_gateway::{CheckedConfig, Gateway, GatewayConfig};
 use ehds_transport::{ClientTimeouts, IdentityFiles, NationalClientKind, TlsIdentity, TrustStore};
@@ -197,7 +197,7 @@ async fn steps(
     let idp = loopback::identity_provider(&pki, "BE")?;
     let patient = PatientRef::new(LU_SYSTEM, LU_PATIENT);
     let mut doctor = loopback::be_doctor();
-    let assertion = |who: &Professional| {
+    let assertion = |who: &Login| {
         idp.issue(
             who,
             "urn:ehds:ncp:LU",
@@ -353,8 +353,8 @@ async fn steps(
         "   the same assertion a second time -> {}",
         replay.status()
     ));
-    doctor.role = "2262".into();
-    doctor.name = "Pharmacist Jan Claes".into();
+    doctor.professional.role = "2262".into();
+    doctor.professional.name = "Pharmacist Jan Claes".into();
     let pharmacy = client(
         pki.national_client("BE", NationalClientKind::Pharmacy),
         &Authority::National("BE".into()),
@@ -427,9 +427,9 @@ async fn steps(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     ));
-    doctor.role = "2262".into();
-    doctor.name = "Pharmacist Jan Claes".into();
-    doctor.organisation = Organisation {
+    doctor.professional.role = "2262".into();
+    doctor.professional.name = "Pharmacist Jan Claes".into();
+    doctor.professional.organisation = Organisation {
         id: "BE-PHARM-9".into(),
         name: "Apotheek onder de Toren".into(),
     };
@@ -538,9 +538,9 @@ async fn steps(
         "   the patient opts out of sharing the summary with Belgium -> {}",
         set.status()
     ));
-    doctor.role = "2211".into();
-    doctor.name = "Dr Anne Peeters".into();
-    doctor.organisation = Organisation {
+    doctor.professional.role = "2211".into();
+    doctor.professional.name = "Dr Anne Peeters".into();
+    doctor.professional.organisation = Organisation {
         id: "BE-ORG-17".into(),
         name: "UZ Leuven".into(),
     };

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ehds_access::{AssertionIssuer, KeyAlgorithm, Organisation, Professional};
+use ehds_access::{AssertionIssuer, KeyAlgorithm, Login, Organisation, Professional};
 use ehds_dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
 
 use crate::LoopbackError;
@@ -115,14 +115,16 @@ pub fn laboratory_report(repo: &Path, system: &str, value: &str) -> Result<Vec<u
 
 /// The Belgian doctor of the journey (ISCO-08 2211, generalist medical
 /// practitioner), treating the visitor from Luxembourg.
-pub fn be_doctor() -> Professional {
-    Professional {
-        id: "BE-HP-0042".into(),
-        name: "Dr Anne Peeters".into(),
-        role: "2211".into(),
-        organisation: Organisation {
-            id: "BE-ORG-17".into(),
-            name: "UZ Leuven".into(),
+pub fn be_doctor() -> Login {
+    Login {
+        professional: Professional {
+            id: "BE-HP-0042".into(),
+            name: "Dr Anne Peeters".into(),
+            role: "2211".into(),
+            organisation: Organisation {
+                id: "BE-ORG-17".into(),
+                name: "UZ Leuven".into(),
+            },
         },
         point_of_care: "Emergency department".into(),
     }

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use ehds_access::VerifiedAssertion;
 use ehds_fhir::audit_event::{
     AccessRecord, AuditOutcome, AuditedEntity, EntityTarget, PatientIdentifier, PeerNcp, PeerRole,
-    Professional,
+    RequestingProfessional,
 };
 use ehds_routing::Ncp;
 use ehds_routing::search::TokenParam;
@@ -125,22 +125,11 @@ impl Trail {
     /// The professional and purpose of use of a verified assertion.
     pub(crate) fn professional(&self, assertion: &VerifiedAssertion) {
         let claims = assertion.claims();
-        let professional = Professional {
-            id: claims.sub.clone(),
-            name: claims.name.clone(),
-            role_isco: claims.role.clone(),
-            organisation: Some(ehds_fhir::audit_event::Organisation {
-                id: claims.organisation.id.clone(),
-                name: claims.organisation.name.clone(),
-            }),
+        let professional = RequestingProfessional {
+            professional: claims.professional(),
             country: claims.country.clone(),
         };
-        let purpose = match assertion.purpose() {
-            ehds_access::PurposeOfUse::Treatment => ehds_fhir::audit_event::PurposeOfUse::Treatment,
-            ehds_access::PurposeOfUse::Emergency => {
-                ehds_fhir::audit_event::PurposeOfUse::EmergencyTreatment
-            }
-        };
+        let purpose = assertion.purpose();
         self.with(|d| {
             d.record.requesting_professional = Some(professional);
             d.record.purpose_of_use = Some(purpose);
@@ -165,11 +154,10 @@ impl Trail {
             .as_ref()
             .and_then(|d| d.lock().ok())
             .and_then(|d| {
-                d.record.requesting_professional.as_ref().and_then(|p| {
-                    p.organisation
-                        .as_ref()
-                        .map(|o| format!("{}/{}", p.country, o.id))
-                })
+                d.record
+                    .requesting_professional
+                    .as_ref()
+                    .map(|p| format!("{}/{}", p.country, p.professional.organisation.id))
             })
             .unwrap_or_default()
     }

@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use bytes::{Bytes, BytesMut};
 use ehds_fhir::ReceivedResource;
+use ehds_identifiers::CountryCode;
 use ehds_transport::{NationalClientKind, PeerIdentity, VerifiedPeer};
 use http_body_util::{BodyExt, Limited};
 
@@ -194,7 +195,7 @@ impl FromRequestParts<AppState> for NationalCaller {
     ) -> Result<Self, Self::Rejection> {
         Self::of(
             parts.extensions.get::<VerifiedPeer>(),
-            state.country.as_deref(),
+            state.country.as_ref().map(CountryCode::as_str),
         )
     }
 }

@@ -11,6 +11,8 @@
 //! - [`memory_budget`]: the memory budget of request bodies: reserved from
 //!   a body's size before it is read (503 when spent), held until the
 //!   response is built.
+//! - [`validation`]: the shared validator, run off the async workers with
+//!   a bounded number of validation slots.
 //! - [`respond`]: response writers: FHIR JSON, OperationOutcome, and the
 //!   `searchset` Bundle assembled from entries' raw bytes.
 //!
@@ -26,6 +28,8 @@ pub(crate) mod patient;
 pub(crate) mod request_id;
 pub(crate) mod respond;
 pub(crate) mod state;
+pub(crate) mod validation;
 
 pub use memory_budget::{COST_PER_BODY_BYTE, MemoryBudget};
 pub use state::{AppState, CrossBorder, Limits};
+pub use validation::Validation;

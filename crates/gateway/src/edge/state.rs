@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ehds_access::{AccessPolicy, Verifier};
 use ehds_fhir::audit_event::NcpParty;
+use ehds_identifiers::CountryCode;
 use ehds_routing::NcpDirectory;
 use ehds_store::Store;
 use ehds_transport::FederationClient;
@@ -31,8 +32,8 @@ pub struct Limits {
 pub struct AppState {
     /// The store.
     pub store: Store,
-    /// The validator, shared.
-    pub validator: Arc<ehds_validation::Validator>,
+    /// The validator, shared, run off the async workers.
+    pub validator: super::validation::Validation,
     /// The cross-border services: their document types, the profiles
     /// their documents must meet, their permissions.
     pub services: Arc<ServiceRegistry>,
@@ -50,7 +51,7 @@ pub struct AppState {
     pub memory_budget: Arc<MemoryBudget>,
     /// This gateway's country (`[ncp] country`): national clients must be
     /// of it.
-    pub country: Option<Arc<str>>,
+    pub country: Option<CountryCode>,
     /// Cross-border exchange, when `[federation]` is configured.
     pub federation: Option<Arc<CrossBorder>>,
 }
@@ -59,8 +60,8 @@ pub struct AppState {
 /// (`[federation]`, `[assertions]`, `[patient_rights]`).
 #[derive(Debug)]
 pub struct CrossBorder {
-    /// This NCP's country (ISO 3166-1 alpha-2).
-    pub country: String,
+    /// This NCP's country.
+    pub country: CountryCode,
     /// This NCP's id.
     pub ncp_id: String,
     /// Countries, their NCPs and identifier rules.
@@ -83,7 +84,7 @@ impl CrossBorder {
     /// This NCP as a party of an audit record.
     pub(crate) fn own_party(&self) -> NcpParty {
         NcpParty {
-            country: self.country.clone(),
+            country: self.country.as_str().to_owned(),
             ncp_id: self.ncp_id.clone(),
         }
     }

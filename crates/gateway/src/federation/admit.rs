@@ -37,7 +37,7 @@ pub(crate) fn calling_ncp<'f>(
     let ncp = federation
         .directory
         .peer_by_identity(country, ncp_id)
-        .filter(|ncp| ncp.country().as_str() != federation.country)
+        .filter(|ncp| ncp.country() != federation.country)
         .ok_or_else(|| {
             GatewayError::Forbidden(
                 "this certificate's NCP is not the directory's NCP for its country".into(),
@@ -67,7 +67,7 @@ pub(crate) async fn admit(
         .directory
         .check_patient_identifier(&patient.system, &patient.value)
         .map_err(GatewayError::Identifier)?;
-    if routed.country.code().as_str() != federation.country {
+    if routed.country.code() != federation.country {
         return Err(GatewayError::ResourceNotFound(
             "a patient of another country".into(),
         ));
@@ -77,7 +77,7 @@ pub(crate) async fn admit(
         state,
         federation,
         token,
-        &federation.country,
+        federation.country.as_str(),
         &peer_country,
         &PatientRef::new(&patient.system, &patient.value),
     )

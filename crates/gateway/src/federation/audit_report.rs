@@ -35,7 +35,7 @@ pub(crate) async fn receive(
     let (ncp, _) = super::admit::calling_ncp(federation, peer.as_deref())?;
     let resource =
         FhirBody(receive_resource(&headers, body, &state).await?).of_type("AuditEvent")?;
-    let report = state.validator.validate(&resource, &[]);
+    let report = state.validator.validate(&resource, &[]).await;
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }
@@ -82,7 +82,7 @@ pub(crate) async fn receive(
         .directory
         .check_patient_identifier(patient.0, patient.1)
     {
-        Ok(routed) if routed.country.code().as_str() == federation.country => {}
+        Ok(routed) if routed.country.code() == federation.country => {}
         _ => {
             return Err(invalid(
                 "the patient is not of this country",

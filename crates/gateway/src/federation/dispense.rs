@@ -42,7 +42,7 @@ pub(crate) async fn answer(
     } else {
         &[]
     };
-    let report = state.validator.validate(&resource, profiles);
+    let report = state.validator.validate(&resource, profiles).await;
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }

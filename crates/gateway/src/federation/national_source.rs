@@ -164,7 +164,7 @@ pub(crate) async fn document_read(
                 federation
                     .directory
                     .check_patient_identifier(system, value)
-                    .is_ok_and(|routed| routed.country.code().as_str() == federation.country)
+                    .is_ok_and(|routed| routed.country.code() == federation.country)
             })
             .map(|(system, value)| TokenParam {
                 system: system.to_owned(),
@@ -188,7 +188,7 @@ pub(crate) async fn document_read(
         if !about::document_is_about(root, &identifier(&patient)?) {
             return Err(ehds_national_fhir::NationalError::OtherPatient.into());
         }
-        validate(state, &document, service)?;
+        validate(state, &document, service).await?;
         if service.name != PATIENT_SUMMARY {
             return Ok(Some(fhir_json(StatusCode::OK, document.bytes().clone())));
         }
@@ -211,7 +211,7 @@ pub(crate) async fn document_read(
 /// The national document against its service's profiles, as a pushed
 /// document is (the same bytes validated before with no error are not
 /// validated again: `crate::answer_memo`).
-fn validate(
+async fn validate(
     state: &AppState,
     document: &ehds_fhir::ReceivedResource,
     service: &Service,
@@ -222,7 +222,8 @@ fn validate(
     }
     let report = state
         .validator
-        .validate_pushed_document(document, &service.profiles());
+        .validate_pushed_document(document, &service.profiles())
+        .await;
     if !report.is_acceptable() {
         return Err(GatewayError::NationalInvalid(report));
     }

@@ -66,7 +66,8 @@ pub(crate) async fn push(
     }
     let report = state
         .validator
-        .validate_pushed_document(&resource, &service.profiles());
+        .validate_pushed_document(&resource, &service.profiles())
+        .await;
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }

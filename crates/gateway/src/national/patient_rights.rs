@@ -58,7 +58,7 @@ async fn received_parameters(
     body: Body,
 ) -> Result<ehds_fhir::ReceivedResource, GatewayError> {
     let resource = FhirBody(receive_resource(headers, body, state).await?).of_type("Parameters")?;
-    let report = state.validator.validate(&resource, &[]);
+    let report = state.validator.validate(&resource, &[]).await;
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }
@@ -106,7 +106,7 @@ pub(crate) async fn opt_out(
     };
     if let Some(federation) = &state.federation {
         match federation.directory.check_patient_identifier(system, value) {
-            Ok(routed) if routed.country.code().as_str() == federation.country => {}
+            Ok(routed) if routed.country.code() == federation.country => {}
             Ok(_) => {
                 return Err(invalid(
                     "this patient identifier is issued by another country",
@@ -215,7 +215,7 @@ fn own_patient(state: &AppState, system: &str, value: &str) -> Result<(), Option
         return Ok(());
     };
     match federation.directory.check_patient_identifier(system, value) {
-        Ok(routed) if routed.country.code().as_str() == federation.country => Ok(()),
+        Ok(routed) if routed.country.code() == federation.country => Ok(()),
         Ok(_) => Err(None),
         Err(refusal) => Err(Some(GatewayError::Identifier(refusal))),
     }

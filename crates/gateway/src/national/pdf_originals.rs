@@ -67,7 +67,7 @@ pub(crate) async fn push(
     // 1 MB (`ehds_validation::structure::primitive::MAX_LENGTH`): a PDF
     // inline is at most 768 KiB until that rule leaves base64Binary alone
     // (R4 datatypes.html#base64Binary sets no upper limit).
-    let report = state.validator.validate(&resource, &[]);
+    let report = state.validator.validate(&resource, &[]).await;
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }

@@ -40,7 +40,8 @@ pub(crate) async fn push(
         FhirBody(receive_resource(&headers, body, &state).await?).of_type("MedicationRequest")?;
     let report = state
         .validator
-        .validate(&resource, ep::mpd_profiles(&state));
+        .validate(&resource, ep::mpd_profiles(&state))
+        .await;
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }
@@ -98,7 +99,7 @@ pub(crate) async fn push_bundle(
     resource: &ehds_fhir::ReceivedResource,
 ) -> Result<Response, GatewayError> {
     caller.require(ep::PRESCRIBERS, "push prescriptions")?;
-    let report = state.validator.validate(resource, &[]);
+    let report = state.validator.validate(resource, &[]).await;
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }
@@ -122,7 +123,8 @@ pub(crate) async fn push_bundle(
             ehds_fhir::ReceivedResource::parse(bytes).map_err(GatewayError::MalformedJson)?;
         let mut item_report = state
             .validator
-            .validate(&item_resource, ep::mpd_profiles(state));
+            .validate(&item_resource, ep::mpd_profiles(state))
+            .await;
         if !item_report.is_acceptable() {
             for issue in &mut item_report.issues {
                 issue.expression = Some(match issue.expression.take() {

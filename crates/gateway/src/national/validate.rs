@@ -72,7 +72,7 @@ async fn validate(
         });
     }
     let profiles: Vec<&str> = query.profile.iter().map(String::as_str).collect();
-    let report = state.validator.validate(&resource, &profiles);
+    let report = state.validator.validate(&resource, &profiles).await;
     let issues = if report.issues.is_empty() {
         vec![ehds_fhir::outcome::Issue::new(
             ehds_fhir::outcome::Severity::Information,

@@ -30,7 +30,7 @@ pub(crate) async fn relay(
     caller.require(&[NationalClientKind::Pharmacy], "dispense")?;
     let resource =
         FhirBody(receive_resource(&headers, body, &state).await?).of_type("MedicationDispense")?;
-    let report = state.validator.validate(&resource, &[]);
+    let report = state.validator.validate(&resource, &[]).await;
     if !report.is_acceptable() {
         return Err(GatewayError::Invalid(report));
     }
@@ -47,6 +47,7 @@ pub(crate) async fn relay(
         path: "MedicationDispense".to_owned(),
         body: Some(resource.bytes().clone()),
         expected: ExpectedAnswer::Dispense,
+        service: Some(state.services.eprescription_name().to_owned()),
     }
     .send(&state, &caller, &headers, &trail)
     .await

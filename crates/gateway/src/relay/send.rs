@@ -17,6 +17,7 @@ use crate::edge::respond::{FHIR_JSON, fhir_json, pdf_original};
 use crate::edge::state::PeerNcpTarget;
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
+use crate::services::{PATIENT_SUMMARY, ServiceRegistry};
 
 /// Largest answer accepted from a peer (a patient summary with embedded
 /// attachments stays far below).
@@ -59,6 +60,11 @@ pub(crate) struct Relay<'a> {
     pub(crate) body: Option<Bytes>,
     /// What its answer must be.
     pub(crate) expected: ExpectedAnswer,
+    /// The service it is of (a name of the service registry), when known
+    /// before the answer; a document read learns it from the document
+    /// answered. Recorded in this country's audit record, as the patient's
+    /// country records it in its own.
+    pub(crate) service: Option<String>,
 }
 
 /// The NCP answering for `patient` (by the directory's identifier rules).
@@ -81,7 +87,7 @@ pub(crate) fn held_abroad<'i>(state: &AppState, id: &'i str) -> Option<(&'i str,
     let (country, rest) = id.split_once('.')?;
     (ehds_identifiers::CountryCode::parse(country).is_some()
         && !rest.is_empty()
-        && state.country.as_deref() != Some(country))
+        && state.country.map(|own| own.as_str()) != Some(country))
     .then_some((country, rest))
 }
 
@@ -114,8 +120,11 @@ impl Relay<'_> {
             None => EntityTarget::Id(self.path.rsplit('/').next().unwrap_or_default().to_owned()),
         });
         trail.patient(&self.patient);
+        if let Some(service) = &self.service {
+            trail.service(service);
+        }
         trail.peer(target, self.ncp.id(), String::new(), PeerRole::Responder);
-        if target == federation.country {
+        if target == federation.country.as_str() {
             return Err(GatewayError::Forbidden(
                 "this patient is of this gateway's own country: ask the national infrastructure, not the federation"
                     .into(),
@@ -130,7 +139,7 @@ impl Relay<'_> {
             federation,
             token,
             target,
-            &federation.country,
+            federation.country.as_str(),
             &ehds_access::PatientRef::new(&self.patient.system, &self.patient.value),
         )
         .await?;
@@ -182,7 +191,9 @@ impl Relay<'_> {
                 outcome: peer_outcome(&answer.body),
             });
         }
-        check_answer(state, &answer.body, self.expected)?;
+        if let Some(service) = check_answer(state, &answer.body, self.expected).await? {
+            trail.service(&service);
+        }
         if self.expected == ExpectedAnswer::PdfOriginal {
             let id = self.path.rsplit('/').next().unwrap_or_default();
             return Ok(pdf_original(
@@ -212,12 +223,15 @@ pub(crate) trait RelayedSearch: Sized {
     fn patient(&self) -> &TokenParam;
     /// The path and query relayed to that country's NCP.
     fn relay_path(&self) -> String;
+    /// The service searched (a name of `services`); `None` for a search
+    /// of no one service (patient identification).
+    fn service(&self, services: &ServiceRegistry) -> Option<String>;
 }
 
 /// `RelayedSearch` for a search type of `ehds_routing::search`: the field
 /// naming the patient.
 macro_rules! relayed_search {
-    ($search:ty, $patient:ident) => {
+    ($search:ty, $patient:ident, $service:expr) => {
         impl RelayedSearch for $search {
             fn parse(query: &str) -> Result<Self, Vec<SearchRefusal>> {
                 <$search>::parse(query)
@@ -228,18 +242,31 @@ macro_rules! relayed_search {
             fn relay_path(&self) -> String {
                 <$search>::relay_path(self)
             }
+            fn service(&self, services: &ServiceRegistry) -> Option<String> {
+                let service: fn(&$search, &ServiceRegistry) -> Option<String> = $service;
+                service(self, services)
+            }
         }
     };
 }
 
-relayed_search!(ehds_routing::search::PatientSearch, identifier);
+relayed_search!(ehds_routing::search::PatientSearch, identifier, |_, _| None);
 relayed_search!(
     ehds_routing::search::DocumentReferenceSearch,
-    patient_identifier
+    patient_identifier,
+    // As the patient's country reads it: the asked type names the service,
+    // no type the patient summary (federation::document_search).
+    |search, services| match &search.type_ {
+        None => Some(PATIENT_SUMMARY.to_owned()),
+        Some(t) => services
+            .for_type(&t.system, &t.value)
+            .map(|s| s.name.clone()),
+    }
 );
 relayed_search!(
     ehds_routing::search::MedicationRequestSearch,
-    patient_identifier
+    patient_identifier,
+    |_, services| Some(services.eprescription_name().to_owned())
 );
 
 /// Parses a national search (a malformed one is refused before anything
@@ -260,6 +287,7 @@ pub(crate) async fn relay_search<S: RelayedSearch>(
         path: search.relay_path(),
         body: None,
         expected: ExpectedAnswer::SearchSet,
+        service: search.service(&state.services),
     }
     .send(state, caller, headers, trail)
     .await
@@ -297,6 +325,10 @@ pub(crate) async fn relay_read(
         path: format!("{resource_type}/{}", read.id),
         body: None,
         expected,
+        // A prescription is of the ePrescription service; a document's
+        // service is read from the document answered (check_answer).
+        service: (expected == ExpectedAnswer::Prescription)
+            .then(|| state.services.eprescription_name().to_owned()),
     }
     .send(state, caller, headers, trail)
     .await
@@ -309,21 +341,22 @@ fn peer_outcome(body: &Bytes) -> Option<Bytes> {
 }
 
 /// A peer is untrusted input: its answer is checked before it is passed on.
+/// For a document, the service it is of (its Composition's type).
 /// A document answer whose exact bytes already validated with no error is
 /// passed on without validating it again (SHA-256 of the bytes received now;
 /// why that is sound: [`crate::answer_memo`]).
-pub(crate) fn check_answer(
+pub(crate) async fn check_answer(
     state: &AppState,
     body: &Bytes,
     expected: ExpectedAnswer,
-) -> Result<(), GatewayError> {
+) -> Result<Option<String>, GatewayError> {
     let digest = (expected == ExpectedAnswer::Document)
         .then(|| crate::answer_memo::ValidatedAnswers::digest(body));
     if let Some(digest) = &digest
-        && state.validated_answers.validated(digest)
+        && let Some(service) = state.validated_answers.service_of(digest)
     {
         state.metrics.count_peer_answer_validated_before();
-        return Ok(());
+        return Ok(Some(service.to_string()));
     }
     if expected == ExpectedAnswer::PdfOriginal {
         return match ehds_validation::pdf::check_pdf(
@@ -331,7 +364,7 @@ pub(crate) fn check_answer(
             ehds_validation::pdf::MAX_PDF_ORIGINAL_BYTES,
             "Binary",
         ) {
-            ehds_validation::pdf::PdfCheck::Accepted => Ok(()),
+            ehds_validation::pdf::PdfCheck::Accepted => Ok(None),
             ehds_validation::pdf::PdfCheck::TooLarge { .. } => Err(GatewayError::PeerUnavailable(
                 "the peer's PDF original is larger than this gateway accepts".into(),
             )),
@@ -342,6 +375,7 @@ pub(crate) fn check_answer(
     }
     let resource = ReceivedResource::parse(body.clone())
         .map_err(|_| GatewayError::PeerUnavailable("the peer's answer is not FHIR JSON".into()))?;
+    let mut service_answered = None;
     let report = match expected {
         ExpectedAnswer::SearchSet => {
             let is_searchset = resource.resource_type() == "Bundle"
@@ -351,7 +385,7 @@ pub(crate) fn check_answer(
                     "the peer's answer is not a searchset Bundle".into(),
                 ));
             }
-            state.validator.validate(&resource, &[])
+            state.validator.validate(&resource, &[]).await
         }
         ExpectedAnswer::Dispense => {
             // The stored dispense, or (for a cancellation) an OperationOutcome.
@@ -363,7 +397,7 @@ pub(crate) fn check_answer(
                     "the peer's answer is not a MedicationDispense or an OperationOutcome".into(),
                 ));
             }
-            state.validator.validate(&resource, &[])
+            state.validator.validate(&resource, &[]).await
         }
         ExpectedAnswer::Prescription => {
             if resource.resource_type() != "MedicationRequest" {
@@ -377,7 +411,7 @@ pub(crate) fn check_answer(
             } else {
                 &[]
             };
-            state.validator.validate(&resource, profiles)
+            state.validator.validate(&resource, profiles).await
         }
         // Checked on its bytes above: not JSON.
         ExpectedAnswer::PdfOriginal => ehds_validation::ValidationReport::default(),
@@ -389,18 +423,22 @@ pub(crate) fn check_answer(
                     "the peer's answer is not a document of a service this gateway carries".into(),
                 ));
             };
+            service_answered = Some(service.name.clone());
             state
                 .validator
                 .validate_pushed_document(&resource, &service.profiles())
+                .await
         }
     };
     if !report.is_acceptable() {
         return Err(GatewayError::PeerInvalid(report));
     }
     if let Some(digest) = digest {
-        state.validated_answers.remember(digest);
+        state
+            .validated_answers
+            .remember_document(digest, service_answered.as_deref().unwrap_or_default());
     }
-    Ok(())
+    Ok(service_answered)
 }
 
 #[cfg(test)]
@@ -431,7 +469,7 @@ mod tests {
         .unwrap();
         AppState {
             store,
-            validator: validator(),
+            validator: crate::edge::Validation::new(validator(), 2),
             services: Arc::new(crate::services::ServiceRegistry::shipped().unwrap()),
             validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(memo_entries)),
             metrics: Arc::new(crate::metrics::Metrics::default()),
@@ -441,7 +479,7 @@ mod tests {
                 body_timeout: Duration::from_secs(5),
             },
             memory_budget: Arc::new(crate::edge::MemoryBudget::new(64 << 20)),
-            country: Some("BE".into()),
+            country: ehds_identifiers::CountryCode::parse("BE"),
             federation: None,
         }
     }
@@ -472,9 +510,13 @@ mod tests {
         let state = state(&dir, 16).await;
         let valid = Bytes::from(ips_example());
 
-        check_answer(&state, &valid, ExpectedAnswer::Document).unwrap();
+        check_answer(&state, &valid, ExpectedAnswer::Document)
+            .await
+            .unwrap();
         assert_eq!(validated_before(&state), 0, "first sight: validated");
-        check_answer(&state, &valid, ExpectedAnswer::Document).unwrap();
+        check_answer(&state, &valid, ExpectedAnswer::Document)
+            .await
+            .unwrap();
         assert_eq!(validated_before(&state), 1, "same bytes: remembered");
 
         // One byte changed (a document that is no longer a document Bundle:
@@ -484,7 +526,7 @@ mod tests {
         assert_ne!(changed, ips_example(), "the example's Bundle.type moved");
         let changed = Bytes::from(changed);
         for _ in 0..2 {
-            match check_answer(&state, &changed, ExpectedAnswer::Document) {
+            match check_answer(&state, &changed, ExpectedAnswer::Document).await {
                 Err(GatewayError::PeerInvalid(report)) => assert!(!report.is_acceptable()),
                 other => panic!("a changed answer passed: {other:?}"),
             }
@@ -494,9 +536,13 @@ mod tests {
         // Other bytes that are valid too (trailing whitespace) are validated
         // once, then remembered beside the first.
         let spaced = Bytes::from(format!("{}\n ", ips_example()));
-        check_answer(&state, &spaced, ExpectedAnswer::Document).unwrap();
+        check_answer(&state, &spaced, ExpectedAnswer::Document)
+            .await
+            .unwrap();
         assert_eq!(validated_before(&state), 1);
-        check_answer(&state, &spaced, ExpectedAnswer::Document).unwrap();
+        check_answer(&state, &spaced, ExpectedAnswer::Document)
+            .await
+            .unwrap();
         assert_eq!(validated_before(&state), 2);
         assert_eq!(state.validated_answers.len(), 2);
     }
@@ -507,7 +553,9 @@ mod tests {
         let state = state(&dir, 0).await;
         let valid = Bytes::from(ips_example());
         for _ in 0..2 {
-            check_answer(&state, &valid, ExpectedAnswer::Document).unwrap();
+            check_answer(&state, &valid, ExpectedAnswer::Document)
+                .await
+                .unwrap();
         }
         assert_eq!(validated_before(&state), 0);
     }

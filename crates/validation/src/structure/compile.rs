@@ -592,6 +592,16 @@ fn link(elements: &mut [ElementDef], by_id: &HashMap<String, usize>) {
     }
 }
 
+/// A definition in the registry the validator could not use (reported once,
+/// at load time, never silently).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadProblem {
+    /// The canonical URL.
+    pub url: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,8 +30,7 @@ use ehds_fhir::bundle::{BundleIndex, Resolution};
 use ehds_fhirpath::{Expression, Hooks, Item, Model, TypeId};
 use serde::Deserialize;
 
-use super::LoadProblem;
-use super::compile::{Constraint, ElementDef, Structure};
+use super::compile::{Constraint, ElementDef, LoadProblem, Structure};
 use crate::terminology::{Membership, Terminology};
 
 /// The table of corrections, compiled in.
@@ -267,7 +266,19 @@ pub(super) struct WalkHooks<'h, 'd> {
     /// ValueSets and CodeSystems for `memberOf()`.
     pub terminology: &'h Terminology,
     /// Profiles for `conformsTo()`, and how deep conformance checks nest.
-    pub conformance: Option<(&'h super::StructureValidator, u8)>,
+    pub conformance: Option<(&'h dyn Profiles, u8)>,
+}
+
+/// The validator as `conformsTo()` sees it: the profiles it knows and a
+/// nested validation against one of them. The structure validator
+/// implements it, so this module needs nothing from the one above it.
+pub(super) trait Profiles {
+    /// The compiled profile of `canonical` (`url` or `url|version`).
+    fn profile(&self, canonical: &str) -> Option<&Structure>;
+
+    /// Whether `resource` conforms to the profile `url` (no error when
+    /// validated against it, checks nested `depth` deep).
+    fn conforms(&self, resource: &Node, url: &str, terminology: &Terminology, depth: u8) -> bool;
 }
 
 impl<'d> Hooks<'d> for WalkHooks<'_, 'd> {
@@ -336,16 +347,14 @@ impl<'d> Hooks<'d> for WalkHooks<'_, 'd> {
             return Some(false);
         };
         let node = node.value?;
-        let structure = validator.structure(url)?;
+        let structure = validator.profile(url)?;
         if depth >= 2 {
             return None;
         }
         if node.get("resourceType").and_then(Node::as_str) != Some(structure.type_name.as_str()) {
             return Some(false);
         }
-        let mut issues = Vec::new();
-        validator.validate_nested(node, &[url], self.terminology, &mut issues, depth + 1);
-        Some(!issues.iter().any(|i| i.severity.is_error()))
+        Some(validator.conforms(node, url, self.terminology, depth + 1))
     }
 
     /// The narrative checker ([`crate::narrative`]) reports txt-1 and txt-2

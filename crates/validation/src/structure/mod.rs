@@ -49,6 +49,7 @@ use ehds_fhir::outcome::{Issue, IssueType, Severity};
 use ehds_fhirpath::{EvalContext, Item, Model};
 use ehds_profiles::Registry;
 
+pub use compile::LoadProblem;
 use compile::{Constraint, Kind, Structure, TypeRef};
 
 /// Compiled StructureDefinitions and primitive regexes, ready to validate.
@@ -96,17 +97,25 @@ type ChildKey = (u32, usize, usize);
 /// Merged children as (structure id, element) pairs.
 type ChildPairs = Arc<[(u32, u32)]>;
 
-/// A definition in the registry the validator could not use (reported once,
-/// at load time, never silently).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadProblem {
-    /// The canonical URL.
-    pub url: String,
-    /// What is wrong.
-    pub problem: String,
-}
-
 const CORE_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
+
+impl invariants::Profiles for StructureValidator {
+    fn profile(&self, canonical: &str) -> Option<&Structure> {
+        self.structure(canonical).map(|structure| &**structure)
+    }
+
+    fn conforms(
+        &self,
+        resource: &Node,
+        url: &str,
+        terminology: &crate::terminology::Terminology,
+        depth: u8,
+    ) -> bool {
+        let mut issues = Vec::new();
+        self.validate_nested(resource, &[url], terminology, &mut issues, depth);
+        !issues.iter().any(|i| i.severity.is_error())
+    }
+}
 
 impl StructureValidator {
     /// Compiles every StructureDefinition in `registry`.

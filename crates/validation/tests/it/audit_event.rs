@@ -14,8 +14,8 @@ use bytes::Bytes;
 use ehds_fhir::ReceivedResource;
 use ehds_fhir::audit_event::{
     AccessRecord, AuditAction, AuditOutcome, AuditedEntity, EntityTarget, NcpParty, Organisation,
-    PatientIdentifier, PeerNcp, PeerRole, Professional, PurposeOfUse, RestInteraction,
-    audit_event_json,
+    PatientIdentifier, PeerNcp, PeerRole, Professional, PurposeOfUse, RequestingProfessional,
+    RestInteraction, audit_event_json,
 };
 use ehds_profiles::Registry;
 use ehds_test_support::repo_root;
@@ -28,14 +28,16 @@ fn record(action: AuditAction, subtype: RestInteraction) -> AccessRecord {
         recorded: time::macros::datetime!(2026-11-24 19:30:00.123 +01:00),
         outcome: AuditOutcome::Success,
         outcome_description: None,
-        requesting_professional: Some(Professional {
-            id: "hp-4711".into(),
-            name: "Dr Jan Peeters".into(),
-            role_isco: "2211".into(),
-            organisation: Some(Organisation {
-                id: "org-1".into(),
-                name: "AZ Example".into(),
-            }),
+        requesting_professional: Some(RequestingProfessional {
+            professional: Professional {
+                id: "hp-4711".into(),
+                name: "Dr Jan Peeters".into(),
+                role: "2211".into(),
+                organisation: Organisation {
+                    id: "org-1".into(),
+                    name: "AZ Example".into(),
+                },
+            },
             country: "BE".into(),
         }),
         purpose_of_use: Some(PurposeOfUse::Treatment),
@@ -101,7 +103,7 @@ fn generated_audit_events_validate_against_r4_core() {
         let mut r = record(AuditAction::Search, RestInteraction::SearchType);
         r.outcome = outcome;
         r.outcome_description = Some("refused: purpose of use not permitted".into());
-        r.purpose_of_use = Some(PurposeOfUse::EmergencyTreatment);
+        r.purpose_of_use = Some(PurposeOfUse::Emergency);
         records.push(r);
     }
     // The barest record: no professional, peer, patient or entity.

@@ -15,11 +15,11 @@ use std::task::{Context, Poll, Waker};
 
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ehds_access::issue::Professional;
 use ehds_access::{
     AssertionIssuer, Expectations, HealthProfessionalAssertion, KeyAlgorithm, Organisation,
     PatientRef, PurposeOfUse, TrustList, Verifier, VerifierSettings,
 };
+use ehds_access::{Login, Professional};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -104,14 +104,16 @@ pub(crate) fn patient() -> PatientRef {
     PatientRef::new(PATIENT_SYSTEM, PATIENT_VALUE)
 }
 
-pub(crate) fn doctor() -> Professional {
-    Professional {
-        id: "LU-HP-0042".into(),
-        name: "Dr Anne Muller".into(),
-        role: "2211".into(),
-        organisation: Organisation {
-            id: "LU-ORG-17".into(),
-            name: "Centre Hospitalier de Luxembourg".into(),
+pub(crate) fn doctor() -> Login {
+    Login {
+        professional: Professional {
+            id: "LU-HP-0042".into(),
+            name: "Dr Anne Muller".into(),
+            role: "2211".into(),
+            organisation: Organisation {
+                id: "LU-ORG-17".into(),
+                name: "Centre Hospitalier de Luxembourg".into(),
+            },
         },
         point_of_care: "Emergency department, Luxembourg City".into(),
     }

@@ -1,0 +1,166 @@
+//! Validation off the async workers: every validation a request causes
+//! (a pushed document, `$validate`, a peer's or a national server's answer)
+//! runs through [`Validation`], which waits for one of a bounded number of
+//! validation slots and then runs the validator with
+//! `tokio::task::block_in_place`, so that a large document's validation
+//! never holds an async worker thread: the worker's other connections (body
+//! reads, keep-alive, health checks) move to another thread while it
+//! validates. Without it, a few concurrent 20 MiB bodies on a 2-core host
+//! starved every other connection's body read into 408s.
+//!
+//! The slots bound CPU-bound work to the cores the operator gives the
+//! gateway: more documents than slots wait their turn (still within the
+//! request's own time limits) instead of oversubscribing the cores.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use ehds_fhir::ReceivedResource;
+use ehds_validation::{ValidationReport, Validator};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::Semaphore;
+
+/// The shared validator behind a bounded number of validation slots.
+/// Derefs to the [`Validator`] for its cheap, non-validating questions
+/// (`knows_profile`, …); its own `validate*` methods shadow the
+/// validator's, so a request cannot validate on an async worker by
+/// forgetting a call.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    validator: Arc<Validator>,
+    slots: Arc<Semaphore>,
+}
+
+impl Validation {
+    /// `validator` with `slots` validations at once (at least one).
+    pub fn new(validator: Arc<Validator>, slots: usize) -> Self {
+        Self {
+            validator,
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+        }
+    }
+
+    /// [`Validator::validate`], off the async workers.
+    pub async fn validate(
+        &self,
+        resource: &ReceivedResource,
+        profiles: &[&str],
+    ) -> ValidationReport {
+        self.off_workers(|v| v.validate(resource, profiles)).await
+    }
+
+    /// [`Validator::validate_pushed_document`], off the async workers.
+    pub async fn validate_pushed_document(
+        &self,
+        resource: &ReceivedResource,
+        document_profiles: &[&str],
+    ) -> ValidationReport {
+        self.off_workers(|v| v.validate_pushed_document(resource, document_profiles))
+            .await
+    }
+
+    /// Runs `job` once a slot is free: on a multi-threaded runtime with
+    /// `block_in_place` (the worker hands its queue to another thread);
+    /// on a current-thread runtime (in-process tests) or outside one,
+    /// inline, as there is no other worker to hand over to.
+    async fn off_workers<R>(&self, job: impl FnOnce(&Validator) -> R) -> R {
+        // The semaphore is never closed; were it, validating unbounded
+        // beats refusing every document.
+        let _slot = self.slots.acquire().await.ok();
+        let multi_threaded = Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if multi_threaded {
+            tokio::task::block_in_place(|| job(&self.validator))
+        } else {
+            job(&self.validator)
+        }
+    }
+}
+
+impl Deref for Validation {
+    type Target = Validator;
+
+    fn deref(&self) -> &Validator {
+        &self.validator
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn validation(slots: usize) -> Validation {
+        let registry = ehds_profiles::Registry::shipped().unwrap();
+        Validation::new(Arc::new(Validator::new(&registry)), slots)
+    }
+
+    /// While one validation holds the only worker thread's job, another
+    /// task on the same runtime still runs: the worker handed its queue
+    /// over (`block_in_place`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_validation_does_not_hold_the_async_worker() {
+        let v = validation(1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let ticker = {
+            let ticks = Arc::clone(&ticks);
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        // The job blocks until the ticker has ticked three times: with the
+        // job on the async worker the ticker could never run (deadlock,
+        // caught by the bounded wait below).
+        let waited = v
+            .off_workers(|_| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while ticks.load(Ordering::SeqCst) < 3 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                ticks.load(Ordering::SeqCst)
+            })
+            .await;
+        drop(tx);
+        assert!(rx.recv().is_err());
+        assert_eq!(waited, 3, "the ticker task never ran during the validation");
+        ticker.await.unwrap();
+    }
+
+    /// Two validations with one slot run one after the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slots_bound_concurrent_validations() {
+        let v = validation(1);
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let job = |running: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
+            let v = v.clone();
+            tokio::spawn(async move {
+                v.off_workers(|_| {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+            })
+        };
+        let a = job(Arc::clone(&running), Arc::clone(&most));
+        let b = job(Arc::clone(&running), Arc::clone(&most));
+        a.await.unwrap();
+        b.await.unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+    }
+
+    /// On a current-thread runtime the job runs inline (block_in_place
+    /// would panic there).
+    #[tokio::test]
+    async fn runs_inline_on_a_current_thread_runtime() {
+        let v = validation(2);
+        assert_eq!(v.off_workers(|_| 7).await, 7);
+    }
+}
