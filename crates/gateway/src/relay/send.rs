@@ -433,6 +433,7 @@ mod tests {
             store,
             validator: validator(),
             services: Arc::new(crate::services::ServiceRegistry::shipped().unwrap()),
+            unknown_extensions: Arc::default(),
             validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(memo_entries)),
             metrics: Arc::new(crate::metrics::Metrics::default()),
             operations: Arc::default(),
