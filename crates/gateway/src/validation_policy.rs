@@ -17,9 +17,10 @@
 //! told. It never applies to documents from another country (relayed
 //! answers): those are held to the validator's defaults, under which an
 //! unknown non-modifier extension is information, so another country's
-//! national extensions never block a document (R4 extensibility.html:
-//! non-modifier extensions "SHALL be safe to ignore"). Unknown modifier
-//! extensions are errors whatever the policy.
+//! national extensions never block a document (R4 extensibility.html: only
+//! modifier extensions may change the meaning of what carries them, so a
+//! receiver may ignore the others). Unknown modifier extensions are errors
+//! whatever the policy.
 
 use ehds_fhir::outcome::{Issue, IssueType, Severity};
 use ehds_validation::UnknownExtensions;
