@@ -8,7 +8,8 @@
 //!   journey (summary, assertions, certificates, consent, restriction,
 //!   ePrescription, …);
 //! * [`push_and_read`], [`validation_api`]: the national API of one gateway
-//!   process;
+//!   process; [`validation_policy`]: the operator's validation policy
+//!   (enforce, report, downgraded rules, unknown extensions);
 //! * [`patient_page`]: the demonstration patient page in a headless browser;
 //! * [`backup`]: a store backed up while serving restores intact;
 //! * [`memory_budget`]: 8 largest bodies at once stay within the memory
@@ -30,3 +31,4 @@ mod push_and_read;
 mod shutdown;
 mod tidy;
 mod validation_api;
+mod validation_policy;

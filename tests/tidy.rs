@@ -483,6 +483,7 @@ const GATEWAY_LAYERS: &[(&str, u8)] = &[
     ("crate::metrics", 1),
     ("crate::operations", 1),
     ("crate::answer_memo", 1),
+    ("crate::validation_policy", 1),
     ("crate::start_error", 1),
     ("crate::error", 2),
     ("crate::edge", 3),

@@ -327,6 +327,9 @@ async fn run(command: Command) -> Result<(), CliError> {
                 if loaded.federation { "loaded" } else { "off" },
                 loaded.packages
             );
+            for warning in &loaded.warnings {
+                println!("warning: {warning}");
+            }
             Ok(())
         }
     }

@@ -241,6 +241,16 @@ pub struct ValidationSection {
     /// validated again (`crate::answer_memo`); 0 validates every answer.
     #[serde(default = "default_peer_answer_memo_entries")]
     pub peer_answer_memo_entries: usize,
+    /// How an extension the gateway holds no definition for is reported in
+    /// what this country's systems push (`crate::validation_policy`):
+    /// `information` (the default), `warning` or `error`.
+    #[serde(default)]
+    pub unknown_extensions: UnknownExtensionLevel,
+    /// Hosts (`hl7.eu`: it and the hosts below it) or URL prefixes ending
+    /// in `/` (`http://hl7.eu/fhir/`, as Java's `-extension` domains) whose
+    /// unknown extensions stay information whatever `unknown_extensions`.
+    #[serde(default)]
+    pub unknown_extension_domains: Vec<String>,
 }
 
 impl Default for ValidationSection {
@@ -250,7 +260,66 @@ impl Default for ValidationSection {
             extra_package_dirs: Vec::new(),
             document_profiles: None,
             peer_answer_memo_entries: default_peer_answer_memo_entries(),
+            unknown_extensions: UnknownExtensionLevel::default(),
+            unknown_extension_domains: Vec::new(),
         }
+    }
+}
+
+/// `[validation] unknown_extensions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownExtensionLevel {
+    /// Reported as an error: refused under `enforce` (Java's default,
+    /// `EXTENSION_EXT_UNKNOWN_NOTHERE`).
+    Error,
+    /// Reported as a warning.
+    Warning,
+    /// Reported as information (the default: README, "Validation policy").
+    #[default]
+    Information,
+}
+
+impl ValidationSection {
+    /// The unknown-extensions policy as the policy step takes it.
+    pub fn unknown_extensions(&self) -> ehds_validation::UnknownExtensions {
+        ehds_validation::UnknownExtensions {
+            severity: match self.unknown_extensions {
+                UnknownExtensionLevel::Error => ehds_fhir::outcome::Severity::Error,
+                UnknownExtensionLevel::Warning => ehds_fhir::outcome::Severity::Warning,
+                UnknownExtensionLevel::Information => ehds_fhir::outcome::Severity::Information,
+            },
+            allowed_domains: self.unknown_extension_domains.clone(),
+        }
+    }
+
+    /// `unknown_extension_domains`: each a host, or a URL prefix with its
+    /// scheme ending in `/` (so `http://hl7.eu/` does not also take
+    /// `http://hl7.eu.example/`).
+    fn check_unknown_extension_domains(&self) -> Result<(), String> {
+        for domain in &self.unknown_extension_domains {
+            let well_formed = match domain.split_once("://") {
+                Some((scheme, rest)) => {
+                    !scheme.is_empty()
+                        && rest.len() > 1
+                        && domain.ends_with('/')
+                        && !domain.contains(char::is_whitespace)
+                }
+                None => {
+                    !domain.is_empty()
+                        && domain
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                }
+            };
+            if !well_formed {
+                return Err(format!(
+                    "validation.unknown_extension_domains: {domain:?} is neither a host \
+                     (\"hl7.eu\") nor a URL prefix ending in / (\"http://hl7.eu/fhir/\")"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -460,6 +529,9 @@ impl GatewayConfig {
                 "validation.document_profiles has an empty URL".into(),
             ));
         }
+        self.validation
+            .check_unknown_extension_domains()
+            .map_err(StartError::Config)?;
         let services = self.service_registry()?;
         let mut store = StoreConfig::from_url(&self.store.url, self.store.schema.clone())
             .map_err(|e| StartError::Config(format!("store.url: {e}")))?;

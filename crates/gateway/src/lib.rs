@@ -20,7 +20,7 @@
 //! | 4 shared by the services | `audit`, `assertion`, `release`, `eprescription` | the audited exit and trail; assertions; what may be released; ePrescription rules |
 //! | 3 edge | `edge` (state, extract, observe, fallback), `services`, `sources` | what every request passes through; where each service's documents come from (store or national FHIR server) |
 //! | 2 error | [`error`] | the one table: error → status, OperationOutcome, audit summary |
-//! | 1 ground | `edge::respond`, `edge::request_id`, `metrics`, `operations`, `answer_memo`, [`start_error`] | know nothing of the crate |
+//! | 1 ground | `edge::respond`, `edge::request_id`, `metrics`, `operations`, `answer_memo`, `validation_policy`, [`start_error`] | know nothing of the crate |
 
 mod answer_memo;
 mod assertion;
@@ -40,6 +40,7 @@ mod services;
 mod sources;
 pub mod start_error;
 pub mod startup;
+mod validation_policy;
 
 pub use answer_memo::DEFAULT_ENTRIES as DEFAULT_PEER_ANSWER_MEMO_ENTRIES;
 pub use config::{CheckedConfig, GatewayConfig};

@@ -16,13 +16,130 @@ pub struct Metrics {
     /// Security alerts the rate limit left unrecorded, by listener and
     /// reason (both `&'static str`: the map stays small).
     security_alerts_suppressed: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Verdicts and issues of the validation policy on pushed resources.
+    validation: Mutex<ValidationCounts>,
     /// TLS counters of the national listener.
     pub national_tls: Arc<ListenerMetrics>,
     /// TLS counters of the federation listener.
     pub federation_tls: Arc<ListenerMetrics>,
 }
 
+/// At most this many distinct `rule` label values on the validation
+/// counters; the others are counted under `other`. Rule keys come from the
+/// loaded packages, never from a document ([`ehds_validation::rule_of`]),
+/// but a package set holds hundreds of them: a bound keeps the series
+/// count (services x severities x rules) predictable.
+pub(crate) const MAX_RULE_LABELS: usize = 64;
+
+/// The validation counters (`crate::validation_policy`), by service (the
+/// registry's names), policy, verdict, severity and rule.
+#[derive(Debug, Default)]
+struct ValidationCounts {
+    verdicts: BTreeMap<(String, &'static str, &'static str), u64>,
+    issues: BTreeMap<(String, &'static str, String), u64>,
+    downgraded: BTreeMap<(String, String), u64>,
+    /// The `rule` label values given out so far (at most [`MAX_RULE_LABELS`]).
+    rules: std::collections::BTreeSet<String>,
+}
+
+impl ValidationCounts {
+    /// The `rule` label of `rule`: itself while the bound allows.
+    fn label(&mut self, rule: &str) -> String {
+        if self.rules.contains(rule) {
+            return rule.to_owned();
+        }
+        if self.rules.len() < MAX_RULE_LABELS {
+            self.rules.insert(rule.to_owned());
+            return rule.to_owned();
+        }
+        "other".to_owned()
+    }
+}
+
+/// The `rule` label of an issue: its rule key, `unknown-extension`, or
+/// `none` (findings without a rule key: cardinality, unknown elements, …).
+fn rule_label(issue: &ehds_fhir::outcome::Issue) -> &str {
+    match ehds_validation::rule_of(issue) {
+        Some(rule) => rule,
+        None if ehds_validation::unknown_extension_url(issue).is_some() => "unknown-extension",
+        None => "none",
+    }
+}
+
 impl Metrics {
+    /// Counts the validation policy's verdict on one resource pushed for
+    /// `service`, its issues by severity and rule, and its downgrades.
+    pub(crate) fn count_validation(
+        &self,
+        service: &str,
+        mode: crate::validation_policy::Mode,
+        judgement: &crate::validation_policy::Judgement,
+    ) {
+        let Ok(mut counts) = self.validation.lock() else {
+            return;
+        };
+        *counts
+            .verdicts
+            .entry((service.to_owned(), mode.code(), judgement.verdict.code()))
+            .or_default() += 1;
+        for issue in &judgement.issues {
+            let rule = counts.label(rule_label(issue));
+            *counts
+                .issues
+                .entry((service.to_owned(), issue.severity.code(), rule))
+                .or_default() += 1;
+        }
+        for rule in &judgement.downgraded {
+            let rule = counts.label(rule);
+            *counts
+                .downgraded
+                .entry((service.to_owned(), rule))
+                .or_default() += 1;
+        }
+    }
+
+    /// The validation counters' exposition text.
+    fn render_validation(&self, out: &mut String) {
+        let Ok(counts) = self.validation.lock() else {
+            return;
+        };
+        out.push_str(
+            "# HELP ehds_validation_verdicts_total Pushed resources by service, validation policy and verdict (accepted, accepted-with-errors under report, refused under enforce).\n",
+        );
+        out.push_str("# TYPE ehds_validation_verdicts_total counter\n");
+        for ((service, policy, verdict), count) in &counts.verdicts {
+            let _ = writeln!(
+                out,
+                "ehds_validation_verdicts_total{{service=\"{}\",policy=\"{policy}\",verdict=\"{verdict}\"}} {count}",
+                escape_label(service)
+            );
+        }
+        out.push_str(
+            "# HELP ehds_validation_issues_total Validation issues on pushed resources, as reported under the policy, by service, severity and rule (at most 64 rule values; the rest under other).\n",
+        );
+        out.push_str("# TYPE ehds_validation_issues_total counter\n");
+        for ((service, severity, rule), count) in &counts.issues {
+            let _ = writeln!(
+                out,
+                "ehds_validation_issues_total{{service=\"{}\",severity=\"{severity}\",rule=\"{}\"}} {count}",
+                escape_label(service),
+                escape_label(rule)
+            );
+        }
+        out.push_str(
+            "# HELP ehds_validation_downgraded_total Errors reported as warnings because the operator downgraded their rule, by service and rule.\n",
+        );
+        out.push_str("# TYPE ehds_validation_downgraded_total counter\n");
+        for ((service, rule), count) in &counts.downgraded {
+            let _ = writeln!(
+                out,
+                "ehds_validation_downgraded_total{{service=\"{}\",rule=\"{}\"}} {count}",
+                escape_label(service),
+                escape_label(rule)
+            );
+        }
+    }
+
     /// Counts one request by method, route template and status.
     pub fn count_request(&self, method: &str, route: &str, status: u16) {
         if let Ok(mut requests) = self.requests.lock() {
@@ -108,6 +225,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_validation(&mut out);
         out.push_str("# HELP ehds_documents_stored Documents held in the store.\n");
         out.push_str("# TYPE ehds_documents_stored gauge\n");
         let _ = writeln!(out, "ehds_documents_stored {stored_total}");
@@ -243,5 +361,49 @@ mod tests {
         assert!(
             text.contains("ehds_tls_handshakes_total{listener=\"national\",result=\"ok\"} 0\n")
         );
+    }
+
+    #[test]
+    fn validation_counters_by_service_severity_and_rule_are_bounded() {
+        use crate::validation_policy::{Mode, ServicePolicy, judge};
+        use ehds_fhir::outcome::{Issue, IssueType};
+        let metrics = Metrics::default();
+        let findings = vec![
+            Issue::error(IssueType::Invariant, "bdl-7: fullUrl must be unique"),
+            Issue::error(IssueType::Invariant, "bdl-7: fullUrl must be unique"),
+            Issue::error(IssueType::Structure, "minimum required = 1"),
+        ];
+        let policy = ServicePolicy {
+            policy: Mode::Report,
+            downgraded_rules: vec!["bdl-7".into()],
+        };
+        let judgement = judge(findings, "patient-summary", &policy, &Default::default());
+        metrics.count_validation("patient-summary", Mode::Report, &judgement);
+        let text = metrics.render(0, None);
+        for line in [
+            "ehds_validation_verdicts_total{service=\"patient-summary\",policy=\"report\",verdict=\"accepted-with-errors\"} 1\n",
+            "ehds_validation_issues_total{service=\"patient-summary\",severity=\"warning\",rule=\"bdl-7\"} 2\n",
+            "ehds_validation_issues_total{service=\"patient-summary\",severity=\"error\",rule=\"none\"} 1\n",
+            "ehds_validation_downgraded_total{service=\"patient-summary\",rule=\"bdl-7\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        // More distinct rules than the bound: the rest are "other".
+        let many: Vec<Issue> = (0..MAX_RULE_LABELS + 5)
+            .map(|n| Issue::error(IssueType::Invariant, format!("r-{n}: x")))
+            .collect();
+        let judgement = judge(many, "x", &ServicePolicy::default(), &Default::default());
+        metrics.count_validation("x", Mode::Enforce, &judgement);
+        let text = metrics.render(0, None);
+        let rules: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("ehds_validation_issues_total{"))
+            .filter_map(|l| l.split("rule=\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(rules.len(), MAX_RULE_LABELS + 1, "{rules:?}");
+        assert!(rules.contains("other"));
+        assert!(text.contains(
+            "ehds_validation_verdicts_total{service=\"x\",policy=\"enforce\",verdict=\"refused\"} 1\n"
+        ));
     }
 }

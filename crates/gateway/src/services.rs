@@ -5,7 +5,8 @@
 //! types it answers to (eHDSI / MyHealth@EU document codes; the first is
 //! the one its DocumentReference lists carry), the profiles a pushed
 //! document must meet, the access policy's permission, whether a PDF
-//! original is accepted, and the categories its documents are listed under. Opt-out, the document type → service mapping,
+//! original is accepted, the categories its documents are listed under, and
+//! its validation policy (`crate::validation_policy`). Opt-out, the document type → service mapping,
 //! the access policy and audit read the registry; no per-service code
 //! outside ePrescription's dispensing logic.
 
@@ -91,6 +92,10 @@ pub struct Service {
     /// The national FHIR server of `source = "fhir"`.
     #[serde(default)]
     pub national_server: Option<ehds_national_fhir::NationalServer>,
+    /// What validation errors do to a document pushed for it
+    /// (`[service.validation]`: `policy`, `downgraded_rules`; issue 15 §3).
+    #[serde(default)]
+    pub validation: crate::validation_policy::ServicePolicy,
 }
 
 /// A category of a service's documents (`DocumentReference.category`): the
@@ -180,6 +185,10 @@ impl ServiceRegistry {
             if service.document_types.is_empty() {
                 return Err(format!("service {name}: no document_type"));
             }
+            service
+                .validation
+                .check()
+                .map_err(|e| format!("service {name}: validation: {e}"))?;
             if service.document_profiles.iter().any(String::is_empty) {
                 return Err(format!("service {name}: an empty document profile"));
             }

@@ -125,6 +125,7 @@ impl Gateway {
             store,
             validator: crate::edge::Validation::new(validator, slots),
             services: Arc::new(config.services.clone()),
+            unknown_extensions: Arc::new(config.raw.validation.unknown_extensions()),
             validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(
                 config.raw.validation.peer_answer_memo_entries,
             )),
@@ -427,11 +428,14 @@ pub use ehds_store::{BreakKind, ChainReport as AuditChainReport};
 /// Loads the configured FHIR packages and compiles them; every profile the
 /// configuration requires must be among them.
 pub fn load_validator(config: &CheckedConfig) -> Result<Validator, StartError> {
-    load_validator_counting(config).map(|(validator, _)| validator)
+    load_validator_counting(config).map(|(validator, _, _)| validator)
 }
 
-/// [`load_validator`], with the number of packages loaded.
-fn load_validator_counting(config: &CheckedConfig) -> Result<(Validator, usize), StartError> {
+/// [`load_validator`], with the number of packages loaded and the
+/// warnings about the configuration they raise (logged too).
+fn load_validator_counting(
+    config: &CheckedConfig,
+) -> Result<(Validator, usize, Vec<String>), StartError> {
     let validation = &config.raw.validation;
     let started = std::time::Instant::now();
     let registry = match &validation.packages_dir {
@@ -467,13 +471,28 @@ fn load_validator_counting(config: &CheckedConfig) -> Result<(Validator, usize),
             }
         }
     }
+    // A downgraded rule no loaded package has is a warning, not a refusal:
+    // rules come from packages, and a list written for the next package
+    // version must not stop the gateway.
+    let mut warnings = Vec::new();
+    for service in config.services.services() {
+        for rule in &service.validation.downgraded_rules {
+            if !validator.knows_rule(rule) {
+                tracing::warn!(service = %service.name, rule = %rule, "downgraded rule is not a rule of the loaded packages");
+                warnings.push(format!(
+                    "service {}: downgraded rule {rule} is not a rule of the loaded packages",
+                    service.name
+                ));
+            }
+        }
+    }
     tracing::info!(
         packages = registry.packages().len(),
         resources = registry.len(),
         elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "FHIR packages loaded"
     );
-    Ok((validator, registry.packages().len()))
+    Ok((validator, registry.packages().len(), warnings))
 }
 
 /// Validates one file for the `validate` command: the error count and the
@@ -602,6 +621,9 @@ pub struct ConfigCheck {
     pub federation: bool,
     /// FHIR packages loaded.
     pub packages: usize,
+    /// What is accepted but probably not meant (a downgraded rule no loaded
+    /// package has).
+    pub warnings: Vec<String>,
 }
 
 /// Loads everything `serve` would (the national listener's TLS, the
@@ -624,10 +646,11 @@ pub fn check_config(config: &CheckedConfig) -> Result<ConfigCheck, StartError> {
     // The services' national servers: certificates and CRLs loaded (their
     // URLs and limits were checked with the configuration).
     national_sources(config)?;
-    let (_, packages) = load_validator_counting(config)?;
+    let (_, packages, warnings) = load_validator_counting(config)?;
     Ok(ConfigCheck {
         federation,
         packages,
+        warnings,
     })
 }
 

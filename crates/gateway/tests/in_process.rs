@@ -45,6 +45,7 @@ fn state(
             store: Store::open(&StoreConfig::Sqlite { path }).await.unwrap(),
             validator: ehds_gateway::Validation::new(validator(), 2),
             services: std::sync::Arc::new(ehds_gateway::ServiceRegistry::shipped().unwrap()),
+            unknown_extensions: Arc::default(),
             validated_answers: ehds_gateway::validated_answers(
                 ehds_gateway::DEFAULT_PEER_ANSWER_MEMO_ENTRIES,
             ),

@@ -31,7 +31,9 @@ mod report;
 pub mod structure;
 pub mod terminology;
 
-pub use options::{UnknownExtensions, ValidationOptions};
+pub use options::{
+    UnknownExtensions, ValidationOptions, rule_of, unknown_extension_message, unknown_extension_url,
+};
 pub use report::ValidationReport;
 
 /// The validator: compiled definitions from a profile registry, immutable
@@ -91,6 +93,14 @@ impl Validator {
         self.structures.structure(canonical).is_some()
     }
 
+    /// Whether `key` is a rule whose findings carry it ([`rule_of`]): a
+    /// constraint key of a loaded definition (`bdl-7`, `txt-1`,
+    /// `ips-pat-1`) or the narrative parser's `xhtml`. For the operator's
+    /// downgrade lists, checked at start (a linear scan).
+    pub fn knows_rule(&self, key: &str) -> bool {
+        key == "xhtml" || self.structures.has_constraint_key(key)
+    }
+
     /// Whether a package is loaded (for [`Validator::validate_in_package`]).
     pub fn knows_package(&self, package: &ehds_profiles::PackageId) -> bool {
         self.structures.package_index(package).is_some()
@@ -103,6 +113,21 @@ impl Validator {
         resource: &ehds_fhir::ReceivedResource,
         profiles: &[&str],
     ) -> ValidationReport {
+        self.validate_downgrading(resource, profiles, &self.options.downgraded_rules)
+    }
+
+    /// [`Validator::validate`] for a caller that will report the errors of
+    /// `downgraded` rules as warnings (the gateway's per-service policy):
+    /// the findings are the same, but errors of those rules do not decide
+    /// slice membership by profile (an entry breaking only `per-1` still
+    /// fills the IPS Bundle's `patient` slice), as if the rules were
+    /// declared warnings.
+    pub fn validate_downgrading(
+        &self,
+        resource: &ehds_fhir::ReceivedResource,
+        profiles: &[&str],
+        downgraded: &[String],
+    ) -> ValidationReport {
         let mut report = if is_document(resource) {
             document::check_document_bundle(resource)
         } else {
@@ -111,11 +136,12 @@ impl Validator {
         if resource.resource_type() == "Bundle" {
             bundle::check_bundle(resource.root(), &mut report.issues);
         }
-        self.structures.validate(
+        self.structures.validate_downgrading(
             resource.root(),
             profiles,
             &self.terminology,
             &mut report.issues,
+            downgraded,
         );
         self.options.apply(&mut report.issues);
         report
@@ -161,14 +187,31 @@ impl Validator {
         resource: &ehds_fhir::ReceivedResource,
         document_profiles: &[&str],
     ) -> ValidationReport {
+        self.validate_pushed_document_downgrading(
+            resource,
+            document_profiles,
+            &self.options.downgraded_rules,
+        )
+    }
+
+    /// [`Validator::validate_pushed_document`] for a caller that will
+    /// report the errors of `downgraded` rules as warnings (see
+    /// [`Validator::validate_downgrading`]).
+    pub fn validate_pushed_document_downgrading(
+        &self,
+        resource: &ehds_fhir::ReceivedResource,
+        document_profiles: &[&str],
+        downgraded: &[String],
+    ) -> ValidationReport {
         let mut report = document::check_document_bundle(resource);
         if resource.resource_type() == "Bundle" {
             bundle::check_bundle(resource.root(), &mut report.issues);
-            self.structures.validate(
+            self.structures.validate_downgrading(
                 resource.root(),
                 document_profiles,
                 &self.terminology,
                 &mut report.issues,
+                downgraded,
             );
         }
         self.options.apply(&mut report.issues);

@@ -3,11 +3,21 @@
 //!
 //! | option | default | source |
 //! | --- | --- | --- |
-//! | [`ValidationOptions::downgraded_rules`]: errors of the listed rules (constraint keys such as `bdl-7`, `txt-1`, `ips-pat-1`) become warnings | none | issue 15 §3 (national roll-out); the rule key is the text before `": "` in the finding, as every invariant and dedicated rule reports it |
+//! | [`ValidationOptions::downgraded_rules`]: errors of the listed rules (constraint keys such as `bdl-7`, `txt-1`, `ips-pat-1`) become warnings | none | issue 15 §3 (national roll-out); the rule key is the text before `": "` in the finding, as every invariant and dedicated rule reports it ([`rule_of`]) |
 //! | [`UnknownExtensions`]: the severity of an extension the gateway holds no definition for, except under an allowed domain | information | R4 extensibility.html ("extensions … SHALL be safe to ignore" for non-modifiers); Java reports an unresolvable extension as an error unless its URL is in the extension domains (`InstanceValidator.checkExtension`, `EXTENSION_EXT_UNKNOWN_NOTHERE`, `-extension` domains) |
 //!
 //! Modifier extensions the gateway cannot resolve are errors whatever the
 //! policy (R4 extensibility.html#modifierExtension).
+//!
+//! Two ways to use them. A [`crate::Validator`] built
+//! [`with_options`](crate::Validator::with_options) applies them during the
+//! walk (an unknown extension then also fails slice conformance, as in
+//! Java): how `tests/it/fhir_test_cases.rs` reproduces Java's verdicts. The
+//! gateway instead keeps one validator with the defaults, shared by every
+//! service (and by the gateways of one process), and applies its
+//! operator's policy to the findings afterwards (`ehds-gateway`'s
+//! `validation_policy`), with [`rule_of`], [`unknown_extension_url`] and
+//! [`UnknownExtensions::severity_for`].
 //!
 //! Why information is the default for unknown extensions, where Java says
 //! error: a gateway relays documents between countries, and each country
@@ -54,30 +64,83 @@ impl Default for UnknownExtensions {
 }
 
 impl UnknownExtensions {
-    /// The severity for an unknown extension with URL `url`.
+    /// The severity for an unknown extension with URL `url`: information
+    /// for a core extension or one under an allowed domain, else the
+    /// policy's. An allowed domain is a host (`hl7.eu`: that host and the
+    /// hosts below it) or, written with its scheme, a URL prefix as Java's
+    /// `-extension` domains are (`http://hl7.eu/fhir/`;
+    /// `InstanceValidator.allowUnknownExtension`: `url.startsWith(domain)`).
     pub fn severity_for(&self, url: &str) -> Severity {
-        let allowed = host(url).is_some_and(|host| {
-            self.allowed_domains.iter().any(|domain| {
-                let domain = domain.trim_start_matches('.');
-                host.eq_ignore_ascii_case(domain)
-                    || host
-                        .len()
-                        .checked_sub(domain.len())
-                        .and_then(|at| at.checked_sub(1).map(|dot| (dot, at)))
-                        .is_some_and(|(dot, at)| {
-                            host.as_bytes().get(dot) == Some(&b'.')
-                                && host
-                                    .get(at..)
-                                    .is_some_and(|tail| tail.eq_ignore_ascii_case(domain))
-                        })
-            })
-        });
+        let allowed = url.starts_with(CORE_EXTENSIONS)
+            || self
+                .allowed_domains
+                .iter()
+                .any(|domain| domain.contains("://") && url.starts_with(domain.as_str()))
+            || host(url).is_some_and(|host| {
+                self.allowed_domains
+                    .iter()
+                    .filter(|d| !d.contains("://"))
+                    .any(|domain| {
+                        let domain = domain.trim_start_matches('.');
+                        host.eq_ignore_ascii_case(domain)
+                            || host
+                                .len()
+                                .checked_sub(domain.len())
+                                .and_then(|at| at.checked_sub(1).map(|dot| (dot, at)))
+                                .is_some_and(|(dot, at)| {
+                                    host.as_bytes().get(dot) == Some(&b'.')
+                                        && host
+                                            .get(at..)
+                                            .is_some_and(|tail| tail.eq_ignore_ascii_case(domain))
+                                })
+                    })
+            });
         match self.severity {
             _ if allowed => Severity::Information,
             Severity::Fatal => Severity::Error,
             other => other,
         }
     }
+}
+
+/// Core extensions (`http://hl7.org/fhir/StructureDefinition/…`) live in
+/// the extensions pack, which the gateway does not hold: they are only
+/// reported as information whatever the policy.
+const CORE_EXTENSIONS: &str = "http://hl7.org/fhir/StructureDefinition/";
+
+/// The finding the validator reports for an extension it holds no
+/// definition for (one text, so [`unknown_extension_url`] finds it again).
+pub fn unknown_extension_message(url: &str) -> String {
+    format!("the extension {url} is not known to this gateway; its content was not checked")
+}
+
+/// The URL of an unknown-extension finding ([`unknown_extension_message`]),
+/// for the caller's policy; `None` for any other finding.
+pub fn unknown_extension_url(issue: &Issue) -> Option<&str> {
+    issue
+        .diagnostics
+        .strip_prefix("the extension ")?
+        .strip_suffix(" is not known to this gateway; its content was not checked")
+        .filter(|url| !url.is_empty() && !url.contains(' '))
+}
+
+/// The rule a finding reports, as every invariant and dedicated rule
+/// writes it: the constraint key before `": "` (`bdl-7`, `txt-1`,
+/// `ips-pat-1`, `dom-6`) or the narrative parser's `xhtml`. Keys come from
+/// the loaded packages' `ElementDefinition.constraint.key` and the
+/// validator's own rule names, never from the document, so the set is
+/// bounded by the packages. `None` for findings without a rule key
+/// (cardinality, unknown elements, bindings, …).
+pub fn rule_of(issue: &Issue) -> Option<&str> {
+    let (key, _) = issue.diagnostics.split_once(": ")?;
+    let constraint_key = (1..=64).contains(&key.len())
+        && key.contains('-')
+        && key.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !key.ends_with('-')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    (constraint_key || key == "xhtml").then_some(key)
 }
 
 /// The host of an absolute `scheme://host[:port]/…` URL.
@@ -96,7 +159,7 @@ impl ValidationOptions {
             return;
         }
         for issue in issues.iter_mut().filter(|i| i.severity.is_error()) {
-            if let Some((key, _)) = issue.diagnostics.split_once(": ")
+            if let Some(key) = rule_of(issue)
                 && self.downgraded_rules.iter().any(|rule| rule == key)
             {
                 issue.severity = Severity::Warning;
@@ -146,6 +209,67 @@ mod tests {
         let mut issues = vec![Issue::error(IssueType::Invariant, "bdl-7: x")];
         ValidationOptions::default().apply(&mut issues);
         assert_eq!(issues[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn rule_keys_are_read_from_the_findings_of_rules_only() {
+        let rule = |text: &str| {
+            let issue = Issue::error(IssueType::Invariant, text);
+            rule_of(&issue).map(str::to_owned)
+        };
+        assert_eq!(
+            rule("bdl-7: fullUrl must be unique").as_deref(),
+            Some("bdl-7")
+        );
+        assert_eq!(rule("ips-pat-1: x").as_deref(), Some("ips-pat-1"));
+        assert_eq!(rule("xhtml: not well-formed").as_deref(), Some("xhtml"));
+        assert_eq!(rule("Patient.name: minimum required = 1"), None);
+        assert_eq!(rule("'a-b: c' is not a valid date"), None);
+        assert_eq!(rule("minimum required = 1"), None);
+        assert_eq!(rule("-x: y"), None);
+    }
+
+    #[test]
+    fn unknown_extension_findings_are_found_again() {
+        let url = "http://national.example.eu/fhir/StructureDefinition/insurer";
+        let issue = Issue::new(
+            Severity::Information,
+            IssueType::Informational,
+            unknown_extension_message(url),
+        );
+        assert_eq!(unknown_extension_url(&issue), Some(url));
+        assert_eq!(rule_of(&issue), None);
+        let other = Issue::error(
+            IssueType::Structure,
+            "the extension URL 'x|1' must not contain a version",
+        );
+        assert_eq!(unknown_extension_url(&other), None);
+    }
+
+    #[test]
+    fn allowed_domains_as_java_url_prefixes_and_core_extensions() {
+        let policy = UnknownExtensions {
+            severity: Severity::Error,
+            allowed_domains: vec!["http://hl7.eu/fhir/".into()],
+        };
+        assert_eq!(
+            policy.severity_for("http://hl7.eu/fhir/StructureDefinition/ext"),
+            Severity::Information
+        );
+        // A prefix is a prefix, not a host: another scheme or path is not under it.
+        assert_eq!(
+            policy.severity_for("https://hl7.eu/fhir/StructureDefinition/ext"),
+            Severity::Error
+        );
+        assert_eq!(
+            policy.severity_for("http://hl7.eu.example/fhir/x"),
+            Severity::Error
+        );
+        // Core extensions: the extensions pack is not held; always information.
+        assert_eq!(
+            policy.severity_for("http://hl7.org/fhir/StructureDefinition/patient-birthPlace"),
+            Severity::Information
+        );
     }
 
     #[test]

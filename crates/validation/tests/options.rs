@@ -68,3 +68,47 @@ fn downgraded_rules_and_unknown_extension_policy() {
         (Severity::Information, Severity::Error)
     );
 }
+
+/// A caller that downgrades a rule (the gateway's per-service policy) gets
+/// the same finding, still an error for it to downgrade, but the rule no
+/// longer decides slice membership: the Patient breaking only per-1 fills
+/// the IPS Bundle's `patient` slice, so no slice-cardinality error is left
+/// behind the downgraded one.
+#[test]
+fn a_downgraded_rule_does_not_decide_slice_membership() {
+    let registry = Registry::load_root(&repo_root().join("profiles")).unwrap();
+    let validator = Validator::new(&registry);
+    let bytes = std::fs::read(
+        repo_root().join("conformance/negative/invariant-per-1-period-ends-before-start.json"),
+    )
+    .unwrap();
+    let resource = ReceivedResource::parse(bytes.into()).unwrap();
+    let ips = ["http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips"];
+    let errors = |report: ehds_validation::ValidationReport| -> Vec<(String, String)> {
+        report
+            .issues
+            .into_iter()
+            .filter(|i| i.severity.is_error())
+            .map(|i| {
+                let rule = ehds_validation::rule_of(&i).unwrap_or("none").to_owned();
+                (rule, i.expression.unwrap_or_default())
+            })
+            .collect()
+    };
+    let period = "Bundle.entry[1].resource.name[0].period".to_owned();
+    let found = errors(validator.validate_pushed_document(&resource, &ips));
+    assert!(
+        found.contains(&("per-1".into(), period.clone())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("none".into(), "Bundle.entry".into())),
+        "{found:?}"
+    );
+    let found = errors(validator.validate_pushed_document_downgrading(
+        &resource,
+        &ips,
+        &["per-1".to_owned()],
+    ));
+    assert_eq!(found, [("per-1".to_owned(), period)]);
+}

@@ -35,8 +35,13 @@ pub struct AppState {
     /// The validator, shared, run off the async workers.
     pub validator: super::validation::Validation,
     /// The cross-border services: their document types, the profiles
-    /// their documents must meet, their permissions.
+    /// their documents must meet, their permissions, their validation
+    /// policies.
     pub services: Arc<ServiceRegistry>,
+    /// How unknown extensions in what this country's systems push are
+    /// reported (`[validation] unknown_extensions`,
+    /// `crate::validation_policy`).
+    pub unknown_extensions: Arc<ehds_validation::UnknownExtensions>,
     /// Peer answers that validated against `validator` and their service's
     /// profiles (both fixed for the state's life), by SHA-256.
     pub validated_answers: Arc<ValidatedAnswers>,

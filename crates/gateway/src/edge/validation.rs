@@ -12,7 +12,6 @@
 //! gateway: more documents than slots wait their turn (still within the
 //! request's own time limits) instead of oversubscribing the cores.
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use ehds_fhir::ReceivedResource;
@@ -20,11 +19,11 @@ use ehds_validation::{ValidationReport, Validator};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::Semaphore;
 
-/// The shared validator behind a bounded number of validation slots.
-/// Derefs to the [`Validator`] for its cheap, non-validating questions
-/// (`knows_profile`, …); its own `validate*` methods shadow the
-/// validator's, so a request cannot validate on an async worker by
-/// forgetting a call.
+/// The shared validator behind a bounded number of validation slots. It
+/// offers the validator's validations (async, off the workers) and its
+/// cheap questions (`knows_profile`, `knows_rule`), and nothing else, so a
+/// request cannot validate on an async worker by calling the validator
+/// directly.
 #[derive(Debug, Clone)]
 pub struct Validation {
     validator: Arc<Validator>,
@@ -59,6 +58,41 @@ impl Validation {
             .await
     }
 
+    /// [`Validator::validate_downgrading`], off the async workers.
+    pub async fn validate_downgrading(
+        &self,
+        resource: &ReceivedResource,
+        profiles: &[&str],
+        downgraded: &[String],
+    ) -> ValidationReport {
+        self.off_workers(|v| v.validate_downgrading(resource, profiles, downgraded))
+            .await
+    }
+
+    /// [`Validator::validate_pushed_document_downgrading`], off the async
+    /// workers.
+    pub async fn validate_pushed_document_downgrading(
+        &self,
+        resource: &ReceivedResource,
+        document_profiles: &[&str],
+        downgraded: &[String],
+    ) -> ValidationReport {
+        self.off_workers(|v| {
+            v.validate_pushed_document_downgrading(resource, document_profiles, downgraded)
+        })
+        .await
+    }
+
+    /// [`Validator::knows_profile`].
+    pub fn knows_profile(&self, canonical: &str) -> bool {
+        self.validator.knows_profile(canonical)
+    }
+
+    /// [`Validator::knows_rule`].
+    pub fn knows_rule(&self, rule: &str) -> bool {
+        self.validator.knows_rule(rule)
+    }
+
     /// Runs `job` once a slot is free: on a multi-threaded runtime with
     /// `block_in_place` (the worker hands its queue to another thread);
     /// on a current-thread runtime (in-process tests) or outside one,
@@ -74,14 +108,6 @@ impl Validation {
         } else {
             job(&self.validator)
         }
-    }
-}
-
-impl Deref for Validation {
-    type Target = Validator;
-
-    fn deref(&self) -> &Validator {
-        &self.validator
     }
 }
 

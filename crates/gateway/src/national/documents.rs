@@ -64,17 +64,42 @@ pub(crate) async fn push(
     if service.kind != crate::services::ServiceKind::Document {
         return Err(GatewayError::Invalid(not_a_service_document()));
     }
-    let report = state
+    // The rules the service downgrades do not decide slice membership
+    // either (`Validator::validate_pushed_document_downgrading`).
+    let findings = state
         .validator
-        .validate_pushed_document(&resource, &service.profiles())
+        .validate_pushed_document_downgrading(
+            &resource,
+            &service.profiles(),
+            &service.validation.downgraded_rules,
+        )
         .await;
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
+    // The operator's policy turns the findings into the verdict
+    // (`crate::validation_policy`): enforce or report, downgraded rules,
+    // unknown extensions.
+    let mut judgement = crate::validation_policy::judge(
+        findings.issues,
+        &service.name,
+        &service.validation,
+        &state.unknown_extensions,
+    );
+    // Whatever the policy, a document is stored only with what storing it
+    // needs: its identifier (idempotency) and type `document`.
+    let header = ehds_validation::document::document_header(&resource)
+        .filter(|header| header.bundle_type == "document");
+    if header.is_none() && judgement.verdict.stores() {
+        judgement.refuse(not_storable());
     }
-    let header = ehds_validation::document::document_header(&resource).ok_or_else(|| {
-        // validate_pushed_document refuses documents without a header.
-        GatewayError::Invalid(report.clone())
-    })?;
+    state
+        .metrics
+        .count_validation(&service.name, service.validation.policy, &judgement);
+    let note = judgement.report_note(&service.name, true);
+    let report = ehds_validation::ValidationReport {
+        issues: judgement.issues.into_iter().chain(note).collect(),
+    };
+    let Some(header) = header.filter(|_| judgement.verdict.stores()) else {
+        return Err(GatewayError::Invalid(report));
+    };
     let outcome = state
         .store
         .put_document(NewDocument {
@@ -177,6 +202,18 @@ fn not_a_service_document() -> ehds_validation::ValidationReport {
     report
 }
 
+/// Why a document is refused whatever the validation policy: without a
+/// `Bundle.identifier` (system and value) and `Bundle.type` `document` it
+/// cannot be stored, found again or pushed idempotently.
+fn not_storable() -> ehds_fhir::outcome::Issue {
+    ehds_fhir::outcome::Issue::error(
+        ehds_fhir::outcome::IssueType::Required,
+        "not stored whatever the validation policy: a document needs Bundle.type document and \
+         Bundle.identifier with a system and a value",
+    )
+    .at("Bundle")
+}
+
 /// FHIR `id` datatype: `[A-Za-z0-9\-\.]{1,64}`.
 fn is_fhir_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -213,10 +250,17 @@ impl ReturnPreference {
     }
 }
 
-/// Header carrying how many warnings and information issues validation
-/// raised on an accepted document (the issues themselves come back with
-/// `Prefer: return=OperationOutcome`, or from `$validate`).
+/// Header carrying how many issues validation raised on an accepted
+/// document (the issues themselves come back with `Prefer:
+/// return=OperationOutcome`, or from `$validate`).
 const VALIDATION_ISSUES_HEADER: &str = "x-validation-issues";
+
+/// Header carrying how many of them are errors: more than 0 only for a
+/// service whose policy is `report` (FHIR R4 http.html#ops: without `Prefer:
+/// return=OperationOutcome` the body is the resource, "not the
+/// OperationOutcome; that should only be returned if explicitly
+/// requested", so the count says that there is more to ask for).
+const VALIDATION_ERRORS_HEADER: &str = "x-validation-errors";
 
 fn document_response(
     status: StatusCode,
@@ -246,10 +290,13 @@ fn document_response(
         }
     };
     let headers = response.headers_mut();
-    if let Some(report) = report
-        && let Ok(value) = HeaderValue::from_str(&report.issues.len().to_string())
-    {
-        headers.insert(VALIDATION_ISSUES_HEADER, value);
+    if let Some(report) = report {
+        if let Ok(value) = HeaderValue::from_str(&report.issues.len().to_string()) {
+            headers.insert(VALIDATION_ISSUES_HEADER, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&report.error_count().to_string()) {
+            headers.insert(VALIDATION_ERRORS_HEADER, value);
+        }
     }
 
     // Documents are never updated: every stored document is version 1.

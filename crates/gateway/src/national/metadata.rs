@@ -2,7 +2,8 @@
 //!
 //! - `GET /fhir/metadata`: the CapabilityStatement
 //!   (<http://hl7.org/fhir/R4/http.html#capabilities>), kept in
-//!   `conformance/`;
+//!   `conformance/`, its Bundle documentation completed with this gateway's
+//!   validation policy (`crate::validation_policy`, issue 15 §3);
 //! - `GET /healthz`: 200 when the store can be written (a write probe);
 //!   503 with `Retry-After` when it is locked or full (issue 16 #6);
 //! - `GET /readyz`: 200 when the gateway should take traffic (not while
@@ -22,12 +23,51 @@ pub(crate) const CAPABILITY_STATEMENT: &str =
     include_str!("../../../../conformance/CapabilityStatement-ehds-gateway-national.json");
 
 /// `GET /fhir/metadata`.
-pub(crate) async fn capability_statement() -> Response {
+pub(crate) async fn capability_statement(State(state): State<AppState>) -> Response {
+    let policy = crate::validation_policy::describe(
+        state
+            .services
+            .services()
+            .iter()
+            .map(|s| (s.name.as_str(), &s.validation)),
+        &state.unknown_extensions,
+    );
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
-        CAPABILITY_STATEMENT,
+        with_bundle_documentation(CAPABILITY_STATEMENT, &policy),
     )
         .into_response()
+}
+
+/// `statement` with `text` appended to the documentation of its `Bundle`
+/// resource (`rest.resource.documentation`), the rest of its bytes as
+/// kept; `statement` unchanged when it has no such documentation.
+fn with_bundle_documentation(statement: &str, text: &str) -> String {
+    const KEY: &str = "\"documentation\": \"";
+    let end = statement
+        .find("\"type\": \"Bundle\"")
+        .and_then(|at| Some(at + statement.get(at..)?.find(KEY)? + KEY.len()))
+        .and_then(|start| {
+            // The closing quote: the first one no backslash escapes.
+            let mut escaped = false;
+            statement.get(start..)?.char_indices().find_map(|(i, c)| {
+                match (c, escaped) {
+                    ('"', false) => return Some(start + i),
+                    ('\\', false) => escaped = true,
+                    _ => escaped = false,
+                }
+                None
+            })
+        });
+    let escaped = serde_json::Value::from(text).to_string();
+    match (end, escaped.get(1..escaped.len().saturating_sub(1))) {
+        (Some(end), Some(escaped)) => format!(
+            "{} {escaped}{}",
+            statement.get(..end).unwrap_or_default(),
+            statement.get(end..).unwrap_or_default()
+        ),
+        _ => statement.to_owned(),
+    }
 }
 
 /// How long the health check's write probe waits for a lock held elsewhere
@@ -115,6 +155,32 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use ehds_fhir::ReceivedResource;
+
+    #[test]
+    fn the_bundle_documentation_names_the_validation_policy() {
+        let text = with_bundle_documentation(CAPABILITY_STATEMENT, "Policy: \"report\" \\ x.");
+        let resource = ReceivedResource::parse(Bytes::from(text.clone().into_bytes())).unwrap();
+        let bundle = resource
+            .root()
+            .get("rest")
+            .and_then(|r| r.items().first())
+            .and_then(|r| r.get("resource"))
+            .map(ehds_fhir::Node::items)
+            .unwrap_or_default()
+            .iter()
+            .find(|r| r.get("type").and_then(ehds_fhir::Node::as_str) == Some("Bundle"))
+            .and_then(|r| r.get("documentation"))
+            .and_then(ehds_fhir::Node::as_str)
+            .unwrap()
+            .to_owned();
+        assert!(bundle.starts_with("FHIR document Bundles"), "{bundle}");
+        assert!(bundle.ends_with(" Policy: \"report\" \\ x."), "{bundle}");
+        // Nothing else changed.
+        assert_eq!(
+            text.len(),
+            CAPABILITY_STATEMENT.len() + " Policy: \\\"report\\\" \\\\ x.".len()
+        );
+    }
 
     #[test]
     fn capability_statement_is_fhir_r4() {

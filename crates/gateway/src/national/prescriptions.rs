@@ -38,13 +38,15 @@ pub(crate) async fn push(
     caller.require(ep::PRESCRIBERS, "push prescriptions")?;
     let resource =
         FhirBody(receive_resource(&headers, body, &state).await?).of_type("MedicationRequest")?;
-    let report = state
+    let findings = state
         .validator
-        .validate(&resource, ep::mpd_profiles(&state))
+        .validate_downgrading(
+            &resource,
+            ep::mpd_profiles(&state),
+            downgraded_rules(&state),
+        )
         .await;
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
-    }
+    under_policy(&state, findings)?;
     let facts = ep::prescription_facts(resource.root(), "MedicationRequest", None)?;
     let (status, stored) = ep::store_prescription(
         &state,
@@ -65,6 +67,41 @@ pub(crate) async fn push(
         headers.insert("x-prescription-state", value);
     }
     Ok(response)
+}
+
+/// The ePrescription service's validation policy on `findings`
+/// (`crate::validation_policy`), counted on `/metrics`: the refusal under
+/// `enforce` with errors (stored prescriptions answer with their bytes, so
+/// under `report` the errors are seen on `/metrics` and from `$validate`).
+fn under_policy(
+    state: &AppState,
+    findings: ehds_validation::ValidationReport,
+) -> Result<(), GatewayError> {
+    let default = crate::validation_policy::ServicePolicy::default();
+    let (name, policy) = state
+        .services
+        .eprescription()
+        .map_or((state.services.eprescription_name(), &default), |service| {
+            (service.name.as_str(), &service.validation)
+        });
+    let judgement =
+        crate::validation_policy::judge(findings.issues, name, policy, &state.unknown_extensions);
+    state
+        .metrics
+        .count_validation(name, policy.policy, &judgement);
+    if judgement.verdict.stores() {
+        return Ok(());
+    }
+    Err(GatewayError::Invalid(ehds_validation::ValidationReport {
+        issues: judgement.issues,
+    }))
+}
+
+/// The rules the ePrescription service downgrades.
+fn downgraded_rules(state: &AppState) -> &[String] {
+    state.services.eprescription().map_or(&[], |service| {
+        service.validation.downgraded_rules.as_slice()
+    })
 }
 
 /// Whether `bundle` is a prescription Bundle: a `collection` holding at
@@ -99,10 +136,13 @@ pub(crate) async fn push_bundle(
     resource: &ehds_fhir::ReceivedResource,
 ) -> Result<Response, GatewayError> {
     caller.require(ep::PRESCRIBERS, "push prescriptions")?;
-    let report = state.validator.validate(resource, &[]).await;
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
-    }
+    under_policy(
+        state,
+        state
+            .validator
+            .validate_downgrading(resource, &[], downgraded_rules(state))
+            .await,
+    )?;
     let bundle = resource.root();
     let index = ehds_fhir::bundle::BundleIndex::new(bundle);
     let mut items = Vec::new();
@@ -123,17 +163,19 @@ pub(crate) async fn push_bundle(
             ehds_fhir::ReceivedResource::parse(bytes).map_err(GatewayError::MalformedJson)?;
         let mut item_report = state
             .validator
-            .validate(&item_resource, ep::mpd_profiles(state))
+            .validate_downgrading(
+                &item_resource,
+                ep::mpd_profiles(state),
+                downgraded_rules(state),
+            )
             .await;
-        if !item_report.is_acceptable() {
-            for issue in &mut item_report.issues {
-                issue.expression = Some(match issue.expression.take() {
-                    Some(e) => e.replacen("MedicationRequest", &at, 1),
-                    None => at.clone(),
-                });
-            }
-            return Err(GatewayError::Invalid(item_report));
+        for issue in &mut item_report.issues {
+            issue.expression = Some(match issue.expression.take() {
+                Some(e) => e.replacen("MedicationRequest", &at, 1),
+                None => at.clone(),
+            });
         }
+        under_policy(state, item_report)?;
         let patient = item
             .get("subject")
             .and_then(|s| ep::text(s, "reference"))

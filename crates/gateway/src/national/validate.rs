@@ -1,7 +1,10 @@
 //! `POST /fhir/$validate`, `POST /fhir/Bundle/$validate` and
 //! `POST /fhir/{type}/$validate` on the national API: the FHIR `$validate`
 //! operation (<http://hl7.org/fhir/R4/resource-operation-validate.html>),
-//! for any national system: 200 with an OperationOutcome of every issue.
+//! for any national system: 200 with an OperationOutcome of every issue,
+//! reported as a push would be under the operator's policy
+//! (`crate::validation_policy`: downgraded rules of the document's service,
+//! unknown extensions).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -72,7 +75,23 @@ async fn validate(
         });
     }
     let profiles: Vec<&str> = query.profile.iter().map(String::as_str).collect();
-    let report = state.validator.validate(&resource, &profiles).await;
+    // What a push would be told: the operator's policy, the service's for
+    // a document of one, else the unknown-extensions policy alone.
+    let default_policy = crate::validation_policy::ServicePolicy::default();
+    let (service, policy) = match state.services.of_document(resource.root()) {
+        Some((service, _)) => (service.name.as_str(), &service.validation),
+        None => ("", &default_policy),
+    };
+    let report = state
+        .validator
+        .validate_downgrading(&resource, &profiles, &policy.downgraded_rules)
+        .await;
+    let judgement =
+        crate::validation_policy::judge(report.issues, service, policy, &state.unknown_extensions);
+    let note = judgement.report_note(service, false);
+    let report = ehds_validation::ValidationReport {
+        issues: judgement.issues.into_iter().chain(note).collect(),
+    };
     let issues = if report.issues.is_empty() {
         vec![ehds_fhir::outcome::Issue::new(
             ehds_fhir::outcome::Severity::Information,

@@ -471,6 +471,7 @@ mod tests {
             store,
             validator: crate::edge::Validation::new(validator(), 2),
             services: Arc::new(crate::services::ServiceRegistry::shipped().unwrap()),
+            unknown_extensions: Arc::default(),
             validated_answers: Arc::new(crate::answer_memo::ValidatedAnswers::new(memo_entries)),
             metrics: Arc::new(crate::metrics::Metrics::default()),
             operations: Arc::default(),

@@ -246,6 +246,16 @@ impl StructureValidator {
         )
     }
 
+    /// Whether a constraint of any compiled definition has key `key`.
+    pub fn has_constraint_key(&self, key: &str) -> bool {
+        self.all.iter().any(|structure| {
+            structure
+                .elements
+                .iter()
+                .any(|element| element.constraints.iter().any(|c| &*c.key == key))
+        })
+    }
+
     /// Sets how extensions without a definition are reported.
     pub fn set_unknown_extensions(&mut self, policy: crate::options::UnknownExtensions) {
         self.unknown_extensions = policy;
@@ -305,6 +315,32 @@ impl StructureValidator {
         self.validate_nested(resource, required_profiles, terminology, issues, 0);
     }
 
+    /// [`Self::validate`] for a caller that downgrades `downgraded` rules
+    /// (constraint keys, [`crate::rule_of`]): their errors are reported as
+    /// found, but do not decide whether a resource conforms to a profile
+    /// (slice membership by profile), as if the rules were declared
+    /// warnings, so the caller's downgrade leaves no error behind.
+    pub fn validate_downgrading(
+        &self,
+        resource: &Node,
+        required_profiles: &[&str],
+        terminology: &crate::terminology::Terminology,
+        issues: &mut Vec<Issue>,
+        downgraded: &[String],
+    ) {
+        self.validate_scoped(
+            resource,
+            required_profiles,
+            terminology,
+            issues,
+            WalkScope {
+                depth: 0,
+                package: None,
+                downgraded,
+            },
+        );
+    }
+
     /// [`Self::validate`] as the publisher of package `package` (see
     /// [`Self::package_index`]) would: version-less profiles claimed or
     /// required resolve in that package's dependency scope before the
@@ -323,8 +359,11 @@ impl StructureValidator {
             required_profiles,
             terminology,
             issues,
-            0,
-            Some(package),
+            WalkScope {
+                depth: 0,
+                package: Some(package),
+                downgraded: &[],
+            },
         );
     }
 
@@ -343,26 +382,29 @@ impl StructureValidator {
             required_profiles,
             terminology,
             issues,
-            depth,
-            None,
+            WalkScope {
+                depth,
+                package: None,
+                downgraded: &[],
+            },
         );
     }
 
-    /// [`Self::validate_nested`], claims resolved in `package`'s scope when
-    /// given.
+    /// [`Self::validate_nested`] in `scope`: claims resolved in its
+    /// package's scope when given, its downgraded rules.
     fn validate_scoped(
         &self,
         resource: &Node,
         required_profiles: &[&str],
         terminology: &crate::terminology::Terminology,
         issues: &mut Vec<Issue>,
-        depth: u8,
-        package: Option<u32>,
+        scope: WalkScope<'_>,
     ) {
         let bundle = (resource.get("resourceType").and_then(Node::as_str) == Some("Bundle"))
             .then(|| Rc::new(BundleIndex::new(resource)));
-        let mut walker = Walker::new(self, terminology, bundle, depth);
-        walker.package = package;
+        let mut walker = Walker::new(self, terminology, bundle, scope.depth);
+        walker.package = scope.package;
+        walker.downgraded = scope.downgraded;
         walker.resource(resource, None, required_profiles);
         let invariant_issues = std::mem::take(&mut walker.invariant_issues);
         dedupe_into(walker.issues, issues);
@@ -373,6 +415,16 @@ impl StructureValidator {
             }
         }
     }
+}
+
+/// Where a walk starts ([`StructureValidator::validate_scoped`]).
+struct WalkScope<'a> {
+    /// How many `conformsTo()` checks it is nested in.
+    depth: u8,
+    /// The package whose dependency scope claims resolve in.
+    package: Option<u32>,
+    /// The rules the caller downgrades ([`Walker`]'s `downgraded`).
+    downgraded: &'a [String],
 }
 
 /// Whether a failed invariant was already reported by the validator's own
@@ -617,6 +669,11 @@ struct Walker<'v, 'd> {
     /// (it must fail on them, and name them in its notes).
     failed_pairs: Vec<u64>,
     failed_primitives: Vec<u32>,
+    /// Rules the caller downgrades (`bdl-7`, `per-1`; [`crate::rule_of`]):
+    /// their errors are still reported as errors, but do not make a
+    /// resource fail to conform (slice membership by profile), as if the
+    /// rule were declared a warning.
+    downgraded: &'v [String],
 }
 
 /// [`Walker::first_evaluation`] on the walker's fields (callers hold other
@@ -677,7 +734,18 @@ impl<'v, 'd> Walker<'v, 'd> {
             outer_primitives: HashSet::default(),
             failed_pairs: Vec::new(),
             failed_primitives: Vec::new(),
+            downgraded: &[],
         }
+    }
+
+    /// Whether `issue` makes what is walked fail: an error not of a
+    /// downgraded rule.
+    #[inline]
+    fn counts(&self, issue: &Issue) -> bool {
+        issue.severity.is_error()
+            && (self.downgraded.is_empty()
+                || !crate::options::rule_of(issue)
+                    .is_some_and(|rule| self.downgraded.iter().any(|d| d == rule)))
     }
 
     /// Whether the pair (node position, constraint index) is met for the
@@ -700,7 +768,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     }
 
     fn errors_since(&self, (issues, invariant_issues): (usize, usize)) -> bool {
-        let found = |list: &[Issue]| list.iter().any(|i| i.severity.is_error());
+        let found = |list: &[Issue]| list.iter().any(|i| self.counts(i));
         found(self.issues.get(issues..).unwrap_or_default())
             || found(
                 self.invariant_issues
@@ -748,6 +816,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         );
         probe.entry = self.entry;
         probe.stop_at_first_error = true;
+        probe.downgraded = self.downgraded;
         // The resource's core definition was walked by this walk: a core
         // error already rules out every profile, and otherwise the probe
         // walks the profile only.
@@ -864,9 +933,9 @@ impl<'v, 'd> Walker<'v, 'd> {
     }
 
     fn issue(&mut self, severity: Severity, code: IssueType, path: &Path<'_>, message: String) {
-        self.failed |= severity.is_error();
-        self.issues
-            .push(Issue::new(severity, code, message).at(path.to_string()));
+        let issue = Issue::new(severity, code, message).at(path.to_string());
+        self.failed |= self.counts(&issue);
+        self.issues.push(issue);
     }
 
     /// A conformance-only walk that already failed: nothing more to learn.
@@ -1117,7 +1186,9 @@ impl<'v, 'd> Walker<'v, 'd> {
             match expression.evaluate_constraint(&context) {
                 Ok(true) => {}
                 Ok(false) => {
-                    if constraint.severity.is_error() {
+                    if constraint.severity.is_error()
+                        && !self.downgraded.iter().any(|d| **d == *constraint.key)
+                    {
                         self.failed = true;
                         self.failed_pairs.push(pair);
                     }
@@ -2356,7 +2427,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                         Severity::Information,
                         IssueType::Informational,
                         path,
-                        format!("the extension {url} is not known to this gateway; its content was not checked"),
+                        crate::options::unknown_extension_message(url),
                     );
                 }
             }
@@ -2371,7 +2442,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     severity,
                     code,
                     path,
-                    format!("the extension {url} is not known to this gateway; its content was not checked"),
+                    crate::options::unknown_extension_message(url),
                 );
             }
         }
