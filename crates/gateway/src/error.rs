@@ -520,6 +520,11 @@ fn national_row(failure: &ehds_national_fhir::NationalError) -> (StatusCode, Vec
             IssueType::Exception,
             "this country's national FHIR server answered about another patient; nothing is passed on",
         ),
+        N::Credentials(_) => (
+            S::BAD_GATEWAY,
+            IssueType::Exception,
+            "this country's national FHIR server's authorization server refused the gateway's credentials or answered no usable token",
+        ),
     };
     (status, vec![internal_issue(code, message)])
 }
@@ -628,6 +633,7 @@ fn national_summary(failure: &ehds_national_fhir::NationalError) -> &'static str
         N::NotFhir(_) => "national server answered something that is not FHIR",
         N::Unexpected(_) => "national server answered something else than asked",
         N::OtherPatient => "national server answered about another patient: refused",
+        N::Credentials(_) => "national server's authorization server gave no access token",
     }
 }
 
@@ -897,6 +903,13 @@ mod tests {
             ),
             (
                 GatewayError::National(ehds_national_fhir::NationalError::OtherPatient),
+                502,
+                "exception",
+            ),
+            (
+                GatewayError::National(ehds_national_fhir::NationalError::Credentials(
+                    "the token endpoint refused them: HTTP 401, invalid_client".into(),
+                )),
                 502,
                 "exception",
             ),

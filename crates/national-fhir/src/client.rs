@@ -17,6 +17,7 @@ use ehds_identifiers::PatientIdentifier;
 
 use crate::about::{identifiers, is_of, matches, token};
 use crate::breaker::{Breaker, BreakerState};
+use crate::oauth::OAuthClient;
 use crate::{NationalError, NationalServer, Retrieval};
 
 /// How many search results one call asks for (`_count`): a patient's
@@ -28,6 +29,9 @@ pub const PAGE_SIZE: &str = "100";
 pub struct NationalFhir {
     base: url::Url,
     client: reqwest::Client,
+    /// OAuth 2.0 client credentials, when configured: every request carries
+    /// its access token ([`NationalFhir::dispatch`]).
+    oauth: Option<OAuthClient>,
     permits: Semaphore,
     breaker: Breaker,
     budget: Duration,
@@ -92,9 +96,14 @@ impl NationalFhir {
                 .build()
                 .map_err(|e| NationalError::Unexpected(e.to_string()))?,
         };
+        let oauth = match &server.oauth {
+            Some(oauth) => Some(OAuthClient::load(oauth, &base)?),
+            None => None,
+        };
         Ok(Self {
             base,
             client,
+            oauth,
             permits: Semaphore::new(server.max_concurrent),
             breaker: Breaker::new(
                 server.breaker_failures,
@@ -176,12 +185,12 @@ impl NationalFhir {
             }
         };
         let response = self
-            .client
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/fhir+json")
-            .send()
-            .await
-            .map_err(failure)?;
+            .dispatch(
+                self.client
+                    .get(url)
+                    .header(reqwest::header::ACCEPT, "application/fhir+json"),
+            )
+            .await?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
             return Ok(None);
@@ -205,6 +214,23 @@ impl NationalFhir {
         ReceivedResource::parse(body)
             .map(Some)
             .map_err(|rejection| NationalError::NotFhir(rejection.to_string()))
+    }
+
+    /// Sends `request` to the national server: the one place requests
+    /// leave, with the gateway's credentials beyond mutual TLS (with OAuth,
+    /// `Authorization: Bearer` and one retry with a new token on 401:
+    /// `crate::oauth`).
+    async fn dispatch(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, NationalError> {
+        match &self.oauth {
+            Some(oauth) => oauth.send(&self.client, request, self.budget).await,
+            None => request
+                .send()
+                .await
+                .map_err(|e| NationalError::transport(e, self.budget)),
+        }
     }
 
     /// A search set (`Bundle.type = searchset`) of `resource_type`.

@@ -1,8 +1,9 @@
 //! How the gateway reaches a national FHIR server (a service's
 //! `[service.national_server]` in the service registry): its base URL, how
-//! the gateway authenticates to it, the time budget of an answer, how many
-//! requests may be in flight, the circuit breaker, and which interactions
-//! the server offers (chained search, `Patient/{id}/$summary`).
+//! the gateway authenticates to it (mutual TLS, and OAuth 2.0 client
+//! credentials with a private-key JWT), the time budget of an answer, how
+//! many requests may be in flight, the circuit breaker, and which
+//! interactions the server offers (chained search, `Patient/{id}/$summary`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,12 @@ pub struct NationalServer {
     /// certificate, revocation failing closed).
     #[serde(default)]
     pub tls: Option<NationalTls>,
+    /// OAuth 2.0 client credentials with a private-key JWT (SMART App
+    /// Launch 2.x Backend Services): the gateway asks the server's
+    /// authorization server for an access token and sends it as
+    /// `Authorization: Bearer` with every request (`crate::oauth`).
+    #[serde(default)]
+    pub oauth: Option<NationalOAuth>,
     /// Seconds to connect (TCP + TLS).
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
@@ -80,6 +87,113 @@ pub struct NationalTls {
     pub cas: Vec<PathBuf>,
     /// A current CRL for every CA above (revocation fails closed).
     pub crls: Vec<PathBuf>,
+}
+
+/// `[…national_server.oauth]`: OAuth 2.0 client credentials (RFC 6749
+/// §4.4) with the client authenticated by a JWT it signs with its private
+/// key (RFC 7523 §2.2, RFC 7521 §4.2), as SMART App Launch 2.x "Backend
+/// Services" asks of system clients
+/// (<https://hl7.org/fhir/smart-app-launch/backend-services.html>).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NationalOAuth {
+    /// The authorization server's token endpoint (`token_endpoint` of the
+    /// server's `.well-known/smart-configuration`). Reached with the same
+    /// client as the FHIR server: `https` when the base URL is (the same
+    /// CAs and CRLs, the same client certificate), plain `http` only to a
+    /// loopback address when the base URL is.
+    pub token_url: String,
+    /// The client id the national authorization server registered for
+    /// the gateway (the assertion's `iss` and `sub`).
+    pub client_id: String,
+    /// The private key the assertions are signed with: PKCS#8 PEM
+    /// (`-----BEGIN PRIVATE KEY-----`), P-384 for ES384, RSA for RS384.
+    pub private_key: PathBuf,
+    /// The signing algorithm: SMART Backend Services requires servers to
+    /// support ES384 and RS384.
+    #[serde(default)]
+    pub algorithm: JwtAlgorithm,
+    /// The key's id in the JWK Set registered for the client (the
+    /// assertion's `kid` header).
+    pub kid: String,
+    /// The scopes asked for, space-separated (SMART v2 system scopes, e.g.
+    /// `system/Patient.rs system/DocumentReference.rs system/Bundle.rs`).
+    pub scope: String,
+}
+
+/// The JWS algorithm of the client assertion (RFC 7518 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum JwtAlgorithm {
+    /// ECDSA with P-384 and SHA-384.
+    #[default]
+    #[serde(rename = "ES384")]
+    Es384,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    #[serde(rename = "RS384")]
+    Rs384,
+}
+
+impl JwtAlgorithm {
+    /// The `alg` header value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Es384 => "ES384",
+            Self::Rs384 => "RS384",
+        }
+    }
+}
+
+impl NationalOAuth {
+    /// The token endpoint, checked against the national server's checked
+    /// `base`: the same scheme (one client reaches both: `https` with its
+    /// trust, or plain `http` to a loopback address), no fragment or user
+    /// information (RFC 6749 §3.2); client id, key id and scopes present,
+    /// the scopes as RFC 6749 §3.3 writes them.
+    pub fn check(&self, base: &url::Url) -> Result<url::Url, String> {
+        let url = url::Url::parse(&self.token_url)
+            .map_err(|e| format!("oauth.token_url {:?}: {e}", self.token_url))?;
+        if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "oauth.token_url {:?}: no fragment or user information",
+                self.token_url
+            ));
+        }
+        match url.scheme() {
+            "https" if base.scheme() == "https" => {}
+            "http" if base.scheme() == "http" && is_loopback(&url) => {}
+            "http" => {
+                return Err(format!(
+                    "oauth.token_url {:?}: plain http only to a loopback address, beside a national \
+                     server on loopback; elsewhere https with the national server's trust",
+                    self.token_url
+                ));
+            }
+            "https" => {
+                return Err(
+                    "oauth.token_url: https needs an https base_url with [tls] (the same client reaches both)"
+                        .into(),
+                );
+            }
+            scheme => return Err(format!("oauth.token_url: scheme {scheme:?} is not https")),
+        }
+        if self.client_id.trim().is_empty() || self.kid.trim().is_empty() {
+            return Err("oauth.client_id and oauth.kid must not be empty".into());
+        }
+        // scope = scope-token *( SP scope-token ),
+        // scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        let scope_token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        };
+        if !self.scope.split(' ').all(scope_token) {
+            return Err(format!(
+                "oauth.scope {:?}: scope tokens separated by single spaces (RFC 6749 §3.3)",
+                self.scope
+            ));
+        }
+        Ok(url)
+    }
 }
 
 fn default_connect_timeout_secs() -> u64 {
@@ -148,6 +262,9 @@ impl NationalServer {
         if self.breaker_failures == 0 || self.breaker_open_secs == 0 {
             return Err("breaker_failures and breaker_open_secs must be greater than 0".into());
         }
+        if let Some(oauth) = &self.oauth {
+            oauth.check(&url)?;
+        }
         // Relative references are joined onto the base: it ends with '/'.
         if !url.path().ends_with('/') {
             let path = format!("{}/", url.path());
@@ -202,6 +319,80 @@ mod tests {
             "base_url = \"http://127.0.0.1:1\"\nmax_concurrent = 0".to_owned(),
             "base_url = \"http://127.0.0.1:1\"\nretrieval = \"everything\"".to_owned(),
             "base_url = \"http://127.0.0.1:1\"\ninsecure = true".to_owned(),
+        ] {
+            assert!(server(&bad).is_err(), "accepted: {bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_endpoint_is_reached_as_the_server_is() {
+        let tls = "[tls]\nclient_certificate = \"c.pem\"\nclient_private_key = \"k.pem\"\n\
+                   cas = [\"ca.pem\"]\ncrls = [\"ca.crl.pem\"]\n";
+        let oauth = |url: &str, rest: &str| {
+            format!(
+                "[oauth]\ntoken_url = \"{url}\"\nclient_id = \"ncp-lu\"\n\
+                 private_key = \"jwt.pem\"\nkid = \"k1\"\n{rest}"
+            )
+        };
+        let scope = "scope = \"system/Patient.rs system/*.rs\"\n";
+        let https = "base_url = \"https://fhir.example.be/r4\"\n";
+        let http = "base_url = \"http://127.0.0.1:8080/\"\n";
+        let ok = [
+            format!(
+                "{https}{tls}{}",
+                oauth("https://auth.example.be/token", scope)
+            ),
+            format!(
+                "{https}{tls}{}",
+                oauth("https://auth.example.be/token?realm=x", scope)
+            ),
+            format!("{http}{}", oauth("http://127.0.0.1:9000/token", scope)),
+            format!(
+                "{http}{}",
+                oauth(
+                    "http://[::1]:9000/token",
+                    &format!("{scope}algorithm = \"RS384\"\n")
+                )
+            ),
+        ];
+        for good in &ok {
+            assert!(server(good).is_ok(), "refused: {good}: {:?}", server(good));
+        }
+        let parsed: NationalServer = toml::from_str(&ok[0]).unwrap();
+        assert_eq!(parsed.oauth.unwrap().algorithm, JwtAlgorithm::Es384);
+        for bad in [
+            format!(
+                "{https}{tls}{}",
+                oauth("http://127.0.0.1:9000/token", scope)
+            ),
+            format!("{http}{}", oauth("https://auth.example.be/token", scope)),
+            format!("{http}{}", oauth("http://auth.example.be/token", scope)),
+            format!("{http}{}", oauth("http://127.0.0.1:9000/token#x", scope)),
+            format!("{http}{}", oauth("http://u:p@127.0.0.1:9000/token", scope)),
+            format!(
+                "{http}{}",
+                oauth("http://127.0.0.1:9000/token", "scope = \"a  b\"\n")
+            ),
+            format!(
+                "{http}{}",
+                oauth("http://127.0.0.1:9000/token", "scope = \"a\\\"b\"\n")
+            ),
+            format!(
+                "{http}{}",
+                oauth("http://127.0.0.1:9000/token", "scope = \"\"\n")
+            ),
+            format!(
+                "{http}{}",
+                oauth(
+                    "http://127.0.0.1:9000/token",
+                    &format!("{scope}algorithm = \"HS256\"\n")
+                )
+            ),
+            format!("{http}{}", oauth("http://127.0.0.1:9000/token", "")),
+            format!(
+                "{http}[oauth]\ntoken_url = \"http://127.0.0.1:9000/token\"\nclient_id = \"\"\n\
+                 private_key = \"jwt.pem\"\nkid = \"k1\"\n{scope}"
+            ),
         ] {
             assert!(server(&bad).is_err(), "accepted: {bad}");
         }

@@ -30,7 +30,27 @@ pub enum NationalError {
     /// nothing of it is passed on.
     #[error("the national server answered about another patient")]
     OtherPatient,
+    /// OAuth 2.0 client credentials (`crate::oauth`): the authorization
+    /// server refused the gateway's client assertion (RFC 6749 §5.2, e.g.
+    /// `invalid_client`) or answered something that is not a token response
+    /// (§5.1); at start-up, the private key could not be loaded. Never
+    /// carries the access token or the assertion.
+    #[error("OAuth client credentials: {0}")]
+    Credentials(String),
     /// The client could not be built (certificate files): start-up only.
     #[error("national server TLS: {0}")]
     Transport(#[from] ehds_transport::TransportError),
+}
+
+impl NationalError {
+    /// A request to the national server (or its token endpoint) that failed
+    /// on its way: too slow for `budget`, else not reached. Told without
+    /// the URL: its query holds the patient identifier.
+    pub(crate) fn transport(error: reqwest::Error, budget: std::time::Duration) -> Self {
+        if error.is_timeout() {
+            Self::Timeout(budget.as_secs())
+        } else {
+            Self::Unreachable(error.without_url().to_string())
+        }
+    }
 }

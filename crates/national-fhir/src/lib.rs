@@ -3,7 +3,8 @@
 //! national FHIR server instead of the gateway's store.
 //!
 //! Owns: the national server's configuration ([`NationalServer`]: base URL,
-//! mutual TLS through `ehds-transport`, time budget, concurrency limit,
+//! mutual TLS through `ehds-transport`, OAuth 2.0 client credentials with a
+//! private-key JWT ([`NationalOAuth`], [`oauth`]), time budget, concurrency limit,
 //! circuit breaker, chained search, `$summary`), the client
 //! ([`NationalFhir`]: patient identification `Patient?identifier=`, the
 //! document list `DocumentReference?patient.identifier=&type=` or by the
@@ -22,9 +23,10 @@ pub mod breaker;
 mod client;
 mod config;
 mod error;
+pub mod oauth;
 
 pub use breaker::BreakerState;
 pub use client::{ListedDocument, NationalFhir, PAGE_SIZE, SUMMARY_PREFIX, patient_identifiers};
-pub use config::{NationalServer, NationalTls, Retrieval};
+pub use config::{JwtAlgorithm, NationalOAuth, NationalServer, NationalTls, Retrieval};
 pub use ehds_identifiers::PatientIdentifier;
 pub use error::NationalError;
