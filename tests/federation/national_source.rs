@@ -30,9 +30,9 @@ const OTHER_LU_PATIENT: &str = "1987010199999";
 
 /// A running hfs with its own SQLite database in a scratch folder; killed
 /// when dropped.
-struct Hfs {
+pub(super) struct Hfs {
     child: Child,
-    base: String,
+    pub(super) base: String,
     client: reqwest::Client,
     _dir: ehds_test_support::ScratchDir,
 }
@@ -41,9 +41,19 @@ impl Hfs {
     /// Starts hfs on a free loopback port; `None` (skipped) without the
     /// binary outside CI.
     async fn start() -> Option<Self> {
+        Self::start_with(loopback::free_port().unwrap(), &[], None).await
+    }
+
+    /// [`Hfs::start`] on `port`, with more of hfs's environment (`env`) and
+    /// the bearer token its REST API is seeded with (`seeder`), for a
+    /// server with authentication on (`national_oauth.rs`).
+    pub(super) async fn start_with(
+        port: u16,
+        env: &[(&str, String)],
+        seeder: Option<&str>,
+    ) -> Option<Self> {
         let binary = ehds_test_support::hfs_binary()?;
         let dir = ehds_test_support::ScratchDir::new("hfs");
-        let port = loopback::free_port().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("hfs.log")).unwrap();
         let child = Command::new(binary)
@@ -53,13 +63,14 @@ impl Hfs {
             .args(["--log-level", "warn"])
             .env("HFS_BASE_URL", &base)
             .env("HFS_UI_ENABLED", "false")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let client = plain_http_client();
+        let client = plain_http_client(seeder);
         let hfs = Self {
             child,
             base,
@@ -119,7 +130,7 @@ impl Hfs {
     }
 
     /// `PUT <type>/<id>` of `resource` through hfs's REST API.
-    async fn put(&self, resource: &Value) {
+    pub(super) async fn put(&self, resource: &Value) {
         let path = format!(
             "{}/{}/{}",
             self.base,
@@ -140,7 +151,7 @@ impl Hfs {
     }
 
     /// The bytes hfs answers to `GET <path>`.
-    async fn get(&self, path: &str) -> Vec<u8> {
+    pub(super) async fn get(&self, path: &str) -> Vec<u8> {
         let response = self
             .client
             .get(format!("{}/{path}", self.base))
@@ -155,16 +166,24 @@ impl Hfs {
 
 /// A plain-HTTP client for hfs on loopback: its TLS trusts no server, so it
 /// cannot be turned to https by mistake (reqwest is built with rustls and
-/// no process-wide crypto provider).
-fn plain_http_client() -> reqwest::Client {
+/// no process-wide crypto provider); with `bearer`, every request carries
+/// it.
+pub(super) fn plain_http_client(bearer: Option<&str>) -> reqwest::Client {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = bearer {
+        let mut value: reqwest::header::HeaderValue = format!("Bearer {token}").parse().unwrap();
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        .default_headers(headers)
         .no_proxy()
         .build()
         .unwrap()
@@ -179,7 +198,7 @@ impl Drop for Hfs {
 
 /// The LU patient's IPS summary with its own id on the national server and
 /// its own identifier; `patient` names the subject.
-fn summary_for(id: &str, patient: &str, identifier: &str) -> Value {
+pub(super) fn summary_for(id: &str, patient: &str, identifier: &str) -> Value {
     let bytes = loopback::patient_summary(&repo_root(), LU_SYSTEM, patient).unwrap();
     let mut json: Value = serde_json::from_slice(&bytes).unwrap();
     json["id"] = id.into();
@@ -188,7 +207,7 @@ fn summary_for(id: &str, patient: &str, identifier: &str) -> Value {
 }
 
 /// The Patient of a summary, with `id` on the national server.
-fn patient_of(summary: &Value, id: &str) -> Value {
+pub(super) fn patient_of(summary: &Value, id: &str) -> Value {
     let mut patient = summary["entry"]
         .as_array()
         .unwrap()
@@ -202,7 +221,7 @@ fn patient_of(summary: &Value, id: &str) -> Value {
 
 /// A DocumentReference of the national server listing the summary
 /// `Bundle/<bundle>` of `Patient/<patient>`.
-fn reference_to(id: &str, bundle: &str, patient: &str) -> Value {
+pub(super) fn reference_to(id: &str, bundle: &str, patient: &str) -> Value {
     serde_json::json!({
         "resourceType": "DocumentReference",
         "id": id,
@@ -216,7 +235,7 @@ fn reference_to(id: &str, bundle: &str, patient: &str) -> Value {
 }
 
 /// A service of LU's registry answered by the national server at `base`.
-fn national_service(
+pub(super) fn national_service(
     name: &str,
     permission: &str,
     profiles: &str,
@@ -298,7 +317,7 @@ async fn with_national_servers(
 /// How a fake national server misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-enum Misbehaviour {
+pub(super) enum Misbehaviour {
     /// A web page instead of FHIR.
     Html = 0,
     /// No answer for a minute.
@@ -307,18 +326,20 @@ enum Misbehaviour {
     OtherPatient = 2,
     /// Healthy, holding nothing: 404 with an OperationOutcome.
     HoldsNothing = 3,
+    /// Healthy, finding nothing: an empty search set.
+    FindsNothing = 4,
 }
 
 /// A national server on loopback that misbehaves as told (plain HTTP/1.1,
 /// one request per connection).
-struct FakeNational {
-    port: u16,
+pub(super) struct FakeNational {
+    pub(super) port: u16,
     mode: Arc<AtomicU8>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeNational {
-    async fn start() -> Self {
+    pub(super) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(Misbehaviour::Html as u8));
@@ -348,6 +369,12 @@ impl FakeNational {
                             tokio::time::sleep(Duration::from_secs(60)).await;
                             return;
                         }
+                        4 => (
+                            "200 OK",
+                            FHIR_JSON,
+                            serde_json::json!({"resourceType": "Bundle", "type": "searchset", "total": 0})
+                                .to_string(),
+                        ),
                         3 => (
                             "404 Not Found",
                             FHIR_JSON,
@@ -382,7 +409,7 @@ impl FakeNational {
         Self { port, mode, task }
     }
 
-    fn misbehave(&self, how: Misbehaviour) {
+    pub(super) fn misbehave(&self, how: Misbehaviour) {
         self.mode.store(how as u8, Ordering::SeqCst);
     }
 }
@@ -395,7 +422,7 @@ impl Drop for FakeNational {
 
 /// `GET <LU federation API><path>` as BE's NCP with a fresh assertion of
 /// the doctor about the LU patient.
-async fn at_lu_as_be_ncp(f: &TwoCountries, path: &str) -> reqwest::Response {
+pub(super) async fn at_lu_as_be_ncp(f: &TwoCountries, path: &str) -> reqwest::Response {
     f.federation_client(f.pki.ncp_client("BE"))
         .get(f.lu.federation_url(path))
         .bearer_auth(Caller::doctor(f).assertion())

@@ -1,8 +1,9 @@
 //! Shared helpers for the gateway's tests.
 //!
 //! Owns: where test fixtures live in the repository, which PostgreSQL
-//! server tests use, which browser the patient page's test drives, and
-//! which FHIR server binary (hfs) the national-connector tests run. It
+//! server tests use, which browser the patient page's test drives, which
+//! FHIR server binary (hfs) the national-connector tests run, and which
+//! OAuth authorization server (oidc-provider on Node.js) they run. It
 //! is the one library allowed to read the environment, because it exists
 //! only for tests.
 //!
@@ -61,6 +62,55 @@ pub fn hfs_binary() -> Option<PathBuf> {
         None => {
             eprintln!(
                 "skipping national FHIR server test: {HFS_BIN_VAR} does not name the hfs binary"
+            );
+            None
+        }
+    }
+}
+
+/// Environment variable naming the installed npm package `oidc-provider`
+/// (its folder, `…/node_modules/oidc-provider`): panva's OpenID Certified
+/// OAuth 2.0 authorization server, which the national connector's OAuth
+/// tests run as a national FHIR server's authorization server; `.ci/run`
+/// installs it and sets this.
+pub const OIDC_PROVIDER_VAR: &str = "EHDS_TEST_OIDC_PROVIDER";
+
+/// The authorization server of the national connector's OAuth tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcProvider {
+    /// Node.js (`node` on `PATH`).
+    pub node: PathBuf,
+    /// The `oidc-provider` package folder.
+    pub package: PathBuf,
+}
+
+/// Node.js and the `oidc-provider` package, or `None` to skip a test that
+/// needs them on a developer machine without them.
+///
+/// # Panics
+/// When `CI` is set and either is missing: under CI such a test fails
+/// rather than skips.
+#[allow(clippy::panic)]
+pub fn oidc_provider() -> Option<OidcProvider> {
+    let package = std::env::var_os(OIDC_PROVIDER_VAR)
+        .map(PathBuf::from)
+        .filter(|path| path.join("package.json").is_file());
+    let node = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("node"))
+            .find(|path| path.is_file())
+    });
+    match (node, package) {
+        (Some(node), Some(package)) => Some(OidcProvider { node, package }),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "node is not on PATH or {OIDC_PROVIDER_VAR} does not name the oidc-provider package \
+             but CI is set: the national connector's OAuth tests must run under CI, not skip \
+             (.ci/run installs it with npm and sets it)"
+        ),
+        _ => {
+            eprintln!(
+                "skipping OAuth test: node is not on PATH or {OIDC_PROVIDER_VAR} does not name \
+                 the oidc-provider package"
             );
             None
         }
