@@ -10,7 +10,8 @@
 //! the authorization server's JWK Set, its issuer and its audience, and
 //! refuses requests without one (401). A key the authorization server does
 //! not know gets no token: the national server is not asked, and the
-//! caller gets the national failure (502), audited.
+//! caller gets the national failure (502), audited. With hfs, the gateway
+//! finds the token endpoint in hfs's `.well-known/smart-configuration`.
 //!
 //! Without `EHDS_TEST_OIDC_PROVIDER` (and `node`), or for the hfs journey
 //! without `EHDS_TEST_HFS_BIN`, the tests skip (under `CI` they fail).
@@ -172,18 +173,21 @@ impl Drop for AuthorizationServer {
 }
 
 /// `[services.service.national_server]` lines: OAuth with `key` as
-/// `client_id` / `kid` at `server`'s token endpoint.
+/// `client_id` / `kid` at `server`'s token endpoint (`None`: the one the
+/// national server's SMART configuration names).
 fn oauth(
-    server: &AuthorizationServer,
+    token_endpoint: Option<&AuthorizationServer>,
     client_id: &str,
     key: &KeyPair,
     kid: &str,
     alg: &str,
 ) -> String {
+    let token_url = token_endpoint
+        .map(|server| format!("token_url = \"{}\"\n", server.token_url()))
+        .unwrap_or_default();
     format!(
-        "[services.service.national_server.oauth]\ntoken_url = \"{}\"\nclient_id = \"{client_id}\"\n\
+        "[services.service.national_server.oauth]\n{token_url}client_id = \"{client_id}\"\n\
          private_key = {:?}\nkid = \"{kid}\"\nalgorithm = \"{alg}\"\nscope = \"system/*.rs\"\n",
-        server.token_url(),
         key.private.display().to_string(),
     )
 }
@@ -240,7 +244,7 @@ async fn the_authorization_server_grants_the_gateways_keys_and_refuses_a_strange
             "\"http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips\"",
             ("60591-5", "Patient summary Document"),
             &base,
-            &oauth(&server, "ncp-lu", &es, "lu-es384", "ES384"),
+            &oauth(Some(&server), "ncp-lu", &es, "lu-es384", "ES384"),
         ),
         national_service(
             "laboratory-report",
@@ -248,7 +252,7 @@ async fn the_authorization_server_grants_the_gateways_keys_and_refuses_a_strange
             "",
             ("11502-2", "Laboratory report"),
             &base,
-            &oauth(&server, "ncp-lu-rsa", &rs, "lu-rs384", "RS384"),
+            &oauth(Some(&server), "ncp-lu-rsa", &rs, "lu-rs384", "RS384"),
         ),
         national_service(
             "discharge-report",
@@ -256,7 +260,7 @@ async fn the_authorization_server_grants_the_gateways_keys_and_refuses_a_strange
             "",
             ("34105-7", "Hospital Discharge summary"),
             &base,
-            &oauth(&server, "ncp-lu", &stranger, "lu-es384", "ES384"),
+            &oauth(Some(&server), "ncp-lu", &stranger, "lu-es384", "ES384"),
         ),
     ]
     .concat();
@@ -322,12 +326,14 @@ async fn a_doctor_abroad_reads_from_a_national_server_that_verifies_the_gateways
     let seeder = server.seeder_token().await;
     // hfs with its authentication on: bearer JWTs verified against the
     // authorization server's JWK Set, issuer and audience checked, SMART
-    // scopes enforced (helios-auth).
+    // scopes enforced (helios-auth); its SMART configuration names the
+    // token endpoint.
     let auth = [
         ("HFS_AUTH_ENABLED", "true".to_owned()),
         ("HFS_AUTH_JWKS_URL", format!("{}/jwks", server.issuer)),
         ("HFS_AUTH_ISSUER", server.issuer.clone()),
         ("HFS_AUTH_AUDIENCE", resource.clone()),
+        ("HFS_SMART_TOKEN_ENDPOINT", server.token_url()),
     ];
     let Some(hfs) = Hfs::start_with(hfs_port, &auth, Some(&seeder)).await else {
         return;
@@ -356,9 +362,10 @@ async fn a_doctor_abroad_reads_from_a_national_server_that_verifies_the_gateways
         "\"http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips\"",
         ("60591-5", "Patient summary Document"),
         &resource,
+        // The token endpoint is read from hfs's SMART configuration.
         &format!(
             "timeout_secs = 10\n{}",
-            oauth(&server, "ncp-lu", &es, "lu-es384", "ES384")
+            oauth(None, "ncp-lu", &es, "lu-es384", "ES384")
         ),
     ))
     .await;

@@ -97,12 +97,15 @@ pub struct NationalTls {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NationalOAuth {
-    /// The authorization server's token endpoint (`token_endpoint` of the
-    /// server's `.well-known/smart-configuration`). Reached with the same
-    /// client as the FHIR server: `https` when the base URL is (the same
-    /// CAs and CRLs, the same client certificate), plain `http` only to a
-    /// loopback address when the base URL is.
-    pub token_url: String,
+    /// The authorization server's token endpoint. Without it, the
+    /// `token_endpoint` of the national server's
+    /// `{base_url}/.well-known/smart-configuration` (SMART App Launch 2.x
+    /// §"Conformance"), read when the first token is needed. Either way it
+    /// is reached with the same client as the FHIR server: `https` when the
+    /// base URL is (the same CAs and CRLs, the same client certificate),
+    /// plain `http` only to a loopback address when the base URL is.
+    #[serde(default)]
+    pub token_url: Option<String>,
     /// The client id the national authorization server registered for
     /// the gateway (the assertion's `iss` and `sub`).
     pub client_id: String,
@@ -144,38 +147,15 @@ impl JwtAlgorithm {
 }
 
 impl NationalOAuth {
-    /// The token endpoint, checked against the national server's checked
-    /// `base`: the same scheme (one client reaches both: `https` with its
-    /// trust, or plain `http` to a loopback address), no fragment or user
-    /// information (RFC 6749 §3.2); client id, key id and scopes present,
-    /// the scopes as RFC 6749 §3.3 writes them.
-    pub fn check(&self, base: &url::Url) -> Result<url::Url, String> {
-        let url = url::Url::parse(&self.token_url)
-            .map_err(|e| format!("oauth.token_url {:?}: {e}", self.token_url))?;
-        if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
-                "oauth.token_url {:?}: no fragment or user information",
-                self.token_url
-            ));
-        }
-        match url.scheme() {
-            "https" if base.scheme() == "https" => {}
-            "http" if base.scheme() == "http" && is_loopback(&url) => {}
-            "http" => {
-                return Err(format!(
-                    "oauth.token_url {:?}: plain http only to a loopback address, beside a national \
-                     server on loopback; elsewhere https with the national server's trust",
-                    self.token_url
-                ));
-            }
-            "https" => {
-                return Err(
-                    "oauth.token_url: https needs an https base_url with [tls] (the same client reaches both)"
-                        .into(),
-                );
-            }
-            scheme => return Err(format!("oauth.token_url: scheme {scheme:?} is not https")),
-        }
+    /// The configured token endpoint (`None`: discovered), checked against
+    /// the national server's checked `base` ([`check_token_url`]); client
+    /// id, key id and scopes present, the scopes as RFC 6749 §3.3 writes
+    /// them.
+    pub fn check(&self, base: &url::Url) -> Result<Option<url::Url>, String> {
+        let url = match &self.token_url {
+            Some(text) => Some(check_token_url(text, base).map_err(|e| format!("oauth.{e}"))?),
+            None => None,
+        };
         if self.client_id.trim().is_empty() || self.kid.trim().is_empty() {
             return Err("oauth.client_id and oauth.kid must not be empty".into());
         }
@@ -193,6 +173,32 @@ impl NationalOAuth {
             ));
         }
         Ok(url)
+    }
+}
+
+/// A token endpoint (configured or discovered), checked against the
+/// national server's checked `base`: the same scheme (one client reaches
+/// both: `https` with its trust, or plain `http` to a loopback address), no
+/// fragment or user information (RFC 6749 §3.2).
+pub(crate) fn check_token_url(text: &str, base: &url::Url) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("token_url {text:?}: {e}"))?;
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "token_url {text:?}: no fragment or user information"
+        ));
+    }
+    match url.scheme() {
+        "https" if base.scheme() == "https" => Ok(url),
+        "http" if base.scheme() == "http" && is_loopback(&url) => Ok(url),
+        "http" => Err(format!(
+            "token_url {text:?}: plain http only to a loopback address, beside a national \
+             server on loopback; elsewhere https with the national server's trust"
+        )),
+        "https" => Err(
+            "token_url: https needs an https base_url with [tls] (the same client reaches both)"
+                .into(),
+        ),
+        scheme => Err(format!("token_url: scheme {scheme:?} is not https")),
     }
 }
 
@@ -353,6 +359,10 @@ mod tests {
                     "http://[::1]:9000/token",
                     &format!("{scope}algorithm = \"RS384\"\n")
                 )
+            ),
+            // Discovered from the server's .well-known/smart-configuration.
+            format!(
+                "{http}[oauth]\nclient_id = \"ncp-lu\"\nprivate_key = \"jwt.pem\"\nkid = \"k1\"\n{scope}"
             ),
         ];
         for good in &ok {

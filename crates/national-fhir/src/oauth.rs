@@ -9,7 +9,9 @@
 //! 6749 §4.4.2) to the token endpoint, keeps the access token (§5.1) until
 //! shortly before its `expires_in`, sends it as `Authorization: Bearer`
 //! (RFC 6750 §2.1) and, when the FHIR server answers 401 (RFC 6750 §3.1,
-//! the token expired or was revoked early), asks for a new one once.
+//! the token expired or was revoked early), asks for a new one once. The
+//! token endpoint is configured, or read from the national server's
+//! `.well-known/smart-configuration` (SMART App Launch 2.x, "Conformance").
 //!
 //! The access token and the assertion never reach a log: their `Debug` is
 //! redacted, the header is marked sensitive, and a refusal is told by its
@@ -28,11 +30,11 @@ use ring::signature::{
 };
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 use tokio::time::Instant;
 
 use crate::NationalError;
-use crate::config::{JwtAlgorithm, NationalOAuth};
+use crate::config::{JwtAlgorithm, NationalOAuth, check_token_url};
 
 /// How far ahead a client assertion's `exp` is: SMART Backend Services
 /// asks for no more than five minutes.
@@ -52,15 +54,25 @@ const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 /// The client of one national server's authorization server, with the
 /// access token it holds.
 pub(crate) struct OAuthClient {
-    token_url: url::Url,
-    /// The token endpoint as configured: the assertion's `aud`.
-    audience: String,
+    /// The national server's base URL (its SMART configuration is there).
+    base: url::Url,
+    /// The token endpoint configured, or found in the SMART configuration
+    /// when the first token was needed.
+    endpoint: OnceCell<Endpoint>,
     client_id: String,
     scope: String,
     kid: String,
     key: SigningKey,
     rng: SystemRandom,
     cache: Mutex<Option<Cached>>,
+}
+
+/// A token endpoint: where to post, and its URL as written (configured or
+/// in the SMART configuration), the assertion's `aud`.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    url: url::Url,
+    audience: String,
 }
 
 enum SigningKey {
@@ -87,7 +99,7 @@ struct Cached {
 impl fmt::Debug for OAuthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthClient")
-            .field("token_url", &self.token_url.as_str())
+            .field("token_url", &self.endpoint.get().map(|e| e.url.as_str()))
             .field("client_id", &self.client_id)
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm().name())
@@ -101,7 +113,7 @@ impl OAuthClient {
     /// the private key loaded now and checked to be of the algorithm's
     /// kind).
     pub(crate) fn load(oauth: &NationalOAuth, base: &url::Url) -> Result<Self, NationalError> {
-        let token_url = oauth.check(base).map_err(NationalError::Credentials)?;
+        let configured = oauth.check(base).map_err(NationalError::Credentials)?;
         let key_error = |what: String| {
             NationalError::Credentials(format!(
                 "private key {}: {what}",
@@ -125,9 +137,16 @@ impl OAuthClient {
                     .map_err(|e| key_error(format!("not an RSA key for RS384 ({e})")))?,
             ),
         };
+        let endpoint = match (configured, &oauth.token_url) {
+            (Some(url), Some(audience)) => OnceCell::new_with(Some(Endpoint {
+                url,
+                audience: audience.clone(),
+            })),
+            _ => OnceCell::new(),
+        };
         Ok(Self {
-            token_url,
-            audience: oauth.token_url.clone(),
+            base: base.clone(),
+            endpoint,
             client_id: oauth.client_id.clone(),
             scope: oauth.scope.clone(),
             kid: oauth.kid.clone(),
@@ -186,7 +205,70 @@ impl OAuthClient {
         http: &reqwest::Client,
         budget: Duration,
     ) -> Result<AccessToken, NationalError> {
-        self.held_or(|| self.fetch(http, budget)).await
+        self.held_or(|| async {
+            let endpoint = self
+                .endpoint
+                .get_or_try_init(|| self.discover(http, budget))
+                .await?;
+            self.fetch(http, budget, endpoint).await
+        })
+        .await
+    }
+
+    /// The token endpoint of the national server's SMART configuration
+    /// (`GET {base}/.well-known/smart-configuration`, SMART App Launch 2.x
+    /// "Conformance"): its `token_endpoint`, checked as a configured one
+    /// is, where `private_key_jwt` is offered (when the document says).
+    async fn discover(
+        &self,
+        http: &reqwest::Client,
+        budget: Duration,
+    ) -> Result<Endpoint, NationalError> {
+        let url = self
+            .base
+            .join(".well-known/smart-configuration")
+            .map_err(|e| NationalError::Credentials(e.to_string()))?;
+        let response = http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| NationalError::transport(e, budget))?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(NationalError::Status(status.as_u16()));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| NationalError::transport(e, budget))?;
+        let unusable = |why: &str| {
+            NationalError::Credentials(format!(
+                "no token endpoint in the national server's SMART configuration: {why}"
+            ))
+        };
+        if !status.is_success() {
+            return Err(unusable(&format!("HTTP {}", status.as_u16())));
+        }
+        let document: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| unusable("not JSON"))?;
+        let text = document
+            .get("token_endpoint")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| unusable("no token_endpoint"))?;
+        if let Some(methods) = document
+            .get("token_endpoint_auth_methods_supported")
+            .and_then(serde_json::Value::as_array)
+            && !methods.iter().any(|m| m == "private_key_jwt")
+        {
+            return Err(unusable("private_key_jwt is not offered"));
+        }
+        let url = check_token_url(text, &self.base).map_err(|e| unusable(&e))?;
+        tracing::info!(token_endpoint = %url, "national server: token endpoint discovered");
+        Ok(Endpoint {
+            url,
+            audience: text.to_owned(),
+        })
     }
 
     /// The token held while it is fresh, else the one `fetch` gets (kept
@@ -234,8 +316,9 @@ impl OAuthClient {
         &self,
         http: &reqwest::Client,
         budget: Duration,
+        endpoint: &Endpoint,
     ) -> Result<(AccessToken, Option<Duration>), NationalError> {
-        let assertion = self.assertion(SystemTime::now())?;
+        let assertion = self.assertion(SystemTime::now(), endpoint)?;
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
             .append_pair("scope", &self.scope)
@@ -243,7 +326,7 @@ impl OAuthClient {
             .append_pair("client_assertion", &assertion)
             .finish();
         let response = http
-            .post(self.token_url.clone())
+            .post(endpoint.url.clone())
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -283,7 +366,7 @@ impl OAuthClient {
 
     /// A client assertion (RFC 7523 §3, SMART Backend Services "Protocol
     /// details"), signed now, valid for [`ASSERTION_LIFETIME`].
-    fn assertion(&self, now: SystemTime) -> Result<String, NationalError> {
+    fn assertion(&self, now: SystemTime, endpoint: &Endpoint) -> Result<String, NationalError> {
         let issued = now
             .duration_since(UNIX_EPOCH)
             .map_err(|_| NationalError::Credentials("the clock is before 1970".into()))?
@@ -301,7 +384,7 @@ impl OAuthClient {
         let claims = serde_json::json!({
             "iss": self.client_id,
             "sub": self.client_id,
-            "aud": self.audience,
+            "aud": endpoint.audience,
             "iat": issued,
             "exp": issued + ASSERTION_LIFETIME.as_secs(),
             "jti": jti,
@@ -447,7 +530,7 @@ mod tests {
 
     fn oauth(key: &std::path::Path, token_url: &str) -> NationalOAuth {
         NationalOAuth {
-            token_url: token_url.to_owned(),
+            token_url: Some(token_url.to_owned()),
             client_id: "ncp-lu".into(),
             private_key: key.to_owned(),
             algorithm: JwtAlgorithm::Es384,
@@ -469,7 +552,8 @@ mod tests {
         let (key, public) = p384_key();
         let client = OAuthClient::load(&oauth(&key, "http://127.0.0.1:9/token"), &base()).unwrap();
         let now = SystemTime::now();
-        let first = client.assertion(now).unwrap();
+        let endpoint = client.endpoint.get().unwrap().clone();
+        let first = client.assertion(now, &endpoint).unwrap();
         let parts: Vec<&str> = first.split('.').collect();
         assert_eq!(parts.len(), 3);
         let signed = format!("{}.{}", parts[0], parts[1]);
@@ -497,7 +581,7 @@ mod tests {
         // A fresh jti each time (a replayed assertion is refused).
         let jtis: std::collections::HashSet<String> = (0..50)
             .map(|_| {
-                let assertion = client.assertion(now).unwrap();
+                let assertion = client.assertion(now, &endpoint).unwrap();
                 let claims = decoded(assertion.split('.').nth(1).unwrap());
                 claims["jti"].as_str().unwrap().to_owned()
             })
@@ -675,7 +759,15 @@ mod tests {
                         request.extend_from_slice(&buffer[..n]);
                     }
                     let body = String::from_utf8_lossy(&request[head_end..]).into_owned();
-                    let (status, answer) = if head.starts_with("post /token ") {
+                    let (status, answer) = if head
+                        .starts_with("get /fhir/.well-known/smart-configuration ")
+                    {
+                        let document = serde_json::json!({
+                            "token_endpoint": format!("http://127.0.0.1:{port}/token"),
+                            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                        });
+                        ("200 OK", document.to_string())
+                    } else if head.starts_with("post /token ") {
                         assert!(body.contains("grant_type=client_credentials"), "{body}");
                         assert!(body.contains(
                             "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
@@ -722,11 +814,18 @@ mod tests {
             }
         }
 
-        fn national(&self, key: &std::path::Path) -> crate::NationalFhir {
+        /// A client of this server, its token endpoint configured or
+        /// (`discover`) read from its SMART configuration.
+        fn national(&self, key: &std::path::Path, discover: bool) -> crate::NationalFhir {
+            let token_url = if discover {
+                String::new()
+            } else {
+                format!("token_url = \"http://127.0.0.1:{}/token\"\n", self.port)
+            };
             let server: crate::NationalServer = toml::from_str(&format!(
-                "base_url = \"http://127.0.0.1:{port}/fhir\"\n[oauth]\n\
-                 token_url = \"http://127.0.0.1:{port}/token\"\nclient_id = \"ncp-lu\"\n\
-                 private_key = {key:?}\nkid = \"k1\"\nscope = \"system/*.rs\"\n",
+                "base_url = \"http://127.0.0.1:{port}/fhir\"\n[oauth]\n{token_url}\
+                 client_id = \"ncp-lu\"\nprivate_key = {key:?}\nkid = \"k1\"\n\
+                 scope = \"system/*.rs\"\n",
                 port = self.port,
             ))
             .unwrap();
@@ -752,7 +851,7 @@ mod tests {
         // t1 is refused: t2 is fetched, the search sent again with it, and
         // kept for the next search.
         let server = Loopback::start(&["t1"]).await;
-        let national = server.national(&key);
+        let national = server.national(&key, false);
         let (ids, _) = national.patients(&patient).await.unwrap();
         assert!(ids.is_empty());
         assert_eq!(server.seen(), ["t1", "t2"]);
@@ -763,13 +862,21 @@ mod tests {
         // Every token refused: one retry, then the server's 401 (502 at
         // the edge); the next search starts with a new token.
         let server = Loopback::start(&["t1", "t2", "t3", "t4"]).await;
-        let national = server.national(&key);
+        let national = server.national(&key, false);
         let refused = national.patients(&patient).await.unwrap_err();
         assert!(matches!(refused, NationalError::Status(401)), "{refused:?}");
         assert_eq!(server.seen(), ["t1", "t2"]);
         let refused = national.patients(&patient).await.unwrap_err();
         assert!(matches!(refused, NationalError::Status(401)), "{refused:?}");
         assert_eq!(server.seen(), ["t1", "t2", "t3", "t4"]);
+
+        // The token endpoint found in the server's SMART configuration.
+        let server = Loopback::start(&[]).await;
+        let national = server.national(&key, true);
+        national.patients(&patient).await.unwrap();
+        national.patients(&patient).await.unwrap();
+        assert_eq!(server.seen(), ["t1", "t1"]);
+        assert_eq!(server.tokens.load(Ordering::SeqCst), 1);
 
         // No authorization server listening: unreachable (503 at the edge).
         let dead = {
