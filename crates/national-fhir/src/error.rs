@@ -33,7 +33,8 @@ pub enum NationalError {
     /// OAuth 2.0 client credentials (`crate::oauth`): the authorization
     /// server refused the gateway's client assertion (RFC 6749 §5.2, e.g.
     /// `invalid_client`) or answered something that is not a token response
-    /// (§5.1); at start-up, the private key could not be loaded. Never
+    /// (§5.1), or the server's SMART configuration names no usable token
+    /// endpoint; at start-up, the private key could not be loaded. Never
     /// carries the access token or the assertion.
     #[error("OAuth client credentials: {0}")]
     Credentials(String),
