@@ -26,21 +26,21 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Another Luxembourg patient (13 digits, as LU's directory wants).
-const OTHER_LU_PATIENT: &str = "1987010199999";
+pub(super) const OTHER_LU_PATIENT: &str = "1987010199999";
 
 /// A running hfs with its own SQLite database in a scratch folder; killed
 /// when dropped.
-struct Hfs {
+pub(super) struct Hfs {
     child: Child,
-    base: String,
-    client: reqwest::Client,
+    pub(super) base: String,
+    client: PlainHttp,
     _dir: ehds_test_support::ScratchDir,
 }
 
 impl Hfs {
     /// Starts hfs on a free loopback port; `None` (skipped) without the
     /// binary outside CI.
-    async fn start() -> Option<Self> {
+    pub(super) async fn start() -> Option<Self> {
         let binary = ehds_test_support::hfs_binary()?;
         let dir = ehds_test_support::ScratchDir::new("hfs");
         let port = loopback::free_port().unwrap();
@@ -59,21 +59,18 @@ impl Hfs {
             .stderr(log)
             .spawn()
             .unwrap();
-        let client = plain_http_client();
         let hfs = Self {
             child,
             base,
-            client,
+            client: PlainHttp::new(),
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(response) = hfs
+            if let Ok((200, _)) = hfs
                 .client
-                .get(format!("{}/metadata", hfs.base))
-                .send()
+                .send("GET", &format!("{}/metadata", hfs.base), None)
                 .await
-                && response.status().is_success()
             {
                 break;
             }
@@ -96,78 +93,129 @@ impl Hfs {
             serde_json::json!({"resourceType": "SearchParameter",
                 "url": "http://hl7.org/fhir/SearchParameter/clinical-patient",
                 "name": "patient", "status": "active", "code": "patient",
-                "base": ["DocumentReference"], "type": "reference",
-                "expression": "DocumentReference.subject.where(resolve() is Patient)",
+                "base": ["DocumentReference", "MedicationRequest"], "type": "reference",
+                "expression": "DocumentReference.subject.where(resolve() is Patient) | MedicationRequest.subject.where(resolve() is Patient)",
                 "target": ["Patient"]}),
             serde_json::json!({"resourceType": "SearchParameter",
                 "url": "http://hl7.org/fhir/SearchParameter/clinical-type",
                 "name": "type", "status": "active", "code": "type",
                 "base": ["DocumentReference"], "type": "token",
                 "expression": "DocumentReference.type"}),
+            serde_json::json!({"resourceType": "SearchParameter",
+                "url": "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+                "name": "identifier", "status": "active", "code": "identifier",
+                "base": ["MedicationRequest", "MedicationDispense"], "type": "token",
+                "expression": "MedicationRequest.identifier | MedicationDispense.identifier"}),
+            serde_json::json!({"resourceType": "SearchParameter",
+                "url": "http://hl7.org/fhir/SearchParameter/medications-status",
+                "name": "status", "status": "active", "code": "status",
+                "base": ["MedicationRequest"], "type": "token",
+                "expression": "MedicationRequest.status"}),
         ] {
-            let response = hfs
+            let (status, body) = hfs
                 .client
-                .post(format!("{}/SearchParameter", hfs.base))
-                .header("content-type", FHIR_JSON)
-                .body(serde_json::to_vec(&parameter).unwrap())
-                .send()
+                .send(
+                    "POST",
+                    &format!("{}/SearchParameter", hfs.base),
+                    Some(serde_json::to_vec(&parameter).unwrap()),
+                )
                 .await
                 .unwrap();
-            assert!(response.status().is_success(), "{}", response.status());
+            assert!(
+                (200..300).contains(&status),
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Some(hfs)
     }
 
     /// `PUT <type>/<id>` of `resource` through hfs's REST API.
-    async fn put(&self, resource: &Value) {
+    pub(super) async fn put(&self, resource: &Value) {
         let path = format!(
             "{}/{}/{}",
             self.base,
             resource["resourceType"].as_str().unwrap(),
             resource["id"].as_str().unwrap()
         );
-        let response = self
+        let (status, body) = self
             .client
-            .put(path)
-            .header("content-type", FHIR_JSON)
-            .body(serde_json::to_vec(resource).unwrap())
-            .send()
+            .send("PUT", &path, Some(serde_json::to_vec(resource).unwrap()))
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
-        assert!(status == 200 || status == 201, "{status}: {body}");
+        assert!(
+            status == 200 || status == 201,
+            "{status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
 
     /// The bytes hfs answers to `GET <path>`.
-    async fn get(&self, path: &str) -> Vec<u8> {
-        let response = self
+    pub(super) async fn get(&self, path: &str) -> Vec<u8> {
+        let (status, body) = self
             .client
-            .get(format!("{}/{path}", self.base))
-            .header("accept", FHIR_JSON)
-            .send()
+            .send("GET", &format!("{}/{path}", self.base), None)
             .await
             .unwrap();
-        assert_eq!(response.status().as_u16(), 200, "{path}");
-        response.bytes().await.unwrap().to_vec()
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        body
     }
 }
 
-/// A plain-HTTP client for hfs on loopback: its TLS trusts no server, so it
-/// cannot be turned to https by mistake (reqwest is built with rustls and
-/// no process-wide crypto provider).
-fn plain_http_client() -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .no_proxy()
-        .build()
-        .unwrap()
+/// A plain-HTTP/1.1 client for hfs on loopback: hyper-util's client over
+/// TCP, with no TLS at all (hfs speaks plain HTTP only).
+struct PlainHttp {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl PlainHttp {
+    fn new() -> Self {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        Self {
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build(connector),
+        }
+    }
+
+    /// `method url` with a FHIR JSON `body`: the status and the body.
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        use http_body_util::BodyExt;
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("accept", FHIR_JSON);
+        if body.is_some() {
+            request = request.header("content-type", FHIR_JSON);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body.to_vec()))
+    }
 }
 
 impl Drop for Hfs {
@@ -179,7 +227,7 @@ impl Drop for Hfs {
 
 /// The LU patient's IPS summary with its own id on the national server and
 /// its own identifier; `patient` names the subject.
-fn summary_for(id: &str, patient: &str, identifier: &str) -> Value {
+pub(super) fn summary_for(id: &str, patient: &str, identifier: &str) -> Value {
     let bytes = loopback::patient_summary(&repo_root(), LU_SYSTEM, patient).unwrap();
     let mut json: Value = serde_json::from_slice(&bytes).unwrap();
     json["id"] = id.into();
@@ -188,7 +236,7 @@ fn summary_for(id: &str, patient: &str, identifier: &str) -> Value {
 }
 
 /// The Patient of a summary, with `id` on the national server.
-fn patient_of(summary: &Value, id: &str) -> Value {
+pub(super) fn patient_of(summary: &Value, id: &str) -> Value {
     let mut patient = summary["entry"]
         .as_array()
         .unwrap()
