@@ -99,7 +99,7 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
     };
     // The LU patient and another LU patient, as the national server holds
     // them; the LU patient's prescriptions 10-123EP and 10-124EP (active)
-    // and 10-125EP (completed), the other patient's 10-999EP.
+    // and 10-125EP to 10-127EP (completed), the other patient's 10-999EP.
     let summary = summary_for("ps-lu-1", LU_PATIENT, "urn:uuid:1");
     hfs.put(&patient_of(&summary, "lu-patient")).await;
     let others = summary_for("ps-other-1", OTHER_LU_PATIENT, "urn:uuid:2");
@@ -108,19 +108,22 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
         ("mr-1", "10-123EP", "lu-patient", "active"),
         ("mr-2", "10-124EP", "lu-patient", "active"),
         ("mr-3", "10-125EP", "lu-patient", "completed"),
+        ("mr-4", "10-126EP", "lu-patient", "completed"),
+        ("mr-5", "10-127EP", "lu-patient", "completed"),
         ("mr-other", "10-999EP", "other-patient", "active"),
     ] {
         hfs.put(&national_prescription(id, value, patient, status))
             .await;
     }
-    // One result a page, two pages at most: the active ones fill two pages.
-    let f = with_national_eprescription(&format!("{}/", hfs.base), "page_size = 1\nmax_pages = 2")
+    // One result a page, three pages at most: the two active ones are
+    // listed whole, the five of both statuses are not.
+    let f = with_national_eprescription(&format!("{}/", hfs.base), "page_size = 1\nmax_pages = 3")
         .await;
     let mut pharmacist = pharmacist_of("BE-PHARM-7");
     pharmacist.organisation.name = "Pharmacie du Parc".into();
     let pharmacy = Caller::pharmacy(&f, pharmacist.clone());
 
-    // 1. The list: the two active prescriptions, from two pages, each as
+    // 1. The list: the two active prescriptions, page by page, each as
     // the national server holds it, with the list metadata.
     let active = about_lu_patient("MedicationRequest", "&status=active");
     let listed = json(pharmacy.get(&active).await, 200).await;
@@ -163,12 +166,12 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
         "{listed_documents}"
     );
 
-    // 2. More than two pages: what was found, and a warning that the list
-    // is incomplete.
+    // 2. More than three pages: what was found, and a warning that the
+    // list is incomplete.
     let all = about_lu_patient("MedicationRequest", "&status=active,completed");
     let listed = json(pharmacy.get(&all).await, 200).await;
-    assert_eq!(matched(&listed).len(), 2, "{listed}");
-    assert_eq!(listed["total"], 2, "{listed}");
+    assert_eq!(matched(&listed).len(), 3, "{listed}");
+    assert_eq!(listed["total"], 3, "{listed}");
     let warnings = outcomes(&listed);
     assert_eq!(warnings.len(), 1, "{listed}");
     assert_eq!(warnings[0]["issue"][0]["severity"], "warning");
