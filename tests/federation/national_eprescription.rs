@@ -251,8 +251,9 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
         1,
         "written once"
     );
-    // The national ePrescription service completes the prescription: a
-    // dispense is then refused with its status.
+    // The national ePrescription service completes the prescription: the
+    // dispense sent again is found (200) with the status the national
+    // server now holds; a new one is refused with it.
     hfs.put(&national_prescription(
         "mr-1",
         "10-123EP",
@@ -260,6 +261,14 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
         "completed",
     ))
     .await;
+    let again = send_dispense(
+        &f,
+        &pharmacist,
+        serde_json::to_vec(&vials_dispense("D-N1", 5)).unwrap(),
+    )
+    .await;
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(again.headers()["x-prescription-state"], "completed");
     let refused = json(
         send_dispense(
             &f,

@@ -116,6 +116,23 @@ impl NationalFhir {
         Ok(found)
     }
 
+    /// Whether the server holds a `resource_type` with the business
+    /// identifier `system|value` (`{resource_type}?identifier=`).
+    pub async fn holds(
+        &self,
+        resource_type: &str,
+        (system, value): (&str, &str),
+    ) -> Result<bool, NationalError> {
+        let token = format!("{}|{}", escape(system), escape(value));
+        let pages = self
+            .search(resource_type, &[("identifier", &token)])
+            .await?;
+        Ok(pages.answers.iter().any(|answer| {
+            matches(answer.root())
+                .any(|resource| identifiers(resource).any(|(s, v)| s == system && v == value))
+        }))
+    }
+
     /// The identifiers (system, value) of the patient a resource of this
     /// server is about: its `subject.identifier`, or those of the Patient
     /// its `subject.reference` names on this server (read). None for a

@@ -357,6 +357,11 @@ pub(crate) async fn dispense(
             Ok(found)
         })
         .await?;
+    let (system, value) = (&facts.identifier.0, &facts.identifier.1);
+    // A dispense sent again once the national service has changed the
+    // prescription (completed it, say) is not refused: it is found, as at
+    // home (200), by the conditional create below.
+    let mut written_before = None;
     let mut prescriptions = Vec::with_capacity(found.len());
     for (line, resource) in found.into_iter().enumerate() {
         let Some(resource) = resource else {
@@ -368,6 +373,17 @@ pub(crate) async fn dispense(
         };
         let prescription = checked(state, resource, &key)?;
         if prescription.status != "active" {
+            if written_before.is_none() {
+                written_before = Some(
+                    national
+                        .within_budget(national.holds("MedicationDispense", (system, value)))
+                        .await?,
+                );
+            }
+            if written_before == Some(true) {
+                prescriptions.push(prescription);
+                continue;
+            }
             return Err(ep::dispense_refused(
                 DispenseRefusal::StateConflict,
                 format!("the prescription is {}", prescription.status),
@@ -392,7 +408,6 @@ pub(crate) async fn dispense(
     if ids.len() != prescriptions.len() {
         return Err(NationalError::Unexpected("a prescription without an id".into()).into());
     }
-    let (system, value) = (&facts.identifier.0, &facts.identifier.1);
     let (created, statuses) = national
         .within_budget(async {
             let created = national

@@ -411,9 +411,27 @@ async fn a_prescription_is_found_by_identifier_and_its_patient_by_reference() {
         ),
         ("/fhir/Patient?", searchset(&[the_patient("p1")])),
         ("/fhir/Patient/p1", the_patient("p1").to_string()),
+        (
+            "/fhir/MedicationDispense?",
+            searchset(&[serde_json::json!({"resourceType": "MedicationDispense",
+                "identifier": [{"system": "urn:oid:2.999.1", "value": "D-1"}]})]),
+        ),
     ])
     .await;
     let national = client(&server.base, "");
+    assert!(
+        national
+            .holds("MedicationDispense", ("urn:oid:2.999.1", "D-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !national
+            .holds("MedicationDispense", ("urn:oid:2.999.1", "D-2"))
+            .await
+            .unwrap(),
+        "a match without the identifier is no match"
+    );
     let found = national
         .prescription_by_identifier(&patient(), ("urn:oid:2.9", "mr-1"))
         .await
@@ -428,7 +446,7 @@ async fn a_prescription_is_found_by_identifier_and_its_patient_by_reference() {
     assert!(national.prescription("../x").await.unwrap().is_none());
     let seen = server.seen.lock().unwrap().clone();
     assert!(
-        seen[0].starts_with("/fhir/MedicationRequest?identifier=urn%3Aoid%3A2.9%7Cmr-1"),
+        seen[2].starts_with("/fhir/MedicationRequest?identifier=urn%3Aoid%3A2.9%7Cmr-1"),
         "{seen:?}"
     );
 }
