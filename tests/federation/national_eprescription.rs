@@ -16,36 +16,17 @@
 use super::national_source::{Hfs, OTHER_LU_PATIENT, patient_of, summary_for};
 use super::*;
 
-/// The LU ePrescription service on the national server at `base`.
-fn eprescription_on(base: &str, server: &str) -> String {
-    format!(
-        r#"
-[[services.service]]
-name = "eprescription"
-title = "ePrescription"
-kind = "eprescription"
-permission = "ListPrescriptions"
-source = "fhir"
-[services.service.national_server]
-base_url = "{base}"
-{server}
-[[services.service.document_type]]
-system = "http://loinc.org"
-code = "57833-6"
-display = "Prescription for medication"
-"#
-    )
-}
-
 /// Both gateways, LU's ePrescription service on the national server at
-/// `base` (`server`: more of its settings).
+/// `base` (`server`: more of its settings), as the harness puts a shipped
+/// service there.
 async fn with_national_eprescription(base: &str, server: &str) -> TwoCountries {
-    let section = eprescription_on(base, server);
+    let (base, server) = (base.to_owned(), server.to_owned());
     TwoCountries::start("national-eprescription", move |config| {
         federation_settings(config);
         if config.country == "LU" {
-            config.sections.push('\n');
-            config.sections.push_str(&section);
+            config
+                .answer_from_national_server("eprescription", &base, &server)
+                .unwrap();
         }
     })
     .await
