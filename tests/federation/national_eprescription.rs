@@ -360,3 +360,36 @@ async fn a_national_server_listing_another_patients_prescription_is_refused_whol
     server.abort();
     f.stop().await;
 }
+
+#[tokio::test]
+async fn a_dispense_for_a_national_server_that_is_down_is_its_failure_audited_once() {
+    // Nobody listens there.
+    let dead = format!("http://127.0.0.1:{}/", loopback::free_port().unwrap());
+    let f = with_national_eprescription(&dead, "breaker_failures = 100").await;
+    let pharmacist = pharmacist_of("BE-PHARM-9");
+    let records = f.lu.audit().await.records;
+    let at_lu = f
+        .federation_client(f.pki.ncp_client("BE"))
+        .post(f.lu.federation_url("/fhir/MedicationDispense"))
+        .header("content-type", FHIR_JSON)
+        .bearer_auth(Caller::pharmacy(&f, pharmacist.clone()).assertion())
+        .body(serde_json::to_vec(&vials_dispense("D-X1", 1)).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_lu.status().as_u16(), 503);
+    assert!(at_lu.headers().contains_key("retry-after"));
+    let outcome: Value = serde_json::from_slice(&at_lu.bytes().await.unwrap()).unwrap();
+    assert!(diagnostics(&outcome).contains("unavailable"), "{outcome}");
+    assert_eq!(f.lu.audit().await.records, records + 1, "audited once");
+    // Through BE, the pharmacy gets a refusal, nothing written anywhere.
+    let response = send_dispense(
+        &f,
+        &pharmacist,
+        serde_json::to_vec(&vials_dispense("D-X2", 1)).unwrap(),
+    )
+    .await;
+    assert!(response.status().is_server_error(), "{}", response.status());
+    assert_eq!(f.lu.audit().await.records, records + 2);
+    f.stop().await;
+}
