@@ -208,7 +208,7 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
         matched(&set).into_iter().cloned().collect()
     };
     let on_national = stored(
-        hfs.get("MedicationDispense?identifier=urn:oid:2.999.1|D-N1")
+        hfs.get("MedicationDispense?identifier=urn:oid:2.999.1%7CD-N1")
             .await,
     );
     assert_eq!(on_national.len(), 1, "written to the national server");
@@ -225,7 +225,7 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
     );
     assert_eq!(
         stored(
-            hfs.get("MedicationDispense?identifier=urn:oid:2.999.1|D-N1")
+            hfs.get("MedicationDispense?identifier=urn:oid:2.999.1%7CD-N1")
                 .await
         )
         .len(),
@@ -268,7 +268,7 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
     assert_eq!(response.status().as_u16(), 404);
     assert!(
         stored(
-            hfs.get("MedicationDispense?identifier=urn:oid:2.999.1|D-N3")
+            hfs.get("MedicationDispense?identifier=urn:oid:2.999.1%7CD-N3")
                 .await
         )
         .is_empty(),
