@@ -285,17 +285,13 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
     f.stop().await;
 }
 
-/// A national server that answers a prescription search with another
-/// patient's prescription (plain HTTP/1.1 on loopback, one request per
+/// A national server that answers every request with a search set of
+/// `prescription` (plain HTTP/1.1 on loopback, one request per
 /// connection).
-async fn answering_another_patients_prescription() -> (u16, tokio::task::JoinHandle<()>) {
+async fn answering_with(prescription: Value) -> (u16, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut prescription: Value = serde_json::from_slice(&lu_prescription()).unwrap();
-    prescription["id"] = "mr-other".into();
-    prescription["subject"] =
-        serde_json::json!({"identifier": {"system": LU_SYSTEM, "value": OTHER_LU_PATIENT}});
     let body = serde_json::json!({"resourceType": "Bundle", "type": "searchset", "total": 1,
         "entry": [{"resource": prescription, "search": {"mode": "match"}}]})
     .to_string();
@@ -324,6 +320,47 @@ async fn answering_another_patients_prescription() -> (u16, tokio::task::JoinHan
         }
     });
     (port, task)
+}
+
+/// A national server answering with another patient's prescription.
+async fn answering_another_patients_prescription() -> (u16, tokio::task::JoinHandle<()>) {
+    let mut prescription: Value = serde_json::from_slice(&lu_prescription()).unwrap();
+    prescription["id"] = "mr-other".into();
+    prescription["subject"] =
+        serde_json::json!({"identifier": {"system": LU_SYSTEM, "value": OTHER_LU_PATIENT}});
+    answering_with(prescription).await
+}
+
+#[tokio::test]
+async fn a_national_prescription_a_pharmacy_could_not_use_is_the_national_servers_fault() {
+    // The patient's own prescription, without the prescribed quantity: a
+    // pushed one would be refused (422); from the national server, 502.
+    let mut prescription: Value = serde_json::from_slice(&lu_prescription()).unwrap();
+    prescription["id"] = "mr-1".into();
+    prescription
+        .as_object_mut()
+        .unwrap()
+        .remove("dispenseRequest");
+    let (port, server) = answering_with(prescription).await;
+    let f = with_national_eprescription(&format!("http://127.0.0.1:{port}/"), "").await;
+    let records = f.lu.audit().await.records;
+    let outcome = json(
+        f.federation_client(f.pki.ncp_client("BE"))
+            .get(f.lu.federation_url(&about_lu_patient("MedicationRequest", "")))
+            .bearer_auth(Caller::pharmacy(&f, pharmacist_of("BE-PHARM-8")).assertion())
+            .send()
+            .await
+            .unwrap(),
+        502,
+    )
+    .await;
+    assert!(
+        outcome.to_string().contains("prescribed quantity"),
+        "the reason, at its element: {outcome}"
+    );
+    assert_eq!(f.lu.audit().await.records, records + 1, "audited once");
+    server.abort();
+    f.stop().await;
 }
 
 #[tokio::test]
