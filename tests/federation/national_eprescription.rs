@@ -101,7 +101,7 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
     let f = with_national_eprescription(&format!("{}/", hfs.base), "page_size = 1\nmax_pages = 3")
         .await;
     let mut pharmacist = pharmacist_of("BE-PHARM-7");
-    pharmacist.organisation.name = "Pharmacie du Parc".into();
+    pharmacist.professional.organisation.name = "Pharmacie du Parc".into();
     let pharmacy = Caller::pharmacy(&f, pharmacist.clone());
 
     // 1. The list: the two active prescriptions, page by page, each as

@@ -93,14 +93,17 @@ impl Prescription {
 /// `resource` (a MedicationRequest of the patient `key`) validated as a
 /// pushed prescription is, its facts read; a failure is the national
 /// server's (502).
-fn checked(
+async fn checked(
     state: &AppState,
     resource: ReceivedResource,
     key: &str,
 ) -> Result<Prescription, GatewayError> {
     let digest = crate::answer_memo::ValidatedAnswers::digest(resource.bytes());
     if !state.validated_answers.validated(&digest) {
-        let report = state.validator.validate(&resource, ep::mpd_profiles(state));
+        let report = state
+            .validator
+            .validate(&resource, ep::mpd_profiles(state))
+            .await;
         if !report.is_acceptable() {
             return Err(GatewayError::NationalInvalid(report));
         }
@@ -167,7 +170,7 @@ pub(crate) async fn list(
     let restrictions = PrescriptionRestrictions::of(state, federation, &key, purpose).await?;
     let mut set = SearchSet::with_capacity(4096);
     for resource in listing.items {
-        let prescription = checked(state, resource, &key)?;
+        let prescription = checked(state, resource, &key).await?;
         // A server that ignored `status` lists others: not passed on.
         if !statuses.contains(&prescription.status.as_str())
             || restrictions.withholds(&prescription.identifier)
@@ -218,7 +221,7 @@ pub(crate) async fn documents(
     let restrictions = PrescriptionRestrictions::of(state, federation, &key, purpose).await?;
     let mut set = SearchSet::with_capacity(1024 * (listing.items.len() + 1));
     for resource in listing.items {
-        let prescription = checked(state, resource, &key)?;
+        let prescription = checked(state, resource, &key).await?;
         let Some(id) = prescription.id() else {
             continue;
         };
@@ -283,7 +286,7 @@ pub(crate) async fn read(
             federation
                 .directory
                 .check_patient_identifier(system, value)
-                .is_ok_and(|routed| routed.country.code().as_str() == federation.country)
+                .is_ok_and(|routed| routed.country.code() == federation.country)
         })
         .map(|(system, value)| TokenParam { system, value })
         .ok_or(NationalError::OtherPatient)?;
@@ -305,7 +308,7 @@ pub(crate) async fn read(
         other => other,
     })?;
     let key = patient_key(&patient.system, &patient.value)?;
-    let prescription = checked(state, resource, &key)?;
+    let prescription = checked(state, resource, &key).await?;
     let restrictions = PrescriptionRestrictions::of(state, federation, &key, purpose).await?;
     if restrictions.withholds(&prescription.identifier) {
         return Err(not_found());
@@ -371,7 +374,7 @@ pub(crate) async fn dispense(
                 ep::line_at(line),
             ));
         };
-        let prescription = checked(state, resource, &key)?;
+        let prescription = checked(state, resource, &key).await?;
         if prescription.status != "active" {
             if written_before.is_none() {
                 written_before = Some(
