@@ -125,7 +125,8 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
         .unwrap();
     let metadata = entry["search"]["extension"][0]["extension"].to_string();
     assert!(metadata.contains(r#""valueBoolean":true"#), "{metadata}");
-    assert!(metadata.contains("21 Vial prescribed"), "{metadata}");
+    // As the store lists it: the quantity in the prescribed unit's code.
+    assert!(metadata.contains("21 15060000 prescribed"), "{metadata}");
     assert!(!metadata.contains("10-999EP") && !listed.to_string().contains("10-999EP"));
 
     // The same prescriptions as the service's DocumentReference list.

@@ -229,7 +229,7 @@ impl NationalFhir {
             incomplete: false,
         };
         loop {
-            let answer = self.get_url(url).await?.ok_or(NationalError::Status(404))?;
+            let answer = self.search_page(url).await?;
             let root = answer.root();
             if root.get("resourceType").and_then(Node::as_str) != Some("Bundle")
                 || root.get("type").and_then(Node::as_str) != Some("searchset")
@@ -257,6 +257,27 @@ impl NationalFhir {
                 }
                 Some(next) => url = next,
             }
+        }
+    }
+
+    /// One page of a search set. A search set with no results written
+    /// with an empty `"entry":[]` (as the Helios FHIR Server 0.2.7 writes
+    /// it; FHIR R4 json.html allows no empty arrays) is read as the empty
+    /// search set it means: the search set itself is never passed on, only
+    /// the resources in it, each as sent.
+    async fn search_page(&self, url: url::Url) -> Result<ReceivedResource, NationalError> {
+        let answer = self.exchange(url, Request::Get).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(NationalError::Status(answer.status));
+        }
+        let body = answer.body.clone();
+        match parse(answer) {
+            Ok(page) => Ok(page),
+            Err(rejection) => match without_empty_entry(&body) {
+                Some(empty) => ReceivedResource::parse(empty)
+                    .map_err(|rejection| NationalError::NotFhir(rejection.to_string())),
+                None => Err(rejection),
+            },
         }
     }
 
@@ -474,6 +495,17 @@ pub(crate) fn parse(answer: Answer) -> Result<ReceivedResource, NationalError> {
     }
     ReceivedResource::parse(answer.body)
         .map_err(|rejection| NationalError::NotFhir(rejection.to_string()))
+}
+
+/// `body` without its one `"entry":[]` member, if it has exactly one.
+fn without_empty_entry(body: &[u8]) -> Option<Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    for member in [",\"entry\":[]", "\"entry\":[],"] {
+        if text.matches(member).count() == 1 {
+            return Some(Bytes::from(text.replacen(member, "", 1)));
+        }
+    }
+    None
 }
 
 /// The bytes of `resource` within `answer`, as the server sent them.

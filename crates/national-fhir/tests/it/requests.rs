@@ -489,3 +489,20 @@ async fn a_dispense_is_created_once_on_its_identifier() {
         .unwrap_err();
     assert!(matches!(refused, NationalError::Status(422)), "{refused}");
 }
+
+#[tokio::test]
+async fn a_search_set_written_with_an_empty_entry_array_is_an_empty_search_set() {
+    // As the Helios FHIR Server 0.2.7 answers a search that finds nothing.
+    let server = canned(vec![(
+        "/fhir/MedicationDispense?",
+        r#"{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"http://x/"}],"entry":[]}"#.to_owned(),
+    )])
+    .await;
+    let national = client(&server.base, "");
+    assert!(
+        !national
+            .holds("MedicationDispense", ("urn:oid:2.999.1", "D-1"))
+            .await
+            .unwrap()
+    );
+}
