@@ -34,6 +34,7 @@ mod configured_service;
 mod consent;
 mod eprescription;
 mod laboratory;
+mod national_eprescription;
 mod national_oauth;
 mod national_source;
 mod pdf_original;

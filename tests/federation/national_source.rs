@@ -26,21 +26,21 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Another Luxembourg patient (13 digits, as LU's directory wants).
-const OTHER_LU_PATIENT: &str = "1987010199999";
+pub(super) const OTHER_LU_PATIENT: &str = "1987010199999";
 
 /// A running hfs with its own SQLite database in a scratch folder; killed
 /// when dropped.
 pub(super) struct Hfs {
     child: Child,
     pub(super) base: String,
-    client: reqwest::Client,
+    client: PlainHttp,
     _dir: ehds_test_support::ScratchDir,
 }
 
 impl Hfs {
     /// Starts hfs on a free loopback port; `None` (skipped) without the
     /// binary outside CI.
-    async fn start() -> Option<Self> {
+    pub(super) async fn start() -> Option<Self> {
         Self::start_with(loopback::free_port().unwrap(), &[], None).await
     }
 
@@ -70,21 +70,18 @@ impl Hfs {
             .stderr(log)
             .spawn()
             .unwrap();
-        let client = plain_http_client(seeder);
         let hfs = Self {
             child,
             base,
-            client,
+            client: PlainHttp::new(seeder),
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(response) = hfs
+            if let Ok((200, _)) = hfs
                 .client
-                .get(format!("{}/metadata", hfs.base))
-                .send()
+                .send("GET", &format!("{}/metadata", hfs.base), None)
                 .await
-                && response.status().is_success()
             {
                 break;
             }
@@ -107,24 +104,39 @@ impl Hfs {
             serde_json::json!({"resourceType": "SearchParameter",
                 "url": "http://hl7.org/fhir/SearchParameter/clinical-patient",
                 "name": "patient", "status": "active", "code": "patient",
-                "base": ["DocumentReference"], "type": "reference",
-                "expression": "DocumentReference.subject.where(resolve() is Patient)",
+                "base": ["DocumentReference", "MedicationRequest"], "type": "reference",
+                "expression": "DocumentReference.subject.where(resolve() is Patient) | MedicationRequest.subject.where(resolve() is Patient)",
                 "target": ["Patient"]}),
             serde_json::json!({"resourceType": "SearchParameter",
                 "url": "http://hl7.org/fhir/SearchParameter/clinical-type",
                 "name": "type", "status": "active", "code": "type",
                 "base": ["DocumentReference"], "type": "token",
                 "expression": "DocumentReference.type"}),
+            serde_json::json!({"resourceType": "SearchParameter",
+                "url": "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+                "name": "identifier", "status": "active", "code": "identifier",
+                "base": ["MedicationRequest", "MedicationDispense"], "type": "token",
+                "expression": "MedicationRequest.identifier | MedicationDispense.identifier"}),
+            serde_json::json!({"resourceType": "SearchParameter",
+                "url": "http://hl7.org/fhir/SearchParameter/medications-status",
+                "name": "status", "status": "active", "code": "status",
+                "base": ["MedicationRequest"], "type": "token",
+                "expression": "MedicationRequest.status"}),
         ] {
-            let response = hfs
+            let (status, body) = hfs
                 .client
-                .post(format!("{}/SearchParameter", hfs.base))
-                .header("content-type", FHIR_JSON)
-                .body(serde_json::to_vec(&parameter).unwrap())
-                .send()
+                .send(
+                    "POST",
+                    &format!("{}/SearchParameter", hfs.base),
+                    Some(serde_json::to_vec(&parameter).unwrap()),
+                )
                 .await
                 .unwrap();
-            assert!(response.status().is_success(), "{}", response.status());
+            assert!(
+                (200..300).contains(&status),
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Some(hfs)
     }
@@ -137,56 +149,90 @@ impl Hfs {
             resource["resourceType"].as_str().unwrap(),
             resource["id"].as_str().unwrap()
         );
-        let response = self
+        let (status, body) = self
             .client
-            .put(path)
-            .header("content-type", FHIR_JSON)
-            .body(serde_json::to_vec(resource).unwrap())
-            .send()
+            .send("PUT", &path, Some(serde_json::to_vec(resource).unwrap()))
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
-        assert!(status == 200 || status == 201, "{status}: {body}");
+        assert!(
+            status == 200 || status == 201,
+            "{status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
 
     /// The bytes hfs answers to `GET <path>`.
     pub(super) async fn get(&self, path: &str) -> Vec<u8> {
-        let response = self
+        let (status, body) = self
             .client
-            .get(format!("{}/{path}", self.base))
-            .header("accept", FHIR_JSON)
-            .send()
+            .send("GET", &format!("{}/{path}", self.base), None)
             .await
             .unwrap();
-        assert_eq!(response.status().as_u16(), 200, "{path}");
-        response.bytes().await.unwrap().to_vec()
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        body
     }
 }
 
-/// A plain-HTTP client for hfs on loopback: its TLS trusts no server, so it
-/// cannot be turned to https by mistake (reqwest is built with rustls and
-/// no process-wide crypto provider); with `bearer`, every request carries
-/// it.
-pub(super) fn plain_http_client(bearer: Option<&str>) -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = bearer {
-        let mut value: reqwest::header::HeaderValue = format!("Bearer {token}").parse().unwrap();
-        value.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, value);
+/// A plain-HTTP/1.1 client for hfs on loopback: hyper-util's client over
+/// TCP, with no TLS at all (hfs speaks plain HTTP only).
+struct PlainHttp {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    /// `Authorization: Bearer` for every request, when hfs checks tokens.
+    bearer: Option<String>,
+}
+
+impl PlainHttp {
+    fn new(bearer: Option<&str>) -> Self {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        Self {
+            bearer: bearer.map(str::to_owned),
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build(connector),
+        }
     }
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .default_headers(headers)
-        .no_proxy()
-        .build()
-        .unwrap()
+
+    /// `method url` with a FHIR JSON `body`: the status and the body.
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        use http_body_util::BodyExt;
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("accept", FHIR_JSON);
+        if body.is_some() {
+            request = request.header("content-type", FHIR_JSON);
+        }
+        if let Some(token) = &self.bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body.to_vec()))
+    }
 }
 
 impl Drop for Hfs {
@@ -369,18 +415,18 @@ impl FakeNational {
                             tokio::time::sleep(Duration::from_secs(60)).await;
                             return;
                         }
-                        4 => (
-                            "200 OK",
-                            FHIR_JSON,
-                            serde_json::json!({"resourceType": "Bundle", "type": "searchset", "total": 0})
-                                .to_string(),
-                        ),
                         3 => (
                             "404 Not Found",
                             FHIR_JSON,
                             serde_json::json!({"resourceType": "OperationOutcome", "issue": [
                                 {"severity": "error", "code": "not-found"}]})
                             .to_string(),
+                        ),
+                        4 => (
+                            "200 OK",
+                            FHIR_JSON,
+                            serde_json::json!({"resourceType": "Bundle", "type": "searchset", "total": 0})
+                                .to_string(),
                         ),
                         _ => (
                             "200 OK",
@@ -651,4 +697,29 @@ async fn a_failing_national_server_is_answered_as_its_failure_and_audited() {
             .contains("national FHIR server")
     );
     f.stop().await;
+}
+
+/// A plain-HTTP client for hfs on loopback: its TLS trusts no server, so it
+/// cannot be turned to https by mistake (reqwest is built with rustls and
+/// no process-wide crypto provider); with `bearer`, every request carries
+/// it.
+pub(super) fn plain_http_client(bearer: Option<&str>) -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = bearer {
+        let mut value: reqwest::header::HeaderValue = format!("Bearer {token}").parse().unwrap();
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .default_headers(headers)
+        .no_proxy()
+        .build()
+        .unwrap()
 }

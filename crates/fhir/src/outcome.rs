@@ -73,6 +73,9 @@ pub enum IssueType {
     Forbidden,
     /// Informational note.
     Informational,
+    /// Not everything that matched was returned (a search answered in
+    /// part).
+    Incomplete,
 }
 
 impl IssueType {
@@ -98,6 +101,7 @@ impl IssueType {
             Self::Login => "login",
             Self::Forbidden => "forbidden",
             Self::Informational => "informational",
+            Self::Incomplete => "incomplete",
         }
     }
 }
@@ -218,6 +222,7 @@ pub fn render(issues: &[Issue]) -> Result<Vec<u8>, OutcomeRenderError> {
             IssueType::Login => codes::IssueType::Login,
             IssueType::Forbidden => codes::IssueType::Forbidden,
             IssueType::Informational => codes::IssueType::Informational,
+            IssueType::Incomplete => codes::IssueType::Incomplete,
         }
     }
 

@@ -199,11 +199,6 @@ impl ServiceRegistry {
                         "service {name}: national_server is for source = \"fhir\""
                     ));
                 }
-                (Source::Fhir, _, ServiceKind::Eprescription) => {
-                    return Err(format!(
-                        "service {name}: source = \"fhir\" is not supported for ePrescriptions yet"
-                    ));
-                }
                 (Source::Fhir, None, _) => {
                     return Err(format!(
                         "service {name}: source = \"fhir\" needs [service.national_server]"

@@ -277,6 +277,29 @@ pub struct GatewayToml<'a> {
 }
 
 impl<'a> GatewayToml<'a> {
+    /// Puts the shipped service `service` (`deploy/config/services.toml`:
+    /// `patient-summary`, `eprescription`, …) of this country on a national
+    /// FHIR server (issue 19: `source = "fhir"`), at `base_url` with the
+    /// further `[service.national_server]` lines `settings`: the service
+    /// as shipped otherwise, added to [`GatewayToml::sections`]. The other
+    /// country, and this one's other services, stay on their stores.
+    pub fn answer_from_national_server(
+        &mut self,
+        service: &str,
+        base_url: &str,
+        settings: &str,
+    ) -> Result<(), LoopbackError> {
+        let registry = ehds_gateway::ServiceRegistry::shipped().map_err(LoopbackError::Setup)?;
+        let shipped = registry
+            .services()
+            .iter()
+            .find(|s| s.name == service)
+            .ok_or_else(|| LoopbackError::Setup(format!("no shipped service {service}")))?;
+        self.sections
+            .push_str(&national_service_section(shipped, base_url, settings));
+        Ok(())
+    }
+
     /// The run's shared files (its PKI, for a section that names
     /// certificates).
     pub fn loopback(&self) -> &'a Loopback {
@@ -358,6 +381,53 @@ policy = "{policy}"
     }
 }
 
+/// `[[services.service]]` of `service` with `source = "fhir"` and its
+/// `[services.service.national_server]`.
+fn national_service_section(
+    service: &ehds_gateway::Service,
+    base_url: &str,
+    settings: &str,
+) -> String {
+    let quoted = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+    let kind = match service.kind {
+        ehds_gateway::ServiceKind::Document => "document",
+        ehds_gateway::ServiceKind::Eprescription => "eprescription",
+    };
+    let profiles: Vec<String> = service
+        .document_profiles
+        .iter()
+        .map(|p| quoted(p))
+        .collect();
+    let mut section = format!(
+        "\n[[services.service]]\nname = {}\ntitle = {}\nkind = \"{kind}\"\npermission = \"{}\"\n\
+         document_profiles = [{}]\npdf_original = {}\nsource = \"fhir\"\n\
+         [services.service.national_server]\nbase_url = {}\n{settings}\n",
+        quoted(&service.name),
+        quoted(&service.title),
+        service.permission.as_str(),
+        profiles.join(", "),
+        service.pdf_original,
+        quoted(base_url),
+    );
+    for category in &service.categories {
+        section.push_str(&format!(
+            "[[services.service.category]]\nsystem = {}\ncode = {}\ndisplay = {}\n",
+            quoted(&category.system),
+            quoted(&category.code),
+            quoted(&category.display)
+        ));
+    }
+    for document_type in &service.document_types {
+        section.push_str(&format!(
+            "[[services.service.document_type]]\nsystem = {}\ncode = {}\ndisplay = {}\n",
+            quoted(&document_type.system),
+            quoted(&document_type.code),
+            quoted(&document_type.display)
+        ));
+    }
+    section
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -426,6 +496,47 @@ mod tests {
             (2, 3)
         );
         assert!(text.contains("[patient_rights]"));
+    }
+
+    #[test]
+    fn a_shipped_service_is_put_on_a_national_server_as_shipped() {
+        let (_dir, run) = test_run("loopback-national");
+        let mut be = run.gateway("BE", run.be);
+        for service in ["patient-summary", "eprescription", "laboratory-report"] {
+            be.answer_from_national_server(service, "http://127.0.0.1:8090/fhir", "max_pages = 3")
+                .unwrap();
+        }
+        assert!(
+            be.answer_from_national_server("nothing", "http://127.0.0.1:1/", "")
+                .is_err()
+        );
+        let checked = ehds_gateway::GatewayConfig::from_toml(&be.text())
+            .unwrap()
+            .check()
+            .unwrap();
+        let shipped = ehds_gateway::ServiceRegistry::shipped().unwrap();
+        for service in checked.services.services() {
+            let original = shipped
+                .services()
+                .iter()
+                .find(|s| s.name == service.name)
+                .unwrap();
+            let national = ["patient-summary", "eprescription", "laboratory-report"]
+                .contains(&service.name.as_str());
+            if national {
+                assert_eq!(service.source, ehds_gateway::Source::Fhir);
+                let server = service.national_server.as_ref().unwrap();
+                assert_eq!(server.max_pages, 3);
+                let as_shipped = ehds_gateway::Service {
+                    source: original.source,
+                    national_server: None,
+                    ..service.clone()
+                };
+                assert_eq!(&as_shipped, original, "otherwise as shipped");
+            } else {
+                assert_eq!(service, original);
+            }
+        }
     }
 
     #[test]

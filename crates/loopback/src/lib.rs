@@ -1,6 +1,8 @@
 //! Two countries' gateways, Belgium's and Luxembourg's, on 127.0.0.1 over
 //! the development PKI: the harness that writes the files both read and
-//! each gateway's configuration ([`Loopback`], [`GatewayToml`]), the
+//! each gateway's configuration ([`Loopback`], [`GatewayToml`]; one
+//! country's shipped service can be put on a national FHIR server,
+//! [`GatewayToml::answer_from_national_server`]), the
 //! journey's patient, summary, doctor and identity provider, and the
 //! `ehds-gateway demo` journey built on them ([`demo`]). The binary's
 //! `demo`, the relay bench and the end-to-end tests start two countries

@@ -22,7 +22,7 @@ pub fn is_of(patient: &PatientIdentifier, resource: &Node) -> bool {
 
 /// The search-value escapes of FHIR R4 search.html §3.1.1.1.2 (`\`, `,`,
 /// `$`, `|`).
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '\\' | ',' | '$' | '|') {

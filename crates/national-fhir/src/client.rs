@@ -17,21 +17,40 @@ use ehds_identifiers::PatientIdentifier;
 
 use crate::about::{identifiers, is_of, matches, token};
 use crate::breaker::{Breaker, BreakerState};
+use crate::http::{Answer, Http, Request};
 use crate::oauth::OAuthClient;
 use crate::{NationalError, NationalServer, Retrieval};
 
-/// How many search results one call asks for (`_count`): a patient's
-/// documents of one service fit in one page; more are not listed.
-pub const PAGE_SIZE: &str = "100";
+/// The pages of a search set.
+#[derive(Debug)]
+pub(crate) struct Pages {
+    /// Each page as the server sent it.
+    pub(crate) answers: Vec<ReceivedResource>,
+    /// Whether the server had more pages than `max_pages`.
+    pub(crate) incomplete: bool,
+}
+
+/// What a search found: the items, and whether the list is incomplete
+/// (the server had more pages than the configured `max_pages`: the caller
+/// says so to whoever asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing<T> {
+    /// The items found, in the server's order.
+    pub items: Vec<T>,
+    /// Whether more were left on the server.
+    pub incomplete: bool,
+}
 
 /// A national FHIR server, ready to be asked.
 #[derive(Debug)]
 pub struct NationalFhir {
     base: url::Url,
-    client: reqwest::Client,
+    http: Http,
     /// OAuth 2.0 client credentials, when configured: every request carries
-    /// its access token ([`NationalFhir::dispatch`]).
+    /// its access token ([`NationalFhir::exchange`]).
     oauth: Option<OAuthClient>,
+    max_pages: usize,
+    page_size: String,
     permits: Semaphore,
     breaker: Breaker,
     budget: Duration,
@@ -68,7 +87,7 @@ impl NationalFhir {
             connect: Duration::from_secs(server.connect_timeout_secs),
             request: server.budget(),
         };
-        let client = match &server.tls {
+        let http = match &server.tls {
             // The transport's outbound client: TLS 1.3, the server's
             // certificate chained to `cas` with current CRLs and its name
             // checked against the URL's host, no redirects, no proxy.
@@ -81,20 +100,14 @@ impl NationalFhir {
                     ca_certs: tls.cas.clone(),
                     crls: tls.crls.clone(),
                 })?;
-                ehds_transport::federation_client(&identity, &trust, timeouts)?
+                Http::Tls {
+                    client: ehds_transport::federation_client(&identity, &trust, timeouts)?,
+                    budget: timeouts.request,
+                }
             }
-            // Plain HTTP to a loopback address only (`NationalServer::check`):
-            // TLS is configured with no trust anchor at all, so this client
-            // can never complete an https handshake.
-            None => reqwest::Client::builder()
-                .use_preconfigured_tls(no_tls()?)
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .http1_only()
-                .connect_timeout(timeouts.connect)
-                .timeout(timeouts.request)
-                .build()
-                .map_err(|e| NationalError::Unexpected(e.to_string()))?,
+            // Plain HTTP to a loopback address only (`NationalServer::check`),
+            // by a client with no TLS at all.
+            None => Http::plain(timeouts.connect, timeouts.request),
         };
         let oauth = match &server.oauth {
             Some(oauth) => Some(OAuthClient::load(oauth, &base)?),
@@ -102,8 +115,10 @@ impl NationalFhir {
         };
         Ok(Self {
             base,
-            client,
+            http,
             oauth,
+            max_pages: server.max_pages,
+            page_size: server.page_size.to_string(),
             permits: Semaphore::new(server.max_concurrent),
             breaker: Breaker::new(
                 server.breaker_failures,
@@ -137,20 +152,15 @@ impl NationalFhir {
         }
     }
 
-    /// `GET {base}{path}?{query}`: the parsed answer, or `None` for 404 /
-    /// 410.
-    async fn get(
+    /// `request` to `url` through the concurrency limit and the circuit
+    /// breaker: the server failed when it could not be reached, was too
+    /// slow or answered 5xx; anything else it answered is an answer. (A
+    /// call the budget cancels is dropped here unfinished: a failure.)
+    pub(crate) async fn exchange(
         &self,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<Option<ReceivedResource>, NationalError> {
-        let mut url = self
-            .base
-            .join(path)
-            .map_err(|e| NationalError::Unexpected(e.to_string()))?;
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
+        url: url::Url,
+        request: Request,
+    ) -> Result<Answer, NationalError> {
         let _permit = self
             .permits
             .acquire()
@@ -159,14 +169,17 @@ impl NationalFhir {
         let Some(attempt) = self.breaker.attempt() else {
             return Err(NationalError::CircuitOpen);
         };
-        let answer = self.send(url).await;
-        // The server failed when it could not be reached, was too slow or
-        // answered 5xx; anything else it answered is an answer. (A call the
-        // budget cancels is dropped here unfinished: a failure.)
-        let failed = matches!(
-            &answer,
-            Err(NationalError::Unreachable(_) | NationalError::Timeout(_))
-        ) || matches!(&answer, Err(NationalError::Status(s)) if *s >= 500);
+        // The one place requests leave: with OAuth, `Authorization: Bearer`
+        // and one retry with a new token on 401 (`crate::oauth`).
+        let answer = match &self.oauth {
+            Some(oauth) => oauth.send(&self.http, url, request, self.budget).await,
+            None => self.http.send(url, request, None).await,
+        };
+        let failed = match &answer {
+            Ok(answer) => answer.status >= 500,
+            Err(NationalError::Unreachable(_) | NationalError::Timeout(_)) => true,
+            Err(_) => false,
+        };
         if attempt.is_probe() {
             tracing::info!(ok = !failed, "national server: circuit breaker probe");
         }
@@ -174,91 +187,134 @@ impl NationalFhir {
         answer
     }
 
-    async fn send(&self, url: url::Url) -> Result<Option<ReceivedResource>, NationalError> {
-        // Errors are told without the URL: its query holds the patient
-        // identifier.
-        let failure = |e: reqwest::Error| {
-            if e.is_timeout() {
-                NationalError::Timeout(self.budget.as_secs())
-            } else {
-                NationalError::Unreachable(e.without_url().to_string())
-            }
-        };
-        let response = self
-            .dispatch(
-                self.client
-                    .get(url)
-                    .header(reqwest::header::ACCEPT, "application/fhir+json"),
-            )
-            .await?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
+    /// `{base}{path}?{query}`.
+    pub(crate) fn url(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<url::Url, NationalError> {
+        let mut url = self
+            .base
+            .join(path)
+            .map_err(|e| NationalError::Unexpected(e.to_string()))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    /// `GET {base}{path}?{query}`: the parsed answer, or `None` for 404 /
+    /// 410.
+    pub(crate) async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Option<ReceivedResource>, NationalError> {
+        let url = self.url(path, query)?;
+        self.get_url(url).await
+    }
+
+    async fn get_url(&self, url: url::Url) -> Result<Option<ReceivedResource>, NationalError> {
+        let answer = self.exchange(url, Request::Get).await?;
+        if answer.status == 404 || answer.status == 410 {
             return Ok(None);
         }
-        if !status.is_success() {
-            return Err(NationalError::Status(status.as_u16()));
+        if !(200..300).contains(&answer.status) {
+            return Err(NationalError::Status(answer.status));
         }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let media_type = content_type.split(';').next().unwrap_or_default().trim();
-        if !matches!(media_type, "application/fhir+json" | "application/json") {
-            return Err(NationalError::NotFhir(format!(
-                "Content-Type {media_type:?}"
-            )));
-        }
-        let body: Bytes = response.bytes().await.map_err(failure)?;
-        ReceivedResource::parse(body)
-            .map(Some)
-            .map_err(|rejection| NationalError::NotFhir(rejection.to_string()))
+        parse(answer).map(Some)
     }
 
-    /// Sends `request` to the national server: the one place requests
-    /// leave, with the gateway's credentials beyond mutual TLS (with OAuth,
-    /// `Authorization: Bearer` and one retry with a new token on 401:
-    /// `crate::oauth`).
-    async fn dispatch(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, NationalError> {
-        match &self.oauth {
-            Some(oauth) => oauth.send(&self.client, request, self.budget).await,
-            None => request
-                .send()
-                .await
-                .map_err(|e| NationalError::transport(e, self.budget)),
-        }
-    }
-
-    /// A search set (`Bundle.type = searchset`) of `resource_type`.
-    async fn search(
+    /// A search set (`Bundle.type = searchset`) of `resource_type`, every
+    /// page of it: the `next` links (FHIR R4 http.html#paging) are followed
+    /// up to `max_pages` pages. `query` asks for `page_size` results a
+    /// page (`_count`, search.html#count). A next link must stay on this
+    /// server (under its base URL), else the answer is refused.
+    pub(crate) async fn search(
         &self,
         resource_type: &str,
         query: &[(&str, &str)],
-    ) -> Result<ReceivedResource, NationalError> {
-        let answer = self
-            .get(resource_type, query)
-            .await?
-            .ok_or(NationalError::Status(404))?;
-        let root = answer.root();
-        if root.get("resourceType").and_then(Node::as_str) != Some("Bundle")
-            || root.get("type").and_then(Node::as_str) != Some("searchset")
-        {
+    ) -> Result<Pages, NationalError> {
+        let mut query = query.to_vec();
+        query.push(("_count", self.page_size.as_str()));
+        let mut url = self.url(resource_type, &query)?;
+        let mut pages = Pages {
+            answers: Vec::new(),
+            incomplete: false,
+        };
+        loop {
+            let answer = self.search_page(url).await?;
+            let root = answer.root();
+            if root.get("resourceType").and_then(Node::as_str) != Some("Bundle")
+                || root.get("type").and_then(Node::as_str) != Some("searchset")
+            {
+                return Err(NationalError::Unexpected(
+                    "a search answered with something else than a search set".into(),
+                ));
+            }
+            if matches(root)
+                .any(|r| r.get("resourceType").and_then(Node::as_str) != Some(resource_type))
+            {
+                return Err(NationalError::Unexpected(format!(
+                    "a {resource_type} search answered with other resources"
+                )));
+            }
+            let next = next_link(root)
+                .map(|link| self.on_this_server(link))
+                .transpose()?;
+            pages.answers.push(answer);
+            match next {
+                None => return Ok(pages),
+                Some(_) if pages.answers.len() >= self.max_pages => {
+                    pages.incomplete = true;
+                    return Ok(pages);
+                }
+                Some(next) => url = next,
+            }
+        }
+    }
+
+    /// One page of a search set. A search set with no results written
+    /// with an empty `"entry":[]` (as the Helios FHIR Server 0.2.7 writes
+    /// it; FHIR R4 json.html allows no empty arrays) is read as the empty
+    /// search set it means: the search set itself is never passed on, only
+    /// the resources in it, each as sent.
+    async fn search_page(&self, url: url::Url) -> Result<ReceivedResource, NationalError> {
+        let answer = self.exchange(url, Request::Get).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(NationalError::Status(answer.status));
+        }
+        let body = answer.body.clone();
+        match parse(answer) {
+            Ok(page) => Ok(page),
+            Err(rejection) => match without_empty_entry(&body) {
+                Some(empty) => ReceivedResource::parse(empty)
+                    .map_err(|rejection| NationalError::NotFhir(rejection.to_string())),
+                None => Err(rejection),
+            },
+        }
+    }
+
+    /// A link of this server's answer, checked to point to this server:
+    /// same scheme, host and port, under the base path (a next link
+    /// elsewhere would send the patient's search to another host).
+    fn on_this_server(&self, link: &str) -> Result<url::Url, NationalError> {
+        let url = self
+            .base
+            .join(link)
+            .map_err(|_| NationalError::Unexpected("a next link that is not a URL".into()))?;
+        let same_origin = url.scheme() == self.base.scheme()
+            && url.host() == self.base.host()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+            && url.path().starts_with(self.base.path())
+            && url.username().is_empty()
+            && url.fragment().is_none();
+        if !same_origin {
             return Err(NationalError::Unexpected(
-                "a search answered with something else than a search set".into(),
+                "a next link to another server".into(),
             ));
         }
-        if matches(root)
-            .any(|r| r.get("resourceType").and_then(Node::as_str) != Some(resource_type))
-        {
-            return Err(NationalError::Unexpected(format!(
-                "a {resource_type} search answered with other resources"
-            )));
-        }
-        Ok(answer)
+        Ok(url)
     }
 
     /// `GET Patient?identifier=system|value`: the patient's ids on the
@@ -269,26 +325,51 @@ impl NationalFhir {
         patient: &PatientIdentifier,
     ) -> Result<(Vec<String>, Option<Bytes>), NationalError> {
         let token = token(patient);
-        let answer = self
-            .search("Patient", &[("identifier", &token), ("_count", PAGE_SIZE)])
-            .await?;
+        let pages = self.search("Patient", &[("identifier", &token)]).await?;
         let mut ids = Vec::new();
         let mut first = None;
-        for resource in matches(answer.root()) {
-            if !is_of(patient, resource) {
-                return Err(NationalError::OtherPatient);
-            }
-            if let Some(id) = resource.get("id").and_then(Node::as_str) {
-                ids.push(id.to_owned());
-            }
-            if first.is_none() {
-                first = answer
-                    .bytes()
-                    .get(resource.span.start as usize..resource.span.end as usize)
-                    .map(Bytes::copy_from_slice);
+        for answer in &pages.answers {
+            for resource in matches(answer.root()) {
+                if !is_of(patient, resource) {
+                    return Err(NationalError::OtherPatient);
+                }
+                if let Some(id) = resource.get("id").and_then(Node::as_str) {
+                    ids.push(id.to_owned());
+                }
+                if first.is_none() {
+                    first = span_of(answer, resource);
+                }
             }
         }
         Ok((ids, first))
+    }
+
+    /// Whether the `subject` of a resource the server listed for `patient`
+    /// is the patient: its identifier, or a reference to one of the
+    /// patient's ids on the server (`ids`, asked once when first needed).
+    pub(crate) async fn subject_is(
+        &self,
+        patient: &PatientIdentifier,
+        subject: Option<&Node>,
+        ids: &mut Option<Vec<String>>,
+    ) -> Result<bool, NationalError> {
+        if let Some(identifier) = subject.and_then(|s| s.get("identifier")) {
+            return Ok(
+                identifier.get("system").and_then(Node::as_str) == Some(patient.system())
+                    && identifier.get("value").and_then(Node::as_str) == Some(patient.value()),
+            );
+        }
+        let Some(target) = subject
+            .and_then(|s| s.get("reference"))
+            .and_then(Node::as_str)
+        else {
+            return Ok(false);
+        };
+        if ids.is_none() {
+            *ids = Some(self.patients(patient).await?.0);
+        }
+        let ids = ids.as_deref().unwrap_or_default();
+        Ok(ids.iter().any(|id| is_reference_to(target, "Patient", id)))
     }
 
     /// The patient's documents of `types` (`system|code` of LOINC):
@@ -302,94 +383,85 @@ impl NationalFhir {
         &self,
         patient: &PatientIdentifier,
         types: &[(&str, &str)],
-    ) -> Result<Vec<ListedDocument>, NationalError> {
+    ) -> Result<Listing<ListedDocument>, NationalError> {
         if self.retrieval == Retrieval::Summary {
             let (ids, _) = self.patients(patient).await?;
-            return Ok(ids
-                .into_iter()
-                .map(|id| ListedDocument {
-                    id: format!("{SUMMARY_PREFIX}{id}"),
-                    identifier: None,
-                    types: types
-                        .first()
-                        .map(|(s, c)| vec![((*s).to_owned(), (*c).to_owned())])
-                        .unwrap_or_default(),
-                    date: None,
-                    size: None,
-                })
-                .collect());
+            return Ok(Listing {
+                items: ids
+                    .into_iter()
+                    .map(|id| ListedDocument {
+                        id: format!("{SUMMARY_PREFIX}{id}"),
+                        identifier: None,
+                        types: types
+                            .first()
+                            .map(|(s, c)| vec![((*s).to_owned(), (*c).to_owned())])
+                            .unwrap_or_default(),
+                        date: None,
+                        size: None,
+                    })
+                    .collect(),
+                incomplete: false,
+            });
         }
         let type_param = types
             .iter()
             .map(|(system, code)| format!("{system}|{code}"))
             .collect::<Vec<_>>()
             .join(",");
-        let mut answers = Vec::new();
-        let mut patient_ids: Option<Vec<String>> = None;
-        if self.chained_search {
-            let token = token(patient);
-            answers.push(
-                self.search(
-                    "DocumentReference",
-                    &[
-                        ("patient.identifier", &token),
-                        ("type", &type_param),
-                        ("_count", PAGE_SIZE),
-                    ],
-                )
-                .await?,
-            );
-        } else {
-            let (ids, _) = self.patients(patient).await?;
-            for id in &ids {
-                let reference = format!("Patient/{id}");
-                answers.push(
-                    self.search(
-                        "DocumentReference",
-                        &[
-                            ("patient", &reference),
-                            ("type", &type_param),
-                            ("_count", PAGE_SIZE),
-                        ],
-                    )
-                    .await?,
-                );
-            }
-            patient_ids = Some(ids);
-        }
-        let mut listed = Vec::new();
-        for answer in &answers {
+        let (pages, mut patient_ids) = self
+            .of_patient("DocumentReference", patient, &[("type", &type_param)])
+            .await?;
+        let mut listed = Listing {
+            items: Vec::new(),
+            incomplete: pages.incomplete,
+        };
+        for answer in &pages.answers {
             for reference in matches(answer.root()) {
-                let subject = reference.get("subject");
-                let by_identifier = subject.and_then(|s| s.get("identifier")).map(|i| {
-                    i.get("system").and_then(Node::as_str) == Some(patient.system())
-                        && i.get("value").and_then(Node::as_str) == Some(patient.value())
-                });
-                let about = match by_identifier {
-                    Some(about) => about,
-                    None => {
-                        let Some(target) = subject
-                            .and_then(|s| s.get("reference"))
-                            .and_then(Node::as_str)
-                        else {
-                            return Err(NationalError::OtherPatient);
-                        };
-                        if patient_ids.is_none() {
-                            patient_ids = Some(self.patients(patient).await?.0);
-                        }
-                        let ids = patient_ids.as_deref().unwrap_or_default();
-                        ids.iter().any(|id| is_reference_to(target, "Patient", id))
-                    }
-                };
-                if !about {
+                if !self
+                    .subject_is(patient, reference.get("subject"), &mut patient_ids)
+                    .await?
+                {
                     return Err(NationalError::OtherPatient);
                 }
                 if let Some(document) = listed_document(reference) {
-                    listed.push(document);
+                    listed.items.push(document);
                 }
             }
         }
         Ok(listed)
+    }
+
+    /// The search of `resource_type` about `patient` with `query`: by the
+    /// chained `patient.identifier` (FHIR R4 search.html §3.1.1.5.4.1), or
+    /// `patient=Patient/{id}` for each of the patient's ids where the
+    /// server has no chained search (the ids then known, for
+    /// [`Self::subject_is`]).
+    pub(crate) async fn of_patient(
+        &self,
+        resource_type: &str,
+        patient: &PatientIdentifier,
+        query: &[(&str, &str)],
+    ) -> Result<(Pages, Option<Vec<String>>), NationalError> {
+        if self.chained_search {
+            let token = token(patient);
+            let mut asked = vec![("patient.identifier", token.as_str())];
+            asked.extend_from_slice(query);
+            return Ok((self.search(resource_type, &asked).await?, None));
+        }
+        let (ids, _) = self.patients(patient).await?;
+        let mut pages = Pages {
+            answers: Vec::new(),
+            incomplete: false,
+        };
+        for id in &ids {
+            let reference = format!("Patient/{id}");
+            let mut asked = vec![("patient", reference.as_str())];
+            asked.extend_from_slice(query);
+            let more = self.search(resource_type, &asked).await?;
+            pages.answers.extend(more.answers);
+            pages.incomplete |= more.incomplete;
+        }
+        Ok((pages, Some(ids)))
     }
 
     /// The document `id` (`Bundle/{id}`, or the summary of
@@ -423,20 +495,57 @@ impl NationalFhir {
     }
 }
 
-/// A TLS configuration that trusts no server (reqwest is built with
-/// rustls and no process-wide provider: every client names its own).
-fn no_tls() -> Result<rustls::ClientConfig, NationalError> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| NationalError::Unexpected(e.to_string()))?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth())
+/// An answer parsed as FHIR JSON (`application/fhir+json` or
+/// `application/json`, FHIR R4 http.html#mime-type), bytes as sent.
+pub(crate) fn parse(answer: Answer) -> Result<ReceivedResource, NationalError> {
+    if !matches!(
+        answer.media_type.as_str(),
+        "application/fhir+json" | "application/json"
+    ) {
+        return Err(NationalError::NotFhir(format!(
+            "Content-Type {:?}",
+            answer.media_type
+        )));
+    }
+    ReceivedResource::parse(answer.body)
+        .map_err(|rejection| NationalError::NotFhir(rejection.to_string()))
+}
+
+/// `body` without its one `"entry":[]` member, if it has exactly one.
+fn without_empty_entry(body: &[u8]) -> Option<Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    for member in [",\"entry\":[]", "\"entry\":[],"] {
+        if text.matches(member).count() == 1 {
+            return Some(Bytes::from(text.replacen(member, "", 1)));
+        }
+    }
+    None
+}
+
+/// The bytes of `resource` within `answer`, as the server sent them.
+pub(crate) fn span_of(answer: &ReceivedResource, resource: &Node) -> Option<Bytes> {
+    answer
+        .bytes()
+        .get(resource.span.start as usize..resource.span.end as usize)
+        .map(Bytes::copy_from_slice)
+}
+
+/// The `next` link of a search set page (`Bundle.link` of relation
+/// `next`, FHIR R4 http.html#paging).
+fn next_link(bundle: &Node) -> Option<&str> {
+    bundle
+        .get("link")
+        .map(Node::items)
+        .unwrap_or_default()
+        .iter()
+        .find(|l| l.get("relation").and_then(Node::as_str) == Some("next"))
+        .and_then(|l| l.get("url"))
+        .and_then(Node::as_str)
 }
 
 /// Whether `reference` (relative `Type/id` or absolute `…/Type/id`, with or
 /// without `/_history/…`) points to `resource_type/id`.
-fn is_reference_to(reference: &str, resource_type: &str, id: &str) -> bool {
+pub(crate) fn is_reference_to(reference: &str, resource_type: &str, id: &str) -> bool {
     let reference = reference
         .split_once("/_history/")
         .map_or(reference, |(r, _)| r);

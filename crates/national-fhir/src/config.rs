@@ -61,6 +61,15 @@ pub struct NationalServer {
     /// the IPS operation generating the patient summary on demand).
     #[serde(default)]
     pub retrieval: Retrieval,
+    /// Results a search asks for a page (`_count`, FHIR R4
+    /// search.html#count); the server may send fewer.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Pages of one search followed at most (`next` links, FHIR R4
+    /// http.html#paging); a list longer than that is answered incomplete,
+    /// with a warning saying so.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: usize,
 }
 
 /// How a document is retrieved from the national server.
@@ -217,6 +226,12 @@ fn default_breaker_failures() -> u32 {
 fn default_breaker_open_secs() -> u64 {
     30
 }
+fn default_page_size() -> u32 {
+    100
+}
+fn default_max_pages() -> usize {
+    10
+}
 fn default_true() -> bool {
     true
 }
@@ -264,6 +279,9 @@ impl NationalServer {
         }
         if self.max_concurrent == 0 {
             return Err("max_concurrent must be greater than 0".into());
+        }
+        if self.page_size == 0 || self.max_pages == 0 {
+            return Err("page_size and max_pages must be greater than 0".into());
         }
         if self.breaker_failures == 0 || self.breaker_open_secs == 0 {
             return Err("breaker_failures and breaker_open_secs must be greater than 0".into());
@@ -323,6 +341,8 @@ mod tests {
             "base_url = \"https://fhir.example.be/?x=1\"".to_owned(),
             "base_url = \"http://127.0.0.1:1\"\ntimeout_secs = 0".to_owned(),
             "base_url = \"http://127.0.0.1:1\"\nmax_concurrent = 0".to_owned(),
+            "base_url = \"http://127.0.0.1:1\"\nmax_pages = 0".to_owned(),
+            "base_url = \"http://127.0.0.1:1\"\npage_size = 0".to_owned(),
             "base_url = \"http://127.0.0.1:1\"\nretrieval = \"everything\"".to_owned(),
             "base_url = \"http://127.0.0.1:1\"\ninsecure = true".to_owned(),
         ] {

@@ -5,13 +5,19 @@
 //! Owns: the national server's configuration ([`NationalServer`]: base URL,
 //! mutual TLS through `ehds-transport`, OAuth 2.0 client credentials with a
 //! private-key JWT ([`NationalOAuth`], [`oauth`]), time budget, concurrency limit,
-//! circuit breaker, chained search, `$summary`), the client
-//! ([`NationalFhir`]: patient identification `Patient?identifier=`, the
-//! document list `DocumentReference?patient.identifier=&type=` or by the
-//! patient's id, retrieval `Bundle/{id}` or `Patient/{id}/$summary`), each
-//! answer parsed losslessly (`ehds-fhir`) and checked to be what was asked
-//! for and about the patient asked about ([`about`]), the circuit breaker
-//! ([`breaker`]) and the failures ([`NationalError`]).
+//! circuit breaker, chained search, `$summary`, page size and pages
+//! followed), the HTTP exchange (`http`: mutual TLS for https, plain HTTP
+//! with no TLS at all to a loopback server), the client ([`NationalFhir`]:
+//! patient identification `Patient?identifier=`, the document list
+//! `DocumentReference?patient.identifier=&type=` or by the patient's id,
+//! retrieval `Bundle/{id}` or `Patient/{id}/$summary`; search sets
+//! followed page by page up to `max_pages`, [`Listing`]), the ePrescription
+//! interactions (`prescriptions`: `MedicationRequest` list, read and
+//! search by identifier, the patient a prescription is about, the
+//! `MedicationDispense` conditional create), each answer parsed losslessly
+//! (`ehds-fhir`) and checked to be what was asked for and about the patient
+//! asked about ([`about`]), the circuit breaker ([`breaker`]) and the
+//! failures ([`NationalError`]).
 //!
 //! Must not know about: who may ask (assertions, policy, opt-outs),
 //! profiles and validation, patients' restrictions, HTTP status mapping
@@ -23,10 +29,13 @@ pub mod breaker;
 mod client;
 mod config;
 mod error;
+mod http;
 pub mod oauth;
+mod prescriptions;
 
 pub use breaker::BreakerState;
-pub use client::{ListedDocument, NationalFhir, PAGE_SIZE, SUMMARY_PREFIX, patient_identifiers};
+pub use client::{ListedDocument, Listing, NationalFhir, SUMMARY_PREFIX, patient_identifiers};
 pub use config::{JwtAlgorithm, NationalOAuth, NationalServer, NationalTls, Retrieval};
 pub use ehds_identifiers::PatientIdentifier;
 pub use error::NationalError;
+pub use prescriptions::Created;

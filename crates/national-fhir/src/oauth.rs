@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use crate::NationalError;
 use crate::config::{JwtAlgorithm, NationalOAuth, check_token_url};
+use crate::http::{Answer, Http, Request};
 
 /// How far ahead a client assertion's `exp` is: SMART Backend Services
 /// asks for no more than five minutes.
@@ -163,46 +164,37 @@ impl OAuthClient {
         }
     }
 
-    /// Sends `request` with the access token; if the server answers 401,
-    /// forgets that token and sends it once more with a new one. `budget`:
-    /// the time budget a timeout is reported with.
+    /// Sends `request` to `url` with the access token; if the server
+    /// answers 401, forgets that token and sends it once more with a new
+    /// one. `budget`: the time budget a timeout is reported with.
     pub(crate) async fn send(
         &self,
-        http: &reqwest::Client,
-        request: reqwest::RequestBuilder,
+        http: &Http,
+        url: url::Url,
+        request: Request,
         budget: Duration,
-    ) -> Result<reqwest::Response, NationalError> {
-        let again = request.try_clone();
+    ) -> Result<Answer, NationalError> {
         let token = self.token(http, budget).await?;
-        let response = request
-            .bearer_auth(&*token.0)
-            .send()
-            .await
-            .map_err(|e| NationalError::transport(e, budget))?;
-        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
-            return Ok(response);
+        let answer = http
+            .send(url.clone(), request.clone(), Some(&token.0))
+            .await?;
+        if answer.status != 401 {
+            return Ok(answer);
         }
         self.forget(&token).await;
-        let Some(again) = again else {
-            return Ok(response);
-        };
         tracing::info!("national server refused the access token (401): asking for a new one");
         let token = self.token(http, budget).await?;
-        let response = again
-            .bearer_auth(&*token.0)
-            .send()
-            .await
-            .map_err(|e| NationalError::transport(e, budget))?;
-        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        let answer = http.send(url, request, Some(&token.0)).await?;
+        if answer.status == 401 {
             self.forget(&token).await;
         }
-        Ok(response)
+        Ok(answer)
     }
 
     /// The access token held, or a new one from the token endpoint.
     pub(crate) async fn token(
         &self,
-        http: &reqwest::Client,
+        http: &Http,
         budget: Duration,
     ) -> Result<AccessToken, NationalError> {
         self.held_or(|| async {
@@ -219,36 +211,24 @@ impl OAuthClient {
     /// (`GET {base}/.well-known/smart-configuration`, SMART App Launch 2.x
     /// "Conformance"): its `token_endpoint`, checked as a configured one
     /// is, where `private_key_jwt` is offered (when the document says).
-    async fn discover(
-        &self,
-        http: &reqwest::Client,
-        budget: Duration,
-    ) -> Result<Endpoint, NationalError> {
+    async fn discover(&self, http: &Http, _budget: Duration) -> Result<Endpoint, NationalError> {
         let url = self
             .base
             .join(".well-known/smart-configuration")
             .map_err(|e| NationalError::Credentials(e.to_string()))?;
-        let response = http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| NationalError::transport(e, budget))?;
-        let status = response.status();
-        if status.is_server_error() {
-            return Err(NationalError::Status(status.as_u16()));
+        let answer = http.send(url, Request::GetJson, None).await?;
+        let status = answer.status;
+        if status >= 500 {
+            return Err(NationalError::Status(status));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| NationalError::transport(e, budget))?;
+        let body = answer.body;
         let unusable = |why: &str| {
             NationalError::Credentials(format!(
                 "no token endpoint in the national server's SMART configuration: {why}"
             ))
         };
-        if !status.is_success() {
-            return Err(unusable(&format!("HTTP {}", status.as_u16())));
+        if !(200..300).contains(&status) {
+            return Err(unusable(&format!("HTTP {status}")));
         }
         let document: serde_json::Value =
             serde_json::from_slice(&body).map_err(|_| unusable("not JSON"))?;
@@ -314,8 +294,8 @@ impl OAuthClient {
     /// refusal (§5.2) or an answer that is not a token: [`NationalError::Credentials`] (502).
     async fn fetch(
         &self,
-        http: &reqwest::Client,
-        budget: Duration,
+        http: &Http,
+        _budget: Duration,
         endpoint: &Endpoint,
     ) -> Result<(AccessToken, Option<Duration>), NationalError> {
         let assertion = self.assertion(SystemTime::now(), endpoint)?;
@@ -325,35 +305,24 @@ impl OAuthClient {
             .append_pair("client_assertion_type", JWT_BEARER)
             .append_pair("client_assertion", &assertion)
             .finish();
-        let response = http
-            .post(endpoint.url.clone())
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(form)
-            .send()
-            .await
-            .map_err(|e| NationalError::transport(e, budget))?;
-        let status = response.status();
-        if status.is_server_error() {
-            return Err(NationalError::Status(status.as_u16()));
+        let answer = http
+            .send(endpoint.url.clone(), Request::Form(form), None)
+            .await?;
+        let status = answer.status;
+        if status >= 500 {
+            return Err(NationalError::Status(status));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| NationalError::transport(e, budget))?;
-        if !status.is_success() {
+        let body = answer.body;
+        if !(200..300).contains(&status) {
             let code = error_code(&body);
             tracing::warn!(
-                status = status.as_u16(),
+                status,
                 error = code.as_deref().unwrap_or("-"),
                 "national server's token endpoint refused the gateway's client credentials"
             );
             return Err(NationalError::Credentials(format!(
                 "the token endpoint refused them: HTTP {}, {}",
-                status.as_u16(),
+                status,
                 code.as_deref().unwrap_or("no OAuth error code")
             )));
         }

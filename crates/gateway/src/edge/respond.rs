@@ -83,6 +83,9 @@ pub(crate) fn information(status: StatusCode, message: &str) -> Response {
 pub(crate) struct SearchSet {
     out: Vec<u8>,
     entries: usize,
+    /// Entries that are OperationOutcomes (`search.mode = outcome`), not
+    /// counted in `total`.
+    outcomes: usize,
     links: Vec<(&'static str, String)>,
     /// Whether `total` is written (not for a page of a longer list, whose
     /// total is not counted).
@@ -95,6 +98,7 @@ impl SearchSet {
         Self {
             out: Vec::with_capacity(capacity),
             entries: 0,
+            outcomes: 0,
             links: Vec::new(),
             total: true,
         }
@@ -146,6 +150,16 @@ impl SearchSet {
         self.entries += 1;
     }
 
+    /// Adds an OperationOutcome of `issues` about the search itself
+    /// (`search.mode = outcome`, FHIR R4 search.html#errors), not counted
+    /// in `total`.
+    pub(crate) fn outcome(&mut self, issues: &[ehds_fhir::outcome::Issue]) {
+        if let Ok(outcome) = ehds_fhir::outcome::render(issues) {
+            self.entry_with_search(None, &outcome, br#"{"mode":"outcome"}"#);
+            self.outcomes += 1;
+        }
+    }
+
     /// Adds a whole entry given as JSON bytes (an entry that carries more
     /// than `fullUrl`, `resource` and `search`).
     pub(crate) fn raw_entry(&mut self, entry: &[u8]) {
@@ -162,7 +176,12 @@ impl SearchSet {
         bundle.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset""#);
         if self.total {
             bundle.extend_from_slice(br#","total":"#);
-            bundle.extend_from_slice(self.entries.to_string().as_bytes());
+            bundle.extend_from_slice(
+                self.entries
+                    .saturating_sub(self.outcomes)
+                    .to_string()
+                    .as_bytes(),
+            );
         }
         if !self.links.is_empty() {
             bundle.extend_from_slice(br#","link":["#);

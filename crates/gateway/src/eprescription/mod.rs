@@ -330,26 +330,60 @@ pub(crate) fn list_entry(prescription: &ehds_store::StoredPrescription) -> Vec<u
         ),
         None => format!("the prescription is {}", prescription.status.as_str()),
     };
+    entry_with_metadata(
+        &prescription.content,
+        &ListMetadata {
+            dispensable,
+            reason: &reason,
+            remaining: Some((prescription.quantity_remaining_milli, &prescription.unit)),
+            substitution_allowed: prescription.substitution_allowed,
+            atc: prescription.atc_code.as_deref(),
+        },
+    )
+}
+
+/// The list metadata of one prescription ([`DISPENSING_EXTENSION`]).
+pub(crate) struct ListMetadata<'a> {
+    pub(crate) dispensable: bool,
+    pub(crate) reason: &'a str,
+    /// What remains (thousandths, unit), when the gateway knows it.
+    pub(crate) remaining: Option<(i64, &'a str)>,
+    pub(crate) substitution_allowed: bool,
+    pub(crate) atc: Option<&'a str>,
+}
+
+/// One searchset entry: the prescription's bytes as they are, and its list
+/// metadata in `entry.search`.
+pub(crate) fn entry_with_metadata(content: &[u8], metadata: &ListMetadata<'_>) -> Vec<u8> {
     let string = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
     let mut extensions = format!(
-        r#"{{"url":"dispensable","valueBoolean":{dispensable}}},{{"url":"reason","valueString":{}}},{{"url":"remaining","valueQuantity":{{"value":{},"unit":{}}}}},{{"url":"substitutionAllowed","valueBoolean":{}}}"#,
-        string(&reason),
-        milli_to_decimal(prescription.quantity_remaining_milli),
-        string(&prescription.unit),
-        prescription.substitution_allowed,
+        r#"{{"url":"dispensable","valueBoolean":{}}},{{"url":"reason","valueString":{}}}"#,
+        metadata.dispensable,
+        string(metadata.reason),
     );
-    if let Some(atc) = &prescription.atc_code {
+    if let Some((milli, unit)) = metadata.remaining {
+        extensions.push_str(&format!(
+            r#",{{"url":"remaining","valueQuantity":{{"value":{},"unit":{}}}}}"#,
+            milli_to_decimal(milli),
+            string(unit),
+        ));
+    }
+    extensions.push_str(&format!(
+        r#",{{"url":"substitutionAllowed","valueBoolean":{}}}"#,
+        metadata.substitution_allowed
+    ));
+    if let Some(atc) = metadata.atc {
         extensions.push_str(&format!(r#",{{"url":"atc","valueCode":{}}}"#, string(atc)));
     }
     let search = format!(
         r#"{{"mode":"match","extension":[{{"url":{},"extension":[{extensions}]}}]}}"#,
         string(DISPENSING_EXTENSION)
     );
-    let mut out = Vec::with_capacity(prescription.content.len() + 512);
+    let mut out = Vec::with_capacity(content.len() + 512);
     out.extend_from_slice(br#"{"fullUrl":"urn:uuid:"#);
     out.extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
     out.extend_from_slice(br#"","resource":"#);
-    out.extend_from_slice(&prescription.content);
+    out.extend_from_slice(content);
     out.extend_from_slice(br#","search":"#);
     out.extend_from_slice(search.as_bytes());
     out.push(b'}');
@@ -484,7 +518,49 @@ pub(crate) fn read_dispense(root: &Node) -> Result<DispenseFacts, GatewayError> 
     })
 }
 
-fn dispense_refused(
+/// The dispensed quantity's unit against the prescribed one (`system`,
+/// `code`) of the prescription at `line` ([`units`]: compared by code).
+pub(crate) fn check_unit(
+    facts: &DispenseFacts,
+    system: Option<&str>,
+    code: &str,
+    line: usize,
+    several: bool,
+) -> Result<(), GatewayError> {
+    let Some(system) = system else {
+        return Err(dispense_refused(
+            DispenseRefusal::Unprocessable,
+            "the prescription's quantity has no coded unit, so no dispensed quantity can be compared with it",
+            line_at(line),
+        ));
+    };
+    let prescribed = units::CodedUnit {
+        system: system.to_owned(),
+        code: code.to_owned(),
+    };
+    match units::UnitTable::shipped().compare(&prescribed, facts.unit.as_ref()) {
+        Ok(()) => Ok(()),
+        Err(units::UnitMismatch::Uncoded) => Err(dispense_refused(
+            DispenseRefusal::Unprocessable,
+            "the dispensed quantity needs a coded unit (quantity.system and quantity.code): units are compared by code",
+            "MedicationDispense.quantity",
+        )),
+        Err(units::UnitMismatch::NotComparable { message }) => {
+            let message = if several {
+                format!("authorizingPrescription[{line}]: {message}")
+            } else {
+                message
+            };
+            Err(dispense_refused(
+                DispenseRefusal::Unprocessable,
+                message,
+                "MedicationDispense.quantity.code",
+            ))
+        }
+    }
+}
+
+pub(crate) fn dispense_refused(
     kind: DispenseRefusal,
     message: impl Into<String>,
     at: impl Into<String>,
@@ -496,7 +572,7 @@ fn dispense_refused(
     }
 }
 
-fn line_at(line: usize) -> String {
+pub(crate) fn line_at(line: usize) -> String {
     format!("MedicationDispense.authorizingPrescription[{line}]")
 }
 
@@ -564,41 +640,14 @@ pub(crate) async fn dispense_at_home(
         }
     };
     if kind == ehds_store::DispenseKind::Completed {
-        let table = units::UnitTable::shipped();
         for (line, prescription) in prescriptions.iter().enumerate() {
-            let Some(system) = prescription.unit_system.clone() else {
-                return Err(dispense_refused(
-                    DispenseRefusal::Unprocessable,
-                    "the prescription's quantity has no coded unit, so no dispensed quantity can be compared with it",
-                    line_at(line),
-                ));
-            };
-            let prescribed = units::CodedUnit {
-                system,
-                code: prescription.unit.clone(),
-            };
-            match table.compare(&prescribed, facts.unit.as_ref()) {
-                Ok(()) => {}
-                Err(units::UnitMismatch::Uncoded) => {
-                    return Err(dispense_refused(
-                        DispenseRefusal::Unprocessable,
-                        "the dispensed quantity needs a coded unit (quantity.system and quantity.code): units are compared by code",
-                        "MedicationDispense.quantity",
-                    ));
-                }
-                Err(units::UnitMismatch::NotComparable { message }) => {
-                    let message = if prescriptions.len() > 1 {
-                        format!("authorizingPrescription[{line}]: {message}")
-                    } else {
-                        message
-                    };
-                    return Err(dispense_refused(
-                        DispenseRefusal::Unprocessable,
-                        message,
-                        "MedicationDispense.quantity.code",
-                    ));
-                }
-            }
+            check_unit(
+                facts,
+                prescription.unit_system.as_deref(),
+                &prescription.unit,
+                line,
+                prescriptions.len() > 1,
+            )?;
         }
     }
     let outcome = state

@@ -84,6 +84,21 @@ pub(crate) async fn answer(
             trail.note(crate::release::LIFTED_FOR_EMERGENCY);
         }
     }
+    // With the ePrescription service on `source = "fhir"`, the dispense is
+    // written to the national server.
+    if let Some(national) = federation
+        .national_sources
+        .for_service(state.services.eprescription_name())
+    {
+        return super::national_prescriptions::dispense(
+            &state,
+            national,
+            &facts,
+            resource.bytes().clone(),
+            &crate::edge::patient::patient_identifier(&patient.system, &patient.value)?,
+        )
+        .await;
+    }
     let pharmacy = trail.requesting_organisation();
     crate::eprescription::dispense_at_home(&state, &facts, resource.bytes(), &pharmacy, &key).await
 }

@@ -8,7 +8,8 @@
 //! variant, own id, identifier and size); the ePrescription service (LOINC
 //! 57833-6) lists the dispensable prescriptions (one DocumentReference
 //! each, its `content.attachment.url` the `MedicationRequest/<country>.<id>`
-//! to read it by), restricted ones absent. Each service is asked for by its
+//! to read it by), restricted ones absent (from the national server when
+//! the service is on `source = "fhir"`: `super::national_prescriptions`). Each service is asked for by its
 //! own permission of the access policy. A PDF original (OrCD) of a service
 //! is listed beside its FHIR documents, `contentType: application/pdf` and
 //! read as `Binary/<country>.<id>` (MyHealth@EU's L1 beside the L3).
@@ -68,6 +69,19 @@ pub(crate) async fn answer(
         return Ok(SearchSet::with_capacity(64).into_response());
     };
     if service.kind == ServiceKind::Eprescription {
+        if let Some(national) = federation.national_sources.for_service(&service.name) {
+            // The national server's prescriptions carry no time of
+            // receipt: listed without `date`, so a `date` search (or any
+            // other the list cannot meet) finds none.
+            if !listed_matches(&search, service, None, FHIR_JSON) {
+                return Ok(SearchSet::with_capacity(64).into_response());
+            }
+            return Ok(super::national_prescriptions::documents(
+                &state, federation, service, national, &search, purpose, &trail,
+            )
+            .await?
+            .into_response());
+        }
         return Ok(
             prescription_documents(&state, federation, service, &search, purpose, &trail)
                 .await?
@@ -114,7 +128,7 @@ pub(crate) async fn answer(
             } else {
                 FHIR_JSON
             };
-            listed_matches(&search, service, d.received_at, content_type)
+            listed_matches(&search, service, Some(d.received_at), content_type)
         })
         .collect();
     let mut set = SearchSet::with_capacity(1024 * (documents.len() + 1));
@@ -179,17 +193,23 @@ pub(crate) async fn answer(
 fn listed_matches(
     search: &DocumentReferenceSearch,
     service: &Service,
-    received_at: time::OffsetDateTime,
+    received_at: Option<time::OffsetDateTime>,
     content_type: &str,
 ) -> bool {
-    let instant_us = i64::try_from(received_at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
+    let instant_us =
+        received_at.map(|at| i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX));
     let essence = content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    search.date.iter().all(|bound| bound.matches(instant_us))
+    // A list without a date matches no `date` bound (search.html: a
+    // resource without the element does not match).
+    search
+        .date
+        .iter()
+        .all(|bound| instant_us.is_some_and(|us| bound.matches(us)))
         && search
             .contenttype
             .as_ref()
@@ -251,7 +271,7 @@ async fn prescription_documents(
     prescriptions.retain(|p| {
         p.status.is_dispensable()
             && !restrictions.withholds(&p.identifier)
-            && listed_matches(search, service, p.received_at, FHIR_JSON)
+            && listed_matches(search, service, Some(p.received_at), FHIR_JSON)
     });
     if restrictions.lifted_any() {
         trail.note(crate::release::LIFTED_FOR_EMERGENCY);

@@ -6,7 +6,7 @@
 //! verified certificate and the directory, the patient, the assertion, the
 //! policy, the patient's opt-out), then answered from the store, or from the
 //! national FHIR server of a service with `source = "fhir"`
-//! ([`national_source`], `crate::sources`), with the patient's restrictions
+//! ([`national_source`], [`national_prescriptions`], `crate::sources`), with the patient's restrictions
 //! applied (`crate::release`). One file per
 //! endpoint: [`patient_search`], [`document_search`], [`document_read`],
 //! [`binary_read`], //! [`prescription_search`], [`prescription_read`], [`dispense`],
@@ -20,6 +20,7 @@ pub(crate) mod binary_read;
 pub(crate) mod dispense;
 pub(crate) mod document_read;
 pub(crate) mod document_search;
+pub(crate) mod national_prescriptions;
 pub(crate) mod national_source;
 pub(crate) mod patient_search;
 pub(crate) mod prescription_read;

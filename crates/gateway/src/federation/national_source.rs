@@ -24,7 +24,7 @@ use crate::edge::patient::{patient_identifier, patient_key};
 use crate::edge::respond::{FHIR_JSON, SearchSet, fhir_json};
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
-use crate::services::{DocumentType, PATIENT_SUMMARY, Service};
+use crate::services::{DocumentType, PATIENT_SUMMARY, Service, ServiceKind};
 
 fn identifier(token: &TokenParam) -> Result<PatientIdentifier, GatewayError> {
     patient_identifier(&token.system, &token.value)
@@ -61,8 +61,8 @@ pub(crate) async fn document_list(
         )
         .await?
         .is_empty();
-    let mut set = SearchSet::with_capacity(1024 * (listed.len() + 1));
-    for document in &listed {
+    let mut set = SearchSet::with_capacity(1024 * (listed.items.len() + 1));
+    for document in &listed.items {
         let type_ = document
             .types
             .iter()
@@ -107,11 +107,33 @@ pub(crate) async fn document_list(
         let reference = serde_json::Value::Object(reference);
         set.entry(None, reference.to_string().as_bytes());
     }
+    say_if_incomplete(&mut set, listed.incomplete);
     Ok(set)
 }
 
+/// A list the national server had more pages of than the configured
+/// `max_pages` (`ehds_national_fhir::Listing::incomplete`) is answered
+/// with what was found and an OperationOutcome warning of issue type
+/// `incomplete` in the search set (`search.mode = outcome`, FHIR R4
+/// search.html#errors), not refused (502): the national server did
+/// nothing wrong — FHIR R4 http.html#paging lets a server page its results
+/// and search.html#count makes `_count` a hint it may answer with fewer —
+/// and refusing the whole list because a patient has many documents or
+/// prescriptions would hide every one of them; answering silently would
+/// let a doctor or pharmacist take a partial list for the whole.
+pub(crate) fn say_if_incomplete(set: &mut SearchSet, incomplete: bool) {
+    if incomplete {
+        set.outcome(&[ehds_fhir::outcome::Issue::new(
+            ehds_fhir::outcome::Severity::Warning,
+            ehds_fhir::outcome::IssueType::Incomplete,
+            "the national FHIR server holds more results than this gateway follows pages of; \
+             the list is incomplete",
+        )]);
+    }
+}
+
 /// `DocumentReference.type` of a service's document type.
-fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
+pub(super) fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
     match type_ {
         Some(t) => serde_json::json!({"coding": [{
             "system": t.system,
@@ -144,7 +166,16 @@ pub(crate) async fn document_read(
     // Only a known NCP makes this gateway ask its national servers.
     super::admit::calling_ncp(federation, peer)?;
     let not_found = || GatewayError::ResourceNotFound(format!("Bundle/{id}"));
-    for (_, national) in federation.national_sources.all() {
+    for (name, national) in federation.national_sources.all() {
+        // The ePrescription service's server holds prescriptions, not
+        // documents.
+        if state
+            .services
+            .named(name)
+            .is_some_and(|s| s.kind == ServiceKind::Eprescription)
+        {
+            continue;
+        }
         let Some(document) = national.within_budget(national.document(id)).await? else {
             continue;
         };

@@ -3,7 +3,8 @@
 //! list gave): the bytes as the prescriber sent them; reading it counts as
 //! the asking organisation's retrieval (a dispense needs one). A
 //! prescription of another patient, or one the patient restricted, is not
-//! found.
+//! found. With the ePrescription service on `source = "fhir"`, answered
+//! from the national server (`super::national_prescriptions`).
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -34,6 +35,20 @@ pub(crate) async fn answer(
     let federation = state.cross_border()?;
     trail.target(EntityTarget::Id(id.clone()));
     BundleRead::parse(&id, "").map_err(GatewayError::Search)?;
+    if let Some(national) = federation
+        .national_sources
+        .for_service(state.services.eprescription_name())
+    {
+        return super::national_prescriptions::read(
+            &state,
+            federation,
+            national,
+            (peer.as_deref(), &headers),
+            &id,
+            &trail,
+        )
+        .await;
+    }
     let not_found = || GatewayError::ResourceNotFound(format!("MedicationRequest/{id}"));
     let prescription = state.store.prescription(&id).await?.ok_or_else(not_found)?;
     let (system, value) = prescription

@@ -2,7 +2,9 @@
 //! on the federation API: the patient's prescriptions for a pharmacy or
 //! doctor abroad, each with the list metadata (`crate::eprescription`);
 //! restricted ones are left out, as if absent; listing records the asking
-//! organisation's retrieval (a dispense needs one).
+//! organisation's retrieval (a dispense needs one). With the ePrescription
+//! service on `source = "fhir"`, answered from the national server
+//! (`super::national_prescriptions`).
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -48,6 +50,17 @@ pub(crate) async fn answer(
         &trail,
     )
     .await?;
+    // Where the patient's country takes its prescriptions from.
+    if let Some(national) = federation
+        .national_sources
+        .for_service(state.services.eprescription_name())
+    {
+        return Ok(super::national_prescriptions::list(
+            &state, federation, national, &search, purpose, &trail,
+        )
+        .await?
+        .into_response());
+    }
     let patient = &search.patient_identifier;
     let key = patient_key(&patient.system, &patient.value)?;
     let statuses = crate::eprescription::store_statuses(&search.status);
