@@ -238,6 +238,8 @@ pub struct Structure {
     /// The regex a primitive type's value must match (from
     /// `<type>.value`'s `http://hl7.org/fhir/StructureDefinition/regex`).
     pub value_regex: Option<String>,
+    /// An extension's `context`: (`type`, `expression`) pairs.
+    pub contexts: Vec<(String, String)>,
 }
 
 /// Why a StructureDefinition could not be compiled.
@@ -343,6 +345,23 @@ fn constraints(element: &Node) -> Vec<Arc<Constraint>> {
         .collect()
 }
 
+/// Whether the required binding of `Observation.component.value[x]` to
+/// `ucum-vitals-common` in the core vital-signs profiles (`vitalsigns` and
+/// the profiles derived from it) is read as extensible, as the Java
+/// validator's loader relaxes it (`PackageHackerR5.fixLoadedResource`,
+/// hapifhir/org.hl7.fhir.core): a component may be any observation, with
+/// any unit. The suite's Java outcomes `obs-fio2` and
+/// `obs-vital-signs-mdc` report such a unit as an extensible-binding
+/// warning.
+fn vitals_units_relaxed(sd: &Node, url: &str, path: &str, binding: &Node) -> bool {
+    const VITALSIGNS: &str = "http://hl7.org/fhir/StructureDefinition/vitalsigns";
+    path == "Observation.component.value[x]"
+        && url.starts_with("http://hl7.org/fhir/StructureDefinition/")
+        && (url == VITALSIGNS || text(sd, "baseDefinition") == Some(VITALSIGNS))
+        && text(binding, "valueSet")
+            .is_some_and(|vs| vs.starts_with("http://hl7.org/fhir/ValueSet/ucum-vitals-common"))
+}
+
 /// Compiles one StructureDefinition resource.
 pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
     let url = text(sd, "url").unwrap_or_default().to_owned();
@@ -411,7 +430,11 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
                 .map(str::to_owned);
         }
         let binding = element.get("binding").map(|b| Binding {
-            strength: text(b, "strength").unwrap_or("example").to_owned(),
+            strength: if vitals_units_relaxed(sd, &url, &path, b) {
+                "extensible".to_owned()
+            } else {
+                text(b, "strength").unwrap_or("example").to_owned()
+            },
             value_set: text(b, "valueSet").map(str::to_owned),
         });
         by_id.insert(id.clone(), elements.len());
@@ -500,6 +523,18 @@ pub fn compile(sd: &Node) -> Result<Structure, CompileError> {
         elements,
         by_id,
         value_regex,
+        contexts: sd
+            .get("context")
+            .map(Node::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    text(c, "type")?.to_owned(),
+                    text(c, "expression")?.to_owned(),
+                ))
+            })
+            .collect(),
     })
 }
 

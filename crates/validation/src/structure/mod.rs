@@ -23,7 +23,9 @@
 //! | a resource element with several `type.profile`s meets one of them (the first that adds no error) | R4 ElementDefinition.type.profile ("must conform to at least one of them"); Java InstanceValidator (BUNDLE_BUNDLE_ENTRY_MULTIPLE_PROFILES_NO_MATCH) |
 //! | `modifierExtension` the gateway holds no definition for is an error | R4 extensibility.html#modifierExtension (safety checklist) |
 //! | an extension the gateway holds no definition for is reported as not checked, at the severity of the operator's policy ([`crate::options::UnknownExtensions`], information by default; core `hl7.org/fhir/StructureDefinition/` extensions, which the gateway does not hold, always information) | R4 extensibility.html; Java `EXTENSION_EXT_UNKNOWN_NOTHERE` |
+//! | an extension is used where its `StructureDefinition.context` allows it (the cases that can be decided for certain, `context_refused`) | R4 extensibility.html#context; Java `InstanceValidator.checkExtensionContext` |
 //! | claimed profiles (`meta.profile`) unknown to the gateway are reported | R4 profiling.html |
+//! | an Observation whose code is a vital-sign code is also walked against the vital-signs profile it implies | R4 observation-vitalsigns.html; Java `BasePolicyAdvisorForFullValidation.getImpliedProfilesForObservation` (`implied.rs`) |
 //! | which version: `url\|version` exactly, `url` the registry's default; the canonicals a profile names resolve in its package's dependency scope (`structure/versions.rs`) | Java `BaseWorkerContext.fetchResourceWithExceptionByVersion`, `CanonicalResourceManager` |
 //!
 //! | FHIRPath invariants (`ElementDefinition.constraint`) of every element instance, the root element of each resource and of each datatype | ElementDefinition.constraint, corrected by `profiles/invariant-corrections.toml` ([`invariants`]) |
@@ -32,6 +34,7 @@
 //! values are checked on the same walk.
 
 pub mod compile;
+mod implied;
 pub mod invariants;
 pub mod primitive;
 pub mod slicing;
@@ -1017,7 +1020,18 @@ impl<'v, 'd> Walker<'v, 'd> {
             .iter()
             .filter_map(Node::as_str)
             .collect();
-        for profile in claimed.iter().chain(extra_profiles) {
+        // The vital-signs profile an Observation's code implies, as Java
+        // validates it (`implied`); not in a conformance probe, which
+        // Java's `conformsTo()` runs against the named profile only.
+        let implied = (resource_type == "Observation" && !self.stop_at_first_error)
+            .then(|| implied::vital_signs_profile(node))
+            .flatten()
+            .filter(|url| validator.structure_in(url, self.package).is_some());
+        for profile in claimed
+            .iter()
+            .chain(extra_profiles)
+            .chain(implied.as_deref().as_slice())
+        {
             match validator.structure_in(profile, self.package) {
                 Some(s) if s.type_name == resource_type => {
                     if self.walked.insert((node.span.start, Arc::as_ptr(s))) {
@@ -1917,6 +1931,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
         if let Some(fixed) = &def.fixed
             && !slicing::equals_fixed(item, fixed)
+            && self.fixed_differences(item, fixed, path, &def.path) == 0
         {
             let message = format!(
                 "{}: the value must be exactly the fixed value of the profile",
@@ -1933,6 +1948,96 @@ impl<'v, 'd> Walker<'v, 'd> {
             );
             self.error(IssueType::Value, path, message);
         }
+    }
+
+    /// Where a complex value differs from the `fixed[x]` value of `def_path`,
+    /// each difference reported at the element it is in, as Java does
+    /// (`InstanceValidator.checkFixedValue` recurses into the fixed value's
+    /// children: `PROFILE_VAL_MISSINGELEMENT` for a child the instance lacks,
+    /// `PROFILE_VAL_NOTALLOWED` for one the fixed value does not have, a
+    /// wrong primitive at the primitive). Returns how many were reported;
+    /// 0 when `item` and `fixed` are not both objects (the caller reports
+    /// the value once).
+    fn fixed_differences(
+        &mut self,
+        item: &'d Node,
+        fixed: &Node,
+        path: &Path<'_>,
+        def_path: &str,
+    ) -> usize {
+        let (Json::Object(members), Json::Object(fixed_members)) = (&item.value, &fixed.value)
+        else {
+            return 0;
+        };
+        let mut reported = 0;
+        for wanted in fixed_members.iter() {
+            let at = path.key(&wanted.key);
+            match members.iter().find(|m| m.key == wanted.key) {
+                None => {
+                    self.error(
+                        IssueType::Value,
+                        &at,
+                        format!(
+                            "{def_path}: the element {} is missing, but the fixed value of the profile has it",
+                            wanted.key
+                        ),
+                    );
+                    reported += 1;
+                }
+                Some(member) => {
+                    reported += self.fixed_child(&member.node, &wanted.node, &at, def_path)
+                }
+            }
+        }
+        for member in members.iter() {
+            if !fixed_members.iter().any(|f| f.key == member.key) {
+                self.error(
+                    IssueType::Value,
+                    &path.key(&member.key),
+                    format!(
+                        "{def_path}: the element {} is present in the instance but not allowed in the fixed value of the profile",
+                        member.key
+                    ),
+                );
+                reported += 1;
+            }
+        }
+        reported
+    }
+
+    /// One child of a fixed complex value ([`Self::fixed_differences`]).
+    fn fixed_child(
+        &mut self,
+        item: &'d Node,
+        fixed: &Node,
+        path: &Path<'_>,
+        def_path: &str,
+    ) -> usize {
+        if slicing::equals_fixed(item, fixed) {
+            return 0;
+        }
+        let nested = match (&item.value, &fixed.value) {
+            (Json::Array(items), Json::Array(fixed_items)) if items.len() == fixed_items.len() => {
+                items
+                    .iter()
+                    .zip(fixed_items.iter())
+                    .enumerate()
+                    .map(|(i, (item, fixed))| {
+                        self.fixed_child(item, fixed, &path.index(i), def_path)
+                    })
+                    .sum()
+            }
+            _ => self.fixed_differences(item, fixed, path, def_path),
+        };
+        if nested > 0 {
+            return nested;
+        }
+        self.error(
+            IssueType::Value,
+            path,
+            format!("{def_path}: the value must be exactly the fixed value of the profile"),
+        );
+        1
     }
 
     /// The items of a sliced element: each assigned to the slice whose
@@ -2395,7 +2500,17 @@ impl<'v, 'd> Walker<'v, 'd> {
         // walked sees it (its dependency scope first).
         match validator.structure_in(url, validator.package_of(context.structure)) {
             Some(definition) if definition.type_name == "Extension" => {
-
+                if !context.structure.is_profile
+                    && let Some(allowed) = context_refused(definition, context, path)
+                {
+                    self.error(
+                        IssueType::Extension,
+                        path,
+                        format!(
+                            "the extension {url} is not allowed to be used at this point (allowed: {allowed})"
+                        ),
+                    );
+                }
                 self.object(
                     item,
                     &Context {
@@ -2447,6 +2562,124 @@ impl<'v, 'd> Walker<'v, 'd> {
             }
         }
     }
+}
+
+/// The name of the element an extension at `path` (`….extension[n]`)
+/// sits on, without the `_` of a primitive's extensions; `None` when it is
+/// a resource root or not known.
+fn host_name<'a>(path: &Path<'a>) -> Option<&'a str> {
+    let mut at = path;
+    if let Segment::Index(_) = at.segment {
+        at = at.parent?;
+    }
+    if !matches!(at.segment, Segment::Key("extension" | "modifierExtension")) {
+        return None;
+    }
+    at = at.parent?;
+    if let Segment::Index(_) = at.segment {
+        at = at.parent?;
+    }
+    match at.segment {
+        Segment::Key(key) => Some(key.strip_prefix('_').unwrap_or(key)),
+        _ => None,
+    }
+}
+
+/// Whether an extension whose definition is `definition` may be used where
+/// `context` (the core definition of the `extension` element) and `path`
+/// put it: `StructureDefinition.context` (R4 extensibility.html#context;
+/// Java `InstanceValidator.checkExtensionContext`,
+/// `EXTENSION_EXT_CONTEXT_WRONG`). `Some(allowed contexts)` when it may
+/// not. Only what can be decided for certain is refused: every context is
+/// of type `element`, and each names either a type other than the one the
+/// extension sits on (when that is the root of the definition walked) or
+/// a path whose last element is not the one it sits on. Contexts of type
+/// `fhirpath` or `extension`, generic types (`Element`, `Resource`, …)
+/// and expressions this cannot read allow it.
+fn context_refused(
+    definition: &Structure,
+    context: &Context<'_>,
+    path: &Path<'_>,
+) -> Option<String> {
+    const GENERIC: &[&str] = &[
+        "Element",
+        "Base",
+        "BackboneElement",
+        "DataType",
+        "PrimitiveType",
+        "Resource",
+        "DomainResource",
+        "CanonicalResource",
+        "MetadataResource",
+    ];
+    const QUANTITIES: &[&str] = &[
+        "Age",
+        "Count",
+        "Distance",
+        "Duration",
+        "SimpleQuantity",
+        "MoneyQuantity",
+    ];
+    if definition.contexts.is_empty() {
+        return None;
+    }
+    let structure = context.structure;
+    let at_root = structure
+        .elements
+        .get(context.element)
+        .is_some_and(|e| e.path.split('.').count() == 2);
+    let host_type = structure.type_name.as_str();
+    let host = host_name(path);
+    let allows = |kind: &str, expression: &str| -> bool {
+        if kind != "element" || expression.contains(['#', ':', '(', ' ', '/']) {
+            return true;
+        }
+        match expression.rsplit_once('.') {
+            None => {
+                GENERIC.contains(&expression)
+                    || !at_root
+                    || expression == host_type
+                    || (expression == "Quantity" && QUANTITIES.contains(&host_type))
+            }
+            Some((parent, last)) => {
+                // A context naming a child of the element the extension
+                // sits on is accepted: R4's own snapshots put
+                // structuredefinition-fhir-type (context
+                // ElementDefinition.type.code) on ElementDefinition.type,
+                // and Java accepts them (suite case
+                // structureDefinition-11179-objectClass-R4).
+                if host.is_some_and(|h| parent.rsplit('.').next() == Some(h)) {
+                    return true;
+                }
+                if at_root && structure.kind == Kind::Resource {
+                    // On a resource itself: only a type context names it.
+                    return false;
+                }
+                let Some(host) = host else {
+                    return true;
+                };
+                match last.strip_suffix("[x]") {
+                    Some(choice) => host.starts_with(choice),
+                    None => host == last,
+                }
+            }
+        }
+    };
+    if definition
+        .contexts
+        .iter()
+        .any(|(kind, expression)| allows(kind, expression))
+    {
+        return None;
+    }
+    Some(
+        definition
+            .contexts
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 /// At most 40 characters of a value in a message (values may be long; the
