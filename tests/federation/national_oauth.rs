@@ -17,8 +17,8 @@
 //! without `EHDS_TEST_HFS_BIN`, the tests skip (under `CI` they fail).
 
 use super::national_source::{
-    FakeNational, Hfs, Misbehaviour, at_lu_as_be_ncp, national_service, patient_of,
-    plain_http_client, reference_to, summary_for,
+    FakeNational, Hfs, Misbehaviour, PlainHttp, at_lu_as_be_ncp, national_service, patient_of,
+    reference_to, summary_for,
 };
 use super::*;
 use std::path::PathBuf;
@@ -122,18 +122,11 @@ impl AuthorizationServer {
             issuer,
             _dir: dir,
         };
-        let client = plain_http_client(None);
+        let client = PlainHttp::new(None);
+        let discovery = format!("{}/.well-known/openid-configuration", server.issuer);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(response) = client
-                .get(format!(
-                    "{}/.well-known/openid-configuration",
-                    server.issuer
-                ))
-                .send()
-                .await
-                && response.status().is_success()
-            {
+            if let Ok((200, _)) = client.send("GET", &discovery, None).await {
                 break;
             }
             assert!(
@@ -151,16 +144,19 @@ impl AuthorizationServer {
 
     /// An access token for the seeder (client secret, `system/*.cruds`).
     async fn seeder_token(&self) -> String {
-        let response = plain_http_client(None)
-            .post(self.token_url())
-            .basic_auth(SEEDER.0, Some(SEEDER.1))
+        use base64::Engine as _;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", SEEDER.0, SEEDER.1));
+        let request = http::Request::post(self.token_url())
+            .header("authorization", format!("Basic {basic}"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials&scope=system%2F*.cruds")
-            .send()
-            .await
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"grant_type=client_credentials&scope=system%2F*.cruds",
+            )))
             .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        let answer: Value = response.json().await.unwrap();
+        let (status, body) = PlainHttp::new(None).exchange(request).await.unwrap();
+        assert_eq!(status, 200);
+        let answer: Value = serde_json::from_slice(&body).unwrap();
         answer["access_token"].as_str().unwrap().to_owned()
     }
 }
@@ -349,12 +345,11 @@ async fn a_doctor_abroad_reads_from_a_national_server_that_verifies_the_gateways
         .await;
 
     // The national server refuses whoever has no token.
-    let anonymous = plain_http_client(None)
-        .get(format!("{}/Bundle/ps-lu-1", hfs.base))
-        .send()
+    let (anonymous, _) = PlainHttp::new(None)
+        .send("GET", &format!("{}/Bundle/ps-lu-1", hfs.base), None)
         .await
         .unwrap();
-    assert_eq!(anonymous.status().as_u16(), 401);
+    assert_eq!(anonymous, 401);
 
     let f = with_services(national_service(
         "patient-summary",

@@ -175,7 +175,7 @@ impl Hfs {
 
 /// A plain-HTTP/1.1 client for hfs on loopback: hyper-util's client over
 /// TCP, with no TLS at all (hfs speaks plain HTTP only).
-struct PlainHttp {
+pub(super) struct PlainHttp {
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Full<bytes::Bytes>,
@@ -185,7 +185,7 @@ struct PlainHttp {
 }
 
 impl PlainHttp {
-    fn new(bearer: Option<&str>) -> Self {
+    pub(super) fn new(bearer: Option<&str>) -> Self {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         Self {
             bearer: bearer.map(str::to_owned),
@@ -197,13 +197,12 @@ impl PlainHttp {
     }
 
     /// `method url` with a FHIR JSON `body`: the status and the body.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &str,
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Vec<u8>), String> {
-        use http_body_util::BodyExt;
         let mut request = http::Request::builder()
             .method(method)
             .uri(url)
@@ -219,6 +218,15 @@ impl PlainHttp {
                 body.unwrap_or_default(),
             )))
             .map_err(|e| e.to_string())?;
+        self.exchange(request).await
+    }
+
+    /// `request` as it is: the status and the body.
+    pub(super) async fn exchange(
+        &self,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        use http_body_util::BodyExt;
         let response = self
             .client
             .request(request)
@@ -697,29 +705,4 @@ async fn a_failing_national_server_is_answered_as_its_failure_and_audited() {
             .contains("national FHIR server")
     );
     f.stop().await;
-}
-
-/// A plain-HTTP client for hfs on loopback: its TLS trusts no server, so it
-/// cannot be turned to https by mistake (reqwest is built with rustls and
-/// no process-wide crypto provider); with `bearer`, every request carries
-/// it.
-pub(super) fn plain_http_client(bearer: Option<&str>) -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = bearer {
-        let mut value: reqwest::header::HeaderValue = format!("Bearer {token}").parse().unwrap();
-        value.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .default_headers(headers)
-        .no_proxy()
-        .build()
-        .unwrap()
 }

@@ -172,7 +172,7 @@ impl NationalFhir {
         // The one place requests leave: with OAuth, `Authorization: Bearer`
         // and one retry with a new token on 401 (`crate::oauth`).
         let answer = match &self.oauth {
-            Some(oauth) => oauth.send(&self.http, url, request, self.budget).await,
+            Some(oauth) => oauth.send(&self.http, url, request).await,
             None => self.http.send(url, request, None).await,
         };
         let failed = match &answer {

@@ -166,15 +166,14 @@ impl OAuthClient {
 
     /// Sends `request` to `url` with the access token; if the server
     /// answers 401, forgets that token and sends it once more with a new
-    /// one. `budget`: the time budget a timeout is reported with.
+    /// one (timeouts are `http`'s, within its budget).
     pub(crate) async fn send(
         &self,
         http: &Http,
         url: url::Url,
         request: Request,
-        budget: Duration,
     ) -> Result<Answer, NationalError> {
-        let token = self.token(http, budget).await?;
+        let token = self.token(http).await?;
         let answer = http
             .send(url.clone(), request.clone(), Some(&token.0))
             .await?;
@@ -183,7 +182,7 @@ impl OAuthClient {
         }
         self.forget(&token).await;
         tracing::info!("national server refused the access token (401): asking for a new one");
-        let token = self.token(http, budget).await?;
+        let token = self.token(http).await?;
         let answer = http.send(url, request, Some(&token.0)).await?;
         if answer.status == 401 {
             self.forget(&token).await;
@@ -192,17 +191,13 @@ impl OAuthClient {
     }
 
     /// The access token held, or a new one from the token endpoint.
-    pub(crate) async fn token(
-        &self,
-        http: &Http,
-        budget: Duration,
-    ) -> Result<AccessToken, NationalError> {
+    pub(crate) async fn token(&self, http: &Http) -> Result<AccessToken, NationalError> {
         self.held_or(|| async {
             let endpoint = self
                 .endpoint
-                .get_or_try_init(|| self.discover(http, budget))
+                .get_or_try_init(|| self.discover(http))
                 .await?;
-            self.fetch(http, budget, endpoint).await
+            self.fetch(http, endpoint).await
         })
         .await
     }
@@ -211,7 +206,7 @@ impl OAuthClient {
     /// (`GET {base}/.well-known/smart-configuration`, SMART App Launch 2.x
     /// "Conformance"): its `token_endpoint`, checked as a configured one
     /// is, where `private_key_jwt` is offered (when the document says).
-    async fn discover(&self, http: &Http, _budget: Duration) -> Result<Endpoint, NationalError> {
+    async fn discover(&self, http: &Http) -> Result<Endpoint, NationalError> {
         let url = self
             .base
             .join(".well-known/smart-configuration")
@@ -295,7 +290,6 @@ impl OAuthClient {
     async fn fetch(
         &self,
         http: &Http,
-        _budget: Duration,
         endpoint: &Endpoint,
     ) -> Result<(AccessToken, Option<Duration>), NationalError> {
         let assertion = self.assertion(SystemTime::now(), endpoint)?;
