@@ -14,6 +14,8 @@
 //! * [`backup`]: a store backed up while serving restores intact;
 //! * [`memory_budget`]: 8 largest bodies at once stay within the memory
 //!   budget (503 for the rest) and the memory comes back;
+//! * [`release_binary`]: the release binary alone, in an empty directory
+//!   with no configuration, takes a pushed summary;
 //! * [`shutdown`]: graceful shutdown drains in-flight requests within the
 //!   grace time;
 //! * [`deploy_configs`]: the shipped configurations load, and the compose
@@ -28,6 +30,7 @@ mod federation;
 mod memory_budget;
 mod patient_page;
 mod push_and_read;
+mod release_binary;
 mod shutdown;
 mod tidy;
 mod validation_api;

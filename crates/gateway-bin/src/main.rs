@@ -208,7 +208,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Serve { config, listen } => {
             let mut raw = match &config {
                 Some(path) => GatewayConfig::from_file(path)?,
-                None => GatewayConfig::default(),
+                None => unconfigured()?,
             };
             if let Some(listen) = listen {
                 raw.server.listen = listen;
@@ -333,6 +333,50 @@ async fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Where `serve` without `--config` keeps a development PKI it generated,
+/// when it is not run from the repository root.
+const GENERATED_DEV_PKI_DIR: &str = "data/dev-pki";
+
+/// `serve` without `--config`: the embedded default configuration (SQLite
+/// under `./data/`, the packages compiled into the binary), serving mutual
+/// TLS with the repository's development PKI (`deploy/dev-pki`) when run
+/// from the repository root, and from any other directory with a
+/// development PKI generated once into `data/dev-pki` (issue 17: the binary
+/// alone starts anywhere). Either way a development PKI: its keys are not
+/// secret, and the start-up message says so.
+fn unconfigured() -> Result<GatewayConfig, CliError> {
+    let mut raw = GatewayConfig::default();
+    if raw.server.tls.certificate.is_file() {
+        return Ok(raw);
+    }
+    let dir = PathBuf::from(GENERATED_DEV_PKI_DIR);
+    let layout = ehds_dev_pki::DevPkiLayout::new(&dir);
+    let server = layout.national_server("BE");
+    if server.cert_chain.is_file() {
+        println!(
+            "no --config and no deploy/dev-pki here: using the development PKI generated \
+             earlier in {} (not for production)",
+            dir.display()
+        );
+    } else {
+        ehds_dev_pki::generate(&dir, &ehds_dev_pki::DevPkiSpec::long_lived(&["BE"]))?;
+        println!(
+            "no --config and no deploy/dev-pki here: generated a development PKI in {} \
+             (not for production); national clients present a certificate from {}",
+            dir.display(),
+            dir.join("be").join("clients").display()
+        );
+    }
+    let trust = layout.trust(&ehds_dev_pki::Authority::National("BE".to_owned()));
+    raw.server.tls = ehds_gateway::config::NationalTlsSection {
+        certificate: server.cert_chain,
+        private_key: server.private_key,
+        client_cas: trust.ca_certs,
+        client_crls: trust.crls,
+    };
+    Ok(raw)
 }
 
 /// SIGHUP: re-read certificates, keys and CRLs (open connections are

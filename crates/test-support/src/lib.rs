@@ -68,6 +68,36 @@ pub fn hfs_binary() -> Option<PathBuf> {
     }
 }
 
+/// Environment variable naming the release build of the `ehds-gateway`
+/// binary (`target/release/ehds-gateway`); `.ci/run` builds it and sets
+/// this, for the test that runs it alone from an empty directory (issue 17).
+pub const RELEASE_BIN_VAR: &str = "EHDS_TEST_RELEASE_BIN";
+
+/// The release `ehds-gateway` binary, or `None` to skip a test that needs
+/// it on a developer machine that has not built it.
+///
+/// # Panics
+///
+/// When `CI` is set and [`RELEASE_BIN_VAR`] does not name an existing file:
+/// under CI such a test fails rather than skips.
+#[allow(clippy::panic)]
+pub fn release_binary() -> Option<PathBuf> {
+    let found = std::env::var_os(RELEASE_BIN_VAR)
+        .map(PathBuf::from)
+        .filter(|path| path.is_file());
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var_os("CI").is_some() => panic!(
+            "{RELEASE_BIN_VAR} does not name the release binary but CI is set: the test of \
+             the release binary must run under CI, not skip (.ci/run builds it and sets it)"
+        ),
+        None => {
+            eprintln!("skipping release binary test: {RELEASE_BIN_VAR} does not name the binary");
+            None
+        }
+    }
+}
+
 /// Environment variable naming the installed npm package `oidc-provider`
 /// (its folder, `…/node_modules/oidc-provider`): panva's OpenID Certified
 /// OAuth 2.0 authorization server, which the national connector's OAuth

@@ -1,0 +1,120 @@
+//! The release binary alone (issue 17, "Done when"): copied into an empty
+//! temporary directory with no repository beside it and no configuration,
+//! `ehds-gateway serve` starts (packages compiled in, SQLite under
+//! `./data/`, a development PKI generated into `./data/dev-pki` because
+//! there is no `deploy/dev-pki` to use), and a hospital EHR holding a
+//! client certificate of that PKI pushes a patient summary: 201.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use ehds_test_support::{ScratchDir, conformance_dir, release_binary};
+use ehds_transport::{IdentityFiles, TlsIdentity, TrustFiles, TrustStore};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
+
+/// Kills the gateway when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_release_binary_alone_in_an_empty_directory_takes_a_pushed_summary() {
+    let Some(release) = release_binary() else {
+        return;
+    };
+    let dir = ScratchDir::new("release-binary");
+    // The binary alone: nothing of the repository beside it.
+    let binary = dir.path().join("ehds-gateway");
+    std::fs::copy(&release, &binary).unwrap();
+    let mut child = Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut said = Vec::new();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the gateway stopped; it said:\n{}", said.join("\n")))
+            .unwrap();
+        let addr = line
+            .split("https://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        said.push(line);
+        if let Some(addr) = addr {
+            break addr;
+        }
+    };
+    let said = said.join("\n");
+    assert!(
+        said.contains("generated a development PKI") && said.contains("not for production"),
+        "the start-up message says where the development PKI came from:\n{said}"
+    );
+
+    // The hospital EHR of the generated PKI's country pushes a summary.
+    let pki = dir.path().join("data/dev-pki/be");
+    let identity = TlsIdentity::load(&IdentityFiles {
+        cert_chain: pki.join("clients/ehr-system.pem"),
+        private_key: pki.join("clients/ehr-system.key.pem"),
+    })
+    .unwrap();
+    let trust = TrustStore::load(&TrustFiles {
+        ca_certs: vec![pki.join("national-ca.pem")],
+        crls: vec![pki.join("national-ca.crl.pem")],
+    })
+    .unwrap();
+    let config = ehds_transport::client_config(&identity, &trust).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = TlsConnector::from(Arc::clone(&config))
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .unwrap();
+    let ips = std::fs::read(conformance_dir().join(IPS)).unwrap();
+    let head = format!(
+        "POST /fhir/Bundle HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\n\
+         Prefer: return=minimal\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        ips.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&ips).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tls.read_to_end(&mut answer),
+    )
+    .await
+    .expect("an answer within a minute")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    // Stored in the embedded default store, under the directory it ran in.
+    assert!(dir.path().join("data/gateway.db").is_file());
+    drop(running);
+}
