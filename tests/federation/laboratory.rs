@@ -4,7 +4,9 @@
 //! the LU patient; a doctor in Belgium lists them by LOINC 11502-2 and
 //! retrieves each byte for byte over mutual TLS, validated at BE against
 //! the laboratory profile; the patient's opt-out of the laboratory service
-//! refuses them (and is on the patient's access log), not the summary.
+//! refuses them (and is on the patient's access log), not the summary; the
+//! patient's restriction of one report withholds that one (neither listed
+//! nor found abroad, audited at LU as withheld).
 
 use super::*;
 
@@ -207,5 +209,154 @@ async fn laboratory_reports_are_asked_for_by_their_own_permission() {
     let token = nurse.assertion_at(PurposeOfUse::Emergency, time::OffsetDateTime::now_utc());
     let response = nurse.get_with(&documents_of_type("60591-5"), &token).await;
     assert_eq!(response.status().as_u16(), 200);
+    f.stop().await;
+}
+
+/// `Bundle.identifier` of a document as `(system, value)`.
+fn identifier_of(document: &[u8]) -> (String, String) {
+    let json: Value = serde_json::from_slice(document).unwrap();
+    let identifier = &json["identifier"];
+    (
+        identifier["system"].as_str().unwrap().to_owned(),
+        identifier["value"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The patient restricts ONE laboratory report (by its identifier, on the
+/// patient portal): abroad it is neither listed nor read — answered exactly
+/// as a report that does not exist, an emergency included (Luxembourg lifts
+/// the summary's restrictions only) — while the other reports cross as
+/// before; LU's access log records the read as withheld. Lifted, the report
+/// crosses byte for byte again.
+#[tokio::test]
+async fn a_restricted_laboratory_report_is_neither_listed_nor_read_abroad() {
+    let f = federation().await;
+    let reports = lu_lab_reports();
+    let (restricted, kept) = (&reports[0].1, &reports[1].1);
+    for bytes in [restricted, kept] {
+        let response = post_at_lu(
+            &f,
+            NationalClientKind::EhrSystem,
+            "/fhir/Bundle",
+            bytes.clone(),
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    let doctor = Caller::doctor(&f);
+    let listed_urls = || async {
+        let listed = json(doctor.get(&documents_of_type("11502-2")).await, 200).await;
+        let mut urls: Vec<String> = listed["entry"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                e["resource"]["content"][0]["attachment"]["url"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(listed["total"], urls.len(), "{listed}");
+        urls.sort();
+        urls
+    };
+    // Which listed url is which report: by the bytes each one reads.
+    let mut restricted_url = None;
+    for url in listed_urls().await {
+        let bytes = doctor
+            .get(&format!("/fhir/{url}"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        if bytes == restricted[..] {
+            restricted_url = Some(url);
+        }
+    }
+    let restricted_url = restricted_url.expect("the report to restrict is listed");
+
+    let (system, value) = identifier_of(restricted);
+    let document = serde_json::json!({"name": "document",
+        "valueIdentifier": {"system": system, "value": value}});
+    let set = set_restriction(&f, document.clone(), true).await;
+    assert!(set.to_string().contains("in force"), "{set}");
+    let in_force = json(
+        get_at_lu(
+            &f,
+            NationalClientKind::PatientPortal,
+            &about_lu_patient("$cross-border-restriction", ""),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(
+        in_force
+            .to_string()
+            .contains(r#"{"name":"kind","valueCode":"document"}"#),
+        "{in_force}"
+    );
+
+    // Not listed; the other report is.
+    let urls = listed_urls().await;
+    assert_eq!(urls.len(), 1, "{urls:?}");
+    assert!(!urls.contains(&restricted_url));
+    let kept_read = doctor.get(&format!("/fhir/{}", urls[0])).await;
+    assert_eq!(kept_read.status().as_u16(), 200);
+    assert_eq!(kept_read.bytes().await.unwrap(), &kept[..]);
+
+    // Read by its url: the answer a report that does not exist gets (the
+    // same status, issue and eHDSI code; nothing says it was restricted).
+    let unknown_url = "Bundle/LU.00000000-0000-0000-0000-000000000000";
+    let withheld = json(doctor.get(&format!("/fhir/{restricted_url}")).await, 404).await;
+    let unknown = json(doctor.get(&format!("/fhir/{unknown_url}")).await, 404).await;
+    let without_id = |outcome: &Value, url: &str| {
+        outcome
+            .to_string()
+            .replace(url.trim_start_matches("Bundle/LU."), "<id>")
+    };
+    assert_eq!(
+        without_id(&withheld, &restricted_url),
+        without_id(&unknown, unknown_url)
+    );
+    assert_eq!(
+        withheld["issue"][0]["details"]["coding"][0]["code"],
+        "ERROR_GENERIC_DOCUMENT_MISSING"
+    );
+    assert!(!withheld.to_string().contains("restrict"), "{withheld}");
+    // An emergency does not lift it: Luxembourg lifts the summary's only.
+    let emergency = doctor.assertion_at(PurposeOfUse::Emergency, time::OffsetDateTime::now_utc());
+    let response = doctor
+        .get_with(&format!("/fhir/{restricted_url}"), &emergency)
+        .await;
+    assert_eq!(response.status().as_u16(), 404);
+
+    // LU's access log says why: withheld at the patient's request.
+    let log = access_log(&f, "&_count=5").await;
+    let withheld_records = log["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["resource"]["outcomeDesc"]
+                .as_str()
+                .is_some_and(|d| d.contains("withheld"))
+        })
+        .count();
+    assert!(withheld_records >= 2, "{log}");
+
+    // Lifted: listed and read byte for byte again.
+    set_restriction(&f, document, false).await;
+    assert!(listed_urls().await.contains(&restricted_url));
+    let read = doctor.get(&format!("/fhir/{restricted_url}")).await;
+    assert_eq!(read.status().as_u16(), 200);
+    assert_eq!(
+        Sha256::digest(read.bytes().await.unwrap()),
+        Sha256::digest(restricted)
+    );
+    let lu_audit = f.lu.audit().await;
+    assert!(lu_audit.first_broken.is_none());
     f.stop().await;
 }

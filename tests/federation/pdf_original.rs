@@ -6,12 +6,13 @@
 //! doctor in Belgium finds the PDF in the laboratory list
 //! (`contentType: application/pdf`, `Binary/LU.<id>`) beside the FHIR
 //! reports and reads it byte for byte, as `application/pdf` or as a FHIR
-//! Binary; the patient's opt-out of the laboratory service refuses it; the
+//! Binary; the patient's opt-out of the laboratory service refuses it, and
+//! their restriction of this one PDF withholds it (not listed, not found); the
 //! exchange's `X-Correlation-ID` reaches LU's audit record; the NCPeH
 //! search parameters (`date`, `contenttype`, `category`, `creation`) narrow
 //! the list and refusals carry their eHDSI error code. A
 //! service that takes PDF originals only, added by configuration alone,
-//! carries them too.
+//! carries them too, with its opt-out and restriction.
 
 use base64::Engine as _;
 
@@ -277,6 +278,31 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
     set_opt_out_of(&f, "laboratory-report", Some("BE"), false).await;
     assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
 
+    // The patient restricts this one PDF (by its masterIdentifier): not
+    // listed, and read as a PDF that does not exist; LU records the read as
+    // withheld. Lifted, it crosses again.
+    let this_pdf = serde_json::json!({"name": "document",
+        "valueIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:orcd-lab-1"}});
+    set_restriction(&f, this_pdf.clone(), true).await;
+    let lab_list = about_lu_patient("DocumentReference", "&type=http://loinc.org|11502-2");
+    assert_eq!(json(doctor.get(&lab_list).await, 200).await["total"], 0);
+    let withheld = json(read(&doctor, &url, PDF).await, 404).await;
+    assert_eq!(
+        withheld["issue"][0]["details"]["coding"][0]["code"],
+        "ERROR_GENERIC_DOCUMENT_MISSING"
+    );
+    assert!(!withheld.to_string().contains("restrict"), "{withheld}");
+    let newest = access_log(&f, "&_count=1").await;
+    assert!(
+        newest["entry"][0]["resource"]["outcomeDesc"]
+            .as_str()
+            .is_some_and(|d| d.contains("withheld")),
+        "{newest}"
+    );
+    set_restriction(&f, this_pdf, false).await;
+    assert_eq!(json(doctor.get(&lab_list).await, 200).await["total"], 1);
+    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
+
     // The doctor's system names the exchange (X-Correlation-ID): echoed,
     // carried to LU and written in LU's record of the read.
     let correlated = doctor
@@ -354,6 +380,16 @@ async fn a_pdf_only_service_added_by_configuration_alone_crosses_the_border() {
     let raw = read(&doctor, &url, PDF).await;
     assert_eq!(raw.status().as_u16(), 200);
     assert_eq!(raw.bytes().await.unwrap(), &pdf[..]);
+    // Restricted by the patient: neither listed nor read; lifted, read.
+    let this_pdf = serde_json::json!({"name": "document",
+        "valueIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:orcd-ecg-1"}});
+    set_restriction(&f, this_pdf.clone(), true).await;
+    let ecg_list = about_lu_patient("DocumentReference", "&type=http://loinc.org|11524-6");
+    assert_eq!(json(doctor.get(&ecg_list).await, 200).await["total"], 0);
+    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 404);
+    set_restriction(&f, this_pdf, false).await;
+    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
+    // The opt-out of the configured service refuses it.
     set_opt_out_of(&f, "orcd-ecg-report", Some("BE"), true).await;
     assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 403);
     f.stop().await;

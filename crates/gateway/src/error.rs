@@ -77,6 +77,11 @@ pub enum GatewayError {
     /// No such resource.
     #[error("{0} not found")]
     ResourceNotFound(String),
+    /// A document its patient restricted (`crate::release`): answered
+    /// exactly as [`Self::ResourceNotFound`], so the caller cannot tell it
+    /// exists; only the audit record says it was withheld.
+    #[error("{0} withheld: restricted by the patient")]
+    Withheld(String),
     /// No such route.
     #[error("no route for {0}")]
     UnknownRoute(String),
@@ -215,7 +220,7 @@ pub fn ehdsi_code(error: &GatewayError) -> Option<IssueDetail> {
             "ERROR_NO_CONSENT",
             "The patient has not given consent to the requested service.",
         ),
-        E::ResourceNotFound(_) => code(
+        E::ResourceNotFound(_) | E::Withheld(_) => code(
             "ERROR_GENERIC_DOCUMENT_MISSING",
             "The document requested was not found",
         ),
@@ -354,7 +359,7 @@ fn status_and_issues(error: &GatewayError) -> (StatusCode, Vec<Issue>) {
                 "a document with this Bundle.identifier is already stored (Bundle/{existing_id}) with different content; a document is never replaced, send a new identifier"
             ),
         ),
-        E::ResourceNotFound(what) => one(
+        E::ResourceNotFound(what) | E::Withheld(what) => one(
             S::NOT_FOUND,
             IssueType::NotFound,
             format!("{what} is not known to this gateway"),
@@ -595,6 +600,9 @@ impl GatewayError {
             Self::Unauthenticated(_) => "not authenticated".to_owned(),
             Self::Search(_) | Self::Identifier(_) => "malformed request".to_owned(),
             Self::ResourceNotFound(_) => "not found".to_owned(),
+            Self::Withheld(_) => {
+                "not found: withheld, the patient restricted this document".to_owned()
+            }
             Self::PeerUnavailable(_) => "peer unavailable".to_owned(),
             Self::PeerTimeout => "peer timed out".to_owned(),
             Self::PeerAnswer { status, .. } => format!("peer answered {status}"),
@@ -734,6 +742,7 @@ mod tests {
             E::BodyRead(_) => "BodyRead",
             E::IdentifierConflict { .. } => "IdentifierConflict",
             E::ResourceNotFound(_) => "ResourceNotFound",
+            E::Withheld(_) => "Withheld",
             E::UnknownRoute(_) => "UnknownRoute",
             E::MethodNotAllowed(_) => "MethodNotAllowed",
             E::Store(_) => "Store",
@@ -760,7 +769,7 @@ mod tests {
     }
 
     /// How many variants [`variant`] names.
-    const VARIANTS: usize = 33;
+    const VARIANTS: usize = 34;
 
     /// The mapping table, row by row (every variant): error → status, issue
     /// code.
@@ -814,6 +823,7 @@ mod tests {
                 404,
                 "not-found",
             ),
+            (GatewayError::Withheld("Bundle/x".into()), 404, "not-found"),
             (
                 GatewayError::UnknownRoute("/x".into()),
                 404,
@@ -1044,6 +1054,25 @@ mod tests {
                 .into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
+
+    /// A document its patient restricted is answered byte for byte as one
+    /// that does not exist (the answer does not reveal it); only the audit
+    /// record says it was withheld.
+    #[test]
+    fn a_withheld_document_is_answered_as_one_not_found() {
+        let body = |error: GatewayError| {
+            let (status, issues) = classify(&error);
+            (status, outcome::render(&issues).unwrap())
+        };
+        assert_eq!(
+            body(GatewayError::Withheld("Bundle/x".into())),
+            body(GatewayError::ResourceNotFound("Bundle/x".into()))
+        );
+        assert_ne!(
+            GatewayError::Withheld("Bundle/x".into()).audit_summary(),
+            GatewayError::ResourceNotFound("Bundle/x".into()).audit_summary()
+        );
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //!   restrictions in force, so repeated reads release the same document.
 //! - A restricted prescription is left out of lists and cannot be dispensed
 //!   abroad, as if it did not exist.
+//! - A restricted document of any document service (one laboratory report,
+//!   one PDF original, one summary; by its identifier) is left out of lists
+//!   and read as "not found", as if it did not exist; the patient's country
+//!   audits the read as withheld.
 //! - An emergency purpose of use lifts restrictions only for the services
 //!   `[patient_rights] emergency_lifts_restrictions` names; the caller
 //!   audits each lifting as such.
@@ -271,7 +275,7 @@ fn restricted_part(restriction: &Restriction) -> Option<RestrictedPart> {
             system: system.to_owned(),
             value: value.to_owned(),
         }),
-        RestrictionKind::Prescription => None,
+        RestrictionKind::Prescription | RestrictionKind::Document => None,
     }
 }
 
@@ -376,6 +380,92 @@ impl PrescriptionRestrictions {
     pub(crate) fn lifted_any(&self) -> bool {
         self.lifted
     }
+}
+
+/// The patient's restrictions of whole documents (a laboratory report, a
+/// PDF original, a summary: `RestrictionKind::Document`, by the document's
+/// identifier) as they apply to one request. A restricted document is
+/// neither listed nor read abroad: to the caller it does not exist.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DocumentRestrictions {
+    /// Identifiers (`system|value`) of the restricted documents.
+    restricted: Vec<String>,
+    /// The services whose restrictions an emergency lifts for this request
+    /// (empty unless the purpose of use is an emergency).
+    lifted_services: Vec<String>,
+}
+
+impl DocumentRestrictions {
+    /// The document restrictions `patient` (`system|value`) has in force,
+    /// for a request with this `purpose`.
+    pub(crate) async fn of(
+        state: &AppState,
+        federation: &Federation,
+        patient: &str,
+        purpose: PurposeOfUse,
+    ) -> Result<Self, GatewayError> {
+        let restricted: Vec<String> = state
+            .store
+            .restrictions_for_patient(patient)
+            .await?
+            .into_iter()
+            .filter(|r| r.kind == RestrictionKind::Document)
+            .map(|r| r.target)
+            .collect();
+        let lifted_services = if purpose == PurposeOfUse::Emergency && !restricted.is_empty() {
+            federation.emergency_lifts_restrictions.clone()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            restricted,
+            lifted_services,
+        })
+    }
+
+    fn names(&self, identifier: &DocumentIdentifier) -> bool {
+        self.restricted
+            .iter()
+            .any(|t| t.split_once('|') == Some((&identifier.system, &identifier.value)))
+    }
+
+    fn lifts(&self, service: &str) -> bool {
+        self.lifted_services.iter().any(|s| s == service)
+    }
+
+    /// Whether the document `identifier` of `service` is withheld from
+    /// this request.
+    pub(crate) fn withholds(&self, service: &str, identifier: &DocumentIdentifier) -> bool {
+        self.names(identifier) && !self.lifts(service)
+    }
+
+    /// Whether an emergency lifted the restriction of the document
+    /// `identifier` of `service` (the caller audits it).
+    pub(crate) fn lifted_for(&self, service: &str, identifier: &DocumentIdentifier) -> bool {
+        self.names(identifier) && self.lifts(service)
+    }
+}
+
+/// Checks the patient's document restrictions for one read of `document`
+/// of `service`: `Err(Withheld)` when the patient restricted it (answered
+/// as "not found", audited as withheld), `Ok(true)` when an emergency
+/// lifted the restriction (the caller notes it), else `Ok(false)`.
+pub(crate) async fn check_document_read(
+    state: &AppState,
+    federation: &Federation,
+    document: &StoredDocument,
+    service: &str,
+    purpose: PurposeOfUse,
+    what: String,
+) -> Result<bool, GatewayError> {
+    let Some(patient) = document.patient_identifier.as_deref() else {
+        return Ok(false);
+    };
+    let restrictions = DocumentRestrictions::of(state, federation, patient, purpose).await?;
+    if restrictions.withholds(service, &document.identifier) {
+        return Err(GatewayError::Withheld(what));
+    }
+    Ok(restrictions.lifted_for(service, &document.identifier))
 }
 
 #[cfg(test)]

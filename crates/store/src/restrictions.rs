@@ -29,6 +29,11 @@ pub enum RestrictionKind {
     Identifier,
     /// A prescription: target its identifier `system|value`.
     Prescription,
+    /// A whole document of any document service (a laboratory report, a
+    /// PDF original, a patient summary): target its identifier
+    /// `system|value` (`Bundle.identifier`, or the `masterIdentifier` of a
+    /// PDF original). Abroad it is neither listed nor read.
+    Document,
 }
 
 impl RestrictionKind {
@@ -39,6 +44,7 @@ impl RestrictionKind {
             Self::Entry => "entry",
             Self::Identifier => "identifier",
             Self::Prescription => "prescription",
+            Self::Document => "document",
         }
     }
 
@@ -49,13 +55,15 @@ impl RestrictionKind {
             "entry" => Some(Self::Entry),
             "identifier" => Some(Self::Identifier),
             "prescription" => Some(Self::Prescription),
+            "document" => Some(Self::Document),
             _ => None,
         }
     }
 
-    /// Whether it restricts the patient summary (rather than a prescription).
+    /// Whether it restricts a part of the patient summary (rather than a
+    /// prescription or a whole document).
     pub fn is_summary_part(self) -> bool {
-        !matches!(self, Self::Prescription)
+        !matches!(self, Self::Prescription | Self::Document)
     }
 }
 

@@ -5,7 +5,8 @@
 //! (`Accept`), else a FHIR Binary (binary.html#rest). The document's service
 //! (`crate::services`, by its stored type) names the permission asked for
 //! and the opt-out that applies, as for `Bundle/{id}`; a PDF original
-//! crosses as stored (restrictions of parts are the patient summary's).
+//! crosses as stored (restrictions of parts are the patient summary's), or
+//! not at all when the patient restricted it (answered as not found).
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -59,7 +60,7 @@ pub(crate) async fn answer(
         .for_stored_type(document.document_type.as_deref())
         .filter(|s| s.kind == ServiceKind::Document)
         .ok_or_else(not_found)?;
-    super::admit::admit(
+    let purpose = super::admit::admit(
         &state,
         federation,
         peer.as_deref(),
@@ -74,6 +75,20 @@ pub(crate) async fn answer(
         GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
         other => other,
     })?;
+    // A PDF original the patient restricted is "not found" to the caller
+    // (audited here as withheld), unless an emergency lifts it.
+    if crate::release::check_document_read(
+        &state,
+        federation,
+        &document,
+        &service.name,
+        purpose,
+        format!("Binary/{id}"),
+    )
+    .await?
+    {
+        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+    }
     Ok(pdf_original(
         headers.get(header::ACCEPT),
         &id,

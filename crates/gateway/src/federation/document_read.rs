@@ -5,7 +5,8 @@
 //! document's service (`crate::services`, by its stored type) names the
 //! permission asked for and the opt-out that applies. The id may be a released
 //! variant's: what is released is decided from its original, against the
-//! restrictions in force now. A document the store does not hold is asked
+//! restrictions in force now. A document the patient restricted as a whole
+//! is answered as not found (`crate::release::check_document_read`). A document the store does not hold is asked
 //! of the national FHIR servers (`super::national_source`).
 
 use axum::Extension;
@@ -94,6 +95,20 @@ pub(crate) async fn answer(
         GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
         other => other,
     })?;
+    // A document the patient restricted as a whole is "not found" to the
+    // caller (audited here as withheld), unless an emergency lifts it.
+    if crate::release::check_document_read(
+        &state,
+        federation,
+        &document,
+        &service.name,
+        purpose,
+        format!("Bundle/{id}"),
+    )
+    .await?
+    {
+        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+    }
     if !is_summary {
         // Restrictions of parts are the patient summary's; another
         // service's document crosses as stored.

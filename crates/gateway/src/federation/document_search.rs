@@ -12,7 +12,9 @@
 //! the service is on `source = "fhir"`: `super::national_prescriptions`). Each service is asked for by its
 //! own permission of the access policy. A PDF original (OrCD) of a service
 //! is listed beside its FHIR documents, `contentType: application/pdf` and
-//! read as `Binary/<country>.<id>` (MyHealth@EU's L1 beside the L3).
+//! read as `Binary/<country>.<id>` (MyHealth@EU's L1 beside the L3). A
+//! document the patient restricted as a whole is not listed
+//! (`crate::release::DocumentRestrictions`).
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -108,6 +110,18 @@ pub(crate) async fn answer(
             .for_stored_type(d.document_type.as_deref())
             .is_some_and(|s| s.name == service.name)
     });
+    // A document the patient restricted is not listed (crate::release),
+    // unless an emergency lifts the service's restrictions here.
+    let restrictions =
+        crate::release::DocumentRestrictions::of(&state, federation, &key, purpose).await?;
+    let mut lifted = false;
+    documents.retain(|d| {
+        lifted |= restrictions.lifted_for(&service.name, &d.identifier);
+        !restrictions.withholds(&service.name, &d.identifier)
+    });
+    if lifted {
+        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+    }
     // Listed as they may be released: a summary the patient restricted is
     // listed as its variant (its own id, identifier and size).
     let documents = if service.name == PATIENT_SUMMARY {

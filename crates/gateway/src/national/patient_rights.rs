@@ -3,7 +3,8 @@
 //! cross-border exchange, per service and optionally per requesting
 //! country, checked at every cross-border identification, list and
 //! retrieval (`crate::federation::admit`); restricting parts of their data
-//! (`$cross-border-restriction`, applied by `crate::release`); and reading
+//! or whole documents (`$cross-border-restriction`, applied by
+//! `crate::release`); and reading
 //! who accessed it.
 //!
 //! `POST /fhir/$cross-border-opt-out` (patient portal only) takes a FHIR
@@ -305,11 +306,14 @@ fn identifier_of(node: &Node) -> Option<(&str, &str)> {
 /// | `entry` | Reference | an entry of the patient summary: `reference` is its `fullUrl` or `Type/id` |
 /// | `entryIdentifier` | Identifier | an entry of the patient summary, by its business identifier |
 /// | `prescription` | Identifier | a prescription, by its identifier |
+/// | `document` | Identifier | a whole document of any document service (a laboratory report, a PDF original, a summary), by its identifier: `Bundle.identifier`, or the `masterIdentifier` of a PDF original |
 /// | `restrict` | boolean | `true` to restrict, `false` to lift the restriction |
 ///
-/// Exactly one of `section`, `entry`, `entryIdentifier` and `prescription`.
-/// Effective at once: the next cross-border read releases the summary
-/// without the part, and lists no restricted prescription.
+/// Exactly one of `section`, `entry`, `entryIdentifier`, `prescription` and
+/// `document`. Effective at once: the next cross-border read releases the
+/// summary without the part, lists no restricted prescription, and neither
+/// lists nor answers a restricted document (to the caller abroad it is not
+/// found, as one that does not exist).
 pub(crate) async fn restriction(
     State(state): State<AppState>,
     caller: NationalCaller,
@@ -381,9 +385,22 @@ pub(crate) async fn restriction(
             format!("{s}|{v}"),
         ));
     }
+    if let Some(p) = parameter(root, "document") {
+        let (s, v) = p
+            .get("valueIdentifier")
+            .and_then(identifier_of)
+            .ok_or_else(|| {
+                invalid(
+                    "document must be a valueIdentifier with system and value",
+                    AT,
+                )
+            })?;
+        targets.push((ehds_store::RestrictionKind::Document, format!("{s}|{v}")));
+    }
     let [(kind, target)] = <[_; 1]>::try_from(targets).map_err(|_| {
         invalid(
-            "exactly one of section, entry, entryIdentifier and prescription is required",
+            "exactly one of section, entry, entryIdentifier, prescription and document is \
+             required",
             AT,
         )
     })?;

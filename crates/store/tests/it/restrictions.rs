@@ -19,6 +19,7 @@ use time::macros::datetime;
 on_both_backends!(
     restrictions_set_listed_and_lifted,
     variants_kept_once_per_restriction_set,
+    a_whole_document_is_restricted_by_its_identifier,
 );
 
 const PATIENT: &str = "urn:oid:2.16.840.1.113883.2.4.6.3|574687583";
@@ -80,6 +81,33 @@ async fn restrictions_set_listed_and_lifted(store: &Store) {
         store.restrictions_for_patient(PATIENT).await.unwrap().len(),
         1
     );
+}
+
+/// A whole document (one laboratory report) restricted by its identifier
+/// is kept and read back as such; it is no part of the summary, so the
+/// summary's released variants do not change with it.
+async fn a_whole_document_is_restricted_by_its_identifier(store: &Store) {
+    let at = datetime!(2026-11-24 12:00 UTC);
+    let before = restrictions_fingerprint(&store.restrictions_for_patient(PATIENT).await.unwrap());
+    store
+        .set_restriction(
+            PATIENT,
+            RestrictionKind::Document,
+            "urn:ietf:rfc:3986|urn:uuid:lab-1",
+            at,
+        )
+        .await
+        .unwrap();
+    let found = store.restrictions_for_patient(PATIENT).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].kind, RestrictionKind::Document);
+    assert_eq!(found[0].target, "urn:ietf:rfc:3986|urn:uuid:lab-1");
+    assert_eq!(
+        RestrictionKind::from_name("document"),
+        Some(RestrictionKind::Document)
+    );
+    assert!(!RestrictionKind::Document.is_summary_part());
+    assert_eq!(restrictions_fingerprint(&found), before);
 }
 
 async fn variants_kept_once_per_restriction_set(store: &Store) {
