@@ -169,3 +169,85 @@ async fn no_audit_record_no_data() {
     assert!(!body.contains("DeLarosa"), "the summary leaked");
     f.stop().await;
 }
+
+/// `_elements` on the identification (search.html#elements; the NCPeH
+/// API's data minimisation), through both gateways: LU answers the Patient
+/// with only the elements asked for and those always returned (modifiers:
+/// `active`), each exactly as the hospital wrote it, tagged `SUBSETTED`;
+/// BE validates and passes it on. Anything else is a 400 naming
+/// `_elements`, refused at BE before anything crosses.
+#[tokio::test]
+async fn a_doctor_abroad_identifies_the_patient_with_only_the_elements_asked_for() {
+    let f = federation().await;
+    let (_, pushed) = push_lu_summary(&f).await;
+    let pushed_text = String::from_utf8(pushed).unwrap();
+    let doctor = Caller::doctor(&f);
+    let response = doctor
+        .get(&format!(
+            "{}&_elements=identifier,name",
+            lu_patient_search()
+        ))
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    let body = response.text().await.unwrap();
+    let found: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+    let patient = &found["entry"][0]["resource"];
+    let mut elements: Vec<&str> = patient
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    elements.sort_unstable();
+    assert_eq!(
+        elements,
+        ["active", "id", "identifier", "meta", "name", "resourceType"],
+        "{patient}"
+    );
+    assert_eq!(patient["meta"]["tag"][0]["code"], "SUBSETTED");
+    // Each kept element is the hospital's bytes (a JSON text found as is
+    // in what was pushed).
+    let original: Value = serde_json::from_str(&pushed_text).unwrap();
+    let written = original["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Patient")
+        .unwrap();
+    for element in ["identifier", "name", "active"] {
+        assert_eq!(patient[element], written[element], "{element}");
+    }
+    let identifier_at = body.find(r#""identifier""#).unwrap();
+    let name_at = body.find(r#""name""#).unwrap();
+    assert!(
+        identifier_at < name_at,
+        "the sender's order is kept: {body}"
+    );
+    let kept = &body[identifier_at..name_at];
+    let kept = kept.trim_end_matches(',');
+    assert!(pushed_text.contains(kept), "{kept} is not as written");
+    assert!(
+        !body.contains("telecom") && !body.contains("birthDate") && !body.contains("address"),
+        "{body}"
+    );
+
+    // Anything else: 400 naming the parameter, decided at BE.
+    let refused = json(
+        doctor
+            .get(&format!("{}&_elements=name,diagnosis", lu_patient_search()))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        refused["issue"][0]["expression"][0], "http._elements",
+        "{refused}"
+    );
+    assert_eq!(
+        refused["issue"][0]["details"]["coding"][0]["code"],
+        "ERROR_UNKNOWN_FILTER"
+    );
+    f.stop().await;
+}

@@ -39,7 +39,10 @@
 //!   professional believes they made and send more of a patient's record
 //!   across a border than asked for. Unknown parameters, modifiers
 //!   (`name:exact`), result parameters (`_count`, `_include`, `_format`)
-//!   and repeated parameters are refused.
+//!   and repeated parameters are refused — except `_elements` on the
+//!   Patient search (search.html#elements), which only narrows what
+//!   crosses (the NCPeH API's data minimisation): a comma-separated list
+//!   of the Patient's root element names, anything else refused.
 //!
 //! Invalid input is a value: parsing returns every [`SearchRefusal`] found,
 //! each naming its parameter (for an OperationOutcome `issue.location` /
@@ -196,7 +199,43 @@ pub struct PatientSearch {
     pub birthdate: Option<DateParam>,
     /// Administrative gender.
     pub gender: Option<Gender>,
+    /// `_elements` (search.html#elements, the NCPeH API's data
+    /// minimisation): the Patient's root elements asked for, in the order
+    /// [`PATIENT_ELEMENTS`] lists them, each once; `None`: the whole
+    /// Patient.
+    pub elements: Option<Vec<&'static str>>,
 }
+
+/// The root elements of the R4 Patient resource (patient.html; the
+/// snapshot of `StructureDefinition-Patient.json` in
+/// `profiles/hl7.fhir.r4.core-4.0.1`), as `_elements` names them: a choice
+/// element by its name without `[x]` (`deceased`, `multipleBirth`).
+pub const PATIENT_ELEMENTS: &[&str] = &[
+    "id",
+    "meta",
+    "implicitRules",
+    "language",
+    "text",
+    "contained",
+    "extension",
+    "modifierExtension",
+    "identifier",
+    "active",
+    "name",
+    "telecom",
+    "gender",
+    "birthDate",
+    "deceased",
+    "address",
+    "maritalStatus",
+    "multipleBirth",
+    "photo",
+    "contact",
+    "communication",
+    "generalPractitioner",
+    "managingOrganization",
+    "link",
+];
 
 /// `GET DocumentReference?patient.identifier=system|value[&type=system|code]
 /// [&date=…][&contenttype=…][&category=system|code][&creation=…]` (the
@@ -465,7 +504,7 @@ impl SearchRefusal {
     }
 }
 
-const PATIENT_PARAMS: &[&str] = &["identifier", "name", "birthdate", "gender"];
+const PATIENT_PARAMS: &[&str] = &["identifier", "name", "birthdate", "gender", "_elements"];
 const DOCUMENT_REFERENCE_PARAMS: &[&str] = &[
     "patient.identifier",
     "type",
@@ -495,18 +534,22 @@ impl PatientSearch {
         let gender = params
             .get("gender")
             .and_then(|v| keep(parse_gender("gender", v), &mut refusals));
+        let elements = params
+            .get("_elements")
+            .and_then(|v| keep(parse_elements("_elements", v), &mut refusals));
         match identifier {
             Some(identifier) if refusals.is_empty() => Ok(Self {
                 identifier,
                 name,
                 birthdate,
                 gender,
+                elements,
             }),
             _ => Err(refusals),
         }
     }
 
-    /// `Patient?identifier=…[&name=…][&birthdate=…][&gender=…]`.
+    /// `Patient?identifier=…[&name=…][&birthdate=…][&gender=…][&_elements=…]`.
     pub fn relay_path(&self) -> String {
         let mut query = Query::new("Patient");
         query.token("identifier", &self.identifier);
@@ -518,6 +561,9 @@ impl PatientSearch {
         }
         if let Some(gender) = self.gender {
             query.raw("gender", gender.code());
+        }
+        if let Some(elements) = &self.elements {
+            query.alternatives("_elements", elements);
         }
         query.finish()
     }
@@ -1129,6 +1175,33 @@ fn parse_gender(parameter: &str, value: &str) -> Result<Gender, SearchRefusal> {
             },
         )
     })
+}
+
+/// `_elements`: comma-separated root element names of the Patient
+/// ([`PATIENT_ELEMENTS`]); returned in that list's order, each once.
+fn parse_elements(parameter: &str, value: &str) -> Result<Vec<&'static str>, SearchRefusal> {
+    let chars = unescape(parameter, value)?;
+    let mut asked = BTreeSet::new();
+    for alternative in chars.split(|c| is_separator(c, ',')) {
+        let name = literal(alternative);
+        let position = PATIENT_ELEMENTS
+            .iter()
+            .position(|e| *e == name)
+            .ok_or_else(|| {
+                SearchRefusal::new(
+                    parameter,
+                    RefusalKind::Malformed {
+                        expected: "comma-separated root element names of Patient (identifier, \
+                                   name, birthDate, gender, …; patient.html)",
+                    },
+                )
+            })?;
+        asked.insert(position);
+    }
+    Ok(asked
+        .into_iter()
+        .filter_map(|i| PATIENT_ELEMENTS.get(i).copied())
+        .collect())
 }
 
 fn parse_statuses(

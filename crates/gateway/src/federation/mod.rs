@@ -8,7 +8,8 @@
 //! national FHIR server of a service with `source = "fhir"`
 //! ([`national_source`], [`national_prescriptions`], `crate::sources`), with the patient's restrictions
 //! applied (`crate::release`). One file per
-//! endpoint: [`patient_search`], [`document_search`], [`document_read`],
+//! endpoint: [`patient_search`] (with [`patient_elements`], its
+//! `_elements` subset), [`document_search`], [`document_read`],
 //! [`binary_read`], //! [`prescription_search`], [`prescription_read`], [`dispense`],
 //! [`audit_report`]. Every route is behind the audited exit
 //! (`crate::audit::exit`): one record per request, refusals included, and
@@ -22,6 +23,7 @@ pub(crate) mod document_read;
 pub(crate) mod document_search;
 pub(crate) mod national_prescriptions;
 pub(crate) mod national_source;
+pub(crate) mod patient_elements;
 pub(crate) mod patient_search;
 pub(crate) mod prescription_read;
 pub(crate) mod prescription_search;

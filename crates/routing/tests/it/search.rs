@@ -41,6 +41,7 @@ fn patient_search_accepts_the_supported_forms() {
                 name: None,
                 birthdate: None,
                 gender: None,
+                elements: None,
             },
         ),
         (
@@ -51,6 +52,7 @@ fn patient_search_accepts_the_supported_forms() {
                 name: Some("Lux Brennard".into()),
                 birthdate: Some(DateParam::Day(1998, 4, 17)),
                 gender: Some(Gender::Female),
+                elements: None,
             },
         ),
         (
@@ -61,6 +63,7 @@ fn patient_search_accepts_the_supported_forms() {
                 name: None,
                 birthdate: Some(DateParam::Month(1998, 4)),
                 gender: Some(Gender::Other),
+                elements: None,
             },
         ),
         (
@@ -71,6 +74,7 @@ fn patient_search_accepts_the_supported_forms() {
                 name: None,
                 birthdate: Some(DateParam::Year(2000)),
                 gender: None,
+                elements: None,
             },
         ),
         (
@@ -81,6 +85,7 @@ fn patient_search_accepts_the_supported_forms() {
                 name: Some("O,Brien$Jr".into()),
                 birthdate: None,
                 gender: None,
+                elements: None,
             },
         ),
         (
@@ -91,6 +96,7 @@ fn patient_search_accepts_the_supported_forms() {
                 name: Some("André".into()),
                 birthdate: None,
                 gender: None,
+                elements: None,
             },
         ),
         (
@@ -100,11 +106,52 @@ fn patient_search_accepts_the_supported_forms() {
                 name: None,
                 birthdate: Some(DateParam::Day(2024, 2, 29)),
                 gender: None,
+                elements: None,
             },
         ),
     ];
     for (query, expected) in cases {
         assert_eq!(PatientSearch::parse(query), Ok(expected), "{query}");
+    }
+}
+
+/// `_elements` (search.html#elements): root element names of Patient, kept
+/// in the resource's order, each once, relayed canonically; anything else
+/// is a 400 naming the parameter.
+#[test]
+fn patient_search_takes_elements_for_data_minimisation() {
+    let search =
+        PatientSearch::parse("identifier=urn:oid:1.2|v&_elements=name,identifier,name%2CbirthDate")
+            .unwrap();
+    assert_eq!(
+        search.elements.as_deref(),
+        Some(&["identifier", "name", "birthDate"][..])
+    );
+    assert_eq!(
+        search.relay_path(),
+        "Patient?identifier=urn:oid:1.2%7Cv&_elements=identifier,name,birthDate"
+    );
+    assert_eq!(
+        PatientSearch::parse(&search.relay_path()["Patient?".len()..]),
+        Ok(search)
+    );
+    for refused in [
+        "_elements=name,diagnosis",
+        "_elements=Patient.name",
+        "_elements=deceasedBoolean",
+        "_elements=name,",
+        "_elements:exact=name",
+        "_elements=name&_elements=gender",
+    ] {
+        let refusals =
+            PatientSearch::parse(&format!("identifier=urn:oid:1.2|v&{refused}")).unwrap_err();
+        assert!(
+            refusals
+                .iter()
+                .all(|r| r.parameter.starts_with("_elements")),
+            "{refused}: {refusals:?}"
+        );
+        assert_eq!(refusals.len(), 1, "{refused}: {refusals:?}");
     }
 }
 
