@@ -394,3 +394,223 @@ async fn a_pdf_only_service_added_by_configuration_alone_crosses_the_border() {
     assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 403);
     f.stop().await;
 }
+
+/// A transaction Bundle of the PDF original as a `Binary` and its
+/// DocumentReference, the attachment's `url` naming the Binary's
+/// `fullUrl` (http.html#transaction).
+fn transaction(identifier: &str, pdf: &[u8], url: &str) -> Value {
+    let mut reference: Value =
+        serde_json::from_slice(&document_reference(identifier, "11502-2", PDF, pdf)).unwrap();
+    let attachment = &mut reference["content"][0]["attachment"];
+    attachment.as_object_mut().unwrap().remove("data");
+    attachment["url"] = Value::from(url);
+    serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:5d3c0b1e-7f0a-4c1e-9e58-2b6f7c3a9d10",
+                "resource": {"resourceType": "Binary", "contentType": PDF, "data": BASE64.encode(pdf)},
+                "request": {"method": "POST", "url": "Binary"},
+            },
+            {
+                "fullUrl": "urn:uuid:0b8e6f52-3a41-4d7b-8c2e-6a9f1d4e7b23",
+                "resource": reference,
+                "request": {"method": "POST", "url": "DocumentReference"},
+            },
+        ],
+    })
+}
+
+/// The PDF original as a Binary in a transaction (`POST /fhir`, or `POST
+/// /fhir/Bundle`) is stored as the inline form is: the PDF's bytes, read
+/// abroad byte for byte; idempotent. Malicious forms — the attachment
+/// naming something else than the Binary (an outside URL), the PDF in both
+/// places, a Binary that is no PDF or carries JavaScript, another resource
+/// slipped in, an entry that is not a create — are refused, located, and
+/// nothing is stored. The size limit is the PDF's own (10 MiB decoded),
+/// whatever its form: a ~5 MiB PDF fits, inline or as a Binary (R4 sets no
+/// limit for base64Binary; the Java validator's 1 MB is for strings).
+#[tokio::test]
+async fn a_pdf_original_as_a_binary_in_a_transaction_and_a_5_mib_pdf_are_stored_as_sent() {
+    let f = federation().await;
+    let pdf = ehds_test_support::minimal_pdf("Laboratory report: potassium 4.1 mmol/L");
+    let binary_url = "urn:uuid:5d3c0b1e-7f0a-4c1e-9e58-2b6f7c3a9d10";
+    let post = |path: &'static str, body: &Value| {
+        post_at_lu(
+            &f,
+            NationalClientKind::EhrSystem,
+            path,
+            serde_json::to_vec(body).unwrap(),
+        )
+    };
+    let lab_list = about_lu_patient("DocumentReference", "&type=http://loinc.org|11502-2");
+    let doctor = Caller::doctor(&f);
+
+    // Refused, located; nothing stored.
+    let with_javascript = String::from_utf8_lossy(&pdf)
+        .replace(
+            "/Type /Catalog /Pages 2 0 R",
+            "/Type /Catalog /Pages 2 0 R /OpenAction << /S /JavaScript /JS (app.alert(1)) >>",
+        )
+        .into_bytes();
+    let mut elsewhere = transaction("urn:uuid:tx-elsewhere", &pdf, "https://evil.example/x.pdf");
+    let mut both = transaction("urn:uuid:tx-both", &pdf, binary_url);
+    both["entry"][1]["resource"]["content"][0]["attachment"]["data"] =
+        Value::from(BASE64.encode(&pdf));
+    let mut not_a_pdf = transaction("urn:uuid:tx-html", b"<html>%PDF-1.4</html>", binary_url);
+    let mut more = transaction("urn:uuid:tx-more", &pdf, binary_url);
+    more["entry"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "fullUrl": "urn:uuid:9a7c4e21-5b3d-4f6a-8e1c-2d0b9f8a7c65",
+            "resource": {"resourceType": "Patient", "gender": "female"},
+            "request": {"method": "POST", "url": "Patient"},
+        }));
+    let mut deleting = transaction("urn:uuid:tx-delete", &pdf, binary_url);
+    deleting["entry"][0]["request"] = serde_json::json!({"method": "DELETE", "url": "Binary/1"});
+    let mut png = transaction("urn:uuid:tx-png", &pdf, binary_url);
+    png["entry"][0]["resource"]["contentType"] = Value::from("image/png");
+    elsewhere["entry"][1]["fullUrl"] = Value::from("urn:uuid:0b8e6f52-3a41-4d7b-8c2e-6a9f1d4e7b24");
+    not_a_pdf["entry"][1]["resource"]["content"][0]["attachment"]
+        .as_object_mut()
+        .unwrap()
+        .remove("size");
+    for (what, body, at, says) in [
+        (
+            "an attachment naming an outside URL",
+            elsewhere,
+            "Bundle.entry[1].resource.content[0].attachment.url",
+            "fetches nothing",
+        ),
+        (
+            "the PDF in both places",
+            both,
+            "Bundle.entry[1].resource.content[0].attachment.data",
+            "must be absent",
+        ),
+        (
+            "a Binary that is not a PDF",
+            not_a_pdf,
+            "Bundle.entry[0].resource.data",
+            "%PDF-1.",
+        ),
+        (
+            "a JavaScript action",
+            transaction("urn:uuid:tx-js", &with_javascript, binary_url),
+            "Bundle.entry[0].resource.data",
+            "/JavaScript",
+        ),
+        (
+            "another resource slipped in",
+            more,
+            "Bundle.entry[2]",
+            "nothing else",
+        ),
+        (
+            "an entry that is not a create",
+            deleting,
+            "Bundle.entry[0].request.method",
+            "POST",
+        ),
+        (
+            "a Binary of another media type",
+            png,
+            "Bundle.entry[0].resource.contentType",
+            "application/pdf",
+        ),
+    ] {
+        let (expressions, outcome) = refused(post("/fhir", &body).await, 422).await;
+        assert!(expressions.iter().any(|e| e == at), "{what}: {outcome}");
+        assert!(outcome.contains(says), "{what}: {outcome}");
+    }
+    assert_eq!(json(doctor.get(&lab_list).await, 200).await["total"], 0);
+
+    // Accepted: a transaction-response, 201 for each entry; the PDF read
+    // abroad byte for byte; the same again is 200 (idempotent), also
+    // through POST /fhir/Bundle.
+    let body = transaction("urn:uuid:tx-lab-1", &pdf, binary_url);
+    let answer = json(post("/fhir", &body).await, 200).await;
+    assert_eq!(answer["type"], "transaction-response", "{answer}");
+    assert_eq!(answer["entry"][0]["response"]["status"], "201 Created");
+    assert_eq!(answer["entry"][1]["response"]["status"], "201 Created");
+    let location = answer["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        answer["entry"][1]["resource"]["content"][0]["attachment"]["url"],
+        location
+    );
+    let again = json(post("/fhir/Bundle", &body).await, 200).await;
+    assert_eq!(again["entry"][0]["response"]["status"], "200 OK");
+    let list = json(doctor.get(&lab_list).await, 200).await;
+    assert_eq!(list["total"], 1, "{list}");
+    let url = list["entry"][0]["resource"]["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(url, location.replacen("Binary/", "Binary/LU.", 1));
+    let raw = read(&doctor, &url, PDF).await;
+    assert_eq!(raw.status().as_u16(), 200);
+    assert_eq!(raw.bytes().await.unwrap(), &pdf[..]);
+
+    // ~5 MiB: accepted inline and as a Binary, read back byte for byte.
+    let mut large = pdf.clone();
+    large.splice(
+        pdf.len() - 6..pdf.len() - 6,
+        std::iter::repeat_n(b' ', 5 * 1024 * 1024),
+    );
+    let inline = push(
+        &f,
+        document_reference("urn:uuid:orcd-5mib", "11502-2", PDF, &large),
+    )
+    .await;
+    let location = inline.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        inline.status().as_u16(),
+        201,
+        "{}",
+        inline.text().await.unwrap()
+    );
+    let home = f
+        .national_client("LU", NationalClientKind::EhrSystem)
+        .get(f.lu.url(&location))
+        .header("accept", PDF)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        Sha256::digest(home.bytes().await.unwrap()),
+        Sha256::digest(&large)
+    );
+    let as_binary = json(
+        post(
+            "/fhir",
+            &transaction("urn:uuid:tx-5mib", &large, binary_url),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(as_binary["entry"][0]["response"]["status"], "201 Created");
+    // Over 10 MiB as a Binary: 413, nothing stored.
+    let mut oversize = pdf.clone();
+    oversize.splice(
+        pdf.len() - 6..pdf.len() - 6,
+        std::iter::repeat_n(b' ', 10 * 1024 * 1024),
+    );
+    let (_, outcome) = refused(
+        post(
+            "/fhir",
+            &transaction("urn:uuid:tx-big", &oversize, binary_url),
+        )
+        .await,
+        413,
+    )
+    .await;
+    assert!(outcome.contains("too-long"), "{outcome}");
+    assert_eq!(json(doctor.get(&lab_list).await, 200).await["total"], 3);
+    f.stop().await;
+}

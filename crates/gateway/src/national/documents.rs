@@ -3,7 +3,9 @@
 //!
 //! - `POST /fhir/Bundle`: a hospital EHR system pushes a FHIR document (the
 //!   IPS patient summary; a prescription Bundle goes to
-//!   `super::prescriptions`): validated against the document profiles,
+//!   `super::prescriptions`, a transaction holding a PDF original as a
+//!   Binary and its DocumentReference to `super::pdf_originals`): validated
+//!   against the document profiles,
 //!   stored byte for byte, idempotent by `Bundle.identifier` (create:
 //!   <http://hl7.org/fhir/R4/http.html#create>, `Prefer: return=`).
 //! - `GET /fhir/Bundle/{id}`: read (<http://hl7.org/fhir/R4/http.html#read>).
@@ -46,6 +48,10 @@ pub(crate) async fn push(
     // A prescription Bundle (several items) goes to the prescriptions.
     if super::prescriptions::is_prescription_bundle(resource.root()) {
         return super::prescriptions::push_bundle(&state, &caller, &resource).await;
+    }
+    // A transaction is a PDF original as a Binary and its DocumentReference.
+    if super::pdf_originals::is_transaction(resource.root()) {
+        return super::pdf_originals::push_transaction(&state, &caller, &resource).await;
     }
     caller.require(&[NationalClientKind::EhrSystem], "push documents")?;
     // The document's type (its Composition's) picks the service and so the

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/fhir/DocumentReference", post(pdf_originals::push))
+        .route("/fhir", post(pdf_originals::push_at_base))
         .route(
             "/fhir/Binary/{id}",
             audited(

@@ -14,6 +14,14 @@
 //!   see, at most [`MAX_PDF_ORIGINAL_BYTES`]) and stored byte-exact as
 //!   `application/pdf`; refusals are located OperationOutcomes (422, 413
 //!   over the size). The answer is the DocumentReference the lists carry.
+//! - `POST /fhir` (or `POST /fhir/Bundle`) with a `transaction` Bundle: the
+//!   same as a `Binary` holding the PDF and a DocumentReference whose
+//!   `content.attachment.url` is the Binary's `fullUrl` (one of each,
+//!   both `POST`), checked and stored as the inline form is.
+//! - The PDF's size limit is [`MAX_PDF_ORIGINAL_BYTES`] (10 MiB decoded),
+//!   in both forms: the validator's 1 MB limit on primitives is not held
+//!   against the PDF's base64 (R4 sets none for base64Binary, and the HL7
+//!   Java validator applies it to `string` only: [`validated`]).
 //! - `GET /fhir/Binary/{id}`: the PDF read back by the system that pushed
 //!   it, or, for `<country>.<id>`, a PDF original held by another country
 //!   (`crate::relay::binary_read`); `Accept: application/pdf` gives the
@@ -57,20 +65,150 @@ pub(crate) async fn push(
     let resource =
         FhirBody(receive_resource(&headers, body, &state).await?).of_type("DocumentReference")?;
     // The PDF first: an oversize one is a 413 whatever else is wrong.
-    let original = PdfOriginal::read(resource.root(), &state.services)?;
-    match check_pdf(&original.pdf, MAX_PDF_ORIGINAL_BYTES, DATA_AT) {
-        PdfCheck::Accepted => {}
-        PdfCheck::TooLarge { limit } => return Err(GatewayError::PayloadTooLarge { limit }),
-        PdfCheck::Refused(report) => return Err(GatewayError::Invalid(report)),
+    let original = PdfOriginal::read(
+        resource.root(),
+        "DocumentReference",
+        PdfIn::Inline,
+        &state.services,
+    )?;
+    checked_pdf(&original, DATA_AT)?;
+    validated(&state, &resource, DATA_AT).await?;
+    let (status, stored) = store(&state, &caller, &original).await?;
+    let location = format!("/fhir/Binary/{}", stored.id);
+    let listed = listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
+    let mut response = fhir_json(status, listed.to_string());
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
     }
-    // The validator holds every primitive, `attachment.data` included, to
-    // 1 MB (`ehds_validation::structure::primitive::MAX_LENGTH`): a PDF
-    // inline is at most 768 KiB until that rule leaves base64Binary alone
-    // (R4 datatypes.html#base64Binary sets no upper limit).
-    let report = state.validator.validate(&resource, &[]).await;
-    if !report.is_acceptable() {
-        return Err(GatewayError::Invalid(report));
+    Ok(response)
+}
+
+/// `POST /fhir` (or `POST /fhir/Bundle`) with a `transaction` Bundle: push a
+/// PDF original as a `Binary` (the PDF, `contentType: application/pdf`) and
+/// a DocumentReference whose `content.attachment.url` is the Binary's
+/// `fullUrl` (http.html#transaction, references between entries
+/// bundle.html#references). Both entries `POST`, nothing else in the
+/// Bundle; checked as the inline form is (the Bundle validated against R4
+/// core, the PDF on its bytes) and stored as it is: the PDF's bytes,
+/// byte-exact. A `transaction-response` answers it (`200`), each entry
+/// `201 Created` (or `200 OK` when already stored), the Binary's with its
+/// location and the DocumentReference's with the one the lists carry.
+pub(crate) async fn push_transaction(
+    state: &AppState,
+    caller: &NationalCaller,
+    resource: &ehds_fhir::ReceivedResource,
+) -> Result<Response, GatewayError> {
+    caller.require(&[NationalClientKind::EhrSystem], "push PDF originals")?;
+    let transaction = PdfTransaction::read(resource.root())?;
+    let reference_at = format!("Bundle.entry[{}].resource", transaction.reference);
+    let data_at = format!("Bundle.entry[{}].resource.data", transaction.binary);
+    let original = PdfOriginal::read(
+        transaction.reference_node,
+        &reference_at,
+        PdfIn::Binary {
+            full_url: transaction.binary_full_url,
+            binary: transaction.binary_node,
+            data_at: &data_at,
+        },
+        &state.services,
+    )?;
+    checked_pdf(&original, &data_at)?;
+    validated(state, resource, &data_at).await?;
+    let (status, stored) = store(state, caller, &original).await?;
+    let status_line = if status == StatusCode::CREATED {
+        "201 Created"
+    } else {
+        "200 OK"
+    };
+    let listed = listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
+    let binary_entry = serde_json::json!({"response": {
+        "status": status_line,
+        "location": format!("Binary/{}", stored.id),
+    }});
+    let reference_entry = serde_json::json!({
+        "resource": listed,
+        "response": {"status": status_line},
+    });
+    // In the order of the request's entries (http.html#transaction-response).
+    let entries = if transaction.binary < transaction.reference {
+        [binary_entry, reference_entry]
+    } else {
+        [reference_entry, binary_entry]
+    };
+    let answer = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": entries,
+    });
+    // A transaction is answered 200 whatever its entries' outcomes
+    // (http.html#transaction-response).
+    Ok(fhir_json(StatusCode::OK, answer.to_string()))
+}
+
+/// `POST /fhir`: a transaction Bundle (only the PDF original form, see
+/// [`push_transaction`]).
+pub(crate) async fn push_at_base(
+    State(state): State<AppState>,
+    caller: NationalCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let resource = FhirBody(receive_resource(&headers, body, &state).await?).of_type("Bundle")?;
+    push_transaction(&state, &caller, &resource).await
+}
+
+/// Whether a pushed Bundle is a `transaction` (the PDF original form).
+pub(crate) fn is_transaction(root: &Node) -> bool {
+    root.get("type").and_then(Node::as_str) == Some("transaction")
+}
+
+/// Checks the PDF on its bytes (`ehds_validation::pdf`), refusals located
+/// at `data_at`: 413 over [`MAX_PDF_ORIGINAL_BYTES`], 422 otherwise.
+fn checked_pdf(original: &PdfOriginal, data_at: &str) -> Result<(), GatewayError> {
+    match check_pdf(&original.pdf, MAX_PDF_ORIGINAL_BYTES, data_at) {
+        PdfCheck::Accepted => Ok(()),
+        PdfCheck::TooLarge { limit } => Err(GatewayError::PayloadTooLarge { limit }),
+        PdfCheck::Refused(report) => Err(GatewayError::Invalid(report)),
     }
+}
+
+/// Validates `resource` against R4 core, but for the validator's 1 MB
+/// limit on the PDF's base64 at `data_at`: the PDF's size limit is
+/// [`MAX_PDF_ORIGINAL_BYTES`], checked on its bytes before.
+///
+/// R4 sets no upper limit for base64Binary (datatypes.html#base64Binary);
+/// the HL7 Java validator holds only `string` values to 1 MB
+/// (`InstanceValidator.checkPrimitive`, org.hl7.fhir.validation,
+/// hapifhir/org.hl7.fhir.core 001a37c: `type.equalsIgnoreCase("string")`
+/// … `length() <= 1048576`, TYPE_SPECIFIC_CHECKS_DT_STRING_LENGTH), and a
+/// base64Binary only to an element's `maxSize` extension
+/// (TYPE_SPECIFIC_CHECKS_DT_BASE64_TOO_LONG; Attachment.data has none).
+/// This gateway's validator holds every primitive to 1 MB
+/// (`ehds_validation::structure`), so that one issue, at the PDF's
+/// location only, is left out here.
+async fn validated(
+    state: &AppState,
+    resource: &ehds_fhir::ReceivedResource,
+    data_at: &str,
+) -> Result<(), GatewayError> {
+    let mut report = state.validator.validate(resource, &[]).await;
+    report
+        .issues
+        .retain(|i| !(i.code == IssueType::TooLong && i.expression.as_deref() == Some(data_at)));
+    if report.is_acceptable() {
+        Ok(())
+    } else {
+        Err(GatewayError::Invalid(report))
+    }
+}
+
+/// Stores the PDF original (byte-exact, idempotent by its identifier):
+/// `201` and the new document, or `200` and the one already stored.
+async fn store(
+    state: &AppState,
+    caller: &NationalCaller,
+    original: &PdfOriginal,
+) -> Result<(StatusCode, StoredDocument), GatewayError> {
     let outcome = state
         .store
         .put_document(NewDocument {
@@ -83,24 +221,17 @@ pub(crate) async fn push(
             content: &original.pdf,
         })
         .await?;
-    let (status, stored) = match outcome {
+    match outcome {
         PutOutcome::Created(doc) => {
             state.metrics.count_document_stored();
             tracing::info!(document_id = %doc.id, "PDF original stored");
-            (StatusCode::CREATED, doc)
+            Ok((StatusCode::CREATED, doc))
         }
-        PutOutcome::AlreadyStored(doc) => (StatusCode::OK, doc),
+        PutOutcome::AlreadyStored(doc) => Ok((StatusCode::OK, doc)),
         PutOutcome::Conflict { existing_id } => {
-            return Err(GatewayError::IdentifierConflict { existing_id });
+            Err(GatewayError::IdentifierConflict { existing_id })
         }
-    };
-    let location = format!("/fhir/Binary/{}", stored.id);
-    let listed = listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
-    let mut response = fhir_json(status, listed.to_string());
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
     }
-    Ok(response)
 }
 
 /// `GET /fhir/Binary/{id}`: the PDF for the system that pushed it; or, for
@@ -199,12 +330,40 @@ struct PdfOriginal {
     pdf: Vec<u8>,
 }
 
+/// Where the PDF of a pushed DocumentReference is.
+#[derive(Debug, Clone, Copy)]
+enum PdfIn<'a> {
+    /// In `content[0].attachment.data` (base64).
+    Inline,
+    /// In the `Binary` of the same transaction whose `fullUrl` the
+    /// attachment's `url` names.
+    Binary {
+        /// The Binary entry's `fullUrl`.
+        full_url: &'a str,
+        /// The Binary resource.
+        binary: &'a Node,
+        /// Where its `data` is, for refusals.
+        data_at: &'a str,
+    },
+}
+
 impl PdfOriginal {
-    /// Reads `root` (a DocumentReference valid against R4 core); every
-    /// element this gateway needs and does not find is an issue at it.
-    fn read(root: &Node, services: &ServiceRegistry) -> Result<Self, GatewayError> {
+    /// Reads `root` (a DocumentReference, at `base` in what was pushed:
+    /// `DocumentReference` or `Bundle.entry[i].resource`), its PDF from
+    /// `source`; every element this gateway needs and does not find is an
+    /// issue at it.
+    fn read(
+        root: &Node,
+        base: &str,
+        source: PdfIn<'_>,
+        services: &ServiceRegistry,
+    ) -> Result<Self, GatewayError> {
         let mut report = ValidationReport::default();
         let mut refuse = |at: &str, code: IssueType, message: &str| {
+            let at = match at.strip_prefix("DocumentReference") {
+                Some(rest) => format!("{base}{rest}"),
+                None => at.to_owned(),
+            };
             report.push(Issue::error(code, message).at(at));
         };
         let text = |node: Option<&Node>, key: &str| {
@@ -258,36 +417,79 @@ impl PdfOriginal {
             );
         }
         let attachment = contents.first().and_then(|c| c.get("attachment"));
-        let media_type = text(attachment, "contentType");
-        let is_pdf = media_type.as_deref().is_some_and(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case(ehds_store::PDF))
-        });
-        if !is_pdf {
+        let is_pdf = |media_type: Option<String>| {
+            media_type.as_deref().is_some_and(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case(ehds_store::PDF))
+            })
+        };
+        if !is_pdf(text(attachment, "contentType")) {
             refuse(
                 "DocumentReference.content[0].attachment.contentType",
                 IssueType::NotSupported,
                 "an original clinical document is accepted as application/pdf only",
             );
         }
-        let pdf = match text(attachment, "data") {
-            None => {
-                refuse(
-                    DATA_AT,
-                    IssueType::Required,
-                    "the PDF is sent in attachment.data (base64); this gateway does not \
-                     fetch attachment.url",
-                );
-                None
-            }
-            Some(data) => match base64::engine::general_purpose::STANDARD.decode(data) {
+        let decode = |data: &str, at: &str, refuse: &mut dyn FnMut(&str, IssueType, &str)| {
+            match base64::engine::general_purpose::STANDARD.decode(data) {
                 Ok(pdf) => Some(pdf),
                 Err(_) => {
-                    refuse(DATA_AT, IssueType::Value, "attachment.data is not base64");
+                    refuse(at, IssueType::Value, "the PDF's data is not base64");
                     None
                 }
+            }
+        };
+        let pdf = match source {
+            PdfIn::Inline => match text(attachment, "data") {
+                None => {
+                    refuse(
+                        DATA_AT,
+                        IssueType::Required,
+                        "the PDF is sent in attachment.data (base64), or as a Binary of a \
+                         transaction; this gateway does not fetch attachment.url",
+                    );
+                    None
+                }
+                Some(data) => decode(&data, DATA_AT, &mut refuse),
             },
+            PdfIn::Binary {
+                full_url,
+                binary,
+                data_at,
+            } => {
+                if attachment.and_then(|a| a.get("data")).is_some() {
+                    refuse(
+                        DATA_AT,
+                        IssueType::BusinessRule,
+                        "the PDF is in the transaction's Binary: attachment.data must be \
+                         absent (one PDF, one place)",
+                    );
+                }
+                if text(attachment, "url").as_deref() != Some(full_url) {
+                    refuse(
+                        "DocumentReference.content[0].attachment.url",
+                        IssueType::BusinessRule,
+                        "attachment.url must be the fullUrl of the transaction's Binary; this \
+                         gateway fetches nothing from elsewhere",
+                    );
+                }
+                let data_at_node = data_at.rsplit_once('.').map_or(data_at, |(at, _)| at);
+                if !is_pdf(text(Some(binary), "contentType")) {
+                    refuse(
+                        &format!("{data_at_node}.contentType"),
+                        IssueType::NotSupported,
+                        "the Binary of a PDF original has contentType application/pdf",
+                    );
+                }
+                match text(Some(binary), "data") {
+                    None => {
+                        refuse(data_at, IssueType::Required, "the Binary carries no data");
+                        None
+                    }
+                    Some(data) => decode(&data, data_at, &mut refuse),
+                }
+            }
         };
         let declared_size = attachment
             .and_then(|a| a.get("size"))
@@ -299,7 +501,7 @@ impl PdfOriginal {
             refuse(
                 "DocumentReference.content[0].attachment.size",
                 IssueType::Value,
-                "attachment.size is not the size of the PDF in attachment.data",
+                "attachment.size is not the size of the PDF",
             );
         }
         match (identifier, patient, document_type, pdf) {
@@ -364,6 +566,108 @@ impl PdfOriginal {
     }
 }
 
+/// The two entries of a PDF original's transaction Bundle.
+#[derive(Debug)]
+struct PdfTransaction<'a> {
+    /// Index of the Binary entry.
+    binary: usize,
+    /// The Binary entry's `fullUrl`.
+    binary_full_url: &'a str,
+    /// The Binary resource.
+    binary_node: &'a Node,
+    /// Index of the DocumentReference entry.
+    reference: usize,
+    /// The DocumentReference resource.
+    reference_node: &'a Node,
+}
+
+impl<'a> PdfTransaction<'a> {
+    /// Reads a `transaction` Bundle that holds exactly one Binary (with a
+    /// `fullUrl`) and one DocumentReference, each created (`request.method`
+    /// `POST`); anything else is refused, located, before anything is
+    /// stored.
+    fn read(root: &'a Node) -> Result<Self, GatewayError> {
+        let mut report = ValidationReport::default();
+        let mut refuse = |at: String, code: IssueType, message: &str| {
+            report.push(Issue::error(code, message).at(at));
+        };
+        if !is_transaction(root) {
+            refuse(
+                "Bundle.type".to_owned(),
+                IssueType::NotSupported,
+                "a PDF original is pushed as a DocumentReference, or as a transaction Bundle",
+            );
+        }
+        let entries = root.get("entry").map(Node::items).unwrap_or_default();
+        let mut binary = None;
+        let mut reference = None;
+        for (i, entry) in entries.iter().enumerate() {
+            let resource = entry.get("resource");
+            let resource_type = resource
+                .and_then(|r| r.get("resourceType"))
+                .and_then(Node::as_str);
+            let method = entry
+                .get("request")
+                .and_then(|r| r.get("method"))
+                .and_then(Node::as_str);
+            if method != Some("POST") {
+                refuse(
+                    format!("Bundle.entry[{i}].request.method"),
+                    IssueType::NotSupported,
+                    "a PDF original's entries are created (POST); nothing is updated or deleted",
+                );
+            }
+            match (resource_type, resource) {
+                (Some("Binary"), Some(node)) if binary.is_none() => {
+                    match entry.get("fullUrl").and_then(Node::as_str) {
+                        Some(full_url) => binary = Some((i, full_url, node)),
+                        None => refuse(
+                            format!("Bundle.entry[{i}].fullUrl"),
+                            IssueType::Required,
+                            "the Binary needs a fullUrl for the DocumentReference to name it",
+                        ),
+                    }
+                }
+                (Some("DocumentReference"), Some(node)) if reference.is_none() => {
+                    reference = Some((i, node));
+                }
+                _ => refuse(
+                    format!("Bundle.entry[{i}]"),
+                    IssueType::NotSupported,
+                    "a PDF original's transaction holds one Binary and one DocumentReference, \
+                     nothing else",
+                ),
+            }
+        }
+        match (binary, reference) {
+            (Some((binary, binary_full_url, binary_node)), Some((reference, reference_node)))
+                if report.is_acceptable() =>
+            {
+                Ok(Self {
+                    binary,
+                    binary_full_url,
+                    binary_node,
+                    reference,
+                    reference_node,
+                })
+            }
+            (binary, reference) => {
+                if binary.is_none() || reference.is_none() {
+                    report.push(
+                        Issue::error(
+                            IssueType::Required,
+                            "a PDF original's transaction holds one Binary and one \
+                             DocumentReference",
+                        )
+                        .at("Bundle.entry"),
+                    );
+                }
+                Err(GatewayError::Invalid(report))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
@@ -398,6 +702,8 @@ mod tests {
         let data = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4 %%EOF");
         let original = PdfOriginal::read(
             reference("11502-2", "application/pdf", &data).root(),
+            "DocumentReference",
+            PdfIn::Inline,
             &services,
         )
         .unwrap();
@@ -414,6 +720,8 @@ mod tests {
         assert_eq!(
             issues_at(PdfOriginal::read(
                 reference("60591-5", "application/pdf", &data).root(),
+                "DocumentReference",
+                PdfIn::Inline,
                 &services
             )),
             ["DocumentReference.type"]
@@ -421,6 +729,8 @@ mod tests {
         assert_eq!(
             issues_at(PdfOriginal::read(
                 reference("11502-2", "text/html", "%%%").root(),
+                "DocumentReference",
+                PdfIn::Inline,
                 &services
             )),
             [
