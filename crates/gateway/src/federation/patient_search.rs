@@ -1,7 +1,8 @@
 //! `GET /fhir/Patient?identifier=system|value[&name&birthdate&gender]` on
 //! the federation API: identify one of this country's patients for another
 //! country's NCP (NCPeH FHIR API, PatientMinimal search): the Patient
-//! resource of the newest stored document of this patient, exactly as its
+//! resource of the newest stored FHIR document of this patient (not one
+//! the patient restricted), exactly as its
 //! sender wrote it, when it matches the optional demographics; or, when
 //! the patient summary is answered by a national FHIR server, the Patient
 //! that server holds (`super::national_source`). `_elements` narrows the
@@ -41,7 +42,7 @@ pub(crate) async fn answer(
     let query = query.unwrap_or_default();
     trail.target(EntityTarget::Query(query.clone()));
     let search = PatientSearch::parse(&query).map_err(GatewayError::Search)?;
-    super::admit::admit(
+    let purpose = super::admit::admit(
         &state,
         federation,
         peer.as_deref(),
@@ -74,17 +75,36 @@ pub(crate) async fn answer(
             .await?
             .into_response());
     }
-    Ok(search_set(&state, &search).await?.into_response())
+    Ok(search_set(&state, federation, &search, purpose)
+        .await?
+        .into_response())
 }
 
-async fn search_set(state: &AppState, search: &PatientSearch) -> Result<SearchSet, GatewayError> {
+/// The Patient of the newest FHIR document of the patient that may cross
+/// for this `purpose`: a PDF original carries no Patient resource, and a
+/// document the patient restricted is not read for anyone abroad.
+async fn search_set(
+    state: &AppState,
+    federation: &crate::edge::CrossBorder,
+    search: &PatientSearch,
+    purpose: ehds_access::PurposeOfUse,
+) -> Result<SearchSet, GatewayError> {
     let key = patient_key(&search.identifier.system, &search.identifier.value)?;
     let documents = state
         .store
         .documents_for_patient(&key, Some("document"))
         .await?;
+    let restrictions =
+        crate::release::DocumentRestrictions::of(state, federation, &key, purpose).await?;
+    let newest = documents.iter().find(|d| {
+        let service = state
+            .services
+            .for_stored_type(d.document_type.as_deref())
+            .map_or(crate::services::PATIENT_SUMMARY, |s| s.name.as_str());
+        d.content_type == ehds_store::FHIR_JSON && !restrictions.withholds(service, &d.identifier)
+    });
     let mut set = SearchSet::with_capacity(512);
-    if let Some(newest) = documents.first()
+    if let Some(newest) = newest
         && let Some(doc) = state.store.document(&newest.id).await?
         && let Ok(resource) = ReceivedResource::parse(Bytes::from(doc.content))
         && let Some((full_url, patient)) = patient_entry(&resource, search)
