@@ -11,9 +11,12 @@
 //! | `entry.fullUrl` present | all but `transaction`, `batch` and their responses | error | Java `BUNDLE_BUNDLE_ENTRY_FULLURL_REQUIRED`; R4 bundle.html#bundle-unique |
 //! | search results: a `match` or `include` entry has a resource with an id; a `match` is of a type the search (`self` link) asks for; an `outcome` entry is an OperationOutcome | `searchset` | error | Java `checkSearchSet` (`BUNDLE_SEARCH_ENTRY_NO_RESOURCE_ID`, `…_WRONG_RESOURCE_TYPE_MODE`, `…_WRONG_RESOURCE_TYPE_OUTCOME`, `…_NO_RESOURCE`) |
 //! | search results: a `self` link, and `search.mode` on every entry | `searchset` | warning | Java `checkSearchSet` (`BUNDLE_SEARCH_NOSELF`, `BUNDLE_SEARCH_NO_MODE`) |
+//! | an extension's link `<fullUrl>#<id>` into another entry names exactly one element of it | `document`, `message` | error or information | [`fragments`]; Java `checkAllInterlinked` |
 
 use ehds_fhir::Node;
 use ehds_fhir::outcome::{Issue, IssueType, Severity};
+
+mod fragments;
 
 /// Relations that page through a search.
 const PAGING: [&str; 4] = ["first", "previous", "next", "last"];
@@ -26,6 +29,9 @@ pub fn check_bundle(bundle: &Node, issues: &mut Vec<Issue>) {
     let entries = bundle.get("entry").map(Node::items).unwrap_or_default();
     if bundle_type == "searchset" {
         check_search_set(bundle, entries, issues);
+    }
+    if matches!(bundle_type, "document" | "message") {
+        fragments::check_fragment_links(entries, issues);
     }
     let full_url_optional = matches!(
         bundle_type,

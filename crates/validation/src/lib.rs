@@ -28,6 +28,7 @@ pub mod narrative;
 pub mod options;
 pub mod pdf;
 mod report;
+pub mod search_parameters;
 pub mod structure;
 pub mod terminology;
 
@@ -58,6 +59,7 @@ impl Validator {
     pub fn with_options(registry: &ehds_profiles::Registry, options: ValidationOptions) -> Self {
         let (mut structures, load_problems) = structure::StructureValidator::new(registry);
         structures.set_unknown_extensions(options.unknown_extensions.clone());
+        structures.set_narrative_links(options.narrative_links);
         Self {
             structures,
             terminology: terminology::Terminology::new(registry),

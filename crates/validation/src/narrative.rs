@@ -70,6 +70,7 @@ use smallvec::SmallVec;
 
 #[cfg(test)]
 mod differential;
+pub mod links;
 #[cfg(test)]
 mod reference;
 

@@ -4,6 +4,7 @@
 //! | option | default | source |
 //! | --- | --- | --- |
 //! | [`ValidationOptions::downgraded_rules`]: errors of the listed rules (constraint keys such as `bdl-7`, `txt-1`, `ips-pat-1`) become warnings | none | issue 15 §3 (national roll-out); the rule key is the text before `": "` in the finding, as every invariant and dedicated rule reports it ([`rule_of`]) |
+//! | [`ValidationOptions::narrative_links`]: the severity of a narrative `#` link that names nothing | warning | Java errors (`InstanceValidator.checkReferences`, `TYPE_SPECIFIC_CHECKS_DT_XHTML_RESOLVE`); see the field for why the gateway warns |
 //! | [`UnknownExtensions`]: the severity of an extension the gateway holds no definition for, except under an allowed domain | information | R4 extensibility.html ("extensions … SHALL be safe to ignore" for non-modifiers); Java reports an unresolvable extension as an error unless its URL is in the extension domains (`InstanceValidator.checkExtension`, `EXTENSION_EXT_UNKNOWN_NOTHERE`, `-extension` domains) |
 //!
 //! Modifier extensions the gateway cannot resolve are errors whatever the
@@ -32,12 +33,32 @@ use ehds_fhir::outcome::{Issue, Severity};
 
 /// How the validator reports findings; [`Default`] is the gateway's
 /// behaviour without configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationOptions {
     /// Rule keys (`bdl-7`, `txt-1`) whose errors are reported as warnings.
     pub downgraded_rules: Vec<String>,
     /// How extensions without a definition are reported.
     pub unknown_extensions: UnknownExtensions,
+    /// How a narrative link `a href="#x"` or `img src="#x"` that names no
+    /// element is reported ([`crate::narrative::links`]). Warning by
+    /// default, where Java says error: the IG Publisher's generated
+    /// narratives link entries to anchors of its own HTML rendering ("See
+    /// above (Patient/…)"), so the published IPS and EU laboratory examples
+    /// carry dozens of such links, and a dead link in the human-readable
+    /// text changes nothing a receiver reads from the coded data; refusing
+    /// a patient summary for one would stop care abroad for no clinical
+    /// reason. `Error` reproduces Java (`tests/it/fhir_test_cases.rs`).
+    pub narrative_links: Severity,
+}
+
+impl Default for ValidationOptions {
+    fn default() -> Self {
+        Self {
+            downgraded_rules: Vec::new(),
+            unknown_extensions: UnknownExtensions::default(),
+            narrative_links: Severity::Warning,
+        }
+    }
 }
 
 /// The unknown-extensions policy: `severity` for an extension whose URL the

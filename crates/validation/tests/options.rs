@@ -54,6 +54,7 @@ fn downgraded_rules_and_unknown_extension_policy() {
             severity: Severity::Error,
             allowed_domains: Vec::new(),
         },
+        ..ValidationOptions::default()
     };
     assert_eq!(severities(strict), (Severity::Error, Severity::Warning));
     let allowed = ValidationOptions {
@@ -62,6 +63,7 @@ fn downgraded_rules_and_unknown_extension_policy() {
             severity: Severity::Warning,
             allowed_domains: vec!["example.eu".into()],
         },
+        ..ValidationOptions::default()
     };
     assert_eq!(
         severities(allowed),

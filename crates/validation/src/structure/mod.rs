@@ -45,6 +45,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 
+use crate::narrative::links;
 use ehds_fhir::Node;
 use ehds_fhir::bundle::{BundleIndex, Resolution};
 use ehds_fhir::json::Json;
@@ -90,6 +91,9 @@ pub struct StructureValidator {
     model: Model,
     /// How extensions without a definition are reported.
     unknown_extensions: crate::options::UnknownExtensions,
+    /// The severity of a narrative `#` link that names nothing
+    /// ([`crate::ValidationOptions::narrative_links`]).
+    narrative_links: Severity,
 }
 
 /// Identity of a `child_definitions` question: the structure id, the element
@@ -244,6 +248,7 @@ impl StructureValidator {
                 children: RwLock::new(HashMap::default()),
                 model,
                 unknown_extensions: crate::options::UnknownExtensions::default(),
+                narrative_links: Severity::Warning,
             },
             problems,
         )
@@ -262,6 +267,12 @@ impl StructureValidator {
     /// Sets how extensions without a definition are reported.
     pub fn set_unknown_extensions(&mut self, policy: crate::options::UnknownExtensions) {
         self.unknown_extensions = policy;
+    }
+
+    /// How a narrative `#` link that names nothing is reported
+    /// ([`crate::ValidationOptions::narrative_links`]).
+    pub fn set_narrative_links(&mut self, severity: Severity) {
+        self.narrative_links = severity;
     }
 
     /// The compiled structure with [`Structure::id`] `id`.
@@ -677,6 +688,12 @@ struct Walker<'v, 'd> {
     /// resource fail to conform (slice membership by profile), as if the
     /// rule were declared a warning.
     downgraded: &'v [String],
+    /// Whether two entries of the root Bundle share a fullUrl (computed on
+    /// the first reference resolved in it).
+    repeated_full_urls: Option<bool>,
+    /// The targets of narrative `#` links in the root Bundle (built on the
+    /// first link that its own resource does not resolve).
+    bundle_targets: Option<links::Targets<'d>>,
 }
 
 /// [`Walker::first_evaluation`] on the walker's fields (callers hold other
@@ -692,6 +709,17 @@ fn first_evaluation(
         return false;
     }
     evaluated.insert(pair)
+}
+
+/// Whether two entries of `bundle` share a fullUrl (versions of one
+/// resource, which bdl-7 allows with distinct `meta.versionId`s).
+fn has_repeated_full_url(bundle: &BundleIndex<'_>) -> bool {
+    let mut seen = HashSet::default();
+    bundle
+        .entries()
+        .iter()
+        .filter_map(|e| e.full_url)
+        .any(|url| !seen.insert(url))
 }
 
 /// Where the children of an element are defined.
@@ -738,6 +766,8 @@ impl<'v, 'd> Walker<'v, 'd> {
             failed_pairs: Vec::new(),
             failed_primitives: Vec::new(),
             downgraded: &[],
+            repeated_full_urls: None,
+            bundle_targets: None,
         }
     }
 
@@ -1008,6 +1038,28 @@ impl<'v, 'd> Walker<'v, 'd> {
             );
             if let Some(root) = core.elements.first() {
                 self.invariants(node, &item, &root.constraints, path);
+            }
+            if matches!(resource_type, "SearchParameter" | "CapabilityStatement")
+                && !self.stop_at_first_error
+            {
+                let is_resource_type = |name: &str| {
+                    validator
+                        .core
+                        .get(name)
+                        .is_some_and(|s| s.kind == Kind::Resource)
+                };
+                let mut found = Vec::new();
+                crate::search_parameters::check(
+                    node,
+                    resource_type,
+                    &path.to_string(),
+                    &is_resource_type,
+                    &mut found,
+                );
+                for issue in found {
+                    self.failed |= self.counts(&issue);
+                    self.issues.push(issue);
+                }
             }
             let conforms = !self.errors_since(mark);
             self.core_conformance.insert(node.span.start, conforms);
@@ -1760,7 +1812,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// resource of a type its element's `targetProfile`s allow
     /// (ElementDefinition.type.targetProfile).
     fn reference_target(&mut self, item: &'d Node, type_ref: &TypeRef, path: &Path<'_>) {
-        let (Some(bundle), Some(entry)) = (&self.bundle, self.entry) else {
+        let (Some(bundle), Some(entry)) = (self.bundle.clone(), self.entry) else {
             return;
         };
         let Some(reference) = item.get("reference").and_then(Node::as_str) else {
@@ -1769,6 +1821,28 @@ impl<'v, 'd> Walker<'v, 'd> {
         let Resolution::Entry(target) = bundle.resolve(entry, reference) else {
             return;
         };
+        // Versions of one resource may share a fullUrl (bdl-7): a reference
+        // without a version then matches several entries (Java
+        // `BaseValidator.getFromBundle`, `BUNDLE_BUNDLE_MULTIPLEMATCHES`, on
+        // every reference; the document rules report the Composition's
+        // again, as Java's BundleValidator does).
+        if !reference.contains("/_history/")
+            && let Some(full_url) = bundle.entry(target).and_then(|e| e.full_url)
+            && *self
+                .repeated_full_urls
+                .get_or_insert_with(|| has_repeated_full_url(&bundle))
+            && bundle
+                .entries()
+                .iter()
+                .filter(|e| e.full_url == Some(full_url))
+                .nth(1)
+                .is_some()
+        {
+            let message = format!(
+                "the reference '{reference}' matches several entries of this Bundle (versions sharing the fullUrl {full_url}); name the version"
+            );
+            self.error(IssueType::Forbidden, path, message);
+        }
         let Some(target_type) = bundle.entry(target).and_then(|e| e.resource_type()) else {
             return;
         };
@@ -2417,8 +2491,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             self.error(IssueType::Value, path, message);
         }
         if fhir_type == "xhtml" {
+            let mut well_formed = true;
             for finding in crate::narrative::check_div(text) {
                 let code = if finding.rule == "xhtml" {
+                    well_formed &= !finding.severity.is_error();
                     IssueType::Structure
                 } else {
                     IssueType::Invariant
@@ -2426,7 +2502,99 @@ impl<'v, 'd> Walker<'v, 'd> {
                 let message = format!("{}: {}", finding.rule, finding.message);
                 self.issue(finding.severity, code, path, message);
             }
+            if well_formed && links::may_link(text) {
+                self.narrative_links(text, path);
+            }
         }
+    }
+
+    /// The `#` hyperlinks of a narrative div resolve
+    /// ([`crate::narrative::links`]): an `a` in the resource or, failing
+    /// that, in the root Bundle (Java `InstanceValidator.checkReferences`,
+    /// `countTargetMatches`); an `img` in the resource
+    /// (`checkImageSources`).
+    fn narrative_links(&mut self, div: &str, path: &Path<'_>) {
+        let Some(&resource) = self.resources.last() else {
+            return;
+        };
+        let mut in_resource = links::Targets::default();
+        links::collect_targets(resource, true, &mut in_resource);
+        let mut images = None;
+        for (n, link) in links::fragment_links(div).into_iter().enumerate() {
+            let count = match link.kind {
+                links::LinkKind::Anchor => {
+                    match in_resource
+                        .get(link.fragment.as_str())
+                        .copied()
+                        .unwrap_or(0)
+                    {
+                        0 => self.bundle_target_count(&link.fragment),
+                        count => count,
+                    }
+                }
+                links::LinkKind::Image => images
+                    .get_or_insert_with(|| {
+                        let mut targets = links::Targets::default();
+                        links::collect_targets(resource, false, &mut targets);
+                        targets
+                    })
+                    .get(link.fragment.as_str())
+                    .copied()
+                    .unwrap_or(0),
+            };
+            let severity = self.validator.narrative_links;
+            let (severity, problem) = match (link.kind, count) {
+                (_, 1) => continue,
+                (links::LinkKind::Anchor, 0) => (
+                    severity,
+                    "names no id in this resource or its Bundle (TYPE_SPECIFIC_CHECKS_DT_XHTML_RESOLVE)",
+                ),
+                (links::LinkKind::Anchor, _) => (
+                    Severity::Warning,
+                    "names an id that several elements carry (TYPE_SPECIFIC_CHECKS_DT_XHTML_MULTIPLE_MATCHES)",
+                ),
+                (links::LinkKind::Image, 0) => (
+                    severity,
+                    "names no id in this resource (TYPE_SPECIFIC_CHECKS_DT_XHTML_RESOLVE_IMG)",
+                ),
+                (links::LinkKind::Image, _) => (
+                    severity,
+                    "names an id that several elements carry (TYPE_SPECIFIC_CHECKS_DT_XHTML_MULTIPLE_MATCHES)",
+                ),
+            };
+            let element = match link.kind {
+                links::LinkKind::Anchor => "a href",
+                links::LinkKind::Image => "img src",
+            };
+            // The link's place (never its value: narratives hold patient
+            // data) keeps two links at the same path apart.
+            let message = format!(
+                "link {} of the narrative ({element} starting with '#', at '{}') {problem}",
+                n.saturating_add(1),
+                link.xpath
+            );
+            self.issue(severity, IssueType::Invalid, path, message);
+        }
+    }
+
+    /// How many elements of the root Bundle carry `fragment` as their id
+    /// (or `a` name), from an index built on the first call
+    /// ([`links::collect_targets`] over the entries' resources).
+    fn bundle_target_count(&mut self, fragment: &str) -> usize {
+        let Some(bundle) = &self.bundle else {
+            return 0;
+        };
+        self.bundle_targets
+            .get_or_insert_with(|| {
+                let mut targets = links::Targets::default();
+                for resource in bundle.entries().iter().filter_map(|e| e.resource) {
+                    links::collect_targets(resource, true, &mut targets);
+                }
+                targets
+            })
+            .get(fragment)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `_x`: an object with `id` and `extension` only.
