@@ -34,6 +34,7 @@
 //! values are checked on the same walk.
 
 pub mod compile;
+mod definition_rules;
 mod implied;
 pub mod invariants;
 pub mod primitive;
@@ -1038,6 +1039,14 @@ impl<'v, 'd> Walker<'v, 'd> {
             );
             if let Some(root) = core.elements.first() {
                 self.invariants(node, &item, &root.constraints, path);
+            }
+            if resource_type == "StructureDefinition" && !self.stop_at_first_error {
+                let mut found = Vec::new();
+                definition_rules::check(validator, node, &path.to_string(), &mut found);
+                for issue in found {
+                    self.failed |= self.counts(&issue);
+                    self.issues.push(issue);
+                }
             }
             if matches!(resource_type, "SearchParameter" | "CapabilityStatement")
                 && !self.stop_at_first_error
