@@ -12,6 +12,7 @@
 //! (Java's `findReferences` skips a value it already holds for the entry).
 
 use ehds_fhir::Node;
+use ehds_fhir::json::Json;
 use ehds_fhir::outcome::{Issue, IssueType, Severity};
 
 use crate::narrative::links;
@@ -28,34 +29,77 @@ pub(super) fn check_fragment_links(entries: &[Node], issues: &mut Vec<Issue>) {
             continue;
         };
         let mut seen: Vec<&str> = Vec::new();
+        // Objects and arrays only; extensions are read where they are
+        // listed, so most objects are passed by with no lookup.
         let mut pending: Vec<&Node> = vec![resource];
         while let Some(node) = pending.pop() {
-            if let Some(members) = node.as_object() {
-                // A Bundle inside an entry is not walked (Java's
-                // findReferences does not enter one).
-                if !std::ptr::eq(node, resource)
-                    && node.get("resourceType").and_then(Node::as_str) == Some("Bundle")
-                {
+            let children: &[Node] = match &node.value {
+                Json::Object(members) => {
+                    for member in members.iter() {
+                        if !matches!(member.node.value, Json::Object(_) | Json::Array(_)) {
+                            continue;
+                        }
+                        match &*member.key {
+                            "extension" | "modifierExtension" => {
+                                for extension in member.node.items() {
+                                    link_of(extension, &mut seen, entries, index, issues);
+                                }
+                            }
+                            // A Bundle inside an entry is not walked (Java's
+                            // findReferences does not enter one).
+                            "resource"
+                                if member.node.get("resourceType").and_then(Node::as_str)
+                                    == Some("Bundle") =>
+                            {
+                                continue;
+                            }
+                            _ => {}
+                        }
+                        pending.push(&member.node);
+                    }
                     continue;
                 }
-                if let Some(url) = node.get("url").and_then(Node::as_str) {
-                    let value = node
-                        .get("valueUri")
-                        .or_else(|| node.get("valueUrl"))
-                        .and_then(Node::as_str);
-                    if let Some(value) = value
-                        && !seen.contains(&value)
-                    {
-                        seen.push(value);
-                        check_link(entries, index, value, url == NARRATIVE_LINK, issues);
-                    }
-                }
-                pending.extend(members.iter().rev().map(|m| &m.node));
-            } else if let Some(items) = node.as_array() {
-                pending.extend(items.iter().rev());
-            }
+                Json::Array(items) => items,
+                _ => continue,
+            };
+            pending.extend(
+                children
+                    .iter()
+                    .filter(|n| matches!(n.value, Json::Object(_) | Json::Array(_))),
+            );
         }
     }
+}
+
+/// Checks the link of one extension (its `valueUri` or `valueUrl` with a
+/// `#`), once per entry and value.
+fn link_of<'a>(
+    extension: &'a Node,
+    seen: &mut Vec<&'a str>,
+    entries: &[Node],
+    index: usize,
+    issues: &mut Vec<Issue>,
+) {
+    let Some(members) = extension.as_object() else {
+        return;
+    };
+    let mut url = None;
+    let mut value = None;
+    for member in members.iter() {
+        match &*member.key {
+            "url" => url = member.node.as_str(),
+            "valueUri" | "valueUrl" => value = member.node.as_str(),
+            _ => {}
+        }
+    }
+    let (Some(url), Some(value)) = (url, value) else {
+        return;
+    };
+    if memchr::memchr(b'#', value.as_bytes()).is_none() || seen.contains(&value) {
+        return;
+    }
+    seen.push(value);
+    check_link(entries, index, value, url == NARRATIVE_LINK, issues);
 }
 
 fn check_link(

@@ -40,8 +40,12 @@ pub struct FragmentLink {
 /// Whether `div` may hold a `#` link (an attribute value starting with
 /// `#`): the cheap test before [`fragment_links`].
 pub fn may_link(div: &str) -> bool {
-    memchr::memmem::find(div.as_bytes(), b"\"#").is_some()
-        || memchr::memmem::find(div.as_bytes(), b"'#").is_some()
+    let bytes = div.as_bytes();
+    memchr::memchr_iter(b'#', bytes).any(|at| {
+        at.checked_sub(1)
+            .and_then(|before| bytes.get(before))
+            .is_some_and(|b| matches!(b, b'"' | b'\''))
+    })
 }
 
 /// The `a href="#x"` (not `#` alone) and `img src="#x"` links of a

@@ -876,11 +876,16 @@ impl<'v, 'd> Walker<'v, 'd> {
         // What this walk already checked is lent to the probe, which skips
         // what passed here (the core definition's invariants and formats,
         // met again under the profile) and hands it back.
+        // Facts about the root Bundle, lent to the probe and handed back.
+        probe.repeated_full_urls = self.repeated_full_urls;
+        probe.bundle_targets = self.bundle_targets.take();
         probe.outer_evaluated = std::mem::take(&mut self.evaluated);
         probe.outer_primitives = std::mem::take(&mut self.checked_primitives);
         probe.failed_pairs = std::mem::take(&mut self.failed_pairs);
         probe.failed_primitives = std::mem::take(&mut self.failed_primitives);
         probe.resource(node, place.as_ref(), &[url]);
+        self.repeated_full_urls = probe.repeated_full_urls;
+        self.bundle_targets = probe.bundle_targets.take();
         self.evaluated = std::mem::take(&mut probe.outer_evaluated);
         self.checked_primitives = std::mem::take(&mut probe.outer_primitives);
         self.failed_pairs = std::mem::take(&mut probe.failed_pairs);
