@@ -332,3 +332,58 @@ fn check_config_refuses_unknown_policies_and_warns_of_unknown_rules() {
     assert!(!ok);
     assert!(said.contains("unknown_extension_domains"), "{said}");
 }
+
+/// The `validate` command tells what a push would be told: a document of a
+/// service under that service's policy (`report` accepts it with its
+/// errors, `enforce` refuses it, a downgraded rule's error is a warning).
+#[test]
+fn validate_command_follows_the_service_policy() {
+    let dir = std::env::temp_dir().join(format!("ehds-validate-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |validation: &str, file: &str| {
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://gw.db\"\n\n\
+             [[services.service]]\nname = \"patient-summary\"\ntitle = \"Patient summary\"\n\
+             permission = \"ReadPatientSummary\"\n\
+             document_profiles = [\"http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips\"]\n\
+             [services.service.validation]\n{validation}\n\
+             [[services.service.document_type]]\nsystem = \"http://loinc.org\"\n\
+             code = \"60591-5\"\ndisplay = \"Patient summary Document\"\n"
+        );
+        std::fs::write(dir.join("gateway.toml"), config).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
+            .arg("validate")
+            .arg(conformance_dir().join(file))
+            .args(["--config", "gateway.toml"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let outcome: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (output.status.code(), issues(&outcome))
+    };
+    let (status, found) = run("policy = \"enforce\"", BAD_DATE);
+    assert_eq!(status, Some(1));
+    assert_eq!(
+        at(&found, "Bundle.entry[1].resource.birthDate")["severity"],
+        "error"
+    );
+    let (status, found) = run("policy = \"report\"", BAD_DATE);
+    assert_eq!(status, Some(0));
+    assert_eq!(
+        at(&found, "Bundle.entry[1].resource.birthDate")["severity"],
+        "error"
+    );
+    assert!(
+        found.iter().any(|i| i["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.contains("policy \"report\""))),
+        "{found:#?}"
+    );
+    let (status, found) = run("downgraded_rules = [\"per-1\"]", PER_1);
+    assert_eq!(status, Some(0));
+    assert_eq!(
+        at(&found, "Bundle.entry[1].resource.name[0].period")["severity"],
+        "warning"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -47,7 +47,10 @@ enum Command {
         listen: Option<String>,
     },
     /// Validate FHIR JSON files against R4 core, the profiles they claim and
-    /// --profile; prints an OperationOutcome per file, exits 1 on any error.
+    /// --profile, as `$validate` does: a document of a service under that
+    /// service's `[service.validation]` policy and the global
+    /// unknown-extensions policy of --config; prints an OperationOutcome per
+    /// file, exits 1 when a push of any file would be refused.
     Validate {
         /// Files to validate.
         #[arg(required = true)]
@@ -241,14 +244,20 @@ async fn run(command: Command) -> Result<(), CliError> {
                 Some(path) => GatewayConfig::from_file(path)?,
                 None => GatewayConfig::default(),
             };
-            let validator = ehds_gateway::load_validator(&raw.check()?)?;
+            let checked = raw.check()?;
+            let validator = ehds_gateway::load_validator(&checked)?;
             let profiles: Vec<&str> = profile.iter().map(String::as_str).collect();
             let mut failed = false;
             for file in &files {
-                let (errors, outcome) = ehds_gateway::validate_file(&validator, file, &profiles)?;
-                println!("{}", String::from_utf8_lossy(&outcome));
-                eprintln!("{}: {errors} error(s)", file.display());
-                failed |= errors > 0;
+                let found = ehds_gateway::validate_file(&validator, &checked, file, &profiles)?;
+                println!("{}", String::from_utf8_lossy(&found.outcome));
+                let verdict = if found.refused {
+                    "a push would be refused"
+                } else {
+                    "a push would be accepted"
+                };
+                eprintln!("{}: {} error(s), {verdict}", file.display(), found.errors);
+                failed |= found.refused;
             }
             if failed {
                 return Err(ehds_gateway::StartError::ValidationFailed.into());

@@ -56,8 +56,8 @@ pub use services::{DocumentType, SHIPPED_SERVICES, Service, ServiceKind, Service
 pub use sources::NationalSources;
 pub use start_error::StartError;
 pub use startup::{
-    AuditChainReport, Backup, BreakKind, ConfigCheck, Gateway, TLS_RELOAD_PERIOD, backup,
-    check_config, load_federation, load_validator, reload_tls, validate_file, verify_audit,
+    AuditChainReport, Backup, BreakKind, ConfigCheck, FileValidation, Gateway, TLS_RELOAD_PERIOD,
+    backup, check_config, load_federation, load_validator, reload_tls, validate_file, verify_audit,
 };
 
 /// A fresh memo of validated peer answers (for an [`AppState`] built by

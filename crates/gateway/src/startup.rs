@@ -495,21 +495,61 @@ fn load_validator_counting(
     Ok((validator, registry.packages().len(), warnings))
 }
 
-/// Validates one file for the `validate` command: the error count and the
-/// OperationOutcome to print.
+/// What the `validate` command found in one file.
+#[derive(Debug)]
+pub struct FileValidation {
+    /// Errors left after the operator's policy (downgraded rules are
+    /// warnings).
+    pub errors: usize,
+    /// Whether a push of this file would be refused: an error under
+    /// `enforce` (a file that is not FHIR JSON is always refused).
+    pub refused: bool,
+    /// The OperationOutcome to print.
+    pub outcome: Vec<u8>,
+}
+
+/// Validates one file for the `validate` command as `$validate` does: a
+/// document of a service under that service's `[service.validation]`
+/// policy (downgraded rules, `report` or `enforce`), anything under the
+/// global unknown-extensions policy (`crate::validation_policy::judge`).
 pub fn validate_file(
     validator: &Validator,
+    config: &CheckedConfig,
     path: &std::path::Path,
     profiles: &[&str],
-) -> Result<(usize, Vec<u8>), StartError> {
+) -> Result<FileValidation, StartError> {
     let bytes = std::fs::read(path)
         .map_err(|e| StartError::Config(format!("cannot read {}: {e}", path.display())))?;
-    let issues = match ehds_fhir::ReceivedResource::parse(bytes.into()) {
-        Ok(resource) => validator.validate(&resource, profiles).issues,
-        Err(rejection) => vec![ehds_fhir::outcome::Issue::from(&rejection)],
+    let (issues, refused) = match ehds_fhir::ReceivedResource::parse(bytes.into()) {
+        Ok(resource) => {
+            let default_policy = crate::validation_policy::ServicePolicy::default();
+            let (service, policy) = match config.services.of_document(resource.root()) {
+                Some((service, _)) => (service.name.as_str(), &service.validation),
+                None => ("", &default_policy),
+            };
+            let report =
+                validator.validate_downgrading(&resource, profiles, &policy.downgraded_rules);
+            let judgement = crate::validation_policy::judge(
+                report.issues,
+                service,
+                policy,
+                &config.raw.validation.unknown_extensions(),
+            );
+            let note = judgement.report_note(service, false);
+            let refused = !judgement.verdict.stores();
+            (
+                judgement.issues.into_iter().chain(note).collect::<Vec<_>>(),
+                refused,
+            )
+        }
+        Err(rejection) => (vec![ehds_fhir::outcome::Issue::from(&rejection)], true),
     };
     let errors = issues.iter().filter(|i| i.severity.is_error()).count();
-    Ok((errors, ehds_fhir::outcome::render(&issues)?))
+    Ok(FileValidation {
+        errors,
+        refused,
+        outcome: ehds_fhir::outcome::render(&issues)?,
+    })
 }
 
 /// Loads the directory, the trust list, the policy and the TLS material
