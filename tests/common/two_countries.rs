@@ -83,14 +83,16 @@ impl Running {
     }
 }
 
-/// The validator every gateway of the test binary shares (the FHIR
-/// packages are compiled once).
+/// The validator every gateway of the test binary shares: the shipped
+/// packages' validator compiled at build time, read once.
 fn validator() -> Arc<ehds_validation::Validator> {
     static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
         std::sync::OnceLock::new();
     Arc::clone(VALIDATOR.get_or_init(|| {
-        let registry = ehds_profiles::Registry::shipped().unwrap();
-        Arc::new(ehds_validation::Validator::new(&registry))
+        Arc::new(
+            ehds_shipped_validator::validator(ehds_validation::ValidationOptions::default())
+                .unwrap(),
+        )
     }))
 }
 

@@ -212,6 +212,17 @@ fn startup(c: &mut Criterion) {
             Validator::new(&registry).load_problems().len()
         })
     });
+    // The validator of the shipped packages compiled at build time and
+    // embedded (`ehds-shipped-validator`: what `serve` loads without
+    // operator-added packages), beside the two rows above.
+    group.bench_function("shipped_validator_embedded", |b| {
+        b.iter(|| {
+            ehds_shipped_validator::validator(ehds_validation::ValidationOptions::default())
+                .unwrap()
+                .load_problems()
+                .len()
+        })
+    });
     group.finish();
 }
 

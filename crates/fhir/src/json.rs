@@ -38,7 +38,9 @@ pub const MAX_DEPTH: usize = 100;
 pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Byte range of a value in the received document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Span {
     /// Offset of the first byte.
     pub start: u32,
@@ -47,7 +49,7 @@ pub struct Span {
 }
 
 /// One JSON value with where it was written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// The value.
     pub value: Json,
@@ -56,7 +58,7 @@ pub struct Node {
 }
 
 /// A JSON value, as written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Json {
     /// `null` (only ever an aligned filler in a primitive array).
     Null,
@@ -73,7 +75,7 @@ pub enum Json {
 }
 
 /// One member of an object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// The member name, unescaped.
     pub key: Box<str>,

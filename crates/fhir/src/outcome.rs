@@ -2,7 +2,9 @@
 //! the one shape every finding and every refusal takes.
 
 /// `OperationOutcome.issue.severity` (required binding to IssueSeverity).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Severity {
     /// The issue stopped processing.
     Fatal,

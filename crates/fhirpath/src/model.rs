@@ -19,11 +19,11 @@ use ehds_profiles::{CORE_STRUCTURE_PREFIX, Registry};
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 
 /// Index of a type in a [`Model`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TypeId(u32);
 
 /// The FHIRPath system type a FHIR primitive's value converts to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SystemKind {
     /// `System.Boolean`.
     Boolean,
@@ -42,7 +42,7 @@ pub enum SystemKind {
 }
 
 /// What kind of type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TypeKind {
     /// A primitive datatype (`string`, `date`, ...), with its system type.
     Primitive(SystemKind),
@@ -55,7 +55,7 @@ pub enum TypeKind {
 }
 
 /// Where a child lives in JSON.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Child {
     /// One member named like the child.
     Single(TypeId),
@@ -64,7 +64,7 @@ pub enum Child {
 }
 
 /// One type.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TypeDef {
     /// `Patient`, `string`, or for a backbone its path `Patient.contact`.
     pub name: Box<str>,
@@ -74,14 +74,31 @@ pub struct TypeDef {
     pub kind: TypeKind,
     /// Its own children and, once the model is built, those it inherits
     /// from its base types (its own first), so a look-up is one probe.
+    #[serde(serialize_with = "sorted")]
     children: FastMap<Box<str>, Child>,
 }
 
 /// The types FHIRPath navigates with. Immutable once built; share it.
-#[derive(Debug, Default)]
+///
+/// Serialisable (serde), so a validator compiled at build time carries it
+/// ready to use; maps are written in key order, so the same model always
+/// writes the same bytes.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     types: Vec<TypeDef>,
+    #[serde(serialize_with = "sorted")]
     by_name: FastMap<Box<str>, TypeId>,
+}
+
+/// Writes a map in key order (hash maps iterate in an order that depends on
+/// their history, not only their content).
+fn sorted<V: serde::Serialize, S: serde::Serializer>(
+    map: &FastMap<Box<str>, V>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut entries: Vec<(&Box<str>, &V)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    serializer.collect_map(entries)
 }
 
 const FHIR_TYPE_EXTENSION: &str =

@@ -223,7 +223,9 @@ pub struct ValidationSection {
     /// packages; relative paths are relative to the working directory.
     /// Unset (the default): the shipped packages (the repository's
     /// `profiles/`), compiled into the binary (`Registry::shipped`), so no
-    /// package file is read at start.
+    /// package file is read at start; with no `extra_package_dirs` either,
+    /// their validator too was compiled at build time and is read ready to
+    /// use (`ehds-shipped-validator`).
     #[serde(default)]
     pub packages_dir: Option<PathBuf>,
     /// Further package folders added by the operator (another country's

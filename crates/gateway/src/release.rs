@@ -500,8 +500,9 @@ mod tests {
             "2026-11-24T12:00:00Z",
         )
         .unwrap();
-        let registry = ehds_profiles::Registry::shipped().unwrap();
-        let validator = ehds_validation::Validator::new(&registry);
+        let validator =
+            ehds_shipped_validator::validator(ehds_validation::ValidationOptions::default())
+                .unwrap();
         let resource = ReceivedResource::parse(bytes.into()).unwrap();
         let report = validator.validate(&resource, &[]);
         assert!(report.is_acceptable(), "{:#?}", report.issues);

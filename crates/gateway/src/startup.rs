@@ -21,7 +21,7 @@ use ehds_transport::{
     ClientTimeouts, FederationClient, IdentityFiles, ListenerKind, PoolLimits, ReloadableServerTls,
     ServerTlsFiles, TlsIdentity, TrustFiles, TrustStore,
 };
-use ehds_validation::Validator;
+use ehds_validation::{ValidationOptions, Validator};
 use tokio::net::TcpListener;
 
 use crate::config::CheckedConfig;
@@ -426,7 +426,11 @@ fn pg_dump_command(url: &str, schema: Option<&str>, out: &std::path::Path) -> St
 pub use ehds_store::{BreakKind, ChainReport as AuditChainReport};
 
 /// Loads the configured FHIR packages and compiles them; every profile the
-/// configuration requires must be among them.
+/// configuration requires must be among them. The shipped packages alone
+/// (no `packages_dir`, no `extra_package_dirs`) were compiled at build time:
+/// their validator is read from the binary (`ehds-shipped-validator`), with
+/// no package parsed; operator-added packages are compiled here, with the
+/// shipped ones, by the same compiler.
 pub fn load_validator(config: &CheckedConfig) -> Result<Validator, StartError> {
     load_validator_counting(config).map(|(validator, _, _)| validator)
 }
@@ -438,26 +442,24 @@ fn load_validator_counting(
 ) -> Result<(Validator, usize, Vec<String>), StartError> {
     let validation = &config.raw.validation;
     let started = std::time::Instant::now();
-    let registry = match &validation.packages_dir {
-        None => Registry::shipped_and(&validation.extra_package_dirs),
-        Some(root) => {
-            let entries = std::fs::read_dir(root).map_err(|e| {
-                StartError::Config(format!("validation.packages_dir {}: {e}", root.display()))
-            })?;
-            let mut dirs: Vec<std::path::PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.join("package.json").is_file() || p.join("package/package.json").is_file()
-                })
-                .collect();
-            dirs.sort();
-            dirs.extend(validation.extra_package_dirs.iter().cloned());
-            Registry::load(&dirs)
-        }
-    }
-    .map_err(|e| StartError::Config(format!("loading FHIR packages: {e}")))?;
-    let validator = Validator::new(&registry);
+    let (validator, packages, resources) = if validation.packages_dir.is_none()
+        && validation.extra_package_dirs.is_empty()
+    {
+        let validator = ehds_shipped_validator::validator(ValidationOptions::default())
+            .map_err(|e| StartError::Config(format!("loading the shipped FHIR packages: {e}")))?;
+        (
+            validator,
+            ehds_shipped_validator::PACKAGES,
+            ehds_shipped_validator::RESOURCES,
+        )
+    } else {
+        let registry = load_registry(validation)?;
+        (
+            Validator::new(&registry),
+            registry.packages().len(),
+            registry.len(),
+        )
+    };
     for problem in validator.load_problems() {
         tracing::warn!(url = %problem.url, problem = %problem.problem, "definition not usable");
     }
@@ -487,12 +489,36 @@ fn load_validator_counting(
         }
     }
     tracing::info!(
-        packages = registry.packages().len(),
-        resources = registry.len(),
+        packages,
+        resources,
         elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "FHIR packages loaded"
     );
-    Ok((validator, registry.packages().len(), warnings))
+    Ok((validator, packages, warnings))
+}
+
+/// The registry of an operator's packages: `packages_dir` (every package
+/// folder in it) or the shipped packages, then `extra_package_dirs`.
+fn load_registry(validation: &crate::config::ValidationSection) -> Result<Registry, StartError> {
+    match &validation.packages_dir {
+        None => Registry::shipped_and(&validation.extra_package_dirs),
+        Some(root) => {
+            let entries = std::fs::read_dir(root).map_err(|e| {
+                StartError::Config(format!("validation.packages_dir {}: {e}", root.display()))
+            })?;
+            let mut dirs: Vec<std::path::PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.join("package.json").is_file() || p.join("package/package.json").is_file()
+                })
+                .collect();
+            dirs.sort();
+            dirs.extend(validation.extra_package_dirs.iter().cloned());
+            Registry::load(&dirs)
+        }
+    }
+    .map_err(|e| StartError::Config(format!("loading FHIR packages: {e}")))
 }
 
 /// What the `validate` command found in one file.

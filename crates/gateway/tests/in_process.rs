@@ -25,13 +25,16 @@ use tower::ServiceExt;
 
 const IPS: &str = "examples/ips/Bundle-IPS-examples-Bundle-01.json";
 
-/// The validator over the repository's profiles, loaded once per test binary.
+/// The validator of the shipped packages (compiled at build time), loaded
+/// once per test binary.
 fn validator() -> Arc<ehds_validation::Validator> {
     static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
         std::sync::OnceLock::new();
     Arc::clone(VALIDATOR.get_or_init(|| {
-        let registry = ehds_profiles::Registry::shipped().unwrap();
-        Arc::new(ehds_validation::Validator::new(&registry))
+        Arc::new(
+            ehds_shipped_validator::validator(ehds_validation::ValidationOptions::default())
+                .unwrap(),
+        )
     }))
 }
 

@@ -21,14 +21,20 @@
 //! lossless JSON view and never alters the received bytes. PDF originals
 //! (OrCD) are checked on their bytes ([`pdf`]: header, trailer, no active
 //! content it can see).
+//!
+//! A compiled [`Validator`] can be written as bytes and read back without
+//! the registry ([`Validator::compiled`], [`Validator::from_compiled`]:
+//! `compiled`), so the shipped packages are compiled once at build time.
 
 pub mod bundle;
+mod compiled;
 pub mod document;
 pub mod narrative;
 pub mod options;
 pub mod pdf;
 mod report;
 pub mod search_parameters;
+mod sorted;
 pub mod structure;
 pub mod terminology;
 
@@ -66,6 +72,32 @@ impl Validator {
             load_problems,
             options,
         }
+    }
+
+    /// The validator's compiled form: bytes [`Validator::from_compiled`]
+    /// reads back into an equal validator without the registry (the
+    /// shipped packages are compiled at build time this way). The options
+    /// are not part of it.
+    pub fn compiled(&self) -> Result<Vec<u8>, structure::compile::CompileError> {
+        compiled::write(&self.structures, &self.terminology, &self.load_problems)
+    }
+
+    /// Reads a validator from its [`Validator::compiled`] form, with the
+    /// operator's `options`: no package is parsed and nothing compiled but
+    /// the FHIRPath expressions and the primitive types' regexes.
+    pub fn from_compiled(
+        bytes: &[u8],
+        options: ValidationOptions,
+    ) -> Result<Self, structure::compile::CompileError> {
+        let (mut structures, terminology, load_problems) = compiled::read(bytes)?;
+        structures.set_unknown_extensions(options.unknown_extensions.clone());
+        structures.set_narrative_links(options.narrative_links);
+        Ok(Self {
+            structures,
+            terminology,
+            load_problems,
+            options,
+        })
     }
 
     /// The options this validator reports with.

@@ -118,8 +118,10 @@ mod tests {
     use std::time::Duration;
 
     fn validation(slots: usize) -> Validation {
-        let registry = ehds_profiles::Registry::shipped().unwrap();
-        Validation::new(Arc::new(Validator::new(&registry)), slots)
+        let validator =
+            ehds_shipped_validator::validator(ehds_validation::ValidationOptions::default())
+                .unwrap();
+        Validation::new(Arc::new(validator), slots)
     }
 
     /// While one validation holds the only worker thread's job, another

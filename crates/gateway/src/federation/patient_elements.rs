@@ -214,8 +214,9 @@ mod tests {
     fn the_subset_is_valid_r4() {
         let patient = r#"{"resourceType":"Patient","id":"p1","active":true,"name":[{"family":"Brennard","given":["Lux"]}],"gender":"female","birthDate":"1998-04-17","identifier":[{"system":"urn:oid:1.2","value":"7"}],"telecom":[{"system":"phone","value":"+352 1"}]}"#;
         let bytes = subset_of(patient, &["identifier", "birthDate"]);
-        let registry = ehds_profiles::Registry::shipped().unwrap();
-        let validator = ehds_validation::Validator::new(&registry);
+        let validator =
+            ehds_shipped_validator::validator(ehds_validation::ValidationOptions::default())
+                .unwrap();
         let resource =
             ehds_fhir::ReceivedResource::parse(bytes.clone().into_bytes().into()).unwrap();
         let report = validator.validate(&resource, &[]);

@@ -450,14 +450,16 @@ mod tests {
 
     use ehds_store::Store;
 
-    /// One validator for the tests of this module (loading the packages
-    /// takes seconds).
+    /// One validator for the tests of this module (the shipped packages'
+    /// validator compiled at build time).
     fn validator() -> Arc<ehds_validation::Validator> {
         static VALIDATOR: std::sync::OnceLock<Arc<ehds_validation::Validator>> =
             std::sync::OnceLock::new();
         Arc::clone(VALIDATOR.get_or_init(|| {
-            let registry = ehds_profiles::Registry::shipped().unwrap();
-            Arc::new(ehds_validation::Validator::new(&registry))
+            Arc::new(
+                ehds_shipped_validator::validator(ehds_validation::ValidationOptions::default())
+                    .unwrap(),
+            )
         }))
     }
 

@@ -14,7 +14,7 @@ use ehds_fhir::outcome::Severity;
 use ehds_fhirpath::{Expression, TypeId};
 
 /// Upper bound of a cardinality.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Max {
     /// `*`.
     Unbounded,
@@ -45,7 +45,7 @@ impl Max {
 }
 
 /// One allowed type of an element (`ElementDefinition.type`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TypeRef {
     /// The FHIR type code (`string`, `CodeableConcept`, `Resource`, …);
     /// FHIRPath system types are mapped to the FHIR type they stand for.
@@ -94,7 +94,7 @@ impl Constraint {
 }
 
 /// `ElementDefinition.binding`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Binding {
     /// `required`, `extensible`, `preferred` or `example`.
     pub strength: String,
@@ -103,7 +103,7 @@ pub struct Binding {
 }
 
 /// `ElementDefinition.slicing.discriminator`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Discriminator {
     /// `value`, `exists`, `pattern`, `type` or `profile`.
     pub kind: String,
@@ -112,7 +112,7 @@ pub struct Discriminator {
 }
 
 /// `ElementDefinition.slicing`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slicing {
     /// The discriminators.
     pub discriminators: Vec<Discriminator>,
@@ -123,7 +123,7 @@ pub struct Slicing {
 }
 
 /// One element of a snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ElementDef {
     /// `ElementDefinition.id`.
     pub id: String,
@@ -147,6 +147,9 @@ pub struct ElementDef {
     /// `binding`.
     pub binding: Option<Binding>,
     /// `constraint`s with an expression (FHIRPath invariants), shared.
+    /// Written apart in the validator's compiled form (by
+    /// [`Constraint::index`]), so each shared constraint is written once.
+    #[serde(skip)]
     pub constraints: Vec<Arc<Constraint>>,
     /// The FHIRPath model's type of the element's instances when it is one
     /// type (a backbone element, a single-typed element, the root); set when
@@ -203,7 +206,7 @@ pub(crate) fn type_suffix_matches(code: &str, suffix: &str) -> bool {
 }
 
 /// What a StructureDefinition defines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// `primitive-type`.
     PrimitiveType,
@@ -216,7 +219,7 @@ pub enum Kind {
 }
 
 /// A compiled StructureDefinition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Structure {
     /// Position in the validator's table of structures (set when the
     /// validator takes it in; 0 until then).
@@ -234,6 +237,7 @@ pub struct Structure {
     /// Snapshot elements; index 0 is the root.
     pub elements: Vec<ElementDef>,
     /// Element index by element id.
+    #[serde(serialize_with = "crate::sorted::sorted_map")]
     pub by_id: HashMap<String, usize>,
     /// The regex a primitive type's value must match (from
     /// `<type>.value`'s `http://hl7.org/fhir/StructureDefinition/regex`).
@@ -242,7 +246,8 @@ pub struct Structure {
     pub contexts: Vec<(String, String)>,
 }
 
-/// Why a StructureDefinition could not be compiled.
+/// Why a StructureDefinition could not be compiled (or the validator's
+/// compiled form not read).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
     /// No snapshot.
@@ -256,6 +261,11 @@ pub enum CompileError {
         /// What is wrong.
         what: String,
     },
+    /// The validator's compiled form (`Validator::from_compiled`)
+    /// does not read back: written by another version of this crate, or
+    /// damaged.
+    #[error("the validator's compiled form does not load: {0}")]
+    CompiledForm(String),
 }
 
 const REGEX_EXTENSION: &str = "http://hl7.org/fhir/StructureDefinition/regex";
@@ -629,7 +639,7 @@ fn link(elements: &mut [ElementDef], by_id: &HashMap<String, usize>) {
 
 /// A definition in the registry the validator could not use (reported once,
 /// at load time, never silently).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoadProblem {
     /// The canonical URL.
     pub url: String,

@@ -34,6 +34,7 @@
 //! values are checked on the same walk.
 
 pub mod compile;
+pub(crate) mod compiled;
 mod definition_rules;
 mod implied;
 pub mod invariants;
@@ -95,6 +96,14 @@ pub struct StructureValidator {
     /// The severity of a narrative `#` link that names nothing
     /// ([`crate::ValidationOptions::narrative_links`]).
     narrative_links: Severity,
+}
+
+/// A primitive type's value regex (anchored), as [`StructureValidator`]
+/// keeps it: a byte regex without Unicode classes.
+fn primitive_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        .build()
 }
 
 /// Identity of a `child_definitions` question: the structure id, the element
@@ -200,10 +209,7 @@ impl StructureValidator {
                         && !structure.is_profile
                     {
                         if let Some(re) = &structure.value_regex {
-                            match regex::bytes::RegexBuilder::new(&format!("^(?:{re})$"))
-                                .unicode(false)
-                                .build()
-                            {
+                            match primitive_regex(&format!("^(?:{re})$")) {
                                 Ok(compiled) => {
                                     regexes.insert(structure.type_name.clone(), compiled);
                                 }

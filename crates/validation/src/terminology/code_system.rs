@@ -9,7 +9,7 @@ use ehds_fhir::Node;
 use ehds_fhir::json::Json;
 
 /// `CodeSystem.content`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) enum Content {
     /// `complete`: every concept is in the resource.
     Complete,
@@ -22,7 +22,7 @@ pub(super) enum Content {
 }
 
 /// One concept of a CodeSystem.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Concept {
     /// `code` as written.
     pub code: Box<str>,
@@ -42,7 +42,7 @@ pub(super) struct Concept {
 }
 
 /// A CodeSystem ready for membership checks.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct CodeSystemIndex {
     /// `url`.
     pub url: String,
@@ -60,10 +60,13 @@ pub(super) struct CodeSystemIndex {
     pub concepts: Vec<Concept>,
     /// Concept index by code key (the code, lower-cased when not
     /// case-sensitive).
+    #[serde(serialize_with = "crate::sorted::sorted_map")]
     index: HashMap<Box<str>, u32>,
     /// Declared `property` codes with their `uri`.
+    #[serde(serialize_with = "crate::sorted::sorted_map")]
     declared_properties: HashMap<Box<str>, Option<Box<str>>>,
     /// Declared `filter` codes (system-specific filters).
+    #[serde(serialize_with = "crate::sorted::sorted_set")]
     declared_filters: HashSet<Box<str>>,
 }
 
@@ -455,7 +458,7 @@ impl CodeSystemIndex {
 }
 
 /// A set of concept indices of one CodeSystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Bits(Vec<u64>);
 
 impl Bits {

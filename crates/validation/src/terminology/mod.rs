@@ -66,11 +66,14 @@ const MAX_STEPS: usize = 4096;
 
 /// Compiled, immutable terminology from a [`Registry`]: ValueSet membership
 /// and CodeSystem displays, decided offline. Shareable (`Send + Sync`);
-/// build once at start-up.
+/// build once at start-up, or read it from a validator's compiled form
+/// (maps written in key order).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Terminology {
     systems: Systems,
     value_sets: Vec<ValueSetDef>,
     /// ValueSet index by `url` (the latest version) and `url|version`.
+    #[serde(serialize_with = "crate::sorted::sorted_map")]
     vs_by_canonical: HashMap<String, usize>,
     /// By ValueSet index: the systems its members can come from (its
     /// includes, its expansion, and what it imports), for bare codes.
@@ -93,10 +96,11 @@ pub enum Membership {
 }
 
 /// Held CodeSystems (supplements left out) by canonical.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Systems {
     list: Vec<CodeSystemIndex>,
     /// Index by `url` (the latest version) and `url|version`.
+    #[serde(serialize_with = "crate::sorted::sorted_map")]
     by_canonical: HashMap<String, usize>,
 }
 

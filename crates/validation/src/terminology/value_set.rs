@@ -11,7 +11,7 @@ use super::Systems;
 use super::code_system::{Bits, Content, boolean, text};
 
 /// One ValueSet, compiled.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct ValueSetDef {
     /// `url|version` (or `url`), for messages.
     pub canonical: String,
@@ -20,7 +20,7 @@ pub(super) struct ValueSetDef {
 }
 
 /// How membership of one ValueSet is decided.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) enum Body {
     /// A complete expansion.
     Expansion(Expansion),
@@ -34,13 +34,14 @@ pub(super) enum Body {
 }
 
 /// Codes of an expansion by system, each keyed by its system's case rule.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Expansion {
+    #[serde(serialize_with = "crate::sorted::sorted_map_of_sets")]
     pub by_system: HashMap<Box<str>, HashSet<Box<str>>>,
 }
 
 /// `ValueSet.compose`.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Compose {
     pub includes: Vec<Clause>,
     pub excludes: Vec<Clause>,
@@ -51,7 +52,7 @@ pub(super) struct Compose {
 }
 
 /// One `include` or `exclude`: every part must hold.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Clause {
     /// `system` with its `concept`s or `filter`s.
     pub system: Option<SystemPart>,
@@ -60,18 +61,19 @@ pub(super) struct Clause {
 }
 
 /// The `system` part of a clause.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct SystemPart {
     pub system: Box<str>,
     pub matcher: Matcher,
 }
 
 /// How codes of the clause's system are matched.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) enum Matcher {
     /// Listed `concept`s (keys by the system's case rule), with the held
     /// CodeSystem if any (for `compose.inactive`).
     Listed {
+        #[serde(serialize_with = "crate::sorted::sorted_set")]
         codes: HashSet<Box<str>>,
         cs: Option<usize>,
     },
@@ -91,7 +93,7 @@ pub(super) enum Matcher {
 }
 
 /// A `valueSet` import.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) enum Import {
     /// A held ValueSet (index).
     Held(usize),
