@@ -13,6 +13,9 @@ use ehds_national_fhir::{BreakerState, CacheCounts, NationalError, NationalFhir}
 
 use crate::services::ServiceRegistry;
 
+/// A metric family of the operator's cache: name, type, help, value.
+type CacheFamily = (&'static str, &'static str, &'static str, fn(&CacheCounts) -> u64);
+
 /// The national FHIR servers of the services with `source = "fhir"`.
 #[derive(Debug, Default)]
 pub struct NationalSources {
@@ -89,7 +92,7 @@ impl NationalSources {
         if cached.is_empty() {
             return out;
         }
-        let families: [(&str, &str, &str, fn(&CacheCounts) -> u64); 5] = [
+        let families: [CacheFamily; 5] = [
             (
                 "ehds_national_cache_entries",
                 "gauge",
