@@ -18,6 +18,7 @@
 mod cpu;
 mod error;
 mod load;
+mod national;
 mod nginx;
 mod setup;
 mod start;
@@ -81,6 +82,11 @@ enum Command {
     /// listening, idle and peak RSS, RSS and CPU per pushed summary, each
     /// beside its reference (see `start.rs`).
     Start(start::StartArgs),
+    /// BE -> LU retrieval with LU answering from its store, then from a
+    /// national FHIR server (the Helios FHIR Server, `hfs`): requests/s,
+    /// latency and CPU per request of each gateway beside hfs's own (see
+    /// `national.rs`).
+    National(national::NationalArgs),
     /// (internal) Serve one gateway with this configuration until standard
     /// input closes; prints `ready` once listening.
     #[command(hide = true)]
@@ -99,6 +105,11 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(BenchError::from)
             .and_then(|rt| rt.block_on(start::bench(start))),
+        Some(Command::National(national)) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(BenchError::from)
+            .and_then(|rt| rt.block_on(national::bench(&args, national))),
         None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -150,6 +161,8 @@ struct Row {
     relay_cpu: Duration,
     lu_cpu: Duration,
     load_cpu: Duration,
+    /// The national FHIR server's CPU (`national`), else zero.
+    national_cpu: Duration,
 }
 
 impl Row {
@@ -184,6 +197,8 @@ struct Bench<'a> {
     idp: &'a ehds_access::AssertionIssuer,
     lu_pid: u32,
     bundle_len: usize,
+    /// The national FHIR server's process, when LU asks one.
+    national_pid: Option<u32>,
 }
 
 impl Bench<'_> {
@@ -248,16 +263,19 @@ impl Bench<'_> {
         } else {
             Pool::new(Vec::new())
         };
+        let national_cpu = || self.national_pid.map(cpu::process).unwrap_or_default();
         let before = (
             (relay.cpu)(),
             cpu::process(self.lu_pid),
             cpu::process(std::process::id()),
+            national_cpu(),
         );
         let outcome = load::run(&clients, &url, pool, mode, duration, expect_len).await;
         let after = (
             (relay.cpu)(),
             cpu::process(self.lu_pid),
             cpu::process(std::process::id()),
+            national_cpu(),
         );
         if outcome.pool_exhausted {
             eprintln!(
@@ -275,6 +293,7 @@ impl Bench<'_> {
             relay_cpu: after.0.saturating_sub(before.0),
             lu_cpu: after.1.saturating_sub(before.1),
             load_cpu: after.2.saturating_sub(before.2),
+            national_cpu: after.3.saturating_sub(before.3),
         };
         eprintln!(
             "  {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, relay CPU {:.0} µs/req",
@@ -312,33 +331,7 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     eprintln!("LU gateway pid {}, BE gateway pid {}", lu.pid, be.pid);
 
     // LU's hospital pushes the patient summary.
-    let pushed = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT)?;
-    let ehr = load::client(
-        &TlsIdentity::load(&pki.national_client("LU", NationalClientKind::EhrSystem))?,
-        &TrustStore::load(&pki.trust(&Authority::National("LU".into())))?,
-        Mode::KeepAlive,
-    )?;
-    let response = ehr
-        .post(lu.url("/fhir/Bundle"))
-        .header("content-type", "application/fhir+json")
-        .body(pushed.clone())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response.text().await?;
-    let id = match (status, location) {
-        (201, Some(location)) => location.rsplit('/').next().unwrap_or_default().to_owned(),
-        _ => {
-            return Err(BenchError::Setup(format!(
-                "pushing the LU summary: HTTP {status}: {body}"
-            )));
-        }
-    };
+    let (id, pushed) = push_summary(pki, &lu).await?;
     let path = format!("/fhir/Bundle/LU.{id}");
 
     let idp = run.identity_provider("BE")?;
@@ -375,6 +368,7 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
         idp: &idp,
         lu_pid: lu.pid,
         bundle_len: pushed.len(),
+        national_pid: None,
     };
     let check_clients = runner.clients(Mode::KeepAlive)?;
     let check_client = check_clients
@@ -460,6 +454,42 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     lu.stop().await;
     drop(dir);
     Ok(())
+}
+
+/// LU's hospital pushes the LU patient's summary to LU's gateway: its id
+/// there and the bytes pushed.
+async fn push_summary(
+    pki: &DevPkiLayout,
+    lu: &GatewayProcess,
+) -> Result<(String, Vec<u8>), BenchError> {
+    let pushed = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT)?;
+    let ehr = load::client(
+        &TlsIdentity::load(&pki.national_client("LU", NationalClientKind::EhrSystem))?,
+        &TrustStore::load(&pki.trust(&Authority::National("LU".into())))?,
+        Mode::KeepAlive,
+    )?;
+    let response = ehr
+        .post(lu.url("/fhir/Bundle"))
+        .header("content-type", "application/fhir+json")
+        .body(pushed.clone())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.text().await?;
+    match (status, location) {
+        (201, Some(location)) => Ok((
+            location.rsplit('/').next().unwrap_or_default().to_owned(),
+            pushed,
+        )),
+        _ => Err(BenchError::Setup(format!(
+            "pushing the LU summary: HTTP {status}: {body}"
+        ))),
+    }
 }
 
 struct Context {
