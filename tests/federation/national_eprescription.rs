@@ -233,6 +233,41 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
         1,
         "written once"
     );
+    // The pharmacy cancels its dispense, sent again as entered-in-error
+    // (as at home): the dispense on the national server is entered in
+    // error, once; the national service gives the quantity back.
+    let mut cancel = vials_dispense("D-N1", 5);
+    cancel["status"] = "entered-in-error".into();
+    let cancel = serde_json::to_vec(&cancel).unwrap();
+    // Another performer's cancel is no cancel of this dispense.
+    let mut elsewhere: Value = serde_json::from_slice(&cancel).unwrap();
+    elsewhere["performer"][0]["actor"]["reference"] = "PractitionerRole/someone-else".into();
+    json(
+        send_dispense(&f, &pharmacist, serde_json::to_vec(&elsewhere).unwrap()).await,
+        404,
+    )
+    .await;
+    for _ in 0..2 {
+        let cancelled = send_dispense(&f, &pharmacist, cancel.clone()).await;
+        let state = cancelled.headers().get("x-prescription-state").cloned();
+        let outcome = json(cancelled, 200).await;
+        assert!(outcome.to_string().contains("cancelled"), "{outcome}");
+        assert_eq!(state.unwrap(), "active");
+        let on_national = stored(
+            hfs.get("MedicationDispense?identifier=urn:oid:2.999.1%7CD-N1")
+                .await,
+        );
+        assert_eq!(on_national.len(), 1, "the same dispense, updated");
+        assert_eq!(on_national[0]["status"], "entered-in-error");
+    }
+    // A dispense the national server never had: not found.
+    let mut unknown: Value = serde_json::from_slice(&cancel).unwrap();
+    unknown["identifier"][0]["value"] = "D-NOWHERE".into();
+    json(
+        send_dispense(&f, &pharmacist, serde_json::to_vec(&unknown).unwrap()).await,
+        404,
+    )
+    .await;
     // The national ePrescription service completes the prescription: the
     // dispense sent again is found (200) with the status the national
     // server now holds; a new one is refused with it.

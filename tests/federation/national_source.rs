@@ -848,3 +848,104 @@ async fn the_operators_cache_answers_after_every_check_and_shows_on_metrics() {
     assert_eq!(response.status().as_u16(), 502);
     f.stop().await;
 }
+
+/// The Belgian national register number system (`deploy/config/directory.toml`).
+const BE_SYSTEM: &str = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin";
+/// A Belgian patient (a valid national register number).
+const BE_PATIENT: &str = "85073003328";
+
+/// A doctor in Luxembourg treating the visitor from Belgium.
+fn lu_doctor() -> Login {
+    Login {
+        professional: ehds_access::Professional {
+            id: "LU-HP-0007".into(),
+            name: "Dr Luc Weber".into(),
+            role: "2211".into(),
+            organisation: Organisation {
+                id: "LU-ORG-3".into(),
+                name: "Centre Hospitalier de Luxembourg".into(),
+            },
+        },
+        point_of_care: "Urgences".into(),
+    }
+}
+
+#[tokio::test]
+async fn belgium_on_its_national_fhir_server_answers_a_doctor_in_luxembourg_as_from_its_store() {
+    let Some(hfs) = Hfs::start().await else {
+        return;
+    };
+    // Belgium's national FHIR server holds the Belgian patient's summary,
+    // listed by a DocumentReference.
+    let pushed = loopback::patient_summary(&repo_root(), BE_SYSTEM, BE_PATIENT).unwrap();
+    let mut summary: Value = serde_json::from_slice(&pushed).unwrap();
+    summary["id"] = "ps-be-1".into();
+    hfs.put(&patient_of(&summary, "be-patient")).await;
+    hfs.put(&summary).await;
+    hfs.put(&reference_to("dr-be-1", "ps-be-1", "be-patient"))
+        .await;
+    // The harness puts BE's shipped patient summary service on it; LU
+    // stays on its store.
+    let base = format!("{}/", hfs.base);
+    let f = TwoCountries::start("national-be", move |config| {
+        federation_settings(config);
+        if config.country == "BE" {
+            config
+                .answer_from_national_server("patient-summary", &base, "")
+                .unwrap();
+        }
+    })
+    .await;
+    let ask = |path: String| {
+        let assertion = f
+            .lu_idp
+            .issue(
+                &lu_doctor(),
+                "urn:ehds:ncp:BE",
+                &PatientRef::new(BE_SYSTEM, BE_PATIENT),
+                PurposeOfUse::Treatment,
+                time::OffsetDateTime::now_utc(),
+                time::Duration::minutes(5),
+            )
+            .unwrap();
+        let client = f.national_client("LU", NationalClientKind::DoctorSystem);
+        let url = f.lu.url(&path);
+        async move { client.get(url).bearer_auth(assertion).send().await.unwrap() }
+    };
+
+    // The journey of a summary pushed to BE's store (`patient_page.rs`):
+    // the patient identified, one summary listed, read byte for byte.
+    let found = json(
+        ask(format!("/fhir/Patient?identifier={BE_SYSTEM}|{BE_PATIENT}")).await,
+        200,
+    )
+    .await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(
+        found["entry"][0]["resource"]["identifier"][0]["value"],
+        BE_PATIENT
+    );
+    let listed = json(
+        ask(format!(
+            "/fhir/DocumentReference?patient.identifier={BE_SYSTEM}|{BE_PATIENT}&type=http://loinc.org|60591-5"
+        ))
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    let url = listed["entry"][0]["resource"]["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(url, "Bundle/BE.ps-be-1");
+    let retrieved = ask(format!("/fhir/{url}")).await;
+    assert_eq!(retrieved.status().as_u16(), 200);
+    assert_eq!(
+        Sha256::digest(retrieved.bytes().await.unwrap()),
+        Sha256::digest(hfs.get("Bundle/ps-be-1").await),
+        "the summary as Belgium's national server holds it"
+    );
+    assert!(f.be.audit().await.first_broken.is_none());
+    f.stop().await;
+}
