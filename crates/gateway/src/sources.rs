@@ -14,7 +14,12 @@ use ehds_national_fhir::{BreakerState, CacheCounts, NationalError, NationalFhir}
 use crate::services::ServiceRegistry;
 
 /// A metric family of the operator's cache: name, type, help, value.
-type CacheFamily = (&'static str, &'static str, &'static str, fn(&CacheCounts) -> u64);
+type CacheFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CacheCounts) -> u64,
+);
 
 /// The national FHIR servers of the services with `source = "fhir"`.
 #[derive(Debug, Default)]

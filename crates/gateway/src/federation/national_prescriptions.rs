@@ -31,6 +31,11 @@
 //! is read back from the server (`MedicationRequest/{id}`) and answered in
 //! `X-Prescription-State`. Nothing is stored in the gateway, so the home
 //! rule "listed by this pharmacy first" is the national service's to keep.
+//! A dispense sent again as `entered-in-error` cancels the one written back
+//! (as at home): the national server's dispense with that identifier, of
+//! this patient, for the same prescriptions and the same performer, is
+//! updated to it (conditional update); the quantity is the national
+//! service's to give back.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
