@@ -27,10 +27,11 @@ use ehds_loopback::{self as loopback, LU_PATIENT, LU_SYSTEM, Loopback};
 use ehds_test_support::{ScratchDir, repo_root};
 use sha2::{Digest, Sha256};
 
+use crate::cpu;
 use crate::error::BenchError;
 use crate::load::Mode;
+use crate::phase::{Bench, Load, RETRIEVAL, Relay, Row, commit, push_summary, ratio};
 use crate::setup::GatewayProcess;
-use crate::{Args, Bench, RETRIEVAL, Relay, Row, commit, cpu, ratio};
 
 /// What the `national` command is told.
 #[derive(Debug, clap::Args)]
@@ -142,7 +143,7 @@ impl Hfs {
 }
 
 /// The run: LU on its store, then LU on hfs; BE relaying both.
-pub(crate) async fn bench(args: &Args, national: &NationalArgs) -> Result<(), BenchError> {
+pub(crate) async fn bench(load: Load, national: &NationalArgs) -> Result<(), BenchError> {
     let started_at = time::OffsetDateTime::now_utc();
     let load_before = cpu::load_average();
     let dir = ScratchDir::new("national-bench");
@@ -197,9 +198,9 @@ pub(crate) async fn bench(args: &Args, national: &NationalArgs) -> Result<(), Be
         run.lu.national,
     )
     .await?;
-    let (id, pushed) = crate::push_summary(pki, &lu).await?;
+    let (id, pushed) = push_summary(pki, &lu).await?;
     let runner = Bench {
-        args,
+        load,
         pki,
         idp: &idp,
         lu_pid: lu.pid,
@@ -257,9 +258,9 @@ pub(crate) async fn bench(args: &Args, national: &NationalArgs) -> Result<(), Be
                 ))
                 .unwrap_or_default(),
             commit(),
-            args.clients,
-            args.duration_secs,
-            args.warmup_secs,
+            load.clients,
+            load.duration_secs,
+            load.warmup_secs,
             pushed.len(),
             held.len(),
         ),
