@@ -448,5 +448,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(unbounded.contains("cache.ttl_secs"), "{unbounded}");
+        let prescriptions = summary(
+            "kind = \"eprescription\"\nsource = \"fhir\"\n[service.national_server]\n\
+             base_url = \"http://127.0.0.1:8090/fhir\"\n[service.national_server.cache]\nttl_secs = 60\n",
+        )
+        .unwrap_err();
+        assert!(
+            prescriptions.contains("cache is for document services"),
+            "{prescriptions}"
+        );
     }
 }
