@@ -233,6 +233,41 @@ async fn a_pharmacy_abroad_lists_reads_and_dispenses_prescriptions_held_by_the_n
         1,
         "written once"
     );
+    // The pharmacy cancels its dispense, sent again as entered-in-error
+    // (as at home): the dispense on the national server is entered in
+    // error, once; the national service gives the quantity back.
+    let mut cancel = vials_dispense("D-N1", 5);
+    cancel["status"] = "entered-in-error".into();
+    let cancel = serde_json::to_vec(&cancel).unwrap();
+    // Another performer's cancel is no cancel of this dispense.
+    let mut elsewhere: Value = serde_json::from_slice(&cancel).unwrap();
+    elsewhere["performer"][0]["actor"]["reference"] = "PractitionerRole/someone-else".into();
+    json(
+        send_dispense(&f, &pharmacist, serde_json::to_vec(&elsewhere).unwrap()).await,
+        404,
+    )
+    .await;
+    for _ in 0..2 {
+        let cancelled = send_dispense(&f, &pharmacist, cancel.clone()).await;
+        let state = cancelled.headers().get("x-prescription-state").cloned();
+        let outcome = json(cancelled, 200).await;
+        assert!(outcome.to_string().contains("cancelled"), "{outcome}");
+        assert_eq!(state.unwrap(), "active");
+        let on_national = stored(
+            hfs.get("MedicationDispense?identifier=urn:oid:2.999.1%7CD-N1")
+                .await,
+        );
+        assert_eq!(on_national.len(), 1, "the same dispense, updated");
+        assert_eq!(on_national[0]["status"], "entered-in-error");
+    }
+    // A dispense the national server never had: not found.
+    let mut unknown: Value = serde_json::from_slice(&cancel).unwrap();
+    unknown["identifier"][0]["value"] = "D-NOWHERE".into();
+    json(
+        send_dispense(&f, &pharmacist, serde_json::to_vec(&unknown).unwrap()).await,
+        404,
+    )
+    .await;
     // The national ePrescription service completes the prescription: the
     // dispense sent again is found (200) with the status the national
     // server now holds; a new one is refused with it.
@@ -429,5 +464,155 @@ async fn a_dispense_for_a_national_server_that_is_down_is_its_failure_audited_on
     .await;
     assert!(response.status().is_server_error(), "{}", response.status());
     assert_eq!(f.lu.audit().await.records, records + 2);
+    f.stop().await;
+}
+
+/// A national ePrescription server on loopback holding the LU patient's
+/// prescription 10-123EP (`MedicationRequest/mr-1`) and the dispense D-N1
+/// written back to it earlier (`held`): it answers the searches by
+/// identifier, the read, and the conditional update of the dispense, whose
+/// bodies it records (plain HTTP/1.1, one request per connection).
+struct HoldingDispense {
+    port: u16,
+    held: Arc<std::sync::Mutex<Value>>,
+    updates: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldingDispense {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut prescription: Value = serde_json::from_slice(&lu_prescription()).unwrap();
+        prescription["id"] = "mr-1".into();
+        let mut dispense = vials_dispense("D-N1", 5);
+        dispense["id"] = "md-1".into();
+        let held = Arc::new(std::sync::Mutex::new(dispense));
+        let updates = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (shared, recorded) = (Arc::clone(&held), Arc::clone(&updates));
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break 0,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                };
+                if head_end == 0 {
+                    continue;
+                }
+                let head = String::from_utf8_lossy(&request[..head_end]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while request.len() < head_end + length {
+                    let n = stream.read(&mut buffer).await.unwrap();
+                    request.extend_from_slice(&buffer[..n]);
+                }
+                let body = request[head_end..].to_vec();
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                let set = |resources: Vec<Value>| {
+                    serde_json::json!({"resourceType": "Bundle", "type": "searchset",
+                        "total": resources.len(),
+                        "entry": resources.into_iter()
+                            .map(|r| serde_json::json!({"resource": r, "search": {"mode": "match"}}))
+                            .collect::<Vec<_>>()})
+                    .to_string()
+                    .replace(",\"entry\":[]", "")
+                };
+                let (status, answer) = if line.starts_with("put /medicationdispense?") {
+                    recorded.lock().unwrap().push(body.clone());
+                    let mut updated: Value = serde_json::from_slice(&body).unwrap();
+                    updated["id"] = "md-1".into();
+                    *shared.lock().unwrap() = updated.clone();
+                    ("200 OK", updated.to_string())
+                } else if line.starts_with("get /medicationdispense?") {
+                    let held = shared.lock().unwrap().clone();
+                    let found = if line.contains("d-n1") {
+                        vec![held]
+                    } else {
+                        vec![]
+                    };
+                    ("200 OK", set(found))
+                } else if line.starts_with("get /medicationrequest?") {
+                    ("200 OK", set(vec![prescription.clone()]))
+                } else if line.starts_with("get /medicationrequest/mr-1 ") {
+                    ("200 OK", prescription.to_string())
+                } else {
+                    ("404 Not Found", r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}"#.to_owned())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {FHIR_JSON}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        Self {
+            port,
+            held,
+            updates,
+            task,
+        }
+    }
+}
+
+impl Drop for HoldingDispense {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_dispense_cancelled_abroad_is_entered_in_error_on_the_national_server_once() {
+    let national = HoldingDispense::start().await;
+    let f = with_national_eprescription(&format!("http://127.0.0.1:{}/", national.port), "").await;
+    let pharmacist = pharmacist_of("BE-PHARM-7");
+    let mut cancel = vials_dispense("D-N1", 5);
+    cancel["status"] = "entered-in-error".into();
+    let cancel = serde_json::to_vec(&cancel).unwrap();
+
+    // Another performer's cancel, or one of a dispense the national server
+    // never had: no such dispense, nothing written.
+    let mut elsewhere: Value = serde_json::from_slice(&cancel).unwrap();
+    elsewhere["performer"][0]["actor"]["reference"] = "PractitionerRole/someone-else".into();
+    json(
+        send_dispense(&f, &pharmacist, serde_json::to_vec(&elsewhere).unwrap()).await,
+        404,
+    )
+    .await;
+    let mut unknown: Value = serde_json::from_slice(&cancel).unwrap();
+    unknown["identifier"][0]["value"] = "D-NOWHERE".into();
+    json(
+        send_dispense(&f, &pharmacist, serde_json::to_vec(&unknown).unwrap()).await,
+        404,
+    )
+    .await;
+    assert!(national.updates.lock().unwrap().is_empty());
+
+    // The pharmacy's cancel: the dispense is updated on the national
+    // server to the bytes the pharmacy sent; sent again, it is not written
+    // twice. The prescription's status is read back.
+    for _ in 0..2 {
+        let cancelled = send_dispense(&f, &pharmacist, cancel.clone()).await;
+        let state = cancelled.headers().get("x-prescription-state").cloned();
+        let outcome = json(cancelled, 200).await;
+        assert!(outcome.to_string().contains("cancelled"), "{outcome}");
+        assert_eq!(state.unwrap(), "active");
+    }
+    assert_eq!(
+        *national.updates.lock().unwrap(),
+        vec![cancel.clone()],
+        "written once, as the pharmacy sent it"
+    );
+    assert_eq!(national.held.lock().unwrap()["status"], "entered-in-error");
     f.stop().await;
 }

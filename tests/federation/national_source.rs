@@ -318,8 +318,7 @@ display = "{display}"
 
 /// Both gateways, LU's patient summary on the national server at
 /// `summary_base`, its laboratory reports on the fake one, and (with
-/// `dead_discharge`) its discharge reports on a server nobody runs. A read
-/// by id asks every national server, so one that fails makes it a failure.
+/// `dead_discharge`) its discharge reports on a server nobody runs.
 async fn with_national_servers(
     summary_base: &str,
     fake: &FakeNational,
@@ -567,6 +566,23 @@ async fn a_doctor_abroad_reads_the_summaries_the_national_fhir_server_holds() {
     let missing = doctor.get("/fhir/Bundle/LU.ps-nowhere").await;
     json(missing, 404).await;
 
+    // A read by id asks every national server of a document service: one
+    // failing (the laboratory's, answering HTML) hides neither a document
+    // another holds nor makes a failure look like "not found".
+    fake.misbehave(Misbehaviour::Html);
+    let response = doctor.get(&format!("/fhir/{url}")).await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "found on the summary's server"
+    );
+    let outcome = json(at_lu_as_be_ncp(&f, "/fhir/Bundle/ps-nowhere").await, 502).await;
+    assert!(
+        diagnostics(&outcome).contains("not usable FHIR"),
+        "{outcome}"
+    );
+    fake.misbehave(Misbehaviour::HoldsNothing);
+
     // 5. Another patient's summary, asked for under this patient's
     // assertion: not found to this caller, audited, nothing relayed.
     let records = f.lu.audit().await.records;
@@ -704,5 +720,232 @@ async fn a_failing_national_server_is_answered_as_its_failure_and_audited() {
             .unwrap()
             .contains("national FHIR server")
     );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_by_id_is_not_found_only_when_every_national_server_answered() {
+    // The patient summary and the laboratory reports each on a national
+    // server of their own, both healthy and holding nothing.
+    let summary = FakeNational::start().await;
+    let laboratory = FakeNational::start().await;
+    summary.misbehave(Misbehaviour::HoldsNothing);
+    laboratory.misbehave(Misbehaviour::HoldsNothing);
+    let f = with_national_servers(
+        &format!("http://127.0.0.1:{}/fhir", summary.port),
+        &laboratory,
+        false,
+    )
+    .await;
+    let read = "/fhir/Bundle/ps-nowhere";
+
+    // Every server answered that it holds no such document: not found.
+    json(at_lu_as_be_ncp(&f, read).await, 404).await;
+
+    // One of them failing: the document may exist there, so the read is
+    // that server's failure (504 too slow, 502 not FHIR), not "not found".
+    laboratory.misbehave(Misbehaviour::Slow);
+    let outcome = json(at_lu_as_be_ncp(&f, read).await, 504).await;
+    assert!(
+        diagnostics(&outcome).contains("did not answer in time"),
+        "{outcome}"
+    );
+    laboratory.misbehave(Misbehaviour::Html);
+    json(at_lu_as_be_ncp(&f, read).await, 502).await;
+    laboratory.misbehave(Misbehaviour::HoldsNothing);
+    json(at_lu_as_be_ncp(&f, read).await, 404).await;
+
+    // A server nobody runs (the discharge reports'): unavailable, 503.
+    f.stop().await;
+    let f = with_national_servers(
+        &format!("http://127.0.0.1:{}/fhir", summary.port),
+        &laboratory,
+        true,
+    )
+    .await;
+    let response = at_lu_as_be_ncp(&f, read).await;
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn the_operators_cache_answers_after_every_check_and_shows_on_metrics() {
+    // LU's laboratory reports on a national server whose answers the
+    // operator keeps for ten minutes; it finds no report for the patient.
+    let fake = FakeNational::start().await;
+    fake.misbehave(Misbehaviour::FindsNothing);
+    let laboratory = national_service(
+        "laboratory-report",
+        "ReadLaboratoryReport",
+        "",
+        ("11502-2", "Laboratory report"),
+        &format!("http://127.0.0.1:{}/fhir", fake.port),
+        "timeout_secs = 1\n[services.service.national_server.cache]\nttl_secs = 600\nmax_entries = 10\n",
+    );
+    let f = TwoCountries::start("national-cache", move |config| {
+        federation_settings(config);
+        if config.country == "LU" {
+            config.sections.push('\n');
+            config.sections.push_str(&laboratory);
+        }
+    })
+    .await;
+    let list = about_lu_patient("DocumentReference", "&type=http://loinc.org|11502-2");
+    let listed = json(at_lu_as_be_ncp(&f, &list).await, 200).await;
+    assert_eq!(listed["total"], 0, "{listed}");
+
+    // The server now answers HTML: the list kept is answered, not asked.
+    fake.misbehave(Misbehaviour::Html);
+    let listed = json(at_lu_as_be_ncp(&f, &list).await, 200).await;
+    assert_eq!(listed["total"], 0, "from the cache: {listed}");
+    let metrics = metrics(
+        &f.lu,
+        f.national_client("LU", NationalClientKind::EhrSystem),
+    )
+    .await;
+    let series = |name: &str| {
+        counter(
+            &metrics,
+            &format!("{name}{{service=\"laboratory-report\"}}"),
+        )
+    };
+    assert_eq!(series("ehds_national_cache_entries"), Some(1), "{metrics}");
+    assert!(series("ehds_national_cache_bytes").unwrap() > 0);
+    assert_eq!(series("ehds_national_cache_hits_total"), Some(1));
+    assert_eq!(series("ehds_national_cache_misses_total"), Some(1));
+    assert_eq!(
+        counter(
+            &metrics,
+            "ehds_national_cache_entries{service=\"patient-summary\"}"
+        ),
+        None,
+        "no cache where the operator turned none on"
+    );
+
+    // The patient opts out: refused, cache or not (every check runs on
+    // each use).
+    set_opt_out_of(&f, "laboratory-report", Some("BE"), true).await;
+    json(at_lu_as_be_ncp(&f, &list).await, 403).await;
+    set_opt_out_of(&f, "laboratory-report", Some("BE"), false).await;
+
+    // Another patient's list is another request: asked, and the HTML
+    // answer is the server's failure, never kept.
+    let other = format!(
+        "/fhir/DocumentReference?patient.identifier={LU_SYSTEM}|{OTHER_LU_PATIENT}&type=http://loinc.org|11502-2"
+    );
+    let response = f
+        .federation_client(f.pki.ncp_client("BE"))
+        .get(f.lu.federation_url(&other))
+        .bearer_auth(assertion(
+            &f.be_idp,
+            &be_doctor(),
+            &PatientRef::new(LU_SYSTEM, OTHER_LU_PATIENT),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 502);
+    f.stop().await;
+}
+
+/// The Belgian national register number system (`deploy/config/directory.toml`).
+const BE_SYSTEM: &str = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin";
+/// A Belgian patient (a valid national register number).
+const BE_PATIENT: &str = "85073003328";
+
+/// A doctor in Luxembourg treating the visitor from Belgium.
+fn lu_doctor() -> Login {
+    Login {
+        professional: ehds_access::Professional {
+            id: "LU-HP-0007".into(),
+            name: "Dr Luc Weber".into(),
+            role: "2211".into(),
+            organisation: Organisation {
+                id: "LU-ORG-3".into(),
+                name: "Centre Hospitalier de Luxembourg".into(),
+            },
+        },
+        point_of_care: "Urgences".into(),
+    }
+}
+
+#[tokio::test]
+async fn belgium_on_its_national_fhir_server_answers_a_doctor_in_luxembourg_as_from_its_store() {
+    let Some(hfs) = Hfs::start().await else {
+        return;
+    };
+    // Belgium's national FHIR server holds the Belgian patient's summary,
+    // listed by a DocumentReference.
+    let pushed = loopback::patient_summary(&repo_root(), BE_SYSTEM, BE_PATIENT).unwrap();
+    let mut summary: Value = serde_json::from_slice(&pushed).unwrap();
+    summary["id"] = "ps-be-1".into();
+    hfs.put(&patient_of(&summary, "be-patient")).await;
+    hfs.put(&summary).await;
+    hfs.put(&reference_to("dr-be-1", "ps-be-1", "be-patient"))
+        .await;
+    // The harness puts BE's shipped patient summary service on it; LU
+    // stays on its store.
+    let base = format!("{}/", hfs.base);
+    let f = TwoCountries::start("national-be", move |config| {
+        federation_settings(config);
+        if config.country == "BE" {
+            config
+                .answer_from_national_server("patient-summary", &base, "")
+                .unwrap();
+        }
+    })
+    .await;
+    let ask = |path: String| {
+        let assertion = f
+            .lu_idp
+            .issue(
+                &lu_doctor(),
+                "urn:ehds:ncp:BE",
+                &PatientRef::new(BE_SYSTEM, BE_PATIENT),
+                PurposeOfUse::Treatment,
+                time::OffsetDateTime::now_utc(),
+                time::Duration::minutes(5),
+            )
+            .unwrap();
+        let client = f.national_client("LU", NationalClientKind::DoctorSystem);
+        let url = f.lu.url(&path);
+        async move { client.get(url).bearer_auth(assertion).send().await.unwrap() }
+    };
+
+    // The journey of a summary pushed to BE's store (`patient_page.rs`):
+    // the patient identified, one summary listed, read byte for byte.
+    let found = json(
+        ask(format!("/fhir/Patient?identifier={BE_SYSTEM}|{BE_PATIENT}")).await,
+        200,
+    )
+    .await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(
+        found["entry"][0]["resource"]["identifier"][0]["value"],
+        BE_PATIENT
+    );
+    let listed = json(
+        ask(format!(
+            "/fhir/DocumentReference?patient.identifier={BE_SYSTEM}|{BE_PATIENT}&type=http://loinc.org|60591-5"
+        ))
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    let url = listed["entry"][0]["resource"]["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(url, "Bundle/BE.ps-be-1");
+    let retrieved = ask(format!("/fhir/{url}")).await;
+    assert_eq!(retrieved.status().as_u16(), 200);
+    assert_eq!(
+        Sha256::digest(retrieved.bytes().await.unwrap()),
+        Sha256::digest(hfs.get("Bundle/ps-be-1").await),
+        "the summary as Belgium's national server holds it"
+    );
+    assert!(f.be.audit().await.first_broken.is_none());
     f.stop().await;
 }

@@ -204,6 +204,19 @@ impl ServiceRegistry {
                         "service {name}: source = \"fhir\" needs [service.national_server]"
                     ));
                 }
+                // A prescription's status changes at the national service
+                // (dispensed at home, cancelled) and a dispense abroad is
+                // decided on it: a kept answer could let a prescription be
+                // dispensed twice.
+                (Source::Fhir, Some(server), ServiceKind::Eprescription)
+                    if server.cache.is_some() =>
+                {
+                    return Err(format!(
+                        "service {name}: national_server.cache is for document services; a \
+                         dispense is decided on the prescription's status as the national \
+                         service holds it now"
+                    ));
+                }
                 (Source::Fhir, Some(server), _) => {
                     server
                         .check()
@@ -413,5 +426,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(remote.contains("loopback"), "{remote}");
+        // The operator's cache: off unless written, its bounds checked.
+        let national = fhir.national().next().unwrap();
+        assert!(national.national_server.as_ref().unwrap().cache.is_none());
+        let cached = summary(
+            "source = \"fhir\"\n[service.national_server]\nbase_url = \"http://127.0.0.1:8090/fhir\"\n\
+             [service.national_server.cache]\nttl_secs = 60\nmax_entries = 100\nmax_bytes = 1000000\n",
+        )
+        .unwrap();
+        let cache = cached
+            .national()
+            .next()
+            .unwrap()
+            .national_server
+            .as_ref()
+            .unwrap();
+        assert_eq!(cache.cache.as_ref().unwrap().max_entries, 100);
+        let unbounded = summary(
+            "source = \"fhir\"\n[service.national_server]\nbase_url = \"http://127.0.0.1:8090/fhir\"\n\
+             [service.national_server.cache]\nttl_secs = 0\n",
+        )
+        .unwrap_err();
+        assert!(unbounded.contains("cache.ttl_secs"), "{unbounded}");
+        let prescriptions = summary(
+            "kind = \"eprescription\"\nsource = \"fhir\"\n[service.national_server]\n\
+             base_url = \"http://127.0.0.1:8090/fhir\"\n[service.national_server.cache]\nttl_secs = 60\n",
+        )
+        .unwrap_err();
+        assert!(
+            prescriptions.contains("cache is for document services"),
+            "{prescriptions}"
+        );
     }
 }

@@ -9,9 +9,17 @@
 
 use std::sync::Arc;
 
-use ehds_national_fhir::{BreakerState, NationalError, NationalFhir};
+use ehds_national_fhir::{BreakerState, CacheCounts, NationalError, NationalFhir};
 
 use crate::services::ServiceRegistry;
+
+/// A metric family of the operator's cache: name, type, help, value.
+type CacheFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CacheCounts) -> u64,
+);
 
 /// The national FHIR servers of the services with `source = "fhir"`.
 #[derive(Debug, Default)]
@@ -61,7 +69,9 @@ impl NationalSources {
 
     /// The breakers' states in Prometheus text format (`/metrics`):
     /// `ehds_national_server_breaker_state{service}` 0 closed, 1 open, 2
-    /// half-open.
+    /// half-open; and, for the services whose operator turned the cache
+    /// on, what it holds (`ehds_national_cache_entries`, `_bytes`) and how
+    /// it served (`_hits_total`, `_misses_total`, `_evictions_total`).
     pub(crate) fn render_metrics(&self) -> String {
         use std::fmt::Write;
         if self.servers.is_empty() {
@@ -78,6 +88,57 @@ impl NationalSources {
                 crate::metrics::escape_label(&name),
                 state.gauge()
             );
+        }
+        let cached: Vec<(String, CacheCounts)> = self
+            .servers
+            .iter()
+            .filter_map(|(name, server)| Some((name.clone(), server.cache_counts()?)))
+            .collect();
+        if cached.is_empty() {
+            return out;
+        }
+        let families: [CacheFamily; 5] = [
+            (
+                "ehds_national_cache_entries",
+                "gauge",
+                "Answers of a service's national FHIR server the operator's cache holds now.",
+                |c| c.entries as u64,
+            ),
+            (
+                "ehds_national_cache_bytes",
+                "gauge",
+                "Bytes the operator's cache holds now for a service (answers and their URLs).",
+                |c| c.bytes as u64,
+            ),
+            (
+                "ehds_national_cache_hits_total",
+                "counter",
+                "Requests to a service's national FHIR server answered from the operator's cache.",
+                |c| c.hits,
+            ),
+            (
+                "ehds_national_cache_misses_total",
+                "counter",
+                "Requests to a service's national FHIR server the operator's cache could not answer.",
+                |c| c.misses,
+            ),
+            (
+                "ehds_national_cache_evictions_total",
+                "counter",
+                "Answers dropped from the operator's cache to stay within its bounds or after a refused answer.",
+                |c| c.evictions,
+            ),
+        ];
+        for (family, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
+            for (name, counts) in &cached {
+                let _ = writeln!(
+                    out,
+                    "{family}{{service=\"{}\"}} {}",
+                    crate::metrics::escape_label(name),
+                    value(counts)
+                );
+            }
         }
         out
     }

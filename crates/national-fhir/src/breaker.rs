@@ -3,6 +3,11 @@
 //! circuit opens and calls fail at once, sparing a server that is down and
 //! the callers' time; after `open_for` one call is let through as a probe
 //! (half-open): its success closes the circuit, its failure opens it again.
+//! A call that never reached the server (the gateway's own credentials were
+//! refused by the token endpoint: `NationalError::Credentials`) is neither:
+//! [`Attempt::release`] leaves the count as it was, since a server that
+//! refuses this client is up, and opening the circuit would hide the
+//! credentials problem behind "unavailable".
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -127,6 +132,18 @@ impl Breaker {
         })
     }
 
+    /// A call that ended without telling whether the server is up (it
+    /// never reached it): the count of failures is kept as it was; a probe
+    /// leaves the circuit open with the next call let through as the probe.
+    pub fn release(&self, admission: Admission) {
+        let mut inner = self.lock();
+        if admission == Admission::Probe && matches!(*inner, Inner::HalfOpen) {
+            *inner = Inner::Open {
+                until: Instant::now(),
+            };
+        }
+    }
+
     /// The state now.
     pub fn state(&self) -> BreakerState {
         match *self.lock() {
@@ -156,6 +173,15 @@ impl Attempt<'_> {
     pub fn finish(mut self, ok: bool) {
         self.finished = true;
         self.breaker.record(self.admission, ok);
+    }
+}
+
+impl Attempt<'_> {
+    /// Ends the call as neither a success nor a failure of the server
+    /// ([`Breaker::release`]): it never reached the server.
+    pub fn release(mut self) {
+        self.finished = true;
+        self.breaker.release(self.admission);
     }
 }
 
@@ -205,6 +231,28 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_secs(31)).await;
         breaker.attempt().unwrap().finish(true);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_never_reached_the_server_counts_for_nothing() {
+        let breaker = Breaker::new(2, Duration::from_secs(30));
+        breaker.record(Admission::Call, false);
+        for _ in 0..10 {
+            breaker.attempt().unwrap().release();
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        breaker.record(Admission::Call, false);
+        assert_eq!(breaker.state(), BreakerState::Open, "the count was kept");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let probe = breaker.attempt().unwrap();
+        assert!(probe.is_probe());
+        probe.release();
+        // Still open; the next call is the probe.
+        assert_eq!(breaker.state(), BreakerState::Open);
+        let probe = breaker.attempt().unwrap();
+        assert!(probe.is_probe());
+        probe.finish(true);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 

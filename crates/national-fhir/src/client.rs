@@ -17,6 +17,7 @@ use ehds_identifiers::PatientIdentifier;
 
 use crate::about::{identifiers, is_of, matches, token};
 use crate::breaker::{Breaker, BreakerState};
+use crate::cache::{AnswerCache, CacheCounts, Kept};
 use crate::http::{Answer, Http, Request};
 use crate::oauth::OAuthClient;
 use crate::{NationalError, NationalServer, Retrieval};
@@ -56,6 +57,8 @@ pub struct NationalFhir {
     budget: Duration,
     chained_search: bool,
     retrieval: Retrieval,
+    /// The operator's cache of answers, when turned on (`crate::cache`).
+    cache: Option<AnswerCache>,
 }
 
 /// A document the national server lists for the patient
@@ -90,18 +93,26 @@ impl NationalFhir {
         let http = match &server.tls {
             // The transport's outbound client: TLS 1.3, the server's
             // certificate chained to `cas` with current CRLs and its name
-            // checked against the URL's host, no redirects, no proxy.
+            // checked against the URL's host, no redirects, no proxy; the
+            // gateway's client certificate presented, or none when OAuth
+            // alone authenticates it (`NationalServer::check`).
             Some(tls) => {
-                let identity = TlsIdentity::load(&IdentityFiles {
-                    cert_chain: tls.client_certificate.clone(),
-                    private_key: tls.client_private_key.clone(),
-                })?;
                 let trust = TrustStore::load(&TrustFiles {
                     ca_certs: tls.cas.clone(),
                     crls: tls.crls.clone(),
                 })?;
+                let client = match (&tls.client_certificate, &tls.client_private_key) {
+                    (Some(cert_chain), Some(private_key)) => {
+                        let identity = TlsIdentity::load(&IdentityFiles {
+                            cert_chain: cert_chain.clone(),
+                            private_key: private_key.clone(),
+                        })?;
+                        ehds_transport::federation_client(&identity, &trust, timeouts)?
+                    }
+                    _ => ehds_transport::server_authenticated_client(&trust, timeouts)?,
+                };
                 Http::Tls {
-                    client: ehds_transport::federation_client(&identity, &trust, timeouts)?,
+                    client,
                     budget: timeouts.request,
                 }
             }
@@ -127,7 +138,48 @@ impl NationalFhir {
             budget: server.budget(),
             chained_search: server.chained_search,
             retrieval: server.retrieval,
+            cache: server.cache.as_ref().map(AnswerCache::new),
         })
+    }
+
+    /// What the operator's cache holds and how it served; `None`: no cache.
+    pub fn cache_counts(&self) -> Option<CacheCounts> {
+        self.cache.as_ref().map(AnswerCache::counts)
+    }
+
+    /// Empties the operator's cache: an answer of this server was refused
+    /// (about another patient, invalid), so none it gave is kept.
+    pub fn forget_answers(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
+    /// The answer to `GET url` kept by the cache, if any (parsed again:
+    /// the bytes as the server sent them).
+    fn cached(&self, url: &url::Url) -> Option<ReceivedResource> {
+        let kept = self.cache.as_ref()?.get(url)?;
+        parse(Answer {
+            status: 200,
+            media_type: kept.media_type,
+            location: None,
+            body: kept.body,
+        })
+        .ok()
+    }
+
+    /// Keeps `answer` to `GET url` in the cache, if there is one: called
+    /// only with an answer found usable.
+    fn keep(&self, url: &url::Url, answer: &ReceivedResource) {
+        if let Some(cache) = &self.cache {
+            cache.keep(
+                url,
+                Kept {
+                    media_type: "application/fhir+json".to_owned(),
+                    body: answer.bytes().clone(),
+                },
+            );
+        }
     }
 
     /// The circuit breaker's state.
@@ -161,6 +213,10 @@ impl NationalFhir {
         url: url::Url,
         request: Request,
     ) -> Result<Answer, NationalError> {
+        // A write makes kept answers stale: none is kept past it.
+        if matches!(request, Request::Post { .. } | Request::Put(_)) {
+            self.forget_answers();
+        }
         let _permit = self
             .permits
             .acquire()
@@ -175,15 +231,15 @@ impl NationalFhir {
             Some(oauth) => oauth.send(&self.http, url, request).await,
             None => self.http.send(url, request, None).await,
         };
-        let failed = match &answer {
-            Ok(answer) => answer.status >= 500,
-            Err(NationalError::Unreachable(_) | NationalError::Timeout(_)) => true,
-            Err(_) => false,
-        };
+        let outcome = breaker_outcome(&answer);
         if attempt.is_probe() {
-            tracing::info!(ok = !failed, "national server: circuit breaker probe");
+            tracing::info!(?outcome, "national server: circuit breaker probe");
         }
-        attempt.finish(!failed);
+        match outcome {
+            BreakerOutcome::Answered => attempt.finish(true),
+            BreakerOutcome::Failed => attempt.finish(false),
+            BreakerOutcome::NotAsked => attempt.release(),
+        }
         answer
     }
 
@@ -215,14 +271,31 @@ impl NationalFhir {
     }
 
     async fn get_url(&self, url: url::Url) -> Result<Option<ReceivedResource>, NationalError> {
-        let answer = self.exchange(url, Request::Get).await?;
+        self.get_checked(url, |_| Ok(())).await
+    }
+
+    /// `GET url`: the parsed answer if `check` accepts it (kept by the
+    /// cache, if any, only then), or `None` for 404 / 410 (never kept).
+    pub(crate) async fn get_checked(
+        &self,
+        url: url::Url,
+        check: impl Fn(&ReceivedResource) -> Result<(), NationalError>,
+    ) -> Result<Option<ReceivedResource>, NationalError> {
+        if let Some(kept) = self.cached(&url) {
+            check(&kept)?;
+            return Ok(Some(kept));
+        }
+        let answer = self.exchange(url.clone(), Request::Get).await?;
         if answer.status == 404 || answer.status == 410 {
             return Ok(None);
         }
         if !(200..300).contains(&answer.status) {
             return Err(NationalError::Status(answer.status));
         }
-        parse(answer).map(Some)
+        let answer = parse(answer)?;
+        check(&answer)?;
+        self.keep(&url, &answer);
+        Ok(Some(answer))
     }
 
     /// A search set (`Bundle.type = searchset`) of `resource_type`, every
@@ -243,7 +316,10 @@ impl NationalFhir {
             incomplete: false,
         };
         loop {
-            let answer = self.search_page(url).await?;
+            let answer = match self.cached(&url) {
+                Some(kept) => kept,
+                None => self.search_page(url.clone()).await?,
+            };
             let root = answer.root();
             if root.get("resourceType").and_then(Node::as_str) != Some("Bundle")
                 || root.get("type").and_then(Node::as_str) != Some("searchset")
@@ -262,6 +338,7 @@ impl NationalFhir {
             let next = next_link(root)
                 .map(|link| self.on_this_server(link))
                 .transpose()?;
+            self.keep(&url, &answer);
             pages.answers.push(answer);
             match next {
                 None => return Ok(pages),
@@ -331,6 +408,7 @@ impl NationalFhir {
         for answer in &pages.answers {
             for resource in matches(answer.root()) {
                 if !is_of(patient, resource) {
+                    self.forget_answers();
                     return Err(NationalError::OtherPatient);
                 }
                 if let Some(id) = resource.get("id").and_then(Node::as_str) {
@@ -421,6 +499,7 @@ impl NationalFhir {
                     .subject_is(patient, reference.get("subject"), &mut patient_ids)
                     .await?
                 {
+                    self.forget_answers();
                     return Err(NationalError::OtherPatient);
                 }
                 if let Some(document) = listed_document(reference) {
@@ -480,18 +559,45 @@ impl NationalFhir {
         {
             return Ok(None);
         }
-        let Some(answer) = self.get(&path, &[]).await? else {
-            return Ok(None);
-        };
-        let root = answer.root();
-        if root.get("resourceType").and_then(Node::as_str) != Some("Bundle")
-            || root.get("type").and_then(Node::as_str) != Some("document")
-        {
-            return Err(NationalError::Unexpected(
-                "a document read answered with something else than a document Bundle".into(),
-            ));
-        }
-        Ok(Some(answer))
+        let url = self.url(&path, &[])?;
+        self.get_checked(url, |answer| {
+            let root = answer.root();
+            if root.get("resourceType").and_then(Node::as_str) != Some("Bundle")
+                || root.get("type").and_then(Node::as_str) != Some("document")
+            {
+                return Err(NationalError::Unexpected(
+                    "a document read answered with something else than a document Bundle".into(),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// What a call tells the circuit breaker about the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BreakerOutcome {
+    /// The server answered (whatever it answered, short of a 5xx).
+    Answered,
+    /// The server (or its authorization server) is down or too slow: not
+    /// reached, no answer within the budget, or a 5xx.
+    Failed,
+    /// The request never reached the server: the token endpoint refused
+    /// the gateway's client credentials, or the request could not be
+    /// made. That is the gateway's configuration to fix, not the server
+    /// being down: the breaker is left as it was.
+    NotAsked,
+}
+
+fn breaker_outcome(answer: &Result<Answer, NationalError>) -> BreakerOutcome {
+    match answer {
+        Ok(answer) if answer.status >= 500 => BreakerOutcome::Failed,
+        Ok(_) => BreakerOutcome::Answered,
+        Err(NationalError::Unreachable(_) | NationalError::Timeout(_)) => BreakerOutcome::Failed,
+        // A token endpoint or SMART configuration answering 5xx.
+        Err(NationalError::Status(status)) if *status >= 500 => BreakerOutcome::Failed,
+        Err(_) => BreakerOutcome::NotAsked,
     }
 }
 

@@ -70,6 +70,11 @@ pub struct NationalServer {
     /// with a warning saying so.
     #[serde(default = "default_max_pages")]
     pub max_pages: usize,
+    /// The operator's cache of this server's answers (`crate::cache`):
+    /// off unless this table is written; bounded in entries and bytes,
+    /// each answer kept `ttl_secs` at most, never a failure or a refusal.
+    #[serde(default)]
+    pub cache: Option<crate::NationalCache>,
 }
 
 /// How a document is retrieved from the national server.
@@ -84,14 +89,22 @@ pub enum Retrieval {
     Summary,
 }
 
-/// `[…national_server.tls]`: mutual TLS towards the national server.
+/// `[…national_server.tls]`: TLS towards the national server: the server
+/// authenticated by its CA (always), the gateway by its client certificate
+/// (mutual TLS), or — without `client_certificate` and
+/// `client_private_key` — by OAuth alone (`[…national_server.oauth]`
+/// required then: a server that authenticates its system clients by
+/// SMART Backend Services access tokens, not certificates).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NationalTls {
-    /// The gateway's client certificate chain (PEM), of the national PKI.
-    pub client_certificate: PathBuf,
-    /// Its private key (PEM).
-    pub client_private_key: PathBuf,
+    /// The gateway's client certificate chain (PEM), of the national PKI;
+    /// absent: no certificate is presented (OAuth only).
+    #[serde(default)]
+    pub client_certificate: Option<PathBuf>,
+    /// Its private key (PEM); with `client_certificate` only.
+    #[serde(default)]
+    pub client_private_key: Option<PathBuf>,
     /// The CA certificate(s) the server's certificate must chain to.
     pub cas: Vec<PathBuf>,
     /// A current CRL for every CA above (revocation fails closed).
@@ -256,10 +269,31 @@ impl NationalServer {
                             .into(),
                     );
                 }
+                match (
+                    &tls.client_certificate,
+                    &tls.client_private_key,
+                    &self.oauth,
+                ) {
+                    (Some(_), Some(_), _) | (None, None, Some(_)) => {}
+                    (None, None, None) => {
+                        return Err(
+                            "the national server must know who asks: tls.client_certificate \
+                                    and tls.client_private_key (mutual TLS), or [oauth] (access \
+                                    tokens over TLS that authenticates the server only)"
+                                .into(),
+                        );
+                    }
+                    _ => {
+                        return Err(
+                            "tls.client_certificate and tls.client_private_key go together".into(),
+                        );
+                    }
+                }
             }
             ("https", None) => {
                 return Err(
-                    "an https national server needs [tls] (the gateway's client certificate and the server's CA)"
+                    "an https national server needs [tls] (the server's CA and CRL, and the \
+                     gateway's client certificate unless [oauth] authenticates it)"
                         .into(),
                 );
             }
@@ -288,6 +322,9 @@ impl NationalServer {
         }
         if let Some(oauth) = &self.oauth {
             oauth.check(&url)?;
+        }
+        if let Some(cache) = &self.cache {
+            cache.check()?;
         }
         // Relative references are joined onto the base: it ends with '/'.
         if !url.path().ends_with('/') {
@@ -348,6 +385,24 @@ mod tests {
         ] {
             assert!(server(&bad).is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn oauth_alone_needs_no_client_certificate_but_something_must_say_who_asks() {
+        let https = "base_url = \"https://fhir.example.be/r4\"\n";
+        let server_only = "[tls]\ncas = [\"ca.pem\"]\ncrls = [\"ca.crl.pem\"]\n";
+        let oauth = "[oauth]\nclient_id = \"ncp-lu\"\nprivate_key = \"jwt.pem\"\nkid = \"k1\"\n\
+                     scope = \"system/*.rs\"\n";
+        assert!(server(&format!("{https}{server_only}{oauth}")).is_ok());
+        let parsed: NationalServer =
+            toml::from_str(&format!("{https}{server_only}{oauth}")).unwrap();
+        assert_eq!(parsed.tls.unwrap().client_certificate, None);
+        let refused = server(&format!("{https}{server_only}")).unwrap_err();
+        assert!(refused.contains("must know who asks"), "{refused}");
+        let half = format!("{https}{server_only}client_certificate = \"c.pem\"\n{oauth}");
+        assert!(server(&half).unwrap_err().contains("go together"));
+        // The server is always authenticated: no [tls], no https.
+        assert!(server(&format!("{https}{oauth}")).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The HTTP exchange with a national server (FHIR R4 http.html): over
-//! mutual TLS with `ehds-transport`'s outbound client for an `https` base
+//! TLS (mutual, or server-authenticated with OAuth) with `ehds-transport`'s outbound client for an `https` base
 //! URL, or, for a server beside the gateway on a loopback address
 //! (`NationalServer::check`), plain HTTP/1.1 over TCP with no TLS at all
 //! (hyper-util's client: there is no TLS configuration to get wrong, and
@@ -25,8 +25,9 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
 }
 
-/// One request: `GET` of FHIR, or `POST` of a FHIR resource (with the
-/// `If-None-Exist` of a conditional create, http.html#ccreate); and the
+/// One request: `GET` of FHIR, `POST` of a FHIR resource (with the
+/// `If-None-Exist` of a conditional create, http.html#ccreate) or `PUT` of
+/// one (an update); and the
 /// OAuth exchanges (`crate::oauth`): `GET` of a JSON document (the SMART
 /// configuration) and `POST` of a form (the token request).
 #[derive(Debug, Clone)]
@@ -38,6 +39,9 @@ pub(crate) enum Request {
     },
     GetJson,
     Form(String),
+    /// `PUT` of a FHIR resource (an update, http.html#update, or a
+    /// conditional update by the URL's query, http.html#cond-update).
+    Put(Bytes),
 }
 
 const JSON: &str = "application/json";
@@ -68,6 +72,7 @@ impl Request {
                 if_none_exist,
             ),
             Request::GetJson => (http::Method::GET, Bytes::new(), None, JSON, None),
+            Request::Put(body) => (http::Method::PUT, body, Some(FHIR_JSON), FHIR_JSON, None),
             Request::Form(form) => (
                 http::Method::POST,
                 Bytes::from(form),
@@ -82,7 +87,8 @@ impl Request {
 /// The client of one server.
 #[derive(Debug)]
 pub(crate) enum Http {
-    /// `https` with mutual TLS (the transport's client: TLS 1.3, CRLs, no
+    /// `https` with mutual TLS, or TLS authenticating the server only when
+    /// OAuth authenticates the gateway (the transport's client: TLS 1.3, CRLs, no
     /// redirects, no proxy).
     Tls {
         client: reqwest::Client,

@@ -17,15 +17,18 @@
 //! `MedicationDispense` conditional create), each answer parsed losslessly
 //! (`ehds-fhir`) and checked to be what was asked for and about the patient
 //! asked about ([`about`]), the circuit breaker ([`breaker`]) and the
-//! failures ([`NationalError`]).
+//! failures ([`NationalError`]), and the operator's cache of answers
+//! (`cache`: off by default, in memory, bounded, never a failure or a
+//! refusal, [`NationalCache`]).
 //!
 //! Must not know about: who may ask (assertions, policy, opt-outs),
 //! profiles and validation, patients' restrictions, HTTP status mapping
 //! (all `ehds-gateway`'s), storage (nothing from the national server is
-//! stored).
+//! written anywhere; the cache, when turned on, is memory only).
 
 pub mod about;
 pub mod breaker;
+mod cache;
 mod client;
 mod config;
 mod error;
@@ -34,6 +37,7 @@ pub mod oauth;
 mod prescriptions;
 
 pub use breaker::BreakerState;
+pub use cache::{CacheCounts, NationalCache};
 pub use client::{ListedDocument, Listing, NationalFhir, SUMMARY_PREFIX, patient_identifiers};
 pub use config::{JwtAlgorithm, NationalOAuth, NationalServer, NationalTls, Retrieval};
 pub use ehds_identifiers::PatientIdentifier;

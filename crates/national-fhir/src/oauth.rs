@@ -680,9 +680,10 @@ mod tests {
         assert_eq!(fetched.load(Ordering::SeqCst), before + 2);
     }
 
-    /// A loopback server answering `POST /token` with `t1`, `t2`, … and
-    /// FHIR searches with an empty search set, except 401 for the tokens
-    /// in `refused` (hand-written HTTP/1.1, one request per connection: it
+    /// A loopback server answering `POST /token` with `t1`, `t2`, … (or,
+    /// when `refused` holds `client`, refusing the client: 401
+    /// `invalid_client`) and FHIR searches with an empty search set, except
+    /// 401 for the tokens in `refused` (hand-written HTTP/1.1, one request per connection: it
     /// stands for a national server whose token was revoked early; the
     /// end-to-end test runs a real authorization server and FHIR server).
     struct Loopback {
@@ -692,81 +693,132 @@ mod tests {
         task: tokio::task::JoinHandle<()>,
     }
 
+    /// What one connection of [`Loopback`] is answered with.
+    struct Served {
+        port: u16,
+        refused: &'static [&'static str],
+        issued: Arc<AtomicUsize>,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Served {
+        async fn answer<S>(self, mut stream: S, scheme: &str)
+        where
+            S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let Self {
+                port,
+                refused,
+                issued,
+                log,
+            } = self;
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            let head_end = loop {
+                if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break end + 4;
+                }
+                let n = stream.read(&mut buffer).await.unwrap();
+                assert!(n > 0);
+                request.extend_from_slice(&buffer[..n]);
+            };
+            let head = String::from_utf8_lossy(&request[..head_end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while request.len() < head_end + length {
+                let n = stream.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..n]);
+            }
+            let body = String::from_utf8_lossy(&request[head_end..]).into_owned();
+            let (status, answer) = if head.starts_with("get /fhir/.well-known/smart-configuration ")
+            {
+                let document = serde_json::json!({
+                    "token_endpoint": format!("{scheme}://127.0.0.1:{port}/token"),
+                    "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                });
+                ("200 OK", document.to_string())
+            } else if head.starts_with("post /token ") && refused.contains(&"client") {
+                // The authorization server does not know this
+                // client (RFC 6749 §5.2).
+                (
+                    "401 Unauthorized",
+                    r#"{"error":"invalid_client"}"#.to_owned(),
+                )
+            } else if head.starts_with("post /token ") {
+                assert!(body.contains("grant_type=client_credentials"), "{body}");
+                assert!(body.contains(
+                "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+            ));
+                assert!(body.contains("scope=system%2F*.rs"), "{body}");
+                let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                let token =
+                    format!(r#"{{"access_token":"t{n}","token_type":"Bearer","expires_in":300}}"#);
+                ("200 OK", token)
+            } else {
+                let bearer = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: bearer "))
+                    .unwrap_or("-")
+                    .trim()
+                    .to_owned();
+                let refuse = refused.contains(&bearer.as_str());
+                log.lock().unwrap().push(bearer);
+                if refuse {
+                    ("401 Unauthorized", String::new())
+                } else {
+                    (
+                        "200 OK",
+                        r#"{"resourceType":"Bundle","type":"searchset","total":0}"#.to_owned(),
+                    )
+                }
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/fhir+json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            stream.write_all(response.as_bytes()).await.unwrap();
+            let _ = stream.shutdown().await;
+        }
+    }
+
     impl Loopback {
         async fn start(refused: &'static [&'static str]) -> Self {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            Self::start_with(refused, None).await
+        }
+
+        /// [`Self::start`] over TLS with `acceptor` (`Some`), without asking
+        /// the client for a certificate.
+        async fn start_with(
+            refused: &'static [&'static str],
+            acceptor: Option<tokio_rustls::TlsAcceptor>,
+        ) -> Self {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
             let tokens = Arc::new(AtomicUsize::new(0));
             let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
             let (issued, log) = (Arc::clone(&tokens), Arc::clone(&seen));
             let task = tokio::spawn(async move {
-                while let Ok((mut stream, _)) = listener.accept().await {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 4096];
-                    let head_end = loop {
-                        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break end + 4;
-                        }
-                        let n = stream.read(&mut buffer).await.unwrap();
-                        assert!(n > 0);
-                        request.extend_from_slice(&buffer[..n]);
+                while let Ok((stream, _)) = listener.accept().await {
+                    let served = Served {
+                        port,
+                        refused,
+                        issued: Arc::clone(&issued),
+                        log: Arc::clone(&log),
                     };
-                    let head = String::from_utf8_lossy(&request[..head_end]).to_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    while request.len() < head_end + length {
-                        let n = stream.read(&mut buffer).await.unwrap();
-                        request.extend_from_slice(&buffer[..n]);
+                    match &acceptor {
+                        None => served.answer(stream, "http").await,
+                        Some(acceptor) => {
+                            // A handshake the client refused (it does not
+                            // trust this server) ends the connection.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                served.answer(stream, "https").await;
+                            }
+                        }
                     }
-                    let body = String::from_utf8_lossy(&request[head_end..]).into_owned();
-                    let (status, answer) = if head
-                        .starts_with("get /fhir/.well-known/smart-configuration ")
-                    {
-                        let document = serde_json::json!({
-                            "token_endpoint": format!("http://127.0.0.1:{port}/token"),
-                            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-                        });
-                        ("200 OK", document.to_string())
-                    } else if head.starts_with("post /token ") {
-                        assert!(body.contains("grant_type=client_credentials"), "{body}");
-                        assert!(body.contains(
-                            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
-                        ));
-                        assert!(body.contains("scope=system%2F*.rs"), "{body}");
-                        let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
-                        let token = format!(
-                            r#"{{"access_token":"t{n}","token_type":"Bearer","expires_in":300}}"#
-                        );
-                        ("200 OK", token)
-                    } else {
-                        let bearer = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("authorization: bearer "))
-                            .unwrap_or("-")
-                            .trim()
-                            .to_owned();
-                        let refuse = refused.contains(&bearer.as_str());
-                        log.lock().unwrap().push(bearer);
-                        if refuse {
-                            ("401 Unauthorized", String::new())
-                        } else {
-                            (
-                                "200 OK",
-                                r#"{"resourceType":"Bundle","type":"searchset","total":0}"#
-                                    .to_owned(),
-                            )
-                        }
-                    };
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/fhir+json\r\n\
-                         content-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                        answer.len()
-                    );
-                    stream.write_all(response.as_bytes()).await.unwrap();
-                    let _ = stream.shutdown().await;
                 }
             });
             Self {
@@ -780,13 +832,23 @@ mod tests {
         /// A client of this server, its token endpoint configured or
         /// (`discover`) read from its SMART configuration.
         fn national(&self, key: &std::path::Path, discover: bool) -> crate::NationalFhir {
+            self.national_with(key, discover, "")
+        }
+
+        /// [`Self::national`] with more of the server's settings (`more`).
+        fn national_with(
+            &self,
+            key: &std::path::Path,
+            discover: bool,
+            more: &str,
+        ) -> crate::NationalFhir {
             let token_url = if discover {
                 String::new()
             } else {
                 format!("token_url = \"http://127.0.0.1:{}/token\"\n", self.port)
             };
             let server: crate::NationalServer = toml::from_str(&format!(
-                "base_url = \"http://127.0.0.1:{port}/fhir\"\n[oauth]\n{token_url}\
+                "base_url = \"http://127.0.0.1:{port}/fhir\"\n{more}[oauth]\n{token_url}\
                  client_id = \"ncp-lu\"\nprivate_key = {key:?}\nkid = \"k1\"\n\
                  scope = \"system/*.rs\"\n",
                 port = self.port,
@@ -859,6 +921,176 @@ mod tests {
             matches!(failure, NationalError::Unreachable(_)),
             "{failure:?}"
         );
+        std::fs::remove_file(key).unwrap();
+    }
+
+    /// A national server over TLS that authenticates itself with its
+    /// certificate (the development PKI's national API server certificate
+    /// of LU: SAN IP 127.0.0.1) and asks the client for none; its token
+    /// endpoint beside it.
+    async fn tls_server(pki: &ehds_dev_pki::DevPkiLayout) -> Loopback {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let identity = pki.national_server("LU");
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(&identity.cert_chain)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(&identity.private_key).unwrap();
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(ehds_transport::crypto_provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Loopback::start_with(&[], Some(acceptor)).await
+    }
+
+    #[tokio::test]
+    async fn over_tls_oauth_alone_authenticates_the_gateway_and_the_ca_the_server() {
+        let dir = ehds_test_support::ScratchDir::new("national-oauth-tls");
+        let pki = ehds_dev_pki::generate(dir.path(), &ehds_dev_pki::DevPkiSpec::for_tests(&["LU"]))
+            .unwrap();
+        let server = tls_server(&pki).await;
+        let (key, _) = p384_key();
+        let config = |trusted: &ehds_dev_pki::Authority| -> crate::NationalServer {
+            let trust = pki.trust(trusted);
+            toml::from_str(&format!(
+                "base_url = \"https://127.0.0.1:{}/fhir\"\nbreaker_failures = 1\n\
+                 [tls]\ncas = {:?}\ncrls = {:?}\n\
+                 [oauth]\nclient_id = \"ncp-lu\"\nprivate_key = {key:?}\nkid = \"k1\"\n\
+                 scope = \"system/*.rs\"\n",
+                server.port, trust.ca_certs, trust.crls
+            ))
+            .unwrap()
+        };
+        let patient = ehds_identifiers::PatientIdentifier::new("urn:oid:1.2", "42").unwrap();
+
+        // No client certificate; the server's chains to LU's national CA:
+        // the SMART configuration, the token and the search all over TLS.
+        let national =
+            crate::NationalFhir::connect(&config(&ehds_dev_pki::Authority::National("LU".into())))
+                .unwrap();
+        let (ids, _) = national.patients(&patient).await.unwrap();
+        assert!(ids.is_empty());
+        national.patients(&patient).await.unwrap();
+        assert_eq!(server.seen(), ["t1", "t1"], "the token sent over TLS");
+        assert_eq!(server.tokens.load(Ordering::SeqCst), 1);
+
+        // A server whose certificate does not chain to the configured CA
+        // is not talked to: no token asked for, nothing sent.
+        let national =
+            crate::NationalFhir::connect(&config(&ehds_dev_pki::Authority::Federation)).unwrap();
+        let refused = national.patients(&patient).await.unwrap_err();
+        assert!(
+            matches!(refused, NationalError::Unreachable(_)),
+            "{refused:?}"
+        );
+        assert_eq!(server.tokens.load(Ordering::SeqCst), 1);
+        assert_eq!(server.seen().len(), 2);
+        std::fs::remove_file(key).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_operators_cache_keeps_usable_answers_per_request_and_never_a_refusal() {
+        let (key, _) = p384_key();
+        let patient = ehds_identifiers::PatientIdentifier::new("urn:oid:1.2", "42").unwrap();
+        let other = ehds_identifiers::PatientIdentifier::new("urn:oid:1.2", "43").unwrap();
+        let cache = "[cache]\nttl_secs = 60\nmax_entries = 10\n";
+
+        // Off by default: every search asks the server.
+        let server = Loopback::start(&[]).await;
+        let national = server.national(&key, false);
+        assert_eq!(national.cache_counts(), None);
+        national.patients(&patient).await.unwrap();
+        national.patients(&patient).await.unwrap();
+        assert_eq!(server.seen().len(), 2);
+
+        // On: the same search is answered from memory; another patient's
+        // is another request.
+        let national = server.national_with(&key, false, cache);
+        national.patients(&patient).await.unwrap();
+        national.patients(&patient).await.unwrap();
+        assert_eq!(server.seen().len(), 3, "the second from the cache");
+        national.patients(&other).await.unwrap();
+        assert_eq!(server.seen().len(), 4, "another patient: asked");
+        let counts = national.cache_counts().unwrap();
+        assert_eq!((counts.entries, counts.hits, counts.misses), (2, 1, 2));
+        assert!(counts.bytes > 0);
+        national.forget_answers();
+        assert_eq!(national.cache_counts().unwrap().entries, 0);
+        national.patients(&patient).await.unwrap();
+        assert_eq!(server.seen().len(), 5, "forgotten: asked again");
+
+        // A refusal (401 twice: the server's answer is the failure) is not
+        // kept: the next search asks again.
+        let server = Loopback::start(&["t1", "t2"]).await;
+        let national = server.national_with(&key, false, cache);
+        let refused = national.patients(&patient).await.unwrap_err();
+        assert!(matches!(refused, NationalError::Status(401)), "{refused:?}");
+        assert_eq!(national.cache_counts().unwrap().entries, 0);
+        national.patients(&patient).await.unwrap();
+        national.patients(&patient).await.unwrap();
+        assert_eq!(server.seen(), ["t1", "t2", "t3"]);
+        std::fs::remove_file(key).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_does_not_open_the_circuit_but_a_dead_token_endpoint_does() {
+        let (key, _) = p384_key();
+        let patient = ehds_identifiers::PatientIdentifier::new("urn:oid:1.2", "42").unwrap();
+
+        // The token endpoint refuses the gateway (invalid_client): each
+        // call says so (502 at the edge, a credentials problem), however
+        // many; the circuit stays closed and the FHIR server is never
+        // asked.
+        let server = Loopback::start(&["client"]).await;
+        let national = server.national_with(&key, false, "breaker_failures = 1\n");
+        for _ in 0..5 {
+            let refused = national.patients(&patient).await.unwrap_err();
+            assert!(
+                matches!(&refused, NationalError::Credentials(why) if why.contains("invalid_client")),
+                "{refused:?}"
+            );
+            assert_eq!(national.breaker_state(), crate::BreakerState::Closed);
+        }
+        assert!(server.seen().is_empty(), "{:?}", server.seen());
+        // Discovered endpoints alike.
+        let national = server.national_with(&key, true, "breaker_failures = 1\n");
+        for _ in 0..3 {
+            let refused = national.patients(&patient).await.unwrap_err();
+            assert!(
+                matches!(refused, NationalError::Credentials(_)),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(national.breaker_state(), crate::BreakerState::Closed);
+
+        // The token endpoint down: the server cannot be asked, that is a
+        // failure, and the circuit opens after `breaker_failures`.
+        let dead = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let config: crate::NationalServer = toml::from_str(&format!(
+            "base_url = \"http://127.0.0.1:{}/fhir\"\nbreaker_failures = 1\n[oauth]\n\
+             token_url = \"http://127.0.0.1:{dead}/token\"\nclient_id = \"ncp-lu\"\n\
+             private_key = {key:?}\nkid = \"k1\"\nscope = \"system/*.rs\"\n",
+            server.port
+        ))
+        .unwrap();
+        let national = crate::NationalFhir::connect(&config).unwrap();
+        let failure = national.patients(&patient).await.unwrap_err();
+        assert!(
+            matches!(failure, NationalError::Unreachable(_)),
+            "{failure:?}"
+        );
+        assert_eq!(national.breaker_state(), crate::BreakerState::Open);
+        let failure = national.patients(&patient).await.unwrap_err();
+        assert!(matches!(failure, NationalError::CircuitOpen), "{failure:?}");
         std::fs::remove_file(key).unwrap();
     }
 }

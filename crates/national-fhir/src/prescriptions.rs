@@ -56,6 +56,7 @@ impl NationalFhir {
                     .subject_is(patient, request.get("subject"), &mut patient_ids)
                     .await?
                 {
+                    self.forget_answers();
                     return Err(NationalError::OtherPatient);
                 }
                 listing.items.push(resource_of(answer, request)?);
@@ -131,6 +132,55 @@ impl NationalFhir {
             matches(answer.root())
                 .any(|resource| identifiers(resource).any(|(s, v)| s == system && v == value))
         }))
+    }
+
+    /// The one `resource_type` whose business identifier is `system|value`
+    /// (`{resource_type}?identifier=`), as the server sent it; `None` when
+    /// the server has none; two are the server's error.
+    pub async fn by_identifier(
+        &self,
+        resource_type: &str,
+        (system, value): (&str, &str),
+    ) -> Result<Option<ReceivedResource>, NationalError> {
+        let token = format!("{}|{}", escape(system), escape(value));
+        let pages = self
+            .search(resource_type, &[("identifier", &token)])
+            .await?;
+        let mut found = None;
+        for answer in &pages.answers {
+            for resource in matches(answer.root()) {
+                if !identifiers(resource).any(|(s, v)| s == system && v == value) {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(NationalError::Unexpected(format!(
+                        "two {resource_type} with one identifier"
+                    )));
+                }
+                found = Some(resource_of(answer, resource)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// `PUT {resource_type}?identifier=system|value` of `body` (a FHIR JSON
+    /// resource, sent as received): the conditional update of the one
+    /// resource with that identifier (FHIR R4 http.html#cond-update; the
+    /// body carries no id of the server's, which the match supplies). A
+    /// refusal is [`NationalError::Status`] with the server's status.
+    pub async fn update_by_identifier(
+        &self,
+        resource_type: &str,
+        body: Bytes,
+        (system, value): (&str, &str),
+    ) -> Result<(), NationalError> {
+        let token = format!("{}|{}", escape(system), escape(value));
+        let url = self.url(resource_type, &[("identifier", &token)])?;
+        let answer = self.exchange(url, Request::Put(body)).await?;
+        match answer.status {
+            200 | 201 => Ok(()),
+            status => Err(NationalError::Status(status)),
+        }
     }
 
     /// The identifiers (system, value) of the patient a resource of this

@@ -9,7 +9,10 @@
 //! through nginx (Debian's package) configured as a plain mTLS relay with
 //! the same certificates, with keep-alive and with a new connection (full
 //! mTLS handshake) per request, and prints requests/s, p50/p99 and CPU per
-//! request of each relay, with their ratios.
+//! request of each relay, with their ratios (one phase: `phase.rs`). The
+//! `start` command measures one release gateway (`start.rs`); the
+//! `national` command the retrieval with LU on its store, then on a
+//! national FHIR server (`national.rs`, issue 19).
 //!
 //! Must not know about: the gateway's internals (it uses the
 //! `ehds-gateway` library as the `ehds-gateway` binary does, and speaks
@@ -18,25 +21,25 @@
 mod cpu;
 mod error;
 mod load;
+mod national;
 mod nginx;
+mod phase;
 mod setup;
 mod start;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ehds_dev_pki::{Authority, DevPkiLayout, DevPkiSpec};
+use ehds_dev_pki::DevPkiSpec;
 use ehds_gateway::{Gateway, GatewayConfig};
-use ehds_loopback::{self as loopback, LU_PATIENT, LU_SYSTEM, Loopback};
+use ehds_loopback::{self as loopback, Loopback};
 use ehds_test_support::{ScratchDir, repo_root};
-use ehds_transport::{NationalClientKind, TlsIdentity, TrustStore};
 use sha2::{Digest, Sha256};
 
 use error::BenchError;
-use load::{Mode, Outcome, Pool};
+use load::Mode;
+use phase::{Bench, Load, RETRIEVAL, Relay, Row, commit, push_summary, ratio};
 use setup::{GatewayProcess, READY};
 
 #[derive(Debug, Parser)]
@@ -81,6 +84,11 @@ enum Command {
     /// listening, idle and peak RSS, RSS and CPU per pushed summary, each
     /// beside its reference (see `start.rs`).
     Start(start::StartArgs),
+    /// BE -> LU retrieval with LU answering from its store, then from a
+    /// national FHIR server (the Helios FHIR Server, `hfs`): requests/s,
+    /// latency and CPU per request of each gateway beside hfs's own (see
+    /// `national.rs`).
+    National(national::NationalArgs),
     /// (internal) Serve one gateway with this configuration until standard
     /// input closes; prints `ready` once listening.
     #[command(hide = true)]
@@ -88,6 +96,18 @@ enum Command {
         /// The gateway configuration (TOML).
         config: PathBuf,
     },
+}
+
+impl Args {
+    /// The load of each phase.
+    fn load(&self) -> Load {
+        Load {
+            clients: self.clients,
+            duration_secs: self.duration_secs,
+            warmup_secs: self.warmup_secs,
+            max_pool: self.max_pool,
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -99,6 +119,11 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(BenchError::from)
             .and_then(|rt| rt.block_on(start::bench(start))),
+        Some(Command::National(national)) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(BenchError::from)
+            .and_then(|rt| rt.block_on(national::bench(args.load(), national))),
         None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -141,153 +166,6 @@ fn serve(config: &Path) -> Result<(), BenchError> {
     })
 }
 
-/// One measured phase.
-struct Row {
-    relay: &'static str,
-    what: &'static str,
-    mode: Mode,
-    outcome: Outcome,
-    relay_cpu: Duration,
-    lu_cpu: Duration,
-    load_cpu: Duration,
-}
-
-impl Row {
-    fn ok(&self) -> usize {
-        self.outcome.latencies_us.len()
-    }
-    fn per_request_us(&self, cpu: Duration) -> f64 {
-        if self.ok() == 0 {
-            return f64::NAN;
-        }
-        cpu.as_secs_f64() * 1e6 / self.ok() as f64
-    }
-    /// Requests per second one fully busy core of the relay would serve.
-    fn per_core(&self) -> f64 {
-        1e6 / self.per_request_us(self.relay_cpu)
-    }
-    fn cores(&self, cpu: Duration) -> f64 {
-        cpu.as_secs_f64() / self.outcome.elapsed.as_secs_f64()
-    }
-}
-
-/// A relay under test.
-struct Relay<'a> {
-    name: &'static str,
-    base: String,
-    cpu: &'a dyn Fn() -> Duration,
-}
-
-struct Bench<'a> {
-    args: &'a Args,
-    pki: &'a DevPkiLayout,
-    idp: &'a ehds_access::AssertionIssuer,
-    lu_pid: u32,
-    bundle_len: usize,
-}
-
-impl Bench<'_> {
-    fn clients(&self, mode: Mode) -> Result<Vec<reqwest::Client>, BenchError> {
-        let identity = TlsIdentity::load(
-            &self
-                .pki
-                .national_client("BE", NationalClientKind::DoctorSystem),
-        )?;
-        let trust = TrustStore::load(&self.pki.trust(&Authority::National("BE".into())))?;
-        (0..self.args.clients)
-            .map(|_| load::client(&identity, &trust, mode))
-            .collect()
-    }
-
-    fn pool(&self, count: usize) -> Result<Arc<Pool>, BenchError> {
-        let started = Instant::now();
-        let tokens = setup::assertions(self.idp, count)?;
-        eprintln!(
-            "  signed {count} assertions in {:.1} s (not timed)",
-            started.elapsed().as_secs_f64()
-        );
-        Ok(Pool::new(tokens))
-    }
-
-    /// Warm-up, then the measured phase, with CPU times around it.
-    async fn phase(
-        &self,
-        relay: &Relay<'_>,
-        what: &'static str,
-        path: &str,
-        mode: Mode,
-    ) -> Result<Row, BenchError> {
-        let with_assertions = what == RETRIEVAL;
-        let expect_len = with_assertions.then_some(self.bundle_len);
-        eprintln!("{} — {what} — {}", relay.name, mode.label());
-        let clients = self.clients(mode)?;
-        let url = format!("{}{path}", relay.base);
-        let duration = Duration::from_secs(self.args.duration_secs);
-        let warmup = Duration::from_secs(self.args.warmup_secs);
-        let warm_pool = if with_assertions {
-            // Enough for the warm-up at the rates seen on the project's
-            // machine; a spent pool ends the warm-up early, which is fine.
-            let size =
-                usize::try_from(self.args.warmup_secs.saturating_mul(800)).unwrap_or(usize::MAX);
-            self.pool(self.args.max_pool.min(size))?
-        } else {
-            Pool::new(Vec::new())
-        };
-        let warm = load::run(&clients, &url, warm_pool, mode, warmup, expect_len).await;
-        if warm.failures > 0 && warm.latencies_us.is_empty() {
-            return Err(BenchError::Setup(format!(
-                "{} {what}: every warm-up request failed: {}",
-                relay.name,
-                warm.first_failure.unwrap_or_default()
-            )));
-        }
-        let pool = if with_assertions {
-            let expected = warm.rate() * duration.as_secs_f64() * 1.5;
-            let size = (expected as usize + 200).min(self.args.max_pool);
-            self.pool(size)?
-        } else {
-            Pool::new(Vec::new())
-        };
-        let before = (
-            (relay.cpu)(),
-            cpu::process(self.lu_pid),
-            cpu::process(std::process::id()),
-        );
-        let outcome = load::run(&clients, &url, pool, mode, duration, expect_len).await;
-        let after = (
-            (relay.cpu)(),
-            cpu::process(self.lu_pid),
-            cpu::process(std::process::id()),
-        );
-        if outcome.pool_exhausted {
-            eprintln!(
-                "  (the assertion pool ran out before the time was up; rate over the time used)"
-            );
-        }
-        if let Some(failure) = &outcome.first_failure {
-            eprintln!("  {} failures; first: {failure}", outcome.failures);
-        }
-        let row = Row {
-            relay: relay.name,
-            what,
-            mode,
-            outcome,
-            relay_cpu: after.0.saturating_sub(before.0),
-            lu_cpu: after.1.saturating_sub(before.1),
-            load_cpu: after.2.saturating_sub(before.2),
-        };
-        eprintln!(
-            "  {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, relay CPU {:.0} µs/req",
-            row.outcome.rate(),
-            row.outcome.quantile_ms(0.5),
-            row.outcome.quantile_ms(0.99),
-            row.per_request_us(row.relay_cpu)
-        );
-        Ok(row)
-    }
-}
-
-const RETRIEVAL: &str = "Bundle retrieval";
 const HANDSHAKE: &str = "handshake + GET /healthz";
 
 async fn bench(args: &Args) -> Result<(), BenchError> {
@@ -312,33 +190,7 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     eprintln!("LU gateway pid {}, BE gateway pid {}", lu.pid, be.pid);
 
     // LU's hospital pushes the patient summary.
-    let pushed = loopback::patient_summary(&repo_root(), LU_SYSTEM, LU_PATIENT)?;
-    let ehr = load::client(
-        &TlsIdentity::load(&pki.national_client("LU", NationalClientKind::EhrSystem))?,
-        &TrustStore::load(&pki.trust(&Authority::National("LU".into())))?,
-        Mode::KeepAlive,
-    )?;
-    let response = ehr
-        .post(lu.url("/fhir/Bundle"))
-        .header("content-type", "application/fhir+json")
-        .body(pushed.clone())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response.text().await?;
-    let id = match (status, location) {
-        (201, Some(location)) => location.rsplit('/').next().unwrap_or_default().to_owned(),
-        _ => {
-            return Err(BenchError::Setup(format!(
-                "pushing the LU summary: HTTP {status}: {body}"
-            )));
-        }
-    };
+    let (id, pushed) = push_summary(pki, &lu).await?;
     let path = format!("/fhir/Bundle/LU.{id}");
 
     let idp = run.identity_provider("BE")?;
@@ -370,11 +222,12 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
 
     // Both relays hand over the bytes LU's hospital pushed.
     let runner = Bench {
-        args,
+        load: args.load(),
         pki,
         idp: &idp,
         lu_pid: lu.pid,
         bundle_len: pushed.len(),
+        national_pid: None,
     };
     let check_clients = runner.clients(Mode::KeepAlive)?;
     let check_client = check_clients
@@ -468,34 +321,6 @@ struct Context {
     nginx_version: Option<String>,
     nginx_workers: usize,
     bundle_len: usize,
-}
-
-fn commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(repo_root())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    let hash = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    if dirty {
-        format!("{hash} (with uncommitted changes)")
-    } else {
-        hash
-    }
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 && a.is_finite() && b.is_finite() {
-        format!("{:.2}", a / b)
-    } else {
-        "–".into()
-    }
 }
 
 /// The Markdown report: one row per phase, then the ratios.

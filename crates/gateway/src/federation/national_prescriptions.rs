@@ -31,6 +31,11 @@
 //! is read back from the server (`MedicationRequest/{id}`) and answered in
 //! `X-Prescription-State`. Nothing is stored in the gateway, so the home
 //! rule "listed by this pharmacy first" is the national service's to keep.
+//! A dispense sent again as `entered-in-error` cancels the one written back
+//! (as at home): the national server's dispense with that identifier, of
+//! this patient, for the same prescriptions and the same performer, is
+//! updated to it (conditional update); the quantity is the national
+//! service's to give back.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -336,15 +341,7 @@ pub(crate) async fn dispense(
 ) -> Result<Response, GatewayError> {
     let kind = match facts.action {
         DispenseAction::Apply(kind) => kind,
-        DispenseAction::Cancel => {
-            return Err(GatewayError::DispenseRefused {
-                kind: DispenseRefusal::Unprocessable,
-                message: "a dispense is cancelled on the national ePrescription service itself; \
-                          this gateway writes dispenses there but does not withdraw them"
-                    .into(),
-                at: Some("MedicationDispense.status".into()),
-            });
-        }
+        DispenseAction::Cancel => return cancel(state, national, facts, content, patient).await,
     };
     let key = patient.key();
     let found = national
@@ -458,4 +455,140 @@ pub(crate) async fn dispense(
         headers.insert("x-prescription-state", value);
     }
     Ok(response)
+}
+
+/// A dispense written back before, sent again by the pharmacy abroad as
+/// `entered-in-error` (as at home, `crate::eprescription::dispense_at_home`):
+/// the dispense the national server holds under its identifier must be
+/// about this patient, name the same prescriptions (each found on the
+/// server, this patient's) and the same performer (the pharmacy that
+/// dispensed: the national server keeps no other trace of it); it is then
+/// updated to the received one (`PUT MedicationDispense?identifier=`, FHIR
+/// R4 http.html#cond-update, the bytes as received), its quantity the
+/// national service's to give back. 200 with an OperationOutcome and each
+/// prescription's status read back (`X-Prescription-State`); a dispense
+/// already entered in error is answered alike, written once. Any other:
+/// "no such dispense of this pharmacy for these prescriptions" (404).
+async fn cancel(
+    state: &AppState,
+    national: &NationalFhir,
+    facts: &DispenseFacts,
+    content: Bytes,
+    patient: &PatientIdentifier,
+) -> Result<Response, GatewayError> {
+    let key = patient.key();
+    let (system, value) = (&facts.identifier.0, &facts.identifier.1);
+    let (found, written) = national
+        .within_budget(async {
+            let mut found = Vec::with_capacity(facts.prescriptions.len());
+            for (system, value) in &facts.prescriptions {
+                found.push(
+                    national
+                        .prescription_by_identifier(patient, (system, value))
+                        .await?,
+                );
+            }
+            let written = national
+                .by_identifier("MedicationDispense", (system, value))
+                .await?;
+            Ok((found, written))
+        })
+        .await?;
+    let mut ids = Vec::with_capacity(found.len());
+    for (line, resource) in found.into_iter().enumerate() {
+        let Some(resource) = resource else {
+            return Err(ep::dispense_refused(
+                DispenseRefusal::UnknownPrescription,
+                "no such prescription for this patient",
+                ep::line_at(line),
+            ));
+        };
+        let prescription = checked(state, resource, &key).await?;
+        let id = prescription
+            .id()
+            .ok_or_else(|| NationalError::Unexpected("a prescription without an id".into()))?;
+        ids.push(id.to_owned());
+    }
+    let unknown = || {
+        ep::dispense_refused(
+            DispenseRefusal::UnknownPrescription,
+            "no such dispense of this pharmacy for these prescriptions",
+            "MedicationDispense.identifier",
+        )
+    };
+    let written = written.ok_or_else(unknown)?;
+    let before = ep::read_dispense(written.root()).map_err(|_| unknown())?;
+    let same_prescriptions = {
+        let mut asked = facts.prescriptions.clone();
+        let mut held = before.prescriptions.clone();
+        asked.sort();
+        held.sort();
+        asked == held
+    };
+    // The national server may write the dispense back in its own JSON
+    // (its meta added, members reordered): the performers are compared as
+    // JSON values.
+    let same_performer = match (performer(written.bytes()), performer(&content)) {
+        (Some(held), Some(asked)) => held == asked,
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    if before.patient != facts.patient || !same_prescriptions || !same_performer {
+        return Err(unknown());
+    }
+    let statuses = national
+        .within_budget(async {
+            if before.action != DispenseAction::Cancel {
+                national
+                    .update_by_identifier("MedicationDispense", content.clone(), (system, value))
+                    .await?;
+            }
+            let mut statuses = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let now = national
+                    .prescription(id)
+                    .await?
+                    .ok_or_else(|| NationalError::Unexpected("a prescription went away".into()))?;
+                statuses.push(
+                    ep::text(now.root(), "status")
+                        .unwrap_or("unknown")
+                        .to_owned(),
+                );
+            }
+            Ok(statuses)
+        })
+        .await
+        .map_err(|error| match error {
+            // The national service refused the update (its business
+            // rules): the cancel's, not a failure of the server.
+            NationalError::Status(status) if (400..500).contains(&status) => {
+                GatewayError::DispenseRefused {
+                    kind: DispenseRefusal::StateConflict,
+                    message: format!(
+                        "the national ePrescription service refused the cancellation (HTTP {status})"
+                    ),
+                    at: None,
+                }
+            }
+            other => other.into(),
+        })?;
+    let mut response = crate::edge::respond::outcome_response(
+        StatusCode::OK,
+        &[ehds_fhir::outcome::Issue::new(
+            ehds_fhir::outcome::Severity::Information,
+            ehds_fhir::outcome::IssueType::Informational,
+            "the dispense is cancelled on the national ePrescription service",
+        )],
+    );
+    if let Ok(value) = HeaderValue::from_str(&statuses.join(", ")) {
+        response.headers_mut().insert("x-prescription-state", value);
+    }
+    Ok(response)
+}
+
+/// The `performer` of a dispense, as a JSON value.
+fn performer(content: &[u8]) -> Option<serde_json::Value> {
+    let root = ehds_fhir::json::parse(content).ok()?;
+    let span = root.get("performer")?.span;
+    serde_json::from_slice(content.get(span.start as usize..span.end as usize)?).ok()
 }

@@ -12,6 +12,8 @@
 //! Its failures (503 unreachable or circuit open, 504 too slow, 502 not
 //! FHIR or invalid) go through the one error table and the audited exit.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use ehds_access::AssertionRefusal;
@@ -145,13 +147,20 @@ pub(super) fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
 }
 
 /// `GET Bundle/{id}` answered from the national servers when the store has
-/// no such document: the first national server holding it. The document's
-/// service (its Composition's type) must be one answered by a national
-/// server, its patient one of this country: the assertion must name that
-/// patient (else "not found", as for stored documents), and the document
-/// must be about no one else (else 502). Validated against the service's
-/// profiles, restricted (a patient summary), then passed on byte-exact.
-/// `Ok(None)`: no national server has it.
+/// no such document. The id names no service (`<country>.<id>` is the
+/// national server's id) and a read names no type, so every national server
+/// of a document service is asked, at once: the document is the one a
+/// server holds whose service is the document's own (its Composition's
+/// type); a server that failed does not hide a document another one holds.
+/// When none holds it: not found if every server answered, else the
+/// failure of the first that failed (503 unreachable or circuit open, 504
+/// too slow, 502 not FHIR), as an operator expects — "not found" would
+/// tell a caller that a document which may well exist does not. The
+/// document's patient must be one of this country: the assertion must name
+/// that patient (else "not found", as for stored documents), and the
+/// document must be about no one else (else 502). Validated against the
+/// service's profiles, restricted (a patient summary), then passed on
+/// byte-exact. `Ok(None)`: no national server has it.
 pub(crate) async fn document_read(
     state: &AppState,
     federation: &CrossBorder,
@@ -166,9 +175,102 @@ pub(crate) async fn document_read(
     // Only a known NCP makes this gateway ask its national servers.
     super::admit::calling_ncp(federation, peer)?;
     let not_found = || GatewayError::ResourceNotFound(format!("Bundle/{id}"));
-    for (name, national) in federation.national_sources.all() {
-        // The ePrescription service's server holds prescriptions, not
-        // documents.
+    let (found, failure) = ask_every_document_server(state, federation, id).await;
+    // The first document found that is of the service of the server that
+    // holds it.
+    let document = found.into_iter().find_map(|(name, document)| {
+        let service = state
+            .services
+            .of_document(document.root())
+            .map(|(service, _)| service)
+            .filter(|s| s.name == name)?;
+        Some((service, document))
+    });
+    let Some((service, document)) = document else {
+        return match failure {
+            Some(failure) => Err(failure.into()),
+            None => Ok(None),
+        };
+    };
+    let root = document.root();
+    // The patient: the Composition's subject, by the identifier the
+    // directory routes to this country.
+    let patient = about::document_patient(root)
+        .into_iter()
+        .flat_map(about::identifiers)
+        .find(|(system, value)| {
+            federation
+                .directory
+                .check_patient_identifier(system, value)
+                .is_ok_and(|routed| routed.country.code() == federation.country)
+        })
+        .map(|(system, value)| TokenParam {
+            system: system.to_owned(),
+            value: value.to_owned(),
+        })
+        .ok_or(ehds_national_fhir::NationalError::OtherPatient)
+        .inspect_err(|_| forget(federation, service))?;
+    let purpose = super::admit::admit(
+        state,
+        federation,
+        peer,
+        headers,
+        &patient,
+        (service.permission, &service.name),
+        trail,
+    )
+    .await
+    .map_err(|error| match error {
+        GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
+        other => other,
+    })?;
+    if !about::document_is_about(root, &identifier(&patient)?) {
+        forget(federation, service);
+        return Err(ehds_national_fhir::NationalError::OtherPatient.into());
+    }
+    validate(state, &document, service)
+        .await
+        .inspect_err(|_| forget(federation, service))?;
+    if service.name != PATIENT_SUMMARY {
+        return Ok(Some(fhir_json(StatusCode::OK, document.bytes().clone())));
+    }
+    let (content, lifted) = crate::release::national_summary_for_release(
+        state,
+        federation,
+        &document,
+        &patient_key(&patient.system, &patient.value)?,
+        purpose,
+    )
+    .await?;
+    if lifted {
+        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+    }
+    Ok(Some(fhir_json(StatusCode::OK, content)))
+}
+
+/// An answer of `service`'s national server was refused (about another
+/// patient, invalid): the operator's cache, if any, keeps none of its
+/// answers (`ehds_national_fhir::NationalFhir::forget_answers`).
+fn forget(federation: &CrossBorder, service: &Service) {
+    if let Some(national) = federation.national_sources.for_service(&service.name) {
+        national.forget_answers();
+    }
+}
+
+/// `Bundle/{id}` asked of every national server of a document service
+/// (the ePrescription service's holds prescriptions, not documents), all at
+/// once, each within its budget: the documents found, by service name in
+/// the registry's order, and the first failure (in the same order).
+async fn ask_every_document_server(
+    state: &AppState,
+    federation: &CrossBorder,
+    id: &str,
+) -> (
+    Vec<(String, ehds_fhir::ReceivedResource)>,
+    Option<ehds_national_fhir::NationalError>,
+) {
+    let mut asked = tokio::task::JoinSet::new();
+    for (order, (name, national)) in federation.national_sources.all().enumerate() {
         if state
             .services
             .named(name)
@@ -176,67 +278,39 @@ pub(crate) async fn document_read(
         {
             continue;
         }
-        let Some(document) = national.within_budget(national.document(id)).await? else {
-            continue;
-        };
-        let root = document.root();
-        let service = state
-            .services
-            .of_document(root)
-            .map(|(service, _)| service)
-            .filter(|s| federation.national_sources.for_service(&s.name).is_some())
-            .ok_or_else(not_found)?;
-        // The patient: the Composition's subject, by the identifier the
-        // directory routes to this country.
-        let patient = about::document_patient(root)
-            .into_iter()
-            .flat_map(about::identifiers)
-            .find(|(system, value)| {
-                federation
-                    .directory
-                    .check_patient_identifier(system, value)
-                    .is_ok_and(|routed| routed.country.code() == federation.country)
-            })
-            .map(|(system, value)| TokenParam {
-                system: system.to_owned(),
-                value: value.to_owned(),
-            })
-            .ok_or(ehds_national_fhir::NationalError::OtherPatient)?;
-        let purpose = super::admit::admit(
-            state,
-            federation,
-            peer,
-            headers,
-            &patient,
-            (service.permission, &service.name),
-            trail,
-        )
-        .await
-        .map_err(|error| match error {
-            GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
-            other => other,
-        })?;
-        if !about::document_is_about(root, &identifier(&patient)?) {
-            return Err(ehds_national_fhir::NationalError::OtherPatient.into());
-        }
-        validate(state, &document, service).await?;
-        if service.name != PATIENT_SUMMARY {
-            return Ok(Some(fhir_json(StatusCode::OK, document.bytes().clone())));
-        }
-        let (content, lifted) = crate::release::national_summary_for_release(
-            state,
-            federation,
-            &document,
-            &patient_key(&patient.system, &patient.value)?,
-            purpose,
-        )
-        .await?;
-        if lifted {
-            trail.note(crate::release::LIFTED_FOR_EMERGENCY);
-        }
-        return Ok(Some(fhir_json(StatusCode::OK, content)));
+        let (name, national, id) = (name.to_owned(), Arc::clone(national), id.to_owned());
+        asked.spawn(async move {
+            let answer = national.within_budget(national.document(&id)).await;
+            (order, name, answer)
+        });
     }
-    Ok(None)
+    let mut answers = Vec::new();
+    while let Some(joined) = asked.join_next().await {
+        match joined {
+            Ok(answer) => answers.push(answer),
+            // A task that panicked: as a server that failed.
+            Err(_) => answers.push((
+                usize::MAX,
+                String::new(),
+                Err(ehds_national_fhir::NationalError::Unexpected(
+                    "the read was interrupted".into(),
+                )),
+            )),
+        }
+    }
+    answers.sort_by_key(|(order, _, _)| *order);
+    let mut found = Vec::new();
+    let mut failure = None;
+    for (_, name, answer) in answers {
+        match answer {
+            Ok(Some(document)) => found.push((name, document)),
+            Ok(None) => {}
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    (found, failure)
 }
 
 /// The national document against its service's profiles, as a pushed
