@@ -628,6 +628,25 @@ async fn a_doctor_abroad_reads_the_summaries_the_national_fhir_server_holds() {
     );
     set_restriction(&f, results, false).await;
 
+    // 6b. Restriction of the whole document (by its identifier, which the
+    // national server's DocumentReference carries as masterIdentifier):
+    // neither listed nor read abroad, as from the store (`laboratory.rs`).
+    let mut reference = reference_to("dr-lu-1", "ps-lu-1", "lu-patient");
+    reference["masterIdentifier"] = first["identifier"].clone();
+    hfs.put(&reference).await;
+    let document = serde_json::json!({"name": "document",
+        "valueIdentifier": first["identifier"].clone()});
+    set_restriction(&f, document.clone(), true).await;
+    let listed = json(doctor.get(&summaries).await, 200).await;
+    assert_eq!(
+        listed["total"], 1,
+        "the restricted summary is not listed: {listed}"
+    );
+    assert!(!listed.to_string().contains(&url), "{listed}");
+    json(doctor.get(&format!("/fhir/{url}")).await, 404).await;
+    set_restriction(&f, document, false).await;
+    json(doctor.get(&format!("/fhir/{url}")).await, 200).await;
+
     // 7. Opt-out: refused before the national server is asked.
     set_opt_out_of(&f, "patient-summary", Some("BE"), true).await;
     let refused = json(doctor.get(&summaries).await, 403).await;

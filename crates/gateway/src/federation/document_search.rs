@@ -93,7 +93,7 @@ pub(crate) async fn answer(
     // Where the patient's country takes this service's documents from.
     if let Some(national) = federation.national_sources.for_service(&service.name) {
         return Ok(super::national_source::document_list(
-            &state, federation, service, national, &search,
+            &state, federation, service, national, &search, purpose, &trail,
         )
         .await?
         .into_response());

@@ -27,6 +27,8 @@ use crate::edge::respond::{FHIR_JSON, SearchSet, fhir_json};
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
 use crate::services::{DocumentType, PATIENT_SUMMARY, Service, ServiceKind};
+use ehds_access::PurposeOfUse;
+use ehds_store::DocumentIdentifier;
 
 fn identifier(token: &TokenParam) -> Result<PatientIdentifier, GatewayError> {
     patient_identifier(&token.system, &token.value)
@@ -43,6 +45,8 @@ pub(crate) async fn document_list(
     service: &Service,
     national: &NationalFhir,
     search: &DocumentReferenceSearch,
+    purpose: PurposeOfUse,
+    trail: &Trail,
 ) -> Result<SearchSet, GatewayError> {
     let patient = &search.patient_identifier;
     let types: Vec<(&str, &str)> = match &search.type_ {
@@ -63,8 +67,29 @@ pub(crate) async fn document_list(
         )
         .await?
         .is_empty();
+    // A document the patient restricted is not listed, as from the store
+    // (`crate::release::DocumentRestrictions`), unless an emergency lifts
+    // the service's restrictions here.
+    let restrictions = crate::release::DocumentRestrictions::of(
+        state,
+        federation,
+        &patient_key(&patient.system, &patient.value)?,
+        purpose,
+    )
+    .await?;
+    let mut lifted = false;
     let mut set = SearchSet::with_capacity(1024 * (listed.items.len() + 1));
     for document in &listed.items {
+        if let Some((system, value)) = &document.identifier {
+            let identifier = DocumentIdentifier {
+                system: system.clone(),
+                value: value.clone(),
+            };
+            lifted |= restrictions.lifted_for(&service.name, &identifier);
+            if restrictions.withholds(&service.name, &identifier) {
+                continue;
+            }
+        }
         let type_ = document
             .types
             .iter()
@@ -108,6 +133,9 @@ pub(crate) async fn document_list(
         );
         let reference = serde_json::Value::Object(reference);
         set.entry(None, reference.to_string().as_bytes());
+    }
+    if lifted {
+        trail.note(crate::release::LIFTED_FOR_EMERGENCY);
     }
     say_if_incomplete(&mut set, listed.incomplete);
     Ok(set)
@@ -231,6 +259,27 @@ pub(crate) async fn document_read(
     validate(state, &document, service)
         .await
         .inspect_err(|_| forget(federation, service))?;
+    // A document the patient restricted is, to the caller, one that does
+    // not exist (as from the store: `crate::release::check_document_read`).
+    if let Some(header) = ehds_validation::document::document_header(&document) {
+        let identifier = DocumentIdentifier {
+            system: header.identifier_system.to_owned(),
+            value: header.identifier_value.to_owned(),
+        };
+        let restrictions = crate::release::DocumentRestrictions::of(
+            state,
+            federation,
+            &patient_key(&patient.system, &patient.value)?,
+            purpose,
+        )
+        .await?;
+        if restrictions.withholds(&service.name, &identifier) {
+            return Err(GatewayError::Withheld(format!("Bundle/{id}")));
+        }
+        if restrictions.lifted_for(&service.name, &identifier) {
+            trail.note(crate::release::LIFTED_FOR_EMERGENCY);
+        }
+    }
     if service.name != PATIENT_SUMMARY {
         return Ok(Some(fhir_json(StatusCode::OK, document.bytes().clone())));
     }

@@ -112,7 +112,7 @@ fn check_link(
     let Some((base, fragment)) = value.split_once('#') else {
         return;
     };
-    if base.is_empty() || !super::is_absolute(base) {
+    if base.is_empty() || !crate::structure::primitive::is_absolute_uri(base) {
         return;
     }
     let mut targets = entries

@@ -13,16 +13,19 @@
 use ehds_fhir::Node;
 use ehds_fhir::outcome::{Issue, IssueType};
 
-use super::StructureValidator;
 use super::compile::Structure;
 
+/// The compiled definitions the rules read: implemented by the structure
+/// validator, so that this module does not import its parent.
+pub(super) trait Definitions {
+    /// The definition of `canonical` (a profile's `baseDefinition`).
+    fn definition(&self, canonical: &str) -> Option<&Structure>;
+    /// The core definition of the datatype `name`.
+    fn core_type(&self, name: &str) -> Option<&Structure>;
+}
+
 /// Checks the StructureDefinition `sd` (at `path`) and appends issues.
-pub(super) fn check(
-    validator: &StructureValidator,
-    sd: &Node,
-    path: &str,
-    issues: &mut Vec<Issue>,
-) {
+pub(super) fn check(validator: &impl Definitions, sd: &Node, path: &str, issues: &mut Vec<Issue>) {
     if sd.get("derivation").and_then(Node::as_str) != Some("constraint") {
         return;
     }
@@ -34,7 +37,7 @@ pub(super) fn check(
     let base = sd
         .get("baseDefinition")
         .and_then(Node::as_str)
-        .and_then(|url| validator.structure(url));
+        .and_then(|url| validator.definition(url));
     let mut snapshot_problem: Option<String> = None;
     for (index, element) in elements.iter().enumerate() {
         let Some(element_path) = element.get("path").and_then(Node::as_str) else {
@@ -74,7 +77,7 @@ pub(super) fn check(
 
 /// Whether `path` names an element of `base` (see the module's table);
 /// `Ok` when it cannot be judged.
-fn resolve(validator: &StructureValidator, base: &Structure, path: &str) -> Result<(), String> {
+fn resolve(validator: &impl Definitions, base: &Structure, path: &str) -> Result<(), String> {
     let mut segments = path.split('.');
     let Some(root) = base.elements.first() else {
         return Ok(());
@@ -100,10 +103,10 @@ fn resolve(validator: &StructureValidator, base: &Structure, path: &str) -> Resu
             let [only] = element.types.as_slice() else {
                 return Ok(());
             };
-            let Some(datatype) = validator.core.get(&only.code) else {
+            let Some(datatype) = validator.core_type(&only.code) else {
                 return Ok(());
             };
-            structure = datatype.as_ref();
+            structure = datatype;
             at = 0;
         }
         let Some(parent) = structure.elements.get(at) else {

@@ -116,6 +116,16 @@ type ChildPairs = Arc<[(u32, u32)]>;
 
 const CORE_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
 
+impl definition_rules::Definitions for StructureValidator {
+    fn definition(&self, canonical: &str) -> Option<&Structure> {
+        self.structure(canonical).map(|structure| &**structure)
+    }
+
+    fn core_type(&self, name: &str) -> Option<&Structure> {
+        self.core.get(name).map(|structure| &**structure)
+    }
+}
+
 impl invariants::Profiles for StructureValidator {
     fn profile(&self, canonical: &str) -> Option<&Structure> {
         self.structure(canonical).map(|structure| &**structure)
