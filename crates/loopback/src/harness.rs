@@ -50,8 +50,32 @@ fn setup_error(what: impl std::fmt::Display) -> LoopbackError {
     LoopbackError::Setup(what.to_string())
 }
 
-/// A free port on 127.0.0.1 (bound, read, released).
+/// Where [`free_port`] looks: below Linux's default ephemeral range
+/// (32768–60999), from which every outbound connection takes its local
+/// port. A port found free inside that range (port 0) could be taken by
+/// another test's client connection before the gateway binds it (seen in
+/// CI: `AddrInUse` on a port a concurrent connection had just taken).
+const FREE_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free port on 127.0.0.1 (bound, read, released), outside the ephemeral
+/// range; each call of a process tries the next port of a sequence that
+/// starts at a place of its own (by process id), so concurrent tests and
+/// processes do not pick the same one.
 pub fn free_port() -> Result<u16, LoopbackError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = FREE_PORTS.end - FREE_PORTS.start;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FREE_PORTS.start + start.wrapping_add(n) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
