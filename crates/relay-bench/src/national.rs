@@ -53,7 +53,76 @@ struct Hfs {
     child: tokio::process::Child,
     pid: u32,
     base: String,
-    client: reqwest::Client,
+    /// `127.0.0.1:<port>`, spoken to in plain HTTP/1.1 (hfs listens on
+    /// loopback without TLS; no TLS client is built to talk to it).
+    addr: String,
+}
+
+/// One plain HTTP/1.1 exchange with hfs on loopback (`Connection: close`):
+/// the status and the body.
+async fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), BenchError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "{method} /{path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/fhir+json\r\n\
+         Content-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| BenchError::Setup(format!("hfs {method} {path}: no HTTP answer")))?;
+    let (head, rest) = answer.split_at(split);
+    let head = String::from_utf8_lossy(head);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| BenchError::Setup(format!("hfs {method} {path}: {head}")))?;
+    let body = rest.get(4..).unwrap_or_default();
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        },
+    ))
+}
+
+/// The body of a chunked answer.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(body.get(..line_end).unwrap_or_default())
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        let Some(chunk) = body.get(start..start + size) else {
+            break;
+        };
+        out.extend_from_slice(chunk);
+        body = body.get(start + size + 2..).unwrap_or_default();
+    }
+    out
 }
 
 impl Hfs {
@@ -81,16 +150,13 @@ impl Hfs {
             child,
             pid,
             base,
-            client: reqwest::Client::builder().no_proxy().build()?,
+            addr: format!("127.0.0.1:{port}"),
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let up = hfs
-                .client
-                .get(format!("{}/metadata", hfs.base))
-                .send()
+            let up = exchange(&hfs.addr, "GET", "metadata", b"")
                 .await
-                .is_ok_and(|r| r.status().is_success());
+                .is_ok_and(|(status, _)| (200..300).contains(&status));
             if up {
                 return Ok(hfs);
             }
@@ -103,18 +169,11 @@ impl Hfs {
 
     /// `PUT <path>` of a FHIR JSON `body`.
     async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), BenchError> {
-        let response = self
-            .client
-            .put(format!("{}/{path}", self.base))
-            .header("content-type", "application/fhir+json")
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
+        let (status, answer) = exchange(&self.addr, "PUT", path, &body).await?;
         if status != 200 && status != 201 {
-            let body = response.text().await.unwrap_or_default();
             return Err(BenchError::Setup(format!(
-                "hfs PUT {path}: {status}: {body}"
+                "hfs PUT {path}: {status}: {}",
+                String::from_utf8_lossy(&answer)
             )));
         }
         Ok(())
@@ -122,19 +181,11 @@ impl Hfs {
 
     /// The bytes hfs answers to `GET <path>`.
     async fn get(&self, path: &str) -> Result<Vec<u8>, BenchError> {
-        let response = self
-            .client
-            .get(format!("{}/{path}", self.base))
-            .header("accept", "application/fhir+json")
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            return Err(BenchError::Setup(format!(
-                "hfs GET {path}: {}",
-                response.status()
-            )));
+        let (status, body) = exchange(&self.addr, "GET", path, b"").await?;
+        if !(200..300).contains(&status) {
+            return Err(BenchError::Setup(format!("hfs GET {path}: {status}")));
         }
-        Ok(response.bytes().await?.to_vec())
+        Ok(body)
     }
 
     async fn stop(mut self) {
