@@ -94,23 +94,25 @@ impl NationalFhir {
             // The transport's outbound client: TLS 1.3, the server's
             // certificate chained to `cas` with current CRLs and its name
             // checked against the URL's host, no redirects, no proxy; the
-            // gateway's client certificate presented, or none when OAuth
-            // alone authenticates it (`NationalServer::check`).
+            // gateway's client certificate always presented
+            // (`NationalServer::check` requires it).
             Some(tls) => {
                 let trust = TrustStore::load(&TrustFiles {
                     ca_certs: tls.cas.clone(),
                     crls: tls.crls.clone(),
                 })?;
-                let client = match (&tls.client_certificate, &tls.client_private_key) {
-                    (Some(cert_chain), Some(private_key)) => {
-                        let identity = TlsIdentity::load(&IdentityFiles {
-                            cert_chain: cert_chain.clone(),
-                            private_key: private_key.clone(),
-                        })?;
-                        ehds_transport::federation_client(&identity, &trust, timeouts)?
-                    }
-                    _ => ehds_transport::server_authenticated_client(&trust, timeouts)?,
+                let (Some(cert_chain), Some(private_key)) =
+                    (&tls.client_certificate, &tls.client_private_key)
+                else {
+                    return Err(NationalError::Unreachable(
+                        "no client certificate for mutual TLS with the national server".into(),
+                    ));
                 };
+                let identity = TlsIdentity::load(&IdentityFiles {
+                    cert_chain: cert_chain.clone(),
+                    private_key: private_key.clone(),
+                })?;
+                let client = ehds_transport::federation_client(&identity, &trust, timeouts)?;
                 Http::Tls {
                     client,
                     budget: timeouts.request,

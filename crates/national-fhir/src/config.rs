@@ -90,16 +90,14 @@ pub enum Retrieval {
 }
 
 /// `[…national_server.tls]`: TLS towards the national server: the server
-/// authenticated by its CA (always), the gateway by its client certificate
-/// (mutual TLS), or — without `client_certificate` and
-/// `client_private_key` — by OAuth alone (`[…national_server.oauth]`
-/// required then: a server that authenticates its system clients by
-/// SMART Backend Services access tokens, not certificates).
+/// authenticated by its CA, the gateway by its client certificate: mutual
+/// TLS always, as everywhere (`[…national_server.oauth]` adds a SMART
+/// Backend Services access token on top, never instead).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NationalTls {
     /// The gateway's client certificate chain (PEM), of the national PKI;
-    /// absent: no certificate is presented (OAuth only).
+    /// required over https (`NationalServer::check`).
     #[serde(default)]
     pub client_certificate: Option<PathBuf>,
     /// Its private key (PEM); with `client_certificate` only.
@@ -269,19 +267,16 @@ impl NationalServer {
                             .into(),
                     );
                 }
-                match (
-                    &tls.client_certificate,
-                    &tls.client_private_key,
-                    &self.oauth,
-                ) {
-                    (Some(_), Some(_), _) | (None, None, Some(_)) => {}
-                    (None, None, None) => {
-                        return Err(
-                            "the national server must know who asks: tls.client_certificate \
-                                    and tls.client_private_key (mutual TLS), or [oauth] (access \
-                                    tokens over TLS that authenticates the server only)"
-                                .into(),
-                        );
+                // Mutual TLS as everywhere: the gateway always presents
+                // its client certificate; [oauth] adds an access token on
+                // top, never replaces it.
+                match (&tls.client_certificate, &tls.client_private_key) {
+                    (Some(_), Some(_)) => {}
+                    (None, None) => {
+                        return Err("the national server is reached over mutual TLS: \
+                             tls.client_certificate and tls.client_private_key are required \
+                             (with [oauth] too)"
+                            .into());
                     }
                     _ => {
                         return Err(
@@ -388,17 +383,15 @@ mod tests {
     }
 
     #[test]
-    fn oauth_alone_needs_no_client_certificate_but_something_must_say_who_asks() {
+    fn https_is_always_mutual_tls_oauth_or_not() {
         let https = "base_url = \"https://fhir.example.be/r4\"\n";
         let server_only = "[tls]\ncas = [\"ca.pem\"]\ncrls = [\"ca.crl.pem\"]\n";
         let oauth = "[oauth]\nclient_id = \"ncp-lu\"\nprivate_key = \"jwt.pem\"\nkid = \"k1\"\n\
                      scope = \"system/*.rs\"\n";
-        assert!(server(&format!("{https}{server_only}{oauth}")).is_ok());
-        let parsed: NationalServer =
-            toml::from_str(&format!("{https}{server_only}{oauth}")).unwrap();
-        assert_eq!(parsed.tls.unwrap().client_certificate, None);
+        let refused = server(&format!("{https}{server_only}{oauth}")).unwrap_err();
+        assert!(refused.contains("mutual TLS"), "{refused}");
         let refused = server(&format!("{https}{server_only}")).unwrap_err();
-        assert!(refused.contains("must know who asks"), "{refused}");
+        assert!(refused.contains("mutual TLS"), "{refused}");
         let half = format!("{https}{server_only}client_certificate = \"c.pem\"\n{oauth}");
         assert!(server(&half).unwrap_err().contains("go together"));
         // The server is always authenticated: no [tls], no https.

@@ -924,33 +924,22 @@ mod tests {
         std::fs::remove_file(key).unwrap();
     }
 
-    /// A national server over TLS that authenticates itself with its
-    /// certificate (the development PKI's national API server certificate
-    /// of LU: SAN IP 127.0.0.1) and asks the client for none; its token
-    /// endpoint beside it.
+    /// A national server over mutual TLS (the development PKI's national
+    /// API server of LU: SAN IP 127.0.0.1; clients of LU's national CA, with
+    /// its CRL), its token endpoint beside it.
     async fn tls_server(pki: &ehds_dev_pki::DevPkiLayout) -> Loopback {
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        let identity = pki.national_server("LU");
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(&identity.cert_chain)
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-        let key = PrivateKeyDer::from_pem_file(&identity.private_key).unwrap();
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(ehds_transport::crypto_provider())
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let config = ehds_transport::ServerTls::load(&ehds_transport::ServerTlsFiles {
+            identity: pki.national_server("LU"),
+            trust: pki.trust(&ehds_dev_pki::Authority::National("LU".into())),
+            misdirected_clients: None,
+        })
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         Loopback::start_with(&[], Some(acceptor)).await
     }
 
     #[tokio::test]
-    async fn over_tls_oauth_alone_authenticates_the_gateway_and_the_ca_the_server() {
+    async fn over_mutual_tls_the_gateway_presents_its_certificate_and_its_token() {
         let dir = ehds_test_support::ScratchDir::new("national-oauth-tls");
         let pki = ehds_dev_pki::generate(dir.path(), &ehds_dev_pki::DevPkiSpec::for_tests(&["LU"]))
             .unwrap();
@@ -958,19 +947,22 @@ mod tests {
         let (key, _) = p384_key();
         let config = |trusted: &ehds_dev_pki::Authority| -> crate::NationalServer {
             let trust = pki.trust(trusted);
+            let client = pki.national_client("LU", ehds_transport::NationalClientKind::EhrSystem);
             toml::from_str(&format!(
                 "base_url = \"https://127.0.0.1:{}/fhir\"\nbreaker_failures = 1\n\
-                 [tls]\ncas = {:?}\ncrls = {:?}\n\
+                 [tls]\ncas = {:?}\ncrls = {:?}\nclient_certificate = {:?}\n\
+                 client_private_key = {:?}\n\
                  [oauth]\nclient_id = \"ncp-lu\"\nprivate_key = {key:?}\nkid = \"k1\"\n\
                  scope = \"system/*.rs\"\n",
-                server.port, trust.ca_certs, trust.crls
+                server.port, trust.ca_certs, trust.crls, client.cert_chain, client.private_key
             ))
             .unwrap()
         };
         let patient = ehds_identifiers::PatientIdentifier::new("urn:oid:1.2", "42").unwrap();
 
-        // No client certificate; the server's chains to LU's national CA:
-        // the SMART configuration, the token and the search all over TLS.
+        // The gateway's certificate presented, the server's chaining to LU's
+        // national CA: the SMART configuration, the token and the search all
+        // over mutual TLS.
         let national =
             crate::NationalFhir::connect(&config(&ehds_dev_pki::Authority::National("LU".into())))
                 .unwrap();

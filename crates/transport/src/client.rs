@@ -71,29 +71,6 @@ pub(crate) fn pooled_client(
         .build()?)
 }
 
-/// An outbound client that presents no certificate: the server verified
-/// against `trust` as [`federation_client`] verifies it (TLS 1.3, chain,
-/// CRLs, the URL's host against its SAN), HTTPS only, no redirects, no
-/// proxy. For a national FHIR server that authenticates the gateway by an
-/// OAuth 2.0 access token instead ([`crate::server_authenticated_config`]).
-pub fn server_authenticated_client(
-    trust: &TrustStore,
-    timeouts: ClientTimeouts,
-) -> Result<reqwest::Client, TransportError> {
-    let config = crate::server_authenticated_config(trust)?;
-    let config = std::sync::Arc::unwrap_or_clone(config);
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .https_only(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .http1_only()
-        .connect_timeout(timeouts.connect)
-        .timeout(timeouts.request)
-        .pool_idle_timeout(PoolLimits::default().idle_timeout)
-        .build()?)
-}
-
 /// Limits of the outbound client's connection pool, so that no pooled
 /// connection outlives the check of its server's certificate for long
 /// (issue 16, defect 1: revocation must reach the outbound pool too).

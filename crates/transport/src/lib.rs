@@ -103,7 +103,7 @@ mod send_rate;
 mod serve;
 mod trust;
 
-pub use client::{ClientTimeouts, PoolLimits, federation_client, server_authenticated_client};
+pub use client::{ClientTimeouts, PoolLimits, federation_client};
 pub use error::TransportError;
 pub use expiry::{Expiry, ExpiryKind};
 pub use federation_client::{
@@ -117,5 +117,5 @@ pub use serve::{
 };
 pub use trust::{
     ALPN_HTTP11, AnchorSummary, IdentityFiles, ServerTls, ServerTlsFiles, TlsIdentity, TrustFiles,
-    TrustStore, client_config, crypto_provider, server_authenticated_config,
+    TrustStore, client_config, crypto_provider,
 };

@@ -471,24 +471,6 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// [`client_config`] without a client certificate: the server is
-/// authenticated (TLS 1.3, chain to `trust` with current CRLs, EKU
-/// serverAuth, the name connected to against its SAN) and the client by
-/// other means — a national FHIR server that authenticates the gateway by
-/// an OAuth 2.0 access token only (SMART Backend Services, issue 19). Never
-/// for the federation, where both sides present certificates.
-pub fn server_authenticated_config(
-    trust: &TrustStore,
-) -> Result<Arc<ClientConfig>, TransportError> {
-    let mut config = ClientConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(PROTOCOL_VERSIONS)?
-        .with_webpki_verifier(trust.server_verifier()?)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    config.resumption = rustls::client::Resumption::disabled();
-    Ok(Arc::new(config))
-}
-
 fn read(path: &Path) -> Result<Vec<u8>, TransportError> {
     std::fs::read(path).map_err(|source| TransportError::Read {
         path: path.to_path_buf(),
