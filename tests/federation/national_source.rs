@@ -534,6 +534,21 @@ async fn a_doctor_abroad_reads_the_summaries_the_national_fhir_server_holds() {
         found["entry"][0]["resource"]["identifier"][0]["value"],
         LU_PATIENT
     );
+    // 1b. Only the elements asked for (search.html#elements), derived from
+    // the national server's bytes: nothing wider crosses.
+    let narrowed = json(
+        doctor
+            .get(&format!("{}&_elements=name", lu_patient_search()))
+            .await,
+        200,
+    )
+    .await;
+    let patient = &narrowed["entry"][0]["resource"];
+    assert_eq!(patient["meta"]["tag"][0]["code"], "SUBSETTED", "{narrowed}");
+    assert_eq!(patient["name"], found["entry"][0]["resource"]["name"]);
+    for left_out in ["identifier", "birthDate", "gender", "telecom", "address"] {
+        assert!(patient.get(left_out).is_none(), "{left_out}: {narrowed}");
+    }
 
     // 2. One summary listed, then two.
     let summaries = about_lu_patient("DocumentReference", "&type=http://loinc.org|60591-5");
@@ -967,4 +982,148 @@ async fn belgium_on_its_national_fhir_server_answers_a_doctor_in_luxembourg_as_f
     );
     assert!(f.be.audit().await.first_broken.is_none());
     f.stop().await;
+}
+
+/// The national server is this country's own infrastructure: its answers
+/// are judged under the service's validation policy as a push would be
+/// (`validation_policy`, issue 15 §3). A summary with an error (a
+/// Composition without its required `title`, R4 Composition.title 1..1) is
+/// a 502 under `enforce`; under `report` it is relayed byte for byte and
+/// counted on `/metrics` as accepted with errors.
+#[tokio::test]
+async fn a_national_summary_with_errors_is_refused_under_enforce_and_relayed_under_report() {
+    let Some(hfs) = Hfs::start().await else {
+        return;
+    };
+    let mut summary = summary_for(
+        "ps-lu-untitled",
+        LU_PATIENT,
+        "urn:uuid:0c8b2f1e-5b7e-4b35-9d39-6f0e2c7a1a09",
+    );
+    let composition = summary["entry"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["resource"]["resourceType"] == "Composition")
+        .unwrap();
+    composition["resource"]
+        .as_object_mut()
+        .unwrap()
+        .remove("title")
+        .unwrap();
+    hfs.put(&summary).await;
+    let base = format!("{}/", hfs.base);
+    for policy in ["enforce", "report"] {
+        let base = base.clone();
+        let f = TwoCountries::start("national-policy", move |config| {
+            federation_settings(config);
+            if config.country == "LU" {
+                config.sections.push_str(&national_service(
+                    "patient-summary",
+                    "ReadPatientSummary",
+                    "\"http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips\"",
+                    ("60591-5", "Patient summary Document"),
+                    &base,
+                    &format!(
+                        "timeout_secs = 10\n[services.service.validation]\npolicy = \"{policy}\""
+                    ),
+                ));
+            }
+        })
+        .await;
+        let response = at_lu_as_be_ncp(&f, "/fhir/Bundle/ps-lu-untitled").await;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        let metrics = metrics(
+            &f.lu,
+            f.national_client("LU", NationalClientKind::EhrSystem),
+        )
+        .await;
+        if policy == "enforce" {
+            assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+            let outcome: Value = serde_json::from_slice(&body).unwrap();
+            assert!(
+                diagnostics(&outcome).contains("fails validation"),
+                "{outcome}"
+            );
+            assert_eq!(
+                counter(
+                    &metrics,
+                    "ehds_validation_verdicts_total{service=\"patient-summary\",policy=\"enforce\",verdict=\"refused\"}"
+                ),
+                Some(1),
+                "{metrics}"
+            );
+        } else {
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            assert_eq!(
+                Sha256::digest(&body),
+                Sha256::digest(hfs.get("Bundle/ps-lu-untitled").await),
+                "relayed as the national server sent it"
+            );
+            assert_eq!(
+                counter(
+                    &metrics,
+                    "ehds_validation_verdicts_total{service=\"patient-summary\",policy=\"report\",verdict=\"accepted-with-errors\"}"
+                ),
+                Some(1),
+                "{metrics}"
+            );
+        }
+        f.stop().await;
+    }
+}
+
+/// `ehds-gateway demo --national-fhir URL` (issue 19): Luxembourg answers
+/// patient summaries from a national FHIR server (hfs here), written there
+/// through its REST API, and the journey reads the same as from the store:
+/// the patient identified, the summary read byte for byte as the national
+/// server holds it, the patient's restriction applied, intact trails.
+#[tokio::test]
+async fn the_demo_runs_luxembourg_on_its_national_fhir_server() {
+    let Some(hfs) = Hfs::start().await else {
+        return;
+    };
+    let log_dir = ehds_test_support::ScratchDir::new("demo-national-log");
+    let log_file = log_dir.path().join("demo.log");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
+        .args(["demo", "--national-fhir", &hfs.base, "--log-file"])
+        .arg(&log_file)
+        .current_dir(repo_root())
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let story = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{story}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "Luxembourg answers patient summaries from its national FHIR server",
+        "PUT Patient, Bundle (",
+        "1 match(es): Martha DeLarosa",
+        "-> 1 summary: Bundle/LU.demo-lu-summary",
+        "SHA-256 identical to what the national FHIR server holds",
+        "-> 400 Bad Request (never left Belgium)",
+        "Dr Peeters asks again -> 403",
+        "Dr Peeters retrieves the summary -> 200 OK: a new document",
+        "its problem section empty (unavailable), still a valid IPS",
+        "NCP Belgium: ",
+    ] {
+        assert!(
+            story.contains(expected),
+            "missing {expected:?} in:\n{story}"
+        );
+    }
+    assert_eq!(
+        story.matches("chain intact").count(),
+        2,
+        "both trails intact:\n{story}"
+    );
+    assert!(
+        hfs.get("Bundle/demo-lu-summary").await.len() > 1000,
+        "the summary is on the national server"
+    );
 }

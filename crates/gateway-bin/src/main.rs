@@ -82,6 +82,12 @@ enum Command {
         /// process in the system's temporary folder).
         #[arg(long)]
         log_file: Option<PathBuf>,
+        /// Luxembourg answers patient summaries from this national FHIR
+        /// server (a base URL over plain HTTP on loopback, e.g.
+        /// `http://127.0.0.1:8080`) instead of its store; the demo writes
+        /// the patient's summary there first (issue 19).
+        #[arg(long, value_name = "URL")]
+        national_fhir: Option<String>,
     },
     /// Back the store up while the gateway may be serving: SQLite, a
     /// consistent copy written to OUT (restore: stop the gateway, put the
@@ -132,7 +138,7 @@ fn main() -> ExitCode {
     // The demo tells a story on stdout: its gateways' logs go to a file (at
     // worst, only warnings and errors to stderr), never between its lines.
     let demo_log = match &mut cli.command {
-        Command::Demo { log_file } => {
+        Command::Demo { log_file, .. } => {
             let path = log_file.take().unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("ehds-gateway-demo-{}.log", std::process::id()))
             });
@@ -264,9 +270,9 @@ async fn run(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Demo { .. } => {
+        Command::Demo { national_fhir, .. } => {
             let mut out = std::io::stdout();
-            Ok(ehds_loopback::demo::run(&mut out).await?)
+            Ok(ehds_loopback::demo::run(&mut out, national_fhir.as_deref()).await?)
         }
         Command::Audit {
             command: AuditCommand::Verify { config },

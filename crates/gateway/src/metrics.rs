@@ -104,7 +104,7 @@ impl Metrics {
             return;
         };
         out.push_str(
-            "# HELP ehds_validation_verdicts_total Pushed resources by service, validation policy and verdict (accepted, accepted-with-errors under report, refused under enforce).\n",
+            "# HELP ehds_validation_verdicts_total Pushed resources and national FHIR servers' answers by service, validation policy and verdict (accepted, accepted-with-errors under report, refused under enforce).\n",
         );
         out.push_str("# TYPE ehds_validation_verdicts_total counter\n");
         for ((service, policy, verdict), count) in &counts.verdicts {

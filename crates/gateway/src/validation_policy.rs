@@ -13,8 +13,11 @@
 //! | `unknown_extension_domains` | global | hosts (`hl7.eu`: it and the hosts below) or URL prefixes (`http://hl7.eu/fhir/`, as Java's `-extension` domains) whose unknown extensions stay information | none | as above |
 //!
 //! The policy applies to what this country's systems push (`POST
-//! /fhir/Bundle`) and to `$validate`, which answers what a push would be
-//! told. It never applies to documents from another country (relayed
+//! /fhir/Bundle`), to `$validate`, which answers what a push would be
+//! told, and to what this country's national FHIR server answers for a
+//! service with `source = "fhir"` (`crate::federation::national_source`:
+//! the same country's infrastructure; under `report` an answer with errors
+//! is relayed and counted, under `enforce` it is a 502). It never applies to documents from another country (relayed
 //! answers): those are held to the validator's defaults, under which an
 //! unknown non-modifier extension is information, so another country's
 //! national extensions never block a document (R4 extensibility.html: only

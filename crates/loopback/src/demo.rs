@@ -9,6 +9,15 @@
 //! (byte for byte); a pharmacist and a replayed assertion are refused; both
 //! audit trails are shown and verified. Development only: it signs
 //! assertions with the development identity provider keys.
+//!
+//! With a national FHIR server (`ehds-gateway demo --national-fhir URL`,
+//! issue 19), Luxembourg answers patient summaries from that server on
+//! demand (`source = "fhir"`) instead of its store: the demo writes the
+//! patient, the summary and a DocumentReference listing it to the server
+//! through its own REST API (`PUT`), and the journey then reads the same.
+//! The server must be an R4 server reached over plain HTTP on loopback
+//! (the gateway's configuration allows `http` there only) that searches
+//! `Patient?identifier=` and `DocumentReference?patient=&type=`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,16 +101,27 @@ fn client(
     )?)
 }
 
-/// Runs the demo from the repository root, writing the story to `out`.
-pub async fn run(out: &mut impl Write) -> Result<(), LoopbackError> {
+/// Runs the demo from the repository root, writing the story to `out`;
+/// with `national_fhir` (a FHIR base URL), Luxembourg's patient summaries
+/// come from that national FHIR server (see the module documentation).
+pub async fn run(out: &mut impl Write, national_fhir: Option<&str>) -> Result<(), LoopbackError> {
     let data = std::env::temp_dir().join(format!("ehds-demo-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&data).map_err(demo_error)?;
-    let result = journey(&data, out).await;
+    let result = journey(&data, out, national_fhir).await;
     let _ = std::fs::remove_dir_all(&data);
     result
 }
 
-async fn journey(data: &Path, out: &mut impl Write) -> Result<(), LoopbackError> {
+/// The ids the demo writes the summary under on a national FHIR server.
+const NATIONAL_PATIENT_ID: &str = "demo-lu-patient";
+const NATIONAL_SUMMARY_ID: &str = "demo-lu-summary";
+const NATIONAL_REFERENCE_ID: &str = "demo-lu-summary-reference";
+
+async fn journey(
+    data: &Path,
+    out: &mut impl Write,
+    national_fhir: Option<&str>,
+) -> Result<(), LoopbackError> {
     let mut say = |line: String| {
         let _ = writeln!(out, "{line}");
     };
@@ -133,7 +153,17 @@ async fn journey(data: &Path, out: &mut impl Write) -> Result<(), LoopbackError>
     .map_err(demo_error)?;
 
     say("== Starting two national contact points on this machine".into());
-    let lu_config = GatewayConfig::from_toml(&config_for(&lu, data, &directory))?.check()?;
+    let mut lu_toml = config_for(&lu, data, &directory);
+    if let Some(base) = national_fhir {
+        // Patient id first, then `DocumentReference?patient=`: no chained
+        // search needed of the server.
+        lu_toml.push_str(&loopback::national_service_toml(
+            "patient-summary",
+            base,
+            "chained_search = false",
+        )?);
+    }
+    let lu_config = GatewayConfig::from_toml(&lu_toml)?.check()?;
     let validator = Arc::new(ehds_gateway::load_validator(&lu_config)?);
     let be_config = GatewayConfig::from_toml(&config_for(&be, data, &directory))?.check()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -152,7 +182,12 @@ async fn journey(data: &Path, out: &mut impl Write) -> Result<(), LoopbackError>
             let _ = stopped.wait_for(|s| *s).await;
         })));
     }
-    let outcome = steps(&lu, &be, &mut say).await;
+    if let Some(base) = national_fhir {
+        say(format!(
+            "   Luxembourg answers patient summaries from its national FHIR server {base}"
+        ));
+    }
+    let outcome = steps(&lu, &be, national_fhir, &mut say).await;
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;
@@ -164,6 +199,7 @@ async fn journey(data: &Path, out: &mut impl Write) -> Result<(), LoopbackError>
 async fn steps(
     lu: &Country,
     be: &Country,
+    national_fhir: Option<&str>,
     say: &mut impl FnMut(String),
 ) -> Result<(), LoopbackError> {
     let pki = DevPkiLayout::new("deploy/dev-pki");
@@ -172,25 +208,40 @@ async fn steps(
     // read from the repository root.
     let summary = loopback::patient_summary(Path::new(""), LU_SYSTEM, LU_PATIENT)?;
 
-    say(String::new());
-    say("== 1. A Luxembourg hospital pushes a patient summary to its NCP".into());
     let hospital = client(
         pki.national_client("LU", NationalClientKind::EhrSystem),
         &Authority::National("LU".into()),
         &pki,
     )?;
-    let pushed = hospital
-        .post(format!("https://127.0.0.1:{}/fhir/Bundle", lu.national))
-        .header("content-type", FHIR_JSON)
-        .body(summary.clone())
-        .send()
-        .await
-        .map_err(demo_error)?;
-    say(format!(
-        "   POST /fhir/Bundle -> {} (validated against FHIR R4 and the IPS profile, stored byte-exact; {} bytes)",
-        pushed.status(),
-        summary.len()
-    ));
+    say(String::new());
+    // What the doctor abroad must receive, byte for byte, and from whom.
+    let (summary, origin) = match national_fhir {
+        None => {
+            say("== 1. A Luxembourg hospital pushes a patient summary to its NCP".into());
+            let pushed = hospital
+                .post(format!("https://127.0.0.1:{}/fhir/Bundle", lu.national))
+                .header("content-type", FHIR_JSON)
+                .body(summary.clone())
+                .send()
+                .await
+                .map_err(demo_error)?;
+            say(format!(
+                "   POST /fhir/Bundle -> {} (validated against FHIR R4 and the IPS profile, stored byte-exact; {} bytes)",
+                pushed.status(),
+                summary.len()
+            ));
+            (summary, "what the hospital pushed")
+        }
+        Some(base) => {
+            say("== 1. Luxembourg's national FHIR server holds the patient summary; its NCP asks it on demand".into());
+            let held = seed_national_server(base, &summary).await?;
+            say(format!(
+                "   PUT Patient, Bundle ({} bytes) and DocumentReference on the national server -> stored; nothing is pushed to the NCP",
+                held.len()
+            ));
+            (held, "what the national FHIR server holds")
+        }
+    };
 
     say(String::new());
     say("== 2. In Belgium, Dr Peeters treats the visitor and asks through the Belgian NCP".into());
@@ -277,7 +328,7 @@ async fn steps(
     let bytes = retrieved.bytes().await.map_err(demo_error)?;
     let same = Sha256::digest(&bytes) == Sha256::digest(&summary);
     say(format!(
-        "   GET {url} -> {status}, {} bytes, SHA-256 {} what the hospital pushed",
+        "   GET {url} -> {status}, {} bytes, SHA-256 {} {origin}",
         bytes.len(),
         if same {
             "identical to"
@@ -719,4 +770,80 @@ async fn audit_trails(
         }
     }
     Ok(())
+}
+
+/// Gives `resource` (a JSON object) the id `id`.
+fn set_id(resource: &mut serde_json::Value, id: &str) -> Result<(), LoopbackError> {
+    resource
+        .as_object_mut()
+        .ok_or_else(|| demo_error("the example summary is not a JSON object"))?
+        .insert("id".to_owned(), id.into());
+    Ok(())
+}
+
+/// Writes the patient, the `summary` and a DocumentReference listing it to
+/// the national FHIR server at `base` through its REST API (`PUT`, so that
+/// a second demo run replaces them), and answers the summary's bytes as the
+/// server then holds them (a server may write its own `meta`).
+async fn seed_national_server(base: &str, summary: &[u8]) -> Result<Vec<u8>, LoopbackError> {
+    let base = base.trim_end_matches('/');
+    let mut bundle: serde_json::Value = serde_json::from_slice(summary).map_err(demo_error)?;
+    set_id(&mut bundle, NATIONAL_SUMMARY_ID)?;
+    let mut patient = bundle
+        .get("entry")
+        .and_then(serde_json::Value::as_array)
+        .and_then(|entries| {
+            entries.iter().filter_map(|e| e.get("resource")).find(|r| {
+                r.get("resourceType").and_then(serde_json::Value::as_str) == Some("Patient")
+            })
+        })
+        .cloned()
+        .ok_or_else(|| demo_error("the example summary has no Patient"))?;
+    set_id(&mut patient, NATIONAL_PATIENT_ID)?;
+    let reference = serde_json::json!({
+        "resourceType": "DocumentReference",
+        "id": NATIONAL_REFERENCE_ID,
+        "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "60591-5",
+            "display": "Patient summary Document"}]},
+        "subject": {"reference": format!("Patient/{NATIONAL_PATIENT_ID}")},
+        "content": [{"attachment": {"contentType": "application/fhir+json",
+            "url": format!("Bundle/{NATIONAL_SUMMARY_ID}")}}]
+    });
+    let server = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(demo_error)?;
+    for (kind, id, resource) in [
+        ("Patient", NATIONAL_PATIENT_ID, &patient),
+        ("Bundle", NATIONAL_SUMMARY_ID, &bundle),
+        ("DocumentReference", NATIONAL_REFERENCE_ID, &reference),
+    ] {
+        let answer = server
+            .put(format!("{base}/{kind}/{id}"))
+            .header("content-type", FHIR_JSON)
+            .body(resource.to_string())
+            .send()
+            .await
+            .map_err(|e| demo_error(format!("the national FHIR server at {base}: {e}")))?;
+        if !answer.status().is_success() {
+            return Err(demo_error(format!(
+                "the national FHIR server at {base} answered PUT {kind}/{id} with {}",
+                answer.status()
+            )));
+        }
+    }
+    let held = server
+        .get(format!("{base}/Bundle/{NATIONAL_SUMMARY_ID}"))
+        .header("accept", "application/fhir+json")
+        .send()
+        .await
+        .map_err(demo_error)?;
+    if !held.status().is_success() {
+        return Err(demo_error(format!(
+            "the national FHIR server at {base} answered GET Bundle/{NATIONAL_SUMMARY_ID} with {}",
+            held.status()
+        )));
+    }
+    Ok(held.bytes().await.map_err(demo_error)?.to_vec())
 }

@@ -313,14 +313,8 @@ impl<'a> GatewayToml<'a> {
         base_url: &str,
         settings: &str,
     ) -> Result<(), LoopbackError> {
-        let registry = ehds_gateway::ServiceRegistry::shipped().map_err(LoopbackError::Setup)?;
-        let shipped = registry
-            .services()
-            .iter()
-            .find(|s| s.name == service)
-            .ok_or_else(|| LoopbackError::Setup(format!("no shipped service {service}")))?;
         self.sections
-            .push_str(&national_service_section(shipped, base_url, settings));
+            .push_str(&national_service_toml(service, base_url, settings)?);
         Ok(())
     }
 
@@ -407,6 +401,24 @@ policy = "{policy}"
 
 /// `[[services.service]]` of `service` with `source = "fhir"` and its
 /// `[services.service.national_server]`.
+/// The shipped service `service` (`deploy/config/services.toml`) as a
+/// `[[services.service]]` section answered by the national FHIR server at
+/// `base_url` (`source = "fhir"`), with the further
+/// `[service.national_server]` lines `settings`.
+pub(crate) fn national_service_toml(
+    service: &str,
+    base_url: &str,
+    settings: &str,
+) -> Result<String, LoopbackError> {
+    let registry = ehds_gateway::ServiceRegistry::shipped().map_err(LoopbackError::Setup)?;
+    let shipped = registry
+        .services()
+        .iter()
+        .find(|s| s.name == service)
+        .ok_or_else(|| LoopbackError::Setup(format!("no shipped service {service}")))?;
+    Ok(national_service_section(shipped, base_url, settings))
+}
+
 fn national_service_section(
     service: &ehds_gateway::Service,
     base_url: &str,

@@ -105,14 +105,22 @@ async fn checked(
 ) -> Result<Prescription, GatewayError> {
     let digest = crate::answer_memo::ValidatedAnswers::digest(resource.bytes());
     if !state.validated_answers.validated(&digest) {
-        let report = state
+        let findings = state
             .validator
             .validate(&resource, ep::mpd_profiles(state))
             .await;
-        if !report.is_acceptable() {
-            return Err(GatewayError::NationalInvalid(report));
+        // Judged under the ePrescription service's policy, as a pushed
+        // prescription is (`super::national_source::under_policy`).
+        let default = crate::validation_policy::ServicePolicy::default();
+        let (name, policy) = state
+            .services
+            .eprescription()
+            .map_or((state.services.eprescription_name(), &default), |service| {
+                (service.name.as_str(), &service.validation)
+            });
+        if super::national_source::under_policy(state, name, policy, findings)? {
+            state.validated_answers.remember(digest);
         }
-        state.validated_answers.remember(digest);
     }
     let facts = ep::prescription_facts(resource.root(), "MedicationRequest", Some(key.into()))
         .map_err(|error| match error {

@@ -363,8 +363,9 @@ async fn ask_every_document_server(
 }
 
 /// The national document against its service's profiles, as a pushed
-/// document is (the same bytes validated before with no error are not
-/// validated again: `crate::answer_memo`).
+/// document is, under the service's validation policy (the same bytes
+/// validated before with no error are not validated again:
+/// `crate::answer_memo`).
 async fn validate(
     state: &AppState,
     document: &ehds_fhir::ReceivedResource,
@@ -374,20 +375,58 @@ async fn validate(
     if state.validated_answers.validated(&digest) {
         return Ok(());
     }
-    let report = state
+    let findings = state
         .validator
-        .validate_pushed_document(document, &service.profiles())
+        .validate_pushed_document_downgrading(
+            document,
+            &service.profiles(),
+            &service.validation.downgraded_rules,
+        )
         .await;
-    if !report.is_acceptable() {
-        return Err(GatewayError::NationalInvalid(report));
+    if under_policy(state, &service.name, &service.validation, findings)? {
+        state.validated_answers.remember(digest);
     }
-    state.validated_answers.remember(digest);
     Ok(())
+}
+
+/// A national server's answer judged as a push of the same resource would
+/// be (`crate::validation_policy`: the national server is this country's
+/// own infrastructure, as the systems that push are), and counted on
+/// `/metrics`: under `enforce` an error refuses the answer (502, the
+/// national server's failure); under `report` it is relayed and the errors
+/// counted. `Ok(true)` when no error is left (the answer may be
+/// remembered as validated), `Ok(false)` when relayed with errors (judged
+/// again next time, so each relay counts).
+pub(super) fn under_policy(
+    state: &AppState,
+    service: &str,
+    policy: &crate::validation_policy::ServicePolicy,
+    findings: ehds_validation::ValidationReport,
+) -> Result<bool, GatewayError> {
+    let judgement = crate::validation_policy::judge(
+        findings.issues,
+        service,
+        policy,
+        &state.unknown_extensions,
+    );
+    state
+        .metrics
+        .count_validation(service, policy.policy, &judgement);
+    match judgement.verdict {
+        crate::validation_policy::Verdict::Accepted => Ok(true),
+        crate::validation_policy::Verdict::AcceptedWithErrors => Ok(false),
+        crate::validation_policy::Verdict::Refused => Err(GatewayError::NationalInvalid(
+            ehds_validation::ValidationReport {
+                issues: judgement.issues,
+            },
+        )),
+    }
 }
 
 /// `GET Patient?identifier=` answered from the national server of the
 /// patient summary: the Patient it holds with this identifier, exactly as
-/// the server sent it, when it matches the optional demographics.
+/// the server sent it (or only the elements `_elements` asks for, derived
+/// from those bytes), when it matches the optional demographics.
 pub(crate) async fn patient(
     national: &NationalFhir,
     search: &PatientSearch,
@@ -401,7 +440,18 @@ pub(crate) async fn patient(
         && let Ok(patient) = ehds_fhir::ReceivedResource::parse(bytes)
         && matches(patient.root())
     {
-        set.entry(None, patient.bytes());
+        // `_elements` narrows what crosses, from the server's bytes as
+        // from the store's (`super::patient_elements`).
+        match &search.elements {
+            Some(asked) => {
+                if let Some(subset) =
+                    super::patient_elements::subset(patient.root(), patient.bytes(), asked)
+                {
+                    set.entry(None, &subset);
+                }
+            }
+            None => set.entry(None, patient.bytes()),
+        }
     }
     Ok(set)
 }

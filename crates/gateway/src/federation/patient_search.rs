@@ -7,8 +7,7 @@
 //! the patient summary is answered by a national FHIR server, the Patient
 //! that server holds (`super::national_source`). `_elements` narrows the
 //! Patient to the elements asked for (`super::patient_elements`, derived
-//! from the received bytes); it is not taken yet when a national FHIR
-//! server answers (refused, naming the parameter, rather than ignored).
+//! from the received bytes, the national server's as the store's).
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -18,7 +17,7 @@ use bytes::Bytes;
 use ehds_access::Operation;
 use ehds_fhir::audit_event::EntityTarget;
 use ehds_fhir::{Node, ReceivedResource};
-use ehds_routing::search::{PatientSearch, RefusalKind, SearchRefusal};
+use ehds_routing::search::PatientSearch;
 use ehds_transport::VerifiedPeer;
 
 use crate::audit::Trail;
@@ -59,17 +58,6 @@ pub(crate) async fn answer(
         .national_sources
         .for_service(crate::services::PATIENT_SUMMARY)
     {
-        // The national connector passes the server's Patient on whole: an
-        // `_elements` it would ignore widens what crosses, so it is refused.
-        if search.elements.is_some() {
-            return Err(GatewayError::Search(vec![SearchRefusal {
-                parameter: "_elements".to_owned(),
-                kind: RefusalKind::Malformed {
-                    expected: "no _elements: this country identifies patients from its national \
-                               FHIR server, where it is not supported yet",
-                },
-            }]));
-        }
         let matches = |patient: &Node| demographics_match(patient, &search);
         return Ok(super::national_source::patient(national, &search, matches)
             .await?
