@@ -2484,7 +2484,10 @@ impl<'v, 'd> Walker<'v, 'd> {
                 return;
             }
         };
-        if text.len() > primitive::MAX_LENGTH {
+        // Only `string` values (Java `InstanceValidator.checkPrimitive`,
+        // TYPE_SPECIFIC_CHECKS_DT_STRING_LENGTH; see
+        // [`primitive::over_max_length`]).
+        if primitive::over_max_length(fhir_type, text) {
             self.error(
                 IssueType::TooLong,
                 path,

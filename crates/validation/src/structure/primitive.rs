@@ -235,10 +235,27 @@ mod tests {
     }
 }
 
-/// Longest primitive value accepted, in bytes: 1 MB (Java
-/// `InstanceValidator.checkPrimitive`, `TYPE_SPECIFIC_CHECKS_DT_PRIMITIVE_LENGTH`;
-/// R4 datatypes.html#primitive: "strings SHALL NOT exceed 1MB").
+/// Longest `string` value accepted: 1 MB, counted as Java counts it, in
+/// UTF-16 code units (R4 datatypes.html#string: "strings SHALL NOT exceed
+/// 1MB in size"; Java `InstanceValidator.checkPrimitive`, `if
+/// (type.equalsIgnoreCase("string") && e.hasPrimitiveValue())` … `rule(…,
+/// e.primitiveValue().length() <= 1048576,
+/// TYPE_SPECIFIC_CHECKS_DT_STRING_LENGTH)`).
 pub const MAX_LENGTH: usize = 1_048_576;
+
+/// Whether `text`, a value of `fhir_type`, is over the 1 MB limit. Java
+/// holds only values whose element type is `string` to it (the test above
+/// sits in the `string` branch of `InstanceValidator.checkPrimitive`): a
+/// `base64Binary` (an attached PDF), `markdown`, `uri` or `code` of any
+/// length passes; a profile's `maxLength` is a separate rule
+/// (`TYPE_SPECIFIC_CHECKS_DT_PRIMITIVE_LENGTH`). The UTF-16 count is taken
+/// only past `MAX_LENGTH` bytes: a text of n bytes has at most n UTF-16
+/// units.
+pub fn over_max_length(fhir_type: &str, text: &str) -> bool {
+    fhir_type.eq_ignore_ascii_case("string")
+        && text.len() > MAX_LENGTH
+        && text.encode_utf16().count() > MAX_LENGTH
+}
 
 /// The number of bytes `data` decodes to when it is base64 (whitespace
 /// ignored, as XML-derived base64 may wrap); `None` when it is not.
@@ -371,6 +388,19 @@ mod size_tests {
         );
         let min = node(r#"{"value":1,"system":"http://unitsofmeasure.org","code":"min"}"#);
         assert_eq!(compare_bound(&min, &kg("0")), None);
+    }
+
+    #[test]
+    fn only_strings_are_held_to_one_megabyte() {
+        let long = "A".repeat(MAX_LENGTH + 4);
+        assert!(over_max_length("string", &long));
+        assert!(!over_max_length("base64Binary", &long));
+        assert!(!over_max_length("markdown", &long));
+        assert!(!over_max_length("string", &long[..MAX_LENGTH]));
+        // 2 bytes per character in UTF-8, 1 UTF-16 unit: Java counts units.
+        let accented = "é".repeat(MAX_LENGTH / 2 + 1);
+        assert!(accented.len() > MAX_LENGTH);
+        assert!(!over_max_length("string", &accented));
     }
 
     #[test]

@@ -8,5 +8,6 @@ mod document_examples;
 mod fhir_test_cases;
 mod invariants;
 mod package_versions;
+mod primitive_length;
 mod restricted_summaries;
 mod type_profile_choice;
