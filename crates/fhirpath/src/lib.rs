@@ -77,5 +77,5 @@ pub fn children<'a>(model: &Model, item: &Item<'a>) -> Collection<'a> {
 pub use model::{Child, Model, SystemKind, TypeDef, TypeId, TypeKind};
 pub use parser::{BinOp, Expr, Func, Literal, MAX_DEPTH, TypeSpec};
 pub use quantity::Quantity;
-pub use temporal::{Precision, Temporal, TemporalKind};
+pub use temporal::{Precision, Temporal, TemporalKind, TimeUnit};
 pub use value::{Collection, Item, NodeRef};

@@ -66,6 +66,7 @@ impl Validator {
         let (mut structures, load_problems) = structure::StructureValidator::new(registry);
         structures.set_unknown_extensions(options.unknown_extensions.clone());
         structures.set_narrative_links(options.narrative_links);
+        structures.set_clock(options.now);
         Self {
             structures,
             terminology: terminology::Terminology::new(registry),
@@ -92,6 +93,7 @@ impl Validator {
         let (mut structures, terminology, load_problems) = compiled::read(bytes)?;
         structures.set_unknown_extensions(options.unknown_extensions.clone());
         structures.set_narrative_links(options.narrative_links);
+        structures.set_clock(options.now);
         Ok(Self {
             structures,
             terminology,

@@ -5,6 +5,7 @@
 //! | --- | --- | --- |
 //! | [`ValidationOptions::downgraded_rules`]: errors of the listed rules (constraint keys such as `bdl-7`, `txt-1`, `ips-pat-1`) become warnings | none | issue 15 §3 (national roll-out); the rule key is the text before `": "` in the finding, as every invariant and dedicated rule reports it ([`rule_of`]) |
 //! | [`ValidationOptions::narrative_links`]: the severity of a narrative `#` link that names nothing | warning | Java errors (`InstanceValidator.checkReferences`, `TYPE_SPECIFIC_CHECKS_DT_XHTML_RESOLVE`); see the field for why the gateway warns |
+//! | [`ValidationOptions::now`]: the current time of the bounds relative to it | the system clock | R4 ElementDefinition.minValue[x] (a Duration is "a relative time limit to the current time") |
 //! | [`UnknownExtensions`]: the severity of an extension the gateway holds no definition for, except under an allowed domain | information | R4 extensibility.html ("extensions … SHALL be safe to ignore" for non-modifiers); Java reports an unresolvable extension as an error unless its URL is in the extension domains (`InstanceValidator.checkExtension`, `EXTENSION_EXT_UNKNOWN_NOTHERE`, `-extension` domains) |
 //!
 //! Modifier extensions the gateway cannot resolve are errors whatever the
@@ -49,6 +50,12 @@ pub struct ValidationOptions {
     /// a patient summary for one would stop care abroad for no clinical
     /// reason. `Error` reproduces Java (`tests/it/fhir_test_cases.rs`).
     pub narrative_links: Severity,
+    /// The current time for the rules that depend on it: a profile's
+    /// `minValue[x]`/`maxValue[x]` given as a Duration, a time relative to
+    /// the current clock (R4 ElementDefinition.minValue[x]). `None` (the
+    /// default): the system clock, read when such a bound is checked. Tests
+    /// set a fixed time so that their verdicts do not change with the date.
+    pub now: Option<std::time::SystemTime>,
 }
 
 impl Default for ValidationOptions {
@@ -57,6 +64,7 @@ impl Default for ValidationOptions {
             downgraded_rules: Vec::new(),
             unknown_extensions: UnknownExtensions::default(),
             narrative_links: Severity::Warning,
+            now: None,
         }
     }
 }

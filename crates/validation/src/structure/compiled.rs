@@ -246,6 +246,7 @@ impl StructureValidator {
             model: form.model,
             unknown_extensions: crate::options::UnknownExtensions::default(),
             narrative_links: Severity::Warning,
+            now: None,
         })
     }
 }

@@ -96,6 +96,9 @@ pub struct StructureValidator {
     /// The severity of a narrative `#` link that names nothing
     /// ([`crate::ValidationOptions::narrative_links`]).
     narrative_links: Severity,
+    /// The current time of the bounds relative to it
+    /// ([`crate::ValidationOptions::now`]); `None`: the system clock.
+    now: Option<std::time::SystemTime>,
 }
 
 /// A primitive type's value regex (anchored), as [`StructureValidator`]
@@ -266,6 +269,7 @@ impl StructureValidator {
                 model,
                 unknown_extensions: crate::options::UnknownExtensions::default(),
                 narrative_links: Severity::Warning,
+                now: None,
             },
             problems,
         )
@@ -290,6 +294,24 @@ impl StructureValidator {
     /// ([`crate::ValidationOptions::narrative_links`]).
     pub fn set_narrative_links(&mut self, severity: Severity) {
         self.narrative_links = severity;
+    }
+
+    /// Sets the current time of the bounds relative to it
+    /// ([`crate::ValidationOptions::now`]; `None`: the system clock).
+    pub fn set_clock(&mut self, now: Option<std::time::SystemTime>) {
+        self.now = now;
+    }
+
+    /// The current time in milliseconds since 1970 UTC: the set clock, else
+    /// the system clock (a clock before 1970 reads as negative).
+    fn now_millis(&self) -> i64 {
+        let now = self.now.unwrap_or_else(std::time::SystemTime::now);
+        match now.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_millis())
+                .map(|ms| -ms)
+                .unwrap_or(i64::MIN),
+        }
     }
 
     /// The compiled structure with [`Structure::id`] `id`.
@@ -2017,7 +2039,17 @@ impl<'v, 'd> Walker<'v, 'd> {
             let Some(bound) = bound else {
                 continue;
             };
-            let order = primitive::compare_bound(item, bound);
+            // A Duration bound on a date, dateTime or instant is relative
+            // to the current time (R4 ElementDefinition.minValue[x]).
+            let order = match (&item.value, &bound.value) {
+                (Json::String(_), Json::Object(_)) => primitive::compare_duration_bound(
+                    item,
+                    bound,
+                    below,
+                    self.validator.now_millis(),
+                ),
+                _ => primitive::compare_bound(item, bound),
+            };
             let broken = match order {
                 Some(std::cmp::Ordering::Less) => below,
                 Some(std::cmp::Ordering::Greater) => !below,

@@ -252,8 +252,8 @@ pub const MAX_LENGTH: usize = 1_048_576;
 /// only past `MAX_LENGTH` bytes: a text of n bytes has at most n UTF-16
 /// units.
 pub fn over_max_length(fhir_type: &str, text: &str) -> bool {
-    fhir_type.eq_ignore_ascii_case("string")
-        && text.len() > MAX_LENGTH
+    text.len() > MAX_LENGTH
+        && fhir_type.eq_ignore_ascii_case("string")
         && text.encode_utf16().count() > MAX_LENGTH
 }
 
@@ -326,6 +326,71 @@ pub fn compare_bound(value: &Node, bound: &Node) -> Option<std::cmp::Ordering> {
     }
 }
 
+/// How a `date`, `dateTime` or `instant` value compares with a
+/// `minValue[x]`/`maxValue[x]` given as a Duration, a time relative to
+/// `now` (R4 ElementDefinition.minValue[x]: "For the date/dateTime/instant
+/// values, the type of minValue[x] SHALL be either the same, or a Duration
+/// which specifies a relative time limit to the current time. The duration
+/// value is positive, and is subtracted from the current clock to determine
+/// the minimum allowable value"; maxValue[x]: "… added to the current
+/// clock …"; fhir-test-cases `toplevel-minvalueduration-*` and
+/// `toplevel-maxvalueduration-*`, where Java reports a birth date more than
+/// 100 years ago, or more than 10 years ahead, as one error).
+///
+/// `minimum` says which bound it is (now minus or plus the duration);
+/// `now_ms` is the clock, in milliseconds since 1970 UTC. The bound is
+/// computed by calendar arithmetic for years and months (FHIRPath date
+/// arithmetic, <https://hl7.org/fhirpath/N1/#date-time-arithmetic>) and the
+/// comparison is FHIRPath's: a value whose precision leaves the order open
+/// (`1926` against 1926-12-06) is `None`, not reported, so no value the
+/// bound could admit is refused. `None` too when the value is not a date or
+/// date-time, or the bound not a Duration in a UCUM time unit.
+pub fn compare_duration_bound(
+    value: &Node,
+    bound: &Node,
+    minimum: bool,
+    now_ms: i64,
+) -> Option<std::cmp::Ordering> {
+    use ehds_fhirpath::{Temporal, TimeUnit};
+    let Json::String(text) = &value.value else {
+        return None;
+    };
+    let value = Temporal::parse_datetime(text)?;
+    let system = bound.get("system").and_then(Node::as_str);
+    if system.is_some_and(|s| s != "http://unitsofmeasure.org") {
+        return None;
+    }
+    let amount = match bound.get("value").map(|v| &v.value) {
+        Some(Json::Number(n)) => n.parse::<f64>().ok()?,
+        _ => return None,
+    };
+    // UCUM time units (a = 365.25 d, mo = a/12), for amounts that are not
+    // whole numbers of the unit.
+    let (unit, unit_ms) = match bound.get("code").and_then(Node::as_str)? {
+        "a" => (TimeUnit::Year, 31_557_600_000.0),
+        "mo" => (TimeUnit::Month, 2_629_800_000.0),
+        "wk" => (TimeUnit::Week, 604_800_000.0),
+        "d" => (TimeUnit::Day, 86_400_000.0),
+        "h" => (TimeUnit::Hour, 3_600_000.0),
+        "min" => (TimeUnit::Minute, 60_000.0),
+        "s" => (TimeUnit::Second, 1000.0),
+        "ms" => (TimeUnit::Millisecond, 1.0),
+        _ => return None,
+    };
+    let signed = if minimum { -amount } else { amount };
+    let now = Temporal::from_unix_millis(now_ms);
+    let limit = if signed.fract() == 0.0 && signed.abs() < 1e15 {
+        now.add(signed as i64, unit)?
+    } else {
+        let ms = signed * unit_ms;
+        if !ms.is_finite() || ms.abs() >= 1e15 {
+            return None;
+        }
+        now.add(ms as i64, TimeUnit::Millisecond)?
+    };
+    value.compare(&limit)
+}
+
 /// A UCUM code as (base unit, factor): the code itself with factor 1, or a
 /// metric prefix (`k`, `d`, `c`, `m`, `u`, `n`) on `g`, `L`, `l` or `mol`.
 fn metric(code: &str) -> Option<(&str, f64)> {
@@ -388,6 +453,72 @@ mod size_tests {
         );
         let min = node(r#"{"value":1,"system":"http://unitsofmeasure.org","code":"min"}"#);
         assert_eq!(compare_bound(&min, &kg("0")), None);
+    }
+
+    #[test]
+    fn duration_bounds_are_relative_to_now() {
+        let node = |json: &str| {
+            let wrapped = format!("{{\"resourceType\":\"X\",\"v\":{json}}}");
+            ehds_fhir::json::parse(wrapped.as_bytes())
+                .unwrap()
+                .get("v")
+                .unwrap()
+                .clone()
+        };
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let years = |n: &str| {
+            node(&format!(
+                r#"{{"value":{n},"unit":"a","system":"http://unitsofmeasure.org","code":"a"}}"#
+            ))
+        };
+        // 2026-06-25T00:00:00Z.
+        let now = 1_782_345_600_000;
+        let birth = |d: &str| node(&format!("\"{d}\""));
+        // Minimum: now minus 100 years, 1926-06-25.
+        let min = |d: &str| compare_duration_bound(&birth(d), &years("100"), true, now);
+        assert_eq!(min("1850-01-01"), Some(Less));
+        assert_eq!(min("1950-01-01"), Some(Greater));
+        assert_eq!(min("1926-06-24"), Some(Less));
+        // A day, month or year that holds the limit leaves the order open.
+        assert_eq!(min("1926-06-25"), None);
+        assert_eq!(min("1926-06-25T00:00:00Z"), Some(Equal));
+        assert_eq!(min("1926"), None);
+        assert_eq!(min("1926-06"), None);
+        assert_eq!(min("1925"), Some(Less));
+        // Maximum: now plus 10 years, 2036-06-25.
+        let max = |d: &str| compare_duration_bound(&birth(d), &years("10"), false, now);
+        assert_eq!(max("2100-01-01"), Some(Greater));
+        assert_eq!(max("2020-01-01"), Some(Less));
+        assert_eq!(max("2036-06-25"), None);
+        assert_eq!(max("2036-06-24T23:00:00Z"), Some(Less));
+        assert_eq!(max("2036-06-25T01:00:00+02:00"), Some(Less));
+        assert_eq!(max("2036-06-25T10:00:00+02:00"), Some(Greater));
+        // Fractions of a unit, other units, and what is not a Duration.
+        let half = node(r#"{"value":0.5,"system":"http://unitsofmeasure.org","code":"a"}"#);
+        assert_eq!(
+            compare_duration_bound(&birth("2026-03-01"), &half, true, now),
+            Some(Greater)
+        );
+        let days = node(r#"{"value":2,"system":"http://unitsofmeasure.org","code":"d"}"#);
+        assert_eq!(
+            compare_duration_bound(&birth("2026-06-27T00:00:01Z"), &days, false, now),
+            Some(Greater)
+        );
+        let kg = node(r#"{"value":2,"system":"http://unitsofmeasure.org","code":"kg"}"#);
+        assert_eq!(
+            compare_duration_bound(&birth("2026-06-27"), &kg, false, now),
+            None
+        );
+        let other = node(r#"{"value":2,"system":"http://example.org/units","code":"d"}"#);
+        assert_eq!(
+            compare_duration_bound(&birth("2026-06-27"), &other, false, now),
+            None
+        );
+        assert_eq!(compare_duration_bound(&node("3"), &days, false, now), None);
+        assert_eq!(
+            compare_duration_bound(&birth("10:00:00"), &days, false, now),
+            None
+        );
     }
 
     #[test]

@@ -84,9 +84,14 @@ fn base_validator() -> &'static Validator {
 /// `InstanceValidator.allowUnknownExtension` lets it through: example URLs
 /// (`example.org`, `acme.com`, allowed by default) and `nema.org`. The
 /// gateway's default is information. A narrative `#` link that names
-/// nothing is an error, as in Java (the gateway warns).
+/// nothing is an error, as in Java (the gateway warns). The clock is fixed
+/// at the suite's date (2026-06-25T00:00:00Z, README.md's provenance), so
+/// that the verdicts on bounds relative to now
+/// (`toplevel-minvalueduration-*`, `toplevel-maxvalueduration-*`) do not
+/// change with the day the tests run.
 fn java_options() -> ValidationOptions {
     ValidationOptions {
+        now: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_782_345_600)),
         narrative_links: ehds_fhir::outcome::Severity::Error,
         unknown_extensions: UnknownExtensions {
             severity: ehds_fhir::outcome::Severity::Error,
