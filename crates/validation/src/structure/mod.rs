@@ -2042,12 +2042,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             // A Duration bound on a date, dateTime or instant is relative
             // to the current time (R4 ElementDefinition.minValue[x]).
             let order = match (&item.value, &bound.value) {
-                (Json::String(_), Json::Object(_)) => primitive::compare_duration_bound(
-                    item,
-                    bound,
-                    below,
-                    self.validator.now_millis(),
-                ),
+                (Json::String(_), Json::Object(_)) => self.duration_bound(item, bound, below),
                 _ => primitive::compare_bound(item, bound),
             };
             let broken = match order {
@@ -2084,6 +2079,22 @@ impl<'v, 'd> Walker<'v, 'd> {
             );
             self.error(IssueType::Value, path, message);
         }
+    }
+
+    /// How a date-like `item` compares with a Duration bound relative to
+    /// the clock ([`primitive::compare_duration_bound`]). Kept out of
+    /// [`Walker::fixed_and_pattern`], which every item passes through:
+    /// Duration bounds are rare, and the clock reading would otherwise
+    /// weigh on that function's every call.
+    #[cold]
+    #[inline(never)]
+    fn duration_bound(
+        &self,
+        item: &Node,
+        bound: &Node,
+        minimum: bool,
+    ) -> Option<std::cmp::Ordering> {
+        primitive::compare_duration_bound(item, bound, minimum, self.validator.now_millis())
     }
 
     /// Where a complex value differs from the `fixed[x]` value of `def_path`,

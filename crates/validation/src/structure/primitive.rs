@@ -251,6 +251,7 @@ pub const MAX_LENGTH: usize = 1_048_576;
 /// (`TYPE_SPECIFIC_CHECKS_DT_PRIMITIVE_LENGTH`). The UTF-16 count is taken
 /// only past `MAX_LENGTH` bytes: a text of n bytes has at most n UTF-16
 /// units.
+#[inline]
 pub fn over_max_length(fhir_type: &str, text: &str) -> bool {
     text.len() > MAX_LENGTH
         && fhir_type.eq_ignore_ascii_case("string")
