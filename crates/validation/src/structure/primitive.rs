@@ -336,13 +336,18 @@ pub fn compare_bound(value: &Node, bound: &Node) -> Option<std::cmp::Ordering> {
 /// the minimum allowable value"; maxValue[x]: "… added to the current
 /// clock …"; fhir-test-cases `toplevel-minvalueduration-*` and
 /// `toplevel-maxvalueduration-*`, where Java reports a birth date more than
-/// 100 years ago, or more than 10 years ahead, as one error).
+/// 100 years ago, or more than 10 years ahead, as one error; the Java
+/// source held for reference, `InstanceValidator.checkPrimitive` at
+/// 001a37c, has no date bound check yet, so the rule follows the R4 text).
 ///
 /// `minimum` says which bound it is (now minus or plus the duration);
-/// `now_ms` is the clock, in milliseconds since 1970 UTC. The bound is
-/// computed by calendar arithmetic for years and months (FHIRPath date
-/// arithmetic, <https://hl7.org/fhirpath/N1/#date-time-arithmetic>) and the
-/// comparison is FHIRPath's: a value whose precision leaves the order open
+/// `now_ms` is the clock, in milliseconds since 1970 UTC. Whole years (`a`)
+/// and months (`mo`) are counted on the calendar, as a profile's author
+/// means them (a birth date at most 100 years ago), not as UCUM's mean
+/// Julian year; fractions of them use UCUM's mean lengths (a = 365.25 d,
+/// mo = a/12), the other units their fixed lengths. The comparison is
+/// FHIRPath's (<https://hl7.org/fhirpath/N1/#comparison>): a value whose
+/// precision leaves the order open
 /// (`1926` against 1926-12-06) is `None`, not reported, so no value the
 /// bound could admit is refused. `None` too when the value is not a date or
 /// date-time, or the bound not a Duration in a UCUM time unit.
