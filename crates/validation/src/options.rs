@@ -1,5 +1,7 @@
 //! Operator choices that change how findings are reported, never what is
-//! checked: a per-rule downgrade list and the unknown-extensions policy.
+//! checked: a per-rule downgrade list and the unknown-extensions policy;
+//! and the clock that the rules relative to the current time read (tests
+//! fix it).
 //!
 //! | option | default | source |
 //! | --- | --- | --- |
