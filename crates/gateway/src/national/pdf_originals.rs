@@ -19,9 +19,9 @@
 //!   `content.attachment.url` is the Binary's `fullUrl` (one of each,
 //!   both `POST`), checked and stored as the inline form is.
 //! - The PDF's size limit is [`MAX_PDF_ORIGINAL_BYTES`] (10 MiB decoded),
-//!   in both forms: the validator's 1 MB limit on primitives is not held
-//!   against the PDF's base64 (R4 sets none for base64Binary, and the HL7
-//!   Java validator applies it to `string` only: [`validated`]).
+//!   in both forms: the validator's 1 MB limit is for `string` values only
+//!   (R4 sets none for base64Binary; as the HL7 Java validator:
+//!   [`validated`]).
 //! - `GET /fhir/Binary/{id}`: the PDF read back by the system that pushed
 //!   it, or, for `<country>.<id>`, a PDF original held by another country
 //!   (`crate::relay::binary_read`); `Accept: application/pdf` gives the
@@ -72,7 +72,7 @@ pub(crate) async fn push(
         &state.services,
     )?;
     checked_pdf(&original, DATA_AT)?;
-    validated(&state, &resource, DATA_AT).await?;
+    validated(&state, &resource).await?;
     let (status, stored) = store(&state, &caller, &original).await?;
     let location = format!("/fhir/Binary/{}", stored.id);
     let listed = listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
@@ -113,7 +113,7 @@ pub(crate) async fn push_transaction(
         &state.services,
     )?;
     checked_pdf(&original, &data_at)?;
-    validated(state, resource, &data_at).await?;
+    validated(state, resource).await?;
     let (status, stored) = store(state, caller, &original).await?;
     let status_line = if status == StatusCode::CREATED {
         "201 Created"
@@ -172,29 +172,18 @@ fn checked_pdf(original: &PdfOriginal, data_at: &str) -> Result<(), GatewayError
     }
 }
 
-/// Validates `resource` against R4 core, but for the validator's 1 MB
-/// limit on the PDF's base64 at `data_at`: the PDF's size limit is
-/// [`MAX_PDF_ORIGINAL_BYTES`], checked on its bytes before.
-///
-/// R4 sets no upper limit for base64Binary (datatypes.html#base64Binary);
-/// the HL7 Java validator holds only `string` values to 1 MB
-/// (`InstanceValidator.checkPrimitive`, org.hl7.fhir.validation,
-/// hapifhir/org.hl7.fhir.core 001a37c: `type.equalsIgnoreCase("string")`
-/// … `length() <= 1048576`, TYPE_SPECIFIC_CHECKS_DT_STRING_LENGTH), and a
-/// base64Binary only to an element's `maxSize` extension
-/// (TYPE_SPECIFIC_CHECKS_DT_BASE64_TOO_LONG; Attachment.data has none).
-/// This gateway's validator holds every primitive to 1 MB
-/// (`ehds_validation::structure`), so that one issue, at the PDF's
-/// location only, is left out here.
+/// Validates `resource` against R4 core. The PDF's size limit is
+/// [`MAX_PDF_ORIGINAL_BYTES`], checked on its bytes before; the
+/// validator's 1 MB limit does not reach the PDF's base64: R4 sets no
+/// upper limit for base64Binary (datatypes.html#base64Binary) and, as the
+/// HL7 Java validator (`InstanceValidator.checkPrimitive`:
+/// TYPE_SPECIFIC_CHECKS_DT_STRING_LENGTH), `ehds_validation` holds only
+/// `string` values to 1 MB.
 async fn validated(
     state: &AppState,
     resource: &ehds_fhir::ReceivedResource,
-    data_at: &str,
 ) -> Result<(), GatewayError> {
-    let mut report = state.validator.validate(resource, &[]).await;
-    report
-        .issues
-        .retain(|i| !(i.code == IssueType::TooLong && i.expression.as_deref() == Some(data_at)));
+    let report = state.validator.validate(resource, &[]).await;
     if report.is_acceptable() {
         Ok(())
     } else {
