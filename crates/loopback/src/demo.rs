@@ -810,40 +810,86 @@ async fn seed_national_server(base: &str, summary: &[u8]) -> Result<Vec<u8>, Loo
         "content": [{"attachment": {"contentType": "application/fhir+json",
             "url": format!("Bundle/{NATIONAL_SUMMARY_ID}")}}]
     });
-    let server = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(demo_error)?;
     for (kind, id, resource) in [
         ("Patient", NATIONAL_PATIENT_ID, &patient),
         ("Bundle", NATIONAL_SUMMARY_ID, &bundle),
         ("DocumentReference", NATIONAL_REFERENCE_ID, &reference),
     ] {
-        let answer = server
-            .put(format!("{base}/{kind}/{id}"))
-            .header("content-type", FHIR_JSON)
-            .body(resource.to_string())
-            .send()
-            .await
-            .map_err(|e| demo_error(format!("the national FHIR server at {base}: {e}")))?;
-        if !answer.status().is_success() {
+        let url = format!("{base}/{kind}/{id}");
+        let (status, _) = plain_http("PUT", &url, Some(resource.to_string().as_bytes())).await?;
+        if !(200..300).contains(&status) {
             return Err(demo_error(format!(
-                "the national FHIR server at {base} answered PUT {kind}/{id} with {}",
-                answer.status()
+                "the national FHIR server answered PUT {kind}/{id} with {status}"
             )));
         }
     }
-    let held = server
-        .get(format!("{base}/Bundle/{NATIONAL_SUMMARY_ID}"))
-        .header("accept", "application/fhir+json")
-        .send()
-        .await
-        .map_err(demo_error)?;
-    if !held.status().is_success() {
+    let (status, held) =
+        plain_http("GET", &format!("{base}/Bundle/{NATIONAL_SUMMARY_ID}"), None).await?;
+    if status != 200 {
         return Err(demo_error(format!(
-            "the national FHIR server at {base} answered GET Bundle/{NATIONAL_SUMMARY_ID} with {}",
-            held.status()
+            "the national FHIR server answered GET Bundle/{NATIONAL_SUMMARY_ID} with {status}"
         )));
     }
-    Ok(held.bytes().await.map_err(demo_error)?.to_vec())
+    Ok(held)
+}
+
+/// One plain HTTP/1.0 exchange with the national FHIR server (`http://`
+/// on loopback, as the gateway's configuration allows it): HTTP/1.0, so
+/// the answer is the bytes up to the close, never chunked (RFC 9112
+/// §7.1: chunked is not sent to a 1.0 client). The status and the body.
+async fn plain_http(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+) -> Result<(u16, Vec<u8>), LoopbackError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let parsed = reqwest::Url::parse(url).map_err(demo_error)?;
+    if parsed.scheme() != "http" {
+        return Err(demo_error(format!(
+            "--national-fhir {url}: the demo reaches a national FHIR server over plain http on loopback"
+        )));
+    }
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let target = match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_owned(),
+    };
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let body = body.unwrap_or_default();
+        let head = format!(
+            "{method} {target} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: {FHIR_JSON}\r\n\
+             Content-Type: {FHIR_JSON}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        stream.flush().await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .map_err(|_| {
+            demo_error(format!(
+                "the national FHIR server at {url} did not answer in 30 s"
+            ))
+        })?
+        .map_err(|e| demo_error(format!("the national FHIR server at {url}: {e}")))?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| {
+            demo_error(format!(
+                "the national FHIR server at {url} sent no HTTP answer"
+            ))
+        })?;
+    let status = String::from_utf8_lossy(answer.get(..split).unwrap_or_default())
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| demo_error(format!("the national FHIR server at {url} sent no status")))?;
+    Ok((status, answer.get(split + 4..).unwrap_or_default().to_vec()))
 }
