@@ -35,26 +35,3 @@ where
     items.sort_unstable();
     serializer.collect_seq(items)
 }
-
-/// Writes a map of sets in key order, each set in order.
-pub(crate) fn sorted_map_of_sets<K, H1, H2, S>(
-    map: &HashMap<K, HashSet<K, H2>, H1>,
-    serializer: S,
-) -> Result<S::Ok, S::Error>
-where
-    K: Ord + Serialize,
-    H1: BuildHasher,
-    H2: BuildHasher,
-    S: Serializer,
-{
-    let mut entries: Vec<(&K, Vec<&K>)> = map
-        .iter()
-        .map(|(k, set)| {
-            let mut items: Vec<&K> = set.iter().collect();
-            items.sort_unstable();
-            (k, items)
-        })
-        .collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    serializer.collect_map(entries)
-}

@@ -8,14 +8,15 @@
 //! a value set it lacks). It never guesses: anything it cannot decide is
 //! `NotChecked`, never a false `NotMember`.
 //!
-//! Work is done at build: a complete expansion becomes hash sets of codes by
-//! system; each `compose.include`/`exclude` becomes a clause whose system
-//! part is a hash set of listed codes, a whole held CodeSystem, or a bit set
-//! of the concepts its filters select (every held CodeSystem is finite, so
-//! every filter evaluable offline is evaluated once). Imports point at other
-//! compiled ValueSets, so a check is a few hash look-ups per clause of the
-//! value set and what it imports; it is bounded by a depth limit, a step
-//! budget and a guard against value sets importing each other.
+//! Work is done at build: a complete expansion becomes sorted sets of codes
+//! by system (`code_set`); each `compose.include`/`exclude` becomes a clause
+//! whose system part is a sorted set of listed codes, a whole held
+//! CodeSystem, or a bit set of the concepts its filters select (every held
+//! CodeSystem is finite, so every filter evaluable offline is evaluated
+//! once). Imports point at other compiled ValueSets, so a check is a few
+//! look-ups (hash or binary search) per clause of the value set and what it
+//! imports; it is bounded by a depth limit, a step budget and a guard
+//! against value sets importing each other.
 //!
 //! Sources: the R4 (4.0.1) element definitions in `profiles/hl7.fhir.r4.core-4.0.1`
 //! (StructureDefinition-ValueSet/CodeSystem, CodeSystem-filter-operator,
@@ -43,6 +44,7 @@
 //! | `include.version`, and the version of a ValueSet canonical: the pinned version when held, else the latest held (without remark) | this gateway's policy: decide offline with what is held |
 //! | `CodeSystem.valueSet` names the value set of all its codes when no ValueSet resource has that URL | `CodeSystem.valueSet` definition |
 
+mod code_set;
 mod code_system;
 mod value_set;
 

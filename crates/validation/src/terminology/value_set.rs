@@ -3,11 +3,12 @@
 //! are precomputed (code sets, whole held CodeSystems, filter bit sets) and
 //! whose imports point at other compiled ValueSets.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use ehds_fhir::Node;
 
 use super::Systems;
+use super::code_set::CodeSet;
 use super::code_system::{Bits, Content, boolean, text};
 
 /// One ValueSet, compiled.
@@ -36,8 +37,8 @@ pub(super) enum Body {
 /// Codes of an expansion by system, each keyed by its system's case rule.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Expansion {
-    #[serde(serialize_with = "crate::sorted::sorted_map_of_sets")]
-    pub by_system: HashMap<Box<str>, HashSet<Box<str>>>,
+    #[serde(serialize_with = "crate::sorted::sorted_map")]
+    pub by_system: HashMap<Box<str>, CodeSet>,
 }
 
 /// `ValueSet.compose`.
@@ -72,11 +73,7 @@ pub(super) struct SystemPart {
 pub(super) enum Matcher {
     /// Listed `concept`s (keys by the system's case rule), with the held
     /// CodeSystem if any (for `compose.inactive`).
-    Listed {
-        #[serde(serialize_with = "crate::sorted::sorted_set")]
-        codes: HashSet<Box<str>>,
-        cs: Option<usize>,
-    },
+    Listed { codes: CodeSet, cs: Option<usize> },
     /// Every code of a held, complete CodeSystem.
     All(usize),
     /// Every code of a CodeSystem held only in part (`example`,
@@ -159,7 +156,7 @@ impl Compiler<'_> {
     /// or when marked limited (`limitedExpansion` parameter,
     /// `valueset-toocostly` extension).
     fn expansion(&self, expansion: &Node) -> (Expansion, bool) {
-        let mut out = Expansion::default();
+        let mut by_system: HashMap<&str, Vec<std::borrow::Cow<'_, str>>> = HashMap::default();
         let mut count = 0usize;
         let mut stack: Vec<&Node> = expansion
             .get("contains")
@@ -170,10 +167,10 @@ impl Compiler<'_> {
         while let Some(entry) = stack.pop() {
             if let (Some(system), Some(code)) = (text(entry, "system"), text(entry, "code")) {
                 count += 1;
-                out.by_system
-                    .entry(system.into())
+                by_system
+                    .entry(system)
                     .or_default()
-                    .insert(self.systems.key(system, code).into());
+                    .push(self.systems.key(system, code));
             }
             if let Some(nested) = entry.get("contains") {
                 stack.extend(nested.items());
@@ -204,7 +201,24 @@ impl Compiler<'_> {
                         == Some("http://hl7.org/fhir/StructureDefinition/valueset-toocostly")
                         && boolean(e, "valueBoolean") != Some(false)
                 });
-        let complete = !limited
+        // A system whose codes do not fit a code set (over 4 GiB) is left
+        // out, and the expansion then counts as incomplete (codes found are
+        // members, others undecided).
+        let mut fits = true;
+        let out = Expansion {
+            by_system: by_system
+                .into_iter()
+                .filter_map(|(system, codes)| match CodeSet::from_codes(codes) {
+                    Ok(codes) => Some((system.into(), codes)),
+                    Err(_) => {
+                        fits = false;
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let complete = fits
+            && !limited
             && number("total").is_none_or(|total| total <= count)
             && number("offset").is_none_or(|offset| offset == 0);
         (out, complete)
@@ -249,9 +263,13 @@ impl Compiler<'_> {
             let codes = concepts
                 .iter()
                 .filter_map(|c| text(c, "code"))
-                .map(|code| self.systems.key(system, code).into())
-                .collect();
-            return Matcher::Listed { codes, cs };
+                .map(|code| self.systems.key(system, code));
+            return match CodeSet::from_codes(codes) {
+                Ok(codes) => Matcher::Listed { codes, cs },
+                Err(_) => Matcher::Unknown(format!(
+                    "the value set lists more codes of {system} than can be held (over 4 GiB)"
+                )),
+            };
         }
         let Some(cs) = cs else {
             return Matcher::Unknown(format!("CodeSystem {system} is not held"));
