@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use ehds_fhir::Node;
 use ehds_fhir::json::Json;
 
+use super::code_set::CodeIndex;
+
 /// `CodeSystem.content`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) enum Content {
@@ -60,8 +62,7 @@ pub(super) struct CodeSystemIndex {
     pub concepts: Vec<Concept>,
     /// Concept index by code key (the code, lower-cased when not
     /// case-sensitive).
-    #[serde(serialize_with = "crate::sorted::sorted_map")]
-    index: HashMap<Box<str>, u32>,
+    index: CodeIndex,
     /// Declared `property` codes with their `uri`.
     #[serde(serialize_with = "crate::sorted::sorted_map")]
     declared_properties: HashMap<Box<str>, Option<Box<str>>>,
@@ -153,18 +154,31 @@ impl CodeSystemIndex {
             hierarchy_meaning: text(root, "hierarchyMeaning").map(str::to_owned),
             value_set: text(root, "valueSet").map(str::to_owned),
             concepts: Vec::new(),
-            index: HashMap::default(),
+            index: CodeIndex::default(),
             declared_properties,
             declared_filters,
         };
+        let mut keys = Vec::new();
         if let Some(concepts) = root.get("concept") {
-            index.add_concepts(concepts, None);
+            index.add_concepts(concepts, None, &mut keys);
+        }
+        match CodeIndex::from_pairs(keys) {
+            Ok(keys) => index.index = keys,
+            // Codes that cannot be indexed (over 4 GiB): none is usable.
+            Err(_) => index.content = Content::Absent("(codes over 4 GiB)".to_owned()),
         }
         index.link_properties();
         index
     }
 
-    fn add_concepts(&mut self, concepts: &Node, parent: Option<u32>) {
+    /// Adds `concepts` (and nested ones) under `parent`, and their code keys
+    /// to `keys`.
+    fn add_concepts<'n>(
+        &mut self,
+        concepts: &'n Node,
+        parent: Option<u32>,
+        keys: &mut Vec<(Cow<'n, str>, u32)>,
+    ) {
         for node in concepts.items() {
             let Some(code) = text(node, "code") else {
                 continue;
@@ -196,11 +210,9 @@ impl CodeSystemIndex {
             {
                 p.children.push(id);
             }
-            self.index
-                .entry(code_key(self.case_sensitive, code).into())
-                .or_insert(id);
+            keys.push((code_key(self.case_sensitive, code), id));
             if let Some(nested) = node.get("concept") {
-                self.add_concepts(nested, Some(id));
+                self.add_concepts(nested, Some(id), keys);
             }
         }
     }
@@ -272,9 +284,7 @@ impl CodeSystemIndex {
 
     /// The concept with `code`, by the system's case rule.
     pub(super) fn find(&self, code: &str) -> Option<u32> {
-        self.index
-            .get(code_key(self.case_sensitive, code).as_ref())
-            .copied()
+        self.index.get(code_key(self.case_sensitive, code).as_ref())
     }
 
     /// The concept with index `id`.
