@@ -118,3 +118,50 @@ async fn the_release_binary_alone_in_an_empty_directory_takes_a_pushed_summary()
     assert!(dir.path().join("data/gateway.db").is_file());
     drop(running);
 }
+
+/// The names of an ELF64 little-endian file's sections (the section header
+/// table and its string table, ELF specification: `e_shoff`,
+/// `e_shentsize`, `e_shnum`, `e_shstrndx`; a section header's `sh_name`,
+/// `sh_offset`, `sh_size`).
+fn elf_section_names(file: &[u8]) -> Vec<String> {
+    let u16_at = |at: usize| u16::from_le_bytes(file[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().unwrap()) as usize;
+    assert_eq!(&file[..4], b"\x7fELF", "an ELF file");
+    assert_eq!(file[4], 2, "64-bit");
+    assert_eq!(file[5], 1, "little-endian");
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |index: usize| shoff + index * shentsize;
+    let names_at = u64_at(header(shstrndx) + 0x18);
+    (0..shnum)
+        .map(|index| {
+            let start = names_at + u32_at(header(index));
+            let end = start + file[start..].iter().position(|b| *b == 0).unwrap();
+            String::from_utf8_lossy(&file[start..end]).into_owned()
+        })
+        .collect()
+}
+
+/// What an operator ships carries no debug info (issue 17, "Release
+/// binary stripped of what an operator never needs"): no `.debug_*`
+/// section; its symbols stay, so a backtrace names functions.
+#[test]
+fn the_release_binary_carries_no_debug_info() {
+    let Some(release) = release_binary() else {
+        return;
+    };
+    let binary = std::fs::read(&release).unwrap();
+    let sections = elf_section_names(&binary);
+    assert!(sections.iter().any(|s| s == ".text"), "{sections:?}");
+    assert!(sections.iter().any(|s| s == ".symtab"), "{sections:?}");
+    let debug: Vec<&String> = sections
+        .iter()
+        .filter(|s| s.starts_with(".debug_"))
+        .collect();
+    assert!(
+        debug.is_empty(),
+        "debug sections in {}: {debug:?}",
+        release.display()
+    );
+}

@@ -7,7 +7,7 @@
 //! | start-up to listening | process spawned → first accepted TCP connection on the national API (polled every 0.5 ms), median of `--starts` | a trivial process (`true`) spawned → exited |
 //! | peak RSS during start | `VmHWM` of `/proc/<pid>/status` when it first accepts | idle RSS (its ratio) |
 //! | idle RSS | `VmRSS` after 2 s with nothing stored | |
-//! | RSS after N pushed summaries | `VmRSS` after `--pushes` distinct 44 KB IPS summaries | idle RSS (its ratio) |
+//! | RSS after N pushed summaries | `VmRSS` right after `--pushes` distinct 44 KB IPS summaries, and 2 s later (as idle is measured 2 s after start, once the allocator has returned freed memory) | idle RSS (its ratio) |
 //! | gateway CPU per pushed summary | `/proc/<pid>/stat` user + system time over the pushes, mutual TLS keep-alive, `Prefer: return=minimal` (201 without body), validate + store | `serde_json` parsing the same bytes into a `Value`, in this process |
 
 use std::net::{SocketAddr, TcpStream};
@@ -218,6 +218,10 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     let push_wall = pushed_at.elapsed();
     let push_cpu = cpu::process(pid).saturating_sub(cpu_before);
     let after_pushes = status_kb(pid, "VmRSS:");
+    // And as idle is measured: 2 s later, once the allocator has returned
+    // what it keeps of freed memory for a while (jemalloc's decay).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = status_kb(pid, "VmRSS:");
     drop(served);
 
     // The reference: serde_json parsing the same bytes, here.
@@ -241,7 +245,8 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
          | --- | ---: | ---: | ---: |\n\
          | start-up to listening (median of {starts}) | {start:.1} ms | `true` spawned → exited {trivial:.2} ms | {r_start:.0}× |\n\
          | peak RSS during start (highest of {starts}) | {peak:.1} MB | idle RSS {idle:.1} MB | {r_peak:.2}× |\n\
-         | RSS after {n} pushed summaries | {after:.1} MB | idle RSS {idle:.1} MB | {r_after:.2}× |\n\
+         | RSS right after {n} pushed summaries | {after:.1} MB | idle RSS {idle:.1} MB | {r_after:.2}× |\n\
+         | RSS 2 s after {n} pushed summaries (as idle: 2 s after start) | {settled:.1} MB | idle RSS {idle:.1} MB | {r_settled:.2}× |\n\
          | gateway CPU per pushed {kb} KB summary (mTLS keep-alive, `return=minimal`) | {per_push:.3} ms | `serde_json` parse of the same bytes {parse:.3} ms | {r_push:.1}× |\n",
         starts = args.starts.max(1),
         start = ms(start),
@@ -253,6 +258,8 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         n = args.pushes,
         after = mb(after_pushes),
         r_after = mb(after_pushes) / mb(idle),
+        settled = mb(settled),
+        r_settled = mb(settled) / mb(idle),
         kb = summary.len() / 1000,
         per_push = ms(per_push),
         parse = ms(parse),
