@@ -36,7 +36,7 @@
 //! written to logs. `outcome_description` must not carry patient data.
 
 use base64::Engine as _;
-pub use ehds_identifiers::{Organisation, Professional, PurposeOfUse};
+pub use ehds_identifiers::{Organisation, PatientIdentifier, Professional, PurposeOfUse};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -191,15 +191,6 @@ pub struct PeerNcp {
     pub cert_fingerprint: String,
     /// Which side it was.
     pub role: PeerRole,
-}
-
-/// A patient identifier.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PatientIdentifier {
-    /// Identifier system.
-    pub system: String,
-    /// Identifier value.
-    pub value: String,
 }
 
 /// The data acted on.
@@ -440,8 +431,8 @@ fn entities(record: &AccessRecord) -> Vec<Entity> {
         entities.push(Entity {
             what: Some(Reference {
                 type_: Some("Patient"),
-                identifier: non_empty(Some(&patient.value)).map(|value| Identifier {
-                    system: non_empty(Some(&patient.system)),
+                identifier: non_empty(Some(patient.value())).map(|value| Identifier {
+                    system: non_empty(Some(patient.system())),
                     value,
                 }),
                 ..Reference::default()
@@ -783,10 +774,7 @@ mod tests {
                 cert_fingerprint: "ab12".into(),
                 role: PeerRole::Responder,
             }),
-            patient: Some(PatientIdentifier {
-                system: "urn:oid:1.3.182.4.4".into(),
-                value: "1998041799999".into(),
-            }),
+            patient: PatientIdentifier::new("urn:oid:1.3.182.4.4", "1998041799999"),
             entity: Some(AuditedEntity {
                 resource_type: "DocumentReference".into(),
                 target: EntityTarget::Query(

@@ -16,8 +16,7 @@ pub(crate) async fn record_access(
     let patient = record
         .patient
         .as_ref()
-        .and_then(|p| ehds_identifiers::PatientIdentifier::new(&p.system, &p.value))
-        .map(|p| p.key());
+        .map(ehds_identifiers::PatientIdentifier::key);
     state
         .store
         .append_audit(NewAuditRecord {

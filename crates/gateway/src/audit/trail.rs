@@ -85,10 +85,7 @@ impl Trail {
     /// The patient concerned.
     pub(crate) fn patient(&self, token: &TokenParam) {
         self.with(|d| {
-            d.record.patient = Some(PatientIdentifier {
-                system: token.system.clone(),
-                value: token.value.clone(),
-            });
+            d.record.patient = PatientIdentifier::new(&token.system, &token.value);
         });
     }
 

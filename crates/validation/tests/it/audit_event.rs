@@ -52,10 +52,7 @@ fn record(action: AuditAction, subtype: RestInteraction) -> AccessRecord {
                 .into(),
             role: PeerRole::Responder,
         }),
-        patient: Some(PatientIdentifier {
-            system: "urn:oid:1.3.182.4.4".into(),
-            value: "1998041799999".into(),
-        }),
+        patient: PatientIdentifier::new("urn:oid:1.3.182.4.4", "1998041799999"),
         entity: Some(AuditedEntity {
             resource_type: "DocumentReference".into(),
             target: EntityTarget::Query(
