@@ -72,6 +72,9 @@ pub struct EvalContext<'a, 'h> {
     root_resource: Option<Item<'a>>,
     strict: bool,
     r4_compat: bool,
+    /// The clock `now()`, `today()` and `timeOfDay()` read; `None`: the
+    /// system clock.
+    now: Option<std::time::SystemTime>,
 }
 
 impl<'a, 'h> EvalContext<'a, 'h> {
@@ -87,6 +90,7 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             root_resource: Some(item),
             strict: false,
             r4_compat: true,
+            now: None,
         }
     }
 
@@ -109,6 +113,7 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             root_resource: Some(root_resource),
             strict: false,
             r4_compat: true,
+            now: None,
         }
     }
 
@@ -123,7 +128,16 @@ impl<'a, 'h> EvalContext<'a, 'h> {
             root_resource: None,
             strict: false,
             r4_compat: true,
+            now: None,
         }
+    }
+
+    /// `now()`, `today()` and `timeOfDay()` read `now` instead of the
+    /// system clock (a validator's fixed "now", so that verdicts on dates
+    /// are reproducible).
+    pub fn with_now(mut self, now: Option<std::time::SystemTime>) -> Self {
+        self.now = now;
+        self
     }
 
     /// Uses `hooks` for resolve(), memberOf(), conformsTo(), htmlChecks().
@@ -1410,8 +1424,12 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 Ok(input)
             }
             Now | Today | TimeOfDay => {
-                // The system clock, read once per call.
-                let ms = std::time::SystemTime::now()
+                // The context's clock, else the system clock, read once per
+                // call.
+                let ms = self
+                    .ctx
+                    .now
+                    .unwrap_or_else(std::time::SystemTime::now)
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
                     .unwrap_or(0);

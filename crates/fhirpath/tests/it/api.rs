@@ -359,3 +359,29 @@ fn expressions_true_whenever_the_context_has_a_value() {
         assert!(!expression.is_true_when_context_has_value(), "{other}");
     }
 }
+
+/// `now()` and `today()` read the context's clock when one is set (the
+/// validator's `ValidationOptions::now`), so a verdict on a date does not
+/// depend on the day it is given; else the system clock.
+#[test]
+fn now_and_today_read_the_contexts_clock() {
+    let node = doc(r#"{"resourceType":"Patient","birthDate":"2026-06-24"}"#);
+    // 2026-06-25T00:00:00Z.
+    let fixed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_782_345_600);
+    let ctx = EvalContext::new(model(), &node).with_now(Some(fixed));
+    let holds_at = |expr: &str| {
+        Expression::parse(expr)
+            .unwrap()
+            .evaluate_constraint(&ctx)
+            .unwrap()
+    };
+    assert!(holds_at("today() = @2026-06-25"));
+    assert!(holds_at("birthDate < today()"));
+    assert!(holds_at("now() < @2026-06-25T00:00:01.000Z"));
+    assert!(!holds_at("birthDate > today()"));
+    // The system clock is later than the fixed one.
+    assert!(holds(
+        r#"{"resourceType":"Patient"}"#,
+        "today() > @2026-06-24"
+    ));
+}

@@ -1264,7 +1264,8 @@ impl<'v, 'd> Walker<'v, 'd> {
             resource.clone(),
             root.clone(),
         )
-        .with_hooks(&hooks);
+        .with_hooks(&hooks)
+        .with_now(validator.now);
         let pairs = std::iter::once(first).chain(rest.iter().filter(|c| c.applies(valued)));
         for (n, constraint) in pairs.enumerate() {
             let pair = invariants::pair(node.span.start, constraint.index);
