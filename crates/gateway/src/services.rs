@@ -328,6 +328,21 @@ impl ServiceRegistry {
             .map_or("eprescription", |s| s.name.as_str())
     }
 
+    /// The ePrescription service's name and validation policy (the default
+    /// policy, `enforce`, when the registry has none), for whatever judges
+    /// a prescription: a push or the national server's answer.
+    pub(crate) fn eprescription_policy(&self) -> (&str, &crate::validation_policy::ServicePolicy) {
+        static DEFAULT: crate::validation_policy::ServicePolicy =
+            crate::validation_policy::ServicePolicy {
+                policy: crate::validation_policy::Mode::Enforce,
+                downgraded_rules: Vec::new(),
+            };
+        self.eprescription()
+            .map_or((self.eprescription_name(), &DEFAULT), |service| {
+                (service.name.as_str(), &service.validation)
+            })
+    }
+
     /// Whether `name` is a service of the registry.
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.named(name).is_some()

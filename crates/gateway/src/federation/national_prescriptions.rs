@@ -111,13 +111,7 @@ async fn checked(
             .await;
         // Judged under the ePrescription service's policy, as a pushed
         // prescription is (`super::national_source::under_policy`).
-        let default = crate::validation_policy::ServicePolicy::default();
-        let (name, policy) = state
-            .services
-            .eprescription()
-            .map_or((state.services.eprescription_name(), &default), |service| {
-                (service.name.as_str(), &service.validation)
-            });
+        let (name, policy) = state.services.eprescription_policy();
         if super::national_source::under_policy(state, name, policy, findings)? {
             state.validated_answers.remember(digest);
         }
@@ -421,19 +415,7 @@ pub(crate) async fn dispense(
             let created = national
                 .create("MedicationDispense", content.clone(), (system, value))
                 .await?;
-            let mut statuses = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let now = national
-                    .prescription(id)
-                    .await?
-                    .ok_or_else(|| NationalError::Unexpected("a prescription went away".into()))?;
-                statuses.push(
-                    ep::text(now.root(), "status")
-                        .unwrap_or("unknown")
-                        .to_owned(),
-                );
-            }
-            Ok((created, statuses))
+            Ok((created, statuses_now(national, &ids).await?))
         })
         .await
         .map_err(|error| match error {
@@ -551,19 +533,7 @@ async fn cancel(
                     .update_by_identifier("MedicationDispense", content.clone(), (system, value))
                     .await?;
             }
-            let mut statuses = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let now = national
-                    .prescription(id)
-                    .await?
-                    .ok_or_else(|| NationalError::Unexpected("a prescription went away".into()))?;
-                statuses.push(
-                    ep::text(now.root(), "status")
-                        .unwrap_or("unknown")
-                        .to_owned(),
-                );
-            }
-            Ok(statuses)
+            statuses_now(national, &ids).await
         })
         .await
         .map_err(|error| match error {
@@ -592,6 +562,27 @@ async fn cancel(
         response.headers_mut().insert("x-prescription-state", value);
     }
     Ok(response)
+}
+
+/// Each prescription's status as the national server holds it now, read
+/// back after a dispense was written (for `X-Prescription-State`).
+async fn statuses_now(
+    national: &NationalFhir,
+    ids: &[String],
+) -> Result<Vec<String>, NationalError> {
+    let mut statuses = Vec::with_capacity(ids.len());
+    for id in ids {
+        let now = national
+            .prescription(id)
+            .await?
+            .ok_or_else(|| NationalError::Unexpected("a prescription went away".into()))?;
+        statuses.push(
+            ep::text(now.root(), "status")
+                .unwrap_or("unknown")
+                .to_owned(),
+        );
+    }
+    Ok(statuses)
 }
 
 /// The `performer` of a dispense, as a JSON value.

@@ -77,13 +77,7 @@ fn under_policy(
     state: &AppState,
     findings: ehds_validation::ValidationReport,
 ) -> Result<(), GatewayError> {
-    let default = crate::validation_policy::ServicePolicy::default();
-    let (name, policy) = state
-        .services
-        .eprescription()
-        .map_or((state.services.eprescription_name(), &default), |service| {
-            (service.name.as_str(), &service.validation)
-        });
+    let (name, policy) = state.services.eprescription_policy();
     let judgement =
         crate::validation_policy::judge(findings.issues, name, policy, &state.unknown_extensions);
     state
@@ -99,9 +93,7 @@ fn under_policy(
 
 /// The rules the ePrescription service downgrades.
 fn downgraded_rules(state: &AppState) -> &[String] {
-    state.services.eprescription().map_or(&[], |service| {
-        service.validation.downgraded_rules.as_slice()
-    })
+    &state.services.eprescription_policy().1.downgraded_rules
 }
 
 /// Whether `bundle` is a prescription Bundle: a `collection` holding at

@@ -424,16 +424,18 @@ fn metric(code: &str) -> Option<(&str, f64)> {
 mod size_tests {
     use super::*;
 
+    /// `json` parsed as the value of an element.
+    fn node(json: &str) -> Node {
+        let wrapped = format!("{{\"resourceType\":\"X\",\"v\":{json}}}");
+        ehds_fhir::json::parse(wrapped.as_bytes())
+            .unwrap()
+            .get("v")
+            .unwrap()
+            .clone()
+    }
+
     #[test]
     fn bounds() {
-        let node = |json: &str| {
-            let wrapped = format!("{{\"resourceType\":\"X\",\"v\":{json}}}");
-            ehds_fhir::json::parse(wrapped.as_bytes())
-                .unwrap()
-                .get("v")
-                .unwrap()
-                .clone()
-        };
         use std::cmp::Ordering::{Greater, Less};
         let kg = |v: &str| {
             node(&format!(
@@ -463,14 +465,6 @@ mod size_tests {
 
     #[test]
     fn duration_bounds_are_relative_to_now() {
-        let node = |json: &str| {
-            let wrapped = format!("{{\"resourceType\":\"X\",\"v\":{json}}}");
-            ehds_fhir::json::parse(wrapped.as_bytes())
-                .unwrap()
-                .get("v")
-                .unwrap()
-                .clone()
-        };
         use std::cmp::Ordering::{Equal, Greater, Less};
         let years = |n: &str| {
             node(&format!(
