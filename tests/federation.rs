@@ -36,6 +36,7 @@ mod eprescription;
 mod laboratory;
 mod national_eprescription;
 mod national_oauth;
+mod national_originals;
 mod national_source;
 mod pdf_original;
 mod peers;

@@ -103,6 +103,19 @@ pub(crate) enum Http {
 
 const FHIR_JSON: &str = "application/fhir+json";
 
+/// The largest answer read from a national server: a PDF original of the
+/// gateway's 10 MiB limit in base64 (13.4 MiB) within its Binary, with room
+/// to spare. A larger answer is refused as it arrives, never held whole:
+/// no national server, however broken, exhausts the gateway's memory.
+pub(crate) const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+fn too_large() -> NationalError {
+    NationalError::Unexpected(format!(
+        "an answer larger than {} MiB",
+        MAX_ANSWER_BYTES / (1024 * 1024)
+    ))
+}
+
 impl Http {
     /// A plain-HTTP client (no TLS, no proxy, no redirects, HTTP/1.1).
     pub(crate) fn plain(connect: Duration, budget: Duration) -> Self {
@@ -160,7 +173,19 @@ impl Http {
                 let status = response.status().as_u16();
                 let media_type = media_type(response.headers());
                 let location = location(response.headers());
-                let body = response.bytes().await.map_err(failure)?;
+                let declared = response.content_length().unwrap_or(0);
+                if declared > MAX_ANSWER_BYTES as u64 {
+                    return Err(too_large());
+                }
+                let mut response = response;
+                let mut body = bytes::BytesMut::new();
+                while let Some(chunk) = response.chunk().await.map_err(failure)? {
+                    if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                let body = body.freeze();
                 Ok(Answer {
                     status,
                     media_type,
@@ -193,11 +218,16 @@ impl Http {
                     let status = response.status().as_u16();
                     let media_type = media_type(response.headers());
                     let location = location(response.headers());
-                    let body = response
-                        .into_body()
+                    let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
                         .collect()
                         .await
-                        .map_err(|e| NationalError::Unreachable(e.to_string()))?
+                        .map_err(|e| {
+                            if e.is::<http_body_util::LengthLimitError>() {
+                                too_large()
+                            } else {
+                                NationalError::Unreachable(e.to_string())
+                            }
+                        })?
                         .to_bytes();
                     Ok(Answer {
                         status,
@@ -265,5 +295,39 @@ mod tests {
             "{refused}"
         );
         assert!(!refused.to_string().contains("secret"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_refused_as_it_arrives() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            // Chunked, so that nothing announces the size: the limit holds
+            // on what arrives.
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/fhir+json\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = vec![b' '; 1024 * 1024];
+            for _ in 0..(MAX_ANSWER_BYTES / chunk.len() + 2) {
+                let head = format!("{:x}\r\n", chunk.len());
+                if socket.write_all(head.as_bytes()).await.is_err()
+                    || socket.write_all(&chunk).await.is_err()
+                    || socket.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let http = Http::plain(Duration::from_secs(1), Duration::from_secs(20));
+        let url = url::Url::parse(&format!("http://{address}/Binary/big")).unwrap();
+        let refused = http.send(url, Request::Get, None).await.unwrap_err();
+        assert!(
+            matches!(&refused, NationalError::Unexpected(m) if m.contains("larger than")),
+            "{refused}"
+        );
     }
 }

@@ -10,7 +10,8 @@
 //! with no TLS at all to a loopback server), the client ([`NationalFhir`]:
 //! patient identification `Patient?identifier=`, the document list
 //! `DocumentReference?patient.identifier=&type=` or by the patient's id,
-//! retrieval `Bundle/{id}` or `Patient/{id}/$summary`; search sets
+//! retrieval `Bundle/{id}` or `Patient/{id}/$summary`, PDF originals
+//! by their DocumentReference, inline or in a `Binary` (`originals`); search sets
 //! followed page by page up to `max_pages`, [`Listing`]), the ePrescription
 //! interactions (`prescriptions`: `MedicationRequest` list, read and
 //! search by identifier, the patient a prescription is about, the
@@ -34,12 +35,16 @@ mod config;
 mod error;
 mod http;
 pub mod oauth;
+mod originals;
 mod prescriptions;
 
 pub use breaker::BreakerState;
 pub use cache::{CacheCounts, NationalCache};
-pub use client::{ListedDocument, Listing, NationalFhir, SUMMARY_PREFIX, patient_identifiers};
+pub use client::{
+    ListedContent, ListedDocument, Listing, NationalFhir, SUMMARY_PREFIX, patient_identifiers,
+};
 pub use config::{JwtAlgorithm, NationalOAuth, NationalServer, NationalTls, Retrieval};
 pub use ehds_identifiers::PatientIdentifier;
 pub use error::NationalError;
+pub use originals::{NationalOriginal, PDF};
 pub use prescriptions::Created;

@@ -295,7 +295,7 @@ fn resource_of(
 }
 
 /// A logical id (FHIR R4 datatypes.html#id: `[A-Za-z0-9\-\.]{1,64}`).
-fn is_id(id: &str) -> bool {
+pub(crate) fn is_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

@@ -27,7 +27,12 @@ pub(crate) fn fhir_json(status: StatusCode, body: impl Into<axum::body::Body>) -
 /// client asks for it; otherwise the Binary resource): `Accept:
 /// application/pdf` gets the exact bytes as `application/pdf`, any other
 /// `Accept` a FHIR JSON Binary with the bytes base64-encoded in `data`.
-pub(crate) fn pdf_original(accept: Option<&HeaderValue>, id: &str, bytes: Vec<u8>) -> Response {
+pub(crate) fn pdf_original(
+    accept: Option<&HeaderValue>,
+    id: &str,
+    bytes: impl Into<bytes::Bytes>,
+) -> Response {
+    let bytes: bytes::Bytes = bytes.into();
     let wants_pdf = accept.and_then(|v| v.to_str().ok()).is_some_and(|v| {
         v.split(',').any(|m| {
             m.split(';')

@@ -6,7 +6,9 @@
 //! (`crate::services`, by its stored type) names the permission asked for
 //! and the opt-out that applies, as for `Bundle/{id}`; a PDF original
 //! crosses as stored (restrictions of parts are the patient summary's), or
-//! not at all when the patient restricted it (answered as not found).
+//! not at all when the patient restricted it (answered as not found). One
+//! the store does not hold may be held by a national server
+//! (`super::national_originals`).
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -40,12 +42,23 @@ pub(crate) async fn answer(
     let not_found = || GatewayError::ResourceNotFound(format!("Binary/{id}"));
     // Found before the assertion is checked (the assertion must name the
     // document's patient), released only after.
-    let document = state
+    let Some(document) = state
         .store
         .document(&id)
         .await?
         .filter(|d| d.content_type == ehds_store::PDF)
-        .ok_or_else(not_found)?;
+    else {
+        // Not stored: a national server may hold it.
+        return super::national_originals::binary_read(
+            &state,
+            federation,
+            (peer.as_deref(), &headers),
+            &id,
+            &trail,
+        )
+        .await?
+        .ok_or_else(not_found);
+    };
     let patient = document
         .patient_identifier
         .as_deref()

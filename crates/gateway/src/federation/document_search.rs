@@ -204,7 +204,7 @@ pub(crate) async fn answer(
 /// `creation` (search.html: every parameter must hold). The lists carry no
 /// `content.attachment.creation`, so a search by `creation` finds none (a
 /// resource without the element does not match).
-fn listed_matches(
+pub(super) fn listed_matches(
     search: &DocumentReferenceSearch,
     service: &Service,
     received_at: Option<time::OffsetDateTime>,
@@ -238,7 +238,7 @@ fn listed_matches(
 }
 
 /// `DocumentReference.category` of a service's documents.
-fn categories_json(service: &Service) -> serde_json::Value {
+pub(super) fn categories_json(service: &Service) -> serde_json::Value {
     serde_json::Value::Array(
         service
             .categories
@@ -253,7 +253,7 @@ fn categories_json(service: &Service) -> serde_json::Value {
 }
 
 /// `DocumentReference.type` of a service's document type.
-fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
+pub(super) fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
     match type_ {
         Some(t) => serde_json::json!({"coding": [{
             "system": t.system,

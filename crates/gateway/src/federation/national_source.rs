@@ -17,16 +17,17 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use ehds_access::AssertionRefusal;
-use ehds_national_fhir::{NationalFhir, PatientIdentifier, about};
+use ehds_national_fhir::{ListedContent, NationalFhir, PatientIdentifier, about};
 use ehds_routing::search::{DocumentReferenceSearch, PatientSearch, TokenParam};
 use ehds_transport::VerifiedPeer;
+use time::format_description::well_known::Rfc3339;
 
 use crate::audit::Trail;
 use crate::edge::patient::{patient_identifier, patient_key};
 use crate::edge::respond::{FHIR_JSON, SearchSet, fhir_json};
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
-use crate::services::{DocumentType, PATIENT_SUMMARY, Service, ServiceKind};
+use crate::services::{PATIENT_SUMMARY, Service, ServiceKind};
 use ehds_access::PurposeOfUse;
 use ehds_store::DocumentIdentifier;
 
@@ -37,8 +38,11 @@ fn identifier(token: &TokenParam) -> Result<PatientIdentifier, GatewayError> {
 /// The patient's documents of `service` from the national server, listed
 /// as the store's are: one DocumentReference each, built here (the
 /// national server's own URLs are never relayed), its attachment the
-/// `Bundle/<country>.<id>` to read it by. A summary whose patient has
-/// restrictions is listed without size: the variant is made when read.
+/// `Bundle/<country>.<id>` to read it by, or `Binary/<country>.<id>` for a
+/// PDF original of a service that takes them (`super::national_originals`),
+/// narrowed by the NCPeH search parameters as the store's list is. A
+/// summary whose patient has restrictions is listed without size: the
+/// variant is made when read.
 pub(crate) async fn document_list(
     state: &AppState,
     federation: &CrossBorder,
@@ -80,6 +84,24 @@ pub(crate) async fn document_list(
     let mut lifted = false;
     let mut set = SearchSet::with_capacity(1024 * (listed.items.len() + 1));
     for document in &listed.items {
+        // A PDF original (OrCD) is listed by a service that takes them, read
+        // as `Binary/…`; a FHIR document as `Bundle/…`.
+        let (content_type, read_as) = match document.content {
+            ListedContent::FhirDocument => (FHIR_JSON, "Bundle"),
+            ListedContent::PdfOriginal if service.pdf_original => {
+                (ehds_national_fhir::PDF, "Binary")
+            }
+            ListedContent::PdfOriginal => continue,
+        };
+        // The NCPeH search parameters hold as on the store's list
+        // (`DocumentReference.date` as the list's date).
+        let date = document
+            .date
+            .as_deref()
+            .and_then(|d| time::OffsetDateTime::parse(d, &Rfc3339).ok());
+        if !super::document_search::listed_matches(search, service, date, content_type) {
+            continue;
+        }
         if let Some((system, value)) = &document.identifier {
             let identifier = DocumentIdentifier {
                 system: system.clone(),
@@ -101,12 +123,15 @@ pub(crate) async fn document_list(
             })
             .or_else(|| service.listed_type());
         let mut attachment = serde_json::Map::new();
-        attachment.insert("contentType".into(), FHIR_JSON.into());
+        attachment.insert("contentType".into(), content_type.into());
         attachment.insert(
             "url".into(),
-            format!("Bundle/{}.{}", federation.country, document.id).into(),
+            format!("{read_as}/{}.{}", federation.country, document.id).into(),
         );
-        if let (Some(size), false) = (document.size, restricted) {
+        // A summary the patient restricted parts of is made when read, so
+        // its size is not known; a PDF original crosses whole.
+        let variant = restricted && document.content == ListedContent::FhirDocument;
+        if let (Some(size), false) = (document.size, variant) {
             attachment.insert("size".into(), size.into());
         }
         let mut reference = serde_json::Map::new();
@@ -119,7 +144,15 @@ pub(crate) async fn document_list(
             );
         }
         reference.insert("status".into(), "current".into());
-        reference.insert("type".into(), type_json(type_));
+        reference.insert("type".into(), super::document_search::type_json(type_));
+        // FHIR JSON has no empty arrays: a service without categories
+        // lists none.
+        if !service.categories.is_empty() {
+            reference.insert(
+                "category".into(),
+                super::document_search::categories_json(service),
+            );
+        }
         reference.insert(
             "subject".into(),
             serde_json::json!({"identifier": {"system": patient.system, "value": patient.value}}),
@@ -162,18 +195,6 @@ pub(crate) fn say_if_incomplete(set: &mut SearchSet, incomplete: bool) {
     }
 }
 
-/// `DocumentReference.type` of a service's document type.
-pub(super) fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
-    match type_ {
-        Some(t) => serde_json::json!({"coding": [{
-            "system": t.system,
-            "code": t.code,
-            "display": t.display,
-        }]}),
-        None => serde_json::json!({}),
-    }
-}
-
 /// `GET Bundle/{id}` answered from the national servers when the store has
 /// no such document. The id names no service (`<country>.<id>` is the
 /// national server's id) and a read names no type, so every national server
@@ -203,7 +224,18 @@ pub(crate) async fn document_read(
     // Only a known NCP makes this gateway ask its national servers.
     super::admit::calling_ncp(federation, peer)?;
     let not_found = || GatewayError::ResourceNotFound(format!("Bundle/{id}"));
-    let (found, failure) = ask_every_document_server(state, federation, id).await;
+    // Every national server of a document service (the ePrescription
+    // service's holds prescriptions, not documents).
+    let (found, failure) = ask_every_server(
+        state,
+        federation,
+        |s| s.kind != ServiceKind::Eprescription,
+        |national| {
+            let id = id.to_owned();
+            async move { national.within_budget(national.document(&id)).await }
+        },
+    )
+    .await;
     // The first document found that is of the service of the server that
     // holds it.
     let document = found.into_iter().find_map(|(name, document)| {
@@ -300,38 +332,35 @@ pub(crate) async fn document_read(
 /// An answer of `service`'s national server was refused (about another
 /// patient, invalid): the operator's cache, if any, keeps none of its
 /// answers (`ehds_national_fhir::NationalFhir::forget_answers`).
-fn forget(federation: &CrossBorder, service: &Service) {
+pub(super) fn forget(federation: &CrossBorder, service: &Service) {
     if let Some(national) = federation.national_sources.for_service(&service.name) {
         national.forget_answers();
     }
 }
 
-/// `Bundle/{id}` asked of every national server of a document service
-/// (the ePrescription service's holds prescriptions, not documents), all at
-/// once, each within its budget: the documents found, by service name in
-/// the registry's order, and the first failure (in the same order).
-async fn ask_every_document_server(
+/// Every national server of a service `asked_of` accepts, asked by `ask`
+/// all at once: what each found, by service name in the registry's order,
+/// and the first failure (in the same order). `ask` keeps its own budget
+/// (`NationalFhir::within_budget`).
+pub(super) async fn ask_every_server<T, Asking>(
     state: &AppState,
     federation: &CrossBorder,
-    id: &str,
-) -> (
-    Vec<(String, ehds_fhir::ReceivedResource)>,
-    Option<ehds_national_fhir::NationalError>,
-) {
+    asked_of: impl Fn(&Service) -> bool,
+    ask: impl Fn(Arc<NationalFhir>) -> Asking,
+) -> (Vec<(String, T)>, Option<ehds_national_fhir::NationalError>)
+where
+    T: Send + 'static,
+    Asking: std::future::Future<Output = Result<Option<T>, ehds_national_fhir::NationalError>>
+        + Send
+        + 'static,
+{
     let mut asked = tokio::task::JoinSet::new();
     for (order, (name, national)) in federation.national_sources.all().enumerate() {
-        if state
-            .services
-            .named(name)
-            .is_some_and(|s| s.kind == ServiceKind::Eprescription)
-        {
+        if !state.services.named(name).is_some_and(&asked_of) {
             continue;
         }
-        let (name, national, id) = (name.to_owned(), Arc::clone(national), id.to_owned());
-        asked.spawn(async move {
-            let answer = national.within_budget(national.document(&id)).await;
-            (order, name, answer)
-        });
+        let (name, answer) = (name.to_owned(), ask(Arc::clone(national)));
+        asked.spawn(async move { (order, name, answer.await) });
     }
     let mut answers = Vec::new();
     while let Some(joined) = asked.join_next().await {
@@ -352,7 +381,7 @@ async fn ask_every_document_server(
     let mut failure = None;
     for (_, name, answer) in answers {
         match answer {
-            Ok(Some(document)) => found.push((name, document)),
+            Ok(Some(item)) => found.push((name, item)),
             Ok(None) => {}
             Err(error) => {
                 failure.get_or_insert(error);
