@@ -132,7 +132,7 @@ async fn a_doctor_abroad_reads_the_pdf_originals_the_national_fhir_server_holds(
     let lab_list = about_lu_patient("DocumentReference", "&type=http://loinc.org|11502-2");
     let listed = json(doctor.get(&lab_list).await, 200).await;
     assert_eq!(listed["total"], 2, "{listed}");
-    let urls: Vec<String> = listed["entry"]
+    let mut urls: Vec<String> = listed["entry"]
         .as_array()
         .unwrap()
         .iter()
@@ -142,9 +142,17 @@ async fn a_doctor_abroad_reads_the_pdf_originals_the_national_fhir_server_holds(
             attachment["url"].as_str().unwrap().to_owned()
         })
         .collect();
+    // In the national server's order.
+    urls.sort();
     assert_eq!(urls, ["Binary/LU.dr-lab-1", "Binary/LU.dr-lab-2"]);
+    let in_binary_listed = listed["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["id"] == "dr-lab-1")
+        .unwrap();
     assert_eq!(
-        listed["entry"][0]["resource"]["content"][0]["attachment"]["size"],
+        in_binary_listed["resource"]["content"][0]["attachment"]["size"],
         in_binary.len()
     );
     // The NCPeH `contenttype` parameter narrows the list.

@@ -34,17 +34,17 @@ mod client;
 mod config;
 mod error;
 mod http;
+mod listing;
 pub mod oauth;
 mod originals;
 mod prescriptions;
 
 pub use breaker::BreakerState;
 pub use cache::{CacheCounts, NationalCache};
-pub use client::{
-    ListedContent, ListedDocument, Listing, NationalFhir, SUMMARY_PREFIX, patient_identifiers,
-};
+pub use client::{Listing, NationalFhir, SUMMARY_PREFIX, patient_identifiers};
 pub use config::{JwtAlgorithm, NationalOAuth, NationalServer, NationalTls, Retrieval};
 pub use ehds_identifiers::PatientIdentifier;
 pub use error::NationalError;
-pub use originals::{NationalOriginal, PDF};
+pub use listing::{ListedContent, ListedDocument, PDF};
+pub use originals::NationalOriginal;
 pub use prescriptions::Created;

@@ -14,10 +14,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use ehds_fhir::{Node, ReceivedResource};
 
+use crate::listing::{is_pdf, pdf_attachment};
 use crate::{NationalError, NationalFhir};
-
-/// The media type of a PDF original.
-pub const PDF: &str = "application/pdf";
 
 /// A PDF original as the national server holds it: its DocumentReference
 /// (bytes as sent) and the PDF, decoded.
@@ -27,34 +25,6 @@ pub struct NationalOriginal {
     pub reference: ReceivedResource,
     /// The PDF's bytes (decoded from base64, never otherwise changed).
     pub pdf: Bytes,
-}
-
-/// The PDF attachment of a DocumentReference: the first
-/// `content.attachment` whose `contentType` is `application/pdf` (media
-/// type parameters ignored, RFC 9110 §8.3.1), if it has data or a url.
-pub(crate) fn pdf_attachment(reference: &Node) -> Option<&Node> {
-    reference
-        .get("content")?
-        .items()
-        .iter()
-        .filter_map(|content| content.get("attachment"))
-        .find(|attachment| {
-            attachment
-                .get("contentType")
-                .and_then(Node::as_str)
-                .is_some_and(is_pdf)
-                && (attachment.get("data").is_some() || attachment.get("url").is_some())
-        })
-}
-
-/// Whether a media type is `application/pdf`.
-fn is_pdf(media_type: &str) -> bool {
-    media_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .eq_ignore_ascii_case(PDF)
 }
 
 /// The bytes of a base64Binary (FHIR R4 datatypes.html#base64Binary, which
@@ -75,7 +45,7 @@ impl NationalFhir {
     /// missing, elsewhere, or not a PDF is the server's inconsistency
     /// ([`NationalError::Unexpected`]).
     pub async fn pdf_original(&self, id: &str) -> Result<Option<NationalOriginal>, NationalError> {
-        if !crate::prescriptions::is_id(id) {
+        if !ehds_identifiers::is_logical_id(id) {
             return Ok(None);
         }
         let Some(reference) = self.get(&format!("DocumentReference/{id}"), &[]).await? else {
@@ -142,7 +112,7 @@ impl NationalFhir {
                 url.strip_prefix(absolute.as_str()).ok_or_else(elsewhere)?
             }
         };
-        if !crate::prescriptions::is_id(id) {
+        if !ehds_identifiers::is_logical_id(id) {
             return Err(elsewhere());
         }
         Ok(id.to_owned())
@@ -153,30 +123,6 @@ impl NationalFhir {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn parsed(json: &str) -> ReceivedResource {
-        ReceivedResource::parse(Bytes::copy_from_slice(json.as_bytes())).unwrap()
-    }
-
-    #[test]
-    fn the_pdf_attachment_is_the_first_with_a_pdf_and_data_or_url() {
-        let reference = parsed(
-            r#"{"resourceType":"DocumentReference","content":[
-                {"attachment":{"contentType":"application/fhir+json","url":"Bundle/b1"}},
-                {"attachment":{"contentType":"application/pdf"}},
-                {"attachment":{"contentType":"Application/PDF; charset=binary","url":"Binary/p1"}}]}"#,
-        );
-        let attachment = pdf_attachment(reference.root()).unwrap();
-        assert_eq!(
-            attachment.get("url").and_then(Node::as_str),
-            Some("Binary/p1")
-        );
-        let none = parsed(
-            r#"{"resourceType":"DocumentReference","content":[
-                {"attachment":{"contentType":"text/plain","data":"aGk="}}]}"#,
-        );
-        assert!(pdf_attachment(none.root()).is_none());
-    }
 
     #[test]
     fn base64_with_whitespace_is_decoded_and_garbage_is_the_servers_error() {

@@ -67,7 +67,7 @@ impl NationalFhir {
 
     /// `GET MedicationRequest/{id}`, if the server has it.
     pub async fn prescription(&self, id: &str) -> Result<Option<ReceivedResource>, NationalError> {
-        if !is_id(id) {
+        if !ehds_identifiers::is_logical_id(id) {
             return Ok(None);
         }
         let Some(answer) = self.get(&format!("MedicationRequest/{id}"), &[]).await? else {
@@ -209,7 +209,11 @@ impl NationalFhir {
         let reference = reference
             .split_once("/_history/")
             .map_or(reference, |(r, _)| r);
-        let Some(id) = reference.rsplit('/').next().filter(|id| is_id(id)) else {
+        let Some(id) = reference
+            .rsplit('/')
+            .next()
+            .filter(|id| ehds_identifiers::is_logical_id(id))
+        else {
             return Ok(Vec::new());
         };
         let relative = format!("Patient/{id}");
@@ -267,7 +271,8 @@ impl NationalFhir {
                 .split_once("/_history/")
                 .map_or(location, |(l, _)| l);
             let (path, id) = location.rsplit_once('/')?;
-            (path.ends_with(resource_type) && is_id(id)).then(|| id.to_owned())
+            (path.ends_with(resource_type) && ehds_identifiers::is_logical_id(id))
+                .then(|| id.to_owned())
         });
         let id = match from_location {
             Some(id) => Some(id),
@@ -292,13 +297,4 @@ fn resource_of(
         .ok_or_else(|| NationalError::Unexpected("a search result out of its answer".into()))?;
     ReceivedResource::parse(bytes)
         .map_err(|rejection| NationalError::NotFhir(rejection.to_string()))
-}
-
-/// A logical id (FHIR R4 datatypes.html#id: `[A-Za-z0-9\-\.]{1,64}`).
-pub(crate) fn is_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }

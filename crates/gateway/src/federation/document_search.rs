@@ -31,7 +31,7 @@ use crate::edge::patient::patient_key;
 use crate::edge::respond::{FHIR_JSON, SearchSet};
 use crate::edge::{AppState, CrossBorder};
 use crate::error::GatewayError;
-use crate::services::{DocumentType, PATIENT_SUMMARY, Service, ServiceKind};
+use crate::services::{PATIENT_SUMMARY, Service, ServiceKind};
 
 /// The route.
 pub(crate) const PATH: &str = "/fhir/DocumentReference";
@@ -75,7 +75,7 @@ pub(crate) async fn answer(
             // The national server's prescriptions carry no time of
             // receipt: listed without `date`, so a `date` search (or any
             // other the list cannot meet) finds none.
-            if !listed_matches(&search, service, None, FHIR_JSON) {
+            if !super::listed::listed_matches(&search, service, None, FHIR_JSON) {
                 return Ok(SearchSet::with_capacity(64).into_response());
             }
             return Ok(super::national_prescriptions::documents(
@@ -142,7 +142,7 @@ pub(crate) async fn answer(
             } else {
                 FHIR_JSON
             };
-            listed_matches(&search, service, Some(d.received_at), content_type)
+            super::listed::listed_matches(&search, service, Some(d.received_at), content_type)
         })
         .collect();
     let mut set = SearchSet::with_capacity(1024 * (documents.len() + 1));
@@ -175,7 +175,7 @@ pub(crate) async fn answer(
                 "value": doc.identifier.value,
             },
             "status": "current",
-            "type": type_json(type_),
+            "type": super::listed::type_json(type_),
             "subject": {"identifier": {
                 "system": patient.system,
                 "value": patient.value,
@@ -192,76 +192,14 @@ pub(crate) async fn answer(
         if !service.categories.is_empty()
             && let Some(fields) = reference.as_object_mut()
         {
-            fields.insert("category".to_owned(), categories_json(service));
+            fields.insert(
+                "category".to_owned(),
+                super::listed::categories_json(service),
+            );
         }
         set.entry(None, reference.to_string().as_bytes());
     }
     Ok(set.into_response())
-}
-
-/// Whether a listed document (stored `received_at`, the list's `date`; its
-/// media type) meets the search's `date`, `contenttype`, `category` and
-/// `creation` (search.html: every parameter must hold). The lists carry no
-/// `content.attachment.creation`, so a search by `creation` finds none (a
-/// resource without the element does not match).
-pub(super) fn listed_matches(
-    search: &DocumentReferenceSearch,
-    service: &Service,
-    received_at: Option<time::OffsetDateTime>,
-    content_type: &str,
-) -> bool {
-    let instant_us =
-        received_at.map(|at| i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX));
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    // A list without a date matches no `date` bound (search.html: a
-    // resource without the element does not match).
-    search
-        .date
-        .iter()
-        .all(|bound| instant_us.is_some_and(|us| bound.matches(us)))
-        && search
-            .contenttype
-            .as_ref()
-            .is_none_or(|asked| *asked == essence)
-        && search.category.as_ref().is_none_or(|asked| {
-            service
-                .categories
-                .iter()
-                .any(|c| c.system == asked.system && c.code == asked.value)
-        })
-        && search.creation.is_empty()
-}
-
-/// `DocumentReference.category` of a service's documents.
-pub(super) fn categories_json(service: &Service) -> serde_json::Value {
-    serde_json::Value::Array(
-        service
-            .categories
-            .iter()
-            .map(|c| {
-                serde_json::json!({"coding": [{
-                    "system": c.system, "code": c.code, "display": c.display,
-                }]})
-            })
-            .collect(),
-    )
-}
-
-/// `DocumentReference.type` of a service's document type.
-pub(super) fn type_json(type_: Option<&DocumentType>) -> serde_json::Value {
-    match type_ {
-        Some(t) => serde_json::json!({"coding": [{
-            "system": t.system,
-            "code": t.code,
-            "display": t.display,
-        }]}),
-        None => serde_json::json!({}),
-    }
 }
 
 /// The patient's dispensable prescriptions as a DocumentReference list
@@ -285,7 +223,7 @@ async fn prescription_documents(
     prescriptions.retain(|p| {
         p.status.is_dispensable()
             && !restrictions.withholds(&p.identifier)
-            && listed_matches(search, service, Some(p.received_at), FHIR_JSON)
+            && super::listed::listed_matches(search, service, Some(p.received_at), FHIR_JSON)
     });
     if restrictions.lifted_any() {
         trail.note(crate::release::LIFTED_FOR_EMERGENCY);
@@ -297,7 +235,7 @@ async fn prescription_documents(
             "id": p.id,
             "masterIdentifier": {"system": p.identifier.system, "value": p.identifier.value},
             "status": "current",
-            "type": type_json(service.listed_type()),
+            "type": super::listed::type_json(service.listed_type()),
             "subject": {"identifier": {"system": patient.system, "value": patient.value}},
             "date": p.received_at.format(&Rfc3339).unwrap_or_default(),
             "content": [{"attachment": {

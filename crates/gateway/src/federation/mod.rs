@@ -21,6 +21,7 @@ pub(crate) mod binary_read;
 pub(crate) mod dispense;
 pub(crate) mod document_read;
 pub(crate) mod document_search;
+pub(crate) mod listed;
 pub(crate) mod national_originals;
 pub(crate) mod national_prescriptions;
 pub(crate) mod national_source;

@@ -243,7 +243,7 @@ pub(crate) async fn documents(
                 "value": prescription.identifier.value,
             },
             "status": "current",
-            "type": super::document_search::type_json(service.listed_type()),
+            "type": super::listed::type_json(service.listed_type()),
             "subject": {"identifier": {"system": asked.system, "value": asked.value}},
             "content": [{"attachment": {
                 "contentType": FHIR_JSON,

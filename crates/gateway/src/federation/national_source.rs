@@ -99,7 +99,7 @@ pub(crate) async fn document_list(
             .date
             .as_deref()
             .and_then(|d| time::OffsetDateTime::parse(d, &Rfc3339).ok());
-        if !super::document_search::listed_matches(search, service, date, content_type) {
+        if !super::listed::listed_matches(search, service, date, content_type) {
             continue;
         }
         if let Some((system, value)) = &document.identifier {
@@ -144,14 +144,11 @@ pub(crate) async fn document_list(
             );
         }
         reference.insert("status".into(), "current".into());
-        reference.insert("type".into(), super::document_search::type_json(type_));
+        reference.insert("type".into(), super::listed::type_json(type_));
         // FHIR JSON has no empty arrays: a service without categories
         // lists none.
         if !service.categories.is_empty() {
-            reference.insert(
-                "category".into(),
-                super::document_search::categories_json(service),
-            );
+            reference.insert("category".into(), super::listed::categories_json(service));
         }
         reference.insert(
             "subject".into(),

@@ -165,7 +165,7 @@ pub(crate) async fn read(
             .await;
     }
     trail.target(EntityTarget::Id(id.clone()));
-    if !is_fhir_id(&id) {
+    if !ehds_identifiers::is_logical_id(&id) {
         return Err(GatewayError::ResourceNotFound("this Bundle".into()));
     }
     let doc = state
@@ -218,14 +218,6 @@ fn not_storable() -> ehds_fhir::outcome::Issue {
          Bundle.identifier with a system and a value",
     )
     .at("Bundle")
-}
-
-/// FHIR `id` datatype: `[A-Za-z0-9\-\.]{1,64}`.
-fn is_fhir_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// The `Prefer: return=` header of a create
@@ -317,17 +309,4 @@ fn document_response(
         headers.insert(header::LAST_MODIFIED, value);
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fhir_ids() {
-        assert!(is_fhir_id("a-b.C9"));
-        assert!(!is_fhir_id(""));
-        assert!(!is_fhir_id("a/b"));
-        assert!(!is_fhir_id(&"a".repeat(65)));
-    }
 }
