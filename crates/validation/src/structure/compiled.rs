@@ -242,7 +242,7 @@ impl StructureValidator {
             core,
             regexes,
             all,
-            children: RwLock::new(HashMap::default()),
+            children: RwLock::new(super::ChildCache::default()),
             model: form.model,
             unknown_extensions: crate::options::UnknownExtensions::default(),
             narrative_links: Severity::Warning,

@@ -454,6 +454,14 @@ impl PairSet {
         }
     }
 
+    /// Removes every pair, keeping the table.
+    pub(super) fn clear(&mut self) {
+        if self.len > 0 {
+            self.slots.fill(0);
+            self.len = 0;
+        }
+    }
+
     /// Adds every pair of `other`.
     pub(super) fn extend_from(&mut self, other: &PairSet) {
         for stored in other.slots.iter().filter(|s| **s != 0) {

@@ -87,7 +87,7 @@ pub struct StructureValidator {
     /// [`Walker::child_definitions`] merges them, as (structure id, element)
     /// pairs: the same datatypes recur all over every document, so each
     /// merge is done once per process, not once per object.
-    children: RwLock<HashMap<ChildKey, ChildPairs>>,
+    children: RwLock<ChildCache>,
     /// The FHIRPath model (types from the core StructureDefinitions) the
     /// invariants are evaluated with.
     model: Model,
@@ -114,8 +114,23 @@ fn primitive_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
 /// which never move; 0 for the element's own first type).
 type ChildKey = (u32, usize, usize);
 
-/// Merged children as (structure id, element) pairs.
-type ChildPairs = Arc<[(u32, u32)]>;
+/// Merged children as (structure id, element) pairs, and the number of
+/// that list: equal lists share one number ([`ChildCache`]).
+type ChildPairs = (Arc<[(u32, u32)]>, u32);
+
+/// [`Walker::child_definitions`]'s answers, and a number per distinct list:
+/// an element a profile leaves as its core type (`Condition.code` of the
+/// IPS Condition profile is a plain CodeableConcept) gets the same list as
+/// in the core definition, so a walk knows an object was already walked
+/// with exactly these children ([`Walker::object_as`]).
+#[derive(Debug, Default)]
+pub(super) struct ChildCache {
+    by_key: HashMap<ChildKey, ChildPairs>,
+    numbers: HashMap<Arc<[(u32, u32)]>, u32>,
+}
+
+/// The list number of children not cached (never remembered as walked).
+const UNNUMBERED: u32 = u32::MAX;
 
 const CORE_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
 
@@ -265,7 +280,7 @@ impl StructureValidator {
                 core,
                 regexes,
                 all,
-                children: RwLock::new(HashMap::default()),
+                children: RwLock::new(ChildCache::default()),
                 model,
                 unknown_extensions: crate::options::UnknownExtensions::default(),
                 narrative_links: Severity::Warning,
@@ -323,8 +338,13 @@ impl StructureValidator {
     /// version) or `url|version` (that version; failing that, for a plain
     /// release, the highest of its major.minor).
     pub fn structure(&self, canonical: &str) -> Option<&Arc<Structure>> {
-        let Some((url, version)) = canonical.split_once('|') else {
+        // memchr: asked hundreds of times per document, mostly of URLs
+        // without a version.
+        let Some(bar) = memchr::memchr(b'|', canonical.as_bytes()) else {
             return self.by_url.get(canonical);
+        };
+        let (Some(url), Some(version)) = (canonical.get(..bar), canonical.get(bar + 1..)) else {
+            return None;
         };
         self.by_canonical.get(canonical).or_else(|| {
             let (major, minor) = ehds_profiles::major_minor(version)?;
@@ -722,6 +742,26 @@ struct Walker<'v, 'd> {
     /// (it must fail on them, and name them in its notes).
     failed_pairs: Vec<u64>,
     failed_primitives: Vec<u32>,
+    /// Objects already walked with a given list of children, as (node
+    /// position, list number) pairs ([`ChildCache`]), whose walk found no
+    /// error and started no other walk (no resource, no conformance
+    /// probe): walking one again with the same children finds the same
+    /// issues at the same places (the core and profile walks meet every
+    /// element a profile leaves as its core type), which the final
+    /// de-duplication would drop, so it is not walked again.
+    walked_objects: invariants::PairSet,
+    /// In a probe: the walk that started it's `walked_objects` (lent, as
+    /// `outer_evaluated`; only when that walk has no failed pair or
+    /// primitive, which a probe must meet again itself).
+    outer_objects: invariants::PairSet,
+    /// The tables and buffers of this walk's last finished probe, emptied,
+    /// for its next one ([`Walker::conforms`] probes each unclaimed entry
+    /// against every slice profile of its type: dozens per document).
+    spare: Option<Box<Spare<'v, 'd>>>,
+    /// How many resources and conformance probes this walk has started
+    /// (an object whose walk started one is not remembered as walked: the
+    /// nested walks depend on more than the object and its children).
+    nested: u32,
     /// Rules the caller downgrades (`bdl-7`, `per-1`; [`crate::rule_of`]):
     /// their errors are still reported as errors, but do not make a
     /// resource fail to conform (slice membership by profile), as if the
@@ -761,6 +801,23 @@ fn has_repeated_full_url(bundle: &BundleIndex<'_>) -> bool {
         .any(|url| !seen.insert(url))
 }
 
+/// A probe's tables and buffers, kept emptied between probes
+/// ([`Walker::probe`], [`Walker::recycle`]).
+struct Spare<'v, 'd> {
+    evaluated: invariants::PairSet,
+    walked_objects: invariants::PairSet,
+    walked: HashSet<(u32, *const Structure)>,
+    checked_primitives: HashSet<u32>,
+    context_buffers: Vec<Vec<Context<'v>>>,
+    count_buffers: Vec<Vec<usize>>,
+    resources: Vec<&'d Node>,
+    resource_items: Vec<(Item<'d>, Item<'d>)>,
+    issues: Vec<Issue>,
+    invariant_issues: Vec<Issue>,
+    conformance: HashMap<(u32, *const Structure), bool>,
+    core_conformance: HashMap<u32, bool>,
+}
+
 /// Where the children of an element are defined.
 #[derive(Clone, Copy)]
 struct Context<'v> {
@@ -783,16 +840,27 @@ impl<'v, 'd> Walker<'v, 'd> {
             bundle,
             entry: None,
             resources: Vec::new(),
+            // Sized for a document's walk (a 50 KB document has ~500
+            // primitives), so that it does not grow step by step.
             walked: HashSet::default(),
-            checked_primitives: HashSet::default(),
+            checked_primitives: if depth == 0 {
+                HashSet::with_capacity_and_hasher(512, Default::default())
+            } else {
+                HashSet::default()
+            },
             count_buffers: Vec::new(),
             context_buffers: Vec::new(),
             depth,
             resource_items: Vec::new(),
             // A document's walk meets ~2 000 pairs; nested walks (one
             // resource against one profile) far fewer, and there may be
-            // dozens of them per document.
-            evaluated: invariants::PairSet::with_capacity(if depth == 0 { 2048 } else { 128 }),
+            // dozens of them per document: [`Walker::probe`] gives them a
+            // table.
+            evaluated: if depth == 0 {
+                invariants::PairSet::with_capacity(2048)
+            } else {
+                invariants::PairSet::default()
+            },
             invariant_issues: Vec::new(),
             jobs: None,
             conformance: HashMap::default(),
@@ -804,6 +872,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             outer_primitives: HashSet::default(),
             failed_pairs: Vec::new(),
             failed_primitives: Vec::new(),
+            walked_objects: invariants::PairSet::default(),
+            outer_objects: invariants::PairSet::default(),
+            nested: 0,
+            spare: None,
             downgraded: &[],
             repeated_full_urls: None,
             bundle_targets: None,
@@ -849,6 +921,18 @@ impl<'v, 'd> Walker<'v, 'd> {
             )
     }
 
+    /// Whether an error of any rule (downgraded or not) was found since
+    /// `mark`.
+    fn any_error_since(&self, (issues, invariant_issues): (usize, usize)) -> bool {
+        let found = |list: &[Issue]| list.iter().any(|i| i.severity.is_error());
+        found(self.issues.get(issues..).unwrap_or_default())
+            || found(
+                self.invariant_issues
+                    .get(invariant_issues..)
+                    .unwrap_or_default(),
+            )
+    }
+
     /// Whether the resource `node` conforms to the profile `url` (`None`
     /// when the gateway does not hold it, or conformance checks nest too
     /// deep): Java decides membership of a slice discriminated by
@@ -864,6 +948,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// information only, since it conforms) are this walk's, so the
     /// resource is not walked against the profile a second time.
     fn conforms(&mut self, node: &'d Node, url: &str, at: Option<&str>) -> Option<bool> {
+        self.nested = self.nested.wrapping_add(1);
         let validator: &'v StructureValidator = self.validator;
         let structure = validator.structure(url)?;
         if node.get("resourceType").and_then(Node::as_str) != Some(structure.type_name.as_str()) {
@@ -880,12 +965,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             self.conformance.insert(key, false);
             return Some(false);
         }
-        let mut probe = Walker::new(
-            validator,
-            self.terminology,
-            self.bundle.clone(),
-            self.depth.saturating_add(1),
-        );
+        let mut probe = self.probe();
         probe.entry = self.entry;
         probe.stop_at_first_error = true;
         probe.downgraded = self.downgraded;
@@ -907,8 +987,9 @@ impl<'v, 'd> Walker<'v, 'd> {
         if probe.breaks_root_bindings(node, structure, place.as_ref().unwrap_or(&from_type)) {
             // As the walk would have found first: no full walk.
             self.conformance.insert(key, false);
-            let errors = probe.issues.into_iter().filter(|i| i.severity.is_error());
+            let errors = probe.issues.drain(..).filter(|i| i.severity.is_error());
             self.conformance_notes.insert(key, errors.collect());
+            self.recycle(probe);
             return Some(false);
         }
         // What this walk already checked is lent to the probe, which skips
@@ -921,7 +1002,18 @@ impl<'v, 'd> Walker<'v, 'd> {
         probe.outer_primitives = std::mem::take(&mut self.checked_primitives);
         probe.failed_pairs = std::mem::take(&mut self.failed_pairs);
         probe.failed_primitives = std::mem::take(&mut self.failed_primitives);
+        // Objects this walk already walked without error, when the probe
+        // walks at the same places and no pair or primitive failed here
+        // (an object walked after one failed may have skipped it).
+        let lend_objects =
+            at.is_some() && probe.failed_pairs.is_empty() && probe.failed_primitives.is_empty();
+        if lend_objects {
+            probe.outer_objects = std::mem::take(&mut self.walked_objects);
+        }
         probe.resource(node, place.as_ref(), &[url]);
+        if lend_objects {
+            self.walked_objects = std::mem::take(&mut probe.outer_objects);
+        }
         self.repeated_full_urls = probe.repeated_full_urls;
         self.bundle_targets = probe.bundle_targets.take();
         self.evaluated = std::mem::take(&mut probe.outer_evaluated);
@@ -944,13 +1036,74 @@ impl<'v, 'd> Walker<'v, 'd> {
         if !conforms {
             let errors = probe
                 .issues
-                .into_iter()
-                .chain(probe.invariant_issues)
+                .drain(..)
+                .chain(probe.invariant_issues.drain(..))
                 .filter(|i| i.severity.is_error())
                 .collect();
             self.conformance_notes.insert(key, errors);
         }
+        self.recycle(probe);
         Some(conforms)
+    }
+
+    /// A walker for a probe of [`Self::conforms`], one level deeper, with
+    /// the tables and buffers the last probe left, if any.
+    fn probe(&mut self) -> Walker<'v, 'd> {
+        let mut probe = Walker::new(
+            self.validator,
+            self.terminology,
+            self.bundle.clone(),
+            self.depth.saturating_add(1),
+        );
+        match self.spare.take() {
+            Some(spare) => {
+                let spare = *spare;
+                probe.evaluated = spare.evaluated;
+                probe.walked_objects = spare.walked_objects;
+                probe.walked = spare.walked;
+                probe.checked_primitives = spare.checked_primitives;
+                probe.context_buffers = spare.context_buffers;
+                probe.count_buffers = spare.count_buffers;
+                probe.resources = spare.resources;
+                probe.resource_items = spare.resource_items;
+                probe.issues = spare.issues;
+                probe.invariant_issues = spare.invariant_issues;
+                probe.conformance = spare.conformance;
+                probe.core_conformance = spare.core_conformance;
+            }
+            None => probe.evaluated = invariants::PairSet::with_capacity(128),
+        }
+        probe
+    }
+
+    /// Keeps a finished probe's tables and buffers, emptied, for the next
+    /// probe ([`Self::probe`]); what it found was taken before.
+    fn recycle(&mut self, probe: Walker<'v, 'd>) {
+        let mut spare = Spare {
+            evaluated: probe.evaluated,
+            walked_objects: probe.walked_objects,
+            walked: probe.walked,
+            checked_primitives: probe.checked_primitives,
+            context_buffers: probe.context_buffers,
+            count_buffers: probe.count_buffers,
+            resources: probe.resources,
+            resource_items: probe.resource_items,
+            issues: probe.issues,
+            invariant_issues: probe.invariant_issues,
+            conformance: probe.conformance,
+            core_conformance: probe.core_conformance,
+        };
+        spare.evaluated.clear();
+        spare.walked_objects.clear();
+        spare.walked.clear();
+        spare.checked_primitives.clear();
+        spare.resources.clear();
+        spare.resource_items.clear();
+        spare.issues.clear();
+        spare.invariant_issues.clear();
+        spare.conformance.clear();
+        spare.core_conformance.clear();
+        self.spare = Some(Box::new(spare));
     }
 
     /// Whether `resource` has a code outside a required binding that
@@ -1028,6 +1181,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// A resource at `path` (`None` for the root), against its core
     /// definition and its profiles.
     fn resource(&mut self, node: &'d Node, path: Option<&Path<'_>>, extra_profiles: &[&str]) {
+        self.nested = self.nested.wrapping_add(1);
         let Some(resource_type) = node.get("resourceType").and_then(Node::as_str) else {
             let unnamed = Path::root("Resource");
             self.error(
@@ -1066,10 +1220,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             pointers.push((own, root));
         }
         self.resource_items.push((item.clone(), root));
-        if self
+        let first_visit = self
             .walked
-            .insert((node.span.start, std::ptr::from_ref(core)))
-        {
+            .insert((node.span.start, std::ptr::from_ref(core)));
+        if first_visit {
             let mark = self.mark();
             self.object(
                 node,
@@ -1126,8 +1280,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             .collect();
         // The vital-signs profile an Observation's code implies, as Java
         // validates it (`implied`); not in a conformance probe, which
-        // Java's `conformsTo()` runs against the named profile only.
-        let implied = (resource_type == "Observation" && !self.stop_at_first_error)
+        // Java's `conformsTo()` runs against the named profile only. Looked
+        // up on the walk's first visit of the resource only: that visit
+        // walks it, so later visits would find it walked.
+        let implied = (first_visit && resource_type == "Observation" && !self.stop_at_first_error)
             .then(|| implied::vital_signs_profile(node))
             .flatten()
             .filter(|url| validator.structure_in(url, self.package).is_some());
@@ -1345,7 +1501,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         &mut self,
         context: &Context<'v>,
         type_ref: Option<&'v TypeRef>,
-    ) -> Vec<Context<'v>> {
+    ) -> (Vec<Context<'v>>, u32) {
         let validator: &'v StructureValidator = self.validator;
         let key: ChildKey = (
             context.structure.id,
@@ -1356,9 +1512,9 @@ impl<'v, 'd> Walker<'v, 'd> {
             .children
             .read()
             .ok()
-            .and_then(|map| map.get(&key).cloned());
-        let pairs = match cached {
-            Some(pairs) => pairs,
+            .and_then(|cache| cache.by_key.get(&key).cloned());
+        let (pairs, number) = match cached {
+            Some(found) => found,
             None => {
                 let merged = self.merge_child_definitions(context, type_ref);
                 let pairs: Arc<[(u32, u32)]> = merged
@@ -1367,18 +1523,21 @@ impl<'v, 'd> Walker<'v, 'd> {
                     .collect();
                 // Only when every structure is the validator's own (ids are
                 // positions in `all`), which they always are.
+                let mut number = UNNUMBERED;
                 if merged.iter().all(|c| {
                     validator
                         .by_id(c.structure.id)
                         .is_some_and(|s| std::ptr::eq(s, c.structure))
-                }) && let Ok(mut map) = validator.children.write()
+                }) && let Ok(mut cache) = validator.children.write()
                 {
-                    map.insert(key, Arc::clone(&pairs));
+                    let next = u32::try_from(cache.numbers.len()).unwrap_or(UNNUMBERED);
+                    number = *cache.numbers.entry(Arc::clone(&pairs)).or_insert(next);
+                    cache.by_key.insert(key, (pairs, number));
                 }
                 let mut out = self.context_buffers.pop().unwrap_or_default();
                 out.clear();
                 out.extend(merged);
-                return out;
+                return (out, number);
             }
         };
         let mut out = self.context_buffers.pop().unwrap_or_default();
@@ -1389,7 +1548,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 element: usize::try_from(element).ok()?,
             })
         }));
-        out
+        (out, number)
     }
 
     fn merge_child_definitions(
@@ -1481,7 +1640,17 @@ impl<'v, 'd> Walker<'v, 'd> {
             );
             return;
         };
-        let children = self.child_definitions(context, type_ref);
+        let (children, number) = self.child_definitions(context, type_ref);
+        // Walked already with these children (see `walked_objects`).
+        let remembered = (!resource_root && number != UNNUMBERED && self.jobs.is_none())
+            .then(|| invariants::pair(node.span.start, number));
+        if let Some(key) = remembered
+            && (self.walked_objects.contains(key) || self.outer_objects.contains(key))
+        {
+            self.context_buffers.push(children);
+            return;
+        }
+        let start = (self.mark(), self.nested);
         // Occurrences per child; buffers are reused across objects.
         let mut counts = self.count_buffers.pop().unwrap_or_default();
         counts.clear();
@@ -1489,7 +1658,8 @@ impl<'v, 'd> Walker<'v, 'd> {
         // Items per sliced child, for slicing: (slot, (member path, is
         // array, items, chosen type)).
         let mut sliced_items: Vec<(usize, SlicedItems<'_, 'v>)> = Vec::new();
-        let mut choice_keys: HashMap<usize, &str> = HashMap::default();
+        // The member naming each choice element seen (by slot): few.
+        let mut choice_keys: Vec<(usize, &str)> = Vec::new();
         for member in members {
             let key = &*member.key;
             if resource_root && key == "resourceType" {
@@ -1538,7 +1708,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 continue;
             };
             if def.is_choice {
-                match choice_keys.get(&slot) {
+                match choice_keys.iter().find(|(s, _)| *s == slot).map(|(_, k)| k) {
                     Some(first) if *first != name => {
                         let message = format!(
                             "only one of the choices of {}[x] may be present ('{first}' and '{name}' found)",
@@ -1547,7 +1717,9 @@ impl<'v, 'd> Walker<'v, 'd> {
                         self.error(IssueType::Structure, &member_path, message);
                     }
                     _ => {
-                        choice_keys.insert(slot, name);
+                        if !choice_keys.iter().any(|(s, _)| *s == slot) {
+                            choice_keys.push((slot, name));
+                        }
                     }
                 }
             }
@@ -1680,6 +1852,12 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
         self.count_buffers.push(counts);
         self.context_buffers.push(children);
+        if let Some(key) = remembered
+            && self.nested == start.1
+            && !self.any_error_since(start.0)
+        {
+            self.walked_objects.insert(key);
+        }
     }
 
     /// The profiles a resource in an element of type `type_ref` is walked
