@@ -377,6 +377,10 @@ pub(super) struct PairSet {
     /// 64 - log2(slots.len()): the product's bits that pick a slot.
     shift: u32,
     len: usize,
+    /// The pairs added, in order, when kept ([`PairSet::logged`]): a
+    /// probe's set, merged into its walk's when the probe is adopted, is
+    /// read from here rather than by scanning every slot.
+    log: Option<Vec<u64>>,
 }
 
 /// The word for a pair: the node position low, the constraint index high.
@@ -391,6 +395,7 @@ impl Default for PairSet {
             slots: Vec::new(),
             shift: 64,
             len: 0,
+            log: None,
         }
     }
 }
@@ -403,7 +408,15 @@ impl PairSet {
             slots: vec![0; size],
             shift: 64 - size.trailing_zeros(),
             len: 0,
+            log: None,
         }
+    }
+
+    /// This set, keeping the pairs added in order ([`Self::extend_from`]
+    /// reads them).
+    pub(super) fn logged(mut self) -> PairSet {
+        self.log = Some(Vec::new());
+        self
     }
 
     /// Adds `pair`; false when it was there already.
@@ -424,6 +437,9 @@ impl PairSet {
                 Some(slot) if *slot == 0 => {
                     *slot = stored;
                     self.len += 1;
+                    if let Some(log) = &mut self.log {
+                        log.push(pair);
+                    }
                     return true;
                 }
                 Some(_) => at = (at + 1) & mask,
@@ -460,10 +476,19 @@ impl PairSet {
             self.slots.fill(0);
             self.len = 0;
         }
+        if let Some(log) = &mut self.log {
+            log.clear();
+        }
     }
 
     /// Adds every pair of `other`.
     pub(super) fn extend_from(&mut self, other: &PairSet) {
+        if let Some(log) = &other.log {
+            for &pair in log {
+                self.insert(pair);
+            }
+            return;
+        }
         for stored in other.slots.iter().filter(|s| **s != 0) {
             self.insert(stored.wrapping_sub(1));
         }
@@ -476,9 +501,12 @@ impl PairSet {
         let old = std::mem::replace(&mut self.slots, vec![0; size]);
         self.shift = 64 - size.trailing_zeros();
         self.len = 0;
+        // Moved, not added: not logged again.
+        let log = self.log.take();
         for stored in old.into_iter().filter(|s| *s != 0) {
             self.insert(stored.wrapping_sub(1));
         }
+        self.log = log;
     }
 }
 

@@ -114,9 +114,72 @@ fn primitive_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
 /// which never move; 0 for the element's own first type).
 type ChildKey = (u32, usize, usize);
 
-/// Merged children as (structure id, element) pairs, and the number of
-/// that list: equal lists share one number ([`ChildCache`]).
-type ChildPairs = (Arc<[(u32, u32)]>, u32);
+/// Merged children as (structure id, element) pairs, the number of that
+/// list (equal lists share one number, [`ChildCache`]) and its member
+/// index.
+type ChildPairs = (Arc<[(u32, u32)]>, u32, Arc<ChildIndex>);
+
+/// Which child of a merged list a JSON member names, without comparing
+/// the member with every child in turn ([`Walker::object_as`]): the first
+/// child that is not a choice by name, and the choice children in order
+/// (their names are prefixes), so the first child that matches is found as
+/// by a scan of the list.
+#[derive(Debug, Default)]
+pub(super) struct ChildIndex {
+    by_name: HashMap<Box<str>, usize>,
+    choices: Vec<usize>,
+    /// Whether a child is sliced (else the object has no slices to check).
+    sliced: bool,
+}
+
+impl ChildIndex {
+    fn new(children: &[Context<'_>]) -> ChildIndex {
+        let mut index = ChildIndex::default();
+        for (slot, child) in children.iter().enumerate() {
+            let Some(def) = child.structure.elements.get(child.element) else {
+                continue;
+            };
+            if def.is_choice {
+                index.choices.push(slot);
+            } else {
+                index
+                    .by_name
+                    .entry(def.name.as_str().into())
+                    .or_insert(slot);
+            }
+            index.sliced |= def.slicing.is_some() && !def.slices.is_empty();
+        }
+        index
+    }
+
+    /// The first child that `name` names (slot, and for a choice the type
+    /// its suffix names), as [`compile::ElementDef::matches`] over the
+    /// list in order.
+    fn find<'c, 'v>(
+        &self,
+        children: &'c [Context<'v>],
+        name: &str,
+    ) -> Option<(usize, &'c Context<'v>, Option<&'v TypeRef>)> {
+        let exact = self.by_name.get(name).copied();
+        for &slot in &self.choices {
+            if exact.is_some_and(|e| e < slot) {
+                break;
+            }
+            let Some(child) = children.get(slot) else {
+                continue;
+            };
+            let structure: &'v Structure = child.structure;
+            let Some(def) = structure.elements.get(child.element) else {
+                continue;
+            };
+            if let Some(choice) = def.matches(name) {
+                return Some((slot, child, choice));
+            }
+        }
+        let slot = exact?;
+        children.get(slot).map(|child| (slot, child, None))
+    }
+}
 
 /// [`Walker::child_definitions`]'s answers, and a number per distinct list:
 /// an element a profile leaves as its core type (`Condition.code` of the
@@ -1071,7 +1134,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 probe.conformance = spare.conformance;
                 probe.core_conformance = spare.core_conformance;
             }
-            None => probe.evaluated = invariants::PairSet::with_capacity(128),
+            None => probe.evaluated = invariants::PairSet::with_capacity(128).logged(),
         }
         probe
     }
@@ -1501,7 +1564,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         &mut self,
         context: &Context<'v>,
         type_ref: Option<&'v TypeRef>,
-    ) -> (Vec<Context<'v>>, u32) {
+    ) -> (Vec<Context<'v>>, u32, Option<Arc<ChildIndex>>) {
         let validator: &'v StructureValidator = self.validator;
         let key: ChildKey = (
             context.structure.id,
@@ -1513,7 +1576,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             .read()
             .ok()
             .and_then(|cache| cache.by_key.get(&key).cloned());
-        let (pairs, number) = match cached {
+        let (pairs, number, index) = match cached {
             Some(found) => found,
             None => {
                 let merged = self.merge_child_definitions(context, type_ref);
@@ -1524,6 +1587,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 // Only when every structure is the validator's own (ids are
                 // positions in `all`), which they always are.
                 let mut number = UNNUMBERED;
+                let mut index = None;
                 if merged.iter().all(|c| {
                     validator
                         .by_id(c.structure.id)
@@ -1532,12 +1596,16 @@ impl<'v, 'd> Walker<'v, 'd> {
                 {
                     let next = u32::try_from(cache.numbers.len()).unwrap_or(UNNUMBERED);
                     number = *cache.numbers.entry(Arc::clone(&pairs)).or_insert(next);
-                    cache.by_key.insert(key, (pairs, number));
+                    let built = Arc::new(ChildIndex::new(&merged));
+                    cache
+                        .by_key
+                        .insert(key, (pairs, number, Arc::clone(&built)));
+                    index = Some(built);
                 }
                 let mut out = self.context_buffers.pop().unwrap_or_default();
                 out.clear();
                 out.extend(merged);
-                return (out, number);
+                return (out, number, index);
             }
         };
         let mut out = self.context_buffers.pop().unwrap_or_default();
@@ -1548,7 +1616,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 element: usize::try_from(element).ok()?,
             })
         }));
-        (out, number)
+        (out, number, Some(index))
     }
 
     fn merge_child_definitions(
@@ -1640,7 +1708,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             );
             return;
         };
-        let (children, number) = self.child_definitions(context, type_ref);
+        let (children, number, index) = self.child_definitions(context, type_ref);
         // Walked already with these children (see `walked_objects`).
         let remembered = (!resource_root && number != UNNUMBERED && self.jobs.is_none())
             .then(|| invariants::pair(node.span.start, number));
@@ -1669,10 +1737,13 @@ impl<'v, 'd> Walker<'v, 'd> {
                 Some(base) => (base, true),
                 None => (key, false),
             };
-            let found = children.iter().enumerate().find_map(|(slot, child)| {
-                let def = child.structure.elements.get(child.element)?;
-                def.matches(name).map(|choice| (slot, child, choice))
-            });
+            let found = match &index {
+                Some(index) => index.find(&children, name),
+                None => children.iter().enumerate().find_map(|(slot, child)| {
+                    let def = child.structure.elements.get(child.element)?;
+                    def.matches(name).map(|choice| (slot, child, choice))
+                }),
+            };
             let member_path = path.key(key);
             let Some((slot, child, choice_type)) = found else {
                 // A choice element written with a type it does not allow
@@ -1767,13 +1838,19 @@ impl<'v, 'd> Walker<'v, 'd> {
                 }
                 // A resource element allowing several resource types (each
                 // with its profiles): the type the resource names.
-                let type_ref = match item.get("resourceType").and_then(Node::as_str) {
-                    Some(resource_type) if def.types.len() > 1 && !def.is_choice => def
+                // (`resourceType` read only then: objects of every other
+                // element would be scanned for it in vain.)
+                let several = def.types.len() > 1 && !def.is_choice;
+                let named = several
+                    .then(|| item.get("resourceType").and_then(Node::as_str))
+                    .flatten();
+                let type_ref = match named {
+                    Some(resource_type) => def
                         .types
                         .iter()
                         .find(|t| t.code == resource_type)
                         .or(type_ref),
-                    _ => type_ref,
+                    None => type_ref,
                 };
                 if is_primitive_extension {
                     self.primitive_extension(item, type_ref, &item_path);
@@ -1801,7 +1878,8 @@ impl<'v, 'd> Walker<'v, 'd> {
                 sliced_items.push((slot, (key, is_array, collected, chosen_type)));
             }
         }
-        for (slot, child) in children.iter().enumerate() {
+        let sliced = index.as_ref().is_none_or(|index| index.sliced);
+        for (slot, child) in children.iter().enumerate().filter(|_| sliced) {
             let Some(def) = child.structure.elements.get(child.element) else {
                 continue;
             };
