@@ -935,7 +935,12 @@ impl<'v, 'd> Walker<'v, 'd> {
             outer_primitives: HashSet::default(),
             failed_pairs: Vec::new(),
             failed_primitives: Vec::new(),
-            walked_objects: invariants::PairSet::default(),
+            // A document's walk remembers a few hundred objects.
+            walked_objects: if depth == 0 {
+                invariants::PairSet::with_capacity(512)
+            } else {
+                invariants::PairSet::default()
+            },
             outer_objects: invariants::PairSet::default(),
             nested: 0,
             spare: None,
@@ -2135,7 +2140,10 @@ impl<'v, 'd> Walker<'v, 'd> {
         // `BaseValidator.getFromBundle`, `BUNDLE_BUNDLE_MULTIPLEMATCHES`, on
         // every reference; the document rules report the Composition's
         // again, as Java's BundleValidator does).
-        if !reference.contains("/_history/")
+        // (`_` first: a byte scan, cheaper than the substring search's
+        // set-up, and most references have none.)
+        let versioned = reference.as_bytes().contains(&b'_') && reference.contains("/_history/");
+        if !versioned
             && let Some(full_url) = bundle.entry(target).and_then(|e| e.full_url)
             && *self
                 .repeated_full_urls
