@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use ehds_access::AssertionRefusal;
 use ehds_national_fhir::{NationalError, NationalOriginal};
-use ehds_routing::search::TokenParam;
 use ehds_store::DocumentIdentifier;
 use ehds_transport::VerifiedPeer;
 use ehds_validation::pdf::{MAX_PDF_ORIGINAL_BYTES, PdfCheck, check_pdf};
@@ -94,15 +93,7 @@ pub(crate) async fn binary_read(
     };
     // The patient: the subject's identifier the directory routes to this
     // country.
-    let patient = subject
-        .into_iter()
-        .find(|(system, value)| {
-            federation
-                .directory
-                .check_patient_identifier(system, value)
-                .is_ok_and(|routed| routed.country.code() == federation.country)
-        })
-        .map(|(system, value)| TokenParam { system, value })
+    let patient = super::national_source::routed_here(federation, subject)
         .ok_or(NationalError::OtherPatient)
         .inspect_err(|_| super::national_source::forget(federation, service))?;
     let purpose = super::admit::admit(

@@ -44,7 +44,7 @@ use ehds_access::{AssertionRefusal, Operation, PurposeOfUse};
 use ehds_fhir::ReceivedResource;
 use ehds_national_fhir::{NationalError, NationalFhir, PatientIdentifier};
 use ehds_routing::search::{
-    DocumentReferenceSearch, MedicationRequestSearch, MedicationRequestStatus, TokenParam,
+    DocumentReferenceSearch, MedicationRequestSearch, MedicationRequestStatus,
 };
 use ehds_store::DocumentIdentifier;
 use ehds_transport::VerifiedPeer;
@@ -287,15 +287,7 @@ pub(crate) async fn read(
     let (resource, subject) = found.ok_or_else(not_found)?;
     // The patient: the subject's identifier the directory routes to this
     // country.
-    let patient = subject
-        .into_iter()
-        .find(|(system, value)| {
-            federation
-                .directory
-                .check_patient_identifier(system, value)
-                .is_ok_and(|routed| routed.country.code() == federation.country)
-        })
-        .map(|(system, value)| TokenParam { system, value })
+    let patient = super::national_source::routed_here(federation, subject)
         .ok_or(NationalError::OtherPatient)?;
     let purpose = super::admit::admit(
         state,

@@ -252,21 +252,14 @@ pub(crate) async fn document_read(
     let root = document.root();
     // The patient: the Composition's subject, by the identifier the
     // directory routes to this country.
-    let patient = about::document_patient(root)
-        .into_iter()
-        .flat_map(about::identifiers)
-        .find(|(system, value)| {
-            federation
-                .directory
-                .check_patient_identifier(system, value)
-                .is_ok_and(|routed| routed.country.code() == federation.country)
-        })
-        .map(|(system, value)| TokenParam {
-            system: system.to_owned(),
-            value: value.to_owned(),
-        })
-        .ok_or(ehds_national_fhir::NationalError::OtherPatient)
-        .inspect_err(|_| forget(federation, service))?;
+    let patient = routed_here(
+        federation,
+        about::document_patient(root)
+            .into_iter()
+            .flat_map(about::identifiers),
+    )
+    .ok_or(ehds_national_fhir::NationalError::OtherPatient)
+    .inspect_err(|_| forget(federation, service))?;
     let purpose = super::admit::admit(
         state,
         federation,
@@ -324,6 +317,27 @@ pub(crate) async fn document_read(
         trail.note(crate::release::LIFTED_FOR_EMERGENCY);
     }
     Ok(Some(fhir_json(StatusCode::OK, content)))
+}
+
+/// The first of a national answer's patient identifiers (system, value)
+/// that the directory routes to this country: the patient admission is
+/// asked for.
+pub(super) fn routed_here<S: AsRef<str>>(
+    federation: &CrossBorder,
+    identifiers: impl IntoIterator<Item = (S, S)>,
+) -> Option<TokenParam> {
+    identifiers
+        .into_iter()
+        .find(|(system, value)| {
+            federation
+                .directory
+                .check_patient_identifier(system.as_ref(), value.as_ref())
+                .is_ok_and(|routed| routed.country.code() == federation.country)
+        })
+        .map(|(system, value)| TokenParam {
+            system: system.as_ref().to_owned(),
+            value: value.as_ref().to_owned(),
+        })
 }
 
 /// An answer of `service`'s national server was refused (about another
