@@ -122,7 +122,7 @@ impl Store {
         }
     }
 
-    /// SQLite: how many audit and replay-ledger writes were committed, in
+    /// SQLite: how many audit, replay-ledger and document writes were committed, in
     /// how many commits (module `group_commit`); `None` on PostgreSQL.
     pub fn group_commit_counts(&self) -> Option<GroupCommitCounts> {
         self.sqlite_writer.as_ref().map(|w| w.counts())

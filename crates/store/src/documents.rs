@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::backend::{Backend, Store, from_micros, to_micros};
 use crate::error::StoreError;
+use crate::group_commit::DocumentWrite;
 
 /// A FHIR business identifier's `system` and `value`, both present: a
 /// document's `Bundle.identifier` (bdl-9), a prescription's
@@ -126,43 +127,46 @@ impl Store {
     /// once (the unique constraint decides).
     pub async fn put_document(&self, doc: NewDocument<'_>) -> Result<PutOutcome, StoreError> {
         let sha256: [u8; 32] = Sha256::digest(doc.content).into();
-        let id = uuid::Uuid::new_v4().to_string();
-        let received_at_us = to_micros(OffsetDateTime::now_utc())?;
-        let inserted = on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO documents (id, identifier_system, identifier_value, bundle_type, \
-                 patient_identifier, received_at_us, sender, document_type, content_type, \
-                 sha256, content) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (identifier_system, identifier_value) DO NOTHING",
-            )
-            .bind(&id)
-            .bind(&doc.identifier.system)
-            .bind(&doc.identifier.value)
-            .bind(doc.bundle_type)
-            .bind(doc.patient_identifier)
-            .bind(received_at_us)
-            .bind(doc.sender)
-            .bind(doc.document_type)
-            .bind(doc.content_type)
-            .bind(&sha256[..])
-            .bind(doc.content)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        if inserted == 1 {
+        let write = DocumentWrite {
+            id: uuid::Uuid::new_v4().to_string(),
+            identifier_system: doc.identifier.system.clone(),
+            identifier_value: doc.identifier.value.clone(),
+            bundle_type: doc.bundle_type.to_owned(),
+            patient_identifier: doc.patient_identifier.map(str::to_owned),
+            received_at_us: to_micros(OffsetDateTime::now_utc())?,
+            sender: doc.sender.to_owned(),
+            document_type: doc.document_type.map(str::to_owned),
+            content_type: doc.content_type.to_owned(),
+            sha256,
+            content: doc.content.to_vec(),
+        };
+        let (inserted, write) = match (&self.backend, &self.sqlite_writer) {
+            // SQLite: through the writer's one connection, committed with
+            // the other requests' durable writes of the moment (module
+            // `group_commit`).
+            (Backend::Sqlite(_), Some(writer)) => writer.document(write).await?,
+            (Backend::Sqlite(_), None) => {
+                return Err(StoreError::Config(
+                    "the SQLite writer is not running".into(),
+                ));
+            }
+            (Backend::Postgres(pool), _) => {
+                let inserted = write.query().execute(pool).await?.rows_affected();
+                (inserted == 1, write)
+            }
+        };
+        if inserted {
             return Ok(PutOutcome::Created(StoredDocument {
-                id,
+                id: write.id,
                 identifier: doc.identifier,
-                bundle_type: doc.bundle_type.to_owned(),
-                patient_identifier: doc.patient_identifier.map(str::to_owned),
-                received_at: from_micros(received_at_us)?,
-                sender: doc.sender.to_owned(),
-                document_type: doc.document_type.map(str::to_owned),
-                content_type: doc.content_type.to_owned(),
+                bundle_type: write.bundle_type,
+                patient_identifier: write.patient_identifier,
+                received_at: from_micros(write.received_at_us)?,
+                sender: write.sender,
+                document_type: write.document_type,
+                content_type: write.content_type,
                 sha256,
-                content: doc.content.to_vec(),
+                content: write.content,
             }));
         }
         let existing = self

@@ -1,6 +1,7 @@
 //! Group commit of SQLite's per-request durable writes: the replay-ledger
-//! row of an assertion ([`Store::first_use_of_assertion`]) and the audit
-//! record of an access ([`Store::append_audit`]).
+//! row of an assertion ([`Store::first_use_of_assertion`]), the audit
+//! record of an access ([`Store::append_audit`]) and a pushed document
+//! ([`Store::put_document`]).
 //!
 //! Each of these must be durable before the request goes on (`synchronous =
 //! FULL`: the WAL is fsynced at every commit), so on SQLite each used to
@@ -19,8 +20,17 @@
 //! processes on the same file still extend one chain (the triggers of
 //! migration 0013 check every record anyway).
 //!
+//! A document goes this way too (issue 17): through the pool each insert
+//! cost a connection's hand-off to sqlx's SQLite thread and, on its
+//! release, a second one (sqlx pings every connection given back); and each
+//! of the pool's eight connections, taken in turn, filled its own page cache
+//! with the documents' pages (the gateway's resident memory grew by about
+//! 1 MiB per connection). The writer's one connection does both once.
+//!
 //! PostgreSQL needs none of this: the server does its own group commit
 //! across connections and replicas.
+//!
+//! [`Store::put_document`]: crate::Store::put_document
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,10 +89,70 @@ impl AuditWrite {
     }
 }
 
+/// A document insert (the statement of [`Store::put_document`]), owned so
+/// that it can wait in the queue; `true` when it inserted (its identifier
+/// was free).
+///
+/// [`Store::put_document`]: crate::Store::put_document
+pub(crate) struct DocumentWrite {
+    pub(crate) id: String,
+    pub(crate) identifier_system: String,
+    pub(crate) identifier_value: String,
+    pub(crate) bundle_type: String,
+    pub(crate) patient_identifier: Option<String>,
+    pub(crate) received_at_us: i64,
+    pub(crate) sender: String,
+    pub(crate) document_type: Option<String>,
+    pub(crate) content_type: String,
+    pub(crate) sha256: [u8; 32],
+    pub(crate) content: Vec<u8>,
+}
+
+impl DocumentWrite {
+    /// The insert, on either backend.
+    pub(crate) fn query<DB>(
+        &self,
+    ) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>>
+    where
+        DB: sqlx::Database,
+        for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        sqlx::query(INSERT_DOCUMENT)
+            .bind(self.id.as_str())
+            .bind(self.identifier_system.as_str())
+            .bind(self.identifier_value.as_str())
+            .bind(self.bundle_type.as_str())
+            .bind(self.patient_identifier.as_deref())
+            .bind(self.received_at_us)
+            .bind(self.sender.as_str())
+            .bind(self.document_type.as_deref())
+            .bind(self.content_type.as_str())
+            .bind(&self.sha256[..])
+            .bind(self.content.as_slice())
+    }
+}
+
+/// Stores a document unless its identifier is taken (one row affected:
+/// stored).
+const INSERT_DOCUMENT: &str = "INSERT INTO documents (id, identifier_system, identifier_value, bundle_type, \
+     patient_identifier, received_at_us, sender, document_type, content_type, \
+     sha256, content) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (identifier_system, identifier_value) DO NOTHING";
+
 /// A write waiting for the writer, with where its outcome goes.
 enum Write {
     Ledger(LedgerWrite, oneshot::Sender<Result<bool, StoreError>>),
     Audit(AuditWrite, oneshot::Sender<Result<Link, StoreError>>),
+    /// Answered with the write given back (its content is the stored
+    /// document's, not copied).
+    Document(
+        Box<DocumentWrite>,
+        oneshot::Sender<Result<(bool, Box<DocumentWrite>), StoreError>>,
+    ),
 }
 
 enum Job {
@@ -95,12 +165,13 @@ enum Job {
 enum Done {
     Ledger(bool),
     Audit(Link),
+    Document(bool),
 }
 
 /// How many writes the writer committed, in how many commits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupCommitCounts {
-    /// Ledger and audit writes committed.
+    /// Ledger, audit and document writes committed.
     pub writes: u64,
     /// Commits that carried them (fewer than `writes` when requests shared
     /// one).
@@ -159,6 +230,19 @@ impl SqliteWriter {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Write(Write::Audit(write, reply))).await?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Inserts a document unless its identifier is taken: `true` when it
+    /// did, with the write given back.
+    pub(crate) async fn document(
+        &self,
+        write: DocumentWrite,
+    ) -> Result<(bool, DocumentWrite), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Write(Write::Document(Box::new(write), reply)))
+            .await?;
+        let (inserted, write) = answer.await.map_err(|_| stopped())??;
+        Ok((inserted, *write))
     }
 
     /// Stops the writer after the writes queued before this call.
@@ -237,7 +321,21 @@ async fn write_alone(
             }
             let _ = reply.send(written);
         }
+        Write::Document(write, reply) => {
+            let written = document(conn, &write)
+                .await
+                .map(|inserted| (inserted, write));
+            if written.is_ok() {
+                counters.committed(1);
+            }
+            let _ = reply.send(written);
+        }
     }
+}
+
+async fn document(conn: &mut SqliteConnection, write: &DocumentWrite) -> Result<bool, StoreError> {
+    let inserted = write.query().execute(&mut *conn).await?.rows_affected();
+    Ok(inserted == 1)
 }
 
 async fn ledger(conn: &mut SqliteConnection, write: &LedgerWrite) -> Result<bool, StoreError> {
@@ -297,6 +395,9 @@ async fn write_batch(
                     (Write::Audit(_, reply), Done::Audit(link)) => {
                         let _ = reply.send(Ok(link));
                     }
+                    (Write::Document(write, reply), Done::Document(inserted)) => {
+                        let _ = reply.send(Ok((inserted, write)));
+                    }
                     // Results are produced in job order, one per job.
                     _ => {}
                 }
@@ -321,6 +422,9 @@ async fn commit_together(
     for job in jobs {
         match job {
             Write::Ledger(write, _) => done.push(Done::Ledger(ledger(&mut tx, write).await?)),
+            Write::Document(write, _) => {
+                done.push(Done::Document(document(&mut tx, write).await?));
+            }
             Write::Audit(write, _) => {
                 let current = match chain {
                     Some(h) => h,

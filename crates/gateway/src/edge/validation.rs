@@ -19,6 +19,14 @@ use ehds_validation::{ValidationReport, Validator};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::Semaphore;
 
+/// The largest resource (its received bytes) validated on the async worker
+/// itself: a patient summary (the 51 KB IPS example validates in under
+/// 1 ms) costs less than handing the worker's queue to another thread and
+/// taking it back, which `block_in_place` does at every call (issue 17:
+/// the gateway's CPU per pushed summary). Larger resources, whose
+/// validation could hold a worker for tens of milliseconds, go off it.
+const INLINE_UP_TO: usize = 64 * 1024;
+
 /// The shared validator behind a bounded number of validation slots. It
 /// offers the validator's validations (async, off the workers) and its
 /// cheap questions (`knows_profile`, `knows_rule`), and nothing else, so a
@@ -45,7 +53,8 @@ impl Validation {
         resource: &ReceivedResource,
         profiles: &[&str],
     ) -> ValidationReport {
-        self.off_workers(|v| v.validate(resource, profiles)).await
+        self.off_workers(resource, |v| v.validate(resource, profiles))
+            .await
     }
 
     /// [`Validator::validate_pushed_document`], off the async workers.
@@ -54,8 +63,10 @@ impl Validation {
         resource: &ReceivedResource,
         document_profiles: &[&str],
     ) -> ValidationReport {
-        self.off_workers(|v| v.validate_pushed_document(resource, document_profiles))
-            .await
+        self.off_workers(resource, |v| {
+            v.validate_pushed_document(resource, document_profiles)
+        })
+        .await
     }
 
     /// [`Validator::validate_downgrading`], off the async workers.
@@ -65,8 +76,10 @@ impl Validation {
         profiles: &[&str],
         downgraded: &[String],
     ) -> ValidationReport {
-        self.off_workers(|v| v.validate_downgrading(resource, profiles, downgraded))
-            .await
+        self.off_workers(resource, |v| {
+            v.validate_downgrading(resource, profiles, downgraded)
+        })
+        .await
     }
 
     /// [`Validator::validate_pushed_document_downgrading`], off the async
@@ -77,7 +90,7 @@ impl Validation {
         document_profiles: &[&str],
         downgraded: &[String],
     ) -> ValidationReport {
-        self.off_workers(|v| {
+        self.off_workers(resource, |v| {
             v.validate_pushed_document_downgrading(resource, document_profiles, downgraded)
         })
         .await
@@ -93,17 +106,23 @@ impl Validation {
         self.validator.knows_rule(rule)
     }
 
-    /// Runs `job` once a slot is free: on a multi-threaded runtime with
-    /// `block_in_place` (the worker hands its queue to another thread);
-    /// on a current-thread runtime (in-process tests) or outside one,
-    /// inline, as there is no other worker to hand over to.
-    async fn off_workers<R>(&self, job: impl FnOnce(&Validator) -> R) -> R {
+    /// Runs `job` (a validation of `resource`) once a slot is free: on a
+    /// multi-threaded runtime with `block_in_place` (the worker hands its
+    /// queue to another thread), unless `resource` is small enough to be
+    /// validated inline ([`INLINE_UP_TO`]); on a current-thread runtime
+    /// (in-process tests) or outside one, inline, as there is no other
+    /// worker to hand over to.
+    async fn off_workers<R>(
+        &self,
+        resource: &ReceivedResource,
+        job: impl FnOnce(&Validator) -> R,
+    ) -> R {
         // The semaphore is never closed; were it, validating unbounded
         // beats refusing every document.
         let _slot = self.slots.acquire().await.ok();
         let multi_threaded = Handle::try_current()
             .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if multi_threaded {
+        if multi_threaded && resource.bytes().len() > INLINE_UP_TO {
             tokio::task::block_in_place(|| job(&self.validator))
         } else {
             job(&self.validator)
@@ -124,9 +143,16 @@ mod tests {
         Validation::new(Arc::new(validator), slots)
     }
 
-    /// While one validation holds the only worker thread's job, another
-    /// task on the same runtime still runs: the worker handed its queue
-    /// over (`block_in_place`).
+    /// A resource of about `size` received bytes.
+    fn resource(size: usize) -> ReceivedResource {
+        let text = "x".repeat(size);
+        let json = format!(r#"{{"resourceType":"Basic","text":{{"div":"{text}"}}}}"#);
+        ReceivedResource::parse(json.into_bytes().into()).unwrap()
+    }
+
+    /// While the validation of a large resource holds the only worker
+    /// thread's job, another task on the same runtime still runs: the
+    /// worker handed its queue over (`block_in_place`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_validation_does_not_hold_the_async_worker() {
         let v = validation(1);
@@ -145,7 +171,7 @@ mod tests {
         // job on the async worker the ticker could never run (deadlock,
         // caught by the bounded wait below).
         let waited = v
-            .off_workers(|_| {
+            .off_workers(&resource(INLINE_UP_TO + 1), |_| {
                 let deadline = std::time::Instant::now() + Duration::from_secs(30);
                 while ticks.load(Ordering::SeqCst) < 3 && std::time::Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(1));
@@ -163,12 +189,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slots_bound_concurrent_validations() {
         let v = validation(1);
+        let large = resource(INLINE_UP_TO + 1);
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let job = |running: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
             let v = v.clone();
+            let large = large.clone();
             tokio::spawn(async move {
-                v.off_workers(|_| {
+                v.off_workers(&large, |_| {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(20));
@@ -189,6 +217,41 @@ mod tests {
     #[tokio::test]
     async fn runs_inline_on_a_current_thread_runtime() {
         let v = validation(2);
-        assert_eq!(v.off_workers(|_| 7).await, 7);
+        assert_eq!(v.off_workers(&resource(INLINE_UP_TO + 1), |_| 7).await, 7);
+    }
+
+    /// A small resource is validated on the worker itself, with no
+    /// hand-over: while its job runs, no other task of the (one) worker
+    /// runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_small_resource_is_validated_inline() {
+        let v = validation(1);
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let on_worker = tokio::spawn({
+            let ticks = Arc::clone(&ticks);
+            async move {
+                let ticker = tokio::spawn({
+                    let ticks = Arc::clone(&ticks);
+                    async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            ticks.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let ticked_during_job = v
+                    .off_workers(&resource(1024), |_| {
+                        let before = ticks.load(Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(30));
+                        ticks.load(Ordering::SeqCst) - before
+                    })
+                    .await;
+                ticker.abort();
+                ticked_during_job
+            }
+        });
+        assert_eq!(on_worker.await.unwrap(), 0);
+        assert!(ticks.load(Ordering::SeqCst) > 0, "the ticker never ran");
     }
 }

@@ -19,6 +19,7 @@ on_both_backends!(
     same_identifier_same_bytes_is_idempotent,
     same_identifier_other_bytes_conflicts,
     concurrent_pushes_of_one_identifier_store_it_once,
+    concurrent_pushes_keep_their_own_outcomes,
     every_example_round_trips_byte_identical,
     unknown_ids_are_none,
     documents_for_patient_newest_first,
@@ -152,6 +153,62 @@ async fn concurrent_pushes_of_one_identifier_store_it_once(store: &Store) {
     }
     assert_eq!((created, already), (1, 7));
     assert_eq!(store.document_count().await.unwrap(), 1);
+}
+
+/// Many hospitals pushing at once: on SQLite their documents go through the
+/// group-commit writer (module `group_commit`), several in one commit; each
+/// push still gets its own outcome, among them a conflict in the same
+/// moment, and every stored document reads back byte for byte.
+async fn concurrent_pushes_keep_their_own_outcomes(store: &Store) {
+    const PUSHES: usize = 32;
+    let taken = store
+        .put_document(doc("urn:uuid:taken", b"{\"resourceType\":\"Bundle\"}"))
+        .await
+        .unwrap();
+    assert!(matches!(taken, PutOutcome::Created(_)));
+    let before = store.group_commit_counts();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(PUSHES));
+    let tasks: Vec<_> = (0..PUSHES)
+        .map(|push| {
+            let store = store.clone();
+            let start = std::sync::Arc::clone(&start);
+            tokio::spawn(async move {
+                let content = format!("{{\"resourceType\":\"Bundle\",\"id\":\"p{push}\"}}");
+                // The last push reuses a taken identifier with other bytes.
+                let value = if push == PUSHES - 1 {
+                    "urn:uuid:taken".to_owned()
+                } else {
+                    format!("urn:uuid:p{push}")
+                };
+                start.wait().await;
+                let outcome = store
+                    .put_document(doc(&value, content.as_bytes()))
+                    .await
+                    .unwrap();
+                (push, content, outcome)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (push, content, outcome) = task.await.unwrap();
+        match outcome {
+            PutOutcome::Created(stored) => {
+                assert_ne!(push, PUSHES - 1);
+                assert_eq!(stored.content, content.as_bytes());
+                let kept = store.document(&stored.id).await.unwrap().unwrap();
+                assert_eq!(kept, stored);
+            }
+            PutOutcome::Conflict { .. } => assert_eq!(push, PUSHES - 1),
+            PutOutcome::AlreadyStored(_) => panic!("push {push} was new"),
+        }
+    }
+    assert_eq!(store.document_count().await.unwrap(), PUSHES as u64);
+    if let (Some(before), Some(after)) = (before, store.group_commit_counts()) {
+        let writes = after.writes - before.writes;
+        let commits = after.commits - before.commits;
+        assert_eq!(writes, PUSHES as u64);
+        assert!(commits < writes, "{commits} commits for {writes} writes");
+    }
 }
 
 async fn every_example_round_trips_byte_identical(store: &Store) {
