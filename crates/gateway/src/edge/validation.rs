@@ -6,7 +6,9 @@
 //! never holds an async worker thread: the worker's other connections (body
 //! reads, keep-alive, health checks) move to another thread while it
 //! validates. Without it, a few concurrent 20 MiB bodies on a 2-core host
-//! starved every other connection's body read into 408s.
+//! starved every other connection's body read into 408s. A resource of at
+//! most `INLINE_UP_TO` bytes (a patient summary) is validated on the
+//! worker itself: its validation costs less than the hand-over.
 //!
 //! The slots bound CPU-bound work to the cores the operator gives the
 //! gateway: more documents than slots wait their turn (still within the
