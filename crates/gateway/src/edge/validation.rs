@@ -7,8 +7,9 @@
 //! reads, keep-alive, health checks) move to another thread while it
 //! validates. Without it, a few concurrent 20 MiB bodies on a 2-core host
 //! starved every other connection's body read into 408s. A resource of at
-//! most `INLINE_UP_TO` bytes (a patient summary) is validated on the
-//! worker itself: its validation costs less than the hand-over.
+//! most `INLINE_UP_TO` bytes without contained resources (a patient
+//! summary) is validated on the worker itself: its validation costs less
+//! than the hand-over.
 //!
 //! The slots bound CPU-bound work to the cores the operator gives the
 //! gateway: more documents than slots wait their turn (still within the
@@ -28,6 +29,16 @@ use tokio::sync::Semaphore;
 /// the gateway's CPU per pushed summary). Larger resources, whose
 /// validation could hold a worker for tens of milliseconds, go off it.
 const INLINE_UP_TO: usize = 64 * 1024;
+
+/// Whether `resource` is validated on the async worker: small, and without
+/// contained resources. Validation time grows with the square of the
+/// number of contained resources (dom-3 looks for each one's id among every
+/// reference of the resource): a 64 KB document whose Composition contains
+/// 717 resources took 1.15 s, which must not hold a worker.
+fn inline(resource: &ReceivedResource) -> bool {
+    let bytes = resource.bytes();
+    bytes.len() <= INLINE_UP_TO && memchr::memmem::find(bytes, b"\"contained\"").is_none()
+}
 
 /// The shared validator behind a bounded number of validation slots. It
 /// offers the validator's validations (async, off the workers) and its
@@ -111,7 +122,7 @@ impl Validation {
     /// Runs `job` (a validation of `resource`) once a slot is free: on a
     /// multi-threaded runtime with `block_in_place` (the worker hands its
     /// queue to another thread), unless `resource` is small enough to be
-    /// validated inline ([`INLINE_UP_TO`]); on a current-thread runtime
+    /// validated inline ([`inline`]); on a current-thread runtime
     /// (in-process tests) or outside one, inline, as there is no other
     /// worker to hand over to.
     async fn off_workers<R>(
@@ -124,7 +135,7 @@ impl Validation {
         let _slot = self.slots.acquire().await.ok();
         let multi_threaded = Handle::try_current()
             .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if multi_threaded && resource.bytes().len() > INLINE_UP_TO {
+        if multi_threaded && !inline(resource) {
             tokio::task::block_in_place(|| job(&self.validator))
         } else {
             job(&self.validator)
@@ -220,6 +231,21 @@ mod tests {
     async fn runs_inline_on_a_current_thread_runtime() {
         let v = validation(2);
         assert_eq!(v.off_workers(&resource(INLINE_UP_TO + 1), |_| 7).await, 7);
+    }
+
+    /// A small resource with contained resources is validated off the
+    /// worker (its validation time grows with their number squared).
+    #[test]
+    fn contained_resources_are_validated_off_the_worker() {
+        assert!(inline(&resource(1024)));
+        assert!(!inline(&resource(INLINE_UP_TO + 1)));
+        let contained = ReceivedResource::parse(
+            br#"{"resourceType":"Basic","contained":[{"resourceType":"Basic","id":"a"}]}"#
+                .as_slice()
+                .into(),
+        )
+        .unwrap();
+        assert!(!inline(&contained));
     }
 
     /// A small resource is validated on the worker itself, with no
