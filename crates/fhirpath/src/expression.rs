@@ -18,13 +18,19 @@ pub struct Expression {
     /// Whether the root of the expression is a form the shortcut of
     /// `evaluate_constraint` knows (what lies below is checked as it goes).
     fast: bool,
+    /// The addresses of the sub-expressions evaluated once per evaluation
+    /// (`eval::hoisted`); they point into `root`'s boxes, so a clone
+    /// computes its own.
+    hoisted: Vec<usize>,
 }
 
 impl Clone for Expression {
     fn clone(&self) -> Self {
+        let root = self.root.clone();
         Expression {
             source: self.source.clone(),
-            root: self.root.clone(),
+            hoisted: eval::hoisted(&root),
+            root,
             regexes: eval::RegexCache::default(),
             fast: self.fast,
         }
@@ -38,6 +44,7 @@ impl Expression {
         Ok(Expression {
             source: source.into(),
             fast: eval::fast_supported(&root),
+            hoisted: eval::hoisted(&root),
             root,
             regexes: eval::RegexCache::default(),
         })
@@ -55,7 +62,7 @@ impl Expression {
 
     /// Evaluates against the context's `%context` item.
     pub fn evaluate<'a>(&self, ctx: &EvalContext<'a, '_>) -> Result<Collection<'a>, EvalError> {
-        eval::evaluate(&self.root, &self.regexes, ctx)
+        eval::evaluate(&self.root, &self.regexes, &self.hoisted, ctx)
     }
 
     /// Whether the expression is `hasValue() or …` on its context: then it
