@@ -207,6 +207,10 @@ struct Eval<'e, 'a, 'h> {
     hoisted: &'e [usize],
     /// Their values, once evaluated in this evaluation.
     hoisted_values: std::cell::RefCell<Vec<(usize, Collection<'a>)>>,
+    /// The values of hoisted right operands of `in`, as sets: each
+    /// membership test is then a hash look-up (dom-3 asks one per
+    /// contained resource).
+    hoisted_sets: std::cell::RefCell<Vec<(usize, std::rc::Rc<Seen<'a>>)>>,
 }
 
 pub(crate) fn evaluate<'a>(
@@ -223,6 +227,7 @@ pub(crate) fn evaluate<'a>(
         constant_paths: std::cell::RefCell::default(),
         hoisted,
         hoisted_values: std::cell::RefCell::default(),
+        hoisted_sets: std::cell::RefCell::default(),
     };
     let this = ctx.context.as_slice();
     ev.eval(
@@ -264,18 +269,14 @@ fn system_type(name: &str) -> bool {
 
 impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
     fn eval(&self, expr: &Expr, f: Frame<'_, 'a>) -> R<Collection<'a>> {
-        if !self.hoisted.is_empty() {
+        if self.is_hoisted(expr) {
             let key = std::ptr::from_ref(expr) as usize;
-            if self.hoisted.binary_search(&key).is_ok() {
-                if let Some((_, known)) =
-                    self.hoisted_values.borrow().iter().find(|(k, _)| *k == key)
-                {
-                    return Ok(known.clone());
-                }
-                let value = self.eval_here(expr, f)?;
-                self.hoisted_values.borrow_mut().push((key, value.clone()));
-                return Ok(value);
+            if let Some((_, known)) = self.hoisted_values.borrow().iter().find(|(k, _)| *k == key) {
+                return Ok(known.clone());
             }
+            let value = self.eval_here(expr, f)?;
+            self.hoisted_values.borrow_mut().push((key, value.clone()));
+            return Ok(value);
         }
         self.eval_here(expr, f)
     }
@@ -561,12 +562,48 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 let b = self.truth(&self.eval(r, f)?, "logical operator")?;
                 Ok(opt_bool(three_valued(op, a, b)))
             }
+            BinOp::In if self.is_hoisted(r) => {
+                // As `binary_values`, with the right operand's set built
+                // once per evaluation.
+                let a = self.eval(l, f)?;
+                let b = self.eval(r, f)?;
+                let Some(x) = single(&a, "membership")? else {
+                    return Ok(Collection::new());
+                };
+                let key = std::ptr::from_ref(r) as usize;
+                let known = self
+                    .hoisted_sets
+                    .borrow()
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, set)| std::rc::Rc::clone(set));
+                let set = match known {
+                    Some(set) => set,
+                    None => {
+                        let set = std::rc::Rc::new(Seen::of(self, &b));
+                        self.hoisted_sets
+                            .borrow_mut()
+                            .push((key, std::rc::Rc::clone(&set)));
+                        set
+                    }
+                };
+                Ok(boolean(set.contains(self, x)))
+            }
             _ => {
                 let a = self.eval(l, f)?;
                 let b = self.eval(r, f)?;
                 self.binary_values(op, a, b)
             }
         }
+    }
+
+    /// Whether `expr` is one of the expression's hoisted sub-expressions.
+    fn is_hoisted(&self, expr: &Expr) -> bool {
+        !self.hoisted.is_empty()
+            && self
+                .hoisted
+                .binary_search(&(std::ptr::from_ref(expr) as usize))
+                .is_ok()
     }
 
     fn binary_values(&self, op: BinOp, a: Collection<'a>, b: Collection<'a>) -> R<Collection<'a>> {
@@ -2496,6 +2533,7 @@ pub(crate) fn fast_constraint(
         constant_paths: std::cell::RefCell::default(),
         hoisted: &[],
         hoisted_values: std::cell::RefCell::default(),
+        hoisted_sets: std::cell::RefCell::default(),
     };
     // As `Expression::evaluate_constraint`: true passes, empty fails, any
     // other single item passes.
