@@ -201,16 +201,33 @@ struct Eval<'e, 'a, 'h> {
     /// by the address of their node in the expression: the same wherever
     /// they are met in one evaluation (`entry.all(… %resource.type …)`
     /// meets them once per entry).
-    constant_paths: std::cell::RefCell<Vec<(usize, Collection<'a>)>>,
+    constant_paths: Memo<Collection<'a>>,
     /// The addresses of the expression's hoisted sub-expressions
     /// ([`hoisted`]), sorted; empty for most expressions.
     hoisted: &'e [usize],
     /// Their values, once evaluated in this evaluation.
-    hoisted_values: std::cell::RefCell<Vec<(usize, Collection<'a>)>>,
+    hoisted_values: Memo<Collection<'a>>,
     /// The values of hoisted right operands of `in`, as sets: each
     /// membership test is then a hash look-up (dom-3 asks one per
     /// contained resource).
-    hoisted_sets: std::cell::RefCell<Vec<(usize, std::rc::Rc<Seen<'a>>)>>,
+    hoisted_sets: Memo<std::rc::Rc<Seen<'a>>>,
+}
+
+/// Values remembered for one evaluation, by the address of the expression
+/// node they belong to (a few per expression: a list).
+type Memo<T> = std::cell::RefCell<Vec<(usize, T)>>;
+
+/// The value `memo` holds for the node at `key`.
+fn recall<T: Clone>(memo: &Memo<T>, key: usize) -> Option<T> {
+    memo.borrow()
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, value)| value.clone())
+}
+
+/// The address a node is remembered by.
+fn node_key(expr: &Expr) -> usize {
+    std::ptr::from_ref(expr).addr()
 }
 
 pub(crate) fn evaluate<'a>(
@@ -270,9 +287,9 @@ fn system_type(name: &str) -> bool {
 impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
     fn eval(&self, expr: &Expr, f: Frame<'_, 'a>) -> R<Collection<'a>> {
         if self.is_hoisted(expr) {
-            let key = std::ptr::from_ref(expr) as usize;
-            if let Some((_, known)) = self.hoisted_values.borrow().iter().find(|(k, _)| *k == key) {
-                return Ok(known.clone());
+            let key = node_key(expr);
+            if let Some(known) = recall(&self.hoisted_values, key) {
+                return Ok(known);
             }
             let value = self.eval_here(expr, f)?;
             self.hoisted_values.borrow_mut().push((key, value.clone()));
@@ -570,14 +587,8 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 let Some(x) = single(&a, "membership")? else {
                     return Ok(Collection::new());
                 };
-                let key = std::ptr::from_ref(r) as usize;
-                let known = self
-                    .hoisted_sets
-                    .borrow()
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, set)| std::rc::Rc::clone(set));
-                let set = match known {
+                let key = node_key(r);
+                let set = match recall(&self.hoisted_sets, key) {
                     Some(set) => set,
                     None => {
                         let set = std::rc::Rc::new(Seen::of(self, &b));
@@ -599,11 +610,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
 
     /// Whether `expr` is one of the expression's hoisted sub-expressions.
     fn is_hoisted(&self, expr: &Expr) -> bool {
-        !self.hoisted.is_empty()
-            && self
-                .hoisted
-                .binary_search(&(std::ptr::from_ref(expr) as usize))
-                .is_ok()
+        !self.hoisted.is_empty() && self.hoisted.binary_search(&node_key(expr)).is_ok()
     }
 
     fn binary_values(&self, op: BinOp, a: Collection<'a>, b: Collection<'a>) -> R<Collection<'a>> {
@@ -2568,22 +2575,13 @@ pub(crate) fn hoisted(root: &Expr) -> Vec<usize> {
             Expr::Call { .. } | Expr::TypeCall { .. } | Expr::Binary(..) | Expr::Member(..)
         );
         if in_args && hoistable && focus_free(expr) {
-            found.push(std::ptr::from_ref(expr) as usize);
+            found.push(node_key(expr));
             continue;
         }
-        match expr {
-            Expr::Member(t, _) | Expr::Negate(t) => stack.push((t, in_args)),
-            Expr::Indexer(a, b) | Expr::Binary(_, a, b) => {
-                stack.push((a, in_args));
-                stack.push((b, in_args));
-            }
-            Expr::Call { target, args, .. } => {
-                stack.extend(target.iter().map(|t| (&**t, in_args)));
-                stack.extend(args.iter().map(|a| (a, true)));
-            }
-            Expr::TypeCall { target, .. } => stack.extend(target.iter().map(|t| (&**t, in_args))),
-            _ => {}
-        }
+        stack.extend(
+            expr.children()
+                .map(|(child, is_argument)| (child, in_args || is_argument)),
+        );
     }
     found.sort_unstable();
     found
@@ -2974,11 +2972,9 @@ impl<'e, 'a> Eval<'e, 'a, '_> {
                 (None, name)
             }
             Expr::Member(..) if from_variable(expr) => {
-                let key = std::ptr::from_ref(expr).addr();
-                if let Some((_, known)) =
-                    self.constant_paths.borrow().iter().find(|(k, _)| *k == key)
-                {
-                    return Some(known.clone());
+                let key = node_key(expr);
+                if let Some(known) = recall(&self.constant_paths, key) {
+                    return Some(known);
                 }
                 let Expr::Member(target, name) = expr else {
                     return None;

@@ -795,21 +795,28 @@ fn depth(root: &Expr) -> usize {
         if d > MAX_DEPTH {
             break;
         }
-        match e {
-            Expr::Member(t, _) | Expr::Negate(t) => stack.push((t, d + 1)),
-            Expr::Indexer(a, b) | Expr::Binary(_, a, b) => {
-                stack.push((a, d + 1));
-                stack.push((b, d + 1));
-            }
-            Expr::Call { target, args, .. } => {
-                stack.extend(target.iter().map(|t| (&**t, d + 1)));
-                stack.extend(args.iter().map(|a| (a, d + 1)));
-            }
-            Expr::TypeCall { target, .. } => stack.extend(target.iter().map(|t| (&**t, d + 1))),
-            _ => {}
-        }
+        stack.extend(e.children().map(|(child, _)| (child, d + 1)));
     }
     deepest
+}
+
+impl Expr {
+    /// The sub-expressions directly below this one, each with whether it
+    /// is an argument of a function call.
+    pub(crate) fn children(&self) -> impl Iterator<Item = (&Expr, bool)> {
+        let (first, second, args): (Option<&Expr>, Option<&Expr>, &[Expr]) = match self {
+            Expr::Member(t, _) | Expr::Negate(t) => (Some(t), None, &[]),
+            Expr::Indexer(a, b) | Expr::Binary(_, a, b) => (Some(a), Some(b), &[]),
+            Expr::Call { target, args, .. } => (target.as_deref(), None, args),
+            Expr::TypeCall { target, .. } => (target.as_deref(), None, &[]),
+            _ => (None, None, &[]),
+        };
+        first
+            .into_iter()
+            .chain(second)
+            .map(|child| (child, false))
+            .chain(args.iter().map(|arg| (arg, true)))
+    }
 }
 
 #[cfg(test)]
