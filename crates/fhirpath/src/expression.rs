@@ -21,7 +21,7 @@ pub struct Expression {
     /// The addresses of the sub-expressions evaluated once per evaluation
     /// (`eval::hoisted`); they point into `root`'s boxes, so a clone
     /// computes its own.
-    hoisted: Vec<usize>,
+    hoisted: Vec<eval::Hoisted>,
 }
 
 impl Clone for Expression {

@@ -63,7 +63,7 @@ mod value;
 
 pub use decimal::Decimal;
 pub use error::{EvalError, FhirPathError, ParseError};
-pub use eval::{EvalContext, Hooks, NoHooks};
+pub use eval::{EvalContext, Hooks, NoHooks, ResourceScope};
 pub use expression::Expression;
 
 /// The child elements of an item, in document order and typed: what

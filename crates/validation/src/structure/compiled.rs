@@ -220,7 +220,7 @@ impl StructureValidator {
             .collect::<Result<Vec<_>, _>>()?;
         let mut regexes = HashMap::default();
         for (type_name, pattern) in form.regexes {
-            let compiled = super::primitive_regex(&pattern)
+            let compiled = super::value_regex::ValueRegex::new(&pattern)
                 .map_err(|e| malformed(format!("value regex of {type_name}: {e}")))?;
             regexes.insert(String::from(type_name), compiled);
         }

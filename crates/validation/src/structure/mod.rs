@@ -41,6 +41,7 @@ pub mod invariants;
 pub mod primitive;
 pub mod slicing;
 pub mod snapshot;
+mod value_regex;
 mod versions;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -80,7 +81,7 @@ pub struct StructureValidator {
     /// Compiled value regexes of primitive types, by type name. Byte regexes
     /// without Unicode classes: the regexes are written for Java, where `\s`
     /// and `\S` are ASCII classes (a no-break space is not whitespace).
-    regexes: HashMap<String, regex::bytes::Regex>,
+    regexes: HashMap<String, value_regex::ValueRegex>,
     /// Every compiled structure, by [`Structure::id`].
     all: Vec<Arc<Structure>>,
     /// The children of (structure id, element, chosen type) as
@@ -101,12 +102,15 @@ pub struct StructureValidator {
     now: Option<std::time::SystemTime>,
 }
 
-/// A primitive type's value regex (anchored), as [`StructureValidator`]
-/// keeps it: a byte regex without Unicode classes.
-fn primitive_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
-    regex::bytes::RegexBuilder::new(pattern)
-        .unicode(false)
-        .build()
+/// A resource being walked: `%resource` and `%rootResource` of the
+/// invariants evaluated in it, and the values those evaluations share
+/// ([`ehds_fhirpath::ResourceScope`]: its own, and its root's, which its
+/// contained resources share).
+struct ResourceFrame<'d> {
+    resource: Item<'d>,
+    root: Item<'d>,
+    scope: std::rc::Rc<ehds_fhirpath::ResourceScope<'d>>,
+    root_scope: std::rc::Rc<ehds_fhirpath::ResourceScope<'d>>,
 }
 
 /// Identity of a `child_definitions` question: the structure id, the element
@@ -300,7 +304,7 @@ impl StructureValidator {
                         && !structure.is_profile
                     {
                         if let Some(re) = &structure.value_regex {
-                            match primitive_regex(&format!("^(?:{re})$")) {
+                            match value_regex::ValueRegex::new(re) {
                                 Ok(compiled) => {
                                     regexes.insert(structure.type_name.clone(), compiled);
                                 }
@@ -767,7 +771,11 @@ struct Walker<'v, 'd> {
     /// How many `conformsTo()` checks this walk is nested in.
     depth: u8,
     /// `%resource` and `%rootResource` of the resources being walked.
-    resource_items: Vec<(Item<'d>, Item<'d>)>,
+    resource_items: Vec<ResourceFrame<'d>>,
+    /// The ids of the contained resources of a resource (by position),
+    /// sorted, once local references to it have asked for them
+    /// ([`Walker::contains_id`]).
+    contained_ids: HashMap<u32, Vec<&'d str>>,
     /// (node position, constraint index) pairs already evaluated, in one
     /// word each: the core and profile walks meet the same nodes with the
     /// same shared constraints.
@@ -874,7 +882,7 @@ struct Spare<'v, 'd> {
     context_buffers: Vec<Vec<Context<'v>>>,
     count_buffers: Vec<Vec<usize>>,
     resources: Vec<&'d Node>,
-    resource_items: Vec<(Item<'d>, Item<'d>)>,
+    resource_items: Vec<ResourceFrame<'d>>,
     issues: Vec<Issue>,
     invariant_issues: Vec<Issue>,
     conformance: HashMap<(u32, *const Structure), bool>,
@@ -915,6 +923,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             context_buffers: Vec::new(),
             depth,
             resource_items: Vec::new(),
+            contained_ids: HashMap::default(),
             // A document's walk meets ~2 000 pairs; nested walks (one
             // resource against one profile) far fewer, and there may be
             // dozens of them per document: [`Walker::probe`] gives them a
@@ -1275,9 +1284,13 @@ impl<'v, 'd> Walker<'v, 'd> {
         };
         self.resources.push(node);
         let item = Item::resource(node, &validator.model);
-        let root = match self.resource_items.last() {
-            Some((_, container_root)) if path.is_contained() => container_root.clone(),
-            _ => item.clone(),
+        let scope = std::rc::Rc::new(ehds_fhirpath::ResourceScope::new());
+        let (root, root_scope) = match self.resource_items.last() {
+            Some(container) if path.is_contained() => (
+                container.root.clone(),
+                std::rc::Rc::clone(&container.root_scope),
+            ),
+            _ => (item.clone(), std::rc::Rc::clone(&scope)),
         };
         if let Some((_, pointers)) = &mut self.jobs {
             let own = path.pointer();
@@ -1287,7 +1300,12 @@ impl<'v, 'd> Walker<'v, 'd> {
             };
             pointers.push((own, root));
         }
-        self.resource_items.push((item.clone(), root));
+        self.resource_items.push(ResourceFrame {
+            resource: item.clone(),
+            root,
+            scope,
+            root_scope,
+        });
         let first_visit = self
             .walked
             .insert((node.span.start, std::ptr::from_ref(core)));
@@ -1472,9 +1490,12 @@ impl<'v, 'd> Walker<'v, 'd> {
         node: &'d Node,
         path: &Path<'_>,
     ) {
-        let Some((resource, root)) = self.resource_items.last() else {
+        let Some(frame) = self.resource_items.last() else {
             return;
         };
+        let (resource, root) = (frame.resource.clone(), frame.root.clone());
+        let scope = std::rc::Rc::clone(&frame.scope);
+        let root_scope = std::rc::Rc::clone(&frame.root_scope);
         let validator: &'v StructureValidator = self.validator;
         let hooks = invariants::WalkHooks {
             bundle: self.bundle.as_deref(),
@@ -1482,14 +1503,10 @@ impl<'v, 'd> Walker<'v, 'd> {
             terminology: self.terminology,
             conformance: Some((validator, self.depth)),
         };
-        let context = EvalContext::for_element(
-            &validator.model,
-            item.clone(),
-            resource.clone(),
-            root.clone(),
-        )
-        .with_hooks(&hooks)
-        .with_now(validator.now);
+        let context = EvalContext::for_element(&validator.model, item.clone(), resource, root)
+            .with_hooks(&hooks)
+            .with_now(validator.now)
+            .with_resource_scopes(&scope, &root_scope);
         let pairs = std::iter::once(first).chain(rest.iter().filter(|c| c.applies(valued)));
         for (n, constraint) in pairs.enumerate() {
             let pair = invariants::pair(node.span.start, constraint.index);
@@ -2103,14 +2120,11 @@ impl<'v, 'd> Walker<'v, 'd> {
         if id.is_empty() {
             return;
         }
-        let found = self.resources.iter().rev().any(|resource| {
-            resource
-                .get("contained")
-                .map(Node::items)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.get("id").and_then(Node::as_str) == Some(id))
-        });
+        let resources: smallvec::SmallVec<[&'d Node; 4]> =
+            self.resources.iter().rev().copied().collect();
+        let found = resources
+            .into_iter()
+            .any(|resource| self.contains_id(resource, id));
         if !found {
             // Java reports both: the reference cannot be resolved
             // (`InstanceValidator.checkReference`, `REFERENCE_REF_CANTRESOLVE`)
@@ -2120,6 +2134,30 @@ impl<'v, 'd> Walker<'v, 'd> {
             let message = format!("ref-1: the local reference '#{id}' names no contained resource");
             self.error(IssueType::Invariant, &path.key("reference"), message);
         }
+    }
+
+    /// Whether `resource` contains a resource with this `id`: a scan of a
+    /// few, a binary search of the ids sorted once for many (a resource
+    /// with N contained resources referenced N times would otherwise cost
+    /// N² comparisons).
+    fn contains_id(&mut self, resource: &'d Node, id: &str) -> bool {
+        let contained: &'d [Node] = resource
+            .get("contained")
+            .map(Node::items)
+            .unwrap_or_default();
+        let id_of = |c: &'d Node| c.get("id").and_then(Node::as_str);
+        if contained.len() <= 8 {
+            return contained.iter().any(|c| id_of(c) == Some(id));
+        }
+        self.contained_ids
+            .entry(resource.span.start)
+            .or_insert_with(|| {
+                let mut ids: Vec<&'d str> = contained.iter().filter_map(id_of).collect();
+                ids.sort_unstable();
+                ids
+            })
+            .binary_search(&id)
+            .is_ok()
     }
 
     /// A reference that resolves inside the root Bundle points at a

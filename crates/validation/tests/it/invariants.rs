@@ -91,6 +91,50 @@ fn a_reference_to_the_container_passes_ref_1_as_corrected() {
     assert!(report.is_acceptable(), "{report:#?}");
 }
 
+/// Many contained resources referencing each other (more than the few a
+/// scan serves): ref-1, dom-3 and the local reference check give each
+/// resource its own verdict, with what the root's evaluations share
+/// (`%rootResource.contained.id`, the contained ids) computed once.
+#[test]
+fn many_contained_resources_each_get_their_own_verdict() {
+    const CONTAINED: usize = 60;
+    let organizations: Vec<String> = (0..CONTAINED)
+        .map(|i| {
+            let part_of = if i + 1 == CONTAINED {
+                "#missing".to_owned()
+            } else {
+                format!("#o{}", i + 1)
+            };
+            format!(
+                r#"{{"resourceType":"Organization","id":"o{i}","name":"x","partOf":{{"reference":"{part_of}"}}}}"#
+            )
+        })
+        .collect();
+    let report = validate(&format!(
+        r##"{{"resourceType":"Patient","id":"p","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">p</div>"}},
+            "contained":[{}],"managingOrganization":{{"reference":"#o0"}}}}"##,
+        organizations.join(",")
+    ));
+    let ref1 = invariant(&report, "ref-1");
+    let last = format!("Patient.contained[{}].partOf", CONTAINED - 1);
+    assert_eq!(ref1.len(), 1, "{report:#?}");
+    assert!(
+        ref1[0]
+            .expression
+            .as_deref()
+            .is_some_and(|e| e.starts_with(&last)),
+        "{report:#?}"
+    );
+    let unresolved: Vec<_> = report
+        .issues
+        .iter()
+        .filter(|i| i.code == IssueType::NotFound)
+        .collect();
+    assert_eq!(unresolved.len(), 1, "{report:#?}");
+    assert_eq!(unresolved[0].expression.as_deref(), Some(last.as_str()));
+    assert!(invariant(&report, "dom-3").is_empty(), "{report:#?}");
+}
+
 /// Every example evaluates its invariants without an engine error, or the
 /// count of such notes is printed (they are information, never errors).
 #[test]
