@@ -269,7 +269,11 @@ mod tests {
                         }
                     }
                 });
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                // Until the ticker has run (a fixed wait races with it on
+                // a loaded machine).
+                while ticks.load(Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 let ticked_during_job = v
                     .off_workers(&resource(1024), |_| {
                         let before = ticks.load(Ordering::SeqCst);
