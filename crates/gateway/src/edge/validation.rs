@@ -31,12 +31,10 @@ use tokio::sync::Semaphore;
 const INLINE_UP_TO: usize = 64 * 1024;
 
 /// Whether `resource` is validated on the async worker: small, and without
-/// contained resources. Validation time grows with the square of the
-/// number of contained resources (dom-3 looks for each one's id among every
-/// reference of the resource): a 64 KB document whose Composition contains
-/// 717 resources took 1.15 s, and still takes 49 ms with dom-3's
-/// `%resource` paths evaluated once (`ehds_fhirpath`'s hoisting), which
-/// must not hold a worker.
+/// contained resources. Many small contained resources cost several times
+/// more per byte than a summary's entries (each is a resource with its own
+/// invariants: about 3 ms for 64 KB of them, BENCHMARKS.md "Contained
+/// resources: linear at last"), which must not hold a worker.
 fn inline(resource: &ReceivedResource) -> bool {
     let bytes = resource.bytes();
     bytes.len() <= INLINE_UP_TO && memchr::memmem::find(bytes, b"\"contained\"").is_none()
