@@ -7,6 +7,10 @@
 //! `fhir`) run in Node on the same bytes: this bench writes every input to
 //! `crates/benches/peer/generated/` with a manifest (`inputs.json`) that
 //! `crates/benches/peer/bench.mjs` reads. See BENCHMARKS.md.
+//!
+//! It runs with the gateway binary's allocator (jemalloc, as
+//! `ehds-gateway-bin` ships), so that the figures are the shipped
+//! gateway's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -21,6 +25,9 @@ use ehds_benches::{IPS_50KB, conformance_file};
 use ehds_fhir::ReceivedResource;
 use ehds_profiles::Registry;
 use ehds_validation::Validator;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const IPS_BUNDLE: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips";
 

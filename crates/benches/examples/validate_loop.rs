@@ -8,7 +8,8 @@
 //! `--parse` every round also parses the bytes (as the push path does), so
 //! `valgrind --tool=callgrind --toggle-collect='*validate_loop::round*'`
 //! counts parse + validation, and `--toggle-collect='*validate_pushed_document*'`
-//! validation alone.
+//! validation alone. It runs with the gateway binary's allocator
+//! (jemalloc), as the `validate` bench does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -16,6 +17,11 @@ use bytes::Bytes;
 use ehds_fhir::ReceivedResource;
 use ehds_profiles::Registry;
 use ehds_validation::Validator;
+
+/// The gateway binary's allocator (`ehds-gateway-bin`), so that the
+/// profile is the shipped gateway's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const IPS_BUNDLE: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips";
 
