@@ -7,7 +7,7 @@
 //! opt-out of the service towards the asking country).
 
 use axum::http::HeaderMap;
-use ehds_access::{Operation, PatientRef, PurposeOfUse};
+use ehds_access::{AssertionRefusal, Operation, PatientRef, PurposeOfUse};
 use ehds_fhir::audit_event::PeerRole;
 use ehds_routing::Ncp;
 use ehds_routing::search::TokenParam;
@@ -44,6 +44,37 @@ pub(crate) fn calling_ncp<'f>(
             )
         })?;
     Ok((ncp, peer.fingerprint.to_hex()))
+}
+
+/// [`admit`] for the read of one resource: when the resource turns out to
+/// be about another patient than the assertion's, the caller gets
+/// `not_found()`, as for a resource that does not exist (a "forbidden"
+/// would tell it that the id names something).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn admit_read(
+    state: &AppState,
+    federation: &CrossBorder,
+    peer: Option<&VerifiedPeer>,
+    headers: &HeaderMap,
+    patient: &TokenParam,
+    operation_of_service: (Operation, &str),
+    trail: &Trail,
+    not_found: impl FnOnce() -> GatewayError,
+) -> Result<PurposeOfUse, GatewayError> {
+    admit(
+        state,
+        federation,
+        peer,
+        headers,
+        patient,
+        operation_of_service,
+        trail,
+    )
+    .await
+    .map_err(|error| match error {
+        GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
+        other => other,
+    })
 }
 
 /// Admits a request about `patient` for `operation` of `service` (a name

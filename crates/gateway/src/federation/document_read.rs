@@ -13,7 +13,6 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use ehds_access::AssertionRefusal;
 use ehds_fhir::audit_event::EntityTarget;
 use ehds_routing::search::{BundleRead, TokenParam};
 use ehds_transport::VerifiedPeer;
@@ -80,7 +79,7 @@ pub(crate) async fn answer(
         .filter(|s| s.kind == ServiceKind::Document)
         .ok_or_else(not_found)?;
     let is_summary = service.name == PATIENT_SUMMARY;
-    let purpose = super::admit::admit(
+    let purpose = super::admit::admit_read(
         &state,
         federation,
         peer.as_deref(),
@@ -88,13 +87,9 @@ pub(crate) async fn answer(
         &patient,
         (service.permission, &service.name),
         &trail,
+        not_found,
     )
-    .await
-    .map_err(|error| match error {
-        // A document of another patient is "not found" to this caller.
-        GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
-        other => other,
-    })?;
+    .await?;
     // A document the patient restricted as a whole is "not found" to the
     // caller (audited here as withheld), unless an emergency lifts it.
     if crate::release::check_document_read(

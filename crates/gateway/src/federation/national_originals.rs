@@ -22,7 +22,6 @@
 
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
-use ehds_access::AssertionRefusal;
 use ehds_national_fhir::{NationalError, NationalOriginal};
 use ehds_store::DocumentIdentifier;
 use ehds_transport::VerifiedPeer;
@@ -96,7 +95,7 @@ pub(crate) async fn binary_read(
     let patient = super::national_source::routed_here(federation, subject)
         .ok_or(NationalError::OtherPatient)
         .inspect_err(|_| super::national_source::forget(federation, service))?;
-    let purpose = super::admit::admit(
+    let purpose = super::admit::admit_read(
         state,
         federation,
         peer,
@@ -104,12 +103,9 @@ pub(crate) async fn binary_read(
         &patient,
         (service.permission, &service.name),
         trail,
+        not_found,
     )
-    .await
-    .map_err(|error| match error {
-        GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
-        other => other,
-    })?;
+    .await?;
     checked(state, service, &original)
         .await
         .inspect_err(|_| super::national_source::forget(federation, service))?;

@@ -40,7 +40,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ehds_access::{AssertionRefusal, Operation, PurposeOfUse};
+use ehds_access::{Operation, PurposeOfUse};
 use ehds_fhir::ReceivedResource;
 use ehds_national_fhir::{NationalError, NationalFhir, PatientIdentifier};
 use ehds_routing::search::{
@@ -289,7 +289,7 @@ pub(crate) async fn read(
     // country.
     let patient = super::national_source::routed_here(federation, subject)
         .ok_or(NationalError::OtherPatient)?;
-    let purpose = super::admit::admit(
+    let purpose = super::admit::admit_read(
         state,
         federation,
         peer,
@@ -300,12 +300,9 @@ pub(crate) async fn read(
             state.services.eprescription_name(),
         ),
         trail,
+        not_found,
     )
-    .await
-    .map_err(|error| match error {
-        GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
-        other => other,
-    })?;
+    .await?;
     let key = patient_key(&patient.system, &patient.value)?;
     let prescription = checked(state, resource, &key).await?;
     let restrictions = PrescriptionRestrictions::of(state, federation, &key, purpose).await?;

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use ehds_access::AssertionRefusal;
 use ehds_national_fhir::{ListedContent, NationalFhir, PatientIdentifier, about};
 use ehds_routing::search::{DocumentReferenceSearch, PatientSearch, TokenParam};
 use ehds_transport::VerifiedPeer;
@@ -260,7 +259,7 @@ pub(crate) async fn document_read(
     )
     .ok_or(ehds_national_fhir::NationalError::OtherPatient)
     .inspect_err(|_| forget(federation, service))?;
-    let purpose = super::admit::admit(
+    let purpose = super::admit::admit_read(
         state,
         federation,
         peer,
@@ -268,12 +267,9 @@ pub(crate) async fn document_read(
         &patient,
         (service.permission, &service.name),
         trail,
+        not_found,
     )
-    .await
-    .map_err(|error| match error {
-        GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
-        other => other,
-    })?;
+    .await?;
     if !about::document_is_about(root, &identifier(&patient)?) {
         forget(federation, service);
         return Err(ehds_national_fhir::NationalError::OtherPatient.into());

@@ -10,7 +10,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use ehds_access::{AssertionRefusal, Operation};
+use ehds_access::Operation;
 use ehds_fhir::audit_event::EntityTarget;
 use ehds_routing::search::{BundleRead, TokenParam};
 use ehds_transport::VerifiedPeer;
@@ -59,7 +59,7 @@ pub(crate) async fn answer(
         system: system.to_owned(),
         value: value.to_owned(),
     };
-    let purpose = super::admit::admit(
+    let purpose = super::admit::admit_read(
         &state,
         federation,
         peer.as_deref(),
@@ -70,12 +70,9 @@ pub(crate) async fn answer(
             state.services.eprescription_name(),
         ),
         &trail,
+        not_found,
     )
-    .await
-    .map_err(|error| match error {
-        GatewayError::Assertion(AssertionRefusal::PatientMismatch) => not_found(),
-        other => other,
-    })?;
+    .await?;
     let restrictions = crate::release::PrescriptionRestrictions::of(
         &state,
         federation,
