@@ -113,6 +113,33 @@ struct ResourceFrame<'d> {
     root_scope: std::rc::Rc<ehds_fhirpath::ResourceScope<'d>>,
 }
 
+/// The targets of `#` links in one resource ([`links::collect_targets`]),
+/// each kind collected on first use: with the narratives' `a` names (for
+/// anchors) and without (for images).
+#[derive(Default)]
+struct LinkTargets<'d> {
+    anchors: Option<links::Targets<'d>>,
+    images: Option<links::Targets<'d>>,
+}
+
+impl<'d> LinkTargets<'d> {
+    fn anchors(&mut self, resource: &'d Node) -> &links::Targets<'d> {
+        self.anchors.get_or_insert_with(|| {
+            let mut targets = links::Targets::default();
+            links::collect_targets(resource, true, &mut targets);
+            targets
+        })
+    }
+
+    fn images(&mut self, resource: &'d Node) -> &links::Targets<'d> {
+        self.images.get_or_insert_with(|| {
+            let mut targets = links::Targets::default();
+            links::collect_targets(resource, false, &mut targets);
+            targets
+        })
+    }
+}
+
 /// Identity of a `child_definitions` question: the structure id, the element
 /// and the chosen type (by address inside the validator's own structures,
 /// which never move; 0 for the element's own first type).
@@ -776,6 +803,9 @@ struct Walker<'v, 'd> {
     /// sorted, once local references to it have asked for them
     /// ([`Walker::contains_id`]).
     contained_ids: HashMap<u32, Vec<&'d str>>,
+    /// The targets of `#` links in a resource (by position), once one of
+    /// its narratives has a link ([`Walker::narrative_links`]).
+    link_targets: HashMap<u32, LinkTargets<'d>>,
     /// (node position, constraint index) pairs already evaluated, in one
     /// word each: the core and profile walks meet the same nodes with the
     /// same shared constraints.
@@ -924,6 +954,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             depth,
             resource_items: Vec::new(),
             contained_ids: HashMap::default(),
+            link_targets: HashMap::default(),
             // A document's walk meets ~2 000 pairs; nested walks (one
             // resource against one profile) far fewer, and there may be
             // dozens of them per document: [`Walker::probe`] gives them a
@@ -2896,13 +2927,18 @@ impl<'v, 'd> Walker<'v, 'd> {
         let Some(&resource) = self.resources.last() else {
             return;
         };
-        let mut in_resource = links::Targets::default();
-        links::collect_targets(resource, true, &mut in_resource);
-        let mut images = None;
+        // The resource's targets are collected once for all its
+        // narratives (a Composition of N sections, each with a link, would
+        // otherwise cost N walks of the whole Composition).
+        let mut targets = self
+            .link_targets
+            .remove(&resource.span.start)
+            .unwrap_or_default();
         for (n, link) in links::fragment_links(div).into_iter().enumerate() {
             let count = match link.kind {
                 links::LinkKind::Anchor => {
-                    match in_resource
+                    match targets
+                        .anchors(resource)
                         .get(link.fragment.as_str())
                         .copied()
                         .unwrap_or(0)
@@ -2911,12 +2947,8 @@ impl<'v, 'd> Walker<'v, 'd> {
                         count => count,
                     }
                 }
-                links::LinkKind::Image => images
-                    .get_or_insert_with(|| {
-                        let mut targets = links::Targets::default();
-                        links::collect_targets(resource, false, &mut targets);
-                        targets
-                    })
+                links::LinkKind::Image => targets
+                    .images(resource)
                     .get(link.fragment.as_str())
                     .copied()
                     .unwrap_or(0),
@@ -2954,6 +2986,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             );
             self.issue(severity, IssueType::Invalid, path, message);
         }
+        self.link_targets.insert(resource.span.start, targets);
     }
 
     /// How many elements of the root Bundle carry `fragment` as their id

@@ -135,6 +135,44 @@ fn many_contained_resources_each_get_their_own_verdict() {
     assert!(invariant(&report, "dom-3").is_empty(), "{report:#?}");
 }
 
+/// Many narratives of one resource (a Composition's sections), each
+/// linking to another's anchor: the resource's link targets are collected
+/// once, and each link still gets its own verdict (the last names nothing:
+/// one finding, at its narrative).
+#[test]
+fn many_narratives_linking_to_each_other_each_get_their_own_verdict() {
+    const SECTIONS: usize = 40;
+    let sections: Vec<String> = (0..SECTIONS)
+        .map(|i| {
+            let next = if i + 1 == SECTIONS {
+                "nowhere".to_owned()
+            } else {
+                format!("a{}", i + 1)
+            };
+            format!(
+                r##"{{"title":"s{i}","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a name=\"a{i}\">s{i}</a> <a href=\"#{next}\">next</a></div>"}},"emptyReason":{{"text":"none"}}}}"##
+            )
+        })
+        .collect();
+    let report = validate(&format!(
+        r##"{{"resourceType":"Composition","id":"c","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">c</div>"}},
+            "status":"final","type":{{"text":"t"}},"date":"2026-12-07","author":[{{"display":"a"}}],"title":"t",
+            "section":[{}]}}"##,
+        sections.join(",")
+    ));
+    let unresolved: Vec<_> = report
+        .issues
+        .iter()
+        .filter(|i| i.diagnostics.contains("names no id"))
+        .collect();
+    assert_eq!(unresolved.len(), 1, "{report:#?}");
+    assert_eq!(
+        unresolved[0].expression.as_deref(),
+        Some(format!("Composition.section[{}].text.div", SECTIONS - 1).as_str()),
+        "{report:#?}"
+    );
+}
+
 /// Every example evaluates its invariants without an engine error, or the
 /// count of such notes is printed (they are information, never errors).
 #[test]
