@@ -63,6 +63,8 @@ pub struct BundleIndex<'a> {
     entries: Vec<Entry<'a>>,
     by_full_url: Map<&'a str, usize>,
     by_type_and_id: Map<(&'a str, &'a str), usize>,
+    /// The `fullUrl`s more than one entry carries.
+    shared_full_urls: Map<&'a str, ()>,
 }
 
 impl<'a> BundleIndex<'a> {
@@ -83,9 +85,17 @@ impl<'a> BundleIndex<'a> {
             .collect();
         let mut by_full_url = Map::with_capacity_and_hasher(entries.len(), Default::default());
         let mut by_type_and_id = Map::with_capacity_and_hasher(entries.len(), Default::default());
+        let mut shared_full_urls = Map::default();
         for entry in &entries {
             if let Some(url) = entry.full_url {
-                by_full_url.entry(url).or_insert(entry.index);
+                match by_full_url.entry(url) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        shared_full_urls.insert(url, ());
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(entry.index);
+                    }
+                }
             }
             if let (Some(t), Some(id)) = (entry.resource_type(), entry.resource_id()) {
                 by_type_and_id.entry((t, id)).or_insert(entry.index);
@@ -95,7 +105,14 @@ impl<'a> BundleIndex<'a> {
             entries,
             by_full_url,
             by_type_and_id,
+            shared_full_urls,
         }
+    }
+
+    /// Whether more than one entry carries `full_url` (versions of one
+    /// resource may: bdl-7).
+    pub fn is_shared_full_url(&self, full_url: &str) -> bool {
+        self.shared_full_urls.contains_key(full_url)
     }
 
     /// The entries in order.
