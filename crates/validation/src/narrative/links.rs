@@ -118,8 +118,11 @@ pub fn collect_in_div<'s>(div: &'s str, names: bool, targets: &mut Targets<'s>) 
     });
 }
 
-/// How many elements carry each id: what `#id` may name.
-pub type Targets<'s> = rustc_hash::FxHashMap<std::borrow::Cow<'s, str>, usize>;
+/// How many elements carry each id: what `#id` may name. The ids are the
+/// sender's, so the map's hash is seeded per process (foldhash), not a
+/// fixed one a sender could flood with colliding ids.
+pub type Targets<'s> =
+    std::collections::HashMap<std::borrow::Cow<'s, str>, usize, foldhash::fast::RandomState>;
 
 /// The targets of `#` links in a resource (or Bundle), counted into
 /// `targets`: every JSON object's `"id"` (Java `Element.getIdBase()`:
