@@ -5,7 +5,7 @@
 //! `resourceType/id`), so resolving every reference of a Bundle costs time
 //! linear in the number of entries and references.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The index's maps: keyed by what the sender wrote (fullUrls, ids), so
 /// with a seeded hash (foldhash; SipHash cost 4 % of a 51 KB summary's
@@ -64,7 +64,7 @@ pub struct BundleIndex<'a> {
     by_full_url: Map<&'a str, usize>,
     by_type_and_id: Map<(&'a str, &'a str), usize>,
     /// The `fullUrl`s more than one entry carries.
-    shared_full_urls: Map<&'a str, ()>,
+    shared_full_urls: HashSet<&'a str, foldhash::fast::RandomState>,
 }
 
 impl<'a> BundleIndex<'a> {
@@ -85,12 +85,12 @@ impl<'a> BundleIndex<'a> {
             .collect();
         let mut by_full_url = Map::with_capacity_and_hasher(entries.len(), Default::default());
         let mut by_type_and_id = Map::with_capacity_and_hasher(entries.len(), Default::default());
-        let mut shared_full_urls = Map::default();
+        let mut shared_full_urls = HashSet::default();
         for entry in &entries {
             if let Some(url) = entry.full_url {
                 match by_full_url.entry(url) {
                     std::collections::hash_map::Entry::Occupied(_) => {
-                        shared_full_urls.insert(url, ());
+                        shared_full_urls.insert(url);
                     }
                     std::collections::hash_map::Entry::Vacant(slot) => {
                         slot.insert(entry.index);
@@ -112,7 +112,7 @@ impl<'a> BundleIndex<'a> {
     /// Whether more than one entry carries `full_url` (versions of one
     /// resource may: bdl-7).
     pub fn is_shared_full_url(&self, full_url: &str) -> bool {
-        self.shared_full_urls.contains_key(full_url)
+        self.shared_full_urls.contains(full_url)
     }
 
     /// The entries in order.

@@ -343,10 +343,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
     fn eval(&self, expr: &Expr, f: Frame<'_, 'a>) -> R<Collection<'a>> {
         if let Some(reads) = self.hoisted_as(expr) {
             let key = node_key(expr);
-            let memo = match self.scope_for(reads) {
-                Some(scope) => &scope.values,
-                None => &self.hoisted_values,
-            };
+            let memo = self.values_memo(reads);
             if let Some(known) = recall(memo, key) {
                 return Ok(known);
             }
@@ -644,10 +641,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
                 // the operand not evaluated again once it is: a copy of
                 // its value per test would make N tests cost N².
                 let a = self.eval(l, f)?;
-                let memo = match self.scope_for(reads) {
-                    Some(scope) => &scope.sets,
-                    None => &self.hoisted_sets,
-                };
+                let memo = self.sets_memo(reads);
                 let set = match recall(memo, key) {
                     Some(set) => {
                         self.trace_again(r, key, reads, f)?;
@@ -723,10 +717,7 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
             return Ok(());
         }
         let name = self.arg_string(args, 0, f)?.unwrap_or_default();
-        let memo = match self.scope_for(reads) {
-            Some(scope) => &scope.values,
-            None => &self.hoisted_values,
-        };
+        let memo = self.values_memo(reads);
         let traced = memo
             .borrow()
             .iter()
@@ -737,6 +728,23 @@ impl<'e, 'a, 'h> Eval<'e, 'a, 'h> {
             self.eval(operand, f)?;
         }
         Ok(())
+    }
+
+    /// Where a hoisted value that `reads` is remembered: its scope's memo,
+    /// or this evaluation's.
+    fn values_memo(&self, reads: Reads) -> &Memo<Collection<'a>> {
+        match self.scope_for(reads) {
+            Some(scope) => &scope.values,
+            None => &self.hoisted_values,
+        }
+    }
+
+    /// Where the set of a hoisted `in` operand that `reads` is remembered.
+    fn sets_memo(&self, reads: Reads) -> &Memo<std::rc::Rc<Seen<'a>>> {
+        match self.scope_for(reads) {
+            Some(scope) => &scope.sets,
+            None => &self.hoisted_sets,
+        }
     }
 
     /// The scope a hoisted value that `reads` is shared in, if any.

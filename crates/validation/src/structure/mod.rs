@@ -123,18 +123,15 @@ struct LinkTargets<'d> {
 }
 
 impl<'d> LinkTargets<'d> {
-    fn anchors(&mut self, resource: &'d Node) -> &links::Targets<'d> {
-        self.anchors.get_or_insert_with(|| {
+    /// The targets a link of `kind` may name in `resource`.
+    fn of(&mut self, resource: &'d Node, kind: links::LinkKind) -> &links::Targets<'d> {
+        let (slot, names) = match kind {
+            links::LinkKind::Anchor => (&mut self.anchors, true),
+            links::LinkKind::Image => (&mut self.images, false),
+        };
+        slot.get_or_insert_with(|| {
             let mut targets = links::Targets::default();
-            links::collect_targets(resource, true, &mut targets);
-            targets
-        })
-    }
-
-    fn images(&mut self, resource: &'d Node) -> &links::Targets<'d> {
-        self.images.get_or_insert_with(|| {
-            let mut targets = links::Targets::default();
-            links::collect_targets(resource, false, &mut targets);
+            links::collect_targets(resource, names, &mut targets);
             targets
         })
     }
@@ -2962,7 +2959,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             let count = match link.kind {
                 links::LinkKind::Anchor => {
                     match targets
-                        .anchors(resource)
+                        .of(resource, link.kind)
                         .get(link.fragment.as_str())
                         .copied()
                         .unwrap_or(0)
@@ -2972,7 +2969,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     }
                 }
                 links::LinkKind::Image => targets
-                    .images(resource)
+                    .of(resource, link.kind)
                     .get(link.fragment.as_str())
                     .copied()
                     .unwrap_or(0),

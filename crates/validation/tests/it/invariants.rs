@@ -91,6 +91,27 @@ fn a_reference_to_the_container_passes_ref_1_as_corrected() {
     assert!(report.is_acceptable(), "{report:#?}");
 }
 
+/// `count` JSON items joined by commas, item `i` naming the next one
+/// (`{prefix}{i+1}`) and the last naming `dangling`.
+fn chain(
+    count: usize,
+    prefix: &str,
+    dangling: &str,
+    item: impl Fn(usize, &str) -> String,
+) -> String {
+    (0..count)
+        .map(|i| {
+            let next = if i + 1 == count {
+                dangling.to_owned()
+            } else {
+                format!("{prefix}{}", i + 1)
+            };
+            item(i, &next)
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Many contained resources referencing each other (more than the few a
 /// scan serves): ref-1, dom-3 and the local reference check give each
 /// resource its own verdict, with what the root's evaluations share
@@ -98,22 +119,15 @@ fn a_reference_to_the_container_passes_ref_1_as_corrected() {
 #[test]
 fn many_contained_resources_each_get_their_own_verdict() {
     const CONTAINED: usize = 60;
-    let organizations: Vec<String> = (0..CONTAINED)
-        .map(|i| {
-            let part_of = if i + 1 == CONTAINED {
-                "#missing".to_owned()
-            } else {
-                format!("#o{}", i + 1)
-            };
-            format!(
-                r#"{{"resourceType":"Organization","id":"o{i}","name":"x","partOf":{{"reference":"{part_of}"}}}}"#
-            )
-        })
-        .collect();
+    let organizations = chain(CONTAINED, "o", "missing", |i, part_of| {
+        format!(
+            r##"{{"resourceType":"Organization","id":"o{i}","name":"x","partOf":{{"reference":"#{part_of}"}}}}"##
+        )
+    });
     let report = validate(&format!(
         r##"{{"resourceType":"Patient","id":"p","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">p</div>"}},
             "contained":[{}],"managingOrganization":{{"reference":"#o0"}}}}"##,
-        organizations.join(",")
+        organizations
     ));
     let ref1 = invariant(&report, "ref-1");
     let last = format!("Patient.contained[{}].partOf", CONTAINED - 1);
@@ -142,23 +156,16 @@ fn many_contained_resources_each_get_their_own_verdict() {
 #[test]
 fn many_narratives_linking_to_each_other_each_get_their_own_verdict() {
     const SECTIONS: usize = 40;
-    let sections: Vec<String> = (0..SECTIONS)
-        .map(|i| {
-            let next = if i + 1 == SECTIONS {
-                "nowhere".to_owned()
-            } else {
-                format!("a{}", i + 1)
-            };
-            format!(
-                r##"{{"title":"s{i}","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a name=\"a{i}\">s{i}</a> <a href=\"#{next}\">next</a></div>"}},"emptyReason":{{"text":"none"}}}}"##
-            )
-        })
-        .collect();
+    let sections = chain(SECTIONS, "a", "nowhere", |i, next| {
+        format!(
+            r##"{{"title":"s{i}","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a name=\"a{i}\">s{i}</a> <a href=\"#{next}\">next</a></div>"}},"emptyReason":{{"text":"none"}}}}"##
+        )
+    });
     let report = validate(&format!(
         r##"{{"resourceType":"Composition","id":"c","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">c</div>"}},
             "status":"final","type":{{"text":"t"}},"date":"2026-12-07","author":[{{"display":"a"}}],"title":"t",
             "section":[{}]}}"##,
-        sections.join(",")
+        sections
     ));
     let unresolved: Vec<_> = report
         .issues
