@@ -8,7 +8,9 @@
 //! profiles in the registry ([`structure`]: cardinality, types, formats,
 //! slicing, fixed/pattern values, reference targets), required and
 //! extensible bindings checked offline against the packages' ValueSets and
-//! CodeSystems ([`terminology`]), and the narrative XHTML rules
+//! CodeSystems ([`terminology`]; codes of code systems not held, such as
+//! SNOMED CT or LOINC, against a terminology server's recorded answers when
+//! given them, [`terminology::recorded`]), and the narrative XHTML rules
 //! ([`narrative`]), and every FHIRPath invariant of those definitions
 //! (`ElementDefinition.constraint`, [`structure::invariants`]), evaluated with
 //! `ehds-fhirpath` on every element instance during the same walk.
@@ -100,6 +102,17 @@ impl Validator {
             load_problems,
             options,
         })
+    }
+
+    /// This validator, consulting a terminology server's recorded `answers`
+    /// for the codes and displays of code systems it does not hold
+    /// ([`terminology::recorded`]).
+    pub fn with_recorded_answers(
+        mut self,
+        answers: std::sync::Arc<terminology::recorded::RecordedAnswers>,
+    ) -> Self {
+        self.terminology.set_recorded_answers(answers);
+        self
     }
 
     /// The options this validator reports with.

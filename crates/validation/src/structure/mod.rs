@@ -2167,6 +2167,45 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
     }
 
+    /// A terminology server's recorded verdict on this Coding's code and
+    /// display, for a code system the gateway does not hold
+    /// ([`crate::terminology::recorded`]; Java checks every Coding on its
+    /// server, `InstanceValidator.checkCoding`). The display language asked
+    /// for is the `language` of the nearest resource that states one (Java's
+    /// working language, `NodeStack.workingLang`, inherited by contained and
+    /// entry resources).
+    fn coding_answer(&mut self, item: &'d Node, path: &Path<'_>) {
+        let terminology = self.terminology;
+        let (Some(system), Some(code)) = (
+            item.get("system").and_then(Node::as_str),
+            item.get("code").and_then(Node::as_str),
+        ) else {
+            return;
+        };
+        let display = item.get("display").and_then(Node::as_str);
+        let langs = self
+            .resources
+            .iter()
+            .rev()
+            .find_map(|r| r.get("language").and_then(Node::as_str))
+            .unwrap_or("");
+        let Some(issues) = terminology.recorded_answer(system, code, display, langs) else {
+            return;
+        };
+        for issue in issues {
+            let message = issue.message.clone();
+            match issue.part.key() {
+                Some(key) => self.issue(
+                    issue.severity,
+                    IssueType::CodeInvalid,
+                    &path.key(key),
+                    message,
+                ),
+                None => self.issue(issue.severity, IssueType::CodeInvalid, path, message),
+            }
+        }
+    }
+
     /// ref-1: a local reference `#id` names a resource contained in this
     /// resource or one that contains it (`#` alone is the container).
     fn local_reference(&mut self, item: &'d Node, path: &Path<'_>) {
@@ -2825,6 +2864,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 }
                 if code == "Coding" {
                     self.coding_system(item, path);
+                    self.coding_answer(item, path);
                 }
                 if code == "Reference" {
                     self.local_reference(item, path);

@@ -46,6 +46,7 @@
 
 mod code_set;
 mod code_system;
+pub mod recorded;
 mod value_set;
 
 #[cfg(test)]
@@ -80,6 +81,11 @@ pub struct Terminology {
     /// By ValueSet index: the systems its members can come from (its
     /// includes, its expansion, and what it imports), for bare codes.
     systems_of: Vec<Vec<Box<str>>>,
+    /// A terminology server's recorded answers about codes of code systems
+    /// not held ([`recorded`]); the operator's, never part of the compiled
+    /// form.
+    #[serde(skip)]
+    recorded: Option<std::sync::Arc<recorded::RecordedAnswers>>,
 }
 
 /// Whether a code is in a value set, as far as can be decided offline.
@@ -277,7 +283,43 @@ impl Terminology {
             value_sets,
             vs_by_canonical: by_canonical,
             systems_of,
+            recorded: None,
         }
+    }
+
+    /// Consults `answers` for the codes of code systems not held
+    /// ([`Terminology::recorded_answer`]).
+    pub fn set_recorded_answers(&mut self, answers: std::sync::Arc<recorded::RecordedAnswers>) {
+        self.recorded = Some(answers);
+    }
+
+    /// What the recorded terminology server said about (`system`, `code`,
+    /// `display`) in display language `langs`, when the question was
+    /// recorded and the code is not defined by a held CodeSystem (a
+    /// complete one, or a fragment that lists the code, is decided here;
+    /// one with `content` `not-present`, as R4 core's SNOMED CT and LOINC
+    /// entries are, defines nothing).
+    pub fn recorded_answer(
+        &self,
+        system: &str,
+        code: &str,
+        display: Option<&str>,
+        langs: &str,
+    ) -> Option<&[recorded::RecordedIssue]> {
+        let answers = self.recorded.as_deref()?;
+        let held = self
+            .systems
+            .lookup(system, None)
+            .and_then(|id| self.systems.get(id));
+        let decided_here = held.is_some_and(|cs| match cs.content {
+            code_system::Content::Complete => true,
+            code_system::Content::Partial(_) => cs.find(code).is_some(),
+            code_system::Content::Absent(_) => false,
+        });
+        if decided_here {
+            return None;
+        }
+        answers.answer(system, code, display, langs)
     }
 
     /// Is (`system`, `code`) in the ValueSet `value_set` (canonical, optional
@@ -676,6 +718,10 @@ impl fmt::Debug for Terminology {
         f.debug_struct("Terminology")
             .field("code_systems", &self.systems.list.len())
             .field("value_sets", &self.value_sets.len())
+            .field(
+                "recorded_answers",
+                &self.recorded.as_ref().map_or(0, |r| r.len()),
+            )
             .finish()
     }
 }

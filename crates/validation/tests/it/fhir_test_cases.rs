@@ -47,6 +47,7 @@ use ehds_fhir::ReceivedResource;
 use ehds_fhir::outcome::Issue;
 use ehds_profiles::Registry;
 use ehds_test_support::repo_root;
+use ehds_validation::terminology::recorded::RecordedAnswers;
 use ehds_validation::{UnknownExtensions, ValidationOptions, Validator};
 use serde_json::Value;
 
@@ -75,8 +76,39 @@ fn base_validator() -> &'static Validator {
     static VALIDATOR: OnceLock<Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
         let registry = Registry::load_root(&repo_root().join("profiles")).unwrap();
-        Validator::with_options(&registry, java_options())
+        Validator::with_options(&registry, java_options()).with_recorded_answers(recorded_answers())
     })
+}
+
+/// The terminology server's answers Java's run recorded
+/// (`conformance/fhir-test-cases/tx-cache/`, entries of the HL7 validator's
+/// own `txCache`, see that folder's README): Java's harness validates with
+/// a terminology server, and its test run replays these recordings; the
+/// display language asked for by default is Java's, `en-US`.
+fn recorded_answers() -> std::sync::Arc<RecordedAnswers> {
+    static ANSWERS: OnceLock<std::sync::Arc<RecordedAnswers>> = OnceLock::new();
+    ANSWERS
+        .get_or_init(|| {
+            let dir = suite_dir().join("tx-cache");
+            let mut answers = RecordedAnswers::new().with_default_language("en-US");
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cache"))
+                .collect();
+            files.sort();
+            assert!(
+                !files.is_empty(),
+                "no recorded answers in {}",
+                dir.display()
+            );
+            for file in files {
+                let unread = answers.add(&std::fs::read_to_string(&file).unwrap());
+                assert!(unread.is_empty(), "{}: {unread:?}", file.display());
+            }
+            std::sync::Arc::new(answers)
+        })
+        .clone()
 }
 
 /// The options that reproduce the Java harness: an extension it cannot
@@ -102,8 +134,12 @@ fn java_options() -> ValidationOptions {
 }
 
 /// A validator over `profiles/` plus the case's supporting conformance
-/// resources, loaded as one extra package from a temporary folder.
-fn validator_with(case: &str, supporting: &[String]) -> Validator {
+/// resources, loaded as one extra package from a temporary folder, and the
+/// case's `allowed-extension-domain` (Java's harness adds it to the
+/// validator's extension domains: `ValidationTests`,
+/// `val.getExtensionDomains().add(…)`; an unknown extension under it is
+/// not an error, `InstanceValidator.allowUnknownExtension`).
+fn validator_with(case: &str, supporting: &[String], extension_domain: Option<&str>) -> Validator {
     let dir = std::env::temp_dir().join(format!(
         "ehds-fhir-test-cases-{}-{}",
         std::process::id(),
@@ -123,7 +159,13 @@ fn validator_with(case: &str, supporting: &[String]) -> Validator {
     let mut dirs = core_package_dirs();
     dirs.push(dir.clone());
     let registry = Registry::load(&dirs).unwrap_or_else(|e| panic!("{case}: {e}"));
-    let validator = Validator::with_options(&registry, java_options());
+    let mut options = java_options();
+    options
+        .unknown_extensions
+        .allowed_domains
+        .extend(extension_domain.map(str::to_owned));
+    let validator =
+        Validator::with_options(&registry, options).with_recorded_answers(recorded_answers());
     let _ = std::fs::remove_dir_all(&dir);
     validator
 }
@@ -383,18 +425,23 @@ fn run_case(case: &Value) -> Vec<Outcome> {
     }
     profile_supporting.sort();
     profile_supporting.dedup();
+    let extension_domain = case["allowed-extension-domain"].as_str();
     let own;
-    let validator = if supporting.is_empty() {
+    let validator = if supporting.is_empty() && extension_domain.is_none() {
         base_validator()
     } else {
-        own = validator_with(&id, &supporting);
+        own = validator_with(&id, &supporting, extension_domain);
         &own
     };
     let own_profile;
     let profile_validator = if profile_supporting == supporting {
         validator
     } else {
-        own_profile = validator_with(&format!("{id}-profile"), &profile_supporting);
+        own_profile = validator_with(
+            &format!("{id}-profile"),
+            &profile_supporting,
+            extension_domain,
+        );
         &own_profile
     };
 

@@ -9,5 +9,6 @@ mod fhir_test_cases;
 mod invariants;
 mod package_versions;
 mod primitive_length;
+mod recorded_terminology;
 mod restricted_summaries;
 mod type_profile_choice;
