@@ -387,3 +387,64 @@ fn validate_command_follows_the_service_policy() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `[validation] recorded_terminology_dirs`: with the terminology server's
+/// recorded answers (Java's cache entries the validator suite runs with),
+/// the `validate` command reports the server's wrong display of a CVX code
+/// (issue 15 §2); without them the code is not checked. A folder that
+/// cannot be read stops the command.
+#[test]
+fn recorded_terminology_answers_check_codes_of_systems_not_held() {
+    let dir = std::env::temp_dir().join(format!("ehds-validate-recorded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let immunization = r#"{"resourceType":"Immunization","status":"completed",
+        "vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":"207",
+          "display":"SARS-COV-2 (COVID-19) vaccine, mRNA, spike protein, LNP, preservative free, 100 mcg/0.5mL dose"}]},
+        "patient":{"reference":"Patient/p1"},"occurrenceDateTime":"2021-05-01"}"#;
+    std::fs::write(dir.join("immunization.json"), immunization).unwrap();
+    let run = |validation: &str| {
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://gw.db\"\n\n\
+             [validation]\n{validation}\n"
+        );
+        std::fs::write(dir.join("gateway.toml"), config).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_ehds-gateway"))
+            .args(["validate", "immunization.json", "--config", "gateway.toml"])
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let recorded = ehds_test_support::repo_root()
+        .join("conformance")
+        .join("fhir-test-cases")
+        .join("tx-cache");
+    let output = run(&format!(
+        "recorded_terminology_dirs = [{:?}]",
+        recorded.display().to_string()
+    ));
+    let outcome: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let found = issues(&outcome);
+    let display = at(&found, "Immunization.vaccineCode.coding[0].display");
+    assert_eq!(display["severity"], "error", "{found:#?}");
+    assert!(
+        display["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Wrong Display Name")),
+        "{display:#?}"
+    );
+    assert_eq!(output.status.code(), Some(1));
+
+    let output = run("");
+    let outcome: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(errors(&issues(&outcome)), 0, "{outcome:#}");
+    assert_eq!(output.status.code(), Some(0));
+
+    let output = run("recorded_terminology_dirs = [\"no-such-folder\"]");
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("recorded_terminology_dirs"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -253,6 +253,20 @@ pub struct ValidationSection {
     /// unknown extensions stay information whatever `unknown_extensions`.
     #[serde(default)]
     pub unknown_extension_domains: Vec<String>,
+    /// Folders of a terminology server's recorded answers, in the HL7 Java
+    /// validator's terminology-cache format (`*.cache` files): codes and
+    /// displays of code systems the packages do not hold (SNOMED CT, LOINC,
+    /// CVX, ICD-10) are then checked with the server's verdicts, offline
+    /// (`ehds_validation::terminology::recorded`). None by default: such
+    /// codes are not checked.
+    #[serde(default)]
+    pub recorded_terminology_dirs: Vec<PathBuf>,
+    /// The display language the recorded answers are looked up in when a
+    /// resource states none (the language the server was asked for when
+    /// recording; Java asks `en-US`). Empty by default: the code system's
+    /// default display.
+    #[serde(default)]
+    pub recorded_terminology_language: String,
 }
 
 impl Default for ValidationSection {
@@ -264,6 +278,8 @@ impl Default for ValidationSection {
             peer_answer_memo_entries: default_peer_answer_memo_entries(),
             unknown_extensions: UnknownExtensionLevel::default(),
             unknown_extension_domains: Vec::new(),
+            recorded_terminology_dirs: Vec::new(),
+            recorded_terminology_language: String::new(),
         }
     }
 }

@@ -463,6 +463,11 @@ fn load_validator_counting(
     for problem in validator.load_problems() {
         tracing::warn!(url = %problem.url, problem = %problem.problem, "definition not usable");
     }
+    let mut warnings = Vec::new();
+    let validator = match recorded_answers(validation, &mut warnings)? {
+        Some(answers) => validator.with_recorded_answers(std::sync::Arc::new(answers)),
+        None => validator,
+    };
     for service in config.services.services() {
         for profile in &service.document_profiles {
             if !validator.knows_profile(profile) {
@@ -476,7 +481,6 @@ fn load_validator_counting(
     // A downgraded rule no loaded package has is a warning, not a refusal:
     // rules come from packages, and a list written for the next package
     // version must not stop the gateway.
-    let mut warnings = Vec::new();
     for service in config.services.services() {
         for rule in &service.validation.downgraded_rules {
             if !validator.knows_rule(rule) {
@@ -495,6 +499,55 @@ fn load_validator_counting(
         "FHIR packages loaded"
     );
     Ok((validator, packages, warnings))
+}
+
+/// The terminology server's recorded answers of
+/// `validation.recorded_terminology_dirs` (every `*.cache` file of each
+/// folder, in name order), `None` without folders. A folder or file that
+/// cannot be read stops the start; an entry that cannot be read is a
+/// warning (the rest of its file is used).
+fn recorded_answers(
+    validation: &crate::config::ValidationSection,
+    warnings: &mut Vec<String>,
+) -> Result<Option<ehds_validation::terminology::recorded::RecordedAnswers>, StartError> {
+    if validation.recorded_terminology_dirs.is_empty() {
+        return Ok(None);
+    }
+    let mut answers = ehds_validation::terminology::recorded::RecordedAnswers::new()
+        .with_default_language(&validation.recorded_terminology_language);
+    for dir in &validation.recorded_terminology_dirs {
+        let unreadable = |e: std::io::Error| {
+            StartError::Config(format!(
+                "validation.recorded_terminology_dirs {}: {e}",
+                dir.display()
+            ))
+        };
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map_err(unreadable)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cache"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(unreadable)?;
+            for entry in answers.add(&text) {
+                let warning = format!(
+                    "{} line {}: recorded terminology answer not read: {}",
+                    file.display(),
+                    entry.line,
+                    entry.reason
+                );
+                tracing::warn!(%warning, "recorded terminology");
+                warnings.push(warning);
+            }
+        }
+    }
+    tracing::info!(
+        answers = answers.len(),
+        "recorded terminology answers loaded"
+    );
+    Ok(Some(answers))
 }
 
 /// The registry of an operator's packages: `packages_dir` (every package

@@ -2176,6 +2176,9 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// entry resources).
     fn coding_answer(&mut self, item: &'d Node, path: &Path<'_>) {
         let terminology = self.terminology;
+        if !terminology.has_recorded_answers() {
+            return;
+        }
         let (Some(system), Some(code)) = (
             item.get("system").and_then(Node::as_str),
             item.get("code").and_then(Node::as_str),

@@ -293,6 +293,11 @@ impl Terminology {
         self.recorded = Some(answers);
     }
 
+    /// Whether recorded answers are consulted at all.
+    pub fn has_recorded_answers(&self) -> bool {
+        self.recorded.is_some()
+    }
+
     /// What the recorded terminology server said about (`system`, `code`,
     /// `display`) in display language `langs`, when the question was
     /// recorded and the code is not defined by a held CodeSystem (a
