@@ -448,3 +448,110 @@ fn recorded_terminology_answers_check_codes_of_systems_not_held() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A PDF original's metadata follows its service's policy as a document
+/// does (`POST /fhir/DocumentReference`): under `enforce` an R4 error in the
+/// DocumentReference refuses it (422, located, nothing stored); under
+/// `report` it is stored, 201, the counts in `X-Validation-Errors`, the
+/// error in the OperationOutcome asked for with `Prefer:
+/// return=OperationOutcome`. The PDF's own checks refuse whatever the
+/// policy.
+#[tokio::test]
+async fn a_pdf_originals_metadata_follows_the_service_policy() {
+    use base64::Engine as _;
+    let start_with = |policy: &str| {
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://gw.db\"\n\n\
+             [[services.service]]\nname = \"patient-summary\"\ntitle = \"Patient summary\"\n\
+             permission = \"ReadPatientSummary\"\npdf_original = true\n\
+             document_profiles = [\"http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips\"]\n\
+             [services.service.validation]\npolicy = \"{policy}\"\n\
+             [[services.service.document_type]]\nsystem = \"http://loinc.org\"\n\
+             code = \"60591-5\"\ndisplay = \"Patient summary Document\"\n"
+        );
+        GatewayProcess::start(env!("CARGO_BIN_EXE_ehds-gateway"), &[], Some(&config)).unwrap()
+    };
+    let pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+    let reference = |identifier: &str, date: &str, pdf: &[u8]| {
+        serde_json::to_vec(&serde_json::json!({
+            "resourceType": "DocumentReference",
+            "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": identifier},
+            "status": "current",
+            "type": {"coding": [{"system": "http://loinc.org", "code": "60591-5"}]},
+            "subject": {"identifier": {"system": "urn:oid:1.2.3", "value": "P-1"}},
+            "date": date,
+            "content": [{"attachment": {
+                "contentType": "application/pdf",
+                "data": base64::engine::general_purpose::STANDARD.encode(pdf),
+            }}],
+        }))
+        .unwrap()
+    };
+    let bad_date = "2026-13-45T10:00:00+01:00";
+
+    let enforcing = start_with("enforce");
+    let response = push(
+        &enforcing,
+        "/fhir/DocumentReference",
+        reference(
+            "urn:uuid:0b6e8d36-8a1e-4f7e-9d55-1a2b3c4d5e01",
+            bad_date,
+            pdf,
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    let outcome: Value = response.json().await.unwrap();
+    assert_eq!(
+        at(&issues(&outcome), "DocumentReference.date")["severity"],
+        "error"
+    );
+    let good = push(
+        &enforcing,
+        "/fhir/DocumentReference",
+        reference(
+            "urn:uuid:0b6e8d36-8a1e-4f7e-9d55-1a2b3c4d5e02",
+            "2026-12-01T10:00:00+01:00",
+            pdf,
+        ),
+    )
+    .await;
+    assert_eq!(good.status(), 201);
+    assert_eq!(good.headers()["x-validation-errors"], "0");
+
+    let reporting = start_with("report");
+    let response = push(
+        &reporting,
+        "/fhir/DocumentReference",
+        reference(
+            "urn:uuid:0b6e8d36-8a1e-4f7e-9d55-1a2b3c4d5e03",
+            bad_date,
+            pdf,
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-validation-errors"], "1");
+    assert!(response.headers().contains_key("location"));
+    let outcome: Value = response.json().await.unwrap();
+    let found = issues(&outcome);
+    assert_eq!(at(&found, "DocumentReference.date")["severity"], "error");
+    assert!(
+        found.iter().any(|i| i["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.contains("policy \"report\""))),
+        "{found:#?}"
+    );
+    // Not a PDF: refused whatever the policy.
+    let response = push(
+        &reporting,
+        "/fhir/DocumentReference",
+        reference(
+            "urn:uuid:0b6e8d36-8a1e-4f7e-9d55-1a2b3c4d5e04",
+            "2026-12-01T10:00:00+01:00",
+            b"<html>not a pdf</html>",
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+}

@@ -14,7 +14,9 @@
 //! | `recorded_terminology_dirs`, `recorded_terminology_language` | global | folders of a terminology server's recorded answers (the HL7 Java validator's cache format); codes and displays of code systems not held (SNOMED CT, LOINC, CVX) are checked with them, a recorded wrong display or unknown code is a finding like any other | none: such codes are not checked | it changes what the validator knows, not how findings are judged, so it applies to every resource it validates, another country's included (as Java with a terminology server) |
 //!
 //! The policy applies to what this country's systems push (`POST
-//! /fhir/Bundle`), to `$validate`, which answers what a push would be
+//! /fhir/Bundle`; a PDF original's DocumentReference, `POST
+//! /fhir/DocumentReference`, under the policy of its type's service, the
+//! PDF's own checks refusing whatever the policy), to `$validate`, which answers what a push would be
 //! told, and to what this country's national FHIR server answers for a
 //! service with `source = "fhir"` (`crate::federation::national_source`:
 //! the same country's infrastructure; under `report` an answer with errors

@@ -58,6 +58,32 @@ pub(crate) fn pdf_original(
     fhir_json(StatusCode::OK, binary.to_string())
 }
 
+/// Header carrying how many issues validation raised on an accepted
+/// resource (the issues themselves come back with `Prefer:
+/// return=OperationOutcome`, or from `$validate`).
+const VALIDATION_ISSUES_HEADER: &str = "x-validation-issues";
+
+/// Header carrying how many of them are errors: more than 0 only for a
+/// service whose policy is `report` (FHIR R4 http.html#ops: without `Prefer:
+/// return=OperationOutcome` the body is the resource, "not the
+/// OperationOutcome; that should only be returned if explicitly
+/// requested", so the count says that there is more to ask for).
+const VALIDATION_ERRORS_HEADER: &str = "x-validation-errors";
+
+/// Adds the validation counts of an accepted resource's `report` to an
+/// answer's headers.
+pub(crate) fn validation_counts(
+    headers: &mut axum::http::HeaderMap,
+    report: &ehds_validation::ValidationReport,
+) {
+    if let Ok(value) = HeaderValue::from_str(&report.issues.len().to_string()) {
+        headers.insert(VALIDATION_ISSUES_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&report.error_count().to_string()) {
+        headers.insert(VALIDATION_ERRORS_HEADER, value);
+    }
+}
+
 /// An OperationOutcome response.
 pub(crate) fn outcome_response(status: StatusCode, issues: &[Issue]) -> Response {
     match outcome::render(issues) {

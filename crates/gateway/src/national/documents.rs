@@ -22,7 +22,7 @@ use ehds_transport::NationalClientKind;
 use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::extract::{FhirBody, NationalCaller, receive_resource};
-use crate::edge::respond::{FHIR_JSON, outcome_response};
+use crate::edge::respond::{FHIR_JSON, outcome_response, validation_counts};
 use crate::error::GatewayError;
 
 /// RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (times are UTC).
@@ -248,18 +248,6 @@ impl ReturnPreference {
     }
 }
 
-/// Header carrying how many issues validation raised on an accepted
-/// document (the issues themselves come back with `Prefer:
-/// return=OperationOutcome`, or from `$validate`).
-const VALIDATION_ISSUES_HEADER: &str = "x-validation-issues";
-
-/// Header carrying how many of them are errors: more than 0 only for a
-/// service whose policy is `report` (FHIR R4 http.html#ops: without `Prefer:
-/// return=OperationOutcome` the body is the resource, "not the
-/// OperationOutcome; that should only be returned if explicitly
-/// requested", so the count says that there is more to ask for).
-const VALIDATION_ERRORS_HEADER: &str = "x-validation-errors";
-
 fn document_response(
     status: StatusCode,
     doc: StoredDocument,
@@ -289,12 +277,7 @@ fn document_response(
     };
     let headers = response.headers_mut();
     if let Some(report) = report {
-        if let Ok(value) = HeaderValue::from_str(&report.issues.len().to_string()) {
-            headers.insert(VALIDATION_ISSUES_HEADER, value);
-        }
-        if let Ok(value) = HeaderValue::from_str(&report.error_count().to_string()) {
-            headers.insert(VALIDATION_ERRORS_HEADER, value);
-        }
+        validation_counts(headers, report);
     }
 
     // Documents are never updated: every stored document is version 1.

@@ -46,7 +46,7 @@ use ehds_validation::pdf::{MAX_PDF_ORIGINAL_BYTES, PdfCheck, check_pdf};
 use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::extract::{FhirBody, NationalCaller, receive_resource};
-use crate::edge::respond::{fhir_json, pdf_original};
+use crate::edge::respond::{fhir_json, outcome_response, pdf_original, validation_counts};
 use crate::error::GatewayError;
 use crate::services::{ServiceKind, ServiceRegistry};
 
@@ -72,11 +72,18 @@ pub(crate) async fn push(
         &state.services,
     )?;
     checked_pdf(&original, DATA_AT)?;
-    validated(&state, &resource).await?;
+    let report = validated(&state, &resource, &original.document_type).await?;
     let (status, stored) = store(&state, &caller, &original).await?;
     let location = format!("/fhir/Binary/{}", stored.id);
-    let listed = listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
-    let mut response = fhir_json(status, listed.to_string());
+    // `Prefer: return=OperationOutcome` (http.html#ops): the validation's
+    // issues instead of the DocumentReference.
+    let mut response = if wants_outcome(&headers) {
+        outcome_response(status, &outcome_issues(&report))
+    } else {
+        let listed = listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
+        fhir_json(status, listed.to_string())
+    };
+    validation_counts(response.headers_mut(), &report);
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -113,7 +120,7 @@ pub(crate) async fn push_transaction(
         &state.services,
     )?;
     checked_pdf(&original, &data_at)?;
-    validated(state, resource).await?;
+    let report = validated(state, resource, &original.document_type).await?;
     let (status, stored) = store(state, caller, &original).await?;
     let status_line = if status == StatusCode::CREATED {
         "201 Created"
@@ -125,9 +132,20 @@ pub(crate) async fn push_transaction(
         "status": status_line,
         "location": format!("Binary/{}", stored.id),
     }});
+    // The validation's issues, when there are any, as the entry's outcome
+    // (`Bundle.entry.response.outcome`: "hints and warnings produced as
+    // part of processing this entry"; errors too under `report`).
+    let mut reference_response = serde_json::Map::new();
+    reference_response.insert("status".into(), status_line.into());
+    if !report.issues.is_empty()
+        && let Ok(rendered) = ehds_fhir::outcome::render(&report.issues)
+        && let Ok(outcome) = serde_json::from_slice::<serde_json::Value>(&rendered)
+    {
+        reference_response.insert("outcome".into(), outcome);
+    }
     let reference_entry = serde_json::json!({
         "resource": listed,
-        "response": {"status": status_line},
+        "response": reference_response,
     });
     // In the order of the request's entries (http.html#transaction-response).
     let entries = if transaction.binary < transaction.reference {
@@ -142,7 +160,9 @@ pub(crate) async fn push_transaction(
     });
     // A transaction is answered 200 whatever its entries' outcomes
     // (http.html#transaction-response).
-    Ok(fhir_json(StatusCode::OK, answer.to_string()))
+    let mut response = fhir_json(StatusCode::OK, answer.to_string());
+    validation_counts(response.headers_mut(), &report);
+    Ok(response)
 }
 
 /// `POST /fhir`: a transaction Bundle (only the PDF original form, see
@@ -172,7 +192,14 @@ fn checked_pdf(original: &PdfOriginal, data_at: &str) -> Result<(), GatewayError
     }
 }
 
-/// Validates `resource` against R4 core. The PDF's size limit is
+/// Validates `resource` against R4 core under the policy of the service
+/// of `document_type` (`crate::validation_policy`, as a pushed document:
+/// `enforce` refuses an error with 422, `report` stores it and the answer
+/// carries the issues, downgraded rules are warnings, the unknown-extensions
+/// policy); the report to answer with, or the refusal. The PDF's own
+/// checks (`checked_pdf`: a PDF, no active content, the size) refuse
+/// whatever the policy: they protect the receiver's systems, not the
+/// metadata's conformance. The PDF's size limit is
 /// [`MAX_PDF_ORIGINAL_BYTES`], checked on its bytes before; the
 /// validator's 1 MB limit does not reach the PDF's base64: R4 sets no
 /// upper limit for base64Binary (datatypes.html#base64Binary) and, as the
@@ -182,12 +209,62 @@ fn checked_pdf(original: &PdfOriginal, data_at: &str) -> Result<(), GatewayError
 async fn validated(
     state: &AppState,
     resource: &ehds_fhir::ReceivedResource,
-) -> Result<(), GatewayError> {
-    let report = state.validator.validate(resource, &[]).await;
-    if report.is_acceptable() {
-        Ok(())
+    document_type: &str,
+) -> Result<ValidationReport, GatewayError> {
+    let default_policy = crate::validation_policy::ServicePolicy::default();
+    let (service, policy) = document_type
+        .split_once('|')
+        .and_then(|(system, code)| state.services.for_type(system, code))
+        .map_or(("", &default_policy), |service| {
+            (service.name.as_str(), &service.validation)
+        });
+    let findings = state
+        .validator
+        .validate_downgrading(resource, &[], &policy.downgraded_rules)
+        .await;
+    let judgement = crate::validation_policy::judge(
+        findings.issues,
+        service,
+        policy,
+        &state.unknown_extensions,
+    );
+    state
+        .metrics
+        .count_validation(service, policy.policy, &judgement);
+    let stores = judgement.verdict.stores();
+    let note = judgement.report_note(service, true);
+    let report = ValidationReport {
+        issues: judgement.issues.into_iter().chain(note).collect(),
+    };
+    if stores {
+        Ok(report)
     } else {
         Err(GatewayError::Invalid(report))
+    }
+}
+
+/// Whether the push asked for the OperationOutcome (`Prefer:
+/// return=OperationOutcome`, http.html#ops).
+fn wants_outcome(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim() == "return=OperationOutcome")
+}
+
+/// The issues an accepted push answers with, or one information issue
+/// when validation found none.
+fn outcome_issues(report: &ValidationReport) -> Vec<Issue> {
+    if report.issues.is_empty() {
+        vec![Issue::new(
+            ehds_fhir::outcome::Severity::Information,
+            IssueType::Informational,
+            "PDF original stored; validation found no issues",
+        )]
+    } else {
+        report.issues.clone()
     }
 }
 
