@@ -58,6 +58,51 @@ pub(crate) fn pdf_original(
     fhir_json(StatusCode::OK, binary.to_string())
 }
 
+/// The `Prefer: return=` header of a create
+/// (<http://hl7.org/fhir/R4/http.html#ops>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReturnPreference {
+    /// The stored resource (the default).
+    Representation,
+    /// No body.
+    Minimal,
+    /// An OperationOutcome of the validation warnings and information.
+    OperationOutcome,
+}
+
+impl ReturnPreference {
+    pub(crate) fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+        let preference = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .find_map(|p| p.trim().strip_prefix("return="));
+        match preference {
+            Some("minimal") => Self::Minimal,
+            Some("OperationOutcome") => Self::OperationOutcome,
+            _ => Self::Representation,
+        }
+    }
+}
+
+/// The OperationOutcome a create answers with under `Prefer:
+/// return=OperationOutcome`: the validation's issues, or one information
+/// issue saying the `what` was stored when there are none.
+pub(crate) fn stored_outcome(
+    status: StatusCode,
+    report: Option<&ehds_validation::ValidationReport>,
+    what: &str,
+) -> Response {
+    match report {
+        Some(report) if !report.issues.is_empty() => outcome_response(status, &report.issues),
+        _ => information(
+            status,
+            &format!("{what} stored; validation found no issues"),
+        ),
+    }
+}
+
 /// Header carrying how many issues validation raised on an accepted
 /// resource (the issues themselves come back with `Prefer:
 /// return=OperationOutcome`, or from `$validate`).

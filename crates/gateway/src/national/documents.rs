@@ -22,7 +22,7 @@ use ehds_transport::NationalClientKind;
 use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::extract::{FhirBody, NationalCaller, receive_resource};
-use crate::edge::respond::{FHIR_JSON, outcome_response, validation_counts};
+use crate::edge::respond::{FHIR_JSON, ReturnPreference, stored_outcome, validation_counts};
 use crate::error::GatewayError;
 
 /// RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (times are UTC).
@@ -220,34 +220,6 @@ fn not_storable() -> ehds_fhir::outcome::Issue {
     .at("Bundle")
 }
 
-/// The `Prefer: return=` header of a create
-/// (<http://hl7.org/fhir/R4/http.html#ops>).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReturnPreference {
-    /// The stored resource (the default).
-    Representation,
-    /// No body.
-    Minimal,
-    /// An OperationOutcome of the validation warnings and information.
-    OperationOutcome,
-}
-
-impl ReturnPreference {
-    fn from_headers(headers: &HeaderMap) -> Self {
-        let preference = headers
-            .get_all("prefer")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split([',', ';']))
-            .find_map(|p| p.trim().strip_prefix("return="));
-        match preference {
-            Some("minimal") => Self::Minimal,
-            Some("OperationOutcome") => Self::OperationOutcome,
-            _ => Self::Representation,
-        }
-    }
-}
-
 fn document_response(
     status: StatusCode,
     doc: StoredDocument,
@@ -263,17 +235,7 @@ fn document_response(
             r
         }
         ReturnPreference::Minimal => status.into_response(),
-        ReturnPreference::OperationOutcome => {
-            let issues = match report {
-                Some(report) if !report.issues.is_empty() => report.issues.clone(),
-                _ => vec![ehds_fhir::outcome::Issue::new(
-                    ehds_fhir::outcome::Severity::Information,
-                    ehds_fhir::outcome::IssueType::Informational,
-                    "document stored; validation found no issues",
-                )],
-            };
-            outcome_response(status, &issues)
-        }
+        ReturnPreference::OperationOutcome => stored_outcome(status, report, "document"),
     };
     let headers = response.headers_mut();
     if let Some(report) = report {

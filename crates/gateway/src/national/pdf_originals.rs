@@ -13,7 +13,10 @@
 //!   (`ehds_validation::pdf`: header, trailer, no active content it can
 //!   see, at most [`MAX_PDF_ORIGINAL_BYTES`]) and stored byte-exact as
 //!   `application/pdf`; refusals are located OperationOutcomes (422, 413
-//!   over the size). The answer is the DocumentReference the lists carry.
+//!   over the size). The answer is the DocumentReference the lists carry
+//!   (or, as `Prefer: return=` asks, nothing or the OperationOutcome). The
+//!   DocumentReference is judged under the policy of its type's service
+//!   (`crate::validation_policy`), the PDF's own checks whatever the policy.
 //! - `POST /fhir` (or `POST /fhir/Bundle`) with a `transaction` Bundle: the
 //!   same as a `Binary` holding the PDF and a DocumentReference whose
 //!   `content.attachment.url` is the Binary's `fullUrl` (one of each,
@@ -46,7 +49,9 @@ use ehds_validation::pdf::{MAX_PDF_ORIGINAL_BYTES, PdfCheck, check_pdf};
 use crate::audit::Trail;
 use crate::edge::AppState;
 use crate::edge::extract::{FhirBody, NationalCaller, receive_resource};
-use crate::edge::respond::{fhir_json, outcome_response, pdf_original, validation_counts};
+use crate::edge::respond::{
+    ReturnPreference, fhir_json, pdf_original, stored_outcome, validation_counts,
+};
 use crate::error::GatewayError;
 use crate::services::{ServiceKind, ServiceRegistry};
 
@@ -75,13 +80,16 @@ pub(crate) async fn push(
     let report = validated(&state, &resource, &original.document_type).await?;
     let (status, stored) = store(&state, &caller, &original).await?;
     let location = format!("/fhir/Binary/{}", stored.id);
-    // `Prefer: return=OperationOutcome` (http.html#ops): the validation's
-    // issues instead of the DocumentReference.
-    let mut response = if wants_outcome(&headers) {
-        outcome_response(status, &outcome_issues(&report))
-    } else {
-        let listed = listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
-        fhir_json(status, listed.to_string())
+    // `Prefer: return=` (http.html#ops): the DocumentReference the lists
+    // carry, nothing, or the validation's issues.
+    let mut response = match ReturnPreference::from_headers(&headers) {
+        ReturnPreference::Representation => {
+            let listed =
+                listed_reference(&state.services, &stored, &format!("Binary/{}", stored.id));
+            fhir_json(status, listed.to_string())
+        }
+        ReturnPreference::Minimal => status.into_response(),
+        ReturnPreference::OperationOutcome => stored_outcome(status, Some(&report), "PDF original"),
     };
     validation_counts(response.headers_mut(), &report);
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -240,31 +248,6 @@ async fn validated(
         Ok(report)
     } else {
         Err(GatewayError::Invalid(report))
-    }
-}
-
-/// Whether the push asked for the OperationOutcome (`Prefer:
-/// return=OperationOutcome`, http.html#ops).
-fn wants_outcome(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split([',', ';']))
-        .any(|p| p.trim() == "return=OperationOutcome")
-}
-
-/// The issues an accepted push answers with, or one information issue
-/// when validation found none.
-fn outcome_issues(report: &ValidationReport) -> Vec<Issue> {
-    if report.issues.is_empty() {
-        vec![Issue::new(
-            ehds_fhir::outcome::Severity::Information,
-            IssueType::Informational,
-            "PDF original stored; validation found no issues",
-        )]
-    } else {
-        report.issues.clone()
     }
 }
 
