@@ -96,6 +96,31 @@ impl CrossBorder {
 }
 
 impl AppState {
+    /// `findings` judged under a service's `policy` and this gateway's
+    /// unknown-extensions policy (`crate::validation_policy::judge`), then
+    /// refused for `unstorable` (what the gateway cannot store whatever the
+    /// policy) if the policy would store it, and counted on `/metrics`:
+    /// every push and every national answer is judged and counted here,
+    /// once (`$validate`, which stores nothing, judges without counting).
+    pub(crate) fn judged(
+        &self,
+        findings: Vec<ehds_fhir::outcome::Issue>,
+        service: &str,
+        policy: &crate::validation_policy::ServicePolicy,
+        unstorable: Option<ehds_fhir::outcome::Issue>,
+    ) -> crate::validation_policy::Judgement {
+        let mut judgement =
+            crate::validation_policy::judge(findings, service, policy, &self.unknown_extensions);
+        if let Some(reason) = unstorable
+            && judgement.verdict.stores()
+        {
+            judgement.refuse(reason);
+        }
+        self.metrics
+            .count_validation(service, policy.policy, &judgement);
+        judgement
+    }
+
     /// The federation, or the refusal a gateway without `[federation]`
     /// gives to a cross-border request.
     pub(crate) fn cross_border(&self) -> Result<&Arc<CrossBorder>, crate::error::GatewayError> {

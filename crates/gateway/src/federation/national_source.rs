@@ -439,15 +439,7 @@ pub(super) fn under_policy(
     policy: &crate::validation_policy::ServicePolicy,
     findings: ehds_validation::ValidationReport,
 ) -> Result<bool, GatewayError> {
-    let judgement = crate::validation_policy::judge(
-        findings.issues,
-        service,
-        policy,
-        &state.unknown_extensions,
-    );
-    state
-        .metrics
-        .count_validation(service, policy.policy, &judgement);
+    let judgement = state.judged(findings.issues, service, policy, None);
     match judgement.verdict {
         crate::validation_policy::Verdict::Accepted => Ok(true),
         crate::validation_policy::Verdict::AcceptedWithErrors => Ok(false),

@@ -82,23 +82,17 @@ pub(crate) async fn push(
         .await;
     // The operator's policy turns the findings into the verdict
     // (`crate::validation_policy`): enforce or report, downgraded rules,
-    // unknown extensions.
-    let mut judgement = crate::validation_policy::judge(
+    // unknown extensions. Whatever the policy, a document is stored only
+    // with what storing it needs: its identifier (idempotency) and type
+    // `document`.
+    let header = ehds_validation::document::document_header(&resource)
+        .filter(|header| header.bundle_type == "document");
+    let judgement = state.judged(
         findings.issues,
         &service.name,
         &service.validation,
-        &state.unknown_extensions,
+        header.is_none().then(not_storable),
     );
-    // Whatever the policy, a document is stored only with what storing it
-    // needs: its identifier (idempotency) and type `document`.
-    let header = ehds_validation::document::document_header(&resource)
-        .filter(|header| header.bundle_type == "document");
-    if header.is_none() && judgement.verdict.stores() {
-        judgement.refuse(not_storable());
-    }
-    state
-        .metrics
-        .count_validation(&service.name, service.validation.policy, &judgement);
     let note = judgement.report_note(&service.name, true);
     let report = ehds_validation::ValidationReport {
         issues: judgement.issues.into_iter().chain(note).collect(),

@@ -230,15 +230,7 @@ async fn validated(
         .validator
         .validate_downgrading(resource, &[], &policy.downgraded_rules)
         .await;
-    let judgement = crate::validation_policy::judge(
-        findings.issues,
-        service,
-        policy,
-        &state.unknown_extensions,
-    );
-    state
-        .metrics
-        .count_validation(service, policy.policy, &judgement);
+    let judgement = state.judged(findings.issues, service, policy, None);
     let stores = judgement.verdict.stores();
     let note = judgement.report_note(service, true);
     let report = ValidationReport {

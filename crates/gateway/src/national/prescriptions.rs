@@ -78,11 +78,7 @@ fn under_policy(
     findings: ehds_validation::ValidationReport,
 ) -> Result<(), GatewayError> {
     let (name, policy) = state.services.eprescription_policy();
-    let judgement =
-        crate::validation_policy::judge(findings.issues, name, policy, &state.unknown_extensions);
-    state
-        .metrics
-        .count_validation(name, policy.policy, &judgement);
+    let judgement = state.judged(findings.issues, name, policy, None);
     if judgement.verdict.stores() {
         return Ok(());
     }
