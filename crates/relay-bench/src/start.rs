@@ -9,6 +9,7 @@
 //! | idle RSS | `VmRSS` after 2 s with nothing stored | |
 //! | RSS after N pushed summaries | `VmRSS` right after `--pushes` distinct 44 KB IPS summaries, 2 s later (as idle is measured 2 s after start), and 12 s later (past jemalloc's 10 s dirty decay, beside idle read 12 s after start) | idle RSS (its ratio) |
 //! | gateway CPU per pushed summary | `/proc/<pid>/stat` user + system time over the pushes, mutual TLS keep-alive, `Prefer: return=minimal` (201 without body), validate + store | `serde_json` parsing the same bytes into a `Value`, in this process |
+//! | the same with `--clients` systems pushing at once | as above, over `--pushes` other distinct summaries shared among `--clients` keep-alive connections pushing concurrently (several hospital systems of one country): the durable commits and the wake-ups are shared | the same `serde_json` figure |
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,6 +47,11 @@ pub(crate) struct StartArgs {
     /// Summaries pushed for the CPU and memory figures.
     #[arg(long, default_value_t = 2000)]
     pushes: usize,
+    /// Clients pushing at once in the second push phase, each on its own
+    /// keep-alive connection (as several hospital systems of one country
+    /// do); 1 skips the phase.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
     /// Also write the Markdown table to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -233,6 +239,75 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     let settled = status_kb(pid, "VmRSS:");
     tokio::time::sleep(DECAYED - Duration::from_secs(2)).await;
     let decayed = status_kb(pid, "VmRSS:");
+
+    // Then as many other distinct summaries from `clients` systems at once,
+    // each on its own connection: concurrent pushes share the durable
+    // commit (the store's group commit) and the workers' wake-ups.
+    let clients = args.clients.max(1);
+    let concurrent = if clients > 1 {
+        let bodies: Vec<Vec<u8>> = (0..args.pushes)
+            .map(|i| {
+                text.replace(
+                    EXAMPLE_IDENTIFIER,
+                    &format!("175bd032-8b00-4728-c0c0-{i:012}"),
+                )
+                .into_bytes()
+            })
+            .collect();
+        let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clients];
+        for (i, body) in bodies.into_iter().enumerate() {
+            if let Some(share) = shares.get_mut(i % clients) {
+                share.push(body);
+            }
+        }
+        let identity =
+            TlsIdentity::load(&run.pki.national_client("LU", NationalClientKind::EhrSystem))?;
+        let trust = TrustStore::load(&run.pki.trust(&Authority::National("LU".into())))?;
+        let mut systems = Vec::with_capacity(clients);
+        for share in shares {
+            let client = load::client(&identity, &trust, Mode::KeepAlive)?;
+            // Each connection opened before the measure.
+            let warm = client
+                .get(format!("https://{national}/fhir/metadata"))
+                .send()
+                .await?;
+            warm.bytes().await?;
+            systems.push((client, share));
+        }
+        let cpu_before = cpu::process(pid);
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (client, share) in systems {
+            let url = url.clone();
+            tasks.spawn(async move {
+                for body in share {
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/fhir+json")
+                        .header("prefer", "return=minimal")
+                        .body(body)
+                        .send()
+                        .await?;
+                    let status = response.status().as_u16();
+                    response.bytes().await?;
+                    if status != 201 {
+                        return Err(BenchError::Setup(format!(
+                            "a concurrent push answered {status}"
+                        )));
+                    }
+                }
+                Ok::<(), BenchError>(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.map_err(|e| BenchError::Setup(format!("a pushing client failed: {e}")))??;
+        }
+        let wall = started.elapsed();
+        let cpu = cpu::process(pid).saturating_sub(cpu_before);
+        Some((cpu, wall))
+    } else {
+        None
+    };
     drop(served);
 
     // The reference: serde_json parsing the same bytes, here.
@@ -280,6 +355,18 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         parse = ms(parse),
         r_push = per_push.as_secs_f64() / parse.as_secs_f64(),
     );
+    let mut table = table;
+    if let Some((cpu, wall)) = concurrent {
+        let per_push = cpu / pushes;
+        table.push_str(&format!(
+            "| gateway CPU per pushed {kb} KB summary, {clients} clients at once ({rate:.0}/s) | {per:.3} ms | `serde_json` parse of the same bytes {parse:.3} ms | {ratio:.1}× |\n",
+            kb = summary.len() / 1000,
+            rate = f64::from(pushes) / wall.as_secs_f64(),
+            per = ms(per_push),
+            parse = ms(parse),
+            ratio = per_push.as_secs_f64() / parse.as_secs_f64(),
+        ));
+    }
     let notes = format!(
         "{} pushes in {:.1} s ({:.0}/s, one connection); load average {} before, {} after; {} cores\n",
         args.pushes,
