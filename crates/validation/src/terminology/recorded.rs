@@ -408,6 +408,22 @@ mod tests {
     }
 
     #[test]
+    fn crlf_line_breaks_read_as_lf() {
+        let text = entry(
+            r#"{"code" : {"system" : "http://x", "code" : "1", "display" : "Wrong"}, "valueSet" :null, "langs":""}"#,
+            WRONG,
+        );
+        let mut answers = RecordedAnswers::new();
+        assert!(answers.add(&text.replace('\n', "\r\n")).is_empty());
+        assert_eq!(
+            answers
+                .answer("http://x", "1", Some("Wrong"), "")
+                .map(<[_]>::len),
+            Some(1)
+        );
+    }
+
+    #[test]
     fn value_set_checks_and_failed_requests_are_not_answers_about_a_code() {
         let mut answers = RecordedAnswers::new();
         let text = entry(
