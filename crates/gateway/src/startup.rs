@@ -516,31 +516,21 @@ fn recorded_answers(
     let mut answers = ehds_validation::terminology::recorded::RecordedAnswers::new()
         .with_default_language(&validation.recorded_terminology_language);
     for dir in &validation.recorded_terminology_dirs {
-        let unreadable = |e: std::io::Error| {
+        let unread = answers.add_dir(dir).map_err(|e| {
             StartError::Config(format!(
                 "validation.recorded_terminology_dirs {}: {e}",
                 dir.display()
             ))
-        };
-        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-            .map_err(unreadable)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "cache"))
-            .collect();
-        files.sort();
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(unreadable)?;
-            for entry in answers.add(&text) {
-                let warning = format!(
-                    "{} line {}: recorded terminology answer not read: {}",
-                    file.display(),
-                    entry.line,
-                    entry.reason
-                );
-                tracing::warn!(%warning, "recorded terminology");
-                warnings.push(warning);
-            }
+        })?;
+        for (file, entry) in unread {
+            let warning = format!(
+                "{} line {}: recorded terminology answer not read: {}",
+                file.display(),
+                entry.line,
+                entry.reason
+            );
+            tracing::warn!(%warning, "recorded terminology");
+            warnings.push(warning);
         }
     }
     tracing::info!(

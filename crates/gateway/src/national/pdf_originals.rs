@@ -77,7 +77,7 @@ pub(crate) async fn push(
         &state.services,
     )?;
     checked_pdf(&original, DATA_AT)?;
-    let report = validated(&state, &resource, &original.document_type).await?;
+    let report = validated(&state, &resource, &original.service).await?;
     let (status, stored) = store(&state, &caller, &original).await?;
     let location = format!("/fhir/Binary/{}", stored.id);
     // `Prefer: return=` (http.html#ops): the DocumentReference the lists
@@ -128,7 +128,7 @@ pub(crate) async fn push_transaction(
         &state.services,
     )?;
     checked_pdf(&original, &data_at)?;
-    let report = validated(state, resource, &original.document_type).await?;
+    let report = validated(state, resource, &original.service).await?;
     let (status, stored) = store(state, caller, &original).await?;
     let status_line = if status == StatusCode::CREATED {
         "201 Created"
@@ -200,8 +200,8 @@ fn checked_pdf(original: &PdfOriginal, data_at: &str) -> Result<(), GatewayError
     }
 }
 
-/// Validates `resource` against R4 core under the policy of the service
-/// of `document_type` (`crate::validation_policy`, as a pushed document:
+/// Validates `resource` against R4 core under the policy of `service`
+/// (`crate::validation_policy`, as a pushed document:
 /// `enforce` refuses an error with 422, `report` stores it and the answer
 /// carries the issues, downgraded rules are warnings, the unknown-extensions
 /// policy); the report to answer with, or the refusal. The PDF's own
@@ -217,15 +217,13 @@ fn checked_pdf(original: &PdfOriginal, data_at: &str) -> Result<(), GatewayError
 async fn validated(
     state: &AppState,
     resource: &ehds_fhir::ReceivedResource,
-    document_type: &str,
+    service: &str,
 ) -> Result<ValidationReport, GatewayError> {
     let default_policy = crate::validation_policy::ServicePolicy::default();
-    let (service, policy) = document_type
-        .split_once('|')
-        .and_then(|(system, code)| state.services.for_type(system, code))
-        .map_or(("", &default_policy), |service| {
-            (service.name.as_str(), &service.validation)
-        });
+    let policy = state
+        .services
+        .named(service)
+        .map_or(&default_policy, |service| &service.validation);
     let findings = state
         .validator
         .validate_downgrading(resource, &[], &policy.downgraded_rules)
@@ -367,6 +365,9 @@ struct PdfOriginal {
     patient: String,
     /// The document type (`system|code`) of a service accepting PDFs.
     document_type: String,
+    /// That service's name (its validation policy judges the
+    /// DocumentReference).
+    service: String,
     /// The PDF, decoded from `content[0].attachment.data`.
     pdf: Vec<u8>,
 }
@@ -546,13 +547,14 @@ impl PdfOriginal {
             );
         }
         match (identifier, patient, document_type, pdf) {
-            (Some(identifier), Some(patient), Some(document_type), Some(pdf))
+            (Some(identifier), Some(patient), Some((document_type, service)), Some(pdf))
                 if report.is_acceptable() =>
             {
                 Ok(Self {
                     identifier,
                     patient,
                     document_type,
+                    service,
                     pdf,
                 })
             }
@@ -561,12 +563,13 @@ impl PdfOriginal {
     }
 
     /// The first `type.coding` naming a service of the registry, which
-    /// must accept PDF originals.
+    /// must accept PDF originals: the type as `system|code` and the
+    /// service's name.
     fn document_type(
         root: &Node,
         services: &ServiceRegistry,
         refuse: &mut impl FnMut(&str, IssueType, &str),
-    ) -> Option<String> {
+    ) -> Option<(String, String)> {
         let codings = root
             .get("type")
             .and_then(|t| t.get("coding"))
@@ -581,7 +584,7 @@ impl PdfOriginal {
             Some((service, system, code))
                 if service.pdf_original && service.kind == ServiceKind::Document =>
             {
-                Some(format!("{system}|{code}"))
+                Some((format!("{system}|{code}"), service.name.clone()))
             }
             Some((service, ..)) => {
                 refuse(

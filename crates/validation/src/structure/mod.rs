@@ -2196,16 +2196,20 @@ impl<'v, 'd> Walker<'v, 'd> {
             return;
         };
         for issue in issues {
-            let message = issue.message.clone();
-            match issue.part.key() {
-                Some(key) => self.issue(
-                    issue.severity,
-                    IssueType::CodeInvalid,
-                    &path.key(key),
-                    message,
-                ),
-                None => self.issue(issue.severity, IssueType::CodeInvalid, path, message),
-            }
+            let child;
+            let at = match issue.part.key() {
+                Some(key) => {
+                    child = path.key(key);
+                    &child
+                }
+                None => path,
+            };
+            self.issue(
+                issue.severity,
+                IssueType::CodeInvalid,
+                at,
+                issue.message.clone(),
+            );
         }
     }
 

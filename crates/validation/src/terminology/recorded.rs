@@ -149,6 +149,27 @@ impl RecordedAnswers {
         unread
     }
 
+    /// Reads every cache file (`*.cache`) of the folder `dir`, in name
+    /// order, with [`RecordedAnswers::add`]: the entries that could not be
+    /// read, each with its file; `Err` when the folder or a file cannot be
+    /// read.
+    pub fn add_dir(
+        &mut self,
+        dir: &std::path::Path,
+    ) -> std::io::Result<Vec<(std::path::PathBuf, UnreadEntry)>> {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?;
+        files.retain(|p| p.extension().is_some_and(|x| x == "cache"));
+        files.sort();
+        let mut unread = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file)?;
+            unread.extend(self.add(&text).into_iter().map(|e| (file.clone(), e)));
+        }
+        Ok(unread)
+    }
+
     /// The issues the server reported about (`system`, `code`) with this
     /// `display` (or none) for display language `langs` (empty: the
     /// default language): an empty slice when it found nothing wrong,

@@ -91,21 +91,15 @@ fn recorded_answers() -> std::sync::Arc<RecordedAnswers> {
         .get_or_init(|| {
             let dir = suite_dir().join("tx-cache");
             let mut answers = RecordedAnswers::new().with_default_language("en-US");
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|x| x == "cache"))
-                .collect();
-            files.sort();
+            let unread = answers
+                .add_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            assert!(unread.is_empty(), "{unread:?}");
             assert!(
-                !files.is_empty(),
+                !answers.is_empty(),
                 "no recorded answers in {}",
                 dir.display()
             );
-            for file in files {
-                let unread = answers.add(&std::fs::read_to_string(&file).unwrap());
-                assert!(unread.is_empty(), "{}: {unread:?}", file.display());
-            }
             std::sync::Arc::new(answers)
         })
         .clone()
