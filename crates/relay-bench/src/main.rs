@@ -23,6 +23,7 @@ mod error;
 mod load;
 mod national;
 mod nginx;
+mod one_connection;
 mod phase;
 mod setup;
 mod start;

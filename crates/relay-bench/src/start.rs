@@ -8,12 +8,13 @@
 //! | peak RSS during start | `VmHWM` of `/proc/<pid>/status` when it first accepts | idle RSS (its ratio) |
 //! | idle RSS | `VmRSS` after 2 s with nothing stored | |
 //! | RSS after N pushed summaries | `VmRSS` right after `--pushes` distinct 44 KB IPS summaries, 2 s later (as idle is measured 2 s after start), and 12 s later (past jemalloc's 10 s dirty decay, beside idle read 12 s after start) | idle RSS (its ratio) |
-//! | gateway CPU per pushed summary | `/proc/<pid>/stat` user + system time over the pushes, mutual TLS keep-alive, `Prefer: return=minimal` (201 without body), validate + store | `serde_json` parsing the same bytes into a `Value`, in this process |
+//! | gateway CPU per pushed summary | `/proc/<pid>/stat` user + system time over the pushes, mutual TLS keep-alive on one connection (`one_connection.rs`; the gateway's own handshake counter must not move during the phase), `Prefer: return=minimal` (201 without body), validate + store | `serde_json` parsing the same bytes into a `Value`, in this process |
 //! | the same with `--clients` systems pushing at once | as above, over `--pushes` other distinct summaries shared among `--clients` keep-alive connections pushing concurrently (several hospital systems of one country): the durable commits and the wake-ups are shared | the same `serde_json` figure |
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ehds_dev_pki::{Authority, DevPkiSpec};
@@ -23,7 +24,26 @@ use ehds_transport::{NationalClientKind, TlsIdentity, TrustStore};
 
 use crate::cpu;
 use crate::error::BenchError;
-use crate::load::{self, Mode};
+use crate::one_connection::OneConnection;
+
+/// Where summaries are pushed.
+const PUSH_PATH: &str = "/fhir/Bundle";
+
+/// The gateway's count of completed mutual-TLS handshakes on its national
+/// API (`/metrics`).
+const HANDSHAKES: &str = "ehds_tls_handshakes_total{listener=\"national\",result=\"ok\"}";
+
+/// The push figures are "with keep-alive": a measured phase during which
+/// the gateway completed a handshake did not measure that.
+fn keep_alive(handshakes: u64, phase: &str) -> Result<(), BenchError> {
+    if handshakes == 0 {
+        Ok(())
+    } else {
+        Err(BenchError::Setup(format!(
+            "{handshakes} TLS handshakes during {phase}: not keep-alive"
+        )))
+    }
+}
 
 /// The example summary's `Bundle.identifier.value`, replaced per push by
 /// one of the same length so every push stores a new document.
@@ -195,44 +215,41 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
             .into_bytes()
         })
         .collect();
-    let ehr = load::client(
+    let config = ehds_transport::client_config(
         &TlsIdentity::load(&run.pki.national_client("LU", NationalClientKind::EhrSystem))?,
         &TrustStore::load(&run.pki.trust(&Authority::National("LU".into())))?,
-        Mode::KeepAlive,
     )?;
-    let url = format!("https://{national}/fhir/Bundle");
-    let push = |body: Vec<u8>| {
-        ehr.post(&url)
-            .header("content-type", "application/fhir+json")
-            .header("prefer", "return=minimal")
-            .body(body)
-            .send()
-    };
+    let mut ehr = OneConnection::open(national, Arc::clone(&config)).await?;
     // One unmeasured push opens the connection.
     let warm = text.replace(EXAMPLE_IDENTIFIER, "175bd032-8b00-4728-b2dc-warmupwarmup");
-    let response = push(warm.into_bytes()).await?;
-    if response.status().as_u16() != 201 {
-        let status = response.status();
+    let answer = ehr.push(PUSH_PATH, warm.into_bytes()).await?;
+    if answer.status != 201 {
         return Err(BenchError::Setup(format!(
-            "pushing a summary: HTTP {status}: {}",
-            response.text().await?
+            "pushing a summary: HTTP {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
         )));
     }
+    let handshakes_before = ehr.metric(HANDSHAKES).await?;
     let cpu_before = cpu::process(pid);
     let pushed_at = Instant::now();
     for body in bodies {
-        let response = push(body).await?;
-        let status = response.status().as_u16();
-        let empty = response.bytes().await?.is_empty();
-        if status != 201 || !empty {
+        let answer = ehr.push(PUSH_PATH, body).await?;
+        if answer.status != 201 || !answer.body.is_empty() {
             return Err(BenchError::Setup(format!(
-                "a push answered {status} (body empty: {empty})"
+                "a push answered {} (body empty: {})",
+                answer.status,
+                answer.body.is_empty()
             )));
         }
     }
     let push_wall = pushed_at.elapsed();
     let push_cpu = cpu::process(pid).saturating_sub(cpu_before);
     let after_pushes = status_kb(pid, "VmRSS:");
+    keep_alive(
+        ehr.metric(HANDSHAKES).await? - handshakes_before,
+        "the sequential pushes",
+    )?;
     // And as idle is measured: 2 s later, once the allocator has returned
     // what it keeps of freed memory for a while (jemalloc's decay).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -260,39 +277,29 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
                 share.push(body);
             }
         }
-        let identity =
-            TlsIdentity::load(&run.pki.national_client("LU", NationalClientKind::EhrSystem))?;
-        let trust = TrustStore::load(&run.pki.trust(&Authority::National("LU".into())))?;
         let mut systems = Vec::with_capacity(clients);
         for share in shares {
-            let client = load::client(&identity, &trust, Mode::KeepAlive)?;
             // Each connection opened before the measure.
-            let warm = client
-                .get(format!("https://{national}/fhir/metadata"))
-                .send()
-                .await?;
-            warm.bytes().await?;
-            systems.push((client, share));
+            systems.push((
+                OneConnection::open(national, Arc::clone(&config)).await?,
+                share,
+            ));
         }
+        // The first connection idled past the gateway's keep-alive timeout
+        // meanwhile: its counter is read on a new one, opened before.
+        let mut probe = OneConnection::open(national, Arc::clone(&config)).await?;
+        let handshakes_before = probe.metric(HANDSHAKES).await?;
         let cpu_before = cpu::process(pid);
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
-        for (client, share) in systems {
-            let url = url.clone();
+        for (mut system, share) in systems {
             tasks.spawn(async move {
                 for body in share {
-                    let response = client
-                        .post(&url)
-                        .header("content-type", "application/fhir+json")
-                        .header("prefer", "return=minimal")
-                        .body(body)
-                        .send()
-                        .await?;
-                    let status = response.status().as_u16();
-                    response.bytes().await?;
-                    if status != 201 {
+                    let answer = system.push(PUSH_PATH, body).await?;
+                    if answer.status != 201 {
                         return Err(BenchError::Setup(format!(
-                            "a concurrent push answered {status}"
+                            "a concurrent push answered {}",
+                            answer.status
                         )));
                     }
                 }
@@ -304,6 +311,10 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         }
         let wall = started.elapsed();
         let cpu = cpu::process(pid).saturating_sub(cpu_before);
+        keep_alive(
+            probe.metric(HANDSHAKES).await? - handshakes_before,
+            "the concurrent pushes",
+        )?;
         Some((cpu, wall))
     } else {
         None
