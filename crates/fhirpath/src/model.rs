@@ -22,6 +22,14 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TypeId(u32);
 
+impl TypeId {
+    /// The type's position among the model's types ([`Model::types`]), for
+    /// tables indexed by type.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// The FHIRPath system type a FHIR primitive's value converts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SystemKind {
@@ -377,6 +385,11 @@ impl Model {
     /// The type named `name` (`Patient`, `string`, `HumanName`).
     pub fn type_named(&self, name: &str) -> Option<TypeId> {
         self.by_name.get(name).copied()
+    }
+
+    /// Every type, in [`TypeId::index`] order.
+    pub fn types(&self) -> &[TypeDef] {
+        &self.types
     }
 
     /// The definition of a type.

@@ -239,6 +239,7 @@ impl StructureValidator {
                 })
                 .collect(),
             scoped,
+            core_by_type: super::core_by_type(&core, &form.model),
             core,
             regexes,
             all,

@@ -78,6 +78,10 @@ pub struct StructureValidator {
     scoped: Vec<HashMap<String, Arc<Structure>>>,
     /// Core (base) definitions by type name: `Patient`, `string`, `CodeableConcept`.
     core: HashMap<String, Arc<Structure>>,
+    /// The same, by the FHIRPath model's type of that name
+    /// ([`TypeRef::fhirpath_type`]): the walk looks up the definition of
+    /// every value's type, and indexing by type skips hashing its name.
+    core_by_type: Vec<Option<Arc<Structure>>>,
     /// Compiled value regexes of primitive types, by type name. Byte regexes
     /// without Unicode classes: the regexes are written for Java, where `\s`
     /// and `\S` are ASCII classes (a no-break space is not whitespace).
@@ -253,7 +257,30 @@ impl invariants::Profiles for StructureValidator {
     }
 }
 
+/// [`StructureValidator::core_by_type`]: the core definition named as
+/// each type of `model` is (a type's name is unique among its
+/// [`Model::type_named`] answers, so this agrees with `core` by name).
+fn core_by_type(
+    core: &HashMap<String, Arc<Structure>>,
+    model: &Model,
+) -> Vec<Option<Arc<Structure>>> {
+    model
+        .types()
+        .iter()
+        .map(|def| core.get(&*def.name).cloned())
+        .collect()
+}
+
 impl StructureValidator {
+    /// The core definition of the type `type_ref` names.
+    #[inline]
+    fn core_of(&self, type_ref: &TypeRef) -> Option<&Arc<Structure>> {
+        match type_ref.fhirpath_type {
+            Some(id) => self.core_by_type.get(id.index()).and_then(Option::as_ref),
+            None => self.core.get(&type_ref.code),
+        }
+    }
+
     /// Compiles every StructureDefinition in `registry`.
     pub fn new(registry: &Registry) -> (Self, Vec<LoadProblem>) {
         let mut problems = Vec::new();
@@ -368,6 +395,7 @@ impl StructureValidator {
                 package_of,
                 packages,
                 scoped,
+                core_by_type: core_by_type(&core, &model),
                 core,
                 regexes,
                 all,
@@ -1740,7 +1768,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             .profiles
             .iter()
             .find_map(|p| validator.structure(p))
-            .or_else(|| validator.core.get(&type_ref.code))
+            .or_else(|| validator.core_of(type_ref))
         else {
             return children;
         };
@@ -2838,7 +2866,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         self.binding(item, context, type_ref, path);
         let code = type_ref.code.as_str();
         let validator: &'v StructureValidator = self.validator;
-        let core = validator.core.get(code);
+        let core = validator.core_of(type_ref);
         let own: &'v [Arc<Constraint>] = context
             .structure
             .elements
@@ -3080,7 +3108,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// `_x`: an object with `id` and `extension` only.
     fn primitive_extension(&mut self, item: &'d Node, type_ref: Option<&TypeRef>, path: &Path<'_>) {
         let validator: &'v StructureValidator = self.validator;
-        let Some(structure) = type_ref.and_then(|t| validator.core.get(&t.code)) else {
+        let Some(structure) = type_ref.and_then(|t| validator.core_of(t)) else {
             return;
         };
         if structure.kind != Kind::PrimitiveType {
