@@ -34,15 +34,31 @@ const PUSH_PATH: &str = "/fhir/Bundle";
 const HANDSHAKES: &str = "ehds_tls_handshakes_total{listener=\"national\",result=\"ok\"}";
 
 /// The push figures are "with keep-alive": a measured phase during which
-/// the gateway completed a handshake did not measure that.
-fn keep_alive(handshakes: u64, phase: &str) -> Result<(), BenchError> {
-    if handshakes == 0 {
+/// the gateway's handshake counter moved from `before` to `after` did not
+/// measure that.
+fn keep_alive(before: u64, after: u64, phase: &str) -> Result<(), BenchError> {
+    if after == before {
         Ok(())
     } else {
         Err(BenchError::Setup(format!(
-            "{handshakes} TLS handshakes during {phase}: not keep-alive"
+            "the gateway's handshake count went from {before} to {after} during {phase}: not keep-alive"
         )))
     }
+}
+
+/// `count` copies of the example summary `text`, each with its own
+/// `Bundle.identifier` (`tag` keeps one phase's apart from another's), so
+/// that every push stores a new document.
+fn distinct_summaries(text: &str, tag: &str, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            text.replace(
+                EXAMPLE_IDENTIFIER,
+                &format!("175bd032-8b00-4728-{tag}-{i:012}"),
+            )
+            .into_bytes()
+        })
+        .collect()
 }
 
 /// The example summary's `Bundle.identifier.value`, replaced per push by
@@ -206,15 +222,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
             "the example summary's identifier moved".into(),
         ));
     }
-    let bodies: Vec<Vec<u8>> = (0..args.pushes)
-        .map(|i| {
-            text.replace(
-                EXAMPLE_IDENTIFIER,
-                &format!("175bd032-8b00-4728-b2dc-{i:012}"),
-            )
-            .into_bytes()
-        })
-        .collect();
+    let bodies = distinct_summaries(&text, "b2dc", args.pushes);
     let config = ehds_transport::client_config(
         &TlsIdentity::load(&run.pki.national_client("LU", NationalClientKind::EhrSystem))?,
         &TrustStore::load(&run.pki.trust(&Authority::National("LU".into())))?,
@@ -247,7 +255,8 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     let push_cpu = cpu::process(pid).saturating_sub(cpu_before);
     let after_pushes = status_kb(pid, "VmRSS:");
     keep_alive(
-        ehr.metric(HANDSHAKES).await? - handshakes_before,
+        handshakes_before,
+        ehr.metric(HANDSHAKES).await?,
         "the sequential pushes",
     )?;
     // And as idle is measured: 2 s later, once the allocator has returned
@@ -262,15 +271,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     // commit (the store's group commit) and the workers' wake-ups.
     let clients = args.clients.max(1);
     let concurrent = if clients > 1 {
-        let bodies: Vec<Vec<u8>> = (0..args.pushes)
-            .map(|i| {
-                text.replace(
-                    EXAMPLE_IDENTIFIER,
-                    &format!("175bd032-8b00-4728-c0c0-{i:012}"),
-                )
-                .into_bytes()
-            })
-            .collect();
+        let bodies = distinct_summaries(&text, "c0c0", args.pushes);
         let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clients];
         for (i, body) in bodies.into_iter().enumerate() {
             if let Some(share) = shares.get_mut(i % clients) {
@@ -312,7 +313,8 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         let wall = started.elapsed();
         let cpu = cpu::process(pid).saturating_sub(cpu_before);
         keep_alive(
-            probe.metric(HANDSHAKES).await? - handshakes_before,
+            handshakes_before,
+            probe.metric(HANDSHAKES).await?,
             "the concurrent pushes",
         )?;
         Some((cpu, wall))
