@@ -286,14 +286,15 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
                 share,
             ));
         }
-        // The first connection idled past the gateway's keep-alive timeout
-        // meanwhile: the counter is read before on a new one, opened before
-        // the pushing ones, and after on a pushing one (a connection left
-        // idle through the phase would be closed by then on a machine where
-        // the phase takes longer than the gateway's 10 s idle timeout).
-        let mut probe = OneConnection::open(national, Arc::clone(&config)).await?;
-        let handshakes_before = probe.metric(HANDSHAKES).await?;
-        drop(probe);
+        // The handshake counter is read on pushing connections: before on
+        // the last one opened, after on the last one to finish. The
+        // sequential phase's connection idled past the gateway's 10 s idle
+        // timeout meanwhile, and a connection left idle through this phase
+        // would be closed too where the phase outlasts it.
+        let handshakes_before = match systems.last_mut() {
+            Some((system, _)) => system.metric(HANDSHAKES).await?,
+            None => return Err(BenchError::Setup("no client to push concurrently".into())),
+        };
         let cpu_before = cpu::process(pid);
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
