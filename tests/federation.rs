@@ -181,6 +181,19 @@ impl<'a> Caller<'a> {
             .unwrap()
     }
 
+    /// `GET <BE national API>/fhir/<url>` asking for `accept` (a
+    /// Binary's PDF bytes or its FHIR JSON), with a fresh treatment
+    /// assertion.
+    async fn read(&self, url: &str, accept: &str) -> reqwest::Response {
+        self.client
+            .get(self.f.be.url(&format!("/fhir/{url}")))
+            .bearer_auth(self.assertion())
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `GET <BE national API><path>` without an assertion.
     async fn get_without_assertion(&self, path: &str) -> reqwest::Response {
         self.client.get(self.f.be.url(path)).send().await.unwrap()

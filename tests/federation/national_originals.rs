@@ -59,17 +59,6 @@ fn lab_reference(id: &str, patient: &str, identifier: &str, attachment: Value) -
     })
 }
 
-async fn read(doctor: &Caller<'_>, url: &str, accept: &str) -> reqwest::Response {
-    doctor
-        .client
-        .get(doctor.f.be.url(&format!("/fhir/{url}")))
-        .bearer_auth(doctor.assertion())
-        .header("accept", accept)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_doctor_abroad_reads_the_pdf_originals_the_national_fhir_server_holds() {
     let Some(hfs) = Hfs::start().await else {
@@ -176,14 +165,14 @@ async fn a_doctor_abroad_reads_the_pdf_originals_the_national_fhir_server_holds(
         ("Binary/LU.dr-lab-1", &in_binary),
         ("Binary/LU.dr-lab-2", &inline),
     ] {
-        let raw = read(&doctor, url, PDF).await;
+        let raw = doctor.read(url, PDF).await;
         assert_eq!(raw.status().as_u16(), 200, "{url}");
         assert_eq!(raw.headers()["content-type"], PDF);
         assert_eq!(
             Sha256::digest(raw.bytes().await.unwrap()),
             Sha256::digest(pdf)
         );
-        let binary = json(read(&doctor, url, FHIR_JSON).await, 200).await;
+        let binary = json(doctor.read(url, FHIR_JSON).await, 200).await;
         assert_eq!(binary["resourceType"], "Binary");
         assert_eq!(
             BASE64.decode(binary["data"].as_str().unwrap()).unwrap(),
@@ -192,10 +181,11 @@ async fn a_doctor_abroad_reads_the_pdf_originals_the_national_fhir_server_holds(
     }
 
     // 3. Another patient's PDF is, to this doctor, one that does not exist.
-    let not_found = read(&doctor, "Binary/LU.dr-other", PDF).await;
+    let not_found = doctor.read("Binary/LU.dr-other", PDF).await;
     assert_eq!(not_found.status().as_u16(), 404);
     assert_eq!(
-        read(&doctor, "Binary/LU.no-such", PDF)
+        doctor
+            .read("Binary/LU.no-such", PDF)
             .await
             .status()
             .as_u16(),
@@ -211,7 +201,7 @@ async fn a_doctor_abroad_reads_the_pdf_originals_the_national_fhir_server_holds(
         serde_json::json!({"contentType": PDF, "data": BASE64.encode(&with_javascript)}),
     ))
     .await;
-    let refused = read(&doctor, "Binary/LU.dr-lab-js", PDF).await;
+    let refused = doctor.read("Binary/LU.dr-lab-js", PDF).await;
     assert_eq!(refused.status().as_u16(), 502);
     let refusal = refused.text().await.unwrap();
     assert!(!refusal.contains("%PDF"), "{refusal}");
@@ -227,7 +217,8 @@ async fn a_doctor_abroad_reads_the_pdf_originals_the_national_fhir_server_holds(
         "{listed}"
     );
     assert_eq!(
-        read(&doctor, "Binary/LU.dr-lab-1", PDF)
+        doctor
+            .read("Binary/LU.dr-lab-1", PDF)
             .await
             .status()
             .as_u16(),
@@ -235,7 +226,8 @@ async fn a_doctor_abroad_reads_the_pdf_originals_the_national_fhir_server_holds(
     );
     set_restriction(&f, this_pdf, false).await;
     assert_eq!(
-        read(&doctor, "Binary/LU.dr-lab-1", PDF)
+        doctor
+            .read("Binary/LU.dr-lab-1", PDF)
             .await
             .status()
             .as_u16(),

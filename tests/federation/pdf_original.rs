@@ -70,18 +70,6 @@ async fn refused(response: reqwest::Response, status: u16) -> (Vec<String>, Stri
     (expressions, outcome.to_string())
 }
 
-/// `GET <BE national API>/fhir/<url>` with `accept`, by `doctor`.
-async fn read(doctor: &Caller<'_>, url: &str, accept: &str) -> reqwest::Response {
-    doctor
-        .client
-        .get(doctor.f.be.url(&format!("/fhir/{url}")))
-        .bearer_auth(doctor.assertion())
-        .header("accept", accept)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
     let f = federation().await;
@@ -251,12 +239,12 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
 
     // Read through BE: the exact bytes as application/pdf; as a FHIR
     // Binary, the same bytes in `data`.
-    let raw = read(&doctor, &url, PDF).await;
+    let raw = doctor.read(&url, PDF).await;
     assert_eq!(raw.status().as_u16(), 200);
     assert_eq!(raw.headers()["content-type"], PDF);
     let received = raw.bytes().await.unwrap();
     assert_eq!(Sha256::digest(&received), Sha256::digest(&pdf));
-    let binary = json(read(&doctor, &url, FHIR_JSON).await, 200).await;
+    let binary = json(doctor.read(&url, FHIR_JSON).await, 200).await;
     assert_eq!(binary["resourceType"], "Binary");
     assert_eq!(binary["contentType"], PDF);
     assert_eq!(
@@ -269,14 +257,14 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
 
     // The patient's opt-out of laboratory results refuses it.
     set_opt_out_of(&f, "laboratory-report", Some("BE"), true).await;
-    let refusal = json(read(&doctor, &url, PDF).await, 403).await;
+    let refusal = json(doctor.read(&url, PDF).await, 403).await;
     assert!(refusal.to_string().contains("no consent"), "{refusal}");
     assert_eq!(
         refusal["issue"][0]["details"]["coding"][0]["code"], "ERROR_NO_CONSENT",
         "LU's refusal reaches the doctor with its eHDSI code"
     );
     set_opt_out_of(&f, "laboratory-report", Some("BE"), false).await;
-    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
+    assert_eq!(doctor.read(&url, PDF).await.status().as_u16(), 200);
 
     // The patient restricts this one PDF (by its masterIdentifier): not
     // listed, and read as a PDF that does not exist; LU records the read as
@@ -286,7 +274,7 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
     set_restriction(&f, this_pdf.clone(), true).await;
     let lab_list = about_lu_patient("DocumentReference", "&type=http://loinc.org|11502-2");
     assert_eq!(json(doctor.get(&lab_list).await, 200).await["total"], 0);
-    let withheld = json(read(&doctor, &url, PDF).await, 404).await;
+    let withheld = json(doctor.read(&url, PDF).await, 404).await;
     assert_eq!(
         withheld["issue"][0]["details"]["coding"][0]["code"],
         "ERROR_GENERIC_DOCUMENT_MISSING"
@@ -301,7 +289,7 @@ async fn a_pdf_original_crosses_byte_for_byte_and_malicious_pdfs_are_refused() {
     );
     set_restriction(&f, this_pdf, false).await;
     assert_eq!(json(doctor.get(&lab_list).await, 200).await["total"], 1);
-    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
+    assert_eq!(doctor.read(&url, PDF).await.status().as_u16(), 200);
 
     // The doctor's system names the exchange (X-Correlation-ID): echoed,
     // carried to LU and written in LU's record of the read.
@@ -377,7 +365,7 @@ async fn a_pdf_only_service_added_by_configuration_alone_crosses_the_border() {
         .as_str()
         .unwrap()
         .to_owned();
-    let raw = read(&doctor, &url, PDF).await;
+    let raw = doctor.read(&url, PDF).await;
     assert_eq!(raw.status().as_u16(), 200);
     assert_eq!(raw.bytes().await.unwrap(), &pdf[..]);
     // Restricted by the patient: neither listed nor read; lifted, read.
@@ -386,12 +374,12 @@ async fn a_pdf_only_service_added_by_configuration_alone_crosses_the_border() {
     set_restriction(&f, this_pdf.clone(), true).await;
     let ecg_list = about_lu_patient("DocumentReference", "&type=http://loinc.org|11524-6");
     assert_eq!(json(doctor.get(&ecg_list).await, 200).await["total"], 0);
-    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 404);
+    assert_eq!(doctor.read(&url, PDF).await.status().as_u16(), 404);
     set_restriction(&f, this_pdf, false).await;
-    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 200);
+    assert_eq!(doctor.read(&url, PDF).await.status().as_u16(), 200);
     // The opt-out of the configured service refuses it.
     set_opt_out_of(&f, "orcd-ecg-report", Some("BE"), true).await;
-    assert_eq!(read(&doctor, &url, PDF).await.status().as_u16(), 403);
+    assert_eq!(doctor.read(&url, PDF).await.status().as_u16(), 403);
     f.stop().await;
 }
 
@@ -552,7 +540,7 @@ async fn a_pdf_original_as_a_binary_in_a_transaction_and_a_5_mib_pdf_are_stored_
         .unwrap()
         .to_owned();
     assert_eq!(url, location.replacen("Binary/", "Binary/LU.", 1));
-    let raw = read(&doctor, &url, PDF).await;
+    let raw = doctor.read(&url, PDF).await;
     assert_eq!(raw.status().as_u16(), 200);
     assert_eq!(raw.bytes().await.unwrap(), &pdf[..]);
 
