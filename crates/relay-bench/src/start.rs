@@ -7,7 +7,8 @@
 //! | start-up to listening | process spawned → first accepted TCP connection on the national API (polled every 0.5 ms), median of `--starts` | a trivial process (`true`) spawned → exited |
 //! | peak RSS during start | `VmHWM` of `/proc/<pid>/status` when it first accepts | idle RSS (its ratio) |
 //! | idle RSS | `VmRSS` after 2 s with nothing stored | |
-//! | RSS after N pushed summaries | `VmRSS` right after `--pushes` distinct 44 KB IPS summaries, 2 s later (as idle is measured 2 s after start), and 12 s later (past jemalloc's 10 s dirty decay, beside idle read 12 s after start) | idle RSS (its ratio) |
+//! | RSS after the first 100 pushed summaries, and its growth per 1 000 more (what grows with stored data) | `VmRSS` before the 101st push and right after the last | idle RSS (its ratio) |
+//! | RSS after N pushed summaries | `VmRSS` right after `--pushes` distinct 44 KB IPS summaries, 2 s later (as idle is measured 2 s after start), and 12 s later (well past jemalloc's dirty decay, 1 s as built, beside idle read 12 s after start) | idle RSS (its ratio) |
 //! | gateway CPU per pushed summary | `/proc/<pid>/stat` user + system time over the pushes, mutual TLS keep-alive on one connection (`one_connection.rs`; the gateway's own handshake counter must not move during the phase), `Prefer: return=minimal` (201 without body), validate + store | `serde_json` parsing the same bytes into a `Value`, in this process |
 //! | the same with `--clients` systems pushing at once | as above, over `--pushes` other distinct summaries shared among `--clients` keep-alive connections pushing concurrently (several hospital systems of one country): the durable commits and the wake-ups are shared | the same `serde_json` figure |
 
@@ -66,9 +67,15 @@ fn distinct_summaries(text: &str, tag: &str, count: usize) -> Vec<Vec<u8>> {
 const EXAMPLE_IDENTIFIER: &str = "175bd032-8b00-4728-b2dc-748bb1501aed";
 
 /// When memory is read a second time, after start and after the pushes:
-/// past jemalloc's `dirty_decay_ms` (10 s), whose background thread then
-/// has given freed pages back (`crates/gateway-bin/src/main.rs`).
+/// past jemalloc's `dirty_decay_ms` (1 s as built, `.cargo/config.toml`; 10 s
+/// by jemalloc's default), whose background thread then has given freed
+/// pages back (`crates/gateway-bin/src/main.rs`).
 const DECAYED: Duration = Duration::from_secs(12);
+
+/// Pushed summaries after which the gateway's one-time growth is done (its
+/// code paged in, what the validator builds on first use, the store's page
+/// caches filled): the RSS then is the base of what grows with stored data.
+const WARM_UP_PUSHES: usize = 100;
 
 /// What the `start` command is told.
 #[derive(Debug, clap::Args)]
@@ -208,7 +215,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     let pid = served.0.id();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = status_kb(pid, "VmRSS:");
-    // And once jemalloc's dirty decay (`dirty_decay_ms`, 10 s) has passed:
+    // And once jemalloc's dirty decay (`dirty_decay_ms`) has passed:
     // what the process keeps, not what its allocator holds for reuse.
     tokio::time::sleep(DECAYED - Duration::from_secs(2)).await;
     let idle_decayed = status_kb(pid, "VmRSS:");
@@ -241,7 +248,11 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     let handshakes_before = ehr.metric(HANDSHAKES).await?;
     let cpu_before = cpu::process(pid);
     let pushed_at = Instant::now();
-    for body in bodies {
+    let mut after_warm_up = None;
+    for (i, body) in bodies.into_iter().enumerate() {
+        if i == WARM_UP_PUSHES {
+            after_warm_up = status_kb(pid, "VmRSS:");
+        }
         let answer = ehr.push(PUSH_PATH, body).await?;
         if answer.status != 201 || !answer.body.is_empty() {
             return Err(BenchError::Setup(format!(
@@ -349,14 +360,19 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     let trivial = median(trivial_starts);
     let peak = peaks.iter().copied().max();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    // NaN when there were not more pushes than the warm-up.
+    let growth_per_1000 = (mb(after_pushes) - mb(after_warm_up)) * 1000.0
+        / args.pushes.saturating_sub(WARM_UP_PUSHES) as f64;
     let table = format!(
         "| figure | gateway | reference (same run) | ratio |\n\
          | --- | ---: | ---: | ---: |\n\
          | start-up to listening (median of {starts}) | {start:.1} ms | `true` spawned → exited {trivial:.2} ms | {r_start:.0}× |\n\
          | peak RSS during start (highest of {starts}) | {peak:.1} MB | idle RSS {idle:.1} MB | {r_peak:.2}× |\n\
+         | RSS after the first {warm} pushed summaries (one-time: code paged in, validator structures built on first use, page caches filled) | {warmed:.1} MB | idle RSS {idle:.1} MB | {r_warmed:.2}× |\n\
          | RSS right after {n} pushed summaries | {after:.1} MB | idle RSS {idle:.1} MB | {r_after:.2}× |\n\
+         | RSS growth per 1 000 stored summaries, from the {warm}th to the {n}th (what grows with stored data) | {growth:.2} MB | idle RSS {idle:.1} MB | {r_growth:.2} % |\n\
          | RSS 2 s after {n} pushed summaries (as idle: 2 s after start) | {settled:.1} MB | idle RSS {idle:.1} MB | {r_settled:.2}× |\n\
-         | RSS 12 s after {n} pushed summaries (past the allocator's 10 s decay) | {decayed:.1} MB | idle RSS 12 s after start {idle_decayed:.1} MB | {r_decayed:.2}× |\n\
+         | RSS 12 s after {n} pushed summaries (past the allocator's decay) | {decayed:.1} MB | idle RSS 12 s after start {idle_decayed:.1} MB | {r_decayed:.2}× |\n\
          | gateway CPU per pushed {kb} KB summary (mTLS keep-alive, `return=minimal`) | {per_push:.3} ms | `serde_json` parse of the same bytes {parse:.3} ms | {r_push:.1}× |\n",
         starts = args.starts.max(1),
         start = ms(start),
@@ -366,6 +382,11 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         idle = mb(idle),
         r_peak = mb(peak) / mb(idle),
         n = args.pushes,
+        warm = WARM_UP_PUSHES,
+        warmed = mb(after_warm_up),
+        r_warmed = mb(after_warm_up) / mb(idle),
+        growth = growth_per_1000,
+        r_growth = 100.0 * growth_per_1000 / mb(idle),
         after = mb(after_pushes),
         r_after = mb(after_pushes) / mb(idle),
         settled = mb(settled),

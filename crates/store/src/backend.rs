@@ -65,7 +65,9 @@ impl Store {
                     // 2 MiB the gateway held 8.5 MB more than idle after
                     // 10 000 pushed summaries, with 1 MiB 6.7–7.5 MB (issue
                     // 17, `ehds-relay-bench start`). Pages are read again
-                    // from the operating system's cache.
+                    // from the operating system's cache. The group-commit
+                    // writer's connection takes a smaller one
+                    // (`group_commit::WRITER_CACHE_KIB`).
                     .pragma("cache_size", "-1024");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)

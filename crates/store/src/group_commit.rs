@@ -50,6 +50,14 @@ pub(crate) const RECORD_FIRST_USE: &str = "INSERT INTO assertion_ids (issuer, jt
      ON CONFLICT (issuer, jti) DO UPDATE SET expires_at_us = excluded.expires_at_us \
      WHERE assertion_ids.expires_at_us < $4";
 
+/// The writer connection's page cache, in KiB (`PRAGMA cache_size`, negative:
+/// KiB). The writer only inserts: a pushed document's pages are new overflow
+/// pages that are written once and not read again by it, so a larger cache
+/// fills with them (1 MiB within about twenty 44 KB summaries) and holds
+/// memory for nothing; the b-tree pages an insert walks are used on every
+/// write and stay in a small cache (issue 17: resident memory after pushes).
+const WRITER_CACHE_KIB: u32 = 256;
+
 /// Most writes taken into one transaction.
 const MAX_BATCH: usize = 64;
 
@@ -200,10 +208,15 @@ pub(crate) struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Opens the writer's own connection (the same options as the pool's)
-    /// and starts its task on the current tokio runtime.
+    /// Opens the writer's own connection (the same options as the pool's,
+    /// with a smaller page cache: [`WRITER_CACHE_KIB`]) and starts its task
+    /// on the current tokio runtime.
     pub(crate) async fn start(options: &SqliteConnectOptions) -> Result<Self, StoreError> {
-        let conn = options.connect().await?;
+        let conn = options
+            .clone()
+            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+            .connect()
+            .await?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         tokio::spawn(run(conn, queue, Arc::clone(&counters)));
