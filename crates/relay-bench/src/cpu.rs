@@ -1,6 +1,7 @@
 //! CPU time of processes from `/proc/<pid>/stat` (proc(5): fields 14
 //! `utime` and 15 `stime`, in clock ticks, summed over every thread of the
-//! process), and the machine's load average from `/proc/loadavg`.
+//! process), its context switches from `/proc/<pid>/task/*/status`, and the
+//! machine's load average from `/proc/loadavg`.
 
 use std::time::Duration;
 
@@ -49,6 +50,31 @@ pub(crate) fn process_and_children(pid: u32) -> Duration {
         }
     }
     total
+}
+
+/// Context switches so far of `pid`'s living threads (proc(5):
+/// `voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` of each task): a
+/// count, unlike CPU time not inflated by what a virtual machine's host
+/// takes, and what every hand-off between threads costs (a thread that
+/// waits is switched out, its wake-up switches it in).
+pub(crate) fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter_map(|line| {
+                    line.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|count| count.trim().parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 /// The one-minute load average.

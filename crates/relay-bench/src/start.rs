@@ -10,6 +10,7 @@
 //! | RSS after the first 100 pushed summaries, and its growth per 1 000 more (what grows with stored data) | `VmRSS` before the 101st push and right after the last | idle RSS (its ratio) |
 //! | RSS after N pushed summaries | `VmRSS` right after `--pushes` distinct 44 KB IPS summaries, 2 s later (as idle is measured 2 s after start), and 12 s later (well past jemalloc's dirty decay, 1 s as built, beside idle read 12 s after start) | idle RSS (its ratio) |
 //! | gateway CPU per pushed summary | `/proc/<pid>/stat` user + system time over the pushes, mutual TLS keep-alive on one connection (`one_connection.rs`; the gateway's own handshake counter must not move during the phase), `Prefer: return=minimal` (201 without body), validate + store | `serde_json` parsing the same bytes into a `Value`, in this process |
+//! | context switches per pushed summary (a count: what the hand-offs between threads cost, which CPU time on a virtual machine hides in noise) | `/proc/<pid>/task/*/status` over each push phase | (printed below the table) |
 //! | the same with `--clients` systems pushing at once | as above, over `--pushes` other distinct summaries shared among `--clients` keep-alive connections pushing concurrently (several hospital systems of one country): the durable commits and the wake-ups are shared | the same `serde_json` figure |
 
 use std::net::{SocketAddr, TcpStream};
@@ -247,6 +248,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     }
     let handshakes_before = ehr.metric(HANDSHAKES).await?;
     let cpu_before = cpu::process(pid);
+    let switches_before = cpu::context_switches(pid);
     let pushed_at = Instant::now();
     let mut after_warm_up = None;
     for (i, body) in bodies.into_iter().enumerate() {
@@ -264,6 +266,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
     }
     let push_wall = pushed_at.elapsed();
     let push_cpu = cpu::process(pid).saturating_sub(cpu_before);
+    let push_switches = cpu::context_switches(pid).saturating_sub(switches_before);
     let after_pushes = status_kb(pid, "VmRSS:");
     keep_alive(
         handshakes_before,
@@ -307,6 +310,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
             None => return Err(BenchError::Setup("no client to push concurrently".into())),
         };
         let cpu_before = cpu::process(pid);
+        let switches_before = cpu::context_switches(pid);
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for (mut system, share) in systems {
@@ -331,6 +335,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         }
         let wall = started.elapsed();
         let cpu = cpu::process(pid).saturating_sub(cpu_before);
+        let switches = cpu::context_switches(pid).saturating_sub(switches_before);
         let mut used =
             used.ok_or_else(|| BenchError::Setup("no client pushed concurrently".into()))?;
         keep_alive(
@@ -338,7 +343,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
             used.metric(HANDSHAKES).await?,
             "the concurrent pushes",
         )?;
-        Some((cpu, wall))
+        Some((cpu, wall, switches))
     } else {
         None
     };
@@ -400,7 +405,16 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         r_push = per_push.as_secs_f64() / parse.as_secs_f64(),
     );
     let mut table = table;
-    if let Some((cpu, wall)) = concurrent {
+    let per = |switches: u64| switches as f64 / f64::from(pushes);
+    let mut switches = format!(
+        "gateway context switches per pushed summary (all its threads): {:.1} on one connection",
+        per(push_switches)
+    );
+    if let Some((cpu, wall, concurrent_switches)) = concurrent {
+        switches.push_str(&format!(
+            ", {:.1} with {clients} clients at once",
+            per(concurrent_switches)
+        ));
         let per_push = cpu / pushes;
         table.push_str(&format!(
             "| gateway CPU per pushed {kb} KB summary, {clients} clients at once ({rate:.0}/s) | {per:.3} ms | `serde_json` parse of the same bytes {parse:.3} ms | {ratio:.1}× |\n",
@@ -412,7 +426,7 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         ));
     }
     let notes = format!(
-        "{} pushes in {:.1} s ({:.0}/s, one connection); load average {} before, {} after; {} cores\n",
+        "{switches}\n\n{} pushes in {:.1} s ({:.0}/s, one connection); load average {} before, {} after; {} cores\n",
         args.pushes,
         push_wall.as_secs_f64(),
         f64::from(pushes) / push_wall.as_secs_f64(),
