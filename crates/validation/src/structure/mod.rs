@@ -598,8 +598,8 @@ impl StructureValidator {
         walker.package = scope.package;
         walker.downgraded = scope.downgraded;
         walker.resource(resource, None, required_profiles);
-        let invariant_issues = std::mem::take(&mut walker.invariant_issues);
-        dedupe_into(walker.issues, issues);
+        let invariant_issues = std::mem::take(&mut walker.scratch.invariant_issues);
+        dedupe_into(walker.scratch.issues, issues);
         let dedicated = DedicatedFindings::of(issues);
         let kept: Vec<Issue> = invariant_issues
             .into_iter()
@@ -849,30 +849,16 @@ struct Walker<'v, 'd> {
     package: Option<u32>,
     validator: &'v StructureValidator,
     terminology: &'v crate::terminology::Terminology,
-    issues: Vec<Issue>,
+    /// The tables and buffers a probe of [`Walker::conforms`] takes over
+    /// from the last finished one ([`Scratch`]).
+    scratch: Scratch<'v, 'd>,
     /// The root Bundle's entries, for reference targets (shared with the
     /// walks that decide slice membership by conformance).
     bundle: Option<Rc<BundleIndex<'d>>>,
     /// The root Bundle entry being walked.
     entry: Option<usize>,
-    /// The resources being walked, outermost first (for `#id` references).
-    resources: Vec<&'d Node>,
-    /// (resource position, structure) pairs already walked: a resource that
-    /// claims a profile and also fills a slice of that profile is walked
-    /// against it once.
-    walked: HashSet<(u32, *const Structure)>,
-    /// Primitive values whose format was already checked, by position (the
-    /// core and profile walks meet the same values; formats depend on the
-    /// type only).
-    checked_primitives: HashSet<u32>,
-    /// Spare child-definition lists (objects nest, so a stack).
-    context_buffers: Vec<Vec<Context<'v>>>,
-    /// Spare per-object occurrence counters (objects nest, so a stack).
-    count_buffers: Vec<Vec<usize>>,
     /// How many `conformsTo()` checks this walk is nested in.
     depth: u8,
-    /// `%resource` and `%rootResource` of the resources being walked.
-    resource_items: Vec<ResourceFrame<'d>>,
     /// The ids of the contained resources of a resource (by position),
     /// sorted, once local references to it have asked for them
     /// ([`Walker::contains_id`]).
@@ -880,22 +866,9 @@ struct Walker<'v, 'd> {
     /// The targets of `#` links in a resource (by position), once one of
     /// its narratives has a link ([`Walker::narrative_links`]).
     link_targets: HashMap<u32, LinkTargets<'d>>,
-    /// (node position, constraint index) pairs already evaluated, in one
-    /// word each: the core and profile walks meet the same nodes with the
-    /// same shared constraints.
-    evaluated: invariants::PairSet,
-    /// Failed invariants, kept apart until the dedicated checks are known.
-    invariant_issues: Vec<Issue>,
     /// When recording ([`StructureValidator::invariant_jobs`]): the jobs,
     /// and the JSON pointers of `%resource` and `%rootResource` per resource.
     jobs: Option<JobRecorder>,
-    /// Whether a resource (by position) conforms to a structure: known from
-    /// this walk (no error while walking the resource against its core
-    /// definition and that structure) or from a separate walk
-    /// ([`Walker::conforms`]), for slices discriminated by profile.
-    conformance: HashMap<(u32, *const Structure), bool>,
-    /// Whether a resource (by position) met its core definition.
-    core_conformance: HashMap<u32, bool>,
     /// The errors that made a resource not conform to a structure, from the
     /// separate walks of [`Walker::conforms`] (paths from the resource).
     conformance_notes: HashMap<(u32, *const Structure), Vec<Issue>>,
@@ -917,14 +890,6 @@ struct Walker<'v, 'd> {
     /// (it must fail on them, and name them in its notes).
     failed_pairs: Vec<u64>,
     failed_primitives: Vec<u32>,
-    /// Objects already walked with a given list of children, as (node
-    /// position, list number) pairs ([`ChildCache`]), whose walk found no
-    /// error and started no other walk (no resource, no conformance
-    /// probe): walking one again with the same children finds the same
-    /// issues at the same places (the core and profile walks meet every
-    /// element a profile leaves as its core type), which the final
-    /// de-duplication would drop, so it is not walked again.
-    walked_objects: invariants::PairSet,
     /// In a probe: the walk that started it's `walked_objects` (lent, as
     /// `outer_evaluated`; only when that walk has no failed pair or
     /// primitive, which a probe must meet again itself).
@@ -932,7 +897,7 @@ struct Walker<'v, 'd> {
     /// The tables and buffers of this walk's last finished probe, emptied,
     /// for its next one ([`Walker::conforms`] probes each unclaimed entry
     /// against every slice profile of its type: dozens per document).
-    spare: Option<Box<Spare<'v, 'd>>>,
+    spare: Option<Box<Scratch<'v, 'd>>>,
     /// How many resources and conformance probes this walk has started
     /// (an object whose walk started one is not remembered as walked: the
     /// nested walks depend on more than the object and its children).
@@ -962,21 +927,103 @@ fn first_evaluation(
     evaluated.insert(pair)
 }
 
-/// A probe's tables and buffers, kept emptied between probes
-/// ([`Walker::probe`], [`Walker::recycle`]).
-struct Spare<'v, 'd> {
+/// A walk's tables and buffers that a probe of [`Walker::conforms`] takes
+/// over, emptied, from the last finished probe ([`Walker::probe`],
+/// [`Walker::recycle`]) instead of allocating its own.
+struct Scratch<'v, 'd> {
+    /// (node position, constraint index) pairs already evaluated, in one
+    /// word each: the core and profile walks meet the same nodes with the
+    /// same shared constraints.
     evaluated: invariants::PairSet,
+    /// Objects already walked with a given list of children, as (node
+    /// position, list number) pairs ([`ChildCache`]), whose walk found no
+    /// error and started no other walk (no resource, no conformance
+    /// probe): walking one again with the same children finds the same
+    /// issues at the same places (the core and profile walks meet every
+    /// element a profile leaves as its core type), which the final
+    /// de-duplication would drop, so it is not walked again.
     walked_objects: invariants::PairSet,
+    /// (resource position, structure) pairs already walked: a resource that
+    /// claims a profile and also fills a slice of that profile is walked
+    /// against it once.
     walked: HashSet<(u32, *const Structure)>,
+    /// Primitive values whose format was already checked, by position (the
+    /// core and profile walks meet the same values; formats depend on the
+    /// type only).
     checked_primitives: HashSet<u32>,
+    /// Spare child-definition lists (objects nest, so a stack).
     context_buffers: Vec<Vec<Context<'v>>>,
+    /// Spare per-object occurrence counters (objects nest, so a stack).
     count_buffers: Vec<Vec<usize>>,
+    /// The resources being walked, outermost first (for `#id` references).
     resources: Vec<&'d Node>,
+    /// `%resource` and `%rootResource` of the resources being walked.
     resource_items: Vec<ResourceFrame<'d>>,
+    /// What this walk found (failed invariants apart).
     issues: Vec<Issue>,
+    /// Failed invariants, kept apart until the dedicated checks are known.
     invariant_issues: Vec<Issue>,
+    /// Whether a resource (by position) conforms to a structure: known from
+    /// this walk (no error while walking the resource against its core
+    /// definition and that structure) or from a separate walk
+    /// ([`Walker::conforms`]), for slices discriminated by profile.
     conformance: HashMap<(u32, *const Structure), bool>,
+    /// Whether a resource (by position) met its core definition.
     core_conformance: HashMap<u32, bool>,
+}
+
+impl<'v, 'd> Scratch<'v, 'd> {
+    /// Empty tables, sized for a document's walk at `depth` 0.
+    fn new(depth: u8) -> Self {
+        Scratch {
+            // A document's walk meets ~2 000 pairs; nested walks (one
+            // resource against one profile) far fewer, and there may be
+            // dozens of them per document: [`Walker::probe`] gives them a
+            // table.
+            evaluated: if depth == 0 {
+                invariants::PairSet::with_capacity(2048)
+            } else {
+                invariants::PairSet::default()
+            },
+            // A document's walk remembers a few hundred objects.
+            walked_objects: if depth == 0 {
+                invariants::PairSet::with_capacity(512)
+            } else {
+                invariants::PairSet::default()
+            },
+            walked: HashSet::default(),
+            // Sized for a document's walk (a 50 KB document has ~500
+            // primitives), so that it does not grow step by step.
+            checked_primitives: if depth == 0 {
+                HashSet::with_capacity_and_hasher(512, Default::default())
+            } else {
+                HashSet::default()
+            },
+            context_buffers: Vec::new(),
+            count_buffers: Vec::new(),
+            resources: Vec::new(),
+            resource_items: Vec::new(),
+            issues: Vec::new(),
+            invariant_issues: Vec::new(),
+            conformance: HashMap::default(),
+            core_conformance: HashMap::default(),
+        }
+    }
+
+    /// Empties what a finished probe found and walked; the spare buffer
+    /// stacks are kept as they are (they hold empty buffers only).
+    fn clear(&mut self) {
+        self.evaluated.clear();
+        self.walked_objects.clear();
+        self.walked.clear();
+        self.checked_primitives.clear();
+        self.resources.clear();
+        self.resource_items.clear();
+        self.issues.clear();
+        self.invariant_issues.clear();
+        self.conformance.clear();
+        self.core_conformance.clear();
+    }
 }
 
 /// Where the children of an element are defined.
@@ -997,37 +1044,13 @@ impl<'v, 'd> Walker<'v, 'd> {
             package: None,
             validator,
             terminology,
-            issues: Vec::new(),
+            scratch: Scratch::new(depth),
             bundle,
             entry: None,
-            resources: Vec::new(),
-            // Sized for a document's walk (a 50 KB document has ~500
-            // primitives), so that it does not grow step by step.
-            walked: HashSet::default(),
-            checked_primitives: if depth == 0 {
-                HashSet::with_capacity_and_hasher(512, Default::default())
-            } else {
-                HashSet::default()
-            },
-            count_buffers: Vec::new(),
-            context_buffers: Vec::new(),
             depth,
-            resource_items: Vec::new(),
             contained_ids: HashMap::default(),
             link_targets: HashMap::default(),
-            // A document's walk meets ~2 000 pairs; nested walks (one
-            // resource against one profile) far fewer, and there may be
-            // dozens of them per document: [`Walker::probe`] gives them a
-            // table.
-            evaluated: if depth == 0 {
-                invariants::PairSet::with_capacity(2048)
-            } else {
-                invariants::PairSet::default()
-            },
-            invariant_issues: Vec::new(),
             jobs: None,
-            conformance: HashMap::default(),
-            core_conformance: HashMap::default(),
             conformance_notes: HashMap::default(),
             stop_at_first_error: false,
             failed: false,
@@ -1035,12 +1058,6 @@ impl<'v, 'd> Walker<'v, 'd> {
             outer_primitives: HashSet::default(),
             failed_pairs: Vec::new(),
             failed_primitives: Vec::new(),
-            // A document's walk remembers a few hundred objects.
-            walked_objects: if depth == 0 {
-                invariants::PairSet::with_capacity(512)
-            } else {
-                invariants::PairSet::default()
-            },
             outer_objects: invariants::PairSet::default(),
             nested: 0,
             spare: None,
@@ -1065,7 +1082,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     #[inline]
     fn first_evaluation(&mut self, pair: u64) -> bool {
         first_evaluation(
-            &mut self.evaluated,
+            &mut self.scratch.evaluated,
             &self.outer_evaluated,
             &self.failed_pairs,
             pair,
@@ -1075,14 +1092,18 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// Where the issue lists stand, to ask later whether an error was
     /// found since ([`Self::errors_since`]).
     fn mark(&self) -> (usize, usize) {
-        (self.issues.len(), self.invariant_issues.len())
+        (
+            self.scratch.issues.len(),
+            self.scratch.invariant_issues.len(),
+        )
     }
 
     fn errors_since(&self, (issues, invariant_issues): (usize, usize)) -> bool {
         let found = |list: &[Issue]| list.iter().any(|i| self.counts(i));
-        found(self.issues.get(issues..).unwrap_or_default())
+        found(self.scratch.issues.get(issues..).unwrap_or_default())
             || found(
-                self.invariant_issues
+                self.scratch
+                    .invariant_issues
                     .get(invariant_issues..)
                     .unwrap_or_default(),
             )
@@ -1092,9 +1113,10 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// `mark`.
     fn any_error_since(&self, (issues, invariant_issues): (usize, usize)) -> bool {
         let found = |list: &[Issue]| list.iter().any(|i| i.severity.is_error());
-        found(self.issues.get(issues..).unwrap_or_default())
+        found(self.scratch.issues.get(issues..).unwrap_or_default())
             || found(
-                self.invariant_issues
+                self.scratch
+                    .invariant_issues
                     .get(invariant_issues..)
                     .unwrap_or_default(),
             )
@@ -1122,14 +1144,14 @@ impl<'v, 'd> Walker<'v, 'd> {
             return Some(false);
         }
         let key = (node.span.start, Arc::as_ptr(structure));
-        if let Some(&known) = self.conformance.get(&key) {
+        if let Some(&known) = self.scratch.conformance.get(&key) {
             return Some(known);
         }
         if self.depth >= 2 {
             return None;
         }
         if slicing::breaks_root_values(node, structure) {
-            self.conformance.insert(key, false);
+            self.scratch.conformance.insert(key, false);
             return Some(false);
         }
         let mut probe = self.probe();
@@ -1140,21 +1162,28 @@ impl<'v, 'd> Walker<'v, 'd> {
         // error already rules out every profile, and otherwise the probe
         // walks the profile only.
         let resource_type = structure.type_name.as_str();
-        if let Some(&core_conforms) = self.core_conformance.get(&node.span.start) {
+        if let Some(&core_conforms) = self.scratch.core_conformance.get(&node.span.start) {
             if !core_conforms {
-                self.conformance.insert(key, false);
+                self.scratch.conformance.insert(key, false);
                 return Some(false);
             }
             if let Some(core) = validator.core.get(resource_type) {
-                probe.walked.insert((node.span.start, Arc::as_ptr(core)));
+                probe
+                    .scratch
+                    .walked
+                    .insert((node.span.start, Arc::as_ptr(core)));
             }
         }
         let place = at.map(Path::root);
         let from_type = Path::root(resource_type);
         if probe.breaks_root_bindings(node, structure, place.as_ref().unwrap_or(&from_type)) {
             // As the walk would have found first: no full walk.
-            self.conformance.insert(key, false);
-            let errors = probe.issues.drain(..).filter(|i| i.severity.is_error());
+            self.scratch.conformance.insert(key, false);
+            let errors = probe
+                .scratch
+                .issues
+                .drain(..)
+                .filter(|i| i.severity.is_error());
             self.conformance_notes.insert(key, errors.collect());
             self.recycle(probe);
             return Some(false);
@@ -1164,8 +1193,8 @@ impl<'v, 'd> Walker<'v, 'd> {
         // met again under the profile) and hands it back.
         // Facts about the root Bundle, lent to the probe and handed back.
         probe.bundle_targets = self.bundle_targets.take();
-        probe.outer_evaluated = std::mem::take(&mut self.evaluated);
-        probe.outer_primitives = std::mem::take(&mut self.checked_primitives);
+        probe.outer_evaluated = std::mem::take(&mut self.scratch.evaluated);
+        probe.outer_primitives = std::mem::take(&mut self.scratch.checked_primitives);
         probe.failed_pairs = std::mem::take(&mut self.failed_pairs);
         probe.failed_primitives = std::mem::take(&mut self.failed_primitives);
         // Objects this walk already walked without error, when the probe
@@ -1174,35 +1203,40 @@ impl<'v, 'd> Walker<'v, 'd> {
         let lend_objects =
             at.is_some() && probe.failed_pairs.is_empty() && probe.failed_primitives.is_empty();
         if lend_objects {
-            probe.outer_objects = std::mem::take(&mut self.walked_objects);
+            probe.outer_objects = std::mem::take(&mut self.scratch.walked_objects);
         }
         probe.resource(node, place.as_ref(), &[url]);
         if lend_objects {
-            self.walked_objects = std::mem::take(&mut probe.outer_objects);
+            self.scratch.walked_objects = std::mem::take(&mut probe.outer_objects);
         }
         self.bundle_targets = probe.bundle_targets.take();
-        self.evaluated = std::mem::take(&mut probe.outer_evaluated);
-        self.checked_primitives = std::mem::take(&mut probe.outer_primitives);
+        self.scratch.evaluated = std::mem::take(&mut probe.outer_evaluated);
+        self.scratch.checked_primitives = std::mem::take(&mut probe.outer_primitives);
         self.failed_pairs = std::mem::take(&mut probe.failed_pairs);
         self.failed_primitives = std::mem::take(&mut probe.failed_primitives);
         let conforms = !probe.errors_since((0, 0));
-        self.conformance.insert(key, conforms);
+        self.scratch.conformance.insert(key, conforms);
         if conforms && at.is_some() {
-            self.walked
+            self.scratch
+                .walked
                 .insert((node.span.start, Arc::as_ptr(structure)));
-            self.issues.append(&mut probe.issues);
-            self.invariant_issues.append(&mut probe.invariant_issues);
+            self.scratch.issues.append(&mut probe.scratch.issues);
+            self.scratch
+                .invariant_issues
+                .append(&mut probe.scratch.invariant_issues);
             // Its pairs and primitives are this walk's now (no later walk
             // of this resource evaluates them again).
-            self.evaluated.extend_from(&probe.evaluated);
-            self.checked_primitives
-                .extend(probe.checked_primitives.drain());
+            self.scratch.evaluated.extend_from(&probe.scratch.evaluated);
+            self.scratch
+                .checked_primitives
+                .extend(probe.scratch.checked_primitives.drain());
         }
         if !conforms {
             let errors = probe
+                .scratch
                 .issues
                 .drain(..)
-                .chain(probe.invariant_issues.drain(..))
+                .chain(probe.scratch.invariant_issues.drain(..))
                 .filter(|i| i.severity.is_error())
                 .collect();
             self.conformance_notes.insert(key, errors);
@@ -1221,22 +1255,8 @@ impl<'v, 'd> Walker<'v, 'd> {
             self.depth.saturating_add(1),
         );
         match self.spare.take() {
-            Some(spare) => {
-                let spare = *spare;
-                probe.evaluated = spare.evaluated;
-                probe.walked_objects = spare.walked_objects;
-                probe.walked = spare.walked;
-                probe.checked_primitives = spare.checked_primitives;
-                probe.context_buffers = spare.context_buffers;
-                probe.count_buffers = spare.count_buffers;
-                probe.resources = spare.resources;
-                probe.resource_items = spare.resource_items;
-                probe.issues = spare.issues;
-                probe.invariant_issues = spare.invariant_issues;
-                probe.conformance = spare.conformance;
-                probe.core_conformance = spare.core_conformance;
-            }
-            None => probe.evaluated = invariants::PairSet::with_capacity(128).logged(),
+            Some(spare) => probe.scratch = *spare,
+            None => probe.scratch.evaluated = invariants::PairSet::with_capacity(128).logged(),
         }
         probe
     }
@@ -1244,30 +1264,8 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// Keeps a finished probe's tables and buffers, emptied, for the next
     /// probe ([`Self::probe`]); what it found was taken before.
     fn recycle(&mut self, probe: Walker<'v, 'd>) {
-        let mut spare = Spare {
-            evaluated: probe.evaluated,
-            walked_objects: probe.walked_objects,
-            walked: probe.walked,
-            checked_primitives: probe.checked_primitives,
-            context_buffers: probe.context_buffers,
-            count_buffers: probe.count_buffers,
-            resources: probe.resources,
-            resource_items: probe.resource_items,
-            issues: probe.issues,
-            invariant_issues: probe.invariant_issues,
-            conformance: probe.conformance,
-            core_conformance: probe.core_conformance,
-        };
-        spare.evaluated.clear();
-        spare.walked_objects.clear();
-        spare.walked.clear();
-        spare.checked_primitives.clear();
-        spare.resources.clear();
-        spare.resource_items.clear();
-        spare.issues.clear();
-        spare.invariant_issues.clear();
-        spare.conformance.clear();
-        spare.core_conformance.clear();
+        let mut spare = probe.scratch;
+        spare.clear();
         self.spare = Some(Box::new(spare));
     }
 
@@ -1322,7 +1320,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         }
         let broken = self.errors_since(mark);
         if !broken {
-            self.issues.truncate(mark.0);
+            self.scratch.issues.truncate(mark.0);
         }
         broken
     }
@@ -1330,7 +1328,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     fn issue(&mut self, severity: Severity, code: IssueType, path: &Path<'_>, message: String) {
         let issue = Issue::new(severity, code, message).at(path.to_string());
         self.failed |= self.counts(&issue);
-        self.issues.push(issue);
+        self.scratch.issues.push(issue);
     }
 
     /// A conformance-only walk that already failed: nothing more to learn.
@@ -1370,10 +1368,10 @@ impl<'v, 'd> Walker<'v, 'd> {
                 return;
             }
         };
-        self.resources.push(node);
+        self.scratch.resources.push(node);
         let item = Item::resource(node, &validator.model);
         let scope = std::rc::Rc::new(ehds_fhirpath::ResourceScope::new());
-        let (root, root_scope) = match self.resource_items.last() {
+        let (root, root_scope) = match self.scratch.resource_items.last() {
             Some(container) if path.is_contained() => (
                 container.root.clone(),
                 std::rc::Rc::clone(&container.root_scope),
@@ -1388,13 +1386,14 @@ impl<'v, 'd> Walker<'v, 'd> {
             };
             pointers.push((own, root));
         }
-        self.resource_items.push(ResourceFrame {
+        self.scratch.resource_items.push(ResourceFrame {
             resource: item.clone(),
             root,
             scope,
             root_scope,
         });
         let first_visit = self
+            .scratch
             .walked
             .insert((node.span.start, std::ptr::from_ref(core)));
         if first_visit {
@@ -1416,7 +1415,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                 definition_rules::check(validator, node, &path.to_string(), &mut found);
                 for issue in found {
                     self.failed |= self.counts(&issue);
-                    self.issues.push(issue);
+                    self.scratch.issues.push(issue);
                 }
             }
             if matches!(resource_type, "SearchParameter" | "CapabilityStatement")
@@ -1438,11 +1437,13 @@ impl<'v, 'd> Walker<'v, 'd> {
                 );
                 for issue in found {
                     self.failed |= self.counts(&issue);
-                    self.issues.push(issue);
+                    self.scratch.issues.push(issue);
                 }
             }
             let conforms = !self.errors_since(mark);
-            self.core_conformance.insert(node.span.start, conforms);
+            self.scratch
+                .core_conformance
+                .insert(node.span.start, conforms);
         }
         let claimed: Vec<&str> = node
             .get("meta")
@@ -1468,7 +1469,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         {
             match validator.structure_in(profile, self.package) {
                 Some(s) if s.type_name == resource_type => {
-                    if self.walked.insert((node.span.start, Arc::as_ptr(s))) {
+                    if self.scratch.walked.insert((node.span.start, Arc::as_ptr(s))) {
                         let mark = self.mark();
                         let context = Context {
                             structure: s.as_ref(),
@@ -1478,9 +1479,9 @@ impl<'v, 'd> Walker<'v, 'd> {
                         if let Some(root) = s.elements.first() {
                             self.invariants(node, &item, &root.constraints, path);
                         }
-                        if let Some(&core) = self.core_conformance.get(&node.span.start) {
+                        if let Some(&core) = self.scratch.core_conformance.get(&node.span.start) {
                             let conforms = core && !self.errors_since(mark);
-                            self.conformance
+                            self.scratch.conformance
                                 .insert((node.span.start, Arc::as_ptr(s)), conforms);
                         }
                     }
@@ -1505,8 +1506,8 @@ impl<'v, 'd> Walker<'v, 'd> {
         if let Some((_, pointers)) = &mut self.jobs {
             pointers.pop();
         }
-        self.resource_items.pop();
-        self.resources.pop();
+        self.scratch.resource_items.pop();
+        self.scratch.resources.pop();
     }
 
     /// Evaluates `constraints` on the element instance `item` (whose node is
@@ -1578,7 +1579,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         node: &'d Node,
         path: &Path<'_>,
     ) {
-        let Some(frame) = self.resource_items.last() else {
+        let Some(frame) = self.scratch.resource_items.last() else {
             return;
         };
         let (resource, root) = (frame.resource.clone(), frame.root.clone());
@@ -1601,7 +1602,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             // `first` was found new by the caller.
             if n > 0
                 && !first_evaluation(
-                    &mut self.evaluated,
+                    &mut self.scratch.evaluated,
                     &self.outer_evaluated,
                     &self.failed_pairs,
                     pair,
@@ -1640,7 +1641,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                         self.failed = true;
                         self.failed_pairs.push(pair);
                     }
-                    self.invariant_issues.push(
+                    self.scratch.invariant_issues.push(
                         Issue::new(
                             constraint.severity,
                             IssueType::Invariant,
@@ -1649,7 +1650,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                         .at(path.to_string()),
                     );
                 }
-                Err(e) => self.invariant_issues.push(
+                Err(e) => self.scratch.invariant_issues.push(
                     Issue::new(
                         Severity::Information,
                         IssueType::Informational,
@@ -1669,7 +1670,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// choice element; a type profile first).
     ///
     /// Merged once per process and kept in the validator; the returned list
-    /// comes from a pool: hand it back with `self.context_buffers.push`.
+    /// comes from a pool: hand it back with `self.scratch.context_buffers.push`.
     fn child_definitions(
         &mut self,
         context: &Context<'v>,
@@ -1712,13 +1713,13 @@ impl<'v, 'd> Walker<'v, 'd> {
                         .insert(key, (pairs, number, Arc::clone(&built)));
                     index = Some(built);
                 }
-                let mut out = self.context_buffers.pop().unwrap_or_default();
+                let mut out = self.scratch.context_buffers.pop().unwrap_or_default();
                 out.clear();
                 out.extend(merged);
                 return (out, number, index);
             }
         };
-        let mut out = self.context_buffers.pop().unwrap_or_default();
+        let mut out = self.scratch.context_buffers.pop().unwrap_or_default();
         out.clear();
         out.extend(pairs.iter().filter_map(|&(id, element)| {
             Some(Context {
@@ -1823,14 +1824,14 @@ impl<'v, 'd> Walker<'v, 'd> {
         let remembered = (!resource_root && number != UNNUMBERED && self.jobs.is_none())
             .then(|| invariants::pair(node.span.start, number));
         if let Some(key) = remembered
-            && (self.walked_objects.contains(key) || self.outer_objects.contains(key))
+            && (self.scratch.walked_objects.contains(key) || self.outer_objects.contains(key))
         {
-            self.context_buffers.push(children);
+            self.scratch.context_buffers.push(children);
             return;
         }
         let start = (self.mark(), self.nested);
         // Occurrences per child; buffers are reused across objects.
-        let mut counts = self.count_buffers.pop().unwrap_or_default();
+        let mut counts = self.scratch.count_buffers.pop().unwrap_or_default();
         counts.clear();
         counts.resize(children.len(), 0);
         // Items per sliced child, for slicing: (slot, (member path, is
@@ -2038,13 +2039,13 @@ impl<'v, 'd> Walker<'v, 'd> {
                 self.error(IssueType::Structure, &path.key(&def.name), message);
             }
         }
-        self.count_buffers.push(counts);
-        self.context_buffers.push(children);
+        self.scratch.count_buffers.push(counts);
+        self.scratch.context_buffers.push(children);
         if let Some(key) = remembered
             && self.nested == start.1
             && !self.any_error_since(start.0)
         {
-            self.walked_objects.insert(key);
+            self.scratch.walked_objects.insert(key);
         }
     }
 
@@ -2134,7 +2135,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                             .at(place)
                         })
                         .collect();
-                    self.issues.extend(notes);
+                    self.scratch.issues.extend(notes);
                 }
                 Vec::new()
             }
@@ -2215,6 +2216,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         };
         let display = item.get("display").and_then(Node::as_str);
         let langs = self
+            .scratch
             .resources
             .iter()
             .rev()
@@ -2255,7 +2257,7 @@ impl<'v, 'd> Walker<'v, 'd> {
             return;
         }
         let resources: smallvec::SmallVec<[&'d Node; 4]> =
-            self.resources.iter().rev().copied().collect();
+            self.scratch.resources.iter().rev().copied().collect();
         let found = resources
             .into_iter()
             .any(|resource| self.contains_id(resource, id));
@@ -2848,7 +2850,7 @@ impl<'v, 'd> Walker<'v, 'd> {
                     .at(place)
                 })
                 .collect();
-            self.issues.extend(notes);
+            self.scratch.issues.extend(notes);
         }
     }
 
@@ -2938,7 +2940,7 @@ impl<'v, 'd> Walker<'v, 'd> {
         let position = item.span.start;
         if (self.outer_primitives.contains(&position)
             && !self.failed_primitives.contains(&position))
-            || !self.checked_primitives.insert(position)
+            || !self.scratch.checked_primitives.insert(position)
         {
             return;
         }
@@ -3020,7 +3022,7 @@ impl<'v, 'd> Walker<'v, 'd> {
     /// `countTargetMatches`); an `img` in the resource
     /// (`checkImageSources`).
     fn narrative_links(&mut self, div: &str, path: &Path<'_>) {
-        let Some(&resource) = self.resources.last() else {
+        let Some(&resource) = self.scratch.resources.last() else {
             return;
         };
         // The resource's targets are collected once for all its
