@@ -165,3 +165,21 @@ fn the_release_binary_carries_no_debug_info() {
         release.display()
     );
 }
+
+/// The allocator's run-time defaults are compiled in (`.cargo/config.toml`,
+/// `JEMALLOC_SYS_WITH_MALLOC_CONF`): its background thread, and freed pages
+/// given back after about a second (issue 17: resident memory after pushes).
+/// jemalloc keeps the string as its `config_malloc_conf`.
+#[test]
+fn the_release_binary_gives_freed_memory_back_within_a_second() {
+    let Some(release) = release_binary() else {
+        return;
+    };
+    let binary = std::fs::read(&release).unwrap();
+    let wanted = b"background_thread:true,dirty_decay_ms:1000\0";
+    assert!(
+        binary.windows(wanted.len()).any(|w| w == wanted),
+        "{} was built without the allocator settings of .cargo/config.toml",
+        release.display()
+    );
+}

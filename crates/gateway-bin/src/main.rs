@@ -15,8 +15,9 @@ use ehds_gateway::{Gateway, GatewayConfig};
 /// arenas keep freed small chunks; every small allocation pays a 16-byte
 /// header and a 32-byte minimum); jemalloc packs small allocations into
 /// size classes without a header and its background thread gives unused
-/// dirty pages back to the system after `dirty_decay_ms` (10 s by default;
-/// `muzzy_decay_ms` 0, so they leave the resident set at once). Figures:
+/// dirty pages back to the system after `dirty_decay_ms` (1 s, compiled in
+/// by `.cargo/config.toml`; `muzzy_decay_ms` 0, so they leave the resident
+/// set at once). Figures:
 /// `conformance/abuse-cases.md`, case 4. Only the binary chooses the
 /// allocator; the libraries do not.
 #[global_allocator]
