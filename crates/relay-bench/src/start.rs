@@ -405,15 +405,15 @@ pub(crate) async fn bench(args: &StartArgs) -> Result<(), BenchError> {
         r_push = per_push.as_secs_f64() / parse.as_secs_f64(),
     );
     let mut table = table;
-    let per = |switches: u64| switches as f64 / f64::from(pushes);
+    let switches_per_push = |switches: u64| switches as f64 / f64::from(pushes);
     let mut switches = format!(
         "gateway context switches per pushed summary (all its threads): {:.1} on one connection",
-        per(push_switches)
+        switches_per_push(push_switches)
     );
     if let Some((cpu, wall, concurrent_switches)) = concurrent {
         switches.push_str(&format!(
             ", {:.1} with {clients} clients at once",
-            per(concurrent_switches)
+            switches_per_push(concurrent_switches)
         ));
         let per_push = cpu / pushes;
         table.push_str(&format!(

@@ -38,10 +38,9 @@ use crate::error::GatewayError;
 /// per byte: the allocator's per-thread arenas and the pages it keeps for
 /// reuse; `tests/memory_budget.rs`, with idle read once the allocator has
 /// given back what start-up freed), and one alone 297 MiB (14.9 per byte),
-/// so the estimate is 16. Documents made
-/// of little but tiny values cost more (an array of one-digit numbers:
-/// about 20 per byte once parsed) and are not what the estimate is for:
-/// `conformance/abuse-cases.md`, case 4.
+/// so the estimate is 16. Documents made of little but tiny values cost
+/// more (an array of one-digit numbers: about 20 per byte once parsed) and
+/// are not what the estimate is for: `conformance/abuse-cases.md`, case 4.
 pub const COST_PER_BODY_BYTE: u64 = 16;
 
 /// The budget's accounting unit (a semaphore permit), in bytes.
