@@ -18,9 +18,9 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://data/gateway.db";
 /// with embedded PDFs) and far below what would strain memory.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 /// Default memory budget of request bodies being handled at once: 512 MiB,
-/// room for one body of [`DEFAULT_MAX_BODY_BYTES`] at its estimated cost
-/// (`crate::edge::COST_PER_BODY_BYTE` bytes per byte, 320 MiB) and many
-/// small ones beside it.
+/// room for two bodies of [`DEFAULT_MAX_BODY_BYTES`] at their estimated cost
+/// (`crate::edge::COST_PER_BODY_BYTE` bytes per byte, 240 MiB each) and
+/// small ones beside them.
 pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 512 * 1024 * 1024;
 /// Default time a client has to send a request body.
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;

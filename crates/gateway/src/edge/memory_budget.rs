@@ -31,17 +31,18 @@ use crate::error::GatewayError;
 /// lossless parsed view of `ehds_fhir::json` (measured 3.9 bytes per byte of
 /// a 20 MiB Bundle of 52,195 Observations), the validator's working memory
 /// and its report (2.5 per byte on the same Bundle, a warning per entry),
-/// and the OperationOutcome written back (0.4 per byte): 7.4 bytes per body
-/// byte at the peak by jemalloc's `stats.allocated` (the binary's
-/// allocator). What the budget bounds is the resident set, which is more:
-/// two such bodies at once took 550 MiB over the idle resident set (13.7
-/// per byte: the allocator's per-thread arenas and the pages it keeps for
-/// reuse; `tests/memory_budget.rs`, with idle read once the allocator has
-/// given back what start-up freed), and one alone 297 MiB (14.9 per byte),
-/// so the estimate is 16. Documents made of little but tiny values cost
-/// more (an array of one-digit numbers: about 20 per byte once parsed) and
-/// are not what the estimate is for: `conformance/abuse-cases.md`, case 4.
-pub const COST_PER_BODY_BYTE: u64 = 16;
+/// and the OperationOutcome written back (0.4 per byte). What the budget
+/// bounds is the resident set (`tests/memory_budget.rs`, idle read once the
+/// allocator has given back what start-up freed): one such body took
+/// 208 MiB over the idle resident set (10.4 per byte), two at once 403–406
+/// MiB (10.1 each), so the estimate is 12 and the default budget holds two.
+/// (It was 16 while the OperationOutcome was built through fhir-sdk's
+/// typed model with the parsed body still held, and the findings' texts
+/// were copied to drop repeats: 14.9 per byte for one body.) Documents
+/// made of little but tiny values cost more (an array of one-digit numbers:
+/// about 20 per byte once parsed) and are not what the estimate is for:
+/// `conformance/abuse-cases.md`, case 4.
+pub const COST_PER_BODY_BYTE: u64 = 12;
 
 /// The budget's accounting unit (a semaphore permit), in bytes.
 const UNIT_BYTES: u64 = 1024;

@@ -86,20 +86,22 @@ async fn validate(
         .validator
         .validate_downgrading(&resource, &profiles, &policy.downgraded_rules)
         .await;
+    // The body and its parsed tree are not needed past here: freed before
+    // the OperationOutcome is rendered, so that a large body's peak is the
+    // larger of the two, not their sum (the memory budget's estimate,
+    // `crate::edge::COST_PER_BODY_BYTE`).
+    drop(resource);
     let judgement =
         crate::validation_policy::judge(report.issues, service, policy, &state.unknown_extensions);
     let note = judgement.report_note(service, false);
-    let report = ehds_validation::ValidationReport {
-        issues: judgement.issues.into_iter().chain(note).collect(),
-    };
-    let issues = if report.issues.is_empty() {
-        vec![ehds_fhir::outcome::Issue::new(
+    let mut issues = judgement.issues;
+    issues.extend(note);
+    if issues.is_empty() {
+        issues.push(ehds_fhir::outcome::Issue::new(
             ehds_fhir::outcome::Severity::Information,
             ehds_fhir::outcome::IssueType::Informational,
             "validation found no issues",
-        )]
-    } else {
-        report.issues
-    };
+        ));
+    }
     Ok(outcome_response(StatusCode::OK, &issues))
 }

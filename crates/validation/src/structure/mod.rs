@@ -728,20 +728,42 @@ impl StructureValidator {
 }
 
 /// Appends `found` to `issues`, dropping exact repeats (the same finding from
-/// the core definition and from a profile).
+/// the core definition and from a profile). Keyed by a hash of the finding,
+/// its text compared only on a hash match: a `$validate` of a large Bundle
+/// can report 150 000 findings, and a set of their cloned texts doubled
+/// what they took at the request's peak.
 fn dedupe_into(found: Vec<Issue>, issues: &mut Vec<Issue>) {
-    // std SipHash here: the keys carry sender-controlled text.
-    let mut seen = std::collections::HashSet::with_capacity(found.len());
-    for issue in found {
-        let key = (
+    use std::hash::BuildHasher;
+    // std SipHash, randomly keyed: the texts are sender-controlled.
+    let hasher = std::collections::hash_map::RandomState::new();
+    let key = |issue: &Issue| {
+        hasher.hash_one((
             issue.severity,
             issue.code,
-            issue.expression.clone(),
-            issue.diagnostics.clone(),
-        );
-        if seen.insert(key) {
-            issues.push(issue);
+            issue.expression.as_deref(),
+            issue.diagnostics.as_str(),
+        ))
+    };
+    let same = |a: &Issue, b: &Issue| {
+        a.severity == b.severity
+            && a.code == b.code
+            && a.expression == b.expression
+            && a.diagnostics == b.diagnostics
+    };
+    // Hash → the first kept finding with it, and any others (rare).
+    let mut seen: std::collections::HashMap<u64, smallvec::SmallVec<[usize; 1]>> =
+        std::collections::HashMap::with_capacity(found.len());
+    issues.reserve(found.len());
+    for issue in found {
+        let kept = seen.entry(key(&issue)).or_default();
+        if kept
+            .iter()
+            .any(|&at| issues.get(at).is_some_and(|k| same(k, &issue)))
+        {
+            continue;
         }
+        kept.push(issues.len());
+        issues.push(issue);
     }
 }
 
@@ -3452,5 +3474,48 @@ mod dedicated_findings_tests {
             let issue = finding(severity, message, at);
             assert_eq!(index.cover(&issue), covered, "{message} at {at}");
         }
+    }
+}
+
+#[cfg(test)]
+mod dedupe_tests {
+    use super::*;
+
+    fn finding(severity: Severity, message: &str, at: Option<&str>) -> Issue {
+        let issue = Issue::new(severity, IssueType::Invariant, message);
+        match at {
+            Some(at) => issue.at(at),
+            None => issue,
+        }
+    }
+
+    /// Exact repeats among the new findings are dropped, the first kept in
+    /// place; findings that differ in severity, code, place or text all
+    /// stay, and what `issues` held before is left as it was.
+    #[test]
+    fn only_exact_repeats_are_dropped_in_order() {
+        let before = finding(Severity::Error, "ele-1", Some("Patient"));
+        let mut issues = vec![before.clone()];
+        let found = vec![
+            finding(Severity::Error, "ele-1", Some("Patient")),
+            finding(Severity::Error, "ele-1", Some("Patient.name")),
+            finding(Severity::Error, "ele-1", Some("Patient")),
+            finding(Severity::Warning, "ele-1", Some("Patient")),
+            finding(Severity::Error, "ele-1", None),
+            finding(Severity::Error, "ele-1", None),
+            Issue::new(Severity::Error, IssueType::Structure, "ele-1").at("Patient"),
+            finding(Severity::Error, "ele-2", Some("Patient")),
+        ];
+        dedupe_into(found, &mut issues);
+        let expected = vec![
+            before.clone(),
+            before.clone(),
+            finding(Severity::Error, "ele-1", Some("Patient.name")),
+            finding(Severity::Warning, "ele-1", Some("Patient")),
+            finding(Severity::Error, "ele-1", None),
+            Issue::new(Severity::Error, IssueType::Structure, "ele-1").at("Patient"),
+            finding(Severity::Error, "ele-2", Some("Patient")),
+        ];
+        assert_eq!(issues, expected);
     }
 }
