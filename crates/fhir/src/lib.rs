@@ -5,8 +5,9 @@
 //! written), the FHIR JSON representation rules enforced at ingest, the
 //! Bundle reference index ([`bundle::BundleIndex`]) that resolves `urn:uuid`,
 //! absolute and relative references, and the OperationOutcome issue model
-//! ([`outcome`]) with, behind the `typed` feature, its rendering through
-//! fhir-sdk's typed R4B models, and the AuditEvent records of cross-border
+//! ([`outcome`]) with, behind the `typed` feature, its rendering (streamed,
+//! checked byte for byte against fhir-sdk's typed R4B model in a test), and
+//! the AuditEvent records of cross-border
 //! access ([`audit_event`], IHE BALP patterns).
 //!
 //! Must not know about: profiles or validation rules (the validation crate),
