@@ -585,7 +585,10 @@ impl Parser<'_> {
                 None => return Err(Raw::at(RejectionKind::UnexpectedEnd, self.pos)),
             }
         }
-        let mut out = String::from(self.text(start, self.pos)?);
+        // Escaped: sized once for the text as written up to its closing
+        // quote (unescaping only shortens it), not grown run by run.
+        let mut out = String::with_capacity(self.escaped_string_len(start));
+        out.push_str(self.text(start, self.pos)?);
         loop {
             match self.peek() {
                 Some(b'"') => {
@@ -626,6 +629,23 @@ impl Parser<'_> {
                 None => return Err(Raw::at(RejectionKind::UnexpectedEnd, self.pos)),
             }
         }
+    }
+
+    /// The length as written of the string that began at `start` and whose
+    /// first escape is at the current position: up to its closing quote, or
+    /// to the end of the input when it has none (an error found later).
+    fn escaped_string_len(&self, start: usize) -> usize {
+        let mut at = self.pos;
+        loop {
+            at += plain_string_run(self.src.get(at..).unwrap_or_default());
+            match self.src.get(at) {
+                Some(b'"') => break,
+                Some(b'\\') => at += 2,
+                Some(_) => at += 1,
+                None => break,
+            }
+        }
+        at.min(self.src.len()).saturating_sub(start)
     }
 
     /// Moves past the bytes a string holds as they are: up to the next
@@ -961,6 +981,33 @@ mod tests {
     fn unescapes_strings_and_pairs() {
         let node = parse(br#"{"resourceType":"P","s":"a\u00e9\n\ud83d\ude00\/"}"#).unwrap();
         assert_eq!(node.get("s").unwrap().as_str(), Some("a\u{e9}\n\u{1F600}/"));
+    }
+
+    /// An escaped string's buffer is sized from the text as written up to
+    /// its closing quote: escaped quotes and backslashes do not end it
+    /// early, and a string the input ends inside is still refused.
+    #[test]
+    fn escaped_strings_of_every_shape() {
+        let node = parse(
+            br##"{"resourceType":"P","q":"<a href=\"#x\">\\\\</a>\"","e":"\\","l":"x\u0041\t"}"##,
+        )
+        .unwrap();
+        assert_eq!(
+            node.get("q").unwrap().as_str(),
+            Some(r##"<a href="#x">\\</a>""##)
+        );
+        assert_eq!(node.get("e").unwrap().as_str(), Some("\\"));
+        assert_eq!(node.get("l").unwrap().as_str(), Some("xA\t"));
+        for truncated in [
+            &br#"{"resourceType":"P","s":"a\""#[..],
+            br#"{"resourceType":"P","s":"a\"#,
+            br#"{"resourceType":"P","s":"a\\"#,
+        ] {
+            assert_eq!(
+                parse(truncated).unwrap_err().kind,
+                RejectionKind::UnexpectedEnd
+            );
+        }
     }
 
     #[test]
