@@ -306,17 +306,6 @@ fn render_typed(issues: &[Issue]) -> Result<Vec<u8>, OutcomeRenderError> {
         }
     }
 
-    // An OperationOutcome needs at least one issue (OperationOutcome.issue 1..*).
-    let fallback = [Issue::new(
-        Severity::Information,
-        IssueType::Informational,
-        "no issues",
-    )];
-    let issues = if issues.is_empty() {
-        &fallback[..]
-    } else {
-        issues
-    };
     let typed: Vec<Option<OperationOutcomeIssue>> = issues
         .iter()
         .map(|issue| {
@@ -437,7 +426,10 @@ mod tests {
             let one = std::slice::from_ref(one);
             assert_eq!(render(one).unwrap(), render_typed(one).unwrap());
         }
-        assert_eq!(render(&[]).unwrap(), render_typed(&[]).unwrap());
+        // No issue at all: the one information issue an OperationOutcome
+        // then needs (OperationOutcome.issue 1..*).
+        let no_issues = Issue::new(Severity::Information, IssueType::Informational, "no issues");
+        assert_eq!(render(&[]).unwrap(), render_typed(&[no_issues]).unwrap());
     }
 
     #[test]
