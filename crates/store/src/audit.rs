@@ -41,7 +41,7 @@
 //! the record (triggers of migration 0013), so a process that wrote the head
 //! last appends with one INSERT, without reading it first; when the head has
 //! moved, the INSERT is refused and the append reads it as above. On SQLite
-//! one writer task per store does this, and commits the appends that arrive
+//! one writer thread per store does this, and commits the appends that arrive
 //! while it is busy in one transaction (module `group_commit`). Any number
 //! of tasks and of gateway processes sharing one database therefore extend
 //! one chain.
@@ -304,7 +304,7 @@ impl Store {
         let recorded_at_us = to_micros(record.recorded_at)?;
         let content_sha256: [u8; 32] = Sha256::digest(record.content).into();
         let (seq, prev_hash, hash) = match (&self.backend, &self.sqlite_writer) {
-            // SQLite: the writer task, which commits the appends (and ledger
+            // SQLite: the writer thread, which commits the appends (and ledger
             // writes) of concurrent requests together (module
             // `group_commit`).
             (Backend::Sqlite(_), Some(writer)) => {

@@ -25,8 +25,9 @@ pub struct Store {
     pub(crate) backend: Backend,
     /// Calls of [`Store::first_use_of_assertion`], to purge now and then.
     pub(crate) assertion_calls: Arc<AtomicU64>,
-    /// SQLite: the task that commits the audit appends and replay-ledger
-    /// writes of concurrent requests together (module `group_commit`).
+    /// SQLite: the thread that commits the audit appends, replay-ledger
+    /// writes and documents of concurrent requests together (module
+    /// `group_commit`).
     pub(crate) sqlite_writer: Option<group_commit::SqliteWriter>,
 }
 
@@ -81,7 +82,10 @@ impl Store {
                     .connect_with(options.clone())
                     .await?;
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-                sqlite_writer = Some(group_commit::SqliteWriter::start(&options).await?);
+                sqlite_writer = Some(group_commit::SqliteWriter::start(
+                    path,
+                    SQLITE_BUSY_TIMEOUT,
+                )?);
                 Backend::Sqlite(pool)
             }
             StoreConfig::Postgres {
@@ -237,4 +241,39 @@ pub(crate) fn to_micros(t: OffsetDateTime) -> Result<i64, StoreError> {
 pub(crate) fn from_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
         .map_err(|e| StoreError::Corrupt(format!("stored time: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    /// The SQLite the gateway is built with carries the options
+    /// `.cargo/config.toml` gives libsqlite3-sys (`LIBSQLITE3_FLAGS`): no
+    /// memory statistics (no global mutex per allocation) and page caches
+    /// that grow on use.
+    #[tokio::test]
+    async fn sqlite_is_built_with_the_workspace_compile_options() {
+        let dir = ehds_test_support::ScratchDir::new("sqlite-compile-options");
+        let store = Store::open(&StoreConfig::Sqlite {
+            path: dir.path().join("gw.db"),
+        })
+        .await
+        .unwrap();
+        let Backend::Sqlite(pool) = &store.backend else {
+            panic!("an SQLite store");
+        };
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for wanted in ["DEFAULT_MEMSTATUS=0", "DEFAULT_PCACHE_INITSZ=0"] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "{wanted} missing from {options:?}"
+            );
+        }
+        store.close().await;
+    }
 }

@@ -40,6 +40,12 @@ pub(crate) type ChainHead = (u64, [u8; 32]);
 /// `(seq, prev_hash, hash)` of an appended record.
 pub(crate) type Link = (u64, [u8; 32], [u8; 32]);
 
+/// Appends a record (`seq`, `recorded_at_us`, `patient_identifier`,
+/// `outcome`, `content`, `prev_hash`, `hash`); the triggers (SQLite) or the
+/// locked head (PostgreSQL) make it extend the chain.
+pub(crate) const INSERT_AUDIT_EVENT: &str = "INSERT INTO audit_events (seq, recorded_at_us, patient_identifier, outcome, \
+     content, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
 /// A record to append, with what its hash needs.
 pub(crate) struct AuditRow<'a> {
     pub(crate) patient_identifier: Option<&'a str>,
@@ -80,28 +86,15 @@ impl AuditRow<'_> {
         &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
-        sqlx::query(
-            "INSERT INTO audit_events (seq, recorded_at_us, patient_identifier, outcome, \
-             content, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(i64::try_from(link.0).unwrap_or(i64::MAX))
-        .bind(self.recorded_at_us)
-        .bind(self.patient_identifier)
-        .bind(self.outcome)
-        .bind(self.content)
-        .bind(&link.1[..])
-        .bind(&link.2[..])
+        sqlx::query(INSERT_AUDIT_EVENT)
+            .bind(i64::try_from(link.0).unwrap_or(i64::MAX))
+            .bind(self.recorded_at_us)
+            .bind(self.patient_identifier)
+            .bind(self.outcome)
+            .bind(self.content)
+            .bind(&link.1[..])
+            .bind(&link.2[..])
     }
-}
-
-/// The chain head as the database holds it (SQLite: inside the writer's
-/// `BEGIN IMMEDIATE` transaction, which holds the write lock).
-pub(crate) async fn read_head(conn: &mut sqlx::SqliteConnection) -> Result<ChainHead, StoreError> {
-    let (head_seq, head_hash): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1")
-            .fetch_one(conn)
-            .await?;
-    Ok((to_seq(head_seq)?, to_hash(head_hash, "chain head hash")?))
 }
 
 pub(crate) fn to_seq(seq: i64) -> Result<u64, StoreError> {

@@ -6,7 +6,7 @@
 //! Each of these must be durable before the request goes on (`synchronous =
 //! FULL`: the WAL is fsynced at every commit), so on SQLite each used to
 //! cost a commit, and under load most of a relayed retrieval's CPU went to
-//! the two fsyncs and the wake-ups around them. One writer task now owns a
+//! the two fsyncs and the wake-ups around them. One writer thread now owns a
 //! connection of its own and takes the writes of every request waiting at
 //! that moment into one `BEGIN IMMEDIATE` transaction: one fsync for the
 //! batch, and each request is answered only after that commit. A request
@@ -27,19 +27,32 @@
 //! with the documents' pages (the gateway's resident memory grew by about
 //! 1 MiB per connection). The writer's one connection does both once.
 //!
+//! The writer is a thread of its own that holds its SQLite connection
+//! directly (rusqlite, over the same SQLite library as sqlx), not a task
+//! driving an sqlx connection: sqlx runs every statement on a thread of the
+//! connection's own and hands the statement there and its result back, two
+//! more cross-thread wake-ups per write on top of the request's hand-off to
+//! the writer and the answer (issue 17: a pushed summary's CPU). A request
+//! now wakes the writer once, and the writer wakes the request once. The
+//! writer's waits (the fsync, a lock another process holds) block only the
+//! writer.
+//!
 //! PostgreSQL needs none of this: the server does its own group commit
 //! across connections and replicas.
 //!
 //! [`Store::put_document`]: crate::Store::put_document
+//! [`Store::append_audit`]: crate::Store::append_audit
+//! [`Store::first_use_of_assertion`]: crate::Store::first_use_of_assertion
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chain::{AuditRow, ChainHead, Link, read_head};
+use crate::chain::{AuditRow, ChainHead, INSERT_AUDIT_EVENT, Link, to_hash, to_seq};
 use crate::error::StoreError;
 
 /// Records (`issuer`, `jti`) held until `$3` unless it is held until `$4` or
@@ -64,6 +77,10 @@ const MAX_BATCH: usize = 64;
 /// Writes that may wait for the writer; a caller beyond this waits to queue
 /// (back-pressure, not an error).
 const QUEUE: usize = 1_024;
+
+/// Prepared statements the writer keeps: its four (document, ledger, audit
+/// record, chain head) and room to spare.
+const STATEMENT_CACHE: usize = 8;
 
 /// A replay-ledger write: the pair is recorded unless held until `now` or
 /// later (the statement of [`Store::first_use_of_assertion`]).
@@ -117,17 +134,11 @@ pub(crate) struct DocumentWrite {
 }
 
 impl DocumentWrite {
-    /// The insert, on either backend.
-    pub(crate) fn query<DB>(
+    /// The insert on PostgreSQL (SQLite's writer binds the same statement
+    /// itself: [`document`]).
+    pub(crate) fn query(
         &self,
-    ) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>>
-    where
-        DB: sqlx::Database,
-        for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    {
+    ) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
         sqlx::query(INSERT_DOCUMENT)
             .bind(self.id.as_str())
             .bind(self.identifier_system.as_str())
@@ -144,12 +155,17 @@ impl DocumentWrite {
 }
 
 /// Stores a document unless its identifier is taken (one row affected:
-/// stored).
+/// stored). SQLite numbers `$n` parameters in order of first appearance,
+/// so both backends bind the same values in the same order.
 const INSERT_DOCUMENT: &str = "INSERT INTO documents (id, identifier_system, identifier_value, bundle_type, \
      patient_identifier, received_at_us, sender, document_type, content_type, \
      sha256, content) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (identifier_system, identifier_value) DO NOTHING";
+
+/// The chain head as the database holds it (inside the writer's `BEGIN
+/// IMMEDIATE` transaction, which holds the write lock).
+const READ_CHAIN_HEAD: &str = "SELECT seq, hash FROM audit_chain_head WHERE id = 1";
 
 /// A write waiting for the writer, with where its outcome goes.
 enum Write {
@@ -200,7 +216,7 @@ impl Counters {
     }
 }
 
-/// The handle the store's clones share: a queue to the writer task.
+/// The handle the store's clones share: a queue to the writer thread.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteWriter {
     jobs: mpsc::Sender<Job>,
@@ -208,18 +224,18 @@ pub(crate) struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Opens the writer's own connection (the same options as the pool's,
-    /// with a smaller page cache: [`WRITER_CACHE_KIB`]) and starts its task
-    /// on the current tokio runtime.
-    pub(crate) async fn start(options: &SqliteConnectOptions) -> Result<Self, StoreError> {
-        let conn = options
-            .clone()
-            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
-            .connect()
-            .await?;
+    /// Opens the writer's own connection to the SQLite file at `path` (the
+    /// pool's settings: WAL, `synchronous = FULL`, foreign keys, the busy
+    /// timeout; a smaller page cache: [`WRITER_CACHE_KIB`]) and starts its
+    /// thread. The pool has created the file and applied the migrations.
+    pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        let conn = open(path, busy_timeout)?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(conn, queue, Arc::clone(&counters)));
+        let thread_counters = Arc::clone(&counters);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, queue, &thread_counters))?;
         Ok(Self { jobs, counters })
     }
 
@@ -275,14 +291,43 @@ fn stopped() -> StoreError {
     StoreError::Config("the store is closed".into())
 }
 
-/// The writer task: waits for a write, takes every write queued by then (up
-/// to [`MAX_BATCH`]), commits them together, answers each.
-async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>, counters: Arc<Counters>) {
+/// The writer's connection, with the settings of the pool's (module
+/// `backend`): the durable commit (`synchronous = FULL`) is per connection.
+fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    // No mutex of SQLite's own: the connection is this thread's alone.
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Config(format!(
+            "the SQLite writer's journal mode is {mode}, not WAL"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{WRITER_CACHE_KIB};"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// The writer thread: waits for a write, takes every write queued by then
+/// (up to [`MAX_BATCH`]), commits them together, answers each.
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, counters: &Counters) {
     // The chain head as this writer last committed it; `None` when unknown
     // (at start, or after a failure).
     let mut head: Option<ChainHead> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
         let mut writes = Vec::with_capacity(batch.len());
         let mut close = None;
         for job in batch.drain(..) {
@@ -295,49 +340,42 @@ async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>, counter
             0 => {}
             1 => {
                 if let Some(job) = writes.pop() {
-                    write_alone(&mut conn, &mut head, job, &counters).await;
+                    write_alone(&conn, &mut head, job, counters);
                 }
             }
-            _ => write_batch(&mut conn, &mut head, writes, &counters).await,
+            _ => write_batch(&mut conn, &mut head, writes, counters),
         }
         if let Some(reply) = close {
             // Returning drops the queue: writes still in it, or sent later,
             // get an error.
-            let _ = conn.close().await;
+            let _ = conn.close();
             let _ = reply.send(());
             return;
         }
     }
-    let _ = conn.close().await;
+    let _ = conn.close();
 }
 
 /// One write in its own autocommit statement (or, for an audit record whose
 /// head this writer does not know, a short `BEGIN IMMEDIATE` transaction).
-async fn write_alone(
-    conn: &mut SqliteConnection,
-    head: &mut Option<ChainHead>,
-    job: Write,
-    counters: &Counters,
-) {
+fn write_alone(conn: &Connection, head: &mut Option<ChainHead>, job: Write, counters: &Counters) {
     match job {
         Write::Ledger(write, reply) => {
-            let written = ledger(conn, &write).await;
+            let written = ledger(conn, &write);
             if written.is_ok() {
                 counters.committed(1);
             }
             let _ = reply.send(written);
         }
         Write::Audit(write, reply) => {
-            let written = audit_alone(conn, head, &write).await;
+            let written = audit_alone(conn, head, &write);
             if written.is_ok() {
                 counters.committed(1);
             }
             let _ = reply.send(written);
         }
         Write::Document(write, reply) => {
-            let written = document(conn, &write)
-                .await
-                .map(|inserted| (inserted, write));
+            let written = document(conn, &write).map(|inserted| (inserted, write));
             if written.is_ok() {
                 counters.committed(1);
             }
@@ -346,25 +384,59 @@ async fn write_alone(
     }
 }
 
-async fn document(conn: &mut SqliteConnection, write: &DocumentWrite) -> Result<bool, StoreError> {
-    let inserted = write.query().execute(&mut *conn).await?.rows_affected();
+fn document(conn: &Connection, write: &DocumentWrite) -> Result<bool, StoreError> {
+    let inserted = conn.prepare_cached(INSERT_DOCUMENT)?.execute(params![
+        write.id,
+        write.identifier_system,
+        write.identifier_value,
+        write.bundle_type,
+        write.patient_identifier,
+        write.received_at_us,
+        write.sender,
+        write.document_type,
+        write.content_type,
+        &write.sha256[..],
+        write.content,
+    ])?;
     Ok(inserted == 1)
 }
 
-async fn ledger(conn: &mut SqliteConnection, write: &LedgerWrite) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(RECORD_FIRST_USE)
-        .bind(&write.issuer)
-        .bind(&write.jti)
-        .bind(write.until_us)
-        .bind(write.now_us)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+fn ledger(conn: &Connection, write: &LedgerWrite) -> Result<bool, StoreError> {
+    let inserted = conn.prepare_cached(RECORD_FIRST_USE)?.execute(params![
+        write.issuer,
+        write.jti,
+        write.until_us,
+        write.now_us,
+    ])?;
     Ok(inserted == 1)
 }
 
-async fn audit_alone(
-    conn: &mut SqliteConnection,
+/// Inserts the record at `link`.
+fn insert_audit(conn: &Connection, row: &AuditRow<'_>, link: &Link) -> Result<(), StoreError> {
+    let seq =
+        i64::try_from(link.0).map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?;
+    conn.prepare_cached(INSERT_AUDIT_EVENT)?.execute(params![
+        seq,
+        row.recorded_at_us,
+        row.patient_identifier,
+        row.outcome,
+        row.content,
+        &link.1[..],
+        &link.2[..],
+    ])?;
+    Ok(())
+}
+
+/// The chain head as the database holds it.
+fn read_head(conn: &Connection) -> Result<ChainHead, StoreError> {
+    let (seq, hash): (i64, Vec<u8>) = conn
+        .prepare_cached(READ_CHAIN_HEAD)?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok((to_seq(seq)?, to_hash(hash, "chain head hash")?))
+}
+
+fn audit_alone(
+    conn: &Connection,
     head: &mut Option<ChainHead>,
     write: &AuditWrite,
 ) -> Result<Link, StoreError> {
@@ -373,28 +445,28 @@ async fn audit_alone(
         let link = row.link(known)?;
         // The triggers refuse a record that does not extend the head (another
         // process appended): then read the head as below.
-        if row.insert(&link).execute(&mut *conn).await.is_ok() {
+        if insert_audit(conn, &row, &link).is_ok() {
             *head = Some((link.0, link.2));
             return Ok(link);
         }
     }
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let link = row.link(read_head(&mut tx).await?)?;
-    row.insert(&link).execute(&mut *tx).await?;
-    tx.commit().await?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let link = row.link(read_head(&tx)?)?;
+    insert_audit(&tx, &row, &link)?;
+    tx.commit()?;
     *head = Some((link.0, link.2));
     Ok(link)
 }
 
 /// Several writes in one transaction; if anything fails, each is written
 /// alone so that each gets its own outcome.
-async fn write_batch(
-    conn: &mut SqliteConnection,
+fn write_batch(
+    conn: &mut Connection,
     head: &mut Option<ChainHead>,
     jobs: Vec<Write>,
     counters: &Counters,
 ) {
-    match commit_together(conn, &jobs).await {
+    match commit_together(conn, &jobs) {
         Ok((done, new_head)) => {
             counters.committed(jobs.len());
             if new_head.is_some() {
@@ -419,38 +491,37 @@ async fn write_batch(
         Err(_) => {
             *head = None;
             for job in jobs {
-                write_alone(conn, head, job, counters).await;
+                write_alone(conn, head, job, counters);
             }
         }
     }
 }
 
-async fn commit_together(
-    conn: &mut SqliteConnection,
+fn commit_together(
+    conn: &mut Connection,
     jobs: &[Write],
 ) -> Result<(Vec<Done>, Option<ChainHead>), StoreError> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    // Dropped without `commit` (an error below), the transaction rolls back.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut chain: Option<ChainHead> = None;
     let mut done = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
-            Write::Ledger(write, _) => done.push(Done::Ledger(ledger(&mut tx, write).await?)),
-            Write::Document(write, _) => {
-                done.push(Done::Document(document(&mut tx, write).await?));
-            }
+            Write::Ledger(write, _) => done.push(Done::Ledger(ledger(&tx, write)?)),
+            Write::Document(write, _) => done.push(Done::Document(document(&tx, write)?)),
             Write::Audit(write, _) => {
                 let current = match chain {
                     Some(h) => h,
-                    None => read_head(&mut tx).await?,
+                    None => read_head(&tx)?,
                 };
                 let row = write.row();
                 let link = row.link(current)?;
-                row.insert(&link).execute(&mut *tx).await?;
+                insert_audit(&tx, &row, &link)?;
                 chain = Some((link.0, link.2));
                 done.push(Done::Audit(link));
             }
         }
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok((done, chain))
 }
