@@ -79,7 +79,7 @@ impl Store {
                     // still fails (and the caller fails closed); sqlx pings
                     // on release anyway.
                     .test_before_acquire(false)
-                    .connect_with(options.clone())
+                    .connect_with(options)
                     .await?;
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
                 sqlite_writer = Some(group_commit::SqliteWriter::start(

@@ -45,7 +45,7 @@ impl StoreError {
                 .code()
                 .is_some_and(|code| is_unavailable_code(&code)),
             Self::SqliteWriter(rusqlite::Error::SqliteFailure(failure, _)) => {
-                is_unavailable_code(&failure.extended_code.to_string())
+                u32::try_from(failure.extended_code).is_ok_and(is_unavailable_sqlite_code)
             }
             _ => false,
         }
@@ -59,8 +59,13 @@ fn is_unavailable_code(code: &str) -> bool {
     if code.len() == 5 {
         return matches!(code, "53100" | "55P03" | "40001" | "40P01");
     }
-    code.parse::<u32>()
-        .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 13))
+    code.parse::<u32>().is_ok_and(is_unavailable_sqlite_code)
+}
+
+/// An SQLite extended result code whose primary code (its low byte) is 5
+/// `SQLITE_BUSY`, 6 `SQLITE_LOCKED` or 13 `SQLITE_FULL`.
+fn is_unavailable_sqlite_code(extended: u32) -> bool {
+    matches!(extended & 0xff, 5 | 6 | 13)
 }
 
 #[cfg(test)]
